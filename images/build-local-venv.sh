@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Build the local-profile virtualenv of one image: .venvs/<image> from images/<image>/requirements.txt.
+# The local profile runs each container workload as a process in this virtualenv, with the same
+# entrypoint, arguments and environment the pod would get. Idempotent: a venv whose requirements
+# file has not changed since the last build is left alone.
+set -euo pipefail
+image="${1:?usage: build-local-venv.sh <image-name>}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+req="$root/images/$image/requirements.txt"
+venv="$root/.venvs/$image"
+stamp="$venv/.requirements.sha256"
+[ -f "$req" ] || { echo "no such image: $req" >&2; exit 2; }
+extra="$root/images/$image/local-venv-extra.sh"
+want="$( { cat "$req"; if [ -f "$extra" ]; then cat "$extra"; fi; } | sha256sum | cut -d' ' -f1)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  echo "venv $image: up to date"
+  exit 0
+fi
+echo "venv $image: building in $venv"
+uv venv -q --allow-existing --python 3.11 "$venv"
+uv pip install -q --python "$venv/bin/python" -r "$req"
+if [ -f "$extra" ]; then
+  bash "$extra" "$venv"
+fi
+echo "$want" > "$stamp"
+echo "venv $image: ready"

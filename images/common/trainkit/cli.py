@@ -1,0 +1,82 @@
+"""Arguments of every training entrypoint, under two contracts from one program.
+
+* Elsewhere (pod, MPIJob, local process): plain command-line arguments.
+* On SageMaker (``SM_MODEL_DIR`` is set): data from ``SM_CHANNEL_TRAINING``, the model to
+  ``SM_MODEL_DIR``, checkpoints to ``/opt/ml/checkpoints`` and hyperparameters from
+  ``<SM_INPUT_CONFIG_DIR>/hyperparameters.json``. Explicit command-line arguments still win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def sagemaker_defaults(environ: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
+    """Argument defaults and hyperparameter arguments from SageMaker's training contract."""
+    env = os.environ if environ is None else environ
+    if "SM_MODEL_DIR" not in env:
+        return {}, []
+    defaults = {"model_uri": env["SM_MODEL_DIR"]}
+    channel = env.get("SM_CHANNEL_TRAINING") or env.get("SM_CHANNEL_TRAIN")
+    if channel:
+        defaults["data_uri"] = channel
+    defaults["checkpoint_uri"] = env.get("SM_CHECKPOINT_DIR", "/opt/ml/checkpoints")
+    if "SM_OUTPUT_DATA_DIR" in env:
+        defaults["output_dir"] = env["SM_OUTPUT_DATA_DIR"]
+    config_dir = Path(env.get("SM_INPUT_CONFIG_DIR", "/opt/ml/input/config"))
+    hp_file = config_dir / "hyperparameters.json"
+    hp_args: list[str] = []
+    if hp_file.exists():
+        # SageMaker stores every hyperparameter value as a JSON string.
+        for key, value in json.loads(hp_file.read_text()).items():
+            if key.startswith("sagemaker_"):
+                continue
+            hp_args += [f"--{key.replace('_', '-')}", str(value)]
+    return defaults, hp_args
+
+
+def parse_args(
+    argv: Sequence[str] | None = None,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    *,
+    description: str = "Train a Fashion-MNIST classifier.",
+) -> argparse.Namespace:
+    """Parse the common training arguments plus the image's own (``add_arguments``)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data-uri", help="folder or s3:// prefix holding the four IDX .gz files")
+    parser.add_argument("--model-uri", help="where the exported model and metrics.json go")
+    parser.add_argument("--checkpoint-uri", default=None, help="per-epoch checkpoints; resume from here")
+    parser.add_argument("--output-dir", default=None, help="extra outputs (SageMaker output data)")
+    parser.add_argument("--epochs", type=_positive_int, default=5)
+    parser.add_argument("--batch-size", type=_positive_int, default=128)
+    parser.add_argument("--learning-rate", type=_positive_float, default=1e-3)
+    parser.add_argument("--limit-train", type=_positive_int, default=None, help="use the first N training images")
+    parser.add_argument("--limit-test", type=_positive_int, default=None, help="use the first N test images")
+    parser.add_argument("--seed", type=int, default=42)
+    if add_arguments:
+        add_arguments(parser)
+    defaults, hp_args = sagemaker_defaults()
+    parser.set_defaults(**defaults)
+    args = parser.parse_args([*hp_args, *(list(argv) if argv is not None else [])] if hp_args or argv is not None else None)
+    missing = [name for name in ("data_uri", "model_uri") if not getattr(args, name)]
+    if missing:
+        parser.error("missing " + ", ".join("--" + m.replace("_", "-") for m in missing))
+    return args

@@ -1,0 +1,102 @@
+"""Run a :class:`~eksml.specs.WorkloadSpec` as a local process, the way its pod would run it.
+
+Same entrypoint, same arguments, same environment variables; the image's virtualenv
+(``.venvs/<image>``, built from ``images/<image>/requirements.txt``) stands in for the image.
+Distributed specs run under ``horovodrun -np N`` over Gloo on localhost.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+from eksml.settings import Settings
+from eksml.specs import WorkloadSpec
+
+#: Variables a workload may inherit from the worker; anything else (credentials included) is
+#: passed explicitly through ``extra_env`` so a pod and a local process see the same set.
+_INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+class LocalRunError(RuntimeError):
+    """The workload process failed; the message ends with its last log lines."""
+
+
+class LocalRunner:
+    """Launch workload specs as processes of the project's image virtualenvs."""
+
+    def __init__(self, settings: Settings, log: logging.Logger | None = None) -> None:
+        self.settings = settings
+        self.log = log or logging.getLogger(__name__)
+
+    def venv(self, image: str) -> Path:
+        return Path(self.settings.venvs_dir) / image
+
+    def command(self, spec: WorkloadSpec) -> list[str]:
+        """The argv that runs ``spec`` here (no shell is ever involved)."""
+        venv = self.venv(spec.image)
+        script = Path(self.settings.images_dir) / spec.image / spec.script
+        python = str(venv / "bin" / "python")
+        if not spec.distributed:
+            return [python, str(script), *spec.args]
+        n = spec.total_processes
+        return [str(venv / "bin" / "horovodrun"), "-np", str(n), "-H", f"localhost:{n}", "--gloo",
+                python, str(script), *spec.args]
+
+    def environment(self, spec: WorkloadSpec, extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
+        env = {k: os.environ[k] for k in _INHERITED if k in os.environ}
+        env.update(spec.env)
+        env["PYTHONPATH"] = str(Path(self.settings.images_dir) / "common")
+        env.update(extra_env or {})
+        return env
+
+    def check_ready(self, spec: WorkloadSpec) -> None:
+        """Fail with the fix when the image's virtualenv is missing."""
+        python = self.venv(spec.image) / "bin" / "python"
+        if not python.exists():
+            raise LocalRunError(
+                f"virtualenv for image {spec.image!r} not found at {python.parent.parent}; "
+                f"build it with: bash images/build-local-venv.sh {spec.image}"
+            )
+
+    def run(self, spec: WorkloadSpec, extra_env: Mapping[str, str] | None = None,
+            timeout: float | None = None, tail_lines: int = 30) -> list[str]:
+        """Run to completion, streaming output to the log; return the output lines."""
+        self.check_ready(spec)
+        argv = self.command(spec)
+        self.log.info("local run of %s: %s", spec.name, " ".join(argv))
+        lines: list[str] = []
+        tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+        with subprocess.Popen(argv, env=self.environment(spec, extra_env), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, bufsize=1,
+                              cwd=Path(self.settings.images_dir) / spec.image,
+                              start_new_session=True) as proc:
+            self._proc = proc
+            try:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    line = line.rstrip("\n")
+                    self.log.info("%s", line)
+                    lines.append(line)
+                    tail.append(line)
+                rc = proc.wait(timeout=timeout)
+            except BaseException:
+                self.kill()
+                raise
+        if rc != 0:
+            raise LocalRunError(f"{spec.name} exited with code {rc}; last lines:\n" + "\n".join(tail))
+        return lines
+
+    def kill(self) -> None:
+        """Stop the running process group (``on_kill`` of the operators)."""
+        proc = getattr(self, "_proc", None)
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, 15)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)

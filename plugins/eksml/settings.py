@@ -1,0 +1,138 @@
+"""Typed project configuration.
+
+One place reads the environment, so the profile, stores and cluster are configuration and
+never a code edit. Every field can be set with an ``EKSML_<FIELD>`` environment variable
+(for example ``EKSML_PROFILE=aws``); the Airflow Variable ``eksml_settings`` (a JSON object)
+overrides the environment when Airflow's metadata database is reachable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+Profile = Literal["local", "aws"]
+PROFILES: tuple[str, ...] = get_args(Profile)
+
+#: Repository root: plugins/eksml/settings.py -> ../../..
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DATASET_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or invalid."""
+
+
+def _default_store() -> str:
+    return (PROJECT_ROOT / ".local" / "store").as_uri()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where things run and where they are stored."""
+
+    profile: str = "local"
+    #: Root of the data and model stores: ``file:///...`` (local) or ``s3://bucket/prefix``.
+    store_uri: str = field(default_factory=_default_store)
+    #: Airflow connection used for ``s3://`` stores (its extra may carry ``endpoint_url``).
+    aws_conn_id: str = "aws_default"
+    region: str = "us-west-2"
+    #: Where the four Fashion-MNIST IDX files come from before they are versioned in the store.
+    source_data_uri: str = DEFAULT_DATASET_DIR
+    model_name: str = "fashion-mnist"
+
+    # Kubernetes / EKS
+    kubernetes_conn_id: str = "kubernetes_default"
+    cluster_name: str = "eksml"
+    kubernetes_version: str = "1.33"
+    namespace: str = "ml-training"
+    inference_namespace: str = "ml-serving"
+    training_service_account: str = "training"
+    inference_service_account: str = "inference"
+    image_registry: str = "public.ecr.aws/eksml"
+    image_tag: str = "0.1.0"
+
+    # SageMaker
+    sagemaker_role_arn: str = "arn:aws:iam::123456789012:role/eksml-sagemaker"
+    sagemaker_subnets: tuple[str, ...] = ()
+    sagemaker_security_groups: tuple[str, ...] = ()
+
+    # Local profile
+    venvs_dir: str = str(PROJECT_ROOT / ".venvs")
+    images_dir: str = str(PROJECT_ROOT / "images")
+    inference_port: int = 8080
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise SettingsError(f"unknown profile {self.profile!r}: expected one of {', '.join(PROFILES)}")
+        if not self.store_uri.startswith(("file://", "s3://")):
+            raise SettingsError(f"store_uri must start with file:// or s3://, got {self.store_uri!r}")
+
+    # --- derived locations -------------------------------------------------------------
+    @property
+    def data_root(self) -> str:
+        return f"{self.store_uri.rstrip('/')}/data/{self.model_name}"
+
+    @property
+    def models_root(self) -> str:
+        return f"{self.store_uri.rstrip('/')}/models/{self.model_name}"
+
+    def image(self, name: str) -> str:
+        """Fully qualified container image of ``images/<name>``."""
+        return f"{self.image_registry}/{name}:{self.image_tag}"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(raw: Any, default: Any) -> Any:
+    if isinstance(default, bool):
+        return str(raw).lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, tuple):
+        if isinstance(raw, (list, tuple)):
+            return tuple(raw)
+        return tuple(part.strip() for part in str(raw).split(",") if part.strip())
+    return str(raw)
+
+
+def load_settings(overrides: dict[str, Any] | None = None, *, use_airflow_variable: bool = False) -> Settings:
+    """Build :class:`Settings` from defaults, ``EKSML_*`` environment variables and overrides."""
+    base = Settings()
+    values: dict[str, Any] = {}
+    known = {f.name for f in fields(Settings)}
+    for name in known:
+        env = os.environ.get(f"EKSML_{name.upper()}")
+        if env is not None:
+            values[name] = env
+    if use_airflow_variable:
+        values.update(_airflow_variable_overrides())
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    unknown = set(values) - known
+    if unknown:
+        raise SettingsError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    coerced = {k: _coerce(v, getattr(base, k)) for k, v in values.items()}
+    return dataclasses.replace(base, **coerced)
+
+
+def _airflow_variable_overrides() -> dict[str, Any]:
+    """The JSON Variable ``eksml_settings``, or nothing when Airflow has none."""
+    try:
+        from airflow.sdk import Variable
+
+        raw = Variable.get("eksml_settings", default=None)
+    except Exception:  # no metadata database or API server: environment only
+        return {}
+    if not raw:
+        return {}
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    if not isinstance(value, dict):
+        raise SettingsError("Airflow Variable eksml_settings must be a JSON object")
+    return value
