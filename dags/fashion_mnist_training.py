@@ -1,0 +1,116 @@
+"""Fashion-MNIST retraining: validate -> prepare data -> train (Kubernetes or SageMaker)
+-> evaluate against the champion -> register -> promote -> publish the champion asset.
+
+Runs weekly or whenever the training-data asset is updated, whichever comes first. All
+logic lives in the ``eksml`` package under plugins/; this file only wires tasks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronDataIntervalTimetable, TriggerRule, task
+
+from eksml.assets import CHAMPION_MODEL, TRAINING_DATA
+from eksml.callbacks import log_failure_summary
+from eksml.kubernetes.operators import GpuTrainingPodOperator, MPIJobOperator, WorkloadPodOperator
+from eksml.params import airflow_params
+from eksml.sagemaker.operators import SageMakerTrainOperator
+
+default_args = {
+    "owner": "ml-platform",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=20),
+    "execution_timeout": timedelta(hours=2),
+    "on_failure_callback": log_failure_summary,
+}
+
+with DAG(
+    dag_id="fashion_mnist_training",
+    description="Train, evaluate, register and promote Fashion-MNIST models",
+    doc_md=__doc__,
+    schedule=AssetOrTimeSchedule(
+        timetable=CronDataIntervalTimetable("0 3 * * 1", timezone="UTC"), assets=TRAINING_DATA
+    ),
+    start_date=datetime(2026, 1, 5),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args,
+    params=airflow_params(),
+    render_template_as_native_obj=True,
+    tags=["training", "fashion-mnist", "gpu"],
+) as dag:
+
+    @task(retries=0, execution_timeout=timedelta(minutes=5))
+    def validate_params(params=None, triggering_asset_events=None) -> dict:
+        """Fail fast on bad params, settings or source data: no data copied, no GPU asked for."""
+        from eksml.pipeline import validate
+
+        return validate(dict(params), triggering_asset_events)
+
+    @task(execution_timeout=timedelta(minutes=20))
+    def prepare_data(validated: dict, **context) -> dict:
+        """Copy the validated IDX files into the data store under this run's data interval."""
+        from eksml.pipeline import prepare, run_facts
+
+        return prepare(validated, run_facts(context))
+
+    @task.branch
+    def choose_trainer(plan: dict) -> list[str]:
+        """Kubernetes (pod or MPIJob) or SageMaker, per the ``trainer`` param."""
+        from eksml.pipeline import choose_trainer_tasks
+
+        return choose_trainer_tasks(plan)
+
+    validated = validate_params()
+    plan = prepare_data(validated)
+    branch = choose_trainer(plan)
+
+    @task
+    def evaluation_specs(plan: dict) -> list[dict]:
+        """One evaluation workload per candidate (mapped below)."""
+        return plan["evaluations"]
+
+    def candidate(framework: str, field: str = "") -> str:
+        """Template pulling one planned candidate, or one of its fields (rendered natively)."""
+        item = f"['{field}']" if field else ""
+        return f"{{{{ ti.xcom_pull(task_ids='prepare_data')['candidates']['{framework}']{item} }}}}"
+
+    train_tasks = [
+        GpuTrainingPodOperator(task_id="train_tensorflow", spec=candidate("tensorflow", "spec"), pool="gpu"),
+        MPIJobOperator(task_id="train_mxnet", spec=candidate("mxnet", "spec"), pool="gpu"),
+        SageMakerTrainOperator(task_id="train_sagemaker_tensorflow", candidate=candidate("tensorflow")),
+        SageMakerTrainOperator(task_id="train_sagemaker_mxnet", candidate=candidate("mxnet")),
+    ]
+
+    evaluate = WorkloadPodOperator.partial(
+        task_id="evaluate", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
+        execution_timeout=timedelta(minutes=30),
+    ).expand(spec=evaluation_specs(plan))
+
+    @task(execution_timeout=timedelta(minutes=20))
+    def register(plan: dict, **context) -> list[dict]:
+        """Copy each finished candidate into models/<name>/<version>/ with its metadata.json."""
+        from eksml.pipeline import register as register_candidates, run_facts
+
+        return register_candidates(plan, run_facts(context))
+
+    @task.short_circuit
+    def promote(registered: list[dict], params=None) -> dict | None:
+        """Evaluation gate: the best new version becomes champion only if it beats the champion."""
+        from eksml.pipeline import promote_best
+
+        return promote_best(registered, margin=float(params["min_improvement"]))
+
+    @task(outlets=[CHAMPION_MODEL])
+    def publish_champion(pointer: dict, outlet_events=None) -> dict:
+        """Announce the new champion; the deployment DAG is scheduled on this asset."""
+        outlet_events[CHAMPION_MODEL].extra = {"version": pointer["version"], "uri": pointer["uri"]}
+        return pointer
+
+    registered = register(plan)
+    pointer = promote(registered)
+    branch >> train_tasks >> evaluate >> registered
+    publish_champion(pointer)

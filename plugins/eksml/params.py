@@ -1,0 +1,130 @@
+"""The training DAG's run parameters: one JSON-schema definition for the trigger form,
+the REST API and the first task's validation.
+
+Airflow validates ``Param`` schemas when a run is created (the UI form refuses bad values);
+``validate_training_params`` repeats the checks a schema cannot express and turns the
+conf into a typed object, so a bad value fails the first task, never a GPU job.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+FRAMEWORKS = ("tensorflow", "mxnet", "both")
+TRAINERS = ("kubernetes", "sagemaker")
+CLUSTER_MODES = ("existing", "ephemeral")
+SAGEMAKER_INSTANCE_TYPES = (
+    "ml.m5.xlarge", "ml.m5.2xlarge", "ml.c5.2xlarge", "ml.c5.4xlarge",
+    "ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g4dn.12xlarge", "ml.g5.xlarge", "ml.g5.2xlarge",
+    "ml.g5.12xlarge", "ml.p3.2xlarge", "ml.p3.8xlarge", "ml.p3.16xlarge", "ml.p4d.24xlarge",
+)
+
+#: name -> JSON-schema keywords (plus default/title/description) of each Param.
+PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
+    "framework": {"default": "tensorflow", "type": "string", "enum": list(FRAMEWORKS),
+                  "title": "Framework", "description": "TensorFlow (single node), MXNet with Horovod (distributed), or both side by side."},
+    "trainer": {"default": "kubernetes", "type": "string", "enum": list(TRAINERS),
+                "title": "Trainer", "description": "Where training runs: the Kubernetes cluster or Amazon SageMaker."},
+    "epochs": {"default": 5, "type": "integer", "minimum": 1, "maximum": 100,
+               "title": "Epochs", "description": "Passes over the training data."},
+    "batch_size": {"default": 128, "type": "integer", "minimum": 8, "maximum": 4096,
+                   "title": "Batch size", "description": "Images per step (per Horovod process for MXNet)."},
+    "learning_rate": {"default": 0.001, "type": "number", "exclusiveMinimum": 0, "maximum": 1,
+                      "title": "Learning rate", "description": "Base learning rate (scaled by the number of Horovod processes for MXNet)."},
+    "gpus": {"default": 1, "type": "integer", "minimum": 0, "maximum": 8,
+             "title": "GPUs per worker", "description": "nvidia.com/gpu limit of each training pod (Horovod slots per worker)."},
+    "workers": {"default": 2, "type": "integer", "minimum": 1, "maximum": 16,
+                "title": "Horovod workers", "description": "MPIJob workers (MXNet); locally, horovodrun processes."},
+    "limit_train": {"default": None, "type": ["null", "integer"], "minimum": 100, "maximum": 60000,
+                    "title": "Training images (limit)", "description": "Train on the first N images only (quick runs). Empty: all 60,000."},
+    "limit_test": {"default": None, "type": ["null", "integer"], "minimum": 100, "maximum": 10000,
+                   "title": "Test images (limit)", "description": "Evaluate on the first N test images only. Empty: all 10,000."},
+    "data_uri": {"default": None, "type": ["null", "string"], "maxLength": 1024,
+                 "title": "Source data URI", "description": "Folder or s3:// prefix with the four IDX .gz files. Empty: the configured source (or the triggering asset event's uri)."},
+    "cluster": {"default": "existing", "type": "string", "enum": list(CLUSTER_MODES),
+                "title": "Cluster", "description": "existing: train on the running cluster; ephemeral: create one for this run and delete it afterwards."},
+    "sagemaker_instance_type": {"default": "ml.p3.2xlarge", "type": "string", "enum": list(SAGEMAKER_INSTANCE_TYPES),
+                                "title": "SageMaker instance type", "description": "Instance type of SageMaker training jobs."},
+    "sagemaker_use_spot": {"default": True, "type": "boolean",
+                           "title": "SageMaker managed spot", "description": "Use managed spot training (checkpoints make interruptions resumable)."},
+    "min_improvement": {"default": 0.0, "type": "number", "minimum": 0, "maximum": 0.5,
+                        "title": "Promotion margin", "description": "A candidate becomes champion only if its test accuracy beats the champion's by at least this much."},
+}
+
+_URI = re.compile(r"^(s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?|file:///.*|/.*)$")
+
+
+class ParamsError(ValueError):
+    """A run parameter is invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class TrainingParams:
+    framework: str = "tensorflow"
+    trainer: str = "kubernetes"
+    epochs: int = 5
+    batch_size: int = 128
+    learning_rate: float = 0.001
+    gpus: int = 1
+    workers: int = 2
+    limit_train: int | None = None
+    limit_test: int | None = None
+    data_uri: str | None = None
+    cluster: str = "existing"
+    sagemaker_instance_type: str = "ml.p3.2xlarge"
+    sagemaker_use_spot: bool = True
+    min_improvement: float = 0.0
+
+    @property
+    def frameworks(self) -> tuple[str, ...]:
+        return ("tensorflow", "mxnet") if self.framework == "both" else (self.framework,)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def airflow_params() -> dict[str, Any]:
+    """``Param`` objects for ``DAG(params=...)`` (imported lazily: DAG files parse fast)."""
+    from airflow.sdk import Param
+
+    return {name: Param(**schema) for name, schema in PARAM_SCHEMAS.items()}
+
+
+def _check_schema(name: str, value: Any, schema: dict[str, Any]) -> None:
+    types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+    if value is None:
+        if "null" not in types:
+            raise ParamsError(f"param {name!r} is required")
+        return
+    python_types = {"string": str, "integer": int, "number": (int, float), "boolean": bool}
+    if isinstance(value, bool) and "boolean" not in types or not any(
+        isinstance(value, python_types[t]) for t in types if t != "null"
+    ):
+        raise ParamsError(f"param {name!r} must be of type {'/'.join(types)}, got {value!r}")
+    if "enum" in schema and value not in schema["enum"]:
+        raise ParamsError(f"param {name!r} must be one of {', '.join(map(str, schema['enum']))}, got {value!r}")
+    if "minimum" in schema and value < schema["minimum"]:
+        raise ParamsError(f"param {name!r} must be >= {schema['minimum']}, got {value!r}")
+    if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+        raise ParamsError(f"param {name!r} must be > {schema['exclusiveMinimum']}, got {value!r}")
+    if "maximum" in schema and value > schema["maximum"]:
+        raise ParamsError(f"param {name!r} must be <= {schema['maximum']}, got {value!r}")
+
+
+def validate_training_params(raw: dict[str, Any]) -> TrainingParams:
+    """Check every parameter and return them typed; raise :class:`ParamsError` naming the first bad one."""
+    unknown = sorted(set(raw) - set(PARAM_SCHEMAS))
+    if unknown:
+        raise ParamsError(f"unknown param(s): {', '.join(unknown)}")
+    values = {name: raw.get(name, schema["default"]) for name, schema in PARAM_SCHEMAS.items()}
+    for name, schema in PARAM_SCHEMAS.items():
+        _check_schema(name, values[name], schema)
+    if values["data_uri"] and not _URI.match(values["data_uri"]):
+        raise ParamsError(f"param 'data_uri' must be an absolute path, file:// or s3:// URI, got {values['data_uri']!r}")
+    if values["trainer"] == "sagemaker" and values["cluster"] == "ephemeral":
+        raise ParamsError("param 'cluster' = ephemeral makes no sense with trainer = sagemaker (SageMaker brings its own instances)")
+    values["learning_rate"] = float(values["learning_rate"])
+    values["min_improvement"] = float(values["min_improvement"])
+    return TrainingParams(**values)

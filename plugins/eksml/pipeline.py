@@ -1,0 +1,140 @@
+"""The training DAG's Python steps, as plain functions of (params, settings, run facts).
+
+The DAG file only wires these into tasks; keeping them here makes each step importable
+and testable without a scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from datetime import datetime, timezone
+from typing import Any
+
+from eksml import __version__
+from eksml.dataprep import prepare_data, read_source, validate_source
+from eksml.params import TrainingParams, validate_training_params
+from eksml.registry import ModelRegistry, RegistryError
+from eksml.runs import evaluation_spec, plan_run
+from eksml.settings import PROJECT_ROOT, Settings, load_settings
+from eksml.storage import read_json, store_path
+
+log = logging.getLogger(__name__)
+
+
+def run_facts(context: dict[str, Any]) -> dict[str, Any]:
+    """Run id and data interval of the running task; manual runs without one use run_after."""
+    dag_run = context["dag_run"]
+    start = context.get("data_interval_start")
+    end = context.get("data_interval_end")
+    if start is None or end is None:
+        end = getattr(dag_run, "run_after", None) or datetime.now(timezone.utc)
+        start = end
+    return {"run_id": dag_run.run_id, "dag_id": dag_run.dag_id, "interval_start": start, "interval_end": end}
+
+
+def source_data_uri(params: TrainingParams, settings: Settings, triggering_events: Any = None) -> str:
+    """The data to train on: the param, else the newest triggering asset event's ``uri``, else settings."""
+    if params.data_uri:
+        return params.data_uri
+    for events in (triggering_events or {}).values():
+        for event in reversed(list(events)):
+            uri = (getattr(event, "extra", None) or {}).get("uri")
+            if uri:
+                return uri
+    return settings.source_data_uri
+
+
+def validate(raw_params: dict[str, Any], triggering_events: Any = None) -> dict[str, Any]:
+    """First task: params, settings and source data are checked before anything is spent."""
+    params = validate_training_params(raw_params)
+    settings = load_settings(use_airflow_variable=True)
+    source = source_data_uri(params, settings, triggering_events)
+    described = validate_source(read_source(store_path(source, settings)))
+    log.info("params ok: %s; source data ok at %s (%s train / %s test images)", params.to_dict(), source,
+             described["train-images-idx3-ubyte.gz"]["count"], described["t10k-images-idx3-ubyte.gz"]["count"])
+    return {"params": params.to_dict(), "source_uri": source}
+
+
+def prepare(validated: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
+    """Copy the validated source into the data store under the run's data interval."""
+    settings = load_settings(use_airflow_variable=True)
+    params = validate_training_params(validated["params"])
+    plan = plan_run(params, settings, run_id=facts["run_id"], interval_start=facts["interval_start"],
+                    interval_end=facts["interval_end"], dag_id=facts["dag_id"])
+    result = prepare_data(store_path(validated["source_uri"], settings), store_path(plan["data_uri"], settings))
+    registry = ModelRegistry(store_path(settings.models_root, settings))
+    champion = registry.champion()
+    plan["champion"] = champion
+    plan["params"] = params.to_dict()
+    plan["source_uri"] = validated["source_uri"]
+    plan["copied"] = result["copied"]
+    plan["evaluations"] = [
+        evaluation_spec(c, plan["data_uri"], champion and champion["uri"], params.limit_test).to_dict()
+        for c in plan["candidates"].values()
+    ]
+    return plan
+
+
+def choose_trainer_tasks(plan: dict[str, Any]) -> list[str]:
+    """Task ids of the training tasks this run needs (the branch)."""
+    trainer = plan["params"]["trainer"]
+    prefix = "train_sagemaker_" if trainer == "sagemaker" else "train_"
+    return [f"{prefix}{framework}" for framework in plan["candidates"]]
+
+
+def code_version() -> str:
+    """The git commit of the project when available, else the package version."""
+    try:
+        sha = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        return f"{__version__}+g{sha}"
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+
+
+def register(plan: dict[str, Any], facts: dict[str, Any]) -> list[dict[str, Any]]:
+    """Register every candidate that finished training and evaluation."""
+    settings = load_settings(use_airflow_variable=True)
+    registry = ModelRegistry(store_path(settings.models_root, settings))
+    registered = []
+    for framework, candidate in plan["candidates"].items():
+        staging = store_path(candidate["staging_uri"], settings)
+        if not (staging / "metrics.json").exists():
+            log.warning("%s: no finished training output at %s; not registered", framework, staging)
+            continue
+        if not (staging / "evaluation.json").exists():
+            raise RegistryError(f"{framework}: {staging} was trained but never evaluated")
+        metrics = read_json(staging / "metrics.json")
+        evaluation = read_json(staging / "evaluation.json")
+        metadata = {
+            "model": settings.model_name, "framework": framework, "run_id": facts["run_id"],
+            "dag_id": facts["dag_id"], "data_interval": plan["interval"], "data_uri": plan["data_uri"],
+            "source_uri": plan["source_uri"], "trainer": plan["params"]["trainer"],
+            "params": plan["params"], "metrics": {k: metrics.get(k) for k in (
+                "test_accuracy", "test_loss", "per_class_accuracy", "epochs", "images_per_sec",
+                "wall_time_s", "train_images", "test_images", "workers")},
+            "evaluation": evaluation, "code_version": code_version(),
+        }
+        uri = registry.register(candidate["version"], staging, metadata)
+        registered.append({"version": candidate["version"], "uri": str(uri), "framework": framework,
+                           "test_accuracy": candidate_accuracy(evaluation, metrics)})
+    if not registered:
+        raise RegistryError("no candidate finished training: nothing registered")
+    return registered
+
+
+def candidate_accuracy(evaluation: dict[str, Any], metrics: dict[str, Any]) -> float:
+    """The candidate's accuracy as the evaluation step measured it (training's own as fallback)."""
+    candidate = evaluation.get("candidate") or {}
+    value = candidate.get("test_accuracy", metrics.get("test_accuracy"))
+    return float(value)
+
+
+def promote_best(registered: list[dict[str, Any]], margin: float) -> dict[str, Any] | None:
+    """Promote the most accurate new version if it beats the champion; return the pointer or None."""
+    settings = load_settings(use_airflow_variable=True)
+    registry = ModelRegistry(store_path(settings.models_root, settings))
+    best = max(registered, key=lambda r: r["test_accuracy"])
+    return registry.promote(best["version"], test_accuracy=best["test_accuracy"], margin=margin,
+                            reason=f"gate: test accuracy {best['test_accuracy']:.4f} (margin {margin})")

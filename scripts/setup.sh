@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Idempotent set-up of a fresh Debian 12 machine for the local profile:
+#   the Fashion-MNIST Debian package, uv, the Airflow virtualenv (.venv) and one virtualenv
+#   per image (.venvs/<image>). A second call only checks, so it returns in seconds.
+# Usage: scripts/setup.sh [image ...]   (default: every image under images/)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+  echo "installing Debian package dataset-fashion-mnist"
+  sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq dataset-fashion-mnist
+fi
+
+if ! command -v uv >/dev/null 2>&1; then
+  echo "installing uv"
+  python3 -m pip install -q uv
+fi
+
+want="$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)"
+if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then
+  echo "building .venv (Airflow)"
+  uv venv -q --allow-existing --python 3.11 .venv
+  uv pip install -q --python .venv/bin/python -r requirements.txt -r requirements-dev.txt
+  echo "$want" > .venv/.requirements.sha256
+fi
+
+images=("$@")
+if [ ${#images[@]} -eq 0 ]; then
+  for dir in images/*/; do
+    name="$(basename "$dir")"
+    [ -f "images/$name/requirements.txt" ] && images+=("$name")
+  done
+fi
+for image in "${images[@]}"; do
+  bash images/build-local-venv.sh "$image"
+done

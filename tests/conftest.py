@@ -1,0 +1,65 @@
+"""Test-wide set-up: a throwaway AIRFLOW_HOME before anything imports Airflow, and the
+project's plugins/ and images/common on sys.path as Airflow and the images put them."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_HOME = tempfile.mkdtemp(prefix="eksml-airflow-home-")
+os.environ["AIRFLOW_HOME"] = _HOME
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+for var in [k for k in os.environ if k.startswith("EKSML_")]:
+    del os.environ[var]  # tests choose their own settings
+sys.path.insert(0, str(ROOT / "plugins"))
+sys.path.insert(0, str(ROOT / "images" / "common"))
+
+import json  # noqa: E402
+
+import pytest  # noqa: E402
+
+#: Published schemas live beside the repository in a development checkout (../shared/schemas).
+SCHEMAS_DIR = ROOT.parent / "shared" / "schemas"
+DATASET_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(scope="session")
+def dataset_dir() -> Path:
+    if not (DATASET_DIR / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip("Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
+    return DATASET_DIR
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> str:
+    """An initialised metadata database in the throwaway AIRFLOW_HOME."""
+    from airflow.utils import db
+
+    db.initdb()
+    return _HOME
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """A real moto server on a free loopback port, and an Airflow AWS connection pointing at it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+
+    os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps({
+        "conn_type": "aws", "login": "testing", "password": "testing",
+        "extra": {"endpoint_url": endpoint, "region_name": "us-west-2"},
+    })
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-west-2")
+    yield endpoint
+    server.stop()
+    os.environ.pop("AIRFLOW_CONN_AWS_DEFAULT", None)
