@@ -26,7 +26,7 @@ def save_checkpoint(store: CheckpointStore, epoch: int, net: Any, trainer: Any,
 
 
 def load_checkpoint(store: CheckpointStore, epoch: int, net: Any, trainer: Any,
-                    learning_rate: float) -> None:
+                    learning_rate: float, ctx: Any = None) -> None:
     """Load epoch ``epoch`` into ``net`` and ``trainer`` (every rank calls this).
 
     The learning rate is set again afterwards: the saved optimizer carries the rate of the
@@ -36,6 +36,6 @@ def load_checkpoint(store: CheckpointStore, epoch: int, net: Any, trainer: Any,
     for name in (PARAMS_FILE, STATES_FILE):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"checkpoint epoch {epoch} at {store.uri} lacks {name}")
-    net.load_parameters(str(folder / PARAMS_FILE))
+    net.load_parameters(str(folder / PARAMS_FILE), ctx=ctx)
     trainer.load_states(str(folder / STATES_FILE))
     trainer.set_learning_rate(learning_rate)

@@ -11,9 +11,10 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import MutableMapping, Sequence
 
-from trainkit.cli import parse_args
+from trainkit.cli import check_uris, parse_args
 
 #: Exit status for input that can never train (missing or corrupt data, bad URI).
 BAD_INPUT = 2
@@ -30,7 +31,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
                       description="Train a Gluon CNN on Fashion-MNIST with Horovod.")
 
 
-def limit_cpu_threads(environ: dict[str, str] | None = None) -> int:
+def limit_cpu_threads(environ: MutableMapping[str, str] | None = None) -> int:
     """Share the CPU cores among the local Horovod processes (call before importing MXNet).
 
     Each process would otherwise start one OpenMP thread per core, and N processes on one
@@ -45,27 +46,15 @@ def limit_cpu_threads(environ: dict[str, str] | None = None) -> int:
     return threads
 
 
-def _check_uris(args: argparse.Namespace) -> None:
-    """Resolve every URI's filesystem now (an unknown scheme fails here, not after training)."""
-    from trainkit import store
-
-    for name in ("data_uri", "model_uri", "checkpoint_uri"):
-        uri = getattr(args, name)
-        if uri:
-            try:
-                store.filesystem(uri)
-            except (ValueError, ImportError) as exc:
-                raise ValueError(f"--{name.replace('_', '-')} {uri!r}: {exc}") from exc
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    started = time.perf_counter()
     args = parse(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(message)s")
     from trainkit.data import DataError, load_fashion_mnist
 
     try:
-        _check_uris(args)
+        check_uris(args)
         data = load_fashion_mnist(args.data_uri, args.limit_train, args.limit_test)
     except (DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
@@ -74,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import training  # MXNet and Horovod load here, after the threads are limited
 
     try:
-        training.run(args, data)
+        training.run(args, data, started)
     except training.ShardError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return BAD_INPUT

@@ -12,7 +12,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import horovod
 import horovod.mxnet as hvd
@@ -46,16 +46,21 @@ def _gather(values: np.ndarray, name: str) -> np.ndarray:
     return hvd.allgather(mx.nd.array(values, dtype="int32"), name=name).asnumpy()
 
 
+def device(local_rank: int) -> Any:
+    """This process's GPU (one per local rank, as MPIJob slots and SageMaker MPI assign them), else the CPU."""
+    return mx.gpu(local_rank) if mx.context.num_gpus() > 0 else mx.cpu()
+
+
 def _train_epoch(net: Any, trainer: Any, loss_fn: Any, x: np.ndarray, y: np.ndarray,
-                 batch_size: int, rng: np.random.RandomState) -> tuple[float, float, int, float]:
+                 batch_size: int, rng: np.random.RandomState, ctx: Any) -> tuple[float, float, int, float]:
     """One pass over this rank's shard: (loss sum, correct, images, seconds)."""
     order = rng.permutation(len(x))
-    loss_sum = mx.nd.zeros(1)
-    correct = mx.nd.zeros(1)
+    loss_sum = mx.nd.zeros(1, ctx=ctx)
+    correct = mx.nd.zeros(1, ctx=ctx)
     tic = time.perf_counter()
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        data, label = mx.nd.array(x[idx]), mx.nd.array(y[idx])
+        data, label = mx.nd.array(x[idx], ctx=ctx), mx.nd.array(y[idx], ctx=ctx)
         with autograd.record():
             logits = net(data)
             loss = loss_fn(logits, label)
@@ -68,12 +73,12 @@ def _train_epoch(net: Any, trainer: Any, loss_fn: Any, x: np.ndarray, y: np.ndar
 
 
 def _predict(net: Any, loss_fn: Any, x: np.ndarray, y: np.ndarray,
-             batch_size: int) -> tuple[float, np.ndarray]:
+             batch_size: int, ctx: Any) -> tuple[float, np.ndarray]:
     """Loss sum and predicted classes on this rank's test block (inference mode)."""
     loss_sum, preds = 0.0, []
     for start in range(0, len(x), batch_size):
-        data = mx.nd.array(x[start:start + batch_size])
-        label = mx.nd.array(y[start:start + batch_size])
+        data = mx.nd.array(x[start:start + batch_size], ctx=ctx)
+        label = mx.nd.array(y[start:start + batch_size], ctx=ctx)
         logits = net(data)
         loss_sum += float(loss_fn(logits, label).sum().asscalar())
         preds.append(logits.argmax(axis=1).asnumpy().astype(np.int32))
@@ -81,9 +86,9 @@ def _predict(net: Any, loss_fn: Any, x: np.ndarray, y: np.ndarray,
 
 
 def _evaluate(net: Any, loss_fn: Any, x: np.ndarray, y: np.ndarray, batch_size: int,
-              tag: str) -> tuple[float, float, np.ndarray, np.ndarray]:
+              ctx: Any, tag: str) -> tuple[float, float, np.ndarray, np.ndarray]:
     """Test loss and accuracy over all ranks' blocks, with every label and prediction gathered."""
-    loss_sum, preds = _predict(net, loss_fn, x, y, batch_size)
+    loss_sum, preds = _predict(net, loss_fn, x, y, batch_size, ctx)
     y_pred = _gather(preds, f"{tag}.pred")
     y_true = _gather(y.astype(np.int32), f"{tag}.true")
     total_loss = _global_sum([loss_sum], f"{tag}.loss")[0]
@@ -91,14 +96,14 @@ def _evaluate(net: Any, loss_fn: Any, x: np.ndarray, y: np.ndarray, batch_size: 
 
 
 def _export(args: argparse.Namespace, net: Any, x_check: np.ndarray, metrics: dict,
-            history: list[dict]) -> list[str]:
+            history: list[dict], ctx: Any) -> list[str]:
     """Rank 0: write the model files to a local folder, then copy it to the model URI."""
     with tempfile.TemporaryDirectory(prefix="mx-export-") as tmp:
         folder = Path(tmp)
         files = exporting.export_symbol(net, folder)
         if args.onnx:
             files.append(exporting.export_onnx(folder))
-            metrics["onnx_max_abs_diff"] = exporting.onnx_max_abs_diff(folder, net, x_check)
+            metrics["onnx_max_abs_diff"] = exporting.onnx_max_abs_diff(folder, net, x_check, ctx)
         metrics["model_files"] = sorted(files)
         (folder / "history.json").write_text(json.dumps(history, indent=2))
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
@@ -106,85 +111,116 @@ def _export(args: argparse.Namespace, net: Any, x_check: np.ndarray, metrics: di
         return store.upload_dir(folder, args.model_uri, last=("metrics.json",))
 
 
-def run(args: argparse.Namespace, data: tuple[np.ndarray, ...]) -> dict | None:
-    """Train on this rank's shard; rank 0 returns the metrics it exported, other ranks None."""
-    wall_start = time.perf_counter()
-    hvd.init()
-    rank, size = hvd.rank(), hvd.size()
+class Shards(NamedTuple):
+    """This rank's training shard and test block, as network inputs."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def shard_data(data: tuple[np.ndarray, ...], rank: int, size: int, seed: int) -> Shards:
     x_train, y_train, x_test, y_test = data
     try:
         shard = sharding.train_shard(len(x_train), rank, size)
     except ValueError as exc:
         raise ShardError(str(exc)) from exc
     # One permutation, the same on every rank, so shards mix all classes whatever the file order.
-    positions = np.random.RandomState(args.seed).permutation(len(x_train))[shard.start:shard.stop]
-    x_shard, y_shard = network.to_input(x_train[positions]), y_train[positions].astype(np.float32)
+    positions = np.random.RandomState(seed).permutation(len(x_train))[shard.start:shard.stop]
     block = sharding.eval_shard(len(x_test), rank, size)
-    x_eval = network.to_input(x_test[block.start:block.stop])
-    y_eval = y_test[block.start:block.stop]
-    log.info("rank %d/%d: shard of %d images (test block of %d, %s threads)",
-             rank, size, len(x_shard), len(x_eval), os.environ.get("OMP_NUM_THREADS", "default"))
+    return Shards(network.to_input(x_train[positions]), y_train[positions].astype(np.float32),
+                  network.to_input(x_test[block.start:block.stop]), y_test[block.start:block.stop])
 
-    mx.random.seed(args.seed)
-    net = network.build_network()
-    net.initialize(mx.init.Xavier(magnitude=2.24))
-    net.hybridize()
-    learning_rate = sharding.scaled_learning_rate(args.learning_rate, size)
-    trainer = hvd.DistributedTrainer(net.collect_params(), "adam", {"learning_rate": learning_rate})
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
 
-    checkpoints = CheckpointStore(args.checkpoint_uri)
+def _resume(checkpoints: CheckpointStore, net: Any, trainer: Any, learning_rate: float,
+            ctx: Any) -> tuple[int, list[dict]]:
+    """Load the last finished epoch, if any: (that epoch or 0, the history so far on rank 0)."""
+    rank, size = hvd.rank(), hvd.size()
     latest = checkpoints.latest_epoch() if rank == 0 else 0
     # Rank 0 decides, so every rank resumes from the same epoch even on an eventually consistent store.
     done = int(hvd.broadcast(mx.nd.array([latest]), root_rank=0, name="resume.epoch").asscalar())
     history = checkpoints.history() if rank == 0 else []
     if done:
-        load_checkpoint(checkpoints, done, net, trainer, learning_rate)
-        log.info("rank %d/%d: resuming at epoch %d from checkpoint epoch %d",
-                 rank, size, done + 1, done)
+        load_checkpoint(checkpoints, done, net, trainer, learning_rate, ctx)
+        log.info("rank %d/%d: resuming at epoch %d from checkpoint epoch %d", rank, size, done + 1, done)
+    return done, history
+
+
+def _fit_epoch(epoch: int, net: Any, trainer: Any, loss_fn: Any, shards: Shards,
+               args: argparse.Namespace, ctx: Any) -> dict:
+    """Train one epoch on every rank and evaluate; the epoch's record (the same on every rank)."""
+    size = hvd.size()
+    rng = np.random.RandomState(args.seed * 10007 + epoch * 101 + hvd.rank())
+    loss_sum, correct, images, seconds = _train_epoch(
+        net, trainer, loss_fn, shards.x_train, shards.y_train, args.batch_size, rng, ctx)
+    totals = _global_sum([loss_sum, correct, images, images / seconds], f"epoch{epoch}.train")
+    # Batch-norm statistics are per rank: take rank 0's, the ones checkpointed and exported.
+    hvd.broadcast_parameters(net.collect_params(), root_rank=0, prefix=f"epoch{epoch}.")
+    test_loss, test_acc, _, _ = _evaluate(net, loss_fn, shards.x_test, shards.y_test,
+                                          args.batch_size, ctx, f"epoch{epoch}.eval")
+    return {
+        "epoch": epoch,
+        "train_loss": totals[0] / totals[2],
+        "train_accuracy": totals[1] / totals[2],
+        "test_loss": test_loss,
+        "test_accuracy": test_acc,
+        "images_per_sec": totals[3],
+        "images_per_sec_per_worker": totals[3] / size,
+        "epoch_time_s": seconds,
+        "workers": size,
+    }
+
+
+def run(args: argparse.Namespace, data: tuple[np.ndarray, ...], started: float) -> dict | None:
+    """Train on this rank's shard; rank 0 returns the metrics it exported, other ranks None.
+
+    ``started`` is the ``time.perf_counter()`` of the process start, for ``wall_time_s``.
+    """
+    hvd.init()
+    rank, size = hvd.rank(), hvd.size()
+    shards = shard_data(data, rank, size, args.seed)
+    ctx = device(hvd.local_rank())
+    log.info("rank %d/%d: shard of %d images (test block of %d) on %s, %s CPU threads",
+             rank, size, len(shards.x_train), len(shards.x_test), ctx,
+             os.environ.get("OMP_NUM_THREADS", "default"))
+    mx.random.seed(args.seed)
+    net = network.build_network()
+    net.initialize(mx.init.Xavier(magnitude=2.24), ctx=ctx)
+    net.hybridize()
+    learning_rate = sharding.scaled_learning_rate(args.learning_rate, size)
+    trainer = hvd.DistributedTrainer(net.collect_params(), "adam", {"learning_rate": learning_rate})
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    checkpoints = CheckpointStore(args.checkpoint_uri)
+    done, history = _resume(checkpoints, net, trainer, learning_rate, ctx)
     hvd.broadcast_parameters(net.collect_params(), root_rank=0, prefix="init.")
 
-    trained_images, train_seconds = 0.0, 0.0
+    speeds = []
     for epoch in range(done + 1, args.epochs + 1):
-        rng = np.random.RandomState(args.seed * 10007 + epoch * 101 + rank)
-        loss_sum, correct, images, seconds = _train_epoch(
-            net, trainer, loss_fn, x_shard, y_shard, args.batch_size, rng)
-        totals = _global_sum([loss_sum, correct, images, images / seconds], f"epoch{epoch}.train")
-        # Batch-norm statistics are per rank: take rank 0's, the ones checkpointed and exported.
-        hvd.broadcast_parameters(net.collect_params(), root_rank=0, prefix=f"epoch{epoch}.")
-        test_loss, test_acc, _, _ = _evaluate(net, loss_fn, x_eval, y_eval, args.batch_size, f"epoch{epoch}.eval")
-        record = {
-            "epoch": epoch,
-            "train_loss": totals[0] / totals[2],
-            "train_accuracy": totals[1] / totals[2],
-            "test_loss": test_loss,
-            "test_accuracy": test_acc,
-            "images_per_sec": totals[3],
-            "images_per_sec_per_worker": totals[3] / size,
-            "epoch_time_s": seconds,
-            "workers": size,
-        }
-        trained_images += images
-        train_seconds += seconds
+        record = _fit_epoch(epoch, net, trainer, loss_fn, shards, args, ctx)
+        speeds.append((len(shards.x_train) * size, record["epoch_time_s"]))
         if rank == 0:
             history.append(record)
             save_checkpoint(checkpoints, epoch, net, trainer, history)
             log.info("epoch %d/%d: train loss %.4f acc %.4f, test loss %.4f acc %.4f, %.0f images/s "
                      "(%d workers)", epoch, args.epochs, record["train_loss"], record["train_accuracy"],
-                     test_loss, test_acc, record["images_per_sec"], size)
+                     record["test_loss"], record["test_accuracy"], record["images_per_sec"], size)
 
-    test_loss, test_acc, y_true, y_pred = _evaluate(net, loss_fn, x_eval, y_eval, args.batch_size, "final")
-    speed = _global_sum([trained_images / train_seconds if train_seconds else 0.0], "final.speed")[0]
+    test_loss, test_acc, y_true, y_pred = _evaluate(
+        net, loss_fn, shards.x_test, shards.y_test, args.batch_size, ctx, "final")
+    # Images/s of this run: all ranks' images over this rank's training time, averaged over ranks.
+    own = sum(n for n, _ in speeds) / sum(t for _, t in speeds) if speeds else 0.0
+    speed = _global_sum([own], "final.speed")[0] / size
     if rank != 0:
         log.info("rank %d/%d: done; rank 0 exports the model", rank, size)
         return None
-    if not speed and history:  # every epoch came from checkpoints: report their speed
+    if not speeds and history:  # every epoch came from checkpoints: report their speed
         speed = history[-1]["images_per_sec"]
     last = history[-1] if history else {}
     metrics = build_metrics(
         framework="mxnet", y_true=y_true, y_pred=y_pred, test_loss=test_loss,
-        epochs=args.epochs, images_per_sec=speed, wall_time_s=time.perf_counter() - wall_start,
-        train_images=len(x_shard) * size,
+        epochs=max(args.epochs, done), images_per_sec=speed,
+        wall_time_s=time.perf_counter() - started, train_images=len(shards.x_train) * size,
         workers=size, images_per_sec_per_worker=speed / size,
         batch_size_per_worker=args.batch_size, global_batch_size=args.batch_size * size,
         learning_rate=learning_rate, base_learning_rate=args.learning_rate,
@@ -194,6 +230,6 @@ def run(args: argparse.Namespace, data: tuple[np.ndarray, ...]) -> dict | None:
         horovod={"version": horovod.__version__, "controller": "gloo" if hvd.gloo_enabled() else "mpi"},
         mxnet_version=mx.__version__,
     )
-    files = _export(args, net, x_eval[:256], metrics, history)
+    files = _export(args, net, shards.x_test[:256], metrics, history, ctx)
     log.info("rank 0/%d: test accuracy %.4f; wrote %s to %s", size, test_acc, ", ".join(files), args.model_uri)
     return metrics

@@ -9,7 +9,7 @@ import struct
 import zlib
 from typing import TYPE_CHECKING, Any
 
-from eksml.storage import read_json, write_json_atomic
+from eksml.storage import read_json, uri_of, write_json_atomic
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -83,13 +83,13 @@ def prepare_data(source: ObjectStoragePath, target: ObjectStoragePath) -> dict[s
         same = all(existing.get(n, {}).get("sha256") == d["sha256"] for n, d in described.items())
         if same and all((target / n).exists() and (target / n).size() == d["bytes"] for n, d in described.items()):
             log.info("data already at %s with matching checksums: skipped copy", target)
-            return {"uri": str(target), "copied": [], "files": described}
+            return {"uri": uri_of(target), "copied": [], "files": described}
     if target.protocol in ("file", "local", ""):
         target.mkdir(parents=True, exist_ok=True)
     copied = []
     for name in IDX_FILES:
         (target / name).write_bytes(blobs[name])
         copied.append(name)
-    write_json_atomic(manifest_path, {"source": str(source), "files": described})
+    write_json_atomic(manifest_path, {"source": uri_of(source), "files": described})
     log.info("copied %d files from %s to %s", len(copied), source, target)
-    return {"uri": str(target), "copied": copied, "files": described}
+    return {"uri": uri_of(target), "copied": copied, "files": described}

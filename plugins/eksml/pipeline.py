@@ -17,7 +17,7 @@ from eksml.params import TrainingParams, validate_training_params
 from eksml.registry import ModelRegistry, RegistryError
 from eksml.runs import evaluation_spec, plan_run
 from eksml.settings import PROJECT_ROOT, Settings, load_settings
-from eksml.storage import read_json, store_path
+from eksml.storage import read_json, store_path, uri_of
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def register(plan: dict[str, Any], facts: dict[str, Any]) -> list[dict[str, Any]
             "evaluation": evaluation, "code_version": code_version(),
         }
         uri = registry.register(candidate["version"], staging, metadata)
-        registered.append({"version": candidate["version"], "uri": str(uri), "framework": framework,
+        registered.append({"version": candidate["version"], "uri": uri_of(uri), "framework": framework,
                            "test_accuracy": candidate_accuracy(evaluation, metrics)})
     if not registered:
         raise RegistryError("no candidate finished training: nothing registered")

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from eksml.storage import copy_tree, is_local, read_json, write_json_atomic
+from eksml.storage import copy_tree, is_local, read_json, uri_of, write_json_atomic
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -77,7 +77,7 @@ class ModelRegistry:
             if owner != metadata.get("run_id"):
                 raise RegistryError(f"version {version} belongs to run {owner!r}; refusing to overwrite it")
         copied = copy_tree(staging, target)
-        write_json_atomic(target / METADATA, {**metadata, "version": version, "uri": str(target),
+        write_json_atomic(target / METADATA, {**metadata, "version": version, "uri": uri_of(target),
                                               "files": copied,
                                               "registered_at": datetime.now(timezone.utc).isoformat()})
         log.info("registered %s (%d files) at %s", version, len(copied), target)

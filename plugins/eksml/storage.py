@@ -28,6 +28,13 @@ def store_path(uri: str, settings: Settings) -> ObjectStoragePath:
     return ObjectStoragePath(uri)
 
 
+def uri_of(path: ObjectStoragePath) -> str:
+    """The plain URI of ``path`` (no connection id), as workloads and metadata use it."""
+    if is_local(path):
+        return "file://" + path.path
+    return f"{path.protocol}://{path.path}"
+
+
 def is_local(path: ObjectStoragePath) -> bool:
     return path.protocol in ("file", "local", "")
 
@@ -56,7 +63,7 @@ def copy_tree(src: ObjectStoragePath, dst: ObjectStoragePath, *, last: tuple[str
     files = sorted((p for p in src.rglob("*") if p.is_file()), key=lambda p: (p.name in last, str(p)))
     copied = []
     for file in files:
-        rel = str(file.relative_to(src))
+        rel = file.path[len(src.path.rstrip("/")):].lstrip("/")  # relative_to() fails on s3 paths
         target = dst / rel
         if is_local(target):
             target.parent.mkdir(parents=True, exist_ok=True)

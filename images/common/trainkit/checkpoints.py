@@ -35,6 +35,7 @@ class CheckpointStore:
 
     def restore(self, epoch: int) -> Path:
         """Download checkpoint ``epoch`` into a fresh temporary folder and return it."""
-        assert self.uri, "no checkpoint location"
+        if not self.uri:
+            raise ValueError("no checkpoint location (--checkpoint-uri) was given")
         target = Path(tempfile.mkdtemp(prefix=f"ckpt-{epoch:04d}-"))
         return store.download_dir(store.join(self.uri, f"epoch-{epoch:04d}"), target)

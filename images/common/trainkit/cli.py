@@ -10,23 +10,43 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
+
+
+def _hyperparameter_text(value: object) -> str:
+    if isinstance(value, str):
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            return value
+        if isinstance(decoded, (str, int, float)) and not isinstance(decoded, bool):
+            return str(decoded)
+        return value
+    return str(value)
 
 
 def sagemaker_defaults(environ: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
@@ -45,11 +65,12 @@ def sagemaker_defaults(environ: dict[str, str] | None = None) -> tuple[dict[str,
     hp_file = config_dir / "hyperparameters.json"
     hp_args: list[str] = []
     if hp_file.exists():
-        # SageMaker stores every hyperparameter value as a JSON string.
+        # SageMaker stores every hyperparameter value as a string; the SDK's framework
+        # estimators JSON-encode them first ('"s3://b/x"'), plain requests do not ('5').
         for key, value in json.loads(hp_file.read_text()).items():
             if key.startswith("sagemaker_"):
                 continue
-            hp_args += [f"--{key.replace('_', '-')}", str(value)]
+            hp_args += [f"--{key.replace('_', '-')}", _hyperparameter_text(value)]
     return defaults, hp_args
 
 
@@ -75,8 +96,23 @@ def parse_args(
         add_arguments(parser)
     defaults, hp_args = sagemaker_defaults()
     parser.set_defaults(**defaults)
-    args = parser.parse_args([*hp_args, *(list(argv) if argv is not None else [])] if hp_args or argv is not None else None)
+    # Hyperparameters first, so that explicit command-line arguments (argparse: last wins) win.
+    explicit = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args([*hp_args, *explicit])
     missing = [name for name in ("data_uri", "model_uri") if not getattr(args, name)]
     if missing:
         parser.error("missing " + ", ".join("--" + m.replace("_", "-") for m in missing))
     return args
+
+
+def check_uris(args: argparse.Namespace, names: Sequence[str] = ("data_uri", "model_uri", "checkpoint_uri")) -> None:
+    """Resolve each URI argument's filesystem now, so an unknown scheme fails before training."""
+    from . import store
+
+    for name in names:
+        uri = getattr(args, name, None)
+        if uri:
+            try:
+                store.filesystem(uri)
+            except (ValueError, ImportError) as exc:
+                raise ValueError(f"--{name.replace('_', '-')} {uri!r}: {exc}") from exc

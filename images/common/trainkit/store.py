@@ -56,8 +56,30 @@ def read_json(uri: str) -> Any:
 
 
 def write_json(uri: str, payload: Any) -> None:
-    with open_uri(uri, "wb") as handle:
-        handle.write(json.dumps(payload, indent=2, sort_keys=True).encode())
+    """Write ``payload`` as JSON; readers never see a half-written file.
+
+    An S3 PUT replaces the object at once; a local file is written beside and renamed over it.
+    """
+    data = json.dumps(payload, indent=2, sort_keys=True).encode()
+    fs, path = filesystem(uri)
+    if not _is_local(fs):
+        with fs.open(path, "wb") as handle:
+            handle.write(data)
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, target)
+
+
+def remove(uri: str) -> bool:
+    """Delete one object if it exists; return whether it did."""
+    fs, path = filesystem(uri)
+    if not fs.exists(path):
+        return False
+    fs.rm_file(path)
+    return True
 
 
 def upload_dir(local_dir: str | os.PathLike, uri: str, *, last: tuple[str, ...] = ()) -> list[str]:

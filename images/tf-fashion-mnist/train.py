@@ -1,0 +1,64 @@
+"""Entrypoint of the tf-fashion-mnist image: train a Keras CNN on Fashion-MNIST and export it.
+
+Same program in a pod (``python /opt/eksml/train.py ARGS``), on SageMaker (``train``, arguments
+from its training contract) and in the local profile (the image's virtualenv). Arguments, data
+and checkpoint settings are checked before TensorFlow is even imported, so bad input fails in
+seconds with a clear message and exit status 2. On success the last line of output is
+``EKSML_RESULT {json}`` for the orchestrator's logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from trainkit.cli import check_uris, parse_args
+
+#: Exit status for input that can never train (missing or corrupt data, bad URI, foreign checkpoint).
+BAD_INPUT = 2
+RESULT_PREFIX = "EKSML_RESULT "
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The common training arguments (trainkit.cli); this image adds none."""
+    return parse_args(argv, description="Train a Keras CNN on Fashion-MNIST and export a SavedModel.")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    started = time.monotonic()
+    args = parse(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    from checkpointing import fingerprint, resume_point
+    from trainkit.checkpoints import CheckpointStore
+    from trainkit.data import DataError, load_fashion_mnist
+
+    try:
+        check_uris(args)
+        data = load_fashion_mnist(args.data_uri, args.limit_train, args.limit_test)
+        ckpt = CheckpointStore(args.checkpoint_uri)
+        config = fingerprint(args, train_images=len(data[0]), test_images=len(data[2]))
+        resume_epoch = resume_point(ckpt, config)
+    except (DataError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return BAD_INPUT
+    logging.getLogger("train").info(
+        "data %s: %d training and %d test images; epochs %d, batch %d, learning rate %g",
+        args.data_uri, len(data[0]), len(data[2]), args.epochs, args.batch_size, args.learning_rate)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import training  # TensorFlow loads here
+
+    metrics = training.run(args, data, ckpt, resume_epoch, config, started)
+    result = {k: metrics[k] for k in ("test_accuracy", "test_loss", "images_per_sec", "wall_time_s", "epochs",
+                                      "train_images", "test_images")}
+    print(RESULT_PREFIX + json.dumps({**result, "model_uri": args.model_uri}, sort_keys=True), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

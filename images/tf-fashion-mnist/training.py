@@ -1,0 +1,103 @@
+"""The TensorFlow part of the entrypoint: train (or resume), export, score, upload.
+
+Imported by train.py only after the arguments and the data were checked, because importing
+TensorFlow alone takes seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from callbacks import EpochCheckpoint, EpochRecorder
+from checkpointing import load_checkpoint
+from exporting import SAVED_MODEL_DIR, cross_entropy, export_model, saved_model_predict
+from network import build_model, input_spec, to_input
+from trainkit import store
+from trainkit.checkpoints import CheckpointStore
+from trainkit.metrics import build_metrics
+
+log = logging.getLogger("train")
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.json"
+
+
+def _use_gpus() -> list[str]:
+    """Let TensorFlow take GPU memory as needed instead of all of it at start-up."""
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    return [gpu.name for gpu in gpus]
+
+
+def train(args: argparse.Namespace, data: tuple[np.ndarray, ...], ckpt: CheckpointStore,
+          resume_epoch: int, config: dict[str, Any]) -> tuple[Any, list[dict]]:
+    """Fit the model for ``args.epochs`` epochs, starting after ``resume_epoch``; return it and its history."""
+    x_train, y_train, x_test, y_test = data
+    keras.utils.set_random_seed(args.seed + resume_epoch)  # a resumed run does not replay epoch 1's shuffles
+    if resume_epoch:
+        model = load_checkpoint(ckpt, resume_epoch)
+        history = ckpt.history()
+        log.info("resuming from the checkpoint of epoch %d at %s: training epoch %d onwards",
+                 resume_epoch, ckpt.uri, resume_epoch + 1)
+    else:
+        model = build_model(args.learning_rate)
+        history = []
+    recorder = EpochRecorder(len(x_train), args.epochs, history)
+    if resume_epoch >= args.epochs:
+        log.info("checkpoint epoch %d already covers --epochs %d: exporting it", resume_epoch, args.epochs)
+        return model, recorder.history
+    model.fit(
+        to_input(x_train), y_train.astype(np.int32),
+        batch_size=args.batch_size, epochs=args.epochs, initial_epoch=resume_epoch, shuffle=True,
+        validation_data=(to_input(x_test), y_test.astype(np.int32)),  # reported per epoch, never used to choose
+        callbacks=[recorder, EpochCheckpoint(ckpt, config, recorder)], verbose=0,
+    )
+    return model, recorder.history
+
+
+def run(args: argparse.Namespace, data: tuple[np.ndarray, ...], ckpt: CheckpointStore,
+        resume_epoch: int, config: dict[str, Any], started: float) -> dict[str, Any]:
+    """Train, export to ``args.model_uri`` (metrics.json last) and return the metrics."""
+    gpus = _use_gpus()
+    log.info("TensorFlow %s, Keras %s, devices: %s", tf.__version__, keras.__version__, ", ".join(gpus) or "CPU")
+    x_train, _, x_test, y_test = data
+    model, history = train(args, data, ckpt, resume_epoch, config)
+
+    with tempfile.TemporaryDirectory(prefix="tf-export-") as tmp:
+        folder = Path(tmp)
+        export_model(model, folder)
+        probabilities = saved_model_predict(folder / SAVED_MODEL_DIR, x_test)
+        keras_probabilities = model.predict(to_input(x_test[:256]), verbose=0)
+        train_time = sum(h["train_time_s"] for h in history)
+        epochs_done = len(history)
+        metrics = build_metrics(
+            framework="tensorflow", y_true=y_test, y_pred=probabilities.argmax(axis=1),
+            test_loss=cross_entropy(probabilities, y_test), epochs=epochs_done,
+            images_per_sec=len(x_train) * epochs_done / train_time if train_time else 0.0,
+            wall_time_s=time.monotonic() - started, train_images=len(x_train),
+            train_time_s=round(train_time, 3), resumed_from_epoch=resume_epoch, workers=1,
+            batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
+            devices=gpus or ["CPU"], tensorflow_version=tf.__version__, keras_version=keras.__version__,
+            model_input=input_spec(),
+            export_max_abs_diff=float(np.abs(probabilities[:256] - keras_probabilities).max()),
+        )
+        store.write_json(str(folder / HISTORY_FILE), history)
+        store.write_json(str(folder / METRICS_FILE), metrics)
+        # A previous attempt's metrics.json would mark this half-written export as complete.
+        store.remove(store.join(args.model_uri, METRICS_FILE))
+        written = store.upload_dir(folder, args.model_uri, last=(METRICS_FILE,))
+    if args.output_dir:
+        store.write_json(store.join(args.output_dir, METRICS_FILE), metrics)
+    log.info("exported %d files to %s: test accuracy %.4f, loss %.4f, %.0f images/s",
+             len(written), args.model_uri, metrics["test_accuracy"], metrics["test_loss"],
+             metrics["images_per_sec"])
+    return metrics

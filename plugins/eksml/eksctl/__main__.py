@@ -1,0 +1,60 @@
+"""``python -m eksml.eksctl render``: print the ClusterConfig YAML the pipeline would send.
+
+Nothing is sent: the output is for reading and for checking with one's own validators
+(``eksctl create cluster -f - --dry-run`` or the published JSON schema).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from eksml.eksctl.config import ClusterConfigError
+from eksml.eksctl.render import render_stream
+from eksml.eksctl.request import ClusterRequest, build_cluster_configs
+from eksml.settings import SettingsError, load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m eksml.eksctl", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    render = sub.add_parser("render", help="print the rendered ClusterConfig(s) as YAML")
+    render.add_argument("--name", help="cluster name (default: settings.cluster_name)")
+    render.add_argument("--region", help="AWS region (default: settings.region)")
+    render.add_argument("--kubernetes-version", help="EKS Kubernetes version (default: settings)")
+    render.add_argument("--store-uri", help="s3://BUCKET/PREFIX the IRSA policies are scoped to")
+    render.add_argument(
+        "--train-instance-type", action="append", dest="train_instance_types", metavar="TYPE",
+        help="GPU instance type of ng-train; repeat with --spot for several (default p3.8xlarge)",
+    )  # fmt: skip
+    render.add_argument("--train-nodes", type=int, help="desired ng-train nodes (default 1)")
+    render.add_argument("--train-min-nodes", type=int, help="minimum ng-train nodes (default 0)")
+    render.add_argument("--train-max-nodes", type=int, help="maximum ng-train nodes (default max(4, desired))")
+    render.add_argument("--train-volume-size", type=int, help="ng-train root volume in GiB (default 200)")
+    render.add_argument("--spot", action="store_true", default=None, help="use spot capacity for ng-train")
+    render.add_argument("--inference-instance-type", help="instance type of ng-inference (default m5.2xlarge)")
+    render.add_argument("--inference-nodes", type=int, help="desired ng-inference nodes (default 1)")
+    render.add_argument("--availability-zone", action="append", dest="availability_zones", metavar="AZ")
+    render.add_argument("--pipeline-principal-arn", help="IAM principal of Airflow, mapped to the pipeline RBAC group")
+    render.add_argument(
+        "--dedicated-training-cluster", action="store_true", default=None,
+        help="render a separate training cluster (<name>-training) and the inference cluster",
+    )  # fmt: skip
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+    try:
+        request = ClusterRequest.from_settings(load_settings(), **overrides)
+        configs = build_cluster_configs(request)
+    except (ClusterConfigError, SettingsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(render_stream(configs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""Typed model of eksctl's ``ClusterConfig`` (``eksctl.io/v1alpha5``) for this project.
+
+Only the fields the project sets are modelled; :meth:`ClusterConfig.to_dict` renders the
+document eksctl reads with ``create cluster -f``. :meth:`ClusterConfig.validate` checks
+everything that can be checked offline, so bad input fails in a second instead of after
+fifteen minutes of CloudFormation.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from eksml.eksctl.instance_types import InstanceTypeError, check_cpu_instance_type, check_gpu_instance_types
+
+API_VERSION = "eksctl.io/v1alpha5"
+GPU_RESOURCE = "nvidia.com/gpu"
+CA_TAG_PREFIX = "k8s.io/cluster-autoscaler"
+
+#: EKS cluster name rule (CreateCluster API): letter or digit first, then [A-Za-z0-9_-], <= 100.
+CLUSTER_NAME_RE = re.compile(r"^[0-9A-Za-z][A-Za-z0-9\-_]*$")
+CLUSTER_NAME_MAX = 100
+REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
+K8S_VERSION_RE = re.compile(r"^1\.\d{2}$")
+IAM_ROLE_NAME_RE = re.compile(r"^[\w+=,.@-]{1,64}$")
+_LABEL_KEY_RE = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+class ClusterConfigError(ValueError):
+    """The requested cluster cannot be created; the message lists every problem found."""
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    value: str
+    effect: str = "NoSchedule"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"key": self.key, "value": self.value, "effect": self.effect}
+
+
+@dataclass(frozen=True)
+class ManagedNodeGroup:
+    """An EKS managed node group; ``gpu=True`` marks the train group (NVIDIA types only)."""
+
+    name: str
+    instance_types: tuple[str, ...]
+    min_size: int
+    desired_capacity: int
+    max_size: int
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: tuple[Taint, ...] = ()
+    spot: bool = False
+    volume_size: int = 80
+    gpu: bool = False
+    availability_zones: tuple[str, ...] = ()
+
+    @property
+    def gpus_per_node(self) -> int:
+        return check_gpu_instance_types(list(self.instance_types)) if self.gpu else 0
+
+    def problems(self) -> list[str]:
+        errors: list[str] = []
+        where = f"node group {self.name!r}"
+        try:
+            if self.gpu:
+                check_gpu_instance_types(list(self.instance_types))
+            else:
+                if not self.instance_types:
+                    errors.append(f"{where}: needs an instance type")
+                for t in self.instance_types:
+                    check_cpu_instance_type(t)
+        except InstanceTypeError as exc:
+            errors.append(f"{where}: {exc}")
+        if len(self.instance_types) > 1 and not self.spot:
+            errors.append(f"{where}: several instance types need spot=True (on-demand groups take one type)")
+        for name, value in (("min", self.min_size), ("desired", self.desired_capacity), ("max", self.max_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                errors.append(f"{where}: {name} size must be a non-negative integer, got {value!r}")
+        if not errors:
+            if self.max_size < 1:
+                errors.append(f"{where}: max size must be at least 1, got {self.max_size}")
+            if self.desired_capacity > self.max_size:
+                errors.append(f"{where}: desired ({self.desired_capacity}) > max ({self.max_size})")
+            if self.min_size > self.desired_capacity:
+                errors.append(f"{where}: min ({self.min_size}) > desired ({self.desired_capacity})")
+        if not 20 <= self.volume_size <= 16384:
+            errors.append(f"{where}: volume size must be 20-16384 GiB, got {self.volume_size}")
+        for key, value in self.labels.items():
+            if not _LABEL_KEY_RE.match(key) or not _LABEL_VALUE_RE.match(str(value)):
+                errors.append(f"{where}: invalid label {key}={value}")
+        for taint in self.taints:
+            if taint.effect not in TAINT_EFFECTS:
+                errors.append(f"{where}: taint effect {taint.effect!r} not in {TAINT_EFFECTS}")
+        return errors
+
+    def autoscaler_tags(self, cluster_name: str) -> dict[str, str]:
+        """ASG tags that let cluster-autoscaler discover the group and scale it up from zero."""
+        tags = {f"{CA_TAG_PREFIX}/enabled": "true", f"{CA_TAG_PREFIX}/{cluster_name}": "owned"}
+        for key, value in self.labels.items():
+            tags[f"{CA_TAG_PREFIX}/node-template/label/{key}"] = value
+        for taint in self.taints:
+            tags[f"{CA_TAG_PREFIX}/node-template/taint/{taint.key}"] = f"{taint.value}:{taint.effect}"
+        if self.gpu:
+            tags[f"{CA_TAG_PREFIX}/node-template/resources/{GPU_RESOURCE}"] = str(self.gpus_per_node)
+        return tags
+
+    def to_dict(self, cluster_name: str) -> dict[str, Any]:
+        doc: dict[str, Any] = {"name": self.name}
+        if self.spot or len(self.instance_types) > 1:
+            doc["instanceTypes"] = list(self.instance_types)
+            doc["spot"] = self.spot
+        else:
+            doc["instanceType"] = self.instance_types[0]
+        doc.update(
+            minSize=self.min_size,
+            desiredCapacity=self.desired_capacity,
+            maxSize=self.max_size,
+            volumeSize=self.volume_size,
+            volumeType="gp3",
+            labels=dict(self.labels),
+        )
+        if self.taints:
+            doc["taints"] = [t.to_dict() for t in self.taints]
+        if self.availability_zones:
+            doc["availabilityZones"] = list(self.availability_zones)
+        # propagateASGTags copies labels/taints to the ASG as node-template tags; the explicit
+        # tags below add what it cannot know (GPU count) and the auto-discovery tags.
+        doc["propagateASGTags"] = True
+        doc["tags"] = self.autoscaler_tags(cluster_name)
+        return doc
+
+
+@dataclass(frozen=True)
+class IAMServiceAccount:
+    """An IRSA role for one Kubernetes service account.
+
+    ``roleOnly`` is set: eksctl owns the IAM role and its OIDC trust, the pipeline owns
+    the ServiceAccount object (rendered by :mod:`eksml.cluster.objects`).
+    """
+
+    name: str
+    namespace: str
+    role_name: str
+    policy: dict[str, Any] | None = None
+    well_known_policies: dict[str, bool] | None = None
+
+    def problems(self) -> list[str]:
+        errors = []
+        if not IAM_ROLE_NAME_RE.match(self.role_name):
+            errors.append(f"IAM role name {self.role_name!r} must be 1-64 characters of [A-Za-z0-9+=,.@_-]")
+        if not self.policy and not self.well_known_policies:
+            errors.append(f"service account {self.namespace}/{self.name} has no policy")
+        return errors
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "roleName": self.role_name,
+            "roleOnly": True,
+        }
+        if self.policy:
+            doc["attachPolicy"] = self.policy
+        if self.well_known_policies:
+            doc["wellKnownPolicies"] = dict(self.well_known_policies)
+        return doc
+
+
+@dataclass(frozen=True)
+class AccessEntry:
+    """Maps the pipeline's IAM principal to Kubernetes groups bound by the project's RBAC."""
+
+    principal_arn: str
+    kubernetes_groups: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"principalARN": self.principal_arn, "kubernetesGroups": list(self.kubernetes_groups)}
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """One EKS cluster as eksctl creates it."""
+
+    name: str
+    region: str
+    version: str
+    node_groups: tuple[ManagedNodeGroup, ...]
+    service_accounts: tuple[IAMServiceAccount, ...] = ()
+    access_entries: tuple[AccessEntry, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+    availability_zones: tuple[str, ...] = ()
+
+    def node_group(self, name: str) -> ManagedNodeGroup:
+        for ng in self.node_groups:
+            if ng.name == name:
+                return ng
+        raise KeyError(f"cluster {self.name!r} has no node group {name!r}")
+
+    def problems(self) -> list[str]:
+        errors: list[str] = []
+        if not isinstance(self.name, str) or not CLUSTER_NAME_RE.match(self.name):
+            errors.append(
+                f"invalid cluster name {self.name!r}: must start with a letter or digit and contain only "
+                "letters, digits, '-' and '_'"
+            )
+        elif len(self.name) > CLUSTER_NAME_MAX:
+            errors.append(f"cluster name {self.name!r} is {len(self.name)} characters; EKS allows {CLUSTER_NAME_MAX}")
+        if not REGION_RE.match(self.region or ""):
+            errors.append(f"invalid AWS region {self.region!r} (expected a name like us-west-2)")
+        if not K8S_VERSION_RE.match(self.version or ""):
+            errors.append(f"invalid Kubernetes version {self.version!r} (expected MAJOR.MINOR such as 1.33)")
+        for zone in self.availability_zones:
+            if not zone.startswith(self.region):
+                errors.append(f"availability zone {zone!r} is not in region {self.region!r}")
+        if not self.node_groups:
+            errors.append("a cluster needs at least one node group")
+        names = [ng.name for ng in self.node_groups]
+        if len(set(names)) != len(names):
+            errors.append(f"duplicate node group names: {names}")
+        for ng in self.node_groups:
+            errors.extend(ng.problems())
+        # coredns, the autoscaler and the MPI operator must run somewhere untainted.
+        if self.node_groups and not any(not ng.taints and ng.min_size >= 1 for ng in self.node_groups):
+            errors.append("at least one untainted node group needs min size >= 1 for system pods")
+        for sa in self.service_accounts:
+            errors.extend(sa.problems())
+        return errors
+
+    def validate(self) -> ClusterConfig:
+        errors = self.problems()
+        if errors:
+            raise ClusterConfigError(f"cluster {self.name!r}: " + "; ".join(errors))
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "apiVersion": API_VERSION,
+            "kind": "ClusterConfig",
+            "metadata": {"name": self.name, "region": self.region, "version": self.version},
+        }
+        if self.tags:
+            doc["metadata"]["tags"] = dict(self.tags)
+        if self.availability_zones:
+            doc["availabilityZones"] = list(self.availability_zones)
+        doc["iam"] = {"withOIDC": True}
+        if self.service_accounts:
+            doc["iam"]["serviceAccounts"] = [sa.to_dict() for sa in self.service_accounts]
+        if self.access_entries:
+            doc["accessConfig"] = {
+                "authenticationMode": "API_AND_CONFIG_MAP",
+                "accessEntries": [e.to_dict() for e in self.access_entries],
+            }
+        doc["managedNodeGroups"] = [ng.to_dict(self.name) for ng in self.node_groups]
+        return doc

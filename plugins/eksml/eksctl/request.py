@@ -1,0 +1,250 @@
+"""What a user asks for (settings + DAG params) turned into one or two ClusterConfigs.
+
+:class:`ClusterRequest` holds the knobs a person sets in the trigger form or on the
+command line; :func:`build_cluster_configs` applies the project's conventions (node group
+names, labels, taints, IRSA roles) and validates the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from eksml.eksctl.config import (
+    GPU_RESOURCE,
+    AccessEntry,
+    ClusterConfig,
+    ClusterConfigError,
+    IAMServiceAccount,
+    ManagedNodeGroup,
+    Taint,
+)
+from eksml.eksctl.iam import StoreUriError, inference_policy, training_policy
+from eksml.settings import Settings, load_settings
+
+TRAIN_GROUP = "ng-train"
+INFERENCE_GROUP = "ng-inference"
+SYSTEM_GROUP = "ng-system"
+GPU_TAINT = Taint(key=GPU_RESOURCE, value="present", effect="NoSchedule")
+PIPELINE_GROUP = "eksml-pipeline"
+AUTOSCALER_SERVICE_ACCOUNT = ("kube-system", "cluster-autoscaler")
+TRAINING_CLUSTER_SUFFIX = "-training"
+PROJECT_TAG = "eksml/project"
+
+
+@dataclass(frozen=True)
+class ClusterRequest:
+    """Cluster knobs; defaults come from :class:`~eksml.settings.Settings`."""
+
+    name: str
+    region: str
+    kubernetes_version: str
+    store_uri: str
+    model_name: str = "fashion-mnist"
+    namespace: str = "ml-training"
+    inference_namespace: str = "ml-serving"
+    training_service_account: str = "training"
+    inference_service_account: str = "inference"
+    train_instance_types: tuple[str, ...] = ("p3.8xlarge",)
+    spot: bool = False
+    train_nodes: int = 1
+    train_min_nodes: int = 0
+    #: None means max(4, train_nodes).
+    train_max_nodes: int | None = None
+    train_volume_size: int = 200
+    inference_instance_type: str = "m5.2xlarge"
+    inference_nodes: int = 1
+    inference_min_nodes: int = 1
+    inference_max_nodes: int | None = None
+    inference_volume_size: int = 80
+    system_instance_type: str = "m5.large"
+    dedicated_training_cluster: bool = False
+    availability_zones: tuple[str, ...] = ()
+    pipeline_principal_arn: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> ClusterRequest:
+        """Request built from settings, then ``overrides`` (None values are ignored)."""
+        s = settings or load_settings()
+        base = cls(
+            name=s.cluster_name,
+            region=s.region,
+            kubernetes_version=s.kubernetes_version,
+            store_uri=s.store_uri,
+            model_name=s.model_name,
+            namespace=s.namespace,
+            inference_namespace=s.inference_namespace,
+            training_service_account=s.training_service_account,
+            inference_service_account=s.inference_service_account,
+        )
+        return base.with_overrides(overrides)
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> ClusterRequest:
+        """Copy with ``overrides`` coerced to the field types (templated params arrive as text)."""
+        known = {f.name: f for f in dataclasses.fields(self)}
+        unknown = set(overrides) - set(known)
+        if unknown:
+            raise ClusterConfigError(f"unknown cluster parameter(s): {', '.join(sorted(unknown))}")
+        changes = {k: _coerce(k, v, getattr(self, k)) for k, v in overrides.items() if v is not None and v != ""}
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (for trigger kwargs and XCom)."""
+        data = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() not in {"true", "false", "1", "0", "yes", "no"}:
+                    raise ValueError(value)
+                return value.lower() in {"true", "1", "yes"}
+            return bool(value)
+        if isinstance(default, tuple):
+            if isinstance(value, str):
+                return tuple(p.strip() for p in value.split(",") if p.strip())
+            return tuple(value)
+        if isinstance(default, int) or name.endswith("_nodes"):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if isinstance(default, dict):
+            return dict(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ClusterConfigError(f"parameter {name}={value!r} has the wrong type") from exc
+
+
+def _train_group(req: ClusterRequest) -> ManagedNodeGroup:
+    return ManagedNodeGroup(
+        name=TRAIN_GROUP,
+        instance_types=req.train_instance_types,
+        min_size=req.train_min_nodes,
+        desired_capacity=req.train_nodes,
+        max_size=req.train_max_nodes if req.train_max_nodes is not None else max(4, req.train_nodes),
+        labels={"role": "train"},
+        taints=(GPU_TAINT,),
+        spot=req.spot,
+        volume_size=req.train_volume_size,
+        gpu=True,
+        availability_zones=req.availability_zones,
+    )
+
+
+def _cpu_group(name: str, role: str, instance_type: str, nodes: int, min_nodes: int, max_nodes: int | None,
+               volume: int, zones: tuple[str, ...]) -> ManagedNodeGroup:  # fmt: skip
+    return ManagedNodeGroup(
+        name=name,
+        instance_types=(instance_type,),
+        min_size=min_nodes,
+        desired_capacity=nodes,
+        max_size=max_nodes if max_nodes is not None else max(3, nodes),
+        labels={"role": role},
+        volume_size=volume,
+        availability_zones=zones,
+    )
+
+
+def _role_name(cluster: str, account: str) -> str:
+    return f"{cluster}-{account}"
+
+
+def autoscaler_role_name(cluster: str) -> str:
+    return _role_name(cluster, "cluster-autoscaler")
+
+
+def training_role_name(cluster: str, req: ClusterRequest) -> str:
+    return _role_name(cluster, req.training_service_account)
+
+
+def inference_role_name(cluster: str, req: ClusterRequest) -> str:
+    return _role_name(cluster, req.inference_service_account)
+
+
+def _service_accounts(cluster: str, req: ClusterRequest, *, training: bool, inference: bool) -> tuple[IAMServiceAccount, ...]:
+    accounts = [
+        IAMServiceAccount(
+            name=AUTOSCALER_SERVICE_ACCOUNT[1],
+            namespace=AUTOSCALER_SERVICE_ACCOUNT[0],
+            role_name=autoscaler_role_name(cluster),
+            well_known_policies={"autoScaler": True},
+        )
+    ]
+    if training:
+        accounts.append(
+            IAMServiceAccount(
+                name=req.training_service_account,
+                namespace=req.namespace,
+                role_name=training_role_name(cluster, req),
+                policy=training_policy(req.store_uri, req.model_name, req.region),
+            )
+        )
+    if inference:
+        accounts.append(
+            IAMServiceAccount(
+                name=req.inference_service_account,
+                namespace=req.inference_namespace,
+                role_name=inference_role_name(cluster, req),
+                policy=inference_policy(req.store_uri, req.model_name, req.region),
+            )
+        )
+    return tuple(accounts)
+
+
+def training_cluster_name(req: ClusterRequest) -> str:
+    """Name of the cluster that runs training (``<name>-training`` when dedicated)."""
+    return req.name + TRAINING_CLUSTER_SUFFIX if req.dedicated_training_cluster else req.name
+
+
+def build_cluster_configs(req: ClusterRequest) -> list[ClusterConfig]:
+    """One shared cluster, or a dedicated training cluster plus the inference cluster.
+
+    Raises :class:`ClusterConfigError` listing every problem; nothing is sent anywhere.
+    """
+    try:
+        access = (
+            (AccessEntry(principal_arn=req.pipeline_principal_arn, kubernetes_groups=(PIPELINE_GROUP,)),)
+            if req.pipeline_principal_arn
+            else ()
+        )
+        tags = {PROJECT_TAG: "eksml", **req.tags}
+        zones = req.availability_zones
+        inference_group = _cpu_group(INFERENCE_GROUP, "inference", req.inference_instance_type, req.inference_nodes,
+                                     req.inference_min_nodes, req.inference_max_nodes, req.inference_volume_size, zones)  # fmt: skip
+        if not req.dedicated_training_cluster:
+            configs = [
+                ClusterConfig(
+                    name=req.name, region=req.region, version=req.kubernetes_version,
+                    node_groups=(_train_group(req), inference_group),
+                    service_accounts=_service_accounts(req.name, req, training=True, inference=True),
+                    access_entries=access, tags=tags, availability_zones=zones,
+                )  # fmt: skip
+            ]
+        else:
+            train_name = training_cluster_name(req)
+            system_group = _cpu_group(SYSTEM_GROUP, "system", req.system_instance_type, 1, 1, 2, 50, zones)
+            configs = [
+                ClusterConfig(
+                    name=train_name, region=req.region, version=req.kubernetes_version,
+                    node_groups=(_train_group(req), system_group),
+                    service_accounts=_service_accounts(train_name, req, training=True, inference=False),
+                    access_entries=access, tags=tags, availability_zones=zones,
+                ),
+                ClusterConfig(
+                    name=req.name, region=req.region, version=req.kubernetes_version,
+                    node_groups=(inference_group,),
+                    service_accounts=_service_accounts(req.name, req, training=False, inference=True),
+                    access_entries=access, tags=tags, availability_zones=zones,
+                ),
+            ]  # fmt: skip
+    except StoreUriError as exc:
+        raise ClusterConfigError(str(exc)) from exc
+    problems = [p for cfg in configs for p in (f"cluster {cfg.name!r}: {e}" for e in cfg.problems())]
+    if problems:
+        raise ClusterConfigError("; ".join(problems))
+    return configs

@@ -1,0 +1,196 @@
+"""The Kubeflow MPI operator ``MPIJob`` (``kubeflow.org/v2beta1``) a distributed spec becomes.
+
+One launcher pod (CPU only) runs ``horovodrun`` over the hostfile the MPI operator writes;
+``spec.replicas`` worker pods, each with ``slots_per_replica`` GPUs, run ``sshd`` until the
+launcher starts one training process per slot on them. The launcher is created only once
+every worker is Ready (``launcherCreationPolicy: WaitForWorkersReady``, and a worker is Ready
+only when its sshd accepts connections), so it never crash-loops on ssh to a worker that is
+still pulling its image.
+
+Contract with the image (``images/mxnet-horovod``): user ``mpiuser`` (uid 1000) with home
+``/home/mpiuser``; ``/home/mpiuser/.sshd_config`` naming a pid file and host key under that
+home (the MPI operator mounts the job's key pair at ``sshAuthMountPath``); ssh client with
+``StrictHostKeyChecking no`` and ``UserKnownHostsFile /dev/null``; ``horovodrun`` on the
+PATH. sshd must not carry file capabilities (``setcap``): with every capability dropped
+such a binary cannot be executed; port 22 is opened to non-root users by a safe sysctl.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes.client import models as k8s
+
+from eksml.kubernetes import podparts
+from eksml.kubernetes.workload import WorkloadSpecError, coerce_spec
+from eksml.settings import Settings
+from eksml.specs import Resources, WorkloadSpec
+
+GROUP = "kubeflow.org"
+VERSION = "v2beta1"
+PLURAL = "mpijobs"
+KIND = "MPIJob"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+#: Labels the MPI operator puts on the pods it creates (used to find the launcher's pods).
+JOB_NAME_LABEL = "training.kubeflow.org/job-name"
+JOB_ROLE_LABEL = "training.kubeflow.org/job-role"
+
+MPI_USER_HOME = "/home/mpiuser"
+SSH_AUTH_MOUNT_PATH = f"{MPI_USER_HOME}/.ssh"
+SSHD_PORT = 22
+#: Written by the MPI operator into the launcher: ``<worker>.<job>.<ns>.svc slots=<n>`` per worker.
+HOSTFILE = "/etc/mpi/hostfile"
+WORKER_COMMAND = ("/usr/sbin/sshd", "-De", "-f", f"{MPI_USER_HOME}/.sshd_config")
+LAUNCHER_CONTAINER = "mpi-launcher"
+WORKER_CONTAINER = "mpi-worker"
+#: The launcher only starts processes over ssh and relays their output.
+LAUNCHER_RESOURCES = Resources(cpu="1", memory="2Gi", gpus=0)
+
+_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_HOSTNAME_MAX = 63
+
+
+@dataclass(frozen=True)
+class RunPolicy:
+    """``spec.runPolicy``: retries, clean-up and deadlines of the job.
+
+    Each epoch is checkpointed, so a retried launcher resumes training instead of restarting it.
+    """
+
+    #: Launcher pod retries before the job is Failed.
+    backoff_limit: int = 2
+    #: Finished jobs (and their launcher logs) are kept this long, then garbage-collected.
+    ttl_seconds_after_finished: int = 3600
+    #: Wall-clock limit of the launcher once it has started; ``None`` for none.
+    active_deadline_seconds: int | None = 12 * 3600
+    #: ``Running``: stop the workers still running when the launcher ends, keep finished pods.
+    clean_pod_policy: str = "Running"
+
+    def __post_init__(self) -> None:
+        if self.clean_pod_policy not in {"Running", "All", "None"}:
+            raise ValueError(f"clean_pod_policy must be Running, All or None, got {self.clean_pod_policy!r}")
+        if self.backoff_limit < 0 or self.ttl_seconds_after_finished < 0:
+            raise ValueError("backoff_limit and ttl_seconds_after_finished must be >= 0")
+        if self.active_deadline_seconds is not None and self.active_deadline_seconds < 1:
+            raise ValueError("active_deadline_seconds must be >= 1 or None")
+
+    def to_dict(self) -> dict[str, Any]:
+        policy: dict[str, Any] = {
+            "cleanPodPolicy": self.clean_pod_policy,
+            "backoffLimit": self.backoff_limit,
+            "ttlSecondsAfterFinished": self.ttl_seconds_after_finished,
+        }
+        if self.active_deadline_seconds is not None:
+            policy["activeDeadlineSeconds"] = self.active_deadline_seconds
+        return policy
+
+
+def launcher_command(spec: WorkloadSpec) -> list[str]:
+    """``horovodrun`` over the operator's hostfile, then the same entrypoint and args as a pod."""
+    return ["horovodrun", "-np", str(spec.total_processes), "--hostfile", HOSTFILE,
+            *spec.container_command(), *spec.args]
+
+
+def check_job_name(name: str, replicas: int = 1) -> str:
+    """Return ``name`` if the MPIJob and every pod hostname derived from it will be valid."""
+    if not isinstance(name, str) or not _DNS_1035.match(name):
+        raise WorkloadSpecError(
+            f"MPIJob name {name!r} must be a DNS-1035 label: lowercase letters, digits and '-', "
+            "starting with a letter and ending with a letter or digit"
+        )
+    longest = max(f"{name}-launcher", f"{name}-worker-{max(replicas - 1, 0)}", key=len)
+    if len(longest) > _HOSTNAME_MAX:
+        raise WorkloadSpecError(f"MPIJob name {name!r} is too long: pod hostname {longest!r} exceeds {_HOSTNAME_MAX} characters")
+    return name
+
+
+def job_name(base: str, key: str, max_length: int = 40) -> str:
+    """A valid MPIJob name: ``base`` made DNS-1035, plus a digest of ``key`` (one per task try)."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    stem = re.sub(r"[^a-z0-9-]+", "-", base.lower()).strip("-")
+    stem = re.sub(r"^[^a-z]+", "", stem)[: max_length - len(digest) - 1].rstrip("-") or "mpijob"
+    return f"{stem}-{digest}"
+
+
+def _container(name: str, image: str, command: list[str], env: list[k8s.V1EnvVar],
+               resources: k8s.V1ResourceRequirements, **extra: Any) -> k8s.V1Container:
+    return k8s.V1Container(
+        name=name, image=image, command=command, env=env, resources=resources,
+        security_context=podparts.container_security_context(), **extra,
+    )
+
+
+def _template(spec: WorkloadSpec, settings: Settings, labels: Mapping[str, str],
+              container: k8s.V1Container, sysctls: Mapping[str, str] | None = None) -> k8s.V1PodTemplateSpec:
+    return k8s.V1PodTemplateSpec(
+        metadata=k8s.V1ObjectMeta(labels=dict(labels), annotations={"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}),
+        spec=k8s.V1PodSpec(
+            containers=[container],
+            service_account_name=settings.training_service_account,
+            automount_service_account_token=False,  # v2 launchers use ssh, not the Kubernetes API
+            node_selector=podparts.node_selector(spec.node_role),
+            tolerations=podparts.gpu_tolerations(),
+            security_context=podparts.pod_security_context(sysctls),
+        ),
+    )
+
+
+def render_mpijob(
+    spec: WorkloadSpec | Mapping[str, Any],
+    settings: Settings,
+    name: str,
+    *,
+    run_policy: RunPolicy | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The MPIJob that runs distributed ``spec`` as ``name`` in the training namespace, as a dict."""
+    from kubernetes.client import ApiClient
+
+    spec = coerce_spec(spec)
+    if not spec.distributed:
+        raise WorkloadSpecError(f"workload {spec.name!r} is not distributed: run it with GpuTrainingPodOperator")
+    gpus = spec.resources.gpus
+    if gpus and gpus != spec.slots_per_replica:
+        raise WorkloadSpecError(
+            f"workload {spec.name!r} asks for {gpus} GPU(s) per worker but {spec.slots_per_replica} "
+            "slot(s): Horovod runs one process per GPU, so they must be equal"
+        )
+    check_job_name(name, spec.replicas)
+    env = podparts.env_vars(spec.env)
+    image = settings.image(spec.image)
+    pod_labels = {**dict(spec.labels), **dict(labels or {})}
+
+    launcher = _template(spec, settings, pod_labels, _container(
+        LAUNCHER_CONTAINER, image, launcher_command(spec), env, podparts.resource_requirements(LAUNCHER_RESOURCES),
+    ))
+    worker = _template(spec, settings, pod_labels, _container(
+        WORKER_CONTAINER, image, list(WORKER_COMMAND), env, podparts.resource_requirements(spec.resources),
+        ports=[k8s.V1ContainerPort(name="ssh", container_port=SSHD_PORT)],
+        # Ready means sshd accepts connections: what WaitForWorkersReady waits for.
+        readiness_probe=k8s.V1Probe(tcp_socket=k8s.V1TCPSocketAction(port=SSHD_PORT), period_seconds=2),
+    ), sysctls={"net.ipv4.ip_unprivileged_port_start": str(SSHD_PORT)})
+
+    sanitize = ApiClient().sanitize_for_serialization
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": name, "namespace": settings.namespace, "labels": pod_labels},
+        "spec": {
+            "slotsPerWorker": spec.slots_per_replica,
+            "runPolicy": (run_policy or RunPolicy()).to_dict(),
+            "launcherCreationPolicy": "WaitForWorkersReady",
+            "sshAuthMountPath": SSH_AUTH_MOUNT_PATH,
+            "mpiImplementation": "OpenMPI",
+            "mpiReplicaSpecs": {
+                # Never: every launcher retry gets a fresh pod, so each attempt's log survives.
+                "Launcher": {"replicas": 1, "restartPolicy": "Never", "template": sanitize(launcher)},
+                # OnFailure: a worker whose sshd dies comes back in place, keeping its hostname.
+                "Worker": {"replicas": spec.replicas, "restartPolicy": "OnFailure", "template": sanitize(worker)},
+            },
+        },
+    }

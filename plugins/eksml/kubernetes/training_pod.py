@@ -1,0 +1,144 @@
+"""One training job as one pod on a GPU node: ``GpuTrainingPodOperator`` and its renderer.
+
+The operator is a ``KubernetesPodOperator`` whose pod comes from a
+:class:`~eksml.specs.WorkloadSpec`; in the ``local`` profile the same spec runs as a process
+of the image's virtualenv instead. :func:`render_training_pod` builds the pod through the
+operator's own ``build_pod_request_obj``, so what is rendered is what would be submitted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+from eksml.kubernetes import podparts
+from eksml.kubernetes.workload import coerce_spec
+from eksml.local.runner import LocalRunner
+from eksml.settings import Settings, load_settings
+from eksml.specs import WorkloadSpec
+
+#: KubernetesPodOperator arguments the spec decides; passing one is a mistake, not an override.
+SPEC_OWNED_ARGUMENTS = (
+    "image", "cmds", "arguments", "env_vars", "container_resources", "node_selector", "tolerations",
+    "service_account_name", "security_context", "container_security_context", "full_pod_spec",
+    "pod_template_file", "pod_template_dict",
+)
+
+#: GPU nodes may be scaled up from zero when the pod arrives: minutes, not the default 2.
+DEFAULT_STARTUP_TIMEOUT_S = 900
+
+#: Ask the cluster autoscaler not to move a running training pod to consolidate nodes.
+POD_ANNOTATIONS = {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}
+
+
+class GpuTrainingPodOperator(KubernetesPodOperator):
+    """Run a training :class:`~eksml.specs.WorkloadSpec` as a GPU pod (``aws``) or a process (``local``).
+
+    :param spec: the workload, or its ``to_dict()`` (templated: usually pulled from XCom).
+    :param settings: configuration; ``None`` reads it at run time (environment and the
+        ``eksml_settings`` Variable), which is what decides the profile.
+    :param local_env: extra environment for the local process only (templated), e.g. the
+        endpoint and keys of a loopback S3 server; never part of a pod.
+    :param kwargs: ``KubernetesPodOperator`` arguments that the spec does not decide
+        (``deferrable``, ``get_logs``, ``on_finish_action``, ``namespace``, ...).
+    """
+
+    template_fields = (*KubernetesPodOperator.template_fields, "spec", "local_env")
+
+    def __init__(
+        self,
+        *,
+        spec: WorkloadSpec | Mapping[str, Any] | str,
+        settings: Settings | None = None,
+        local_env: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        given = sorted(set(kwargs) & set(SPEC_OWNED_ARGUMENTS))
+        if given:
+            raise TypeError(f"GpuTrainingPodOperator takes {', '.join(given)} from the workload spec, not as arguments")
+        self._explicit_conn_id = kwargs.pop("kubernetes_conn_id", None)
+        kwargs.setdefault("startup_timeout_seconds", DEFAULT_STARTUP_TIMEOUT_S)
+        # Keep a failed pod for `kubectl describe`; a finished one is only clutter.
+        kwargs.setdefault("on_finish_action", "delete_succeeded_pod")
+        super().__init__(kubernetes_conn_id=self._explicit_conn_id, **kwargs)
+        self.spec = spec
+        self.settings = settings
+        self.local_env = local_env
+        self._runner: LocalRunner | None = None
+
+    # --- configuration -------------------------------------------------------------------
+    def resolved_settings(self) -> Settings:
+        if self.settings is None:
+            self.settings = load_settings(use_airflow_variable=True)
+        return self.settings
+
+    def _apply_settings(self) -> Settings:
+        settings = self.resolved_settings()
+        self.kubernetes_conn_id = self._explicit_conn_id or settings.kubernetes_conn_id
+        self.namespace = self.namespace or settings.namespace
+        return settings
+
+    def apply_spec(self) -> WorkloadSpec:
+        """Set every pod field the spec and settings decide; return the checked spec."""
+        settings = self._apply_settings()
+        spec = coerce_spec(self.spec)
+        self.image = settings.image(spec.image)
+        self.cmds = spec.container_command()
+        self.arguments = list(spec.args)
+        self.env_vars = podparts.env_vars(spec.env)
+        self.container_resources = podparts.resource_requirements(spec.resources)
+        self.node_selector = podparts.node_selector(spec.node_role)
+        self.tolerations = podparts.gpu_tolerations()
+        self.service_account_name = settings.training_service_account
+        # The training code never talks to the Kubernetes API; AWS access comes from the
+        # separately projected IRSA token, which this setting does not affect.
+        self.automount_service_account_token = False
+        self.security_context = podparts.pod_security_context()
+        self.container_security_context = podparts.container_security_context()
+        self.labels = {**dict(spec.labels), **(self.labels or {})}
+        self.annotations = {**POD_ANNOTATIONS, **(self.annotations or {})}
+        self.name = self.name or spec.name
+        return spec
+
+    def build_pod_request_obj(self, context: Any = None, *, dry_run: bool = False):  # type: ignore[override]
+        self.apply_spec()
+        return super().build_pod_request_obj(context, dry_run=dry_run)
+
+    # --- running --------------------------------------------------------------------------
+    def execute(self, context: Any) -> Any:
+        spec = self.apply_spec()
+        if self.resolved_settings().profile == "local":
+            self._runner = LocalRunner(self.resolved_settings(), self.log)
+            self._runner.run(spec, extra_env=self.local_env)
+            return None
+        return super().execute(context)
+
+    def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
+        self._apply_settings()  # the resumed task reads the pod through the configured connection
+        return super().trigger_reentry(context, event)
+
+    def on_kill(self) -> None:
+        if self._runner is not None:
+            self._runner.kill()
+            return
+        self._apply_settings()
+        super().on_kill()
+
+
+def render_training_pod(spec: WorkloadSpec | Mapping[str, Any], settings: Settings, *, name: str | None = None) -> dict[str, Any]:
+    """The V1Pod the ``aws`` profile would submit for ``spec``, as a plain dict; needs no cluster.
+
+    The pod name is ``name`` (default: the spec's name) without the random suffix a run adds.
+    Call it outside a ``with DAG(...)`` block: it builds a throwaway operator.
+    """
+    from kubernetes.client import ApiClient
+
+    checked = coerce_spec(spec)
+    operator = GpuTrainingPodOperator(
+        task_id=f"render-{checked.name}", spec=checked, settings=settings,
+        name=name or checked.name, random_name_suffix=False,
+    )
+    pod = operator.build_pod_request_obj(context=None, dry_run=True)
+    return ApiClient().sanitize_for_serialization(pod)

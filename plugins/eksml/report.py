@@ -1,0 +1,73 @@
+"""What the main command prints after each DAG run: did it succeed, where did the model go,
+how accurate is it, and what does the served model answer.
+
+``python -m eksml.report training|serving``; exits non-zero when the latest run failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from eksml.registry import ModelRegistry
+from eksml.settings import load_settings
+from eksml.storage import store_path
+
+DAGS = {"training": "fashion_mnist_training", "serving": "model_deployment"}
+
+
+def latest_run_state(dag_id: str) -> tuple[str | None, list[str]]:
+    """State of the newest run of ``dag_id`` and the ids of its failed tasks."""
+    from airflow.models import DagRun, TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        run = session.query(DagRun).filter(DagRun.dag_id == dag_id).order_by(DagRun.id.desc()).first()
+        if run is None:
+            return None, []
+        failed = [ti.task_id for ti in session.query(TaskInstance).filter(
+            TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id,
+            TaskInstance.state.in_(["failed", "upstream_failed"]))]
+        return str(run.state), failed
+
+
+def report_training() -> None:
+    settings = load_settings(use_airflow_variable=True)
+    registry = ModelRegistry(store_path(settings.models_root, settings))
+    versions = registry.versions()
+    if not versions:
+        raise SystemExit("no model version registered")
+    latest = registry.metadata(versions[-1])
+    metrics = latest.get("metrics", {})
+    print(f"model version : {latest['version']} ({latest['framework']}, trainer {latest.get('trainer')})")
+    print(f"stored at     : {latest['uri']}")
+    print(f"test accuracy : {metrics.get('test_accuracy'):.4f} on {metrics.get('test_images')} test images")
+    print(f"training      : {metrics.get('images_per_sec'):.0f} images/s, {metrics.get('wall_time_s'):.0f} s, "
+          f"{metrics.get('epochs')} epochs on {metrics.get('train_images')} images")
+    champion = registry.champion()
+    if champion:
+        print(f"champion      : {champion['version']} (accuracy {champion['test_accuracy']:.4f})")
+    print(f"versions      : {len(versions)} registered under {settings.models_root}")
+
+
+def report_serving() -> None:
+    from eksml.serving.local import describe_local_serving
+
+    print(describe_local_serving(load_settings(use_airflow_variable=True)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("section", choices=sorted(DAGS))
+    args = parser.parse_args(argv)
+    state, failed = latest_run_state(DAGS[args.section])
+    if state != "success":
+        print(f"{DAGS[args.section]}: latest run {state or 'missing'}; failed tasks: {', '.join(failed) or '-'}",
+              file=sys.stderr)
+        return 1
+    report_training() if args.section == "training" else report_serving()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Run parameters: the schema the trigger form shows and the first task's checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from eksml.params import PARAM_SCHEMAS, ParamsError, validate_training_params
+
+
+def test_defaults_are_valid_and_typed():
+    params = validate_training_params({})
+    assert params.framework == "tensorflow" and params.epochs == 5 and params.learning_rate == 0.001
+    assert params.frameworks == ("tensorflow",)
+    assert validate_training_params({"framework": "both"}).frameworks == ("tensorflow", "mxnet")
+
+
+def test_every_param_is_documented_for_the_form():
+    for name, schema in PARAM_SCHEMAS.items():
+        assert schema.get("title") and schema.get("description"), name
+        assert "type" in schema, name
+        assert "enum" in schema or "minimum" in schema or "exclusiveMinimum" in schema \
+            or schema["type"] in ("boolean", ["null", "string"]), f"{name} has no bounds"
+
+
+@pytest.mark.parametrize("conf, message", [
+    ({"epochs": 0}, "'epochs' must be >= 1"),
+    ({"learning_rate": -0.1}, "'learning_rate' must be > 0"),
+    ({"framework": "pytorch"}, "'framework' must be one of"),
+    ({"batch_size": "128"}, "'batch_size' must be of type integer"),
+    ({"epochs": True}, "'epochs' must be of type integer"),
+    ({"data_uri": "http://example.com/x"}, "'data_uri' must be an absolute path"),
+    ({"bogus": 1}, "unknown param(s): bogus"),
+    ({"trainer": "sagemaker", "cluster": "ephemeral"}, "ephemeral makes no sense"),
+])
+def test_bad_values_name_the_param(conf, message):
+    with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        validate_training_params(conf)
+
+
+def test_airflow_param_schema_refuses_bad_value():
+    from airflow.sdk import Param
+    from airflow.sdk.definitions.param import ParamValidationError  # noqa: F401 - import proves location
+
+    from eksml.params import airflow_params
+
+    params = airflow_params()
+    assert isinstance(params["epochs"], Param)
+    with pytest.raises(Exception, match="minimum|less than"):
+        params["epochs"].resolve(0)
+    assert params["framework"].resolve("mxnet") == "mxnet"

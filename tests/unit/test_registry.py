@@ -1,0 +1,99 @@
+"""Model registry on a local store: registration rules, the gate, an untorn champion pointer."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from eksml.registry import ModelRegistry, RegistryError, should_promote
+from eksml.settings import load_settings
+from eksml.storage import store_path
+
+
+@pytest.fixture
+def registry(tmp_path):
+    settings = load_settings({"store_uri": tmp_path.as_uri()})
+    return ModelRegistry(store_path(settings.models_root, settings)), settings
+
+
+def _staging(settings, name, accuracy=0.9):
+    path = store_path(f"{settings.store_uri}/staging/{name}", settings)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "saved_model").mkdir(exist_ok=True)
+    (path / "saved_model" / "saved_model.pb").write_bytes(b"model-" + name.encode())
+    (path / "metrics.json").write_text(json.dumps({"test_accuracy": accuracy}))
+    return path
+
+
+def test_register_copies_everything_and_writes_metadata_last(registry):
+    reg, settings = registry
+    target = reg.register("v1", _staging(settings, "v1"), {"run_id": "r1", "framework": "tensorflow"})
+    assert (target / "saved_model" / "saved_model.pb").read_bytes() == b"model-v1"
+    meta = reg.metadata("v1")
+    assert meta["run_id"] == "r1" and meta["version"] == "v1"
+    assert sorted(meta["files"]) == ["metrics.json", "saved_model/saved_model.pb"]
+    assert reg.versions() == ["v1"]
+
+
+def test_unfinished_training_is_not_registered(registry):
+    reg, settings = registry
+    staging = _staging(settings, "v2")
+    (staging / "metrics.json").unlink()
+    with pytest.raises(RegistryError, match="no metrics.json"):
+        reg.register("v2", staging, {"run_id": "r"})
+    assert reg.versions() == []
+
+
+def test_another_runs_version_is_never_overwritten(registry):
+    reg, settings = registry
+    reg.register("v1", _staging(settings, "v1"), {"run_id": "r1"})
+    with pytest.raises(RegistryError, match="belongs to run 'r1'"):
+        reg.register("v1", _staging(settings, "other"), {"run_id": "r2"})
+    assert (reg.version_path("v1") / "saved_model" / "saved_model.pb").read_bytes() == b"model-v1"
+    reg.register("v1", _staging(settings, "v1"), {"run_id": "r1"})  # the same run may redo it
+
+
+def test_gate():
+    assert should_promote(0.80, None)
+    assert should_promote(0.91, 0.90) and should_promote(0.90, 0.90)
+    assert not should_promote(0.89, 0.90)
+    assert not should_promote(0.905, 0.90, margin=0.01)
+
+
+def test_better_candidate_promoted_worse_one_not(registry):
+    reg, settings = registry
+    for version, acc in (("v1", 0.90), ("v2", 0.92), ("v3", 0.85)):
+        reg.register(version, _staging(settings, version, acc), {"run_id": version})
+    assert reg.promote("v1", test_accuracy=0.90, reason="first")["version"] == "v1"
+    assert reg.promote("v2", test_accuracy=0.92, reason="better")["previous"] == "v1"
+    before = (reg.root / "champion.json").read_text()
+    assert reg.promote("v3", test_accuracy=0.85, reason="worse") is None
+    assert (reg.root / "champion.json").read_text() == before
+    assert [h["version"] for h in reg.history()] == ["v1", "v2"]
+    assert reg.promote("v1", test_accuracy=0.90, reason="rollback", force=True)["version"] == "v1"
+
+
+def test_concurrent_promotions_leave_a_whole_pointer_and_the_best_wins(registry):
+    reg, settings = registry
+    accuracies = {f"v{i:02d}": 0.80 + i / 1000 for i in range(24)}
+    for version, acc in accuracies.items():
+        reg.register(version, _staging(settings, version, acc), {"run_id": version})
+    errors = []
+
+    def promote(version):
+        try:
+            reg.promote(version, test_accuracy=accuracies[version], reason="race")
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=promote, args=(v,)) for v in accuracies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    pointer = json.loads((reg.root / "champion.json").read_text())  # parses: never torn
+    assert pointer["version"] == "v23"
+    assert not list(reg.root.glob(".champion.json.*.tmp"))
