@@ -58,16 +58,20 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"no horovodrun in {args.venv}: bash images/build-local-venv.sh mxnet-horovod")
     if args.epochs < 2:
         sys.exit("--epochs must be >= 2: the first epoch includes graph building")
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="hvd-bench-") as tmp:
         one, two = (run_training(n, args, Path(tmp)) for n in (1, 2))
     result = {
         "cores": len(os.sched_getaffinity(0)),
+        # Other work on the machine skews both runs; the 1-minute load average says how much.
+        "load_average_before_after": [load_before, os.getloadavg()[0]],
         "train_images": args.limit_train, "epochs": args.epochs, "batch_size_per_process": args.batch_size,
         "one_process": one, "two_processes": two,
         "scaling_efficiency": two["images_per_sec"] / (2 * one["images_per_sec"]),
     }
     print(f"cores: {result['cores']}   train images: {args.limit_train}   epochs: {args.epochs}   "
-          f"batch per process: {args.batch_size}")
+          f"batch per process: {args.batch_size}   load average before/after: "
+          f"{load_before:.2f}/{result['load_average_before_after'][1]:.2f}")
     for run in (one, two):
         print(f"{run['processes']} process(es): {run['images_per_sec']:8.1f} images/s "
               f"(last epoch {run['epoch_time_s']:.1f} s, run {run['wall_time_s']:.1f} s, "

@@ -6,6 +6,7 @@ A checkpoint holds the parameters (batch-norm statistics included) and the optim
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,12 @@ def load_checkpoint(store: CheckpointStore, epoch: int, net: Any, trainer: Any,
     run that wrote it, which had maybe a different number of workers.
     """
     folder = store.restore(epoch)
-    for name in (PARAMS_FILE, STATES_FILE):
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"checkpoint epoch {epoch} at {store.uri} lacks {name}")
-    net.load_parameters(str(folder / PARAMS_FILE), ctx=ctx)
-    trainer.load_states(str(folder / STATES_FILE))
+    try:
+        for name in (PARAMS_FILE, STATES_FILE):
+            if not (folder / name).is_file():
+                raise FileNotFoundError(f"checkpoint epoch {epoch} at {store.uri} lacks {name}")
+        net.load_parameters(str(folder / PARAMS_FILE), ctx=ctx)
+        trainer.load_states(str(folder / STATES_FILE))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     trainer.set_learning_rate(learning_rate)

@@ -29,7 +29,7 @@ class CheckpointMismatch(ValueError):
 def fingerprint(args: argparse.Namespace, train_images: int, test_images: int) -> dict[str, Any]:
     """Settings a resumed run must share with the run that wrote the checkpoint (not epochs)."""
     return {"framework": "tensorflow", "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-            "seed": args.seed, "train_images": train_images, "test_images": test_images}
+            "lr_decay": args.lr_decay, "seed": args.seed, "train_images": train_images, "test_images": test_images}
 
 
 def resume_point(ckpt: CheckpointStore, expected: dict[str, Any]) -> int:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +32,37 @@ METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.json"
 
 
-def _use_gpus() -> list[str]:
-    """Let TensorFlow take GPU memory as needed instead of all of it at start-up."""
+class DeviceError(RuntimeError):
+    """GPUs were allocated to this container but TensorFlow cannot use them."""
+
+
+def allocated_gpus(environ: Mapping[str, str]) -> list[str]:
+    """GPUs the NVIDIA device plugin gave this container (it names them; base images say "all")."""
+    value = environ.get("NVIDIA_VISIBLE_DEVICES", "").strip()
+    if value.lower() in ("", "all", "none", "void"):
+        return []
+    return [v for v in value.split(",") if v]
+
+
+def use_gpus(environ: Mapping[str, str]) -> list[str]:
+    """Let TensorFlow take GPU memory as needed; refuse to fall back to the CPU on a GPU node."""
     gpus = tf.config.list_physical_devices("GPU")
+    allocated = allocated_gpus(environ)
+    if allocated and not gpus:
+        raise DeviceError(f"{len(allocated)} GPU(s) allocated (NVIDIA_VISIBLE_DEVICES) but TensorFlow "
+                          f"{tf.__version__} sees none: the image's CUDA libraries do not match the "
+                          "node's driver; not training on the CPU of a GPU node")
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
     return [gpu.name for gpu in gpus]
+
+
+def learning_rate_schedule(learning_rate: float, decay: float) -> keras.callbacks.Callback:
+    """Per-epoch decay from the epoch's absolute index, so a resumed run continues the same curve.
+
+    Keras' built-in scheduler; it also adds ``learning_rate`` to each epoch's logs (and history).
+    """
+    return keras.callbacks.LearningRateScheduler(lambda epoch, _lr: learning_rate * decay ** epoch)
 
 
 def train(args: argparse.Namespace, data: tuple[np.ndarray, ...], ckpt: CheckpointStore,
@@ -59,7 +86,8 @@ def train(args: argparse.Namespace, data: tuple[np.ndarray, ...], ckpt: Checkpoi
         to_input(x_train), y_train.astype(np.int32),
         batch_size=args.batch_size, epochs=args.epochs, initial_epoch=resume_epoch, shuffle=True,
         validation_data=(to_input(x_test), y_test.astype(np.int32)),  # reported per epoch, never used to choose
-        callbacks=[recorder, EpochCheckpoint(ckpt, config, recorder)], verbose=0,
+        callbacks=[learning_rate_schedule(args.learning_rate, args.lr_decay), recorder,
+                   EpochCheckpoint(ckpt, config, recorder)], verbose=0,
     )
     return model, recorder.history
 
@@ -67,7 +95,7 @@ def train(args: argparse.Namespace, data: tuple[np.ndarray, ...], ckpt: Checkpoi
 def run(args: argparse.Namespace, data: tuple[np.ndarray, ...], ckpt: CheckpointStore,
         resume_epoch: int, config: dict[str, Any], started: float) -> dict[str, Any]:
     """Train, export to ``args.model_uri`` (metrics.json last) and return the metrics."""
-    gpus = _use_gpus()
+    gpus = use_gpus(os.environ)
     log.info("TensorFlow %s, Keras %s, devices: %s", tf.__version__, keras.__version__, ", ".join(gpus) or "CPU")
     x_train, _, x_test, y_test = data
     model, history = train(args, data, ckpt, resume_epoch, config)
@@ -85,7 +113,7 @@ def run(args: argparse.Namespace, data: tuple[np.ndarray, ...], ckpt: Checkpoint
             images_per_sec=len(x_train) * epochs_done / train_time if train_time else 0.0,
             wall_time_s=time.monotonic() - started, train_images=len(x_train),
             train_time_s=round(train_time, 3), resumed_from_epoch=resume_epoch, workers=1,
-            batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
+            batch_size=args.batch_size, learning_rate=args.learning_rate, lr_decay=args.lr_decay, seed=args.seed,
             devices=gpus or ["CPU"], tensorflow_version=tf.__version__, keras_version=keras.__version__,
             model_input=input_spec(),
             export_max_abs_diff=float(np.abs(probabilities[:256] - keras_probabilities).max()),

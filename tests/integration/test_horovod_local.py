@@ -154,3 +154,13 @@ def test_missing_data_fails_fast_with_a_clear_message(tmp_path):
     assert "Traceback" not in proc.stderr
     assert time.monotonic() - started < 15
     assert not (tmp_path / "model").exists()
+
+
+def test_too_few_images_for_the_workers_fails_with_a_clear_message(tmp_path, dataset_dir):
+    argv = [str(VENV / "bin" / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo",
+            str(VENV / "bin" / "python"), str(TRAIN), "--data-uri", str(dataset_dir),
+            "--model-uri", str(tmp_path / "model"), "--limit-train", "1", "--limit-test", "10"]
+    proc = subprocess.run(argv, env=_env(), cwd=IMAGE, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "error: 1 training images cannot be shared by 2 workers" in proc.stdout + proc.stderr
+    assert not (tmp_path / "model").exists()

@@ -14,6 +14,10 @@ from eksml.eksctl.render import render_stream
 from eksml.eksctl.request import ClusterRequest, build_cluster_configs
 from eksml.settings import SettingsError, load_settings
 
+#: Bucket the IRSA policies name when the settings hold a local (file://) store, so the
+#: command works out of the box; a note on stderr says so.
+EXAMPLE_STORE = "s3://eksml-example-bucket/eksml"
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eksml.eksctl", description=__doc__.splitlines()[0])
@@ -47,7 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
     try:
-        request = ClusterRequest.from_settings(load_settings(), **overrides)
+        settings = load_settings()
+        if "store_uri" not in overrides and not settings.store_uri.startswith("s3://"):
+            overrides["store_uri"] = EXAMPLE_STORE
+            print(f"note: store_uri {settings.store_uri} is not s3://; IRSA policies below are scoped to "
+                  f"{EXAMPLE_STORE} (set EKSML_STORE_URI or --store-uri)", file=sys.stderr)  # fmt: skip
+        request = ClusterRequest.from_settings(settings, **overrides)
         configs = build_cluster_configs(request)
     except (ClusterConfigError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)

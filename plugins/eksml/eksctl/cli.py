@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from eksml.eksctl.process import RunResult, run_captured, run_streaming
+from eksml.eksctl.process import RunResult, run_captured
 from eksml.eksctl.redact import Redactor
 
 #: 0.202.0 is the first release that supports EKS 1.32 (eksctl-io/eksctl#8162) and has
@@ -194,11 +194,6 @@ class Eksctl:
     def captured(self, args: list[str], timeout: float = 120) -> RunResult:
         self.log("$ eksctl " + " ".join(args))
         return run_captured([self.binary, *args], env=self.env, redact=self.redact, timeout=timeout)
-
-    def streamed(self, args: list[str], timeout: float, on_start: Callable | None = None) -> RunResult:
-        self.log("$ eksctl " + " ".join(args))
-        return run_streaming([self.binary, *args], env=self.env, log=self.log, redact=self.redact,
-                             timeout=timeout, on_start=on_start)  # fmt: skip
 
     def check_version(self, minimum: tuple[int, int, int] = MIN_VERSION) -> tuple[int, int, int]:
         result = self.captured(version_args(), timeout=60)

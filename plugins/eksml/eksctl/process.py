@@ -1,8 +1,9 @@
 """Run a command from an argv list (never a shell), streaming each output line to a log.
 
-Two flavours share the same contract: :func:`run_streaming` for the worker and
-:func:`arun_streaming` for the triggerer's event loop. Output lines pass through a
-redactor before they are logged or kept, so no caller ever holds unredacted text.
+Long commands stream through :func:`arun_streaming` (the triggerer's event loop, or
+``asyncio.run`` in a worker when not deferring); short ``-o json`` queries use
+:func:`run_captured`. Output lines pass through a redactor before they are logged or
+kept, so no caller ever holds unredacted text.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,40 +46,6 @@ def run_captured(argv: Sequence[str], *, env: Mapping[str, str], redact: Callabl
     return RunResult(returncode=proc.returncode, stdout=proc.stdout, tail=tail)
 
 
-def run_streaming(argv: Sequence[str], *, env: Mapping[str, str], log: Callable[[str], None],
-                  redact: Callable[[str], str], timeout: float,
-                  on_start: Callable[[subprocess.Popen], None] | None = None) -> RunResult:  # fmt: skip
-    """Long command: stdout+stderr line by line to ``log``; the process group dies on timeout."""
-    proc = subprocess.Popen(
-        list(argv), env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        bufsize=1, start_new_session=True,
-    )  # fmt: skip
-    if on_start:
-        on_start(proc)
-    timed_out = threading.Event()
-
-    def _expire() -> None:
-        timed_out.set()
-        _kill_group(proc.pid, signal.SIGTERM)
-
-    timer = threading.Timer(timeout, _expire)
-    timer.start()
-    tail: deque[str] = deque(maxlen=TAIL_LINES)
-    try:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = redact(raw.rstrip("\n"))
-            tail.append(line)
-            log(line)
-        returncode = proc.wait()
-    finally:
-        timer.cancel()
-        if proc.poll() is None:
-            _kill_group(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return RunResult(returncode=returncode, tail=list(tail), timed_out=timed_out.is_set())
-
-
 async def arun_captured(argv: Sequence[str], *, env: Mapping[str, str], redact: Callable[[str], str],
                         timeout: float = 120) -> RunResult:  # fmt: skip
     """Async :func:`run_captured`."""
@@ -100,12 +66,15 @@ async def arun_captured(argv: Sequence[str], *, env: Mapping[str, str], redact: 
 
 
 async def arun_streaming(argv: Sequence[str], *, env: Mapping[str, str], log: Callable[[str], None],
-                         redact: Callable[[str], str], timeout: float) -> RunResult:  # fmt: skip
-    """Async :func:`run_streaming`; cancelling the awaiting task terminates the command."""
+                         redact: Callable[[str], str], timeout: float,
+                         on_start: Callable[[int], None] | None = None) -> RunResult:  # fmt: skip
+    """Stream stdout+stderr line by line to ``log``; timeout or cancellation ends the process group."""
     proc = await asyncio.create_subprocess_exec(
         *argv, env=dict(env), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
+    if on_start:
+        on_start(proc.pid)
     tail: deque[str] = deque(maxlen=TAIL_LINES)
 
     async def _pump() -> int:

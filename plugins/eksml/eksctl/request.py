@@ -120,7 +120,8 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         raise ClusterConfigError(f"parameter {name}={value!r} has the wrong type") from exc
 
 
-def _train_group(req: ClusterRequest) -> ManagedNodeGroup:
+def train_node_group(req: ClusterRequest) -> ManagedNodeGroup:
+    """The GPU node group ``ng-train`` as requested (not yet validated)."""
     return ManagedNodeGroup(
         name=TRAIN_GROUP,
         instance_types=req.train_instance_types,
@@ -148,6 +149,13 @@ def _cpu_group(name: str, role: str, instance_type: str, nodes: int, min_nodes: 
         volume_size=volume,
         availability_zones=zones,
     )
+
+
+def inference_node_group(req: ClusterRequest) -> ManagedNodeGroup:
+    """The CPU node group ``ng-inference`` as requested (not yet validated)."""
+    return _cpu_group(INFERENCE_GROUP, "inference", req.inference_instance_type, req.inference_nodes,
+                      req.inference_min_nodes, req.inference_max_nodes, req.inference_volume_size,
+                      req.availability_zones)  # fmt: skip
 
 
 def _role_name(cluster: str, account: str) -> str:
@@ -201,6 +209,11 @@ def training_cluster_name(req: ClusterRequest) -> str:
     return req.name + TRAINING_CLUSTER_SUFFIX if req.dedicated_training_cluster else req.name
 
 
+def cluster_name_for_role(req: ClusterRequest, cluster_role: str) -> str:
+    """Cluster name in the layout ``cluster_role`` implies: "training" is the dedicated one."""
+    return req.name + TRAINING_CLUSTER_SUFFIX if cluster_role == "training" else req.name
+
+
 def build_cluster_configs(req: ClusterRequest) -> list[ClusterConfig]:
     """One shared cluster, or a dedicated training cluster plus the inference cluster.
 
@@ -214,13 +227,12 @@ def build_cluster_configs(req: ClusterRequest) -> list[ClusterConfig]:
         )
         tags = {PROJECT_TAG: "eksml", **req.tags}
         zones = req.availability_zones
-        inference_group = _cpu_group(INFERENCE_GROUP, "inference", req.inference_instance_type, req.inference_nodes,
-                                     req.inference_min_nodes, req.inference_max_nodes, req.inference_volume_size, zones)  # fmt: skip
+        inference_group = inference_node_group(req)
         if not req.dedicated_training_cluster:
             configs = [
                 ClusterConfig(
                     name=req.name, region=req.region, version=req.kubernetes_version,
-                    node_groups=(_train_group(req), inference_group),
+                    node_groups=(train_node_group(req), inference_group),
                     service_accounts=_service_accounts(req.name, req, training=True, inference=True),
                     access_entries=access, tags=tags, availability_zones=zones,
                 )  # fmt: skip
@@ -231,7 +243,7 @@ def build_cluster_configs(req: ClusterRequest) -> list[ClusterConfig]:
             configs = [
                 ClusterConfig(
                     name=train_name, region=req.region, version=req.kubernetes_version,
-                    node_groups=(_train_group(req), system_group),
+                    node_groups=(train_node_group(req), system_group),
                     service_accounts=_service_accounts(train_name, req, training=True, inference=False),
                     access_entries=access, tags=tags, availability_zones=zones,
                 ),

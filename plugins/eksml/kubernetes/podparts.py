@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from kubernetes.client import models as k8s
 
-from eksml.specs import Resources
+from eksml.specs import Resources, WorkloadSpec
 
 #: Extended resource the NVIDIA device plugin advertises, and the taint eksctl puts on GPU nodes.
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -30,6 +30,15 @@ _CREDENTIAL_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|ACCESS_KEY|SESSION_TOKEN
 
 class CredentialInSpecError(ValueError):
     """A workload's environment carries what looks like a credential."""
+
+
+#: Node group whose (GPU) nodes carry the ``nvidia.com/gpu`` taint.
+TRAIN_ROLE = "train"
+
+
+def needs_gpu_nodes(spec: WorkloadSpec) -> bool:
+    """Whether ``spec`` must tolerate the GPU taint: it uses GPUs, or belongs on the training nodes."""
+    return spec.resources.gpus > 0 or spec.node_role == TRAIN_ROLE
 
 
 def node_selector(role: str) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""One training job as one pod on a GPU node: ``GpuTrainingPodOperator`` and its renderer.
+"""One workload as one pod: ``WorkloadPodOperator`` (``GpuTrainingPodOperator`` for training) and its renderer.
 
 The operator is a ``KubernetesPodOperator`` whose pod comes from a
 :class:`~eksml.specs.WorkloadSpec`; in the ``local`` profile the same spec runs as a process
@@ -14,7 +14,7 @@ from typing import Any
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
 from eksml.kubernetes import podparts
-from eksml.kubernetes.workload import coerce_spec
+from eksml.kubernetes.workload import WorkloadSpecError, coerce_spec
 from eksml.local.runner import LocalRunner
 from eksml.settings import Settings, load_settings
 from eksml.specs import WorkloadSpec
@@ -33,8 +33,11 @@ DEFAULT_STARTUP_TIMEOUT_S = 900
 POD_ANNOTATIONS = {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}
 
 
-class GpuTrainingPodOperator(KubernetesPodOperator):
-    """Run a training :class:`~eksml.specs.WorkloadSpec` as a GPU pod (``aws``) or a process (``local``).
+class WorkloadPodOperator(KubernetesPodOperator):
+    """Run a single-process :class:`~eksml.specs.WorkloadSpec` as a pod (``aws``) or a process (``local``).
+
+    The pod lands on the nodes of ``spec.node_role``, holds ``spec.resources.gpus`` GPUs and
+    tolerates the GPU taint when it needs GPUs or belongs on the (tainted) training nodes.
 
     :param spec: the workload, or its ``to_dict()`` (templated: usually pulled from XCom).
     :param settings: configuration; ``None`` reads it at run time (environment and the
@@ -57,7 +60,7 @@ class GpuTrainingPodOperator(KubernetesPodOperator):
     ) -> None:
         given = sorted(set(kwargs) & set(SPEC_OWNED_ARGUMENTS))
         if given:
-            raise TypeError(f"GpuTrainingPodOperator takes {', '.join(given)} from the workload spec, not as arguments")
+            raise TypeError(f"{type(self).__name__} takes {', '.join(given)} from the workload spec, not as arguments")
         self._explicit_conn_id = kwargs.pop("kubernetes_conn_id", None)
         kwargs.setdefault("startup_timeout_seconds", DEFAULT_STARTUP_TIMEOUT_S)
         # Keep a failed pod for `kubectl describe`; a finished one is only clutter.
@@ -84,13 +87,15 @@ class GpuTrainingPodOperator(KubernetesPodOperator):
         """Set every pod field the spec and settings decide; return the checked spec."""
         settings = self._apply_settings()
         spec = coerce_spec(self.spec)
+        if spec.distributed:
+            raise WorkloadSpecError(f"workload {spec.name!r} is distributed: run it with MPIJobOperator")
         self.image = settings.image(spec.image)
         self.cmds = spec.container_command()
         self.arguments = list(spec.args)
         self.env_vars = podparts.env_vars(spec.env)
         self.container_resources = podparts.resource_requirements(spec.resources)
         self.node_selector = podparts.node_selector(spec.node_role)
-        self.tolerations = podparts.gpu_tolerations()
+        self.tolerations = podparts.gpu_tolerations() if podparts.needs_gpu_nodes(spec) else []
         self.service_account_name = settings.training_service_account
         # The training code never talks to the Kubernetes API; AWS access comes from the
         # separately projected IRSA token, which this setting does not affect.
@@ -127,8 +132,21 @@ class GpuTrainingPodOperator(KubernetesPodOperator):
         super().on_kill()
 
 
+class GpuTrainingPodOperator(WorkloadPodOperator):
+    """A training job on a GPU node: ``nvidia.com/gpu`` limits, ``role=train``, the GPU toleration,
+    the training service account. Same pod building as :class:`WorkloadPodOperator`, but
+    deferrable by default: training runs for hours, and a deferred task holds no worker slot
+    while the provider's ``KubernetesPodTrigger`` watches the pod."""
+
+    ui_color = "#c9e4c5"
+
+    def __init__(self, *, deferrable: bool = True, **kwargs: Any) -> None:
+        super().__init__(deferrable=deferrable, **kwargs)
+
+
 def render_training_pod(spec: WorkloadSpec | Mapping[str, Any], settings: Settings, *, name: str | None = None) -> dict[str, Any]:
-    """The V1Pod the ``aws`` profile would submit for ``spec``, as a plain dict; needs no cluster.
+    """The V1Pod the ``aws`` profile would submit for ``spec`` (training or any other
+    single-process workload), as a plain dict; needs no cluster.
 
     The pod name is ``name`` (default: the spec's name) without the random suffix a run adds.
     Call it outside a ``with DAG(...)`` block: it builds a throwaway operator.
@@ -136,7 +154,7 @@ def render_training_pod(spec: WorkloadSpec | Mapping[str, Any], settings: Settin
     from kubernetes.client import ApiClient
 
     checked = coerce_spec(spec)
-    operator = GpuTrainingPodOperator(
+    operator = WorkloadPodOperator(
         task_id=f"render-{checked.name}", spec=checked, settings=settings,
         name=name or checked.name, random_name_suffix=False,
     )

@@ -1,0 +1,1 @@
+"""Model server and evaluation code of the inference image (KServe ModelServer + TF/onnxruntime)."""

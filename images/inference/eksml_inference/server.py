@@ -1,0 +1,93 @@
+"""Entrypoint of the inference image: serve one model version with KServe's ModelServer.
+
+    python -m eksml_inference.server --model-uri s3://bucket/models/fashion-mnist/<version> \
+        --model-name fashion-mnist --http-port 8080
+
+Endpoints (all KServe's): ``POST /v1/models/<name>:predict`` (V1), ``POST /v2/models/<name>/infer``
+(Open Inference Protocol), ``GET /v1/models/<name>`` and ``/v2/models/<name>/ready`` (model
+ready), ``/v2/health/live`` and ``/v2/health/ready``, ``GET /metrics`` (Prometheus). The model
+is loaded before the HTTP port opens, so a listening server always has its model ready; a
+version that fails to load exits with status 2 and the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+#: Exit status when the model version cannot be loaded (missing, corrupt, unknown format).
+LOAD_FAILED = 2
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {value}")
+    return value
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Serve a Fashion-MNIST model version (KServe V1 + V2 REST).")
+    parser.add_argument("--model-uri", required=True,
+                        help="model version folder: local path, file:// or s3:// (AWS_ENDPOINT_URL honoured)")
+    parser.add_argument("--model-name", default="fashion-mnist", help="name in the endpoint paths")
+    parser.add_argument("--model-version", default=None, help="version reported in responses (default: folder name)")
+    parser.add_argument("--http-port", type=_port, default=8080)
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (the local profile uses 127.0.0.1)")
+    parser.add_argument("--grpc-port", type=_port, default=None, help="also serve V2 over gRPC on this port")
+    parser.add_argument("--max-batch-size", type=_positive_int, default=64,
+                        help="most images per model call; larger requests get HTTP 413")
+    parser.add_argument("--max-latency-ms", type=float, default=5.0,
+                        help="longest a request waits for others to share its model call")
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+    if args.max_latency_ms < 0:
+        parser.error("--max-latency-ms must be >= 0")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    # kserve.model_server parses sys.argv when imported; it must not see (or reject) ours.
+    sys.argv = sys.argv[:1]
+    from fastapi.responses import JSONResponse
+    from kserve.model_server import app
+
+    from .backends import ModelLoadError
+    from .modelserver import ModelServer
+    from .predictor import FashionMnistModel, TooLarge, model_summary
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    model = FashionMnistModel(args.model_name, args.model_uri, args.model_version,
+                              max_batch_size=args.max_batch_size, max_latency_ms=args.max_latency_ms)
+    try:
+        model.load()
+    except ModelLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return LOAD_FAILED
+
+    async def too_large(_request, exc: TooLarge) -> JSONResponse:
+        return JSONResponse(status_code=413, content={"error": str(exc)})
+
+    app.add_exception_handler(TooLarge, too_large)
+    server = ModelServer(host=args.host, http_port=args.http_port, grpc_port=args.grpc_port or 8081,
+                         enable_grpc=args.grpc_port is not None, workers=1,
+                         enable_latency_logging=args.access_log)
+    print("EKSML_SERVING " + json.dumps({**model_summary(model), "host": args.host, "port": args.http_port}),
+          flush=True)
+    server.start([model])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

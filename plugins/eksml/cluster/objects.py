@@ -1,0 +1,149 @@
+"""Kubernetes objects the pipeline owns on an EKS cluster, as plain dicts.
+
+Namespaces, the pods' ServiceAccounts (annotated with their IRSA role), the
+least-privilege Roles the pipeline acts through, and the cluster autoscaler. eksctl
+creates the IAM roles (``roleOnly``); these objects are applied by
+:class:`~eksml.cluster.operators.ClusterAddonsOperator` and rendered offline by
+``python -m eksml.render --profile aws``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from eksml.cluster.autoscaler import autoscaler_objects
+from eksml.eksctl.iam import account_from_arn, role_arn
+from eksml.eksctl.request import (
+    PIPELINE_GROUP,
+    ClusterRequest,
+    autoscaler_role_name,
+    inference_role_name,
+    cluster_name_for_role,
+    training_role_name,
+)
+from eksml.settings import Settings, load_settings
+
+IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
+PIPELINE_ROLE = "eksml-pipeline"
+LABELS = {"app.kubernetes.io/part-of": "eksml", "app.kubernetes.io/managed-by": "eksml"}
+#: Which objects each kind of cluster gets: a shared cluster ("all") gets both sides.
+CLUSTER_ROLES = ("all", "training", "inference")
+
+_RW = ["create", "get", "list", "watch", "patch", "update", "delete"]
+_RO = ["get", "list", "watch"]
+
+#: What the pipeline does in the training namespace: run pods (KubernetesPodOperator) and
+#: MPIJobs, read their logs and events. No secrets, no exec, nothing cluster-wide.
+TRAINING_RULES = [
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "list", "watch", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": _RO},
+    {"apiGroups": ["kubeflow.org"], "resources": ["mpijobs"], "verbs": _RW},
+    {"apiGroups": ["kubeflow.org"], "resources": ["mpijobs/status"], "verbs": ["get"]},
+]
+#: What it does in the serving namespace: roll out the model server and smoke-test it
+#: through the API server's service proxy.
+SERVING_RULES = [
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": _RW},
+    {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": _RO},
+    {"apiGroups": [""], "resources": ["services"], "verbs": _RW},
+    {"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get", "create"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": _RO},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": _RO},
+]
+
+
+def _meta(name: str, namespace: str | None = None, **extra: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": dict(LABELS)}
+    if namespace:
+        meta["namespace"] = namespace
+    meta.update(extra)
+    return meta
+
+
+def namespace(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(name)}
+
+
+def service_account(name: str, ns: str, irsa_role_arn: str) -> dict[str, Any]:
+    """Pod identity: the IRSA annotation gives AWS access; no Kubernetes API token is mounted."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(name, ns, annotations={IRSA_ANNOTATION: irsa_role_arn}),
+        "automountServiceAccountToken": False,
+    }
+
+
+def pipeline_rbac(ns: str, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Role + RoleBinding for the group the pipeline's IAM principal maps to (access entry)."""
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": _meta(PIPELINE_ROLE, ns), "rules": rules}
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(PIPELINE_ROLE, ns),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": PIPELINE_ROLE},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": PIPELINE_GROUP}],
+    }
+    return [role, binding]
+
+
+def default_account_id(settings: Settings) -> str:
+    """The AWS account the project lives in, from ``AWS_ACCOUNT_ID`` or the SageMaker role ARN.
+
+    Used only for offline rendering; the add-ons operator asks STS for the real account.
+    """
+    account = os.environ.get("AWS_ACCOUNT_ID") or account_from_arn(settings.sagemaker_role_arn)
+    if not account:
+        raise ValueError("cannot tell the AWS account id: set AWS_ACCOUNT_ID")
+    return account
+
+
+def render_kubernetes_objects(
+    settings: Settings | None = None,
+    *,
+    cluster_role: str = "all",
+    account_id: str | None = None,
+    request: ClusterRequest | None = None,
+    cluster_name: str | None = None,
+) -> list[dict[str, Any]]:
+    """Every object the pipeline applies to a cluster of ``cluster_role``, in apply order.
+
+    ``all`` is the shared cluster; ``training`` / ``inference`` are the two clusters of the
+    dedicated-training-cluster layout. ``cluster_name`` overrides the name derived from
+    settings (an ephemeral cluster); it determines the IRSA role names eksctl created.
+    """
+    if cluster_role not in CLUSTER_ROLES:
+        raise ValueError(f"cluster_role must be one of {CLUSTER_ROLES}, got {cluster_role!r}")
+    s = settings or load_settings()
+    req = request or ClusterRequest.from_settings(s)
+    account = account_id or default_account_id(s)
+    training = cluster_role in ("all", "training")
+    inference = cluster_role in ("all", "inference")
+    cluster = cluster_name or cluster_name_for_role(req, cluster_role)
+
+    objects: list[dict[str, Any]] = []
+    if training:
+        objects.append(namespace(req.namespace))
+    if inference:
+        objects.append(namespace(req.inference_namespace))
+    if training:
+        objects.append(service_account(req.training_service_account, req.namespace,
+                                       role_arn(account, training_role_name(cluster, req), req.region)))  # fmt: skip
+        objects.extend(pipeline_rbac(req.namespace, TRAINING_RULES))
+    if inference:
+        objects.append(service_account(req.inference_service_account, req.inference_namespace,
+                                       role_arn(account, inference_role_name(cluster, req), req.region)))  # fmt: skip
+        objects.extend(pipeline_rbac(req.inference_namespace, SERVING_RULES))
+    objects.extend(
+        autoscaler_objects(
+            cluster_name=cluster,
+            region=req.region,
+            kubernetes_version=req.kubernetes_version,
+            role_arn=role_arn(account, autoscaler_role_name(cluster), req.region),
+            node_role="system" if cluster_role == "training" else "inference",
+        )
+    )
+    return objects

@@ -1,0 +1,400 @@
+"""Airflow operator that creates (or reuses and scales) and deletes EKS clusters with eksctl.
+
+Design, and why:
+
+* Decisions are quick and made in the worker: ``eksctl get cluster`` / ``get nodegroup``
+  say whether to create, reuse (never recreate), add missing node groups or scale.
+* Long commands (``create cluster``, ``create nodegroup``, ``delete cluster --wait``: 10-25
+  minutes) run in :class:`~eksml.eksctl.triggers.EksctlCommandTrigger` in the triggerer, so
+  no worker slot is held while CloudFormation works (see that module for why eksctl runs
+  there rather than detached from the worker). ``deferrable=False`` runs the same trigger
+  code in the worker, for deployments without a triggerer.
+* A cluster found ``CREATING`` (for example after a triggerer restart) is waited for with
+  the amazon provider's :class:`EksCreateClusterTrigger` (an EKS API waiter), then
+  converged with eksctl's idempotent commands (OIDC provider, IRSA roles, node groups).
+* ``delete_on_failure``: a cluster this task started creating is deleted again when the
+  create fails, so a half-built cluster never bills GPUs unnoticed.
+* ``cluster_mode`` serves the training DAG: ``existing`` only checks that the shared cluster
+  is ACTIVE (and never deletes it); ``ephemeral`` creates a cluster named and tagged after
+  the DAG run, and delete refuses any cluster that does not carry that run's tag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import signal
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from eksml.eksctl.cli import (
+    Eksctl,
+    EksctlError,
+    associate_oidc_args,
+    create_cluster_args,
+    create_nodegroups_args,
+    create_service_accounts_args,
+    delete_cluster_args,
+    find_eksctl,
+    scale_nodegroup_args,
+    write_kubeconfig_args,
+)
+from eksml.eksctl.config import ClusterConfig, ClusterConfigError
+from eksml.eksctl.redact import Redactor
+from eksml.eksctl.render import render_yaml
+from eksml.eksctl.request import INFERENCE_GROUP, TRAIN_GROUP, ClusterRequest, build_cluster_configs
+from eksml.eksctl.triggers import EksctlCommandTrigger, file_arg, first_event, step
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+ACTIONS = ("create", "scale", "delete")
+CLUSTER_MODES = ("existing", "ephemeral")
+CLUSTER_ROLES = ("all", "training", "inference")
+EPHEMERAL_TAG = "eksml/ephemeral-run"
+
+
+def run_hash(run_id: str) -> str:
+    """Short stable id of a DAG run, safe in a cluster name and a tag value."""
+    return hashlib.sha256(run_id.encode()).hexdigest()[:10]
+
+
+def ephemeral_cluster_name(base: str, run_id: str) -> str:
+    return f"{base}-run-{run_hash(run_id)}"
+
+
+class EksctlClusterOperator(BaseOperator):
+    """Create/reuse, scale or delete the project's EKS cluster(s) with the eksctl CLI.
+
+    :param action: ``create`` (idempotent: reuse, add missing node groups, scale), ``scale``
+        or ``delete``. Templated, so a DAG param can choose it.
+    :param cluster: :class:`~eksml.eksctl.request.ClusterRequest` overrides (templated;
+        text values are coerced, e.g. ``{"train_nodes": "{{ params.train_nodes }}"}``).
+    :param cluster_mode: None (lifecycle DAG), ``existing`` or ``ephemeral`` (training DAG).
+    :param cluster_role: ``all``, ``training`` or ``inference``: which of the dedicated
+        clusters to act on (a shared cluster serves both roles).
+    :param aws_conn_id: Airflow AWS connection whose credentials eksctl receives.
+    :param delete_on_failure: delete a cluster this task started creating if creation fails.
+    :param kubeconfig_path: also write a kubeconfig there (``eksctl utils write-kubeconfig``).
+    """
+
+    template_fields: Sequence[str] = ("action", "cluster", "cluster_mode", "cluster_role", "kubeconfig_path")
+    template_fields_renderers = {"cluster": "json"}
+    ui_color = "#ff9900"
+
+    def __init__(
+        self,
+        *,
+        action: str = "create",
+        cluster: dict[str, Any] | None = None,
+        cluster_mode: str | None = None,
+        cluster_role: str = "all",
+        aws_conn_id: str | None = "aws_default",
+        eksctl_path: str | None = None,
+        deferrable: bool = True,
+        delete_on_failure: bool = True,
+        kubeconfig_path: str | None = None,
+        create_timeout: timedelta = timedelta(minutes=50),
+        delete_timeout: timedelta = timedelta(minutes=40),
+        poll_interval: int = 30,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.action = action
+        self.cluster = cluster or {}
+        self.cluster_mode = cluster_mode
+        self.cluster_role = cluster_role
+        self.aws_conn_id = aws_conn_id
+        self.eksctl_path = eksctl_path
+        self.deferrable = deferrable
+        self.delete_on_failure = delete_on_failure
+        self.kubeconfig_path = kubeconfig_path
+        self.create_timeout = create_timeout
+        self.delete_timeout = delete_timeout
+        self.poll_interval = poll_interval
+        self._running: EksctlCommandTrigger | None = None
+
+    # --- inputs -------------------------------------------------------------------------
+    def _request(self, context: Context) -> ClusterRequest:
+        from eksml.settings import load_settings
+
+        request = ClusterRequest.from_settings(load_settings(use_airflow_variable=True), **dict(self.cluster))
+        if self._mode() == "ephemeral":
+            tag = run_hash(context["run_id"])
+            request = request.with_overrides(
+                {"name": ephemeral_cluster_name(request.name, context["run_id"]), "tags": {**request.tags, EPHEMERAL_TAG: tag}}
+            )
+        return request
+
+    def _mode(self) -> str | None:
+        mode = (self.cluster_mode or "").strip() or None
+        if mode not in (None, *CLUSTER_MODES):
+            raise AirflowFailException(f"cluster_mode must be one of {CLUSTER_MODES}, got {mode!r}")
+        return mode
+
+    def _configs(self, context: Context) -> list[ClusterConfig]:
+        """Validated configs this task acts on; bad input fails here, before any eksctl call."""
+        action = str(self.action).strip()
+        if action not in ACTIONS:
+            raise AirflowFailException(f"action must be one of {ACTIONS}, got {action!r}")
+        if self.cluster_role not in CLUSTER_ROLES:
+            raise AirflowFailException(f"cluster_role must be one of {CLUSTER_ROLES}, got {self.cluster_role!r}")
+        try:
+            configs = build_cluster_configs(self._request(context))
+        except ClusterConfigError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        wanted = {"training": TRAIN_GROUP, "inference": INFERENCE_GROUP}.get(self.cluster_role)
+        if wanted:
+            configs = [c for c in configs if any(ng.name == wanted for ng in c.node_groups)]
+        return configs
+
+    def _client(self, region: str) -> Eksctl:
+        from eksml.eksctl.credentials import eksctl_environment
+
+        try:
+            binary = find_eksctl(self.eksctl_path)
+            env, secrets = eksctl_environment(self.aws_conn_id, region)
+            client = Eksctl(binary, env, Redactor(secrets), self.log.info)
+            version = client.check_version()
+        except EksctlError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        self.log.info("using %s (eksctl %s)", binary, ".".join(map(str, version)))
+        return client
+
+    # --- entry point --------------------------------------------------------------------
+    def execute(self, context: Context) -> dict[str, Any]:
+        configs = self._configs(context)
+        action, mode = str(self.action).strip(), self._mode()
+        if mode == "existing":
+            return self._check_existing(configs, action)
+        client = self._client(configs[0].region)
+        if action == "create":
+            return self._create(context, client, configs, created=[], recovering=False)
+        if action == "scale":
+            return self._scale(context, client, configs)
+        return self._delete(context, client, configs)
+
+    def _check_existing(self, configs: list[ClusterConfig], action: str) -> dict[str, Any]:
+        """Training on the shared cluster: fail early if it is not ACTIVE; never delete it."""
+        if action == "delete":
+            self.log.info("cluster mode 'existing': the shared cluster is kept")
+            return {"action": "none", "clusters": []}
+        from airflow.providers.amazon.aws.hooks.eks import ClusterStates, EksHook
+
+        clusters = []
+        for cfg in configs:
+            state = EksHook(aws_conn_id=self.aws_conn_id, region_name=cfg.region).get_cluster_state(clusterName=cfg.name)
+            if state != ClusterStates.ACTIVE:
+                raise AirflowFailException(
+                    f"cluster {cfg.name!r} in {cfg.region} is {state.value}, not ACTIVE: create it with the "
+                    "eks_cluster DAG (action=create) or run with cluster=ephemeral"
+                )
+            clusters.append({"name": cfg.name, "region": cfg.region, "status": state.value, "created": False})
+        return self._result("check", clusters, configs)
+
+    # --- create / reuse -----------------------------------------------------------------
+    def _create(self, context: Context, client: Eksctl, configs: list[ClusterConfig], *, created: list[str],
+                recovering: bool) -> dict[str, Any]:  # fmt: skip
+        steps: list[dict[str, Any]] = []
+        files: dict[str, str] = {}
+        for cfg in configs:
+            fname = f"{cfg.name}.yaml"
+            state = client.get_cluster(cfg.name, cfg.region)
+            if state is None:
+                self.log.info("cluster %s does not exist: creating it", cfg.name)
+                files[fname] = render_yaml(cfg)
+                steps.append(step(f"create cluster {cfg.name}", create_cluster_args(file_arg(fname)),
+                                  unless_cluster_exists=(cfg.name, cfg.region)))  # fmt: skip
+                if cfg.name not in created:
+                    created.append(cfg.name)
+                continue
+            if state.status in ("CREATING", "UPDATING"):
+                self.log.info("cluster %s is %s: waiting for ACTIVE before converging", cfg.name, state.status)
+                return self._wait_for_active(context, cfg, created)
+            if state.status != "ACTIVE":
+                raise AirflowException(f"cluster {cfg.name!r} is {state.status}: it can neither be reused nor created")
+            self.log.info("cluster %s exists (ACTIVE): reusing it, never recreating", cfg.name)
+            steps.extend(self._converge_steps(client, cfg, files, recovering))
+        if not steps:
+            return self._finish(context, [], client)
+        return self._run_steps(context, steps, files, "execute_complete", {"created": created}, self.create_timeout)
+
+    def _converge_steps(self, client: Eksctl, cfg: ClusterConfig, files: dict[str, str], recovering: bool) -> list[dict]:
+        """Steps that bring an existing cluster to ``cfg`` without recreating anything."""
+        fname = f"{cfg.name}.yaml"
+        steps = []
+        if recovering:  # a create was interrupted: OIDC and IRSA roles may be missing
+            files[fname] = render_yaml(cfg)
+            steps.append(step(f"associate OIDC provider {cfg.name}", associate_oidc_args(file_arg(fname))))
+            steps.append(step(f"create IRSA roles {cfg.name}", create_service_accounts_args(file_arg(fname))))
+        existing = client.get_nodegroups(cfg.name, cfg.region)
+        missing = [ng.name for ng in cfg.node_groups if ng.name not in existing]
+        if missing:
+            self.log.info("cluster %s lacks node group(s) %s: adding them", cfg.name, ", ".join(missing))
+            files[fname] = render_yaml(cfg)
+            steps.append(step(f"create node groups {','.join(missing)}", create_nodegroups_args(file_arg(fname))))
+        for ng in cfg.node_groups:
+            have = existing.get(ng.name)
+            if have is None:
+                continue
+            if have.instance_type and have.instance_type not in ng.instance_types:
+                self.log.warning("node group %s runs %s, not %s: changing instance types needs a new node group; "
+                                 "keeping it", ng.name, have.instance_type, ",".join(ng.instance_types))  # fmt: skip
+            if (have.min_size, have.desired, have.max_size) != (ng.min_size, ng.desired_capacity, ng.max_size):
+                self.log.info("scaling %s/%s from %s/%s/%s to %s/%s/%s (min/desired/max)", cfg.name, ng.name,
+                              have.min_size, have.desired, have.max_size, ng.min_size, ng.desired_capacity, ng.max_size)  # fmt: skip
+                args = scale_nodegroup_args(cfg.name, cfg.region, ng.name, ng.desired_capacity, ng.min_size, ng.max_size)
+                steps.append(step(f"scale {cfg.name}/{ng.name}", args, long=False))
+        return steps
+
+    def _wait_for_active(self, context: Context, cfg: ClusterConfig, created: list[str]) -> dict[str, Any]:
+        from airflow.providers.amazon.aws.triggers.eks import EksCreateClusterTrigger
+
+        trigger = EksCreateClusterTrigger(
+            cluster_name=cfg.name,
+            waiter_delay=self.poll_interval,
+            waiter_max_attempts=max(1, int(self.create_timeout.total_seconds() // max(self.poll_interval, 1))),
+            aws_conn_id=self.aws_conn_id,
+            region_name=cfg.region,
+        )
+        kwargs = {"created": created}
+        if self.deferrable:
+            self.defer(trigger=trigger, method_name="execute_after_wait", kwargs=kwargs, timeout=self.create_timeout)
+        return self.execute_after_wait(context, asyncio.run(first_event(trigger)), **kwargs)
+
+    def execute_after_wait(self, context: Context, event: dict[str, Any], created: list[str]) -> dict[str, Any]:
+        if event.get("status") != "success":
+            return self._failed(context, f"waiting for the cluster to become ACTIVE failed: {event}", created)
+        configs = self._configs(context)
+        return self._create(context, self._client(configs[0].region), configs, created=created, recovering=True)
+
+    def execute_complete(self, context: Context, event: dict[str, Any], created: list[str]) -> dict[str, Any]:
+        status = event.get("status")
+        if status == "success":
+            configs = self._configs(context)
+            return self._finish(context, created, self._client(configs[0].region))
+        if status == "exists":
+            cfg = next(c for c in self._configs(context) if c.name == event["cluster"])
+            return self._wait_for_active(context, cfg, created)
+        tail = "\n".join(event.get("tail") or [])
+        return self._failed(context, f"{event.get('message', event)}\n{tail}".strip(), created)
+
+    def _failed(self, context: Context, message: str, created: list[str]) -> dict[str, Any]:
+        if self.delete_on_failure and created:
+            self.log.error("%s\ndeleting the cluster(s) this task started: %s", message, ", ".join(created))
+            region = self._configs(context)[0].region
+            steps = [step(f"delete cluster {name}", delete_cluster_args(name, region)) for name in created]
+            return self._run_steps(context, steps, {}, "execute_after_cleanup", {"error": message}, self.delete_timeout)
+        raise AirflowException(message)
+
+    def execute_after_cleanup(self, context: Context, event: dict[str, Any], error: str) -> None:
+        if event.get("status") == "success":
+            raise AirflowException(f"{error}\n(the cluster(s) this task started were deleted)")
+        raise AirflowException(
+            f"{error}\nDeleting the half-created cluster(s) also failed: {event.get('message')}; "
+            "delete them with: eksctl delete cluster --name NAME --region REGION"
+        )
+
+    def _finish(self, context: Context, created: list[str], client: Eksctl) -> dict[str, Any]:
+        clusters = []
+        configs = self._configs(context)
+        for cfg in configs:
+            state = client.get_cluster(cfg.name, cfg.region)
+            groups = client.get_nodegroups(cfg.name, cfg.region) if state else {}
+            clusters.append({
+                "name": cfg.name, "region": cfg.region, "status": state.status if state else "NONEXISTENT",
+                "kubernetes_version": state.version if state else None, "created": cfg.name in created,
+                "nodegroups": {n: {"status": g.status, "min": g.min_size, "desired": g.desired, "max": g.max_size,
+                                   "instance_type": g.instance_type} for n, g in groups.items()},
+            })  # fmt: skip
+            if self.kubeconfig_path:
+                result = client.captured(write_kubeconfig_args(cfg.name, cfg.region, self.kubeconfig_path))
+                if result.returncode != 0:
+                    raise AirflowException(f"eksctl utils write-kubeconfig failed: {' '.join(result.tail)}")
+        return self._result(str(self.action).strip(), clusters, configs)
+
+    @staticmethod
+    def _result(action: str, clusters: list[dict[str, Any]], configs: list[ClusterConfig]) -> dict[str, Any]:
+        """XCom value: names, states and sizes only (no credentials, no endpoints)."""
+        def named(group: str) -> str | None:
+            return next((c.name for c in configs if any(ng.name == group for ng in c.node_groups)), None)
+
+        return {
+            "action": action,
+            "clusters": clusters,
+            "training_cluster": named(TRAIN_GROUP),
+            "inference_cluster": named(INFERENCE_GROUP),
+        }
+
+    # --- scale --------------------------------------------------------------------------
+    def _scale(self, context: Context, client: Eksctl, configs: list[ClusterConfig]) -> dict[str, Any]:
+        steps: list[dict[str, Any]] = []
+        for cfg in configs:
+            state = client.get_cluster(cfg.name, cfg.region)
+            if state is None:
+                raise AirflowFailException(f"cluster {cfg.name!r} does not exist: run action=create first")
+            if state.status != "ACTIVE":
+                raise AirflowException(f"cluster {cfg.name!r} is {state.status}, not ACTIVE: cannot scale now")
+            existing = client.get_nodegroups(cfg.name, cfg.region)
+            missing = [ng.name for ng in cfg.node_groups if ng.name not in existing]
+            if missing:
+                raise AirflowFailException(f"cluster {cfg.name!r} has no node group(s) {missing}: run action=create to add them")
+            steps.extend(self._converge_steps(client, cfg, {}, recovering=False))
+        if not steps:
+            self.log.info("node groups already at the requested sizes")
+            return self._finish(context, [], client)
+        return self._run_steps(context, steps, {}, "execute_complete", {"created": []}, self.create_timeout)
+
+    # --- delete -------------------------------------------------------------------------
+    def _delete(self, context: Context, client: Eksctl, configs: list[ClusterConfig]) -> dict[str, Any]:
+        steps, names = [], []
+        for cfg in reversed(configs):
+            state = client.get_cluster(cfg.name, cfg.region)
+            if state is None:
+                self.log.info("cluster %s does not exist: nothing to delete", cfg.name)
+                continue
+            if self._mode() == "ephemeral" and state.tags.get(EPHEMERAL_TAG) != run_hash(context["run_id"]):
+                raise AirflowFailException(
+                    f"refusing to delete {cfg.name!r}: it lacks tag {EPHEMERAL_TAG}={run_hash(context['run_id'])}, "
+                    "so this run did not create it"
+                )
+            steps.append(step(f"delete cluster {cfg.name}", delete_cluster_args(cfg.name, cfg.region)))
+            names.append(cfg.name)
+        if not steps:
+            return {"action": "delete", "deleted": [], "clusters": []}
+        return self._run_steps(context, steps, {}, "execute_deleted", {"names": names}, self.delete_timeout)
+
+    def execute_deleted(self, context: Context, event: dict[str, Any], names: list[str]) -> dict[str, Any]:
+        if event.get("status") != "success":
+            tail = "\n".join(event.get("tail") or [])
+            raise AirflowException(f"deleting {', '.join(names)} failed: {event.get('message', event)}\n{tail}")
+        return {"action": "delete", "deleted": names, "clusters": []}
+
+    # --- running steps ------------------------------------------------------------------
+    def _run_steps(self, context: Context, steps: list[dict[str, Any]], files: dict[str, str], method: str,
+                   kwargs: dict[str, Any], timeout: timedelta) -> Any:  # fmt: skip
+        region = self._configs(context)[0].region
+        trigger = EksctlCommandTrigger(
+            steps=steps, region=region, aws_conn_id=self.aws_conn_id, files=files, eksctl_path=self.eksctl_path,
+            step_timeout=timeout.total_seconds(),
+        )  # fmt: skip
+        if self.deferrable and any(s["long"] for s in steps):
+            self.defer(trigger=trigger, method_name=method, kwargs=kwargs, timeout=timeout)
+        self._running = trigger
+        try:
+            event = asyncio.run(first_event(trigger))
+        finally:
+            self._running = None
+        return getattr(self, method)(context, event, **kwargs)
+
+    def on_kill(self) -> None:
+        trigger = self._running
+        if trigger is not None and trigger.current_pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(trigger.current_pid, signal.SIGTERM)

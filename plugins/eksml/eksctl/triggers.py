@@ -1,0 +1,154 @@
+"""Run long eksctl commands (create/delete: 10-25 minutes) in the triggerer.
+
+Why a trigger runs eksctl itself: eksctl is the orchestrator of a cluster create (it
+chains several CloudFormation stacks, then the OIDC provider, node groups and IRSA roles)
+and must stay alive until it finishes. Started from a worker and then detached, it would
+die with the worker's pod or be orphaned on restart; run in the worker, it would hold a
+slot for half an hour. The triggerer is the long-lived asyncio service Airflow has for
+exactly this kind of wait, and an asyncio subprocess costs it nothing while eksctl runs.
+
+Failure modes are explicit: a step guarded with ``unless_cluster_exists`` reports
+``exists`` instead of running when the cluster is already there (a triggerer restart
+re-runs the trigger; the operator then waits with the provider's EKS trigger and
+converges instead of failing on "stack already exists").
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from eksml.eksctl.cli import (
+    MIN_VERSION,
+    EksctlError,
+    find_eksctl,
+    get_cluster_args,
+    parse_get_cluster,
+    require_version,
+    version_args,
+)
+from eksml.eksctl.process import arun_captured, arun_streaming
+from eksml.eksctl.redact import Redactor
+
+FILE_TOKEN = "{file:"
+
+
+def step(label: str, args: list[str], *, long: bool = True,
+         unless_cluster_exists: tuple[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """A serialisable eksctl step; ``{file:NAME}`` in ``args`` becomes the path of ``files[NAME]``.
+
+    ``long`` marks commands that take minutes (worth deferring); ``unless_cluster_exists``
+    turns the step into a no-op reported as ``exists`` when that cluster is already there.
+    """
+    guard = {"name": unless_cluster_exists[0], "region": unless_cluster_exists[1]} if unless_cluster_exists else None
+    return {"label": label, "args": list(args), "long": long, "unless_cluster_exists": guard}
+
+
+def file_arg(name: str) -> str:
+    return f"{FILE_TOKEN}{name}}}"
+
+
+def _resolve(args: list[str], workdir: Path) -> list[str]:
+    return [str(workdir / a[len(FILE_TOKEN) : -1]) if a.startswith(FILE_TOKEN) and a.endswith("}") else a for a in args]
+
+
+class EksctlCommandTrigger(BaseTrigger):
+    """Run eksctl steps in order; fire one event: success, exists, failed or error."""
+
+    def __init__(
+        self,
+        steps: list[dict[str, Any]],
+        region: str,
+        aws_conn_id: str | None = "aws_default",
+        files: dict[str, str] | None = None,
+        eksctl_path: str | None = None,
+        step_timeout: float = 3600,
+        min_version: list[int] | tuple[int, ...] = MIN_VERSION,
+    ) -> None:
+        super().__init__()
+        self.steps = steps
+        self.region = region
+        self.aws_conn_id = aws_conn_id
+        self.files = files or {}
+        self.eksctl_path = eksctl_path
+        self.step_timeout = step_timeout
+        self.min_version = tuple(min_version)
+        #: pid of the running eksctl (its own process group), for the non-deferred on_kill path.
+        self.current_pid: int | None = None
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "steps": self.steps,
+                "region": self.region,
+                "aws_conn_id": self.aws_conn_id,
+                "files": self.files,
+                "eksctl_path": self.eksctl_path,
+                "step_timeout": self.step_timeout,
+                "min_version": list(self.min_version),
+            },
+        )
+
+    async def _environment(self) -> tuple[dict[str, str], list[str]]:
+        from asgiref.sync import sync_to_async
+
+        from eksml.eksctl.credentials import eksctl_environment
+
+        # Connection lookup and STS calls are blocking: keep them off the event loop.
+        return await sync_to_async(eksctl_environment)(self.aws_conn_id, self.region)
+
+    def _started(self, pid: int) -> None:
+        self.current_pid = pid
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        redact = Redactor()
+        try:
+            binary = find_eksctl(self.eksctl_path)
+            env, secrets = await self._environment()
+            redact = Redactor(secrets)
+            version = await arun_captured([binary, *version_args()], env=env, redact=redact, timeout=60)
+            require_version(version.stdout, self.min_version)
+            with tempfile.TemporaryDirectory(prefix="eksml-eksctl-") as tmp:
+                workdir = Path(tmp)
+                for name, content in self.files.items():
+                    path = workdir / name
+                    path.write_text(content)
+                    os.chmod(path, 0o600)
+                for index, spec in enumerate(self.steps):
+                    guard = spec.get("unless_cluster_exists")
+                    if guard:
+                        probe = await arun_captured(
+                            [binary, *get_cluster_args(guard["name"], guard["region"])], env=env, redact=redact
+                        )
+                        state = parse_get_cluster(probe, guard["name"])
+                        if state is not None:
+                            self.log.info("cluster %s already exists (%s): not running %s", state.name, state.status, spec["label"])
+                            yield TriggerEvent({"status": "exists", "step": index, "cluster": state.name, "cluster_status": state.status})
+                            return
+                    args = _resolve(spec["args"], workdir)
+                    self.log.info("step %d/%d: %s: $ eksctl %s", index + 1, len(self.steps), spec["label"], " ".join(args))
+                    result = await arun_streaming([binary, *args], env=env, log=self.log.info, redact=redact,
+                                                  timeout=self.step_timeout, on_start=self._started)  # fmt: skip
+                    self.current_pid = None
+                    if result.returncode != 0:
+                        reason = "timed out" if result.timed_out else f"exit {result.returncode}"
+                        yield TriggerEvent({"status": "failed", "step": index, "label": spec["label"],
+                                            "message": f"{spec['label']} failed ({reason})", "tail": result.tail})  # fmt: skip
+                        return
+            yield TriggerEvent({"status": "success", "steps": len(self.steps)})
+        except Exception as exc:  # any error must reach the task as an event, redacted
+            self.log.exception("eksctl trigger failed")
+            yield TriggerEvent({"status": "error", "message": redact(f"{type(exc).__name__}: {exc}")})
+
+
+async def first_event(trigger: BaseTrigger) -> dict[str, Any]:
+    """Run a trigger in-process until its first event (the non-deferrable path)."""
+    async for event in trigger.run():
+        return event.payload
+    raise EksctlError(f"{type(trigger).__name__} finished without an event")

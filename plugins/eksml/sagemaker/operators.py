@@ -1,0 +1,263 @@
+"""``SageMakerTrainOperator``: the SageMaker training branch, in every profile.
+
+``aws``: builds the ``CreateTrainingJob`` request from the workload spec at run time, uploads
+the script-mode source tarball, and lets the provider's ``SageMakerTrainingOperator`` create
+the job and wait for it (deferred to the triggerer by default). ``local``: trains the same
+entrypoint under SageMaker's on-disk contract in the image's virtualenv. Both then unpack the
+job's ``model.tar.gz`` into the spec's ``--model-uri`` through the same code.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
+from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+from airflow.sdk.exceptions import AirflowException
+
+from eksml.sagemaker.artifacts import unpack_model_artifact
+from eksml.sagemaker.images import training_image
+from eksml.sagemaker.links import SageMakerTrainingJobLink, SageMakerTrainingLogsLink
+from eksml.sagemaker.naming import sagemaker_job_name
+from eksml.sagemaker.request import (
+    build_training_request,
+    default_output_uri,
+    resolve_compute,
+    source_tarball_uri,
+    spec_framework,
+    spec_locations,
+)
+from eksml.sagemaker.source import stage_source_dir
+from eksml.sagemaker.triggers import SageMakerTrainingTrigger, stop_training_job
+from eksml.settings import Settings, load_settings
+from eksml.specs import WorkloadSpec
+from eksml.storage import store_path
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+_TAG_UNSAFE = re.compile(r"[^\w\s.:/=+\-@]")
+DEFAULT_INSTANCE_TYPE = "ml.g4dn.xlarge"
+
+
+def as_spec(value: WorkloadSpec | Mapping[str, Any]) -> WorkloadSpec:
+    """A spec from itself, its ``to_dict()`` form, or a run-plan candidate holding one under ``spec``."""
+    if isinstance(value, WorkloadSpec):
+        return value
+    if isinstance(value, Mapping):
+        return WorkloadSpec.from_dict(value["spec"] if "spec" in value else value)
+    raise TypeError(f"spec must be a WorkloadSpec or its dict form, got {type(value).__name__}")
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
+def _as_optional_int(value: Any) -> int | None:
+    return None if value in (None, "", "None") else int(value)
+
+
+class SageMakerTrainOperator(SageMakerTrainingOperator):
+    """Train a workload spec on SageMaker (``aws``) or under its contract locally (``local``).
+
+    :param spec: the training spec or its dict form (templated; XCom welcome).
+    :param candidate: or a run-plan candidate holding the spec under ``spec`` (``runs.plan_run``).
+    :param instance_type: ``ml.*`` training instance type (see ``eksml.sagemaker.instances``);
+        default the run's ``sagemaker_instance_type`` param, else ``ml.g4dn.xlarge``.
+    :param instance_count: instances; default the spec's replicas.
+    :param use_spot: managed spot training (checkpoints to the spec's ``--checkpoint-uri``);
+        default the run's ``sagemaker_use_spot`` param, else False.
+    :param max_runtime_s: ``StoppingCondition.MaxRuntimeInSeconds``.
+    :param max_wait_s: spot only; default twice ``max_runtime_s``.
+    :param image_source: ``dlc`` (AWS Deep Learning Container, script mode) or ``project`` (our image).
+    :param settings: project settings; default ``load_settings(use_airflow_variable=True)`` at run time.
+    Other keyword arguments go to ``SageMakerTrainingOperator`` (``deferrable`` defaults to True).
+    """
+
+    template_fields: Sequence[str] = (*SageMakerTrainingOperator.template_fields, "spec", "candidate", "instance_type",
+                                      "instance_count", "use_spot", "max_runtime_s", "max_wait_s",
+                                      "image_source")
+    operator_extra_links = (SageMakerTrainingJobLink(), SageMakerTrainingLogsLink())
+    ui_color = "#f3e1c7"
+
+    def __init__(
+        self,
+        *,
+        spec: WorkloadSpec | Mapping[str, Any] | str | None = None,
+        candidate: Mapping[str, Any] | str | None = None,
+        instance_type: str | None = None,
+        instance_count: int | str | None = None,
+        use_spot: bool | str | None = None,
+        max_runtime_s: int | str = 24 * 3600,
+        max_wait_s: int | str | None = None,
+        image_source: str = "dlc",
+        processes_per_host: int | None = None,
+        volume_size_gb: int = 50,
+        output_uri: str | None = None,
+        settings: Settings | None = None,
+        deferrable: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self._conn_from_settings = "aws_conn_id" not in kwargs
+        self._region_from_settings = "region_name" not in kwargs
+        kwargs.setdefault("check_if_job_exists", True)
+        kwargs.setdefault("action_if_job_exists", "fail")  # names are unique per try already
+        if (spec is None) == (candidate is None):
+            raise ValueError("SageMakerTrainOperator needs exactly one of spec= and candidate=")
+        super().__init__(config={}, deferrable=deferrable, **kwargs)
+        self.spec = spec
+        self.candidate = candidate
+        self.instance_type = instance_type
+        self.instance_count = instance_count
+        self.use_spot = use_spot
+        self.max_runtime_s = max_runtime_s
+        self.max_wait_s = max_wait_s
+        self.image_source = image_source
+        self.processes_per_host = processes_per_host
+        self.volume_size_gb = volume_size_gb
+        self.output_uri = output_uri
+        self.settings = settings
+        self._job_name: str | None = None
+        self._runner = None
+
+    # --- configuration --------------------------------------------------------------------
+    def _resolve_settings(self) -> Settings:
+        """Settings of this run; the AWS connection and region follow them unless given explicitly."""
+        settings = self.settings or load_settings(use_airflow_variable=True)
+        before = (self.aws_conn_id, self.region_name)
+        if self._conn_from_settings:
+            self.aws_conn_id = settings.aws_conn_id
+        if self._region_from_settings:
+            self.region_name = settings.region
+        if (self.aws_conn_id, self.region_name) != before:
+            self.__dict__.pop("hook", None)  # a hook built earlier used the old connection
+        return settings
+
+    def _job_name_for(self, context: Context, spec: WorkloadSpec) -> str:
+        ti = context["ti"]
+        return sagemaker_job_name(ti.dag_id, context["run_id"], ti.try_number, spec_framework(spec))
+
+    def _tags(self, context: Context) -> dict[str, str]:
+        ti = context["ti"]
+        return {"eksml/dag-id": ti.dag_id, "eksml/task-id": ti.task_id,
+                "eksml/dag-run-id": _TAG_UNSAFE.sub("_", context["run_id"])[:256],
+                "eksml/try-number": str(ti.try_number)}
+
+    def _spec(self) -> WorkloadSpec:
+        return as_spec(self.spec if self.spec is not None else self.candidate)
+
+    def _instance_type(self, context: Context) -> str:
+        chosen = self.instance_type or (context.get("params") or {}).get("sagemaker_instance_type")
+        return str(chosen or DEFAULT_INSTANCE_TYPE)
+
+    def _use_spot(self, context: Context) -> bool:
+        chosen = self.use_spot if self.use_spot is not None else (context.get("params") or {}).get("sagemaker_use_spot")
+        return _as_bool(chosen) if chosen is not None else False
+
+    def build_request(self, context: Context, settings: Settings, spec: WorkloadSpec) -> dict[str, Any]:
+        """The validated ``CreateTrainingJob`` request for this try (no API call)."""
+        job_name = self._job_name_for(context, spec)
+        output_uri = self.output_uri or default_output_uri(spec, settings)
+        return build_training_request(
+            spec, settings, instance_type=self._instance_type(context),
+            instance_count=_as_optional_int(self.instance_count), job_name=job_name,
+            output_s3_uri=output_uri, use_spot=self._use_spot(context),
+            max_runtime_s=int(self.max_runtime_s), max_wait_s=_as_optional_int(self.max_wait_s),
+            tags=self._tags(context), image_source=self.image_source,  # type: ignore[arg-type]
+            source_s3_uri=source_tarball_uri(output_uri, job_name) if self.image_source == "dlc" else None,
+            processes_per_host=self.processes_per_host, volume_size_gb=self.volume_size_gb,
+        )
+
+    # --- run ---------------------------------------------------------------------------------
+    def execute(self, context: Context) -> dict[str, Any]:
+        settings = self._resolve_settings()
+        spec = self._spec()
+        if settings.profile == "local":
+            return self._execute_local(context, settings, spec)
+        self.config = self.build_request(context, settings, spec)
+        self._job_name = self.config["TrainingJobName"]
+        self._persist_links(context)
+        if self.image_source != "dlc":
+            return self._finish(settings, spec, super().execute(context)["Training"])
+        with tempfile.TemporaryDirectory(prefix="sm-source-") as tmp:
+            staged = stage_source_dir(spec.image, settings.images_dir, Path(tmp) / "source",
+                                      training_image(spec_framework(spec)).source_requirements)
+            source_uri = self.config["HyperParameters"]["sagemaker_submit_directory"].strip('"')
+            bucket, key = source_uri[len("s3://"):].split("/", 1)
+            # The provider's S3Operations tars the folder's entries at the archive root and uploads it.
+            self.config["S3Operations"] = {"S3Upload": [{"Path": str(staged), "Bucket": bucket, "Key": key, "Tar": True}]}
+            result = super().execute(context)  # defers (TaskDeferred) while the job runs
+        return self._finish(settings, spec, result["Training"])
+
+    def defer(self, *, trigger: Any, method_name: str, kwargs: dict[str, Any] | None = None,
+              timeout: Any = None) -> None:
+        """Wait with the provider's trigger, in the subclass that stops the job when the task is killed."""
+        if isinstance(trigger, SageMakerTrigger) and not isinstance(trigger, SageMakerTrainingTrigger):
+            trigger = SageMakerTrainingTrigger.from_trigger(trigger)
+        super().defer(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        settings = self._resolve_settings()
+        spec = self._spec()
+        self._job_name = (event or {}).get("job_name") or self._job_name_for(context, spec)
+        if not event or event.get("status") != "success":
+            self.log.error("SageMaker wait for %s ended with %s", self._job_name, event)
+            return self._finish(settings, spec, self.hook.describe_training_job(self._job_name))
+        return self._finish(settings, spec, super().execute_complete(context, event)["Training"])
+
+    def _execute_local(self, context: Context, settings: Settings, spec: WorkloadSpec) -> dict[str, Any]:
+        from eksml.local.runner import LocalRunner
+        from eksml.sagemaker.local import run_training_locally
+
+        # Same instance checks as on AWS, so a run that would be refused there is refused here.
+        resolve_compute(spec, self._instance_type(context), _as_optional_int(self.instance_count),
+                        self.processes_per_host)
+        self._job_name = self._job_name_for(context, spec)
+        self._runner = LocalRunner(settings, self.log)
+        result = run_training_locally(spec, settings, job_name=self._job_name, runner=self._runner,
+                                      output_uri=self.output_uri)
+        self.log.info("local SageMaker-contract training %s completed", self._job_name)
+        return self._register(settings, spec, self._job_name, "Completed", result.model_artifact)
+
+    def _finish(self, settings: Settings, spec: WorkloadSpec, description: Mapping[str, Any]) -> dict[str, Any]:
+        """Log the final state; fail unless Completed; then register the model artifact."""
+        name = description.get("TrainingJobName", self._job_name)
+        status = description.get("TrainingJobStatus")
+        reason = description.get("FailureReason")
+        self.log.info("SageMaker training job %s: %s (%s)%s; billable seconds: %s", name, status,
+                      description.get("SecondaryStatus"), f"; failure reason: {reason}" if reason else "",
+                      description.get("BillableTimeInSeconds"))
+        if status != "Completed":
+            raise AirflowException(f"SageMaker training job {name} ended {status}: {reason or 'no reason given'}")
+        artifact = (description.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+        if not artifact:
+            raise AirflowException(f"SageMaker training job {name} completed without ModelArtifacts")
+        return self._register(settings, spec, name, status, artifact)
+
+    def _register(self, settings: Settings, spec: WorkloadSpec, job_name: str, status: str,
+                  artifact: str) -> dict[str, Any]:
+        staging = spec_locations(spec).model_uri
+        files = unpack_model_artifact(store_path(artifact, settings), store_path(staging, settings))
+        self.log.info("unpacked %s into %s: %d file(s)", artifact, staging, len(files))
+        return {"training_job_name": job_name, "status": status, "framework": spec_framework(spec),
+                "model_artifact": artifact, "staging_uri": staging, "files": files,
+                "profile": settings.profile}
+
+    def _persist_links(self, context: Context) -> None:
+        kwargs = {"region_name": self.hook.conn_region_name, "aws_partition": self.hook.conn_partition,
+                  "job_name": self._job_name}
+        SageMakerTrainingJobLink.persist(context=context, operator=self, **kwargs)
+        SageMakerTrainingLogsLink.persist(context=context, operator=self, **kwargs)
+
+    def on_kill(self) -> None:
+        """Stop the local process, or the SageMaker job this try started."""
+        if self._runner is not None:
+            self._runner.kill()
+        elif self._job_name:
+            stop_training_job(self.hook, self._job_name)

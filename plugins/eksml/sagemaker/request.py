@@ -1,0 +1,321 @@
+"""Render a training :class:`~eksml.specs.WorkloadSpec` as a SageMaker ``CreateTrainingJob`` request.
+
+The spec stays the one source of truth: its ``--data-uri`` becomes the ``training`` channel,
+its ``--checkpoint-uri`` the checkpoint S3 location, its ``--model-uri`` the staging folder the
+artifact is unpacked into after the job, and every other argument a hyperparameter, which the
+entrypoint reads back from ``hyperparameters.json`` (``trainkit.cli``). Everything is checked
+here, before any API call: a request this module returns is one SageMaker should accept.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from eksml.sagemaker.images import training_image_uri
+from eksml.sagemaker.instances import instance_gpus
+from eksml.sagemaker.naming import validate_name
+from eksml.settings import Settings
+from eksml.specs import TRAINING_IMAGES, WorkloadSpec
+
+ImageSource = Literal["dlc", "project"]
+
+#: Where SageMaker lays out the training contract inside the container.
+OPT_ML = "/opt/ml"
+CHANNEL = "training"
+CHECKPOINT_LOCAL_PATH = f"{OPT_ML}/checkpoints"
+#: 28 days: SageMaker's ceiling for MaxRuntimeInSeconds and MaxWaitTimeInSeconds.
+MAX_RUNTIME_LIMIT_S = 28 * 24 * 3600
+#: Spec arguments that are locations (mapped to channels / S3 paths), not hyperparameters.
+LOCATION_ARGS = ("data-uri", "model-uri", "checkpoint-uri", "output-dir")
+
+ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+_TAG_TEXT = re.compile(r"^[\w\s.:/=+\-@]*$")
+_JSON_NUMBER = re.compile(r"^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$")
+
+
+class SageMakerRequestError(ValueError):
+    """The training request would be rejected by SageMaker, or would not do what was asked."""
+
+
+@dataclass(frozen=True)
+class SpecLocations:
+    """Where the spec reads data, writes its model and keeps checkpoints."""
+
+    data_uri: str
+    model_uri: str
+    checkpoint_uri: str | None
+
+    @property
+    def version(self) -> str:
+        """Last segment of the model location: the model version this run produces."""
+        return self.model_uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _arg_pairs(spec: WorkloadSpec) -> list[tuple[str, str]]:
+    args = list(spec.args)
+    pairs = []
+    i = 0
+    while i < len(args):
+        flag = args[i]
+        if not flag.startswith("--") or i + 1 >= len(args) or args[i + 1].startswith("--"):
+            raise SageMakerRequestError(
+                f"spec {spec.name}: argument {flag!r} is not a '--name value' pair; SageMaker "
+                f"hyperparameters cannot carry it"
+            )
+        pairs.append((flag[2:], args[i + 1]))
+        i += 2
+    return pairs
+
+
+def spec_locations(spec: WorkloadSpec) -> SpecLocations:
+    values = dict(_arg_pairs(spec))
+    missing = [k for k in ("data-uri", "model-uri") if not values.get(k)]
+    if missing:
+        raise SageMakerRequestError(f"spec {spec.name} has no {', '.join('--' + m for m in missing)}")
+    return SpecLocations(values["data-uri"], values["model-uri"], values.get("checkpoint-uri"))
+
+
+def _hyperparameter_value(text: str) -> str:
+    """SageMaker stores every value as a string; numbers stay bare, text is JSON-quoted (as the SDK does)."""
+    return text if _JSON_NUMBER.match(text) else json.dumps(text)
+
+
+def spec_hyperparameters(spec: WorkloadSpec) -> dict[str, str]:
+    """Every non-location argument of the spec, keyed as its flag (``batch-size``: ``"128"``)."""
+    return {key: _hyperparameter_value(value) for key, value in _arg_pairs(spec) if key not in LOCATION_ARGS}
+
+
+def spec_framework(spec: WorkloadSpec) -> str:
+    for framework, image in TRAINING_IMAGES.items():
+        if image == spec.image:
+            return framework
+    raise SageMakerRequestError(f"spec {spec.name}: image {spec.image!r} is not a training image "
+                                f"({', '.join(TRAINING_IMAGES.values())})")
+
+
+def default_output_uri(spec: WorkloadSpec, settings: Settings) -> str:
+    """``<store>/sagemaker/<model>/<version>``: beside the staging folder, never inside it.
+
+    SageMaker writes ``<output>/<job>/output/model.tar.gz`` (and the source tarball goes to
+    ``<output>/<job>/source/``); keeping that out of the staging folder means registration copies
+    only the unpacked model.
+    """
+    return f"{settings.store_uri.rstrip('/')}/sagemaker/{settings.model_name}/{spec_locations(spec).version}"
+
+
+def source_tarball_uri(output_s3_uri: str, job_name: str) -> str:
+    return f"{output_s3_uri.rstrip('/')}/{job_name}/source/sourcedir.tar.gz"
+
+
+def model_artifact_uri(output_s3_uri: str, job_name: str) -> str:
+    """Where SageMaker puts the job's ``model.tar.gz`` (``ModelArtifacts.S3ModelArtifacts``)."""
+    return f"{output_s3_uri.rstrip('/')}/{job_name}/output/model.tar.gz"
+
+
+def require_s3(name: str, uri: str | None) -> str:
+    if not uri or not uri.startswith("s3://") or len(uri) <= len("s3://"):
+        raise SageMakerRequestError(f"{name} must be an s3:// URI for SageMaker, got {uri!r} "
+                                    f"(the aws profile needs an s3:// store_uri)")
+    return uri
+
+
+def _positive_int(name: str, value: Any, *, maximum: int | None = None) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise SageMakerRequestError(f"{name} must be an integer, got {value!r}") from None
+    if number < 1 or (maximum is not None and number > maximum):
+        bound = f" and <= {maximum}" if maximum is not None else ""
+        raise SageMakerRequestError(f"{name} must be >= 1{bound}, got {number}")
+    return number
+
+
+def _tags(spec: WorkloadSpec, tags: Mapping[str, str] | None) -> list[dict[str, str]]:
+    merged = {**dict(spec.labels), **dict(tags or {})}
+    if len(merged) > 50:
+        raise SageMakerRequestError(f"at most 50 tags, got {len(merged)}")
+    result = []
+    for key, value in merged.items():
+        value = str(value)
+        if not key or len(key) > 128 or key.startswith("aws:") or not _TAG_TEXT.match(key):
+            raise SageMakerRequestError(f"invalid tag key {key!r}")
+        if len(value) > 256 or not _TAG_TEXT.match(value):
+            raise SageMakerRequestError(f"invalid value {value!r} of tag {key!r}")
+        result.append({"Key": key, "Value": value})
+    return result
+
+
+def _vpc_config(settings: Settings) -> dict[str, list[str]] | None:
+    subnets, groups = list(settings.sagemaker_subnets), list(settings.sagemaker_security_groups)
+    if not subnets and not groups:
+        return None
+    if not subnets or not groups:
+        raise SageMakerRequestError("sagemaker_subnets and sagemaker_security_groups must be set together")
+    return {"SecurityGroupIds": groups, "Subnets": subnets}
+
+
+def project_image_environment() -> dict[str, str]:
+    """The ``SM_*`` paths SageMaker's training toolkit would export, for an image without the toolkit."""
+    return {
+        "SM_MODEL_DIR": f"{OPT_ML}/model",
+        "SM_CHANNEL_TRAINING": f"{OPT_ML}/input/data/{CHANNEL}",
+        "SM_OUTPUT_DATA_DIR": f"{OPT_ML}/output/data",
+        "SM_INPUT_CONFIG_DIR": f"{OPT_ML}/input/config",
+        "SM_CHECKPOINT_DIR": CHECKPOINT_LOCAL_PATH,
+    }
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Instances of a training job and the Horovod processes on each."""
+
+    instance_type: str
+    gpus: int
+    instance_count: int
+    processes_per_host: int
+
+
+def resolve_compute(spec: WorkloadSpec, instance_type: str, instance_count: int | None = None,
+                    processes_per_host: int | None = None) -> Compute:
+    """Check the instance type and counts against the spec (defaults: its replicas and slots)."""
+    try:
+        gpus = instance_gpus(instance_type)
+    except ValueError as exc:
+        raise SageMakerRequestError(str(exc)) from None
+    count = _positive_int("instance_count", spec.replicas if instance_count is None else instance_count)
+    if not spec.distributed and count != 1:
+        raise SageMakerRequestError(f"{spec.name} runs on one instance; instance_count must be 1, got {count}")
+    if spec.resources.gpus > gpus:
+        raise SageMakerRequestError(
+            f"spec {spec.name} asks {spec.resources.gpus} GPU(s) per replica; {instance_type} has {gpus} "
+            f"(choose a GPU instance type or train with gpus=0)")
+    per_host = _positive_int("processes_per_host",
+                             spec.slots_per_replica if processes_per_host is None else processes_per_host)
+    if spec.distributed and gpus and per_host > gpus:
+        raise SageMakerRequestError(
+            f"{per_host} Horovod processes per host need {per_host} GPUs; {instance_type} has {gpus}")
+    return Compute(instance_type, gpus, count, per_host)
+
+
+def build_training_request(
+    spec: WorkloadSpec,
+    settings: Settings,
+    *,
+    instance_type: str,
+    instance_count: int | None = None,
+    job_name: str,
+    data_s3_uri: str | None = None,
+    output_s3_uri: str | None = None,
+    checkpoint_s3_uri: str | None = None,
+    use_spot: bool = False,
+    max_runtime_s: int = 24 * 3600,
+    max_wait_s: int | None = None,
+    tags: Mapping[str, str] | None = None,
+    image_source: ImageSource = "dlc",
+    source_s3_uri: str | None = None,
+    processes_per_host: int | None = None,
+    volume_size_gb: int = 50,
+) -> dict[str, Any]:
+    """The ``config`` of ``SageMakerTrainingOperator`` for ``spec``.
+
+    Locations default to the spec's own (``--data-uri``, ``--checkpoint-uri``) and to
+    :func:`default_output_uri`. ``image_source="dlc"`` (default) runs ``spec.script`` in script
+    mode on the framework's Deep Learning Container from ``source_s3_uri``
+    (``sourcedir.tar.gz``); ``"project"`` runs our own image (``settings.image(spec.image)``)
+    with the toolkit's ``SM_*`` variables set explicitly. Horovod specs get SageMaker's MPI
+    distribution with ``processes_per_host`` (default: the spec's slots per replica) processes
+    on each of ``instance_count`` (default: the spec's replicas) instances. With ``use_spot``,
+    ``max_wait_s`` defaults to twice ``max_runtime_s``.
+    """
+    framework = spec_framework(spec)
+    locations = spec_locations(spec)
+    try:
+        validate_name(job_name)
+    except ValueError as exc:
+        raise SageMakerRequestError(str(exc)) from None
+    compute = resolve_compute(spec, instance_type, instance_count, processes_per_host)
+    gpus, count, per_host = compute.gpus, compute.instance_count, compute.processes_per_host
+
+    data_uri = require_s3("data_s3_uri", data_s3_uri or locations.data_uri).rstrip("/") + "/"
+    output_uri = require_s3("output_s3_uri", output_s3_uri or default_output_uri(spec, settings))
+    checkpoint_uri = checkpoint_s3_uri or locations.checkpoint_uri
+    if use_spot and not checkpoint_uri:
+        raise SageMakerRequestError("managed spot training needs a checkpoint S3 URI so an interrupted job resumes")
+    if checkpoint_uri:
+        require_s3("checkpoint_s3_uri", checkpoint_uri)
+    max_runtime = _positive_int("max_runtime_s", max_runtime_s, maximum=MAX_RUNTIME_LIMIT_S)
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": max_runtime}
+    if use_spot:
+        wait = _positive_int("max_wait_s", max_wait_s if max_wait_s is not None else min(2 * max_runtime, MAX_RUNTIME_LIMIT_S),
+                             maximum=MAX_RUNTIME_LIMIT_S)
+        if wait < max_runtime:
+            raise SageMakerRequestError(f"max_wait_s ({wait}) must be >= max_runtime_s ({max_runtime})")
+        stopping["MaxWaitTimeInSeconds"] = wait
+    elif max_wait_s is not None:
+        raise SageMakerRequestError("max_wait_s applies to managed spot training only (use_spot=True)")
+    if not ROLE_ARN_PATTERN.match(settings.sagemaker_role_arn or ""):
+        raise SageMakerRequestError(f"sagemaker_role_arn is not an IAM role ARN: {settings.sagemaker_role_arn!r}")
+
+    hyperparameters = spec_hyperparameters(spec)
+    environment = dict(spec.env)
+    if image_source == "dlc":
+        source = require_s3("source_s3_uri", source_s3_uri)
+        try:
+            image = training_image_uri(framework, settings.region, gpu=gpus > 0)
+        except ValueError as exc:
+            raise SageMakerRequestError(str(exc)) from None
+        algorithm = {"TrainingImage": image, "TrainingInputMode": "File"}
+        hyperparameters.update({
+            "sagemaker_program": json.dumps(spec.script),
+            "sagemaker_submit_directory": json.dumps(source),
+            "sagemaker_region": json.dumps(settings.region),
+            "sagemaker_job_name": json.dumps(job_name),
+            "sagemaker_container_log_level": "20",
+        })
+        if spec.distributed:
+            hyperparameters.update({
+                "sagemaker_mpi_enabled": "true",
+                "sagemaker_mpi_num_of_processes_per_host": str(per_host),
+                "sagemaker_mpi_custom_mpi_options": json.dumps(""),
+            })
+    elif image_source == "project":
+        if spec.distributed and count * per_host > 1:
+            raise SageMakerRequestError(
+                "Horovod across processes needs SageMaker's MPI launcher, which the Deep Learning "
+                "Containers carry: use image_source='dlc' (or one process on one instance)")
+        algorithm = {"TrainingImage": settings.image(spec.image), "TrainingInputMode": "File",
+                     "ContainerEntrypoint": spec.container_command()}
+        environment.update(project_image_environment())
+    else:
+        raise SageMakerRequestError(f"image_source must be 'dlc' or 'project', got {image_source!r}")
+
+    request: dict[str, Any] = {
+        "TrainingJobName": job_name,
+        "AlgorithmSpecification": algorithm,
+        "RoleArn": settings.sagemaker_role_arn,
+        "HyperParameters": hyperparameters,
+        "InputDataConfig": [{
+            "ChannelName": CHANNEL,
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": data_uri,
+                                            "S3DataDistributionType": "FullyReplicated"}},
+            "InputMode": "File",
+            "CompressionType": "None",
+        }],
+        "OutputDataConfig": {"S3OutputPath": output_uri},
+        "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": count,
+                           "VolumeSizeInGB": _positive_int("volume_size_gb", volume_size_gb, maximum=16384)},
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": bool(use_spot),
+        "Environment": environment,
+        "Tags": _tags(spec, tags),
+    }
+    if checkpoint_uri:
+        request["CheckpointConfig"] = {"S3Uri": checkpoint_uri, "LocalPath": CHECKPOINT_LOCAL_PATH}
+    vpc = _vpc_config(settings)
+    if vpc:
+        request["VpcConfig"] = vpc
+    return request

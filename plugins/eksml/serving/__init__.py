@@ -1,0 +1,15 @@
+"""Serving the champion: deploy a model version and prove it answers before traffic moves.
+
+Each module has one job:
+
+* ``testdata``   - a few real Fashion-MNIST test images with their labels, from any store
+* ``smoke``      - ``smoke_test``: real predictions over V1 and V2, checked against the labels
+* ``spec``       - the server's :class:`~eksml.specs.WorkloadSpec` (one source for pod and process)
+* ``local``      - the local profile: the server as a loopback process, ``deploy_local``
+* ``manifests``  - the aws profile's Deployment, Service and Ingress as plain dicts
+* ``rollout``    - rollout status and the previous revision, from API objects
+* ``kubernetes`` - apply, wait, smoke test through the Service, roll back on failure
+* ``operators``  - ``DeployModelOperator`` for DAG files (local or aws by settings.profile)
+
+Import the submodules directly; this package imports nothing so that DAG files stay light.
+"""

@@ -1,0 +1,149 @@
+"""The aws profile's inference objects: Deployment, ClusterIP Service, optional ALB Ingress.
+
+Plain dicts (what the API server receives), built from the server's WorkloadSpec and the
+pod parts the training pods share (node role, non-root security context, requests/limits).
+The model version is a pod-template label and annotation, so each new version is a new
+ReplicaSet revision: RollingUpdate with maxUnavailable 0 keeps old pods serving until new
+ones are ready, and the previous revision is what a rollback returns to.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from eksml.serving.spec import CONTAINER_PORT, serving_spec
+from eksml.settings import Settings
+
+SERVICE_PORT = 80
+VERSION_LABEL = "eksml/model-version"
+MODEL_URI_ANNOTATION = "eksml/model-uri"
+FIELD_MANAGER = "eksml"
+#: Writable scratch space (model download, TensorFlow's temp files) on a read-only root.
+SCRATCH = "/tmp"
+
+
+def resource_name(settings: Settings) -> str:
+    """Name of the Deployment, Service and Ingress: ``<model>-inference``."""
+    return f"{settings.model_name}-inference"
+
+
+def label_value(text: str) -> str:
+    """``text`` as a valid label value (63 chars of [A-Za-z0-9_.-], alphanumeric at both ends)."""
+    value = re.sub(r"[^A-Za-z0-9_.-]", "-", text)[:63].strip("-_.")
+    return value or "unknown"
+
+
+def selector_labels(settings: Settings) -> dict[str, str]:
+    """Labels that pick the pods; never the version (a Deployment's selector is immutable)."""
+    return {"app.kubernetes.io/name": "inference", "app.kubernetes.io/instance": resource_name(settings)}
+
+
+def _sanitize(obj: Any) -> Any:
+    from kubernetes.client import ApiClient
+
+    return ApiClient().sanitize_for_serialization(obj)
+
+
+def render_deployment(settings: Settings, model_uri: str, version: str, *, replicas: int = 2,
+                      max_batch_size: int = 64, max_latency_ms: float = 5.0) -> dict[str, Any]:
+    from eksml.kubernetes import podparts
+
+    if not model_uri.startswith("s3://"):
+        raise ValueError(f"pods read models from S3: model_uri must be s3://..., got {model_uri!r}")
+    spec = serving_spec(model_uri, version, settings.model_name, max_batch_size=max_batch_size,
+                        max_latency_ms=max_latency_ms)
+    env = {**spec.env, "AWS_REGION": settings.region, "AWS_DEFAULT_REGION": settings.region, "TMPDIR": SCRATCH,
+           "HOME": SCRATCH, "MPLCONFIGDIR": SCRATCH}
+    labels = {**selector_labels(settings), **spec.labels, VERSION_LABEL: label_value(version)}
+    probe = {"periodSeconds": 10, "timeoutSeconds": 5}
+    container = {
+        "name": "server",
+        "image": settings.image(spec.image),
+        "imagePullPolicy": "IfNotPresent",
+        "command": spec.container_command(),
+        "args": list(spec.args),
+        "env": _sanitize(podparts.env_vars(env)),
+        "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+        # The model loads before the port opens: allow a slow first download, then probe often.
+        "startupProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 5,
+                         "failureThreshold": 60, "timeoutSeconds": 5},
+        "readinessProbe": {"httpGet": {"path": f"/v1/models/{settings.model_name}", "port": "http"},
+                           "failureThreshold": 3, **probe},
+        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, "failureThreshold": 3, **probe},
+        "resources": {"requests": {"cpu": spec.resources.cpu, "memory": spec.resources.memory},
+                      "limits": {"cpu": "2", "memory": "4Gi"}},
+        "securityContext": {**_sanitize(podparts.container_security_context()), "readOnlyRootFilesystem": True},
+        "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": resource_name(settings), "namespace": settings.inference_namespace,
+                     "labels": labels, "annotations": {MODEL_URI_ANNOTATION: model_uri}},
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 5,
+            "progressDeadlineSeconds": 600,
+            "minReadySeconds": 5,
+            "selector": {"matchLabels": selector_labels(settings)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {"labels": labels, "annotations": {MODEL_URI_ANNOTATION: model_uri}},
+                "spec": {
+                    "serviceAccountName": settings.inference_service_account,
+                    "nodeSelector": podparts.node_selector(spec.node_role),
+                    "securityContext": _sanitize(podparts.pod_security_context()),
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [container],
+                    "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "2Gi"}}],
+                },
+            },
+        },
+    }
+
+
+def render_service(settings: Settings) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": resource_name(settings), "namespace": settings.inference_namespace,
+                     "labels": selector_labels(settings)},
+        "spec": {"type": "ClusterIP", "selector": selector_labels(settings),
+                 "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]},
+    }
+
+
+def render_ingress(settings: Settings, *, scheme: str = "internal") -> dict[str, Any]:
+    """An Ingress for the AWS Load Balancer Controller (an ALB straight to the pod IPs)."""
+    if scheme not in ("internal", "internet-facing"):
+        raise ValueError(f"scheme must be internal or internet-facing, got {scheme!r}")
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {
+            "name": resource_name(settings), "namespace": settings.inference_namespace,
+            "labels": selector_labels(settings),
+            "annotations": {
+                "alb.ingress.kubernetes.io/scheme": scheme,
+                "alb.ingress.kubernetes.io/target-type": "ip",
+                "alb.ingress.kubernetes.io/listen-ports": '[{"HTTP": 80}]',
+                "alb.ingress.kubernetes.io/healthcheck-path": "/v2/health/ready",
+                "alb.ingress.kubernetes.io/success-codes": "200",
+            },
+        },
+        "spec": {
+            "ingressClassName": "alb",
+            "rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
+                "service": {"name": resource_name(settings), "port": {"number": SERVICE_PORT}}}}]}}],
+        },
+    }
+
+
+def render_inference_objects(settings: Settings, model_uri: str, version: str, *, ingress: bool = False,
+                             ingress_scheme: str = "internal", replicas: int = 2) -> list[dict[str, Any]]:
+    """Deployment + Service (+ Ingress) serving ``version`` from ``model_uri``, in apply order."""
+    objects = [render_deployment(settings, model_uri, version, replicas=replicas), render_service(settings)]
+    if ingress:
+        objects.append(render_ingress(settings, scheme=ingress_scheme))
+    return objects

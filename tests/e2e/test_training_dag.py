@@ -1,0 +1,138 @@
+"""The training DAG end to end in the local profile: real data, real training, real registry.
+
+Runs the DAG with ``dag.test()`` (a real Airflow run in-process): the training workload runs
+as a process in the image's virtualenv, exactly the entrypoint and arguments a pod gets.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TF_VENV = ROOT / ".venvs" / "tf-fashion-mnist"
+INFERENCE_VENV = ROOT / ".venvs" / "inference"
+FAST_CONF = {"epochs": 1, "limit_train": 3000, "limit_test": 1000}
+
+pytestmark = pytest.mark.skipif(
+    not (TF_VENV.exists() and INFERENCE_VENV.exists()),
+    reason="image virtualenvs missing: run scripts/setup.sh",
+)
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch, airflow_db):
+    monkeypatch.setenv("EKSML_STORE_URI", (tmp_path / "store").as_uri())
+    monkeypatch.setenv("EKSML_PROFILE", "local")
+    return tmp_path / "store"
+
+
+def _dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "fashion_mnist_training.py"))
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags["fashion_mnist_training"]
+
+
+def _states(run) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+def _predict_in_tf_venv(version_dir: Path, data_dir: Path, limit: int) -> float:
+    """Accuracy of the registered SavedModel on the first ``limit`` test images, in its own venv."""
+    code = f"""
+import sys, json
+sys.path.insert(0, {str(ROOT / 'images' / 'common')!r})
+import numpy as np, tensorflow as tf
+from trainkit.data import load_fashion_mnist
+_, _, x, y = load_fashion_mnist({str(data_dir)!r}, limit_train=1, limit_test={limit})
+model = tf.saved_model.load({str(version_dir / 'saved_model')!r})
+fn = model.signatures['serving_default']
+name = list(fn.structured_input_signature[1])[0]
+out = list(fn(**{{name: tf.constant(x.astype('float32'))}}).values())[0].numpy()
+print(json.dumps(float((out.argmax(axis=1) == y).mean())))
+"""
+    result = subprocess.run([str(TF_VENV / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _run_and_check(store: Path, dataset_dir: Path, conf: dict, limit_test: int) -> dict:
+    run = _dag().test(run_conf=conf)
+    states = _states(run)
+    assert str(run.state) == "success", states
+    models = store / "models" / "fashion-mnist"
+    versions = [p for p in models.iterdir() if (p / "metadata.json").exists()]
+    assert len(versions) == 1
+    meta = json.loads((versions[0] / "metadata.json").read_text())
+    accuracy = meta["metrics"]["test_accuracy"]
+    assert meta["params"]["epochs"] == conf.get("epochs", 5) and meta["run_id"] == run.run_id
+    assert meta["data_uri"].startswith((store / "data").as_uri())
+    # The stored model, loaded fresh, predicts exactly what its metrics say.
+    assert _predict_in_tf_venv(versions[0], dataset_dir, limit_test) == pytest.approx(accuracy, abs=1e-6)
+    champion = json.loads((models / "champion.json").read_text())
+    assert champion["version"] == versions[0].name
+    assert states["publish_champion"] == "success"
+    return meta
+
+
+def test_fast_slice_end_to_end(store, dataset_dir):
+    meta = _run_and_check(store, dataset_dir, FAST_CONF, FAST_CONF["limit_test"])
+    assert meta["metrics"]["test_accuracy"] > 0.6  # 1 epoch on 3k images: far above 0.1 chance
+    assert (store / "models" / "fashion-mnist" / meta["version"] / "confusion_matrix.png").exists()
+
+
+@pytest.mark.slow
+def test_full_data_default_params(store, dataset_dir):
+    meta = _run_and_check(store, dataset_dir, {}, 10000)
+    assert meta["metrics"]["train_images"] == 60000
+    assert meta["metrics"]["test_accuracy"] >= 0.91
+
+
+@pytest.mark.parametrize("conf, message", [
+    ({"epochs": 0}, "epochs"),
+    ({"learning_rate": -0.5}, "learning_rate"),
+])
+def test_invalid_params_refused_before_a_run(store, conf, message):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match=message):
+        _dag().test(run_conf=conf)
+    assert not (store / "models").exists()
+
+
+def _failed_at_validate(store, conf, monkeypatch=None):
+    run = _dag().test(run_conf=conf)
+    states = _states(run)
+    assert str(run.state) == "failed"
+    assert states["validate_params"] == "failed"
+    assert states["prepare_data"] == "upstream_failed"
+    assert not (store / "models").exists()
+    return run
+
+
+def test_data_uri_without_idx_files_fails_first_task(store, tmp_path, caplog):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _failed_at_validate(store, {"data_uri": str(empty)})
+    assert "no Fashion-MNIST IDX files" in caplog.text
+
+
+def test_corrupt_gzip_fails_first_task(store, tmp_path, dataset_dir, caplog):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(dataset_dir, bad)
+    (bad / "train-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b" + b"garbage" * 10)
+    _failed_at_validate(store, {"data_uri": str(bad)})
+    assert "train-labels-idx1-ubyte.gz: not a valid gzip file" in caplog.text
+
+
+def test_unknown_profile_fails_first_task(store, monkeypatch, caplog):
+    monkeypatch.setenv("EKSML_PROFILE", "gcp")
+    _failed_at_validate(store, FAST_CONF)
+    assert "unknown profile 'gcp'" in caplog.text

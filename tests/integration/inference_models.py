@@ -1,0 +1,164 @@
+"""Real model versions for the serving tests and the latency benchmark.
+
+Each model is trained by its image's own entrypoint (``images/<image>/train.py``) in that
+image's virtualenv on a slice of the real Fashion-MNIST data, so the server is tested on the
+exports the pipeline produces. Trained versions are kept under ``.local/test-models/<key>``,
+where the key hashes the training code and arguments: later runs reuse them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DATASET = "/usr/share/datasets/fashion-mnist"
+CACHE = ROOT / ".local" / "test-models"
+INFERENCE_PYTHON = ROOT / ".venvs" / "inference" / "bin" / "python"
+
+#: image folder, extra training arguments. Small enough for a minute of CPU, good enough (~0.8).
+TRAINING = {
+    "tensorflow": ("tf-fashion-mnist", ["--epochs", "2", "--limit-train", "2000", "--batch-size", "32"]),
+    "mxnet": ("mxnet-horovod", ["--epochs", "2", "--limit-train", "4000", "--batch-size", "64"]),
+}
+
+
+def venv_python(image: str) -> Path:
+    return ROOT / ".venvs" / image / "bin" / "python"
+
+
+def missing_venvs(*images: str) -> list[str]:
+    return [image for image in images if not venv_python(image).exists()]
+
+
+def _key(image: str, args: list[str]) -> str:
+    digest = hashlib.sha256(json.dumps(args).encode())
+    for folder in (ROOT / "images" / image, ROOT / "images" / "common" / "trainkit"):
+        for path in sorted(folder.glob("*.py")):
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def trained_model(framework: str) -> Path:
+    """A model version folder trained by the real ``train.py`` of ``framework``'s image."""
+    image, extra = TRAINING[framework]
+    args = ["--data-uri", DATASET, "--limit-test", "500", *extra]
+    target = CACHE / f"{framework}-{_key(image, args)}"
+    if (target / "metrics.json").exists():
+        return target
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "images" / "common"), "TF_CPP_MIN_LOG_LEVEL": "2",
+           "OMP_NUM_THREADS": "2"}
+    proc = subprocess.run([str(venv_python(image)), "train.py", *args, "--model-uri", str(partial)],
+                          cwd=ROOT / "images" / image, env=env, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"training {framework} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target
+
+
+def copy_version(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target)
+    return target
+
+
+def corrupt(version: Path) -> Path:
+    """Overwrite the middle of the model's weights with garbage (a damaged upload)."""
+    files = [version / "model.onnx"] if (version / "model.onnx").exists() else \
+        sorted((version / "saved_model" / "variables").glob("variables.data-*"))
+    for path in files:
+        data = bytearray(path.read_bytes())
+        middle = len(data) // 2
+        data[middle - len(data) // 4:middle + len(data) // 4] = os.urandom(len(data) // 2)
+        path.write_bytes(bytes(data))
+    return version
+
+
+def real_test_images(count: int, offset: int = 0) -> tuple[list, list[int]]:
+    """Real test images (nested lists of 0..255) and labels, read with the standard library."""
+    from eksml.serving.testdata import parse_idx
+
+    images = parse_idx(Path(DATASET, "t10k-images-idx3-ubyte.gz").read_bytes(), 3, offset + count, "images")
+    labels = parse_idx(Path(DATASET, "t10k-labels-idx1-ubyte.gz").read_bytes(), 1, offset + count, "labels")
+    return images[offset:], labels[offset:]
+
+
+_IN_PROCESS = {
+    # The training image's own SavedModel call (its export contract), not the server's backend.
+    "tensorflow": """
+import sys, json, numpy as np
+sys.path.insert(0, '.')
+from trainkit.data import load_fashion_mnist
+from exporting import saved_model_predict
+_, _, x, _ = load_fashion_mnist(sys.argv[2], 1, int(sys.argv[3]))
+print(json.dumps(saved_model_predict(sys.argv[1] + '/saved_model', x).argmax(axis=1).tolist()))
+""",
+    # MXNet itself on the symbol + params export: independent of the ONNX file the server runs.
+    "mxnet": """
+import sys, json, mxnet as mx
+sys.path.insert(0, '.')
+from trainkit.data import load_fashion_mnist
+from network import INPUT_NAME, to_input
+_, _, x, _ = load_fashion_mnist(sys.argv[2], 1, int(sys.argv[3]))
+net = mx.gluon.SymbolBlock.imports(sys.argv[1] + '/model-symbol.json', [INPUT_NAME], sys.argv[1] + '/model-0000.params')
+print(json.dumps(net(mx.nd.array(to_input(x))).argmax(axis=1).asnumpy().astype(int).tolist()))
+""",
+}
+
+
+def in_process_classes(framework: str, version: Path, count: int) -> list[int]:
+    """Classes the model gives the first ``count`` test images, called in its training image."""
+    image = TRAINING[framework][0]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "images" / "common"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([str(venv_python(image)), "-c", _IN_PROCESS[framework], str(version), DATASET, str(count)],
+                          cwd=ROOT / "images" / image, env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"in-process prediction failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def start_server(version: Path | str, port: int, *extra: str, log_path: Path | None = None) -> subprocess.Popen:
+    """The inference server on 127.0.0.1:port, returned once its model is ready."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "images" / "common"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    proc = subprocess.Popen([str(INFERENCE_PYTHON), "serve.py", "--model-uri", str(version), "--host", "127.0.0.1",
+                             "--http-port", str(port), *extra], cwd=ROOT / "images" / "inference", env=env,
+                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text()[-2000:] if log_path else ""
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{tail}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2) as response:
+                if response.status == 200:
+                    return proc
+        except OSError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("server not ready after 300 s")
+
+
+def stop_server(proc: subprocess.Popen) -> int:
+    proc.terminate()
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+if __name__ == "__main__":  # build (or find) the cached versions: python tests/integration/inference_models.py
+    sys.path.insert(0, str(ROOT / "plugins"))
+    for name in sys.argv[1:] or list(TRAINING):
+        print(name, trained_model(name))

@@ -1,0 +1,169 @@
+"""EKS API calls against a real moto server on loopback (the ``moto_server`` fixture).
+
+moto emulates the EKS and STS APIs (clusters and node groups are ACTIVE at once); these
+tests exercise the project's real code paths through the amazon provider's hooks and
+triggers. They say nothing about a real EKS control plane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import sys
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+CLUSTER = "eksml-moto"
+REGION = "us-west-2"
+FAKE_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "fake_eksctl"
+
+
+@pytest.fixture(scope="module")
+def eks_cluster(moto_server):
+    """A cluster with the project's two node groups, created through the provider's EksHook."""
+    from airflow.providers.amazon.aws.hooks.eks import EksHook
+
+    hook = EksHook(aws_conn_id="aws_default", region_name=REGION)
+    subnets = ["subnet-0001", "subnet-0002"]
+    hook.create_cluster(name=CLUSTER, roleArn="arn:aws:iam::123456789012:role/eks", resourcesVpcConfig={"subnetIds": subnets})
+    hook.create_nodegroup(
+        clusterName=CLUSTER, nodegroupName="ng-train", subnets=subnets, nodeRole="arn:aws:iam::123456789012:role/node",
+        instanceTypes=["p3.8xlarge"], labels={"role": "train"}, scalingConfig={"minSize": 0, "desiredSize": 1, "maxSize": 4},
+        taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}],
+    )  # fmt: skip
+    hook.create_nodegroup(
+        clusterName=CLUSTER, nodegroupName="ng-inference", subnets=subnets, nodeRole="arn:aws:iam::123456789012:role/node",
+        instanceTypes=["m5.2xlarge"], labels={"role": "inference"}, scalingConfig={"minSize": 1, "desiredSize": 1, "maxSize": 3},
+    )  # fmt: skip
+    return CLUSTER
+
+
+def test_describe_endpoint_and_node_groups(eks_cluster, moto_server):
+    from eksml.cluster.connection import describe_endpoint
+    from eksml.cluster.eks import describe_nodegroups
+
+    endpoint = describe_endpoint(eks_cluster, REGION)
+    assert endpoint.server.startswith("https://") and endpoint.certificate_authority
+    assert endpoint.sts_url.startswith(moto_server) and "Action=GetCallerIdentity" in endpoint.sts_url
+    groups = describe_nodegroups(eks_cluster, REGION)
+    train = groups["ng-train"]
+    assert (train.min_size, train.desired, train.max_size) == (0, 1, 4)
+    assert train.labels == {"role": "train"} and train.taints == {("nvidia.com/gpu", "present", "NoSchedule")}
+
+
+def test_node_groups_match_the_pipeline_or_fail_clearly(eks_cluster):
+    from eksml.cluster.eks import describe_nodegroups, nodegroup_drift
+    from eksml.eksctl.request import ClusterRequest, inference_node_group, train_node_group
+    from eksml.settings import Settings
+
+    req = ClusterRequest.from_settings(Settings())
+    actual = describe_nodegroups(eks_cluster, REGION)
+    assert nodegroup_drift([train_node_group(req), inference_node_group(req)], actual) == ([], [])
+    other = req.with_overrides({"train_instance_types": "g5.xlarge"})
+    errors, warnings = nodegroup_drift([train_node_group(other)], {})
+    assert errors == ["node group ng-train is missing (run the eks_cluster DAG with action=create)"]
+    errors, warnings = nodegroup_drift([train_node_group(other)], actual)
+    assert errors == [] and "runs ['p3.8xlarge'], requested ['g5.xlarge']" in warnings[0]
+
+
+def _token_of(hook) -> str:
+    api = hook.get_conn()  # loads the kubeconfig and runs the exec plugin (token.py) as a subprocess
+    header = api.configuration.api_key.get("authorization") or api.configuration.api_key.get("BearerToken")
+    assert header and header.startswith("Bearer k8s-aws-v1.")
+    return header.split(" ", 1)[1]
+
+
+def _presigned_url(token: str) -> str:
+    payload = token[len("k8s-aws-v1.") :]
+    return base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
+
+
+def test_connection_built_from_the_eks_api_authenticates(eks_cluster, moto_server, monkeypatch):
+    """The persistent connection holds no secret; its exec plugin signs a GetCallerIdentity URL."""
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+    from eksml.cluster.connection import build_kubernetes_connection, connection_env
+
+    conn = build_kubernetes_connection(eks_cluster, REGION, conn_id="kubernetes_eksml_moto", namespace="ml-training")
+    name, value = connection_env(conn)
+    assert name == "AIRFLOW_CONN_KUBERNETES_EKSML_MOTO"
+    assert "testing" not in value  # the AWS connection's keys are not in it
+    kubeconfig = json.loads(value)["extra"]["kube_config"]
+    assert kubeconfig["clusters"][0]["cluster"]["server"].startswith("https://")
+    monkeypatch.setenv(name, value)
+    # The exec plugin signs with the process's AWS identity: here the moto test keys.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    url = urllib.parse.urlparse(_presigned_url(_token_of(KubernetesHook(conn_id="kubernetes_eksml_moto"))))
+    query = dict(urllib.parse.parse_qsl(url.query))
+    # What EKS checks: a GetCallerIdentity request to the regional STS endpoint, presigned
+    # (SigV4, scope <region>/sts) with the cluster name bound in a signed header.
+    assert f"{url.scheme}://{url.netloc}" == moto_server and query["Action"] == "GetCallerIdentity"
+    assert query["X-Amz-Credential"].endswith(f"/{REGION}/sts/aws4_request")
+    assert query["X-Amz-SignedHeaders"] == "host;x-k8s-aws-id" and len(query["X-Amz-Signature"]) == 64
+
+
+def test_in_memory_hook_signs_with_the_airflow_aws_connection(eks_cluster, monkeypatch):
+    from eksml.cluster.connection import eks_kubernetes_hook
+
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    hook = eks_kubernetes_hook(eks_cluster, REGION, aws_conn_id="aws_default")
+    user = hook.config_dict["users"][0]["user"]["exec"]
+    assert {e["name"] for e in user["env"]} >= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert "X-Amz-Credential=testing" in _presigned_url(_token_of(hook))
+
+
+def test_existing_mode_checks_the_cluster_through_the_eks_api(eks_cluster, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from eksml.eksctl.operators import EksctlClusterOperator
+
+    monkeypatch.setenv("EKSML_STORE_URI", "s3://ml-store-bucket/eksml")
+    op = EksctlClusterOperator(task_id="check", action="create", cluster_mode="existing", cluster={"name": eks_cluster})
+    result = op.execute({"run_id": "r1"})
+    assert result["clusters"][0]["status"] == "ACTIVE" and result["training_cluster"] == eks_cluster
+    missing = EksctlClusterOperator(task_id="check2", action="create", cluster_mode="existing", cluster={"name": "absent"})
+    with pytest.raises(AirflowFailException, match="is NONEXISTENT, not ACTIVE"):
+        missing.execute({"run_id": "r1"})
+
+
+def test_interrupted_create_is_waited_for_with_the_eks_trigger_then_converged(eks_cluster, tmp_path, monkeypatch):
+    """eksctl is the stand-in (tests/fixtures/fake_eksctl); the wait runs the provider's
+    EksCreateClusterTrigger against moto's EKS API. Shows the recovery path's commands only."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from eksml.eksctl.operators import EksctlClusterOperator
+    from eksml.eksctl.triggers import first_event
+
+    monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), str(FAKE_DIR), os.environ["PATH"]]))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("EKSML_STORE_URI", "s3://ml-store-bucket/eksml")
+    state = tmp_path / ".fake_eksctl" / "state.json"
+    state.parent.mkdir()
+    groups = {g: {"Name": g, "Status": "ACTIVE", "MinSize": mn, "DesiredCapacity": d, "MaxSize": mx, "InstanceType": t}
+              for g, (mn, d, mx, t) in {"ng-train": (0, 1, 4, "p3.8xlarge"), "ng-inference": (1, 1, 3, "m5.2xlarge")}.items()}  # fmt: skip
+    state.write_text(json.dumps({"clusters": {eks_cluster: {"Status": "CREATING", "Version": "1.33", "Tags": {}, "nodegroups": groups}}}))
+
+    op = EksctlClusterOperator(task_id="create", action="create", cluster={"name": eks_cluster}, poll_interval=1)
+    context = {"run_id": "r1"}
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    trigger = deferred.value.trigger
+    assert type(trigger).__name__ == "EksCreateClusterTrigger"
+    event = asyncio.run(first_event(trigger))  # aiobotocore waiter against moto
+    assert event["status"] == "success"
+    data = json.loads(state.read_text())
+    data["clusters"][eks_cluster]["Status"] = "ACTIVE"  # what EKS reports once eksctl's stacks finished
+    state.write_text(json.dumps(data))
+    with pytest.raises(TaskDeferred) as converge:
+        op.execute_after_wait(context, event, **deferred.value.kwargs)
+    event = asyncio.run(first_event(converge.value.trigger))
+    result = getattr(op, converge.value.method_name)(context, event, **converge.value.kwargs)
+    calls = [json.loads(line)["argv"][:2] for line in (state.parent / "calls.jsonl").read_text().splitlines()]
+    assert ["utils", "associate-iam-oidc-provider"] in calls and ["create", "iamserviceaccount"] in calls
+    assert ["create", "cluster"] not in calls and result["clusters"][0]["status"] == "ACTIVE"

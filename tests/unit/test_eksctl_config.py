@@ -1,0 +1,202 @@
+"""ClusterConfig model: eksctl's published JSON schema, project conventions, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from eksml.eksctl.config import ClusterConfigError
+from eksml.eksctl.iam import S3Location, StoreUriError, training_policy
+from eksml.eksctl.render import render_stream, render_yaml
+from eksml.eksctl.request import ClusterRequest, build_cluster_configs
+from eksml.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = REPO.parent / "shared" / "schemas" / "eksctl-v1alpha5-clusterconfig.schema.json"
+STORE = "s3://ml-store-bucket/eksml"
+
+
+def request(**overrides) -> ClusterRequest:
+    return ClusterRequest.from_settings(Settings(store_uri=STORE), **overrides)
+
+
+@pytest.fixture(scope="module")
+def validator():
+    if not SCHEMA.exists():
+        pytest.skip(f"eksctl schema not found at {SCHEMA} (the ../shared/schemas folder exists only in a dev checkout)")
+    import jsonschema
+
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"spot": True, "train_instance_types": ("g5.12xlarge", "g6.12xlarge", "g6e.12xlarge"), "train_nodes": 2},
+        {"dedicated_training_cluster": True},
+        {"pipeline_principal_arn": "arn:aws:iam::123456789012:role/airflow", "availability_zones": ("us-west-2a", "us-west-2b")},
+    ],
+    ids=["default", "spot", "dedicated", "access-entry-and-zones"],
+)
+def test_rendered_yaml_is_valid_against_eksctl_schema(validator, overrides):
+    configs = build_cluster_configs(request(**overrides))
+    for doc in yaml.safe_load_all(render_stream(configs)):
+        errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.path))
+        assert not errors, [f"{list(e.path)}: {e.message}" for e in errors]
+        assert doc["apiVersion"] == "eksctl.io/v1alpha5" and doc["kind"] == "ClusterConfig"
+
+
+def test_schema_catches_a_misspelt_field(validator):
+    """The validator is strict (additionalProperties false), so the checks above mean something."""
+    doc = build_cluster_configs(request())[0].to_dict()
+    doc["managedNodeGroups"][0]["desiredCapcity"] = 1
+    assert any("desiredCapcity" in e.message for e in validator.iter_errors(doc))
+
+
+def test_default_cluster_node_groups_labels_taints_and_autoscaler_tags():
+    (cfg,) = build_cluster_configs(request())
+    doc = cfg.to_dict()
+    assert doc["metadata"] == {"name": "eksml", "region": "us-west-2", "version": "1.33", "tags": {"eksml/project": "eksml"}}
+    train, inference = doc["managedNodeGroups"]
+    assert train["name"] == "ng-train" and train["instanceType"] == "p3.8xlarge" and "spot" not in train
+    assert train["labels"] == {"role": "train"}
+    assert train["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+    assert (train["minSize"], train["desiredCapacity"], train["maxSize"]) == (0, 1, 4)
+    assert train["tags"]["k8s.io/cluster-autoscaler/node-template/resources/nvidia.com/gpu"] == "4"
+    assert train["tags"]["k8s.io/cluster-autoscaler/node-template/label/role"] == "train"
+    assert train["tags"]["k8s.io/cluster-autoscaler/node-template/taint/nvidia.com/gpu"] == "present:NoSchedule"
+    assert train["tags"]["k8s.io/cluster-autoscaler/eksml"] == "owned"
+    assert inference["name"] == "ng-inference" and inference["instanceType"] == "m5.2xlarge"
+    assert inference["labels"] == {"role": "inference"} and "taints" not in inference
+    assert inference["minSize"] >= 1  # system pods need an untainted node
+
+
+def test_irsa_roles_are_role_only_and_scoped_to_the_store_bucket():
+    (cfg,) = build_cluster_configs(request())
+    accounts = {f"{a['metadata']['namespace']}/{a['metadata']['name']}": a for a in cfg.to_dict()["iam"]["serviceAccounts"]}
+    assert set(accounts) == {"kube-system/cluster-autoscaler", "ml-training/training", "ml-serving/inference"}
+    assert all(a["roleOnly"] is True for a in accounts.values())
+    assert accounts["kube-system/cluster-autoscaler"]["wellKnownPolicies"] == {"autoScaler": True}
+    train = accounts["ml-training/training"]["attachPolicy"]["Statement"]
+    by_sid = {s["Sid"]: s for s in train}
+    assert by_sid["ReadData"]["Resource"] == "arn:aws:s3:::ml-store-bucket/eksml/data/fashion-mnist/*"
+    assert by_sid["WriteModels"]["Resource"] == "arn:aws:s3:::ml-store-bucket/eksml/models/fashion-mnist/*"
+    assert "s3:PutObject" in by_sid["WriteModels"]["Action"] and "s3:DeleteObject" not in by_sid["WriteModels"]["Action"]
+    inference = accounts["ml-serving/inference"]["attachPolicy"]["Statement"]
+    actions = {a for s in inference for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert actions == {"s3:ListBucket", "s3:GetObject"}
+    assert all("*" not in s["Resource"].split(":::")[1].split("/")[0] for s in train + inference)
+
+
+def test_spot_group_lists_all_instance_types():
+    (cfg,) = build_cluster_configs(request(spot=True, train_instance_types=("g5.xlarge", "g6.xlarge")))
+    train = cfg.to_dict()["managedNodeGroups"][0]
+    assert train["spot"] is True and train["instanceTypes"] == ["g5.xlarge", "g6.xlarge"] and "instanceType" not in train
+
+
+def test_dedicated_training_cluster_has_its_own_system_group():
+    train_cfg, serve_cfg = build_cluster_configs(request(dedicated_training_cluster=True))
+    assert train_cfg.name == "eksml-training" and serve_cfg.name == "eksml"
+    assert [ng.name for ng in train_cfg.node_groups] == ["ng-train", "ng-system"]
+    assert [ng.name for ng in serve_cfg.node_groups] == ["ng-inference"]
+    assert {sa.name for sa in train_cfg.service_accounts} == {"cluster-autoscaler", "training"}
+    assert {sa.name for sa in serve_cfg.service_accounts} == {"cluster-autoscaler", "inference"}
+
+
+def test_templated_text_values_are_coerced():
+    req = request(train_nodes="3", spot="true", train_instance_types="g5.xlarge, g6.xlarge", dedicated_training_cluster="False")
+    assert (req.train_nodes, req.spot, req.train_instance_types, req.dedicated_training_cluster) == (
+        3, True, ("g5.xlarge", "g6.xlarge"), False)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"train_instance_types": ("p3.8xlargee",)}, "not an EC2 instance type name"),
+        ({"train_instance_types": ("m5.2xlarge",)}, "not a known NVIDIA GPU instance type"),
+        ({"train_instance_types": ("p3.4xlarge",)}, "not a known NVIDIA GPU instance type"),
+        ({"inference_instance_type": "x9.large"}, "unknown instance type 'x9.large'"),
+        ({"inference_instance_type": "m7g.large"}, "arm64"),
+        ({"train_nodes": 5, "train_max_nodes": 4}, "desired (5) > max (4)"),
+        ({"train_min_nodes": 2, "train_nodes": 1}, "min (2) > desired (1)"),
+        ({"train_nodes": -1}, "non-negative"),
+        ({"name": "-starts-with-dash"}, "invalid cluster name"),
+        ({"name": "has space"}, "invalid cluster name"),
+        ({"name": "a" * 101}, "EKS allows 100"),
+        ({"region": "us-west2"}, "invalid AWS region"),
+        ({"region": "US-WEST-2"}, "invalid AWS region"),
+        ({"kubernetes_version": "1.33.1"}, "invalid Kubernetes version"),
+        ({"train_instance_types": ("g5.xlarge", "g5.12xlarge"), "spot": True}, "same GPU count"),
+        ({"train_instance_types": ("g5.xlarge", "g6.xlarge")}, "need spot=True"),
+        ({"store_uri": "file:///tmp/store"}, "need an s3:// store"),
+        ({"inference_min_nodes": 0, "inference_nodes": 0}, "untainted node group"),
+        ({"availability_zones": ("eu-west-1a",)}, "not in region"),
+    ],
+)
+def test_bad_input_is_rejected_with_a_clear_error(overrides, message):
+    with pytest.raises(ClusterConfigError) as info:
+        build_cluster_configs(request(**overrides))
+    assert message in str(info.value)
+
+
+def test_unknown_parameter_is_rejected():
+    with pytest.raises(ClusterConfigError, match="unknown cluster parameter"):
+        request(train_gpus=4)
+
+
+def test_store_location_and_partition():
+    assert S3Location.parse("s3://bucket-1/a/b/") == S3Location("bucket-1", "a/b")
+    with pytest.raises(StoreUriError):
+        S3Location.parse("s3://Bad_Bucket/x")
+    china = training_policy("s3://bucket-1", "m", "cn-north-1")
+    assert china["Statement"][1]["Resource"] == "arn:aws-cn:s3:::bucket-1/data/m/*"
+
+
+def test_yaml_is_what_eksctl_reads():
+    (cfg,) = build_cluster_configs(request())
+    assert yaml.safe_load(render_yaml(cfg)) == cfg.to_dict()
+
+
+def _cli(*args: str, store: str | None = STORE) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EKSML_")}
+    env["PYTHONPATH"] = str(REPO / "plugins")
+    if store:
+        env["EKSML_STORE_URI"] = store
+    return subprocess.run([sys.executable, "-m", "eksml.eksctl", "render", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def test_cli_render_prints_yaml(validator):
+    result = _cli("--name", "demo", "--region", "eu-west-1", "--train-instance-type", "g5.12xlarge", "--train-nodes", "2")
+    assert result.returncode == 0, result.stderr
+    (doc,) = list(yaml.safe_load_all(result.stdout))
+    assert doc["metadata"]["name"] == "demo" and doc["metadata"]["region"] == "eu-west-1"
+    assert doc["managedNodeGroups"][0]["instanceType"] == "g5.12xlarge" and doc["managedNodeGroups"][0]["desiredCapacity"] == 2
+    assert not list(validator.iter_errors(doc))
+
+
+def test_cli_render_dedicated_and_spot():
+    result = _cli("--dedicated-training-cluster", "--spot", "--train-instance-type", "g5.xlarge", "--train-instance-type", "g6.xlarge")
+    assert result.returncode == 0, result.stderr
+    names = [d["metadata"]["name"] for d in yaml.safe_load_all(result.stdout)]
+    assert names == ["eksml-training", "eksml"]
+
+
+def test_cli_render_bad_input_exits_2():
+    result = _cli("--train-nodes", "9", "--train-max-nodes", "2")
+    assert result.returncode == 2 and "desired (9) > max (2)" in result.stderr and result.stdout == ""
+    assert _cli("--store-uri", "file:///tmp/x").returncode == 2
+
+
+def test_cli_render_with_a_local_store_names_the_example_bucket_and_says_so():
+    result = _cli(store=None)
+    assert result.returncode == 0 and "eksml-example-bucket" in result.stdout and "not s3://" in result.stderr

@@ -1,0 +1,227 @@
+"""The pod GpuTrainingPodOperator submits in the aws profile, rendered without a cluster, and the
+same operator running the spec as a local process in the local profile."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+
+from eksml.kubernetes.podparts import CredentialInSpecError
+from eksml.kubernetes.workload_pod import GpuTrainingPodOperator, WorkloadPodOperator, render_training_pod
+from eksml.kubernetes.workload import WorkloadSpecError
+from eksml.local.runner import LocalRunError
+from eksml.settings import Settings
+from eksml.specs import Resources, WorkloadSpec, training_spec
+
+AWS = Settings(profile="aws", store_uri="s3://eksml-bucket/store", image_registry="123456789012.dkr.ecr.us-west-2.amazonaws.com/eksml",
+               image_tag="1.2.3", namespace="ml-training", training_service_account="training")
+
+
+@pytest.fixture(scope="module")
+def spec() -> WorkloadSpec:
+    return training_spec(framework="tensorflow", data_uri="s3://eksml-bucket/store/data/fm/2026-01",
+                         model_uri="s3://eksml-bucket/store/models/fm/v7", checkpoint_uri="s3://eksml-bucket/store/ckpt/v7",
+                         epochs=5, batch_size=128, learning_rate=0.001, gpus=1,
+                         run_labels={"eksml/dag-id": "fashion-mnist-training"})
+
+
+@pytest.fixture(scope="module")
+def pod(spec) -> dict:
+    return render_training_pod(spec, AWS)
+
+
+@pytest.fixture(scope="module")
+def container(pod) -> dict:
+    (only,) = pod["spec"]["containers"]
+    return only
+
+
+def test_pod_is_a_valid_kubernetes_object(pod):
+    assert kubernetes_validate.validate(pod, "1.33", strict=True) == "1.33"
+
+
+def test_gpu_limit_node_role_and_toleration(pod, container):
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert container["resources"]["requests"] == {"cpu": "4", "memory": "16Gi"}
+    assert pod["spec"]["nodeSelector"] == {"role": "train"}
+    assert pod["spec"]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_image_entrypoint_and_arguments_come_from_the_spec(spec, container):
+    assert container["image"] == "123456789012.dkr.ecr.us-west-2.amazonaws.com/eksml/tf-fashion-mnist:1.2.3"
+    assert container["command"] == ["python", "/opt/eksml/train.py"]
+    assert container["args"] == list(spec.args)
+    assert container["args"][container["args"].index("--model-uri") + 1] == "s3://eksml-bucket/store/models/fm/v7"
+
+
+def test_runs_as_the_training_service_account_in_its_namespace(pod):
+    assert pod["metadata"]["namespace"] == "ml-training"
+    assert pod["spec"]["serviceAccountName"] == "training"
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert pod["metadata"]["name"] == "train-tensorflow"
+    assert pod["metadata"]["labels"]["eksml/framework"] == "tensorflow"
+    assert pod["metadata"]["labels"]["eksml/dag-id"] == "fashion-mnist-training"
+    assert pod["spec"]["restartPolicy"] == "Never"
+
+
+def test_non_root_without_privileges_or_capabilities(pod, container):
+    assert pod["spec"]["securityContext"] == {
+        "runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    sc = container["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_environment_has_no_credentials(container):
+    names = {v["name"] for v in container["env"]}
+    assert names == {"PYTHONUNBUFFERED", "TF_CPP_MIN_LOG_LEVEL"}
+    assert not any("AWS_" in n for n in names)
+
+
+def test_a_spec_with_credentials_is_refused(spec):
+    leaky = spec.to_dict() | {"env": {"AWS_SECRET_ACCESS_KEY": "abc"}}
+    with pytest.raises(CredentialInSpecError, match="IRSA"):
+        render_training_pod(leaky, AWS)
+
+
+def test_cpu_only_spec_has_no_gpu_limit(spec):
+    cpu = spec.to_dict() | {"resources": {"cpu": "2", "memory": "4Gi", "gpus": 0}}
+    (container,) = render_training_pod(cpu, AWS)["spec"]["containers"]
+    assert "nvidia.com/gpu" not in container["resources"]["limits"]
+
+
+def test_operator_builds_the_rendered_pod_from_an_xcom_json_string(spec, pod):
+    """What execute() submits is what render_training_pod shows (same code path)."""
+    op = GpuTrainingPodOperator(task_id="train", spec=json.dumps(spec.to_dict()), settings=AWS,
+                                name="train-tensorflow", random_name_suffix=False)
+    built = __import__("kubernetes").client.ApiClient().sanitize_for_serialization(
+        op.build_pod_request_obj(context=None, dry_run=True))
+    assert built == pod
+    assert op.namespace == "ml-training" and op.kubernetes_conn_id == "kubernetes_default"
+
+
+def test_evaluation_workload_goes_to_inference_nodes_without_gpu_or_toleration():
+    evaluate = WorkloadSpec(name="evaluate-mxnet", image="inference", script="evaluate.py", args=("--data-uri", "s3://b/d"),
+                            resources=Resources(cpu="2", memory="4Gi", gpus=0), node_role="inference")
+    pod = render_training_pod(evaluate, AWS)
+    assert kubernetes_validate.validate(pod, "1.33", strict=True)
+    assert pod["spec"]["nodeSelector"] == {"role": "inference"}
+    assert pod["spec"]["tolerations"] == []
+    assert pod["spec"]["containers"][0]["resources"]["limits"] == {"memory": "4Gi"}
+    assert pod["spec"]["containers"][0]["command"] == ["python", "/opt/eksml/evaluate.py"]
+
+
+def test_a_distributed_spec_is_refused():
+    mxnet = training_spec(framework="mxnet", data_uri="d", model_uri="m", checkpoint_uri="c", epochs=1,
+                          batch_size=8, learning_rate=0.1, workers=2)
+    with pytest.raises(WorkloadSpecError, match="distributed: run it with MPIJobOperator"):
+        render_training_pod(mxnet, AWS)
+
+
+def test_operators_module_and_mapping_over_specs(spec):
+    from airflow.sdk import DAG
+
+    from eksml.kubernetes import operators
+
+    assert operators.GpuTrainingPodOperator is GpuTrainingPodOperator
+    assert issubclass(GpuTrainingPodOperator, WorkloadPodOperator)
+    with DAG("mapped_workloads", schedule=None):
+        mapped = WorkloadPodOperator.partial(task_id="evaluate").expand(spec=[spec.to_dict(), spec.to_dict()])
+    assert mapped.task_id == "evaluate"
+
+
+def test_spec_owned_arguments_are_rejected(spec):
+    with pytest.raises(TypeError, match="image.*from the workload spec"):
+        GpuTrainingPodOperator(task_id="t", spec=spec, image="someone/else:latest")
+
+
+def test_training_pods_are_deferrable_by_default(spec):
+    assert GpuTrainingPodOperator(task_id="t", spec=spec).deferrable is True
+    assert GpuTrainingPodOperator(task_id="t", spec=spec, deferrable=False).deferrable is False
+
+
+def test_spec_is_a_template_field():
+    assert {"spec", "local_env"} <= set(GpuTrainingPodOperator.template_fields)
+    assert "image" in GpuTrainingPodOperator.template_fields  # the provider's stay templated too
+
+
+# --- local profile: the same spec as a process of the image's virtualenv ---------------------
+
+@pytest.fixture()
+def local_settings(tmp_path: Path) -> Settings:
+    """A one-image project: the venv's python is this interpreter, the entrypoint a small script."""
+    venv_bin = tmp_path / "venvs" / "probe" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "python").symlink_to(sys.executable)
+    image = tmp_path / "images" / "probe"
+    image.mkdir(parents=True)
+    (image / "train.py").write_text(textwrap.dedent("""
+        import json, os, sys, time
+        if "--sleep" in sys.argv:
+            time.sleep(60)
+        if "--fail" in sys.argv:
+            print("loss is nan"); sys.exit(3)
+        out = sys.argv[sys.argv.index("--out") + 1]
+        with open(out, "w") as f:
+            json.dump({"args": sys.argv[1:], "mode": os.environ.get("PROBE_MODE"),
+                       "endpoint": os.environ.get("AWS_ENDPOINT_URL_S3")}, f)
+        print("trained")
+    """))
+    return Settings(profile="local", venvs_dir=str(tmp_path / "venvs"), images_dir=str(tmp_path / "images"),
+                    store_uri=(tmp_path / "store").as_uri())
+
+
+def _probe(*args: str) -> WorkloadSpec:
+    return WorkloadSpec(name="probe", image="probe", script="train.py", args=tuple(args), env={"PROBE_MODE": "spec-env"})
+
+
+def test_local_profile_runs_the_entrypoint_with_spec_args_and_env(local_settings, tmp_path):
+    out = tmp_path / "out.json"
+    op = GpuTrainingPodOperator(task_id="train", spec=_probe("--out", str(out)).to_dict(), settings=local_settings,
+                                local_env={"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:5000"})
+    assert op.execute(context={}) is None
+    assert json.loads(out.read_text()) == {"args": ["--out", str(out)], "mode": "spec-env",
+                                           "endpoint": "http://127.0.0.1:5000"}
+
+
+def test_local_failure_carries_the_last_lines(local_settings):
+    op = GpuTrainingPodOperator(task_id="train", spec=_probe("--fail"), settings=local_settings)
+    with pytest.raises(LocalRunError, match="(?s)exited with code 3.*loss is nan"):
+        op.execute(context={})
+
+
+def test_local_bad_spec_fails_before_starting_anything(local_settings):
+    op = GpuTrainingPodOperator(task_id="train", spec='{"name": "probe"}', settings=local_settings)
+    with pytest.raises(WorkloadSpecError, match="lacks image, script"):
+        op.execute(context={})
+
+
+def test_on_kill_stops_the_local_process(local_settings):
+    op = GpuTrainingPodOperator(task_id="train", spec=_probe("--sleep"), settings=local_settings)
+    errors: list[BaseException] = []
+
+    def run():
+        try:
+            op.execute(context={})
+        except BaseException as exc:  # the killed process exits non-zero
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    started = time.monotonic()
+    thread.start()
+    while op._runner is None or getattr(op._runner, "_proc", None) is None:
+        time.sleep(0.02)
+    op.on_kill()
+    thread.join(timeout=15)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 15
+    assert isinstance(errors[0], LocalRunError) and "exited with code -15" in str(errors[0])

@@ -1,0 +1,234 @@
+"""SageMakerTrainOperator without a SageMaker endpoint: bad input stops it before any API call,
+the wait uses the trigger that stops the job when the task is killed, a Failed or Stopped job
+fails the task with its reason, on_kill stops the job; and the console and log links.
+
+SageMaker answers come from botocore's Stubber on real clients, which checks every request
+against the service model (moto does not implement StopTrainingJob)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from types import SimpleNamespace
+
+import pytest
+
+from eksml.settings import Settings
+from eksml.specs import training_spec
+
+STORE = "s3://ml-bucket/eksml"
+RUN_ID = "manual__2026-11-29T00:00:00+00:00"
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-west-2"}.items():
+        monkeypatch.setenv(key, value)
+
+
+def spec_dict(framework: str = "tensorflow") -> dict:
+    return training_spec(
+        framework=framework, data_uri=f"{STORE}/data/fashion-mnist/i", model_uri=f"{STORE}/staging/fashion-mnist/v1",
+        checkpoint_uri=f"{STORE}/checkpoints/fashion-mnist/v1", epochs=1, batch_size=64, learning_rate=0.01,
+    ).to_dict()
+
+
+def operator(**kw):
+    from eksml.sagemaker.operators import SageMakerTrainOperator
+
+    options = dict(task_id="train_sagemaker", spec=spec_dict(), aws_conn_id=None, region_name="us-west-2",
+                   settings=Settings(profile="aws", store_uri=STORE, region="us-west-2"))
+    options.update(kw)
+    return SageMakerTrainOperator(**options)
+
+
+def context(try_number: int = 1) -> dict:
+    ti = SimpleNamespace(dag_id="fashion_mnist_training", task_id="train_sagemaker", try_number=try_number,
+                         xcoms={})
+    ti.xcom_push = lambda key, value: ti.xcoms.__setitem__(key, value)
+    return {"ti": ti, "run_id": RUN_ID}
+
+
+def stubbed(op):
+    """Activate a Stubber on the operator's SageMaker client; the caller queues the expected calls."""
+    from botocore.stub import Stubber
+
+    stub = Stubber(op.hook.conn)
+    stub.activate()
+    return stub
+
+
+def description(status: str, reason: str | None = None) -> dict:
+    now = dt.datetime(2026, 11, 29, tzinfo=dt.timezone.utc)
+    desc = {
+        "TrainingJobName": "job-1", "TrainingJobArn": "arn:aws:sagemaker:us-west-2:123456789012:training-job/job-1",
+        "ModelArtifacts": {"S3ModelArtifacts": f"{STORE}/sagemaker/fashion-mnist/v1/job-1/output/model.tar.gz"},
+        "TrainingJobStatus": status, "SecondaryStatus": status,
+        "AlgorithmSpecification": {"TrainingInputMode": "File"},
+        "ResourceConfig": {"InstanceType": "ml.g5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 50},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600}, "CreationTime": now,
+    }
+    if reason:
+        desc["FailureReason"] = reason
+    return desc
+
+
+@pytest.mark.parametrize("changes", [
+    {"instance_type": "ml.bogus.xlarge"},
+    {"instance_count": "0"},
+    {"use_spot": "true", "max_runtime_s": "3600", "max_wait_s": "60"},
+    {"spec": spec_dict("mxnet"), "instance_count": 0},
+])
+def test_bad_input_fails_before_any_aws_client_exists(changes: dict) -> None:
+    from eksml.sagemaker.request import SageMakerRequestError
+
+    op = operator(**changes)
+    with pytest.raises(SageMakerRequestError):
+        op.execute(context())
+    assert "hook" not in op.__dict__, "an AWS client was created before the request was validated"
+
+
+def test_request_is_built_from_templated_strings() -> None:
+    op = operator(instance_count="1", use_spot="True", max_runtime_s="3600", max_wait_s="7200")
+    req = op.build_request(context(try_number=3), op._resolve_settings(), op_spec(op))
+    assert req["EnableManagedSpotTraining"] is True
+    assert req["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
+    assert "-t3-" in req["TrainingJobName"]
+    tags = {t["Key"]: t["Value"] for t in req["Tags"]}
+    assert tags["eksml/dag-run-id"] == RUN_ID and tags["eksml/try-number"] == "3"
+    assert req["HyperParameters"]["sagemaker_submit_directory"] == (
+        f'"{STORE}/sagemaker/fashion-mnist/v1/{req["TrainingJobName"]}/source/sourcedir.tar.gz"')
+
+
+def test_instance_and_spot_default_to_the_run_params() -> None:
+    op = operator(spec=None, candidate={"framework": "tensorflow", "version": "v1", "spec": spec_dict()})
+    ctx = {**context(), "params": {"sagemaker_instance_type": "ml.p3.2xlarge", "sagemaker_use_spot": True}}
+    req = op.build_request(ctx, op._resolve_settings(), op_spec(op))
+    assert req["ResourceConfig"]["InstanceType"] == "ml.p3.2xlarge"
+    assert req["EnableManagedSpotTraining"] is True
+    plain = op.build_request(context(), op._resolve_settings(), op_spec(op))
+    assert plain["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
+    assert plain["EnableManagedSpotTraining"] is False
+
+
+def test_exactly_one_of_spec_and_candidate() -> None:
+    with pytest.raises(ValueError, match="exactly one of spec= and candidate="):
+        operator(candidate={"spec": spec_dict()})
+    with pytest.raises(ValueError, match="exactly one of spec= and candidate="):
+        operator(spec=None)
+
+
+def op_spec(op):
+    from eksml.sagemaker.operators import as_spec
+
+    return op._spec()
+
+
+def test_candidate_dict_is_accepted_as_spec() -> None:
+    from eksml.sagemaker.operators import as_spec
+
+    assert as_spec({"framework": "tensorflow", "spec": spec_dict()}).image == "tf-fashion-mnist"
+    with pytest.raises(TypeError):
+        as_spec(42)
+
+
+def test_wait_is_deferred_to_the_stopping_trigger() -> None:
+    from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from eksml.sagemaker.triggers import SageMakerTrainingTrigger
+
+    provider = SageMakerTrigger(job_name="job-1", job_type="Training", waiter_delay=15, waiter_max_attempts=7,
+                                aws_conn_id="aws_default", region_name="eu-west-1")
+    with pytest.raises(TaskDeferred) as deferred:
+        operator().defer(trigger=provider, method_name="execute_complete")
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, SageMakerTrainingTrigger)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "eksml.sagemaker.triggers.SageMakerTrainingTrigger"
+    assert kwargs == provider.serialize()[1]
+    assert SageMakerTrainingTrigger(**kwargs).job_name == "job-1"
+
+
+@pytest.mark.parametrize(("status", "reason", "message"), [
+    ("Failed", "AlgorithmError: ExecuteUserScriptError: exit 2", "ended Failed: AlgorithmError"),
+    ("Stopped", None, "ended Stopped: no reason given"),
+])
+def test_failed_or_stopped_job_fails_the_task_with_its_reason(status, reason, message) -> None:
+    from airflow.sdk.exceptions import AirflowException
+
+    op = operator()
+    stub = stubbed(op)
+    stub.add_response("describe_training_job", description(status, reason), {"TrainingJobName": "job-1"})
+    event = {"status": "failed" if status == "Failed" else "stopped", "job_name": "job-1", "message": reason or ""}
+    with pytest.raises(AirflowException, match=message):
+        op.execute_complete(context(), event)
+    stub.assert_no_pending_responses()
+
+
+def test_on_kill_stops_the_job_of_this_try() -> None:
+    op = operator()
+    op._job_name = "job-1"
+    stub = stubbed(op)
+    stub.add_response("stop_training_job", {}, {"TrainingJobName": "job-1"})
+    op.on_kill()
+    stub.assert_no_pending_responses()
+
+
+def test_on_kill_of_a_finished_job_only_logs() -> None:
+    op = operator()
+    op._job_name = "job-1"
+    stub = stubbed(op)
+    stub.add_client_error("stop_training_job", "ValidationException", "The job has already completed")
+    op.on_kill()  # no exception: nothing left to stop
+    stub.assert_no_pending_responses()
+
+
+def test_trigger_on_kill_stops_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+    from botocore.stub import Stubber
+
+    from eksml.sagemaker import triggers
+
+    hook = SageMakerHook(aws_conn_id=None, region_name="us-west-2")
+    stub = Stubber(hook.conn)
+    stub.add_response("stop_training_job", {}, {"TrainingJobName": "job-9"})
+    stub.activate()
+    made = {}
+
+    def make_hook(**kwargs):
+        made.update(kwargs)
+        return hook
+
+    monkeypatch.setattr(triggers, "SageMakerHook", make_hook)
+    trigger = triggers.SageMakerTrainingTrigger(job_name="job-9", aws_conn_id=None, region_name="us-west-2")
+    asyncio.run(trigger.on_kill())
+    stub.assert_no_pending_responses()
+    assert made["region_name"] == "us-west-2"
+
+
+def test_links_point_at_the_job_and_its_log_streams() -> None:
+    from eksml.sagemaker.links import SageMakerTrainingJobLink, SageMakerTrainingLogsLink
+
+    conf = {"region_name": "eu-west-1", "aws_domain": "aws.amazon.com", "job_name": "job-1"}
+    assert SageMakerTrainingJobLink().format_link(**conf) == (
+        "https://console.aws.amazon.com/sagemaker/home?region=eu-west-1#/jobs/job-1")
+    assert SageMakerTrainingLogsLink().format_link(**conf) == (
+        "https://console.aws.amazon.com/cloudwatch/home?region=eu-west-1#logStream:group=/aws/sagemaker/"
+        "TrainingJobs;prefix=job-1;streamFilter=typeLogStreamPrefix")
+    cn = SageMakerTrainingJobLink().format_link(**{**conf, "aws_domain": SageMakerTrainingJobLink.get_aws_domain("aws-cn")})
+    assert cn.startswith("https://console.amazonaws.cn/sagemaker/")
+
+
+def test_links_are_persisted_per_try() -> None:
+    from eksml.sagemaker.links import SageMakerTrainingJobLink, SageMakerTrainingLogsLink
+
+    op = operator()
+    ctx = context()
+    op._job_name = "job-1"
+    op._persist_links(ctx)
+    pushed = ctx["ti"].xcoms
+    assert pushed[SageMakerTrainingJobLink.key] == {"region_name": "us-west-2", "aws_domain": "aws.amazon.com",
+                                                    "job_name": "job-1"}
+    assert pushed[SageMakerTrainingLogsLink.key]["job_name"] == "job-1"
