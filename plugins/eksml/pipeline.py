@@ -117,8 +117,11 @@ def register(plan: dict[str, Any], facts: dict[str, Any]) -> list[dict[str, Any]
             "evaluation": evaluation, "code_version": code_version(),
         }
         uri = registry.register(candidate["version"], staging, metadata)
+        champion = evaluation.get("champion") or {}
         registered.append({"version": candidate["version"], "uri": uri_of(uri), "framework": framework,
-                           "test_accuracy": candidate_accuracy(evaluation, metrics)})
+                           "test_accuracy": candidate_accuracy(evaluation, metrics),
+                           "champion_version": champion.get("version"),
+                           "champion_accuracy": champion.get("test_accuracy")})
     if not registered:
         raise RegistryError("no candidate finished training: nothing registered")
     return registered
@@ -136,5 +139,6 @@ def promote_best(registered: list[dict[str, Any]], margin: float) -> dict[str, A
     settings = load_settings(use_airflow_variable=True)
     registry = ModelRegistry(store_path(settings.models_root, settings))
     best = max(registered, key=lambda r: r["test_accuracy"])
-    return registry.promote(best["version"], test_accuracy=best["test_accuracy"], margin=margin,
+    measured = {best["champion_version"]: best["champion_accuracy"]} if best.get("champion_version") else {}
+    return registry.promote(best["version"], test_accuracy=best["test_accuracy"], margin=margin, measured=measured,
                             reason=f"gate: test accuracy {best['test_accuracy']:.4f} (margin {margin})")

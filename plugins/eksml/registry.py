@@ -103,11 +103,14 @@ class ModelRegistry:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def promote(self, version: str, *, test_accuracy: float, reason: str, margin: float = 0.0,
-                force: bool = False) -> dict[str, Any] | None:
+                force: bool = False, measured: dict[str, float] | None = None) -> dict[str, Any] | None:
         """Make ``version`` the champion if it passes the gate against the champion *now*.
 
         The check and the swap happen under one lock, so two concurrent promotions cannot
         both win against a stale champion. ``force`` (a manual rollback) skips the gate.
+        ``measured`` maps versions to accuracies measured on the candidate's own test data
+        (the evaluation step scores the champion there too); the champion's recorded
+        accuracy is the fallback when it was not re-measured.
         Returns the new pointer, or None when the gate refused.
         """
         meta = self.metadata(version)
@@ -115,7 +118,9 @@ class ModelRegistry:
             current = self.champion()
             if current and current["version"] == version:
                 return current
-            current_acc = current.get("test_accuracy") if current else None
+            current_acc = None
+            if current:
+                current_acc = (measured or {}).get(current["version"], current.get("test_accuracy"))
             if not force and not should_promote(test_accuracy, current_acc, margin):
                 log.info("gate refused %s: %.4f vs champion %s at %s", version, test_accuracy,
                          current and current["version"], current_acc)

@@ -40,15 +40,22 @@ if REASON:
 
 NAME = f"eksml-it-{uuid.uuid4().hex[:6]}"
 REGION = os.environ.get("EKSML_REGION", "us-west-2")
-SMALL = {"name": NAME, "region": REGION, "train_instance_types": "g4dn.xlarge", "train_nodes": 1,
-         "inference_instance_type": "t3.large", "inference_nodes": 1}  # fmt: skip
+SMALL = {
+    "name": NAME,
+    "region": REGION,
+    "train_instance_types": "g4dn.xlarge",
+    "train_nodes": 1,
+    "inference_instance_type": "t3.large",
+    "inference_nodes": 1,
+}
 
 
 def _op(action: str, **overrides):
     from eksml.eksctl.operators import EksctlClusterOperator
 
-    return EksctlClusterOperator(task_id=action, action=action, cluster={**SMALL, **overrides}, aws_conn_id=None,
-                                 deferrable=False)  # fmt: skip
+    return EksctlClusterOperator(
+        task_id=action, action=action, cluster={**SMALL, **overrides}, aws_conn_id=None, deferrable=False
+    )
 
 
 def _gpu_pod(hook) -> str:
@@ -62,10 +69,16 @@ def _gpu_pod(hook) -> str:
             service_account_name="training",
             node_selector={"role": "train"},
             tolerations=[client.V1Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
-            containers=[client.V1Container(name="smi", image="nvidia/cuda:12.4.1-base-ubuntu22.04", command=["nvidia-smi", "-L"],
-                                           resources=client.V1ResourceRequirements(limits={"nvidia.com/gpu": "1"}))],
+            containers=[
+                client.V1Container(
+                    name="smi",
+                    image="nvidia/cuda:12.4.1-base-ubuntu22.04",
+                    command=["nvidia-smi", "-L"],
+                    resources=client.V1ResourceRequirements(limits={"nvidia.com/gpu": "1"}),
+                )
+            ],
         ),
-    )  # fmt: skip
+    )
     core = hook.core_v1_client
     core.create_namespaced_pod("ml-training", pod)
     deadline = time.monotonic() + 600

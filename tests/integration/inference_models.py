@@ -71,14 +71,18 @@ def copy_version(source: Path, target: Path) -> Path:
     return target
 
 
-def corrupt(version: Path) -> Path:
-    """Overwrite the middle of the model's weights with garbage (a damaged upload)."""
+def corrupt(version: Path, how: str = "garble") -> Path:
+    """Damage the model's weights file: ``garble`` overwrites its middle half with random bytes
+    (a bad disk or copy), ``truncate`` cuts it in half (an interrupted upload)."""
     files = [version / "model.onnx"] if (version / "model.onnx").exists() else \
         sorted((version / "saved_model" / "variables").glob("variables.data-*"))
     for path in files:
         data = bytearray(path.read_bytes())
-        middle = len(data) // 2
-        data[middle - len(data) // 4:middle + len(data) // 4] = os.urandom(len(data) // 2)
+        if how == "truncate":
+            data = data[:len(data) // 2]
+        else:
+            quarter = len(data) // 4
+            data[quarter:3 * quarter] = os.urandom(2 * quarter)
         path.write_bytes(bytes(data))
     return version
 

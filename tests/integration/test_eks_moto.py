@@ -29,16 +29,28 @@ def eks_cluster(moto_server):
 
     hook = EksHook(aws_conn_id="aws_default", region_name=REGION)
     subnets = ["subnet-0001", "subnet-0002"]
-    hook.create_cluster(name=CLUSTER, roleArn="arn:aws:iam::123456789012:role/eks", resourcesVpcConfig={"subnetIds": subnets})
+    hook.create_cluster(
+        name=CLUSTER, roleArn="arn:aws:iam::123456789012:role/eks", resourcesVpcConfig={"subnetIds": subnets}
+    )
     hook.create_nodegroup(
-        clusterName=CLUSTER, nodegroupName="ng-train", subnets=subnets, nodeRole="arn:aws:iam::123456789012:role/node",
-        instanceTypes=["p3.8xlarge"], labels={"role": "train"}, scalingConfig={"minSize": 0, "desiredSize": 1, "maxSize": 4},
+        clusterName=CLUSTER,
+        nodegroupName="ng-train",
+        subnets=subnets,
+        nodeRole="arn:aws:iam::123456789012:role/node",
+        instanceTypes=["p3.8xlarge"],
+        labels={"role": "train"},
+        scalingConfig={"minSize": 0, "desiredSize": 1, "maxSize": 4},
         taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}],
-    )  # fmt: skip
+    )
     hook.create_nodegroup(
-        clusterName=CLUSTER, nodegroupName="ng-inference", subnets=subnets, nodeRole="arn:aws:iam::123456789012:role/node",
-        instanceTypes=["m5.2xlarge"], labels={"role": "inference"}, scalingConfig={"minSize": 1, "desiredSize": 1, "maxSize": 3},
-    )  # fmt: skip
+        clusterName=CLUSTER,
+        nodegroupName="ng-inference",
+        subnets=subnets,
+        nodeRole="arn:aws:iam::123456789012:role/node",
+        instanceTypes=["m5.2xlarge"],
+        labels={"role": "inference"},
+        scalingConfig={"minSize": 1, "desiredSize": 1, "maxSize": 3},
+    )
     return CLUSTER
 
 
@@ -127,7 +139,9 @@ def test_existing_mode_checks_the_cluster_through_the_eks_api(eks_cluster, monke
     op = EksctlClusterOperator(task_id="check", action="create", cluster_mode="existing", cluster={"name": eks_cluster})
     result = op.execute({"run_id": "r1"})
     assert result["clusters"][0]["status"] == "ACTIVE" and result["training_cluster"] == eks_cluster
-    missing = EksctlClusterOperator(task_id="check2", action="create", cluster_mode="existing", cluster={"name": "absent"})
+    missing = EksctlClusterOperator(
+        task_id="check2", action="create", cluster_mode="existing", cluster={"name": "absent"}
+    )
     with pytest.raises(AirflowFailException, match="is NONEXISTENT, not ACTIVE"):
         missing.execute({"run_id": "r1"})
 
@@ -145,9 +159,15 @@ def test_interrupted_create_is_waited_for_with_the_eks_trigger_then_converged(ek
     monkeypatch.setenv("EKSML_STORE_URI", "s3://ml-store-bucket/eksml")
     state = tmp_path / ".fake_eksctl" / "state.json"
     state.parent.mkdir()
-    groups = {g: {"Name": g, "Status": "ACTIVE", "MinSize": mn, "DesiredCapacity": d, "MaxSize": mx, "InstanceType": t}
-              for g, (mn, d, mx, t) in {"ng-train": (0, 1, 4, "p3.8xlarge"), "ng-inference": (1, 1, 3, "m5.2xlarge")}.items()}  # fmt: skip
-    state.write_text(json.dumps({"clusters": {eks_cluster: {"Status": "CREATING", "Version": "1.33", "Tags": {}, "nodegroups": groups}}}))
+    groups = {
+        g: {"Name": g, "Status": "ACTIVE", "MinSize": mn, "DesiredCapacity": d, "MaxSize": mx, "InstanceType": t}
+        for g, (mn, d, mx, t) in {"ng-train": (0, 1, 4, "p3.8xlarge"), "ng-inference": (1, 1, 3, "m5.2xlarge")}.items()
+    }
+    state.write_text(
+        json.dumps(
+            {"clusters": {eks_cluster: {"Status": "CREATING", "Version": "1.33", "Tags": {}, "nodegroups": groups}}}
+        )
+    )
 
     op = EksctlClusterOperator(task_id="create", action="create", cluster={"name": eks_cluster}, poll_interval=1)
     context = {"run_id": "r1"}

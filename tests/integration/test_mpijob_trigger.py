@@ -14,7 +14,7 @@ import os
 import re
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -125,6 +125,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, method, path, query, body):
         api = self.api
         parts = path.strip("/").split("/")
+        if "namespaces" in parts and parts[parts.index("namespaces") + 1] != NS:  # RBAC: one namespace only
+            return 403, _status(403, "Forbidden", "forbidden: User cannot get resource in this namespace"), "application/json"
         if path == MPIJOBS and method == "POST":
             name = body["metadata"]["name"]
             if name in api.jobs:
@@ -139,7 +141,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return 404, _status(404, "NotFound", f'mpijobs.kubeflow.org "{name}" not found'), "application/json"
             if method == "DELETE":
                 del api.jobs[name]
-                return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "details": {"name": name}}, "application/json"
+                deleted = {"kind": "Status", "apiVersion": "v1", "status": "Success", "details": {"name": name}}
+                return 200, deleted, "application/json"
             script = api.scripts[name]
             status = script.pop(0) if len(script) > 1 else script[0]
             return 200, {**api.jobs[name], "status": status}, "application/json"
@@ -250,6 +253,11 @@ def test_deleted_job_is_an_error(api):
     assert event["status"] == "error" and event["reason"] == "NotFound"
 
 
+def test_forbidden_read_is_an_error_event_not_a_crash(api):
+    event = first_event(MPIJobTrigger(name="j", namespace="kube-system", kubernetes_conn_id=CONN_ID, poll_interval=0.01))
+    assert event["status"] == "error" and event["reason"] == "ApiError403" and "Forbidden" in event["message"]
+
+
 def test_job_that_never_starts_times_out(api):
     api.add_job("j", [CREATED])
     started = time.monotonic()
@@ -288,9 +296,9 @@ def test_trigger_serializes_to_its_own_arguments():
 # --- the operator ---------------------------------------------------------------------------------
 
 def _context(try_number: int = 1):
+    """The parts of a task context the operator reads; the task runner supplies the real one."""
     ti = SimpleNamespace(dag_id="fashion_mnist_training", task_id="train_mxnet", run_id="manual__2026-01-01T00:00:00+00:00",
-                         map_index=-1, try_number=try_number, start_date=__import__("datetime").datetime.now(
-                             __import__("datetime").timezone.utc))
+                         map_index=-1, try_number=try_number, start_date=datetime.now(timezone.utc))
     return {"ti": ti}
 
 
@@ -313,7 +321,8 @@ def test_operator_creates_the_rendered_job_and_defers(api):
     assert create["body"] == expected
     assert create["body"]["spec"]["runPolicy"]["activeDeadlineSeconds"] == 7200
     run_label = create["body"]["metadata"]["labels"]["eksml/run-id"]  # a run id is no valid label value as is
-    assert run_label.startswith("manual__2026-01-01T") and re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", run_label)
+    assert run_label.startswith("manual__2026-01-01T")
+    assert re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", run_label)
 
     trigger = deferred.value.trigger
     assert isinstance(trigger, MPIJobTrigger) and deferred.value.method_name == "execute_complete"
@@ -383,6 +392,16 @@ def test_timeout_deletes_the_job_and_fails(api, status):
         _operator().execute_complete(_context(), {"status": status, "name": "j", "namespace": NS, "phase": "Running",
                                                   "reason": "ExecutionTimeout", "message": "still Running"})
     assert "j" not in api.jobs
+
+
+def test_api_errors_during_clean_up_do_not_hide_the_jobs_failure(api):
+    from airflow.sdk.exceptions import AirflowException
+
+    event = {"status": "error", "name": "j", "namespace": "kube-system", "phase": "Running",
+             "reason": "ApiError403", "message": "MPIJob kube-system/j cannot be read: 403 Forbidden"}
+    with pytest.raises(AirflowException, match="ApiError403.*403 Forbidden"):
+        _operator().execute_complete(_context(), event)
+    assert [r["method"] for r in api.requests] == ["GET", "DELETE"]  # tried the log, tried the clean-up
 
 
 def test_on_kill_deletes_the_job_it_created(api):

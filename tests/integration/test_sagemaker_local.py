@@ -1,10 +1,11 @@
 """The SageMaker branch in the local profile trains for real under SageMaker's contract.
 
-A one-task DAG run (``dag.test()``, a real in-process Airflow run) of ``SageMakerTrainOperator``
-on a slice of the real Fashion-MNIST in the TF image's virtualenv: the entrypoint gets no
-arguments, only the ``/opt/ml`` tree and ``SM_*`` variables, and the resulting model.tar.gz is
-unpacked into the staging folder, where the SavedModel must load and predict. A second run of
-the same candidate resumes from the first one's checkpoint instead of training again.
+The training DAG runs (``dag.test()``, a real in-process Airflow run) with ``trainer=sagemaker``
+on a slice of the real Fashion-MNIST: ``SageMakerTrainOperator`` runs the TF entrypoint in its
+virtualenv with no arguments at all, only the ``/opt/ml`` tree and ``SM_*`` variables; the
+model.tar.gz it yields is unpacked into the staging folder, evaluated and registered, and the
+registered SavedModel must load and predict. A retried try then resumes from the run's
+checkpoint instead of training again.
 """
 
 from __future__ import annotations
@@ -13,46 +14,20 @@ import json
 import os
 import subprocess
 import tarfile
-from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from eksml.dataprep import prepare_data
-from eksml.settings import load_settings
-from eksml.specs import training_spec
-from eksml.storage import store_path
-
 ROOT = Path(__file__).resolve().parents[2]
 TF_PYTHON = ROOT / ".venvs" / "tf-fashion-mnist" / "bin" / "python"
-VERSION = "20261129T000000-tensorflow-0c0ffe"
+INFERENCE_PYTHON = ROOT / ".venvs" / "inference" / "bin" / "python"
+CONF = {"trainer": "sagemaker", "framework": "tensorflow", "epochs": 1, "limit_train": 2000, "limit_test": 500,
+        "gpus": 0, "sagemaker_instance_type": "ml.m5.xlarge"}
 
-pytestmark = pytest.mark.skipif(not TF_PYTHON.exists(), reason="no tf-fashion-mnist virtualenv; build it with: "
-                                "bash images/build-local-venv.sh tf-fashion-mnist")
-
-
-@pytest.fixture(scope="module")
-def local_store(dataset_dir, tmp_path_factory, airflow_db):
-    root = tmp_path_factory.mktemp("sm-local") / "store"
-    os.environ["EKSML_PROFILE"] = "local"
-    os.environ["EKSML_STORE_URI"] = root.as_uri()
-    settings = load_settings()
-    data_uri = f"{settings.data_root}/20261122T000000-20261129T000000"
-    prepare_data(store_path(str(dataset_dir), settings), store_path(data_uri, settings))
-    yield root, settings, data_uri
-    os.environ.pop("EKSML_PROFILE", None)
-    os.environ.pop("EKSML_STORE_URI", None)
-
-
-def one_task_dag(spec: dict):
-    from airflow.sdk import DAG
-
-    from eksml.sagemaker.operators import SageMakerTrainOperator
-
-    with DAG(dag_id="sagemaker_local_branch", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
-        SageMakerTrainOperator(task_id="train_sagemaker_tensorflow", spec=spec, instance_type="ml.m5.xlarge",
-                               retries=0)
-    return dag
+pytestmark = pytest.mark.skipif(not (TF_PYTHON.exists() and INFERENCE_PYTHON.exists()),
+                                reason="tf-fashion-mnist or inference virtualenv missing: "
+                                       "bash images/build-local-venv.sh <image>")
 
 
 def predict(saved_model: Path, data_dir: Path, limit: int) -> float:
@@ -75,43 +50,112 @@ print(json.dumps(float((out.argmax(axis=1) == y).mean())))
 
 
 @pytest.fixture(scope="module")
-def trained(local_store):
-    root, settings, data_uri = local_store
-    spec = training_spec(framework="tensorflow", data_uri=data_uri,
-                         model_uri=f"{settings.store_uri}/staging/fashion-mnist/{VERSION}",
-                         checkpoint_uri=f"{settings.store_uri}/checkpoints/fashion-mnist/{VERSION}",
-                         epochs=1, batch_size=128, learning_rate=0.001, gpus=0, limit_train=2000, limit_test=500)
-    first = one_task_dag(spec.to_dict()).test()
-    return root, spec, first
+def dag_run(dataset_dir, tmp_path_factory, airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    store = tmp_path_factory.mktemp("sm-local") / "store"
+    saved = {k: os.environ.get(k) for k in ("EKSML_PROFILE", "EKSML_STORE_URI")}
+    os.environ.update(EKSML_PROFILE="local", EKSML_STORE_URI=store.as_uri())
+    try:
+        bag = DagBag(dag_folder=str(ROOT / "dags" / "fashion_mnist_training.py"))
+        assert not bag.import_errors, bag.import_errors
+        dag = bag.dags["fashion_mnist_training"]
+        run = dag.test(run_conf=CONF)
+        yield SimpleNamespace(store=store, dag=dag, run=run)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
-def test_contract_run_trains_and_stages_a_model_that_predicts(trained, dataset_dir) -> None:
-    root, _, run = trained
-    assert str(run.state) == "success", {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-    staging = root / "staging" / "fashion-mnist" / VERSION
-    metrics = json.loads((staging / "metrics.json").read_text())
-    assert metrics["train_images"] == 2000 and metrics["test_images"] == 500 and metrics["epochs"] == 1
-    assert (staging / "saved_model" / "saved_model.pb").is_file() and (staging / "model.keras").is_file()
-    # The archive sits where SageMaker would upload it, and holds exactly what was staged.
-    archives = list((root / "sagemaker" / "fashion-mnist" / VERSION).glob("*/output/model.tar.gz"))
+def test_sagemaker_branch_registers_a_version_that_predicts(dag_run, dataset_dir) -> None:
+    states = {ti.task_id: str(ti.state) for ti in dag_run.run.get_task_instances()}
+    assert str(dag_run.run.state) == "success", states
+    assert states["train_sagemaker_tensorflow"] == "success"
+    assert states["train_tensorflow"] == "skipped"
+    models = dag_run.store / "models" / "fashion-mnist"
+    versions = [p for p in models.iterdir() if (p / "metadata.json").exists()]
+    assert len(versions) == 1
+    meta = json.loads((versions[0] / "metadata.json").read_text())
+    assert meta["trainer"] == "sagemaker" and meta["run_id"] == dag_run.run.run_id
+    metrics = meta["metrics"]
+    assert (metrics["train_images"], metrics["test_images"], metrics["epochs"]) == (2000, 500, 1)
+    accuracy = predict(versions[0] / "saved_model", dataset_dir, 500)
+    assert accuracy == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    assert accuracy > 0.25  # 16 steps of one epoch on 2,000 images, yet well above the 0.1 of chance
+    # SageMaker's artifact sits where SageMaker would upload it and holds what was staged.
+    archives = list((dag_run.store / "sagemaker" / "fashion-mnist" / versions[0].name).glob("*/output/model.tar.gz"))
     assert len(archives) == 1
     with tarfile.open(archives[0]) as tar:
-        archived = sorted(m.name for m in tar.getmembers() if m.isfile())
-    assert archived == sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
-    accuracy = predict(staging / "saved_model", dataset_dir, 500)
-    assert accuracy == pytest.approx(metrics["test_accuracy"], abs=1e-6)
-    assert accuracy > 0.5  # one epoch on 2,000 images: far above the 0.1 of chance
+        archived = {m.name for m in tar.getmembers() if m.isfile()}
+    assert {"metrics.json", "model.keras", "saved_model/saved_model.pb"} <= archived
+    assert archived <= {p.relative_to(versions[0]).as_posix() for p in versions[0].rglob("*") if p.is_file()}
 
 
-def test_checkpoint_outlives_the_contract_folder_and_a_rerun_resumes(trained) -> None:
-    root, spec, _ = trained
-    checkpoints = root / "checkpoints" / "fashion-mnist" / VERSION
+def xcom(run_id: str, task_id: str):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.execute(XComModel.get_many(run_id=run_id, key="return_value", task_ids=task_id,
+                                                 dag_ids="fashion_mnist_training")).scalars().first()
+        return XComModel.deserialize_value(row)
+
+
+def test_a_retried_try_resumes_from_the_run_checkpoint(dag_run) -> None:
+    from eksml.sagemaker.operators import SageMakerTrainOperator
+
+    candidate = xcom(dag_run.run.run_id, "prepare_data")["candidates"]["tensorflow"]
+    checkpoints = Path(candidate["checkpoint_uri"].removeprefix("file://"))
     assert json.loads((checkpoints / "latest.json").read_text())["epoch"] == 1
-    epoch_files = {p: p.stat().st_mtime_ns for p in (checkpoints / "epoch-0001").rglob("*") if p.is_file()}
-    assert epoch_files
-    again = one_task_dag(spec.to_dict()).test()
-    assert str(again.state) == "success"
-    archives = list((root / "sagemaker" / "fashion-mnist" / VERSION).glob("*/output/model.tar.gz"))
-    assert len(archives) == 2  # one per run (job names differ), both unpacked into the same staging
-    # Resumed: epoch 1 was taken from the checkpoint, not trained (and written) again.
-    assert {p: p.stat().st_mtime_ns for p in epoch_files} == epoch_files
+    written = {p: p.stat().st_mtime_ns for p in (checkpoints / "epoch-0001").rglob("*") if p.is_file()}
+    assert written
+
+    os.environ.update(EKSML_PROFILE="local", EKSML_STORE_URI=dag_run.store.as_uri())
+    try:
+        ti = SimpleNamespace(dag_id="fashion_mnist_training", task_id="train_sagemaker_tensorflow", try_number=2)
+        op = SageMakerTrainOperator(task_id="train_sagemaker_tensorflow", candidate=candidate,
+                                    instance_type="ml.m5.xlarge")
+        result = op.execute({"ti": ti, "run_id": dag_run.run.run_id, "params": CONF})
+    finally:
+        os.environ.pop("EKSML_PROFILE", None)
+        os.environ.pop("EKSML_STORE_URI", None)
+    assert result["status"] == "Completed" and "-t2-" in result["training_job_name"]
+    # Epoch 1 came from the checkpoint: its files were not trained and written again.
+    assert {p: p.stat().st_mtime_ns for p in written} == written
+    assert "metrics.json" in result["files"]
+
+
+MXNET_VENV = ROOT / ".venvs" / "mxnet-horovod"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (MXNET_VENV / "bin" / "horovodrun").exists(), reason="no mxnet-horovod virtualenv")
+def test_horovod_under_the_contract_like_sagemaker_mpi(dataset_dir, tmp_path, airflow_db) -> None:
+    """Two Horovod ranks (SageMaker MPI's processes per host) find everything through the contract."""
+    from airflow.sdk import ObjectStoragePath
+
+    from eksml.dataprep import prepare_data
+    from eksml.sagemaker.artifacts import unpack_model_artifact
+    from eksml.sagemaker.local import run_training_locally
+    from eksml.settings import load_settings
+    from eksml.specs import training_spec
+    from eksml.storage import store_path
+
+    settings = load_settings({"profile": "local", "store_uri": (tmp_path / "store").as_uri()})
+    data_uri = f"{settings.data_root}/i1"
+    prepare_data(store_path(str(dataset_dir), settings), store_path(data_uri, settings))
+    version = "20261129T000000-mxnet-5e5e5e"
+    spec = training_spec(framework="mxnet", data_uri=data_uri, model_uri=f"{settings.store_uri}/staging/fashion-mnist/{version}",
+                         checkpoint_uri=f"{settings.store_uri}/checkpoints/fashion-mnist/{version}", epochs=1,
+                         batch_size=64, learning_rate=0.01, gpus=0, workers=2, limit_train=2000, limit_test=500)
+    assert spec.total_processes == 2
+    result = run_training_locally(spec, settings, job_name="fashion-mnist-training-mxnet-t1-local-0a0b0c0d")
+    staging = tmp_path / "store" / "staging" / "fashion-mnist" / version
+    files = unpack_model_artifact(store_path(result.model_artifact, settings), ObjectStoragePath(staging.as_uri()))
+    assert {"model-symbol.json", "model-0000.params", "model.onnx", "metrics.json"} <= set(files)
+    metrics = json.loads((staging / "metrics.json").read_text())
+    assert metrics["train_images"] == 2000 and metrics["test_images"] == 500
+    assert metrics["test_accuracy"] > 0.25

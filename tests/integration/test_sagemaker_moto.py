@@ -191,7 +191,7 @@ def test_endpoint_is_created_then_updated_in_place_for_a_new_version(world) -> N
     for version in ("v1", "v2", "v2"):  # the last one is a retried deployment of v2
         op = SageMakerEndpointDeployOperator(task_id="deploy", version_uri=upload_version(world, version),
                                              endpoint_name="fashion-mnist-test", settings=world.settings,
-                                             check_interval=1)
+                                             check_interval=1, deferrable=False)
         result = op.execute(context(try_number=1))
         deployed[version] = result["Endpoint"]["EndpointConfigName"]
         assert sm.describe_endpoint(EndpointName="fashion-mnist-test")["EndpointConfigName"] == deployed[version]

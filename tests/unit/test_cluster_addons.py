@@ -48,7 +48,9 @@ def test_kustomization_pins_released_versions():
 
 def test_unpinned_url_is_refused(tmp_path):
     doc = yaml.safe_load(KUSTOMIZATION.read_text())
-    doc["resources"].append("https://raw.githubusercontent.com/kubeflow/mpi-operator/master/deploy/v2beta1/mpi-operator.yaml")
+    doc["resources"].append(
+        "https://raw.githubusercontent.com/kubeflow/mpi-operator/master/deploy/v2beta1/mpi-operator.yaml"
+    )
     path = tmp_path / "kustomization.yaml"
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(AddonError, match="pinned to a release tag"):
@@ -58,7 +60,10 @@ def test_unpinned_url_is_refused(tmp_path):
 def test_parse_and_order_a_manifest():
     objs = apply_order(parse_manifest(MANIFEST))
     assert [object_ref(o) for o in objs] == [
-        "CustomResourceDefinition/mpijobs.kubeflow.org", "Namespace/mpi-operator", "Deployment/mpi-operator/op"]  # fmt: skip
+        "CustomResourceDefinition/mpijobs.kubeflow.org",
+        "Namespace/mpi-operator",
+        "Deployment/mpi-operator/op",
+    ]
     with pytest.raises(AddonError, match="not a Kubernetes object"):
         parse_manifest("just: a mapping\n")
 
@@ -88,8 +93,10 @@ def test_fetch_from_a_loopback_mirror_and_refuse_plain_http():
 
 def _node(name: str, ready: str, gpus: str | None):
     allocatable = {"cpu": "32", "memory": "244Gi", **({"nvidia.com/gpu": gpus} if gpus is not None else {})}
-    data = {"metadata": {"name": name}, "status": {"allocatable": allocatable,
-                                                    "conditions": [{"type": "Ready", "status": ready}]}}  # fmt: skip
+    data = {
+        "metadata": {"name": name},
+        "status": {"allocatable": allocatable, "conditions": [{"type": "Ready", "status": ready}]},
+    }
 
     class Response:  # ApiClient.deserialize reads .data
         pass
@@ -100,10 +107,18 @@ def _node(name: str, ready: str, gpus: str | None):
 
 
 def test_gpu_nodes_count_only_when_ready_and_advertising_gpus():
-    nodes = [_node("ready-4", "True", "4"), _node("booting", "False", "4"), _node("no-plugin", "True", None),
-             _node("ready-4b", "True", "4")]  # fmt: skip
+    nodes = [
+        _node("ready-4", "True", "4"),
+        _node("booting", "False", "4"),
+        _node("no-plugin", "True", None),
+        _node("ready-4b", "True", "4"),
+    ]
     assert [n.name for n in usable_gpu_nodes(nodes, 4)] == ["ready-4", "ready-4b"]
     assert usable_gpu_nodes(nodes, 8) == []
-    as_dicts = [{"metadata": {"name": "d"}, "status": {"allocatable": {"nvidia.com/gpu": "1"},
-                                                        "conditions": [{"type": "Ready", "status": "True"}]}}]  # fmt: skip
+    as_dicts = [
+        {
+            "metadata": {"name": "d"},
+            "status": {"allocatable": {"nvidia.com/gpu": "1"}, "conditions": [{"type": "Ready", "status": "True"}]},
+        }
+    ]
     assert [n.name for n in usable_gpu_nodes(as_dicts, 1)] == ["d"]

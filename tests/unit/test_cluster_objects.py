@@ -65,8 +65,13 @@ def test_pipeline_roles_are_namespaced_and_least_privilege():
         assert all("*" not in rule["verbs"] for rule in role["rules"])
     binding = refs[("RoleBinding", "ml-training", "eksml-pipeline")]
     assert binding["roleRef"]["kind"] == "Role" and binding["subjects"][0] == {
-        "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "eksml-pipeline"}  # fmt: skip
-    assert not any(o["kind"] == "ClusterRoleBinding" and o["metadata"]["name"] == "eksml-pipeline" for o in refs.values())
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Group",
+        "name": "eksml-pipeline",
+    }
+    assert not any(
+        o["kind"] == "ClusterRoleBinding" and o["metadata"]["name"] == "eksml-pipeline" for o in refs.values()
+    )
 
 
 def test_dedicated_clusters_split_the_objects():
@@ -84,7 +89,10 @@ def test_dedicated_clusters_split_the_objects():
 def test_autoscaler_discovers_this_clusters_groups_with_the_matching_image():
     deploy = by_ref(objects("all", cluster_name="eksml-run-abc"))[("Deployment", "kube-system", "cluster-autoscaler")]
     container = deploy["spec"]["template"]["spec"]["containers"][0]
-    assert "--node-group-auto-discovery=asg:tag=k8s.io/cluster-autoscaler/enabled,k8s.io/cluster-autoscaler/eksml-run-abc" in container["command"]
+    assert (
+        "--node-group-auto-discovery=asg:tag=k8s.io/cluster-autoscaler/enabled,k8s.io/cluster-autoscaler/eksml-run-abc"
+        in container["command"]
+    )
     assert container["image"] == IMAGES["1.33"] and container["image"].endswith(":v1.33.6")
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
 

@@ -44,7 +44,11 @@ def test_get_cluster_output():
 
 
 def test_get_nodegroups_output():
-    out = RunResult(0, stdout='[{"Name": "ng-train", "Status": "ACTIVE", "MinSize": 0, "DesiredCapacity": 2, "MaxSize": 4, "InstanceType": "p3.8xlarge"}]')
+    out = RunResult(
+        0,
+        stdout='[{"Name": "ng-train", "Status": "ACTIVE", "MinSize": 0, "DesiredCapacity": 2, "MaxSize": 4, '
+        '"InstanceType": "p3.8xlarge"}]',
+    )
     (ng,) = parse_get_nodegroups(out, "c").values()
     assert (ng.min_size, ng.desired, ng.max_size, ng.instance_type) == (0, 2, 4, "p3.8xlarge")
 
@@ -56,17 +60,32 @@ def test_argv_is_a_list_and_a_hostile_value_stays_one_argument():
 
 def test_redaction():
     redact = Redactor(["s3cr3t-value-123"])
-    line = ("key AKIAIOSFODNN7EXAMPLE secret=wJalrXUtnFEMI/K7MDENG token: abc.def s3cr3t-value-123 "
-            "Authorization: Bearer eyJhbGci k8s-aws-v1.aHR0cHM6Ly9zdHM X-Amz-Signature=deadbeef&x=1")
+    line = (
+        "key AKIAIOSFODNN7EXAMPLE secret=wJalrXUtnFEMI/K7MDENG token: abc.def s3cr3t-value-123 "
+        "Authorization: Bearer eyJhbGci k8s-aws-v1.aHR0cHM6Ly9zdHM X-Amz-Signature=deadbeef&x=1"
+    )
     cleaned = redact(line)
-    for secret in ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI", "abc.def", "s3cr3t-value-123", "eyJhbGci", "aHR0cHM6Ly9zdHM", "deadbeef"):
+    for secret in (
+        "AKIAIOSFODNN7EXAMPLE",
+        "wJalrXUtnFEMI",
+        "abc.def",
+        "s3cr3t-value-123",
+        "eyJhbGci",
+        "aHR0cHM6Ly9zdHM",
+        "deadbeef",
+    ):
         assert secret not in cleaned
     assert redact("creating cluster eksml in us-west-2") == "creating cluster eksml in us-west-2"
 
 
 def test_environment_from_an_airflow_connection(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_EKSCTL_TEST", '{"conn_type": "aws", "login": "AKIAIOSFODNN7EXAMPLE", "password": "secret-key-value"}')
-    env, secrets = eksctl_environment("eksctl_test", "eu-west-1", base={"PATH": "/usr/bin", "AWS_PROFILE": "x", "OTHER": "y"})
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_EKSCTL_TEST",
+        '{"conn_type": "aws", "login": "AKIAIOSFODNN7EXAMPLE", "password": "secret-key-value"}',
+    )
+    env, secrets = eksctl_environment(
+        "eksctl_test", "eu-west-1", base={"PATH": "/usr/bin", "AWS_PROFILE": "x", "OTHER": "y"}
+    )
     assert env["AWS_ACCESS_KEY_ID"] == "AKIAIOSFODNN7EXAMPLE" and env["AWS_SECRET_ACCESS_KEY"] == "secret-key-value"
     assert env["AWS_REGION"] == "eu-west-1" and "AWS_PROFILE" not in env and "OTHER" not in env
     assert secrets == ["secret-key-value"]
@@ -83,6 +102,8 @@ def test_streaming_redacts_and_times_out():
     lines: list[str] = []
     script = "import sys, time; print('token=abc123', flush=True); time.sleep(30)"
     start = time.monotonic()
-    result = asyncio.run(arun_streaming([sys.executable, "-c", script], env={}, log=lines.append, redact=Redactor(), timeout=1))
+    result = asyncio.run(
+        arun_streaming([sys.executable, "-c", script], env={}, log=lines.append, redact=Redactor(), timeout=1)
+    )
     assert result.timed_out and time.monotonic() - start < 10
     assert lines == ["token=***"] and result.tail == lines

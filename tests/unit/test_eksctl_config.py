@@ -43,7 +43,10 @@ def validator():
         {},
         {"spot": True, "train_instance_types": ("g5.12xlarge", "g6.12xlarge", "g6e.12xlarge"), "train_nodes": 2},
         {"dedicated_training_cluster": True},
-        {"pipeline_principal_arn": "arn:aws:iam::123456789012:role/airflow", "availability_zones": ("us-west-2a", "us-west-2b")},
+        {
+            "pipeline_principal_arn": "arn:aws:iam::123456789012:role/airflow",
+            "availability_zones": ("us-west-2a", "us-west-2b"),
+        },
     ],
     ids=["default", "spot", "dedicated", "access-entry-and-zones"],
 )
@@ -65,7 +68,12 @@ def test_schema_catches_a_misspelt_field(validator):
 def test_default_cluster_node_groups_labels_taints_and_autoscaler_tags():
     (cfg,) = build_cluster_configs(request())
     doc = cfg.to_dict()
-    assert doc["metadata"] == {"name": "eksml", "region": "us-west-2", "version": "1.33", "tags": {"eksml/project": "eksml"}}
+    assert doc["metadata"] == {
+        "name": "eksml",
+        "region": "us-west-2",
+        "version": "1.33",
+        "tags": {"eksml/project": "eksml"},
+    }
     train, inference = doc["managedNodeGroups"]
     assert train["name"] == "ng-train" and train["instanceType"] == "p3.8xlarge" and "spot" not in train
     assert train["labels"] == {"role": "train"}
@@ -82,7 +90,9 @@ def test_default_cluster_node_groups_labels_taints_and_autoscaler_tags():
 
 def test_irsa_roles_are_role_only_and_scoped_to_the_store_bucket():
     (cfg,) = build_cluster_configs(request())
-    accounts = {f"{a['metadata']['namespace']}/{a['metadata']['name']}": a for a in cfg.to_dict()["iam"]["serviceAccounts"]}
+    accounts = {
+        f"{a['metadata']['namespace']}/{a['metadata']['name']}": a for a in cfg.to_dict()["iam"]["serviceAccounts"]
+    }
     assert set(accounts) == {"kube-system/cluster-autoscaler", "ml-training/training", "ml-serving/inference"}
     assert all(a["roleOnly"] is True for a in accounts.values())
     assert accounts["kube-system/cluster-autoscaler"]["wellKnownPolicies"] == {"autoScaler": True}
@@ -90,7 +100,9 @@ def test_irsa_roles_are_role_only_and_scoped_to_the_store_bucket():
     by_sid = {s["Sid"]: s for s in train}
     assert by_sid["ReadData"]["Resource"] == "arn:aws:s3:::ml-store-bucket/eksml/data/fashion-mnist/*"
     assert by_sid["WriteModels"]["Resource"] == "arn:aws:s3:::ml-store-bucket/eksml/models/fashion-mnist/*"
-    assert "s3:PutObject" in by_sid["WriteModels"]["Action"] and "s3:DeleteObject" not in by_sid["WriteModels"]["Action"]
+    assert (
+        "s3:PutObject" in by_sid["WriteModels"]["Action"] and "s3:DeleteObject" not in by_sid["WriteModels"]["Action"]
+    )
     inference = accounts["ml-serving/inference"]["attachPolicy"]["Statement"]
     actions = {a for s in inference for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert actions == {"s3:ListBucket", "s3:GetObject"}
@@ -100,7 +112,9 @@ def test_irsa_roles_are_role_only_and_scoped_to_the_store_bucket():
 def test_spot_group_lists_all_instance_types():
     (cfg,) = build_cluster_configs(request(spot=True, train_instance_types=("g5.xlarge", "g6.xlarge")))
     train = cfg.to_dict()["managedNodeGroups"][0]
-    assert train["spot"] is True and train["instanceTypes"] == ["g5.xlarge", "g6.xlarge"] and "instanceType" not in train
+    assert (
+        train["spot"] is True and train["instanceTypes"] == ["g5.xlarge", "g6.xlarge"] and "instanceType" not in train
+    )
 
 
 def test_dedicated_training_cluster_has_its_own_system_group():
@@ -113,9 +127,15 @@ def test_dedicated_training_cluster_has_its_own_system_group():
 
 
 def test_templated_text_values_are_coerced():
-    req = request(train_nodes="3", spot="true", train_instance_types="g5.xlarge, g6.xlarge", dedicated_training_cluster="False")
+    req = request(
+        train_nodes="3", spot="true", train_instance_types="g5.xlarge, g6.xlarge", dedicated_training_cluster="False"
+    )
     assert (req.train_nodes, req.spot, req.train_instance_types, req.dedicated_training_cluster) == (
-        3, True, ("g5.xlarge", "g6.xlarge"), False)  # fmt: skip
+        3,
+        True,
+        ("g5.xlarge", "g6.xlarge"),
+        False,
+    )
 
 
 @pytest.mark.parametrize(
@@ -171,21 +191,39 @@ def _cli(*args: str, store: str | None = STORE) -> subprocess.CompletedProcess:
     env["PYTHONPATH"] = str(REPO / "plugins")
     if store:
         env["EKSML_STORE_URI"] = store
-    return subprocess.run([sys.executable, "-m", "eksml.eksctl", "render", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "eksml.eksctl", "render", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_cli_render_prints_yaml(validator):
-    result = _cli("--name", "demo", "--region", "eu-west-1", "--train-instance-type", "g5.12xlarge", "--train-nodes", "2")
+    result = _cli(
+        "--name", "demo", "--region", "eu-west-1", "--train-instance-type", "g5.12xlarge", "--train-nodes", "2"
+    )
     assert result.returncode == 0, result.stderr
     (doc,) = list(yaml.safe_load_all(result.stdout))
     assert doc["metadata"]["name"] == "demo" and doc["metadata"]["region"] == "eu-west-1"
-    assert doc["managedNodeGroups"][0]["instanceType"] == "g5.12xlarge" and doc["managedNodeGroups"][0]["desiredCapacity"] == 2
+    assert (
+        doc["managedNodeGroups"][0]["instanceType"] == "g5.12xlarge"
+        and doc["managedNodeGroups"][0]["desiredCapacity"] == 2
+    )
     assert not list(validator.iter_errors(doc))
 
 
 def test_cli_render_dedicated_and_spot():
-    result = _cli("--dedicated-training-cluster", "--spot", "--train-instance-type", "g5.xlarge", "--train-instance-type", "g6.xlarge")
+    result = _cli(
+        "--dedicated-training-cluster",
+        "--spot",
+        "--train-instance-type",
+        "g5.xlarge",
+        "--train-instance-type",
+        "g6.xlarge",
+    )
     assert result.returncode == 0, result.stderr
     names = [d["metadata"]["name"] for d in yaml.safe_load_all(result.stdout)]
     assert names == ["eksml-training", "eksml"]

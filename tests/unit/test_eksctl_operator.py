@@ -46,7 +46,9 @@ class Fake:
         return [json.loads(line)["argv"] for line in self.log_path.read_text().splitlines()]
 
     def configs(self) -> list[dict]:
-        return [yaml.safe_load(c["config"]) for c in map(json.loads, self.log_path.read_text().splitlines()) if c["config"]]
+        return [
+            yaml.safe_load(c["config"]) for c in map(json.loads, self.log_path.read_text().splitlines()) if c["config"]
+        ]
 
     def verbs(self) -> list[str]:
         return [" ".join(a[:2]) for a in self.calls()]
@@ -56,10 +58,27 @@ class Fake:
 
     def seed(self, name: str, *, status: str = "ACTIVE", tags: dict | None = None, groups: dict | None = None) -> None:
         clusters = self.state()
-        groups = groups if groups is not None else {"ng-train": (0, 1, 4, "p3.8xlarge"), "ng-inference": (1, 1, 3, "m5.2xlarge")}
-        clusters[name] = {"Status": status, "Version": "1.33", "Tags": tags or {}, "nodegroups": {
-            g: {"Name": g, "Status": "ACTIVE", "MinSize": mn, "DesiredCapacity": d, "MaxSize": mx, "InstanceType": t}
-            for g, (mn, d, mx, t) in groups.items()}}  # fmt: skip
+        groups = (
+            groups
+            if groups is not None
+            else {"ng-train": (0, 1, 4, "p3.8xlarge"), "ng-inference": (1, 1, 3, "m5.2xlarge")}
+        )
+        clusters[name] = {
+            "Status": status,
+            "Version": "1.33",
+            "Tags": tags or {},
+            "nodegroups": {
+                g: {
+                    "Name": g,
+                    "Status": "ACTIVE",
+                    "MinSize": mn,
+                    "DesiredCapacity": d,
+                    "MaxSize": mx,
+                    "InstanceType": t,
+                }
+                for g, (mn, d, mx, t) in groups.items()
+            },
+        }
         self.state_path.write_text(json.dumps({"clusters": clusters}))
 
 
@@ -69,14 +88,20 @@ def fake(tmp_path, monkeypatch) -> Fake:
     monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), str(FAKE_DIR), os.environ["PATH"]]))
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("EKSML_STORE_URI", "s3://ml-store-bucket/eksml")
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(
-        {"conn_type": "aws", "login": ACCESS_KEY, "password": SECRET_KEY, "extra": {"region_name": "us-west-2"}}))  # fmt: skip
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT",
+        json.dumps(
+            {"conn_type": "aws", "login": ACCESS_KEY, "password": SECRET_KEY, "extra": {"region_name": "us-west-2"}}
+        ),
+    )
     monkeypatch.delenv("EKSML_EKSCTL", raising=False)
     return Fake(tmp_path)
 
 
-def run(op: EksctlClusterOperator, context: dict | None = None, *, on_defer=None):
-    """Execute, resolving deferrals as the triggerer would; return (result, deferral count)."""
+def run(op: EksctlClusterOperator, context: dict | None = None, *, on_defer=None, event_only: bool = False):
+    """Execute, resolving deferrals as the triggerer would; return (result, deferral count).
+
+    ``event_only`` resumes with the event alone, as ``airflow dags test`` does."""
     context = context or {"run_id": RUN_ID}
     deferrals = 0
     call = lambda: op.execute(context)  # noqa: E731
@@ -91,7 +116,8 @@ def run(op: EksctlClusterOperator, context: dict | None = None, *, on_defer=None
                 on_defer(deferred)
             trigger = type(deferred.trigger)(**kwargs)
             event = asyncio.run(first_event(trigger))
-            call = lambda d=deferred, e=event: getattr(op, d.method_name)(context, e, **(d.kwargs or {}))  # noqa: E731
+            kwargs = {} if event_only else (deferred.kwargs or {})
+            call = lambda d=deferred, e=event, k=kwargs: getattr(op, d.method_name)(context, e, **k)  # noqa: E731
 
 
 def op(**kwargs) -> EksctlClusterOperator:
@@ -101,12 +127,23 @@ def op(**kwargs) -> EksctlClusterOperator:
 def test_create_when_absent_defers_to_the_trigger_and_creates_once(fake):
     result, deferrals = run(op(action="create"))
     assert deferrals == 1
-    assert fake.verbs() == ["version", "get cluster", "version", "get cluster", "create cluster",
-                            "version", "get cluster", "get nodegroup"]  # fmt: skip
+    assert fake.verbs() == [
+        "version",
+        "get cluster",
+        "version",
+        "get cluster",
+        "create cluster",
+        "version",
+        "get cluster",
+        "get nodegroup",
+    ]
     create = next(a for a in fake.calls() if a[:2] == ["create", "cluster"])
     assert "--install-nvidia-plugin=false" in create and "--write-kubeconfig=false" in create
     (config,) = fake.configs()
-    assert config["metadata"]["name"] == "eksml" and [g["name"] for g in config["managedNodeGroups"]] == ["ng-train", "ng-inference"]
+    assert config["metadata"]["name"] == "eksml" and [g["name"] for g in config["managedNodeGroups"]] == [
+        "ng-train",
+        "ng-inference",
+    ]
     (cluster,) = result["clusters"]
     assert cluster["created"] is True and cluster["status"] == "ACTIVE"
     assert cluster["nodegroups"]["ng-train"]["desired"] == 1 and result["training_cluster"] == "eksml"
@@ -124,8 +161,24 @@ def test_existing_cluster_is_scaled_not_recreated(fake):
     result, deferrals = run(op(action="create", cluster={"train_nodes": "3", "train_max_nodes": "6"}))
     assert deferrals == 0  # scaling is quick: done in the worker
     scale = [a for a in fake.calls() if a[0] == "scale"]
-    assert scale == [["scale", "nodegroup", "--cluster", "eksml", "--region", "us-west-2", "--name", "ng-train",
-                      "--nodes", "3", "--nodes-min", "0", "--nodes-max", "6"]]  # fmt: skip
+    assert scale == [
+        [
+            "scale",
+            "nodegroup",
+            "--cluster",
+            "eksml",
+            "--region",
+            "us-west-2",
+            "--name",
+            "ng-train",
+            "--nodes",
+            "3",
+            "--nodes-min",
+            "0",
+            "--nodes-max",
+            "6",
+        ]
+    ]
     assert "create cluster" not in fake.verbs()
     assert result["clusters"][0]["nodegroups"]["ng-train"]["desired"] == 3
 
@@ -149,6 +202,13 @@ def test_failed_create_deletes_the_cluster_it_started_and_redacts_output(fake, c
     assert "signing with" in logged  # the stand-in's line reached the log...
     for text in (message, logged):  # ...with the credentials masked
         assert SECRET_KEY not in text and ACCESS_KEY not in text
+
+
+def test_resuming_with_the_event_alone_still_cleans_up(fake):
+    fake.control(fail=["create cluster"])
+    with pytest.raises(AirflowException, match="were deleted"):
+        run(op(action="create"), event_only=True)
+    assert fake.verbs()[-1] == "delete cluster"
 
 
 def test_failed_create_without_cleanup_keeps_the_cluster(fake):
@@ -239,5 +299,14 @@ def test_kubeconfig_is_written_on_request(fake, tmp_path):
     fake.seed("eksml")
     path = tmp_path / "kubeconfig"
     run(op(action="create", kubeconfig_path=str(path)))
-    assert ["utils", "write-kubeconfig", "--cluster", "eksml", "--region", "us-west-2", "--kubeconfig", str(path)] in fake.calls()
+    assert [
+        "utils",
+        "write-kubeconfig",
+        "--cluster",
+        "eksml",
+        "--region",
+        "us-west-2",
+        "--kubeconfig",
+        str(path),
+    ] in fake.calls()
     assert path.read_text().startswith("apiVersion: v1")

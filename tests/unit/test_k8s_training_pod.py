@@ -12,6 +12,7 @@ from pathlib import Path
 
 import kubernetes_validate
 import pytest
+from kubernetes.client import ApiClient
 
 from eksml.kubernetes.podparts import CredentialInSpecError
 from eksml.kubernetes.workload_pod import GpuTrainingPodOperator, WorkloadPodOperator, render_training_pod
@@ -20,8 +21,9 @@ from eksml.local.runner import LocalRunError
 from eksml.settings import Settings
 from eksml.specs import Resources, WorkloadSpec, training_spec
 
-AWS = Settings(profile="aws", store_uri="s3://eksml-bucket/store", image_registry="123456789012.dkr.ecr.us-west-2.amazonaws.com/eksml",
-               image_tag="1.2.3", namespace="ml-training", training_service_account="training")
+AWS = Settings(profile="aws", store_uri="s3://eksml-bucket/store",
+               image_registry="123456789012.dkr.ecr.us-west-2.amazonaws.com/eksml", image_tag="1.2.3",
+               namespace="ml-training", training_service_account="training")
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +105,7 @@ def test_operator_builds_the_rendered_pod_from_an_xcom_json_string(spec, pod):
     """What execute() submits is what render_training_pod shows (same code path)."""
     op = GpuTrainingPodOperator(task_id="train", spec=json.dumps(spec.to_dict()), settings=AWS,
                                 name="train-tensorflow", random_name_suffix=False)
-    built = __import__("kubernetes").client.ApiClient().sanitize_for_serialization(
-        op.build_pod_request_obj(context=None, dry_run=True))
+    built = ApiClient().sanitize_for_serialization(op.build_pod_request_obj(context=None, dry_run=True))
     assert built == pod
     assert op.namespace == "ml-training" and op.kubernetes_conn_id == "kubernetes_default"
 

@@ -97,3 +97,12 @@ def test_concurrent_promotions_leave_a_whole_pointer_and_the_best_wins(registry)
     pointer = json.loads((reg.root / "champion.json").read_text())  # parses: never torn
     assert pointer["version"] == "v23"
     assert not list(reg.root.glob(".champion.json.*.tmp"))
+
+
+def test_gate_uses_the_champion_measured_on_the_same_test_data(registry):
+    reg, settings = registry
+    for version, acc in (("v1", 0.95), ("v2", 0.90)):
+        reg.register(version, _staging(settings, version, acc), {"run_id": version})
+    reg.promote("v1", test_accuracy=0.95, reason="recorded on an easy slice")
+    # Re-scored on v2's test data, the champion only reaches 0.88: v2 is better there.
+    assert reg.promote("v2", test_accuracy=0.90, reason="same data", measured={"v1": 0.88})["version"] == "v2"

@@ -167,6 +167,18 @@ def test_failed_or_stopped_job_fails_the_task_with_its_reason(status, reason, me
     stub.assert_no_pending_responses()
 
 
+def test_wait_timeout_stops_the_job_and_fails() -> None:
+    from airflow.sdk.exceptions import AirflowException
+
+    op = operator()
+    stub = stubbed(op)
+    stub.add_response("describe_training_job", description("InProgress"), {"TrainingJobName": "job-1"})
+    stub.add_response("stop_training_job", {}, {"TrainingJobName": "job-1"})
+    with pytest.raises(AirflowException, match="still InProgress when the wait ended; stop requested"):
+        op.execute_complete(context(), {"status": "timeout", "job_name": "job-1", "message": "max attempts"})
+    stub.assert_no_pending_responses()
+
+
 def test_on_kill_stops_the_job_of_this_try() -> None:
     op = operator()
     op._job_name = "job-1"

@@ -39,6 +39,10 @@ class ModelLoadError(RuntimeError):
     """The model version is missing, incomplete or not loadable."""
 
 
+class ModelOutputError(RuntimeError):
+    """The model ran but returned something that is not class scores (wrong shape, NaN)."""
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What ``metrics.json`` says about a version, plus where its files were read from."""
@@ -147,7 +151,9 @@ class _Base:
     def _finish(self, out: np.ndarray, n: int) -> np.ndarray:
         out = np.asarray(out, dtype=np.float32)
         if out.shape != (n, len(self.info.class_names)):
-            raise ModelLoadError(f"model returned shape {out.shape}, expected ({n}, {len(self.info.class_names)})")
+            raise ModelOutputError(f"model returned shape {out.shape}, expected ({n}, {len(self.info.class_names)})")
+        if not np.isfinite(out).all():
+            raise ModelOutputError("model returned non-finite scores (damaged weights?)")
         return _softmax(out) if self.logits else out
 
     def warm_up(self) -> None:
@@ -241,8 +247,6 @@ def load_backend(uri: str, cache_dir: str | os.PathLike | None = None, warm_up: 
     if warm_up:
         try:
             backend.warm_up()
-        except ModelLoadError:
-            raise
         except Exception as exc:  # a graph that loads but cannot run
             raise ModelLoadError(f"{uri}: the model fails on a test input: {type(exc).__name__}: {exc}") from exc
     log.info("loaded %s model %s from %s", info.framework, uri, info.local_dir)

@@ -24,17 +24,23 @@ def main(argv: list[str] | None = None) -> int:
     conn.add_argument("--region", default=settings.region)
     conn.add_argument("--conn-id", default=settings.kubernetes_conn_id)
     conn.add_argument("--namespace", default=settings.namespace)
-    conn.add_argument("--aws-conn-id", default=settings.aws_conn_id,
-                      help="Airflow AWS connection used for DescribeCluster ('' for the default AWS chain)")  # fmt: skip
+    conn.add_argument(
+        "--aws-conn-id",
+        default=settings.aws_conn_id,
+        help="Airflow AWS connection used for DescribeCluster ('' for the default AWS chain)",
+    )
     args = parser.parse_args(argv)
 
     from eksml.cluster.connection import ClusterNotReadyError, build_kubernetes_connection, connection_env
 
     try:
         connection = build_kubernetes_connection(
-            args.cluster_name, args.region, conn_id=args.conn_id, namespace=args.namespace,
+            args.cluster_name,
+            args.region,
+            conn_id=args.conn_id,
+            namespace=args.namespace,
             aws_conn_id=args.aws_conn_id or None,
-        )  # fmt: skip
+        )
     except ClusterNotReadyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -22,8 +22,13 @@ def object_ref(obj: dict[str, Any]) -> str:
     return f"{obj['kind']}/{where}{meta['name']}"
 
 
-def apply_objects(api_client: Any, objects: list[dict[str, Any]], *, log: Callable[[str], None] = print,
-                  field_manager: str = FIELD_MANAGER) -> list[str]:  # fmt: skip
+def apply_objects(
+    api_client: Any,
+    objects: list[dict[str, Any]],
+    *,
+    log: Callable[[str], None] = print,
+    field_manager: str = FIELD_MANAGER,
+) -> list[str]:
     """Apply ``objects`` in dependency order; return their references. Stops at the first error."""
     from kubernetes.dynamic import DynamicClient
 
@@ -35,9 +40,13 @@ def apply_objects(api_client: Any, objects: list[dict[str, Any]], *, log: Callab
         if resource.namespaced and not namespace:
             namespace = "default"
         dynamic.server_side_apply(
-            resource, body=obj, name=obj["metadata"]["name"], namespace=namespace,
-            field_manager=field_manager, force_conflicts=True,
-        )  # fmt: skip
+            resource,
+            body=obj,
+            name=obj["metadata"]["name"],
+            namespace=namespace,
+            field_manager=field_manager,
+            force_conflicts=True,
+        )
         applied.append(object_ref(obj))
         log(f"applied {object_ref(obj)}")
     return applied

@@ -33,20 +33,42 @@ CLUSTER_RULES: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["update"]},
     {"apiGroups": [""], "resources": ["endpoints"], "resourceNames": [NAME], "verbs": ["get", "update"]},
     {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch", "update"]},
-    {"apiGroups": [""], "resources": ["namespaces", "pods", "services", "replicationcontrollers",
-                                      "persistentvolumeclaims", "persistentvolumes"], "verbs": _RO},  # fmt: skip
+    {
+        "apiGroups": [""],
+        "resources": [
+            "namespaces",
+            "pods",
+            "services",
+            "replicationcontrollers",
+            "persistentvolumeclaims",
+            "persistentvolumes",
+        ],
+        "verbs": _RO,
+    },
     {"apiGroups": ["apps"], "resources": ["statefulsets", "replicasets", "daemonsets"], "verbs": _RO},
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["list", "watch"]},
-    {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses", "csinodes", "csidrivers",
-                                                    "csistoragecapacities", "volumeattachments"], "verbs": _RO},  # fmt: skip
+    {
+        "apiGroups": ["storage.k8s.io"],
+        "resources": ["storageclasses", "csinodes", "csidrivers", "csistoragecapacities", "volumeattachments"],
+        "verbs": _RO,
+    },
     {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": _RO},
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
-    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": [NAME], "verbs": ["get", "update"]},
+    {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "resourceNames": [NAME],
+        "verbs": ["get", "update"],
+    },
 ]
 NAMESPACE_RULES: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["cluster-autoscaler-status"],
-     "verbs": ["get", "update", "delete", "watch"]},  # fmt: skip
+    {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "resourceNames": ["cluster-autoscaler-status"],
+        "verbs": ["get", "update", "delete", "watch"],
+    },
 ]
 
 
@@ -97,18 +119,27 @@ def autoscaler_objects(
                     "serviceAccountName": NAME,
                     "priorityClassName": "system-cluster-critical",
                     "nodeSelector": {"role": node_role},
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "fsGroup": 65534,
-                                        "seccompProfile": {"type": "RuntimeDefault"}},  # fmt: skip
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 65534,
+                        "fsGroup": 65534,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
                     "containers": [
                         {
                             "name": NAME,
                             "image": image_for(kubernetes_version),
                             "command": args,
                             "env": [{"name": "AWS_REGION", "value": region}],
-                            "resources": {"requests": {"cpu": "100m", "memory": "600Mi"},
-                                          "limits": {"memory": "600Mi"}},  # fmt: skip
-                            "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                                "capabilities": {"drop": ["ALL"]}},  # fmt: skip
+                            "resources": {
+                                "requests": {"cpu": "100m", "memory": "600Mi"},
+                                "limits": {"memory": "600Mi"},
+                            },
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
                         }
                     ],
                 },
@@ -116,12 +147,31 @@ def autoscaler_objects(
         },
     }
     return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {**meta, "annotations": {"eks.amazonaws.com/role-arn": role_arn}}},
-        {"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": NAME, "labels": labels}, "rules": CLUSTER_RULES},
-        {"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": NAME, "labels": labels},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME}, "subjects": subject},
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {**meta, "annotations": {"eks.amazonaws.com/role-arn": role_arn}},
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRole",
+            "metadata": {"name": NAME, "labels": labels},
+            "rules": CLUSTER_RULES,
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": NAME, "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME},
+            "subjects": subject,
+        },
         {"apiVersion": rbac, "kind": "Role", "metadata": meta, "rules": NAMESPACE_RULES},
-        {"apiVersion": rbac, "kind": "RoleBinding", "metadata": meta,
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NAME}, "subjects": subject},
+        {
+            "apiVersion": rbac,
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NAME},
+            "subjects": subject,
+        },
         deployment,
-    ]  # fmt: skip
+    ]

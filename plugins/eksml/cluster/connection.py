@@ -91,8 +91,15 @@ def build_kubeconfig(
     exec_config: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "command": sys.executable,
-        "args": [TOKEN_SCRIPT, "--cluster-name", endpoint.name, "--region", endpoint.region,
-                 "--sts-url", endpoint.sts_url],  # fmt: skip
+        "args": [
+            TOKEN_SCRIPT,
+            "--cluster-name",
+            endpoint.name,
+            "--region",
+            endpoint.region,
+            "--sts-url",
+            endpoint.sts_url,
+        ],
         "interactiveMode": "Never",
     }
     if exec_env:
@@ -103,12 +110,16 @@ def build_kubeconfig(
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": endpoint.name, "cluster": {"server": endpoint.server,
-                                                          "certificate-authority-data": endpoint.certificate_authority}}],
+        "clusters": [
+            {
+                "name": endpoint.name,
+                "cluster": {"server": endpoint.server, "certificate-authority-data": endpoint.certificate_authority},
+            }
+        ],
         "users": [{"name": USER, "user": {"exec": exec_config}}],
         "contexts": [{"name": endpoint.name, "context": context}],
         "current-context": endpoint.name,
-    }  # fmt: skip
+    }
 
 
 def build_kubernetes_connection(

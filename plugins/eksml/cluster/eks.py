@@ -29,7 +29,9 @@ class NodegroupInfo:
     capacity_type: str
 
 
-def describe_nodegroups(cluster_name: str, region: str, aws_conn_id: str | None = "aws_default") -> dict[str, NodegroupInfo]:
+def describe_nodegroups(
+    cluster_name: str, region: str, aws_conn_id: str | None = "aws_default"
+) -> dict[str, NodegroupInfo]:
     """Every managed node group of the cluster (EKS ListNodegroups + DescribeNodegroup)."""
     from airflow.providers.amazon.aws.hooks.eks import EksHook
 
@@ -46,7 +48,9 @@ def describe_nodegroups(cluster_name: str, region: str, aws_conn_id: str | None 
             max_size=scaling.get("maxSize", 0),
             instance_types=tuple(ng.get("instanceTypes") or ()),
             labels=dict(ng.get("labels") or {}),
-            taints=frozenset((t["key"], t.get("value", ""), _EFFECTS.get(t["effect"], t["effect"])) for t in ng.get("taints") or []),
+            taints=frozenset(
+                (t["key"], t.get("value", ""), _EFFECTS.get(t["effect"], t["effect"])) for t in ng.get("taints") or []
+            ),
             capacity_type=ng.get("capacityType", "ON_DEMAND"),
         )
     return groups
@@ -67,7 +71,9 @@ def nodegroup_drift(expected: list[ManagedNodeGroup], actual: dict[str, Nodegrou
         if want_taints != set(have.taints):
             errors.append(f"node group {ng.name}: taints {sorted(have.taints)}, expected {sorted(want_taints)}")
         if have.instance_types and not set(have.instance_types) <= set(ng.instance_types):
-            warnings.append(f"node group {ng.name} runs {list(have.instance_types)}, requested {list(ng.instance_types)}")
+            warnings.append(
+                f"node group {ng.name} runs {list(have.instance_types)}, requested {list(ng.instance_types)}"
+            )
         if (have.capacity_type == "SPOT") != ng.spot:
             warnings.append(f"node group {ng.name} capacity is {have.capacity_type}, requested spot={ng.spot}")
     return errors, warnings

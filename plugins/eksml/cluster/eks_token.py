@@ -15,7 +15,7 @@ import base64
 import json
 import os
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 API_VERSION = "client.authentication.k8s.io/v1"
 #: Presigned STS URLs are valid 15 minutes; clients refresh a minute early.
@@ -42,7 +42,7 @@ def token_for(cluster_name: str, region: str, sts_url: str) -> str:
 
 
 def exec_credential(cluster_name: str, region: str, sts_url: str) -> dict:
-    expires = (datetime.now(timezone.utc) + TOKEN_LIFETIME).strftime("%Y-%m-%dT%H:%M:%SZ")
+    expires = (datetime.now(UTC) + TOKEN_LIFETIME).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "kind": "ExecCredential",
         "apiVersion": API_VERSION,

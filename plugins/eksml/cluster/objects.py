@@ -79,7 +79,12 @@ def service_account(name: str, ns: str, irsa_role_arn: str) -> dict[str, Any]:
 
 def pipeline_rbac(ns: str, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Role + RoleBinding for the group the pipeline's IAM principal maps to (access entry)."""
-    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": _meta(PIPELINE_ROLE, ns), "rules": rules}
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(PIPELINE_ROLE, ns),
+        "rules": rules,
+    }
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
@@ -130,12 +135,22 @@ def render_kubernetes_objects(
     if inference:
         objects.append(namespace(req.inference_namespace))
     if training:
-        objects.append(service_account(req.training_service_account, req.namespace,
-                                       role_arn(account, training_role_name(cluster, req), req.region)))  # fmt: skip
+        objects.append(
+            service_account(
+                req.training_service_account,
+                req.namespace,
+                role_arn(account, training_role_name(cluster, req), req.region),
+            )
+        )
         objects.extend(pipeline_rbac(req.namespace, TRAINING_RULES))
     if inference:
-        objects.append(service_account(req.inference_service_account, req.inference_namespace,
-                                       role_arn(account, inference_role_name(cluster, req), req.region)))  # fmt: skip
+        objects.append(
+            service_account(
+                req.inference_service_account,
+                req.inference_namespace,
+                role_arn(account, inference_role_name(cluster, req), req.region),
+            )
+        )
         objects.extend(pipeline_rbac(req.inference_namespace, SERVING_RULES))
     objects.extend(
         autoscaler_objects(

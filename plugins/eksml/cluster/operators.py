@@ -69,15 +69,27 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
     :param cluster_role: ``all`` (shared cluster), ``training`` or ``inference`` (dedicated
         layout). The device plugin and MPI operator go to clusters that train.
     :param cluster: ClusterRequest overrides, as given to the eksctl operator.
+    :param cluster_mode: as for the eksctl operator; ``existing`` makes this a no-op (a
+        training run does not modify the shared cluster).
     """
 
-    template_fields: Sequence[str] = ("cluster_name", "cluster_role", "cluster")
+    template_fields: Sequence[str] = ("cluster_name", "cluster_role", "cluster", "cluster_mode")
     ui_color = "#326ce5"
 
-    def __init__(self, *, cluster_name: str | None = None, cluster_role: str = "all", cluster: dict[str, Any] | None = None,
-                 aws_conn_id: str | None = "aws_default", kubernetes_conn_id: str | None = None,
-                 install_upstream: bool = True, **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        cluster_name: str | None = None,
+        cluster_role: str = "all",
+        cluster: dict[str, Any] | None = None,
+        aws_conn_id: str | None = "aws_default",
+        kubernetes_conn_id: str | None = None,
+        install_upstream: bool = True,
+        cluster_mode: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        self.cluster_mode = cluster_mode
         self.cluster_name = cluster_name
         self.cluster_role = cluster_role
         self.cluster = cluster or {}
@@ -94,13 +106,19 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
 
         settings, req = self._settings_and_request()
         name = self._target_name(req)
+        if (self.cluster_mode or "").strip() == "existing":
+            self.log.info("cluster mode 'existing': the shared cluster %s is prepared by the eks_cluster DAG", name)
+            return {"cluster": name, "applied": []}
         self._check_node_groups(req, name)
         account = StsHook(aws_conn_id=self.aws_conn_id, region_name=req.region).get_account_number()
         objects: list[dict[str, Any]] = []
         if self.install_upstream and self.cluster_role in ("all", "training"):
             objects.extend(addon_objects())
-        objects.extend(render_kubernetes_objects(settings, cluster_role=self.cluster_role, account_id=account,
-                                                 request=req, cluster_name=name))  # fmt: skip
+        objects.extend(
+            render_kubernetes_objects(
+                settings, cluster_role=self.cluster_role, account_id=account, request=req, cluster_name=name
+            )
+        )
         hook = self._hook(name, req.region)
         applied = apply_objects(hook.api_client, objects, log=self.log.info)
         return {"cluster": name, "applied": applied}
@@ -109,8 +127,11 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
         """Fail now if the cluster's node groups cannot host the pipeline's pods."""
         from eksml.cluster.eks import describe_nodegroups, nodegroup_drift
 
-        groups = {"all": (train_node_group(req), inference_node_group(req)), "training": (train_node_group(req),),
-                  "inference": (inference_node_group(req),)}[self.cluster_role]  # fmt: skip
+        groups = {
+            "all": (train_node_group(req), inference_node_group(req)),
+            "training": (train_node_group(req),),
+            "inference": (inference_node_group(req),),
+        }[self.cluster_role]
         errors, warnings = nodegroup_drift(list(groups), describe_nodegroups(name, req.region, self.aws_conn_id))
         for warning in warnings:
             self.log.warning("%s", warning)
@@ -129,12 +150,22 @@ class GpuNodesReadySensor(_ClusterTarget, BaseSensorOperator):
     template_fields: Sequence[str] = ("cluster_name", "cluster_role", "cluster", "min_nodes")
     ui_color = "#76b900"
 
-    def __init__(self, *, cluster_name: str | None = None, cluster_role: str = "training",
-                 cluster: dict[str, Any] | None = None, min_nodes: int | str | None = None,
-                 gpus_per_node: int | None = None, node_selector: str = "role=train",
-                 aws_conn_id: str | None = "aws_default", kubernetes_conn_id: str | None = None,
-                 mode: str = "reschedule", poke_interval: float = 60, timeout: float = 40 * 60,
-                 **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        cluster_name: str | None = None,
+        cluster_role: str = "training",
+        cluster: dict[str, Any] | None = None,
+        min_nodes: int | str | None = None,
+        gpus_per_node: int | None = None,
+        node_selector: str = "role=train",
+        aws_conn_id: str | None = "aws_default",
+        kubernetes_conn_id: str | None = None,
+        mode: str = "reschedule",
+        poke_interval: float = 60,
+        timeout: float = 40 * 60,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(mode=mode, poke_interval=poke_interval, timeout=timeout, **kwargs)
         self.cluster_name = cluster_name
         self.cluster_role = cluster_role
@@ -160,6 +191,12 @@ class GpuNodesReadySensor(_ClusterTarget, BaseSensorOperator):
         hook = self._hook(self._target_name(req), req.region)
         nodes = hook.core_v1_client.list_node(label_selector=self.node_selector).items
         usable = usable_gpu_nodes(nodes, per_node)
-        self.log.info("%d/%d node(s) matching %s are Ready with >= %d GPU(s): %s", len(usable), wanted,
-                      self.node_selector, per_node, ", ".join(n.name for n in usable) or "-")  # fmt: skip
+        self.log.info(
+            "%d/%d node(s) matching %s are Ready with >= %d GPU(s): %s",
+            len(usable),
+            wanted,
+            self.node_selector,
+            per_node,
+            ", ".join(n.name for n in usable) or "-",
+        )
         return len(usable) >= wanted

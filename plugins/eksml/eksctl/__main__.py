@@ -28,9 +28,12 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--kubernetes-version", help="EKS Kubernetes version (default: settings)")
     render.add_argument("--store-uri", help="s3://BUCKET/PREFIX the IRSA policies are scoped to")
     render.add_argument(
-        "--train-instance-type", action="append", dest="train_instance_types", metavar="TYPE",
+        "--train-instance-type",
+        action="append",
+        dest="train_instance_types",
+        metavar="TYPE",
         help="GPU instance type of ng-train; repeat with --spot for several (default p3.8xlarge)",
-    )  # fmt: skip
+    )
     render.add_argument("--train-nodes", type=int, help="desired ng-train nodes (default 1)")
     render.add_argument("--train-min-nodes", type=int, help="minimum ng-train nodes (default 0)")
     render.add_argument("--train-max-nodes", type=int, help="maximum ng-train nodes (default max(4, desired))")
@@ -41,9 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--availability-zone", action="append", dest="availability_zones", metavar="AZ")
     render.add_argument("--pipeline-principal-arn", help="IAM principal of Airflow, mapped to the pipeline RBAC group")
     render.add_argument(
-        "--dedicated-training-cluster", action="store_true", default=None,
+        "--dedicated-training-cluster",
+        action="store_true",
+        default=None,
         help="render a separate training cluster (<name>-training) and the inference cluster",
-    )  # fmt: skip
+    )
     return parser
 
 
@@ -54,8 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         if "store_uri" not in overrides and not settings.store_uri.startswith("s3://"):
             overrides["store_uri"] = EXAMPLE_STORE
-            print(f"note: store_uri {settings.store_uri} is not s3://; IRSA policies below are scoped to "
-                  f"{EXAMPLE_STORE} (set EKSML_STORE_URI or --store-uri)", file=sys.stderr)  # fmt: skip
+            print(
+                f"note: store_uri {settings.store_uri} is not s3://; IRSA policies below are scoped to "
+                f"{EXAMPLE_STORE} (set EKSML_STORE_URI or --store-uri)",
+                file=sys.stderr,
+            )
         request = ClusterRequest.from_settings(settings, **overrides)
         configs = build_cluster_configs(request)
     except (ClusterConfigError, SettingsError) as exc:

@@ -101,11 +101,25 @@ def create_service_accounts_args(config_file: str) -> list[str]:
     return ["create", "iamserviceaccount", "-f", config_file, "--approve"]
 
 
-def scale_nodegroup_args(cluster: str, region: str, nodegroup: str, desired: int, minimum: int, maximum: int) -> list[str]:
+def scale_nodegroup_args(
+    cluster: str, region: str, nodegroup: str, desired: int, minimum: int, maximum: int
+) -> list[str]:
     return [
-        "scale", "nodegroup", "--cluster", cluster, "--region", region, "--name", nodegroup,
-        "--nodes", str(desired), "--nodes-min", str(minimum), "--nodes-max", str(maximum),
-    ]  # fmt: skip
+        "scale",
+        "nodegroup",
+        "--cluster",
+        cluster,
+        "--region",
+        region,
+        "--name",
+        nodegroup,
+        "--nodes",
+        str(desired),
+        "--nodes-min",
+        str(minimum),
+        "--nodes-max",
+        str(maximum),
+    ]
 
 
 def delete_cluster_args(name: str, region: str) -> list[str]:

@@ -13,8 +13,20 @@ import os
 from collections.abc import Mapping
 
 #: Non-AWS variables eksctl needs (HOME for its cache, proxies for egress).
-_PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
-                "http_proxy", "https_proxy", "no_proxy", "SSL_CERT_FILE")  # fmt: skip
+_PASSTHROUGH = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TMPDIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+)
 
 
 class CredentialsError(RuntimeError):

@@ -69,6 +69,13 @@ def ephemeral_cluster_name(base: str, run_id: str) -> str:
     return f"{base}-run-{run_hash(run_id)}"
 
 
+def _resumed(event: dict[str, Any], key: str, given: Any, default: Any) -> Any:
+    """Resume state from the deferral kwargs, else from the event's passthrough."""
+    if given is not None:
+        return given
+    return (event.get("passthrough") or {}).get(key, default)
+
+
 class EksctlClusterOperator(BaseOperator):
     """Create/reuse, scale or delete the project's EKS cluster(s) with the eksctl CLI.
 
@@ -128,7 +135,10 @@ class EksctlClusterOperator(BaseOperator):
         if self._mode() == "ephemeral":
             tag = run_hash(context["run_id"])
             request = request.with_overrides(
-                {"name": ephemeral_cluster_name(request.name, context["run_id"]), "tags": {**request.tags, EPHEMERAL_TAG: tag}}
+                {
+                    "name": ephemeral_cluster_name(request.name, context["run_id"]),
+                    "tags": {**request.tags, EPHEMERAL_TAG: tag},
+                }
             )
         return request
 
@@ -189,7 +199,9 @@ class EksctlClusterOperator(BaseOperator):
 
         clusters = []
         for cfg in configs:
-            state = EksHook(aws_conn_id=self.aws_conn_id, region_name=cfg.region).get_cluster_state(clusterName=cfg.name)
+            state = EksHook(aws_conn_id=self.aws_conn_id, region_name=cfg.region).get_cluster_state(
+                clusterName=cfg.name
+            )
             if state != ClusterStates.ACTIVE:
                 raise AirflowFailException(
                     f"cluster {cfg.name!r} in {cfg.region} is {state.value}, not ACTIVE: create it with the "
@@ -199,8 +211,9 @@ class EksctlClusterOperator(BaseOperator):
         return self._result("check", clusters, configs)
 
     # --- create / reuse -----------------------------------------------------------------
-    def _create(self, context: Context, client: Eksctl, configs: list[ClusterConfig], *, created: list[str],
-                recovering: bool) -> dict[str, Any]:  # fmt: skip
+    def _create(
+        self, context: Context, client: Eksctl, configs: list[ClusterConfig], *, created: list[str], recovering: bool
+    ) -> dict[str, Any]:
         steps: list[dict[str, Any]] = []
         files: dict[str, str] = {}
         for cfg in configs:
@@ -209,8 +222,13 @@ class EksctlClusterOperator(BaseOperator):
             if state is None:
                 self.log.info("cluster %s does not exist: creating it", cfg.name)
                 files[fname] = render_yaml(cfg)
-                steps.append(step(f"create cluster {cfg.name}", create_cluster_args(file_arg(fname)),
-                                  unless_cluster_exists=(cfg.name, cfg.region)))  # fmt: skip
+                steps.append(
+                    step(
+                        f"create cluster {cfg.name}",
+                        create_cluster_args(file_arg(fname)),
+                        unless_cluster_exists=(cfg.name, cfg.region),
+                    )
+                )
                 if cfg.name not in created:
                     created.append(cfg.name)
                 continue
@@ -225,7 +243,9 @@ class EksctlClusterOperator(BaseOperator):
             return self._finish(context, [], client)
         return self._run_steps(context, steps, files, "execute_complete", {"created": created}, self.create_timeout)
 
-    def _converge_steps(self, client: Eksctl, cfg: ClusterConfig, files: dict[str, str], recovering: bool) -> list[dict]:
+    def _converge_steps(
+        self, client: Eksctl, cfg: ClusterConfig, files: dict[str, str], recovering: bool
+    ) -> list[dict]:
         """Steps that bring an existing cluster to ``cfg`` without recreating anything."""
         fname = f"{cfg.name}.yaml"
         steps = []
@@ -244,12 +264,27 @@ class EksctlClusterOperator(BaseOperator):
             if have is None:
                 continue
             if have.instance_type and have.instance_type not in ng.instance_types:
-                self.log.warning("node group %s runs %s, not %s: changing instance types needs a new node group; "
-                                 "keeping it", ng.name, have.instance_type, ",".join(ng.instance_types))  # fmt: skip
+                self.log.warning(
+                    "node group %s runs %s, not %s: changing instance types needs a new node group; keeping it",
+                    ng.name,
+                    have.instance_type,
+                    ",".join(ng.instance_types),
+                )
             if (have.min_size, have.desired, have.max_size) != (ng.min_size, ng.desired_capacity, ng.max_size):
-                self.log.info("scaling %s/%s from %s/%s/%s to %s/%s/%s (min/desired/max)", cfg.name, ng.name,
-                              have.min_size, have.desired, have.max_size, ng.min_size, ng.desired_capacity, ng.max_size)  # fmt: skip
-                args = scale_nodegroup_args(cfg.name, cfg.region, ng.name, ng.desired_capacity, ng.min_size, ng.max_size)
+                self.log.info(
+                    "scaling %s/%s from %s/%s/%s to %s/%s/%s (min/desired/max)",
+                    cfg.name,
+                    ng.name,
+                    have.min_size,
+                    have.desired,
+                    have.max_size,
+                    ng.min_size,
+                    ng.desired_capacity,
+                    ng.max_size,
+                )
+                args = scale_nodegroup_args(
+                    cfg.name, cfg.region, ng.name, ng.desired_capacity, ng.min_size, ng.max_size
+                )
                 steps.append(step(f"scale {cfg.name}/{ng.name}", args, long=False))
         return steps
 
@@ -268,13 +303,19 @@ class EksctlClusterOperator(BaseOperator):
             self.defer(trigger=trigger, method_name="execute_after_wait", kwargs=kwargs, timeout=self.create_timeout)
         return self.execute_after_wait(context, asyncio.run(first_event(trigger)), **kwargs)
 
-    def execute_after_wait(self, context: Context, event: dict[str, Any], created: list[str]) -> dict[str, Any]:
+    def execute_after_wait(
+        self, context: Context, event: dict[str, Any], created: list[str] | None = None
+    ) -> dict[str, Any]:
+        created = _resumed(event, "created", created, [])
         if event.get("status") != "success":
             return self._failed(context, f"waiting for the cluster to become ACTIVE failed: {event}", created)
         configs = self._configs(context)
         return self._create(context, self._client(configs[0].region), configs, created=created, recovering=True)
 
-    def execute_complete(self, context: Context, event: dict[str, Any], created: list[str]) -> dict[str, Any]:
+    def execute_complete(
+        self, context: Context, event: dict[str, Any], created: list[str] | None = None
+    ) -> dict[str, Any]:
+        created = _resumed(event, "created", created, [])
         status = event.get("status")
         if status == "success":
             configs = self._configs(context)
@@ -293,7 +334,8 @@ class EksctlClusterOperator(BaseOperator):
             return self._run_steps(context, steps, {}, "execute_after_cleanup", {"error": message}, self.delete_timeout)
         raise AirflowException(message)
 
-    def execute_after_cleanup(self, context: Context, event: dict[str, Any], error: str) -> None:
+    def execute_after_cleanup(self, context: Context, event: dict[str, Any], error: str | None = None) -> None:
+        error = _resumed(event, "error", error, "creating the cluster failed")
         if event.get("status") == "success":
             raise AirflowException(f"{error}\n(the cluster(s) this task started were deleted)")
         raise AirflowException(
@@ -307,12 +349,25 @@ class EksctlClusterOperator(BaseOperator):
         for cfg in configs:
             state = client.get_cluster(cfg.name, cfg.region)
             groups = client.get_nodegroups(cfg.name, cfg.region) if state else {}
-            clusters.append({
-                "name": cfg.name, "region": cfg.region, "status": state.status if state else "NONEXISTENT",
-                "kubernetes_version": state.version if state else None, "created": cfg.name in created,
-                "nodegroups": {n: {"status": g.status, "min": g.min_size, "desired": g.desired, "max": g.max_size,
-                                   "instance_type": g.instance_type} for n, g in groups.items()},
-            })  # fmt: skip
+            clusters.append(
+                {
+                    "name": cfg.name,
+                    "region": cfg.region,
+                    "status": state.status if state else "NONEXISTENT",
+                    "kubernetes_version": state.version if state else None,
+                    "created": cfg.name in created,
+                    "nodegroups": {
+                        n: {
+                            "status": g.status,
+                            "min": g.min_size,
+                            "desired": g.desired,
+                            "max": g.max_size,
+                            "instance_type": g.instance_type,
+                        }
+                        for n, g in groups.items()
+                    },
+                }
+            )
             if self.kubeconfig_path:
                 result = client.captured(write_kubeconfig_args(cfg.name, cfg.region, self.kubeconfig_path))
                 if result.returncode != 0:
@@ -322,6 +377,7 @@ class EksctlClusterOperator(BaseOperator):
     @staticmethod
     def _result(action: str, clusters: list[dict[str, Any]], configs: list[ClusterConfig]) -> dict[str, Any]:
         """XCom value: names, states and sizes only (no credentials, no endpoints)."""
+
         def named(group: str) -> str | None:
             return next((c.name for c in configs if any(ng.name == group for ng in c.node_groups)), None)
 
@@ -344,7 +400,9 @@ class EksctlClusterOperator(BaseOperator):
             existing = client.get_nodegroups(cfg.name, cfg.region)
             missing = [ng.name for ng in cfg.node_groups if ng.name not in existing]
             if missing:
-                raise AirflowFailException(f"cluster {cfg.name!r} has no node group(s) {missing}: run action=create to add them")
+                raise AirflowFailException(
+                    f"cluster {cfg.name!r} has no node group(s) {missing}: run action=create to add them"
+                )
             steps.extend(self._converge_steps(client, cfg, {}, recovering=False))
         if not steps:
             self.log.info("node groups already at the requested sizes")
@@ -370,20 +428,35 @@ class EksctlClusterOperator(BaseOperator):
             return {"action": "delete", "deleted": [], "clusters": []}
         return self._run_steps(context, steps, {}, "execute_deleted", {"names": names}, self.delete_timeout)
 
-    def execute_deleted(self, context: Context, event: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    def execute_deleted(
+        self, context: Context, event: dict[str, Any], names: list[str] | None = None
+    ) -> dict[str, Any]:
+        names = _resumed(event, "names", names, [])
         if event.get("status") != "success":
             tail = "\n".join(event.get("tail") or [])
             raise AirflowException(f"deleting {', '.join(names)} failed: {event.get('message', event)}\n{tail}")
         return {"action": "delete", "deleted": names, "clusters": []}
 
     # --- running steps ------------------------------------------------------------------
-    def _run_steps(self, context: Context, steps: list[dict[str, Any]], files: dict[str, str], method: str,
-                   kwargs: dict[str, Any], timeout: timedelta) -> Any:  # fmt: skip
+    def _run_steps(
+        self,
+        context: Context,
+        steps: list[dict[str, Any]],
+        files: dict[str, str],
+        method: str,
+        kwargs: dict[str, Any],
+        timeout: timedelta,
+    ) -> Any:
         region = self._configs(context)[0].region
         trigger = EksctlCommandTrigger(
-            steps=steps, region=region, aws_conn_id=self.aws_conn_id, files=files, eksctl_path=self.eksctl_path,
+            passthrough=kwargs,
+            steps=steps,
+            region=region,
+            aws_conn_id=self.aws_conn_id,
+            files=files,
+            eksctl_path=self.eksctl_path,
             step_timeout=timeout.total_seconds(),
-        )  # fmt: skip
+        )
         if self.deferrable and any(s["long"] for s in steps):
             self.defer(trigger=trigger, method_name=method, kwargs=kwargs, timeout=timeout)
         self._running = trigger

@@ -35,8 +35,9 @@ def _kill_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
-def run_captured(argv: Sequence[str], *, env: Mapping[str, str], redact: Callable[[str], str],
-                 timeout: float = 120) -> RunResult:  # fmt: skip
+def run_captured(
+    argv: Sequence[str], *, env: Mapping[str, str], redact: Callable[[str], str], timeout: float = 120
+) -> RunResult:
     """Short command whose stdout is data (``-o json``); stderr is kept as the tail."""
     try:
         proc = subprocess.run(list(argv), env=dict(env), capture_output=True, text=True, timeout=timeout, check=False)
@@ -46,15 +47,16 @@ def run_captured(argv: Sequence[str], *, env: Mapping[str, str], redact: Callabl
     return RunResult(returncode=proc.returncode, stdout=proc.stdout, tail=tail)
 
 
-async def arun_captured(argv: Sequence[str], *, env: Mapping[str, str], redact: Callable[[str], str],
-                        timeout: float = 120) -> RunResult:  # fmt: skip
+async def arun_captured(
+    argv: Sequence[str], *, env: Mapping[str, str], redact: Callable[[str], str], timeout: float = 120
+) -> RunResult:
     """Async :func:`run_captured`."""
     proc = await asyncio.create_subprocess_exec(
         *argv, env=dict(env), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         _kill_group(proc.pid, signal.SIGKILL)
         await proc.wait()
         return RunResult(returncode=-1, tail=[f"{argv[0]} did not finish within {timeout:.0f}s"], timed_out=True)
@@ -65,14 +67,23 @@ async def arun_captured(argv: Sequence[str], *, env: Mapping[str, str], redact: 
     return RunResult(returncode=proc.returncode or 0, stdout=out.decode(errors="replace"), tail=tail)
 
 
-async def arun_streaming(argv: Sequence[str], *, env: Mapping[str, str], log: Callable[[str], None],
-                         redact: Callable[[str], str], timeout: float,
-                         on_start: Callable[[int], None] | None = None) -> RunResult:  # fmt: skip
+async def arun_streaming(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    log: Callable[[str], None],
+    redact: Callable[[str], str],
+    timeout: float,
+    on_start: Callable[[int], None] | None = None,
+) -> RunResult:
     """Stream stdout+stderr line by line to ``log``; timeout or cancellation ends the process group."""
     proc = await asyncio.create_subprocess_exec(
-        *argv, env=dict(env), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        *argv,
+        env=dict(env),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,
-    )  # fmt: skip
+    )
     if on_start:
         on_start(proc.pid)
     tail: deque[str] = deque(maxlen=TAIL_LINES)
@@ -87,7 +98,7 @@ async def arun_streaming(argv: Sequence[str], *, env: Mapping[str, str], log: Ca
 
     try:
         returncode = await asyncio.wait_for(_pump(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         _kill_group(proc.pid, signal.SIGTERM)
         await proc.wait()
         return RunResult(returncode=proc.returncode or -1, tail=list(tail), timed_out=True)

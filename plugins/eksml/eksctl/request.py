@@ -137,8 +137,16 @@ def train_node_group(req: ClusterRequest) -> ManagedNodeGroup:
     )
 
 
-def _cpu_group(name: str, role: str, instance_type: str, nodes: int, min_nodes: int, max_nodes: int | None,
-               volume: int, zones: tuple[str, ...]) -> ManagedNodeGroup:  # fmt: skip
+def _cpu_group(
+    name: str,
+    role: str,
+    instance_type: str,
+    nodes: int,
+    min_nodes: int,
+    max_nodes: int | None,
+    volume: int,
+    zones: tuple[str, ...],
+) -> ManagedNodeGroup:
     return ManagedNodeGroup(
         name=name,
         instance_types=(instance_type,),
@@ -153,9 +161,16 @@ def _cpu_group(name: str, role: str, instance_type: str, nodes: int, min_nodes: 
 
 def inference_node_group(req: ClusterRequest) -> ManagedNodeGroup:
     """The CPU node group ``ng-inference`` as requested (not yet validated)."""
-    return _cpu_group(INFERENCE_GROUP, "inference", req.inference_instance_type, req.inference_nodes,
-                      req.inference_min_nodes, req.inference_max_nodes, req.inference_volume_size,
-                      req.availability_zones)  # fmt: skip
+    return _cpu_group(
+        INFERENCE_GROUP,
+        "inference",
+        req.inference_instance_type,
+        req.inference_nodes,
+        req.inference_min_nodes,
+        req.inference_max_nodes,
+        req.inference_volume_size,
+        req.availability_zones,
+    )
 
 
 def _role_name(cluster: str, account: str) -> str:
@@ -174,7 +189,9 @@ def inference_role_name(cluster: str, req: ClusterRequest) -> str:
     return _role_name(cluster, req.inference_service_account)
 
 
-def _service_accounts(cluster: str, req: ClusterRequest, *, training: bool, inference: bool) -> tuple[IAMServiceAccount, ...]:
+def _service_accounts(
+    cluster: str, req: ClusterRequest, *, training: bool, inference: bool
+) -> tuple[IAMServiceAccount, ...]:
     accounts = [
         IAMServiceAccount(
             name=AUTOSCALER_SERVICE_ACCOUNT[1],
@@ -231,29 +248,41 @@ def build_cluster_configs(req: ClusterRequest) -> list[ClusterConfig]:
         if not req.dedicated_training_cluster:
             configs = [
                 ClusterConfig(
-                    name=req.name, region=req.region, version=req.kubernetes_version,
+                    name=req.name,
+                    region=req.region,
+                    version=req.kubernetes_version,
                     node_groups=(train_node_group(req), inference_group),
                     service_accounts=_service_accounts(req.name, req, training=True, inference=True),
-                    access_entries=access, tags=tags, availability_zones=zones,
-                )  # fmt: skip
+                    access_entries=access,
+                    tags=tags,
+                    availability_zones=zones,
+                )
             ]
         else:
             train_name = training_cluster_name(req)
             system_group = _cpu_group(SYSTEM_GROUP, "system", req.system_instance_type, 1, 1, 2, 50, zones)
             configs = [
                 ClusterConfig(
-                    name=train_name, region=req.region, version=req.kubernetes_version,
+                    name=train_name,
+                    region=req.region,
+                    version=req.kubernetes_version,
                     node_groups=(train_node_group(req), system_group),
                     service_accounts=_service_accounts(train_name, req, training=True, inference=False),
-                    access_entries=access, tags=tags, availability_zones=zones,
+                    access_entries=access,
+                    tags=tags,
+                    availability_zones=zones,
                 ),
                 ClusterConfig(
-                    name=req.name, region=req.region, version=req.kubernetes_version,
+                    name=req.name,
+                    region=req.region,
+                    version=req.kubernetes_version,
                     node_groups=(inference_group,),
                     service_accounts=_service_accounts(req.name, req, training=False, inference=True),
-                    access_entries=access, tags=tags, availability_zones=zones,
+                    access_entries=access,
+                    tags=tags,
+                    availability_zones=zones,
                 ),
-            ]  # fmt: skip
+            ]
     except StoreUriError as exc:
         raise ClusterConfigError(str(exc)) from exc
     problems = [p for cfg in configs for p in (f"cluster {cfg.name!r}: {e}" for e in cfg.problems())]

@@ -38,8 +38,9 @@ from eksml.eksctl.redact import Redactor
 FILE_TOKEN = "{file:"
 
 
-def step(label: str, args: list[str], *, long: bool = True,
-         unless_cluster_exists: tuple[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+def step(
+    label: str, args: list[str], *, long: bool = True, unless_cluster_exists: tuple[str, str] | None = None
+) -> dict[str, Any]:
     """A serialisable eksctl step; ``{file:NAME}`` in ``args`` becomes the path of ``files[NAME]``.
 
     ``long`` marks commands that take minutes (worth deferring); ``unless_cluster_exists``
@@ -69,6 +70,7 @@ class EksctlCommandTrigger(BaseTrigger):
         eksctl_path: str | None = None,
         step_timeout: float = 3600,
         min_version: list[int] | tuple[int, ...] = MIN_VERSION,
+        passthrough: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.steps = steps
@@ -78,6 +80,9 @@ class EksctlCommandTrigger(BaseTrigger):
         self.eksctl_path = eksctl_path
         self.step_timeout = step_timeout
         self.min_version = tuple(min_version)
+        #: Returned in every event: the operator's resume state travels with the event too
+        #: (``dag.test`` resumes with the event alone, without the deferral kwargs).
+        self.passthrough = passthrough or {}
         #: pid of the running eksctl (its own process group), for the non-deferred on_kill path.
         self.current_pid: int | None = None
 
@@ -92,6 +97,7 @@ class EksctlCommandTrigger(BaseTrigger):
                 "eksctl_path": self.eksctl_path,
                 "step_timeout": self.step_timeout,
                 "min_version": list(self.min_version),
+                "passthrough": self.passthrough,
             },
         )
 
@@ -107,6 +113,10 @@ class EksctlCommandTrigger(BaseTrigger):
         self.current_pid = pid
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        async for payload in self._run():
+            yield TriggerEvent({**payload, "passthrough": self.passthrough})
+
+    async def _run(self) -> AsyncIterator[dict[str, Any]]:
         redact = Redactor()
         try:
             binary = find_eksctl(self.eksctl_path)
@@ -128,23 +138,41 @@ class EksctlCommandTrigger(BaseTrigger):
                         )
                         state = parse_get_cluster(probe, guard["name"])
                         if state is not None:
-                            self.log.info("cluster %s already exists (%s): not running %s", state.name, state.status, spec["label"])
-                            yield TriggerEvent({"status": "exists", "step": index, "cluster": state.name, "cluster_status": state.status})
+                            self.log.info(
+                                "cluster %s already exists (%s): not running %s",
+                                state.name,
+                                state.status,
+                                spec["label"],
+                            )
+                            yield {
+                                "status": "exists",
+                                "step": index,
+                                "cluster": state.name,
+                                "cluster_status": state.status,
+                            }
                             return
                     args = _resolve(spec["args"], workdir)
-                    self.log.info("step %d/%d: %s: $ eksctl %s", index + 1, len(self.steps), spec["label"], " ".join(args))
-                    result = await arun_streaming([binary, *args], env=env, log=self.log.info, redact=redact,
-                                                  timeout=self.step_timeout, on_start=self._started)  # fmt: skip
+                    self.log.info(
+                        "step %d/%d: %s: $ eksctl %s", index + 1, len(self.steps), spec["label"], " ".join(args)
+                    )
+                    result = await arun_streaming(
+                        [binary, *args],
+                        env=env,
+                        log=self.log.info,
+                        redact=redact,
+                        timeout=self.step_timeout,
+                        on_start=self._started,
+                    )
                     self.current_pid = None
                     if result.returncode != 0:
                         reason = "timed out" if result.timed_out else f"exit {result.returncode}"
-                        yield TriggerEvent({"status": "failed", "step": index, "label": spec["label"],
-                                            "message": f"{spec['label']} failed ({reason})", "tail": result.tail})  # fmt: skip
+                        message = f"{spec['label']} failed ({reason})"
+                        yield {"status": "failed", "step": index, "message": message, "tail": result.tail}
                         return
-            yield TriggerEvent({"status": "success", "steps": len(self.steps)})
+            yield {"status": "success", "steps": len(self.steps)}
         except Exception as exc:  # any error must reach the task as an event, redacted
             self.log.exception("eksctl trigger failed")
-            yield TriggerEvent({"status": "error", "message": redact(f"{type(exc).__name__}: {exc}")})
+            yield {"status": "error", "message": redact(f"{type(exc).__name__}: {exc}")}
 
 
 async def first_event(trigger: BaseTrigger) -> dict[str, Any]:

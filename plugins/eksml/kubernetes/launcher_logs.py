@@ -22,7 +22,11 @@ def launcher_pods(hook: KubernetesHook, name: str, namespace: str) -> list[Any]:
     """The launcher pods of MPIJob ``name``, oldest first."""
     selector = f"{JOB_NAME_LABEL}={name},{JOB_ROLE_LABEL}=launcher"
     pods = hook.core_v1_client.list_namespaced_pod(namespace=namespace, label_selector=selector).items
-    return sorted(pods, key=lambda pod: (pod.metadata.creation_timestamp is None, pod.metadata.creation_timestamp, pod.metadata.name))
+    def created(pod: Any) -> tuple:
+        stamp = pod.metadata.creation_timestamp
+        return (stamp is None, stamp, pod.metadata.name)
+
+    return sorted(pods, key=created)
 
 
 @generic_api_retry

@@ -179,12 +179,19 @@ class MPIJobOperator(BaseOperator):
         """Resume after the trigger fired: copy the launcher log, then succeed or fail with its tail."""
         name, namespace, status = event["name"], event["namespace"], event["status"]
         self._job = (name, namespace)
-        tail = copy_launcher_logs(self.hook, name, namespace, self.log, self.log_tail_lines)
+        try:
+            tail = copy_launcher_logs(self.hook, name, namespace, self.log, self.log_tail_lines)
+        except ApiException as exc:  # the job's outcome matters more than its log
+            self.log.warning("could not list the launcher pods of %s/%s: %s %s", namespace, name, exc.status, exc.reason)
+            tail = []
         if status == "success":
             self.log.info("MPIJob %s/%s succeeded", namespace, name)
             return {"name": name, "namespace": namespace, "phase": event.get("phase", "")}
         if status in ("timeout", "error"):
-            self.delete_job()  # still holding GPUs, or half-gone: nothing more will come of it
+            try:  # still holding GPUs, or half-gone: nothing more will come of it
+                self.delete_job()
+            except Exception:  # report the job's failure, not the clean-up's
+                self.log.exception("could not delete MPIJob %s/%s", namespace, name)
         detail = ": ".join(part for part in (event.get("reason"), event.get("message")) if part)
         lines = "\n".join(tail) if tail else "(no launcher output)"
         raise AirflowException(

@@ -122,18 +122,16 @@ class MPIJobTrigger(BaseTrigger):
         ref = f"MPIJob {self.namespace}/{self.name}"
         last_seen = None
         while True:
-            now = time.time()
-            if self.execution_deadline is not None and now >= self.execution_deadline:
-                yield self._event("timeout", last_seen or PENDING, "ExecutionTimeout",
-                                  f"{ref} still {last_seen or PENDING} when the task's execution_timeout expired")
-                return
             try:
                 job = await self.read_job()
             except async_client.ApiException as exc:
-                if exc.status == 404:
-                    yield self._event("error", last_seen or PENDING, "NotFound", f"{ref} no longer exists (deleted?)")
-                    return
-                raise
+                reason = "NotFound" if exc.status == 404 else f"ApiError{exc.status}"
+                detail = "no longer exists (deleted?)" if exc.status == 404 else f"cannot be read: {exc.status} {exc.reason}"
+                yield self._event("error", last_seen or PENDING, reason, f"{ref} {detail}")
+                return
+            except Exception as exc:  # retries exhausted: let the task fail through execute_complete, which cleans up
+                yield self._event("error", last_seen or PENDING, type(exc).__name__, f"{ref} cannot be read: {exc}")
+                return
             phase = job_phase(job)
             if phase.phase != last_seen:
                 self.log.info("%s is %s", ref, phase.describe())
@@ -141,6 +139,11 @@ class MPIJobTrigger(BaseTrigger):
             if phase.terminal:
                 status = "success" if phase.phase == SUCCEEDED else "failed"
                 yield self._event(status, phase.phase, phase.reason, phase.message)
+                return
+            now = time.time()
+            if self.execution_deadline is not None and now >= self.execution_deadline:
+                yield self._event("timeout", phase.phase, "ExecutionTimeout",
+                                  f"{ref} still {phase.describe()} when the task's execution_timeout expired")
                 return
             if (phase.phase in (PENDING, CREATED) and self.startup_deadline is not None
                     and now >= self.startup_deadline):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from eksml.settings import Settings
 from eksml.specs import WorkloadSpec
+from eksml.storage import workload_env
 
 #: Variables a workload may inherit from the worker; anything else (credentials included) is
 #: passed explicitly through ``extra_env`` so a pod and a local process see the same set.
@@ -51,6 +52,9 @@ class LocalRunner:
         env = {k: os.environ[k] for k in _INHERITED if k in os.environ}
         env.update(spec.env)
         env["PYTHONPATH"] = str(Path(self.settings.images_dir) / "common")
+        # A pod reaches S3 through its IRSA service account; a local process gets the
+        # credentials and endpoint of the Airflow AWS connection instead.
+        env.update(workload_env(self.settings))
         env.update(extra_env or {})
         return env
 

@@ -9,6 +9,7 @@ job's ``model.tar.gz`` into the spec's ``--model-uri`` through the same code.
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -188,7 +189,7 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
         with tempfile.TemporaryDirectory(prefix="sm-source-") as tmp:
             staged = stage_source_dir(spec.image, settings.images_dir, Path(tmp) / "source",
                                       training_image(spec_framework(spec)).source_requirements)
-            source_uri = self.config["HyperParameters"]["sagemaker_submit_directory"].strip('"')
+            source_uri = json.loads(self.config["HyperParameters"]["sagemaker_submit_directory"])
             bucket, key = source_uri[len("s3://"):].split("/", 1)
             # The provider's S3Operations tars the folder's entries at the archive root and uploads it.
             self.config["S3Operations"] = {"S3Upload": [{"Path": str(staged), "Bucket": bucket, "Key": key, "Tar": True}]}
@@ -233,6 +234,9 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
         self.log.info("SageMaker training job %s: %s (%s)%s; billable seconds: %s", name, status,
                       description.get("SecondaryStatus"), f"; failure reason: {reason}" if reason else "",
                       description.get("BillableTimeInSeconds"))
+        if status in self.hook.non_terminal_states:  # the wait timed out: do not leave it running
+            stop_training_job(self.hook, name)
+            raise AirflowException(f"SageMaker training job {name} still {status} when the wait ended; stop requested")
         if status != "Completed":
             raise AirflowException(f"SageMaker training job {name} ended {status}: {reason or 'no reason given'}")
         artifact = (description.get("ModelArtifacts") or {}).get("S3ModelArtifacts")

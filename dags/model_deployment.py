@@ -1,0 +1,59 @@
+"""Deploy the champion Fashion-MNIST model for inference, and smoke-test it.
+
+Scheduled on the champion-model asset, so every promotion is deployed. Trigger it by hand
+with ``version`` to redeploy an earlier registered version (rollback). A version serves only
+after real predictions passed the smoke test; a failed deploy leaves the previous one serving.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, Param, task
+
+from eksml.assets import CHAMPION_MODEL
+from eksml.callbacks import log_failure_summary
+from eksml.serving.operators import DeployModelOperator
+
+with DAG(
+    dag_id="model_deployment",
+    description="Serve the champion model (or a chosen version) and smoke-test it",
+    doc_md=__doc__,
+    schedule=[CHAMPION_MODEL],
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args={
+        "owner": "ml-platform",
+        "retries": 1,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "execution_timeout": timedelta(minutes=30),
+        "on_failure_callback": log_failure_summary,
+    },
+    params={
+        "version": Param(
+            None, type=["null", "string"], pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", maxLength=128,
+            title="Model version",
+            description="Redeploy this registered version (rollback). Empty: deploy the current champion.",
+        ),
+    },
+    render_template_as_native_obj=True,
+    tags=["deployment", "inference", "fashion-mnist"],
+) as dag:
+
+    @task(retries=0)
+    def resolve_version(params=None) -> dict:
+        """The champion, or the requested version made champion."""
+        from eksml.deployment import resolve_deployment
+        from eksml.settings import load_settings
+
+        return resolve_deployment(params.get("version"), load_settings(use_airflow_variable=True))
+
+    pointer = resolve_version()
+    deploy = DeployModelOperator(
+        task_id="deploy_and_smoke_test",
+        model_uri="{{ ti.xcom_pull(task_ids='resolve_version')['uri'] }}",
+        version="{{ ti.xcom_pull(task_ids='resolve_version')['version'] }}",
+    )
+    pointer >> deploy

@@ -1,0 +1,107 @@
+"""``DeployModelOperator``: serve a model version where settings.profile says, or fail with why.
+
+local: the server process on the stable loopback port (``eksml.serving.local``).
+aws:   Deployment + Service (+ Ingress) on the inference nodes (``eksml.serving.kubernetes``),
+       through the cncf-kubernetes provider's ``KubernetesHook``.
+Either way the version serves only after real predictions passed the smoke test, and a
+failure leaves the previous version serving. Heavy modules load in ``execute`` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+
+class DeployModelOperator(BaseOperator):
+    """Deploy ``version`` (model version folder ``model_uri``) and smoke-test it.
+
+    :param model_uri: the version folder (``s3://...`` for aws; ``file://`` or a path locally)
+    :param version: the version name (reported by the server and recorded in labels/state)
+    :param data_uri: IDX files to take the smoke-test images from (default: the version's
+        ``metadata.json`` data, else settings.source_data_uri)
+    :param smoke_images: how many real test images the smoke test sends
+    :param min_accuracy: accuracy floor on those images (raised towards the evaluated accuracy)
+    :param port: local profile: the stable port (default settings.inference_port)
+    :param ingress: aws profile: also apply an ALB Ingress
+    :param rollout_timeout: aws profile: seconds to wait for the rollout
+    """
+
+    template_fields: Sequence[str] = ("model_uri", "version", "data_uri")
+    ui_color = "#d7f0d7"
+
+    def __init__(self, *, model_uri: str, version: str, data_uri: str | None = None, smoke_images: int = 32,
+                 min_accuracy: float = 0.5, port: int | None = None, ingress: bool = False,
+                 replicas: int = 2, rollout_timeout: float = 900.0, settings_overrides: dict | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model_uri = model_uri
+        self.version = version
+        self.data_uri = data_uri
+        self.smoke_images = smoke_images
+        self.min_accuracy = min_accuracy
+        self.port = port
+        self.ingress = ingress
+        self.replicas = replicas
+        self.rollout_timeout = rollout_timeout
+        self.settings_overrides = settings_overrides or {}
+
+    def _settings(self):
+        from eksml.settings import load_settings
+
+        return load_settings(self.settings_overrides, use_airflow_variable=True)
+
+    def _data_uri(self, settings) -> str:
+        """The param, else the data the version was trained and evaluated on, else settings."""
+        if self.data_uri:
+            return self.data_uri
+        from eksml.storage import read_json, store_path
+
+        metadata = store_path(self.model_uri, settings) / "metadata.json"
+        if metadata.exists():
+            return read_json(metadata).get("data_uri") or settings.source_data_uri
+        return settings.source_data_uri
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        if not self.model_uri or not self.version:
+            raise ValueError(f"model_uri and version are required, got {self.model_uri!r} and {self.version!r}")
+        settings = self._settings()
+        data_uri = self._data_uri(settings)
+        if settings.profile == "local":
+            from eksml.serving.local import deploy_local
+
+            result = deploy_local(self.model_uri, self.version, self.port, settings=settings, data_uri=data_uri,
+                                  smoke_images=self.smoke_images, min_accuracy=self.min_accuracy)
+        else:
+            result = self._deploy_kubernetes(settings, data_uri)
+        self.log.info("serving %s: %s", self.version, {k: v for k, v in result.items() if k != "smoke"})
+        smoke = result.get("smoke") or {}
+        self.log.info("smoke test: accuracy %s on %s images (threshold %s)", smoke.get("accuracy"),
+                      smoke.get("images"), smoke.get("threshold"))
+        return result
+
+    def _deploy_kubernetes(self, settings, data_uri: str) -> dict[str, Any]:
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+        from eksml.serving.kubernetes import InferenceRollout
+        from eksml.serving.local import version_expectations
+        from eksml.serving.manifests import render_inference_objects, resource_name
+        from eksml.serving.smoke import smoke_test
+        from eksml.serving.testdata import load_test_images
+
+        # Everything that can be checked without the cluster is checked before it is touched.
+        objects = render_inference_objects(settings, self.model_uri, self.version, ingress=self.ingress,
+                                           replicas=self.replicas)
+        expectations = version_expectations(self.model_uri, settings)
+        images, labels = load_test_images(data_uri, self.smoke_images, settings)
+        hook = KubernetesHook(conn_id=settings.kubernetes_conn_id)
+        rollout = InferenceRollout(hook.api_client, settings.inference_namespace, resource_name(settings),
+                                   timeout=self.rollout_timeout)
+
+        def check(transport):
+            return smoke_test(f"service/{resource_name(settings)}", settings.model_name, images, labels,
+                              min_accuracy=self.min_accuracy, transport=transport, **expectations)
+
+        return {"version": self.version, **rollout.deploy(objects, check)}

@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Start and stop a real ``airflow standalone`` (api-server, scheduler, dag-processor,
+triggerer) on loopback with a throwaway ``AIRFLOW_HOME``, for the end-to-end and browser
+tests and for trying the UI by hand.
+
+Why a script and not ``airflow standalone`` alone: on a shared machine the defaults collide
+(port 8080, log servers on 8793/8794, 32 idle executor workers) and the component processes
+outlive a plain SIGTERM. This starts every port on a free one, loads the project's pools,
+variables and connections (``python -m eksml.airflow_settings``) before the scheduler
+starts, and stops the whole process group with SIGINT, as Ctrl-C in a terminal does.
+
+Usage: python scripts/airflow_standalone.py [--home DIR] [--port N]   (Ctrl-C stops it)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = ROOT / ".venv" / "bin"
+
+
+class StandaloneError(RuntimeError):
+    """Airflow did not come up (the message carries the tail of its output)."""
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (loopback)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class AirflowStandalone:
+    """One ``airflow standalone`` process group; use as a context manager or start()/stop()."""
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        parallelism: int = 4,
+        settings_file: Path | None = None,
+    ) -> None:
+        self.home = Path(home)
+        self.port = port or free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.settings_file = settings_file
+        self.log_path = self.home / "standalone.log"
+        self._proc: subprocess.Popen | None = None
+        self._log: IO[bytes] | None = None
+        self.env = self._environment(env or {}, parallelism)
+
+    def _environment(self, extra: dict[str, str], parallelism: int) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "EKSML_"))}
+        env = {
+            **base,
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": self.base_url,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            # New asset events and triggers are picked up within a few seconds.
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
+            "PATH": f"{VENV_BIN}{os.pathsep}{base.get('PATH', '')}",
+            "PYTHONPATH": str(ROOT / "plugins"),
+            "NO_COLOR": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.update(extra)
+        return env
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Create the metadata database and load include/airflow_settings.yaml into it."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._run([str(VENV_BIN / "airflow"), "db", "migrate"], "db-migrate.log")
+        cmd = [str(VENV_BIN / "python"), "-m", "eksml.airflow_settings"]
+        if self.settings_file:
+            cmd.append(str(self.settings_file))
+        self._run(cmd, "airflow-settings.log")
+
+    def _run(self, cmd: list[str], log_name: str) -> None:
+        result = subprocess.run(cmd, env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        (self.home / log_name).write_text(result.stdout + result.stderr)
+        if result.returncode != 0:
+            raise StandaloneError(f"{' '.join(cmd[-3:])} failed:\n{(result.stdout + result.stderr)[-3000:]}")
+
+    def start(self, timeout: float = 240) -> AirflowStandalone:
+        """Prepare, spawn in a new process group, and wait until the API reports healthy."""
+        self.prepare()
+        self._log = open(self.log_path, "ab")
+        self._proc = subprocess.Popen(
+            [str(VENV_BIN / "airflow"), "standalone"], env=self.env, cwd=ROOT,
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # own process group: one signal reaches every component
+        )
+        try:
+            self.wait_healthy(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_healthy(self, timeout: float) -> dict:
+        """Poll ``/api/v2/monitor/health`` until metadatabase, scheduler, triggerer and
+        dag-processor are all healthy."""
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise StandaloneError(f"airflow standalone exited with {self._proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/api/v2/monitor/health", timeout=5) as resp:
+                    last = json.load(resp)
+                if all((last.get(part) or {}).get("status") == "healthy"
+                       for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")):
+                    return last
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                last = exc
+            time.sleep(2)
+        raise StandaloneError(f"not healthy after {timeout:.0f} s (last: {last}):\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 60) -> int | None:
+        """SIGINT to the process group (Ctrl-C), then SIGTERM, then SIGKILL if it lingers."""
+        proc, self._proc = self._proc, None
+        code = None
+        if proc is not None:
+            for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 15), (signal.SIGKILL, 10)):
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    code = proc.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+            self._reap_group(proc.pid)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return code
+
+    @staticmethod
+    def _reap_group(pgid: int) -> None:
+        """Components that outlived the leader (task runners) get SIGKILL after a grace period."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.5)
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def __enter__(self) -> AirflowStandalone:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- facts ----------------------------------------------------------------------------
+    def admin_password(self) -> str:
+        """The generated password of the simple auth manager's ``admin`` user."""
+        path = self.home / "simple_auth_manager_passwords.json.generated"
+        return json.loads(path.read_text())["admin"]
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return "(no log)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--home", type=Path, help="AIRFLOW_HOME (default: a new temporary folder)")
+    parser.add_argument("--port", type=int, help="API/UI port (default: a free one)")
+    args = parser.parse_args(argv)
+    home = args.home or Path(tempfile.mkdtemp(prefix="eksml-standalone-"))
+    server = AirflowStandalone(home, port=args.port)
+    print(f"starting airflow standalone in {home} (log: {server.log_path})", flush=True)
+    with server:
+        print(f"ready: {server.base_url}  user admin  password {server.admin_password()}", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("stopping", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

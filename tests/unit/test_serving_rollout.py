@@ -1,0 +1,144 @@
+"""Rollout status, rollback target, and the apply -> wait -> smoke -> roll back sequence."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from eksml.serving.kubernetes import InferenceRollout, RolloutError
+from eksml.serving.rollout import previous_template, rollout_status
+from eksml.serving.smoke import SmokeTestError
+
+
+def deployment(generation=2, observed=2, replicas=2, updated=2, total=2, available=2, revision="3", reason=None):
+    conditions = [{"type": "Progressing", "reason": reason or "NewReplicaSetAvailable", "message": "m"}]
+    return {"metadata": {"name": "fashion-mnist-inference", "uid": "dep-uid", "generation": generation,
+                         "annotations": {"deployment.kubernetes.io/revision": revision}},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "x"}},
+                     "template": {"metadata": {"labels": {"app": "x", "v": "new"}}, "spec": {"containers": []}}},
+            "status": {"observedGeneration": observed, "updatedReplicas": updated, "replicas": total,
+                       "availableReplicas": available, "conditions": conditions}}
+
+
+def replicaset(revision, version, owner="dep-uid"):
+    return {"metadata": {"annotations": {"deployment.kubernetes.io/revision": str(revision)},
+                         "ownerReferences": [{"kind": "Deployment", "uid": owner}]},
+            "spec": {"template": {"metadata": {"labels": {"app": "x", "v": version, "pod-template-hash": "h"}},
+                                  "spec": {"containers": [{"name": "server", "args": [version]}]}}}}
+
+
+@pytest.mark.parametrize(("kwargs", "done", "failed", "text"), [
+    ({}, True, False, "2 of 2 replicas available"),
+    ({"observed": 1}, False, False, "observe"),
+    ({"updated": 1}, False, False, "1 of 2 replicas updated"),
+    ({"total": 3}, False, False, "old replicas pending"),
+    ({"available": 1}, False, False, "1 of 2 updated replicas available"),
+    ({"updated": 1, "reason": "ProgressDeadlineExceeded"}, False, True, "progress deadline"),
+])
+def test_rollout_status_reads_like_kubectl(kwargs, done, failed, text):
+    status = rollout_status(deployment(**kwargs))
+    assert (status.done, status.failed) == (done, failed)
+    assert text in status.message
+
+
+def test_previous_template_is_the_newest_older_owned_revision_without_the_hash_label():
+    sets = [replicaset(1, "v1"), replicaset(2, "v2"), replicaset(3, "v3"), replicaset(2, "foreign", owner="other")]
+    revision, template = previous_template(deployment(revision="3"), sets)
+    assert revision == 2
+    assert template["metadata"]["labels"] == {"app": "x", "v": "v2"}
+    assert template["spec"]["containers"][0]["args"] == ["v2"]
+    assert previous_template(deployment(revision="1"), sets) is None
+
+
+class FakeApps:
+    """Just enough of AppsV1Api: a Deployment whose rollout completes on the next read."""
+
+    def __init__(self):
+        self.current = deployment(revision="2")
+        self.calls = []
+        self.sets = [replicaset(1, "old"), replicaset(2, "new")]
+
+    def patch_namespaced_deployment(self, name, namespace, body, **kwargs):
+        self.calls.append(("patch", name, namespace, copy.deepcopy(body), kwargs))
+
+    def read_namespaced_deployment(self, name, namespace):
+        return copy.deepcopy(self.current)
+
+    def list_namespaced_replica_set(self, namespace, label_selector):
+        self.calls.append(("list", namespace, label_selector))
+        return type("List", (), {"items": copy.deepcopy(self.sets)})()
+
+
+class FakeCore:
+    def __init__(self):
+        self.calls = []
+
+    def patch_namespaced_service(self, name, namespace, body, **kwargs):
+        self.calls.append((name, namespace, kwargs))
+
+
+class FakeClient:
+    def sanitize_for_serialization(self, obj):
+        return obj
+
+
+def rollout() -> InferenceRollout:
+    r = InferenceRollout(FakeClient(), "serving", "fashion-mnist-inference", timeout=5, poll_interval=0,
+                         sleep=lambda s: None)
+    r.apps, r.core = FakeApps(), FakeCore()
+    return r
+
+
+OBJECTS = [{"kind": "Deployment", "metadata": {"name": "fashion-mnist-inference"}},
+           {"kind": "Service", "metadata": {"name": "fashion-mnist-inference"}}]
+
+
+def test_a_passing_smoke_test_keeps_the_new_revision():
+    r = rollout()
+    result = r.deploy(OBJECTS, lambda transport: {"accuracy": 0.9, "passed": True})
+    assert result["smoke"]["passed"] is True
+    apply = r.apps.calls[0]
+    assert apply[4] == {"field_manager": "eksml", "force": True, "_content_type": "application/apply-patch+yaml"}
+    assert r.core.calls[0][2]["_content_type"] == "application/apply-patch+yaml"
+    assert not [c for c in r.apps.calls if c[0] == "list"]  # no rollback looked for
+
+
+def test_a_failing_smoke_test_rolls_back_to_the_previous_template_and_fails_with_the_reason():
+    r = rollout()
+
+    def check(transport):
+        raise SmokeTestError("accuracy 0.10 on 32 test images is below 0.50")
+
+    with pytest.raises(RolloutError, match=r"smoke test failed: accuracy 0.10 .* rolled back to revision 1"):
+        r.deploy(OBJECTS, check)
+    patch = r.apps.calls[-1]
+    assert patch[0] == "patch" and "_content_type" not in patch[4]  # a JSON patch (list body)
+    assert patch[3] == [{"op": "replace", "path": "/spec/template", "value": {
+        "metadata": {"labels": {"app": "x", "v": "old"}}, "spec": {"containers": [{"name": "server", "args": ["old"]}]}}}]
+    assert ("list", "serving", "app=x") in r.apps.calls
+
+
+def test_a_stuck_rollout_is_rolled_back_without_a_smoke_test():
+    r = rollout()
+    r.apps.current = deployment(revision="2", updated=1, reason="ProgressDeadlineExceeded")
+    called = []
+    with pytest.raises(RolloutError, match="rollout failed: rollout exceeded its progress deadline"):
+        r.deploy(OBJECTS, lambda transport: called.append(1))
+    assert not called
+
+
+def test_a_first_deploy_that_fails_says_there_is_nothing_to_roll_back_to():
+    r = rollout()
+    r.apps.sets = [replicaset(2, "new")]
+
+    def check(transport):
+        raise SmokeTestError("V1 predict failed: HTTP 503")
+
+    with pytest.raises(RolloutError, match="no previous revision to roll back to"):
+        r.deploy(OBJECTS, check)
+
+
+def test_unknown_kinds_are_refused():
+    with pytest.raises(ValueError, match="cannot apply a ConfigMap"):
+        rollout().apply([{"kind": "ConfigMap", "metadata": {"name": "x"}}])
