@@ -13,6 +13,8 @@ from airflow.sdk import DAG, AssetOrTimeSchedule, CronDataIntervalTimetable, Tri
 
 from eksml.assets import CHAMPION_MODEL, TRAINING_DATA
 from eksml.callbacks import log_failure_summary
+from eksml.cluster.operators import ClusterAddonsOperator, GpuNodesReadySensor
+from eksml.eksctl.operators import EksctlClusterOperator
 from eksml.kubernetes.operators import GpuTrainingPodOperator, MPIJobOperator, WorkloadPodOperator
 from eksml.params import airflow_params
 from eksml.sagemaker.operators import SageMakerTrainOperator
@@ -57,7 +59,14 @@ with DAG(
 
         return prepare(validated, run_facts(context))
 
-    @task.branch
+    @task.short_circuit(ignore_downstream_trigger_rules=False)
+    def needs_cluster(validated: dict) -> bool:
+        """Kubernetes training in the aws profile needs the cluster; otherwise skip to training."""
+        from eksml.pipeline import needs_cluster as decide
+
+        return decide(validated)
+
+    @task.branch(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def choose_trainer(plan: dict) -> list[str]:
         """Kubernetes (pod or MPIJob) or SageMaker, per the ``trainer`` param."""
         from eksml.pipeline import choose_trainer_tasks
@@ -66,7 +75,21 @@ with DAG(
 
     validated = validate_params()
     plan = prepare_data(validated)
+
+    # Cluster: check the shared one is ACTIVE, or create an ephemeral one for this run.
+    training_cluster = "{{ ti.xcom_pull(task_ids='create_cluster')['training_cluster'] }}"
+    create_cluster = EksctlClusterOperator(
+        task_id="create_cluster", action="create", cluster_mode="{{ params.cluster }}", cluster_role="training",
+        pool="eks_lifecycle", execution_timeout=timedelta(hours=1),
+    )
+    prepare_cluster = ClusterAddonsOperator(
+        task_id="prepare_cluster", cluster_mode="{{ params.cluster }}", cluster_name=training_cluster,
+    )
+    wait_for_gpus = GpuNodesReadySensor(task_id="wait_for_gpus", cluster_name=training_cluster)
+    needs_cluster(validated) >> create_cluster >> prepare_cluster >> wait_for_gpus
+
     branch = choose_trainer(plan)
+    wait_for_gpus >> branch
 
     @task
     def evaluation_specs(plan: dict) -> list[dict]:
@@ -114,3 +137,20 @@ with DAG(
     pointer = promote(registered)
     branch >> train_tasks >> evaluate >> registered
     publish_champion(pointer)
+
+    @task.short_circuit(trigger_rule=TriggerRule.ALL_DONE)
+    def needs_teardown(ti=None) -> bool:
+        """An ephemeral cluster goes away after every run, failed training included."""
+        from eksml.pipeline import needs_cluster_teardown
+
+        # Pulled by hand: after a failed validation there is no XCom, and that means "nothing to delete".
+        return needs_cluster_teardown(ti.xcom_pull(task_ids="validate_params"))
+
+    # No GPU node outlives a run: runs when training and evaluation are done, whatever their state.
+    # (Not as_teardown(): that needs the setup to succeed, and a create that timed out must
+    # still be deleted.) The run's state still follows publish_champion, the other leaf.
+    delete_cluster = EksctlClusterOperator(
+        task_id="delete_cluster", action="delete", cluster_mode="{{ params.cluster }}", cluster_role="training",
+        pool="eks_lifecycle", execution_timeout=timedelta(hours=1),
+    )
+    [validated, *train_tasks, evaluate, wait_for_gpus] >> needs_teardown() >> delete_cluster

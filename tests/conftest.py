@@ -15,6 +15,8 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+# The provider stack (kubernetes clients, botocore) takes seconds to import on a busy 2-core box.
+os.environ.setdefault("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "300")
 for var in [k for k in os.environ if k.startswith("EKSML_")]:
     del os.environ[var]  # tests choose their own settings
 sys.path.insert(0, str(ROOT / "plugins"))

@@ -53,7 +53,17 @@ def validate(raw_params: dict[str, Any], triggering_events: Any = None) -> dict[
     described = validate_source(read_source(store_path(source, settings)))
     log.info("params ok: %s; source data ok at %s (%s train / %s test images)", params.to_dict(), source,
              described["train-images-idx3-ubyte.gz"]["count"], described["t10k-images-idx3-ubyte.gz"]["count"])
-    return {"params": params.to_dict(), "source_uri": source}
+    return {"params": params.to_dict(), "source_uri": source, "profile": settings.profile}
+
+
+def needs_cluster(validated: dict[str, Any] | None) -> bool:
+    """Only Kubernetes training in the aws profile touches an EKS cluster."""
+    return bool(validated) and validated["profile"] == "aws" and validated["params"]["trainer"] == "kubernetes"
+
+
+def needs_cluster_teardown(validated: dict[str, Any] | None) -> bool:
+    """An ephemeral cluster is deleted after the run, whatever became of training."""
+    return needs_cluster(validated) and validated["params"]["cluster"] == "ephemeral"
 
 
 def prepare(validated: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:

@@ -136,3 +136,30 @@ def test_unknown_profile_fails_first_task(store, monkeypatch, caplog):
     monkeypatch.setenv("EKSML_PROFILE", "gcp")
     _failed_at_validate(store, FAST_CONF)
     assert "unknown profile 'gcp'" in caplog.text
+
+
+def test_s3_stores_on_a_moto_server(moto_server, monkeypatch, tmp_path, dataset_dir, airflow_db):
+    """The same DAG with data and model stores on s3:// (a real moto server on loopback)."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-west-2",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket="eksml-e2e", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    monkeypatch.setenv("EKSML_STORE_URI", "s3://eksml-e2e/ml")
+    monkeypatch.setenv("EKSML_PROFILE", "local")
+    run = _dag().test(run_conf=FAST_CONF)
+    assert str(run.state) == "success", _states(run)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="eksml-e2e", Prefix="ml/models/fashion-mnist/")["Contents"]]
+    metadata_keys = [k for k in keys if k.endswith("/metadata.json")]
+    assert len(metadata_keys) == 1 and "ml/models/fashion-mnist/champion.json" in keys
+    prefix = metadata_keys[0].rsplit("/", 1)[0]
+    local = tmp_path / "downloaded"
+    for key in keys:
+        if key.startswith(prefix + "/"):
+            target = local / key[len(prefix) + 1:]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file("eksml-e2e", key, str(target))
+    meta = json.loads((local / "metadata.json").read_text())
+    assert meta["uri"] == f"s3://eksml-e2e/{prefix}"
+    assert _predict_in_tf_venv(local, dataset_dir, FAST_CONF["limit_test"]) == pytest.approx(
+        meta["metrics"]["test_accuracy"], abs=1e-6)

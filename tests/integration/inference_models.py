@@ -87,6 +87,25 @@ def corrupt(version: Path, how: str = "garble") -> Path:
     return version
 
 
+_SCRAMBLE = """
+import sys, numpy as np, onnx
+from onnx import numpy_helper
+model = onnx.load(sys.argv[1])
+rng = np.random.default_rng(0)
+for tensor in model.graph.initializer:
+    values = numpy_helper.to_array(tensor)
+    if values.size > 100:
+        tensor.CopyFrom(numpy_helper.from_array(rng.permutation(values.ravel()).reshape(values.shape), tensor.name))
+onnx.save(model, sys.argv[1])
+"""
+
+
+def scramble_weights(version: Path) -> Path:
+    """Shuffle the values inside each ONNX weight tensor: the file loads and runs, every answer is wrong."""
+    subprocess.run([str(INFERENCE_PYTHON), "-c", _SCRAMBLE, str(version / "model.onnx")], check=True, timeout=300)
+    return version
+
+
 def real_test_images(count: int, offset: int = 0) -> tuple[list, list[int]]:
     """Real test images (nested lists of 0..255) and labels, read with the standard library."""
     from eksml.serving.testdata import parse_idx

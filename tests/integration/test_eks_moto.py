@@ -67,6 +67,13 @@ def test_describe_endpoint_and_node_groups(eks_cluster, moto_server):
     assert train.labels == {"role": "train"} and train.taints == {("nvidia.com/gpu", "present", "NoSchedule")}
 
 
+def test_absent_cluster_is_a_clear_error(moto_server):
+    from eksml.cluster.connection import ClusterNotReadyError, describe_endpoint
+
+    with pytest.raises(ClusterNotReadyError, match="'absent' does not exist in us-west-2"):
+        describe_endpoint("absent", REGION)
+
+
 def test_node_groups_match_the_pipeline_or_fail_clearly(eks_cluster):
     from eksml.cluster.eks import describe_nodegroups, nodegroup_drift
     from eksml.eksctl.request import ClusterRequest, inference_node_group, train_node_group

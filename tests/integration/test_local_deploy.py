@@ -30,12 +30,7 @@ def env(tmp_path_factory):
     versions = {"tf-good": im.copy_version(im.trained_model("tensorflow"), store / "tf-good"),
                 "mx-good": im.copy_version(im.trained_model("mxnet"), store / "mx-good")}
     versions["mx-corrupt"] = im.corrupt(im.copy_version(versions["mx-good"], store / "mx-corrupt"), "truncate")
-    # Loads and runs, but is told its input is raw pixels: every prediction is computed wrongly.
-    miswired = im.copy_version(versions["mx-good"], store / "mx-miswired")
-    metrics = json.loads((miswired / "metrics.json").read_text())
-    metrics["model_input"]["scale"] = "raw pixels 0..255"
-    (miswired / "metrics.json").write_text(json.dumps(metrics))
-    versions["mx-miswired"] = miswired
+    versions["mx-scrambled"] = im.scramble_weights(im.copy_version(versions["mx-good"], store / "mx-scrambled"))
     settings = Settings(store_uri=store.as_uri(), inference_port=port)
     state = root / "serving"
     yield {"port": port, "settings": settings, "state": state, "versions": versions}
@@ -68,7 +63,7 @@ def test_first_deploy_serves_on_the_stable_port(env):
 
 @pytest.mark.parametrize(("version", "error", "reason"), [
     ("mx-corrupt", ServingError, "exited with status 2 before it was ready[\\s\\S]*cannot load model.onnx"),
-    ("mx-miswired", SmokeTestError, "accuracy .* on 32 test images is below"),
+    ("mx-scrambled", SmokeTestError, "accuracy .* on 32 test images is below"),
 ])
 def test_a_broken_version_fails_and_the_previous_one_keeps_answering(env, version, error, reason):
     before_pid = LocalServing(env["settings"], env["state"]).current().pid
@@ -87,7 +82,6 @@ def test_a_good_version_replaces_the_old_one(env):
     assert served(env["port"])[0] == "mx-good"
     current = LocalServing(env["settings"], env["state"]).current()
     assert current.version == "mx-good" and current.pid != old_pid
-    assert not LocalServing(env["settings"], env["state"]).current().pid == old_pid
 
 
 def test_redeploying_the_serving_version_only_checks_it(env):
@@ -106,5 +100,6 @@ def test_bad_requests_fail_before_any_process_starts(env, tmp_path):
 def test_stop_frees_the_port(env):
     assert stop_local(env["settings"], env["state"]) == "mx-good"
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a server binds
         sock.bind(("127.0.0.1", env["port"]))  # free again
     assert LocalServing(env["settings"], env["state"]).current() is None

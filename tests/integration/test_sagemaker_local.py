@@ -148,7 +148,8 @@ def test_horovod_under_the_contract_like_sagemaker_mpi(dataset_dir, tmp_path, ai
     data_uri = f"{settings.data_root}/i1"
     prepare_data(store_path(str(dataset_dir), settings), store_path(data_uri, settings))
     version = "20261129T000000-mxnet-5e5e5e"
-    spec = training_spec(framework="mxnet", data_uri=data_uri, model_uri=f"{settings.store_uri}/staging/fashion-mnist/{version}",
+    spec = training_spec(framework="mxnet", data_uri=data_uri,
+                         model_uri=f"{settings.store_uri}/staging/fashion-mnist/{version}",
                          checkpoint_uri=f"{settings.store_uri}/checkpoints/fashion-mnist/{version}", epochs=1,
                          batch_size=64, learning_rate=0.01, gpus=0, workers=2, limit_train=2000, limit_test=500)
     assert spec.total_processes == 2

@@ -63,7 +63,8 @@ def world(moto_server, dataset_dir, tmp_path_factory):
     proc = subprocess.run([str(TF_PYTHON), str(ROOT / "images" / "tf-fashion-mnist" / "train.py"),
                            "--data-uri", str(dataset_dir), "--model-uri", str(tmp / "model"), "--epochs", "1",
                            "--limit-train", "2000", "--limit-test", "500"],
-                          env=env, cwd=ROOT / "images" / "tf-fashion-mnist", capture_output=True, text=True, timeout=600)
+                          env=env, cwd=ROOT / "images" / "tf-fashion-mnist", capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     archive = pack_model_dir(tmp / "model", tmp / "model.tar.gz")
     return SimpleNamespace(settings=settings, spec=spec, archive=archive, model_dir=tmp / "model", endpoint=moto_server)
@@ -131,7 +132,8 @@ def test_job_is_created_with_our_request_and_its_artifact_registered(world) -> N
 
     # Registration: the staging folder holds exactly the trained files, as the Kubernetes branch leaves them.
     staged = staged_files(world)
-    local = {p.relative_to(world.model_dir).as_posix(): p.read_bytes() for p in world.model_dir.rglob("*") if p.is_file()}
+    local = {p.relative_to(world.model_dir).as_posix(): p.read_bytes()
+             for p in world.model_dir.rglob("*") if p.is_file()}
     assert staged == local
     assert {"metrics.json", "model.keras", "saved_model/saved_model.pb"} <= set(staged)
     assert sorted(result["files"]) == sorted(local)
@@ -179,7 +181,8 @@ def upload_version(world, version: str) -> str:
     s3 = s3_client(world.endpoint)
     for path in world.model_dir.rglob("*"):
         if path.is_file():
-            s3.upload_file(str(path), BUCKET, f"ml/models/fashion-mnist/{version}/{path.relative_to(world.model_dir).as_posix()}")
+            rel = path.relative_to(world.model_dir).as_posix()
+            s3.upload_file(str(path), BUCKET, f"ml/models/fashion-mnist/{version}/{rel}")
     return f"s3://{BUCKET}/ml/models/fashion-mnist/{version}"
 
 
@@ -198,6 +201,7 @@ def test_endpoint_is_created_then_updated_in_place_for_a_new_version(world) -> N
     assert deployed["v1"] != deployed["v2"]
     model = sm.describe_model(ModelName=deployed["v2"])
     assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{BUCKET}/ml/sagemaker/fashion-mnist/v2/endpoint/model.tar.gz"
-    body = s3_client(world.endpoint).get_object(Bucket=BUCKET, Key="ml/sagemaker/fashion-mnist/v2/endpoint/model.tar.gz")["Body"].read()
+    key = "ml/sagemaker/fashion-mnist/v2/endpoint/model.tar.gz"
+    body = s3_client(world.endpoint).get_object(Bucket=BUCKET, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body)) as tar:
         assert "1/saved_model.pb" in tar.getnames()

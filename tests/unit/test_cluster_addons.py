@@ -122,3 +122,45 @@ def test_gpu_nodes_count_only_when_ready_and_advertising_gpus():
         }
     ]
     assert [n.name for n in usable_gpu_nodes(as_dicts, 1)] == ["d"]
+
+
+def test_gpu_sensor_reads_node_status_through_the_kubernetes_hook(monkeypatch):
+    """A loopback HTTP server stands in for the API server's /api/v1/nodes (no kubelet, no EKS)."""
+    from eksml.cluster.operators import GpuNodesReadySensor
+
+    seen: list[str] = []
+    nodes = {"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": [
+        {"metadata": {"name": f"gpu-{i}"}, "status": {"allocatable": {"nvidia.com/gpu": "4"},
+                                                      "conditions": [{"type": "Ready", "status": "True"}]}}
+        for i in range(2)]}  # fmt: skip
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append(self.path)
+            body = json.dumps(nodes).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    kubeconfig = {"apiVersion": "v1", "kind": "Config", "current-context": "t",
+                  "clusters": [{"name": "t", "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"}}],
+                  "users": [{"name": "t", "user": {"token": "t0k"}}],
+                  "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}  # fmt: skip
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_K8S_GPU_TEST", json.dumps({"conn_type": "kubernetes", "extra": {"kube_config": kubeconfig}})
+    )
+    try:
+        sensor = GpuNodesReadySensor(task_id="gpus", kubernetes_conn_id="k8s_gpu_test", min_nodes="2")
+        assert sensor.poke({}) is True  # two Ready nodes with p3.8xlarge's 4 GPUs
+        assert GpuNodesReadySensor(task_id="more", kubernetes_conn_id="k8s_gpu_test", min_nodes=3).poke({}) is False
+        assert GpuNodesReadySensor(task_id="none", kubernetes_conn_id="k8s_gpu_test", min_nodes=0).poke({}) is True
+    finally:
+        server.shutdown()
+    assert len(seen) == 2 and all(p.startswith("/api/v1/nodes?labelSelector=role%3Dtrain") for p in seen)

@@ -59,4 +59,5 @@ def test_entrypoint_parser_reads_the_contract_alone(contract, monkeypatch: pytes
     assert args.model_uri == str(opt_ml.model)
     assert args.checkpoint_uri == "/ckpt/v1"
     assert args.output_dir == str(opt_ml.output_data)
-    assert (args.epochs, args.batch_size, args.learning_rate, args.limit_train, args.limit_test) == (1, 64, 0.005, 2000, 500)
+    assert (args.epochs, args.batch_size, args.learning_rate) == (1, 64, 0.005)
+    assert (args.limit_train, args.limit_test) == (2000, 500)

@@ -22,7 +22,8 @@ def test_model_config_and_endpoint() -> None:
     assert name.startswith("fashion-mnist-20261129T000000-tensorflow-3f2a9c-")
     assert req["Model"]["ExecutionRoleArn"] == SETTINGS.sagemaker_role_arn
     assert req["Model"]["PrimaryContainer"] == {
-        "Image": "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-inference:2.19.0-cpu-py312-ubuntu22.04-sagemaker",
+        "Image": "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-inference:"
+                 "2.19.0-cpu-py312-ubuntu22.04-sagemaker",
         "ModelDataUrl": DATA, "Mode": "SingleModel"}
     assert req["EndpointConfig"]["EndpointConfigName"] == name
     assert req["EndpointConfig"]["ProductionVariants"] == [{
@@ -41,7 +42,8 @@ def test_each_version_gets_its_own_model_and_config() -> None:
 
 
 def test_gpu_hosting_uses_the_gpu_image() -> None:
-    req = build_endpoint_requests(SETTINGS, endpoint_name="e", version="v", model_data_url=DATA, instance_type="ml.g4dn.xlarge")
+    req = build_endpoint_requests(SETTINGS, endpoint_name="e", version="v", model_data_url=DATA,
+                                  instance_type="ml.g4dn.xlarge")
     assert req["Model"]["PrimaryContainer"]["Image"].endswith("2.19.0-gpu-py312-cu122-ubuntu22.04-sagemaker")
 
 

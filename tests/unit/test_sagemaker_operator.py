@@ -120,7 +120,6 @@ def test_exactly_one_of_spec_and_candidate() -> None:
 
 
 def op_spec(op):
-    from eksml.sagemaker.operators import as_spec
 
     return op._spec()
 
@@ -229,7 +228,8 @@ def test_links_point_at_the_job_and_its_log_streams() -> None:
     assert SageMakerTrainingLogsLink().format_link(**conf) == (
         "https://console.aws.amazon.com/cloudwatch/home?region=eu-west-1#logStream:group=/aws/sagemaker/"
         "TrainingJobs;prefix=job-1;streamFilter=typeLogStreamPrefix")
-    cn = SageMakerTrainingJobLink().format_link(**{**conf, "aws_domain": SageMakerTrainingJobLink.get_aws_domain("aws-cn")})
+    china = {**conf, "aws_domain": SageMakerTrainingJobLink.get_aws_domain("aws-cn")}
+    cn = SageMakerTrainingJobLink().format_link(**china)
     assert cn.startswith("https://console.amazonaws.cn/sagemaker/")
 
 

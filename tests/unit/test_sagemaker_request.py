@@ -64,7 +64,8 @@ def test_tensorflow_dlc_request_field_by_field() -> None:
         "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": DATA + "/",
                                         "S3DataDistributionType": "FullyReplicated"}},
         "InputMode": "File", "CompressionType": "None"}]
-    assert req["OutputDataConfig"] == {"S3OutputPath": f"{STORE}/sagemaker/fashion-mnist/20261129T000000-tensorflow-3f2a9c"}
+    assert req["OutputDataConfig"] == {
+        "S3OutputPath": f"{STORE}/sagemaker/fashion-mnist/20261129T000000-tensorflow-3f2a9c"}
     assert req["ResourceConfig"] == {"InstanceType": "ml.g5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 50}
     assert req["StoppingCondition"] == {"MaxRuntimeInSeconds": 86400}
     assert req["EnableManagedSpotTraining"] is False
@@ -82,7 +83,8 @@ def test_no_location_argument_becomes_a_hyperparameter() -> None:
 
 def test_cpu_instance_picks_the_cpu_image() -> None:
     req = build(tf_spec(gpus=0), instance_type="ml.m5.xlarge")
-    assert req["AlgorithmSpecification"]["TrainingImage"].endswith("tensorflow-training:2.19.0-cpu-py312-ubuntu22.04-sagemaker")
+    assert req["AlgorithmSpecification"]["TrainingImage"].endswith(
+        "tensorflow-training:2.19.0-cpu-py312-ubuntu22.04-sagemaker")
 
 
 def test_managed_spot_sets_wait_and_checkpoint() -> None:
@@ -210,6 +212,7 @@ def test_bare_flag_argument_is_rejected() -> None:
 
 
 def test_non_training_image_is_rejected() -> None:
-    spec = WorkloadSpec(name="t", image="inference", script="serve.py", args=("--data-uri", DATA, "--model-uri", STAGING))
+    spec = WorkloadSpec(name="t", image="inference", script="serve.py",
+                        args=("--data-uri", DATA, "--model-uri", STAGING))
     with pytest.raises(SageMakerRequestError, match="not a training image"):
         build(spec)

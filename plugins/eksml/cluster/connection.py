@@ -37,7 +37,7 @@ USER = "eksml"
 
 
 class ClusterNotReadyError(RuntimeError):
-    """The cluster exists but is not ACTIVE (no usable endpoint yet)."""
+    """The cluster does not exist or is not ACTIVE (no usable endpoint yet)."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,14 @@ def describe_endpoint(cluster_name: str, region: str, aws_conn_id: str | None = 
     from airflow.providers.amazon.aws.hooks.eks import EksHook
     from airflow.providers.amazon.aws.hooks.sts import StsHook
 
-    cluster = EksHook(aws_conn_id=aws_conn_id, region_name=region).describe_cluster(name=cluster_name)["cluster"]
+    from botocore.exceptions import ClientError
+
+    try:
+        cluster = EksHook(aws_conn_id=aws_conn_id, region_name=region).describe_cluster(name=cluster_name)["cluster"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            raise ClusterNotReadyError(f"cluster {cluster_name!r} does not exist in {region}") from exc
+        raise
     if cluster.get("status") != "ACTIVE" or not cluster.get("endpoint"):
         raise ClusterNotReadyError(f"cluster {cluster_name!r} is {cluster.get('status')}, not ACTIVE")
     with _regional_sts():

@@ -154,7 +154,7 @@ class GpuNodesReadySensor(_ClusterTarget, BaseSensorOperator):
         self,
         *,
         cluster_name: str | None = None,
-        cluster_role: str = "training",
+        cluster_role: str = "all",
         cluster: dict[str, Any] | None = None,
         min_nodes: int | str | None = None,
         gpus_per_node: int | None = None,

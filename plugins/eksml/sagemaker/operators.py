@@ -192,7 +192,8 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
             source_uri = json.loads(self.config["HyperParameters"]["sagemaker_submit_directory"])
             bucket, key = source_uri[len("s3://"):].split("/", 1)
             # The provider's S3Operations tars the folder's entries at the archive root and uploads it.
-            self.config["S3Operations"] = {"S3Upload": [{"Path": str(staged), "Bucket": bucket, "Key": key, "Tar": True}]}
+            upload = {"Path": str(staged), "Bucket": bucket, "Key": key, "Tar": True}
+            self.config["S3Operations"] = {"S3Upload": [upload]}
             result = super().execute(context)  # defers (TaskDeferred) while the job runs
         return self._finish(settings, spec, result["Training"])
 

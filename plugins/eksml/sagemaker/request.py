@@ -201,6 +201,58 @@ def resolve_compute(spec: WorkloadSpec, instance_type: str, instance_count: int 
     return Compute(instance_type, gpus, count, per_host)
 
 
+def _stopping_condition(use_spot: bool, max_runtime_s: Any, max_wait_s: Any) -> dict[str, int]:
+    max_runtime = _positive_int("max_runtime_s", max_runtime_s, maximum=MAX_RUNTIME_LIMIT_S)
+    stopping = {"MaxRuntimeInSeconds": max_runtime}
+    if use_spot:
+        default_wait = min(2 * max_runtime, MAX_RUNTIME_LIMIT_S)
+        wait = _positive_int("max_wait_s", default_wait if max_wait_s is None else max_wait_s,
+                             maximum=MAX_RUNTIME_LIMIT_S)
+        if wait < max_runtime:
+            raise SageMakerRequestError(f"max_wait_s ({wait}) must be >= max_runtime_s ({max_runtime})")
+        stopping["MaxWaitTimeInSeconds"] = wait
+    elif max_wait_s is not None:
+        raise SageMakerRequestError("max_wait_s applies to managed spot training only (use_spot=True)")
+    return stopping
+
+
+def _algorithm(spec: WorkloadSpec, settings: Settings, *, framework: str, image_source: str,
+               source_s3_uri: str | None, job_name: str,
+               compute: Compute) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """AlgorithmSpecification, HyperParameters and Environment for the chosen image."""
+    hyperparameters = spec_hyperparameters(spec)
+    environment = dict(spec.env)
+    if image_source == "dlc":
+        source = require_s3("source_s3_uri", source_s3_uri)
+        try:
+            image = training_image_uri(framework, settings.region, gpu=compute.gpus > 0)
+        except ValueError as exc:
+            raise SageMakerRequestError(str(exc)) from None
+        hyperparameters.update({
+            "sagemaker_program": json.dumps(spec.script),
+            "sagemaker_submit_directory": json.dumps(source),
+            "sagemaker_region": json.dumps(settings.region),
+            "sagemaker_job_name": json.dumps(job_name),
+            "sagemaker_container_log_level": "20",
+        })
+        if spec.distributed:
+            hyperparameters.update({
+                "sagemaker_mpi_enabled": "true",
+                "sagemaker_mpi_num_of_processes_per_host": str(compute.processes_per_host),
+                "sagemaker_mpi_custom_mpi_options": json.dumps(""),
+            })
+        return {"TrainingImage": image, "TrainingInputMode": "File"}, hyperparameters, environment
+    if image_source == "project":
+        if spec.distributed and compute.instance_count * compute.processes_per_host > 1:
+            raise SageMakerRequestError(
+                "Horovod across processes needs SageMaker's MPI launcher, which the Deep Learning "
+                "Containers carry: use image_source='dlc' (or one process on one instance)")
+        environment.update(project_image_environment())
+        return ({"TrainingImage": settings.image(spec.image), "TrainingInputMode": "File",
+                 "ContainerEntrypoint": spec.container_command()}, hyperparameters, environment)
+    raise SageMakerRequestError(f"image_source must be 'dlc' or 'project', got {image_source!r}")
+
+
 def build_training_request(
     spec: WorkloadSpec,
     settings: Settings,
@@ -238,7 +290,6 @@ def build_training_request(
     except ValueError as exc:
         raise SageMakerRequestError(str(exc)) from None
     compute = resolve_compute(spec, instance_type, instance_count, processes_per_host)
-    gpus, count, per_host = compute.gpus, compute.instance_count, compute.processes_per_host
 
     data_uri = require_s3("data_s3_uri", data_s3_uri or locations.data_uri).rstrip("/") + "/"
     output_uri = require_s3("output_s3_uri", output_s3_uri or default_output_uri(spec, settings))
@@ -247,52 +298,13 @@ def build_training_request(
         raise SageMakerRequestError("managed spot training needs a checkpoint S3 URI so an interrupted job resumes")
     if checkpoint_uri:
         require_s3("checkpoint_s3_uri", checkpoint_uri)
-    max_runtime = _positive_int("max_runtime_s", max_runtime_s, maximum=MAX_RUNTIME_LIMIT_S)
-    stopping: dict[str, int] = {"MaxRuntimeInSeconds": max_runtime}
-    if use_spot:
-        wait = _positive_int("max_wait_s", max_wait_s if max_wait_s is not None else min(2 * max_runtime, MAX_RUNTIME_LIMIT_S),
-                             maximum=MAX_RUNTIME_LIMIT_S)
-        if wait < max_runtime:
-            raise SageMakerRequestError(f"max_wait_s ({wait}) must be >= max_runtime_s ({max_runtime})")
-        stopping["MaxWaitTimeInSeconds"] = wait
-    elif max_wait_s is not None:
-        raise SageMakerRequestError("max_wait_s applies to managed spot training only (use_spot=True)")
+    stopping = _stopping_condition(use_spot, max_runtime_s, max_wait_s)
     if not ROLE_ARN_PATTERN.match(settings.sagemaker_role_arn or ""):
         raise SageMakerRequestError(f"sagemaker_role_arn is not an IAM role ARN: {settings.sagemaker_role_arn!r}")
 
-    hyperparameters = spec_hyperparameters(spec)
-    environment = dict(spec.env)
-    if image_source == "dlc":
-        source = require_s3("source_s3_uri", source_s3_uri)
-        try:
-            image = training_image_uri(framework, settings.region, gpu=gpus > 0)
-        except ValueError as exc:
-            raise SageMakerRequestError(str(exc)) from None
-        algorithm = {"TrainingImage": image, "TrainingInputMode": "File"}
-        hyperparameters.update({
-            "sagemaker_program": json.dumps(spec.script),
-            "sagemaker_submit_directory": json.dumps(source),
-            "sagemaker_region": json.dumps(settings.region),
-            "sagemaker_job_name": json.dumps(job_name),
-            "sagemaker_container_log_level": "20",
-        })
-        if spec.distributed:
-            hyperparameters.update({
-                "sagemaker_mpi_enabled": "true",
-                "sagemaker_mpi_num_of_processes_per_host": str(per_host),
-                "sagemaker_mpi_custom_mpi_options": json.dumps(""),
-            })
-    elif image_source == "project":
-        if spec.distributed and count * per_host > 1:
-            raise SageMakerRequestError(
-                "Horovod across processes needs SageMaker's MPI launcher, which the Deep Learning "
-                "Containers carry: use image_source='dlc' (or one process on one instance)")
-        algorithm = {"TrainingImage": settings.image(spec.image), "TrainingInputMode": "File",
-                     "ContainerEntrypoint": spec.container_command()}
-        environment.update(project_image_environment())
-    else:
-        raise SageMakerRequestError(f"image_source must be 'dlc' or 'project', got {image_source!r}")
-
+    algorithm, hyperparameters, environment = _algorithm(
+        spec, settings, framework=framework, image_source=image_source, source_s3_uri=source_s3_uri,
+        job_name=job_name, compute=compute)
     request: dict[str, Any] = {
         "TrainingJobName": job_name,
         "AlgorithmSpecification": algorithm,
@@ -306,7 +318,7 @@ def build_training_request(
             "CompressionType": "None",
         }],
         "OutputDataConfig": {"S3OutputPath": output_uri},
-        "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": count,
+        "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": compute.instance_count,
                            "VolumeSizeInGB": _positive_int("volume_size_gb", volume_size_gb, maximum=16384)},
         "StoppingCondition": stopping,
         "EnableManagedSpotTraining": bool(use_spot),

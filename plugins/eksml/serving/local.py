@@ -66,7 +66,9 @@ class ServerProcess:
 
 
 def _port_free(port: int) -> bool:
+    """Whether a server could listen on ``port`` now (with SO_REUSEADDR, as uvicorn binds)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((LOOPBACK, port))
         except OSError:
@@ -253,8 +255,12 @@ class LocalServing:
                 new = self.start(model_uri, version, port)
                 smoke = self._checked(new, check, stop_on_failure=True)
             except (ServingError, SmokeTestError) as exc:
-                restored = self.start(old.model_uri, old.version, port)
-                self._record(restored)
+                try:
+                    self._record(self.start(old.model_uri, old.version, port))
+                except ServingError as again:
+                    self._record(None)
+                    raise ServingError(f"{version} failed on port {port} ({exc}), and restarting "
+                                       f"{old.version} failed too ({again}): nothing serves") from exc
                 raise ServingError(f"{version} passed on a temporary port but failed on port {port} ({exc}); "
                                    f"{old.version} restored") from exc
             self._record(new)

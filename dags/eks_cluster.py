@@ -1,0 +1,94 @@
+"""Cluster lifecycle on Amazon EKS with eksctl: create (or reuse and scale), scale, or delete.
+
+``create`` is idempotent: an existing cluster with the same name is reused, missing node
+groups are added and sizes are applied, never recreated. After create or scale the cluster
+is prepared (NVIDIA device plugin, MPI operator, cluster autoscaler, namespaces, IRSA
+service accounts, least-privilege RBAC) and the run waits until GPU nodes advertise
+``nvidia.com/gpu``. Long eksctl commands run deferred in the triggerer: no worker slot is held.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, Param, task
+
+from eksml.callbacks import log_failure_summary
+from eksml.cluster.operators import ClusterAddonsOperator, GpuNodesReadySensor
+from eksml.eksctl.operators import EksctlClusterOperator
+
+#: eksctl request overrides, rendered from the run's params (text values are coerced).
+CLUSTER = {
+    "name": "{{ params.cluster_name }}",
+    "region": "{{ params.region }}",
+    "train_instance_types": "{{ params.train_instance_types | join(',') }}",
+    "spot": "{{ params.spot }}",
+    "train_nodes": "{{ params.train_nodes }}",
+    "train_max_nodes": "{{ params.train_max_nodes }}",
+    "inference_nodes": "{{ params.inference_nodes }}",
+    "dedicated_training_cluster": "{{ params.dedicated_training_cluster }}",
+}
+TRAINING_ROLE = "{{ 'training' if params.dedicated_training_cluster else 'all' }}"
+
+with DAG(
+    dag_id="eks_cluster",
+    description="Create, scale or delete the EKS cluster(s) with eksctl",
+    doc_md=__doc__,
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    max_active_runs=1,
+    catchup=False,
+    default_args={
+        "owner": "ml-platform",
+        "retries": 1,
+        "retry_delay": timedelta(minutes=2),
+        "retry_exponential_backoff": True,
+        "execution_timeout": timedelta(hours=1),
+        "pool": "eks_lifecycle",
+        "on_failure_callback": log_failure_summary,
+    },
+    tags=["cluster", "eks", "eksctl"],
+    params={
+        "action": Param("create", type="string", enum=["create", "scale", "delete"], title="Action",
+                        description="create also reuses an existing cluster and scales it; delete waits until it is gone"),
+        "cluster_name": Param("eksml", type="string", pattern=r"^[0-9A-Za-z][A-Za-z0-9\-_]*$", maxLength=100,
+                              title="Cluster name", description="EKS cluster name (eksctl rules)"),
+        "region": Param("us-west-2", type="string", pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", title="AWS region",
+                        description="Region of the cluster"),
+        "train_instance_types": Param(["p3.8xlarge"], type="array", items={"type": "string"}, minItems=1,
+                                      title="GPU instance types",
+                                      description="Instance types of ng-train (several for spot)"),
+        "spot": Param(False, type="boolean", title="Spot GPU nodes", description="Use spot capacity for ng-train"),
+        "train_nodes": Param(1, type="integer", minimum=0, maximum=100, title="GPU nodes",
+                             description="Desired size of ng-train (0 lets it scale from zero)"),
+        "train_max_nodes": Param(4, type="integer", minimum=1, maximum=100, title="GPU nodes (max)",
+                                 description="Upper bound of ng-train for the cluster autoscaler"),
+        "inference_nodes": Param(1, type="integer", minimum=1, maximum=100, title="Inference nodes",
+                                 description="Desired size of ng-inference"),
+        "dedicated_training_cluster": Param(False, type="boolean", title="Dedicated training cluster",
+                                            description="Separate clusters for training and for inference"),
+    },
+) as dag:
+
+    @task.branch(execution_timeout=timedelta(minutes=1))
+    def choose(params=None) -> list[str]:
+        """delete goes straight to the delete task; create and scale apply then prepare."""
+        return ["delete_cluster"] if params["action"] == "delete" else ["apply_cluster"]
+
+    apply_cluster = EksctlClusterOperator(task_id="apply_cluster", action="{{ params.action }}", cluster=CLUSTER)
+    delete_cluster = EksctlClusterOperator(task_id="delete_cluster", action="delete", cluster=CLUSTER)
+    prepare_training = ClusterAddonsOperator(task_id="prepare_training", cluster=CLUSTER, cluster_role=TRAINING_ROLE)
+    prepare_inference = ClusterAddonsOperator(
+        task_id="prepare_inference", cluster=CLUSTER, cluster_role="inference", install_upstream=False,
+    )
+
+    @task.short_circuit(execution_timeout=timedelta(minutes=1))
+    def dedicated(params=None) -> bool:
+        """Only the dedicated layout has a second (inference) cluster to prepare."""
+        return bool(params["dedicated_training_cluster"])
+
+    wait_for_gpus = GpuNodesReadySensor(task_id="wait_for_gpus", cluster=CLUSTER, cluster_role=TRAINING_ROLE)
+
+    choose() >> [apply_cluster, delete_cluster]
+    apply_cluster >> prepare_training >> wait_for_gpus
+    apply_cluster >> dedicated() >> prepare_inference

@@ -1,0 +1,83 @@
+"""Examples of the two ways another pipeline starts retraining.
+
+``upstream_data_landing`` lands a new Fashion-MNIST drop in the store
+(``<store>/landing/<timestamp>/``) and emits the training-data asset event with
+``extra={"uri": <landing uri>}``: the training DAG, scheduled on that asset, starts a run
+that trains on exactly that drop.
+
+``trigger_training_with_conf`` starts a training run directly with a chosen configuration
+(``TriggerDagRunOperator`` with ``conf``) and waits for it, deferred in the triggerer.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import DAG, Param, task
+
+from eksml.assets import TRAINING_DATA
+from eksml.callbacks import log_failure_summary
+
+default_args = {
+    "owner": "ml-platform",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
+    "execution_timeout": timedelta(minutes=20),
+    "on_failure_callback": log_failure_summary,
+}
+
+with DAG(
+    dag_id="upstream_data_landing",
+    description="Land a new Fashion-MNIST drop and announce it to the training DAG",
+    doc_md=__doc__,
+    schedule=None,
+    start_date=datetime(2026, 1, 5),
+    catchup=False,
+    default_args=default_args,
+    params={
+        "source_uri": Param(None, type=["null", "string"], maxLength=1024, title="Source of the drop",
+                            description="Folder or s3:// prefix with the four IDX .gz files. Empty: the configured source."),
+    },
+    tags=["data", "fashion-mnist", "example"],
+):
+
+    @task(outlets=[TRAINING_DATA])
+    def land_and_announce(params=None, dag_run=None, outlet_events=None) -> dict:
+        """Validate and copy the drop, then put its location in the asset event."""
+        from eksml.landing import land_drop
+        from eksml.settings import load_settings
+
+        extra = land_drop(load_settings(use_airflow_variable=True), dag_run.run_after, params["source_uri"])
+        outlet_events[TRAINING_DATA].extra = extra
+        return extra
+
+    land_and_announce()
+
+
+with DAG(
+    dag_id="trigger_training_with_conf",
+    description="Start a quick training run with an explicit configuration and wait for it",
+    doc_md=__doc__,
+    schedule=None,
+    start_date=datetime(2026, 1, 5),
+    catchup=False,
+    default_args={**default_args, "execution_timeout": timedelta(hours=3)},
+    params={"epochs": Param(1, type="integer", minimum=1, maximum=100, title="Epochs",
+                            description="Epochs of the triggered training run.")},
+    render_template_as_native_obj=True,  # "{{ params.epochs }}" reaches the conf as an int
+    tags=["training", "fashion-mnist", "example"],
+):
+    TriggerDagRunOperator(
+        task_id="trigger_training",
+        trigger_dag_id="fashion_mnist_training",
+        conf={"framework": "tensorflow", "trainer": "kubernetes", "epochs": "{{ params.epochs }}",
+              "limit_train": 2000, "limit_test": 500},
+        wait_for_completion=True,
+        deferrable=True,
+        poke_interval=15,
+        fail_when_dag_is_paused=True,
+        retries=0,  # a retry would start a second training run
+    )
