@@ -67,10 +67,11 @@ class Client:
             raise RuntimeError(f"HTTP {response.status}: {payload[:200]!r}")
 
 
-def start_server(uri: str, port: int) -> subprocess.Popen:
+def start_server(uri: str, port: int, max_latency_ms: float) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "images" / "common"), "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.Popen([sys.executable, "serve.py", "--model-uri", uri, "--host", "127.0.0.1",
-                             "--http-port", str(port)], cwd=ROOT / "images" / "inference", env=env,
+                             "--http-port", str(port), "--max-latency-ms", str(max_latency_ms)],
+                            cwd=ROOT / "images" / "inference", env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -85,7 +86,8 @@ def start_server(uri: str, port: int) -> subprocess.Popen:
     raise RuntimeError("server not ready after 300 s")
 
 
-def bench_model(uri: str, requests: int, max_seconds: float, clients: int) -> list[tuple[str, dict, dict | None]]:
+def bench_model(uri: str, requests: int, max_seconds: float, clients: int,
+                max_latency_ms: float) -> list[tuple[str, dict, dict | None]]:
     import numpy as np
     from eksml_inference.backends import load_backend
     from trainkit.data import load_fashion_mnist
@@ -96,7 +98,7 @@ def bench_model(uri: str, requests: int, max_seconds: float, clients: int) -> li
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = start_server(uri, port)
+    server = start_server(uri, port, max_latency_ms)
     try:
         for batch in (1, 32):
             pixels = x_test[:batch].astype(np.float32)
@@ -136,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200, help="requests per row (bounded by --max-seconds)")
     parser.add_argument("--max-seconds", type=float, default=20.0)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--max-latency-ms", type=float, default=0.0, help="the server's micro-batching wait")
     args = parser.parse_args(argv)
     import logging
 
@@ -146,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     for uri in models:
         framework = json.loads(Path(uri.removeprefix("file://"), "metrics.json").read_text())["framework"]
         label = f"{Path(uri).name[:24]} ({framework})"
-        for row, local, remote in bench_model(uri, args.requests, args.max_seconds, args.clients):
+        for row, local, remote in bench_model(uri, args.requests, args.max_seconds, args.clients,
+                                                 args.max_latency_ms):
             local_lat = f"{local['p50_ms']:.2f}/{local['p99_ms']:.2f}" if local else "-"
             local_rps = f"{local['rps']:.0f}" if local else "-"
             ratio = f"{remote['p50_ms'] / local['p50_ms']:.1f}x" if local else "-"

@@ -104,8 +104,8 @@ with DAG(
     train_tasks = [
         GpuTrainingPodOperator(task_id="train_tensorflow", spec=candidate("tensorflow", "spec"), pool="gpu"),
         MPIJobOperator(task_id="train_mxnet", spec=candidate("mxnet", "spec"), pool="gpu"),
-        SageMakerTrainOperator(task_id="train_sagemaker_tensorflow", candidate=candidate("tensorflow")),
-        SageMakerTrainOperator(task_id="train_sagemaker_mxnet", candidate=candidate("mxnet")),
+        SageMakerTrainOperator(task_id="train_sagemaker_tensorflow", candidate=candidate("tensorflow"), pool="gpu"),
+        SageMakerTrainOperator(task_id="train_sagemaker_mxnet", candidate=candidate("mxnet"), pool="gpu"),
     ]
 
     evaluate = WorkloadPodOperator.partial(

@@ -50,10 +50,31 @@ def report_training() -> None:
     print(f"versions      : {len(versions)} registered under {settings.models_root}")
 
 
-def report_serving() -> None:
-    from eksml.serving.local import describe_local_serving
+def report_serving(count: int = 8) -> None:
+    """Ask the served model about real test images through its V1 REST API."""
+    from eksml.serving.local import LocalServing
+    from eksml.serving.smoke import http_transport
+    from eksml.serving.testdata import load_test_images
 
-    print(describe_local_serving(load_settings(use_airflow_variable=True)))
+    settings = load_settings(use_airflow_variable=True)
+    server = LocalServing(settings).current()
+    if server is None:
+        raise SystemExit("no local inference server is running")
+    images, labels = load_test_images(settings.source_data_uri, count, settings)
+    path = f"/v1/models/{settings.model_name}:predict"
+    status, body = http_transport(server.url)("POST", path, {"instances": images})
+    if status != 200:
+        raise SystemExit(f"POST {server.url}{path} answered {status}: {body}")
+    print(f"serving       : {body.get('model_version', server.version)} at {server.url} (pid {server.pid})")
+    print(f"V1 predict    : POST {server.url}{path}  {{\"instances\": [<28x28 pixels 0-255>, ...]}}")
+    print(f"V2 infer      : POST {server.url}/v2/models/{settings.model_name}/infer")
+    hits = 0
+    for i, (label, prediction) in enumerate(zip(labels, body["predictions"])):
+        hit = prediction["class"] == label
+        hits += hit
+        print(f"  test image {i}: predicted {prediction['label']:<12} p={max(prediction['probabilities']):.2f}"
+              f"  {'correct' if hit else 'wrong (class ' + str(label) + ')'}")
+    print(f"  {hits}/{len(labels)} correct")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -131,7 +131,6 @@ def test_a_retried_try_resumes_from_the_run_checkpoint(dag_run) -> None:
 MXNET_VENV = ROOT / ".venvs" / "mxnet-horovod"
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not (MXNET_VENV / "bin" / "horovodrun").exists(), reason="no mxnet-horovod virtualenv")
 def test_horovod_under_the_contract_like_sagemaker_mpi(dataset_dir, tmp_path, airflow_db) -> None:
     """Two Horovod ranks (SageMaker MPI's processes per host) find everything through the contract."""

@@ -2,11 +2,12 @@
 
 KServe's Python ``ModelServer`` calls ``predict`` once per HTTP request and has no batching of
 its own (KServe's batcher is a separate agent container that only its InferenceService
-controller injects, and this project deploys plain Deployments). One model call on 32 images
-costs little more than a call on one, so under concurrent load grouping requests multiplies
-throughput. Requests wait at most ``max_latency_ms`` for company, and a group never exceeds
-``max_batch_size`` images; the model runs in one worker thread so the event loop keeps
-accepting (and grouping) requests meanwhile.
+controller injects, and this project deploys plain Deployments). Per image, one model call on
+32 images costs a fraction of 32 calls on one (see bench/inference_latency.py), so under
+concurrent load grouping requests raises throughput. The model runs in one worker thread, so
+the event loop keeps accepting requests meanwhile: those that arrive while the model is busy
+form the next batch. ``max_latency_ms`` (default 0) lets a request also wait that long for
+company when the model is idle; a group never exceeds ``max_batch_size`` images.
 """
 
 from __future__ import annotations

