@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -43,6 +44,10 @@ def test_only_an_inference_server_on_the_recorded_port_counts_as_ours(tmp_path):
     script.write_text("import time; time.sleep(30)")
     proc = subprocess.Popen([sys.executable, str(script), "--model-uri", "x", "--http-port", "18123"])
     try:
+        for _ in range(100):  # Popen may return before the child has exec'd
+            if _is_our_server(proc.pid, 18123):
+                break
+            time.sleep(0.05)
         assert _is_our_server(proc.pid, 18123)
         assert not _is_our_server(proc.pid, 18124)
         assert not _is_our_server(os.getpid(), 18123)
