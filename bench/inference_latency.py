@@ -18,7 +18,6 @@ import http.client
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -105,7 +104,7 @@ def bench_model(uri: str, requests: int, max_seconds: float, clients: int,
             body = json.dumps({"instances": x_test[:batch].tolist()}).encode()
             for _ in range(5):
                 backend.predict(pixels)
-            local = summarize(*timed_loop(lambda: backend.predict(pixels), requests, max_seconds), batch)
+            local = summarize(*timed_loop(lambda x=pixels: backend.predict(x), requests, max_seconds), batch)
             client = Client(port, body)
             for _ in range(5):
                 client()

@@ -104,8 +104,10 @@ with DAG(
     train_tasks = [
         GpuTrainingPodOperator(task_id="train_tensorflow", spec=candidate("tensorflow", "spec"), pool="gpu"),
         MPIJobOperator(task_id="train_mxnet", spec=candidate("mxnet", "spec"), pool="gpu"),
-        SageMakerTrainOperator(task_id="train_sagemaker_tensorflow", candidate=candidate("tensorflow"), pool="gpu"),
-        SageMakerTrainOperator(task_id="train_sagemaker_mxnet", candidate=candidate("mxnet"), pool="gpu"),
+        SageMakerTrainOperator(task_id="train_sagemaker_tensorflow", candidate=candidate("tensorflow"), pool="gpu",
+                               max_runtime_s=3 * 3600, execution_timeout=timedelta(hours=7)),
+        SageMakerTrainOperator(task_id="train_sagemaker_mxnet", candidate=candidate("mxnet"), pool="gpu",
+                               max_runtime_s=3 * 3600, execution_timeout=timedelta(hours=7)),
     ]
 
     evaluate = WorkloadPodOperator.partial(

@@ -31,6 +31,17 @@ from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
+#: Third-party modules the DAG files import (never the project's own: they would go stale).
+PRELOAD = (
+    "airflow.sdk",
+    "airflow.sdk.execution_time.task_runner",
+    "airflow.providers.standard.operators.python",
+    "airflow.providers.standard.operators.trigger_dagrun",
+    "airflow.providers.cncf.kubernetes.operators.pod",
+    "airflow.providers.cncf.kubernetes.triggers.pod",
+    "airflow.providers.amazon.aws.hooks.s3",
+    "airflow.providers.amazon.aws.operators.sagemaker",
+)
 
 
 class StandaloneError(RuntimeError):
@@ -82,7 +93,11 @@ class AirflowStandalone:
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-            # New asset events and triggers are picked up within a few seconds.
+            # Executor workers come from a forkserver that has already imported the providers
+            # the DAG files use, so each task parses its DAG file in a fraction of a second
+            # instead of re-importing the kubernetes and AWS clients (seconds per task).
+            "AIRFLOW__CORE__MP_START_METHOD": "forkserver",
+            "AIRFLOW__CORE__MP_FORKSERVER_PRELOAD": ",".join(PRELOAD),
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
             "PATH": f"{VENV_BIN}{os.pathsep}{base.get('PATH', '')}",
@@ -144,7 +159,7 @@ class AirflowStandalone:
             time.sleep(2)
         raise StandaloneError(f"not healthy after {timeout:.0f} s (last: {last}):\n{self.log_tail()}")
 
-    def stop(self, timeout: float = 60) -> int | None:
+    def stop(self, timeout: float = 30) -> int | None:
         """SIGINT to the process group (Ctrl-C), then SIGTERM, then SIGKILL if it lingers."""
         proc, self._proc = self._proc, None
         code = None

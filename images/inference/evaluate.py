@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
                         format="%(asctime)s %(levelname)s %(message)s")
-    from eksml_inference.backends import ModelLoadError, fetch, load_backend
+    from eksml_inference.backends import ModelLoadError, load_backend
     from trainkit import store
     from trainkit.data import DataError, load_fashion_mnist
 

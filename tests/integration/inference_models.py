@@ -149,9 +149,10 @@ def in_process_classes(framework: str, version: Path, count: int) -> list[int]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def start_server(version: Path | str, port: int, *extra: str, log_path: Path | None = None) -> subprocess.Popen:
+def start_server(version: Path | str, port: int, *extra: str, log_path: Path | None = None,
+                 env: dict[str, str] | None = None) -> subprocess.Popen:
     """The inference server on 127.0.0.1:port, returned once its model is ready."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "images" / "common"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "images" / "common"), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     out = open(log_path, "wb") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen([str(INFERENCE_PYTHON), "serve.py", "--model-uri", str(version), "--host", "127.0.0.1",
                              "--http-port", str(port), *extra], cwd=ROOT / "images" / "inference", env=env,

@@ -13,9 +13,11 @@ what gets served.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -91,7 +93,11 @@ def fetch(uri: str, cache_dir: str | os.PathLike | None = None) -> ModelInfo:
     framework = metrics.get("framework")
     local = _local_dir(uri)
     if local is None:
-        target = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="eksml-model-"))
+        if cache_dir:
+            target = Path(cache_dir)
+        else:
+            target = Path(tempfile.mkdtemp(prefix="eksml-model-"))
+            atexit.register(shutil.rmtree, target, True)
         wanted = SAVED_MODEL_DIR if framework == "tensorflow" else ONNX_FILE
         fs, base = store.filesystem(uri)
         if not fs.exists(f"{base}/{wanted}"):

@@ -73,7 +73,7 @@ class MicroBatcher:
                     item = await asyncio.wait_for(self._queue.get(), remaining)
                 else:
                     item = self._queue.get_nowait()
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             if size + len(item.pixels) > self.max_batch_size:
                 self._held = item  # starts the next batch
