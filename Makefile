@@ -1,5 +1,5 @@
 # The two commands that matter: `make run` (the main job, local profile) and `make test`.
-.PHONY: run test test-fast test-slow setup render bench clean
+.PHONY: run test test-unit test-fast test-slow setup render bench clean
 
 CONF ?= {}
 PYTEST := .venv/bin/python -m pytest
@@ -11,12 +11,22 @@ test:           ## every tier that can run on this machine (what CI runs)
 	bash scripts/setup.sh
 	$(PYTEST) -m "not cluster"
 
-test-fast:      ## unit and quick integration tests (about a minute)
+test-unit:      ## unit tests only (about a minute)
+	bash scripts/setup.sh
+	$(PYTEST) tests/unit -m "not slow and not cluster"
+
+test-fast:      ## unit + integration + end-to-end on small slices of the real data (about 8 minutes)
 	bash scripts/setup.sh
 	$(PYTEST) -m "not slow and not cluster"
 
-test-slow:
+test-slow:      ## full-data training, real Airflow services, browser, model-server suites
+	bash scripts/setup.sh
 	$(PYTEST) -m "slow and not cluster"
+
+bench:          ## benchmarks that print figures (minutes)
+	.venv/bin/python bench/dag_parse.py
+	.venvs/inference/bin/python bench/inference_latency.py
+	.venv/bin/python bench/horovod_scaling.py
 
 setup:
 	bash scripts/setup.sh

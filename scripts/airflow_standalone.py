@@ -10,6 +10,7 @@ variables and connections (``python -m eksml.airflow_settings``) before the sche
 starts, and stops the whole process group with SIGINT, as Ctrl-C in a terminal does.
 
 Usage: python scripts/airflow_standalone.py [--home DIR] [--port N]   (Ctrl-C stops it)
+(EKSML_* variables of the calling shell pass through; nothing else of its Airflow settings.)
 """
 
 from __future__ import annotations
@@ -220,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="API/UI port (default: a free one)")
     args = parser.parse_args(argv)
     home = args.home or Path(tempfile.mkdtemp(prefix="eksml-standalone-"))
-    server = AirflowStandalone(home, port=args.port)
+    # The project's own settings pass through (EKSML_STORE_URI, EKSML_PROFILE, ...).
+    settings = {k: v for k, v in os.environ.items() if k.startswith("EKSML_")}
+    server = AirflowStandalone(home, env=settings, port=args.port)
     print(f"starting airflow standalone in {home} (log: {server.log_path})", flush=True)
     with server:
         print(f"ready: {server.base_url}  user admin  password {server.admin_password()}", flush=True)

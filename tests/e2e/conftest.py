@@ -181,14 +181,33 @@ def airflow_server(tmp_path_factory, small_drop) -> Iterator[ServerUnderTest]:
     started = time.monotonic()
     server.start(timeout=420)
     print(f"airflow standalone healthy after {time.monotonic() - started:.0f} s at {server.base_url}")
+    under_test = None
     try:
         under_test = ServerUnderTest(server, store, small_drop)
         wait_for_dags(under_test.api, {TRAINING_DAG, "upstream_data_landing", "trigger_training_with_conf"})
         yield under_test
     finally:
-        server.stop()
         ARTIFACTS.mkdir(exist_ok=True)
+        if under_test is not None:
+            save_run_timings(under_test.api, ARTIFACTS / "airflow-run-timings.json")
+        server.stop()
         shutil.copy(server.log_path, ARTIFACTS / "airflow-standalone.log")
+
+
+def save_run_timings(api: AirflowApi, path: Path) -> None:
+    """Every run and task duration of the session, for reading why a run was slow."""
+    timings = {}
+    try:
+        for dag in api.get("/dags", limit=100)["dags"]:
+            for run in api.runs(dag["dag_id"]):
+                tis = api.get(f"/dags/{dag['dag_id']}/dagRuns/{run['dag_run_id']}/taskInstances", limit=100)
+                timings[f"{dag['dag_id']}/{run['dag_run_id']}"] = {
+                    "type": run["run_type"], "state": run["state"], "start": run["start_date"], "end": run["end_date"],
+                    "tasks": {ti["task_id"]: [ti["state"], ti["duration"]] for ti in tis["task_instances"]},
+                }
+    except Exception as exc:  # diagnostics only: never hide the test outcome
+        timings["error"] = repr(exc)
+    path.write_text(json.dumps(timings, indent=1))
 
 
 def wait_for_dags(api: AirflowApi, dag_ids: set[str], timeout: float = 300) -> dict[str, dict]:

