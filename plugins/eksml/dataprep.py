@@ -30,9 +30,12 @@ class DataValidationError(ValueError):
     """The source data is missing, corrupt or inconsistent."""
 
 
-def inspect_idx(name: str, blob: bytes) -> dict[str, Any]:
-    """Check one gzipped IDX file fully (gzip CRC, magic, size) and describe it."""
-    rank, magic_expected = IDX_FILES[name]
+def decode_idx(name: str, blob: bytes, rank: int) -> tuple[list[int], bytes]:
+    """Decompress one gzipped unsigned-byte IDX file and check it fully (gzip CRC, magic, size).
+
+    Returns its dimensions and its data bytes.
+    """
+    magic_expected = {1: 2049, 3: 2051}[rank]
     try:
         payload = gzip.decompress(blob)
     except (OSError, EOFError, zlib.error) as exc:
@@ -48,6 +51,13 @@ def inspect_idx(name: str, blob: bytes) -> dict[str, Any]:
         size *= dim
     if len(payload) - header != size:
         raise DataValidationError(f"{name}: {len(payload) - header} data bytes, header says {size}")
+    return dims, payload[header:]
+
+
+def inspect_idx(name: str, blob: bytes) -> dict[str, Any]:
+    """Check one of the four files and describe it (checksum, item count, shape)."""
+    rank, _ = IDX_FILES[name]
+    dims, _ = decode_idx(name, blob, rank)
     return {"sha256": hashlib.sha256(blob).hexdigest(), "count": dims[0], "shape": dims, "bytes": len(blob)}
 
 

@@ -6,10 +6,7 @@ which is also exactly what the server's V1 endpoint takes.
 
 from __future__ import annotations
 
-import gzip
-import struct
-
-from eksml.dataprep import DataValidationError
+from eksml.dataprep import DataValidationError, decode_idx
 from eksml.settings import Settings
 from eksml.storage import store_path
 
@@ -20,13 +17,9 @@ IMAGE_SIDE = 28
 
 def parse_idx(blob: bytes, rank: int, count: int, name: str) -> list:
     """The first ``count`` items of a gzipped IDX file: images as 28x28 lists, or labels."""
-    payload = gzip.decompress(blob)
-    magic, *dims = struct.unpack(f">{1 + rank}I", payload[:4 + 4 * rank])
-    if magic != {1: 2049, 3: 2051}[rank]:
-        raise DataValidationError(f"{name}: IDX magic {magic} is not a rank-{rank} unsigned-byte file")
+    dims, data = decode_idx(name, blob, rank)
     if dims[0] < count:
         raise DataValidationError(f"{name}: holds {dims[0]} items, {count} requested")
-    data = payload[4 + 4 * rank:]
     if rank == 1:
         return list(data[:count])
     if dims[1:] != [IMAGE_SIDE, IMAGE_SIDE]:
