@@ -36,7 +36,7 @@ def run_training(processes: int, args: argparse.Namespace, workdir: Path) -> dic
     env = dict(os.environ, PYTHONPATH=str(ROOT / "images" / "common"))
     env.pop("OMP_NUM_THREADS", None)  # let the entrypoint share the cores among its processes
     started = time.perf_counter()
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True)
+    proc = subprocess.run(argv, check=False, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         sys.exit(f"{processes}-process run failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
@@ -75,12 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_before_after": [load_before, os.getloadavg()[0]],
         "train_images": args.limit_train, "epochs": args.epochs, "batch_size_per_process": args.batch_size,
         "repeats": max(1, args.repeats),
-        "one_process": one, "two_processes": two,
+        "one_process": one, "two_processes": two, "all_runs": runs[1] + runs[2],
         "scaling_efficiency": two["images_per_sec"] / (2 * one["images_per_sec"]),
     }
     print(f"cores: {result['cores']}   train images: {args.limit_train}   epochs: {args.epochs}   "
           f"batch per process: {args.batch_size}   load average before/after: "
           f"{load_before:.2f}/{result['load_average_before_after'][1]:.2f}")
+    if args.repeats > 1:
+        for run in runs[1] + runs[2]:
+            print(f"  run: {run['processes']} process(es) {run['images_per_sec']:8.1f} images/s")
     for run in (one, two):
         print(f"{run['processes']} process(es): {run['images_per_sec']:8.1f} images/s "
               f"(last epoch {run['epoch_time_s']:.1f} s, run {run['wall_time_s']:.1f} s, "

@@ -14,16 +14,15 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import exporting
 import horovod
 import horovod.mxnet as hvd
 import mxnet as mx
-import numpy as np
-from mxnet import autograd, gluon
-
-import exporting
 import network
+import numpy as np
 import sharding
 from checkpointing import load_checkpoint, save_checkpoint
+from mxnet import autograd, gluon
 from trainkit import store
 from trainkit.checkpoints import CheckpointStore
 from trainkit.metrics import build_metrics

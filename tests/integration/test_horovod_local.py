@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -66,7 +65,7 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 def _horovodrun(args: list[str], env: dict[str, str]) -> str:
     argv = [str(VENV / "bin" / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo",
             str(VENV / "bin" / "python"), str(TRAIN), *args]
-    proc = subprocess.run(argv, env=env, cwd=IMAGE, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(argv, check=False, env=env, cwd=IMAGE, capture_output=True, text=True, timeout=600)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"horovodrun failed ({proc.returncode}):\n{output[-4000:]}"
     return output
@@ -129,7 +128,7 @@ def test_exported_model_loads_and_beats_chance(runs, dataset_dir):
     model = runs["model_2"]
     proc = subprocess.run(
         [str(VENV / "bin" / "python"), "-c", SCORE, str(model), str(dataset_dir), str(IMAGE)],
-        env=_env(), capture_output=True, text=True, timeout=120)
+        check=False, env=_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     scores = json.loads(proc.stdout.strip().splitlines()[-1])
     metrics = json.loads((model / "metrics.json").read_text())
@@ -146,7 +145,7 @@ def test_missing_data_fails_fast_with_a_clear_message(tmp_path):
     proc = subprocess.run(
         [str(VENV / "bin" / "python"), str(TRAIN), "--data-uri", str(tmp_path / "nowhere"),
          "--model-uri", str(tmp_path / "model")],
-        env=_env(), cwd=IMAGE, capture_output=True, text=True, timeout=60)
+        check=False, env=_env(), cwd=IMAGE, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     error = proc.stderr.strip().splitlines()[-1]
     assert error.startswith("error: ") and "Fashion-MNIST" in error
@@ -160,7 +159,7 @@ def test_too_few_images_for_the_workers_fails_with_a_clear_message(tmp_path, dat
     argv = [str(VENV / "bin" / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo",
             str(VENV / "bin" / "python"), str(TRAIN), "--data-uri", str(dataset_dir),
             "--model-uri", str(tmp_path / "model"), "--limit-train", "1", "--limit-test", "10"]
-    proc = subprocess.run(argv, env=_env(), cwd=IMAGE, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(argv, check=False, env=_env(), cwd=IMAGE, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "error: 1 training images cannot be shared by 2 workers" in proc.stdout + proc.stderr
     assert not (tmp_path / "model").exists()
