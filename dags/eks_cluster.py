@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param, task
 
-from eksml.callbacks import log_failure_summary
 from eksml.cluster.operators import ClusterAddonsOperator, GpuNodesReadySensor
+from eksml.dag_defaults import default_args
 from eksml.eksctl.operators import EksctlClusterOperator
 
 #: eksctl request overrides, rendered from the run's params (text values are coerced).
@@ -38,15 +38,8 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     max_active_runs=1,
     catchup=False,
-    default_args={
-        "owner": "ml-platform",
-        "retries": 1,
-        "retry_delay": timedelta(minutes=2),
-        "retry_exponential_backoff": True,
-        "execution_timeout": timedelta(hours=1),
-        "pool": "eks_lifecycle",
-        "on_failure_callback": log_failure_summary,
-    },
+    default_args=default_args(retries=1, retry_delay=timedelta(minutes=2), execution_timeout=timedelta(hours=1),
+                              pool="eks_lifecycle"),
     tags=["cluster", "eks", "eksctl"],
     params={
         "action": Param("create", type="string", enum=["create", "scale", "delete"], title="Action",

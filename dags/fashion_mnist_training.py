@@ -12,22 +12,12 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronDataIntervalTimetable, TriggerRule, task
 
 from eksml.assets import CHAMPION_MODEL, TRAINING_DATA
-from eksml.callbacks import log_failure_summary
 from eksml.cluster.operators import ClusterAddonsOperator, GpuNodesReadySensor
+from eksml.dag_defaults import default_args
 from eksml.eksctl.operators import EksctlClusterOperator
 from eksml.kubernetes.operators import GpuTrainingPodOperator, MPIJobOperator, WorkloadPodOperator
 from eksml.params import airflow_params
 from eksml.sagemaker.operators import SageMakerTrainOperator
-
-default_args = {
-    "owner": "ml-platform",
-    "retries": 2,
-    "retry_delay": timedelta(minutes=1),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=20),
-    "execution_timeout": timedelta(hours=2),
-    "on_failure_callback": log_failure_summary,
-}
 
 with DAG(
     dag_id="fashion_mnist_training",
@@ -39,7 +29,7 @@ with DAG(
     start_date=datetime(2026, 1, 5),
     catchup=False,
     max_active_runs=1,
-    default_args=default_args,
+    default_args=default_args(),
     params=airflow_params(),
     render_template_as_native_obj=True,
     tags=["training", "fashion-mnist", "gpu"],

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Param, task
 
 from eksml.assets import CHAMPION_MODEL
-from eksml.callbacks import log_failure_summary
+from eksml.dag_defaults import default_args
 from eksml.serving.operators import DeployModelOperator
 
 with DAG(
@@ -23,14 +23,7 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args={
-        "owner": "ml-platform",
-        "retries": 1,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": True,
-        "execution_timeout": timedelta(minutes=30),
-        "on_failure_callback": log_failure_summary,
-    },
+    default_args=default_args(retries=1, execution_timeout=timedelta(minutes=30)),
     params={
         "version": Param(
             None, type=["null", "string"], pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", maxLength=128,
