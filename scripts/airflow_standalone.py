@@ -82,6 +82,9 @@ class AirflowStandalone:
         env = {
             **base,
             "AIRFLOW_HOME": str(self.home),
+            # SQLite allows one writer at a time: a CLI command (``airflow backfill create``)
+            # writing while the scheduler does must wait for the lock, not fail after 5 s.
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}?timeout=60",
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -99,7 +102,6 @@ class AirflowStandalone:
             # instead of re-importing the kubernetes and AWS clients (seconds per task).
             "AIRFLOW__CORE__MP_START_METHOD": "forkserver",
             "AIRFLOW__CORE__MP_FORKSERVER_PRELOAD": ",".join(PRELOAD),
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
             "PATH": f"{VENV_BIN}{os.pathsep}{base.get('PATH', '')}",
             "PYTHONPATH": str(ROOT / "plugins"),
@@ -160,7 +162,7 @@ class AirflowStandalone:
             time.sleep(2)
         raise StandaloneError(f"not healthy after {timeout:.0f} s (last: {last}):\n{self.log_tail()}")
 
-    def stop(self, timeout: float = 30) -> int | None:
+    def stop(self, timeout: float = 15) -> int | None:
         """SIGINT to the process group (Ctrl-C), then SIGTERM, then SIGKILL if it lingers."""
         proc, self._proc = self._proc, None
         code = None

@@ -13,6 +13,12 @@ if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq dataset-fashion-mnist
 fi
 
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "installing chromium and chromium-driver (browser tests of the Airflow UI)"
+  sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get install -y -qq chromium chromium-driver || echo "chromium unavailable: the UI tests will be skipped"
+fi
+
 if ! command -v uv >/dev/null 2>&1; then
   echo "installing uv"
   python3 -m pip install -q uv

@@ -34,15 +34,17 @@ def run_facts(context: dict[str, Any]) -> dict[str, Any]:
 
 
 def source_data_uri(params: TrainingParams, settings: Settings, triggering_events: Any = None) -> str:
-    """The data to train on: the param, else the newest triggering asset event's ``uri``, else settings."""
+    """The data to train on: the param, else the newest triggering asset event's ``uri``, else settings.
+
+    Every event's extra is checked, so a malformed one fails the run with the reason.
+    """
+    from eksml.events import validate_data_event_extra
+
+    events = sorted((e for evs in (triggering_events or {}).values() for e in evs), key=lambda e: e.timestamp)
+    uris = [validate_data_event_extra(getattr(e, "extra", None)) for e in events]
     if params.data_uri:
         return params.data_uri
-    for events in (triggering_events or {}).values():
-        for event in reversed(list(events)):
-            uri = (getattr(event, "extra", None) or {}).get("uri")
-            if uri:
-                return uri
-    return settings.source_data_uri
+    return next((uri for uri in reversed(uris) if uri), settings.source_data_uri)
 
 
 def validate(raw_params: dict[str, Any], triggering_events: Any = None) -> dict[str, Any]:

@@ -31,6 +31,7 @@ if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
 from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver import Chrome, ChromeOptions  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
@@ -109,19 +110,31 @@ class UI:
         return self.find(By.CSS_SELECTOR, "[data-testid='config-form']")
 
     def close_dialog(self) -> None:
-        self.driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
-        self.wait.until(EC.invisibility_of_element_located((By.CSS_SELECTOR, "[data-testid='config-form']")))
+        """Escape closes an open dropdown first, then the dialog."""
+        for _ in range(3):
+            ActionChains(self.driver).send_keys(Keys.ESCAPE).perform()
+            try:
+                WebDriverWait(self.driver, 3).until(
+                    EC.invisibility_of_element_located((By.CSS_SELECTOR, "[data-testid='config-form']")))
+                return
+            except TimeoutException:
+                continue
+        raise AssertionError("the trigger dialog did not close")
+
+    #: The trigger form's "Configuration JSON" editor (Monaco); the page behind has others.
+    CONF_EDITOR = ("//label[normalize-space()='Configuration JSON']"
+                   "/following::*[@data-mode-id='json'][1]//*[contains(@class, 'view-lines')]")
 
     def conf_editor_text(self) -> str:
-        return self.find(By.CSS_SELECTOR, "[data-mode-id='json'] .view-lines").text
+        return self.find(By.XPATH, self.CONF_EDITOR).text
 
     def open_advanced_options(self) -> None:
         self.click(By.XPATH, "//button[.//div[normalize-space()='Advanced Options']]")
-        self.find(By.CSS_SELECTOR, "[data-mode-id='json'] .view-lines")
+        self.find(By.XPATH, self.CONF_EDITOR)
 
     def replace_conf(self, text: str) -> None:
         """Replace the Configuration JSON (a Monaco editor) as if pasted."""
-        self.click(By.CSS_SELECTOR, "[data-mode-id='json'] .view-lines")
+        self.click(By.XPATH, self.CONF_EDITOR)
         self.driver.switch_to.active_element.send_keys(Keys.CONTROL, "a")
         self.driver.switch_to.active_element.send_keys(Keys.DELETE)
         # insertText bypasses the editor's auto-closing of quotes and brackets.
@@ -148,8 +161,10 @@ def test_training_dag_page(ui):
     ui.driver.get(f"{ui.base_url}/dags/{TRAINING_DAG}")
     ui.wait_text("ml-platform")
     page = ui.text()
-    for expected in (TRAINING_DAG, "ml-platform", "fashion-mnist", "fashion_mnist_training_data", "validate_params"):
+    for expected in (TRAINING_DAG, "ml-platform", "fashion-mnist", "Schedule", "validate_params", "train_tensorflow"):
         assert expected in page
+    # The schedule cell names the asset, or (once the DAG has run) "Asset or <cron>".
+    assert "fashion_mnist_training_data" in page or "Asset or 0 3 * * 1" in page
     ui.shot("02-training-dag")
 
 
@@ -181,15 +196,18 @@ def test_trigger_form_renders_every_param_with_its_type(ui):
     ui.shot("03-trigger-form")
     ui.click(By.CSS_SELECTOR, "#element_framework [role='combobox']")
     ui.wait_text("mxnet")
-    options = [o.text for o in ui.driver.find_elements(By.CSS_SELECTOR, "[id^='react-select'][id*='-option-']")]
-    assert options == list(PARAM_SCHEMAS["framework"]["enum"])
+    options = ui.driver.find_elements(By.CSS_SELECTOR, "[id^='react-select'][id*='-option-']")
+    assert [o.text for o in options] == list(PARAM_SCHEMAS["framework"]["enum"])
     ui.shot("04-framework-dropdown")
-    ui.driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+    options[-1].click()  # "both": the dropdown sets the param
+    assert ui.find(By.NAME, "element_framework").get_attribute("value") == "both"
+    ui.close_dialog()
 
 
 def test_invalid_values_are_refused_before_a_run_exists(ui, airflow_server):
     api = airflow_server.api
     runs_before = {r["dag_run_id"] for r in api.runs(TRAINING_DAG)}
+    ui.open_trigger_form()
     # The number field does not keep a value below the schema's minimum.
     ui.type_number("epochs", "0")
     box = ui.find(By.NAME, "element_epochs")
@@ -200,7 +218,10 @@ def test_invalid_values_are_refused_before_a_run_exists(ui, airflow_server):
     # A configuration typed as JSON with epochs 0 is refused by the API with the reason.
     ui.replace_conf('{"epochs": 0, "limit_train": 2000, "limit_test": 500}')
     ui.trigger_button().click()
-    ui.wait_text("Invalid input for param epochs: 0 is less than the minimum of 1")
+    message = "Invalid input for param epochs: 0 is less than the minimum of 1"
+    ui.wait_text(message)
+    shown = ui.find(By.XPATH, f"//*[contains(text(), '{message}')]")
+    ui.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", shown)
     ui.shot("06-epochs-0-refused")
     assert {r["dag_run_id"] for r in api.runs(TRAINING_DAG)} == runs_before
     ui.close_dialog()
