@@ -17,17 +17,10 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import DAG, Param, task
 
 from eksml.assets import TRAINING_DATA
-from eksml.callbacks import log_failure_summary
+from eksml.dag_defaults import default_args
 
-default_args = {
-    "owner": "ml-platform",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=30),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=10),
-    "execution_timeout": timedelta(minutes=20),
-    "on_failure_callback": log_failure_summary,
-}
+LANDING_DEFAULTS = default_args(retry_delay=timedelta(seconds=30), max_retry_delay=timedelta(minutes=10),
+                                execution_timeout=timedelta(minutes=20))
 
 with DAG(
     dag_id="upstream_data_landing",
@@ -36,7 +29,7 @@ with DAG(
     schedule=None,
     start_date=datetime(2026, 1, 5),
     catchup=False,
-    default_args=default_args,
+    default_args=LANDING_DEFAULTS,
     params={
         "source_uri": Param(None, type=["null", "string"], maxLength=1024, title="Source of the drop",
                             description="Folder or s3:// prefix with the four IDX .gz files. Empty: the configured source."),
@@ -64,7 +57,7 @@ with DAG(
     schedule=None,
     start_date=datetime(2026, 1, 5),
     catchup=False,
-    default_args={**default_args, "execution_timeout": timedelta(hours=3)},
+    default_args={**LANDING_DEFAULTS, "execution_timeout": timedelta(hours=3)},
     params={"epochs": Param(1, type="integer", minimum=1, maximum=100, title="Epochs",
                             description="Epochs of the triggered training run.")},
     render_template_as_native_obj=True,  # "{{ params.epochs }}" reaches the conf as an int
