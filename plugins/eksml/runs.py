@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from eksml.layout import Area, area_uri
 from eksml.params import TrainingParams
 from eksml.settings import Settings
 from eksml.specs import WorkloadSpec, Resources, training_spec
@@ -56,14 +57,13 @@ def plan_run(
     dag_id: str = "fashion_mnist_training",
 ) -> dict[str, Any]:
     """Every location and workload of one training run, as an XCom-friendly dict."""
-    store = settings.store_uri.rstrip("/")
     data_uri = f"{settings.data_root}/{interval_key(interval_start, interval_end)}"
     labels = {"eksml/dag-id": dag_id.replace("_", "-")[:63]}
     candidates = []
     for framework in params.frameworks:
         version = model_version(interval_end, framework, run_id)
-        staging = f"{store}/staging/{settings.model_name}/{version}"
-        checkpoint = f"{store}/checkpoints/{settings.model_name}/{version}"
+        staging = area_uri(settings.store_uri, Area.STAGING, settings.model_name, version)
+        checkpoint = area_uri(settings.store_uri, Area.CHECKPOINTS, settings.model_name, version)
         spec = training_spec(
             framework=framework, data_uri=data_uri, model_uri=staging, checkpoint_uri=checkpoint,
             epochs=params.epochs, batch_size=params.batch_size, learning_rate=params.learning_rate,

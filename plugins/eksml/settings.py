@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from eksml.layout import Area, area_uri
+
 Profile = Literal["local", "aws"]
 PROFILES: tuple[str, ...] = get_args(Profile)
 
@@ -75,11 +77,11 @@ class Settings:
     # --- derived locations -------------------------------------------------------------
     @property
     def data_root(self) -> str:
-        return f"{self.store_uri.rstrip('/')}/data/{self.model_name}"
+        return area_uri(self.store_uri, Area.DATA, self.model_name)
 
     @property
     def models_root(self) -> str:
-        return f"{self.store_uri.rstrip('/')}/models/{self.model_name}"
+        return area_uri(self.store_uri, Area.MODELS, self.model_name)
 
     def image(self, name: str) -> str:
         """Fully qualified container image of ``images/<name>``."""

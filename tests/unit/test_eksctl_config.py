@@ -97,12 +97,13 @@ def test_irsa_roles_are_role_only_and_scoped_to_the_store_bucket():
     assert all(a["roleOnly"] is True for a in accounts.values())
     assert accounts["kube-system/cluster-autoscaler"]["wellKnownPolicies"] == {"autoScaler": True}
     train = accounts["ml-training/training"]["attachPolicy"]["Statement"]
+    # the attached document is the one rendered from the layout's access table, scoped to the store
+    assert accounts["ml-training/training"]["attachPolicy"] == training_policy(STORE, "fashion-mnist", "us-west-2")
     by_sid = {s["Sid"]: s for s in train}
-    assert by_sid["ReadData"]["Resource"] == "arn:aws:s3:::ml-store-bucket/eksml/data/fashion-mnist/*"
-    assert by_sid["WriteModels"]["Resource"] == "arn:aws:s3:::ml-store-bucket/eksml/models/fashion-mnist/*"
-    assert (
-        "s3:PutObject" in by_sid["WriteModels"]["Action"] and "s3:DeleteObject" not in by_sid["WriteModels"]["Action"]
-    )
+    assert by_sid["DataRead"]["Resource"] == "arn:aws:s3:::ml-store-bucket/eksml/data/fashion-mnist/*"
+    assert by_sid["CheckpointsReadWriteDelete"]["Resource"] == (
+        "arn:aws:s3:::ml-store-bucket/eksml/checkpoints/fashion-mnist/*")
+    assert by_sid["ModelsRead"]["Action"] == ["s3:GetObject"]  # the registry is written by Airflow only
     inference = accounts["ml-serving/inference"]["attachPolicy"]["Statement"]
     actions = {a for s in inference for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert actions == {"s3:ListBucket", "s3:GetObject"}

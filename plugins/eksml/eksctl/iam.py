@@ -1,8 +1,9 @@
-"""Least-privilege IAM policy documents for the pods' IRSA roles.
+"""Least-privilege IAM policy documents, rendered from the store layout's access table.
 
-Training reads the data prefix and writes the models prefix; inference only reads models.
-Everything is scoped to the bucket and prefix of ``Settings.store_uri`` so a role can
-never touch another project's objects.
+The S3 part of every identity's policy comes from :data:`eksml.layout.ACCESS`, the table the
+run planner's locations come from too, so a workload's prefixes and its permissions cannot
+drift apart. Everything is scoped to the bucket and prefix of ``Settings.store_uri``, so a role
+never touches another deployment's objects.
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from eksml.layout import OBJECT_ACTIONS, Area, Identity, Op, area_key_prefix, grants
+
+POLICY_VERSION = "2012-10-17"
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
@@ -49,49 +54,116 @@ def partition_for(region: str) -> str:
     return "aws"
 
 
-def _list_statement(arn_bucket: str, prefixes: list[str]) -> dict[str, Any]:
-    patterns = [p for prefix in prefixes for p in (prefix, f"{prefix}/*")]
-    return {
-        "Sid": "ListOwnPrefixes",
-        "Effect": "Allow",
-        "Action": "s3:ListBucket",
-        "Resource": arn_bucket,
-        "Condition": {"StringLike": {"s3:prefix": patterns}},
-    }
+def _sid(area: Area, ops: frozenset[Op]) -> str:
+    return area.value.capitalize() + "".join(op.value.capitalize() for op in Op if op in ops)
+
+
+def s3_statements(identity: Identity, store_uri: str, model_name: str, region: str) -> list[dict[str, Any]]:
+    """The S3 statements of ``identity``, rendered from :data:`eksml.layout.ACCESS`.
+
+    Listing is allowed on the bucket only under the prefixes of areas the identity reads (an
+    ``s3:prefix`` condition); object actions only under those areas' prefixes.
+    """
+    loc = S3Location.parse(store_uri)
+    arn = f"arn:{partition_for(region)}:s3:::{loc.bucket}"
+    granted = grants(identity)
+    readable = [loc.key(area_key_prefix(area, model_name)) for area, ops in granted.items() if Op.READ in ops]
+    statements: list[dict[str, Any]] = []
+    if readable:
+        patterns = [p for prefix in readable for p in (prefix, f"{prefix}/*")]
+        statements.append({"Sid": "ListOwnPrefixes", "Effect": "Allow", "Action": "s3:ListBucket",
+                           "Resource": arn, "Condition": {"StringLike": {"s3:prefix": patterns}}})
+    for area, ops in granted.items():
+        actions = [action for op in Op if op in ops for action in OBJECT_ACTIONS[op]]
+        statements.append({"Sid": _sid(area, ops), "Effect": "Allow", "Action": actions,
+                           "Resource": f"{arn}/{loc.key(area_key_prefix(area, model_name))}/*"})
+    return statements
+
+
+def s3_policy(identity: Identity, store_uri: str, model_name: str, region: str) -> dict[str, Any]:
+    """A policy document holding only ``identity``'s S3 statements."""
+    return {"Version": POLICY_VERSION, "Statement": s3_statements(identity, store_uri, model_name, region)}
 
 
 def training_policy(store_uri: str, model_name: str, region: str) -> dict[str, Any]:
-    """Read data, read and write model artifacts and checkpoints."""
-    loc = S3Location.parse(store_uri)
-    arn = f"arn:{partition_for(region)}:s3:::{loc.bucket}"
-    data, models = loc.key("data", model_name), loc.key("models", model_name)
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            _list_statement(arn, [data, models]),
-            {"Sid": "ReadData", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"{arn}/{data}/*"},
-            {
-                "Sid": "WriteModels",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
-                "Resource": f"{arn}/{models}/*",
-            },
-        ],
-    }
+    """IRSA policy of the training service account (training, MPI and evaluation pods)."""
+    return s3_policy(Identity.TRAINING, store_uri, model_name, region)
 
 
 def inference_policy(store_uri: str, model_name: str, region: str) -> dict[str, Any]:
-    """Read model artifacts only."""
-    loc = S3Location.parse(store_uri)
-    arn = f"arn:{partition_for(region)}:s3:::{loc.bucket}"
-    models = loc.key("models", model_name)
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            _list_statement(arn, [models]),
-            {"Sid": "ReadModels", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"{arn}/{models}/*"},
-        ],
-    }
+    """IRSA policy of the serving service account: read registered models only."""
+    return s3_policy(Identity.INFERENCE, store_uri, model_name, region)
+
+
+#: Actions SageMaker needs from its execution role beyond the store (pull the image, write logs
+#: and metrics); VPC jobs need the network-interface actions too.
+SAGEMAKER_SERVICE_ACTIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("PullImages", ("ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+                    "ecr:BatchCheckLayerAvailability"), "*"),
+    ("JobLogs", ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
+                 "logs:DescribeLogStreams"), "arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/*"),
+    ("JobMetrics", ("cloudwatch:PutMetricData",), "*"),
+)
+SAGEMAKER_VPC_ACTIONS = ("ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission",
+                         "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission",
+                         "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs", "ec2:DescribeDhcpOptions",
+                         "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups")
+
+#: What Airflow's identity calls besides the store, and why.
+PIPELINE_SERVICE_ACTIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    # the SageMaker branch and the SageMaker deployment target
+    ("SageMakerJobs", ("sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob",
+                       "sagemaker:StopTrainingJob", "sagemaker:AddTags", "sagemaker:ListTags",
+                       "sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:DeleteModel",
+                       "sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig",
+                       "sagemaker:DeleteEndpointConfig", "sagemaker:CreateEndpoint",
+                       "sagemaker:UpdateEndpoint", "sagemaker:DescribeEndpoint"),
+     "arn:{partition}:sagemaker:{region}:{account}:*"),
+    ("SageMakerLogs", ("logs:DescribeLogStreams", "logs:GetLogEvents"),
+     "arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/*"),
+    # a connection per cluster (token signed for DescribeCluster's endpoint), GPU capacity checks
+    ("EksClusters", ("eks:DescribeCluster", "eks:ListClusters", "eks:DescribeNodegroup",
+                     "eks:ListNodegroups"), "*"),
+    ("Autoscaling", ("autoscaling:DescribeAutoScalingGroups",), "*"),
+    # preflight
+    ("Preflight", ("iam:SimulatePrincipalPolicy", "servicequotas:GetServiceQuota",
+                   "servicequotas:ListServiceQuotas", "ecr:DescribeImages", "ec2:DescribeInstanceTypeOfferings"),
+     "*"),
+)
+
+
+def _service_statements(table: tuple[tuple[str, tuple[str, ...], str], ...], region: str,
+                        account: str) -> list[dict[str, Any]]:
+    partition = partition_for(region)
+    return [{"Sid": sid, "Effect": "Allow", "Action": list(actions),
+             "Resource": resource.format(partition=partition, region=region, account=account)}
+            for sid, actions, resource in table]
+
+
+def sagemaker_execution_policy(store_uri: str, model_name: str, region: str, *, account_id: str | None = None,
+                               vpc: bool = False) -> dict[str, Any]:
+    """Policy of the SageMaker execution role: its store areas, image pulls, logs (and VPC)."""
+    statements = s3_statements(Identity.SAGEMAKER, store_uri, model_name, region)
+    statements += _service_statements(SAGEMAKER_SERVICE_ACTIONS, region, account_id or "*")
+    if vpc:
+        statements.append({"Sid": "VpcNetworking", "Effect": "Allow", "Action": list(SAGEMAKER_VPC_ACTIONS),
+                           "Resource": "*"})
+    return {"Version": POLICY_VERSION, "Statement": statements}
+
+
+def pipeline_policy(store_uri: str, model_name: str, region: str, *, sagemaker_role_arn: str,
+                    account_id: str | None = None) -> dict[str, Any]:
+    """Policy of the identity Airflow signs with: its store areas, SageMaker, EKS reads, preflight.
+
+    Creating and deleting clusters (``cluster=ephemeral``, the ``eks_cluster`` DAG) runs eksctl,
+    which needs eksctl's own documented minimum policies on top of this one.
+    """
+    statements = s3_statements(Identity.PIPELINE, store_uri, model_name, region)
+    statements += _service_statements(PIPELINE_SERVICE_ACTIONS, region, account_id or "*")
+    statements.append({"Sid": "PassSageMakerRole", "Effect": "Allow", "Action": "iam:PassRole",
+                       "Resource": sagemaker_role_arn,
+                       "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}})
+    return {"Version": POLICY_VERSION, "Statement": statements}
 
 
 def role_arn(account_id: str, role_name: str, region: str) -> str:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerEndpointOperator
 
+from eksml.layout import Area, area_uri
 from eksml.sagemaker.images import DLC_ACCOUNTS, ecr_domain
 from eksml.sagemaker.naming import unique_name, validate_name
 from eksml.sagemaker.request import ROLE_ARN_PATTERN, SageMakerRequestError, require_s3
@@ -146,7 +147,8 @@ class SageMakerEndpointDeployOperator(SageMakerEndpointOperator):
     def execute(self, context: Context) -> dict:
         settings = self.settings or load_settings(use_airflow_variable=True)
         version = self.version_uri.rstrip("/").rsplit("/", 1)[-1]
-        model_data = f"{settings.store_uri.rstrip('/')}/sagemaker/{settings.model_name}/{version}/endpoint/model.tar.gz"
+        model_data = area_uri(settings.store_uri, Area.SAGEMAKER, settings.model_name, version, "endpoint",
+                              "model.tar.gz")
         self.config = build_endpoint_requests(settings, endpoint_name=self.endpoint_name, version=version,
                                               model_data_url=model_data, instance_type=self.instance_type,
                                               instance_count=self.instance_count)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from eksml.layout import Area, area_uri
 from eksml.sagemaker.images import training_image_uri
 from eksml.sagemaker.instances import instance_gpus
 from eksml.sagemaker.naming import validate_name
@@ -104,7 +105,7 @@ def default_output_uri(spec: WorkloadSpec, settings: Settings) -> str:
     ``<output>/<job>/source/``); keeping that out of the staging folder means registration copies
     only the unpacked model.
     """
-    return f"{settings.store_uri.rstrip('/')}/sagemaker/{settings.model_name}/{spec_locations(spec).version}"
+    return area_uri(settings.store_uri, Area.SAGEMAKER, settings.model_name, spec_locations(spec).version)
 
 
 def source_tarball_uri(output_s3_uri: str, job_name: str) -> str:
