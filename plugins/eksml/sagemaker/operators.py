@@ -10,9 +10,11 @@ job's ``model.tar.gz`` into the spec's ``--model-uri`` through the same code.
 from __future__ import annotations
 
 import json
+import math
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +45,22 @@ if TYPE_CHECKING:
 
 _TAG_UNSAFE = re.compile(r"[^\w\s.:/=+\-@]")
 DEFAULT_INSTANCE_TYPE = "ml.g4dn.xlarge"
+#: Time a job spends outside its stopping condition: instance provisioning, image and data
+#: download before training starts, and the model upload after it.
+JOB_OVERHEAD_S = 3600
+
+
+def job_wait_s(stopping: Mapping[str, Any], task_timeout: timedelta | None) -> int:
+    """How long to wait for a job: as long as SageMaker may let it run, within the task's timeout.
+
+    ``MaxWaitTimeInSeconds`` (spot) already includes the runtime; otherwise the job may train
+    ``MaxRuntimeInSeconds``; either way plus :data:`JOB_OVERHEAD_S`. A poll count is derived
+    from this, never the other way round (the provider's default of 60 polls ends after 30 min).
+    """
+    bound = int(stopping.get("MaxWaitTimeInSeconds") or stopping["MaxRuntimeInSeconds"]) + JOB_OVERHEAD_S
+    if task_timeout is not None:
+        bound = min(bound, int(task_timeout.total_seconds()))
+    return bound
 
 
 def as_spec(value: WorkloadSpec | Mapping[str, Any]) -> WorkloadSpec:
@@ -183,6 +201,11 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
             return self._execute_local(context, settings, spec)
         self.config = self.build_request(context, settings, spec)
         self._job_name = self.config["TrainingJobName"]
+        wait_s = job_wait_s(self.config["StoppingCondition"], self.execution_timeout)
+        self.max_ingestion_time = wait_s  # the synchronous wait, and the deferral's timeout
+        self.max_attempts = math.ceil(wait_s / self.check_interval) + 1  # the trigger's polls
+        self.log.info("waiting up to %d s for %s (stopping condition %s, task timeout %s)", wait_s,
+                      self._job_name, self.config["StoppingCondition"], self.execution_timeout)
         self._persist_links(context)
         if self.image_source != "dlc":
             return self._finish(settings, spec, super().execute(context)["Training"])
