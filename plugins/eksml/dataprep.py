@@ -1,4 +1,9 @@
-"""Validate the Fashion-MNIST IDX files and version them in the data store by data interval."""
+"""Validate the Fashion-MNIST IDX files and version them in the data store.
+
+A data version is content-addressed (``<interval>-<digest of the four files>``) and never
+rewritten once its manifest exists, so every model version's ``data_uri`` keeps meaning the
+bytes it was trained on, whatever later runs of the same interval bring.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,8 @@ IDX_FILES: dict[str, tuple[int, int]] = {
     "t10k-labels-idx1-ubyte.gz": (1, 2049),
 }
 MANIFEST = "manifest.json"
+IMAGE_SHAPE = (28, 28)
+NUM_CLASSES = 10
 
 
 class DataValidationError(ValueError):
@@ -55,10 +62,27 @@ def decode_idx(name: str, blob: bytes, rank: int) -> tuple[list[int], bytes]:
 
 
 def inspect_idx(name: str, blob: bytes) -> dict[str, Any]:
-    """Check one of the four files and describe it (checksum, item count, shape)."""
+    """Check one of the four files and describe it (checksum, item count, shape).
+
+    Images must be 28x28 and labels within 0..9: anything else can never train.
+    """
     rank, _ = IDX_FILES[name]
-    dims, _ = decode_idx(name, blob, rank)
+    dims, data = decode_idx(name, blob, rank)
+    if dims[0] == 0:
+        raise DataValidationError(f"{name}: holds no items")
+    if rank == 3 and tuple(dims[1:]) != IMAGE_SHAPE:
+        raise DataValidationError(f"{name}: images are {dims[1]}x{dims[2]}, expected "
+                                  f"{IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]}")
+    if rank == 1 and max(data) >= NUM_CLASSES:
+        bad = sum(1 for label in data if label >= NUM_CLASSES)
+        raise DataValidationError(f"{name}: {bad} label(s) outside 0..{NUM_CLASSES - 1} (largest {max(data)})")
     return {"sha256": hashlib.sha256(blob).hexdigest(), "count": dims[0], "shape": dims, "bytes": len(blob)}
+
+
+def data_digest(described: dict[str, dict[str, Any]]) -> str:
+    """12 hex digits naming the content of the four files: the data version's identity."""
+    lines = "".join(f"{name}:{described[name]['sha256']}\n" for name in sorted(described))
+    return hashlib.sha256(lines.encode()).hexdigest()[:12]
 
 
 def read_source(source: ObjectStoragePath) -> dict[str, bytes]:
@@ -69,29 +93,53 @@ def read_source(source: ObjectStoragePath) -> dict[str, bytes]:
     return {name: (source / name).read_bytes() for name in IDX_FILES}
 
 
-def validate_source(blobs: dict[str, bytes]) -> dict[str, dict[str, Any]]:
-    """Validate the four files and check that image and label counts agree."""
+def validate_source(blobs: dict[str, bytes], manifest: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Validate the four files: each on its own, image and label counts per split, the training
+    split larger than the test split (swapped files), and the checksums of ``manifest`` (the
+    one a landed drop or a data version carries) when there is one."""
     described = {name: inspect_idx(name, blob) for name, blob in blobs.items()}
     for split in ("train", "t10k"):
         images = described[f"{split}-images-idx3-ubyte.gz"]["count"]
         labels = described[f"{split}-labels-idx1-ubyte.gz"]["count"]
         if images != labels:
             raise DataValidationError(f"{split}: {images} images but {labels} labels")
+    train, test = (described[f"{split}-images-idx3-ubyte.gz"]["count"] for split in ("train", "t10k"))
+    if train <= test:
+        raise DataValidationError(f"{train} training images but {test} test images: train and t10k files swapped?")
+    for name, expected in ((manifest or {}).get("files") or {}).items():
+        if name in described and expected.get("sha256") != described[name]["sha256"]:
+            raise DataValidationError(f"{name}: sha256 {described[name]['sha256'][:12]}... differs from its "
+                                      f"manifest's {str(expected.get('sha256'))[:12]}...: changed after it was written")
     return described
 
 
-def prepare_data(source: ObjectStoragePath, target: ObjectStoragePath) -> dict[str, Any]:
-    """Copy the validated files to ``target`` unless identical copies are already there.
+def read_manifest(folder: ObjectStoragePath) -> dict[str, Any] | None:
+    """The folder's manifest.json (checksums of its files), or None."""
+    path = folder / MANIFEST
+    return read_json(path) if path.exists() else None
 
-    The manifest (checksums) is written last, so a prefix without one is never trusted.
-    """
+
+def prepare_data(source: ObjectStoragePath, target: ObjectStoragePath) -> dict[str, Any]:
+    """Validate ``source`` and copy it to ``target`` (see :func:`store_data`)."""
     blobs = read_source(source)
-    described = validate_source(blobs)
+    return store_data(source, blobs, validate_source(blobs, read_manifest(source)), target)
+
+
+def store_data(source: ObjectStoragePath, blobs: dict[str, bytes], described: dict[str, dict[str, Any]],
+               target: ObjectStoragePath) -> dict[str, Any]:
+    """Copy validated files to ``target`` unless identical copies are already there.
+
+    The manifest (checksums) is written last, so a prefix without one is never trusted; a
+    prefix with one is a data version and is never rewritten with other bytes.
+    """
     manifest_path = target / MANIFEST
     if manifest_path.exists():
         existing = read_json(manifest_path).get("files", {})
         same = all(existing.get(n, {}).get("sha256") == d["sha256"] for n, d in described.items())
-        if same and all((target / n).exists() and (target / n).size() == d["bytes"] for n, d in described.items()):
+        if not same:
+            raise DataValidationError(f"{uri_of(target)} already holds other data (its manifest's checksums "
+                                      "differ); data versions are never overwritten")
+        if all((target / n).exists() and (target / n).size() == d["bytes"] for n, d in described.items()):
             log.info("data already at %s with matching checksums: skipped copy", target)
             return {"uri": uri_of(target), "copied": [], "files": described}
     if target.protocol in ("file", "local", ""):

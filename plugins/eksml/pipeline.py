@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from eksml import __version__
-from eksml.dataprep import prepare_data, read_source, validate_source
+from eksml.dataprep import data_digest, read_manifest, read_source, store_data, validate_source
 from eksml.params import TrainingParams, validate_training_params
 from eksml.registry import ModelRegistry, RegistryError
 from eksml.runs import evaluation_spec, plan_run
@@ -52,7 +52,8 @@ def validate(raw_params: dict[str, Any], triggering_events: Any = None) -> dict[
     params = validate_training_params(raw_params)
     settings = load_settings(use_airflow_variable=True)
     source = source_data_uri(params, settings, triggering_events)
-    described = validate_source(read_source(store_path(source, settings)))
+    folder = store_path(source, settings)
+    described = validate_source(read_source(folder), read_manifest(folder))
     log.info("params ok: %s; source data ok at %s (%s train / %s test images)", params.to_dict(), source,
              described["train-images-idx3-ubyte.gz"]["count"], described["t10k-images-idx3-ubyte.gz"]["count"])
     return {"params": params.to_dict(), "source_uri": source, "profile": settings.profile}
@@ -69,12 +70,16 @@ def needs_cluster_teardown(validated: dict[str, Any] | None) -> bool:
 
 
 def prepare(validated: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
-    """Copy the validated source into the data store under the run's data interval."""
+    """Copy the validated source into the data store: a data version named by interval and content."""
     settings = load_settings(use_airflow_variable=True)
     params = validate_training_params(validated["params"])
+    source = store_path(validated["source_uri"], settings)
+    blobs = read_source(source)
+    described = validate_source(blobs, read_manifest(source))  # again: the source may have changed since
     plan = plan_run(params, settings, run_id=facts["run_id"], interval_start=facts["interval_start"],
-                    interval_end=facts["interval_end"], dag_id=facts["dag_id"])
-    result = prepare_data(store_path(validated["source_uri"], settings), store_path(plan["data_uri"], settings))
+                    interval_end=facts["interval_end"], data_digest=data_digest(described), dag_id=facts["dag_id"])
+    result = store_data(source, blobs, described, store_path(plan["data_uri"], settings))
+    plan["data_files"] = {name: {k: d[k] for k in ("sha256", "count", "bytes")} for name, d in described.items()}
     registry = ModelRegistry(store_path(settings.models_root, settings))
     champion = registry.champion()
     plan["champion"] = champion
@@ -122,6 +127,7 @@ def register(plan: dict[str, Any], facts: dict[str, Any]) -> list[dict[str, Any]
         metadata = {
             "model": settings.model_name, "framework": framework, "run_id": facts["run_id"],
             "dag_id": facts["dag_id"], "data_interval": plan["interval"], "data_uri": plan["data_uri"],
+            "data_files": plan.get("data_files"),
             "source_uri": plan["source_uri"], "trainer": plan["params"]["trainer"],
             "params": plan["params"], "metrics": {k: metrics.get(k) for k in (
                 "test_accuracy", "test_loss", "per_class_accuracy", "epochs", "images_per_sec",

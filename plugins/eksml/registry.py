@@ -4,20 +4,28 @@ Layout under ``<store>/models/<model>/``::
 
     <version>/...             exported model, metrics.json, evaluation.json, plots
     <version>/metadata.json   written last: a version without it is not registered
-    champion.json             the serving champion, replaced atomically
-    promotions/<ts>-<v>.json  one object per promotion (append-only history)
+    champion.json             the serving champion; names its history entry; replaced only by
+                              a conditional write (compare-and-swap on its ETag)
+    promotions/<key>.json     one object per promotion attempt, written before the pointer
+
+Paths inside these documents are relative to the model folder, so a copied or restored store
+points at itself. The history is the chain of entries the pointer leads back through (each
+entry names its predecessor); an entry whose pointer write lost a race or never happened is
+not part of it, so a crash between the two writes loses nothing and a retry starts afresh.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
+import json
 import logging
-from collections.abc import Iterator
+import random
+import time
+import uuid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from eksml.storage import copy_tree, is_local, read_json, uri_of, write_json_atomic
+from eksml.storage import (PreconditionFailed, copy_tree, put_if_absent, put_if_match, read_json,
+                           read_versioned, uri_of, write_json_atomic)
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -26,6 +34,9 @@ log = logging.getLogger(__name__)
 
 METADATA = "metadata.json"
 CHAMPION = "champion.json"
+PROMOTIONS = "promotions"
+#: Conditional writes lost in a row before a promotion gives up (each loss means another won).
+MAX_ATTEMPTS = 200
 
 
 class RegistryError(RuntimeError):
@@ -33,8 +44,17 @@ class RegistryError(RuntimeError):
 
 
 def should_promote(candidate_accuracy: float, champion_accuracy: float | None, margin: float = 0.0) -> bool:
-    """The evaluation gate: no champion yet, or at least as good plus the margin."""
-    return champion_accuracy is None or candidate_accuracy >= champion_accuracy + margin
+    """The evaluation gate: no champion yet, or strictly better and better by at least the margin.
+
+    An equally accurate retrain does not replace the champion (nor trigger a redeploy).
+    """
+    if champion_accuracy is None:
+        return True
+    return candidate_accuracy > champion_accuracy and candidate_accuracy >= champion_accuracy + margin
+
+
+def _dumps(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, indent=2, sort_keys=True, default=str).encode()
 
 
 class ModelRegistry:
@@ -55,13 +75,14 @@ class ModelRegistry:
         if not self.root.exists():
             return []
         return sorted(p.name for p in self.root.iterdir()
-                      if p.is_dir() and p.name not in ("promotions",) and (p / METADATA).exists())
+                      if p.is_dir() and p.name != PROMOTIONS and (p / METADATA).exists())
 
     def metadata(self, version: str) -> dict[str, Any]:
+        """A version's metadata; ``uri`` is where the version is now, not where it was written."""
         path = self.version_path(version) / METADATA
         if not path.exists():
             raise RegistryError(f"version {version!r} is not registered")
-        return read_json(path)
+        return {**read_json(path), "uri": uri_of(self.version_path(version))}
 
     def register(self, version: str, staging: ObjectStoragePath, metadata: dict[str, Any]) -> ObjectStoragePath:
         """Copy a finished training output into ``<version>/`` and write its metadata last.
@@ -77,65 +98,158 @@ class ModelRegistry:
             if owner != metadata.get("run_id"):
                 raise RegistryError(f"version {version} belongs to run {owner!r}; refusing to overwrite it")
         copied = copy_tree(staging, target)
-        write_json_atomic(target / METADATA, {**metadata, "version": version, "uri": uri_of(target),
-                                              "files": copied,
+        write_json_atomic(target / METADATA, {**metadata, "version": version, "files": copied,
                                               "registered_at": datetime.now(timezone.utc).isoformat()})
         log.info("registered %s (%d files) at %s", version, len(copied), target)
         return target
 
     # --- champion ------------------------------------------------------------------------
-    def champion(self) -> dict[str, Any] | None:
-        path = self.root / CHAMPION
-        return read_json(path) if path.exists() else None
+    def pointer(self) -> tuple[dict[str, Any] | None, str | None]:
+        """The stored champion pointer as it is (dangling or not) and its ETag, from one read."""
+        found = read_versioned(self.root / CHAMPION)
+        if found is None:
+            return None, None
+        return json.loads(found.body), found.etag
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        """Serialise promotions on a local store; on S3 each pointer write is one atomic PUT."""
-        if not is_local(self.root):
-            yield
-            return
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(f"{self.root.path}/.champion.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _resolved(self, pointer: dict[str, Any]) -> dict[str, Any]:
+        return {**pointer, "uri": uri_of(self.version_path(pointer["version"]))}
+
+    def champion(self) -> dict[str, Any] | None:
+        """The champion with its ``uri`` in this store, or None.
+
+        A pointer naming a version that is not registered (deleted by hand, a partial restore)
+        is treated as no champion, with a warning: the next good candidate replaces it.
+        """
+        pointer, _ = self.pointer()
+        if pointer is None:
+            return None
+        if not self.is_registered(pointer["version"]):
+            log.warning("champion.json names version %s, which is not registered under %s: treated as no "
+                        "champion (`python -m eksml.registry repair` fixes the pointer)", pointer["version"],
+                        uri_of(self.root))
+            return None
+        return self._resolved(pointer)
 
     def promote(self, version: str, *, test_accuracy: float, reason: str, margin: float = 0.0,
                 force: bool = False, measured: dict[str, float] | None = None) -> dict[str, Any] | None:
         """Make ``version`` the champion if it passes the gate against the champion *now*.
 
-        The check and the swap happen under one lock, so two concurrent promotions cannot
-        both win against a stale champion. ``force`` (a manual rollback) skips the gate.
-        ``measured`` maps versions to accuracies measured on the candidate's own test data
-        (the evaluation step scores the champion there too); the champion's recorded
-        accuracy is the fallback when it was not re-measured.
+        A compare-and-swap on every store: read the pointer and its ETag, decide, write the
+        history entry under a new key, then replace the pointer only if its ETag is unchanged
+        (create it only if still absent). A lost race re-reads and decides again, so two
+        concurrent promotions cannot both win against a stale champion. Promoting the
+        version that already is champion returns its pointer (a retried task is a no-op).
+        ``force`` (a manual rollback) skips the gate. ``measured`` maps versions to
+        accuracies measured on the candidate's own test data (the evaluation step scores the
+        champion there too); the champion's recorded accuracy is the fallback.
         Returns the new pointer, or None when the gate refused.
         """
         meta = self.metadata(version)
-        with self._lock():
-            current = self.champion()
+        for attempt in range(MAX_ATTEMPTS):
+            current, etag = self.pointer()
             if current and current["version"] == version:
-                return current
+                return self._resolved(current)
             current_acc = None
-            if current:
+            if current and not self.is_registered(current["version"]):
+                log.warning("champion %s is not registered: treated as no champion", current["version"])
+            elif current:
                 current_acc = (measured or {}).get(current["version"], current.get("test_accuracy"))
             if not force and not should_promote(test_accuracy, current_acc, margin):
-                log.info("gate refused %s: %.4f vs champion %s at %s", version, test_accuracy,
-                         current and current["version"], current_acc)
+                log.info("gate refused %s: test accuracy %.4f vs champion %s at %s; needs more than the "
+                         "champion and at least champion + margin %s", version, test_accuracy,
+                         current and current["version"], current_acc, margin)
                 return None
             now = datetime.now(timezone.utc)
-            pointer = {"version": version, "uri": meta["uri"], "framework": meta.get("framework"),
-                       "test_accuracy": test_accuracy, "promoted_at": now.isoformat(), "reason": reason,
-                       "previous": current and current["version"], "run_id": meta.get("run_id")}
-            write_json_atomic(self.root / CHAMPION, pointer)
-            write_json_atomic(self.root / "promotions" / f"{now:%Y%m%dT%H%M%S%fZ}-{version}.json", pointer)
-        log.info("promoted %s to champion (%s)", version, reason)
-        return pointer
+            entry_key = f"{PROMOTIONS}/{now:%Y%m%dT%H%M%S%fZ}-{version}-{uuid.uuid4().hex[:8]}.json"
+            entry = {"version": version, "framework": meta.get("framework"), "test_accuracy": test_accuracy,
+                     "promoted_at": now.isoformat(), "reason": reason, "run_id": meta.get("run_id"),
+                     "margin": margin, "champion_accuracy": current_acc,
+                     "previous": current and current["version"], "previous_entry": current and current.get("entry")}
+            put_if_absent(self.root / entry_key, _dumps(entry))
+            pointer = {**entry, "entry": entry_key}
+            try:
+                if etag is None:
+                    put_if_absent(self.root / CHAMPION, _dumps(pointer))
+                else:
+                    put_if_match(self.root / CHAMPION, _dumps(pointer), etag)
+            except PreconditionFailed:
+                # The entry stays behind, unreachable from the pointer: not part of the history.
+                time.sleep(random.uniform(0.005, 0.05) * min(attempt + 1, 8))
+                continue
+            log.info("promoted %s to champion (%s); previous %s", version, reason, entry["previous"])
+            return self._resolved(pointer)
+        raise RegistryError(f"promotion of {version} lost {MAX_ATTEMPTS} conditional writes in a row")
 
     def history(self) -> list[dict[str, Any]]:
-        folder = self.root / "promotions"
-        if not folder.exists():
-            return []
-        return [read_json(p) for p in sorted(folder.iterdir(), key=lambda p: p.name)]
+        """Promotions that moved the pointer, oldest first: the chain from the pointer's entry back."""
+        pointer, _ = self.pointer()
+        chain: list[dict[str, Any]] = []
+        key = pointer and pointer.get("entry")
+        seen: set[str] = set()
+        while key and key not in seen:
+            seen.add(key)
+            found = read_versioned(self.root / key)
+            if found is None:
+                log.warning("history entry %s is missing; history before it is unknown", key)
+                break
+            entry = json.loads(found.body)
+            chain.append({**entry, "entry": key})
+            key = entry.get("previous_entry")
+        return chain[::-1]
+
+    def repair(self, *, apply: bool = False) -> dict[str, Any]:
+        """Diagnose the pointer; with ``apply``, point a dangling champion at a registered version.
+
+        The replacement is the newest earlier champion in the history that is still registered,
+        else the registered version with the best recorded test accuracy. The fix is itself a
+        promotion (same compare-and-swap). With no version left there is nothing to point at;
+        the pointer stays, treated as absent, until the next promotion replaces it.
+        """
+        pointer, _ = self.pointer()
+        report: dict[str, Any] = {"pointer": pointer, "dangling": False, "action": "none"}
+        if pointer is None or self.is_registered(pointer["version"]):
+            return report
+        report["dangling"] = True
+        registered = set(self.versions())
+        target = next((e["version"] for e in reversed(self.history()) if e["version"] in registered), None)
+        if target is None and registered:
+            target = max(registered, key=lambda v: float((self.metadata(v).get("metrics") or {})
+                                                          .get("test_accuracy") or 0.0))
+        report["action"] = (f"point at {target}" if target else
+                            "none possible: no version is registered; the next promoted version replaces it")
+        if apply and target:
+            accuracy = float((self.metadata(target).get("metrics") or {}).get("test_accuracy") or 0.0)
+            report["pointer"] = self.promote(target, test_accuracy=accuracy, force=True,
+                                             reason=f"repair: champion {pointer['version']} is not registered")
+        return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m eksml.registry champion|history|repair [--apply]`` against the configured store."""
+    import argparse
+
+    from eksml.settings import load_settings
+    from eksml.storage import store_path
+
+    parser = argparse.ArgumentParser(prog="python -m eksml.registry", description=main.__doc__)
+    parser.add_argument("command", choices=("champion", "history", "repair"))
+    parser.add_argument("--apply", action="store_true", help="repair: write the fix (default: only show it)")
+    args = parser.parse_args(argv)
+    settings = load_settings(use_airflow_variable=True)
+    registry = ModelRegistry(store_path(settings.models_root, settings))
+    if args.command == "champion":
+        print(json.dumps(registry.pointer()[0], indent=2))
+    elif args.command == "history":
+        for entry in registry.history():
+            print(f"{entry['promoted_at']}  {entry['version']}  {entry['test_accuracy']:.4f}  "
+                  f"previous {entry['previous']}  ({entry['reason']})")
+    else:
+        report = registry.repair(apply=args.apply)
+        state = "dangling (its version is not registered)" if report["dangling"] else "ok"
+        print(f"champion pointer: {state}; action: {report['action']}{'' if args.apply else ' (dry run)'}")
+        print(json.dumps(report["pointer"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -27,6 +27,8 @@ from eksml.specs import WorkloadSpec
 EXAMPLE_STORE = "s3://eksml-example-bucket/ml"
 EXAMPLE_RUN = "scheduled__2026-11-23T03:00:00+00:00"
 EXAMPLE_INTERVAL = (datetime(2026, 11, 16, 3, tzinfo=timezone.utc), datetime(2026, 11, 23, 3, tzinfo=timezone.utc))
+#: Content digest of the example data version (a real run computes it from the files).
+EXAMPLE_DATA_DIGEST = "0123456789ab"
 
 
 def aws_objects(settings: Settings, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -38,7 +40,7 @@ def aws_objects(settings: Settings, params: dict[str, Any] | None = None) -> lis
 
     checked = validate_training_params({"framework": "both", **(params or {})})
     plan = plan_run(checked, settings, run_id=EXAMPLE_RUN, interval_start=EXAMPLE_INTERVAL[0],
-                    interval_end=EXAMPLE_INTERVAL[1])
+                    interval_end=EXAMPLE_INTERVAL[1], data_digest=EXAMPLE_DATA_DIGEST)
     tf = plan["candidates"]["tensorflow"]
     mx = plan["candidates"]["mxnet"]
     evaluation = evaluation_spec(tf, plan["data_uri"], None, checked.limit_test)

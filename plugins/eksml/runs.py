@@ -25,6 +25,11 @@ def interval_key(start: datetime, end: datetime) -> str:
     return f"{start:{_STAMP}}-{end:{_STAMP}}"
 
 
+def data_version(start: datetime, end: datetime, digest: str) -> str:
+    """``<interval>-<content digest>``: a second drop for the same interval gets its own version."""
+    return f"{interval_key(start, end)}-{digest}"
+
+
 def model_version(end: datetime, framework: str, run_id: str) -> str:
     """Sortable by data interval, unique per run: ``20261129T000000-tensorflow-3f2a9c``."""
     digest = hashlib.sha256(run_id.encode()).hexdigest()[:6]
@@ -54,10 +59,14 @@ def plan_run(
     run_id: str,
     interval_start: datetime,
     interval_end: datetime,
+    data_digest: str,
     dag_id: str = "fashion_mnist_training",
 ) -> dict[str, Any]:
-    """Every location and workload of one training run, as an XCom-friendly dict."""
-    data_uri = f"{settings.data_root}/{interval_key(interval_start, interval_end)}"
+    """Every location and workload of one training run, as an XCom-friendly dict.
+
+    ``data_digest`` (:func:`eksml.dataprep.data_digest`) names the content of the data.
+    """
+    data_uri = f"{settings.data_root}/{data_version(interval_start, interval_end, data_digest)}"
     labels = {"eksml/dag-id": dag_id.replace("_", "-")[:63]}
     candidates = []
     for framework in params.frameworks:

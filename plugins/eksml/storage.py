@@ -6,9 +6,12 @@ connection, whose extra may hold an ``endpoint_url`` (a moto server in tests).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from eksml.settings import Settings
@@ -56,6 +59,163 @@ def write_json_atomic(path: ObjectStoragePath, payload: Any) -> None:
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     tmp.write_text(body)
     os.replace(tmp.path, path.path)
+
+
+class PreconditionFailed(RuntimeError):
+    """A conditional write lost: the object exists (create) or changed since it was read (replace)."""
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """One whole version of an object and the tag a conditional replace must name."""
+
+    body: bytes
+    etag: str
+
+
+def read_versioned(path: ObjectStoragePath) -> Versioned | None:
+    """The object's bytes and ETag from one response, or None when it does not exist.
+
+    On S3 this is a single GET (body and ETag of the same version), unlike s3fs's open(),
+    which fails with ``FileExpired`` when the object is replaced between its HEAD and GET.
+    """
+    if is_local(path):
+        return _local_read(path.path)
+    from botocore.exceptions import ClientError
+
+    try:
+        reply = _s3_client(path.conn_id).get_object(Bucket=path.bucket, Key=path.key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+    return Versioned(reply["Body"].read(), reply["ETag"])
+
+
+def put_if_absent(path: ObjectStoragePath, body: bytes) -> str:
+    """Create ``path`` only if no object is there (S3 ``If-None-Match: *``); return its ETag."""
+    if is_local(path):
+        return _local_create(path.path, body)
+    return _s3_conditional_put(path, body, IfNoneMatch="*")
+
+
+def put_if_match(path: ObjectStoragePath, body: bytes, etag: str) -> str:
+    """Replace ``path`` only if it is still the version tagged ``etag`` (S3 ``If-Match``).
+
+    ``body`` must differ from every earlier version of the object (the registry's pointer
+    names a unique history entry), so that a tag never comes back.
+    """
+    if is_local(path):
+        return _local_replace(path.path, body, etag)
+    return _s3_conditional_put(path, body, IfMatch=etag)
+
+
+@functools.lru_cache(maxsize=8)
+def _s3_client_for(conn_id: str | None, _conn_env: str | None) -> Any:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=conn_id).get_conn()
+
+
+def _s3_client(conn_id: str | None) -> Any:
+    # Keyed by the connection's environment definition too, so a redefined connection is honoured.
+    return _s3_client_for(conn_id, os.environ.get(f"AIRFLOW_CONN_{(conn_id or '').upper()}"))
+
+
+def _s3_conditional_put(path: ObjectStoragePath, body: bytes, **condition: str) -> str:
+    from botocore.exceptions import ClientError
+
+    try:
+        reply = _s3_client(path.conn_id).put_object(Bucket=path.bucket, Key=path.key, Body=body,
+                                                    ContentType="application/json", **condition)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        # 412 when the condition fails; 409 when S3 sees a concurrent conditional write to the key.
+        if error.get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") or \
+                exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
+            raise PreconditionFailed(f"{uri_of(path)}: {error.get('Message') or error.get('Code')}") from exc
+        raise
+    return reply["ETag"]
+
+
+# --- local conditional writes ----------------------------------------------------------------
+# The same semantics as S3's, without a lock: every replace first links its new version under
+# ``.<name>.next/<etag being replaced>``, which only one writer can create. That link is the
+# commit; the file itself is then renamed into place for plain readers. The successors form a
+# chain, and a versioned read follows it to its end, so a writer that dies (or is delayed)
+# between the link and the rename never hides or reverts a committed version.
+
+def _etag(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def _successors(name: str) -> str:
+    head, tail = os.path.split(name)
+    return os.path.join(head, f".{tail}.next")
+
+
+def _local_read(name: str) -> Versioned | None:
+    try:
+        with open(name, "rb") as handle:
+            body = handle.read()
+    except FileNotFoundError:
+        return None
+    chain = _successors(name)
+    for _ in range(100_000):
+        try:
+            with open(os.path.join(chain, _etag(body)), "rb") as handle:
+                body = handle.read()
+        except FileNotFoundError:
+            return Versioned(body, _etag(body))
+    raise RuntimeError(f"{name}: successor chain does not end")
+
+
+def _local_temp(name: str, body: bytes) -> str:
+    os.makedirs(os.path.dirname(name) or ".", exist_ok=True)
+    tmp = os.path.join(os.path.dirname(name), f".{os.path.basename(name)}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(body)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return tmp
+
+
+def _local_create(name: str, body: bytes) -> str:
+    tmp = _local_temp(name, body)
+    try:
+        os.link(tmp, name)
+    except FileExistsError as exc:
+        raise PreconditionFailed(f"{name} exists") from exc
+    finally:
+        os.unlink(tmp)
+    return _etag(body)
+
+
+def _local_replace(name: str, body: bytes, etag: str) -> str:
+    current = _local_read(name)
+    if current is None or current.etag != etag:
+        raise PreconditionFailed(f"{name} changed since it was read")
+    chain = _successors(name)
+    os.makedirs(chain, exist_ok=True)
+    tmp = _local_temp(name, body)
+    try:
+        os.link(tmp, os.path.join(chain, etag))  # the commit: one successor per version
+    except FileExistsError as exc:
+        os.unlink(tmp)
+        raise PreconditionFailed(f"{name} was replaced concurrently") from exc
+    os.unlink(tmp)
+    _publish(name)
+    return _etag(body)
+
+
+def _publish(name: str) -> None:
+    """Rename the end of the chain into place; redo it if a delayed writer renamed an older one."""
+    for _ in range(1000):
+        latest = _local_read(name)
+        with open(name, "rb") as handle:
+            if latest is None or _etag(handle.read()) == latest.etag:
+                return
+        os.replace(_local_temp(name, latest.body), name)
 
 
 def copy_tree(src: ObjectStoragePath, dst: ObjectStoragePath, *, last: tuple[str, ...] = ()) -> list[str]:

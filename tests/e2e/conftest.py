@@ -9,11 +9,9 @@ about a minute on two cores instead of training on all 60,000 images.
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
 import json
 import shutil
-import struct
 import sys
 import time
 from collections.abc import Iterator
@@ -21,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from slices import write_small_drop
 
 ROOT = Path(__file__).resolve().parents[2]
 TF_VENV = ROOT / ".venvs" / "tf-fashion-mnist"
 ARTIFACTS = ROOT / "artifacts"
 TRAINING_DAG = "fashion_mnist_training"
-DROP_SIZES = {"train": 2000, "t10k": 500}
 TERMINAL = {"success", "failed"}
 
 
@@ -36,23 +34,6 @@ def _load_standalone_module():
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def write_small_drop(source: Path, target: Path, sizes: dict[str, int] = DROP_SIZES) -> Path:
-    """The first N items of each real IDX file, with the header's count rewritten to N."""
-    target.mkdir(parents=True, exist_ok=True)
-    for split, count in sizes.items():
-        for kind, rank in (("images-idx3", 3), ("labels-idx1", 1)):
-            name = f"{split}-{kind}-ubyte.gz"
-            raw = gzip.decompress((source / name).read_bytes())
-            header = 4 + 4 * rank
-            magic, *dims = struct.unpack(f">{1 + rank}I", raw[:header])
-            item = 1
-            for dim in dims[1:]:
-                item *= dim
-            body = raw[header:header + count * item]
-            (target / name).write_bytes(gzip.compress(struct.pack(f">{1 + rank}I", magic, count, *dims[1:]) + body, mtime=0))
-    return target
 
 
 class AirflowApi:

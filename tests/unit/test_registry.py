@@ -57,9 +57,18 @@ def test_another_runs_version_is_never_overwritten(registry):
 
 def test_gate():
     assert should_promote(0.80, None)
-    assert should_promote(0.91, 0.90) and should_promote(0.90, 0.90)
+    assert should_promote(0.91, 0.90) and should_promote(0.91, 0.90, margin=0.01)
     assert not should_promote(0.89, 0.90)
     assert not should_promote(0.905, 0.90, margin=0.01)
+
+
+def test_equal_accuracy_retrain_does_not_replace_the_champion(registry):
+    reg, settings = registry
+    for version in ("v1", "v2"):
+        reg.register(version, _staging(settings, version, 0.90), {"run_id": version})
+    reg.promote("v1", test_accuracy=0.90, reason="first")
+    assert reg.promote("v2", test_accuracy=0.90, reason="same accuracy") is None
+    assert reg.champion()["version"] == "v1"
 
 
 def test_better_candidate_promoted_worse_one_not(registry):
@@ -97,6 +106,46 @@ def test_concurrent_promotions_leave_a_whole_pointer_and_the_best_wins(registry)
     pointer = json.loads((reg.root / "champion.json").read_text())  # parses: never torn
     assert pointer["version"] == "v23"
     assert not list(reg.root.glob(".champion.json.*.tmp"))
+    history = reg.history()
+    assert [(h["previous"], h["version"]) for h in history[1:]] == [
+        (a["version"], b["version"]) for a, b in zip(history, history[1:], strict=False)]
+
+
+def test_champion_json_holds_no_store_uri_so_a_copied_store_points_at_itself(registry, tmp_path):
+    import shutil
+
+    reg, settings = registry
+    reg.register("v1", _staging(settings, "v1"), {"run_id": "r1"})
+    reg.promote("v1", test_accuracy=0.9, reason="first")
+    assert str(tmp_path) not in (reg.root / "champion.json").read_text()
+    shutil.copytree(tmp_path / "models", tmp_path / "restored" / "models")
+    copied = load_settings({"store_uri": (tmp_path / "restored").as_uri()})
+    restored = ModelRegistry(store_path(copied.models_root, copied))
+    assert restored.champion()["uri"] == f"file://{tmp_path}/restored/models/fashion-mnist/v1"
+    assert restored.metadata("v1")["uri"] == restored.champion()["uri"]
+
+
+def test_a_dangling_champion_is_treated_as_absent_and_repaired(registry, caplog):
+    import shutil
+
+    reg, settings = registry
+    for version, acc in (("v1", 0.80), ("v2", 0.90), ("v3", 0.70)):
+        reg.register(version, _staging(settings, version, acc), {"run_id": version,
+                                                                 "metrics": {"test_accuracy": acc}})
+    reg.promote("v1", test_accuracy=0.80, reason="first")
+    reg.promote("v2", test_accuracy=0.90, reason="better")
+    shutil.rmtree(reg.version_path("v2").path)  # deleted by hand
+    assert reg.champion() is None
+    assert "not registered" in caplog.text
+    report = reg.repair()
+    assert report["dangling"] and report["action"] == "point at v1"
+    assert reg.pointer()[0]["version"] == "v2"  # a dry run changes nothing
+    # The next good candidate wins even though the dangling champion was "better".
+    assert reg.promote("v3", test_accuracy=0.70, reason="next")["previous"] == "v2"
+    shutil.rmtree(reg.version_path("v3").path)
+    assert reg.repair(apply=True)["pointer"]["version"] == "v1"
+    assert reg.champion()["version"] == "v1"
+
 
 
 def test_gate_uses_the_champion_measured_on_the_same_test_data(registry):

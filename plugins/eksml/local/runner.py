@@ -3,28 +3,62 @@
 Same entrypoint, same arguments, same environment variables; the image's virtualenv
 (``.venvs/<image>``, built from ``images/<image>/requirements.txt``) stands in for the image.
 Distributed specs run under ``horovodrun -np N`` over Gloo on localhost.
+
+Every workload runs under :mod:`eksml.local.guard`, so it dies with the task process (also
+when that is killed with SIGKILL), and a retried task first ends whatever an earlier attempt
+of the same workload left running: two trainers never write the same files.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 import os
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
+
+from airflow.sdk.exceptions import AirflowFailException
 
 from eksml.settings import Settings
 from eksml.specs import WorkloadSpec
 from eksml.storage import workload_env
+
+GUARD = Path(__file__).with_name("guard.py")
+
+
+def workload_id(spec: WorkloadSpec) -> str:
+    """Stable across retries of one workload (same name and arguments), distinct between workloads."""
+    return hashlib.sha256("\0".join((spec.name, spec.image, *spec.args)).encode()).hexdigest()[:16]
+
+
+def end_leftovers(spec: WorkloadSpec) -> list[int]:
+    """End processes of an earlier attempt of ``spec`` still running; return their pids."""
+    from eksml.local.guard import end_all
+
+    return end_all(workload_id(spec))
 
 #: Variables a workload may inherit from the worker; anything else (credentials included) is
 #: passed explicitly through ``extra_env`` so a pod and a local process see the same set.
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
+#: Exit status of the images' entrypoints (their ``BAD_INPUT``) for input that can never succeed.
+EXIT_BAD_INPUT = 2
+
+
 class LocalRunError(RuntimeError):
     """The workload process failed; the message ends with its last log lines."""
+
+    def __init__(self, message: str, returncode: int | None = None) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+
+
+class LocalRunBadInput(LocalRunError, AirflowFailException):
+    """The workload refused its input (exit status 2): a retry cannot succeed, so Airflow does not retry."""
 
 
 class LocalRunner:
@@ -71,8 +105,13 @@ class LocalRunner:
             timeout: float | None = None, tail_lines: int = 30) -> list[str]:
         """Run to completion, streaming output to the log; return the output lines."""
         self.check_ready(spec)
+        leftovers = end_leftovers(spec)
+        if leftovers:
+            self.log.warning("ended %d process(es) an earlier attempt of %s left running: %s",
+                             len(leftovers), spec.name, leftovers)
         argv = self.command(spec)
         self.log.info("local run of %s: %s", spec.name, " ".join(argv))
+        argv = [sys.executable, "-I", str(GUARD), str(os.getpid()), workload_id(spec), "--", *argv]
         lines: list[str] = []
         tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
         with subprocess.Popen(argv, env=self.environment(spec, extra_env), stdout=subprocess.PIPE,
@@ -92,7 +131,8 @@ class LocalRunner:
                 self.kill()
                 raise
         if rc != 0:
-            raise LocalRunError(f"{spec.name} exited with code {rc}; last lines:\n" + "\n".join(tail))
+            error = LocalRunBadInput if rc == EXIT_BAD_INPUT else LocalRunError
+            raise error(f"{spec.name} exited with code {rc}; last lines:\n" + "\n".join(tail), rc)
         return lines
 
     def kill(self) -> None:
