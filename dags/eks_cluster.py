@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param, task
 
-from eksml.cluster.operators import ClusterAddonsOperator, GpuNodesReadySensor
+from eksml.cluster.operators import ClusterAddonsOperator, GpuCapacityOperator
 from eksml.dag_defaults import default_args
 from eksml.eksctl.operators import EksctlClusterOperator
 
@@ -80,8 +80,8 @@ with DAG(
         """Only the dedicated layout has a second (inference) cluster to prepare."""
         return bool(params["dedicated_training_cluster"])
 
-    wait_for_gpus = GpuNodesReadySensor(task_id="wait_for_gpus", cluster=CLUSTER, cluster_role=TRAINING_ROLE)
+    check_gpu_capacity = GpuCapacityOperator(task_id="check_gpu_capacity", cluster=CLUSTER, cluster_role=TRAINING_ROLE)
 
     choose() >> [apply_cluster, delete_cluster]
-    apply_cluster >> prepare_training >> wait_for_gpus
+    apply_cluster >> prepare_training >> check_gpu_capacity
     apply_cluster >> dedicated() >> prepare_inference

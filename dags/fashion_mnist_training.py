@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronDataIntervalTimetable, TriggerRule, task
 
 from eksml.assets import CHAMPION_MODEL, TRAINING_DATA
-from eksml.cluster.operators import ClusterAddonsOperator, GpuNodesReadySensor
+from eksml.cluster.operators import ClusterAddonsOperator, GpuCapacityOperator
 from eksml.dag_defaults import default_args
 from eksml.eksctl.operators import EksctlClusterOperator
 from eksml.kubernetes.operators import GpuTrainingPodOperator, MPIJobOperator, WorkloadPodOperator
@@ -66,8 +66,10 @@ with DAG(
     validated = validate_params()
     plan = prepare_data(validated)
 
-    # Cluster: check the shared one is ACTIVE, or create an ephemeral one for this run.
-    training_cluster = "{{ ti.xcom_pull(task_ids='create_cluster')['training_cluster'] }}"
+    # Cluster: check the shared one is ACTIVE, or create an ephemeral one for this run. Every
+    # Kubernetes task of the run goes to the cluster named here (empty: the settings' cluster).
+    training_cluster = "{{ (ti.xcom_pull(task_ids='create_cluster') or {}).get('training_cluster') or '' }}"
+    serving_cluster = "{{ (ti.xcom_pull(task_ids='create_cluster') or {}).get('inference_cluster') or '' }}"
     create_cluster = EksctlClusterOperator(
         task_id="create_cluster", action="create", cluster_mode="{{ params.cluster }}", cluster_role="training",
         pool="eks_lifecycle", execution_timeout=timedelta(hours=1),
@@ -75,11 +77,16 @@ with DAG(
     prepare_cluster = ClusterAddonsOperator(
         task_id="prepare_cluster", cluster_mode="{{ params.cluster }}", cluster_name=training_cluster,
     )
-    wait_for_gpus = GpuNodesReadySensor(task_id="wait_for_gpus", cluster_name=training_cluster)
-    needs_cluster(validated) >> create_cluster >> prepare_cluster >> wait_for_gpus
+    # Decides at once (never waits for a node only a pending training pod would bring).
+    check_gpu_capacity = GpuCapacityOperator(
+        task_id="check_gpu_capacity", cluster_name=training_cluster,
+        nodes="{{ params.workers if params.framework != 'tensorflow' else 1 }}",
+        execution_timeout=timedelta(minutes=5),
+    )
+    needs_cluster(validated) >> create_cluster >> prepare_cluster >> check_gpu_capacity
 
     branch = choose_trainer(plan)
-    wait_for_gpus >> branch
+    check_gpu_capacity >> branch
 
     @task
     def evaluation_specs(plan: dict) -> list[dict]:
@@ -92,8 +99,10 @@ with DAG(
         return f"{{{{ ti.xcom_pull(task_ids='prepare_data')['candidates']['{framework}']{item} }}}}"
 
     train_tasks = [
-        GpuTrainingPodOperator(task_id="train_tensorflow", spec=candidate("tensorflow", "spec"), pool="gpu"),
-        MPIJobOperator(task_id="train_mxnet", spec=candidate("mxnet", "spec"), pool="gpu"),
+        GpuTrainingPodOperator(task_id="train_tensorflow", spec=candidate("tensorflow", "spec"), pool="gpu",
+                               cluster_name=training_cluster),
+        MPIJobOperator(task_id="train_mxnet", spec=candidate("mxnet", "spec"), pool="gpu",
+                       cluster_name=training_cluster),
         SageMakerTrainOperator(task_id="train_sagemaker_tensorflow", candidate=candidate("tensorflow"), pool="gpu",
                                max_runtime_s=3 * 3600, execution_timeout=timedelta(hours=7)),
         SageMakerTrainOperator(task_id="train_sagemaker_mxnet", candidate=candidate("mxnet"), pool="gpu",
@@ -102,7 +111,7 @@ with DAG(
 
     evaluate = WorkloadPodOperator.partial(
         task_id="evaluate", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
-        execution_timeout=timedelta(minutes=30),
+        execution_timeout=timedelta(minutes=30), cluster_name=serving_cluster,
     ).expand(spec=evaluation_specs(plan))
 
     @task(execution_timeout=timedelta(minutes=20))
@@ -145,4 +154,4 @@ with DAG(
         task_id="delete_cluster", action="delete", cluster_mode="{{ params.cluster }}", cluster_role="training",
         pool="eks_lifecycle", execution_timeout=timedelta(hours=1),
     )
-    [validated, *train_tasks, evaluate, wait_for_gpus] >> needs_teardown() >> delete_cluster
+    [validated, *train_tasks, evaluate, check_gpu_capacity] >> needs_teardown() >> delete_cluster

@@ -48,7 +48,9 @@ class Settings:
     model_name: str = "fashion-mnist"
 
     # Kubernetes / EKS
-    kubernetes_conn_id: str = "kubernetes_default"
+    #: A Kubernetes connection to use instead of reaching each run's EKS cluster through the EKS
+    #: API (empty: per cluster, token from ``aws_conn_id``; see ``eksml.cluster.target``).
+    kubernetes_conn_id: str = ""
     cluster_name: str = "eksml"
     kubernetes_version: str = "1.33"
     namespace: str = "ml-training"

@@ -107,7 +107,10 @@ def test_operator_builds_the_rendered_pod_from_an_xcom_json_string(spec, pod):
                                 name="train-tensorflow", random_name_suffix=False)
     built = ApiClient().sanitize_for_serialization(op.build_pod_request_obj(context=None, dry_run=True))
     assert built == pod
-    assert op.namespace == "ml-training" and op.kubernetes_conn_id == "kubernetes_default"
+    # no Kubernetes connection configured: the pod goes to the settings' EKS cluster, reached per cluster
+    assert op.namespace == "ml-training" and op.kubernetes_conn_id is None
+    target = op.cluster_target()
+    assert (target.cluster_name, target.region, target.aws_conn_id) == (AWS.cluster_name, AWS.region, AWS.aws_conn_id)
 
 
 def test_evaluation_workload_goes_to_inference_nodes_without_gpu_or_toleration():

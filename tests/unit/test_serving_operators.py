@@ -51,4 +51,4 @@ def test_aws_profile_refuses_a_local_model_before_any_cluster_call(tmp_path):
 def test_templated_fields():
     from eksml.serving.operators import DeployModelOperator
 
-    assert set(DeployModelOperator.template_fields) == {"model_uri", "version", "data_uri"}
+    assert set(DeployModelOperator.template_fields) == {"model_uri", "version", "data_uri", "cluster_name"}

@@ -45,7 +45,7 @@ def test_teardown_runs_after_every_training_outcome(dag):
     teardown = dag.task_dict["needs_teardown"]
     assert str(teardown.trigger_rule) in ("all_done", "TriggerRule.ALL_DONE")
     trainers = {t for t in dag.task_ids if t.startswith("train_")}
-    assert trainers | {"evaluate", "wait_for_gpus", "validate_params"} <= teardown.upstream_task_ids
+    assert trainers | {"evaluate", "check_gpu_capacity", "validate_params"} <= teardown.upstream_task_ids
     assert dag.task_dict["delete_cluster"].upstream_task_ids == {"needs_teardown"}
 
 

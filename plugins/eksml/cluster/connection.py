@@ -160,14 +160,25 @@ def _credentials_env(aws_conn_id: str | None, region: str) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith("AWS_")}
 
 
+def eks_kubeconfig(
+    cluster_name: str, region: str, *, aws_conn_id: str | None = "aws_default", namespace: str | None = None
+) -> dict[str, Any]:
+    """A kubeconfig for the cluster whose token is signed with the Airflow AWS connection's credentials.
+
+    Built in memory by the process that uses it (the credentials go to the exec plugin's
+    environment, never to disk or to a connection).
+    """
+    endpoint = describe_endpoint(cluster_name, region, aws_conn_id)
+    env = _credentials_env(aws_conn_id, region) if aws_conn_id else None
+    return build_kubeconfig(endpoint, namespace=namespace, exec_env=env)
+
+
 def eks_kubernetes_hook(
     cluster_name: str, region: str, *, aws_conn_id: str | None = "aws_default", namespace: str | None = None
 ) -> KubernetesHook:
     """A KubernetesHook for the cluster, authenticated as the Airflow AWS connection."""
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
-    endpoint = describe_endpoint(cluster_name, region, aws_conn_id)
-    env = _credentials_env(aws_conn_id, region) if aws_conn_id else None
-    config = build_kubeconfig(endpoint, namespace=namespace, exec_env=env)
+    config = eks_kubeconfig(cluster_name, region, aws_conn_id=aws_conn_id, namespace=namespace)
     # conn_id and kubernetes_conn_id None: use only this config, never kubernetes_default.
     return KubernetesHook(conn_id=None, kubernetes_conn_id=None, config_dict=config)

@@ -3,13 +3,12 @@
 * :class:`ClusterAddonsOperator` applies (server-side, idempotent) the pinned upstream
   add-ons and the project's own objects (namespaces, IRSA service accounts, RBAC,
   autoscaler) in a few seconds, in the worker.
-* :class:`GpuNodesReadySensor` polls node status through the cncf-kubernetes
-  ``KubernetesHook`` until enough ``role=train`` nodes advertise ``nvidia.com/gpu``; it
-  defaults to ``mode="reschedule"`` so no worker slot is held while nodes boot.
+* :class:`GpuCapacityOperator` decides at once whether the run's GPU nodes can come (ready
+  now, or added by the autoscaler when the training pod is pending); it never waits for a
+  node that only a pending pod would bring.
 
-Both reach the cluster through :func:`~eksml.cluster.connection.eks_kubernetes_hook`
-(built from the EKS API with the Airflow AWS connection), or through an existing
-``kubernetes_conn_id`` when one is given.
+Both reach the cluster the run resolved (:mod:`eksml.cluster.target`: built from the EKS API
+with the Airflow AWS connection), or an existing ``kubernetes_conn_id`` when one is given.
 """
 
 from __future__ import annotations
@@ -17,14 +16,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, BaseSensorOperator
+from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from eksml.eksctl.request import ClusterRequest, cluster_name_for_role, inference_node_group, train_node_group
 
 if TYPE_CHECKING:
-    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
     from airflow.sdk import Context
+
+    from eksml.cluster.target import ClusterTarget
 
 CLUSTER_ROLES = ("all", "training", "inference")
 
@@ -46,19 +46,19 @@ class _ClusterTarget:
         settings = load_settings(use_airflow_variable=True)
         return settings, ClusterRequest.from_settings(settings, **dict(self.cluster or {}))
 
+    def _target(self, settings: Any, req: ClusterRequest) -> ClusterTarget:
+        """The cluster of this task's role: the run's (``cluster_name``), else the settings' one."""
+        from eksml.cluster.target import INFERENCE, TRAINING, resolve_target
+
+        role = TRAINING if self.cluster_role == "training" else INFERENCE
+        return resolve_target(settings, cluster_role=role, cluster_name=self._target_name(req),
+                              kubernetes_conn_id=self.kubernetes_conn_id, cluster=self.cluster,
+                              aws_conn_id=self.aws_conn_id)
+
     def _target_name(self, req: ClusterRequest) -> str:
         if self.cluster_name:
             return self.cluster_name
         return cluster_name_for_role(req, self.cluster_role)
-
-    def _hook(self, name: str, region: str, namespace: str | None = None) -> KubernetesHook:
-        if self.kubernetes_conn_id:
-            from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
-
-            return KubernetesHook(conn_id=self.kubernetes_conn_id)
-        from eksml.cluster.connection import eks_kubernetes_hook
-
-        return eks_kubernetes_hook(name, region, aws_conn_id=self.aws_conn_id, namespace=namespace)
 
 
 class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
@@ -119,8 +119,9 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
                 settings, cluster_role=self.cluster_role, account_id=account, request=req, cluster_name=name
             )
         )
-        hook = self._hook(name, req.region)
-        applied = apply_objects(hook.api_client, objects, log=self.log.info)
+        target = self._target(settings, req)
+        self.log.info("preparing %s", target.describe())
+        applied = apply_objects(target.hook().api_client, objects, log=self.log.info)
         return {"cluster": name, "applied": applied}
 
     def _check_node_groups(self, req: ClusterRequest, name: str) -> None:
@@ -139,64 +140,88 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
             raise AirflowFailException(f"cluster {name!r} does not match the pipeline: " + "; ".join(errors))
 
 
-class GpuNodesReadySensor(_ClusterTarget, BaseSensorOperator):
-    """Wait until ``min_nodes`` train nodes are Ready and advertise their GPUs.
+class NoGpuCapacityError(AirflowFailException):
+    """The run's GPUs cannot come: the node group is too small, or nothing would scale it up."""
 
-    :param min_nodes: nodes to wait for (templated; default: the requested ``train_nodes``).
-        0 returns at once: the autoscaler adds GPU nodes when training pods are pending.
-    :param gpus_per_node: GPUs each node must advertise (default: the instance type's count).
+
+class GpuCapacityOperator(_ClusterTarget, BaseOperator):
+    """Check, without waiting, that the training cluster can give this run its GPU nodes.
+
+    The GPU node group scales to zero: its nodes come only when a GPU pod is pending and the
+    cluster autoscaler reacts to it. Waiting here for a Ready GPU node, before the training
+    pod exists, would wait for ever. So this task decides at once:
+
+    * the node group (EKS API) must be ACTIVE with a max size that fits the nodes the run
+      needs, else :class:`NoGpuCapacityError` naming the group, its max size and the EC2 quota;
+    * if enough GPU nodes are Ready now, training starts on them;
+    * else the cluster autoscaler must be running (Deployment ``kube-system/cluster-autoscaler``
+      available), because the training pod's Pending state is what adds the nodes; else the
+      error names the group and the fix. The training pod's own startup timeout bounds the
+      scale-up itself.
+
+    :param nodes: GPU nodes the run needs at once (templated; default 1).
     """
 
-    template_fields: Sequence[str] = ("cluster_name", "cluster_role", "cluster", "min_nodes")
+    template_fields: Sequence[str] = ("cluster_name", "cluster_role", "cluster", "nodes")
     ui_color = "#76b900"
 
     def __init__(
         self,
         *,
         cluster_name: str | None = None,
-        cluster_role: str = "all",
+        cluster_role: str = "training",
         cluster: dict[str, Any] | None = None,
-        min_nodes: int | str | None = None,
-        gpus_per_node: int | None = None,
+        nodes: int | str | None = None,
         node_selector: str = "role=train",
         aws_conn_id: str | None = "aws_default",
         kubernetes_conn_id: str | None = None,
-        mode: str = "reschedule",
-        poke_interval: float = 60,
-        timeout: float = 40 * 60,
         **kwargs: Any,
     ) -> None:
-        super().__init__(mode=mode, poke_interval=poke_interval, timeout=timeout, **kwargs)
+        super().__init__(**kwargs)
         self.cluster_name = cluster_name
         self.cluster_role = cluster_role
         self.cluster = cluster or {}
-        self.min_nodes = min_nodes
-        self.gpus_per_node = gpus_per_node
+        self.nodes = nodes
         self.node_selector = node_selector
         self.aws_conn_id = aws_conn_id
         self.kubernetes_conn_id = kubernetes_conn_id
 
-    def poke(self, context: Context) -> bool:
-        from eksml.cluster.gpu import usable_gpu_nodes
+    def execute(self, context: Context) -> dict[str, Any]:
+        from eksml.cluster.eks import describe_nodegroups
+        from eksml.cluster.gpu import autoscaler_available, usable_gpu_nodes
+        from eksml.eksctl.instance_types import ec2_quota_for
 
-        _, req = self._settings_and_request()
+        settings, req = self._settings_and_request()
         train = train_node_group(req)
         if train.problems():
             raise AirflowFailException("; ".join(train.problems()))
-        wanted = int(self.min_nodes) if self.min_nodes not in (None, "") else train.desired_capacity
-        per_node = self.gpus_per_node or train.gpus_per_node
-        if wanted <= 0:
-            self.log.info("no GPU nodes requested: the autoscaler adds them when training pods are pending")
-            return True
-        hook = self._hook(self._target_name(req), req.region)
+        needed = int(self.nodes) if self.nodes not in (None, "") else 1
+        name = self._target_name(req)
+        group = describe_nodegroups(name, req.region, self.aws_conn_id).get(train.name)
+        instance = (group.instance_types if group and group.instance_types else train.instance_types)[0]
+        code, quota = ec2_quota_for(instance, spot=train.spot)
+        where = (f"node group {train.name} of cluster {name}"
+                 + (f" (min {group.min_size}, desired {group.desired}, max {group.max_size})" if group else ""))
+        quota_hint = f"EC2 quota {code} '{quota}' in {req.region} must cover the vCPUs of the {instance} nodes"
+        if group is None or group.status != "ACTIVE":
+            raise NoGpuCapacityError(f"no GPU capacity: {where} is {group.status if group else 'missing'}; "
+                                     "run the eks_cluster DAG with action=create")
+        if group.max_size < needed:
+            raise NoGpuCapacityError(f"no GPU capacity: the run needs {needed} GPU node(s) but {where} allows "
+                                     f"at most {group.max_size}; raise its max size (train_max_nodes); {quota_hint}")
+        hook = self._target(settings, req).hook()
         nodes = hook.core_v1_client.list_node(label_selector=self.node_selector).items
-        usable = usable_gpu_nodes(nodes, per_node)
-        self.log.info(
-            "%d/%d node(s) matching %s are Ready with >= %d GPU(s): %s",
-            len(usable),
-            wanted,
-            self.node_selector,
-            per_node,
-            ", ".join(n.name for n in usable) or "-",
-        )
-        return len(usable) >= wanted
+        ready = usable_gpu_nodes(nodes, train.gpus_per_node)
+        if len(ready) >= needed:
+            self.log.info("%d GPU node(s) Ready in %s: %s", len(ready), where, ", ".join(n.name for n in ready))
+            return {"decision": "ready", "cluster": name, "ready": len(ready), "needed": needed}
+        if not autoscaler_available(hook.get_conn()):
+            raise NoGpuCapacityError(
+                f"no GPU capacity: {len(ready)} of {needed} GPU node(s) Ready in {where} and no cluster "
+                "autoscaler is running to add them when the training pod is pending; run prepare_cluster "
+                "(it installs the autoscaler) or raise the group's desired size")
+        self.log.info("%d of %d GPU node(s) Ready in %s: the cluster autoscaler adds them when the training "
+                      "pod is pending (the pod's startup timeout bounds the wait); %s", len(ready), needed, where,
+                      quota_hint)
+        return {"decision": "scale-up-on-pending-pod", "cluster": name, "ready": len(ready), "needed": needed,
+                "max_size": group.max_size, "quota": code}

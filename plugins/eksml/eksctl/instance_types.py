@@ -108,3 +108,21 @@ def check_gpu_instance_types(instance_types: list[str]) -> int:
     if len(set(counts.values())) > 1:
         raise InstanceTypeError(f"all train instance types must have the same GPU count, got {counts}")
     return next(iter(counts.values()))
+
+
+#: EC2 service quotas (vCPUs of running instances) that bound GPU node groups, by family letter
+#: and purchase option: (quota code, quota name), as listed by Service Quotas for ``ec2``.
+EC2_GPU_QUOTAS: dict[tuple[str, bool], tuple[str, str]] = {
+    ("g", False): ("L-DB2E81BA", "Running On-Demand G and VT instances"),
+    ("p", False): ("L-417A185B", "Running On-Demand P instances"),
+    ("g", True): ("L-3819A6DF", "All G and VT Spot Instance Requests"),
+    ("p", True): ("L-7212CCBC", "All P Spot Instance Requests"),
+}
+
+
+def ec2_quota_for(instance_type: str, spot: bool = False) -> tuple[str, str]:
+    """The EC2 vCPU quota (code, name) that limits how many ``instance_type`` nodes can run."""
+    family = instance_type.split(".", 1)[0][:1].lower()
+    if (family, spot) not in EC2_GPU_QUOTAS:
+        raise InstanceTypeError(f"no EC2 GPU quota known for {instance_type!r}")
+    return EC2_GPU_QUOTAS[(family, spot)]

@@ -20,6 +20,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException
 from kubernetes.client.exceptions import ApiException
 
+from eksml.cluster.target import TRAINING, ClusterTarget, resolve_target
 from eksml.kubernetes.launcher_logs import copy_launcher_logs
 from eksml.kubernetes.mpijob import GROUP, PLURAL, VERSION, RunPolicy, job_name, render_mpijob
 from eksml.kubernetes.mpijob_trigger import MPIJobTrigger
@@ -55,9 +56,11 @@ class MPIJobOperator(BaseOperator):
     :param local_env: extra environment for the local run only (templated).
     :param log_tail_lines: launcher lines quoted in a failure message.
     :param kubernetes_conn_id: overrides ``settings.kubernetes_conn_id``.
+    :param cluster_name: the EKS cluster this run resolved (templated); empty: the settings'
+        training cluster (:mod:`eksml.cluster.target`).
     """
 
-    template_fields = ("spec", "job_name", "local_env")
+    template_fields = ("spec", "job_name", "local_env", "cluster_name")
     ui_color = "#d6e4f0"
 
     def __init__(
@@ -72,6 +75,7 @@ class MPIJobOperator(BaseOperator):
         local_env: Mapping[str, str] | None = None,
         log_tail_lines: int = 50,
         kubernetes_conn_id: str | None = None,
+        cluster_name: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -86,6 +90,7 @@ class MPIJobOperator(BaseOperator):
         self.local_env = local_env
         self.log_tail_lines = log_tail_lines
         self.kubernetes_conn_id = kubernetes_conn_id
+        self.cluster_name = cluster_name
         self._runner: LocalRunner | None = None
         self._job: tuple[str, str] | None = None  # (name, namespace) once created
 
@@ -95,9 +100,16 @@ class MPIJobOperator(BaseOperator):
             self.settings = load_settings(use_airflow_variable=True)
         return self.settings
 
+    def cluster_target(self) -> ClusterTarget:
+        """The run's training cluster (or an explicit connection)."""
+        return resolve_target(self.resolved_settings(), cluster_role=TRAINING, cluster_name=self.cluster_name,
+                              kubernetes_conn_id=self.kubernetes_conn_id)
+
     @cached_property
     def hook(self) -> KubernetesHook:
-        return KubernetesHook(conn_id=self.kubernetes_conn_id or self.resolved_settings().kubernetes_conn_id)
+        target = self.cluster_target()
+        self.log.info("MPIJob goes to %s", target.describe())
+        return target.hook()
 
     def effective_run_policy(self) -> RunPolicy:
         if self.run_policy is not None:
@@ -150,13 +162,16 @@ class MPIJobOperator(BaseOperator):
                    timeout=self._defer_timeout(context))
 
     def make_trigger(self, name: str, namespace: str, context: Mapping[str, Any]) -> MPIJobTrigger:
-        conn_id = self.kubernetes_conn_id or self.resolved_settings().kubernetes_conn_id
-        try:  # resolved here, like KubernetesPodOperator does, so the triggerer need not know it
-            extras = self.hook.get_connection(conn_id).extra_dejson
-        except AirflowNotFoundException:
-            extras = None
+        target = self.cluster_target()
+        conn_id, extras = target.conn_id, None
+        if conn_id:
+            try:  # resolved here, like KubernetesPodOperator does, so the triggerer need not know it
+                extras = self.hook.get_connection(conn_id).extra_dejson
+            except AirflowNotFoundException:
+                extras = None
         return MPIJobTrigger(
             name=name, namespace=namespace, kubernetes_conn_id=conn_id, connection_extras=extras,
+            eks_target=target.to_dict() if target.is_eks else None,
             poll_interval=self.poll_interval,
             startup_deadline=None if self.startup_timeout is None else time.time() + self.startup_timeout,
             execution_deadline=self._execution_deadline(context),

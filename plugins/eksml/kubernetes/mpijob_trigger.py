@@ -32,6 +32,8 @@ class MPIJobTrigger(BaseTrigger):
         (workers scheduled and Ready, launcher running); ``None`` for no limit.
     :param execution_deadline: epoch seconds at which waiting stops (the task's
         ``execution_timeout``), so the operator can delete the job instead of orphaning it.
+    :param eks_target: a :class:`~eksml.cluster.target.ClusterTarget` as a dict: reach that EKS
+        cluster (kubeconfig built in the triggerer) instead of ``kubernetes_conn_id``.
     """
 
     def __init__(
@@ -47,8 +49,10 @@ class MPIJobTrigger(BaseTrigger):
         poll_interval: float = 30.0,
         startup_deadline: float | None = None,
         execution_deadline: float | None = None,
+        eks_target: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.eks_target = eks_target
         self.name = name
         self.namespace = namespace
         self.kubernetes_conn_id = kubernetes_conn_id
@@ -75,11 +79,17 @@ class MPIJobTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "startup_deadline": self.startup_deadline,
                 "execution_deadline": self.execution_deadline,
+                "eks_target": self.eks_target,
             },
         )
 
     @cached_property
     def hook(self) -> AsyncKubernetesHook:
+        if self.eks_target:  # the run's EKS cluster: endpoint, CA and token fetched here, in the triggerer
+            from eksml.cluster.target import ClusterTarget
+
+            config = ClusterTarget.from_dict(self.eks_target).kubeconfig(self.namespace)
+            return AsyncKubernetesHook(conn_id=None, config_dict=config, in_cluster=False)
         return AsyncKubernetesHook(
             conn_id=self.kubernetes_conn_id,
             connection_extras=self.connection_extras,

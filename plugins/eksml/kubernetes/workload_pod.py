@@ -9,9 +9,13 @@ operator's own ``build_pod_request_obj``, so what is rendered is what would be s
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.providers.cncf.kubernetes.triggers.pod import KubernetesPodTrigger
+
+from eksml.cluster.target import ClusterTarget, cluster_role_of, resolve_target
 
 from eksml.kubernetes import podparts
 from eksml.kubernetes.workload import WorkloadSpecError, coerce_spec
@@ -44,11 +48,14 @@ class WorkloadPodOperator(KubernetesPodOperator):
         ``eksml_settings`` Variable), which is what decides the profile.
     :param local_env: extra environment for the local process only (templated), e.g. the
         endpoint and keys of a loopback S3 server; never part of a pod.
+    :param cluster_name: the EKS cluster this run resolved (templated: an ephemeral cluster's
+        name from the create task); empty means the settings' cluster for the spec's node role.
+        The pod is created, watched and cleaned up there (:mod:`eksml.cluster.target`).
     :param kwargs: ``KubernetesPodOperator`` arguments that the spec does not decide
         (``deferrable``, ``get_logs``, ``on_finish_action``, ``namespace``, ...).
     """
 
-    template_fields = (*KubernetesPodOperator.template_fields, "spec", "local_env")
+    template_fields = (*KubernetesPodOperator.template_fields, "spec", "local_env", "cluster_name")
 
     def __init__(
         self,
@@ -56,6 +63,7 @@ class WorkloadPodOperator(KubernetesPodOperator):
         spec: WorkloadSpec | Mapping[str, Any] | str,
         settings: Settings | None = None,
         local_env: Mapping[str, str] | None = None,
+        cluster_name: str | None = None,
         **kwargs: Any,
     ) -> None:
         given = sorted(set(kwargs) & set(SPEC_OWNED_ARGUMENTS))
@@ -69,6 +77,7 @@ class WorkloadPodOperator(KubernetesPodOperator):
         self.spec = spec
         self.settings = settings
         self.local_env = local_env
+        self.cluster_name = cluster_name
         self._runner: LocalRunner | None = None
 
     # --- configuration -------------------------------------------------------------------
@@ -79,9 +88,31 @@ class WorkloadPodOperator(KubernetesPodOperator):
 
     def _apply_settings(self) -> Settings:
         settings = self.resolved_settings()
-        self.kubernetes_conn_id = self._explicit_conn_id or settings.kubernetes_conn_id
+        self.kubernetes_conn_id = self._explicit_conn_id or settings.kubernetes_conn_id or None
         self.namespace = self.namespace or settings.namespace
         return settings
+
+    def cluster_target(self) -> ClusterTarget:
+        """Where this pod goes: the run's cluster for the spec's node role (or an explicit connection)."""
+        settings = self.resolved_settings()
+        return resolve_target(settings, cluster_role=cluster_role_of(coerce_spec(self.spec).node_role),
+                              cluster_name=self.cluster_name, kubernetes_conn_id=self._explicit_conn_id)
+
+    @cached_property
+    def hook(self) -> Any:
+        """The provider's hook, for the resolved cluster (an EKS one is built from the EKS API)."""
+        self._apply_settings()
+        target = self.cluster_target()
+        self.log.info("pod %s goes to %s", self.name, target.describe())
+        return target.hook()
+
+    def defer(self, *, trigger: Any, method_name: str, kwargs: dict[str, Any] | None = None,
+              timeout: Any = None) -> None:
+        """Watch the pod from the triggerer through the same cluster target."""
+        target = self.cluster_target()
+        if isinstance(trigger, KubernetesPodTrigger) and target.is_eks:
+            trigger = EksTargetPodTrigger.from_trigger(trigger, target)
+        super().defer(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
 
     def apply_spec(self) -> WorkloadSpec:
         """Set every pod field the spec and settings decide; return the checked spec."""
@@ -130,6 +161,35 @@ class WorkloadPodOperator(KubernetesPodOperator):
             return
         self._apply_settings()
         super().on_kill()
+
+
+class EksTargetPodTrigger(KubernetesPodTrigger):
+    """The provider's pod trigger, reaching an EKS cluster through a kubeconfig built in the triggerer.
+
+    Only the cluster's name, region and AWS connection id are serialised; the endpoint, CA and
+    a token signed with the connection's credentials are fetched when the trigger runs.
+    """
+
+    def __init__(self, *, eks_target: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.eks_target = eks_target
+
+    @classmethod
+    def from_trigger(cls, trigger: KubernetesPodTrigger, target: ClusterTarget) -> EksTargetPodTrigger:
+        _, kwargs = trigger.serialize()
+        return cls(eks_target=target.to_dict(), **kwargs)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        _, kwargs = super().serialize()
+        return f"{type(self).__module__}.{type(self).__qualname__}", {**kwargs, "eks_target": self.eks_target}
+
+    @cached_property
+    def hook(self) -> Any:
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
+
+        config = ClusterTarget.from_dict(self.eks_target).kubeconfig(self.pod_namespace)
+        return AsyncKubernetesHook(conn_id=None, in_cluster=False, config_dict=config,
+                                   cluster_context=self.cluster_context)
 
 
 class GpuTrainingPodOperator(WorkloadPodOperator):

@@ -27,16 +27,19 @@ class DeployModelOperator(BaseOperator):
     :param port: local profile: the stable port (default settings.inference_port)
     :param ingress: aws profile: also apply an ALB Ingress
     :param rollout_timeout: aws profile: seconds to wait for the rollout
+    :param cluster_name: aws profile: the serving cluster (templated; default the settings' one,
+        reached through the EKS API: :mod:`eksml.cluster.target`)
     """
 
-    template_fields: Sequence[str] = ("model_uri", "version", "data_uri")
+    template_fields: Sequence[str] = ("model_uri", "version", "data_uri", "cluster_name")
     ui_color = "#d7f0d7"
 
     def __init__(self, *, model_uri: str, version: str, data_uri: str | None = None, smoke_images: int = 32,
                  min_accuracy: float = 0.5, port: int | None = None, ingress: bool = False,
                  replicas: int = 2, rollout_timeout: float = 900.0, settings_overrides: dict | None = None,
-                 **kwargs: Any) -> None:
+                 cluster_name: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.cluster_name = cluster_name
         self.model_uri = model_uri
         self.version = version
         self.data_uri = data_uri
@@ -83,8 +86,7 @@ class DeployModelOperator(BaseOperator):
         return result
 
     def _deploy_kubernetes(self, settings, data_uri: str) -> dict[str, Any]:
-        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
-
+        from eksml.cluster.target import INFERENCE, resolve_target
         from eksml.serving.kubernetes import InferenceRollout
         from eksml.serving.local import version_expectations
         from eksml.serving.manifests import render_inference_objects, resource_name
@@ -96,7 +98,9 @@ class DeployModelOperator(BaseOperator):
                                            replicas=self.replicas)
         expectations = version_expectations(self.model_uri, settings)
         images, labels = load_test_images(data_uri, self.smoke_images, settings)
-        hook = KubernetesHook(conn_id=settings.kubernetes_conn_id)
+        target = resolve_target(settings, cluster_role=INFERENCE, cluster_name=self.cluster_name)
+        self.log.info("deploying to %s", target.describe())
+        hook = target.hook()
         rollout = InferenceRollout(hook.api_client, settings.inference_namespace, resource_name(settings),
                                    timeout=self.rollout_timeout)
 

@@ -1,0 +1,267 @@
+"""Which cluster each Kubernetes task of a run reaches, and the GPU capacity decision.
+
+Two Kubernetes API stand-ins listen on loopback (``tests/fixtures/fake_kube_api.py``: an object
+store behind the API's paths, no scheduler or kubelet). Two EKS clusters on a moto server point
+at them: ``shared-eks`` (the settings' cluster) and ``run-ephemeral`` (one a run created). The
+tasks of the training DAG resolve their cluster the way a run does, build their connection
+from the EKS API with a token signed by the Airflow AWS connection, and the test checks on
+which API server their objects and requests land. The autoscaler is played by a callback that
+reacts only to a pending GPU pod, as the cluster autoscaler does.
+
+What this does not prove: nothing here is a real control plane (the project's tests on real
+Kubernetes binaries do that), and the token is not verified by an API server (the test decodes
+it and checks the access key it was signed with).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import urllib.parse
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from fixtures.fake_kube_api import FakeKubeApi, autoscaler_deployment, gpu_node
+
+REGION = "us-west-2"
+STORE = "s3://routing-bucket/eksml"
+SHARED, EPHEMERAL = "shared-eks", "run-ephemeral"
+_CA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").decode()
+
+
+def _point_cluster_at(name: str, url: str) -> None:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.eks.models import eks_backends
+
+    cluster = eks_backends[DEFAULT_ACCOUNT_ID][REGION].clusters[name]
+    cluster.endpoint = url
+    cluster.certificate_authority = {"data": _CA}
+
+
+def _create_cluster(name: str, url: str, *, max_size: int = 2) -> None:
+    from airflow.providers.amazon.aws.hooks.eks import EksHook
+
+    hook = EksHook(aws_conn_id="aws_default", region_name=REGION)
+    subnets = ["subnet-0001", "subnet-0002"]
+    hook.create_cluster(name=name, roleArn="arn:aws:iam::123456789012:role/eks",
+                        resourcesVpcConfig={"subnetIds": subnets})
+    hook.create_nodegroup(clusterName=name, nodegroupName="ng-train", subnets=subnets,
+                          nodeRole="arn:aws:iam::123456789012:role/node", instanceTypes=["p3.8xlarge"],
+                          labels={"role": "train"}, scalingConfig={"minSize": 0, "desiredSize": 0, "maxSize": max_size},
+                          taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}])
+    _point_cluster_at(name, url)
+
+
+def _pending_gpu_pod_autoscaler(max_nodes: int):
+    """The cluster autoscaler as far as this test needs it: a pending GPU pod adds a GPU node."""
+
+    def react(api: FakeKubeApi, plural: str, obj: dict[str, Any]) -> None:
+        if plural != "pods":
+            return
+        wants = any("nvidia.com/gpu" in ((c.get("resources") or {}).get("limits") or {})
+                    for c in obj["spec"]["containers"])
+        nodes = api.items("nodes")
+        if wants and len(nodes) < max_nodes:
+            api.put("api/v1", None, "nodes", gpu_node(f"gpu-{len(nodes)}", gpus=4))
+            obj["spec"]["nodeName"] = f"gpu-{len(nodes)}"
+
+    return react
+
+
+@pytest.fixture(scope="module")
+def clusters(moto_server: str):
+    apis = {SHARED: FakeKubeApi(SHARED).start(), EPHEMERAL: FakeKubeApi(EPHEMERAL).start()}
+    for name, api in apis.items():
+        _create_cluster(name, api.url, max_size=2)
+        api.put("apis/apps/v1", "kube-system", "deployments", autoscaler_deployment())
+        api.on_create.append(_pending_gpu_pod_autoscaler(max_nodes=2))
+    yield apis
+    for api in apis.values():
+        api.stop()
+
+
+@pytest.fixture
+def aws_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in {"EKSML_PROFILE": "aws", "EKSML_STORE_URI": STORE, "EKSML_CLUSTER_NAME": SHARED,
+                       "EKSML_REGION": REGION, "EKSML_IMAGE_REGISTRY": "123456789012.dkr.ecr.us-west-2.amazonaws.com/eksml",
+                       "EKSML_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/eksml-sagemaker-role"}.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.fixture(scope="module")
+def dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(__import__("pathlib").Path(__file__).resolve().parents[2] / "dags"
+                                / "fashion_mnist_training.py"))
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags["fashion_mnist_training"]
+
+
+def _access_key_of(token: str) -> str:
+    """The access key id a ``k8s-aws-v1.`` token (a presigned STS URL) was signed with."""
+    assert token.startswith("k8s-aws-v1."), token
+    raw = token[len("k8s-aws-v1."):]
+    url = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    assert "x-k8s-aws-id" in query["X-Amz-SignedHeaders"][0]
+    return query["X-Amz-Credential"][0].split("/")[0]
+
+
+def _gpu_gate(dag):
+    """The task between cluster preparation and training: the run's GPU decision."""
+    (gate,) = [t for t in dag.get_task("prepare_cluster").downstream_list]
+    return gate
+
+
+def _context(run_id: str = "scheduled__2026-11-29T03:00:00+00:00", task_id: str = "t") -> dict:
+    ti = SimpleNamespace(dag_id="fashion_mnist_training", task_id=task_id, run_id=run_id, try_number=1, map_index=-1,
+                         start_date=None, xcom_push=lambda **kw: None)
+    return {"ti": ti, "task_instance": ti, "run_id": run_id, "dag": SimpleNamespace(dag_id="fashion_mnist_training"),
+            "params": {"workers": 2, "framework": "tensorflow"}}
+
+
+def _training_spec() -> dict:
+    from eksml.specs import training_spec
+
+    return training_spec(framework="tensorflow", data_uri=f"{STORE}/data/fashion-mnist/i",
+                         model_uri=f"{STORE}/staging/fashion-mnist/v1", checkpoint_uri=f"{STORE}/checkpoints/fashion-mnist/v1",
+                         epochs=1, batch_size=64, learning_rate=0.01).to_dict()
+
+
+# --- GPU capacity -----------------------------------------------------------------------------
+def test_gpu_gate_does_not_wait_for_a_node_only_a_pending_pod_would_bring(clusters, aws_settings, dag) -> None:
+    """Node group at size 0, autoscaler reacting only to pending pods: the gate must not deadlock,
+    and the training pod submitted after it gets its node."""
+    api = clusters[SHARED]
+    gate = copy.copy(_gpu_gate(dag))
+    gate.cluster_name = SHARED
+    if hasattr(gate, "poke_interval"):  # a sensor: give it a bounded budget for this test
+        gate.timeout, gate.poke_interval, gate.mode = 3, 0.5, "poke"
+    if hasattr(gate, "nodes"):
+        gate.nodes = 1
+    assert api.items("nodes") == []
+    result = gate.execute(_context())
+    assert result["decision"] == "scale-up-on-pending-pod" and result["max_size"] == 2
+    assert api.items("nodes") == []  # nothing pending yet, so nothing scaled
+
+    train = copy.copy(dag.get_task("train_tensorflow"))
+    train.spec, train.cluster_name = _training_spec(), SHARED
+    pod = train.build_pod_request_obj(_context())
+    train.hook.core_v1_client.create_namespaced_pod(pod.metadata.namespace, pod)
+    (node,) = api.items("nodes")
+    (created,) = api.items("pods")
+    assert created["spec"]["nodeName"] == node["metadata"]["name"]
+
+
+def test_no_gpu_capacity_names_group_max_size_and_quota(clusters, aws_settings) -> None:
+    from eksml.cluster.operators import GpuCapacityOperator, NoGpuCapacityError
+
+    gate = GpuCapacityOperator(task_id="gate", cluster_name=EPHEMERAL, nodes=3)
+    with pytest.raises(NoGpuCapacityError) as err:
+        gate.execute(_context())
+    message = str(err.value)
+    assert "needs 3 GPU node(s)" in message and "ng-train" in message and "max 2" in message
+    assert "L-417A185B" in message and "Running On-Demand P instances" in message
+
+
+def test_without_an_autoscaler_nothing_would_add_the_nodes(clusters, aws_settings) -> None:
+    from eksml.cluster.operators import GpuCapacityOperator, NoGpuCapacityError
+
+    api = clusters[EPHEMERAL]
+    saved = api.objects[("apis/apps/v1", "kube-system", "deployments")].pop("cluster-autoscaler")
+    try:
+        with pytest.raises(NoGpuCapacityError, match="no cluster autoscaler is running"):
+            GpuCapacityOperator(task_id="gate", cluster_name=EPHEMERAL, nodes=1).execute(_context())
+    finally:
+        api.put("apis/apps/v1", "kube-system", "deployments", saved)
+
+
+# --- routing ------------------------------------------------------------------------------------
+def _render(task, context: dict, xcom: dict | None) -> Any:
+    """The task with its templates rendered for a run whose create_cluster returned ``xcom``."""
+    import jinja2
+
+    task = copy.copy(task)
+    ti = SimpleNamespace(xcom_pull=lambda task_ids=None, **kw: xcom if task_ids == "create_cluster" else None)
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    name = getattr(task, "cluster_name", None)
+    if isinstance(name, str) and "{{" in name:
+        task.cluster_name = env.from_string(name).render(ti=ti)
+    return task
+
+
+@pytest.mark.parametrize("mode", ["ephemeral", "shared"])
+def test_every_kubernetes_task_reaches_the_cluster_its_run_resolved(clusters, aws_settings, dag, mode) -> None:
+    from eksml.serving.operators import DeployModelOperator  # noqa: F401 - the deployment's operator
+
+    xcom = {"training_cluster": EPHEMERAL, "inference_cluster": EPHEMERAL} if mode == "ephemeral" else \
+        {"training_cluster": SHARED, "inference_cluster": SHARED}
+    want = clusters[EPHEMERAL if mode == "ephemeral" else SHARED]
+    other = clusters[SHARED if mode == "ephemeral" else EPHEMERAL]
+    for api in clusters.values():
+        api.requests.clear()
+        for key in [k for k in api.objects if k[2] in ("pods", "mpijobs")]:
+            api.objects[key].clear()
+
+    context = _context(run_id=f"manual__{mode}")
+    # training pod and evaluation pod: created through the operator's own hook
+    from eksml.kubernetes.operators import WorkloadPodOperator
+
+    mapped = dag.get_task("evaluate")  # mapped per candidate: one instance, as expanded
+    evaluation = WorkloadPodOperator(task_id="evaluate", spec=_evaluation_spec(),
+                                     cluster_name=mapped.partial_kwargs["cluster_name"])
+    for task in (dag.get_task("train_tensorflow"), evaluation):
+        task = _render(task, context, xcom)
+        if task.task_id == "train_tensorflow":
+            task.spec = _training_spec()
+        pod = task.build_pod_request_obj(context)
+        task.hook.core_v1_client.create_namespaced_pod(pod.metadata.namespace, pod)
+    # MPIJob: created by the operator's execute, which then defers to a trigger for the same cluster
+    from airflow.sdk.exceptions import TaskDeferred
+
+    mpi = _render(dag.get_task("train_mxnet"), context, xcom)
+    mpi.spec = _mpi_spec()
+    with pytest.raises(TaskDeferred) as deferred:
+        mpi.execute(_context(run_id=f"manual__{mode}", task_id="train_mxnet"))
+    assert deferred.value.trigger.eks_target["cluster_name"] == want.name
+    # GPU gate, and the trigger's own connection (built as the triggerer builds it)
+    gate = _render(dag.get_task("check_gpu_capacity"), context, xcom)
+    gate.nodes = 1
+    gate.execute(context)
+    add_ons = _render(dag.get_task("prepare_cluster"), context, xcom)
+    add_ons_target = add_ons._target(*add_ons._settings_and_request())
+    add_ons_target.hook().core_v1_client.list_namespace()
+    # the deployment DAG's Kubernetes target in the same resolution
+    from eksml.cluster.target import INFERENCE, resolve_target
+    from eksml.settings import load_settings
+
+    deploy_target = resolve_target(load_settings(), cluster_role=INFERENCE, cluster_name=xcom["inference_cluster"])
+    deploy_target.hook().core_v1_client.list_namespace()
+
+    assert {p["metadata"]["name"].rsplit("-", 1)[0] for p in want.items("pods")} >= {"train-tensorflow",
+                                                                                      "evaluate-tensorflow"}
+    assert len(want.items("mpijobs")) == 1
+    assert other.items("pods") == [] and other.items("mpijobs") == [] and other.requests == []
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    key = AwsBaseHook(aws_conn_id="aws_default", client_type="sts").get_credentials().access_key
+    assert want.requests and all(r.token and _access_key_of(r.token) == key for r in want.requests)
+
+
+def _evaluation_spec() -> dict:
+    from eksml.runs import evaluation_spec
+
+    cand = {"framework": "tensorflow", "staging_uri": f"{STORE}/staging/fashion-mnist/v1"}
+    return evaluation_spec(cand, f"{STORE}/data/fashion-mnist/i", None, None).to_dict()
+
+
+def _mpi_spec() -> dict:
+    from eksml.specs import training_spec
+
+    return training_spec(framework="mxnet", data_uri=f"{STORE}/data/fashion-mnist/i",
+                         model_uri=f"{STORE}/staging/fashion-mnist/v2", checkpoint_uri=f"{STORE}/checkpoints/fashion-mnist/v2",
+                         epochs=1, batch_size=64, learning_rate=0.01, gpus=1, workers=2).to_dict()
