@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "images" / "inference"), str(ROOT / "images" / "common"),
                 str(ROOT / "tests" / "integration"), str(ROOT / "plugins")]
 NAME = "fashion-mnist"
+DATASET = "/usr/share/datasets/fashion-mnist"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -66,6 +67,12 @@ class Client:
             raise RuntimeError(f"HTTP {response.status}: {payload[:200]!r}")
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def start_server(uri: str, port: int, max_latency_ms: float) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "images" / "common"), "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.Popen([sys.executable, "serve.py", "--model-uri", uri, "--host", "127.0.0.1",
@@ -91,12 +98,10 @@ def bench_model(uri: str, requests: int, max_seconds: float, clients: int,
     from eksml_inference.backends import load_backend
     from trainkit.data import load_fashion_mnist
 
-    _, _, x_test, _ = load_fashion_mnist("/usr/share/datasets/fashion-mnist", limit_train=1, limit_test=64)
+    _, _, x_test, _ = load_fashion_mnist(DATASET, limit_train=1, limit_test=64)
     backend = load_backend(uri)
     rows = []
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = start_server(uri, port, max_latency_ms)
     try:
         for batch in (1, 32):

@@ -12,9 +12,11 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -147,6 +149,48 @@ def in_process_classes(framework: str, version: Path, count: int) -> list[int]:
     if proc.returncode != 0:
         raise RuntimeError(f"in-process prediction failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+_BACKEND = """
+import sys, json, numpy as np
+from eksml_inference.backends import load_backend
+from trainkit.data import load_fashion_mnist
+_, _, x, _ = load_fashion_mnist(sys.argv[2], 1, int(sys.argv[3]))
+print(json.dumps(load_backend(sys.argv[1]).predict(x.astype(np.float32)).tolist()))
+"""
+
+
+def in_process_probabilities(version: Path, count: int) -> list[list[float]]:
+    """Probabilities of the first ``count`` test images from the server's backend called in-process,
+    as one batch (float32 values, exact through JSON: float32 -> double -> float32 round-trips)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "images" / "common"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([str(INFERENCE_PYTHON), "-c", _BACKEND, str(version), DATASET, str(count)],
+                          cwd=ROOT / "images" / "inference", env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"in-process prediction failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def call(port: int, method: str, path: str, body=None, headers: dict[str, str] | None = None) -> tuple[int, object]:
+    """One HTTP request; the answer decoded as JSON when it is JSON."""
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            raw, status = response.read(), response.status
+    except urllib.error.HTTPError as exc:
+        raw, status = exc.read(), exc.code
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode()
 
 
 def start_server(version: Path | str, port: int, *extra: str, log_path: Path | None = None,

@@ -1,74 +1,23 @@
-"""The inference image on real exports: the KServe server (V1, V2, errors, batching, metrics)
-and the evaluation step, each run as the process the pod would run."""
+"""The inference image on real exports: the model server (V1, V2, errors, batching, metrics,
+what it refuses) and the evaluation step, each run as the process the pod would run."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import json
+import math
 import re
 import shutil
-import socket
 import subprocess
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 import inference_models as im
+from inference_models import call
 
 pytestmark = pytest.mark.slow
 NAME = "fashion-mnist"
-
-
-def _need(*images: str) -> None:
-    missing = im.missing_venvs(*images)
-    if missing:
-        pytest.skip(f"virtualenv(s) missing: {', '.join(missing)} (bash scripts/setup.sh)")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def call(port: int, method: str, path: str, body=None) -> tuple[int, object]:
-    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            raw = response.read()
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        raw, status = exc.read(), exc.code
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw.decode()
-
-
-@pytest.fixture(scope="module")
-def versions(tmp_path_factory) -> dict[str, Path]:
-    _need("inference", "tf-fashion-mnist", "mxnet-horovod")
-    return {"tensorflow": im.trained_model("tensorflow"), "mxnet": im.trained_model("mxnet")}
-
-
-@pytest.fixture(scope="module")
-def servers(versions, tmp_path_factory):
-    """One server per framework; the ONNX one waits up to 50 ms to group requests."""
-    logs = tmp_path_factory.mktemp("server-logs")
-    ports, procs = {}, {}
-    try:
-        for framework, extra in (("tensorflow", ()), ("mxnet", ("--max-latency-ms", "50"))):
-            ports[framework] = _free_port()
-            procs[framework] = im.start_server(versions[framework], ports[framework], *extra,
-                                               log_path=logs / f"{framework}.log")
-        yield ports
-    finally:
-        for proc in procs.values():
-            im.stop_server(proc)
+_free_port = im.free_port
 
 
 @pytest.mark.parametrize("framework", ["tensorflow", "mxnet"])
@@ -95,32 +44,114 @@ def test_v1_and_v2_give_the_in_process_classes(framework, versions, servers):
     assert sum(int(c == y) for c, y in zip(expected, labels)) / 64 > 0.6  # a trained model, not noise
 
 
-@pytest.mark.parametrize(("path", "body", "status", "message"), [
-    ("/v1/models/{name}:predict", {"instances": [[1, 2, 3]]}, 400, "28x28"),
-    ("/v1/models/{name}:predict", {"instances": [[["a"] * 28] * 28]}, 400, "must be numbers, got strings"),
-    ("/v1/models/{name}:predict", {"instances": [[[True] * 28] * 28]}, 400, "got booleans"),
-    ("/v1/models/{name}:predict", {"instances": [[[300] * 28] * 28]}, 400, "0..255"),
-    ("/v1/models/{name}:predict", {"instances": []}, 400, "empty"),
-    ("/v1/models/{name}:predict", {"inputs": []}, 400, 'no "instances"'),
-    ("/v1/models/{name}:predict", b"", 400, "empty document"),
-    ("/v1/models/{name}:predict", {"instances": [[[0] * 28] * 28] * 65}, 413, "at most 64"),
-    ("/v2/models/{name}/infer", {"inputs": [{"name": "pixels", "datatype": "BYTES", "shape": [1, 28, 28],
-                                             "data": ["x"] * 784}]}, 400, "datatype BYTES is not supported"),
-    ("/v2/models/{name}/infer", {"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 784],
-                                             "data": [0] * 784}]}, 400, "is not [N, 28, 28]"),
-    ("/v2/models/{name}/infer", {"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 28, 28],
-                                             "data": [0] * 10}]}, 400, "does not match"),
-    ("/v2/models/{name}/infer", b"", 422, "Field required"),
-    ("/v1/models/other:predict", {"instances": [[[0] * 28] * 28]}, 404, "other"),
+def _v2(datatype="FP32", shape=(1, 28, 28), data=None, **extra) -> dict:
+    data = [0] * math.prod(shape) if data is None else data
+    return {"inputs": [{"name": "pixels", "datatype": datatype, "shape": list(shape), "data": data}], **extra}
+
+
+V1 = f"/v1/models/{NAME}:predict"
+V2 = f"/v2/models/{NAME}/infer"
+IMAGE = [[0] * 28] * 28
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "message"), [
+    ("POST", V1, {"instances": [[1, 2, 3]]}, 400, "28x28"),
+    ("POST", V1, {"instances": [[["a"] * 28] * 28]}, 400, "must be numbers, got strings"),
+    ("POST", V1, {"instances": [[[True] * 28] * 28]}, 400, "got booleans"),
+    ("POST", V1, {"instances": [[[300] * 28] * 28]}, 400, "0..255"),
+    ("POST", V1, {"instances": []}, 400, "empty"),
+    ("POST", V1, {"other": []}, 400, 'no "instances" or "inputs"'),
+    ("POST", V1, {"instances": [IMAGE], "inputs": [IMAGE]}, 400, "not both"),
+    ("POST", V1, {"signature_name": "other", "instances": [IMAGE]}, 400, "signature_name 'other'"),
+    ("POST", V1, b"", 400, "not valid JSON"),
+    ("POST", V1, b"{bad json", 400, "not valid JSON"),
+    ("POST", V1, {"instances": [IMAGE] * 65}, 413, "at most 64"),
+    ("POST", V2, _v2("BYTES", data=["x"] * 784), 400, "datatype BYTES is not supported"),
+    ("POST", V2, _v2(shape=(1, 784)), 400, "is not [N, 28, 28]"),
+    ("POST", V2, _v2(data=[0] * 10), 400, "10 values for 784 elements"),
+    # Open Inference Protocol errors are {"error": ...} with 400, not 422 {"detail": ...}.
+    ("POST", V2, b"", 400, "not valid JSON"),
+    ("POST", V2, b"{bad json", 400, "not valid JSON"),
+    ("POST", V2, {"id": "1"}, 400, 'no "inputs"'),
+    # Integers out of range for their datatype: 400 with the value, not 500 with a traceback.
+    ("POST", V2, _v2("UINT8", data=[300] * 784), 400, "value 300 is out of range for UINT8"),
+    ("POST", V2, _v2("UINT8", data=[-1] * 784), 400, "value -1 is out of range for UINT8"),
+    ("POST", V2, _v2("INT32", data=[2 ** 40] * 784), 400, f"value {2 ** 40} is out of range for INT32"),
+    ("POST", V2, _v2("INT64", data=[2 ** 70] * 784), 400, "is out of range for INT64"),
+    ("POST", V2, _v2(shape=(-1, 28, 28)), 400, "negative dimension"),
+    ("POST", V2, _v2(outputs=[{"name": "logits"}]), 400, "unknown output 'logits'"),
+    ("POST", V2, _v2(shape=(65, 28, 28)), 413, "at most 64"),
+    ("GET", V1, None, 405, "use POST"),
+    ("GET", V2, None, 405, "use POST"),
+    ("POST", "/v1/models/other:predict", {"instances": [IMAGE]}, 404, "'other' is not served"),
+    ("POST", f"/v2/models/{NAME}/versions/nope/infer", _v2(), 404, "version 'nope'"),
+    ("GET", "/v2/models/other", None, 404, "'other' is not served"),
 ])
-def test_malformed_requests_get_4xx_and_the_server_keeps_serving(servers, path, body, status, message):
+def test_bad_requests_get_a_4xx_in_the_protocol_error_shape_and_the_server_keeps_serving(
+        servers, method, path, body, status, message):
     port = servers["tensorflow"]
-    got, answer = call(port, "POST", path.format(name=NAME), body)
+    got, answer = call(port, method, path, body)
     assert got == status, answer
-    assert message in str(answer)
+    assert isinstance(answer, dict) and set(answer) == {"error"}, answer
+    assert message in answer["error"] and "\n" not in answer["error"]
     images, _ = im.real_test_images(1)
-    got, answer = call(port, "POST", f"/v1/models/{NAME}:predict", {"instances": images})
+    got, answer = call(port, "POST", V1, {"instances": images})
     assert got == 200 and len(answer["predictions"]) == 1
+
+
+def test_405_names_the_allowed_method(servers):
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"http://127.0.0.1:{servers['tensorflow']}{V1}", timeout=30)
+    assert refused.value.code == 405 and refused.value.headers["Allow"] == "POST"
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", f"/v2/repository/models/{NAME}/unload"),
+    ("POST", f"/v2/repository/models/{NAME}/load"),
+    ("POST", "/v2/repository/index"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/redoc"),
+])
+def test_control_endpoints_are_off_and_the_model_keeps_serving(servers, method, path):
+    port = servers["mxnet"]
+    status, answer = call(port, method, path, {} if method == "POST" else None)
+    assert status == 404, answer
+    assert call(port, "GET", "/v2/health/live") == (200, {"live": True})
+    images, _ = im.real_test_images(2)
+    status, answer = call(port, "POST", V1, {"instances": images})
+    assert status == 200 and len(answer["predictions"]) == 2
+
+
+def _no_nulls(value) -> bool:
+    if isinstance(value, dict):
+        return all(v is not None and _no_nulls(v) for v in value.values())
+    if isinstance(value, list):
+        return all(v is not None and _no_nulls(v) for v in value)
+    return True
+
+
+def test_v2_answers_carry_no_nulls_and_honour_requested_outputs(servers, versions):
+    port = servers["tensorflow"]
+    for path in ("/v2", f"/v2/models/{NAME}", f"/v2/models/{NAME}/ready"):
+        status, answer = call(port, "GET", path)
+        assert status == 200 and _no_nulls(answer), (path, answer)
+    assert call(port, "GET", f"/v2/models/{NAME}")[1]["versions"] == [versions["tensorflow"].name]
+    images, _ = im.real_test_images(3)
+    flat = [v for image in images for row in image for v in row]
+    full = call(port, "POST", V2, _v2("UINT8", (3, 28, 28), flat, id="req-7"))[1]
+    assert _no_nulls(full) and full["id"] == "req-7"
+    assert [o["name"] for o in full["outputs"]] == ["class", "label", "probabilities"]
+    status, subset = call(port, "POST", V2, _v2("UINT8", (3, 28, 28), flat,
+                                                 outputs=[{"name": "probabilities"}, {"name": "class"}]))
+    assert status == 200 and _no_nulls(subset) and "id" not in subset
+    assert [o["name"] for o in subset["outputs"]] == ["probabilities", "class"]
+    by_name = {o["name"]: o for o in full["outputs"]}
+    assert subset["outputs"][0]["data"] == by_name["probabilities"]["data"]
+    assert subset["outputs"][1]["data"] == by_name["class"]["data"]
 
 
 def _metric(text: str, name: str) -> float:
@@ -150,12 +181,74 @@ def test_health_metadata_and_prometheus_metrics(servers, versions):
     port = servers["mxnet"]
     assert call(port, "GET", "/v2/health/live") == (200, {"live": True})
     assert call(port, "GET", "/v2/health/ready") == (200, {"ready": True})
-    assert call(port, "GET", f"/v1/models/{NAME}") == (200, {"name": NAME, "ready": True})
     status, meta = call(port, "GET", f"/v2/models/{NAME}")
     assert status == 200 and meta["inputs"][0]["shape"] == [-1, 28, 28]
+    assert meta["platform"] == "onnxruntime_onnx"
     metrics = call(port, "GET", "/metrics")[1]
     assert f'eksml_model_info{{framework="mxnet",model="{NAME}",version="{versions["mxnet"].name}"}} 1.0' in metrics
-    assert "request_predict_seconds" in metrics  # KServe's own latency histograms
+
+
+def _count(metrics: str, route: str, method: str, code: int) -> float:
+    match = re.search(rf'^eksml_http_requests_total{{code="{code}",method="{method}",route="{re.escape(route)}"}} '
+                      r"([0-9.e+]+)$", metrics, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_metrics_count_requests_by_route_and_status_code_with_a_latency_histogram(servers):
+    port = servers["tensorflow"]
+    route = "/v2/models/{name}/infer"
+    before = call(port, "GET", "/metrics")[1]
+    for _ in range(3):
+        assert call(port, "POST", V2, _v2())[0] == 200
+    for _ in range(2):
+        assert call(port, "POST", V2, _v2("UINT8", data=[300] * 784))[0] == 400
+    assert call(port, "GET", V2)[0] == 405
+    after = call(port, "GET", "/metrics")[1]
+    assert _count(after, route, "POST", 200) - _count(before, route, "POST", 200) == 3
+    assert _count(after, route, "POST", 400) - _count(before, route, "POST", 400) == 2
+    assert _count(after, route, "GET", 405) - _count(before, route, "GET", 405) == 1
+    buckets = re.findall(rf'^eksml_http_request_duration_seconds_bucket{{le="([^"]+)",route="{re.escape(route)}"}} ',
+                         after, re.M)
+    assert len(buckets) > 5 and buckets[-1] == "+Inf"
+    assert _metric(after, f'eksml_http_request_duration_seconds_count{{route="{route}"}}') >= 6
+
+
+def test_4xx_is_logged_at_info_in_one_line_without_a_traceback(servers, server_logs):
+    port = servers["tensorflow"]
+    for body in (_v2("UINT8", data=[300] * 784), _v2("INT64", data=[2 ** 70] * 784), b"{bad json", {"id": "x"}):
+        assert 400 <= call(port, "POST", V2, body)[0] < 500
+    assert call(port, "POST", f"/v2/repository/models/{NAME}/unload", {})[0] == 404
+    log = server_logs["tensorflow"].read_text()
+    assert "Traceback" not in log
+    refusals = [line for line in log.splitlines() if " -> 4" in line]
+    assert any("out of range for UINT8" in line for line in refusals), log[-3000:]
+    assert refusals and all(" INFO " in line and " ERROR " not in line for line in refusals)
+
+
+def test_liveness_fails_when_no_model_is_loaded():
+    """The application object itself, called in the inference virtualenv with a model never loaded."""
+    script = """
+import asyncio, json
+from eksml_inference.app import InferenceApp
+from eksml_inference.predictor import FashionMnistModel
+
+async def get(app, path):
+    sent = []
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+    async def send(message):
+        sent.append(message)
+    await app({"type": "http", "method": "GET", "path": path, "headers": []}, receive, send)
+    return sent[0]["status"], json.loads(sent[1]["body"])
+
+app = InferenceApp(FashionMnistModel("fashion-mnist", "/nowhere"))
+print(json.dumps([asyncio.run(get(app, p)) for p in ("/v2/health/live", "/v2/health/ready")]))
+"""
+    proc = subprocess.run([str(im.INFERENCE_PYTHON), "-c", script], cwd=im.ROOT / "images" / "inference",
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(im.ROOT / "images" / "common")},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.splitlines()[-1]) == [[503, {"live": False}], [503, {"ready": False}]]
 
 
 def test_a_corrupt_version_exits_with_the_reason(versions, tmp_path):

@@ -1,10 +1,8 @@
 """Micro-batching of concurrent requests into one model call.
 
-KServe's Python ``ModelServer`` calls ``predict`` once per HTTP request and has no batching of
-its own (KServe's batcher is a separate agent container that only its InferenceService
-controller injects, and this project deploys plain Deployments). Per image, one model call on
-32 images costs a fraction of 32 calls on one (see bench/inference_latency.py), so under
-concurrent load grouping requests raises throughput. The model runs in one worker thread, so
+The server handles each HTTP request on its own, but per image one model call on 32 images
+costs a fraction of 32 calls on one (see bench/inference_latency.py), so under concurrent
+load grouping requests raises throughput. The model runs in one worker thread, so
 the event loop keeps accepting requests meanwhile: those that arrive while the model is busy
 form the next batch. ``max_latency_ms`` (default 0) lets a request also wait that long for
 company when the model is idle; a group never exceeds ``max_batch_size`` images.
@@ -46,6 +44,7 @@ class MicroBatcher:
         self._task: asyncio.Task | None = None
         self._held: _Item | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self.closed = False
 
     async def submit(self, pixels: np.ndarray) -> np.ndarray:
         """Predict ``pixels`` (at most ``max_batch_size`` rows) as part of the next batch."""
@@ -110,6 +109,7 @@ class MicroBatcher:
                 start = end
 
     def close(self) -> None:
+        self.closed = True
         if self._task is not None:
             self._task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,13 +1,14 @@
-"""Entrypoint of the inference image: serve one model version with KServe's ModelServer.
+"""Entrypoint of the inference image: serve one model version over HTTP.
 
     python -m eksml_inference.server --model-uri s3://bucket/models/fashion-mnist/<version> \
         --model-name fashion-mnist --http-port 8080
 
-Endpoints (all KServe's): ``POST /v1/models/<name>:predict`` (V1), ``POST /v2/models/<name>/infer``
-(Open Inference Protocol), ``GET /v1/models/<name>`` and ``/v2/models/<name>/ready`` (model
-ready), ``/v2/health/live`` and ``/v2/health/ready``, ``GET /metrics`` (Prometheus). The model
-is loaded before the HTTP port opens, so a listening server always has its model ready; a
-version that fails to load exits with status 2 and the reason.
+Endpoints (see app.py): ``POST /v1/models/<name>:predict`` (TF Serving REST, row and columnar),
+``GET /v1/models/<name>[/metadata]``; ``POST /v2/models/<name>/infer`` (Open Inference
+Protocol, JSON and binary tensor data), ``GET /v2/models/<name>[/ready]``, ``GET /v2``;
+``/v2/health/live`` and ``/v2/health/ready``; ``GET /metrics`` (Prometheus). The model is loaded
+before the HTTP port opens, so a listening server always has its model ready; a version that
+fails to load exits with status 2 and the reason.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
+
+from .app import DEFAULT_MAX_BODY_BYTES
 
 #: Exit status when the model version cannot be loaded (missing, corrupt, unknown format).
 LOAD_FAILED = 2
@@ -37,19 +41,21 @@ def _port(text: str) -> int:
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Serve a Fashion-MNIST model version (KServe V1 + V2 REST).")
+    parser = argparse.ArgumentParser(description="Serve a Fashion-MNIST model version (V1 + V2 REST).")
     parser.add_argument("--model-uri", required=True,
                         help="model version folder: local path, file:// or s3:// (AWS_ENDPOINT_URL honoured)")
     parser.add_argument("--model-name", default="fashion-mnist", help="name in the endpoint paths")
     parser.add_argument("--model-version", default=None, help="version reported in responses (default: folder name)")
     parser.add_argument("--http-port", type=_port, default=8080)
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (the local profile uses 127.0.0.1)")
-    parser.add_argument("--grpc-port", type=_port, default=None, help="also serve V2 over gRPC on this port")
     parser.add_argument("--max-batch-size", type=_positive_int, default=64,
                         help="most images per model call; larger requests get HTTP 413")
     parser.add_argument("--max-latency-ms", type=float, default=0.0,
                         help="longest a request waits for others to share its model call; at 0, a "
                              "batch is what queued while the model was busy (no added latency when idle)")
+    parser.add_argument("--max-body-bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES,
+                        help="largest request body (after decompression); larger ones get HTTP 413 "
+                             "before they are read")
     parser.add_argument("--access-log", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     if args.max_latency_ms < 0:
@@ -57,16 +63,17 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    # kserve.model_server parses sys.argv when imported; it must not see (or reject) ours.
-    sys.argv = sys.argv[:1]
-    from fastapi.responses import JSONResponse
-    from kserve.model_server import app
+    import uvicorn
 
+    from .app import InferenceApp
     from .backends import ModelLoadError
-    from .modelserver import ModelServer
-    from .predictor import FashionMnistModel, TooLarge, model_summary
+    from .predictor import FashionMnistModel, model_summary
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     model = FashionMnistModel(args.model_name, args.model_uri, args.model_version,
@@ -76,17 +83,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelLoadError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return LOAD_FAILED
-
-    async def too_large(_request, exc: TooLarge) -> JSONResponse:
-        return JSONResponse(status_code=413, content={"error": str(exc)})
-
-    app.add_exception_handler(TooLarge, too_large)
-    server = ModelServer(host=args.host, http_port=args.http_port, grpc_port=args.grpc_port or 8081,
-                         enable_grpc=args.grpc_port is not None, workers=1,
-                         enable_latency_logging=args.access_log)
-    print("EKSML_SERVING " + json.dumps({**model_summary(model), "host": args.host, "port": args.http_port}),
-          flush=True)
-    server.start([model])
+    app = InferenceApp(model, max_body_bytes=args.max_body_bytes, access_log=args.access_log)
+    config = uvicorn.Config(app, host=args.host, port=args.http_port, loop="uvloop", http="httptools",
+                            lifespan="off", access_log=False, log_config=None, server_header=False,
+                            timeout_keep_alive=65, timeout_graceful_shutdown=30)
+    print("EKSML_SERVING " + json.dumps({**model_summary(model), "host": args.host, "port": args.http_port,
+                                         "max_body_bytes": args.max_body_bytes}), flush=True)
+    # uvicorn stops accepting on SIGTERM, finishes in-flight requests, then re-raises the signal
+    # to the handler that was there before it: this one, so a drained server exits with 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        app.close()
     return 0
 
 
