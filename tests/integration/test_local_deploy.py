@@ -4,7 +4,10 @@ answered correctly, and a broken version leaves the previous one serving."""
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import subprocess
+import time
 import urllib.request
 
 import pytest
@@ -95,6 +98,36 @@ def test_bad_requests_fail_before_any_process_starts(env, tmp_path):
     with pytest.raises(ServingError, match="no metrics.json"):
         deploy_local(str(tmp_path), "nothing", settings=env["settings"], state_dir=env["state"])
     assert served(env["port"])[0] == "mx-good"
+
+
+def test_a_killed_server_is_restarted_by_its_supervisor_and_answers_again(env, monkeypatch, capsys):
+    from eksml.serving import __main__ as cli
+    from eksml.serving import local
+
+    serving = LocalServing(env["settings"], env["state"])
+    current = serving.current()
+    before = served(env["port"])
+    first = local.supervision(current)["server_pid"]
+    subprocess.run(["kill", "-9", str(first)], check=True)  # what the OOM killer or a crash does
+    deadline = time.monotonic() + 300
+    while True:
+        record = local.supervision(current)
+        if record.get("restarts") == 1 and record.get("server_pid") not in (None, first):
+            try:
+                if served(env["port"]) == before:  # the restarted server, same version, same answers
+                    break
+            except OSError:
+                pass
+        assert time.monotonic() < deadline, f"not restarted: {record}"
+        time.sleep(0.5)
+    assert serving.current() == current  # the same supervisor still owns the stable port
+    assert record["exits"][-1]["status"] == -signal.SIGKILL
+    monkeypatch.setattr(local, "DEFAULT_STATE_DIR", env["state"])
+    monkeypatch.setenv("EKSML_INFERENCE_PORT", str(env["port"]))
+    assert cli.main(["status"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["restarts"] == 1 and status["last_exit"]["status"] == -signal.SIGKILL
+    assert status["server_pid"] == record["server_pid"] and status["version"] == "mx-good"
 
 
 def test_stop_frees_the_port(env):

@@ -1,6 +1,6 @@
 """Command line for the local model server (what ``make run`` ends with).
 
-    python -m eksml.serving status            # which version serves, where
+    python -m eksml.serving status            # which version serves, where, restarts by its supervisor
     python -m eksml.serving predict [-n 5]    # a few real test images through the served model
     python -m eksml.serving deploy URI VERSION
     python -m eksml.serving stop
@@ -20,7 +20,7 @@ CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eksml.serving", description="Local model server control.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("status", help="the serving version, port and pid")
+    sub.add_parser("status", help="the serving version, port, pids and the supervisor's restarts")
     predict = sub.add_parser("predict", help="classify real test images with the served model")
     predict.add_argument("-n", "--count", type=int, default=5)
     predict.add_argument("--data-uri", default=None, help="IDX files (default: settings.source_data_uri)")
@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("stop", help="stop the local server")
     args = parser.parse_args(argv)
 
-    from eksml.serving.local import LocalServing, deploy_local, stop_local
+    from eksml.serving.local import LocalServing, deploy_local, stop_local, supervision
     from eksml.settings import load_settings
 
     settings = load_settings()
@@ -48,7 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     if args.command == "status":
-        print(json.dumps({"version": server.version, "url": server.url, "pid": server.pid,
+        supervised = supervision(server)
+        exits = supervised.get("exits") or []
+        print(json.dumps({"version": server.version, "url": server.url, "supervisor_pid": server.pid,
+                          "server_pid": supervised.get("server_pid"), "restarts": supervised.get("restarts", 0),
+                          "last_restart_at": supervised.get("last_restart_at"),
+                          "last_exit": exits[-1] if exits else None,
                           "model_uri": server.model_uri, "log": server.log_path}, indent=2))
         return 0
     from eksml.serving.smoke import http_transport

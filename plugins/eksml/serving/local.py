@@ -10,8 +10,11 @@ serving. The price is a gap of one model load (seconds) on the stable port durin
 successful swap, acceptable for a workstation and far simpler than a proxy that must itself
 be kept alive; the aws profile has no gap (a RollingUpdate with maxUnavailable 0).
 
-State: ``.local/serving/state.json`` (pid, port, version, model URI, log file), replaced
-atomically; one deploy at a time (a file lock); server logs in ``.local/serving/logs/``.
+Each server runs under a supervisor (``supervisor.py``, its own process group) that restarts
+it with backoff when it dies, records the restarts and rotates its log, as Kubernetes does for
+the pod. State: ``.local/serving/state.json`` (supervisor pid, port, version, model URI, log
+file, supervisor state file), replaced atomically; one deploy at a time (a file lock); server
+logs and supervisor states in ``.local/serving/logs/``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -40,6 +44,7 @@ from eksml.storage import workload_env
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
+SUPERVISOR = Path(__file__).with_name("supervisor.py")
 DEFAULT_STATE_DIR = PROJECT_ROOT / ".local" / "serving"
 STATE_FILE = "state.json"
 
@@ -50,7 +55,7 @@ class ServingError(RuntimeError):
 
 @dataclass(frozen=True)
 class ServerProcess:
-    """A running local server, as recorded in the state file."""
+    """A running local server, as recorded in the state file (``pid`` is its supervisor's)."""
 
     pid: int
     port: int
@@ -59,6 +64,7 @@ class ServerProcess:
     model_name: str
     log_path: str
     started_at: str
+    supervisor_state: str = ""
 
     @property
     def url(self) -> str:
@@ -167,15 +173,20 @@ class LocalServing:
         logs = self.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / f"{version}-{port}.log"
+        supervisor_state = logs / f"{version}-{port}.supervisor.json"
+        supervisor_state.unlink(missing_ok=True)
         env = self.runner.environment(spec, workload_env(self.settings))
-        with open(log_path, "ab") as out:
-            proc = subprocess.Popen(self.runner.command(spec), env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, cwd=Path(self.settings.images_dir) / IMAGE,
+        argv = [sys.executable, str(SUPERVISOR), "--state", str(supervisor_state), "--log", str(log_path),
+                "--", *self.runner.command(spec)]
+        with open(logs / "supervisor.err", "ab") as err:
+            proc = subprocess.Popen(argv, env=env, stdout=err, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    cwd=Path(self.settings.images_dir) / IMAGE,
                                     start_new_session=True)  # outlives the task that started it
         self._children[proc.pid] = proc
         server = ServerProcess(pid=proc.pid, port=port, version=version, model_uri=model_uri,
                                model_name=self.settings.model_name, log_path=str(log_path),
-                               started_at=datetime.now(timezone.utc).isoformat())
+                               started_at=datetime.now(timezone.utc).isoformat(),
+                               supervisor_state=str(supervisor_state))
         log.info("started server of %s on port %d (pid %d, log %s)", version, port, proc.pid, log_path)
         try:
             self.wait_ready(server, proc.poll)
@@ -185,13 +196,15 @@ class LocalServing:
         return server
 
     def wait_ready(self, server: ServerProcess, poll: Callable[[], int | None]) -> None:
-        """Until ``/v1/models/<name>`` answers 200; fail at once when the process exits."""
+        """Until ``/v1/models/<name>`` answers 200; fail at once when the server exits."""
         call = http_transport(server.url, timeout=5)
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             code = poll()
-            if code is not None:
-                raise ServingError(f"server of {server.version} exited with status {code} before it was "
+            exits = supervision(server).get("exits") or []
+            if code is not None or exits:  # a server that dies before it is ready is not retried
+                status = exits[-1]["status"] if exits else code
+                raise ServingError(f"server of {server.version} exited with status {status} before it was "
                                    f"ready; last log lines:\n{_tail(server.log_path)}")
             status, _ = call("GET", f"/v1/models/{server.model_name}", None)
             if status == 200:
@@ -275,6 +288,14 @@ class LocalServing:
             if stop_on_failure:
                 self.stop(server)
             raise
+
+
+def supervision(server: ServerProcess) -> dict[str, Any]:
+    """The supervisor's record of ``server``: server pid, restarts, last exits ({} if none yet)."""
+    try:
+        return json.loads(Path(server.supervisor_state).read_text()) if server.supervisor_state else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def version_expectations(model_uri: str, settings: Settings) -> dict[str, Any]:
