@@ -214,7 +214,7 @@ class LocalServing:
                            f"last log lines:\n{_tail(server.log_path)}")
 
     def stop(self, server: ServerProcess, timeout: float = 30.0) -> None:
-        """SIGTERM (KServe drains in-flight requests), SIGKILL after ``timeout``."""
+        """SIGTERM to the supervisor and server (the server drains in-flight requests), SIGKILL after ``timeout``."""
         child = self._children.pop(server.pid, None)
         if not _alive(server.pid):
             if child:

@@ -114,6 +114,8 @@ class Supervisor:
         while not self.stopping.is_set():
             started = time.monotonic()
             self.child = self._start()
+            if self.stopping.is_set():  # stopped while it was being started: signal the new child too
+                self.child.send_signal(signal.SIGTERM)
             code = self.child.wait()
             ran = time.monotonic() - started
             if self.stopping.is_set():
