@@ -19,6 +19,18 @@ DATA_URI = re.compile(r"^(s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?|file:///.
 MAX_URI_LENGTH = 1024
 
 
+def data_uri_problem(uri: str) -> str | None:
+    """Why ``uri`` cannot name a drop, or None: the form above, and no ``.``/``..`` segment
+    (``s3://bucket/../../x`` would leave the prefix it claims)."""
+    if not uri or len(uri) > MAX_URI_LENGTH or not DATA_URI.match(uri):
+        return (f"must be an absolute path, file:/// or s3://bucket/ URI (at most {MAX_URI_LENGTH} "
+                f"characters), got {uri[:200]!r}")
+    path = uri.split("://", 1)[-1]
+    if any(segment in (".", "..") for segment in path.split("/")):
+        return f"must not contain '.' or '..' path segments, got {uri[:200]!r}"
+    return None
+
+
 class DataEventError(ValueError):
     """A training-data asset event's ``extra`` is malformed; the message says how."""
 
@@ -39,11 +51,9 @@ def validate_data_event_extra(extra: Any) -> str | None:
     uri = extra["uri"]
     if not isinstance(uri, str):
         raise DataEventError(f"training-data event extra 'uri' must be a string, got {type(uri).__name__}: {uri!r}")
-    if not uri or len(uri) > MAX_URI_LENGTH or not DATA_URI.match(uri):
-        raise DataEventError(
-            f"training-data event extra 'uri' must be an absolute path, file:/// or s3://bucket/ URI "
-            f"(at most {MAX_URI_LENGTH} characters), got {uri[:200]!r}"
-        )
+    problem = data_uri_problem(uri)
+    if problem:
+        raise DataEventError(f"training-data event extra 'uri' {problem}")
     return uri
 
 

@@ -88,7 +88,9 @@ ACCESS: Mapping[Identity, Mapping[Area, frozenset[Op]]] = MappingProxyType({
         Area.DATA: frozenset({_R, _W}),  # data preparation writes the versioned copy
         Area.STAGING: frozenset({_R, _W, _D}),  # SageMaker archives are unpacked here; retention
         Area.CHECKPOINTS: frozenset({_R, _D}),  # retention of finished runs' checkpoints
-        Area.MODELS: frozenset({_R, _W}),  # registry copy, metadata, champion pointer, history
+        # registry copy, metadata, champion pointer, history; a failed registration deletes its
+        # partial copy (a folder without metadata.json, never a registered version)
+        Area.MODELS: frozenset({_R, _W, _D}),
         Area.SAGEMAKER: frozenset({_R, _W, _D}),  # source tarballs, endpoint archives
     }),
 })

@@ -8,9 +8,11 @@ conf into a typed object, so a bad value fails the first task, never a GPU job.
 
 from __future__ import annotations
 
-import re
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from eksml.events import data_uri_problem
 
 FRAMEWORKS = ("tensorflow", "mxnet", "both")
 TRAINERS = ("kubernetes", "sagemaker")
@@ -53,9 +55,6 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
                         "title": "Promotion margin", "description": "A candidate becomes champion only if its test accuracy beats the champion's by at least this much."},
 }
 
-_URI = re.compile(r"^(s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?|file:///.*|/.*)$")
-
-
 class ParamsError(ValueError):
     """A run parameter is invalid; the message names it."""
 
@@ -92,12 +91,21 @@ def airflow_params() -> dict[str, Any]:
     return {name: Param(**schema) for name, schema in PARAM_SCHEMAS.items()}
 
 
-def _check_schema(name: str, value: Any, schema: dict[str, Any]) -> None:
+def _check_schema(name: str, value: Any, schema: dict[str, Any]) -> Any:
+    """Check one value against its schema; return it typed (``2.0`` for an integer is ``2``).
+
+    JSON Schema counts 2.0 as an integer, so the trigger form and the REST API accept it:
+    the first task must agree rather than fail the run Airflow already created.
+    """
     types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
     if value is None:
         if "null" not in types:
             raise ParamsError(f"param {name!r} is required")
-        return
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ParamsError(f"param {name!r} must be a finite number, got {value!r}")
+    if "integer" in types and isinstance(value, float) and value.is_integer():
+        value = int(value)
     python_types = {"string": str, "integer": int, "number": (int, float), "boolean": bool}
     if isinstance(value, bool) and "boolean" not in types or not any(
         isinstance(value, python_types[t]) for t in types if t != "null"
@@ -111,6 +119,7 @@ def _check_schema(name: str, value: Any, schema: dict[str, Any]) -> None:
         raise ParamsError(f"param {name!r} must be > {schema['exclusiveMinimum']}, got {value!r}")
     if "maximum" in schema and value > schema["maximum"]:
         raise ParamsError(f"param {name!r} must be <= {schema['maximum']}, got {value!r}")
+    return value
 
 
 def validate_training_params(raw: dict[str, Any]) -> TrainingParams:
@@ -120,9 +129,10 @@ def validate_training_params(raw: dict[str, Any]) -> TrainingParams:
         raise ParamsError(f"unknown param(s): {', '.join(unknown)}")
     values = {name: raw.get(name, schema["default"]) for name, schema in PARAM_SCHEMAS.items()}
     for name, schema in PARAM_SCHEMAS.items():
-        _check_schema(name, values[name], schema)
-    if values["data_uri"] and not _URI.match(values["data_uri"]):
-        raise ParamsError(f"param 'data_uri' must be an absolute path, file:// or s3:// URI, got {values['data_uri']!r}")
+        values[name] = _check_schema(name, values[name], schema)
+    problem = values["data_uri"] and data_uri_problem(values["data_uri"])
+    if problem:
+        raise ParamsError(f"param 'data_uri' {problem}")
     if values["trainer"] == "sagemaker" and values["cluster"] == "ephemeral":
         raise ParamsError("param 'cluster' = ephemeral makes no sense with trainer = sagemaker (SageMaker brings its own instances)")
     values["learning_rate"] = float(values["learning_rate"])

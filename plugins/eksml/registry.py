@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from eksml.storage import (PreconditionFailed, copy_tree, put_if_absent, put_if_match, read_json,
-                           read_versioned, uri_of, write_json_atomic)
+                           read_versioned, remove_tree, uri_of, write_json_atomic)
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -97,9 +97,15 @@ class ModelRegistry:
             owner = self.metadata(version).get("run_id")
             if owner != metadata.get("run_id"):
                 raise RegistryError(f"version {version} belongs to run {owner!r}; refusing to overwrite it")
-        copied = copy_tree(staging, target)
-        write_json_atomic(target / METADATA, {**metadata, "version": version, "files": copied,
-                                              "registered_at": datetime.now(timezone.utc).isoformat()})
+        was_registered = self.is_registered(version)
+        try:
+            copied = copy_tree(staging, target)
+            write_json_atomic(target / METADATA, {**metadata, "version": version, "files": copied,
+                                                  "registered_at": datetime.now(timezone.utc).isoformat()})
+        except BaseException:
+            if not was_registered:  # a partial copy is no version: leave nothing behind
+                remove_tree(target)
+            raise
         log.info("registered %s (%d files) at %s", version, len(copied), target)
         return target
 

@@ -21,7 +21,7 @@ import yaml
 
 from eksml.params import validate_training_params
 from eksml.runs import evaluation_spec, plan_run
-from eksml.settings import Settings, load_settings
+from eksml.settings import Settings, SettingsError, load_settings
 from eksml.specs import WorkloadSpec
 
 EXAMPLE_STORE = "s3://eksml-example-bucket/ml"
@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for the YAML files")
     parser.add_argument("--store-uri", help=f"s3:// store (default: settings, else {EXAMPLE_STORE})")
     args = parser.parse_args(argv)
-    settings = load_settings({"profile": args.profile})
+    try:
+        settings = load_settings({"profile": args.profile})
+    except SettingsError as exc:
+        parser.error(f"invalid settings: {exc}")
     store = args.store_uri or (settings.store_uri if settings.store_uri.startswith("s3://") else EXAMPLE_STORE)
     if not store.startswith("s3://"):
         parser.error("--store-uri must be an s3:// URI in the aws profile")

@@ -16,28 +16,37 @@ from eksml.storage import store_path
 DAGS = {"training": "fashion_mnist_training", "serving": "model_deployment"}
 
 
-def latest_run_state(dag_id: str) -> tuple[str | None, list[str]]:
-    """State of the newest run of ``dag_id`` and the ids of its failed tasks."""
+def latest_run_state(dag_id: str) -> tuple[str | None, list[str], str | None]:
+    """State of the newest run of ``dag_id``, the ids of its failed tasks, and its run id."""
     from airflow.models import DagRun, TaskInstance
     from airflow.utils.session import create_session
 
     with create_session() as session:
         run = session.query(DagRun).filter(DagRun.dag_id == dag_id).order_by(DagRun.id.desc()).first()
         if run is None:
-            return None, []
+            return None, [], None
         failed = [ti.task_id for ti in session.query(TaskInstance).filter(
             TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id,
             TaskInstance.state.in_(["failed", "upstream_failed"]))]
-        return str(run.state), failed
+        return str(run.state), failed, run.run_id
 
 
-def report_training() -> None:
+def run_version(registry: ModelRegistry, run_id: str | None) -> dict | None:
+    """Metadata of the version ``run_id`` registered (its most accurate, when it trained two).
+
+    Versions sort by data interval, so two runs of one interval cannot be told apart by name.
+    """
+    mine = [m for m in (registry.metadata(v) for v in registry.versions()) if m.get("run_id") == run_id]
+    return max(mine, key=lambda m: (m.get("metrics") or {}).get("test_accuracy") or 0.0, default=None)
+
+
+def report_training(run_id: str | None) -> None:
     settings = load_settings(use_airflow_variable=True)
     registry = ModelRegistry(store_path(settings.models_root, settings))
     versions = registry.versions()
-    if not versions:
-        raise SystemExit("no model version registered")
-    latest = registry.metadata(versions[-1])
+    latest = run_version(registry, run_id)
+    if latest is None:
+        raise SystemExit(f"run {run_id} registered no model version")
     metrics = latest.get("metrics", {})
     print(f"model version : {latest['version']} ({latest['framework']}, trainer {latest.get('trainer')})")
     print(f"stored at     : {latest['uri']}")
@@ -81,12 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("section", choices=sorted(DAGS))
     args = parser.parse_args(argv)
-    state, failed = latest_run_state(DAGS[args.section])
+    state, failed, run_id = latest_run_state(DAGS[args.section])
     if state != "success":
         print(f"{DAGS[args.section]}: latest run {state or 'missing'}; failed tasks: {', '.join(failed) or '-'}",
               file=sys.stderr)
         return 1
-    report_training() if args.section == "training" else report_serving()
+    report_training(run_id) if args.section == "training" else report_serving()
     return 0
 
 

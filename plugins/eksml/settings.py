@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -22,6 +23,13 @@ PROFILES: tuple[str, ...] = get_args(Profile)
 
 #: Repository root: plugins/eksml/settings.py -> ../../..
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+#: What Kubernetes and registries accept, checked here so a bad value fails before anything renders.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # namespaces (RFC 1123 label)
+_DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_REGISTRY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_CLUSTER_NAME = re.compile(r"^[A-Za-z][-A-Za-z0-9]{0,99}$")  # EKS / eksctl
 DEFAULT_DATASET_DIR = "/usr/share/datasets/fashion-mnist"
 
 
@@ -70,11 +78,31 @@ class Settings:
     images_dir: str = str(PROJECT_ROOT / "images")
     inference_port: int = 8080
 
+    #: Days a finished run's staging/ and checkpoints/ folders are kept (0: never deleted).
+    retention_days: int = 7
+
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
             raise SettingsError(f"unknown profile {self.profile!r}: expected one of {', '.join(PROFILES)}")
         if not self.store_uri.startswith(("file://", "s3://")):
             raise SettingsError(f"store_uri must start with file:// or s3://, got {self.store_uri!r}")
+        checks = (
+            (("namespace", "inference_namespace"), _DNS_LABEL, "a Kubernetes namespace name (RFC 1123 label)"),
+            (("training_service_account", "inference_service_account"), _DNS_SUBDOMAIN,
+             "a Kubernetes service account name (RFC 1123 subdomain)"),
+            (("image_registry",), _REGISTRY, "an image registry/repository prefix"),
+            (("image_tag",), _IMAGE_TAG, "an image tag ([A-Za-z0-9_.-], at most 128)"),
+            (("cluster_name",), _CLUSTER_NAME, "an EKS cluster name"),
+        )
+        for names, pattern, what in checks:
+            for name in names:
+                value = getattr(self, name)
+                if not isinstance(value, str) or not pattern.match(value):
+                    raise SettingsError(f"{name} must be {what}, got {value!r}")
+        if self.retention_days < 0:
+            raise SettingsError(f"retention_days must be 0 (keep forever) or more, got {self.retention_days!r}")
+        if not 1 <= self.inference_port <= 65535:
+            raise SettingsError(f"inference_port must be within 1..65535, got {self.inference_port!r}")
 
     # --- derived locations -------------------------------------------------------------
     @property
@@ -93,11 +121,14 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-def _coerce(raw: Any, default: Any) -> Any:
+def _coerce(name: str, raw: Any, default: Any) -> Any:
     if isinstance(default, bool):
         return str(raw).lower() in {"1", "true", "yes", "on"}
     if isinstance(default, int):
-        return int(raw)
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
     if isinstance(default, tuple):
         if isinstance(raw, (list, tuple)):
             return tuple(raw)
@@ -122,7 +153,7 @@ def load_settings(overrides: dict[str, Any] | None = None, *, use_airflow_variab
     unknown = set(values) - known
     if unknown:
         raise SettingsError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-    coerced = {k: _coerce(v, getattr(base, k)) for k, v in values.items()}
+    coerced = {k: _coerce(k, v, getattr(base, k)) for k, v in values.items()}
     return dataclasses.replace(base, **coerced)
 
 

@@ -6,6 +6,7 @@ connection, whose extra may hold an ``endpoint_url`` (a moto server in tests).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -55,10 +56,7 @@ def write_json_atomic(path: ObjectStoragePath, payload: Any) -> None:
     if not is_local(path):
         path.write_text(body)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    tmp.write_text(body)
-    os.replace(tmp.path, path.path)
+    os.replace(_local_temp(path.path, body.encode()), path.path)
 
 
 class PreconditionFailed(RuntimeError):
@@ -173,10 +171,15 @@ def _local_read(name: str) -> Versioned | None:
 def _local_temp(name: str, body: bytes) -> str:
     os.makedirs(os.path.dirname(name) or ".", exist_ok=True)
     tmp = os.path.join(os.path.dirname(name), f".{os.path.basename(name)}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(body)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(body)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)  # a failed write leaves no temp file behind
+        raise
     return tmp
 
 
@@ -230,6 +233,22 @@ def copy_tree(src: ObjectStoragePath, dst: ObjectStoragePath, *, last: tuple[str
         file.copy(target)
         copied.append(rel)
     return copied
+
+
+def remove_tree(root: ObjectStoragePath) -> int:
+    """Delete every file under ``root`` (and, locally, its folders); return how many files went."""
+    if not root.exists():
+        return 0
+    if is_local(root):
+        import shutil
+
+        count = sum(1 for p in root.rglob("*") if p.is_file())
+        shutil.rmtree(root.path)
+        return count
+    files = [p for p in root.rglob("*") if p.is_file()]
+    for file in files:
+        file.unlink()
+    return len(files)
 
 
 def workload_env(settings: Settings) -> dict[str, str]:

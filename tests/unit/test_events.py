@@ -69,3 +69,8 @@ def test_land_drop_refuses_a_bad_source_before_copying(tmp_path):
     with pytest.raises(DataValidationError, match="no Fashion-MNIST IDX files"):
         land_drop(settings, datetime(2026, 11, 29, tzinfo=timezone.utc), str(empty))
     assert not (tmp_path / "store" / "landing").exists()
+
+
+def test_an_event_uri_leaving_its_prefix_is_refused():
+    with pytest.raises(DataEventError, match="must not contain '.' or '..' path segments"):
+        validate_data_event_extra({"uri": "s3://bucket/drops/../../x"})

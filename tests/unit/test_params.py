@@ -48,3 +48,23 @@ def test_airflow_param_schema_refuses_bad_value():
     with pytest.raises(Exception, match="minimum|less than"):
         params["epochs"].resolve(0)
     assert params["framework"].resolve("mxnet") == "mxnet"
+
+
+def test_integral_floats_are_integers_as_json_schema_counts_them():
+    """The form and REST API accept ``epochs: 2.0`` (JSON Schema integer); so does the first task."""
+    params = validate_training_params({"epochs": 2.0, "batch_size": 64.0})
+    assert (params.epochs, params.batch_size) == (2, 64) and isinstance(params.epochs, int)
+    with pytest.raises(ParamsError, match="'epochs' must be of type integer, got 2.5"):
+        validate_training_params({"epochs": 2.5})
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_numbers_are_named_as_such(value):
+    with pytest.raises(ParamsError, match=f"'learning_rate' must be a finite number, got {value!r}"):
+        validate_training_params({"learning_rate": value})
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/../../x", "s3://bucket/a/./b", "/data/../etc", "file:///a/.."])
+def test_dot_segments_in_data_uri_are_refused(uri):
+    with pytest.raises(ParamsError, match="must not contain '.' or '..' path segments"):
+        validate_training_params({"data_uri": uri})

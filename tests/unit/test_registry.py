@@ -155,3 +155,52 @@ def test_gate_uses_the_champion_measured_on_the_same_test_data(registry):
     reg.promote("v1", test_accuracy=0.95, reason="recorded on an easy slice")
     # Re-scored on v2's test data, the champion only reaches 0.88: v2 is better there.
     assert reg.promote("v2", test_accuracy=0.90, reason="same data", measured={"v1": 0.88})["version"] == "v2"
+
+
+def test_a_failed_registration_leaves_no_partial_version(registry, monkeypatch):
+    from eksml import storage
+
+    reg, settings = registry
+    staging = _staging(settings, "v1")
+    copies = []
+    real_copy = type(staging).copy
+
+    def copy_then_fail(self, target, *args, **kwargs):
+        if copies:
+            raise OSError("disk full")
+        copies.append(target)
+        return real_copy(self, target, *args, **kwargs)
+
+    monkeypatch.setattr(type(staging), "copy", copy_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        reg.register("v1", staging, {"run_id": "r1"})
+    assert copies and not reg.version_path("v1").exists()
+    assert storage.remove_tree(reg.version_path("v1")) == 0
+
+
+def test_a_failed_pointer_write_leaves_no_temp_file(registry, monkeypatch):
+    import os
+
+    reg, settings = registry
+    reg.register("v1", _staging(settings, "v1"), {"run_id": "r1"})
+
+    def fsync_fails(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", fsync_fails)
+    with pytest.raises(OSError, match="disk full"):
+        reg.promote("v1", test_accuracy=0.9, reason="first")
+    monkeypatch.undo()
+    leftovers = [p.name for p in reg.root.rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == [] and reg.champion() is None
+
+
+def test_the_gate_refusal_names_the_margin(registry, caplog):
+    reg, settings = registry
+    for version, acc in (("v1", 0.90), ("v2", 0.905)):
+        reg.register(version, _staging(settings, version, acc), {"run_id": version})
+    reg.promote("v1", test_accuracy=0.90, reason="first")
+    with caplog.at_level("INFO", logger="eksml.registry"):
+        assert reg.promote("v2", test_accuracy=0.905, reason="small gain", margin=0.01) is None
+    assert "gate refused v2: test accuracy 0.9050 vs champion v1 at 0.9" in caplog.text
+    assert "margin 0.01" in caplog.text
