@@ -51,6 +51,10 @@ def validate(raw_params: dict[str, Any], triggering_events: Any = None) -> dict[
     """First task: params, settings and source data are checked before anything is spent."""
     params = validate_training_params(raw_params)
     settings = load_settings(use_airflow_variable=True)
+    if settings.profile == "aws" and params.trainer == "sagemaker":
+        from eksml.sagemaker.request import check_role_arn
+
+        check_role_arn(settings.sagemaker_role_arn)  # no data copied for a run SageMaker would refuse
     source = source_data_uri(params, settings, triggering_events)
     folder = store_path(source, settings)
     described = validate_source(read_source(folder), read_manifest(folder))

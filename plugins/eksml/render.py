@@ -31,7 +31,12 @@ EXAMPLE_INTERVAL = (datetime(2026, 11, 16, 3, tzinfo=timezone.utc), datetime(202
 EXAMPLE_DATA_DIGEST = "0123456789ab"
 
 
-def aws_objects(settings: Settings, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+#: Account rendered when none is known (AWS's documentation account); the output says so.
+EXAMPLE_ACCOUNT = "123456789012"
+
+
+def aws_objects(settings: Settings, params: dict[str, Any] | None = None,
+                account_id: str | None = None) -> list[dict[str, Any]]:
     """All objects, in apply order, for one example training run with ``params``."""
     from eksml.cluster.objects import render_kubernetes_objects
     from eksml.kubernetes.mpijob import job_name, render_mpijob
@@ -44,7 +49,7 @@ def aws_objects(settings: Settings, params: dict[str, Any] | None = None) -> lis
     tf = plan["candidates"]["tensorflow"]
     mx = plan["candidates"]["mxnet"]
     evaluation = evaluation_spec(tf, plan["data_uri"], None, checked.limit_test)
-    objects = list(render_kubernetes_objects(settings))
+    objects = list(render_kubernetes_objects(settings, account_id=account_id))
     objects.append(render_training_pod(WorkloadSpec.from_dict(tf["spec"]), settings))
     mx_spec = WorkloadSpec.from_dict(mx["spec"])
     objects.append(render_mpijob(mx_spec, settings, job_name(mx_spec.name, EXAMPLE_RUN)))
@@ -87,7 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     if not store.startswith("s3://"):
         parser.error("--store-uri must be an s3:// URI in the aws profile")
     settings = settings.replace(store_uri=store)
-    for path in write_objects(aws_objects(settings), args.out):
+    from eksml.cluster.objects import default_account_id
+
+    try:
+        account = default_account_id(settings)
+    except ValueError:
+        account = EXAMPLE_ACCOUNT
+        print(f"note: IRSA role ARNs use the example account {account}: set AWS_ACCOUNT_ID", file=sys.stderr)
+    for path in write_objects(aws_objects(settings, account_id=account), args.out):
         print(path)
     return 0
 

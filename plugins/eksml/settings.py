@@ -69,7 +69,8 @@ class Settings:
     image_tag: str = "0.1.0"
 
     # SageMaker
-    sagemaker_role_arn: str = "arn:aws:iam::123456789012:role/eksml-sagemaker"
+    #: The SageMaker execution role (its policy: ``python -m eksml.eksctl iam sagemaker``); no default.
+    sagemaker_role_arn: str = ""
     sagemaker_subnets: tuple[str, ...] = ()
     sagemaker_security_groups: tuple[str, ...] = ()
 

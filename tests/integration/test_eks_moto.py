@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import os
+import shlex
 import sys
 import urllib.parse
 from pathlib import Path
@@ -101,27 +102,36 @@ def _presigned_url(token: str) -> str:
     return base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
 
 
-def test_connection_built_from_the_eks_api_authenticates(eks_cluster, moto_server, monkeypatch):
-    """The persistent connection holds no secret; its exec plugin signs a GetCallerIdentity URL."""
+def test_printed_connection_works_on_any_worker(eks_cluster, moto_server, monkeypatch, capsys):
+    """``python -m eksml.cluster connection``: no secret and no path of this machine in it, and
+    its token is signed with the Airflow AWS connection's key, not the worker's ambient one."""
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
-    from eksml.cluster.connection import build_kubernetes_connection, connection_env
+    from eksml.cluster.__main__ import main
 
-    conn = build_kubernetes_connection(eks_cluster, REGION, conn_id="kubernetes_eksml_moto", namespace="ml-training")
-    name, value = connection_env(conn)
+    assert main(["connection", "--cluster-name", eks_cluster, "--region", REGION, "--conn-id",
+                 "kubernetes_eksml_moto", "--namespace", "ml-training"]) == 0
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("AIRFLOW_CONN_")]
+    name, _, quoted = line.partition("=")
+    (value,) = shlex.split(quoted)
     assert name == "AIRFLOW_CONN_KUBERNETES_EKSML_MOTO"
     assert "testing" not in value  # the AWS connection's keys are not in it
+    root = str(Path(__file__).resolve().parents[2])
+    assert sys.executable not in value and root not in value and sys.prefix not in value
     kubeconfig = json.loads(value)["extra"]["kube_config"]
     assert kubeconfig["clusters"][0]["cluster"]["server"].startswith("https://")
+    assert kubeconfig["users"][0]["user"]["exec"]["command"] == "python"
     monkeypatch.setenv(name, value)
-    # The exec plugin signs with the process's AWS identity: here the moto test keys.
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    # Another worker: its `python` is its Airflow interpreter; its ambient AWS identity differs.
+    monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAAMBIENTWORKER000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "ambient")
     url = urllib.parse.urlparse(_presigned_url(_token_of(KubernetesHook(conn_id="kubernetes_eksml_moto"))))
     query = dict(urllib.parse.parse_qsl(url.query))
     # What EKS checks: a GetCallerIdentity request to the regional STS endpoint, presigned
     # (SigV4, scope <region>/sts) with the cluster name bound in a signed header.
     assert f"{url.scheme}://{url.netloc}" == moto_server and query["Action"] == "GetCallerIdentity"
+    assert query["X-Amz-Credential"].startswith("testing/")  # the aws_default connection's key
     assert query["X-Amz-Credential"].endswith(f"/{REGION}/sts/aws4_request")
     assert query["X-Amz-SignedHeaders"] == "host;x-k8s-aws-id" and len(query["X-Amz-Signature"]) == 64
 

@@ -107,5 +107,8 @@ def test_account_id_comes_from_the_environment_or_settings(monkeypatch):
     sa = by_ref(render_kubernetes_objects(SETTINGS))[("ServiceAccount", "ml-training", "training")]
     assert ":111122223333:" in sa["metadata"]["annotations"][IRSA_ANNOTATION]
     monkeypatch.delenv("AWS_ACCOUNT_ID")
-    sa = by_ref(render_kubernetes_objects(SETTINGS))[("ServiceAccount", "ml-training", "training")]
-    assert ":123456789012:" in sa["metadata"]["annotations"][IRSA_ANNOTATION]  # the SageMaker role's account
+    with_role = SETTINGS.replace(sagemaker_role_arn="arn:aws:iam::444455556666:role/eksml-sagemaker")
+    sa = by_ref(render_kubernetes_objects(with_role))[("ServiceAccount", "ml-training", "training")]
+    assert ":444455556666:" in sa["metadata"]["annotations"][IRSA_ANNOTATION]  # the SageMaker role's account
+    with pytest.raises(ValueError, match="set AWS_ACCOUNT_ID"):
+        render_kubernetes_objects(SETTINGS)  # no placeholder account any more

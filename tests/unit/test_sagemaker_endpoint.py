@@ -11,7 +11,8 @@ from eksml.sagemaker.endpoint import build_endpoint_requests, package_for_servin
 from eksml.sagemaker.request import SageMakerRequestError
 from eksml.settings import Settings
 
-SETTINGS = Settings(profile="aws", store_uri="s3://ml-bucket/eksml", region="us-east-1")
+SETTINGS = Settings(profile="aws", store_uri="s3://ml-bucket/eksml", region="us-east-1",
+                    sagemaker_role_arn="arn:aws:iam::123456789012:role/eksml-sagemaker")
 DATA = "s3://ml-bucket/eksml/sagemaker/fashion-mnist/v2/endpoint/model.tar.gz"
 
 

@@ -38,7 +38,8 @@ def operator(**kw):
     from eksml.sagemaker.operators import SageMakerTrainOperator
 
     options = dict(task_id="train_sagemaker", spec=spec_dict(), aws_conn_id=None, region_name="us-west-2",
-                   settings=Settings(profile="aws", store_uri=STORE, region="us-west-2"))
+                   settings=Settings(profile="aws", store_uri=STORE, region="us-west-2",
+                                     sagemaker_role_arn="arn:aws:iam::123456789012:role/eksml-sagemaker"))
     options.update(kw)
     return SageMakerTrainOperator(**options)
 

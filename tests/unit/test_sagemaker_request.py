@@ -20,8 +20,12 @@ SOURCE = f"{STORE}/sagemaker/fashion-mnist/v/job/source/sourcedir.tar.gz"
 JOB = "fashion-mnist-training-tensorflow-t1-manual-2026-11-29-1a2b3c4d"
 
 
+ROLE = "arn:aws:iam::123456789012:role/eksml-sagemaker"
+
+
 def settings(**changes) -> Settings:
-    return Settings(**{"profile": "aws", "store_uri": STORE, "region": "eu-west-1", **changes})
+    return Settings(**{"profile": "aws", "store_uri": STORE, "region": "eu-west-1", "sagemaker_role_arn": ROLE,
+                       **changes})
 
 
 def tf_spec(**kw) -> WorkloadSpec:
@@ -193,7 +197,9 @@ def test_spot_without_checkpoint_is_rejected() -> None:
 @pytest.mark.parametrize(("cfg", "message"), [
     (Settings(profile="local"), "must be an s3:// URI"),
     (settings(region="mars-north-1"), "no Deep Learning Container registry known for region 'mars-north-1'"),
-    (settings(sagemaker_role_arn="eksml-sagemaker"), "not an IAM role ARN"),
+    (settings(sagemaker_role_arn="eksml-sagemaker"), "not an IAM role ARN: 'eksml-sagemaker'; set EKSML_SAGEMAKER_ROLE_ARN"),
+    # the default is no role at all: the placeholder that used to pass is gone, and the message names the setting
+    (settings(sagemaker_role_arn=Settings().sagemaker_role_arn), "sagemaker_role_arn is not set: set EKSML_SAGEMAKER_ROLE_ARN"),
     (settings(sagemaker_subnets=("subnet-1",)), "must be set together"),
 ])
 def test_bad_settings_are_rejected(cfg: Settings, message: str) -> None:

@@ -1,9 +1,10 @@
 """``python -m eksml.cluster connection``: print the Airflow ``kubernetes`` connection for an
 EKS cluster, built from the EKS API, as an ``AIRFLOW_CONN_<ID>=...`` line.
 
-The value holds no secret (endpoint, CA and a token exec command that signs with the AWS
-identity of whichever Airflow process uses it), so it can go into the deployment's
-environment or secrets backend as is.
+The value holds no secret and no path of this machine (endpoint, CA and a token exec command
+run by the worker's ``python``, signing at each refresh with the Airflow AWS connection named
+by ``--aws-conn-id``), so it can go into any worker's environment or secrets backend as is.
+The pipeline's own tasks do not need it: they build the same connection per run.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     conn = sub.add_parser("connection", help="print AIRFLOW_CONN_<ID>=<json> for the cluster")
     conn.add_argument("--cluster-name", default=settings.cluster_name)
     conn.add_argument("--region", default=settings.region)
-    conn.add_argument("--conn-id", default=settings.kubernetes_conn_id)
+    conn.add_argument("--conn-id", default=settings.kubernetes_conn_id or "kubernetes_default")
     conn.add_argument("--namespace", default=settings.namespace)
     conn.add_argument(
         "--aws-conn-id",
         default=settings.aws_conn_id,
-        help="Airflow AWS connection used for DescribeCluster ('' for the default AWS chain)",
+        help="Airflow AWS connection for DescribeCluster and for the token ('' for the worker's AWS chain)",
     )
     args = parser.parse_args(argv)
 

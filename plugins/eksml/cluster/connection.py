@@ -7,8 +7,9 @@ plugin, so every API client refreshes it before its 15 minutes run out).
 Two forms:
 
 * :func:`build_kubernetes_connection` - an Airflow ``kubernetes`` connection holding no
-  secret (server, CA, exec command); the exec plugin signs with the AWS identity of the
-  process that uses it (instance role, IRSA, ``AWS_*`` variables). Export it with
+  secret and no path of the machine that made it (server, CA, and an exec command that runs
+  the token signer's source with the worker's ``python``); the token is signed at each
+  refresh with the credentials of the Airflow AWS connection it names. Export it with
   ``python -m eksml.cluster connection`` as ``AIRFLOW_CONN_<ID>``.
 * :func:`eks_kubernetes_hook` - an in-memory :class:`KubernetesHook` for a task, signed
   with the credentials of an Airflow AWS connection (handed to the exec plugin through
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
     from airflow.sdk import Connection
 
-TOKEN_SCRIPT = str(Path(__file__).with_name("eks_token.py"))
+#: The token signer's source, run with ``python -c`` (no file path in any kubeconfig).
+TOKEN_SOURCE = Path(__file__).with_name("eks_token.py").read_text()
 USER = "eksml"
 
 
@@ -92,21 +94,27 @@ def describe_endpoint(cluster_name: str, region: str, aws_conn_id: str | None = 
 
 
 def build_kubeconfig(
-    endpoint: ClusterEndpoint, *, namespace: str | None = None, exec_env: dict[str, str] | None = None
+    endpoint: ClusterEndpoint,
+    *,
+    namespace: str | None = None,
+    exec_env: dict[str, str] | None = None,
+    sign_with_connection: str | None = None,
+    python: str | None = None,
 ) -> dict[str, Any]:
-    """A kubeconfig whose user is the token exec plugin (run by this interpreter)."""
+    """A kubeconfig whose user is the token exec plugin.
+
+    ``python``: the interpreter that runs it (default this one; ``"python"`` for a kubeconfig
+    that travels to other machines). ``sign_with_connection``: an Airflow AWS connection the
+    plugin reads at each refresh; else it signs with ``exec_env`` or its process's AWS identity.
+    """
+    args = ["-c", TOKEN_SOURCE, "--cluster-name", endpoint.name, "--region", endpoint.region,
+            "--sts-url", endpoint.sts_url]
+    if sign_with_connection:
+        args += ["--aws-conn-id", sign_with_connection]
     exec_config: dict[str, Any] = {
         "apiVersion": API_VERSION,
-        "command": sys.executable,
-        "args": [
-            TOKEN_SCRIPT,
-            "--cluster-name",
-            endpoint.name,
-            "--region",
-            endpoint.region,
-            "--sts-url",
-            endpoint.sts_url,
-        ],
+        "command": python or sys.executable,
+        "args": args,
         "interactiveMode": "Never",
     }
     if exec_env:
@@ -137,10 +145,15 @@ def build_kubernetes_connection(
     namespace: str | None = None,
     aws_conn_id: str | None = "aws_default",
 ) -> Connection:
-    """An Airflow ``kubernetes`` connection for the cluster; it contains no credentials."""
+    """An Airflow ``kubernetes`` connection for the cluster; no credentials, no local paths.
+
+    Its token is signed at each refresh with the credentials of ``aws_conn_id`` as the worker
+    that uses it resolves that connection (``None``: the worker's own AWS identity).
+    """
     from airflow.sdk import Connection
 
-    kubeconfig = build_kubeconfig(describe_endpoint(cluster_name, region, aws_conn_id), namespace=namespace)
+    kubeconfig = build_kubeconfig(describe_endpoint(cluster_name, region, aws_conn_id), namespace=namespace,
+                                  sign_with_connection=aws_conn_id, python="python")
     extra: dict[str, Any] = {"kube_config": kubeconfig}
     if namespace:
         extra["namespace"] = namespace

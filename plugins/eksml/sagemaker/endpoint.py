@@ -21,7 +21,7 @@ from airflow.providers.amazon.aws.operators.sagemaker import SageMakerEndpointOp
 from eksml.layout import Area, area_uri
 from eksml.sagemaker.images import DLC_ACCOUNTS, ecr_domain
 from eksml.sagemaker.naming import unique_name, validate_name
-from eksml.sagemaker.request import ROLE_ARN_PATTERN, SageMakerRequestError, require_s3
+from eksml.sagemaker.request import SageMakerRequestError, check_role_arn, require_s3
 from eksml.settings import Settings, load_settings
 from eksml.storage import store_path
 
@@ -63,8 +63,7 @@ def build_endpoint_requests(
                                     f"{', '.join(HOSTING_INSTANCE_GPUS)}")
     if int(instance_count) < 1:
         raise SageMakerRequestError(f"instance_count must be >= 1, got {instance_count}")
-    if not ROLE_ARN_PATTERN.match(settings.sagemaker_role_arn or ""):
-        raise SageMakerRequestError(f"sagemaker_role_arn is not an IAM role ARN: {settings.sagemaker_role_arn!r}")
+    check_role_arn(settings.sagemaker_role_arn)
     require_s3("model_data_url", model_data_url)
     name = unique_name(endpoint_name, version)
     tag_list = [{"Key": k, "Value": str(v)} for k, v in {"eksml/model-version": version, **(tags or {})}.items()]

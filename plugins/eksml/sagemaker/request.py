@@ -42,6 +42,17 @@ class SageMakerRequestError(ValueError):
     """The training request would be rejected by SageMaker, or would not do what was asked."""
 
 
+def check_role_arn(role_arn: str) -> str:
+    """The SageMaker execution role, or an error that names the setting to set."""
+    how = ("set EKSML_SAGEMAKER_ROLE_ARN (or sagemaker_role_arn in the eksml_settings Variable) to the "
+           "ARN of the SageMaker execution role; its policy: python -m eksml.eksctl iam sagemaker")
+    if not role_arn:
+        raise SageMakerRequestError(f"sagemaker_role_arn is not set: {how}")
+    if not ROLE_ARN_PATTERN.match(role_arn):
+        raise SageMakerRequestError(f"sagemaker_role_arn is not an IAM role ARN: {role_arn!r}; {how}")
+    return role_arn
+
+
 @dataclass(frozen=True)
 class SpecLocations:
     """Where the spec reads data, writes its model and keeps checkpoints."""
@@ -300,8 +311,7 @@ def build_training_request(
     if checkpoint_uri:
         require_s3("checkpoint_s3_uri", checkpoint_uri)
     stopping = _stopping_condition(use_spot, max_runtime_s, max_wait_s)
-    if not ROLE_ARN_PATTERN.match(settings.sagemaker_role_arn or ""):
-        raise SageMakerRequestError(f"sagemaker_role_arn is not an IAM role ARN: {settings.sagemaker_role_arn!r}")
+    check_role_arn(settings.sagemaker_role_arn)
 
     algorithm, hyperparameters, environment = _algorithm(
         spec, settings, framework=framework, image_source=image_source, source_s3_uri=source_s3_uri,
