@@ -5,6 +5,9 @@ groups are added and sizes are applied, never recreated. After create or scale t
 is prepared (NVIDIA device plugin, MPI operator, cluster autoscaler, namespaces, IRSA
 service accounts, least-privilege RBAC) and the run waits until GPU nodes advertise
 ``nvidia.com/gpu``. Long eksctl commands run deferred in the triggerer: no worker slot is held.
+
+Needs the aws profile: in the local profile its first task fails with the reason, before
+eksctl is called (training there runs as local processes and needs no cluster).
 """
 
 from __future__ import annotations
@@ -63,9 +66,14 @@ with DAG(
     },
 ) as dag:
 
-    @task.branch(execution_timeout=timedelta(minutes=1))
+    @task.branch(execution_timeout=timedelta(minutes=1), retries=0)
     def choose(params=None) -> list[str]:
-        """delete goes straight to the delete task; create and scale apply then prepare."""
+        """delete goes straight to the delete task; create and scale apply then prepare.
+
+        Fails at once in the local profile: there is no cluster to manage there."""
+        from eksml.settings import load_settings
+
+        load_settings(use_airflow_variable=True).require_aws("the eks_cluster DAG")
         return ["delete_cluster"] if params["action"] == "delete" else ["apply_cluster"]
 
     apply_cluster = EksctlClusterOperator(task_id="apply_cluster", action="{{ params.action }}", cluster=CLUSTER)

@@ -1,8 +1,16 @@
 """Deploy the champion Fashion-MNIST model for inference, and smoke-test it.
 
-Scheduled on the champion-model asset, so every promotion is deployed. Trigger it by hand
-with ``version`` to redeploy an earlier registered version (rollback). A version serves only
-after real predictions passed the smoke test; a failed deploy leaves the previous one serving.
+Scheduled on the champion-model asset, so every promotion is deployed. Every DAG starts
+paused: **unpause this one** (toggle in the UI, or `airflow dags unpause model_deployment`)
+for promotions to be deployed; while paused, asset events queue and the newest is deployed
+once unpaused. A version serves only after real predictions passed the smoke test; a failed
+deploy leaves the previous one serving.
+
+**Rolling back.** List the registered versions with their test accuracy (`*` marks the
+champion): `PYTHONPATH=plugins .venv/bin/python -m eksml.registry list`. Then trigger this
+DAG with that version: the trigger form's *Model version* field, or
+`airflow dags trigger model_deployment -c '{"version": "<version>"}'`. The version becomes the
+champion (the promotion history records the rollback) and is deployed behind the smoke test.
 """
 
 from __future__ import annotations

@@ -16,11 +16,14 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "venv $image: up to date"
   exit 0
 fi
-echo "venv $image: building in $venv"
+t0=$(date +%s)
+echo "venv $image: building in $venv (minutes on a fresh machine; uv's cache makes it seconds later)"
 uv venv -q --allow-existing --python 3.11 "$venv"
 uv pip install -q --python "$venv/bin/python" -r "$req"
+echo "venv $image: packages installed ($(( $(date +%s) - t0 )) s)"
 if [ -f "$extra" ]; then
+  echo "venv $image: extra build step images/$image/local-venv-extra.sh"
   bash "$extra" "$venv"
 fi
 echo "$want" > "$stamp"
-echo "venv $image: ready"
+echo "venv $image: ready in $(( $(date +%s) - t0 )) s"

@@ -9,7 +9,12 @@ outlive a plain SIGTERM. This starts every port on a free one, loads the project
 variables and connections (``python -m eksml.airflow_settings``) before the scheduler
 starts, and stops the whole process group with SIGINT, as Ctrl-C in a terminal does.
 
-Usage: python scripts/airflow_standalone.py [--home DIR] [--port N]   (Ctrl-C stops it)
+The admin password is chosen here (random, kept in ``$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated``
+across restarts of the same home) so that the connection ``eksml_airflow_api`` can carry it:
+the training DAG's ``outcome`` task writes each run's note through the REST API with it.
+
+Usage: python scripts/airflow_standalone.py [--home DIR] [--port N]
+Ctrl-C or SIGTERM (``kill <pid>``) stops the whole process group.
 (EKSML_* variables of the calling shell pass through; nothing else of its Airflow settings.)
 """
 
@@ -73,6 +78,7 @@ class AirflowStandalone:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.settings_file = settings_file
         self.log_path = self.home / "standalone.log"
+        self.password_file = self.home / "simple_auth_manager_passwords.json.generated"
         self._proc: subprocess.Popen | None = None
         self._log: IO[bytes] | None = None
         self.env = self._environment(env or {}, parallelism)
@@ -107,6 +113,10 @@ class AirflowStandalone:
             "PYTHONPATH": str(ROOT / "plugins"),
             "NO_COLOR": "1",
             "PYTHONUNBUFFERED": "1",
+            # The outcome task writes run notes through the REST API (eksml.outcome).
+            "AIRFLOW_CONN_EKSML_AIRFLOW_API": json.dumps({
+                "conn_type": "http", "host": self.base_url, "login": "admin", "password": self.admin_password(),
+            }),
         }
         env.update(extra)
         return env
@@ -206,9 +216,16 @@ class AirflowStandalone:
 
     # --- facts ----------------------------------------------------------------------------
     def admin_password(self) -> str:
-        """The generated password of the simple auth manager's ``admin`` user."""
-        path = self.home / "simple_auth_manager_passwords.json.generated"
-        return json.loads(path.read_text())["admin"]
+        """The ``admin`` user's password: the one in the home's password file, else a new random one
+        written there (the simple auth manager keeps passwords it finds in that file)."""
+        try:
+            return json.loads(self.password_file.read_text())["admin"]
+        except (OSError, ValueError, KeyError):
+            password = secrets.token_urlsafe(12)
+            self.home.mkdir(parents=True, exist_ok=True)
+            self.password_file.write_text(json.dumps({"admin": password}))
+            self.password_file.chmod(0o600)
+            return password
 
     def log_tail(self, chars: int = 4000) -> str:
         try:
@@ -226,15 +243,23 @@ def main(argv: list[str] | None = None) -> int:
     # The project's own settings pass through (EKSML_STORE_URI, EKSML_PROFILE, ...).
     settings = {k: v for k, v in os.environ.items() if k.startswith("EKSML_")}
     server = AirflowStandalone(home, env=settings, port=args.port)
-    print(f"starting airflow standalone in {home} (log: {server.log_path})", flush=True)
-    with server:
-        print(f"ready: {server.base_url}  user admin  password {server.admin_password()}", flush=True)
-        try:
+    # SIGTERM (kill, a service manager) stops the whole group as Ctrl-C does: without this the
+    # default action would end this process alone and orphan scheduler, triggerer and workers.
+    signal.signal(signal.SIGTERM, _interrupt)
+    print(f"starting airflow standalone in {home} (log: {server.log_path}); this takes 30-60 s", flush=True)
+    try:
+        with server:
+            print(f"ready.\n  URL      {server.base_url}\n  user     admin\n  password {server.admin_password()}"
+                  f"\n  (also in {server.password_file})\n  stop     Ctrl-C, or kill {os.getpid()}", flush=True)
             while True:
                 time.sleep(3600)
-        except KeyboardInterrupt:
-            print("stopping", flush=True)
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 if __name__ == "__main__":

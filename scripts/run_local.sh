@@ -8,7 +8,14 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 conf="${1:-}"; [ -n "$conf" ] || conf="{}"
 start=$(date +%s)
-scripts/setup.sh
+# step "title" command...: one line when it starts, its duration when it ends.
+step() {
+  local title="$1" t0; shift; t0=$(date +%s)
+  echo "== $title"
+  "$@"
+  echo "   ($title: $(( $(date +%s) - t0 )) s)"
+}
+step "set-up (Debian packages, uv, .venv, one virtualenv per image)" scripts/setup.sh
 
 export AIRFLOW_HOME="$root/.local/airflow"
 export AIRFLOW__CORE__DAGS_FOLDER="$root/dags"
@@ -18,16 +25,22 @@ export AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT="${AIRFLOW__CORE__DAGBAG_IMPORT_TIME
 export AIRFLOW__LOGGING__LOGGING_LEVEL="${AIRFLOW__LOGGING__LOGGING_LEVEL:-INFO}"
 export PYTHONPATH="$root/plugins${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$AIRFLOW_HOME"
-.venv/bin/airflow db migrate >"$AIRFLOW_HOME/db-migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/db-migrate.log"; exit 1; }
-.venv/bin/python -m eksml.airflow_settings
+migrate() {
+  .venv/bin/airflow db migrate >"$AIRFLOW_HOME/db-migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/db-migrate.log"; exit 1; }
+}
+step "Airflow metadata database ($AIRFLOW_HOME)" migrate
+step "pools, variables, connections (include/airflow_settings.yaml)" .venv/bin/python -m eksml.airflow_settings
 
-echo "== training run (conf: $conf)"
-.venv/bin/airflow dags test fashion_mnist_training -c "$conf" 2>&1 | tee "$AIRFLOW_HOME/last-training.log" \
-  | grep -E "EKSML_RESULT|promoted|gate refused|registered|ERROR|Traceback|FAILED|Marking run" || true
+# The whole log goes to a file; the terminal gets task starts/ends with durations, the
+# per-epoch lines of training and the outcome (python -m eksml.progress).
+dag_test() {
+  local dag="$1" log="$2"; shift 2
+  echo "   full log: $log"
+  .venv/bin/airflow dags test "$dag" "$@" 2>&1 | tee "$log" | .venv/bin/python -m eksml.progress || true
+}
+step "training run (conf: $conf)" dag_test fashion_mnist_training "$AIRFLOW_HOME/last-training.log" -c "$conf"
 .venv/bin/python -m eksml.report training
 
-echo "== deployment run"
-.venv/bin/airflow dags test model_deployment 2>&1 | tee "$AIRFLOW_HOME/last-deployment.log" \
-  | grep -E "deployed|smoke|serving|ERROR|Traceback|FAILED|Marking run" || true
+step "deployment run" dag_test model_deployment "$AIRFLOW_HOME/last-deployment.log"
 .venv/bin/python -m eksml.report serving
 echo "== done in $(( $(date +%s) - start )) s"

@@ -26,10 +26,14 @@ fi
 
 want="$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then
-  echo "building .venv (Airflow)"
+  t0=$(date +%s)
+  echo "building .venv (Airflow and the test tools; a minute or two on a fresh machine)"
   uv venv -q --allow-existing --python 3.11 .venv
   uv pip install -q --python .venv/bin/python -r requirements.txt -r requirements-dev.txt
   echo "$want" > .venv/.requirements.sha256
+  echo ".venv: ready in $(( $(date +%s) - t0 )) s"
+else
+  echo ".venv (Airflow): up to date"
 fi
 
 images=("$@")

@@ -25,7 +25,7 @@ from checkpointing import load_checkpoint, save_checkpoint
 from mxnet import autograd, gluon
 from trainkit import store
 from trainkit.checkpoints import CheckpointStore
-from trainkit.metrics import build_metrics
+from trainkit.metrics import build_metrics, progress_line, time_left_s
 
 log = logging.getLogger("train")
 
@@ -201,9 +201,11 @@ def run(args: argparse.Namespace, data: tuple[np.ndarray, ...], started: float) 
         if rank == 0:
             history.append(record)
             save_checkpoint(checkpoints, epoch, net, trainer, history)
-            log.info("epoch %d/%d: train loss %.4f acc %.4f, test loss %.4f acc %.4f, %.0f images/s "
-                     "(%d workers)", epoch, args.epochs, record["train_loss"], record["train_accuracy"],
-                     record["test_loss"], record["test_accuracy"], record["images_per_sec"], size)
+            epoch_times = [t for _, t in speeds]
+            log.info("%s (%d workers)", progress_line(
+                epoch, args.epochs, record["train_loss"], record["train_accuracy"], record["test_loss"],
+                record["test_accuracy"], record["images_per_sec"], record["epoch_time_s"],
+                time_left_s(epoch_times, epoch - done, args.epochs - done)), size)
 
     test_loss, test_acc, y_true, y_pred = _evaluate(
         net, loss_fn, shards.x_test, shards.y_test, args.batch_size, ctx, "final")

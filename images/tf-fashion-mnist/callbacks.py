@@ -16,6 +16,7 @@ import keras
 
 from checkpointing import save_checkpoint
 from trainkit.checkpoints import CheckpointStore
+from trainkit.metrics import progress_line, time_left_s
 
 log = logging.getLogger("train")
 
@@ -30,6 +31,7 @@ class EpochRecorder(keras.callbacks.Callback):
         self.history: list[dict] = list(history or [])
         self._start = 0.0
         self._train_end: float | None = None
+        self._epoch_times: list[float] = []
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._start = time.perf_counter()
@@ -49,10 +51,12 @@ class EpochRecorder(keras.callbacks.Callback):
         entry["epoch_time_s"] = round(end - self._start, 3)
         entry["images_per_sec"] = round(self.train_images / train_time, 1) if train_time > 0 else None
         self.history.append(entry)
-        log.info("epoch %d/%d loss=%.4f accuracy=%.4f val_loss=%.4f val_accuracy=%.4f "
-                 "time=%.1fs images/s=%.0f", epoch + 1, self.epochs, entry.get("loss", float("nan")),
-                 entry.get("accuracy", float("nan")), entry.get("val_loss", float("nan")),
-                 entry.get("val_accuracy", float("nan")), train_time, entry["images_per_sec"] or 0)
+        self._epoch_times.append(end - self._start)
+        nan = float("nan")
+        log.info("%s", progress_line(
+            epoch + 1, self.epochs, entry.get("loss", nan), entry.get("accuracy", nan), entry.get("val_loss", nan),
+            entry.get("val_accuracy", nan), entry["images_per_sec"] or 0, end - self._start,
+            time_left_s(self._epoch_times, epoch + 1, self.epochs)))
 
 
 class EpochCheckpoint(keras.callbacks.Callback):

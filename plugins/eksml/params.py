@@ -23,35 +23,39 @@ SAGEMAKER_INSTANCE_TYPES = (
     "ml.g5.12xlarge", "ml.p3.2xlarge", "ml.p3.8xlarge", "ml.p3.16xlarge", "ml.p4d.24xlarge",
 )
 
-#: name -> JSON-schema keywords (plus default/title/description) of each Param.
+#: Sections of the trigger form (the UI groups params by the ``section`` key).
+TRAINING, DATA, CLUSTER, SAGEMAKER = "Training", "Data", "Cluster (aws profile)", "SageMaker (trainer=sagemaker)"
+SECTIONS = (TRAINING, DATA, CLUSTER, SAGEMAKER)
+
+#: name -> JSON-schema keywords (plus default/title/description/section) of each Param.
 PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
-    "framework": {"default": "tensorflow", "type": "string", "enum": list(FRAMEWORKS),
+    "framework": {"section": TRAINING, "default": "tensorflow", "type": "string", "enum": list(FRAMEWORKS),
                   "title": "Framework", "description": "TensorFlow (single node), MXNet with Horovod (distributed), or both side by side."},
-    "trainer": {"default": "kubernetes", "type": "string", "enum": list(TRAINERS),
+    "trainer": {"section": TRAINING, "default": "kubernetes", "type": "string", "enum": list(TRAINERS),
                 "title": "Trainer", "description": "Where training runs: the Kubernetes cluster or Amazon SageMaker."},
-    "epochs": {"default": 5, "type": "integer", "minimum": 1, "maximum": 100,
+    "epochs": {"section": TRAINING, "default": 5, "type": "integer", "minimum": 1, "maximum": 100,
                "title": "Epochs", "description": "Passes over the training data."},
-    "batch_size": {"default": 128, "type": "integer", "minimum": 8, "maximum": 4096,
+    "batch_size": {"section": TRAINING, "default": 128, "type": "integer", "minimum": 8, "maximum": 4096,
                    "title": "Batch size", "description": "Images per step (per Horovod process for MXNet)."},
-    "learning_rate": {"default": 0.001, "type": "number", "exclusiveMinimum": 0, "maximum": 1,
+    "learning_rate": {"section": TRAINING, "default": 0.001, "type": "number", "exclusiveMinimum": 0, "maximum": 1,
                       "title": "Learning rate", "description": "Base learning rate (scaled by the number of Horovod processes for MXNet)."},
-    "gpus": {"default": 1, "type": "integer", "minimum": 0, "maximum": 8,
+    "gpus": {"section": TRAINING, "default": 1, "type": "integer", "minimum": 0, "maximum": 8,
              "title": "GPUs per worker", "description": "nvidia.com/gpu limit of each training pod (Horovod slots per worker)."},
-    "workers": {"default": 2, "type": "integer", "minimum": 1, "maximum": 16,
+    "workers": {"section": TRAINING, "default": 2, "type": "integer", "minimum": 1, "maximum": 16,
                 "title": "Horovod workers", "description": "MPIJob workers (MXNet); locally, horovodrun processes."},
-    "limit_train": {"default": None, "type": ["null", "integer"], "minimum": 100, "maximum": 60000,
+    "limit_train": {"section": DATA, "default": None, "type": ["null", "integer"], "minimum": 100, "maximum": 60000,
                     "title": "Training images (limit)", "description": "Train on the first N images only (quick runs). Empty: all 60,000."},
-    "limit_test": {"default": None, "type": ["null", "integer"], "minimum": 100, "maximum": 10000,
+    "limit_test": {"section": DATA, "default": None, "type": ["null", "integer"], "minimum": 100, "maximum": 10000,
                    "title": "Test images (limit)", "description": "Evaluate on the first N test images only. Empty: all 10,000."},
-    "data_uri": {"default": None, "type": ["null", "string"], "maxLength": 1024,
+    "data_uri": {"section": DATA, "default": None, "type": ["null", "string"], "maxLength": 1024,
                  "title": "Source data URI", "description": "Folder or s3:// prefix with the four IDX .gz files. Empty: the configured source (or the triggering asset event's uri)."},
-    "cluster": {"default": "existing", "type": "string", "enum": list(CLUSTER_MODES),
+    "cluster": {"section": CLUSTER, "default": "existing", "type": "string", "enum": list(CLUSTER_MODES),
                 "title": "Cluster", "description": "existing: train on the running cluster; ephemeral: create one for this run and delete it afterwards."},
-    "sagemaker_instance_type": {"default": "ml.p3.2xlarge", "type": "string", "enum": list(SAGEMAKER_INSTANCE_TYPES),
+    "sagemaker_instance_type": {"section": SAGEMAKER, "default": "ml.p3.2xlarge", "type": "string", "enum": list(SAGEMAKER_INSTANCE_TYPES),
                                 "title": "SageMaker instance type", "description": "Instance type of SageMaker training jobs."},
-    "sagemaker_use_spot": {"default": True, "type": "boolean",
+    "sagemaker_use_spot": {"section": SAGEMAKER, "default": True, "type": "boolean",
                            "title": "SageMaker managed spot", "description": "Use managed spot training (checkpoints make interruptions resumable)."},
-    "min_improvement": {"default": 0.0, "type": "number", "minimum": 0, "maximum": 0.5,
+    "min_improvement": {"section": TRAINING, "default": 0.0, "type": "number", "minimum": 0, "maximum": 0.5,
                         "title": "Promotion margin", "description": "A candidate becomes champion only if its test accuracy beats the champion's by at least this much."},
 }
 
@@ -84,11 +88,26 @@ class TrainingParams:
         return asdict(self)
 
 
+def bounds_text(schema: dict[str, Any]) -> str:
+    """The limits of a number param in words, as the form shows them under the field."""
+    low = schema.get("minimum", schema.get("exclusiveMinimum"))
+    if low is None and "maximum" not in schema:
+        return ""
+    low_text = f"> {low}" if "exclusiveMinimum" in schema else f"{low}"
+    return (f" Limits: {low_text} to {schema['maximum']}. The form clamps a number outside them to the nearest "
+            "limit; the REST API refuses it (HTTP 400 naming the param).")
+
+
 def airflow_params() -> dict[str, Any]:
-    """``Param`` objects for ``DAG(params=...)`` (imported lazily: DAG files parse fast)."""
+    """``Param`` objects for ``DAG(params=...)`` (imported lazily: DAG files parse fast).
+
+    Each number's description ends with its limits and what the form and the API do with a
+    value outside them.
+    """
     from airflow.sdk import Param
 
-    return {name: Param(**schema) for name, schema in PARAM_SCHEMAS.items()}
+    return {name: Param(**{**schema, "description": schema["description"] + bounds_text(schema)})
+            for name, schema in PARAM_SCHEMAS.items()}
 
 
 def _check_schema(name: str, value: Any, schema: dict[str, Any]) -> Any:

@@ -47,10 +47,43 @@ def source_data_uri(params: TrainingParams, settings: Settings, triggering_event
     return next((uri for uri in reversed(uris) if uri), settings.source_data_uri)
 
 
-def validate(raw_params: dict[str, Any], triggering_events: Any = None) -> dict[str, Any]:
-    """First task: params, settings and source data are checked before anything is spent."""
-    params = validate_training_params(raw_params)
+#: Why a scheduled run trained nothing (the run's first task says it, and so does its note).
+SCHEDULED_OFF = ("scheduled training is off: this scheduled run trains nothing. Unpausing creates the "
+                 "latest interval's scheduled run; set the setting scheduled_training to true "
+                 "(EKSML_SCHEDULED_TRAINING or the eksml_settings Variable) for weekly retraining")
+
+
+def scheduled_run_refusal(run_type: str | None, settings: Settings) -> str | None:
+    """The reason a run must not train, or None: only timetable runs need the opt-in.
+
+    Manual, asset-triggered and backfill runs were asked for; the scheduled run the scheduler
+    creates when a user unpauses the DAG (to trigger a quick run from the form) was not, and
+    in the aws profile it would start a full GPU training.
+    """
+    if str(run_type or "").lower().removeprefix("dagruntype.") == "scheduled" and not settings.scheduled_training:
+        return SCHEDULED_OFF
+    return None
+
+
+def validate(raw_params: dict[str, Any], triggering_events: Any = None, run: Any = None) -> dict[str, Any]:
+    """First task: params, settings and source data are checked before anything is spent.
+
+    A scheduled run without the ``scheduled_training`` opt-in (``run`` is the DagRun) is
+    skipped here, and with it the whole run, before any data is read; its note says why.
+    """
     settings = load_settings(use_airflow_variable=True)
+    refusal = scheduled_run_refusal(getattr(run, "run_type", None), settings)
+    if refusal:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from eksml.outcome import write_run_note
+
+        try:
+            write_run_note(run.dag_id, run.run_id, f"**SKIPPED** {refusal}")
+        except Exception as exc:  # the note is a convenience: the skip stands without it
+            log.warning("could not write the run note: %s", exc)
+        raise AirflowSkipException(refusal)
+    params = validate_training_params(raw_params)
     if settings.profile == "aws" and params.trainer == "sagemaker":
         from eksml.sagemaker.request import check_role_arn
 
@@ -164,3 +197,8 @@ def promote_best(registered: list[dict[str, Any]], margin: float) -> dict[str, A
     measured = {best["champion_version"]: best["champion_accuracy"]} if best.get("champion_version") else {}
     return registry.promote(best["version"], test_accuracy=best["test_accuracy"], margin=margin, measured=measured,
                             reason=f"gate: test accuracy {best['test_accuracy']:.4f} (margin {margin})")
+
+
+def champion_event_extra(pointer: dict[str, Any]) -> dict[str, Any]:
+    """The champion asset event's extra: what the deployment needs and what a person reads."""
+    return {key: pointer.get(key) for key in ("version", "uri", "test_accuracy", "framework", "previous", "run_id")}

@@ -230,20 +230,42 @@ class ModelRegistry:
         return report
 
 
+def version_table(registry: ModelRegistry) -> list[str]:
+    """One line per registered version, newest first: accuracy, framework, champion marker."""
+    champion = (registry.champion() or {}).get("version")
+    lines = [f"{'':2}{'version':<44} {'accuracy':>8}  {'framework':<10} {'trainer':<10} registered"]
+    for version in reversed(registry.versions()):
+        meta = registry.metadata(version)
+        accuracy = (meta.get("metrics") or {}).get("test_accuracy")
+        shown = f"{accuracy:.4f}" if isinstance(accuracy, (int, float)) else "-"
+        lines.append(f"{'*' if version == champion else '':2}{version:<44} {shown:>8}  "
+                     f"{meta.get('framework') or '-':<10} {meta.get('trainer') or '-':<10} "
+                     f"{(meta.get('registered_at') or '-')[:19]}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m eksml.registry champion|history|repair [--apply]`` against the configured store."""
+    """``python -m eksml.registry list|champion|history|repair [--apply]`` against the configured store.
+
+    ``list``: registered versions with their test accuracy (``*`` marks the champion)."""
     import argparse
 
     from eksml.settings import load_settings
     from eksml.storage import store_path
 
     parser = argparse.ArgumentParser(prog="python -m eksml.registry", description=main.__doc__)
-    parser.add_argument("command", choices=("champion", "history", "repair"))
+    parser.add_argument("command", choices=("list", "champion", "history", "repair"))
     parser.add_argument("--apply", action="store_true", help="repair: write the fix (default: only show it)")
     args = parser.parse_args(argv)
     settings = load_settings(use_airflow_variable=True)
     registry = ModelRegistry(store_path(settings.models_root, settings))
-    if args.command == "champion":
+    if args.command == "list":
+        lines = version_table(registry)
+        print(f"model versions under {settings.models_root} (* = champion)")
+        print("\n".join(lines) if len(lines) > 1 else "(none registered)")
+        print("roll back: trigger model_deployment with {\"version\": \"<version>\"} "
+              "(airflow dags trigger model_deployment -c '{\"version\": \"...\"}')")
+    elif args.command == "champion":
         print(json.dumps(registry.pointer()[0], indent=2))
     elif args.command == "history":
         for entry in registry.history():

@@ -56,7 +56,21 @@ def report_training(run_id: str | None) -> None:
     champion = registry.champion()
     if champion:
         print(f"champion      : {champion['version']} (accuracy {champion['test_accuracy']:.4f})")
-    print(f"versions      : {len(versions)} registered under {settings.models_root}")
+    print(f"versions      : {len(versions)} registered under {settings.models_root}"
+          f" (list them: PYTHONPATH=plugins .venv/bin/python -m eksml.registry list)")
+    print_plots(latest)
+
+
+def print_plots(metadata: dict) -> None:
+    """The plots the evaluation wrote next to the version (paths a file browser opens)."""
+    from eksml.outcome import PLOTS
+
+    files = set(metadata.get("files") or [])
+    shown = [name for name in PLOTS if name in files or not files]
+    base = metadata["uri"].rstrip("/")
+    for label, name in zip(("plots", "", ""), shown):
+        path = f"{base}/{name}".removeprefix("file://")
+        print(f"{label:<14}: {path}")
 
 
 def report_serving(count: int = 8) -> None:

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
+from urllib.parse import urlparse
 
 from eksml.layout import Area, area_uri
 
@@ -54,6 +55,10 @@ class Settings:
     #: Where the four Fashion-MNIST IDX files come from before they are versioned in the store.
     source_data_uri: str = DEFAULT_DATASET_DIR
     model_name: str = "fashion-mnist"
+    #: Scheduled (timetable) runs of the training DAG train only when this is on; otherwise
+    #: the run that unpausing creates is skipped in seconds. Manual, asset-triggered and
+    #: backfill runs always train: someone asked for them.
+    scheduled_training: bool = False
 
     # Kubernetes / EKS
     #: A Kubernetes connection to use instead of reaching each run's EKS cluster through the EKS
@@ -78,6 +83,12 @@ class Settings:
     venvs_dir: str = str(PROJECT_ROOT / ".venvs")
     images_dir: str = str(PROJECT_ROOT / "images")
     inference_port: int = 8080
+    #: Address the local model server binds: loopback, or 0.0.0.0 in a container whose port is
+    #: published (the Docker stack); checks always connect through 127.0.0.1.
+    inference_host: str = "127.0.0.1"
+    #: State and logs of the local model server; empty: ``serving/`` beside a ``file://``
+    #: store (``.local/serving`` for the default store), else ``.local/serving``.
+    serving_dir: str = ""
 
     #: Days a finished run's staging/ and checkpoints/ folders are kept (0: never deleted).
     retention_days: int = 7
@@ -113,6 +124,23 @@ class Settings:
     @property
     def models_root(self) -> str:
         return area_uri(self.store_uri, Area.MODELS, self.model_name)
+
+    @property
+    def serving_state_dir(self) -> Path:
+        """Where the local model server keeps its state: it follows a local store."""
+        if self.serving_dir:
+            return Path(self.serving_dir)
+        if self.store_uri.startswith("file://"):
+            return Path(urlparse(self.store_uri).path).parent / "serving"
+        return PROJECT_ROOT / ".local" / "serving"
+
+    def require_aws(self, what: str) -> None:
+        """Refuse work that only exists on AWS when the profile is local (clear error, nothing spent)."""
+        if self.profile != "aws":
+            raise SettingsError(
+                f"{what} needs the aws profile (EKSML_PROFILE=aws or the eksml_settings Variable); the profile is "
+                f"{self.profile!r}, where no EKS cluster exists: training runs as local processes instead"
+            )
 
     def image(self, name: str) -> str:
         """Fully qualified container image of ``images/<name>``."""

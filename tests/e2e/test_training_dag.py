@@ -76,8 +76,46 @@ def _run_and_check(store: Path, dataset_dir: Path, conf: dict, limit_test: int) 
     assert _predict_in_tf_venv(versions[0], dataset_dir, limit_test) == pytest.approx(accuracy, abs=1e-6)
     champion = json.loads((models / "champion.json").read_text())
     assert champion["version"] == versions[0].name
-    assert states["publish_champion"] == "success"
+    assert states["publish_champion"] == "success" and states["outcome"] == "success"
+    # The champion asset event tells the deployment (and a person) what was promoted.
+    event = _champion_event(run.run_id)
+    assert event["version"] == versions[0].name and event["test_accuracy"] == pytest.approx(accuracy)
     return meta
+
+
+def _champion_event(run_id: str) -> dict:
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        (event,) = session.query(AssetEvent).filter(AssetEvent.source_run_id == run_id).all()
+        return dict(event.extra)
+
+
+def _outcome_summary(run) -> dict:
+    (ti,) = [ti for ti in run.get_task_instances() if ti.task_id == "outcome"]
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.query(XComModel).filter(XComModel.dag_id == run.dag_id, XComModel.run_id == run.run_id,
+                                              XComModel.task_id == "outcome", XComModel.key == "summary").one()
+        return XComModel.deserialize_value(row)
+
+
+def test_a_refused_candidate_is_visible_in_the_run(store, dataset_dir):
+    """Second run against a champion with an unreachable margin: outcome skipped, saying why."""
+    quick = {"epochs": 1, "limit_train": 1000, "limit_test": 200}
+    first = _dag().test(run_conf=quick)
+    assert _states(first)["outcome"] == "success"
+    second = _dag().test(run_conf={**quick, "min_improvement": 0.5})
+    states = _states(second)
+    assert str(second.state) == "success", states
+    assert states["promote"] == "success" and states["publish_champion"] == "skipped"
+    assert states["outcome"] == "skipped"
+    summary = _outcome_summary(second)
+    assert summary["outcome"] == "refused" and 0.1 < summary["test_accuracy"] <= 1.0
+    assert summary["champion_version"] == _outcome_summary(first)["version"]
 
 
 def test_fast_slice_end_to_end(store, dataset_dir):

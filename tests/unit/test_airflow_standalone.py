@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -66,3 +68,60 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+#: Runs the helper's main() with start() replaced by a stand-in process group (a leader with a
+#: child, as airflow standalone has): what is tested is main()'s handling of SIGTERM, not Airflow.
+MAIN_WITH_STAND_IN = r"""
+import importlib.util, subprocess, sys, pathlib
+spec = importlib.util.spec_from_file_location("airflow_standalone", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+pid_file = pathlib.Path(sys.argv[3])
+
+def start(self, timeout=0):
+    (pathlib.Path(sys.argv[2]) / "simple_auth_manager_passwords.json.generated").write_text('{"admin": "pw"}')
+    self._proc = subprocess.Popen(["bash", "-c", f"sleep 300 & echo $! > {pid_file}; wait"], start_new_session=True)
+    return self
+
+module.AirflowStandalone.start = start
+pathlib.Path(sys.argv[2]).mkdir(parents=True, exist_ok=True)
+sys.exit(module.main(["--home", sys.argv[2], "--port", "1"]))
+"""
+
+
+def test_sigterm_stops_the_whole_process_group(tmp_path):
+    """`kill <pid>` of the helper must not orphan the Airflow components it started."""
+    pid_file = tmp_path / "child.pid"
+    helper = subprocess.Popen([sys.executable, "-c", MAIN_WITH_STAND_IN, str(ROOT / "scripts" / "airflow_standalone.py"),
+                               str(tmp_path / "home"), str(pid_file)], stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert time.monotonic() < deadline and helper.poll() is None, "the stand-in never started"
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    ready = helper.stdout.readline()
+    while "ready" not in ready:
+        ready = helper.stdout.readline()
+    helper.send_signal(signal.SIGTERM)
+    assert helper.wait(timeout=60) == 0
+    out = helper.stdout.read()
+    assert "stopped" in out
+    deadline = time.monotonic() + 15
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        assert not alive(child), "a component outlived the helper"
+    finally:
+        if alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_password_is_chosen_before_start_and_kept(standalone, tmp_path):
+    first = standalone.AirflowStandalone(tmp_path / "home")
+    password = first.admin_password()
+    assert len(password) >= 12 and password != "admin"
+    conn = json.loads(first.env["AIRFLOW_CONN_EKSML_AIRFLOW_API"])
+    assert conn == {"conn_type": "http", "host": first.base_url, "login": "admin", "password": password}
+    assert standalone.AirflowStandalone(tmp_path / "home").admin_password() == password

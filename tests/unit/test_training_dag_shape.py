@@ -50,10 +50,11 @@ def test_teardown_runs_after_every_training_outcome(dag):
 
 
 def test_failed_training_fails_the_run(dag):
-    """The run's state follows its leaves: publish_champion depends on training via all_success."""
+    """The run's state follows its leaves: outcome (none_failed) depends on training through
+    publish_champion and promote (skipped by a refusal, failed by a failure)."""
     leaves = {t.task_id for t in dag.leaves}
-    assert "publish_champion" in leaves
-    chain = ["publish_champion", "promote", "register", "evaluate"]
+    assert "outcome" in leaves
+    chain = ["outcome", "publish_champion", "promote", "register", "evaluate"]
     for child, parent in zip(chain, chain[1:]):
         assert parent in dag.task_dict[child].upstream_task_ids
 

@@ -46,3 +46,18 @@ def build_metrics(
         "wall_time_s": float(wall_time_s),
         **extra,
     }
+
+
+def time_left_s(epoch_times_s: list[float], done: int, total: int) -> float:
+    """Seconds the remaining epochs should take at the mean pace of this attempt's epochs."""
+    if not epoch_times_s or done >= total:
+        return 0.0
+    return (total - done) * sum(epoch_times_s) / len(epoch_times_s)
+
+
+def progress_line(epoch: int, total: int, loss: float, accuracy: float, test_loss: float, test_accuracy: float,
+                  images_per_sec: float, epoch_time_s: float, left_s: float) -> str:
+    """The one per-epoch progress line every training image prints (``make run`` shows it)."""
+    return (f"epoch {epoch}/{total} loss={loss:.4f} accuracy={accuracy:.4f} val_loss={test_loss:.4f} "
+            f"val_accuracy={test_accuracy:.4f} images/s={images_per_sec:.0f} time={epoch_time_s:.1f}s "
+            f"left={left_s:.0f}s")

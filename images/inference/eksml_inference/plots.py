@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display in a pod or a scheduler worker
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 #: history.json keys of each training image -> one name. TensorFlow (Keras) writes
 #: loss/accuracy/val_loss/val_accuracy; MXNet writes train_*/test_*.
@@ -31,12 +32,12 @@ def _series(history: Sequence[dict[str, Any]], keys: tuple[str, ...]) -> list[fl
     return None
 
 
-def training_curves(history: Sequence[dict[str, Any]], path: Path, title: str) -> bool:
-    """Loss and accuracy per epoch; False (nothing written) when the history has no such series."""
+def training_curves_figure(history: Sequence[dict[str, Any]], title: str) -> Figure | None:
+    """Loss and accuracy per epoch (integer epoch ticks, also for a single epoch); None without series."""
     epochs = [int(row.get("epoch", i + 1)) for i, row in enumerate(history)]
     found = {name: _series(history, keys) for name, keys in _SERIES.items()}
     if not history or not any(found.values()):
-        return False
+        return None
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
     for name, values in found.items():
         if values:
@@ -44,15 +45,30 @@ def training_curves(history: Sequence[dict[str, Any]], path: Path, title: str) -
             ax.plot(epochs, values, marker="o", linestyle="--" if name.startswith("train") else "-", label=name)
     for ax, label in ((loss_ax, "loss"), (acc_ax, "accuracy")):
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # One tick per epoch (at most ~10): a 1-epoch run shows "1", never 0.96/0.98/1.00/...
+        ax.set_xticks(epochs if len(epochs) <= 10 else epochs[:: max(1, len(epochs) // 10)])
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(title)
+    fig.suptitle(_wrap(title, 100))
     fig.tight_layout()
+    return fig
+
+
+def training_curves(history: Sequence[dict[str, Any]], path: Path, title: str) -> bool:
+    """Write :func:`training_curves_figure`; False (nothing written) when the history has no such series."""
+    fig = training_curves_figure(history, title)
+    if fig is None:
+        return False
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
+
+
+def _wrap(title: str, width: int) -> str:
+    """Long titles (they carry a version id) on several lines instead of cut at the edge."""
+    return "\n".join(textwrap.wrap(title, width)) or title
 
 
 def confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: Path, title: str) -> None:
@@ -79,22 +95,36 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str]
     plt.close(fig)
 
 
-def per_class(candidate: dict[str, float | None], champion: dict[str, float | None] | None,
-              path: Path, title: str) -> None:
-    """Per-class accuracy of the candidate, beside the champion's when there is one."""
+def per_class_figure(candidate: dict[str, float | None], champion: dict[str, float | None] | None,
+                     title: str) -> Figure:
+    """Per-class accuracy of the candidate, beside the champion's when there is one.
+
+    The accuracy axis starts a little below the lowest bar (not at 0), so that a class where
+    the candidate is worse than the champion shows as a visible gap; the legend sits outside
+    the axes, over no bar; the title wraps instead of running off the figure.
+    """
     names = list(candidate)
     x = np.arange(len(names))
     width = 0.4 if champion else 0.8
-    fig, ax = plt.subplots(figsize=(10, 4))
+    values = [candidate[n] or 0 for n in names] + ([champion.get(n) or 0 for n in names] if champion else [])
+    fig, ax = plt.subplots(figsize=(11, 4.5))
     ax.bar(x - (width / 2 if champion else 0), [candidate[n] or 0 for n in names], width, label="candidate")
     if champion:
         ax.bar(x + width / 2, [champion.get(n) or 0 for n in names], width, label="champion")
     ax.set_xticks(x, names, rotation=30, ha="right")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy")
+    low = max(0.0, np.floor((min(values) - 0.05) * 20) / 20)  # a multiple of 0.05 below the lowest bar
+    ax.set_ylim(low, 1.0)
+    ax.set_ylabel("accuracy" + (f" (axis from {low:.2f})" if low > 0 else ""))
     ax.grid(axis="y", alpha=0.3)
-    ax.legend()
-    ax.set_title(title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    ax.set_title(_wrap(title, 90))
     fig.tight_layout()
+    return fig
+
+
+def per_class(candidate: dict[str, float | None], champion: dict[str, float | None] | None,
+              path: Path, title: str) -> None:
+    """Write :func:`per_class_figure` as PNG."""
+    fig = per_class_figure(candidate, champion, title)
     fig.savefig(path, dpi=100)
     plt.close(fig)

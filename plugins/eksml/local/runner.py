@@ -15,6 +15,7 @@ import collections
 import hashlib
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -47,6 +48,27 @@ _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "OPENBLAS_CORETYPE", "
 
 #: Exit status of the images' entrypoints (their ``BAD_INPUT``) for input that can never succeed.
 EXIT_BAD_INPUT = 2
+
+
+#: Lines TensorFlow/XLA print on a machine without a GPU driver: not errors of the workload
+#: (``E0000 ... cuInit ... UNKNOWN ERROR (303)`` means "no CUDA device"), so they go to DEBUG.
+NOISE = re.compile(
+    r"All log messages before absl::InitializeLog|cudart_stub\.cc|cuda_platform\.cc:\d+\] failed call to cuInit"
+    r"|cuda_(dnn|fft|blas)\.cc|computation_placer\.cc|oneDNN custom operations are on"
+    r"|TF-TRT Warning|This TensorFlow binary is optimized to use available CPU instructions"
+    r"|rebuild TensorFlow with the appropriate compiler flags"
+)
+#: The workload's own ``2026-11-29 18:59:47,785 INFO `` prefix: the task log has its own
+#: timestamp and level (other levels keep their name).
+OWN_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d[,.]\d+ (INFO )?")
+
+
+def log_line(log: logging.Logger, line: str) -> None:
+    """One workload output line into the task log: noise at DEBUG, one timestamp per line."""
+    if NOISE.search(line):
+        log.debug("%s", line)
+    else:
+        log.info("%s", OWN_TIMESTAMP.sub("", line, count=1))
 
 
 class LocalRunError(RuntimeError):
@@ -123,7 +145,7 @@ class LocalRunner:
                 assert proc.stdout is not None
                 for line in proc.stdout:
                     line = line.rstrip("\n")
-                    self.log.info("%s", line)
+                    log_line(self.log, line)
                     lines.append(line)
                     tail.append(line)
                 rc = proc.wait(timeout=timeout)

@@ -12,9 +12,10 @@ be kept alive; the aws profile has no gap (a RollingUpdate with maxUnavailable 0
 
 Each server runs under a supervisor (``supervisor.py``, its own process group) that restarts
 it with backoff when it dies, records the restarts and rotates its log, as Kubernetes does for
-the pod. State: ``.local/serving/state.json`` (supervisor pid, port, version, model URI, log
+the pod. State: ``<serving dir>/state.json`` (supervisor pid, port, version, model URI, log
 file, supervisor state file), replaced atomically; one deploy at a time (a file lock); server
-logs and supervisor states in ``.local/serving/logs/``.
+logs and supervisor states in ``<serving dir>/logs/``. The serving dir follows the store
+(``Settings.serving_state_dir``; ``.local/serving`` for the default store).
 """
 
 from __future__ import annotations
@@ -38,14 +39,13 @@ from typing import Any
 from eksml.local.runner import LocalRunner
 from eksml.serving.smoke import SmokeTestError, http_transport, smoke_test
 from eksml.serving.spec import IMAGE, serving_spec
-from eksml.settings import PROJECT_ROOT, Settings
+from eksml.settings import Settings
 from eksml.storage import workload_env
 
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 SUPERVISOR = Path(__file__).with_name("supervisor.py")
-DEFAULT_STATE_DIR = PROJECT_ROOT / ".local" / "serving"
 STATE_FILE = "state.json"
 
 
@@ -124,7 +124,7 @@ class LocalServing:
     def __init__(self, settings: Settings, state_dir: str | os.PathLike | None = None,
                  ready_timeout: float = 300.0) -> None:
         self.settings = settings
-        self.state_dir = Path(state_dir) if state_dir else DEFAULT_STATE_DIR
+        self.state_dir = Path(state_dir) if state_dir else settings.serving_state_dir
         self.ready_timeout = ready_timeout
         self.runner = LocalRunner(settings, log)
 
@@ -166,7 +166,7 @@ class LocalServing:
     # --- processes -----------------------------------------------------------------------
     def start(self, model_uri: str, version: str, port: int) -> ServerProcess:
         """Start the server of ``version`` on ``port`` and wait until its model is ready."""
-        spec = serving_spec(model_uri, version, self.settings.model_name, host=LOOPBACK, port=port)
+        spec = serving_spec(model_uri, version, self.settings.model_name, host=self.settings.inference_host, port=port)
         self.runner.check_ready(spec)
         if not _port_free(port):
             raise ServingError(f"port {LOOPBACK}:{port} is taken by another process")

@@ -1,0 +1,185 @@
+"""What a training run achieved, said where the user looks: the grid, the run's note, the task's
+extra links.
+
+The ``outcome`` task ends every training run that registered something. Its state says the
+result at a glance (green: a new champion; skipped: the gate refused), its run note and log
+line carry the version and the test accuracy, and its extra links open the model version, its
+``metrics.json`` and its plots in the store (the S3 console for ``s3://`` stores).
+
+The run note goes through Airflow's public REST API (``PATCH .../dagRuns/{run_id}``), because
+a task has no other way to write one in Airflow 3; it needs the HTTP connection
+:data:`API_CONN_ID` (host = the API server's URL, login/password of a user allowed to edit
+runs). ``scripts/airflow_standalone.py`` and the Docker stack define it; without it the note
+is skipped with a log line, and the task's state, log and links still tell the outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote, urlparse
+
+from airflow.sdk import BaseOperator, BaseOperatorLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from airflow.sdk.types import TaskInstanceKey
+
+log = logging.getLogger(__name__)
+
+#: HTTP connection to Airflow's own REST API, used to write run notes.
+API_CONN_ID = "eksml_airflow_api"
+#: The plots the evaluation step writes next to each model version.
+PLOTS = ("training_curves.png", "confusion_matrix.png", "per_class_accuracy.png")
+#: XCom key holding the links of the outcome task.
+LINKS_KEY = "model_links"
+
+
+def summarize(registered: list[dict[str, Any]] | None, pointer: dict[str, Any] | None) -> dict[str, Any]:
+    """Promoted or refused, with version and test accuracy of the best candidate and the champion."""
+    if not registered:
+        return {"outcome": "nothing registered", "headline": "no model version registered"}
+    best = max(registered, key=lambda r: r["test_accuracy"])
+    promoted = bool(pointer) and pointer.get("version") in {r["version"] for r in registered}
+    if promoted:
+        best = next(r for r in registered if r["version"] == pointer["version"])
+    summary = {
+        "outcome": "promoted" if promoted else "refused",
+        "version": best["version"], "framework": best.get("framework"), "uri": best["uri"],
+        "test_accuracy": best["test_accuracy"],
+        "champion_version": best.get("champion_version"), "champion_accuracy": best.get("champion_accuracy"),
+        "candidates": [{"version": r["version"], "test_accuracy": r["test_accuracy"]} for r in registered],
+    }
+    versus = ""
+    if summary["champion_version"]:
+        versus = f" vs champion {summary['champion_version']} at {summary['champion_accuracy']:.4f}"
+    verb = "promoted to champion" if promoted else "refused by the gate"
+    summary["headline"] = f"{verb}: {best['version']} test accuracy {best['test_accuracy']:.4f}{versus}"
+    return summary
+
+
+def note_markdown(summary: dict[str, Any], links: dict[str, str]) -> str:
+    """The run note (Markdown, at most 1000 characters as the API allows)."""
+    lines = [f"**{summary['outcome'].upper()}** {summary['headline'].split(': ', 1)[-1]}"]
+    others = [c for c in summary.get("candidates", []) if c["version"] != summary.get("version")]
+    lines += [f"- also registered: {c['version']} ({c['test_accuracy']:.4f})" for c in others]
+    if links:
+        lines.append(" · ".join(f"[{name}]({url})" for name, url in links.items()))
+    return "\n\n".join(lines)[:1000]
+
+
+def store_links(version_uri: str, region: str) -> dict[str, str]:
+    """Browser links to a model version, its metrics and its plots.
+
+    ``file://`` stores link the files themselves (a browser opens them when the UI runs on
+    the same machine); ``s3://`` stores link the S3 console.
+    """
+    base = version_uri.rstrip("/")
+    if base.startswith("s3://"):
+        parsed = urlparse(base)
+        bucket, key = parsed.netloc, parsed.path.lstrip("/")
+        console = "https://s3.console.aws.amazon.com/s3"
+        folder = f"{console}/buckets/{bucket}?region={region}&prefix={quote(key + '/')}"
+        obj = f"{console}/object/{bucket}?region={region}&prefix="
+        return {"Model version": folder, "Metrics": obj + quote(f"{key}/metrics.json"),
+                "Plots": obj + quote(f"{key}/{PLOTS[0]}"),
+                "Per-class plot": obj + quote(f"{key}/{PLOTS[2]}")}
+    return {"Model version": base + "/", "Metrics": f"{base}/metrics.json", "Plots": f"{base}/{PLOTS[0]}",
+            "Per-class plot": f"{base}/{PLOTS[2]}"}
+
+
+def write_run_note(dag_id: str, run_id: str, note: str, conn_id: str = API_CONN_ID) -> bool:
+    """Set the run's note through the REST API; False (and a log line) when no connection is set."""
+    import httpx
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        log.info("no connection %s: the run note is not written (the outcome task's state and log say it)",
+                 conn_id)
+        return False
+    base = (conn.host or "").rstrip("/")
+    if conn.port and base.count(":") < 2:
+        base = f"{base}:{conn.port}"
+    token = httpx.post(f"{base}/auth/token", json={"username": conn.login, "password": conn.password}, timeout=30)
+    token.raise_for_status()
+    response = httpx.patch(f"{base}/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}",
+                           params={"update_mask": "note"}, json={"note": note}, timeout=30,
+                           headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+    response.raise_for_status()
+    return True
+
+
+class _StoreLink(BaseOperatorLink):
+    """One link the outcome task pushed in XCom under :data:`LINKS_KEY` (empty before it ran)."""
+
+    label: ClassVar[str] = ""
+
+    @property
+    def name(self) -> str:
+        return self.label
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        links = XCom.get_value(ti_key=ti_key, key=LINKS_KEY) or {}
+        return links.get(self.label, "")
+
+
+class ModelVersionLink(_StoreLink):
+    label = "Model version"
+
+
+class ModelMetricsLink(_StoreLink):
+    label = "Metrics"
+
+
+class ModelPlotsLink(_StoreLink):
+    label = "Plots"
+
+
+class PerClassPlotLink(_StoreLink):
+    label = "Per-class plot"
+
+
+class RunOutcomeOperator(BaseOperator):
+    """Say what the run achieved: success when it promoted a champion, skipped when refused.
+
+    Reads the ``register`` and ``promote`` results, writes the run note, pushes the links,
+    and returns the summary (also the last line of its log).
+    """
+
+    operator_extra_links = (ModelVersionLink(), ModelMetricsLink(), ModelPlotsLink(), PerClassPlotLink())
+    ui_color = "#e8f5e9"
+
+    def __init__(self, *, register_task_id: str = "register", promote_task_id: str = "promote", **kwargs: Any):
+        super().__init__(**kwargs)
+        self.register_task_id = register_task_id
+        self.promote_task_id = promote_task_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from eksml.settings import load_settings
+
+        ti = context["ti"]
+        summary = summarize(ti.xcom_pull(task_ids=self.register_task_id),
+                            ti.xcom_pull(task_ids=self.promote_task_id))
+        links = store_links(summary["uri"], load_settings(use_airflow_variable=True).region) if "uri" in summary else {}
+        ti.xcom_push(key=LINKS_KEY, value=links)
+        ti.xcom_push(key="summary", value=summary)
+        dag_run = context["dag_run"]
+        try:
+            # A run that registered nothing keeps the note its first task may have written.
+            if "uri" in summary:
+                write_run_note(dag_run.dag_id, dag_run.run_id, note_markdown(summary, links))
+        except Exception as exc:  # the note is a convenience: the outcome stands without it
+            log.warning("could not write the run note: %s", exc)
+        self.log.info("OUTCOME %s", summary["headline"])
+        for name, url in links.items():
+            self.log.info("  %-14s %s", name, url)
+        if summary["outcome"] != "promoted":
+            raise AirflowSkipException(summary["headline"])
+        return summary

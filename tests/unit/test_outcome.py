@@ -1,0 +1,61 @@
+"""What a run achieved, as the UI shows it: summary, run note, links, the champion event."""
+
+from __future__ import annotations
+
+from eksml.outcome import PLOTS, note_markdown, store_links, summarize
+from eksml.pipeline import champion_event_extra
+
+REGISTERED = [
+    {"version": "v-tf", "uri": "s3://bucket/ml/models/fashion-mnist/v-tf", "framework": "tensorflow",
+     "test_accuracy": 0.9012, "champion_version": "v-old", "champion_accuracy": 0.9100},
+    {"version": "v-mx", "uri": "s3://bucket/ml/models/fashion-mnist/v-mx", "framework": "mxnet",
+     "test_accuracy": 0.8801, "champion_version": "v-old", "champion_accuracy": 0.9100},
+]
+
+
+def test_refused_run_names_version_accuracy_and_the_champion():
+    summary = summarize(REGISTERED, None)
+    assert summary["outcome"] == "refused" and summary["version"] == "v-tf"
+    assert summary["headline"] == "refused by the gate: v-tf test accuracy 0.9012 vs champion v-old at 0.9100"
+    note = note_markdown(summary, store_links(summary["uri"], "us-west-2"))
+    assert note.startswith("**REFUSED** v-tf test accuracy 0.9012 vs champion v-old at 0.9100")
+    assert "also registered: v-mx (0.8801)" in note and len(note) <= 1000
+
+
+def test_promoted_run_reports_the_promoted_version():
+    pointer = {"version": "v-mx", "uri": REGISTERED[1]["uri"], "test_accuracy": 0.8801}
+    summary = summarize(REGISTERED, pointer)
+    assert summary["outcome"] == "promoted" and summary["version"] == "v-mx"
+    assert summary["headline"].startswith("promoted to champion: v-mx test accuracy 0.8801")
+
+
+def test_nothing_registered():
+    assert summarize([], None)["outcome"] == "nothing registered"
+
+
+def test_links_open_the_version_its_metrics_and_plots():
+    s3 = store_links("s3://bucket/ml/models/fashion-mnist/v1", "eu-west-1")
+    assert s3["Model version"] == ("https://s3.console.aws.amazon.com/s3/buckets/bucket?region=eu-west-1"
+                                   "&prefix=ml/models/fashion-mnist/v1/")
+    assert s3["Metrics"].endswith("prefix=ml/models/fashion-mnist/v1/metrics.json")
+    assert s3["Plots"].endswith(f"v1/{PLOTS[0]}") and s3["Per-class plot"].endswith(f"v1/{PLOTS[2]}")
+    local = store_links("file:///srv/store/models/fashion-mnist/v1", "us-west-2")
+    assert local == {"Model version": "file:///srv/store/models/fashion-mnist/v1/",
+                     "Metrics": "file:///srv/store/models/fashion-mnist/v1/metrics.json",
+                     "Plots": "file:///srv/store/models/fashion-mnist/v1/training_curves.png",
+                     "Per-class plot": "file:///srv/store/models/fashion-mnist/v1/per_class_accuracy.png"}
+
+
+def test_champion_event_carries_version_and_accuracy():
+    pointer = {"version": "v1", "uri": "s3://b/m/v1", "test_accuracy": 0.91, "framework": "tensorflow",
+               "previous": "v0", "run_id": "manual__x", "promoted_at": "now", "reason": "gate"}
+    assert champion_event_extra(pointer) == {"version": "v1", "uri": "s3://b/m/v1", "test_accuracy": 0.91,
+                                             "framework": "tensorflow", "previous": "v0", "run_id": "manual__x"}
+
+
+def test_outcome_operator_links_are_serialised_for_the_ui():
+    """The UI reads the links the worker stored: the operator declares them by name."""
+    from eksml.outcome import RunOutcomeOperator
+
+    names = {link.name for link in RunOutcomeOperator.operator_extra_links}
+    assert names == {"Model version", "Metrics", "Plots", "Per-class plot"}

@@ -1,0 +1,52 @@
+"""What `make run` prints while a DAG runs (python -m eksml.progress over `airflow dags test`).
+
+The fixture is an excerpt of a real `airflow dags test fashion_mnist_training` log of this
+project (paths shortened): it holds the lines that used to reach the terminal by mistake.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from eksml.progress import condense
+
+ROOT = Path(__file__).resolve().parents[2]
+LOG = ROOT / "tests" / "fixtures" / "logs" / "dags-test-training.log"
+
+
+def test_shows_tasks_with_durations_epochs_and_outcome_but_no_false_alarms():
+    shown = list(condense(LOG.read_text().splitlines()))
+    text = "\n".join(shown)
+    assert "18:59:25  train_tensorflow: started" in shown
+    assert "18:59:52  train_tensorflow: finished in 27 s" in shown
+    assert "evaluate[0]: finished in 42 s" in text
+    # The per-epoch line of training, without the workload's own timestamp.
+    (epoch,) = [line for line in shown if "epoch 1/1" in line]
+    assert epoch.startswith("18:59:47    epoch 1/1 loss=0.8465 accuracy=0.7180")
+    assert "registered 20261123T030000-tensorflow-637fe8" in text and "promoted " in text
+    assert text.endswith(": successful")
+    # False alarms and walls of text stay in the log file.
+    for noise in ("cuInit", "UNKNOWN ERROR (303)", "Returned value was", "Condition result", "EKSML_RESULT",
+                  "absl::InitializeLog", "{'version'"):
+        assert noise not in text, noise
+    assert max(len(line) for line in shown) < 200
+
+
+def test_errors_and_their_traceback_are_shown():
+    lines = [
+        "2026-11-29T19:00:00.000000Z [info     ] [DAG TEST] starting task_id=register map_index=-1 [airflow.sdk.definitions.dag] loc=dag.py:1",
+        "2026-11-29T19:00:01.000000Z [error    ] Task failed with exception [task] loc=task_runner.py:1",
+        "Traceback (most recent call last):",
+        '  File "x.py", line 1, in <module>',
+        "eksml.registry.RegistryError: no candidate finished training: nothing registered",
+        "2026-11-29T19:00:02.000000Z [info     ] Marking run <DagRun fashion_mnist_training @ 2026-11-29: manual__1, state:running, queued_at: None. run_type: manual> failed [airflow.models.dagrun.DagRun] loc=dagrun.py:1",
+    ]
+    shown = list(condense(lines))
+    assert shown[1] == "19:00:01    ERROR Task failed with exception"
+    assert shown[2:5] == lines[2:5]
+    assert shown[-1] == "19:00:02  run manual__1: failed"
+
+
+def test_make_run_pipes_the_dag_logs_through_it():
+    script = (ROOT / "scripts" / "run_local.sh").read_text()
+    assert "python -m eksml.progress" in script and "grep -E" not in script
