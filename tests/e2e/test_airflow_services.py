@@ -128,17 +128,20 @@ def test_upstream_dag_lands_the_drop_and_announces_it(server, api):
 
 
 # --- runs ----------------------------------------------------------------------------------
-def test_time_schedule_runs_the_latest_interval(server, api):
-    """Unpausing (catchup off) creates exactly one scheduled run: the newest complete week."""
+def test_unpausing_creates_one_scheduled_run_that_trains_only_with_the_opt_in(server, api):
+    """Unpausing (catchup off) creates exactly one scheduled run, the newest complete week; without
+    the scheduled_training opt-in it trains nothing and its note says why."""
     api.unpause(TRAINING_DAG)
     run = api.wait_for_new_run(TRAINING_DAG, set(), "scheduled", timeout=180)
     end = last_monday_0300(datetime.now(timezone.utc))
     assert datetime.fromisoformat(run["data_interval_start"]) == end - WEEK
     assert datetime.fromisoformat(run["data_interval_end"]) == end
-    succeeded(api, TRAINING_DAG, run["dag_run_id"])
-    (meta,) = versions_of(server, run["dag_run_id"]).values()
-    assert meta["data_interval"] == [(end - WEEK).isoformat(), end.isoformat()]
-    assert meta["params"]["epochs"] == 5 and meta["metrics"]["train_images"] == 2000  # defaults, small drop
+    finished = succeeded(api, TRAINING_DAG, run["dag_run_id"])
+    states = api.task_states(TRAINING_DAG, run["dag_run_id"])
+    assert states["validate_params"] == "skipped" and states["train_tensorflow"] == "skipped", states
+    assert states["outcome"] == "skipped"
+    assert "scheduled training is off" in (finished.get("note") or ""), finished
+    assert versions_of(server, run["dag_run_id"]) == {}
     assert [r["run_type"] for r in api.runs(TRAINING_DAG)].count("scheduled") == 1
 
 
