@@ -1,7 +1,8 @@
 """The Airflow 3 UI in a real browser (headless Chromium from Debian, driven by Selenium):
 log in, open the training DAG, open its trigger form, check that every param renders with
 its title and the right kind of field, that invalid values are refused before a run
-exists, trigger a quick run from the form and see it succeed.
+exists, trigger a quick run from the form and see it succeed, and see in the UI what each
+run achieved (promoted or refused, version and test accuracy, links to the model).
 
 Screenshots go to artifacts/screenshots/ (one per step).
 """
@@ -250,3 +251,58 @@ def test_trigger_a_quick_run_from_the_form_and_see_it_succeed(ui, airflow_server
     ui.shot("08-run-succeeded")
     versions = [m for m in airflow_server.versions().values() if m["run_id"] == run["dag_run_id"]]
     assert len(versions) == 1 and versions[0]["params"]["epochs"] == 1
+
+
+def outcome_summary(api, run_id: str) -> dict:
+    """What the run's outcome task recorded (its XCom ``summary``), through the REST API."""
+    entry = api.get(f"/dags/{TRAINING_DAG}/dagRuns/{run_id}/taskInstances/outcome/xcomEntries/summary")
+    return entry["value"]
+
+
+def see_outcome_in_the_ui(ui, api, run_id: str, shot: str) -> dict:
+    """The run's page shows PROMOTED/REFUSED with version and accuracy; the outcome task links the model."""
+    states = api.task_states(TRAINING_DAG, run_id)
+    summary = outcome_summary(api, run_id)
+    expected = "PROMOTED" if states["outcome"] == "success" else "REFUSED"
+    assert summary["outcome"].upper() == expected, (states, summary)
+    ui.driver.get(f"{ui.base_url}/dags/{TRAINING_DAG}/runs/{run_id}")
+    ui.wait_text(expected)
+    ui.wait_text(f"{summary['version']} test accuracy {summary['test_accuracy']:.4f}")
+    ui.shot(f"{shot}-run-note")
+    ui.driver.get(f"{ui.base_url}/dags/{TRAINING_DAG}/runs/{run_id}/tasks/outcome")
+    for link in ("Model version", "Metrics", "Plots"):
+        ui.wait_text(link)
+    anchors = {a.text.strip(): a.get_attribute("href") for a in ui.driver.find_elements(By.TAG_NAME, "a")}
+    assert any(summary["version"] in (href or "") for href in anchors.values()), anchors
+    ui.shot(f"{shot}-outcome-links")
+    return summary
+
+
+def test_the_run_page_says_what_the_quick_run_achieved(ui, airflow_server):
+    api = airflow_server.api
+    manual = [r for r in api.runs(TRAINING_DAG) if r["run_type"] == "manual" and r["state"] == "success"]
+    assert manual, "the quick run of the previous test is missing"
+    run_id = manual[-1]["dag_run_id"]
+    summary = see_outcome_in_the_ui(ui, api, run_id, "09-quick-run")
+    registered = [m for m in airflow_server.versions().values() if m["run_id"] == run_id]
+    assert [m["version"] for m in registered] == [summary["version"]]
+
+
+def test_a_refused_candidate_is_visible_in_the_ui(ui, airflow_server):
+    """A run with an unreachable promotion margin: the grid shows outcome skipped, the run page REFUSED."""
+    api = airflow_server.api
+    runs_before = {r["dag_run_id"] for r in api.runs(TRAINING_DAG)}
+    ui.open_trigger_form()
+    for name, value in {**FAST_FIELDS, "min_improvement": "0.5"}.items():
+        ui.type_number(name, value)
+    ui.trigger_button().click()
+    run = api.wait_for_new_run(TRAINING_DAG, runs_before, "manual", timeout=60)
+    assert run["conf"]["min_improvement"] == 0.5
+    finished = api.wait_run(TRAINING_DAG, run["dag_run_id"], timeout=420)
+    assert finished["state"] == "success", api.task_states(TRAINING_DAG, run["dag_run_id"])
+    summary = see_outcome_in_the_ui(ui, api, run["dag_run_id"], "10-refused-run")
+    assert summary["outcome"] == "refused" and summary["champion_version"]
+    assert "REFUSED" in (finished.get("note") or api.get(f"/dags/{TRAINING_DAG}/dagRuns/{run['dag_run_id']}")["note"])
+    ui.driver.get(f"{ui.base_url}/dags/{TRAINING_DAG}")
+    ui.wait_text("outcome")
+    ui.shot("11-grid-with-outcomes")

@@ -177,3 +177,14 @@ def test_deployment_dag_says_how_to_roll_back():
     text = (ROOT / "dags" / "model_deployment.py").read_text()
     assert "python -m eksml.registry list" in text and "Rolling back" in text
     assert "unpause this one" in text
+
+
+def test_make_run_summary_prints_the_plot_paths(capsys):
+    from eksml.report import print_plots
+
+    print_plots({"uri": "file:///srv/store/models/fashion-mnist/v1",
+                 "files": ["metrics.json", "training_curves.png", "confusion_matrix.png", "per_class_accuracy.png"]})
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["plots         : /srv/store/models/fashion-mnist/v1/training_curves.png",
+                   "              : /srv/store/models/fashion-mnist/v1/confusion_matrix.png",
+                   "              : /srv/store/models/fashion-mnist/v1/per_class_accuracy.png"]
