@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlparse
 
+from eksml.eks_versions import DEFAULT_KUBERNETES_VERSION
 from eksml.layout import Area, area_uri
 
 Profile = Literal["local", "aws"]
@@ -65,7 +66,8 @@ class Settings:
     #: API (empty: per cluster, token from ``aws_conn_id``; see ``eksml.cluster.target``).
     kubernetes_conn_id: str = ""
     cluster_name: str = "eksml"
-    kubernetes_version: str = "1.33"
+    #: Default: the newest version in EKS standard support (``eksml.eks_versions``).
+    kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
     namespace: str = "ml-training"
     inference_namespace: str = "ml-serving"
     training_service_account: str = "training"

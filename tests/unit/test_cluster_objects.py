@@ -93,7 +93,7 @@ def test_autoscaler_discovers_this_clusters_groups_with_the_matching_image():
         "--node-group-auto-discovery=asg:tag=k8s.io/cluster-autoscaler/enabled,k8s.io/cluster-autoscaler/eksml-run-abc"
         in container["command"]
     )
-    assert container["image"] == IMAGES["1.33"] and container["image"].endswith(":v1.33.6")
+    assert container["image"] == IMAGES["1.35"] and container["image"].endswith(":v1.35.0")
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
 
 

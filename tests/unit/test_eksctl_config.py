@@ -71,7 +71,7 @@ def test_default_cluster_node_groups_labels_taints_and_autoscaler_tags():
     assert doc["metadata"] == {
         "name": "eksml",
         "region": "us-west-2",
-        "version": "1.33",
+        "version": "1.35",
         "tags": {"eksml/project": "eksml"},
     }
     train, inference = doc["managedNodeGroups"]

@@ -8,6 +8,7 @@ names, labels, taints, IRSA roles) and validates the result.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,8 @@ TRAIN_GROUP = "ng-train"
 INFERENCE_GROUP = "ng-inference"
 SYSTEM_GROUP = "ng-system"
 GPU_TAINT = Taint(key=GPU_RESOURCE, value="present", effect="NoSchedule")
+log = logging.getLogger(__name__)
+
 PIPELINE_GROUP = "eksml-pipeline"
 AUTOSCALER_SERVICE_ACCOUNT = ("kube-system", "cluster-autoscaler")
 TRAINING_CLUSTER_SUFFIX = "-training"
@@ -234,8 +237,16 @@ def cluster_name_for_role(req: ClusterRequest, cluster_role: str) -> str:
 def build_cluster_configs(req: ClusterRequest) -> list[ClusterConfig]:
     """One shared cluster, or a dedicated training cluster plus the inference cluster.
 
-    Raises :class:`ClusterConfigError` listing every problem; nothing is sent anywhere.
+    Raises :class:`ClusterConfigError` listing every problem; nothing is sent anywhere. A
+    Kubernetes version out of EKS support is refused, one in (billed) extended support logged.
     """
+    from eksml.eks_versions import KubernetesVersionError, check_kubernetes_version
+
+    try:
+        for warning in check_kubernetes_version(req.kubernetes_version):
+            log.warning("%s", warning)
+    except KubernetesVersionError as exc:
+        raise ClusterConfigError(str(exc)) from None
     try:
         access = (
             (AccessEntry(principal_arn=req.pipeline_principal_arn, kubernetes_groups=(PIPELINE_GROUP,)),)
