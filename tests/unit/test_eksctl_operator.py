@@ -83,7 +83,7 @@ class Fake:
 
 
 @pytest.fixture
-def fake(tmp_path, monkeypatch) -> Fake:
+def fake(tmp_path, monkeypatch, moto_server) -> Fake:
     # python3 on PATH must be this interpreter (the stand-in imports yaml for -f files).
     monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), str(FAKE_DIR), os.environ["PATH"]]))
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -91,7 +91,9 @@ def fake(tmp_path, monkeypatch) -> Fake:
     monkeypatch.setenv(
         "AIRFLOW_CONN_AWS_DEFAULT",
         json.dumps(
-            {"conn_type": "aws", "login": ACCESS_KEY, "password": SECRET_KEY, "extra": {"region_name": "us-west-2"}}
+            # STS (who creates the cluster, for its access entries) answers from the moto server
+            {"conn_type": "aws", "login": ACCESS_KEY, "password": SECRET_KEY,
+             "extra": {"region_name": "us-west-2", "endpoint_url": moto_server}}
         ),
     )
     monkeypatch.delenv("EKSML_EKSCTL", raising=False)

@@ -8,6 +8,8 @@ preparing the cluster turns that into an immediate, explicit error.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from eksml.eksctl.config import ManagedNodeGroup
@@ -77,3 +79,45 @@ def nodegroup_drift(expected: list[ManagedNodeGroup], actual: dict[str, Nodegrou
         if (have.capacity_type == "SPOT") != ng.spot:
             warnings.append(f"node group {ng.name} capacity is {have.capacity_type}, requested spot={ng.spot}")
     return errors, warnings
+
+
+#: EKS access policy equal to cluster-admin; the add-ons step holds it only while it applies.
+CLUSTER_ADMIN_POLICY = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+
+
+@contextlib.contextmanager
+def cluster_admin_while(cluster_name: str, region: str, principal: str, aws_conn_id: str | None = "aws_default",
+                        log: Callable[[str], None] = print) -> Iterator[None]:
+    """Associate the cluster-admin access policy with ``principal`` for the block, then remove it.
+
+    Installing add-ons needs cluster-scoped rights (CRDs, ClusterRoles, kube-system); running
+    the pipeline needs only the Roles its group is bound to. So the pipeline principal is never
+    cluster admin between add-on installs. A principal that holds the policy already keeps it; one
+    without an access entry (mapped through ``aws-auth``) is left as it is.
+    """
+    from airflow.providers.amazon.aws.hooks.eks import EksHook
+    from botocore.exceptions import ClientError
+
+    from eksml.eksctl.iam import partition_for
+
+    client = EksHook(aws_conn_id=aws_conn_id, region_name=region).conn
+    policy = CLUSTER_ADMIN_POLICY.format(partition=partition_for(region))
+    try:
+        held = client.list_associated_access_policies(clusterName=cluster_name, principalArn=principal)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+        log(f"{principal} has no access entry on {cluster_name}: applying with its current rights")
+        yield
+        return
+    if any(p.get("policyArn") == policy for p in held.get("associatedAccessPolicies", [])):
+        yield
+        return
+    client.associate_access_policy(clusterName=cluster_name, principalArn=principal, policyArn=policy,
+                                   accessScope={"type": "cluster"})
+    log(f"cluster admin granted to {principal} on {cluster_name} for the add-ons")
+    try:
+        yield
+    finally:
+        client.disassociate_access_policy(clusterName=cluster_name, principalArn=principal, policyArn=policy)
+        log(f"cluster admin removed from {principal} on {cluster_name}")

@@ -110,7 +110,8 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
             self.log.info("cluster mode 'existing': the shared cluster %s is prepared by the eks_cluster DAG", name)
             return {"cluster": name, "applied": []}
         self._check_node_groups(req, name)
-        account = StsHook(aws_conn_id=self.aws_conn_id, region_name=req.region).get_account_number()
+        caller = StsHook(aws_conn_id=self.aws_conn_id, region_name=req.region).conn.get_caller_identity()
+        account = caller["Account"]
         objects: list[dict[str, Any]] = []
         if self.install_upstream and self.cluster_role in ("all", "training"):
             objects.extend(addon_objects())
@@ -121,8 +122,33 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
         )
         target = self._target(settings, req)
         self.log.info("preparing %s", target.describe())
-        applied = apply_objects(target.hook().api_client, objects, log=self.log.info)
+        if not target.is_eks:  # a connection managed by hand: its own rights
+            return {"cluster": name, "applied": apply_objects(target.hook().api_client, objects, log=self.log.info)}
+        from eksml.cluster.eks import cluster_admin_while
+        from eksml.eksctl.iam import principal_arn
+
+        with cluster_admin_while(name, req.region, principal_arn(caller["Arn"]), self.aws_conn_id, log=self.log.info):
+            applied = self._apply_when_authorized(target.hook().api_client, objects)
         return {"cluster": name, "applied": applied}
+
+    def _apply_when_authorized(self, api_client: Any, objects: list[dict[str, Any]], attempts: int = 12) -> list[str]:
+        """Apply; a just-granted access policy takes seconds to reach the API server, so a 403
+        is retried for about a minute before it counts."""
+        import time
+
+        from kubernetes.client.exceptions import ApiException
+
+        from eksml.cluster.apply import apply_objects
+
+        for attempt in range(attempts):
+            try:
+                return apply_objects(api_client, objects, log=self.log.info)
+            except ApiException as exc:
+                if exc.status != 403 or attempt == attempts - 1:
+                    raise
+                self.log.info("not yet authorized (403); retrying in 5 s")
+                time.sleep(5)
+        return []  # attempts < 1
 
     def _check_node_groups(self, req: ClusterRequest, name: str) -> None:
         """Fail now if the cluster's node groups cannot host the pipeline's pods."""

@@ -191,6 +191,9 @@ class ClusterConfig:
     node_groups: tuple[ManagedNodeGroup, ...]
     service_accounts: tuple[IAMServiceAccount, ...] = ()
     access_entries: tuple[AccessEntry, ...] = ()
+    #: eksctl's own access entry making the creator cluster admin; off when the creator is the
+    #: pipeline principal, whose entry (group-bound, no admin) is declared instead.
+    bootstrap_creator_admin: bool = True
     tags: dict[str, str] = field(default_factory=dict)
     availability_zones: tuple[str, ...] = ()
 
@@ -249,9 +252,10 @@ class ClusterConfig:
         doc["iam"] = {"withOIDC": True}
         if self.service_accounts:
             doc["iam"]["serviceAccounts"] = [sa.to_dict() for sa in self.service_accounts]
-        if self.access_entries:
+        if self.access_entries or not self.bootstrap_creator_admin:
             doc["accessConfig"] = {
                 "authenticationMode": "API_AND_CONFIG_MAP",
+                "bootstrapClusterCreatorAdminPermissions": self.bootstrap_creator_admin,
                 "accessEntries": [e.to_dict() for e in self.access_entries],
             }
         doc["managedNodeGroups"] = [ng.to_dict(self.name) for ng in self.node_groups]

@@ -124,6 +124,9 @@ PIPELINE_SERVICE_ACTIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     # a connection per cluster (token signed for DescribeCluster's endpoint), GPU capacity checks
     ("EksClusters", ("eks:DescribeCluster", "eks:ListClusters", "eks:DescribeNodegroup",
                      "eks:ListNodegroups"), "*"),
+    # cluster admin only while the add-ons are applied (eksml.cluster.eks.cluster_admin_while)
+    ("EksAddonInstall", ("eks:ListAssociatedAccessPolicies", "eks:AssociateAccessPolicy",
+                         "eks:DisassociateAccessPolicy"), "arn:{partition}:eks:{region}:{account}:access-entry/*"),
     ("Autoscaling", ("autoscaling:DescribeAutoScalingGroups",), "*"),
     # preflight
     ("Preflight", ("iam:SimulatePrincipalPolicy", "servicequotas:GetServiceQuota",
@@ -177,3 +180,20 @@ def account_from_arn(arn: str) -> str | None:
     """The account field of an ARN, or None when it has none."""
     parts = arn.split(":")
     return parts[4] if len(parts) > 5 and re.fullmatch(r"\d{12}", parts[4]) else None
+
+
+_ASSUMED_ROLE = re.compile(r"^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role/([^/]+)/[^/]+$")
+
+
+def principal_arn(caller_arn: str) -> str:
+    """The IAM principal an access entry names, from an STS caller ARN.
+
+    An assumed-role session (``arn:aws:sts::A:assumed-role/R/S``) maps to its role
+    ``arn:aws:iam::A:role/R``; users and roles are returned as they are. (A role created under a
+    path needs its full ARN in ``pipeline_principal_arn``: the session ARN does not carry it.)
+    """
+    match = _ASSUMED_ROLE.match(caller_arn)
+    if match:
+        partition, account, role = match.groups()
+        return f"arn:{partition}:iam::{account}:role/{role}"
+    return caller_arn

@@ -142,6 +142,15 @@ class EksctlClusterOperator(BaseOperator):
             )
         return request
 
+    def _caller_principal(self, region: str) -> str:
+        """The IAM principal eksctl will create the cluster as (the AWS connection's identity)."""
+        from airflow.providers.amazon.aws.hooks.sts import StsHook
+
+        from eksml.eksctl.iam import principal_arn
+
+        caller = StsHook(aws_conn_id=self.aws_conn_id, region_name=region).conn.get_caller_identity()["Arn"]
+        return principal_arn(caller)
+
     def _mode(self) -> str | None:
         mode = (self.cluster_mode or "").strip() or None
         if mode not in (None, *CLUSTER_MODES):
@@ -156,7 +165,12 @@ class EksctlClusterOperator(BaseOperator):
         if self.cluster_role not in CLUSTER_ROLES:
             raise AirflowFailException(f"cluster_role must be one of {CLUSTER_ROLES}, got {self.cluster_role!r}")
         try:
-            configs = build_cluster_configs(self._request(context))
+            request = self._request(context)
+            configs = build_cluster_configs(request)  # bad input fails here, before any AWS call
+            if action == "create" and self._mode() != "existing" and not request.creator_arn:
+                # the access entries depend on who creates the cluster (the AWS connection's identity)
+                configs = build_cluster_configs(request.with_overrides(
+                    {"creator_arn": self._caller_principal(request.region)}))
         except ClusterConfigError as exc:
             raise AirflowFailException(str(exc)) from exc
         wanted = {"training": TRAIN_GROUP, "inference": INFERENCE_GROUP}.get(self.cluster_role)

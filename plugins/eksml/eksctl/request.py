@@ -65,7 +65,11 @@ class ClusterRequest:
     system_instance_type: str = "m5.large"
     dedicated_training_cluster: bool = False
     availability_zones: tuple[str, ...] = ()
+    #: IAM principal the pipeline's Kubernetes calls are mapped from (bound to PIPELINE_GROUP's
+    #: Roles); default: the creator, i.e. the identity of the Airflow AWS connection.
     pipeline_principal_arn: str | None = None
+    #: IAM principal that runs eksctl (resolved from STS by the operator before a create).
+    creator_arn: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -248,11 +252,12 @@ def build_cluster_configs(req: ClusterRequest) -> list[ClusterConfig]:
     except KubernetesVersionError as exc:
         raise ClusterConfigError(str(exc)) from None
     try:
-        access = (
-            (AccessEntry(principal_arn=req.pipeline_principal_arn, kubernetes_groups=(PIPELINE_GROUP,)),)
-            if req.pipeline_principal_arn
-            else ()
-        )
+        # One access entry, for the pipeline principal, bound to the project's Roles (never cluster
+        # admin). When that principal is the creator, eksctl must not add its own admin entry for it
+        # too ("access entry already in use"); the add-ons step takes admin just in time instead.
+        principal = req.pipeline_principal_arn or req.creator_arn
+        access = (AccessEntry(principal_arn=principal, kubernetes_groups=(PIPELINE_GROUP,)),) if principal else ()
+        bootstrap = not (principal and principal == req.creator_arn)
         tags = {PROJECT_TAG: "eksml", **req.tags}
         zones = req.availability_zones
         inference_group = inference_node_group(req)
@@ -265,6 +270,7 @@ def build_cluster_configs(req: ClusterRequest) -> list[ClusterConfig]:
                     node_groups=(train_node_group(req), inference_group),
                     service_accounts=_service_accounts(req.name, req, training=True, inference=True),
                     access_entries=access,
+                    bootstrap_creator_admin=bootstrap,
                     tags=tags,
                     availability_zones=zones,
                 )
@@ -280,6 +286,7 @@ def build_cluster_configs(req: ClusterRequest) -> list[ClusterConfig]:
                     node_groups=(train_node_group(req), system_group),
                     service_accounts=_service_accounts(train_name, req, training=True, inference=False),
                     access_entries=access,
+                    bootstrap_creator_admin=bootstrap,
                     tags=tags,
                     availability_zones=zones,
                 ),
@@ -290,6 +297,7 @@ def build_cluster_configs(req: ClusterRequest) -> list[ClusterConfig]:
                     node_groups=(inference_group,),
                     service_accounts=_service_accounts(req.name, req, training=False, inference=True),
                     access_entries=access,
+                    bootstrap_creator_admin=bootstrap,
                     tags=tags,
                     availability_zones=zones,
                 ),
