@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 
 import pytest
 import yaml
@@ -13,10 +11,9 @@ from kubernetes.client import ApiClient
 from eksml.cluster.addons import (
     KUSTOMIZATION,
     AddonError,
+    addon_files,
     addon_objects,
-    addon_urls,
     apply_order,
-    fetch_manifest,
     parse_manifest,
 )
 from eksml.cluster.apply import object_ref
@@ -39,22 +36,46 @@ metadata: {name: mpijobs.kubeflow.org}
 """
 
 
-def test_kustomization_pins_released_versions():
-    urls = addon_urls()
-    assert any("/NVIDIA/k8s-device-plugin/v0.17." in u for u in urls)
-    assert any("/kubeflow/mpi-operator/v0.8." in u and u.endswith("/deploy/v2beta1/mpi-operator.yaml") for u in urls)
-    assert all(u.startswith("https://") for u in urls)
+def test_vendored_add_ons_are_pinned_by_version_and_checksum_with_their_licences():
+    names = [p.name for p in addon_files()]
+    assert names == ["nvidia-device-plugin-v0.17.3.yml", "mpi-operator-v0.8.2.yaml"]
+    folder = KUSTOMIZATION.parent
+    assert "Apache License" in (folder / "LICENSE.nvidia-k8s-device-plugin").read_text()
+    assert "Apache License" in (folder / "LICENSE.kubeflow-mpi-operator").read_text()
+    images = {c["image"] for o in addon_objects() for c in
+              (((o.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers", [])}
+    assert {"nvcr.io/nvidia/k8s-device-plugin:v0.17.3", "mpioperator/mpi-operator:0.8.2"} <= images
+    kinds = {o["kind"] for o in addon_objects()}
+    assert {"CustomResourceDefinition", "DaemonSet", "Deployment"} <= kinds
 
 
-def test_unpinned_url_is_refused(tmp_path):
-    doc = yaml.safe_load(KUSTOMIZATION.read_text())
-    doc["resources"].append(
-        "https://raw.githubusercontent.com/kubeflow/mpi-operator/master/deploy/v2beta1/mpi-operator.yaml"
-    )
-    path = tmp_path / "kustomization.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    with pytest.raises(AddonError, match="pinned to a release tag"):
-        addon_urls(path)
+def _copy_addons(tmp_path):
+    import shutil
+
+    shutil.copytree(KUSTOMIZATION.parent, tmp_path / "addons")
+    return tmp_path / "addons" / "kustomization.yaml"
+
+
+def test_a_changed_add_on_file_is_refused(tmp_path):
+    kustomization = _copy_addons(tmp_path)
+    manifest = kustomization.parent / "mpi-operator-v0.8.2.yaml"
+    manifest.write_text(manifest.read_text().replace("mpioperator/mpi-operator:0.8", "mpioperator/mpi-operator:latest"))
+    with pytest.raises(AddonError, match="does not match its pinned SHA-256"):
+        addon_objects(kustomization)
+
+
+def test_a_url_or_an_unpinned_file_is_refused(tmp_path):
+    kustomization = _copy_addons(tmp_path)
+    doc = yaml.safe_load(kustomization.read_text())
+    doc["resources"].append("https://raw.githubusercontent.com/kubeflow/mpi-operator/master/deploy/v2beta1/mpi-operator.yaml")
+    kustomization.write_text(yaml.safe_dump(doc))
+    with pytest.raises(AddonError, match="not URLs"):
+        addon_files(kustomization)
+    doc["resources"][-1] = "extra.yaml"
+    (kustomization.parent / "extra.yaml").write_text(MANIFEST)
+    kustomization.write_text(yaml.safe_dump(doc))
+    with pytest.raises(AddonError, match="extra.yaml has no pinned SHA-256"):
+        addon_files(kustomization)
 
 
 def test_parse_and_order_a_manifest():
@@ -66,29 +87,6 @@ def test_parse_and_order_a_manifest():
     ]
     with pytest.raises(AddonError, match="not a Kubernetes object"):
         parse_manifest("just: a mapping\n")
-
-
-def test_fetch_from_a_loopback_mirror_and_refuse_plain_http():
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            body = MANIFEST.encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/mpi-operator.yaml"
-        assert len(addon_objects([url])) == 3
-    finally:
-        server.shutdown()
-    with pytest.raises(AddonError, match="https only"):
-        fetch_manifest("http://example.com/manifest.yaml")
 
 
 def _node(name: str, ready: str, gpus: str | None):

@@ -184,3 +184,19 @@ def test_generated_names_are_valid_stable_and_distinct_per_try():
     assert first.startswith("train-mxnet-") and len(first) == len("train-mxnet-") + 8
     assert check_job_name(first, replicas=64) == first
     assert check_job_name(job_name("9_Odd NAME__" * 10, "k"), replicas=10)
+
+
+def test_launcher_runs_on_cpu_nodes_without_the_gpu_toleration(job):
+    pod = job["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]
+    assert "nodeSelector" not in pod and "tolerations" not in pod  # cannot land on (tainted) GPU nodes
+    (term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term["matchExpressions"] == [{"key": "role", "operator": "In", "values": ["inference", "system"]}]
+
+
+def test_multi_gpu_workers_get_a_memory_backed_dev_shm(job):
+    pod = job["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]
+    (volume,) = pod["volumes"]
+    assert volume["emptyDir"]["medium"] == "Memory" and volume["emptyDir"]["sizeLimit"]
+    assert {"name": volume["name"], "mountPath": "/dev/shm"} in pod["containers"][0]["volumeMounts"]
+    single = render_mpijob(_spec(workers=2, gpus=1), AWS, NAME)["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]
+    assert "volumes" not in single

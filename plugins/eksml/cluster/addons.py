@@ -1,17 +1,17 @@
-"""Pinned upstream add-ons (NVIDIA device plugin, Kubeflow MPI operator), fetched by URL.
+"""Pinned upstream add-ons (NVIDIA device plugin, Kubeflow MPI operator), vendored with checksums.
 
 The list lives in ``include/kubernetes/cluster-addons/kustomization.yaml`` (one source of
-truth: the pipeline and ``kubectl apply --server-side -k`` read the same file). Every URL
-must name a release tag, so a cluster built today and one built next month run the same
-versions.
+truth: the pipeline and ``kubectl apply --server-side -k`` read the same file). Its resources
+are files vendored beside it at released versions, each with a SHA-256 in ``addons.sha256``:
+a file that differs from its pinned digest (an edited copy, an upstream file dropped in
+without updating the pin) is refused before anything is applied, and no cluster build
+downloads anything. The kustomization's ``images`` entries (release tags for images the
+upstream file names by a floating tag) are applied here as kustomize would.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
-import urllib.parse
-import urllib.request
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import yaml
 from eksml.settings import PROJECT_ROOT
 
 KUSTOMIZATION = PROJECT_ROOT / "include" / "kubernetes" / "cluster-addons" / "kustomization.yaml"
-_PINNED_RE = re.compile(r"^https://raw\.githubusercontent\.com/[\w.-]+/[\w.-]+/v\d+\.\d+\.\d+/")
+CHECKSUMS = "addons.sha256"
 #: Objects that others depend on go first (a namespaced object needs its Namespace).
 _KIND_ORDER = {"CustomResourceDefinition": 0, "Namespace": 1, "ServiceAccount": 2, "ClusterRole": 3, "Role": 3}
 
@@ -29,30 +29,52 @@ class AddonError(ValueError):
     pass
 
 
-def addon_urls(kustomization: Path = KUSTOMIZATION) -> list[str]:
-    """Remote resources of the kustomization; each must be pinned to a vX.Y.Z tag."""
+def _pinned_digests(folder: Path) -> dict[str, str]:
+    path = folder / CHECKSUMS
+    if not path.is_file():
+        raise AddonError(f"{path} is missing: every vendored add-on needs a pinned SHA-256")
+    digests = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            digests[name.strip().lstrip("*")] = digest.lower()
+    return digests
+
+
+def addon_files(kustomization: Path = KUSTOMIZATION) -> list[Path]:
+    """The vendored resources of the kustomization, each checked against its pinned SHA-256."""
     doc = yaml.safe_load(kustomization.read_text()) or {}
-    urls = [r for r in doc.get("resources", []) if "://" in r]
-    unpinned = [u for u in urls if not _PINNED_RE.match(u)]
-    if unpinned:
-        raise AddonError(f"add-on URLs must be https and pinned to a release tag vX.Y.Z: {unpinned}")
-    return urls
+    resources = doc.get("resources", [])
+    remote = [r for r in resources if "://" in r]
+    if remote:
+        raise AddonError(f"add-ons must be vendored files with a pinned SHA-256, not URLs: {remote}")
+    digests = _pinned_digests(kustomization.parent)
+    files = []
+    for name in resources:
+        path = kustomization.parent / name
+        if name not in digests:
+            raise AddonError(f"{name} has no pinned SHA-256 in {CHECKSUMS}")
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        if actual != digests[name]:
+            raise AddonError(f"{name} does not match its pinned SHA-256 ({actual} != {digests[name]}): "
+                             "refusing to apply a changed add-on")
+        files.append(path)
+    return files
 
 
-def _is_loopback(host: str | None) -> bool:
-    try:
-        return host is not None and (host == "localhost" or ipaddress.ip_address(host).is_loopback)
-    except ValueError:
-        return False
+def _image_overrides(kustomization: Path) -> dict[str, str]:
+    doc = yaml.safe_load(kustomization.read_text()) or {}
+    return {i["name"]: i["newTag"] for i in doc.get("images", []) if i.get("newTag")}
 
 
-def fetch_manifest(url: str, timeout: float = 30) -> str:
-    """Download a manifest over https (plain http only from a loopback mirror)."""
-    parsed = urllib.parse.urlparse(url)
-    if parsed.scheme != "https" and not (parsed.scheme == "http" and _is_loopback(parsed.hostname)):
-        raise AddonError(f"refusing to fetch {url}: https only")
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (scheme checked above)
-        return response.read().decode()
+def _set_image_tags(obj: dict[str, Any], tags: dict[str, str]) -> None:
+    """kustomize's ``images: [{name, newTag}]`` for Deployments, DaemonSets and the like."""
+    spec = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    for container in [*spec.get("containers", []), *spec.get("initContainers", [])]:
+        name = container.get("image", "").rsplit("@", 1)[0]
+        repo = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+        if repo in tags:
+            container["image"] = f"{repo}:{tags[repo]}"
 
 
 def parse_manifest(text: str, source: str = "manifest") -> list[dict[str, Any]]:
@@ -75,9 +97,12 @@ def apply_order(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(objects, key=lambda o: _KIND_ORDER.get(o["kind"], 9))
 
 
-def addon_objects(urls: list[str] | None = None) -> list[dict[str, Any]]:
-    """All objects of the pinned add-ons, fetched now."""
+def addon_objects(kustomization: Path = KUSTOMIZATION) -> list[dict[str, Any]]:
+    """All objects of the pinned add-ons, read from the vendored, checksum-verified files."""
+    tags = _image_overrides(kustomization)
     objects: list[dict[str, Any]] = []
-    for url in urls if urls is not None else addon_urls():
-        objects.extend(parse_manifest(fetch_manifest(url), url))
+    for path in addon_files(kustomization):
+        for obj in parse_manifest(path.read_text(), path.name):
+            _set_image_tags(obj, tags)
+            objects.append(obj)
     return objects

@@ -126,16 +126,21 @@ def _container(name: str, image: str, command: list[str], env: list[k8s.V1EnvVar
 
 
 def _template(spec: WorkloadSpec, settings: Settings, labels: Mapping[str, str],
-              container: k8s.V1Container, sysctls: Mapping[str, str] | None = None) -> k8s.V1PodTemplateSpec:
+              container: k8s.V1Container, sysctls: Mapping[str, str] | None = None, *,
+              gpu_nodes: bool = True, volumes: list[k8s.V1Volume] | None = None) -> k8s.V1PodTemplateSpec:
+    """Workers go to the GPU nodes (selector and toleration); the CPU-only launcher to any CPU node."""
+    placement: dict[str, Any] = (
+        {"node_selector": podparts.node_selector(spec.node_role), "tolerations": podparts.gpu_tolerations()}
+        if gpu_nodes else {"affinity": podparts.cpu_node_affinity()})
     return k8s.V1PodTemplateSpec(
         metadata=k8s.V1ObjectMeta(labels=dict(labels), annotations={"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}),
         spec=k8s.V1PodSpec(
             containers=[container],
             service_account_name=settings.training_service_account,
             automount_service_account_token=False,  # v2 launchers use ssh, not the Kubernetes API
-            node_selector=podparts.node_selector(spec.node_role),
-            tolerations=podparts.gpu_tolerations(),
             security_context=podparts.pod_security_context(sysctls),
+            volumes=volumes or None,
+            **placement,
         ),
     )
 
@@ -167,13 +172,15 @@ def render_mpijob(
 
     launcher = _template(spec, settings, pod_labels, _container(
         LAUNCHER_CONTAINER, image, launcher_command(spec), env, podparts.resource_requirements(LAUNCHER_RESOURCES),
-    ))
+    ), gpu_nodes=False)
+    shm_volumes, shm_mounts = podparts.shared_memory(spec.resources)
     worker = _template(spec, settings, pod_labels, _container(
         WORKER_CONTAINER, image, list(WORKER_COMMAND), env, podparts.resource_requirements(spec.resources),
         ports=[k8s.V1ContainerPort(name="ssh", container_port=SSHD_PORT)],
         # Ready means sshd accepts connections: what WaitForWorkersReady waits for.
         readiness_probe=k8s.V1Probe(tcp_socket=k8s.V1TCPSocketAction(port=SSHD_PORT), period_seconds=2),
-    ), sysctls={"net.ipv4.ip_unprivileged_port_start": str(SSHD_PORT)})
+        volume_mounts=shm_mounts or None,
+    ), sysctls={"net.ipv4.ip_unprivileged_port_start": str(SSHD_PORT)}, volumes=shm_volumes)
 
     sanitize = ApiClient().sanitize_for_serialization
     return {

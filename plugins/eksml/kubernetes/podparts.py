@@ -45,6 +45,31 @@ def node_selector(role: str) -> dict[str, str]:
     return {NODE_ROLE_LABEL: role}
 
 
+#: Roles of the CPU node groups: inference (shared layout), system (dedicated training cluster).
+CPU_ROLES = ("inference", "system")
+
+
+def cpu_node_affinity() -> k8s.V1Affinity:
+    """Any CPU node of the cluster, whichever layout: for pods that need no GPU (the MPI launcher)."""
+    term = k8s.V1NodeSelectorTerm(match_expressions=[
+        k8s.V1NodeSelectorRequirement(key=NODE_ROLE_LABEL, operator="In", values=list(CPU_ROLES))])
+    return k8s.V1Affinity(node_affinity=k8s.V1NodeAffinity(
+        required_during_scheduling_ignored_during_execution=k8s.V1NodeSelector(node_selector_terms=[term])))
+
+
+def shared_memory(resources: Resources) -> tuple[list[k8s.V1Volume], list[k8s.V1VolumeMount]]:
+    """A memory-backed ``/dev/shm`` for processes that share GPUs' data through it (NCCL, Horovod).
+
+    The container runtime's default is 64 MiB, too small for several GPUs in one pod; the
+    volume counts against the pod's memory limit, which bounds it.
+    """
+    if resources.gpus <= 1:
+        return [], []
+    volume = k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory",
+                                                                            size_limit=str(resources.memory)))
+    return [volume], [k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")]
+
+
 def gpu_tolerations() -> list[k8s.V1Toleration]:
     """Tolerate the GPU nodes' ``nvidia.com/gpu=present:NoSchedule`` taint (any value)."""
     return [k8s.V1Toleration(key=GPU_TAINT_KEY, operator="Exists", effect="NoSchedule")]
