@@ -3,8 +3,9 @@
     .venvs/inference/bin/python bench/inference_latency.py [--model-uri URI ...] [--requests 200]
 
 For each model version: the same real test images are classified (a) by the loaded model
-called in this process and (b) through the server (V1 JSON over a kept-alive HTTP connection
-on 127.0.0.1), at batch 1 and batch 32, one request at a time; then (c) batch 1 from 8
+called in this process and (b) through the server over a kept-alive HTTP connection on
+127.0.0.1, as V1 JSON and as V2 with binary tensor data, at batch 1 and batch 32, one request
+at a time, the in-process row measured right before its server row; then (c) batch 1 from 8
 concurrent clients, where the server's micro-batching groups requests. Prints p50/p99 latency,
 requests/s and images/s, and the server/in-process ratio. Bounded: ``--requests`` per row and
 ``--max-seconds`` per row. Default models: the cached test exports of tests/integration.
@@ -53,18 +54,35 @@ def timed_loop(fn, requests: int, max_seconds: float) -> tuple[list[float], floa
 
 
 class Client:
-    """One kept-alive HTTP connection posting a prepared V1 body."""
+    """One kept-alive HTTP connection posting a prepared body (V1 JSON or V2 binary)."""
 
-    def __init__(self, port: int, body: bytes) -> None:
+    def __init__(self, port: int, request: tuple[str, bytes, dict[str, str]]) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        self.body = body
+        self.path, self.body, self.headers = request
 
     def __call__(self) -> None:
-        self.conn.request("POST", f"/v1/models/{NAME}:predict", self.body, {"Content-Type": "application/json"})
+        self.conn.request("POST", self.path, self.body, self.headers)
         response = self.conn.getresponse()
         payload = response.read()
         if response.status != 200:
             raise RuntimeError(f"HTTP {response.status}: {payload[:200]!r}")
+
+
+def v1_json(images) -> tuple[str, bytes, dict[str, str]]:
+    body = json.dumps({"instances": images.tolist()}).encode()
+    return f"/v1/models/{NAME}:predict", body, {"Content-Type": "application/json"}
+
+
+def v2_binary(images) -> tuple[str, bytes, dict[str, str]]:
+    """Open Inference Protocol with the binary tensor data extension (uint8 pixels in, float32 out)."""
+    head = json.dumps({"inputs": [{"name": "pixels", "datatype": "UINT8", "shape": list(images.shape),
+                                   "parameters": {"binary_data_size": images.size}}],
+                       "parameters": {"binary_data_output": True}}).encode()
+    return (f"/v2/models/{NAME}/infer", head + images.astype("uint8").tobytes(),
+            {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(head))})
+
+
+PROTOCOLS = {"V1 JSON": v1_json, "V2 binary": v2_binary}
 
 
 def free_port() -> int:
@@ -106,23 +124,27 @@ def bench_model(uri: str, requests: int, max_seconds: float, clients: int,
     try:
         for batch in (1, 32):
             pixels = x_test[:batch].astype(np.float32)
-            body = json.dumps({"instances": x_test[:batch].tolist()}).encode()
             for _ in range(5):
                 backend.predict(pixels)
-            local = summarize(*timed_loop(lambda x=pixels: backend.predict(x), requests, max_seconds), batch)
-            client = Client(port, body)
-            for _ in range(5):
-                client()
-            remote = summarize(*timed_loop(client, requests, max_seconds), batch)
-            rows.append((f"batch {batch:>2}, 1 client", local, remote))
+            for protocol, encode in PROTOCOLS.items():
+                # In-process and server rows alternate, so both see the same machine load.
+                local = summarize(*timed_loop(lambda x=pixels: backend.predict(x), requests, max_seconds), batch)
+                client = Client(port, encode(x_test[:batch]))
+                for _ in range(5):
+                    client()
+                remote = summarize(*timed_loop(client, requests, max_seconds), batch)
+                rows.append((f"batch {batch:>2}, 1 client, {protocol}", local, remote))
         # Concurrent single-image requests: the micro-batcher groups them into shared model calls.
-        body = json.dumps({"instances": x_test[:1].tolist()}).encode()
         per_client = max(1, requests // clients)
-        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-            start = time.perf_counter()
-            parts = list(pool.map(lambda _: timed_loop(Client(port, body), per_client, max_seconds)[0], range(clients)))
-            wall = time.perf_counter() - start
-        rows.append((f"batch  1, {clients} clients", None, summarize([x for p in parts for x in p], wall, 1)))
+        for protocol, encode in PROTOCOLS.items():
+            request = encode(x_test[:1])
+            with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+                start = time.perf_counter()
+                parts = list(pool.map(lambda _, r=request: timed_loop(Client(port, r), per_client, max_seconds)[0],
+                                      range(clients)))
+                wall = time.perf_counter() - start
+            rows.append((f"batch  1, {clients} clients, {protocol}", None,
+                         summarize([x for p in parts for x in p], wall, 1)))
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -148,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.disable(logging.INFO)
     models = args.model_uri or default_models()
-    print(f"{'model':<34} {'row':<20} {'in-process p50/p99 ms':>22} {'server p50/p99 ms':>19} "
-          f"{'in-proc req/s':>13} {'server req/s':>12} {'server img/s':>12} {'p50 ratio':>9}")
+    print(f"{'model':<34} {'row':<31} {'in-process p50/p99 ms':>22} {'server p50/p99 ms':>19} "
+          f"{'in-proc req/s':>13} {'server req/s':>12} {'server img/s':>12} {'p50 ratio':>9} {'p50 overhead':>12}")
     for uri in models:
         framework = json.loads(Path(uri.removeprefix("file://"), "metrics.json").read_text())["framework"]
         label = f"{Path(uri).name[:24]} ({framework})"
@@ -157,9 +179,10 @@ def main(argv: list[str] | None = None) -> int:
                                                  args.max_latency_ms):
             local_lat = f"{local['p50_ms']:.2f}/{local['p99_ms']:.2f}" if local else "-"
             local_rps = f"{local['rps']:.0f}" if local else "-"
-            ratio = f"{remote['p50_ms'] / local['p50_ms']:.1f}x" if local else "-"
-            print(f"{label:<34} {row:<20} {local_lat:>22} {remote['p50_ms']:>8.2f}/{remote['p99_ms']:<10.2f}"
-                  f"{local_rps:>13} {remote['rps']:>12.0f} {remote['images_s']:>12.0f} {ratio:>9}", flush=True)
+            ratio = f"{remote['p50_ms'] / local['p50_ms']:.2f}x" if local else "-"
+            overhead = f"{remote['p50_ms'] - local['p50_ms']:+.2f} ms" if local else "-"
+            print(f"{label:<34} {row:<31} {local_lat:>22} {remote['p50_ms']:>8.2f}/{remote['p99_ms']:<10.2f}"
+                  f"{local_rps:>13} {remote['rps']:>12.0f} {remote['images_s']:>12.0f} {ratio:>9} {overhead:>12}", flush=True)
     return 0
 
 
