@@ -7,7 +7,8 @@ images (100,000 are about 155 MB of JSON) over a raw socket while another thread
 ``/v2/health/live`` every 50 ms. Prints the time from the first byte sent to the status line,
 the status, how much of the body had been sent by then, the server's peak RSS (``VmHWM``)
 before and after, and the slowest liveness answer during the request. Then the same for a
-body of spaces (``--spaces-mb``). Figures only; the tests assert the behaviour.
+body of spaces (``--spaces-mb``), and for an allowed body that is as costly to decode as one
+under the default limit can be. Figures only; the tests assert the behaviour.
 """
 
 from __future__ import annotations
@@ -117,12 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     real = [json.dumps(image.tolist(), separators=(",", ":")) for image in x_test]
     images_body = ('{"instances":[' + ",".join(real[i % len(real)] for i in range(args.images)) + "]}").encode()
     spaces_body = b"{" + b" " * (args.spaces_mb * 1_000_000) + b"}"
+    # Allowed (under the default 4 MiB limit) but as costly to decode as such a body gets:
+    # 64 images plus ~1.9 million numbers in a field the server ignores.
+    allowed_body = ('{"instances":[' + ",".join(real[:64]) + '],"padding":[' + ",".join(["0"] * 1_900_000)
+                    + "]}").encode()
     port = free_port()
     server = start_server(uri, port, 0.0)
     try:
         print(f"server pid {server.pid}, model {uri}")
         probe(port, server.pid, images_body, f"{args.images} images")
         probe(port, server.pid, spaces_body, f"{args.spaces_mb} MB of spaces")
+        probe(port, server.pid, allowed_body, "allowed, costly to decode")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/live", timeout=60) as r:
             print(f"liveness afterwards: HTTP {r.status}")
     finally:
