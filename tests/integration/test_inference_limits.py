@@ -117,6 +117,7 @@ def test_oversized_requests_leave_memory_bounded_and_liveness_answering(server):
         assert list(parsed) == [400] * 8
     assert live == [200] * 5
     growth = peak_rss_mb(pid) - before
+    print(f"peak RSS {before:.0f} -> {before + growth:.0f} MB under 8 oversized and 8 near-limit bodies at once")
     # Bodies in memory are capped at 4 x the body limit (16 MiB), one large body is decoded at a time.
     assert growth < 160, f"peak RSS grew by {growth:.0f} MB"
 
