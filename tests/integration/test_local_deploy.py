@@ -122,7 +122,7 @@ def test_a_killed_server_is_restarted_by_its_supervisor_and_answers_again(env, m
         time.sleep(0.5)
     assert serving.current() == current  # the same supervisor still owns the stable port
     assert record["exits"][-1]["status"] == -signal.SIGKILL
-    monkeypatch.setattr(local, "DEFAULT_STATE_DIR", env["state"])
+    monkeypatch.setenv("EKSML_SERVING_DIR", str(env["state"]))
     monkeypatch.setenv("EKSML_INFERENCE_PORT", str(env["port"]))
     assert cli.main(["status"]) == 0
     status = json.loads(capsys.readouterr().out)
