@@ -4,13 +4,13 @@ Scheduled on the champion-model asset, so every promotion is deployed. Every DAG
 paused: **unpause this one** (toggle in the UI, or `airflow dags unpause model_deployment`)
 for promotions to be deployed; while paused, asset events queue and the newest is deployed
 once unpaused. A version serves only after real predictions passed the smoke test; a failed
-deploy leaves the previous one serving.
+deploy leaves the previous one serving and the champion pointer unchanged.
 
 **Rolling back.** List the registered versions with their test accuracy (`*` marks the
 champion): `PYTHONPATH=plugins .venv/bin/python -m eksml.registry list`. Then trigger this
 DAG with that version: the trigger form's *Model version* field, or
-`airflow dags trigger model_deployment -c '{"version": "<version>"}'`. The version becomes the
-champion (the promotion history records the rollback) and is deployed behind the smoke test.
+`airflow dags trigger model_deployment -c '{"version": "<version>"}'`. Once the version serves
+(behind the smoke test) it becomes the champion; the promotion history records the rollback.
 """
 
 from __future__ import annotations
@@ -45,11 +45,19 @@ with DAG(
 
     @task(retries=0)
     def resolve_version(params=None) -> dict:
-        """The champion, or the requested version made champion."""
+        """The champion, or the requested version (not yet champion: that waits for the smoke test)."""
         from eksml.deployment import resolve_deployment
         from eksml.settings import load_settings
 
         return resolve_deployment(params.get("version"), load_settings(use_airflow_variable=True))
+
+    @task(retries=1)
+    def record_champion(pointer: dict) -> dict:
+        """A requested version that now serves becomes the champion (rollback or pin)."""
+        from eksml.deployment import record_deployment
+        from eksml.settings import load_settings
+
+        return record_deployment(pointer, load_settings(use_airflow_variable=True))
 
     pointer = resolve_version()
     deploy = DeployModelOperator(
@@ -57,4 +65,4 @@ with DAG(
         model_uri="{{ ti.xcom_pull(task_ids='resolve_version')['uri'] }}",
         version="{{ ti.xcom_pull(task_ids='resolve_version')['version'] }}",
     )
-    pointer >> deploy
+    pointer >> deploy >> record_champion(pointer)

@@ -13,19 +13,28 @@ log = logging.getLogger(__name__)
 
 
 def resolve_deployment(version: str | None, settings: Settings) -> dict[str, Any]:
-    """The pointer to deploy.
+    """The pointer to deploy: the champion, or the registered ``version`` asked for by hand.
 
-    With ``version`` (a manual rollback or pin) that registered version becomes the champion
-    first, so later evaluation gates compare against what actually serves.
+    A requested version becomes champion only after it deployed and passed its smoke test
+    (:func:`record_deployment`), so a broken one never displaces the champion that serves.
     """
     registry = ModelRegistry(store_path(settings.models_root, settings))
     if version:
         meta = registry.metadata(version)  # raises for an unknown version before anything moves
         accuracy = float((meta.get("metrics") or {}).get("test_accuracy") or 0.0)
-        pointer = registry.promote(version, test_accuracy=accuracy, reason="manual redeploy", force=True)
-        log.info("redeploying %s by request", version)
-        return pointer
+        log.info("deploying %s by request", version)
+        return {"version": version, "uri": meta["uri"], "test_accuracy": accuracy, "requested": True}
     champion = registry.champion()
     if champion is None:
         raise RegistryError(f"no champion under {settings.models_root}: train a model first")
-    return champion
+    return {**champion, "requested": False}
+
+
+def record_deployment(pointer: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """After a successful deploy of a requested version, make it the champion (a rollback or pin),
+    so later evaluation gates compare against what actually serves."""
+    if not pointer.get("requested"):
+        return pointer
+    registry = ModelRegistry(store_path(settings.models_root, settings))
+    return registry.promote(pointer["version"], test_accuracy=pointer["test_accuracy"], force=True,
+                            reason="manual redeploy") or pointer

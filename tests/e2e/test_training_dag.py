@@ -198,6 +198,7 @@ def test_s3_stores_on_a_moto_server(moto_server, monkeypatch, tmp_path, dataset_
             target.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file("eksml-e2e", key, str(target))
     meta = json.loads((local / "metadata.json").read_text())
-    assert meta["uri"] == f"s3://eksml-e2e/{prefix}"
+    assert "uri" not in meta and prefix == f"ml/models/fashion-mnist/{meta['version']}"  # no store URI inside
+    assert len(meta["data_files"]) == 4 and meta["data_uri"].startswith("s3://eksml-e2e/ml/data/")
     assert _predict_in_tf_venv(local, dataset_dir, FAST_CONF["limit_test"]) == pytest.approx(
         meta["metrics"]["test_accuracy"], abs=1e-6)

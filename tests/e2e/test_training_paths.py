@@ -1,0 +1,101 @@
+"""The training DAG's other paths end to end in the local profile (``dag.test()``, real training
+on slices of Fashion-MNIST): MXNet with Horovod, both frameworks side by side, and a run whose
+training fails (the run fails, nothing is registered, the teardown branch still runs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+VENVS = ROOT / ".venvs"
+SLICE = {"epochs": 1, "limit_train": 1000, "limit_test": 500, "workers": 2, "gpus": 0, "batch_size": 64}
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch, airflow_db):
+    monkeypatch.setenv("EKSML_STORE_URI", (tmp_path / "store").as_uri())
+    monkeypatch.setenv("EKSML_PROFILE", "local")
+    return tmp_path / "store"
+
+
+def _dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "fashion_mnist_training.py"))
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags["fashion_mnist_training"]
+
+
+def _states(run) -> dict[str, str]:
+    return {ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): str(ti.state)
+            for ti in run.get_task_instances()}
+
+
+def _versions(store: Path) -> dict[str, dict]:
+    models = store / "models" / "fashion-mnist"
+    return {p.name: json.loads((p / "metadata.json").read_text())
+            for p in models.iterdir() if (p / "metadata.json").exists()} if models.exists() else {}
+
+
+def _need(*images: str) -> None:
+    missing = [i for i in images if not (VENVS / i / "bin" / "python").exists()]
+    if missing:
+        pytest.skip(f"virtualenv(s) missing: {', '.join(missing)} (bash scripts/setup.sh)")
+
+
+@pytest.mark.slow
+def test_mxnet_with_horovod(store, dataset_dir):
+    _need("mxnet-horovod", "inference")
+    run = _dag().test(run_conf={**SLICE, "framework": "mxnet"})
+    states = _states(run)
+    assert str(run.state) == "success", states
+    assert states["train_mxnet"] == "success" and states["train_tensorflow"] == "skipped"
+    (meta,) = _versions(store).values()
+    assert meta["framework"] == "mxnet" and meta["metrics"]["workers"] == 2
+    assert meta["metrics"]["test_accuracy"] > 0.5
+    champion = json.loads((store / "models" / "fashion-mnist" / "champion.json").read_text())
+    assert champion["version"] == meta["version"]
+
+
+@pytest.mark.slow
+def test_both_frameworks_side_by_side(store, dataset_dir):
+    _need("mxnet-horovod", "tf-fashion-mnist", "inference")
+    run = _dag().test(run_conf={**SLICE, "framework": "both"})
+    states = _states(run)
+    assert str(run.state) == "success", states
+    assert states["train_mxnet"] == states["train_tensorflow"] == "success"
+    assert states["evaluate[0]"] == states["evaluate[1]"] == "success"
+    versions = _versions(store)
+    assert sorted(m["framework"] for m in versions.values()) == ["mxnet", "tensorflow"]
+    best = max(versions.values(), key=lambda m: m["metrics"]["test_accuracy"])
+    champion = json.loads((store / "models" / "fashion-mnist" / "champion.json").read_text())
+    assert champion["version"] == best["version"]
+
+
+def test_a_training_failure_fails_the_run_and_the_teardown_branch_still_runs(store, tmp_path, monkeypatch,
+                                                                             dataset_dir):
+    """The TF entrypoint is replaced by one that refuses its input (exit 2): no retry, no version."""
+    venvs = tmp_path / "venvs"
+    python = venvs / "tf-fashion-mnist" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text("#!/bin/sh\necho 'error: this input can never train' >&2\nexit 2\n")
+    python.chmod(python.stat().st_mode | stat.S_IEXEC)
+    for image in ("inference", "mxnet-horovod"):
+        if (VENVS / image).exists():
+            os.symlink(os.path.realpath(VENVS / image), venvs / image)
+    monkeypatch.setenv("EKSML_VENVS_DIR", str(venvs))
+    run = _dag().test(run_conf={**SLICE, "framework": "tensorflow"})
+    states = _states(run)
+    assert str(run.state) == "failed", states
+    assert states["train_tensorflow"] == "failed"
+    assert states["register"] == "upstream_failed" and states["publish_champion"] == "upstream_failed"
+    # the teardown branch ran (ALL_DONE); with no cluster in the local profile it deletes nothing
+    assert states["needs_teardown"] == "success" and states["delete_cluster"] == "skipped"
+    ti = next(t for t in run.get_task_instances() if t.task_id == "train_tensorflow")
+    assert ti.try_number == 1  # "can never succeed" is not retried
+    assert _versions(store) == {} and not (store / "models" / "fashion-mnist" / "champion.json").exists()
