@@ -41,11 +41,11 @@ def deployment(tmp_path_factory, airflow_db, dataset_dir):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {"EKSML_PROFILE": "local", "EKSML_STORE_URI": (root / "store").as_uri(),
-           "EKSML_INFERENCE_PORT": str(port), "EKSML_SOURCE_DATA_URI": str(dataset_dir)}
+           "EKSML_INFERENCE_PORT": str(port), "EKSML_SOURCE_DATA_URI": str(dataset_dir),
+           "EKSML_SERVING_DIR": str(root / "serving")}  # never the developer's own server
     mp = pytest.MonkeyPatch()
     for key, value in env.items():
         mp.setenv(key, value)
-    mp.setattr(serving_local, "DEFAULT_STATE_DIR", root / "serving")  # never the developer's own server
     settings = load_settings()
     registry = ModelRegistry(store_path(settings.models_root, settings))
     trained = im.trained_model("tensorflow")
