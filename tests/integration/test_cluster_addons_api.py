@@ -6,10 +6,10 @@ no admission, no controllers). The operator resolves the cluster through the EKS
 token with the Airflow AWS connection, reads the account from STS, and applies the pipeline's
 namespaces, IRSA service accounts, RBAC and cluster autoscaler there, twice (idempotent).
 
-Not covered here: the upstream add-ons (NVIDIA device plugin, MPI operator) are fetched from
-their pinned release URLs, which this machine cannot reach, so ``install_upstream=False``; and
-nothing proves a real API server accepts the objects (the schema tests and the real control
-plane tests do that).
+Stubbed: the EKS access-entry grant held while add-ons apply (``cluster_admin_while``), whose
+API moto does not implement (``tests/unit/test_access_entries.py`` covers it with botocore's
+Stubber). Not proved here: that a real API server accepts the objects (the schema tests and
+the real control plane tests do that).
 """
 
 from __future__ import annotations
@@ -37,14 +37,35 @@ def aws_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(key, value)
 
 
-def test_addons_operator_prepares_the_runs_cluster_idempotently(ephemeral, aws_settings) -> None:
+@pytest.fixture
+def no_access_entry_api(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the access grant instead of calling the access-entry API moto lacks."""
+    import contextlib
+
+    import eksml.cluster.eks as eks
+
+    granted: list[str] = []
+
+    @contextlib.contextmanager
+    def held(cluster, region, principal, aws_conn_id, log=print):
+        granted.append(f"{cluster}:{principal}")
+        yield
+
+    monkeypatch.setattr(eks, "cluster_admin_while", held)
+    return granted
+
+
+def test_addons_operator_prepares_the_runs_cluster_idempotently(ephemeral, aws_settings, no_access_entry_api) -> None:
     from eksml.cluster.operators import ClusterAddonsOperator
 
     operator = ClusterAddonsOperator(task_id="prepare_cluster", cluster_name=EPHEMERAL, cluster_role="training",
-                                     cluster_mode="ephemeral", install_upstream=False)
+                                     cluster_mode="ephemeral")
     first = operator.execute(_context())
+    assert no_access_entry_api and no_access_entry_api[0].startswith(f"{EPHEMERAL}:arn:aws:")
     kinds = {ref.split("/", 1)[0] for ref in first["applied"]}
-    assert {"Namespace", "ServiceAccount", "Role", "RoleBinding", "Deployment"} <= kinds
+    assert {"Namespace", "ServiceAccount", "Role", "RoleBinding", "Deployment", "DaemonSet",
+            "CustomResourceDefinition"} <= kinds  # the pipeline's objects and the vendored add-ons
+    assert any(o["metadata"]["name"] == "mpijobs.kubeflow.org" for o in ephemeral.items("customresourcedefinitions"))
     namespaces = {o["metadata"]["name"] for o in ephemeral.items("namespaces")}
     assert "ml-training" in namespaces
     (training_sa,) = [o for o in ephemeral.items("serviceaccounts", "ml-training")
