@@ -23,9 +23,13 @@ SAGEMAKER_INSTANCE_TYPES = (
     "ml.g5.12xlarge", "ml.p3.2xlarge", "ml.p3.8xlarge", "ml.p3.16xlarge", "ml.p4d.24xlarge",
 )
 
-#: Sections of the trigger form (the UI groups params by the ``section`` key).
-TRAINING, DATA, CLUSTER, SAGEMAKER = "Training", "Data", "Cluster (aws profile)", "SageMaker (trainer=sagemaker)"
-SECTIONS = (TRAINING, DATA, CLUSTER, SAGEMAKER)
+#: Sections of the trigger form (the UI groups params by the ``section`` key). The training
+#: params carry none: they form the form's default section, "Run Parameters", the one the UI
+#: opens by default; the others start collapsed (data slices, cloud-only settings).
+TRAINING, DATA, CLUSTER, SAGEMAKER = None, "Data", "Cluster (aws profile)", "SageMaker (trainer=sagemaker)"
+SECTIONS = (DATA, CLUSTER, SAGEMAKER)
+#: The title the UI gives params without a section.
+DEFAULT_SECTION = "Run Parameters"
 
 #: name -> JSON-schema keywords (plus default/title/description/section) of each Param.
 PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -106,7 +110,8 @@ def airflow_params() -> dict[str, Any]:
     """
     from airflow.sdk import Param
 
-    return {name: Param(**{**schema, "description": schema["description"] + bounds_text(schema)})
+    return {name: Param(**{**{k: v for k, v in schema.items() if v is not None or k != "section"},
+                           "description": schema["description"] + bounds_text(schema)})
             for name, schema in PARAM_SCHEMAS.items()}
 
 

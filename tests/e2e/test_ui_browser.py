@@ -91,12 +91,27 @@ class UI:
             self.shot("failure")
             raise AssertionError(f"{needle!r} never appeared on {self.driver.current_url}") from None
 
+    def reveal(self, name: str) -> None:
+        """Expand the form section holding param ``name`` (only the default section starts open)."""
+        from eksml.params import PARAM_SCHEMAS
+
+        section = PARAM_SCHEMAS[name].get("section")
+        if not section:
+            return
+        trigger = self.find(By.XPATH, f"//button[@aria-expanded][.//*[normalize-space()='{section}']]")
+        if trigger.get_attribute("aria-expanded") != "true":
+            self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", trigger)
+            trigger.click()
+            self.wait.until(lambda d: trigger.get_attribute("aria-expanded") == "true")
+
     def field(self, name: str):
         """The form row (label, input, help text) of param ``name``."""
+        self.reveal(name)
         anchor = self.find(By.CSS_SELECTOR, f"[name='element_{name}'], #element_{name}")
         return anchor.find_element(By.XPATH, "./ancestor::*[@data-scope='field' and @data-part='root'][1]")
 
     def type_number(self, name: str, value: str) -> None:
+        self.reveal(name)
         box = self.find(By.NAME, f"element_{name}")
         self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
         box.click()
@@ -162,8 +177,11 @@ def test_training_dag_page(ui):
     ui.driver.get(f"{ui.base_url}/dags/{TRAINING_DAG}")
     ui.wait_text("ml-platform")
     page = ui.text()
-    for expected in (TRAINING_DAG, "ml-platform", "fashion-mnist", "Schedule", "validate_params", "train_tensorflow"):
-        assert expected in page
+    # The grid lists the stages (task groups, collapsed), not 19 tasks in a row.
+    for expected in (TRAINING_DAG, "ml-platform", "fashion-mnist", "Schedule", "validate_params",
+                     "cluster", "training", "evaluation", "registry"):
+        assert expected in page, expected
+    assert "train_sagemaker_mxnet" not in page
     # The schedule cell names the asset, or (once the DAG has run) "Asset or <cron>".
     assert "fashion_mnist_training_data" in page or "Asset or 0 3 * * 1" in page
     ui.shot("02-training-dag")
@@ -172,8 +190,12 @@ def test_training_dag_page(ui):
 def test_trigger_form_renders_every_param_with_its_type(ui):
     from eksml.params import PARAM_SCHEMAS
 
+    from eksml.params import DEFAULT_SECTION, SECTIONS
+
     ui.open_trigger_form()
-    ui.wait_text("Run Parameters")
+    for title in (DEFAULT_SECTION, *SECTIONS):
+        ui.wait_text(title)
+    ui.shot("03a-trigger-form-sections")
     for name, schema in PARAM_SCHEMAS.items():
         row = ui.field(name)
         label = row.find_element(By.CSS_SELECTOR, "label").text
@@ -194,7 +216,10 @@ def test_trigger_form_renders_every_param_with_its_type(ui):
                 assert float(box.get_attribute("aria-valuemax")) == schema["maximum"], name
         else:
             assert row.find_element(By.NAME, f"element_{name}").get_attribute("type") == "text", name
+    assert "Limits: 1 to 100. The form clamps" in ui.field("epochs").text
     ui.shot("03-trigger-form")
+    ui.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})",
+                             ui.find(By.CSS_SELECTOR, "#element_framework [role='combobox']"))
     ui.click(By.CSS_SELECTOR, "#element_framework [role='combobox']")
     ui.wait_text("mxnet")
     options = ui.driver.find_elements(By.CSS_SELECTOR, "[id^='react-select'][id*='-option-']")

@@ -87,10 +87,13 @@ def test_every_param_has_a_section_and_numbers_state_their_limits():
     from eksml.params import PARAM_SCHEMAS, SECTIONS, airflow_params
 
     params = airflow_params()
-    assert {schema["section"] for schema in PARAM_SCHEMAS.values()} == set(SECTIONS)
+    assert {schema["section"] for schema in PARAM_SCHEMAS.values()} == {None, *SECTIONS}
     assert PARAM_SCHEMAS["sagemaker_use_spot"]["section"].startswith("SageMaker")
     assert PARAM_SCHEMAS["cluster"]["section"].startswith("Cluster")
-    assert params["epochs"].schema["section"] == "Training"
+    assert PARAM_SCHEMAS["limit_train"]["section"] == PARAM_SCHEMAS["data_uri"]["section"] == "Data"
+    # Training knobs: the default section (the one the form opens), so no section key at all.
+    for name in ("framework", "epochs", "batch_size", "min_improvement"):
+        assert "section" not in params[name].schema, name
     epochs = params["epochs"].description
     assert "Limits: 1 to 100. The form clamps" in epochs and "REST API refuses" in epochs
     assert "Limits: > 0 to 1." in params["learning_rate"].description
