@@ -33,6 +33,10 @@ def run_facts(context: dict[str, Any]) -> dict[str, Any]:
     return {"run_id": dag_run.run_id, "dag_id": dag_run.dag_id, "interval_start": start, "interval_end": end}
 
 
+class PreflightError(ValueError):
+    """The account would reject the run; the message lists each finding and its fix."""
+
+
 def source_data_uri(params: TrainingParams, settings: Settings, triggering_events: Any = None) -> str:
     """The data to train on: the param, else the newest triggering asset event's ``uri``, else settings.
 
@@ -91,6 +95,13 @@ def validate(raw_params: dict[str, Any], triggering_events: Any = None, run: Any
     source = source_data_uri(params, settings, triggering_events)
     folder = store_path(source, settings)
     described = validate_source(read_source(folder), read_manifest(folder))
+    if settings.profile == "aws":
+        from eksml.preflight import run_preflight
+
+        report = run_preflight(settings, params)
+        log.info("preflight:\n%s", report.text())
+        if report.errors:  # nothing copied, no cluster, no job: fix these first
+            raise PreflightError("preflight found what AWS would reject:\n" + "\n".join(map(str, report.errors)))
     log.info("params ok: %s; source data ok at %s (%s train / %s test images)", params.to_dict(), source,
              described["train-images-idx3-ubyte.gz"]["count"], described["t10k-images-idx3-ubyte.gz"]["count"])
     return {"params": params.to_dict(), "source_uri": source, "profile": settings.profile}

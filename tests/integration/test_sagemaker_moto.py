@@ -51,7 +51,8 @@ def sagemaker_client(endpoint: str):
 def world(moto_server, dataset_dir, tmp_path_factory):
     """An S3 store holding one data interval, a spec for it, and a really trained model archive."""
     s3_client(moto_server).create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
-    settings = load_settings({"profile": "aws", "store_uri": f"s3://{BUCKET}/ml", "region": "us-west-2"})
+    settings = load_settings({"profile": "aws", "store_uri": f"s3://{BUCKET}/ml", "region": "us-west-2",
+                              "sagemaker_role_arn": "arn:aws:iam::123456789012:role/eksml-sagemaker"})
     data_uri = f"{settings.data_root}/20261122T000000-20261129T000000"
     prepare_data(store_path(str(dataset_dir), settings), store_path(data_uri, settings))
     version = "20261129T000000-tensorflow-a1b2c3"

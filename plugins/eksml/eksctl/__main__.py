@@ -49,11 +49,42 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="render a separate training cluster (<name>-training) and the inference cluster",
     )
+    policy = sub.add_parser("iam", help="print an identity's IAM policy (JSON), rendered from the store layout")
+    policy.add_argument("identity", choices=["pipeline", "training", "inference", "sagemaker"])
+    policy.add_argument("--store-uri", help="s3://BUCKET/PREFIX (default: settings)")
+    policy.add_argument("--account-id", help="12-digit AWS account (default: any account in the ARNs)")
     return parser
+
+
+def _print_policy(args: argparse.Namespace) -> int:
+    import json
+
+    from eksml.eksctl import iam
+
+    settings = load_settings()
+    store = args.store_uri or settings.store_uri
+    try:
+        if args.identity == "pipeline":
+            role = settings.sagemaker_role_arn or f"arn:aws:iam::{args.account_id or '*'}:role/SAGEMAKER_ROLE"
+            doc = iam.pipeline_policy(store, settings.model_name, settings.region, sagemaker_role_arn=role,
+                                      account_id=args.account_id)
+        elif args.identity == "sagemaker":
+            doc = iam.sagemaker_execution_policy(store, settings.model_name, settings.region,
+                                                 account_id=args.account_id, vpc=bool(settings.sagemaker_subnets))
+        else:
+            render = iam.training_policy if args.identity == "training" else iam.inference_policy
+            doc = render(store, settings.model_name, settings.region)
+    except iam.StoreUriError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(doc, indent=2))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "iam":
+        return _print_policy(args)
     overrides = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
     try:
         settings = load_settings()

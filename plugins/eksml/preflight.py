@@ -1,0 +1,329 @@
+"""Preflight: what a real AWS account would reject, checked before a run spends anything.
+
+``python -m eksml.preflight`` and the training DAG's first task (aws profile) check:
+
+* each identity's permissions for the calls it will make: the actions and resources of the
+  policies the project renders (``eksml.eksctl.iam``), simulated with IAM's policy simulator
+  against the principals that will make them (Airflow's, the SageMaker role, the training IRSA
+  role), ``s3:prefix`` context included;
+* the EC2 vCPU quota of the GPU node group's instance type, or the SageMaker training quota of
+  the instance type asked for;
+* that the images exist in the registry (ECR), that the bucket exists in the configured
+  region, that the Kubernetes version is in EKS support;
+
+and print an estimated cost from the dated price table (``eksml.prices``). Every finding names
+its fix. AWS is reached through the Airflow AWS connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from eksml.params import TrainingParams, validate_training_params
+from eksml.settings import Settings, load_settings
+
+ERROR, WARNING, OK = "error", "warning", "ok"
+_ECR_REGISTRY = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?(?:/(.+))?$")
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    level: str
+    message: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        return f"[{self.level}] {self.check}: {self.message}" + (f"\n    fix: {self.fix}" if self.fix else "")
+
+
+@dataclass
+class Report:
+    findings: list[Finding] = field(default_factory=list)
+    estimate: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == ERROR]
+
+    def text(self) -> str:
+        return "\n".join([*map(str, self.findings), "estimated cost:", *(f"  {line}" for line in self.estimate)])
+
+
+ClientFactory = Callable[[str], Any]
+
+
+def aws_clients(settings: Settings) -> ClientFactory:
+    """boto3 clients of the Airflow AWS connection (its endpoint, region, credentials)."""
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    def make(service: str) -> Any:
+        return AwsBaseHook(aws_conn_id=settings.aws_conn_id, client_type=service, region_name=settings.region).get_conn()
+
+    return make
+
+
+def _code(exc: Exception) -> str:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+
+
+# --- store, images, version ------------------------------------------------------------------
+def check_bucket(s3: Any, settings: Settings) -> list[Finding]:
+    from botocore.exceptions import ClientError
+
+    bucket = settings.store_uri[len("s3://"):].split("/", 1)[0]
+    try:
+        s3.head_bucket(Bucket=bucket)
+        where = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint") or "us-east-1"
+    except ClientError as exc:
+        return [Finding("bucket", ERROR, f"bucket {bucket} cannot be reached: {_code(exc) or exc}",
+                        f"create it in {settings.region} (aws s3 mb s3://{bucket} --region {settings.region}) or fix "
+                        "EKSML_STORE_URI")]
+    if where != settings.region:
+        return [Finding("bucket", ERROR, f"bucket {bucket} is in {where}, the pipeline runs in {settings.region}",
+                        f"set EKSML_REGION={where} or use a bucket in {settings.region}")]
+    return [Finding("bucket", OK, f"bucket {bucket} exists in {where}")]
+
+
+def images_needed(params: TrainingParams) -> list[str]:
+    from eksml.specs import TRAINING_IMAGES
+
+    names = {TRAINING_IMAGES[f] for f in params.frameworks} if params.trainer == "kubernetes" else set()
+    return sorted(names | {"inference"})  # evaluation and serving
+
+
+def check_images(ecr: Any, settings: Settings, names: list[str]) -> list[Finding]:
+    from botocore.exceptions import ClientError
+
+    match = _ECR_REGISTRY.match(settings.image_registry)
+    if not match:
+        return [Finding("images", WARNING, f"{settings.image_registry} is not a private ECR registry: not checked",
+                        "push the images to ECR and set EKSML_IMAGE_REGISTRY=<account>.dkr.ecr.<region>.amazonaws.com/<prefix>")]
+    account, _, prefix = match.groups()
+    findings = []
+    for name in names:
+        repository = f"{prefix}/{name}" if prefix else name
+        try:
+            ecr.describe_images(registryId=account, repositoryName=repository, imageIds=[{"imageTag": settings.image_tag}])
+            findings.append(Finding("images", OK, f"{settings.image(name)} exists"))
+        except ClientError as exc:
+            findings.append(Finding("images", ERROR, f"{settings.image(name)} not found ({_code(exc)})",
+                                    f"build and push it: docker build -f images/{name}/Dockerfile -t "
+                                    f"{settings.image(name)} images && docker push {settings.image(name)}"))
+    return findings
+
+
+def check_version(settings: Settings) -> list[Finding]:
+    from eksml.eks_versions import KubernetesVersionError, check_kubernetes_version
+
+    try:
+        warnings = check_kubernetes_version(settings.kubernetes_version)
+    except KubernetesVersionError as exc:
+        return [Finding("kubernetes version", ERROR, str(exc), "set EKSML_KUBERNETES_VERSION")]
+    return [Finding("kubernetes version", WARNING, w, "set EKSML_KUBERNETES_VERSION") for w in warnings] or [
+        Finding("kubernetes version", OK, f"{settings.kubernetes_version} is in EKS standard support")]
+
+
+# --- permissions ------------------------------------------------------------------------------
+def probes(policy: dict[str, Any]) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """(action, a concrete resource, context entries) for every action of ``policy``."""
+    out = []
+    for st in policy["Statement"]:
+        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        resource = st["Resource"].replace("*", "preflight-probe") if st["Resource"] != "*" else "*"
+        context = []
+        prefixes = ((st.get("Condition") or {}).get("StringLike") or {}).get("s3:prefix")
+        if prefixes:
+            value = next(p for p in prefixes if not p.endswith("*")) + "/"
+            context = [{"ContextKeyName": "s3:prefix", "ContextKeyValues": [value], "ContextKeyType": "string"}]
+        out.extend((action, resource, context) for action in actions)
+    return out
+
+
+def check_permissions(iam: Any, identity: str, principal: str, policy: dict[str, Any], fix: str) -> list[Finding]:
+    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
+
+    denied = []
+    try:
+        for action, resource, context in probes(policy):
+            answer = iam.simulate_principal_policy(PolicySourceArn=principal, ActionNames=[action],
+                                                   ResourceArns=[resource], ContextEntries=context)
+            for result in answer["EvaluationResults"]:
+                if result["EvalDecision"] != "allowed":
+                    denied.append(f"{action} on {resource} ({result['EvalDecision']})")
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
+        if _code(exc) == "NoSuchEntity":
+            return [Finding(f"permissions: {identity}", ERROR, f"{principal} does not exist", fix)]
+        return [Finding(f"permissions: {identity}", WARNING,
+                        f"cannot simulate {principal}'s policies: {_code(exc) or type(exc).__name__}",
+                        "allow iam:SimulatePrincipalPolicy to the Airflow identity to check this before a run")]
+    if denied:
+        return [Finding(f"permissions: {identity}", ERROR, f"{principal} may not: " + "; ".join(denied), fix)]
+    return [Finding(f"permissions: {identity}", OK, f"{principal}: {len(probes(policy))} call(s) allowed")]
+
+
+# --- quotas -----------------------------------------------------------------------------------
+def vcpus(instance_type: str) -> int:
+    """vCPUs of an EC2 GPU instance size (xlarge = 4, each doubling doubles; metal as 24xlarge)."""
+    size = instance_type.split(".", 1)[1]
+    if size == "metal":
+        return 96
+    multiple = int(size[: -len("xlarge")] or 1) if size.endswith("xlarge") else 0
+    if not multiple:
+        raise ValueError(f"cannot tell the vCPUs of {instance_type!r}")
+    return 4 * multiple
+
+
+def check_ec2_quota(quotas: Any, instance_type: str, nodes: int, spot: bool, region: str) -> list[Finding]:
+    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
+
+    from eksml.eksctl.instance_types import ec2_quota_for
+
+    code, name = ec2_quota_for(instance_type, spot)
+    needed = vcpus(instance_type) * nodes
+    fix = (f"request an increase of EC2 quota {code} '{name}' to at least {needed} in {region} "
+           f"(aws service-quotas request-service-quota-increase --service-code ec2 --quota-code {code} "
+           f"--desired-value {needed} --region {region})")
+    try:
+        value = quotas.get_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"]
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
+        return [Finding("quota: ec2", WARNING, f"cannot read quota {code}: {_code(exc) or type(exc).__name__}", fix)]
+    if value < needed:
+        return [Finding("quota: ec2", ERROR, f"{name} ({code}) is {value:g} vCPUs; {nodes} x {instance_type} need "
+                        f"{needed}", fix)]
+    return [Finding("quota: ec2", OK, f"{name} ({code}) {value:g} vCPUs >= {needed}")]
+
+
+def check_sagemaker_quota(quotas: Any, instance_type: str, count: int, spot: bool, region: str) -> list[Finding]:
+    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
+
+    wanted = f"{instance_type} for {'spot ' if spot else ''}training job usage"
+    fix = f"request an increase of the SageMaker quota '{wanted}' to at least {count} in {region}"
+    try:
+        for page in quotas.get_paginator("list_service_quotas").paginate(ServiceCode="sagemaker"):
+            for quota in page["Quotas"]:
+                if quota["QuotaName"] == wanted:
+                    if quota["Value"] < count:
+                        return [Finding("quota: sagemaker", ERROR, f"'{wanted}' ({quota['QuotaCode']}) is "
+                                        f"{quota['Value']:g}, the run needs {count}", fix)]
+                    return [Finding("quota: sagemaker", OK, f"'{wanted}' {quota['Value']:g} >= {count}")]
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
+        return [Finding("quota: sagemaker", WARNING,
+                        f"cannot list SageMaker quotas: {_code(exc) or type(exc).__name__}", fix)]
+    return [Finding("quota: sagemaker", ERROR, f"no quota '{wanted}' in {region}", fix)]
+
+
+# --- cost -------------------------------------------------------------------------------------
+def estimate(settings: Settings, params: TrainingParams, req: Any, hours: float) -> list[str]:
+    from eksml import prices
+    from eksml.eksctl.request import train_node_group
+
+    lines = [f"prices: {prices.PRICES_REGION} on-demand list prices of {prices.PRICES_DATE} (eksml/prices.py); "
+             f"region {settings.region}" + ("" if settings.region == prices.PRICES_REGION else " may differ")]
+    total = 0.0
+    if params.trainer == "sagemaker":
+        instance = params.sagemaker_instance_type
+        price = prices.SAGEMAKER_TRAINING_HOUR.get(instance)
+        count = len(params.frameworks)
+        if price is None:
+            return [*lines, f"no price for {instance} in the table: add it to eksml/prices.py"]
+        total += price * count * hours
+        lines.append(f"{count} SageMaker job(s) on {instance} x {hours:g} h x ${price}/h = ${price * count * hours:.2f}"
+                     + (" (managed spot: usually less)" if params.sagemaker_use_spot else ""))
+    else:
+        group = train_node_group(req)
+        instance = group.instance_types[0]
+        nodes = params.workers if "mxnet" in params.frameworks else 1
+        price = prices.EC2_HOUR.get(instance)
+        if price is None:
+            return [*lines, f"no price for {instance} in the table: add it to eksml/prices.py"]
+        total += price * nodes * hours
+        lines.append(f"{nodes} GPU node(s) {instance} x {hours:g} h x ${price}/h = ${price * nodes * hours:.2f}")
+        if params.cluster == "ephemeral":
+            cpu = prices.EC2_HOUR.get(req.inference_instance_type, 0.0)
+            total += (prices.EKS_CLUSTER_HOUR + cpu) * (hours + 0.5)
+            lines.append(f"ephemeral cluster: control plane ${prices.EKS_CLUSTER_HOUR}/h + {req.inference_instance_type} "
+                         f"${cpu}/h for {hours + 0.5:g} h (creation and deletion included)")
+    lines.append(f"total about ${total:.2f} for {hours:g} h of training (S3, data transfer and logs not included)")
+    return lines
+
+
+# --- all of it --------------------------------------------------------------------------------
+def run_preflight(settings: Settings, params: TrainingParams, *, clients: ClientFactory | None = None,
+                  hours: float = 1.0) -> Report:
+    from eksml.eksctl import iam
+    from eksml.eksctl.request import ClusterRequest, train_node_group, training_role_name
+    from eksml.sagemaker.request import SageMakerRequestError, check_role_arn
+
+    clients = clients or aws_clients(settings)
+    report = Report()
+    if settings.profile != "aws" or not settings.store_uri.startswith("s3://"):
+        report.findings.append(Finding("profile", ERROR, "preflight checks the aws profile with an s3:// store",
+                                       "set EKSML_PROFILE=aws and EKSML_STORE_URI=s3://BUCKET/PREFIX"))
+        return report
+    req = ClusterRequest.from_settings(settings)
+    caller = clients("sts").get_caller_identity()
+    account, pipeline_principal = caller["Account"], iam.principal_arn(caller["Arn"])
+    report.findings += check_bucket(clients("s3"), settings)
+    report.findings += check_images(clients("ecr"), settings, images_needed(params))
+    how = "attach the policy printed by: python -m eksml.eksctl iam {}"
+    iam_client = clients("iam")
+    role_arn = settings.sagemaker_role_arn
+    if params.trainer == "sagemaker":
+        try:
+            check_role_arn(role_arn)
+        except SageMakerRequestError as exc:
+            report.findings.append(Finding("sagemaker role", ERROR, str(exc), "set EKSML_SAGEMAKER_ROLE_ARN"))
+            role_arn = ""
+    pipeline_doc = iam.pipeline_policy(settings.store_uri, settings.model_name, settings.region,
+                                       sagemaker_role_arn=role_arn or f"arn:aws:iam::{account}:role/preflight-probe",
+                                       account_id=account)
+    report.findings += check_permissions(iam_client, "pipeline", pipeline_principal, pipeline_doc, how.format("pipeline"))
+    quotas = clients("service-quotas")
+    if params.trainer == "sagemaker":
+        if role_arn:
+            doc = iam.sagemaker_execution_policy(settings.store_uri, settings.model_name, settings.region,
+                                                 account_id=account)
+            report.findings += check_permissions(iam_client, "sagemaker", role_arn, doc, how.format("sagemaker"))
+        report.findings += check_sagemaker_quota(quotas, params.sagemaker_instance_type, 1, params.sagemaker_use_spot,
+                                                 settings.region)
+    else:
+        report.findings += check_version(settings)
+        training_role = iam.role_arn(account, training_role_name(req.name, req), settings.region)
+        doc = iam.training_policy(settings.store_uri, settings.model_name, settings.region)
+        found = check_permissions(iam_client, "training", training_role, doc, how.format("training"))
+        if params.cluster == "ephemeral" and found and "does not exist" in found[0].message:
+            found = [Finding("permissions: training", OK, f"{training_role} is created with the ephemeral cluster")]
+        report.findings += found
+        group = train_node_group(req)
+        nodes = max(params.workers if "mxnet" in params.frameworks else 1, 1)
+        report.findings += check_ec2_quota(quotas, group.instance_types[0], nodes, group.spot,
+                                           settings.region)
+    report.estimate = estimate(settings, params, req, hours)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eksml.preflight", description=__doc__.splitlines()[0])
+    parser.add_argument("--trainer", choices=["kubernetes", "sagemaker"], default="kubernetes")
+    parser.add_argument("--framework", choices=["tensorflow", "mxnet", "both"], default="tensorflow")
+    parser.add_argument("--cluster", choices=["existing", "ephemeral"], default="existing")
+    parser.add_argument("--hours", type=float, default=1.0, help="training hours for the cost estimate")
+    args = parser.parse_args(argv)
+    params = validate_training_params({"trainer": args.trainer, "framework": args.framework,
+                                       **({"cluster": args.cluster} if args.trainer == "kubernetes" else {})})
+    report = run_preflight(load_settings(use_airflow_variable=True), params, hours=args.hours)
+    print(report.text())
+    return 1 if report.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

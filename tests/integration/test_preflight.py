@@ -1,0 +1,145 @@
+"""Preflight against a moto server (S3, ECR, STS) and recorded API answers where moto has no
+implementation (IAM's policy simulator, EC2 and SageMaker service quotas: botocore's Stubber,
+answers shaped like the API reference, requests checked against the service model)."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from eksml import preflight
+from eksml.eksctl import iam
+from eksml.params import validate_training_params
+from eksml.settings import Settings
+
+REGION = "us-west-2"
+ACCOUNT = "123456789012"  # moto's account
+REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/eksml"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/eksml-sagemaker"
+
+
+def _client(service: str, moto_server: str):
+    return boto3.client(service, endpoint_url=moto_server, region_name=REGION, aws_access_key_id="testing",
+                        aws_secret_access_key="testing")
+
+
+@pytest.fixture(scope="module")
+def account(moto_server):
+    s3, ecr = _client("s3", moto_server), _client("ecr", moto_server)
+    for bucket, region in (("preflight-store", REGION), ("preflight-elsewhere", "eu-west-1")):
+        boto3.client("s3", endpoint_url=moto_server, region_name=region, aws_access_key_id="testing",
+                     aws_secret_access_key="testing").create_bucket(
+            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+    for name in ("tf-fashion-mnist", "inference"):  # mxnet-horovod is not pushed
+        ecr.create_repository(repositoryName=f"eksml/{name}")
+        ecr.put_image(repositoryName=f"eksml/{name}", imageTag="0.2.0",
+                      imageManifest='{"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json"}')
+    return moto_server
+
+
+def _settings(**changes) -> Settings:
+    return Settings(**{"profile": "aws", "store_uri": "s3://preflight-store/ml", "region": REGION,
+                       "image_registry": REGISTRY, "image_tag": "0.2.0", **changes})
+
+
+class Recorded:
+    """IAM and Service Quotas clients whose answers are queued per test (botocore Stubber)."""
+
+    def __init__(self) -> None:
+        self.iam = boto3.client("iam", region_name=REGION, aws_access_key_id="k", aws_secret_access_key="s")
+        self.quotas = boto3.client("service-quotas", region_name=REGION, aws_access_key_id="k",
+                                   aws_secret_access_key="s")
+        self.iam_stub, self.quota_stub = Stubber(self.iam), Stubber(self.quotas)
+
+    def simulate(self, principal: str, policy: dict, deny: set[str] = frozenset()) -> None:
+        for action, resource, context in preflight.probes(policy):
+            decision = "implicitDeny" if action in deny else "allowed"
+            self.iam_stub.add_response(
+                "simulate_principal_policy",
+                {"EvaluationResults": [{"EvalActionName": action, "EvalResourceName": resource,
+                                        "EvalDecision": decision}], "IsTruncated": False},
+                {"PolicySourceArn": principal, "ActionNames": [action], "ResourceArns": [resource],
+                 "ContextEntries": context})
+
+    def no_such_role(self, principal: str) -> None:
+        self.iam_stub.add_client_error("simulate_principal_policy", "NoSuchEntity", http_status_code=404,
+                                       expected_params=None)
+
+    def factory(self, moto_server: str):
+        def make(service: str):
+            return {"iam": self.iam, "service-quotas": self.quotas}.get(service) or _client(service, moto_server)
+        self.iam_stub.activate()
+        self.quota_stub.activate()
+        return make
+
+
+def _pipeline_doc(settings: Settings, role: str | None = None) -> dict:
+    return iam.pipeline_policy(settings.store_uri, settings.model_name, REGION,
+                               sagemaker_role_arn=role or f"arn:aws:iam::{ACCOUNT}:role/preflight-probe",
+                               account_id=ACCOUNT)
+
+
+MOTO_CALLER = f"arn:aws:sts::{ACCOUNT}:user/moto"
+
+
+def test_a_ready_account_passes_with_a_cost_estimate(account):
+    settings = _settings()
+    rec = Recorded()
+    rec.simulate(MOTO_CALLER, _pipeline_doc(settings))
+    rec.simulate(f"arn:aws:iam::{ACCOUNT}:role/eksml-training",
+                 iam.training_policy(settings.store_uri, settings.model_name, REGION))
+    rec.quota_stub.add_response("get_service_quota", {"Quota": {"QuotaCode": "L-417A185B", "Value": 64.0}},
+                                {"ServiceCode": "ec2", "QuotaCode": "L-417A185B"})
+    report = preflight.run_preflight(settings, validate_training_params({}), clients=rec.factory(account), hours=2)
+    assert report.errors == [], report.text()
+    assert any("vCPUs >= 32" in f.message for f in report.findings)  # one p3.8xlarge
+    assert "1 GPU node(s) p3.8xlarge x 2 h x $12.24/h = $24.48" in report.text()
+    assert "2026-11-29" in report.estimate[0]
+    rec.iam_stub.assert_no_pending_responses()
+
+
+def test_each_problem_is_found_with_its_fix(account):
+    settings = _settings(store_uri="s3://preflight-elsewhere/ml", kubernetes_version="1.31")
+    rec = Recorded()
+    rec.simulate(MOTO_CALLER, _pipeline_doc(settings), deny={"s3:PutObject", "sagemaker:CreateTrainingJob"})
+    rec.no_such_role("training")
+    rec.quota_stub.add_response("get_service_quota", {"Quota": {"QuotaCode": "L-417A185B", "Value": 0.0}},
+                                {"ServiceCode": "ec2", "QuotaCode": "L-417A185B"})
+    params = validate_training_params({"framework": "both", "workers": 2})
+    report = preflight.run_preflight(settings, params, clients=rec.factory(account))
+    errors = {f.check: f for f in report.errors}
+    assert "is in eu-west-1" in errors["bucket"].message and "EKSML_REGION=eu-west-1" in errors["bucket"].fix
+    assert "mxnet-horovod:0.2.0 not found" in errors["images"].message and "docker push" in errors["images"].fix
+    assert "s3:PutObject" in errors["permissions: pipeline"].message
+    assert "python -m eksml.eksctl iam pipeline" in errors["permissions: pipeline"].fix
+    assert "does not exist" in errors["permissions: training"].message
+    assert "left EKS extended support on 2026-11-26" in errors["kubernetes version"].message
+    assert "is 0 vCPUs; 2 x p3.8xlarge need 64" in errors["quota: ec2"].message
+    assert "--quota-code L-417A185B --desired-value 64" in errors["quota: ec2"].fix
+
+
+def test_sagemaker_runs_check_the_role_and_the_training_quota(account):
+    rec = Recorded()
+    settings = _settings()
+    rec.simulate(MOTO_CALLER, _pipeline_doc(settings))
+    params = validate_training_params({"trainer": "sagemaker", "sagemaker_instance_type": "ml.g5.xlarge",
+                                       "sagemaker_use_spot": False})
+    rec.quota_stub.add_response("list_service_quotas", {"Quotas": [
+        {"QuotaName": "ml.g5.xlarge for training job usage", "QuotaCode": "L-1234ABCD", "Value": 0.0}]},
+        {"ServiceCode": "sagemaker"})
+    report = preflight.run_preflight(settings, params, clients=rec.factory(account))
+    errors = {f.check: f for f in report.errors}
+    assert "sagemaker_role_arn is not set" in errors["sagemaker role"].message
+    assert "'ml.g5.xlarge for training job usage' (L-1234ABCD) is 0" in errors["quota: sagemaker"].message
+    assert "1 SageMaker job(s) on ml.g5.xlarge x 1 h x $1.408/h" in report.text()
+
+
+def test_the_first_task_of_an_aws_run_stops_on_preflight_errors(account, monkeypatch, dataset_dir):
+    from eksml.pipeline import PreflightError, validate
+
+    monkeypatch.setenv("EKSML_PROFILE", "aws")
+    monkeypatch.setenv("EKSML_STORE_URI", "s3://no-such-bucket-anywhere/ml")
+    monkeypatch.setenv("EKSML_REGION", REGION)
+    with pytest.raises(PreflightError, match="no-such-bucket-anywhere cannot be reached"):
+        validate({"data_uri": str(dataset_dir)})
