@@ -66,6 +66,9 @@ class Settings:
     #: API (empty: per cluster, token from ``aws_conn_id``; see ``eksml.cluster.target``).
     kubernetes_conn_id: str = ""
     cluster_name: str = "eksml"
+    #: Training on its own cluster ``<cluster_name>-training``, serving on ``<cluster_name>``; every
+    #: task then reaches the cluster of its role (``eksml.cluster.target``).
+    dedicated_training_cluster: bool = False
     #: Default: the newest version in EKS standard support (``eksml.eks_versions``).
     kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
     namespace: str = "ml-training"

@@ -229,3 +229,21 @@ def test_on_kill_stops_the_local_process(local_settings):
     assert not thread.is_alive()
     assert time.monotonic() - started < 15
     assert isinstance(errors[0], LocalRunError) and "exited with code -15" in str(errors[0])
+
+
+def test_dedicated_layout_sends_training_and_serving_to_their_own_clusters():
+    """Training and serving never share one connection in the dedicated-training-cluster layout."""
+    from eksml.cluster.target import INFERENCE, TRAINING, resolve_target
+    dedicated = AWS.replace(dedicated_training_cluster=True)
+    assert resolve_target(dedicated, cluster_role=TRAINING).cluster_name == f"{AWS.cluster_name}-training"
+    assert resolve_target(dedicated, cluster_role=INFERENCE).cluster_name == AWS.cluster_name
+    train = GpuTrainingPodOperator(task_id="t", spec=training_spec(
+        framework="tensorflow", data_uri="s3://b/d", model_uri="s3://b/m", checkpoint_uri="s3://b/c", epochs=1,
+        batch_size=8, learning_rate=0.01), settings=dedicated)
+    evaluate = WorkloadPodOperator(task_id="e", settings=dedicated, spec=WorkloadSpec(
+        name="evaluate-tensorflow", image="inference", script="evaluate.py", args=("--data-uri", "s3://b/d"),
+        resources=Resources(cpu="1", memory="1Gi", gpus=0), node_role="inference"))
+    assert train.cluster_target().cluster_name == f"{AWS.cluster_name}-training"
+    assert evaluate.cluster_target().cluster_name == AWS.cluster_name
+    # the shared layout: one cluster for both
+    assert resolve_target(AWS, cluster_role=TRAINING).cluster_name == AWS.cluster_name

@@ -86,6 +86,7 @@ class ClusterRequest:
             inference_namespace=s.inference_namespace,
             training_service_account=s.training_service_account,
             inference_service_account=s.inference_service_account,
+            dedicated_training_cluster=s.dedicated_training_cluster,
         )
         return base.with_overrides(overrides)
 
