@@ -265,3 +265,33 @@ def _mpi_spec() -> dict:
     return training_spec(framework="mxnet", data_uri=f"{STORE}/data/fashion-mnist/i",
                          model_uri=f"{STORE}/staging/fashion-mnist/v2", checkpoint_uri=f"{STORE}/checkpoints/fashion-mnist/v2",
                          epochs=1, batch_size=64, learning_rate=0.01, gpus=1, workers=2).to_dict()
+
+
+def test_a_gpu_pod_that_never_schedules_fails_naming_group_sizes_and_quota(clusters, aws_settings, dag) -> None:
+    """The group may scale but the autoscaler cannot launch a node (EC2 quota or capacity): the
+    training pod's bounded startup ends in an error that says where the GPU should have come from."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    api = clusters[EPHEMERAL]
+    saved = list(api.on_create)
+
+    def never_scales(fake: FakeKubeApi, plural: str, obj: dict[str, Any]) -> None:
+        if plural == "pods":
+            obj["status"] = {"phase": "Pending", "conditions": [
+                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                 "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."}]}
+
+    api.on_create[:] = [never_scales]
+    try:
+        train = copy.copy(dag.get_task("train_tensorflow"))
+        train.spec, train.cluster_name = _training_spec(), EPHEMERAL
+        pod = train.build_pod_request_obj(_context())
+        train.pod = train.hook.core_v1_client.create_namespaced_pod(pod.metadata.namespace, pod)
+        with pytest.raises(AirflowFailException) as err:
+            train.explain_unscheduled(TimeoutError("Pod took too long to start running"))
+    finally:
+        api.on_create[:] = saved
+    message = str(err.value)
+    assert message.startswith("no GPU capacity") and "Insufficient nvidia.com/gpu" in message
+    assert f"ng-train of cluster {EPHEMERAL} (min 0, desired 0, max 2)" in message
+    assert "L-417A185B" in message

@@ -54,3 +54,28 @@ def autoscaler_available(api_client: Any) -> bool:
             return False
         raise
     return bool(deployment.status and (deployment.status.available_replicas or 0) >= 1)
+
+
+def unschedulable_reason(pod: Any) -> str | None:
+    """The scheduler's message when ``pod`` is Pending because no node can take it, else None."""
+    status = _get(pod, "status")
+    if _get(status, "phase") != "Pending":
+        return None
+    for cond in _get(status, "conditions") or []:
+        if _get(cond, "type") == "PodScheduled" and _get(cond, "status") == "False":
+            return _get(cond, "message") or _get(cond, "reason") or "unschedulable"
+    return None
+
+
+def describe_gpu_group(cluster_name: str, region: str, aws_conn_id: str | None, group_name: str,
+                       instance_types: tuple[str, ...], spot: bool) -> tuple[Any, str, str]:
+    """(the node group as EKS reports it or None, "node group ... (min, desired, max)", quota hint)."""
+    from eksml.cluster.eks import describe_nodegroups
+    from eksml.eksctl.instance_types import ec2_quota_for
+
+    group = describe_nodegroups(cluster_name, region, aws_conn_id).get(group_name)
+    instance = (group.instance_types if group and group.instance_types else instance_types)[0]
+    code, quota = ec2_quota_for(instance, spot=spot)
+    where = (f"node group {group_name} of cluster {cluster_name}"
+             + (f" (min {group.min_size}, desired {group.desired}, max {group.max_size})" if group else ""))
+    return group, where, f"EC2 quota {code} '{quota}' in {region} must cover the vCPUs of the {instance} nodes"

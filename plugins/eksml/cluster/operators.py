@@ -213,9 +213,7 @@ class GpuCapacityOperator(_ClusterTarget, BaseOperator):
         self.kubernetes_conn_id = kubernetes_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from eksml.cluster.eks import describe_nodegroups
-        from eksml.cluster.gpu import autoscaler_available, usable_gpu_nodes
-        from eksml.eksctl.instance_types import ec2_quota_for
+        from eksml.cluster.gpu import autoscaler_available, describe_gpu_group, usable_gpu_nodes
 
         settings, req = self._settings_and_request()
         train = train_node_group(req)
@@ -223,12 +221,8 @@ class GpuCapacityOperator(_ClusterTarget, BaseOperator):
             raise AirflowFailException("; ".join(train.problems()))
         needed = int(self.nodes) if self.nodes not in (None, "") else 1
         name = self._target_name(req)
-        group = describe_nodegroups(name, req.region, self.aws_conn_id).get(train.name)
-        instance = (group.instance_types if group and group.instance_types else train.instance_types)[0]
-        code, quota = ec2_quota_for(instance, spot=train.spot)
-        where = (f"node group {train.name} of cluster {name}"
-                 + (f" (min {group.min_size}, desired {group.desired}, max {group.max_size})" if group else ""))
-        quota_hint = f"EC2 quota {code} '{quota}' in {req.region} must cover the vCPUs of the {instance} nodes"
+        group, where, quota_hint = describe_gpu_group(name, req.region, self.aws_conn_id, train.name,
+                                                      train.instance_types, train.spot)
         if group is None or group.status != "ACTIVE":
             raise NoGpuCapacityError(f"no GPU capacity: {where} is {group.status if group else 'missing'}; "
                                      "run the eks_cluster DAG with action=create")
@@ -250,4 +244,4 @@ class GpuCapacityOperator(_ClusterTarget, BaseOperator):
                       "pod is pending (the pod's startup timeout bounds the wait); %s", len(ready), needed, where,
                       quota_hint)
         return {"decision": "scale-up-on-pending-pod", "cluster": name, "ready": len(ready), "needed": needed,
-                "max_size": group.max_size, "quota": code}
+                "max_size": group.max_size, "quota": quota_hint.split()[2]}

@@ -203,6 +203,45 @@ class GpuTrainingPodOperator(WorkloadPodOperator):
     def __init__(self, *, deferrable: bool = True, **kwargs: Any) -> None:
         super().__init__(deferrable=deferrable, **kwargs)
 
+    def execute(self, context: Any) -> Any:
+        try:
+            return super().execute(context)
+        except Exception as exc:
+            self.explain_unscheduled(exc)
+            raise
+
+    def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
+        try:
+            return super().trigger_reentry(context, event)
+        except Exception as exc:
+            self.explain_unscheduled(exc)
+            raise
+
+    def explain_unscheduled(self, exc: BaseException) -> None:
+        """A pod still unschedulable when its startup timeout ran out had no GPU node: say which
+        node group (with its sizes) and which EC2 quota, instead of a bare startup timeout."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from eksml.cluster.gpu import describe_gpu_group, unschedulable_reason
+        from eksml.eksctl.request import ClusterRequest, train_node_group
+
+        if self.pod is None or self.resolved_settings().profile == "local":
+            return
+        try:
+            reason = unschedulable_reason(self.hook.get_pod(self.pod.metadata.name, self.pod.metadata.namespace))
+        except Exception:  # gone or unreadable: the original error stands
+            return
+        target = self.cluster_target()
+        if reason is None or not target.is_eks:
+            return
+        group = train_node_group(ClusterRequest.from_settings(self.resolved_settings()))
+        _, where, quota_hint = describe_gpu_group(target.cluster_name, target.region, target.aws_conn_id,
+                                                  group.name, group.instance_types, group.spot)
+        raise AirflowFailException(
+            f"no GPU capacity: pod {self.pod.metadata.name} was still unschedulable after "
+            f"{self.startup_timeout_seconds} s ({reason}); {where} did not add a node: check the cluster "
+            f"autoscaler's events and that the group's max size allows it; {quota_hint}") from exc
+
 
 def render_training_pod(spec: WorkloadSpec | Mapping[str, Any], settings: Settings, *, name: str | None = None) -> dict[str, Any]:
     """The V1Pod the ``aws`` profile would submit for ``spec`` (training or any other
