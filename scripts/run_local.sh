@@ -15,7 +15,11 @@ step() {
   "$@"
   echo "   ($title: $(( $(date +%s) - t0 )) s)"
 }
-step "set-up (Debian packages, uv, .venv, one virtualenv per image)" scripts/setup.sh
+# timed NAME command...: its start and end go to a timings file; the breakdown at the end reads it
+# (python -m eksml.breakdown).
+mkdir -p .local; timings=".local/run-timings"; : >"$timings"
+timed() { local name="$1" t0 rc=0; shift; t0=$(date +%s.%N); "$@" || rc=$?; echo "$name $t0 $(date +%s.%N)" >>"$timings"; return $rc; }
+timed setup step "set-up (Debian packages, uv, .venv, one virtualenv per image)" scripts/setup.sh
 
 export AIRFLOW_HOME="$root/.local/airflow"
 export AIRFLOW__CORE__DAGS_FOLDER="$root/dags"
@@ -28,8 +32,18 @@ mkdir -p "$AIRFLOW_HOME"
 migrate() {
   .venv/bin/airflow db migrate >"$AIRFLOW_HOME/db-migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/db-migrate.log"; exit 1; }
 }
-step "Airflow metadata database ($AIRFLOW_HOME)" migrate
-step "pools, variables, connections (include/airflow_settings.yaml)" .venv/bin/python -m eksml.airflow_settings
+# Migrating the database and loading pools/variables/connections each pay Airflow's start-up
+# (seconds); they only matter when the Airflow install, the settings or the database changed.
+prepared="$AIRFLOW_HOME/.prepared"
+want_prepared="$(cat .venv/.requirements.sha256 include/airflow_settings.yaml plugins/eksml/airflow_settings.py | sha256sum | cut -d' ' -f1)"
+if [ -f "$AIRFLOW_HOME/airflow.db" ] && [ "$(cat "$prepared" 2>/dev/null)" = "$want_prepared" ]; then
+  echo "== Airflow metadata database, pools, variables, connections: up to date"
+else
+  rm -f "$prepared"
+  timed db-migrate step "Airflow metadata database ($AIRFLOW_HOME)" migrate
+  timed settings step "pools, variables, connections (include/airflow_settings.yaml)" .venv/bin/python -m eksml.airflow_settings
+  echo "$want_prepared" >"$prepared"
+fi
 
 # The whole log goes to a file; the terminal gets task starts/ends with durations, the
 # per-epoch lines of training and the outcome (python -m eksml.progress).
@@ -38,9 +52,10 @@ dag_test() {
   echo "   full log: $log"
   .venv/bin/airflow dags test "$dag" "$@" 2>&1 | tee "$log" | .venv/bin/python -m eksml.progress || true
 }
-step "training run (conf: $conf)" dag_test fashion_mnist_training "$AIRFLOW_HOME/last-training.log" -c "$conf"
-.venv/bin/python -m eksml.report training
+timed training-dag step "training run (conf: $conf)" dag_test fashion_mnist_training "$AIRFLOW_HOME/last-training.log" -c "$conf"
+timed report-training .venv/bin/python -m eksml.report training
 
-step "deployment run" dag_test model_deployment "$AIRFLOW_HOME/last-deployment.log"
-.venv/bin/python -m eksml.report serving
+timed deployment-dag step "deployment run" dag_test model_deployment "$AIRFLOW_HOME/last-deployment.log"
+timed report-serving .venv/bin/python -m eksml.report serving
 echo "== done in $(( $(date +%s) - start )) s"
+.venv/bin/python -m eksml.breakdown "$timings" || echo "(no time breakdown: $timings)"

@@ -50,6 +50,7 @@ class EpochRecorder(keras.callbacks.Callback):
         entry["train_time_s"] = round(train_time, 3)
         entry["epoch_time_s"] = round(end - self._start, 3)
         entry["images_per_sec"] = round(self.train_images / train_time, 1) if train_time > 0 else None
+        entry.setdefault("learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
         self.history.append(entry)
         self._epoch_times.append(end - self._start)
         nan = float("nan")

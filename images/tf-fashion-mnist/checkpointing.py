@@ -28,8 +28,11 @@ class CheckpointMismatch(ValueError):
 
 def fingerprint(args: argparse.Namespace, train_images: int, test_images: int) -> dict[str, Any]:
     """Settings a resumed run must share with the run that wrote the checkpoint (not epochs)."""
+    from network import DEFAULT_RECIPE
+
     return {"framework": "tensorflow", "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-            "lr_decay": args.lr_decay, "seed": args.seed, "train_images": train_images, "test_images": test_images}
+            "recipe": DEFAULT_RECIPE.to_dict(), "validation_images": args.validation_images, "seed": args.seed,
+            "train_images": train_images, "test_images": test_images}
 
 
 def resume_point(ckpt: CheckpointStore, expected: dict[str, Any]) -> int:

@@ -22,7 +22,7 @@ import tensorflow as tf
 from callbacks import EpochCheckpoint, EpochRecorder
 from checkpointing import load_checkpoint
 from exporting import SAVED_MODEL_DIR, cross_entropy, export_model, saved_model_predict
-from network import build_model, input_spec, to_input
+from network import DEFAULT_RECIPE, build_model, input_spec, set_schedule, steps_per_epoch, to_input, to_target
 from trainkit import store
 from trainkit.checkpoints import CheckpointStore
 from trainkit.metrics import build_metrics
@@ -57,37 +57,45 @@ def use_gpus(environ: Mapping[str, str]) -> list[str]:
     return [gpu.name for gpu in gpus]
 
 
-def learning_rate_schedule(learning_rate: float, decay: float) -> keras.callbacks.Callback:
-    """Per-epoch decay from the epoch's absolute index, so a resumed run continues the same curve.
+def validation_split(x: np.ndarray, y: np.ndarray, images: int, seed: int) -> tuple[np.ndarray, ...]:
+    """Training images minus a seeded random hold-out of ``images``, and the hold-out (empty when 0).
 
-    Keras' built-in scheduler; it also adds ``learning_rate`` to each epoch's logs (and history).
+    The hold-out is what per-epoch monitoring and recipe choices look at; the test set is scored
+    once, after training, by the exported model.
     """
-    return keras.callbacks.LearningRateScheduler(lambda epoch, _lr: learning_rate * decay ** epoch)
+    if images <= 0:
+        return x, y, x[:0], y[:0]
+    if images >= len(x):
+        raise ValueError(f"--validation-images {images} leaves no training images (of {len(x)})")
+    order = np.random.RandomState(seed).permutation(len(x))
+    return x[order[images:]], y[order[images:]], x[order[:images]], y[order[:images]]
 
 
 def train(args: argparse.Namespace, data: tuple[np.ndarray, ...], ckpt: CheckpointStore,
           resume_epoch: int, config: dict[str, Any]) -> tuple[Any, list[dict]]:
     """Fit the model for ``args.epochs`` epochs, starting after ``resume_epoch``; return it and its history."""
-    x_train, y_train, x_test, y_test = data
+    x_train, y_train, x_val, y_val = validation_split(data[0], data[1], args.validation_images, args.seed)
     keras.utils.set_random_seed(args.seed + resume_epoch)  # a resumed run does not replay epoch 1's shuffles
+    steps = steps_per_epoch(len(x_train), args.batch_size)
     if resume_epoch:
         model = load_checkpoint(ckpt, resume_epoch)
+        # The schedule spans the whole run: a retry asking for more epochs stretches it from here on.
+        set_schedule(model, DEFAULT_RECIPE, args.learning_rate, steps, args.epochs)
         history = ckpt.history()
         log.info("resuming from the checkpoint of epoch %d at %s: training epoch %d onwards",
                  resume_epoch, ckpt.uri, resume_epoch + 1)
     else:
-        model = build_model(args.learning_rate)
+        model = build_model(args.learning_rate, steps, args.epochs, DEFAULT_RECIPE)
         history = []
     recorder = EpochRecorder(len(x_train), args.epochs, history)
     if resume_epoch >= args.epochs:
         log.info("checkpoint epoch %d already covers --epochs %d: exporting it", resume_epoch, args.epochs)
         return model, recorder.history
     model.fit(
-        to_input(x_train), y_train.astype(np.int32),
+        to_input(x_train), to_target(y_train),
         batch_size=args.batch_size, epochs=args.epochs, initial_epoch=resume_epoch, shuffle=True,
-        validation_data=(to_input(x_test), y_test.astype(np.int32)),  # reported per epoch, never used to choose
-        callbacks=[learning_rate_schedule(args.learning_rate, args.lr_decay), recorder,
-                   EpochCheckpoint(ckpt, config, recorder)], verbose=0,
+        validation_data=(to_input(x_val), to_target(y_val)) if len(x_val) else None,
+        callbacks=[recorder, EpochCheckpoint(ckpt, config, recorder)], verbose=0,
     )
     return model, recorder.history
 
@@ -97,8 +105,9 @@ def run(args: argparse.Namespace, data: tuple[np.ndarray, ...], ckpt: Checkpoint
     """Train, export to ``args.model_uri`` (metrics.json last) and return the metrics."""
     gpus = use_gpus(os.environ)
     log.info("TensorFlow %s, Keras %s, devices: %s", tf.__version__, keras.__version__, ", ".join(gpus) or "CPU")
-    x_train, _, x_test, y_test = data
+    _, _, x_test, y_test = data
     model, history = train(args, data, ckpt, resume_epoch, config)
+    train_images = len(data[0]) - args.validation_images
 
     with tempfile.TemporaryDirectory(prefix="tf-export-") as tmp:
         folder = Path(tmp)
@@ -110,10 +119,11 @@ def run(args: argparse.Namespace, data: tuple[np.ndarray, ...], ckpt: Checkpoint
         metrics = build_metrics(
             framework="tensorflow", y_true=y_test, y_pred=probabilities.argmax(axis=1),
             test_loss=cross_entropy(probabilities, y_test), epochs=epochs_done,
-            images_per_sec=len(x_train) * epochs_done / train_time if train_time else 0.0,
-            wall_time_s=time.monotonic() - started, train_images=len(x_train),
+            images_per_sec=train_images * epochs_done / train_time if train_time else 0.0,
+            wall_time_s=time.monotonic() - started, train_images=train_images,
+            validation_images=args.validation_images, recipe=DEFAULT_RECIPE.to_dict(),
             train_time_s=round(train_time, 3), resumed_from_epoch=resume_epoch, workers=1,
-            batch_size=args.batch_size, learning_rate=args.learning_rate, lr_decay=args.lr_decay, seed=args.seed,
+            batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
             devices=gpus or ["CPU"], tensorflow_version=tf.__version__, keras_version=keras.__version__,
             model_input=input_spec(),
             export_max_abs_diff=float(np.abs(probabilities[:256] - keras_probabilities).max()),

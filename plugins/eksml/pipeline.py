@@ -179,7 +179,7 @@ def register(plan: dict[str, Any], facts: dict[str, Any]) -> list[dict[str, Any]
             "source_uri": plan["source_uri"], "trainer": plan["params"]["trainer"],
             "params": plan["params"], "metrics": {k: metrics.get(k) for k in (
                 "test_accuracy", "test_loss", "per_class_accuracy", "epochs", "images_per_sec",
-                "wall_time_s", "train_images", "test_images", "workers")},
+                "wall_time_s", "train_time_s", "train_images", "test_images", "workers")},
             "evaluation": evaluation, "code_version": code_version(),
         }
         uri = registry.register(candidate["version"], staging, metadata)

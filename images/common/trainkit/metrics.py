@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -58,6 +59,7 @@ def time_left_s(epoch_times_s: list[float], done: int, total: int) -> float:
 def progress_line(epoch: int, total: int, loss: float, accuracy: float, test_loss: float, test_accuracy: float,
                   images_per_sec: float, epoch_time_s: float, left_s: float) -> str:
     """The one per-epoch progress line every training image prints (``make run`` shows it)."""
-    return (f"epoch {epoch}/{total} loss={loss:.4f} accuracy={accuracy:.4f} val_loss={test_loss:.4f} "
-            f"val_accuracy={test_accuracy:.4f} images/s={images_per_sec:.0f} time={epoch_time_s:.1f}s "
-            f"left={left_s:.0f}s")
+    # A run without a per-epoch held-out set (NaN) scores its test set once, at the end.
+    held_out = "" if math.isnan(test_accuracy) else f"val_loss={test_loss:.4f} val_accuracy={test_accuracy:.4f} "
+    return (f"epoch {epoch}/{total} loss={loss:.4f} accuracy={accuracy:.4f} {held_out}"
+            f"images/s={images_per_sec:.0f} time={epoch_time_s:.1f}s left={left_s:.0f}s")

@@ -1,0 +1,87 @@
+"""The time breakdown printed at the end of `make run` (eksml.breakdown): its arithmetic and parsing."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from eksml.breakdown import build_rows, format_rows, model_load_seconds, read_timings
+
+T0 = 1_800_000_000.0
+
+
+def _timings(tmp_path: Path) -> Path:
+    path = tmp_path / "run-timings"
+    path.write_text(
+        f"setup {T0} {T0 + 2}\n"
+        f"db-migrate {T0 + 2} {T0 + 3}\n"
+        f"training-dag {T0 + 3} {T0 + 113}\n"
+        "malformed line\n"
+        f"report-training {T0 + 113} {T0 + 115}\n"
+        f"deployment-dag {T0 + 115} {T0 + 135}\n"
+    )
+    return path
+
+
+TASKS = {
+    "fashion_mnist_training": [
+        {"task_id": "validate_params", "start": T0 + 10, "end": T0 + 11},
+        {"task_id": "prepare_data", "start": T0 + 11, "end": T0 + 12},
+        {"task_id": "train_tensorflow", "start": T0 + 12, "end": T0 + 102},
+        {"task_id": "evaluate", "start": T0 + 102, "end": T0 + 106},
+        {"task_id": "promote", "start": T0 + 106, "end": T0 + 106.5},
+    ],
+    "model_deployment": [
+        {"task_id": "resolve_version", "start": T0 + 120, "end": T0 + 121},
+        {"task_id": "deploy_and_smoke_test", "start": T0 + 121, "end": T0 + 131},
+    ],
+}
+
+
+def test_training_and_model_load_are_split_out_of_their_tasks(tmp_path: Path) -> None:
+    timings = read_timings(_timings(tmp_path))
+    assert timings["training-dag"] == (T0 + 3, T0 + 113) and "malformed" not in timings
+    rows = {r.label: r for r in build_rows(timings, TASKS, train_time_s=80.0, model_load_s=6.0)}
+    assert rows["training (model.fit, all epochs)"].seconds == pytest.approx(80.0)
+    assert rows["training (model.fit, all epochs)"].kind == "training"
+    assert rows["training process: start-up, data, checkpoints, export"].seconds == pytest.approx(10.0)
+    assert rows["deploy: model server start and model load"].seconds == pytest.approx(6.0)
+    assert rows["deploy: model server start and model load"].kind == "model load"
+    assert rows["deploy: smoke test, switch, stop old server"].seconds == pytest.approx(4.0)
+    # The dags test process minus its tasks is Airflow's own start-up, parsing and scheduling.
+    assert rows["training DAG (airflow dags test): Airflow start-up, parsing, scheduling"].seconds == \
+        pytest.approx(110 - 96.5)
+    assert rows["deployment DAG (airflow dags test): Airflow start-up, parsing, scheduling"].seconds == \
+        pytest.approx(20 - 11)
+    assert rows["training DAG (airflow dags test): other tasks"].seconds == pytest.approx(0.5)
+    assert rows["evaluation (reload, score, plots)"].seconds == pytest.approx(4.0)
+
+
+def test_share_outside_training_and_model_load(tmp_path: Path) -> None:
+    rows = build_rows(read_timings(_timings(tmp_path)), TASKS, train_time_s=80.0, model_load_s=6.0)
+    text = format_rows(rows, wall_s=135.0)
+    # 135 s of wall time, 86 s of it training and model load: 49 s outside.
+    assert text.splitlines()[-1] == "outside training and model load: 49.0 s of 135.0 s = 36.3 %"
+    assert "set-up check (scripts/setup.sh)" in text and "airflow db migrate" in text
+
+
+def test_without_training_figures_every_task_counts_as_orchestration(tmp_path: Path) -> None:
+    rows = build_rows(read_timings(_timings(tmp_path)), TASKS, train_time_s=None, model_load_s=None)
+    assert {r.kind for r in rows} == {"orchestration"}
+    assert format_rows(rows, 135.0).endswith("= 100.0 %")
+
+
+def test_model_load_is_read_from_the_server_log(tmp_path: Path) -> None:
+    started = datetime(2026, 11, 29, 20, 0, 0, tzinfo=timezone.utc)
+    local = started.astimezone().replace(tzinfo=None)
+    log = tmp_path / "server.log"
+    log.write_text(
+        f"{local:%Y-%m-%d %H:%M:%S},100 INFO eksml_inference.backends downloaded saved_model of file:///m\n"
+        f"{local:%Y-%m-%d %H:%M:%S},900 INFO eksml_inference.backends loaded tensorflow model file:///m from /c\n"
+    )
+    assert model_load_seconds(started.isoformat(), str(log)) == pytest.approx(0.9)
+    assert model_load_seconds(started.isoformat(), str(tmp_path / "missing.log")) is None
+    log.write_text("no load line\n")
+    assert model_load_seconds(started.isoformat(), str(log)) is None
