@@ -24,7 +24,7 @@ def to_input(images: Any) -> Any:
 
 
 def build_network() -> Any:
-    """Two conv blocks with batch norm, then a small dense head: ~0.9 test accuracy in a few epochs.
+    """Two conv blocks with batch norm, then a dense head with batch norm and dropout.
 
     Hybrid blocks only, so the trained network exports to a symbol graph and to ONNX.
     """
@@ -41,8 +41,12 @@ def build_network() -> Any:
         nn.Activation("relu"),
         nn.MaxPool2D(pool_size=2),
         nn.Flatten(),
-        nn.Dense(128, activation="relu", in_units=64 * 7 * 7),
-        nn.Dropout(0.3),
-        nn.Dense(NUM_CLASSES, in_units=128),
+        # Batch norm in the head too, as the TensorFlow network has: with Dense(128) + dropout 0.3
+        # alone, 5 epochs of the default run stopped near 0.90 test accuracy.
+        nn.Dense(256, use_bias=False, in_units=64 * 7 * 7),
+        nn.BatchNorm(in_channels=256),
+        nn.Activation("relu"),
+        nn.Dropout(0.25),
+        nn.Dense(NUM_CLASSES, in_units=256),
     )
     return net

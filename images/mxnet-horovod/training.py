@@ -28,6 +28,9 @@ from trainkit.checkpoints import CheckpointStore
 from trainkit.metrics import build_metrics, progress_line, time_left_s
 
 log = logging.getLogger("train")
+#: The learning rate of epoch e (from 1) is the scaled rate x LR_DECAY**(e - 1). A constant rate
+#: left the default run (5 epochs, 2 workers) near 0.90 test accuracy and noisy.
+LR_DECAY = 0.6
 
 
 class ShardError(ValueError):
@@ -196,7 +199,10 @@ def run(args: argparse.Namespace, data: tuple[np.ndarray, ...], started: float) 
 
     speeds = []
     for epoch in range(done + 1, args.epochs + 1):
+        # From the absolute epoch number, so a resumed run continues the same curve.
+        trainer.set_learning_rate(learning_rate * LR_DECAY ** (epoch - 1))
         record = _fit_epoch(epoch, net, trainer, loss_fn, shards, args, ctx)
+        record["learning_rate"] = trainer.learning_rate
         speeds.append((len(shards.x_train) * size, record["epoch_time_s"]))
         if rank == 0:
             history.append(record)
