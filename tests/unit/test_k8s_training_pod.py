@@ -247,3 +247,25 @@ def test_dedicated_layout_sends_training_and_serving_to_their_own_clusters():
     assert evaluate.cluster_target().cluster_name == AWS.cluster_name
     # the shared layout: one cluster for both
     assert resolve_target(AWS, cluster_role=TRAINING).cluster_name == AWS.cluster_name
+
+
+@pytest.mark.parametrize("exit_code, fails_for_good", [(2, True), (1, False), (None, False)])
+def test_a_pod_that_exits_with_bad_input_is_not_retried(spec, monkeypatch, exit_code, fails_for_good):
+    """The provider's cleanup raises for a failed pod (replaced here by that raise: no cluster);
+    the operator turns exit status 2 of the base container into AirflowFailException."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+    from kubernetes.client import (V1ContainerState, V1ContainerStateTerminated, V1ContainerStatus, V1Pod,
+                                   V1PodStatus)
+
+    def provider_cleanup(self, pod, remote_pod, *args, **kwargs):
+        raise AirflowException("Pod train-tensorflow-x returned a failure.")
+
+    monkeypatch.setattr(KubernetesPodOperator, "cleanup", provider_cleanup)
+    state = V1ContainerState(terminated=V1ContainerStateTerminated(exit_code=exit_code)) if exit_code else None
+    remote = V1Pod(status=V1PodStatus(phase="Failed", container_statuses=[V1ContainerStatus(
+        name="base", image="x", image_id="x", ready=False, restart_count=0, state=state)]))
+    operator = GpuTrainingPodOperator(task_id="train_tensorflow", spec=spec.to_dict())
+    with pytest.raises(AirflowException, match="returned a failure") as failure:
+        operator.cleanup(None, remote)
+    assert isinstance(failure.value, AirflowFailException) is fails_for_good

@@ -19,7 +19,7 @@ from eksml.cluster.target import ClusterTarget, cluster_role_of, resolve_target
 
 from eksml.kubernetes import podparts
 from eksml.kubernetes.workload import WorkloadSpecError, coerce_spec
-from eksml.local.runner import LocalRunner
+from eksml.local.runner import EXIT_BAD_INPUT, LocalRunner
 from eksml.settings import Settings, load_settings
 from eksml.specs import WorkloadSpec
 
@@ -151,6 +151,22 @@ class WorkloadPodOperator(KubernetesPodOperator):
             return None
         return super().execute(context)
 
+    def cleanup(self, pod: Any, remote_pod: Any, *args: Any, **kwargs: Any) -> None:
+        """The provider's cleanup, which raises on a failed pod; a container that exited with the
+        images' bad-input status fails the task for good instead (a retry cannot succeed and would
+        only start another GPU pod)."""
+        from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+        try:
+            return super().cleanup(pod, remote_pod, *args, **kwargs)
+        except AirflowFailException:
+            raise
+        except AirflowException as exc:
+            if container_exit_code(remote_pod, self.base_container_name) == EXIT_BAD_INPUT:
+                raise AirflowFailException(f"{exc}\nThe workload exited with status {EXIT_BAD_INPUT}: its input "
+                                           "can never succeed, so the task is not retried.") from exc
+            raise
+
     def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
         self._apply_settings()  # the resumed task reads the pod through the configured connection
         return super().trigger_reentry(context, event)
@@ -161,6 +177,14 @@ class WorkloadPodOperator(KubernetesPodOperator):
             return
         self._apply_settings()
         super().on_kill()
+
+
+def container_exit_code(remote_pod: Any, container: str) -> int | None:
+    """Exit status of ``container`` in a finished pod, or None while unknown."""
+    statuses = (getattr(getattr(remote_pod, "status", None), "container_statuses", None)) or []
+    status = next((s for s in statuses if s.name == container), None)
+    terminated = status and status.state and status.state.terminated
+    return terminated.exit_code if terminated else None
 
 
 class EksTargetPodTrigger(KubernetesPodTrigger):
@@ -208,6 +232,22 @@ class GpuTrainingPodOperator(WorkloadPodOperator):
             return super().execute(context)
         except Exception as exc:
             self.explain_unscheduled(exc)
+            raise
+
+    def cleanup(self, pod: Any, remote_pod: Any, *args: Any, **kwargs: Any) -> None:
+        """The provider's cleanup, which raises on a failed pod; a container that exited with the
+        images' bad-input status fails the task for good instead (a retry cannot succeed and would
+        only start another GPU pod)."""
+        from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+        try:
+            return super().cleanup(pod, remote_pod, *args, **kwargs)
+        except AirflowFailException:
+            raise
+        except AirflowException as exc:
+            if container_exit_code(remote_pod, self.base_container_name) == EXIT_BAD_INPUT:
+                raise AirflowFailException(f"{exc}\nThe workload exited with status {EXIT_BAD_INPUT}: its input "
+                                           "can never succeed, so the task is not retried.") from exc
             raise
 
     def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
