@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 
 import pytest
 
-from eksml.eksctl.cli import (
+from eksml.eksctl.hooks import (
     EksctlError,
+    EksctlHook,
     EksctlVersionError,
+    Redactor,
+    RunResult,
+    arun_streaming,
     create_cluster_args,
+    eksctl_environment,
     parse_get_cluster,
     parse_get_nodegroups,
     parse_version,
     require_version,
+    run_captured,
 )
-from eksml.eksctl.credentials import eksctl_environment
-from eksml.eksctl.process import RunResult, arun_streaming, run_captured
-from eksml.eksctl.redact import Redactor
 
 
 def test_version_parsing():
@@ -107,3 +111,36 @@ def test_streaming_redacts_and_times_out():
     )
     assert result.timed_out and time.monotonic() - start < 10
     assert lines == ["token=***"] and result.tail == lines
+
+
+def test_hook_hands_the_connection_to_eksctl_and_masks_it_sync_and_async(tmp_path, monkeypatch):
+    """A real child process stands in for eksctl: it echoes the secret it received on both streams."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_EKSCTL_HOOK_TEST",
+        '{"conn_type": "aws", "login": "AKIAIOSFODNN7EXAMPLE", "password": "hook-secret-value"}',
+    )
+    binary = tmp_path / "eksctl"
+    binary.write_text(
+        f"#!{sys.executable}\n"
+        "import os, sys\n"
+        "if sys.argv[1:] == ['version']:\n"
+        "    print('0.215.0')\n"
+        "else:\n"
+        "    key = os.environ['AWS_SECRET_ACCESS_KEY']\n"
+        "    print('got', key, os.environ['AWS_REGION'], flush=True)\n"
+        "    print('err', key, file=sys.stderr)\n"
+    )
+    os.chmod(binary, 0o755)
+    logged: list[str] = []
+    hook = EksctlHook("eu-west-1", "eksctl_hook_test", eksctl_path=str(binary), log_line=logged.append)
+    assert hook.check_version() == (0, 215, 0)
+    result = hook.captured(["anything"])
+    assert result.stdout.split() == ["got", "hook-secret-value", "eu-west-1"]  # stdout is data, handed back as is
+    assert result.tail == ["err ***"]
+    assert logged == ["$ eksctl version", "$ eksctl anything"]
+
+    async_hook = EksctlHook("eu-west-1", "eksctl_hook_test", eksctl_path=str(binary), log_line=logged.append)
+    assert asyncio.run(async_hook.acheck_version()) == (0, 215, 0)
+    streamed = asyncio.run(async_hook.astreaming(["create"], timeout=30))
+    assert streamed.returncode == 0 and sorted(streamed.tail) == ["err ***", "got *** eu-west-1"]
+    assert "hook-secret-value" not in " ".join(logged)

@@ -1,4 +1,4 @@
-"""Amazon EKS clusters through the eksctl CLI: config model, renderer, operator, trigger.
+"""Amazon EKS clusters through the eksctl CLI: config model, renderer, hook, operator, trigger.
 
 Importing this package is cheap (no AWS clients, no Airflow operators); import
 :mod:`eksml.eksctl.operators` for the operator.

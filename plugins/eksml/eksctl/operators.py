@@ -33,20 +33,18 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from eksml.eksctl.cli import (
-    Eksctl,
+from eksml.eksctl.config import ClusterConfig, ClusterConfigError
+from eksml.eksctl.hooks import (
     EksctlError,
+    EksctlHook,
     associate_oidc_args,
     create_cluster_args,
     create_nodegroups_args,
     create_service_accounts_args,
     delete_cluster_args,
-    find_eksctl,
     scale_nodegroup_args,
     write_kubeconfig_args,
 )
-from eksml.eksctl.config import ClusterConfig, ClusterConfigError
-from eksml.eksctl.redact import Redactor
 from eksml.eksctl.render import render_yaml
 from eksml.eksctl.request import INFERENCE_GROUP, TRAIN_GROUP, ClusterRequest, build_cluster_configs
 from eksml.eksctl.triggers import EksctlCommandTrigger, file_arg, first_event, step
@@ -178,18 +176,16 @@ class EksctlClusterOperator(BaseOperator):
             configs = [c for c in configs if any(ng.name == wanted for ng in c.node_groups)]
         return configs
 
-    def _client(self, region: str) -> Eksctl:
-        from eksml.eksctl.credentials import eksctl_environment
-
+    def _client(self, region: str) -> EksctlHook:
+        hook = EksctlHook(region, self.aws_conn_id, self.eksctl_path, log_line=self.log.info)
         try:
-            binary = find_eksctl(self.eksctl_path)
-            env, secrets = eksctl_environment(self.aws_conn_id, region)
-            client = Eksctl(binary, env, Redactor(secrets), self.log.info)
-            version = client.check_version()
+            binary = hook.binary  # a missing binary fails before any connection lookup
+            hook.environment()
+            version = hook.check_version()
         except EksctlError as exc:
             raise AirflowFailException(str(exc)) from exc
         self.log.info("using %s (eksctl %s)", binary, ".".join(map(str, version)))
-        return client
+        return hook
 
     # --- entry point --------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
@@ -226,7 +222,13 @@ class EksctlClusterOperator(BaseOperator):
 
     # --- create / reuse -----------------------------------------------------------------
     def _create(
-        self, context: Context, client: Eksctl, configs: list[ClusterConfig], *, created: list[str], recovering: bool
+        self,
+        context: Context,
+        client: EksctlHook,
+        configs: list[ClusterConfig],
+        *,
+        created: list[str],
+        recovering: bool,
     ) -> dict[str, Any]:
         steps: list[dict[str, Any]] = []
         files: dict[str, str] = {}
@@ -258,7 +260,7 @@ class EksctlClusterOperator(BaseOperator):
         return self._run_steps(context, steps, files, "execute_complete", {"created": created}, self.create_timeout)
 
     def _converge_steps(
-        self, client: Eksctl, cfg: ClusterConfig, files: dict[str, str], recovering: bool
+        self, client: EksctlHook, cfg: ClusterConfig, files: dict[str, str], recovering: bool
     ) -> list[dict]:
         """Steps that bring an existing cluster to ``cfg`` without recreating anything."""
         fname = f"{cfg.name}.yaml"
@@ -357,7 +359,7 @@ class EksctlClusterOperator(BaseOperator):
             "delete them with: eksctl delete cluster --name NAME --region REGION"
         )
 
-    def _finish(self, context: Context, created: list[str], client: Eksctl) -> dict[str, Any]:
+    def _finish(self, context: Context, created: list[str], client: EksctlHook) -> dict[str, Any]:
         clusters = []
         configs = self._configs(context)
         for cfg in configs:
@@ -403,7 +405,7 @@ class EksctlClusterOperator(BaseOperator):
         }
 
     # --- scale --------------------------------------------------------------------------
-    def _scale(self, context: Context, client: Eksctl, configs: list[ClusterConfig]) -> dict[str, Any]:
+    def _scale(self, context: Context, client: EksctlHook, configs: list[ClusterConfig]) -> dict[str, Any]:
         steps: list[dict[str, Any]] = []
         for cfg in configs:
             state = client.get_cluster(cfg.name, cfg.region)
@@ -424,7 +426,7 @@ class EksctlClusterOperator(BaseOperator):
         return self._run_steps(context, steps, {}, "execute_complete", {"created": []}, self.create_timeout)
 
     # --- delete -------------------------------------------------------------------------
-    def _delete(self, context: Context, client: Eksctl, configs: list[ClusterConfig]) -> dict[str, Any]:
+    def _delete(self, context: Context, client: EksctlHook, configs: list[ClusterConfig]) -> dict[str, Any]:
         steps, names = [], []
         for cfg in reversed(configs):
             state = client.get_cluster(cfg.name, cfg.region)

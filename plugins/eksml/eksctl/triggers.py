@@ -23,17 +23,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from eksml.eksctl.cli import (
-    MIN_VERSION,
-    EksctlError,
-    find_eksctl,
-    get_cluster_args,
-    parse_get_cluster,
-    require_version,
-    version_args,
-)
-from eksml.eksctl.process import arun_captured, arun_streaming
-from eksml.eksctl.redact import Redactor
+from eksml.eksctl.hooks import MIN_VERSION, EksctlError, EksctlHook
 
 FILE_TOKEN = "{file:"
 
@@ -101,14 +91,6 @@ class EksctlCommandTrigger(BaseTrigger):
             },
         )
 
-    async def _environment(self) -> tuple[dict[str, str], list[str]]:
-        from asgiref.sync import sync_to_async
-
-        from eksml.eksctl.credentials import eksctl_environment
-
-        # Connection lookup and STS calls are blocking: keep them off the event loop.
-        return await sync_to_async(eksctl_environment)(self.aws_conn_id, self.region)
-
     def _started(self, pid: int) -> None:
         self.current_pid = pid
 
@@ -117,13 +99,10 @@ class EksctlCommandTrigger(BaseTrigger):
             yield TriggerEvent({**payload, "passthrough": self.passthrough})
 
     async def _run(self) -> AsyncIterator[dict[str, Any]]:
-        redact = Redactor()
+        hook = EksctlHook(self.region, self.aws_conn_id, self.eksctl_path, log_line=self.log.info)
         try:
-            binary = find_eksctl(self.eksctl_path)
-            env, secrets = await self._environment()
-            redact = Redactor(secrets)
-            version = await arun_captured([binary, *version_args()], env=env, redact=redact, timeout=60)
-            require_version(version.stdout, self.min_version)
+            self.log.info("using %s", hook.binary)  # a missing binary fails before any connection lookup
+            await hook.acheck_version(self.min_version)
             with tempfile.TemporaryDirectory(prefix="eksml-eksctl-") as tmp:
                 workdir = Path(tmp)
                 for name, content in self.files.items():
@@ -133,10 +112,7 @@ class EksctlCommandTrigger(BaseTrigger):
                 for index, spec in enumerate(self.steps):
                     guard = spec.get("unless_cluster_exists")
                     if guard:
-                        probe = await arun_captured(
-                            [binary, *get_cluster_args(guard["name"], guard["region"])], env=env, redact=redact
-                        )
-                        state = parse_get_cluster(probe, guard["name"])
+                        state = await hook.aget_cluster(guard["name"], guard["region"])
                         if state is not None:
                             self.log.info(
                                 "cluster %s already exists (%s): not running %s",
@@ -155,14 +131,7 @@ class EksctlCommandTrigger(BaseTrigger):
                     self.log.info(
                         "step %d/%d: %s: $ eksctl %s", index + 1, len(self.steps), spec["label"], " ".join(args)
                     )
-                    result = await arun_streaming(
-                        [binary, *args],
-                        env=env,
-                        log=self.log.info,
-                        redact=redact,
-                        timeout=self.step_timeout,
-                        on_start=self._started,
-                    )
+                    result = await hook.astreaming(args, timeout=self.step_timeout, on_start=self._started)
                     self.current_pid = None
                     if result.returncode != 0:
                         reason = "timed out" if result.timed_out else f"exit {result.returncode}"
@@ -172,7 +141,7 @@ class EksctlCommandTrigger(BaseTrigger):
             yield {"status": "success", "steps": len(self.steps)}
         except Exception as exc:  # any error must reach the task as an event, redacted
             self.log.exception("eksctl trigger failed")
-            yield {"status": "error", "message": redact(f"{type(exc).__name__}: {exc}")}
+            yield {"status": "error", "message": hook.redact(f"{type(exc).__name__}: {exc}")}
 
 
 async def first_event(trigger: BaseTrigger) -> dict[str, Any]:
