@@ -1,5 +1,5 @@
 # The two commands that matter: `make run` (the main job, local profile) and `make test`.
-.PHONY: run test test-unit test-fast test-slow setup render bench clean
+.PHONY: run test test-unit test-fast test-slow test-k8s setup render bench clean
 
 CONF ?= {}
 PYTEST := .venv/bin/python -m pytest
@@ -7,17 +7,21 @@ PYTEST := .venv/bin/python -m pytest
 run:            ## set up, then train, evaluate, register, deploy and query the model locally
 	bash scripts/run_local.sh '$(CONF)'
 
-test:           ## every tier that can run on this machine (what CI runs)
-	bash scripts/setup.sh
+test:           ## every tier that can run on this machine (what CI runs), the k8s control-plane tier included
+	bash scripts/setup.sh --k8s-testenv
 	$(PYTEST) -m "not cluster"
 
 test-unit:      ## unit tests only (about a minute)
 	bash scripts/setup.sh
-	$(PYTEST) tests/unit -m "not slow and not cluster"
+	$(PYTEST) tests/unit -m "not slow and not cluster and not k8s"
+
+test-k8s:       ## the Kubernetes half of the aws profile against a real control plane (built once from source)
+	bash scripts/setup.sh --k8s-testenv
+	$(PYTEST) -m "k8s and not cluster"
 
 test-fast:      ## unit + integration + end-to-end on small slices of the real data (about 8 minutes)
 	bash scripts/setup.sh
-	$(PYTEST) -m "not slow and not cluster"
+	$(PYTEST) -m "not slow and not cluster and not k8s"
 
 test-slow:      ## full-data training, real Airflow services, browser, model-server suites
 	bash scripts/setup.sh

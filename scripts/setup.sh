@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Idempotent set-up of a fresh Debian 12 machine for the local profile:
 #   the Fashion-MNIST Debian package, uv, the Airflow virtualenv (.venv) and one virtualenv
-#   per image (.venvs/<image>). A second call only checks, so it returns in seconds.
-# Usage: scripts/setup.sh [image ...]   (default: every image under images/)
+#   per image (.venvs/<image>), and with --k8s-testenv the test control plane (real Kubernetes
+#   binaries built from pinned sources, tools/k8s-testenv). A second call only checks, so it
+#   returns in seconds.
+# Usage: scripts/setup.sh [--k8s-testenv] [image ...]   (default: every image under images/)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -36,7 +38,14 @@ else
   echo ".venv (Airflow): up to date"
 fi
 
-images=("$@")
+k8s_testenv=0
+images=()
+for arg in "$@"; do
+  case "$arg" in
+    --k8s-testenv) k8s_testenv=1 ;;
+    *) images+=("$arg") ;;
+  esac
+done
 if [ ${#images[@]} -eq 0 ]; then
   for dir in images/*/; do
     name="$(basename "$dir")"
@@ -46,3 +55,16 @@ fi
 for image in "${images[@]}"; do
   bash images/build-local-venv.sh "$image"
 done
+
+if [ "$k8s_testenv" = 1 ]; then
+  # Builds once per pin change (the last line printed is where the binaries are). Without a
+  # suitable Go it says what is missing, and the tests marked k8s skip with that reason.
+  rc=0
+  bash tools/k8s-testenv/build.sh || rc=$?
+  if [ "$rc" = 3 ]; then
+    echo "k8s test control plane not available: the tests marked k8s will be skipped"
+  elif [ "$rc" != 0 ]; then
+    echo "k8s test control plane: build failed (exit $rc)" >&2
+    exit "$rc"
+  fi
+fi

@@ -27,6 +27,10 @@ from eksml.settings import Settings, load_settings
 IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
 PIPELINE_ROLE = "eksml-pipeline"
 LABELS = {"app.kubernetes.io/part-of": "eksml", "app.kubernetes.io/managed-by": "eksml"}
+#: Pod Security admission for the pipeline's namespaces: every pod must meet ``restricted``
+#: (non-root, no privilege escalation, no capabilities, RuntimeDefault seccomp), so a pod
+#: spec that drifts from that is refused by the API server instead of running.
+POD_SECURITY_LABELS = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")}
 #: Which objects each kind of cluster gets: a shared cluster ("all") gets both sides.
 CLUSTER_ROLES = ("all", "training", "inference")
 
@@ -64,7 +68,9 @@ def _meta(name: str, namespace: str | None = None, **extra: Any) -> dict[str, An
 
 
 def namespace(name: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(name)}
+    meta = _meta(name)
+    meta["labels"].update(POD_SECURITY_LABELS)
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
 def service_account(name: str, ns: str, irsa_role_arn: str) -> dict[str, Any]:

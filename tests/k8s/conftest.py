@@ -1,0 +1,127 @@
+"""Session fixtures of the ``k8s`` tier: real control planes built from source (see k8s_controlplane).
+
+``control_plane`` is started once per session and shared; ``second_control_plane`` is an
+independent cluster for tests that need two. Both are skipped, with the reason, when the
+binaries are not built (no Go: see ``tools/k8s-testenv/build.sh``). When a test that uses
+one fails, the tail of every component's log is added to its report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from k8s_controlplane import ControlPlane, Identity, locate_binaries
+
+#: The pipeline's own identity: a user in the group the project's RoleBindings name, as an EKS
+#: access entry maps the Airflow workers' IAM principal.
+PIPELINE = "pipeline"
+ACCOUNT_ID = "123456789012"
+
+_planes: list[ControlPlane] = []
+
+
+def _node_groups() -> tuple[Any, ...]:
+    from eksml.eksctl.request import ClusterRequest, inference_node_group, train_node_group
+    from eksml.settings import Settings
+
+    request = ClusterRequest.from_settings(Settings(profile="aws"))
+    return (train_node_group(request), inference_node_group(request))
+
+
+def _identities() -> dict[str, Identity]:
+    from eksml.eksctl.request import PIPELINE_GROUP
+
+    return {PIPELINE: Identity("eksml-pipeline", (PIPELINE_GROUP,))}
+
+
+@pytest.fixture(scope="session")
+def k8s_bin_dir() -> Path:
+    found, reason = locate_binaries()
+    if found is None:
+        pytest.skip(f"no test control plane: {reason}")
+    return found
+
+
+def _start(name: str, bin_dir: Path) -> ControlPlane:
+    workdir = Path(tempfile.mkdtemp(prefix=f"eksml-k8s-{name}-"))
+    plane = ControlPlane(name=name, bin_dir=bin_dir, workdir=workdir, identities=_identities(),
+                         node_groups=_node_groups())
+    plane.start()
+    _planes.append(plane)
+    sys.stderr.write(f"\n[k8s] control plane {name} up in {plane.startup_seconds:.1f} s at {plane.server}\n")
+    return plane
+
+
+def _connection(conn_id: str, kubeconfig: Path) -> Iterator[str]:
+    var = f"AIRFLOW_CONN_{conn_id.upper()}"
+    os.environ[var] = json.dumps({"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig)}})
+    yield conn_id
+    os.environ.pop(var, None)
+
+
+@pytest.fixture(scope="session")
+def control_plane(k8s_bin_dir: Path) -> Iterator[ControlPlane]:
+    plane = _start("primary", k8s_bin_dir)
+    yield plane
+    plane.stop()
+
+
+@pytest.fixture(scope="session")
+def second_control_plane(k8s_bin_dir: Path) -> Iterator[ControlPlane]:
+    plane = _start("second", k8s_bin_dir)
+    yield plane
+    plane.stop()
+
+
+@pytest.fixture(scope="session")
+def pipeline_conn(control_plane: ControlPlane) -> Iterator[str]:
+    """An Airflow ``kubernetes`` connection acting as the pipeline identity on the primary cluster."""
+    yield from _connection("kubernetes_testenv", control_plane.kubeconfig(PIPELINE))
+
+
+@pytest.fixture(scope="session")
+def admin_conn(control_plane: ControlPlane) -> Iterator[str]:
+    """Cluster admin on the primary cluster: what a platform engineer applies the add-ons as."""
+    yield from _connection("kubernetes_testenv_admin", control_plane.kubeconfig("admin"))
+
+
+def aws_settings(kubernetes_conn_id: str, **changes: Any) -> Any:
+    """The aws profile's settings, talking to a test cluster through ``kubernetes_conn_id``."""
+    from eksml.settings import Settings
+
+    return Settings(profile="aws", store_uri="s3://eksml-bucket/store", kubernetes_conn_id=kubernetes_conn_id,
+                    image_registry="registry.test/eksml", image_tag="1.0.0").replace(**changes)
+
+
+def pipeline_objects(settings: Any) -> list[dict[str, Any]]:
+    """The project's own objects for a shared cluster (namespaces, service accounts, Roles, autoscaler)."""
+    from eksml.cluster.objects import render_kubernetes_objects
+
+    return render_kubernetes_objects(settings, account_id=ACCOUNT_ID)
+
+
+@pytest.fixture(scope="session")
+def prepared_cluster(control_plane: ControlPlane) -> ControlPlane:
+    """The primary cluster after the add-ons step's own objects were applied (as cluster admin)."""
+    from eksml.cluster.apply import apply_objects
+
+    apply_objects(control_plane.api_client("admin"), pipeline_objects(aws_settings("unused")), log=lambda _m: None)
+    return control_plane
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    report = yield
+    if report.failed and _planes and any(name.endswith("control_plane") or name.endswith("_conn")
+                                         for name in getattr(item, "fixturenames", ())):
+        for plane in _planes:
+            report.sections.append((f"control plane {plane.name}: component logs", plane.logs(60)))
+    return report
