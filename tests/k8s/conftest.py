@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from k8s_controlplane import ControlPlane, Identity, locate_binaries
 
 #: The pipeline's own identity: a user in the group the project's RoleBindings name, as an EKS
@@ -29,7 +28,11 @@ _planes: list[ControlPlane] = []
 
 
 def _node_groups() -> tuple[Any, ...]:
-    from eksml.eksctl.request import ClusterRequest, inference_node_group, train_node_group
+    from eksml.eksctl.request import (
+        ClusterRequest,
+        inference_node_group,
+        train_node_group,
+    )
     from eksml.settings import Settings
 
     request = ClusterRequest.from_settings(Settings(profile="aws"))
@@ -120,8 +123,8 @@ def prepared_cluster(control_plane: ControlPlane) -> ControlPlane:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     report = yield
-    if report.failed and _planes and any(name.endswith("control_plane") or name.endswith("_conn")
-                                         for name in getattr(item, "fixturenames", ())):
+    uses_a_plane = {"control_plane", "second_control_plane"} & set(getattr(item, "fixturenames", ()))
+    if report.failed and _planes and uses_a_plane:
         for plane in _planes:
             report.sections.append((f"control plane {plane.name}: component logs", plane.logs(60)))
     return report

@@ -40,6 +40,9 @@ KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 #: The MPI operator runs as its own service account, bound by its published manifest.
 MPI_OPERATOR_SA = ("mpi-operator", "mpi-operator")
 SERVICE_CIDR = "10.96.0.0/16"
+#: The controllers the pipeline's objects need (the rest of a real controller manager is off).
+KCM_CONTROLLERS = ("deployment-controller", "replicaset-controller", "job-controller", "namespace-controller",
+                   "serviceaccount-controller", "garbage-collector-controller")
 #: Container log served (by kwok, through the API server's log proxy) for each container name.
 CONTAINER_LOGS = {
     "base": "simulated training container: epoch 1/1 accuracy 0.81\n",
@@ -89,7 +92,7 @@ class Pki:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._ca_key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "eksml-testenv-ca")])
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         self._ca = (
             x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(self._ca_key.public_key()).serial_number(x509.random_serial_number())
@@ -120,7 +123,7 @@ class Pki:
         key = self._ec.generate_private_key(self._ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(oid.COMMON_NAME, common_name),
                              *(x509.NameAttribute(oid.ORGANIZATION_NAME, g) for g in groups)])
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         usage = x509.oid.ExtendedKeyUsageOID.SERVER_AUTH if server else x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH
         builder = (
             x509.CertificateBuilder().subject_name(subject).issuer_name(self._ca.subject)
@@ -178,7 +181,7 @@ class Component:
 
 def _get(url: str, context: ssl.SSLContext | None = None, timeout: float = 3.0) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, context=context, timeout=timeout) as response:  # noqa: S310 (loopback)
+        with urllib.request.urlopen(url, context=context, timeout=timeout) as response:
             return response.status, response.read().decode(errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace")
@@ -299,6 +302,10 @@ class ControlPlane:
             "--authorization-mode=RBAC",
             # NamespaceLifecycle, ServiceAccount, PodSecurity, ... are on by default; named for clarity.
             "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity,DefaultTolerationSeconds",
+            # Simulated nodes are Ready from the start and stay so: no node.kubernetes.io/not-ready
+            # taint on creation, and no node-lifecycle controller to add one (kwok v0.8.0 renewed the
+            # Lease of only one of several nodes here, so that controller would fail the others).
+            "--disable-admission-plugins=TaintNodesByCondition",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={self.pki.sa_pub}",
             f"--service-account-signing-key-file={self.pki.sa_key}",
@@ -308,6 +315,7 @@ class ControlPlane:
             "--kubelet-preferred-address-types=InternalIP",
             "--allow-privileged=true",  # as EKS: privileged pods are possible, Pod Security decides per namespace
             "--profiling=false",
+            "--endpoint-reconciler-type=none",  # the "kubernetes" Service cannot point at loopback
             # Who called what, and what the answer was: tests read it to check identities and refusals.
             f"--audit-policy-file={self._audit_policy()}", f"--audit-log-path={self.audit_log}",
             "--audit-log-format=json", "--audit-log-mode=blocking",
@@ -374,8 +382,7 @@ class ControlPlane:
             "--leader-elect=false",
             # Each controller acts as its own service account with its own bootstrap Role.
             "--use-service-account-credentials=true",
-            "--controllers=deployment-controller,replicaset-controller,job-controller,namespace-controller,"
-            "serviceaccount-controller,garbage-collector-controller",
+            "--controllers=" + ",".join(KCM_CONTROLLERS),
             f"--root-ca-file={self.pki.ca}",
             "--kube-api-qps=100", "--kube-api-burst=200",
         ])
@@ -436,13 +443,14 @@ class ControlPlane:
                           "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "type": "kwok"}
                 node = {
                     "apiVersion": "v1", "kind": "Node",
-                    "metadata": {"name": name, "labels": labels, "annotations": dict([KWOK_ANNOTATION])},
+                    "metadata": {"name": name, "labels": labels},
                     "spec": {"taints": [t.to_dict() for t in group.taints]},
-                    "status": {"capacity": capacity, "allocatable": capacity},
                 }
-                created = core.create_node(node)
-                # The API server drops status on create; kwok's node-initialize stage keeps what is there.
-                core.patch_node_status(created.metadata.name, {"status": node["status"]})
+                core.create_node(node)
+                # The API server drops status on create: set capacity first, then hand the node to
+                # kwok, whose node-initialize stage keeps it and adds conditions and addresses.
+                core.patch_node_status(name, {"status": {"capacity": capacity, "allocatable": capacity}})
+                core.patch_node(name, {"metadata": {"annotations": dict([KWOK_ANNOTATION])}})
 
     def _wait_for_nodes(self, deadline: float) -> None:
         from kubernetes import client
@@ -453,17 +461,18 @@ class ControlPlane:
         def ready() -> tuple[bool, Any]:
             nodes = core.list_node().items
             names = [n.metadata.name for n in nodes
-                     if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))]
+                     if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
+                     and not any(t.key.startswith("node.kubernetes.io/") for t in (n.spec.taints or []))]
             return len(names) >= wanted, names
-        self._wait(f"{wanted} Ready node(s) from kwok", ready, deadline, ("kwok", "kube-apiserver"))
+        self._wait(f"{wanted} Ready, schedulable node(s)", ready, deadline,
+                   ("kwok", "kube-apiserver", "kube-controller-manager"))
 
     def _install_mpi_operator(self, deadline: float) -> None:
         """The operator's published CRD and RBAC (same release as the binary), then the operator
         itself, acting with a token of its own service account."""
         import yaml
-        from kubernetes import client
-
         from eksml.cluster.apply import apply_objects
+        from kubernetes import client
 
         manifest = self.bin_dir.parent / "share" / "mpi-operator.yaml"
         # Its Deployment would only be a pod kwok pretends to run: the real controller runs here.

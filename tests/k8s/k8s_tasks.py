@@ -9,7 +9,7 @@ so only the scheduling around them is left out.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,7 +18,7 @@ def task_context(task_id: str, try_number: int = 1, run_id: str = "manual__2026-
     """The parts of a task context the operators read; XCom pushes are kept in ``ti.xcom``."""
     xcom: dict[str, Any] = {}
     ti = SimpleNamespace(dag_id="fashion_mnist_training", task_id=task_id, run_id=run_id, map_index=-1,
-                         try_number=try_number, start_date=datetime.now(timezone.utc), xcom=xcom,
+                         try_number=try_number, start_date=datetime.now(UTC), xcom=xcom,
                          xcom_push=lambda key, value: xcom.__setitem__(key, value))
     return {"ti": ti, "task_instance": ti, "run_id": run_id, "dag": SimpleNamespace(dag_id=ti.dag_id)}
 
@@ -35,12 +35,12 @@ def run_task(operator: Any, context: dict[str, Any], timeout: float = 120.0, max
     """``execute``, then for each deferral: the trigger's first event, then the resume method."""
     from airflow.sdk.exceptions import TaskDeferred
 
-    call = lambda: operator.execute(context)  # noqa: E731
+    call = lambda: operator.execute(context)
     for _ in range(max_deferrals):
         try:
             return call()
         except TaskDeferred as deferred:
             event = first_event(deferred.trigger, timeout)
             method = getattr(operator, deferred.method_name)
-            call = lambda method=method, event=event: method(context, event)  # noqa: E731
+            call = lambda method=method, event=event: method(context, event)
     raise AssertionError(f"{operator.task_id} deferred more than {max_deferrals} times")

@@ -7,11 +7,10 @@ from __future__ import annotations
 import pytest
 import yaml
 from conftest import aws_settings, pipeline_objects
-from kubernetes import client
-from kubernetes.dynamic import DynamicClient
-
 from eksml.cluster.addons import parse_manifest
 from eksml.cluster.apply import FIELD_MANAGER, apply_objects
+from kubernetes import client
+from kubernetes.dynamic import DynamicClient
 
 pytestmark = pytest.mark.k8s
 

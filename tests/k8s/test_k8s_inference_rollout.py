@@ -14,11 +14,10 @@ import time
 
 import pytest
 from conftest import PIPELINE, aws_settings
-from kubernetes import client
-
 from eksml.serving.kubernetes import InferenceRollout, RolloutError
 from eksml.serving.manifests import render_inference_objects, resource_name
 from eksml.serving.rollout import REVISION_ANNOTATION
+from kubernetes import client
 
 pytestmark = pytest.mark.k8s
 

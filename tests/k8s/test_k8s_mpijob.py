@@ -14,12 +14,11 @@ import time
 
 import pytest
 from conftest import aws_settings
-from k8s_tasks import run_task, task_context
-from kubernetes import client
-
 from eksml.kubernetes.mpijob import GROUP, JOB_NAME_LABEL, PLURAL, VERSION, RunPolicy
 from eksml.kubernetes.mpijob_operator import MPIJobOperator
 from eksml.specs import training_spec
+from k8s_tasks import run_task, task_context
+from kubernetes import client
 
 pytestmark = pytest.mark.k8s
 
@@ -77,9 +76,11 @@ def test_mpijob_runs_through_the_real_operator_and_succeeds(prepared_cluster, pi
     launcher = next(p for p in pods if p.metadata.labels["training.kubeflow.org/job-role"] == "launcher")
     assert launcher.status.phase == "Succeeded"
     assert launcher.metadata.owner_references[0].kind == "Job"  # the real operator's v2 launcher
-    for pod in pods:
+    for pod in pods:  # the scheduler honoured each template's node role; workers hold GPUs on train nodes
         node = core.read_node(pod.spec.node_name)
-        assert node.metadata.labels["role"] == "train"
+        assert node.metadata.labels["role"] == pod.spec.node_selector["role"]
+        if pod.metadata.labels["training.kubeflow.org/job-role"] == "worker":
+            assert node.metadata.labels["role"] == "train" and "nvidia.com/gpu" in node.status.allocatable
     out = capsys.readouterr().out
     assert "simulated launcher: rank 0 of 2 up" in out  # the launcher's log reached the task log
 
@@ -92,12 +93,14 @@ def test_failed_launcher_fails_the_task_with_the_operators_reason(prepared_clust
     with pytest.raises(AirflowException) as failure:
         run_task(operator, task_context("train_mxnet_fails"))
     message = str(failure.value)
-    assert "Failed" in message or "BackoffLimitExceeded" in message, message
     (name,) = [j["metadata"]["name"] for j in client.CustomObjectsApi(prepared_cluster.api_client("admin"))
                .list_namespaced_custom_object(GROUP, VERSION, NS, PLURAL)["items"]
                if j["metadata"]["labels"].get("eksml/task-id") == "train_mxnet_fails"]
     job = _job(prepared_cluster.api_client("admin"), name)
     assert _conditions(job)["Failed"] == "True"
+    (failed,) = [c for c in job["status"]["conditions"] if c["type"] == "Failed"]
+    assert failed["reason"] in message  # the reason the MPI operator wrote, e.g. BackoffLimitExceeded
+    assert "simulated launcher" in message  # with the launcher's last lines
 
 
 def test_killing_the_task_deletes_the_job_and_its_pods_are_collected(prepared_cluster, pipeline_conn):

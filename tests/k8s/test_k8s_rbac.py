@@ -9,14 +9,15 @@ call and which binding allowed it.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import PIPELINE, aws_settings
-from k8s_tasks import run_task, task_context
-from kubernetes import client
-
 from eksml.cluster.objects import PIPELINE_ROLE
 from eksml.kubernetes.workload_pod import WorkloadPodOperator, render_training_pod
 from eksml.specs import Resources, WorkloadSpec
+from k8s_tasks import run_task, task_context
+from kubernetes import client
 
 pytestmark = pytest.mark.k8s
 
@@ -36,7 +37,8 @@ def test_pipeline_task_calls_are_its_own_and_allowed_by_the_projects_roles(prepa
     user = prepared_cluster.identities[PIPELINE].user
     before = len(prepared_cluster.audit_events(user))
     operator = WorkloadPodOperator(task_id="rbac_probe", spec=PROBE.to_dict(), settings=aws_settings(pipeline_conn),
-                                   deferrable=True, poll_interval=0.5, on_finish_action="delete_pod")
+                                   deferrable=True, poll_interval=0.5, on_finish_action="delete_pod",
+                                   logging_interval=60)  # see test_k8s_training_pod: kwok and followed logs
     run_task(operator, task_context("rbac_probe"))
 
     calls = prepared_cluster.audit_events(user)[before:]
@@ -65,7 +67,7 @@ def test_calls_outside_the_roles_are_refused(prepared_cluster):
                                                       "name": "cluster-admin"},
         "subjects": [{"kind": "Group", "name": "eksml-pipeline", "apiGroup": "rbac.authorization.k8s.io"}]})
     refused = _refused(core.list_namespaced_pod, "kube-system")
-    assert 'User "eksml-pipeline" cannot list resource "pods"' in refused.body
+    assert 'User "eksml-pipeline" cannot list resource "pods"' in json.loads(refused.body)["message"]
 
 
 def test_an_identity_without_the_projects_binding_can_do_nothing(prepared_cluster):

@@ -9,15 +9,15 @@ followed by the provider's own KubernetesPodTrigger.
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 from conftest import PIPELINE, aws_settings
-from k8s_tasks import run_task, task_context
-from kubernetes import client
-
 from eksml.kubernetes.workload_pod import GpuTrainingPodOperator, render_training_pod
 from eksml.specs import training_spec
+from k8s_tasks import run_task, task_context
+from kubernetes import client
 
 pytestmark = pytest.mark.k8s
 
@@ -28,8 +28,11 @@ SPEC = training_spec(framework="tensorflow", data_uri="s3://eksml-bucket/store/d
 
 
 def _operator(settings, task_id: str = "train_tensorflow") -> GpuTrainingPodOperator:
+    # logging_interval: the provider then reads the finished pod's log without ``follow``. kwok
+    # serves a followed log until the client hangs up (a kubelet ends it when the container
+    # exits), which would only make the read time out here.
     return GpuTrainingPodOperator(task_id=task_id, spec=SPEC.to_dict(), settings=settings, on_finish_action="keep_pod",
-                                  poll_interval=0.5, startup_check_interval_seconds=1)
+                                  poll_interval=0.5, startup_check_interval_seconds=1, logging_interval=60)
 
 
 def _wait_for(read, done, timeout: float = 60.0, what: str = "condition"):
@@ -42,19 +45,19 @@ def _wait_for(read, done, timeout: float = 60.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}: last {value!r}")
 
 
-def test_training_pod_runs_on_a_gpu_node_and_the_task_succeeds(prepared_cluster, pipeline_conn, caplog):
+def test_training_pod_runs_on_a_gpu_node_and_the_task_succeeds(prepared_cluster, pipeline_conn, capsys):
     core = client.CoreV1Api(prepared_cluster.api_client("admin"))
     context = task_context("train_tensorflow")
-    caplog.set_level("INFO")
     run_task(_operator(aws_settings(pipeline_conn)), context)
 
     pod = core.read_namespaced_pod(context["ti"].xcom["pod_name"], NS)
     assert pod.status.phase == "Succeeded"
     node = core.read_node(pod.spec.node_name)
     assert node.metadata.labels["role"] == "train"
-    assert node.status.allocatable["nvidia.com/gpu"] == "1"
+    assert int(node.status.allocatable["nvidia.com/gpu"]) >= SPEC.resources.gpus >= 1
     assert [t.key for t in node.spec.taints] == ["nvidia.com/gpu"]  # tolerated by the pod, not by others
-    assert "simulated training container: epoch 1/1" in caplog.text  # container log, via the API server
+    out = capsys.readouterr()
+    assert "simulated training container: epoch 1/1" in out.out + out.err  # the container log, via the API server
 
 
 def test_gpu_pod_never_lands_on_an_inference_node(prepared_cluster):
@@ -96,7 +99,9 @@ def test_failing_pod_fails_the_task_with_its_reason(prepared_cluster, pipeline_c
     assert pod.status.phase == "Failed"
     terminated = pod.status.container_statuses[0].state.terminated
     assert (terminated.exit_code, terminated.reason) == (1, "Error")
-    assert pod.metadata.name in str(failure.value) or "Failed" in str(failure.value) or "Error" in str(failure.value)
+    # The provider names the pod; the container's own last words reach the message only through
+    # its termination message (kwok writes none), so the reason is read from the pod itself.
+    assert f"Pod {pod.metadata.name} returned a failure" in str(failure.value)
 
 
 def test_restricted_pod_security_refuses_a_privileged_pod(prepared_cluster):
@@ -107,5 +112,5 @@ def test_restricted_pod_security_refuses_a_privileged_pod(prepared_cluster):
     with pytest.raises(client.ApiException) as refused:
         admin.create_namespaced_pod(NS, pod)
     assert refused.value.status == 403
-    assert 'violates PodSecurity "restricted:latest"' in refused.value.body
-    assert "privileged" in refused.value.body
+    message = json.loads(refused.value.body)["message"]
+    assert 'violates PodSecurity "restricted:latest"' in message and "privileged" in message
