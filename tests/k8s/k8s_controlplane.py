@@ -468,15 +468,15 @@ class ControlPlane:
                    ("kwok", "kube-apiserver", "kube-controller-manager"))
 
     def _install_mpi_operator(self, deadline: float) -> None:
-        """The operator's published CRD and RBAC (same release as the binary), then the operator
-        itself, acting with a token of its own service account."""
-        import yaml
-        from eksml.cluster.apply import apply_objects
+        """The project's pinned add-ons (the MPI operator's CRD and RBAC among them), applied as
+        the add-ons step does, then the operator itself with a token of its own service account."""
         from kubernetes import client
 
-        manifest = self.bin_dir.parent / "share" / "mpi-operator.yaml"
-        # Its Deployment would only be a pod kwok pretends to run: the real controller runs here.
-        objects = [o for o in yaml.safe_load_all(manifest.read_text()) if o and o["kind"] != "Deployment"]
+        from eksml.cluster.addons import addon_objects
+        from eksml.cluster.apply import apply_objects
+
+        # The add-on Deployments would only be pods kwok pretends to run: the controller runs here.
+        objects = [o for o in addon_objects() if o["kind"] != "Deployment"]
         apply_objects(self._admin(), objects, log=lambda _msg: None)
         namespace, account = MPI_OPERATOR_SA
         core = client.CoreV1Api(self._admin())
