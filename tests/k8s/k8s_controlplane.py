@@ -470,10 +470,9 @@ class ControlPlane:
     def _install_mpi_operator(self, deadline: float) -> None:
         """The project's pinned add-ons (the MPI operator's CRD and RBAC among them), applied as
         the add-ons step does, then the operator itself with a token of its own service account."""
-        from kubernetes import client
-
         from eksml.cluster.addons import addon_objects
         from eksml.cluster.apply import apply_objects
+        from kubernetes import client
 
         # The add-on Deployments would only be pods kwok pretends to run: the controller runs here.
         objects = [o for o in addon_objects() if o["kind"] != "Deployment"]

@@ -1,0 +1,99 @@
+"""Routing with two real control planes: an ephemeral run's pod lands on its own cluster.
+
+Two EKS clusters on a moto server point at the two control planes (endpoint and CA). The
+training pod operator resolves its cluster as a run does and builds its connection from the
+EKS API (``DescribeCluster``) with the project's own code. One piece is the test's: EKS
+tokens are verified by AWS, which no API server here can ask, so each connection's user is
+swapped for the pipeline identity's client certificate of the API server that connection
+names. The certificate follows the server the project chose, so a wrong choice still lands
+the pod on the wrong cluster. ``tests/integration/test_cluster_routing.py`` covers every
+Kubernetes task of a run and the token's signer, against API stand-ins.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from conftest import PIPELINE, pipeline_objects
+from eksml.cluster import connection
+from eksml.cluster.addons import addon_objects
+from eksml.cluster.apply import apply_objects
+from eksml.kubernetes.workload_pod import GpuTrainingPodOperator
+from eksml.settings import Settings
+from eksml.specs import training_spec
+from k8s_tasks import run_task, task_context
+from kubernetes import client
+
+pytestmark = pytest.mark.k8s
+
+REGION = "us-west-2"
+SHARED, EPHEMERAL = "shared-eks", "run-ephemeral"
+NS = "ml-training"
+SPEC = training_spec(framework="tensorflow", data_uri="s3://eksml-bucket/store/data/x",
+                     model_uri="s3://eksml-bucket/store/models/v3", checkpoint_uri="s3://eksml-bucket/store/ckpt/v3",
+                     epochs=1, batch_size=32, learning_rate=0.01, gpus=1)
+
+
+@pytest.fixture(scope="module")
+def planes(prepared_cluster, second_control_plane):
+    settings = Settings(profile="aws")
+    apply_objects(second_control_plane.api_client("admin"),
+                  [o for o in addon_objects() if o["kind"] != "Deployment"] + pipeline_objects(settings),
+                  log=lambda _m: None)
+    return {SHARED: prepared_cluster, EPHEMERAL: second_control_plane}
+
+
+@pytest.fixture
+def eks(planes, moto_server, monkeypatch):
+    from airflow.providers.amazon.aws.hooks.eks import EksHook
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.eks.models import eks_backends
+
+    hook = EksHook(aws_conn_id="aws_default", region_name=REGION)
+    for name, plane in planes.items():
+        if name not in hook.list_clusters():
+            hook.create_cluster(name=name, roleArn="arn:aws:iam::123456789012:role/eks",
+                                resourcesVpcConfig={"subnetIds": ["subnet-0001", "subnet-0002"]})
+        cluster = eks_backends[DEFAULT_ACCOUNT_ID][REGION].clusters[name]
+        cluster.endpoint = plane.server
+        cluster.certificate_authority = {"data": base64.b64encode(plane.pki.ca.read_bytes()).decode()}
+
+    by_server = {plane.server: plane for plane in planes.values()}
+    built_from_eks = connection.eks_kubeconfig
+
+    def pipeline_certificate_for_the_chosen_server(*args, **kwargs):
+        config = built_from_eks(*args, **kwargs)
+        (cluster,) = config["clusters"]
+        plane = by_server[cluster["cluster"]["server"]]
+        (user,) = json.loads(plane.kubeconfig(PIPELINE).read_text())["users"]
+        config["users"][0]["user"] = user["user"]
+        return config
+
+    monkeypatch.setattr(connection, "eks_kubeconfig", pipeline_certificate_for_the_chosen_server)
+    return planes
+
+
+def _settings() -> Settings:
+    return Settings(profile="aws", store_uri="s3://eksml-bucket/store", cluster_name=SHARED, region=REGION,
+                    image_registry="registry.test/eksml", image_tag="1.0.0")
+
+
+def _pods(plane, task_id: str) -> list:
+    core = client.CoreV1Api(plane.api_client("admin"))
+    return [p for p in core.list_namespaced_pod(NS).items if p.metadata.labels.get("task_id") == task_id]
+
+
+@pytest.mark.parametrize("run", ["ephemeral", "shared"])
+def test_the_training_pod_lands_on_the_cluster_its_run_resolved(eks, run):
+    task_id = f"train_tensorflow_{run}"
+    operator = GpuTrainingPodOperator(task_id=task_id, spec=SPEC.to_dict(), settings=_settings(),
+                                      cluster_name=EPHEMERAL if run == "ephemeral" else None,
+                                      on_finish_action="keep_pod", poll_interval=0.5, logging_interval=60)
+    run_task(operator, task_context(task_id))
+
+    want, other = (eks[EPHEMERAL], eks[SHARED]) if run == "ephemeral" else (eks[SHARED], eks[EPHEMERAL])
+    (pod,) = _pods(want, task_id)
+    assert pod.status.phase == "Succeeded"  # scheduled and run on that cluster's own nodes
+    assert _pods(other, task_id) == []
