@@ -4,6 +4,12 @@ The server speaks the API's JSON for the calls these classes make (MPIJob create
 pod list by label selector, pod log) and plays scripted status sequences of the kind the MPI
 operator writes. The provider's hooks reach it through a kubeconfig file and an Airflow
 connection, exactly as they would reach EKS; only the cluster's behaviour is scripted.
+
+Kept beside ``tests/k8s/test_k8s_mpijob.py`` (the real MPI operator, API server and
+controllers) because it is the better tool for the trigger's state machine: restarts,
+suspension and both deadlines in milliseconds, which a real operator produces only over
+minutes or not on demand. What it does not prove: that the MPI operator writes these
+conditions, that the API server admits the job, or that RBAC allows these calls.
 """
 
 from __future__ import annotations
