@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from eksml.events import data_uri_problem
+from eksml.nodes import GPU_RESOURCE
 
 FRAMEWORKS = ("tensorflow", "mxnet", "both")
 TRAINERS = ("kubernetes", "sagemaker")
@@ -44,7 +45,7 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "learning_rate": {"section": TRAINING, "default": 0.001, "type": "number", "exclusiveMinimum": 0, "maximum": 1,
                       "title": "Learning rate", "description": "Base learning rate (scaled by the number of Horovod processes for MXNet)."},
     "gpus": {"section": TRAINING, "default": 1, "type": "integer", "minimum": 0, "maximum": 8,
-             "title": "GPUs per worker", "description": "nvidia.com/gpu limit of each training pod (Horovod slots per worker)."},
+             "title": "GPUs per worker", "description": f"{GPU_RESOURCE} limit of each training pod (Horovod slots per worker)."},
     "workers": {"section": TRAINING, "default": 2, "type": "integer", "minimum": 1, "maximum": 16,
                 "title": "Horovod workers", "description": "MPIJob workers (MXNet); locally, horovodrun processes."},
     "limit_train": {"section": DATA, "default": None, "type": ["null", "integer"], "minimum": 100, "maximum": 60000,

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from eksml.layout import Area, area_uri
+from eksml.nodes import INFERENCE_ROLE
 from eksml.params import TrainingParams
 from eksml.settings import Settings
 from eksml.specs import WorkloadSpec, Resources, training_spec
@@ -100,5 +101,5 @@ def evaluation_spec(candidate: dict[str, Any], data_uri: str, champion_uri: str 
     return WorkloadSpec(
         name=f"evaluate-{candidate['framework']}", image="inference", script="evaluate.py",
         args=tuple(args), env={"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"},
-        resources=Resources(cpu="2", memory="4Gi", gpus=0), node_role="inference",
+        resources=Resources(cpu="2", memory="4Gi", gpus=0), node_role=INFERENCE_ROLE,
     )

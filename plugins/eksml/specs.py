@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from eksml.nodes import TRAIN_ROLE
+
 #: Where every image puts its entrypoint code (Dockerfiles copy ``images/<name>/`` here).
 IMAGE_CODE_DIR = "/opt/eksml"
 
@@ -41,7 +43,7 @@ class WorkloadSpec:
     replicas: int = 1
     slots_per_replica: int = 1
     #: Node group the workload belongs on (``role`` node label).
-    node_role: str = "train"
+    node_role: str = TRAIN_ROLE
     distributed: bool = False
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -122,7 +124,7 @@ def training_spec(
         resources=Resources(cpu="4" if gpus else "2", memory="16Gi" if gpus else "8Gi", gpus=gpus),
         replicas=workers if distributed else 1,
         slots_per_replica=max(gpus, 1) if distributed else 1,
-        node_role="train",
+        node_role=TRAIN_ROLE,
         distributed=distributed,
         labels=MappingProxyType({"app.kubernetes.io/part-of": "eksml", "eksml/framework": framework, **(run_labels or {})}),
     )

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from eksml.nodes import INFERENCE_ROLE, node_selector, not_evictable
+
 NAME = "cluster-autoscaler"
 NAMESPACE = "kube-system"
 
@@ -86,7 +88,7 @@ def image_for(kubernetes_version: str) -> str:
 
 
 def autoscaler_objects(
-    *, cluster_name: str, region: str, kubernetes_version: str, role_arn: str, node_role: str = "inference"
+    *, cluster_name: str, region: str, kubernetes_version: str, role_arn: str, node_role: str = INFERENCE_ROLE
 ) -> list[dict[str, Any]]:
     """ServiceAccount, RBAC and Deployment; the pod runs on the untainted ``role=<node_role>`` nodes."""
     labels = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "eksml"}
@@ -113,12 +115,12 @@ def autoscaler_objects(
             "template": {
                 "metadata": {
                     "labels": labels,
-                    "annotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
+                    "annotations": not_evictable(),
                 },
                 "spec": {
                     "serviceAccountName": NAME,
                     "priorityClassName": "system-cluster-critical",
-                    "nodeSelector": {"role": node_role},
+                    "nodeSelector": node_selector(node_role),
                     "securityContext": {
                         "runAsNonRoot": True,
                         "runAsUser": 65534,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-GPU_RESOURCE = "nvidia.com/gpu"
+from eksml.nodes import GPU_RESOURCE
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from eksml.eksctl.request import (
     cluster_name_for_role,
     training_role_name,
 )
+from eksml.nodes import INFERENCE_ROLE, SYSTEM_ROLE
 from eksml.settings import Settings, load_settings
 
 IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
@@ -164,7 +165,7 @@ def render_kubernetes_objects(
             region=req.region,
             kubernetes_version=req.kubernetes_version,
             role_arn=role_arn(account, autoscaler_role_name(cluster), req.region),
-            node_role="system" if cluster_role == "training" else "inference",
+            node_role=SYSTEM_ROLE if cluster_role == "training" else INFERENCE_ROLE,
         )
     )
     return objects

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from eksml.nodes import TRAIN_ROLE
+
 if TYPE_CHECKING:
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
@@ -75,7 +77,7 @@ class ClusterTarget:
 
 def cluster_role_of(node_role: str) -> str:
     """Training-node workloads run on the training cluster; the rest on the serving one."""
-    return TRAINING if node_role == "train" else INFERENCE
+    return TRAINING if node_role == TRAIN_ROLE else INFERENCE
 
 
 _FROM_SETTINGS: Any = object()

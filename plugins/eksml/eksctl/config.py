@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eksml.eksctl.instance_types import InstanceTypeError, check_cpu_instance_type, check_gpu_instance_types
+from eksml.nodes import GPU_RESOURCE
 
 API_VERSION = "eksctl.io/v1alpha5"
-GPU_RESOURCE = "nvidia.com/gpu"
 CA_TAG_PREFIX = "k8s.io/cluster-autoscaler"
 
 #: EKS cluster name rule (CreateCluster API): letter or digit first, then [A-Za-z0-9_-], <= 100.

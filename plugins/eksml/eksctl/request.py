@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eksml.eksctl.config import (
-    GPU_RESOURCE,
     AccessEntry,
     ClusterConfig,
     ClusterConfigError,
@@ -23,12 +22,21 @@ from eksml.eksctl.config import (
     Taint,
 )
 from eksml.eksctl.iam import StoreUriError, inference_policy, training_policy
+from eksml.nodes import (
+    GPU_TAINT_EFFECT,
+    GPU_TAINT_KEY,
+    GPU_TAINT_VALUE,
+    INFERENCE_ROLE,
+    NODE_ROLE_LABEL,
+    SYSTEM_ROLE,
+    TRAIN_ROLE,
+)
 from eksml.settings import Settings, load_settings
 
 TRAIN_GROUP = "ng-train"
 INFERENCE_GROUP = "ng-inference"
 SYSTEM_GROUP = "ng-system"
-GPU_TAINT = Taint(key=GPU_RESOURCE, value="present", effect="NoSchedule")
+GPU_TAINT = Taint(key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect=GPU_TAINT_EFFECT)
 log = logging.getLogger(__name__)
 
 PIPELINE_GROUP = "eksml-pipeline"
@@ -136,7 +144,7 @@ def train_node_group(req: ClusterRequest) -> ManagedNodeGroup:
         min_size=req.train_min_nodes,
         desired_capacity=req.train_nodes,
         max_size=req.train_max_nodes if req.train_max_nodes is not None else max(4, req.train_nodes),
-        labels={"role": "train"},
+        labels={NODE_ROLE_LABEL: TRAIN_ROLE},
         taints=(GPU_TAINT,),
         spot=req.spot,
         volume_size=req.train_volume_size,
@@ -161,7 +169,7 @@ def _cpu_group(
         min_size=min_nodes,
         desired_capacity=nodes,
         max_size=max_nodes if max_nodes is not None else max(3, nodes),
-        labels={"role": role},
+        labels={NODE_ROLE_LABEL: role},
         volume_size=volume,
         availability_zones=zones,
     )
@@ -171,7 +179,7 @@ def inference_node_group(req: ClusterRequest) -> ManagedNodeGroup:
     """The CPU node group ``ng-inference`` as requested (not yet validated)."""
     return _cpu_group(
         INFERENCE_GROUP,
-        "inference",
+        INFERENCE_ROLE,
         req.inference_instance_type,
         req.inference_nodes,
         req.inference_min_nodes,
@@ -278,7 +286,7 @@ def build_cluster_configs(req: ClusterRequest) -> list[ClusterConfig]:
             ]
         else:
             train_name = training_cluster_name(req)
-            system_group = _cpu_group(SYSTEM_GROUP, "system", req.system_instance_type, 1, 1, 2, 50, zones)
+            system_group = _cpu_group(SYSTEM_GROUP, SYSTEM_ROLE, req.system_instance_type, 1, 1, 2, 50, zones)
             configs = [
                 ClusterConfig(
                     name=train_name,

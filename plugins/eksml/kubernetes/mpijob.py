@@ -27,6 +27,7 @@ from kubernetes.client import models as k8s
 
 from eksml.kubernetes import podparts
 from eksml.kubernetes.workload import WorkloadSpecError, coerce_spec
+from eksml.nodes import node_selector, not_evictable
 from eksml.settings import Settings
 from eksml.specs import Resources, WorkloadSpec
 
@@ -130,10 +131,10 @@ def _template(spec: WorkloadSpec, settings: Settings, labels: Mapping[str, str],
               gpu_nodes: bool = True, volumes: list[k8s.V1Volume] | None = None) -> k8s.V1PodTemplateSpec:
     """Workers go to the GPU nodes (selector and toleration); the CPU-only launcher to any CPU node."""
     placement: dict[str, Any] = (
-        {"node_selector": podparts.node_selector(spec.node_role), "tolerations": podparts.gpu_tolerations()}
+        {"node_selector": node_selector(spec.node_role), "tolerations": podparts.gpu_tolerations()}
         if gpu_nodes else {"affinity": podparts.cpu_node_affinity()})
     return k8s.V1PodTemplateSpec(
-        metadata=k8s.V1ObjectMeta(labels=dict(labels), annotations={"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}),
+        metadata=k8s.V1ObjectMeta(labels=dict(labels), annotations=not_evictable()),
         spec=k8s.V1PodSpec(
             containers=[container],
             service_account_name=settings.training_service_account,

@@ -12,13 +12,9 @@ from collections.abc import Mapping
 
 from kubernetes.client import models as k8s
 
+from eksml.nodes import CPU_ROLES, GPU_RESOURCE, GPU_TAINT_EFFECT, GPU_TAINT_KEY, NODE_ROLE_LABEL, TRAIN_ROLE
 from eksml.specs import Resources, WorkloadSpec
 
-#: Extended resource the NVIDIA device plugin advertises, and the taint eksctl puts on GPU nodes.
-GPU_RESOURCE = "nvidia.com/gpu"
-GPU_TAINT_KEY = "nvidia.com/gpu"
-#: Node label that tells node groups apart (``role=train`` GPU nodes, ``role=inference`` CPU nodes).
-NODE_ROLE_LABEL = "role"
 #: The unprivileged user every image runs as.
 RUN_AS_USER = 1000
 RUN_AS_GROUP = 1000
@@ -32,21 +28,9 @@ class CredentialInSpecError(ValueError):
     """A workload's environment carries what looks like a credential."""
 
 
-#: Node group whose (GPU) nodes carry the ``nvidia.com/gpu`` taint.
-TRAIN_ROLE = "train"
-
-
 def needs_gpu_nodes(spec: WorkloadSpec) -> bool:
     """Whether ``spec`` must tolerate the GPU taint: it uses GPUs, or belongs on the training nodes."""
     return spec.resources.gpus > 0 or spec.node_role == TRAIN_ROLE
-
-
-def node_selector(role: str) -> dict[str, str]:
-    return {NODE_ROLE_LABEL: role}
-
-
-#: Roles of the CPU node groups: inference (shared layout), system (dedicated training cluster).
-CPU_ROLES = ("inference", "system")
 
 
 def cpu_node_affinity() -> k8s.V1Affinity:
@@ -72,7 +56,7 @@ def shared_memory(resources: Resources) -> tuple[list[k8s.V1Volume], list[k8s.V1
 
 def gpu_tolerations() -> list[k8s.V1Toleration]:
     """Tolerate the GPU nodes' ``nvidia.com/gpu=present:NoSchedule`` taint (any value)."""
-    return [k8s.V1Toleration(key=GPU_TAINT_KEY, operator="Exists", effect="NoSchedule")]
+    return [k8s.V1Toleration(key=GPU_TAINT_KEY, operator="Exists", effect=GPU_TAINT_EFFECT)]
 
 
 def resource_requirements(resources: Resources, gpus: int | None = None) -> k8s.V1ResourceRequirements:

@@ -18,6 +18,7 @@ from airflow.providers.cncf.kubernetes.triggers.pod import KubernetesPodTrigger
 from eksml.cluster.target import ClusterTarget, cluster_role_of, resolve_target
 
 from eksml.kubernetes import podparts
+from eksml.nodes import node_selector, not_evictable
 from eksml.kubernetes.workload import WorkloadSpecError, coerce_spec
 from eksml.local.runner import EXIT_BAD_INPUT, LocalRunner
 from eksml.settings import Settings, load_settings
@@ -32,9 +33,6 @@ SPEC_OWNED_ARGUMENTS = (
 
 #: GPU nodes may be scaled up from zero when the pod arrives: minutes, not the default 2.
 DEFAULT_STARTUP_TIMEOUT_S = 900
-
-#: Ask the cluster autoscaler not to move a running training pod to consolidate nodes.
-POD_ANNOTATIONS = {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}
 
 
 class WorkloadPodOperator(KubernetesPodOperator):
@@ -125,7 +123,7 @@ class WorkloadPodOperator(KubernetesPodOperator):
         self.arguments = list(spec.args)
         self.env_vars = podparts.env_vars(spec.env)
         self.container_resources = podparts.resource_requirements(spec.resources)
-        self.node_selector = podparts.node_selector(spec.node_role)
+        self.node_selector = node_selector(spec.node_role)
         self.tolerations = podparts.gpu_tolerations() if podparts.needs_gpu_nodes(spec) else []
         self.service_account_name = settings.training_service_account
         # The training code never talks to the Kubernetes API; AWS access comes from the
@@ -134,7 +132,8 @@ class WorkloadPodOperator(KubernetesPodOperator):
         self.security_context = podparts.pod_security_context()
         self.container_security_context = podparts.container_security_context()
         self.labels = {**dict(spec.labels), **(self.labels or {})}
-        self.annotations = {**POD_ANNOTATIONS, **(self.annotations or {})}
+        # The cluster autoscaler must not move a running training pod to consolidate nodes.
+        self.annotations = {**not_evictable(), **(self.annotations or {})}
         self.name = self.name or spec.name
         return spec
 

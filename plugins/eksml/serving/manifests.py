@@ -49,6 +49,7 @@ def render_deployment(settings: Settings, model_uri: str, version: str, *, repli
                       max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
                       max_latency_ms: float = DEFAULT_MAX_LATENCY_MS) -> dict[str, Any]:
     from eksml.kubernetes import podparts
+    from eksml.nodes import node_selector
 
     if not model_uri.startswith("s3://"):
         raise ValueError(f"pods read models from S3: model_uri must be s3://..., got {model_uri!r}")
@@ -93,7 +94,7 @@ def render_deployment(settings: Settings, model_uri: str, version: str, *, repli
                 "metadata": {"labels": labels, "annotations": {MODEL_URI_ANNOTATION: model_uri}},
                 "spec": {
                     "serviceAccountName": settings.inference_service_account,
-                    "nodeSelector": podparts.node_selector(spec.node_role),
+                    "nodeSelector": node_selector(spec.node_role),
                     "securityContext": _sanitize(podparts.pod_security_context()),
                     "terminationGracePeriodSeconds": 30,
                     "containers": [container],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from eksml.nodes import INFERENCE_ROLE
 from eksml.specs import Resources, WorkloadSpec
 
 IMAGE = "inference"
@@ -33,6 +34,6 @@ def serving_spec(model_uri: str, version: str, model_name: str, *, host: str = "
     return WorkloadSpec(
         name=f"serve-{model_name}", image=IMAGE, script=SCRIPT, args=args,
         env=MappingProxyType({"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}),
-        resources=Resources(cpu="1", memory="2Gi", gpus=0), node_role="inference",
+        resources=Resources(cpu="1", memory="2Gi", gpus=0), node_role=INFERENCE_ROLE,
         labels=MappingProxyType({"app.kubernetes.io/part-of": "eksml"}),
     )

@@ -1,0 +1,42 @@
+"""The node contract: how the cluster's node groups and the pods that run on them find each other.
+
+The node groups eksctl creates, the training and serving pods, the MPIJob replicas, the
+cluster autoscaler's own pod and the GPU readiness check must all agree on these names;
+one spelled differently leaves training pods Pending with no error. They live here, and
+only here (``tests/unit/test_node_contract.py`` fails when one is spelled elsewhere).
+Nothing is imported, so every layer (config model, renderers, operators) can use it.
+"""
+
+from __future__ import annotations
+
+#: Extended resource the NVIDIA device plugin advertises on GPU nodes (pod limits, allocatable).
+GPU_RESOURCE = "nvidia.com/gpu"
+
+#: The taint on GPU nodes, so that only pods that tolerate it (training) are placed there.
+GPU_TAINT_KEY = GPU_RESOURCE
+GPU_TAINT_VALUE = "present"
+GPU_TAINT_EFFECT = "NoSchedule"
+
+#: Node label that tells node groups apart, and its values.
+NODE_ROLE_LABEL = "role"
+#: GPU nodes (tainted) for training.
+TRAIN_ROLE = "train"
+#: CPU nodes of the shared cluster: serving, evaluation, the MPI launcher, cluster add-ons.
+INFERENCE_ROLE = "inference"
+#: CPU nodes of a dedicated training cluster (add-ons and MPI launchers).
+SYSTEM_ROLE = "system"
+#: Roles of the CPU node groups, whichever cluster layout.
+CPU_ROLES = (INFERENCE_ROLE, SYSTEM_ROLE)
+
+#: Pod annotation that keeps the cluster autoscaler from evicting a running job's pod.
+SAFE_TO_EVICT_ANNOTATION = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+
+
+def not_evictable() -> dict[str, str]:
+    """Annotations for a pod that must not be moved while it runs (a training or MPI replica)."""
+    return {SAFE_TO_EVICT_ANNOTATION: "false"}
+
+
+def node_selector(role: str) -> dict[str, str]:
+    """Node selector for the node group with ``role``."""
+    return {NODE_ROLE_LABEL: role}
