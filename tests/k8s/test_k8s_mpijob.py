@@ -16,7 +16,7 @@ import pytest
 from conftest import aws_settings
 from eksml.kubernetes.mpijob import GROUP, JOB_NAME_LABEL, PLURAL, VERSION, RunPolicy
 from eksml.kubernetes.mpijob_operator import MPIJobOperator
-from eksml.kubernetes.podparts import CPU_ROLES
+from eksml.nodes import CPU_ROLES
 from eksml.specs import training_spec
 from k8s_tasks import run_task, task_context
 from kubernetes import client
