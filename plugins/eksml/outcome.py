@@ -71,9 +71,12 @@ def note_markdown(summary: dict[str, Any], links: dict[str, str]) -> str:
 def store_links(version_uri: str, region: str) -> dict[str, str]:
     """Browser links to a model version, its metrics and its plots.
 
-    ``file://`` stores link the files themselves (a browser opens them when the UI runs on
-    the same machine); ``s3://`` stores link the S3 console.
+    ``s3://`` stores link the S3 console; ``file://`` stores link the version's page that the
+    project's plugin serves in the Airflow API server (same origin: the UI drops ``file://``
+    links, and a browser elsewhere could not open them anyway).
     """
+    from eksml.store_view import version_url
+
     base = version_uri.rstrip("/")
     if base.startswith("s3://"):
         parsed = urlparse(base)
@@ -84,8 +87,9 @@ def store_links(version_uri: str, region: str) -> dict[str, str]:
         return {"Model version": folder, "Metrics": obj + quote(f"{key}/metrics.json"),
                 "Plots": obj + quote(f"{key}/{PLOTS[0]}"),
                 "Per-class plot": obj + quote(f"{key}/{PLOTS[2]}")}
-    return {"Model version": base + "/", "Metrics": f"{base}/metrics.json", "Plots": f"{base}/{PLOTS[0]}",
-            "Per-class plot": f"{base}/{PLOTS[2]}"}
+    version = base.rsplit("/", 1)[-1]
+    return {"Model version": version_url(version), "Metrics": version_url(version, "metrics.json"),
+            "Plots": version_url(version, PLOTS[0]), "Per-class plot": version_url(version, PLOTS[2])}
 
 
 def write_run_note(dag_id: str, run_id: str, note: str, conn_id: str = API_CONN_ID) -> bool:

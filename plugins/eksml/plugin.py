@@ -1,10 +1,14 @@
-"""The Airflow plugin of the project: operator extra links shown on task instances."""
+"""The Airflow plugin of the project: a read-only page per model version in the API server
+(metrics and plots of a ``file://`` store, which the outcome task's extra links open)."""
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from eksml.store_view import URL_PREFIX, create_app
+
 
 class EksmlPlugin(AirflowPlugin):
     name = "eksml"
     operator_extra_links: list = []
+    fastapi_apps = [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "eksml model versions"}]

@@ -92,17 +92,21 @@ class UI:
             raise AssertionError(f"{needle!r} never appeared on {self.driver.current_url}") from None
 
     def reveal(self, name: str) -> None:
-        """Expand the form section holding param ``name`` (only the default section starts open)."""
-        from eksml.params import PARAM_SCHEMAS
+        """Expand the form section holding param ``name``: one section is open at a time (the
+        default one, "Run Parameters", when the form opens)."""
+        from eksml.params import DEFAULT_SECTION, PARAM_SCHEMAS
 
-        section = PARAM_SCHEMAS[name].get("section")
-        if not section:
-            return
+        section = PARAM_SCHEMAS[name].get("section") or DEFAULT_SECTION
         trigger = self.find(By.XPATH, f"//button[@aria-expanded][.//*[normalize-space()='{section}']]")
         if trigger.get_attribute("aria-expanded") != "true":
             self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", trigger)
             trigger.click()
             self.wait.until(lambda d: trigger.get_attribute("aria-expanded") == "true")
+        # The section opens with an animation: wait until the field's label can be read.
+        self.wait.until(lambda d: any(
+            e.is_displayed() and e.text.strip() for e in d.find_elements(
+                By.XPATH, f"//*[@id='element_{name}' or @name='element_{name}']"
+                          "/ancestor::*[@data-scope='field' and @data-part='root'][1]//label")))
 
     def field(self, name: str):
         """The form row (label, input, help text) of param ``name``."""
@@ -198,9 +202,10 @@ def test_trigger_form_renders_every_param_with_its_type(ui):
     ui.shot("03a-trigger-form-sections")
     for name, schema in PARAM_SCHEMAS.items():
         row = ui.field(name)
-        label = row.find_element(By.CSS_SELECTOR, "label").text
-        assert label.splitlines()[0].strip() == schema["title"], name
-        assert schema["description"] in row.text, name
+        ui.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", row)
+        label = row.find_element(By.CSS_SELECTOR, "label").get_attribute("textContent")
+        assert label.replace("*", "").strip() == schema["title"], (name, label)
+        assert schema["description"] in row.get_attribute("textContent"), (name, row.get_attribute("textContent"))
         types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
         if "enum" in schema:  # a dropdown holding the default
             assert row.find_elements(By.CSS_SELECTOR, "input[role='combobox']"), name
@@ -216,7 +221,7 @@ def test_trigger_form_renders_every_param_with_its_type(ui):
                 assert float(box.get_attribute("aria-valuemax")) == schema["maximum"], name
         else:
             assert row.find_element(By.NAME, f"element_{name}").get_attribute("type") == "text", name
-    assert "Limits: 1 to 100. The form clamps" in ui.field("epochs").text
+    assert "Limits: 1 to 100. The form clamps" in ui.field("epochs").get_attribute("textContent")
     ui.shot("03-trigger-form")
     ui.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})",
                              ui.find(By.CSS_SELECTOR, "#element_framework [role='combobox']"))
@@ -298,8 +303,14 @@ def see_outcome_in_the_ui(ui, api, run_id: str, shot: str) -> dict:
     for link in ("Model version", "Metrics", "Plots"):
         ui.wait_text(link)
     anchors = {a.text.strip(): a.get_attribute("href") for a in ui.driver.find_elements(By.TAG_NAME, "a")}
-    assert any(summary["version"] in (href or "") for href in anchors.values()), anchors
+    assert summary["version"] in anchors["Model version"], anchors
     ui.shot(f"{shot}-outcome-links")
+    # The version's page (served by the project's plugin): its accuracy and its plots, loaded.
+    ui.driver.get(anchors["Model version"])
+    ui.wait_text(summary["version"])
+    images = ui.driver.find_elements(By.TAG_NAME, "img")
+    assert images and all(ui.driver.execute_script("return arguments[0].naturalWidth", i) > 100 for i in images)
+    ui.shot(f"{shot}-model-version-page")
     return summary
 
 

@@ -39,11 +39,36 @@ def test_links_open_the_version_its_metrics_and_plots():
                                    "&prefix=ml/models/fashion-mnist/v1/")
     assert s3["Metrics"].endswith("prefix=ml/models/fashion-mnist/v1/metrics.json")
     assert s3["Plots"].endswith(f"v1/{PLOTS[0]}") and s3["Per-class plot"].endswith(f"v1/{PLOTS[2]}")
+    # A local store: same-origin pages of the API server (the UI shows no file:// link).
     local = store_links("file:///srv/store/models/fashion-mnist/v1", "us-west-2")
-    assert local == {"Model version": "file:///srv/store/models/fashion-mnist/v1/",
-                     "Metrics": "file:///srv/store/models/fashion-mnist/v1/metrics.json",
-                     "Plots": "file:///srv/store/models/fashion-mnist/v1/training_curves.png",
-                     "Per-class plot": "file:///srv/store/models/fashion-mnist/v1/per_class_accuracy.png"}
+    assert local == {"Model version": "/eksml/models/v1/", "Metrics": "/eksml/models/v1/metrics.json",
+                     "Plots": "/eksml/models/v1/training_curves.png",
+                     "Per-class plot": "/eksml/models/v1/per_class_accuracy.png"}
+
+
+def test_version_pages_serve_metrics_and_plots_but_never_the_model(tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from eksml.plugin import EksmlPlugin
+
+    monkeypatch.setenv("EKSML_STORE_URI", (tmp_path / "store").as_uri())
+    version = tmp_path / "store" / "models" / "fashion-mnist" / "v1"
+    version.mkdir(parents=True)
+    (version / "metadata.json").write_text('{"framework": "tensorflow", "run_id": "r1", '
+                                           '"metrics": {"test_accuracy": 0.9123}, "files": ["training_curves.png"]}')
+    (version / "metrics.json").write_text('{"test_accuracy": 0.9123}')
+    (version / "training_curves.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (version / "model.keras").write_bytes(b"weights")
+    (app_entry,) = EksmlPlugin.fastapi_apps
+    client = TestClient(app_entry["app"])
+    page = client.get("/models/v1/")
+    assert page.status_code == 200 and "0.9123" in page.text and '<img src="training_curves.png"' in page.text
+    assert client.get("/models/v1/metrics.json").json() == {"test_accuracy": 0.9123}
+    assert client.get("/models/v1/training_curves.png").headers["content-type"] == "image/png"
+    assert client.get("/models/v1/model.keras").status_code == 404
+    assert client.get("/models/v2/").status_code == 404
+    assert client.get("/models/..%2F..%2Fetc/metrics.json").status_code == 404
+    assert app_entry["url_prefix"] == "/eksml"
 
 
 def test_champion_event_carries_version_and_accuracy():
