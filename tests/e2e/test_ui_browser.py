@@ -300,11 +300,24 @@ def see_outcome_in_the_ui(ui, api, run_id: str, shot: str) -> dict:
     ui.wait_text(f"{summary['version']} test accuracy {summary['test_accuracy']:.4f}")
     ui.shot(f"{shot}-run-note")
     ui.driver.get(f"{ui.base_url}/dags/{TRAINING_DAG}/runs/{run_id}/tasks/outcome")
-    for link in ("Model version", "Metrics", "Plots"):
-        ui.wait_text(link)
-    anchors = {a.text.strip(): a.get_attribute("href") for a in ui.driver.find_elements(By.TAG_NAME, "a")}
-    assert summary["version"] in anchors["Model version"], anchors
+    # The extra links load after the page: wait for the buttons themselves (the note names them too).
+    def links(driver) -> dict:
+        found = {a.text.strip(): a.get_attribute("href") for a in driver.find_elements(By.TAG_NAME, "a")}
+        return found if {"Model version", "Metrics", "Plots", "Per-class plot"} <= set(found) else {}
+
+    api_links = api.get(f"/dags/{TRAINING_DAG}/dagRuns/{run_id}/taskInstances/outcome/links")["extra_links"]
+    assert summary["version"] in (api_links.get("Model version") or ""), api_links
+    try:
+        anchors = WebDriverWait(ui.driver, 20).until(links)
+    except TimeoutException:  # not on the Logs tab: the task's Details tab lists them
+        ui.click(By.XPATH, "//button[normalize-space()='Details'] | //a[normalize-space()='Details']")
+        try:
+            anchors = ui.wait.until(links)
+        except TimeoutException:
+            ui.shot(f"{shot}-outcome-links-missing")
+            raise
     ui.shot(f"{shot}-outcome-links")
+    assert summary["version"] in anchors["Model version"], anchors
     # The version's page (served by the project's plugin): its accuracy and its plots, loaded.
     ui.driver.get(anchors["Model version"])
     ui.wait_text(summary["version"])
