@@ -97,3 +97,23 @@ def test_the_training_pod_lands_on_the_cluster_its_run_resolved(eks, run):
     (pod,) = _pods(want, task_id)
     assert pod.status.phase == "Succeeded"  # scheduled and run on that cluster's own nodes
     assert _pods(other, task_id) == []
+
+
+def test_gpu_capacity_check_reads_the_nodes_as_the_pipeline(eks, monkeypatch):
+    """The run's GPU gate lists the GPU nodes (cluster-scoped) and reads the autoscaler
+    Deployment in kube-system with the pipeline's own identity: the project's RBAC must allow it."""
+    from airflow.providers.amazon.aws.hooks.eks import EksHook
+    from eksml.cluster.operators import GpuCapacityOperator
+
+    for key, value in {"EKSML_PROFILE": "aws", "EKSML_CLUSTER_NAME": SHARED, "EKSML_REGION": REGION,
+                       "EKSML_STORE_URI": "s3://eksml-bucket/store"}.items():
+        monkeypatch.setenv(key, value)
+    hook = EksHook(aws_conn_id="aws_default", region_name=REGION)
+    if "ng-train" not in hook.list_nodegroups(clusterName=SHARED):
+        hook.create_nodegroup(clusterName=SHARED, nodegroupName="ng-train", subnets=["subnet-0001"],
+                              nodeRole="arn:aws:iam::123456789012:role/node", instanceTypes=["p3.8xlarge"],
+                              labels={"role": "train"}, scalingConfig={"minSize": 0, "desiredSize": 2, "maxSize": 2},
+                              taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}])
+    gate = GpuCapacityOperator(task_id="check_gpu_capacity", cluster_name=SHARED, nodes=2)
+    result = gate.execute(task_context("check_gpu_capacity"))
+    assert result["decision"] == "ready" and result["ready"] == 2

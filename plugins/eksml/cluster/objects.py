@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from eksml.cluster.autoscaler import NAME as AUTOSCALER_NAME
+from eksml.cluster.autoscaler import NAMESPACE as AUTOSCALER_NAMESPACE
 from eksml.cluster.autoscaler import autoscaler_objects
 from eksml.eksctl.iam import account_from_arn, role_arn
 from eksml.eksctl.request import (
@@ -60,6 +62,14 @@ SERVING_RULES = [
 ]
 
 
+#: What the GPU capacity check reads before training: the GPU nodes (cluster-scoped, so a
+#: ClusterRole; read only) and whether the cluster autoscaler runs (its Deployment, by name).
+NODE_READER_RULES = [{"apiGroups": [""], "resources": ["nodes"], "verbs": _RO}]
+AUTOSCALER_READER_RULES = [
+    {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": [AUTOSCALER_NAME], "verbs": ["get"]},
+]
+
+
 def _meta(name: str, namespace: str | None = None, **extra: Any) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "labels": dict(LABELS)}
     if namespace:
@@ -97,6 +107,20 @@ def pipeline_rbac(ns: str, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
         "kind": "RoleBinding",
         "metadata": _meta(PIPELINE_ROLE, ns),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": PIPELINE_ROLE},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": PIPELINE_GROUP}],
+    }
+    return [role, binding]
+
+
+def pipeline_node_reader() -> list[dict[str, Any]]:
+    """ClusterRole + ClusterRoleBinding: the pipeline's group may read nodes, nothing else cluster-wide."""
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": _meta(PIPELINE_ROLE), "rules": NODE_READER_RULES}
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": _meta(PIPELINE_ROLE),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": PIPELINE_ROLE},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": PIPELINE_GROUP}],
     }
     return [role, binding]
@@ -150,6 +174,9 @@ def render_kubernetes_objects(
             )
         )
         objects.extend(pipeline_rbac(req.namespace, TRAINING_RULES))
+        # The GPU capacity check runs against the cluster that trains.
+        objects.extend(pipeline_node_reader())
+        objects.extend(pipeline_rbac(AUTOSCALER_NAMESPACE, AUTOSCALER_READER_RULES))
     if inference:
         objects.append(
             service_account(
