@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from k8s_controlplane import ControlPlane, Identity, locate_binaries
+from k8s_controlplane import ControlPlane, Identity, locate_binaries, remove_workdir
 
 #: The pipeline's own identity: a user in the group the project's RoleBindings name, as an EKS
 #: access entry maps the Airflow workers' IAM principal.
@@ -75,6 +75,7 @@ def control_plane(k8s_bin_dir: Path) -> Iterator[ControlPlane]:
     plane = _start("primary", k8s_bin_dir)
     yield plane
     plane.stop()
+    remove_workdir(plane.workdir)  # a failing test already carries the component logs
 
 
 @pytest.fixture(scope="session")
@@ -82,6 +83,7 @@ def second_control_plane(k8s_bin_dir: Path) -> Iterator[ControlPlane]:
     plane = _start("second", k8s_bin_dir)
     yield plane
     plane.stop()
+    remove_workdir(plane.workdir)
 
 
 @pytest.fixture(scope="session")

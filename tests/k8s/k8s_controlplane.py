@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
-import os
 import shutil
 import signal
 import socket
@@ -515,10 +514,3 @@ class ControlPlane:
 
 def remove_workdir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
-
-
-def environment_summary(plane: ControlPlane) -> dict[str, Any]:
-    """What a report needs: server, versions, start-up time."""
-    versions = (plane.bin_dir.parent / "versions.txt").read_text().splitlines()
-    return {"server": plane.server, "startup_seconds": round(plane.startup_seconds, 1), "versions": versions,
-            "pid": os.getpid()}
