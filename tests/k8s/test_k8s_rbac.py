@@ -38,7 +38,7 @@ def test_pipeline_task_calls_are_its_own_and_allowed_by_the_projects_roles(prepa
     before = len(prepared_cluster.audit_events(user))
     operator = WorkloadPodOperator(task_id="rbac_probe", spec=PROBE.to_dict(), settings=aws_settings(pipeline_conn),
                                    deferrable=True, poll_interval=0.5, on_finish_action="delete_pod",
-                                   logging_interval=60)  # see test_k8s_training_pod: kwok and followed logs
+                                   logging_interval=60)  # see test_k8s_gpu_pod: kwok and followed logs
     run_task(operator, task_context("rbac_probe"))
 
     calls = prepared_cluster.audit_events(user)[before:]
