@@ -21,6 +21,13 @@ from trainkit.metrics import progress_line, time_left_s
 log = logging.getLogger("train")
 
 
+def last_step_learning_rate(optimizer: Any) -> float:
+    """The rate of the optimizer's last step (a schedule is a function of the step count)."""
+    rate = optimizer._learning_rate  # noqa: SLF001 (the schedule object itself; .learning_rate is the next step's)
+    value = rate(max(0, int(keras.ops.convert_to_numpy(optimizer.iterations)) - 1)) if callable(rate) else rate
+    return float(keras.ops.convert_to_numpy(value))
+
+
 class EpochRecorder(keras.callbacks.Callback):
     """Times the training part of each epoch (validation excluded) and records its metrics."""
 
@@ -50,7 +57,7 @@ class EpochRecorder(keras.callbacks.Callback):
         entry["train_time_s"] = round(train_time, 3)
         entry["epoch_time_s"] = round(end - self._start, 3)
         entry["images_per_sec"] = round(self.train_images / train_time, 1) if train_time > 0 else None
-        entry.setdefault("learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+        entry.setdefault("learning_rate", last_step_learning_rate(self.model.optimizer))
         self.history.append(entry)
         self._epoch_times.append(end - self._start)
         nan = float("nan")

@@ -37,12 +37,15 @@ class Recipe:
     convs_per_block: int = 1
     dense_units: int = 256
     dropout: float = 0.25
-    #: ``one-cycle``: linear warm-up to the peak rate, then cosine decay to zero, per step.
-    #: ``step``: the rate times ``step_decay`` after every epoch (the former recipe).
-    schedule: str = "one-cycle"
+    #: ``step``: the rate times ``step_decay`` after every epoch.
+    #: ``one-cycle``: linear warm-up to the peak rate, then cosine decay to zero, per step. It gained
+    #: nothing in 5 epochs on the validation split, and a 1-epoch run on a slice (the tests' quick
+    #: runs) ended at 0.46 test accuracy against 0.80 with ``step``.
+    schedule: str = "step"
     warmup_fraction: float = 0.2
     step_decay: float = 0.6
-    label_smoothing: float = 0.1
+    #: Gained nothing in 5 epochs on the validation split (0.9275 without, 0.9274 with 0.1).
+    label_smoothing: float = 0.0
     #: Training-time augmentation layers: random horizontal flips, random shifts (fraction of the side).
     #: Off: with them in the graph, Keras 3.15's SavedModel export disagrees with the trained model
     #: (max |p - p'| 0.89 after one epoch; without them < 1e-7), and on the validation split they
@@ -67,8 +70,8 @@ class Recipe:
 
 #: The recipe every run uses unless a caller passes another one.
 DEFAULT_RECIPE = Recipe()
-#: The recipe before time to accuracy was measured: the baseline row of the lever table.
-FORMER_RECIPE = Recipe(schedule="step", label_smoothing=0.0, flip=False, xla=True)
+#: The recipe before time to accuracy was measured (XLA by Keras' default): the lever table's baseline.
+FORMER_RECIPE = Recipe(xla=True)
 
 
 def input_spec() -> dict[str, Any]:

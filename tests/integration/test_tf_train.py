@@ -99,7 +99,7 @@ def test_fresh_run_exports_every_file_metrics_last(runs: dict) -> None:
     # The test set is scored once, after training (metrics.json), never after each epoch.
     assert not {"val_loss", "val_accuracy"} & set(history[0])
     assert "epoch 1/1 loss=" in runs["first"].stdout and "val_accuracy" not in runs["first"].stdout
-    assert metrics["recipe"]["xla"] is False and metrics["recipe"]["schedule"] == "one-cycle"
+    assert metrics["recipe"]["xla"] is False
 
 
 def test_validation_split_is_carved_from_the_training_images(runs: dict) -> None:
@@ -122,9 +122,8 @@ def test_retry_resumes_from_the_last_finished_epoch(runs: dict) -> None:
     model = runs["tmp"] / "model-2"
     history = json.loads((model / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
-    # One-cycle over the whole run: the 1-epoch attempt ended its own curve near zero; the retry
-    # asking for 2 epochs stretches the curve, so its last epoch ends near zero again.
-    assert history[0]["learning_rate"] < 1e-4 and history[1]["learning_rate"] < 1e-4
+    # The learning-rate curve continues where the first attempt stopped (0.001 * 0.6 ** epoch).
+    assert [h["learning_rate"] for h in history] == pytest.approx([1e-3, 6e-4])
     first_history = json.loads((runs["tmp"] / "model-1" / "history.json").read_text())
     assert history[0] == first_history[0]  # carried over from the first attempt
     metrics = json.loads((model / "metrics.json").read_text())
