@@ -87,11 +87,17 @@ class KubeApi:
                            "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}"}, "spec": {}}
         self.scripts[name] = list(script)
 
-    def add_pod(self, name: str, job: str, role: str, created: str, phase: str, log: str) -> None:
+    def add_pod(self, name: str, job: str, role: str, created: str, phase: str, log: str,
+                exit_code: int | None = None) -> None:
+        status: dict = {"phase": phase}
+        if exit_code is not None:  # a terminated container, as the kubelet reports it
+            status["containerStatuses"] = [{
+                "name": f"mpi-{role}", "image": "x", "imageID": "", "ready": False, "restartCount": 0,
+                "state": {"terminated": {"exitCode": exit_code, "reason": "Error" if exit_code else "Completed"}}}]
         self.pods.append({"apiVersion": "v1", "kind": "Pod", "metadata": {
             "name": name, "namespace": NS, "creationTimestamp": created,
             "labels": {"training.kubeflow.org/job-name": job, "training.kubeflow.org/job-role": role}},
-            "spec": {"containers": [{"name": f"mpi-{role}", "image": "x"}]}, "status": {"phase": phase}})
+            "spec": {"containers": [{"name": f"mpi-{role}", "image": "x"}]}, "status": status})
         self.logs[name] = log
 
     def calls(self, method: str, path_prefix: str = "") -> list[dict]:
@@ -387,6 +393,38 @@ def test_failure_fails_the_task_with_the_launchers_last_lines(api):
     assert "BackoffLimitExceeded/Error" in message and "RuntimeError: NCCL error" in message
     assert "line 100" in message and "line 91" not in message  # only the last 10 lines
     assert api.calls("DELETE") == []
+
+
+@pytest.mark.parametrize(("first_exit", "last_exit", "for_good"), [(1, 2, True), (2, 1, False), (None, 137, False)])
+def test_a_launcher_that_exited_2_fails_the_task_without_retry(api, first_exit, last_exit, for_good):
+    """The entrypoint's bad-input status, as the newest launcher pod's container reports it, fails
+    the task for good; any other status (or an older attempt's 2) leaves Airflow's retries."""
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    api.add_job("j", [FAILED])
+    api.add_pod("j-launcher-1st", "j", "launcher", "2026-01-01T00:01:00Z", "Failed", "first\n", first_exit)
+    api.add_pod("j-launcher-2nd", "j", "launcher", "2026-01-01T00:05:00Z", "Failed",
+                "ValueError: labels outside 0..9\n", last_exit)
+    event = {"status": "failed", "name": "j", "namespace": NS, "phase": "Failed",
+             "reason": "BackoffLimitExceeded/Error", "message": "Job has reached the specified backoff limit"}
+    with pytest.raises(AirflowException) as failure:
+        _operator().execute_complete(_context(), event)
+    assert isinstance(failure.value, AirflowFailException) is for_good
+    assert "labels outside 0..9" in str(failure.value) and "BackoffLimitExceeded/Error" in str(failure.value)
+    assert ("not retried" in str(failure.value)) is for_good
+
+
+def test_a_failed_condition_quoting_exit_code_2_fails_without_retry(api):
+    """No launcher pod left to read (garbage-collected): the Failed condition's message, as the
+    MPI operator copies it from the launcher Job's pod failure policy, still names the status."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    api.add_job("j", [FAILED])
+    event = {"status": "failed", "name": "j", "namespace": NS, "phase": "Failed", "reason": "PodFailurePolicy",
+             "message": f"Container mpi-launcher for pod {NS}/j-launcher-x failed with exit code 2 "
+                        "matching FailJob rule at index 0"}
+    with pytest.raises(AirflowFailException, match="PodFailurePolicy"):
+        _operator().execute_complete(_context(), event)
 
 
 @pytest.mark.parametrize("status", ["timeout", "error"])

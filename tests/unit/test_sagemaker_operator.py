@@ -245,3 +245,50 @@ def test_links_are_persisted_per_try() -> None:
     assert pushed[SageMakerTrainingJobLink.key] == {"region_name": "us-west-2", "aws_domain": "aws.amazon.com",
                                                     "job_name": "job-1"}
     assert pushed[SageMakerTrainingLogsLink.key]["job_name"] == "job-1"
+
+
+#: FailureReason as SageMaker writes it for an entrypoint that exited 2: script mode (the DLC's
+#: toolkit) and a container of our own (the ``failure`` file's text, then the status).
+SCRIPT_MODE_EXIT_2 = ('AlgorithmError: ExecuteUserScriptError:\nExitCode 2\nErrorMessage "ValueError: labels '
+                      'outside 0..9"\nCommand "/usr/local/bin/python3.10 train.py --epochs 1", exit code: 2')
+OWN_IMAGE_EXIT_2 = "AlgorithmError: labels outside 0..9, exit code: 2"
+
+
+@pytest.mark.parametrize(("reason", "for_good"), [
+    (SCRIPT_MODE_EXIT_2, True),
+    (OWN_IMAGE_EXIT_2, True),
+    ("AlgorithmError: ExecuteUserScriptError:\nExitCode 1\nErrorMessage \"CUDA error\"", False),
+    ("InternalServerError: We encountered an internal error. Please try again.", False),
+])
+def test_a_job_failed_by_exit_2_fails_the_task_without_retry(reason, for_good) -> None:
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    op = operator()
+    stub = stubbed(op)
+    stub.add_response("describe_training_job", description("Failed", reason), {"TrainingJobName": "job-1"})
+    with pytest.raises(AirflowException) as failure:
+        op.execute_complete(context(), {"status": "failed", "job_name": "job-1", "message": reason})
+    assert isinstance(failure.value, AirflowFailException) is for_good
+    assert reason.splitlines()[0] in str(failure.value)
+    stub.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize(("reason", "for_good"), [(OWN_IMAGE_EXIT_2, True), ("AlgorithmError: exit code: 1", False)])
+def test_the_synchronous_wait_on_a_job_failed_by_exit_2_does_not_retry(monkeypatch, reason, for_good) -> None:
+    """``deferrable=False``: the provider's own wait raises on the Failed job (its message quotes
+    FailureReason). Its S3 pre-checks are skipped here (Stubber covers the SageMaker client only)."""
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+    from botocore.stub import ANY
+
+    op = operator(deferrable=False, image_source="project", print_log=False, check_interval=1)
+    monkeypatch.setattr(op.hook, "check_training_config", lambda config: None)
+    stub = stubbed(op)
+    stub.add_client_error("describe_training_job", "ValidationException", "Requested resource not found.",
+                          expected_params={"TrainingJobName": ANY})
+    stub.add_response("create_training_job", {"TrainingJobArn": "arn:aws:sagemaker:us-west-2:123456789012:"
+                                              "training-job/job-1"}, None)
+    stub.add_response("describe_training_job", description("Failed", reason), {"TrainingJobName": ANY})
+    with pytest.raises(AirflowException) as failure:
+        op.execute(context())
+    assert isinstance(failure.value, AirflowFailException) is for_good
+    stub.assert_no_pending_responses()

@@ -8,7 +8,7 @@ copied, oldest first, and the tail of the newest is what a failure message quote
 from __future__ import annotations
 
 import collections
-from typing import Any
+from typing import Any, NamedTuple
 
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 from airflow.providers.cncf.kubernetes.kubernetes_helper_functions import generic_api_retry
@@ -37,13 +37,23 @@ def _read_log(hook: KubernetesHook, pod_name: str, namespace: str) -> str:
     return response.data.decode("utf-8", errors="replace")
 
 
+class LauncherLog(NamedTuple):
+    """The newest launcher pod's last lines and its container's exit status (None while unknown)."""
+
+    tail: list[str]
+    exit_code: int | None
+
+
 def copy_launcher_logs(hook: KubernetesHook, name: str, namespace: str, log: Any,
-                       tail_lines: int = 50) -> list[str]:
-    """Log every launcher pod's output to ``log`` (a task logger); return the newest pod's last lines."""
+                       tail_lines: int = 50) -> LauncherLog:
+    """Log every launcher pod's output to ``log`` (a task logger); return the newest pod's last
+    lines and exit status (the training's result: ``horovodrun`` runs in that container)."""
+    from eksml.kubernetes.workload_pod import container_exit_code
+
     pods = launcher_pods(hook, name, namespace)
     if not pods:
         log.warning("MPIJob %s/%s has no launcher pod (never started, or already garbage-collected)", namespace, name)
-        return []
+        return LauncherLog([], None)
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
     for attempt, pod in enumerate(pods, start=1):
         pod_name = pod.metadata.name
@@ -58,4 +68,4 @@ def copy_launcher_logs(hook: KubernetesHook, name: str, namespace: str, log: Any
         for line in text.splitlines():
             log.info("%s", line)
             tail.append(line)
-    return list(tail)
+    return LauncherLog(list(tail), container_exit_code(pods[-1], LAUNCHER_CONTAINER))

@@ -21,6 +21,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException
 from kubernetes.client.exceptions import ApiException
 
 from eksml.cluster.target import TRAINING, ClusterTarget, resolve_target
+from eksml.exits import exit_code_in, fail_for_good
 from eksml.kubernetes.launcher_logs import copy_launcher_logs
 from eksml.kubernetes.mpijob import GROUP, PLURAL, VERSION, RunPolicy, job_name, render_mpijob
 from eksml.kubernetes.mpijob_trigger import MPIJobTrigger
@@ -195,10 +196,10 @@ class MPIJobOperator(BaseOperator):
         name, namespace, status = event["name"], event["namespace"], event["status"]
         self._job = (name, namespace)
         try:
-            tail = copy_launcher_logs(self.hook, name, namespace, self.log, self.log_tail_lines)
+            tail, exit_code = copy_launcher_logs(self.hook, name, namespace, self.log, self.log_tail_lines)
         except ApiException as exc:  # the job's outcome matters more than its log
             self.log.warning("could not list the launcher pods of %s/%s: %s %s", namespace, name, exc.status, exc.reason)
-            tail = []
+            tail, exit_code = [], None
         if status == "success":
             self.log.info("MPIJob %s/%s succeeded", namespace, name)
             return {"name": name, "namespace": namespace, "phase": event.get("phase", "")}
@@ -209,10 +210,11 @@ class MPIJobOperator(BaseOperator):
                 self.log.exception("could not delete MPIJob %s/%s", namespace, name)
         detail = ": ".join(part for part in (event.get("reason"), event.get("message")) if part)
         lines = "\n".join(tail) if tail else "(no launcher output)"
-        raise AirflowException(
-            f"MPIJob {namespace}/{name} {event.get('phase', status)} [{status}] {detail}\n"
-            f"last {len(tail)} launcher log line(s):\n{lines}"
-        )
+        message = (f"MPIJob {namespace}/{name} {event.get('phase', status)} [{status}] {detail}\n"
+                   f"last {len(tail)} launcher log line(s):\n{lines}")
+        if status == "failed":  # the launcher's status, else the one a pod failure policy quotes
+            fail_for_good(message, exit_code if exit_code is not None else exit_code_in(event.get("message")))
+        raise AirflowException(message)
 
     def delete_job(self) -> None:
         """Delete the job this task created (its pods go with it); a missing job is fine."""

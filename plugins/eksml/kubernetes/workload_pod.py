@@ -20,7 +20,8 @@ from eksml.cluster.target import ClusterTarget, cluster_role_of, resolve_target
 from eksml.kubernetes import podparts
 from eksml.nodes import node_selector, not_evictable
 from eksml.kubernetes.workload import WorkloadSpecError, coerce_spec
-from eksml.local.runner import EXIT_BAD_INPUT, LocalRunner
+from eksml.exits import fail_for_good
+from eksml.local.runner import LocalRunner
 from eksml.settings import Settings, load_settings
 from eksml.specs import WorkloadSpec
 
@@ -161,9 +162,7 @@ class WorkloadPodOperator(KubernetesPodOperator):
         except AirflowFailException:
             raise
         except AirflowException as exc:
-            if container_exit_code(remote_pod, self.base_container_name) == EXIT_BAD_INPUT:
-                raise AirflowFailException(f"{exc}\nThe workload exited with status {EXIT_BAD_INPUT}: its input "
-                                           "can never succeed, so the task is not retried.") from exc
+            fail_for_good(str(exc), container_exit_code(remote_pod, self.base_container_name), exc)
             raise
 
     def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
@@ -231,22 +230,6 @@ class GpuTrainingPodOperator(WorkloadPodOperator):
             return super().execute(context)
         except Exception as exc:
             self.explain_unscheduled(exc)
-            raise
-
-    def cleanup(self, pod: Any, remote_pod: Any, *args: Any, **kwargs: Any) -> None:
-        """The provider's cleanup, which raises on a failed pod; a container that exited with the
-        images' bad-input status fails the task for good instead (a retry cannot succeed and would
-        only start another GPU pod)."""
-        from airflow.sdk.exceptions import AirflowException, AirflowFailException
-
-        try:
-            return super().cleanup(pod, remote_pod, *args, **kwargs)
-        except AirflowFailException:
-            raise
-        except AirflowException as exc:
-            if container_exit_code(remote_pod, self.base_container_name) == EXIT_BAD_INPUT:
-                raise AirflowFailException(f"{exc}\nThe workload exited with status {EXIT_BAD_INPUT}: its input "
-                                           "can never succeed, so the task is not retried.") from exc
             raise
 
     def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:

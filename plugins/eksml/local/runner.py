@@ -23,6 +23,7 @@ from pathlib import Path
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from eksml.exits import EXIT_BAD_INPUT
 from eksml.settings import Settings
 from eksml.specs import WorkloadSpec
 from eksml.storage import workload_env
@@ -45,9 +46,6 @@ def end_leftovers(spec: WorkloadSpec) -> list[int]:
 #: passed explicitly through ``extra_env`` so a pod and a local process see the same set.
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
-
-#: Exit status of the images' entrypoints (their ``BAD_INPUT``) for input that can never succeed.
-EXIT_BAD_INPUT = 2
 
 
 #: Lines TensorFlow/XLA print on a machine without a GPU driver: not errors of the workload

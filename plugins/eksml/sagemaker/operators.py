@@ -22,6 +22,7 @@ from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOp
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.sdk.exceptions import AirflowException
 
+from eksml.exits import exit_code_in, fail_for_good
 from eksml.sagemaker.artifacts import unpack_model_artifact
 from eksml.sagemaker.images import training_image
 from eksml.sagemaker.links import SageMakerTrainingJobLink, SageMakerTrainingLogsLink
@@ -208,7 +209,7 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
                       self._job_name, self.config["StoppingCondition"], self.execution_timeout)
         self._persist_links(context)
         if self.image_source != "dlc":
-            return self._finish(settings, spec, super().execute(context)["Training"])
+            return self._finish(settings, spec, self._create_and_wait(context)["Training"])
         with tempfile.TemporaryDirectory(prefix="sm-source-") as tmp:
             staged = stage_source_dir(spec.image, settings.images_dir, Path(tmp) / "source",
                                       training_image(spec_framework(spec)).source_requirements)
@@ -217,8 +218,18 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
             # The provider's S3Operations tars the folder's entries at the archive root and uploads it.
             upload = {"Path": str(staged), "Bucket": bucket, "Key": key, "Tar": True}
             self.config["S3Operations"] = {"S3Upload": [upload]}
-            result = super().execute(context)  # defers (TaskDeferred) while the job runs
+            result = self._create_and_wait(context)  # defers (TaskDeferred) while the job runs
         return self._finish(settings, spec, result["Training"])
+
+    def _create_and_wait(self, context: Context) -> dict[str, Any]:
+        """The provider's create-and-wait; its synchronous wait raises on a Failed job with the
+        ``FailureReason`` in the message, where the entrypoint's exit status is quoted."""
+        try:
+            return super().execute(context)
+        except AirflowException as exc:
+            if "Failed" in str(exc) or "failed because" in str(exc):
+                fail_for_good(str(exc), exit_code_in(str(exc)), exc)
+            raise
 
     def defer(self, *, trigger: Any, method_name: str, kwargs: dict[str, Any] | None = None,
               timeout: Any = None) -> None:
@@ -262,7 +273,10 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
             stop_training_job(self.hook, name)
             raise AirflowException(f"SageMaker training job {name} still {status} when the wait ended; stop requested")
         if status != "Completed":
-            raise AirflowException(f"SageMaker training job {name} ended {status}: {reason or 'no reason given'}")
+            message = f"SageMaker training job {name} ended {status}: {reason or 'no reason given'}"
+            if status == "Failed":  # SageMaker quotes the entrypoint's status in FailureReason
+                fail_for_good(message, exit_code_in(reason))
+            raise AirflowException(message)
         artifact = (description.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
         if not artifact:
             raise AirflowException(f"SageMaker training job {name} completed without ModelArtifacts")
