@@ -108,6 +108,8 @@ def build_rows(timings: dict[str, tuple[float, float]], tasks: dict[str, list[di
         others = 0.0
         for task in spans:
             seconds = task["end"] - task["start"]
+            if seconds < 0.05:  # skipped by a branch or short-circuit
+                continue
             if task["task_id"] in TRAINING_TASKS and train_time_s is not None:
                 rows.append(Row("training (model.fit, all epochs)", min(train_time_s, seconds), "training"))
                 rows.append(Row("training process: start-up, data, checkpoints, export",

@@ -29,6 +29,7 @@ TASKS = {
     "fashion_mnist_training": [
         {"task_id": "validate_params", "start": T0 + 10, "end": T0 + 11},
         {"task_id": "prepare_data", "start": T0 + 11, "end": T0 + 12},
+        {"task_id": "train_mxnet", "start": T0 + 12, "end": T0 + 12},  # skipped by the branch
         {"task_id": "train_tensorflow", "start": T0 + 12, "end": T0 + 102},
         {"task_id": "evaluate", "start": T0 + 102, "end": T0 + 106},
         {"task_id": "promote", "start": T0 + 106, "end": T0 + 106.5},
@@ -43,7 +44,9 @@ TASKS = {
 def test_training_and_model_load_are_split_out_of_their_tasks(tmp_path: Path) -> None:
     timings = read_timings(_timings(tmp_path))
     assert timings["training-dag"] == (T0 + 3, T0 + 113) and "malformed" not in timings
-    rows = {r.label: r for r in build_rows(timings, TASKS, train_time_s=80.0, model_load_s=6.0)}
+    built = build_rows(timings, TASKS, train_time_s=80.0, model_load_s=6.0)
+    assert [r.label for r in built].count("training (model.fit, all epochs)") == 1  # not the skipped branch
+    rows = {r.label: r for r in built}
     assert rows["training (model.fit, all epochs)"].seconds == pytest.approx(80.0)
     assert rows["training (model.fit, all epochs)"].kind == "training"
     assert rows["training process: start-up, data, checkpoints, export"].seconds == pytest.approx(10.0)
