@@ -39,8 +39,7 @@ class Recipe:
     dropout: float = 0.25
     #: ``step``: the rate times ``step_decay`` after every epoch.
     #: ``one-cycle``: linear warm-up to the peak rate, then cosine decay to zero, per step. It gained
-    #: nothing in 5 epochs on the validation split, and a 1-epoch run on a slice (the tests' quick
-    #: runs) ended at 0.46 test accuracy against 0.80 with ``step``.
+    #: nothing in 5 epochs on the validation split (0.9274 against 0.9272 with ``step``).
     schedule: str = "step"
     warmup_fraction: float = 0.2
     step_decay: float = 0.6
