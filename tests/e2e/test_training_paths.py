@@ -99,3 +99,62 @@ def test_a_training_failure_fails_the_run_and_the_teardown_branch_still_runs(sto
     ti = next(t for t in run.get_task_instances() if t.task_id == "train_tensorflow")
     assert ti.try_number == 1  # "can never succeed" is not retried
     assert _versions(store) == {} and not (store / "models" / "fashion-mnist" / "champion.json").exists()
+
+
+FAKE_EKSCTL = ROOT / "tests" / "fixtures" / "fake_eksctl"
+
+
+@pytest.mark.slow  # about 6 minutes: the eksctl trigger's polls between create and delete
+def test_aws_profile_training_failure_still_deletes_the_ephemeral_cluster(tmp_path, monkeypatch, airflow_db,
+                                                                         moto_server):
+    """``dag.test()`` of the real DAG in the aws profile with ``cluster=ephemeral``: the stand-in
+    eksctl (a subprocess answering from a state file) creates the run's cluster, the training pod
+    fails, and Airflow's own trigger rules run ``needs_teardown`` (all_done) and ``delete_cluster``,
+    which deletes that cluster through the stand-in; the run is failed.
+
+    Stood in, so not proven here: ``validate`` (returns an aws/ephemeral decision without reading
+    S3), data preparation, cluster preparation and the GPU capacity check, the other trainers and
+    the branch choice (marked success without running), and the pod itself (its operator raises
+    what a container exiting 2 raises). Nothing here touches EKS, eksctl or a Kubernetes API."""
+    import sys
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    import eksml.pipeline
+    from eksml.eksctl.operators import ephemeral_cluster_name
+    from eksml.kubernetes.workload_pod import GpuTrainingPodOperator
+
+    monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), str(FAKE_EKSCTL),
+                                                os.environ["PATH"]]))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("EKSML_PROFILE", "aws")
+    monkeypatch.setenv("EKSML_STORE_URI", "s3://ml-store-bucket/eksml")
+    monkeypatch.delenv("EKSML_EKSCTL", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(
+        {"conn_type": "aws", "login": "AKIAIOSFODNN7EXAMPLE", "password": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+         "extra": {"region_name": "us-west-2", "endpoint_url": moto_server}}))
+    monkeypatch.setattr(eksml.pipeline, "validate", lambda params, events, dag_run: {
+        "profile": "aws", "params": {**params, "trainer": "kubernetes", "cluster": "ephemeral"}})
+
+    def pod_exits_2(self, context):
+        raise AirflowFailException("Pod train-tensorflow returned a failure: exit code 2")
+
+    monkeypatch.setattr(GpuTrainingPodOperator, "execute", pod_exits_2)
+    run = _dag().test(
+        run_conf={**SLICE, "framework": "tensorflow", "trainer": "kubernetes", "cluster": "ephemeral"},
+        mark_success_pattern=r"prepare_data|choose_trainer|prepare_cluster|check_gpu_capacity|train_mxnet"
+                             r"|train_sagemaker_.*",
+    )
+    states = _states(run)
+    assert str(run.state) == "failed", states
+    assert states["create_cluster"] == "success" and states["train_tensorflow"] == "failed", states
+    assert states["evaluate"] == "upstream_failed", states
+    assert states["needs_teardown"] == "success" and states["delete_cluster"] == "success", states
+    calls = [json.loads(line)["argv"] for line in
+             (tmp_path / ".fake_eksctl" / "calls.jsonl").read_text().splitlines()]
+    verbs = [" ".join(argv[:2]) for argv in calls]
+    assert "create cluster" in verbs and "delete cluster" in verbs
+    assert verbs.index("create cluster") < verbs.index("delete cluster")
+    name = ephemeral_cluster_name("eksml", run.run_id)
+    state = json.loads((tmp_path / ".fake_eksctl" / "state.json").read_text())["clusters"]
+    assert name not in state, state  # the run's cluster is gone
