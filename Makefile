@@ -1,5 +1,5 @@
 # The two commands that matter: `make run` (the main job, local profile) and `make test`.
-.PHONY: run test test-unit test-fast test-slow test-k8s setup render bench clean
+.PHONY: run test lint format test-unit test-fast test-slow test-k8s setup render bench clean
 
 CONF ?= {}
 PYTEST := .venv/bin/python -m pytest
@@ -7,9 +7,20 @@ PYTEST := .venv/bin/python -m pytest
 run:            ## set up, then train, evaluate, register, deploy and query the model locally
 	bash scripts/run_local.sh '$(CONF)'
 
-test:           ## every tier that can run on this machine (what CI runs), the k8s control-plane tier included
+test:           ## lint, then every tier that can run on this machine (what CI runs), the k8s control-plane tier included
 	bash scripts/setup.sh --k8s-testenv
+	.venv/bin/ruff format --check --diff .
+	.venv/bin/ruff check .
 	$(PYTEST) -m "not cluster"
+
+lint:           ## ruff format --check and ruff check (pyproject.toml), as `make test` runs them
+	bash scripts/setup.sh
+	.venv/bin/ruff format --check --diff .
+	.venv/bin/ruff check .
+
+format:         ## rewrite the tree with ruff's formatter and its safe fixes
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
 
 test-unit:      ## unit tests only (about a minute)
 	bash scripts/setup.sh
