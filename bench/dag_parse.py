@@ -27,8 +27,12 @@ def main() -> None:
     for dag in sorted((ROOT / "dags").glob("*.py")):
         runs = []
         for _ in range(repeats):
-            out = subprocess.run([sys.executable, "-c", CODE.format(plugins=str(ROOT / "plugins"), dag=str(dag))],
-                                 capture_output=True, text=True, check=True).stdout.split()
+            out = subprocess.run(
+                [sys.executable, "-c", CODE.format(plugins=str(ROOT / "plugins"), dag=str(dag))],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()
             runs.append(tuple(map(float, out[-3:])))
         best = [min(r[i] for r in runs) for i in range(3)]
         print(f"{dag.name:32} {best[0]:12.3f} {best[1]:11.3f} {best[2]:11.3f}")

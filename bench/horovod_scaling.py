@@ -37,8 +37,13 @@ sys.path[:0] = [str(ROOT / "images" / "mxnet-horovod"), str(ROOT / "images" / "c
 from train import HOROVOD_DEFAULTS  # noqa: E402  (the entrypoint's own Horovod settings)
 
 #: One compute thread per process: OpenMP (MXNet's operators, oneDNN) and MXNet's engine.
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MXNET_CPU_WORKER_NTHREADS": "1",
-              "MXNET_CPU_PRIORITY_NTHREADS": "1", "MXNET_OMP_MAX_THREADS": "1"}
+ONE_THREAD = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "MXNET_CPU_WORKER_NTHREADS": "1",
+    "MXNET_CPU_PRIORITY_NTHREADS": "1",
+    "MXNET_OMP_MAX_THREADS": "1",
+}
 #: DistributedTrainer names each gradient allreduce after the parameter index ("horovod_allreduce.3").
 _GRADIENT = re.compile(r"^horovod_allreduce\.[0-9]+(:[0-9]+)?$")
 
@@ -47,8 +52,11 @@ def allreduce_spans(timeline: Path) -> list[tuple[int, int]]:
     """Merged (start, end) microseconds of the GLOO_ALLREDUCE activities of gradient tensors."""
     text = timeline.read_text().strip()
     events = json.loads(text if text.endswith("]") else text.rstrip(",") + "]")
-    names = {e["pid"]: e["args"]["name"] for e in events
-             if e.get("ph") == "M" and e.get("name") == "process_name" and "name" in e.get("args", {})}
+    names = {
+        e["pid"]: e["args"]["name"]
+        for e in events
+        if e.get("ph") == "M" and e.get("name") == "process_name" and "name" in e.get("args", {})
+    }
     stacks: dict[int, list[tuple[str, int]]] = {}
     spans = []
     for e in events:
@@ -67,21 +75,44 @@ def allreduce_spans(timeline: Path) -> list[tuple[int, int]]:
     return merged
 
 
-def command(processes: int, args: argparse.Namespace, model: Path, timeline: Path,
-            horovod: dict[str, str]) -> tuple[list[str], dict[str, str], list[int] | None]:
+def command(
+    processes: int, args: argparse.Namespace, model: Path, timeline: Path, horovod: dict[str, str]
+) -> tuple[list[str], dict[str, str], list[int] | None]:
     """argv, environment and cores (None: unpinned) of one run with ``processes`` processes."""
     venv = Path(args.venv)
     per_process = args.global_batch // processes
-    argv = [str(venv / "bin" / "horovodrun"), "-np", str(processes), "-H", f"localhost:{processes}",
-            "--gloo", str(venv / "bin" / "python"), str(ROOT / "images" / "mxnet-horovod" / "train.py"),
-            "--data-uri", args.data_uri, "--model-uri", str(model), "--no-onnx",
-            "--epochs", str(args.epochs), "--batch-size", str(per_process),
-            # The entrypoint scales the rate by the number of processes (for a per-process batch that
-            # stays the same); here the global batch stays the same, so the effective rate must too.
-            "--learning-rate", repr(args.learning_rate / processes),
-            "--limit-train", str(args.limit_train), "--limit-test", "1000", "--seed", "42"]
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "images" / "common"), HOROVOD_TIMELINE=str(timeline),
-               **ONE_THREAD, **horovod)
+    argv = [
+        str(venv / "bin" / "horovodrun"),
+        "-np",
+        str(processes),
+        "-H",
+        f"localhost:{processes}",
+        "--gloo",
+        str(venv / "bin" / "python"),
+        str(ROOT / "images" / "mxnet-horovod" / "train.py"),
+        "--data-uri",
+        args.data_uri,
+        "--model-uri",
+        str(model),
+        "--no-onnx",
+        "--epochs",
+        str(args.epochs),
+        "--batch-size",
+        str(per_process),
+        # The entrypoint scales the rate by the number of processes (for a per-process batch that
+        # stays the same); here the global batch stays the same, so the effective rate must too.
+        "--learning-rate",
+        repr(args.learning_rate / processes),
+        "--limit-train",
+        str(args.limit_train),
+        "--limit-test",
+        "1000",
+        "--seed",
+        "42",
+    ]
+    env = dict(
+        os.environ, PYTHONPATH=str(ROOT / "images" / "common"), HOROVOD_TIMELINE=str(timeline), **ONE_THREAD, **horovod
+    )
     cores = sorted(os.sched_getaffinity(0))[:processes] if args.pin else None
     return argv, env, cores
 
@@ -93,8 +124,14 @@ def run_training(processes: int, args: argparse.Namespace, workdir: Path, horovo
     per_process = args.global_batch // processes
     argv, env, cores = command(processes, args, model, timeline, horovod)
     started = time.perf_counter()
-    proc = subprocess.run(argv, check=False, env=env, capture_output=True, text=True,
-                          preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None)
+    proc = subprocess.run(
+        argv,
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None,
+    )
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         sys.exit(f"{processes}-process run failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
@@ -103,11 +140,18 @@ def run_training(processes: int, args: argparse.Namespace, workdir: Path, horovo
     steps = args.epochs * math.ceil((args.limit_train // processes) / per_process)
     spans = allreduce_spans(timeline) if timeline.exists() else []
     allreduce_ms = sum(end - start for start, end in spans) / 1000.0
-    return {"processes": processes, "batch_per_process": per_process, "images_per_sec": last["images_per_sec"],
-            "epoch_time_s": last["epoch_time_s"], "test_accuracy": last["test_accuracy"], "wall_time_s": wall,
-            "steps": steps, "allreduces": len(spans),
-            "allreduce_ms_per_step": round(allreduce_ms / steps, 3) if spans else None,
-            "load_average": round(os.getloadavg()[0], 2)}
+    return {
+        "processes": processes,
+        "batch_per_process": per_process,
+        "images_per_sec": last["images_per_sec"],
+        "epoch_time_s": last["epoch_time_s"],
+        "test_accuracy": last["test_accuracy"],
+        "wall_time_s": wall,
+        "steps": steps,
+        "allreduces": len(spans),
+        "allreduce_ms_per_step": round(allreduce_ms / steps, 3) if spans else None,
+        "load_average": round(os.getloadavg()[0], 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,17 +162,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--global-batch", type=int, default=128, help="images per step over all processes")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="effective (global) learning rate")
-    parser.add_argument("--fusion-threshold-mb", type=float, default=None,
-                        help=f"HOROVOD_FUSION_THRESHOLD (default: the entrypoint's, "
-                             f"{int(HOROVOD_DEFAULTS['HOROVOD_FUSION_THRESHOLD']) / 2**20:g} MiB)")
-    parser.add_argument("--cycle-time-ms", type=float, default=None,
-                        help=f"HOROVOD_CYCLE_TIME (default: the entrypoint's, {HOROVOD_DEFAULTS['HOROVOD_CYCLE_TIME']} ms)")
-    parser.add_argument("--no-pin", dest="pin", action="store_false",
-                        help="do not restrict an N-process run to N cores (by default the 1-process run gets "
-                             "one core, so it cannot run its Python thread and Horovod's on the second one)")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="run each configuration this many times, alternating, and keep the fastest "
-                             "(damps the effect of other work on a shared machine)")
+    parser.add_argument(
+        "--fusion-threshold-mb",
+        type=float,
+        default=None,
+        help=f"HOROVOD_FUSION_THRESHOLD (default: the entrypoint's, "
+        f"{int(HOROVOD_DEFAULTS['HOROVOD_FUSION_THRESHOLD']) / 2**20:g} MiB)",
+    )
+    parser.add_argument(
+        "--cycle-time-ms",
+        type=float,
+        default=None,
+        help=f"HOROVOD_CYCLE_TIME (default: the entrypoint's, {HOROVOD_DEFAULTS['HOROVOD_CYCLE_TIME']} ms)",
+    )
+    parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="do not restrict an N-process run to N cores (by default the 1-process run gets "
+        "one core, so it cannot run its Python thread and Horovod's on the second one)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="run each configuration this many times, alternating, and keep the fastest "
+        "(damps the effect of other work on a shared machine)",
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     if not (Path(args.venv) / "bin" / "horovodrun").exists():
@@ -150,28 +210,46 @@ def main(argv: list[str] | None = None) -> int:
                 runs[processes].append(run_training(processes, args, Path(tmp), horovod))
     one, two = (max(runs[n], key=lambda r: r["images_per_sec"]) for n in (1, 2))
     result = {
-        "cores": len(os.sched_getaffinity(0)), "pinned": args.pin, "threads_per_process": ONE_THREAD, "horovod": horovod,
+        "cores": len(os.sched_getaffinity(0)),
+        "pinned": args.pin,
+        "threads_per_process": ONE_THREAD,
+        "horovod": horovod,
         # Other work on the machine skews both runs; the 1-minute load average says how much.
         "load_average_before_after": [load_before, os.getloadavg()[0]],
-        "train_images": args.limit_train, "epochs": args.epochs, "global_batch": args.global_batch,
-        "repeats": max(1, args.repeats), "one_process": one, "two_processes": two,
-        "all_runs": runs[1] + runs[2], "scaling_efficiency": two["images_per_sec"] / (2 * one["images_per_sec"]),
+        "train_images": args.limit_train,
+        "epochs": args.epochs,
+        "global_batch": args.global_batch,
+        "repeats": max(1, args.repeats),
+        "one_process": one,
+        "two_processes": two,
+        "all_runs": runs[1] + runs[2],
+        "scaling_efficiency": two["images_per_sec"] / (2 * one["images_per_sec"]),
     }
-    print(f"cores: {result['cores']}   one compute thread per process, "
-          f"{'N processes on N cores' if args.pin else 'unpinned'}   train images: {args.limit_train}   "
-          f"epochs: {args.epochs}   global batch: {args.global_batch}   load average before/after: "
-          f"{load_before:.2f}/{result['load_average_before_after'][1]:.2f}")
-    print(f"tensor fusion threshold: {int(horovod['HOROVOD_FUSION_THRESHOLD']) / 2**20:g} MiB   "
-          f"cycle time: {horovod['HOROVOD_CYCLE_TIME']} ms")
+    print(
+        f"cores: {result['cores']}   one compute thread per process, "
+        f"{'N processes on N cores' if args.pin else 'unpinned'}   train images: {args.limit_train}   "
+        f"epochs: {args.epochs}   global batch: {args.global_batch}   load average before/after: "
+        f"{load_before:.2f}/{result['load_average_before_after'][1]:.2f}"
+    )
+    print(
+        f"tensor fusion threshold: {int(horovod['HOROVOD_FUSION_THRESHOLD']) / 2**20:g} MiB   "
+        f"cycle time: {horovod['HOROVOD_CYCLE_TIME']} ms"
+    )
     if args.repeats > 1:
         for run in runs[1] + runs[2]:
-            print(f"  run: {run['processes']} process(es) {run['images_per_sec']:8.1f} images/s  "
-                  f"load {run['load_average']}")
-    print(f"{'processes':>9} {'batch/proc':>10} {'images/s':>9} {'epoch s':>8} {'allreduce ms/step':>18} {'test acc':>9}")
+            print(
+                f"  run: {run['processes']} process(es) {run['images_per_sec']:8.1f} images/s  "
+                f"load {run['load_average']}"
+            )
+    print(
+        f"{'processes':>9} {'batch/proc':>10} {'images/s':>9} {'epoch s':>8} {'allreduce ms/step':>18} {'test acc':>9}"
+    )
     for run in (one, two):
         allreduce = f"{run['allreduce_ms_per_step']:.2f}" if run["allreduce_ms_per_step"] is not None else "-"
-        print(f"{run['processes']:>9} {run['batch_per_process']:>10} {run['images_per_sec']:9.1f} "
-              f"{run['epoch_time_s']:8.1f} {allreduce:>18} {run['test_accuracy']:9.3f}")
+        print(
+            f"{run['processes']:>9} {run['batch_per_process']:>10} {run['images_per_sec']:9.1f} "
+            f"{run['epoch_time_s']:8.1f} {allreduce:>18} {run['test_accuracy']:9.3f}"
+        )
     print(f"scaling efficiency: {result['scaling_efficiency']:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

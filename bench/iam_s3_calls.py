@@ -22,15 +22,18 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="eksml-bench-airfl
 import logging  # noqa: E402
 
 import structlog  # noqa: E402
-
 from fixtures import iam_workloads as iw  # noqa: E402
 
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
 def policies_at(rev: str) -> dict[str, dict | None]:
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:plugins/eksml/eksctl/iam.py"],
-                            capture_output=True, text=True, check=True).stdout
+    source = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{rev}:plugins/eksml/eksctl/iam.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     module = types.ModuleType(f"iam_{rev}")
     sys.modules[module.__name__] = module  # dataclasses look their module up
     exec(compile(source, f"{rev}:iam.py", "exec"), module.__dict__)  # noqa: S102 - our own file at REV

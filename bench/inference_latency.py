@@ -26,8 +26,12 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "images" / "inference"), str(ROOT / "images" / "common"),
-                str(ROOT / "tests" / "integration"), str(ROOT / "plugins")]
+sys.path[:0] = [
+    str(ROOT / "images" / "inference"),
+    str(ROOT / "images" / "common"),
+    str(ROOT / "tests" / "integration"),
+    str(ROOT / "plugins"),
+]
 NAME = "fashion-mnist"
 DATASET = "/usr/share/datasets/fashion-mnist"
 
@@ -38,8 +42,13 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summarize(latencies: list[float], wall: float, batch: int) -> dict[str, float]:
-    return {"p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
-            "rps": len(latencies) / wall, "images_s": len(latencies) * batch / wall, "n": len(latencies)}
+    return {
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "rps": len(latencies) / wall,
+        "images_s": len(latencies) * batch / wall,
+        "n": len(latencies),
+    }
 
 
 def timed_loop(fn, requests: int, max_seconds: float) -> tuple[list[float], float]:
@@ -75,11 +84,24 @@ def v1_json(images) -> tuple[str, bytes, dict[str, str]]:
 
 def v2_binary(images) -> tuple[str, bytes, dict[str, str]]:
     """Open Inference Protocol with the binary tensor data extension (uint8 pixels in, float32 out)."""
-    head = json.dumps({"inputs": [{"name": "pixels", "datatype": "UINT8", "shape": list(images.shape),
-                                   "parameters": {"binary_data_size": images.size}}],
-                       "parameters": {"binary_data_output": True}}).encode()
-    return (f"/v2/models/{NAME}/infer", head + images.astype("uint8").tobytes(),
-            {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(head))})
+    head = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "pixels",
+                    "datatype": "UINT8",
+                    "shape": list(images.shape),
+                    "parameters": {"binary_data_size": images.size},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    return (
+        f"/v2/models/{NAME}/infer",
+        head + images.astype("uint8").tobytes(),
+        {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(head))},
+    )
 
 
 PROTOCOLS = {"V1 JSON": v1_json, "V2 binary": v2_binary}
@@ -93,10 +115,25 @@ def free_port() -> int:
 
 def start_server(uri: str, port: int, max_latency_ms: float) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "images" / "common"), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.Popen([sys.executable, "serve.py", "--model-uri", uri, "--host", "127.0.0.1",
-                             "--http-port", str(port), "--max-latency-ms", str(max_latency_ms)],
-                            cwd=ROOT / "images" / "inference", env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "serve.py",
+            "--model-uri",
+            uri,
+            "--host",
+            "127.0.0.1",
+            "--http-port",
+            str(port),
+            "--max-latency-ms",
+            str(max_latency_ms),
+        ],
+        cwd=ROOT / "images" / "inference",
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -110,9 +147,11 @@ def start_server(uri: str, port: int, max_latency_ms: float) -> subprocess.Popen
     raise RuntimeError("server not ready after 300 s")
 
 
-def bench_model(uri: str, requests: int, max_seconds: float, clients: int,
-                max_latency_ms: float) -> list[tuple[str, dict, dict | None]]:
+def bench_model(
+    uri: str, requests: int, max_seconds: float, clients: int, max_latency_ms: float
+) -> list[tuple[str, dict, dict | None]]:
     import numpy as np
+
     from eksml_inference.backends import load_backend
     from trainkit.data import load_fashion_mnist
 
@@ -140,11 +179,15 @@ def bench_model(uri: str, requests: int, max_seconds: float, clients: int,
             request = encode(x_test[:1])
             with concurrent.futures.ThreadPoolExecutor(clients) as pool:
                 start = time.perf_counter()
-                parts = list(pool.map(lambda _, r=request: timed_loop(Client(port, r), per_client, max_seconds)[0],
-                                      range(clients)))
+                parts = list(
+                    pool.map(
+                        lambda _, r=request: timed_loop(Client(port, r), per_client, max_seconds)[0], range(clients)
+                    )
+                )
                 wall = time.perf_counter() - start
-            rows.append((f"batch  1, {clients} clients, {protocol}", None,
-                         summarize([x for p in parts for x in p], wall, 1)))
+            rows.append(
+                (f"batch  1, {clients} clients, {protocol}", None, summarize([x for p in parts for x in p], wall, 1))
+            )
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -154,8 +197,11 @@ def bench_model(uri: str, requests: int, max_seconds: float, clients: int,
 def default_models() -> list[str]:
     import inference_models
 
-    return [str(inference_models.trained_model(f)) for f in ("tensorflow", "mxnet")
-            if not inference_models.missing_venvs(inference_models.TRAINING[f][0])]
+    return [
+        str(inference_models.trained_model(f))
+        for f in ("tensorflow", "mxnet")
+        if not inference_models.missing_venvs(inference_models.TRAINING[f][0])
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,19 +216,23 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.disable(logging.INFO)
     models = args.model_uri or default_models()
-    print(f"{'model':<34} {'row':<31} {'in-process p50/p99 ms':>22} {'server p50/p99 ms':>19} "
-          f"{'in-proc req/s':>13} {'server req/s':>12} {'server img/s':>12} {'p50 ratio':>9} {'p50 overhead':>12}")
+    print(
+        f"{'model':<34} {'row':<31} {'in-process p50/p99 ms':>22} {'server p50/p99 ms':>19} "
+        f"{'in-proc req/s':>13} {'server req/s':>12} {'server img/s':>12} {'p50 ratio':>9} {'p50 overhead':>12}"
+    )
     for uri in models:
         framework = json.loads(Path(uri.removeprefix("file://"), "metrics.json").read_text())["framework"]
         label = f"{Path(uri).name[:24]} ({framework})"
-        for row, local, remote in bench_model(uri, args.requests, args.max_seconds, args.clients,
-                                                 args.max_latency_ms):
+        for row, local, remote in bench_model(uri, args.requests, args.max_seconds, args.clients, args.max_latency_ms):
             local_lat = f"{local['p50_ms']:.2f}/{local['p99_ms']:.2f}" if local else "-"
             local_rps = f"{local['rps']:.0f}" if local else "-"
             ratio = f"{remote['p50_ms'] / local['p50_ms']:.2f}x" if local else "-"
             overhead = f"{remote['p50_ms'] - local['p50_ms']:+.2f} ms" if local else "-"
-            print(f"{label:<34} {row:<31} {local_lat:>22} {remote['p50_ms']:>8.2f}/{remote['p99_ms']:<10.2f}"
-                  f"{local_rps:>13} {remote['rps']:>12.0f} {remote['images_s']:>12.0f} {ratio:>9} {overhead:>12}", flush=True)
+            print(
+                f"{label:<34} {row:<31} {local_lat:>22} {remote['p50_ms']:>8.2f}/{remote['p99_ms']:<10.2f}"
+                f"{local_rps:>13} {remote['rps']:>12.0f} {remote['images_s']:>12.0f} {ratio:>9} {overhead:>12}",
+                flush=True,
+            )
     return 0
 
 

@@ -36,8 +36,10 @@ def peak_rss_mb(pid: int) -> float:
 def post_raw(port: int, path: str, body: bytes, chunk: int = 1 << 20) -> tuple[int, float, int, bytes]:
     """Send ``body`` in chunks while reading; return (status, seconds to status line, bytes sent, reply)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=300)
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
     reply = bytearray()
     answered = threading.Event()
     times: dict[str, float] = {}
@@ -65,7 +67,7 @@ def post_raw(port: int, path: str, body: bytes, chunk: int = 1 << 20) -> tuple[i
         sock.sendall(head)
         view = memoryview(body)
         while sent < len(body) and not answered.is_set():
-            sock.sendall(view[sent:sent + chunk])
+            sock.sendall(view[sent : sent + chunk])
             sent += min(chunk, len(body) - sent)
     except OSError:  # the server closed the connection after refusing
         pass
@@ -99,9 +101,12 @@ def probe(port: int, pid: int, body: bytes, label: str) -> None:
     stop.set()
     watcher.join(130)
     message = reply.split(b"\r\n\r\n", 1)[-1][:120].decode(errors="replace")
-    print(f"{label:<28} {len(body) / 1e6:>8.1f} MB  status {status}  answered after {seconds * 1000:>9.1f} ms "
-          f"with {sent / 1e6:>7.1f} MB sent  peak RSS {before:>7.0f} -> {peak_rss_mb(pid):>7.0f} MB  "
-          f"slowest liveness {slowest[0] * 1000:>8.1f} ms ({slowest[1]} probes)  {message!r}", flush=True)
+    print(
+        f"{label:<28} {len(body) / 1e6:>8.1f} MB  status {status}  answered after {seconds * 1000:>9.1f} ms "
+        f"with {sent / 1e6:>7.1f} MB sent  peak RSS {before:>7.0f} -> {peak_rss_mb(pid):>7.0f} MB  "
+        f"slowest liveness {slowest[0] * 1000:>8.1f} ms ({slowest[1]} probes)  {message!r}",
+        flush=True,
+    )
     del probe_body
 
 
@@ -120,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     spaces_body = b"{" + b" " * (args.spaces_mb * 1_000_000) + b"}"
     # Allowed (under the default 4 MiB limit) but as costly to decode as such a body gets:
     # 64 images plus ~1.9 million numbers in a field the server ignores.
-    allowed_body = ('{"instances":[' + ",".join(real[:64]) + '],"padding":[' + ",".join(["0"] * 1_900_000)
-                    + "]}").encode()
+    allowed_body = (
+        '{"instances":[' + ",".join(real[:64]) + '],"padding":[' + ",".join(["0"] * 1_900_000) + "]}"
+    ).encode()
     port = free_port()
     server = start_server(uri, port, 0.0)
     try:

@@ -66,15 +66,25 @@ class Call:
 
 
 def v2_binary(x: np.ndarray) -> tuple[bytes, int]:
-    head = json.dumps({"inputs": [{"name": "pixels", "datatype": "UINT8", "shape": list(x.shape),
-                                   "parameters": {"binary_data_size": x.size}}],
-                       "outputs": [{"name": n, "parameters": {"binary_data": True}}
-                                   for n in ("class", "label", "probabilities")]}).encode()
+    head = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "pixels",
+                    "datatype": "UINT8",
+                    "shape": list(x.shape),
+                    "parameters": {"binary_data_size": x.size},
+                }
+            ],
+            "outputs": [{"name": n, "parameters": {"binary_data": True}} for n in ("class", "label", "probabilities")],
+        }
+    ).encode()
     return head + x.astype(np.uint8).tobytes(), len(head)
 
 
 async def profile(uri: str, repeats: int) -> None:
     import orjson
+
     from eksml_inference import v1, v2
     from eksml_inference.app import InferenceApp, _parse_v1
     from eksml_inference.contract import predictions
@@ -108,17 +118,33 @@ async def profile(uri: str, repeats: int) -> None:
 
         def encode() -> bytes:
             classes, labels = predictions(probabilities, model.class_names)
-            return orjson.dumps(v1.predict_response(model.version, classes, labels, probabilities, False),
-                                option=orjson.OPT_SERIALIZE_NUMPY)
+            return orjson.dumps(
+                v1.predict_response(model.version, classes, labels, probabilities, False),
+                option=orjson.OPT_SERIALIZE_NUMPY,
+            )
 
         add("V1: response encoding", timed(encode, repeats))
-        add("V1: whole ASGI app, in-process", await atimed(
-            Call(app, f"/v1/models/{NAME}:predict", body, [(b"content-length", str(len(body)).encode())]),
-            repeats))
-        add("V2 binary: whole ASGI app, in-process", await atimed(
-            Call(app, f"/v2/models/{NAME}/infer", binary, [(b"content-length", str(len(binary)).encode()),
-                                                          (b"inference-header-content-length",
-                                                           str(head).encode())]), repeats))
+        add(
+            "V1: whole ASGI app, in-process",
+            await atimed(
+                Call(app, f"/v1/models/{NAME}:predict", body, [(b"content-length", str(len(body)).encode())]), repeats
+            ),
+        )
+        add(
+            "V2 binary: whole ASGI app, in-process",
+            await atimed(
+                Call(
+                    app,
+                    f"/v2/models/{NAME}/infer",
+                    binary,
+                    [
+                        (b"content-length", str(len(binary)).encode()),
+                        (b"inference-header-content-length", str(head).encode()),
+                    ],
+                ),
+                repeats,
+            ),
+        )
     for stage, figures in rows.items():
         print(f"  {stage:<46} {figures[0]:>20} {figures[1]:>20}", flush=True)
     app.close()

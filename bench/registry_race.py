@@ -23,24 +23,33 @@ sys.path.append(str(ROOT / "tests" / "integration"))
 
 
 def main() -> None:
-    trials, writers, readers = (int(a) for a in (sys.argv[1:] + ["30", "4", "2"][len(sys.argv) - 1:])[:3])
+    trials, writers, readers = (int(a) for a in (sys.argv[1:] + ["30", "4", "2"][len(sys.argv) - 1 :])[:3])
     import boto3
     from moto.server import ThreadedMotoServer
+    from promotion_race import RaceResult, race_trial
 
     import eksml
-    from promotion_race import RaceResult, race_trial
 
     logging.disable(logging.WARNING)  # request and promotion logs would drown the figures
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps({
-        "conn_type": "aws", "login": "testing", "password": "testing",
-        "extra": {"endpoint_url": endpoint, "region_name": "us-west-2"}})
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-west-2", aws_access_key_id="testing",
-                 aws_secret_access_key="testing").create_bucket(
-        Bucket="race", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps(
+        {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {"endpoint_url": endpoint, "region_name": "us-west-2"},
+        }
+    )
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-west-2",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket="race", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
     print(f"registry code: {Path(eksml.__file__).parent}; {trials} trials, {writers} writers, {readers} readers")
     with tempfile.TemporaryDirectory(prefix="eksml-race-") as local:
         for name, uri in (("s3 (moto)", "s3://race"), ("local", Path(local).as_uri())):

@@ -36,7 +36,6 @@ sys.path[:0] = [str(ROOT / "images" / "tf-fashion-mnist"), str(ROOT / "images" /
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-
 from network import DEFAULT_RECIPE, FORMER_RECIPE, Recipe  # noqa: E402
 
 DATA = "/usr/share/datasets/fashion-mnist"
@@ -44,8 +43,7 @@ DATA = "/usr/share/datasets/fashion-mnist"
 LEARNING_RATE = 1e-3
 BATCH_SIZE = 128
 #: A larger network for a GPU's time budget: three double-conv blocks, wider head, shifts too.
-LARGE_RECIPE = DEFAULT_RECIPE.replace(widths=(64, 128, 256), convs_per_block=2, dense_units=512,
-                                      dropout=0.4, shift=0.1)
+LARGE_RECIPE = DEFAULT_RECIPE.replace(widths=(64, 128, 256), convs_per_block=2, dense_units=512, dropout=0.4, shift=0.1)
 
 
 def levers() -> dict[str, tuple[Recipe, float, int]]:
@@ -82,12 +80,19 @@ def split(x: np.ndarray, y: np.ndarray, validation: int, seed: int = 7) -> tuple
     return x[train], y[train], x[val], y[val]
 
 
-def fit(recipe: Recipe, learning_rate: float, batch_size: int, epochs: int, x: np.ndarray, y: np.ndarray,
-        seed: int, evaluate_on: tuple[np.ndarray, np.ndarray] | None = None,
-        target: float | None = None) -> dict[str, Any]:
+def fit(
+    recipe: Recipe,
+    learning_rate: float,
+    batch_size: int,
+    epochs: int,
+    x: np.ndarray,
+    y: np.ndarray,
+    seed: int,
+    evaluate_on: tuple[np.ndarray, np.ndarray] | None = None,
+    target: float | None = None,
+) -> dict[str, Any]:
     """Train; training seconds exclude evaluation. With ``evaluate_on``, accuracy after every epoch."""
     import keras
-
     from network import build_model, steps_per_epoch, to_input, to_target
 
     keras.utils.set_random_seed(seed)
@@ -103,9 +108,14 @@ def fit(recipe: Recipe, learning_rate: float, batch_size: int, epochs: int, x: n
         if evaluate_on is not None and (target is not None or epoch == epochs - 1):
             accuracy = accuracy_of(model, *evaluate_on)
             per_epoch.append({"epoch": epoch + 1, "train_s": round(train_s, 2), "accuracy": round(accuracy, 4)})
-    return {"train_s": round(train_s, 2), "first_epoch_s": round(first_epoch_s or 0.0, 2),
-            "images_per_sec": round(len(x) * epochs / train_s, 1), "per_epoch": per_epoch,
-            "accuracy": per_epoch[-1]["accuracy"] if per_epoch else None, "params": model.count_params()}
+    return {
+        "train_s": round(train_s, 2),
+        "first_epoch_s": round(first_epoch_s or 0.0, 2),
+        "images_per_sec": round(len(x) * epochs / train_s, 1),
+        "per_epoch": per_epoch,
+        "accuracy": per_epoch[-1]["accuracy"] if per_epoch else None,
+        "params": model.count_params(),
+    }
 
 
 def accuracy_of(model: Any, x: np.ndarray, y: np.ndarray) -> float:
@@ -123,9 +133,12 @@ def load(args: argparse.Namespace) -> tuple[np.ndarray, ...]:
 def conditions() -> dict[str, Any]:
     import keras
 
-    return {"backend": keras.backend.backend(), "cores": len(os.sched_getaffinity(0)),
-            "load_average": [round(v, 2) for v in os.getloadavg()],
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return {
+        "backend": keras.backend.backend(),
+        "cores": len(os.sched_getaffinity(0)),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def run_levers(args: argparse.Namespace) -> dict[str, Any]:
@@ -140,23 +153,34 @@ def run_levers(args: argparse.Namespace) -> dict[str, Any]:
             run = fit(recipe, lr, batch, args.epochs, x_tr, y_tr, seed=42 + seed, evaluate_on=(x_val, y_val))
             run["load_average"] = round(os.getloadavg()[0], 2)
             runs.append(run)
-            print(f"{name:<20} seed {seed}: validation accuracy {run['accuracy']:.4f}  training {run['train_s']:7.1f} s"
-                  f"  {run['images_per_sec']:7.0f} images/s  load {run['load_average']}", flush=True)
-        table[name] = {"recipe": recipe.to_dict(), "learning_rate": lr, "batch_size": batch, "runs": runs,
-                       "mean_validation_accuracy": round(statistics.mean(r["accuracy"] for r in runs), 4)}
-    print(f"\n{'lever':<20} {'val acc':>8} {'train s':>8} {'images/s':>9}   ({args.epochs} epochs, "
-          f"{len(x_tr)} training / {len(x_val)} validation images, mean of {args.seeds})")
+            print(
+                f"{name:<20} seed {seed}: validation accuracy {run['accuracy']:.4f}  training {run['train_s']:7.1f} s"
+                f"  {run['images_per_sec']:7.0f} images/s  load {run['load_average']}",
+                flush=True,
+            )
+        table[name] = {
+            "recipe": recipe.to_dict(),
+            "learning_rate": lr,
+            "batch_size": batch,
+            "runs": runs,
+            "mean_validation_accuracy": round(statistics.mean(r["accuracy"] for r in runs), 4),
+        }
+    print(
+        f"\n{'lever':<20} {'val acc':>8} {'train s':>8} {'images/s':>9}   ({args.epochs} epochs, "
+        f"{len(x_tr)} training / {len(x_val)} validation images, mean of {args.seeds})"
+    )
     for name, row in table.items():
         runs = row["runs"]
-        print(f"{name:<20} {row['mean_validation_accuracy']:8.4f} {statistics.mean(r['train_s'] for r in runs):8.1f} "
-              f"{statistics.mean(r['images_per_sec'] for r in runs):9.0f}")
+        print(
+            f"{name:<20} {row['mean_validation_accuracy']:8.4f} {statistics.mean(r['train_s'] for r in runs):8.1f} "
+            f"{statistics.mean(r['images_per_sec'] for r in runs):9.0f}"
+        )
     return {"mode": "levers", "epochs": args.epochs, "validation_images": len(x_val), "levers": table}
 
 
 def run_throughput(args: argparse.Namespace) -> dict[str, Any]:
     """Images/s of each lever's training step, variants interleaved round by round."""
     import keras
-
     from network import build_model, to_input, to_target
 
     x, y, _, _ = load(args)
@@ -170,7 +194,7 @@ def run_throughput(args: argparse.Namespace) -> dict[str, Any]:
             if name not in models:
                 keras.utils.set_random_seed(1)
                 models[name] = build_model(lr, args.steps, 100, backend_recipe(recipe))
-                models[name].fit(xs[:batch * 4], ys[:batch * 4], batch_size=batch, epochs=1, verbose=0)
+                models[name].fit(xs[: batch * 4], ys[: batch * 4], batch_size=batch, epochs=1, verbose=0)
             tic = time.perf_counter()
             models[name].fit(xs, ys, batch_size=batch, epochs=1, verbose=0, shuffle=True)
             speeds[name].append(n / (time.perf_counter() - tic))
@@ -178,8 +202,11 @@ def run_throughput(args: argparse.Namespace) -> dict[str, Any]:
     print(f"\n{'lever':<20} {'images/s (median)':>18}   ({args.rounds} rounds of {args.steps} steps)")
     for name, values in speeds.items():
         print(f"{name:<20} {statistics.median(values):18.0f}")
-    return {"mode": "throughput", "steps": args.steps,
-            "images_per_sec": {n: [round(v, 1) for v in vs] for n, vs in speeds.items()}}
+    return {
+        "mode": "throughput",
+        "steps": args.steps,
+        "images_per_sec": {n: [round(v, 1) for v in vs] for n, vs in speeds.items()},
+    }
 
 
 def run_gpu(args: argparse.Namespace) -> dict[str, Any]:
@@ -187,25 +214,32 @@ def run_gpu(args: argparse.Namespace) -> dict[str, Any]:
     x, y, x_test, y_test = load(args)
     result: dict[str, Any] = {"mode": "gpu", "target": args.target}
     for name, batch, lr in (("default", BATCH_SIZE, LEARNING_RATE), ("default-batch-512", 512, 4e-3)):
-        run = fit(DEFAULT_RECIPE, lr, batch, args.epochs, x, y, seed=42, evaluate_on=(x_test, y_test),
-                  target=args.target)
+        run = fit(
+            DEFAULT_RECIPE, lr, batch, args.epochs, x, y, seed=42, evaluate_on=(x_test, y_test), target=args.target
+        )
         reached = next((e for e in run["per_epoch"] if e["accuracy"] >= args.target), None)
         run["time_to_target_s"] = reached and reached["train_s"]
         run["epoch_of_target"] = reached and reached["epoch"]
         result[name] = run
-        print(f"{name}: {run['images_per_sec']:.0f} images/s (first epoch {run['first_epoch_s']:.1f} s, "
-              f"compilation included); test accuracy by epoch "
-              + ", ".join(f"{e['epoch']}: {e['accuracy']:.4f} @ {e['train_s']:.1f} s" for e in run["per_epoch"])
-              + f"; {args.target} reached: "
-              + (f"epoch {reached['epoch']}, {reached['train_s']:.1f} s of training" if reached else "no"), flush=True)
+        print(
+            f"{name}: {run['images_per_sec']:.0f} images/s (first epoch {run['first_epoch_s']:.1f} s, "
+            f"compilation included); test accuracy by epoch "
+            + ", ".join(f"{e['epoch']}: {e['accuracy']:.4f} @ {e['train_s']:.1f} s" for e in run["per_epoch"])
+            + f"; {args.target} reached: "
+            + (f"epoch {reached['epoch']}, {reached['train_s']:.1f} s of training" if reached else "no"),
+            flush=True,
+        )
     # The larger network: measure one epoch's speed, then train as many epochs as fit the budget.
     probe = fit(LARGE_RECIPE, 2e-3, 256, 2, x[:20000], y[:20000], seed=1)
     steady = 20000 / max(1e-6, probe["train_s"] - probe["first_epoch_s"])  # the second epoch: compiled
     epochs = max(1, math.floor(args.budget_s * steady / len(x)))
     run = fit(LARGE_RECIPE, 2e-3, 256, epochs, x, y, seed=42, evaluate_on=(x_test, y_test))
     result["large"] = {"recipe": LARGE_RECIPE.to_dict(), "epochs": epochs, **run}
-    print(f"large ({run['params']} parameters): {epochs} epochs, {run['train_s']:.1f} s of training, "
-          f"{run['images_per_sec']:.0f} images/s, test accuracy {run['accuracy']:.4f}", flush=True)
+    print(
+        f"large ({run['params']} parameters): {epochs} epochs, {run['train_s']:.1f} s of training, "
+        f"{run['images_per_sec']:.0f} images/s, test accuracy {run['accuracy']:.4f}",
+        flush=True,
+    )
     return result
 
 

@@ -41,28 +41,72 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     max_active_runs=1,
     catchup=False,
-    default_args=default_args(retries=1, retry_delay=timedelta(minutes=2), execution_timeout=timedelta(hours=1),
-                              pool="eks_lifecycle"),
+    default_args=default_args(
+        retries=1, retry_delay=timedelta(minutes=2), execution_timeout=timedelta(hours=1), pool="eks_lifecycle"
+    ),
     tags=["cluster", "eks", "eksctl"],
     params={
-        "action": Param("create", type="string", enum=["create", "scale", "delete"], title="Action",
-                        description="create also reuses an existing cluster and scales it; delete waits until it is gone"),
-        "cluster_name": Param("eksml", type="string", pattern=r"^[0-9A-Za-z][A-Za-z0-9\-_]*$", maxLength=100,
-                              title="Cluster name", description="EKS cluster name (eksctl rules)"),
-        "region": Param("us-west-2", type="string", pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", title="AWS region",
-                        description="Region of the cluster"),
-        "train_instance_types": Param(["p3.8xlarge"], type="array", items={"type": "string"}, minItems=1,
-                                      title="GPU instance types",
-                                      description="Instance types of ng-train (several for spot)"),
+        "action": Param(
+            "create",
+            type="string",
+            enum=["create", "scale", "delete"],
+            title="Action",
+            description="create also reuses an existing cluster and scales it; delete waits until it is gone",
+        ),
+        "cluster_name": Param(
+            "eksml",
+            type="string",
+            pattern=r"^[0-9A-Za-z][A-Za-z0-9\-_]*$",
+            maxLength=100,
+            title="Cluster name",
+            description="EKS cluster name (eksctl rules)",
+        ),
+        "region": Param(
+            "us-west-2",
+            type="string",
+            pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$",
+            title="AWS region",
+            description="Region of the cluster",
+        ),
+        "train_instance_types": Param(
+            ["p3.8xlarge"],
+            type="array",
+            items={"type": "string"},
+            minItems=1,
+            title="GPU instance types",
+            description="Instance types of ng-train (several for spot)",
+        ),
         "spot": Param(False, type="boolean", title="Spot GPU nodes", description="Use spot capacity for ng-train"),
-        "train_nodes": Param(1, type="integer", minimum=0, maximum=100, title="GPU nodes",
-                             description="Desired size of ng-train (0 lets it scale from zero)"),
-        "train_max_nodes": Param(4, type="integer", minimum=1, maximum=100, title="GPU nodes (max)",
-                                 description="Upper bound of ng-train for the cluster autoscaler"),
-        "inference_nodes": Param(1, type="integer", minimum=1, maximum=100, title="Inference nodes",
-                                 description="Desired size of ng-inference"),
-        "dedicated_training_cluster": Param(False, type="boolean", title="Dedicated training cluster",
-                                            description="Separate clusters for training and for inference"),
+        "train_nodes": Param(
+            1,
+            type="integer",
+            minimum=0,
+            maximum=100,
+            title="GPU nodes",
+            description="Desired size of ng-train (0 lets it scale from zero)",
+        ),
+        "train_max_nodes": Param(
+            4,
+            type="integer",
+            minimum=1,
+            maximum=100,
+            title="GPU nodes (max)",
+            description="Upper bound of ng-train for the cluster autoscaler",
+        ),
+        "inference_nodes": Param(
+            1,
+            type="integer",
+            minimum=1,
+            maximum=100,
+            title="Inference nodes",
+            description="Desired size of ng-inference",
+        ),
+        "dedicated_training_cluster": Param(
+            False,
+            type="boolean",
+            title="Dedicated training cluster",
+            description="Separate clusters for training and for inference",
+        ),
     },
 ) as dag:
 
@@ -80,7 +124,10 @@ with DAG(
     delete_cluster = EksctlClusterOperator(task_id="delete_cluster", action="delete", cluster=CLUSTER)
     prepare_training = ClusterAddonsOperator(task_id="prepare_training", cluster=CLUSTER, cluster_role=TRAINING_ROLE)
     prepare_inference = ClusterAddonsOperator(
-        task_id="prepare_inference", cluster=CLUSTER, cluster_role="inference", install_upstream=False,
+        task_id="prepare_inference",
+        cluster=CLUSTER,
+        cluster_role="inference",
+        install_upstream=False,
     )
 
     @task.short_circuit(execution_timeout=timedelta(minutes=1))

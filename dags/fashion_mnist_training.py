@@ -114,18 +114,27 @@ with DAG(
     serving_cluster = "{{ (ti.xcom_pull(task_ids='create_cluster') or {}).get('inference_cluster') or '' }}"
     with TaskGroup("cluster", prefix_group_id=False, tooltip="EKS cluster (aws profile, Kubernetes trainer)"):
         create_cluster = EksctlClusterOperator(
-            task_id="create_cluster", action="create", cluster_mode="{{ params.cluster }}", cluster_role="training",
-            pool="eks_lifecycle", execution_timeout=timedelta(hours=1), doc_md=CLUSTER_ONLY,
+            task_id="create_cluster",
+            action="create",
+            cluster_mode="{{ params.cluster }}",
+            cluster_role="training",
+            pool="eks_lifecycle",
+            execution_timeout=timedelta(hours=1),
+            doc_md=CLUSTER_ONLY,
         )
         prepare_cluster = ClusterAddonsOperator(
-            task_id="prepare_cluster", cluster_mode="{{ params.cluster }}", cluster_name=training_cluster,
+            task_id="prepare_cluster",
+            cluster_mode="{{ params.cluster }}",
+            cluster_name=training_cluster,
             doc_md=CLUSTER_ONLY,
         )
         # Decides at once (never waits for a node only a pending training pod would bring).
         check_gpu_capacity = GpuCapacityOperator(
-            task_id="check_gpu_capacity", cluster_name=training_cluster,
+            task_id="check_gpu_capacity",
+            cluster_name=training_cluster,
             nodes="{{ params.workers if params.framework != 'tensorflow' else 1 }}",
-            execution_timeout=timedelta(minutes=5), doc_md=CLUSTER_ONLY,
+            execution_timeout=timedelta(minutes=5),
+            doc_md=CLUSTER_ONLY,
         )
         needs_cluster(validated) >> create_cluster >> prepare_cluster >> check_gpu_capacity
 
@@ -137,16 +146,36 @@ with DAG(
     with TaskGroup("training", prefix_group_id=False, tooltip="One branch per trainer and framework"):
         branch = choose_trainer(plan)
         train_tasks = [
-            GpuTrainingPodOperator(task_id="train_tensorflow", spec=candidate("tensorflow", "spec"), pool="gpu",
-                                   cluster_name=training_cluster, doc_md=KUBERNETES_TRAINING),
-            MPIJobOperator(task_id="train_mxnet", spec=candidate("mxnet", "spec"), pool="gpu",
-                           cluster_name=training_cluster, doc_md=KUBERNETES_TRAINING),
-            SageMakerTrainOperator(task_id="train_sagemaker_tensorflow", candidate=candidate("tensorflow"),
-                                   pool="gpu", max_runtime_s=3 * 3600, execution_timeout=timedelta(hours=7),
-                                   doc_md=SAGEMAKER_TRAINING),
-            SageMakerTrainOperator(task_id="train_sagemaker_mxnet", candidate=candidate("mxnet"), pool="gpu",
-                                   max_runtime_s=3 * 3600, execution_timeout=timedelta(hours=7),
-                                   doc_md=SAGEMAKER_TRAINING),
+            GpuTrainingPodOperator(
+                task_id="train_tensorflow",
+                spec=candidate("tensorflow", "spec"),
+                pool="gpu",
+                cluster_name=training_cluster,
+                doc_md=KUBERNETES_TRAINING,
+            ),
+            MPIJobOperator(
+                task_id="train_mxnet",
+                spec=candidate("mxnet", "spec"),
+                pool="gpu",
+                cluster_name=training_cluster,
+                doc_md=KUBERNETES_TRAINING,
+            ),
+            SageMakerTrainOperator(
+                task_id="train_sagemaker_tensorflow",
+                candidate=candidate("tensorflow"),
+                pool="gpu",
+                max_runtime_s=3 * 3600,
+                execution_timeout=timedelta(hours=7),
+                doc_md=SAGEMAKER_TRAINING,
+            ),
+            SageMakerTrainOperator(
+                task_id="train_sagemaker_mxnet",
+                candidate=candidate("mxnet"),
+                pool="gpu",
+                max_runtime_s=3 * 3600,
+                execution_timeout=timedelta(hours=7),
+                doc_md=SAGEMAKER_TRAINING,
+            ),
         ]
         branch >> train_tasks
     check_gpu_capacity >> branch
@@ -158,14 +187,18 @@ with DAG(
 
     with TaskGroup("evaluation", prefix_group_id=False, tooltip="Candidate and champion on the same test images"):
         evaluate = WorkloadPodOperator.partial(
-            task_id="evaluate", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
-            execution_timeout=timedelta(minutes=30), cluster_name=serving_cluster, doc_md=EVALUATION,
+            task_id="evaluate",
+            trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
+            execution_timeout=timedelta(minutes=30),
+            cluster_name=serving_cluster,
+            doc_md=EVALUATION,
         ).expand(spec=evaluation_specs(plan))
 
     @task(execution_timeout=timedelta(minutes=20))
     def register(plan: dict, **context) -> list[dict]:
         """Copy each finished candidate into models/<name>/<version>/ with its metadata.json."""
-        from eksml.pipeline import register as register_candidates, run_facts
+        from eksml.pipeline import register as register_candidates
+        from eksml.pipeline import run_facts
 
         return register_candidates(plan, run_facts(context))
 
@@ -190,8 +223,12 @@ with DAG(
         published = publish_champion(pointer)
         # Green: a new champion; skipped: the gate refused (the note and log say why).
         # none_failed: runs after a refusal (publish skipped), never after a failure.
-        outcome = RunOutcomeOperator(task_id="outcome", trigger_rule=TriggerRule.NONE_FAILED, doc_md=OUTCOME,
-                                     execution_timeout=timedelta(minutes=5))
+        outcome = RunOutcomeOperator(
+            task_id="outcome",
+            trigger_rule=TriggerRule.NONE_FAILED,
+            doc_md=OUTCOME,
+            execution_timeout=timedelta(minutes=5),
+        )
         published >> outcome
     train_tasks >> evaluate >> registered
 
@@ -209,8 +246,13 @@ with DAG(
     with TaskGroup("teardown", prefix_group_id=False, tooltip="Delete an ephemeral cluster, whatever happened"):
         teardown = needs_teardown()
         delete_cluster = EksctlClusterOperator(
-            task_id="delete_cluster", action="delete", cluster_mode="{{ params.cluster }}", cluster_role="training",
-            pool="eks_lifecycle", execution_timeout=timedelta(hours=1), doc_md=TEARDOWN,
+            task_id="delete_cluster",
+            action="delete",
+            cluster_mode="{{ params.cluster }}",
+            cluster_role="training",
+            pool="eks_lifecycle",
+            execution_timeout=timedelta(hours=1),
+            doc_md=TEARDOWN,
         )
         teardown >> delete_cluster
     [validated, *train_tasks, evaluate, check_gpu_capacity] >> teardown

@@ -34,7 +34,10 @@ with DAG(
     default_args=default_args(retries=1, execution_timeout=timedelta(minutes=30)),
     params={
         "version": Param(
-            None, type=["null", "string"], pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", maxLength=128,
+            None,
+            type=["null", "string"],
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+            maxLength=128,
             title="Model version",
             description="Redeploy this registered version (rollback). Empty: deploy the current champion.",
         ),

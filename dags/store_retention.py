@@ -22,8 +22,11 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args=default_args(retries=1, execution_timeout=timedelta(hours=1)),
-    params={"dry_run": Param(False, type="boolean", title="Dry run",
-                             description="List what would be deleted, delete nothing.")},
+    params={
+        "dry_run": Param(
+            False, type="boolean", title="Dry run", description="List what would be deleted, delete nothing."
+        )
+    },
     tags=["maintenance", "storage"],
 ) as dag:
 

@@ -19,8 +19,9 @@ from airflow.sdk import DAG, Param, task
 from eksml.assets import TRAINING_DATA
 from eksml.dag_defaults import default_args
 
-LANDING_DEFAULTS = default_args(retry_delay=timedelta(seconds=30), max_retry_delay=timedelta(minutes=10),
-                                execution_timeout=timedelta(minutes=20))
+LANDING_DEFAULTS = default_args(
+    retry_delay=timedelta(seconds=30), max_retry_delay=timedelta(minutes=10), execution_timeout=timedelta(minutes=20)
+)
 
 with DAG(
     dag_id="upstream_data_landing",
@@ -31,8 +32,13 @@ with DAG(
     catchup=False,
     default_args=LANDING_DEFAULTS,
     params={
-        "source_uri": Param(None, type=["null", "string"], maxLength=1024, title="Source of the drop",
-                            description="Folder or s3:// prefix with the four IDX .gz files. Empty: the configured source."),
+        "source_uri": Param(
+            None,
+            type=["null", "string"],
+            maxLength=1024,
+            title="Source of the drop",
+            description="Folder or s3:// prefix with the four IDX .gz files. Empty: the configured source.",
+        ),
     },
     tags=["data", "fashion-mnist", "example"],
 ):
@@ -58,16 +64,29 @@ with DAG(
     start_date=datetime(2026, 1, 5),
     catchup=False,
     default_args={**LANDING_DEFAULTS, "execution_timeout": timedelta(hours=3)},
-    params={"epochs": Param(1, type="integer", minimum=1, maximum=100, title="Epochs",
-                            description="Epochs of the triggered training run.")},
+    params={
+        "epochs": Param(
+            1,
+            type="integer",
+            minimum=1,
+            maximum=100,
+            title="Epochs",
+            description="Epochs of the triggered training run.",
+        )
+    },
     render_template_as_native_obj=True,  # "{{ params.epochs }}" reaches the conf as an int
     tags=["training", "fashion-mnist", "example"],
 ):
     TriggerDagRunOperator(
         task_id="trigger_training",
         trigger_dag_id="fashion_mnist_training",
-        conf={"framework": "tensorflow", "trainer": "kubernetes", "epochs": "{{ params.epochs }}",
-              "limit_train": 2000, "limit_test": 500},
+        conf={
+            "framework": "tensorflow",
+            "trainer": "kubernetes",
+            "epochs": "{{ params.epochs }}",
+            "limit_train": 2000,
+            "limit_test": 500,
+        },
         wait_for_completion=True,
         deferrable=True,
         poke_interval=15,

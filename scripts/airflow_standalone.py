@@ -114,9 +114,14 @@ class AirflowStandalone:
             "NO_COLOR": "1",
             "PYTHONUNBUFFERED": "1",
             # The outcome task writes run notes through the REST API (eksml.outcome).
-            "AIRFLOW_CONN_EKSML_AIRFLOW_API": json.dumps({
-                "conn_type": "http", "host": self.base_url, "login": "admin", "password": self.admin_password(),
-            }),
+            "AIRFLOW_CONN_EKSML_AIRFLOW_API": json.dumps(
+                {
+                    "conn_type": "http",
+                    "host": self.base_url,
+                    "login": "admin",
+                    "password": self.admin_password(),
+                }
+            ),
         }
         env.update(extra)
         return env
@@ -142,8 +147,12 @@ class AirflowStandalone:
         self.prepare()
         self._log = open(self.log_path, "ab")
         self._proc = subprocess.Popen(
-            [str(VENV_BIN / "airflow"), "standalone"], env=self.env, cwd=ROOT,
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [str(VENV_BIN / "airflow"), "standalone"],
+            env=self.env,
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,  # own process group: one signal reaches every component
         )
         try:
@@ -164,8 +173,10 @@ class AirflowStandalone:
             try:
                 with urllib.request.urlopen(f"{self.base_url}/api/v2/monitor/health", timeout=5) as resp:
                     last = json.load(resp)
-                if all((last.get(part) or {}).get("status") == "healthy"
-                       for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")):
+                if all(
+                    (last.get(part) or {}).get("status") == "healthy"
+                    for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+                ):
                     return last
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 last = exc
@@ -249,8 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"starting airflow standalone in {home} (log: {server.log_path}); this takes 30-60 s", flush=True)
     try:
         with server:
-            print(f"ready.\n  URL      {server.base_url}\n  user     admin\n  password {server.admin_password()}"
-                  f"\n  (also in {server.password_file})\n  stop     Ctrl-C, or kill {os.getpid()}", flush=True)
+            print(
+                f"ready.\n  URL      {server.base_url}\n  user     admin\n  password {server.admin_password()}"
+                f"\n  (also in {server.password_file})\n  stop     Ctrl-C, or kill {os.getpid()}",
+                flush=True,
+            )
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:

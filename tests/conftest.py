@@ -57,10 +57,14 @@ def moto_server():
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
 
-    os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps({
-        "conn_type": "aws", "login": "testing", "password": "testing",
-        "extra": {"endpoint_url": endpoint, "region_name": "us-west-2"},
-    })
+    os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps(
+        {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {"endpoint_url": endpoint, "region_name": "us-west-2"},
+        }
+    )
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-west-2")
     yield endpoint
     server.stop()

@@ -21,7 +21,7 @@ def write_small_drop(source: Path, target: Path, sizes: dict[str, int] = DROP_SI
             item = 1
             for dim in dims[1:]:
                 item *= dim
-            body = raw[header + offset * item:header + (offset + count) * item]
+            body = raw[header + offset * item : header + (offset + count) * item]
             header_bytes = struct.pack(f">{1 + rank}I", magic, count, *dims[1:])
             (target / name).write_bytes(gzip.compress(header_bytes + body, mtime=0))
     return target

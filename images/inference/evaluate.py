@@ -46,8 +46,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     args = parse(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stdout, force=True, format="%(asctime)s %(levelname)s %(message)s"
+    )
     from eksml_inference.backends import ModelLoadError, load_backend
     from trainkit import store
     from trainkit.data import DataError, load_fashion_mnist
@@ -75,8 +76,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         tic = time.monotonic()
         scores = score(predict_all(backend, x_test), y_test, names)
         results[role] = describe(backend, scores)
-        log.info("%s %s: test accuracy %.4f, loss %.4f on %d images (%.1f s)", role, backend.info.uri,
-                 scores["test_accuracy"], scores["test_loss"], len(y_test), time.monotonic() - tic)
+        log.info(
+            "%s %s: test accuracy %.4f, loss %.4f on %d images (%.1f s)",
+            role,
+            backend.info.uri,
+            scores["test_accuracy"],
+            scores["test_loss"],
+            len(y_test),
+            time.monotonic() - tic,
+        )
 
     history_uri = store.join(args.candidate_uri, "history.json")
     history = store.read_json(history_uri) if store.exists(history_uri) else []
@@ -86,27 +94,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         written = []
         if plots.training_curves(history, folder / "training_curves.png", f"training of {version}"):
             written.append("training_curves.png")
-        plots.confusion_matrix(results["candidate"]["confusion_matrix"], names, folder / "confusion_matrix.png",
-                               f"{version}: accuracy {results['candidate']['test_accuracy']:.4f}")
+        plots.confusion_matrix(
+            results["candidate"]["confusion_matrix"],
+            names,
+            folder / "confusion_matrix.png",
+            f"{version}: accuracy {results['candidate']['test_accuracy']:.4f}",
+        )
         champ = results.get("champion")
-        plots.per_class(results["candidate"]["per_class_accuracy"], champ and champ["per_class_accuracy"],
-                        folder / "per_class_accuracy.png",
-                        f"per-class accuracy of {version}" + (f" vs champion {champ['version']}" if champ else ""))
+        plots.per_class(
+            results["candidate"]["per_class_accuracy"],
+            champ and champ["per_class_accuracy"],
+            folder / "per_class_accuracy.png",
+            f"per-class accuracy of {version}" + (f" vs champion {champ['version']}" if champ else ""),
+        )
         written += ["confusion_matrix.png", "per_class_accuracy.png"]
         delta = results["candidate"]["test_accuracy"] - champ["test_accuracy"] if champ else None
         evaluation = {
-            "candidate": results["candidate"], "champion": champ, "class_names": names,
-            "data_uri": args.data_uri, "test_images": int(len(y_test)),
-            "accuracy_delta": delta, "plots": written, "history_epochs": len(history),
+            "candidate": results["candidate"],
+            "champion": champ,
+            "class_names": names,
+            "data_uri": args.data_uri,
+            "test_images": int(len(y_test)),
+            "accuracy_delta": delta,
+            "plots": written,
+            "history_epochs": len(history),
             "evaluated_at": datetime.now(timezone.utc).isoformat(),
             "wall_time_s": round(time.monotonic() - started, 3),
         }
         (folder / "evaluation.json").write_text(json.dumps(evaluation, indent=2, sort_keys=True))
         # evaluation.json goes last: its presence marks a complete evaluation.
         store.upload_dir(folder, args.out_uri, last=("evaluation.json",))
-    summary = {"candidate_accuracy": results["candidate"]["test_accuracy"],
-               "champion_accuracy": champ and champ["test_accuracy"], "accuracy_delta": delta,
-               "test_images": int(len(y_test)), "out_uri": args.out_uri}
+    summary = {
+        "candidate_accuracy": results["candidate"]["test_accuracy"],
+        "champion_accuracy": champ and champ["test_accuracy"],
+        "accuracy_delta": delta,
+        "test_images": int(len(y_test)),
+        "out_uri": args.out_uri,
+    }
     print(RESULT_PREFIX + json.dumps(summary, sort_keys=True), flush=True)
     return 0
 

@@ -17,8 +17,7 @@ PARAMS_FILE = "net.params"
 STATES_FILE = "trainer.states"
 
 
-def save_checkpoint(store: CheckpointStore, epoch: int, net: Any, trainer: Any,
-                    history: list[dict]) -> None:
+def save_checkpoint(store: CheckpointStore, epoch: int, net: Any, trainer: Any, history: list[dict]) -> None:
     """Write epoch ``epoch`` (rank 0 only calls this); latest.json moves last."""
     with tempfile.TemporaryDirectory(prefix="mx-ckpt-") as tmp:
         net.save_parameters(str(Path(tmp) / PARAMS_FILE))
@@ -26,8 +25,9 @@ def save_checkpoint(store: CheckpointStore, epoch: int, net: Any, trainer: Any,
         store.save(epoch, tmp, history)
 
 
-def load_checkpoint(store: CheckpointStore, epoch: int, net: Any, trainer: Any,
-                    learning_rate: float, ctx: Any = None) -> None:
+def load_checkpoint(
+    store: CheckpointStore, epoch: int, net: Any, trainer: Any, learning_rate: float, ctx: Any = None
+) -> None:
     """Load epoch ``epoch`` into ``net`` and ``trainer`` (every rank calls this).
 
     The learning rate is set again afterwards: the saved optimizer carries the rate of the

@@ -32,9 +32,13 @@ def export_onnx(folder: Path) -> str:
 
     target = folder / ONNX_FILE
     mx_onnx.export_model(
-        str(folder / SYMBOL_FILE), str(folder / PARAMS_FILE),
-        in_shapes=[(1, *INPUT_SHAPE)], in_types=[np.float32], onnx_file_path=str(target),
-        dynamic=True, dynamic_input_shapes=[(None, *INPUT_SHAPE)],
+        str(folder / SYMBOL_FILE),
+        str(folder / PARAMS_FILE),
+        in_shapes=[(1, *INPUT_SHAPE)],
+        in_types=[np.float32],
+        onnx_file_path=str(target),
+        dynamic=True,
+        dynamic_input_shapes=[(None, *INPUT_SHAPE)],
     )  # the opset is the installed onnx's (pinned in requirements.txt): MXNet 1.9.1 has no argument for it
     model = onnx.load(str(target))
     _weights_out_of_inputs(model)

@@ -12,8 +12,14 @@ NUM_CLASSES = 10
 
 
 def input_spec() -> dict[str, Any]:
-    return {"name": INPUT_NAME, "shape": [None, *INPUT_SHAPE], "dtype": "float32",
-            "layout": "NCHW", "scale": "pixel / 255", "output_kind": "logits"}
+    return {
+        "name": INPUT_NAME,
+        "shape": [None, *INPUT_SHAPE],
+        "dtype": "float32",
+        "layout": "NCHW",
+        "scale": "pixel / 255",
+        "output_kind": "logits",
+    }
 
 
 def to_input(images: Any) -> Any:

@@ -24,14 +24,14 @@ HOROVOD_DEFAULTS = {"HOROVOD_FUSION_THRESHOLD": str(4 * 2**20), "HOROVOD_CYCLE_T
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-onnx", dest="onnx", action="store_false",
-                        help="export the MXNet symbol + params only, without model.onnx")
+    parser.add_argument(
+        "--no-onnx", dest="onnx", action="store_false", help="export the MXNet symbol + params only, without model.onnx"
+    )
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The common training arguments (trainkit.cli) plus this image's own."""
-    return parse_args(argv, _add_arguments,
-                      description="Train a Gluon CNN on Fashion-MNIST with Horovod.")
+    return parse_args(argv, _add_arguments, description="Train a Gluon CNN on Fashion-MNIST with Horovod.")
 
 
 def limit_cpu_threads(environ: MutableMapping[str, str] | None = None) -> int:
@@ -60,8 +60,7 @@ def horovod_settings(environ: MutableMapping[str, str] | None = None) -> dict[st
 def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     args = parse(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(message)s")
     from trainkit.data import DataError, load_fashion_mnist
 
     try:

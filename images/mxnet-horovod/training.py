@@ -23,6 +23,7 @@ import numpy as np
 import sharding
 from checkpointing import load_checkpoint, save_checkpoint
 from mxnet import autograd, gluon
+
 from trainkit import store
 from trainkit.checkpoints import CheckpointStore
 from trainkit.metrics import build_metrics, progress_line, time_left_s
@@ -53,15 +54,23 @@ def device(local_rank: int) -> Any:
     return mx.gpu(local_rank) if mx.context.num_gpus() > 0 else mx.cpu()
 
 
-def _train_epoch(net: Any, trainer: Any, loss_fn: Any, x: np.ndarray, y: np.ndarray,
-                 batch_size: int, rng: np.random.RandomState, ctx: Any) -> tuple[float, float, int, float]:
+def _train_epoch(
+    net: Any,
+    trainer: Any,
+    loss_fn: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    rng: np.random.RandomState,
+    ctx: Any,
+) -> tuple[float, float, int, float]:
     """One pass over this rank's shard: (loss sum, correct, images, seconds)."""
     order = rng.permutation(len(x))
     loss_sum = mx.nd.zeros(1, ctx=ctx)
     correct = mx.nd.zeros(1, ctx=ctx)
     tic = time.perf_counter()
     for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         data, label = mx.nd.array(x[idx], ctx=ctx), mx.nd.array(y[idx], ctx=ctx)
         with autograd.record():
             logits = net(data)
@@ -74,21 +83,23 @@ def _train_epoch(net: Any, trainer: Any, loss_fn: Any, x: np.ndarray, y: np.ndar
     return loss_value, correct_value, len(order), time.perf_counter() - tic
 
 
-def _predict(net: Any, loss_fn: Any, x: np.ndarray, y: np.ndarray,
-             batch_size: int, ctx: Any) -> tuple[float, np.ndarray]:
+def _predict(
+    net: Any, loss_fn: Any, x: np.ndarray, y: np.ndarray, batch_size: int, ctx: Any
+) -> tuple[float, np.ndarray]:
     """Loss sum and predicted classes on this rank's test block (inference mode)."""
     loss_sum, preds = 0.0, []
     for start in range(0, len(x), batch_size):
-        data = mx.nd.array(x[start:start + batch_size], ctx=ctx)
-        label = mx.nd.array(y[start:start + batch_size], ctx=ctx)
+        data = mx.nd.array(x[start : start + batch_size], ctx=ctx)
+        label = mx.nd.array(y[start : start + batch_size], ctx=ctx)
         logits = net(data)
         loss_sum += float(loss_fn(logits, label).sum().asscalar())
         preds.append(logits.argmax(axis=1).asnumpy().astype(np.int32))
     return loss_sum, np.concatenate(preds) if preds else np.zeros(0, np.int32)
 
 
-def _evaluate(net: Any, loss_fn: Any, x: np.ndarray, y: np.ndarray, batch_size: int,
-              ctx: Any, tag: str) -> tuple[float, float, np.ndarray, np.ndarray]:
+def _evaluate(
+    net: Any, loss_fn: Any, x: np.ndarray, y: np.ndarray, batch_size: int, ctx: Any, tag: str
+) -> tuple[float, float, np.ndarray, np.ndarray]:
     """Test loss and accuracy over all ranks' blocks, with every label and prediction gathered."""
     loss_sum, preds = _predict(net, loss_fn, x, y, batch_size, ctx)
     y_pred = _gather(preds, f"{tag}.pred")
@@ -97,8 +108,9 @@ def _evaluate(net: Any, loss_fn: Any, x: np.ndarray, y: np.ndarray, batch_size: 
     return total_loss / len(y_true), float((y_true == y_pred).mean()), y_true, y_pred
 
 
-def _export(args: argparse.Namespace, net: Any, x_check: np.ndarray, metrics: dict,
-            history: list[dict], ctx: Any) -> list[str]:
+def _export(
+    args: argparse.Namespace, net: Any, x_check: np.ndarray, metrics: dict, history: list[dict], ctx: Any
+) -> list[str]:
     """Rank 0: write the model files to a local folder, then copy it to the model URI."""
     with tempfile.TemporaryDirectory(prefix="mx-export-") as tmp:
         folder = Path(tmp)
@@ -129,14 +141,19 @@ def shard_data(data: tuple[np.ndarray, ...], rank: int, size: int, seed: int) ->
     except ValueError as exc:
         raise ShardError(str(exc)) from exc
     # One permutation, the same on every rank, so shards mix all classes whatever the file order.
-    positions = np.random.RandomState(seed).permutation(len(x_train))[shard.start:shard.stop]
+    positions = np.random.RandomState(seed).permutation(len(x_train))[shard.start : shard.stop]
     block = sharding.eval_shard(len(x_test), rank, size)
-    return Shards(network.to_input(x_train[positions]), y_train[positions].astype(np.float32),
-                  network.to_input(x_test[block.start:block.stop]), y_test[block.start:block.stop])
+    return Shards(
+        network.to_input(x_train[positions]),
+        y_train[positions].astype(np.float32),
+        network.to_input(x_test[block.start : block.stop]),
+        y_test[block.start : block.stop],
+    )
 
 
-def _resume(checkpoints: CheckpointStore, net: Any, trainer: Any, learning_rate: float,
-            ctx: Any) -> tuple[int, list[dict]]:
+def _resume(
+    checkpoints: CheckpointStore, net: Any, trainer: Any, learning_rate: float, ctx: Any
+) -> tuple[int, list[dict]]:
     """Load the last finished epoch, if any: (that epoch or 0, the history so far on rank 0)."""
     rank, size = hvd.rank(), hvd.size()
     latest = checkpoints.latest_epoch() if rank == 0 else 0
@@ -149,18 +166,21 @@ def _resume(checkpoints: CheckpointStore, net: Any, trainer: Any, learning_rate:
     return done, history
 
 
-def _fit_epoch(epoch: int, net: Any, trainer: Any, loss_fn: Any, shards: Shards,
-               args: argparse.Namespace, ctx: Any) -> dict:
+def _fit_epoch(
+    epoch: int, net: Any, trainer: Any, loss_fn: Any, shards: Shards, args: argparse.Namespace, ctx: Any
+) -> dict:
     """Train one epoch on every rank and evaluate; the epoch's record (the same on every rank)."""
     size = hvd.size()
     rng = np.random.RandomState(args.seed * 10007 + epoch * 101 + hvd.rank())
     loss_sum, correct, images, seconds = _train_epoch(
-        net, trainer, loss_fn, shards.x_train, shards.y_train, args.batch_size, rng, ctx)
+        net, trainer, loss_fn, shards.x_train, shards.y_train, args.batch_size, rng, ctx
+    )
     totals = _global_sum([loss_sum, correct, images, images / seconds], f"epoch{epoch}.train")
     # Batch-norm statistics are per rank: take rank 0's, the ones checkpointed and exported.
     hvd.broadcast_parameters(net.collect_params(), root_rank=0, prefix=f"epoch{epoch}.")
-    test_loss, test_acc, _, _ = _evaluate(net, loss_fn, shards.x_test, shards.y_test,
-                                          args.batch_size, ctx, f"epoch{epoch}.eval")
+    test_loss, test_acc, _, _ = _evaluate(
+        net, loss_fn, shards.x_test, shards.y_test, args.batch_size, ctx, f"epoch{epoch}.eval"
+    )
     return {
         "epoch": epoch,
         "train_loss": totals[0] / totals[2],
@@ -183,9 +203,15 @@ def run(args: argparse.Namespace, data: tuple[np.ndarray, ...], started: float) 
     rank, size = hvd.rank(), hvd.size()
     shards = shard_data(data, rank, size, args.seed)
     ctx = device(hvd.local_rank())
-    log.info("rank %d/%d: shard of %d images (test block of %d) on %s, %s CPU threads",
-             rank, size, len(shards.x_train), len(shards.x_test), ctx,
-             os.environ.get("OMP_NUM_THREADS", "default"))
+    log.info(
+        "rank %d/%d: shard of %d images (test block of %d) on %s, %s CPU threads",
+        rank,
+        size,
+        len(shards.x_train),
+        len(shards.x_test),
+        ctx,
+        os.environ.get("OMP_NUM_THREADS", "default"),
+    )
     mx.random.seed(args.seed)
     net = network.build_network()
     net.initialize(mx.init.Xavier(magnitude=2.24), ctx=ctx)
@@ -208,13 +234,25 @@ def run(args: argparse.Namespace, data: tuple[np.ndarray, ...], started: float) 
             history.append(record)
             save_checkpoint(checkpoints, epoch, net, trainer, history)
             epoch_times = [t for _, t in speeds]
-            log.info("%s (%d workers)", progress_line(
-                epoch, args.epochs, record["train_loss"], record["train_accuracy"], record["test_loss"],
-                record["test_accuracy"], record["images_per_sec"], record["epoch_time_s"],
-                time_left_s(epoch_times, epoch - done, args.epochs - done)), size)
+            log.info(
+                "%s (%d workers)",
+                progress_line(
+                    epoch,
+                    args.epochs,
+                    record["train_loss"],
+                    record["train_accuracy"],
+                    record["test_loss"],
+                    record["test_accuracy"],
+                    record["images_per_sec"],
+                    record["epoch_time_s"],
+                    time_left_s(epoch_times, epoch - done, args.epochs - done),
+                ),
+                size,
+            )
 
     test_loss, test_acc, y_true, y_pred = _evaluate(
-        net, loss_fn, shards.x_test, shards.y_test, args.batch_size, ctx, "final")
+        net, loss_fn, shards.x_test, shards.y_test, args.batch_size, ctx, "final"
+    )
     # Images/s of this run: all ranks' images over this rank's training time, averaged over ranks.
     own = sum(n for n, _ in speeds) / sum(t for _, t in speeds) if speeds else 0.0
     speed = _global_sum([own], "final.speed")[0] / size
@@ -225,15 +263,26 @@ def run(args: argparse.Namespace, data: tuple[np.ndarray, ...], started: float) 
         speed = history[-1]["images_per_sec"]
     last = history[-1] if history else {}
     metrics = build_metrics(
-        framework="mxnet", y_true=y_true, y_pred=y_pred, test_loss=test_loss,
-        epochs=max(args.epochs, done), images_per_sec=speed,
-        wall_time_s=time.perf_counter() - started, train_images=len(shards.x_train) * size,
-        workers=size, images_per_sec_per_worker=speed / size,
-        batch_size_per_worker=args.batch_size, global_batch_size=args.batch_size * size,
-        learning_rate=learning_rate, base_learning_rate=args.learning_rate,
-        resumed_from_epoch=done, epochs_run=max(0, args.epochs - done),
-        train_loss=last.get("train_loss"), train_accuracy=last.get("train_accuracy"),
-        model_input=network.input_spec(), written_by_rank=rank,
+        framework="mxnet",
+        y_true=y_true,
+        y_pred=y_pred,
+        test_loss=test_loss,
+        epochs=max(args.epochs, done),
+        images_per_sec=speed,
+        wall_time_s=time.perf_counter() - started,
+        train_images=len(shards.x_train) * size,
+        workers=size,
+        images_per_sec_per_worker=speed / size,
+        batch_size_per_worker=args.batch_size,
+        global_batch_size=args.batch_size * size,
+        learning_rate=learning_rate,
+        base_learning_rate=args.learning_rate,
+        resumed_from_epoch=done,
+        epochs_run=max(0, args.epochs - done),
+        train_loss=last.get("train_loss"),
+        train_accuracy=last.get("train_accuracy"),
+        model_input=network.input_spec(),
+        written_by_rank=rank,
         horovod={"version": horovod.__version__, "controller": "gloo" if hvd.gloo_enabled() else "mpi"},
         mxnet_version=mx.__version__,
     )

@@ -13,8 +13,8 @@ import time
 from typing import Any
 
 import keras
-
 from checkpointing import save_checkpoint
+
 from trainkit.checkpoints import CheckpointStore
 from trainkit.metrics import progress_line, time_left_s
 
@@ -61,10 +61,20 @@ class EpochRecorder(keras.callbacks.Callback):
         self.history.append(entry)
         self._epoch_times.append(end - self._start)
         nan = float("nan")
-        log.info("%s", progress_line(
-            epoch + 1, self.epochs, entry.get("loss", nan), entry.get("accuracy", nan), entry.get("val_loss", nan),
-            entry.get("val_accuracy", nan), entry["images_per_sec"] or 0, end - self._start,
-            time_left_s(self._epoch_times, epoch + 1, self.epochs)))
+        log.info(
+            "%s",
+            progress_line(
+                epoch + 1,
+                self.epochs,
+                entry.get("loss", nan),
+                entry.get("accuracy", nan),
+                entry.get("val_loss", nan),
+                entry.get("val_accuracy", nan),
+                entry["images_per_sec"] or 0,
+                end - self._start,
+                time_left_s(self._epoch_times, epoch + 1, self.epochs),
+            ),
+        )
 
 
 class EpochCheckpoint(keras.callbacks.Callback):

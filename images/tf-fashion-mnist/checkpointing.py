@@ -30,9 +30,16 @@ def fingerprint(args: argparse.Namespace, train_images: int, test_images: int) -
     """Settings a resumed run must share with the run that wrote the checkpoint (not epochs)."""
     from network import DEFAULT_RECIPE
 
-    return {"framework": "tensorflow", "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-            "recipe": DEFAULT_RECIPE.to_dict(), "validation_images": args.validation_images, "seed": args.seed,
-            "train_images": train_images, "test_images": test_images}
+    return {
+        "framework": "tensorflow",
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "recipe": DEFAULT_RECIPE.to_dict(),
+        "validation_images": args.validation_images,
+        "seed": args.seed,
+        "train_images": train_images,
+        "test_images": test_images,
+    }
 
 
 def resume_point(ckpt: CheckpointStore, expected: dict[str, Any]) -> int:
@@ -42,19 +49,22 @@ def resume_point(ckpt: CheckpointStore, expected: dict[str, Any]) -> int:
         return 0
     config_uri = store.join(ckpt.uri, f"epoch-{epoch:04d}", CONFIG_FILE)
     if not store.exists(config_uri):
-        raise CheckpointMismatch(f"checkpoint {ckpt.uri} epoch {epoch} has no {CONFIG_FILE}: "
-                                 "not written by this image; use a fresh --checkpoint-uri")
+        raise CheckpointMismatch(
+            f"checkpoint {ckpt.uri} epoch {epoch} has no {CONFIG_FILE}: "
+            "not written by this image; use a fresh --checkpoint-uri"
+        )
     found = store.read_json(config_uri)
     differ = {k: (found.get(k), v) for k, v in expected.items() if found.get(k) != v}
     if differ:
         detail = ", ".join(f"{k}: checkpoint {old!r}, now {new!r}" for k, (old, new) in differ.items())
-        raise CheckpointMismatch(f"checkpoint {ckpt.uri} was written with other settings ({detail}); "
-                                 "use a fresh --checkpoint-uri or the same settings")
+        raise CheckpointMismatch(
+            f"checkpoint {ckpt.uri} was written with other settings ({detail}); "
+            "use a fresh --checkpoint-uri or the same settings"
+        )
     return epoch
 
 
-def save_checkpoint(ckpt: CheckpointStore, epoch: int, model: Any, config: dict[str, Any],
-                    history: list[dict]) -> None:
+def save_checkpoint(ckpt: CheckpointStore, epoch: int, model: Any, config: dict[str, Any], history: list[dict]) -> None:
     """Write epoch ``epoch``; trainkit moves latest.json only after the files are in place."""
     with tempfile.TemporaryDirectory(prefix="tf-ckpt-") as tmp:
         model.save(str(Path(tmp) / MODEL_FILE))

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from network import INPUT_NAME, OUTPUT_NAME, SIGNATURE, to_input
 
 SAVED_MODEL_DIR = "saved_model"
@@ -36,8 +35,10 @@ def saved_model_predict(saved_model_dir: Path | str, images: np.ndarray, batch_s
 
     serve = tf.saved_model.load(str(saved_model_dir)).signatures[SIGNATURE]
     pixels = to_input(images)
-    out = [serve(**{INPUT_NAME: tf.constant(pixels[i:i + batch_size])})[OUTPUT_NAME].numpy()
-           for i in range(0, len(pixels), batch_size)]
+    out = [
+        serve(**{INPUT_NAME: tf.constant(pixels[i : i + batch_size])})[OUTPUT_NAME].numpy()
+        for i in range(0, len(pixels), batch_size)
+    ]
     return np.concatenate(out)
 
 

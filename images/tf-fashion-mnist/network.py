@@ -75,9 +75,16 @@ FORMER_RECIPE = Recipe(xla=True)
 
 def input_spec() -> dict[str, Any]:
     """What the exported model takes and returns (written to metrics.json as ``model_input``)."""
-    return {"name": INPUT_NAME, "shape": [None, *INPUT_SHAPE], "dtype": "float32", "layout": "NHW",
-            "scale": "raw pixels 0..255 (the model divides by 255 itself)",
-            "signature": SIGNATURE, "output": OUTPUT_NAME, "output_kind": "probabilities"}
+    return {
+        "name": INPUT_NAME,
+        "shape": [None, *INPUT_SHAPE],
+        "dtype": "float32",
+        "layout": "NHW",
+        "scale": "raw pixels 0..255 (the model divides by 255 itself)",
+        "signature": SIGNATURE,
+        "output": OUTPUT_NAME,
+        "output_kind": "probabilities",
+    }
 
 
 def to_input(images: Any) -> Any:
@@ -104,11 +111,17 @@ def learning_rate_schedule(recipe: Recipe, learning_rate: float, steps_per_epoch
 
     total = max(1, steps_per_epoch * epochs)
     if recipe.schedule == "step":
-        return schedules.ExponentialDecay(learning_rate, decay_steps=max(1, steps_per_epoch),
-                                          decay_rate=recipe.step_decay, staircase=True)
+        return schedules.ExponentialDecay(
+            learning_rate, decay_steps=max(1, steps_per_epoch), decay_rate=recipe.step_decay, staircase=True
+        )
     warmup = int(total * recipe.warmup_fraction)
-    return schedules.CosineDecay(learning_rate / 10 if warmup else learning_rate, decay_steps=max(1, total - warmup),
-                                 alpha=0.0, warmup_target=learning_rate if warmup else None, warmup_steps=warmup)
+    return schedules.CosineDecay(
+        learning_rate / 10 if warmup else learning_rate,
+        decay_steps=max(1, total - warmup),
+        alpha=0.0,
+        warmup_target=learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
 
 
 def set_schedule(model: Any, recipe: Recipe, learning_rate: float, steps_per_epoch: int, epochs: int) -> None:
@@ -120,8 +133,9 @@ def steps_per_epoch(train_images: int, batch_size: int) -> int:
     return math.ceil(train_images / batch_size)
 
 
-def build_model(learning_rate: float, steps_per_epoch: int = 1, epochs: int = 1,
-                recipe: Recipe = DEFAULT_RECIPE) -> Any:
+def build_model(
+    learning_rate: float, steps_per_epoch: int = 1, epochs: int = 1, recipe: Recipe = DEFAULT_RECIPE
+) -> Any:
     """Conv blocks with batch norm and a dense head with batch norm and dropout; Adam on ``recipe``'s schedule."""
     import keras
     from keras import layers
@@ -151,7 +165,8 @@ def build_model(learning_rate: float, steps_per_epoch: int = 1, epochs: int = 1,
     model = keras.Model(pixels, probabilities, name="fashion_mnist_cnn")
     model.compile(
         optimizer=keras.optimizers.Adam(
-            learning_rate=learning_rate_schedule(recipe, learning_rate, steps_per_epoch, epochs)),
+            learning_rate=learning_rate_schedule(recipe, learning_rate, steps_per_epoch, epochs)
+        ),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         jit_compile=recipe.xla,

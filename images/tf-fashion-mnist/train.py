@@ -35,23 +35,28 @@ def _non_negative_int(text: str) -> int:
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--validation-images", type=_non_negative_int, default=0,
-                        help="hold out this many training images (seeded) and report accuracy on them after "
-                             "every epoch; 0: train on all of them (the test set is scored once, at the end)")
+    parser.add_argument(
+        "--validation-images",
+        type=_non_negative_int,
+        default=0,
+        help="hold out this many training images (seeded) and report accuracy on them after "
+        "every epoch; 0: train on all of them (the test set is scored once, at the end)",
+    )
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The common training arguments (trainkit.cli) plus this image's own."""
-    return parse_args(argv, _add_arguments,
-                      description="Train a Keras CNN on Fashion-MNIST and export a SavedModel.")
+    return parse_args(argv, _add_arguments, description="Train a Keras CNN on Fashion-MNIST and export a SavedModel.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     args = parse(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stdout, force=True, format="%(asctime)s %(levelname)s %(message)s"
+    )
     from checkpointing import fingerprint, resume_point
+
     from trainkit.checkpoints import CheckpointStore
     from trainkit.data import DataError, load_fashion_mnist
 
@@ -62,15 +67,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = fingerprint(args, train_images=len(data[0]), test_images=len(data[2]))
         resume_epoch = resume_point(ckpt, config)
         if args.validation_images >= len(data[0]):
-            raise ValueError(f"--validation-images {args.validation_images} leaves none of the "
-                             f"{len(data[0])} training images to train on")
+            raise ValueError(
+                f"--validation-images {args.validation_images} leaves none of the "
+                f"{len(data[0])} training images to train on"
+            )
     except (DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return BAD_INPUT
     logging.getLogger("train").info(
         "data %s: %d training images (%d held out for validation) and %d test images; epochs %d, batch %d, "
-        "peak learning rate %g", args.data_uri, len(data[0]), args.validation_images, len(data[2]), args.epochs,
-        args.batch_size, args.learning_rate)
+        "peak learning rate %g",
+        args.data_uri,
+        len(data[0]),
+        args.validation_images,
+        len(data[2]),
+        args.epochs,
+        args.batch_size,
+        args.learning_rate,
+    )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import training  # TensorFlow loads here
 
@@ -79,8 +93,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except training.DeviceError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1
-    result = {k: metrics[k] for k in ("test_accuracy", "test_loss", "images_per_sec", "wall_time_s", "epochs",
-                                      "train_images", "test_images")}
+    result = {
+        k: metrics[k]
+        for k in (
+            "test_accuracy",
+            "test_loss",
+            "images_per_sec",
+            "wall_time_s",
+            "epochs",
+            "train_images",
+            "test_images",
+        )
+    }
     print(RESULT_PREFIX + json.dumps({**result, "model_uri": args.model_uri}, sort_keys=True), flush=True)
     return 0
 

@@ -18,11 +18,11 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-
 from callbacks import EpochCheckpoint, EpochRecorder
 from checkpointing import load_checkpoint
 from exporting import SAVED_MODEL_DIR, cross_entropy, export_model, saved_model_predict
 from network import DEFAULT_RECIPE, build_model, input_spec, set_schedule, steps_per_epoch, to_input, to_target
+
 from trainkit import store
 from trainkit.checkpoints import CheckpointStore
 from trainkit.metrics import build_metrics
@@ -49,9 +49,11 @@ def use_gpus(environ: Mapping[str, str]) -> list[str]:
     gpus = tf.config.list_physical_devices("GPU")
     allocated = allocated_gpus(environ)
     if allocated and not gpus:
-        raise DeviceError(f"{len(allocated)} GPU(s) allocated (NVIDIA_VISIBLE_DEVICES) but TensorFlow "
-                          f"{tf.__version__} sees none: the image's CUDA libraries do not match the "
-                          "node's driver; not training on the CPU of a GPU node")
+        raise DeviceError(
+            f"{len(allocated)} GPU(s) allocated (NVIDIA_VISIBLE_DEVICES) but TensorFlow "
+            f"{tf.__version__} sees none: the image's CUDA libraries do not match the "
+            "node's driver; not training on the CPU of a GPU node"
+        )
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
     return [gpu.name for gpu in gpus]
@@ -71,8 +73,13 @@ def validation_split(x: np.ndarray, y: np.ndarray, images: int, seed: int) -> tu
     return x[order[images:]], y[order[images:]], x[order[:images]], y[order[:images]]
 
 
-def train(args: argparse.Namespace, data: tuple[np.ndarray, ...], ckpt: CheckpointStore,
-          resume_epoch: int, config: dict[str, Any]) -> tuple[Any, list[dict]]:
+def train(
+    args: argparse.Namespace,
+    data: tuple[np.ndarray, ...],
+    ckpt: CheckpointStore,
+    resume_epoch: int,
+    config: dict[str, Any],
+) -> tuple[Any, list[dict]]:
     """Fit the model for ``args.epochs`` epochs, starting after ``resume_epoch``; return it and its history."""
     x_train, y_train, x_val, y_val = validation_split(data[0], data[1], args.validation_images, args.seed)
     keras.utils.set_random_seed(args.seed + resume_epoch)  # a resumed run does not replay epoch 1's shuffles
@@ -82,8 +89,12 @@ def train(args: argparse.Namespace, data: tuple[np.ndarray, ...], ckpt: Checkpoi
         # The schedule spans the whole run: a retry asking for more epochs stretches it from here on.
         set_schedule(model, DEFAULT_RECIPE, args.learning_rate, steps, args.epochs)
         history = ckpt.history()
-        log.info("resuming from the checkpoint of epoch %d at %s: training epoch %d onwards",
-                 resume_epoch, ckpt.uri, resume_epoch + 1)
+        log.info(
+            "resuming from the checkpoint of epoch %d at %s: training epoch %d onwards",
+            resume_epoch,
+            ckpt.uri,
+            resume_epoch + 1,
+        )
     else:
         model = build_model(args.learning_rate, steps, args.epochs, DEFAULT_RECIPE)
         history = []
@@ -92,16 +103,27 @@ def train(args: argparse.Namespace, data: tuple[np.ndarray, ...], ckpt: Checkpoi
         log.info("checkpoint epoch %d already covers --epochs %d: exporting it", resume_epoch, args.epochs)
         return model, recorder.history
     model.fit(
-        to_input(x_train), to_target(y_train),
-        batch_size=args.batch_size, epochs=args.epochs, initial_epoch=resume_epoch, shuffle=True,
+        to_input(x_train),
+        to_target(y_train),
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        initial_epoch=resume_epoch,
+        shuffle=True,
         validation_data=(to_input(x_val), to_target(y_val)) if len(x_val) else None,
-        callbacks=[recorder, EpochCheckpoint(ckpt, config, recorder)], verbose=0,
+        callbacks=[recorder, EpochCheckpoint(ckpt, config, recorder)],
+        verbose=0,
     )
     return model, recorder.history
 
 
-def run(args: argparse.Namespace, data: tuple[np.ndarray, ...], ckpt: CheckpointStore,
-        resume_epoch: int, config: dict[str, Any], started: float) -> dict[str, Any]:
+def run(
+    args: argparse.Namespace,
+    data: tuple[np.ndarray, ...],
+    ckpt: CheckpointStore,
+    resume_epoch: int,
+    config: dict[str, Any],
+    started: float,
+) -> dict[str, Any]:
     """Train, export to ``args.model_uri`` (metrics.json last) and return the metrics."""
     gpus = use_gpus(os.environ)
     log.info("TensorFlow %s, Keras %s, devices: %s", tf.__version__, keras.__version__, ", ".join(gpus) or "CPU")
@@ -117,14 +139,25 @@ def run(args: argparse.Namespace, data: tuple[np.ndarray, ...], ckpt: Checkpoint
         train_time = sum(h["train_time_s"] for h in history)
         epochs_done = len(history)
         metrics = build_metrics(
-            framework="tensorflow", y_true=y_test, y_pred=probabilities.argmax(axis=1),
-            test_loss=cross_entropy(probabilities, y_test), epochs=epochs_done,
+            framework="tensorflow",
+            y_true=y_test,
+            y_pred=probabilities.argmax(axis=1),
+            test_loss=cross_entropy(probabilities, y_test),
+            epochs=epochs_done,
             images_per_sec=train_images * epochs_done / train_time if train_time else 0.0,
-            wall_time_s=time.monotonic() - started, train_images=train_images,
-            validation_images=args.validation_images, recipe=DEFAULT_RECIPE.to_dict(),
-            train_time_s=round(train_time, 3), resumed_from_epoch=resume_epoch, workers=1,
-            batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
-            devices=gpus or ["CPU"], tensorflow_version=tf.__version__, keras_version=keras.__version__,
+            wall_time_s=time.monotonic() - started,
+            train_images=train_images,
+            validation_images=args.validation_images,
+            recipe=DEFAULT_RECIPE.to_dict(),
+            train_time_s=round(train_time, 3),
+            resumed_from_epoch=resume_epoch,
+            workers=1,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            seed=args.seed,
+            devices=gpus or ["CPU"],
+            tensorflow_version=tf.__version__,
+            keras_version=keras.__version__,
             model_input=input_spec(),
             export_max_abs_diff=float(np.abs(probabilities[:256] - keras_probabilities).max()),
         )
@@ -135,7 +168,12 @@ def run(args: argparse.Namespace, data: tuple[np.ndarray, ...], ckpt: Checkpoint
         written = store.upload_dir(folder, args.model_uri, last=(METRICS_FILE,))
     if args.output_dir:
         store.write_json(store.join(args.output_dir, METRICS_FILE), metrics)
-    log.info("exported %d files to %s: test accuracy %.4f, loss %.4f, %.0f images/s",
-             len(written), args.model_uri, metrics["test_accuracy"], metrics["test_loss"],
-             metrics["images_per_sec"])
+    log.info(
+        "exported %d files to %s: test accuracy %.4f, loss %.4f, %.0f images/s",
+        len(written),
+        args.model_uri,
+        metrics["test_accuracy"],
+        metrics["test_loss"],
+        metrics["images_per_sec"],
+    )
     return metrics

@@ -36,8 +36,14 @@ def apply(data: dict[str, Any]) -> list[str]:
         for pool in data.get("pools", []):
             existing = session.query(Pool).filter(Pool.pool == pool["name"]).one_or_none()
             if existing is None:
-                session.add(Pool(pool=pool["name"], slots=pool["slots"], description=pool.get("description"),
-                                 include_deferred=False))
+                session.add(
+                    Pool(
+                        pool=pool["name"],
+                        slots=pool["slots"],
+                        description=pool.get("description"),
+                        include_deferred=False,
+                    )
+                )
                 actions.append(f"pool {pool['name']}: created ({pool['slots']} slots)")
             else:
                 existing.slots = pool["slots"]
@@ -48,16 +54,25 @@ def apply(data: dict[str, Any]) -> list[str]:
                 actions.append(f"variable {key}: kept")
                 continue
             value = spec.get("value")
-            Variable.set(key, json.dumps(value) if not isinstance(value, str) else value,
-                         description=spec.get("description"), session=session)
+            Variable.set(
+                key,
+                json.dumps(value) if not isinstance(value, str) else value,
+                description=spec.get("description"),
+                session=session,
+            )
             actions.append(f"variable {key}: created")
         for conn in data.get("connections", []):
             if session.query(Connection).filter(Connection.conn_id == conn["conn_id"]).one_or_none():
                 actions.append(f"connection {conn['conn_id']}: kept")
                 continue
-            session.add(Connection(conn_id=conn["conn_id"], conn_type=conn["conn_type"],
-                                   description=conn.get("description"),
-                                   extra=json.dumps(conn.get("extra") or {})))
+            session.add(
+                Connection(
+                    conn_id=conn["conn_id"],
+                    conn_type=conn["conn_type"],
+                    description=conn.get("description"),
+                    extra=json.dumps(conn.get("extra") or {}),
+                )
+            )
             actions.append(f"connection {conn['conn_id']}: created")
     return actions
 

@@ -70,8 +70,11 @@ def task_spans(dag_id: str) -> list[dict[str, Any]]:
         if run is None:
             return []
         tis = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id)
-        return [{"task_id": ti.task_id, "start": ti.start_date.timestamp(), "end": ti.end_date.timestamp()}
-                for ti in tis if ti.start_date and ti.end_date]
+        return [
+            {"task_id": ti.task_id, "start": ti.start_date.timestamp(), "end": ti.end_date.timestamp()}
+            for ti in tis
+            if ti.start_date and ti.end_date
+        ]
 
 
 def model_load_seconds(started_at: str, log_path: str) -> float | None:
@@ -90,8 +93,12 @@ def model_load_seconds(started_at: str, log_path: str) -> float | None:
     return None
 
 
-def build_rows(timings: dict[str, tuple[float, float]], tasks: dict[str, list[dict[str, Any]]],
-               train_time_s: float | None, model_load_s: float | None) -> list[Row]:
+def build_rows(
+    timings: dict[str, tuple[float, float]],
+    tasks: dict[str, list[dict[str, Any]]],
+    train_time_s: float | None,
+    model_load_s: float | None,
+) -> list[Row]:
     """The table: each timed phase, the DAG processes split into Airflow's own time and their tasks,
     the training task split into model.fit and the rest, the deploy task into model load and the rest."""
     rows: list[Row] = []
@@ -112,8 +119,13 @@ def build_rows(timings: dict[str, tuple[float, float]], tasks: dict[str, list[di
                 continue
             if task["task_id"] in TRAINING_TASKS and train_time_s is not None:
                 rows.append(Row("training (model.fit, all epochs)", min(train_time_s, seconds), "training"))
-                rows.append(Row("training process: start-up, data, checkpoints, export",
-                                max(0.0, seconds - train_time_s), "orchestration"))
+                rows.append(
+                    Row(
+                        "training process: start-up, data, checkpoints, export",
+                        max(0.0, seconds - train_time_s),
+                        "orchestration",
+                    )
+                )
             elif task["task_id"] == "deploy_and_smoke_test" and model_load_s is not None:
                 load = min(model_load_s, seconds)
                 rows.append(Row("deploy: model server start and model load", load, "model load"))
@@ -135,8 +147,10 @@ def format_rows(rows: list[Row], wall_s: float) -> str:
     useful = sum(r.seconds for r in rows if r.kind != "orchestration")
     accounted = sum(r.seconds for r in rows)
     if wall_s - accounted > 0.05:
-        lines.append(f"  {'(between the steps above)':<62} {wall_s - accounted:7.1f} s  "
-                     f"{100 * (wall_s - accounted) / wall_s:5.1f} %")
+        lines.append(
+            f"  {'(between the steps above)':<62} {wall_s - accounted:7.1f} s  "
+            f"{100 * (wall_s - accounted) / wall_s:5.1f} %"
+        )
     outside = wall_s - useful
     lines.append(f"  {'total':<62} {wall_s:7.1f} s")
     lines.append(f"outside training and model load: {outside:.1f} s of {wall_s:.1f} s = {100 * outside / wall_s:.1f} %")

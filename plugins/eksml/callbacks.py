@@ -35,7 +35,11 @@ def log_failure_summary(context: dict[str, Any]) -> None:
     reason = failure_reason(exception)
     log.error(
         "FAILED dag=%s task=%s run=%s try=%s map_index=%s reason=%s log=%s",
-        getattr(ti, "dag_id", "?"), getattr(ti, "task_id", "?"), getattr(ti, "run_id", "?"),
-        getattr(ti, "try_number", "?"), getattr(ti, "map_index", -1), reason,
+        getattr(ti, "dag_id", "?"),
+        getattr(ti, "task_id", "?"),
+        getattr(ti, "run_id", "?"),
+        getattr(ti, "try_number", "?"),
+        getattr(ti, "map_index", -1),
+        reason,
         getattr(ti, "log_url", "see the task log in the Airflow UI"),
     )

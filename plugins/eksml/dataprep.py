@@ -71,8 +71,7 @@ def inspect_idx(name: str, blob: bytes) -> dict[str, Any]:
     if dims[0] == 0:
         raise DataValidationError(f"{name}: holds no items")
     if rank == 3 and tuple(dims[1:]) != IMAGE_SHAPE:
-        raise DataValidationError(f"{name}: images are {dims[1]}x{dims[2]}, expected "
-                                  f"{IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]}")
+        raise DataValidationError(f"{name}: images are {dims[1]}x{dims[2]}, expected {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]}")
     if rank == 1 and max(data) >= NUM_CLASSES:
         bad = sum(1 for label in data if label >= NUM_CLASSES)
         raise DataValidationError(f"{name}: {bad} label(s) outside 0..{NUM_CLASSES - 1} (largest {max(data)})")
@@ -108,8 +107,10 @@ def validate_source(blobs: dict[str, bytes], manifest: dict[str, Any] | None = N
         raise DataValidationError(f"{train} training images but {test} test images: train and t10k files swapped?")
     for name, expected in ((manifest or {}).get("files") or {}).items():
         if name in described and expected.get("sha256") != described[name]["sha256"]:
-            raise DataValidationError(f"{name}: sha256 {described[name]['sha256'][:12]}... differs from its "
-                                      f"manifest's {str(expected.get('sha256'))[:12]}...: changed after it was written")
+            raise DataValidationError(
+                f"{name}: sha256 {described[name]['sha256'][:12]}... differs from its "
+                f"manifest's {str(expected.get('sha256'))[:12]}...: changed after it was written"
+            )
     return described
 
 
@@ -125,8 +126,9 @@ def prepare_data(source: ObjectStoragePath, target: ObjectStoragePath) -> dict[s
     return store_data(source, blobs, validate_source(blobs, read_manifest(source)), target)
 
 
-def store_data(source: ObjectStoragePath, blobs: dict[str, bytes], described: dict[str, dict[str, Any]],
-               target: ObjectStoragePath) -> dict[str, Any]:
+def store_data(
+    source: ObjectStoragePath, blobs: dict[str, bytes], described: dict[str, dict[str, Any]], target: ObjectStoragePath
+) -> dict[str, Any]:
     """Copy validated files to ``target`` unless identical copies are already there.
 
     The manifest (checksums) is written last, so a prefix without one is never trusted; a
@@ -137,8 +139,10 @@ def store_data(source: ObjectStoragePath, blobs: dict[str, bytes], described: di
         existing = read_json(manifest_path).get("files", {})
         same = all(existing.get(n, {}).get("sha256") == d["sha256"] for n, d in described.items())
         if not same:
-            raise DataValidationError(f"{uri_of(target)} already holds other data (its manifest's checksums "
-                                      "differ); data versions are never overwritten")
+            raise DataValidationError(
+                f"{uri_of(target)} already holds other data (its manifest's checksums "
+                "differ); data versions are never overwritten"
+            )
         if all((target / n).exists() and (target / n).size() == d["bytes"] for n, d in described.items()):
             log.info("data already at %s with matching checksums: skipped copy", target)
             return {"uri": uri_of(target), "copied": [], "files": described}

@@ -36,5 +36,9 @@ def record_deployment(pointer: dict[str, Any], settings: Settings) -> dict[str, 
     if not pointer.get("requested"):
         return pointer
     registry = ModelRegistry(store_path(settings.models_root, settings))
-    return registry.promote(pointer["version"], test_accuracy=pointer["test_accuracy"], force=True,
-                            reason="manual redeploy") or pointer
+    return (
+        registry.promote(
+            pointer["version"], test_accuracy=pointer["test_accuracy"], force=True, reason="manual redeploy"
+        )
+        or pointer
+    )

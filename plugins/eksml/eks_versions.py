@@ -31,14 +31,17 @@ class EksVersion:
     end_of_extended: date
 
 
-EKS_VERSIONS: dict[str, EksVersion] = {v.version: v for v in (
-    EksVersion("1.30", date(2024, 5, 23), date(2025, 7, 23), date(2026, 7, 23)),
-    EksVersion("1.31", date(2024, 9, 26), date(2025, 11, 26), date(2026, 11, 26)),
-    EksVersion("1.32", date(2025, 1, 25), date(2026, 3, 23), date(2027, 3, 23)),
-    EksVersion("1.33", date(2025, 5, 28), date(2026, 7, 29), date(2027, 7, 29)),
-    EksVersion("1.34", date(2025, 10, 6), date(2026, 12, 2), date(2027, 12, 2)),
-    EksVersion("1.35", date(2026, 1, 28), date(2027, 3, 27), date(2028, 3, 27)),
-)}
+EKS_VERSIONS: dict[str, EksVersion] = {
+    v.version: v
+    for v in (
+        EksVersion("1.30", date(2024, 5, 23), date(2025, 7, 23), date(2026, 7, 23)),
+        EksVersion("1.31", date(2024, 9, 26), date(2025, 11, 26), date(2026, 11, 26)),
+        EksVersion("1.32", date(2025, 1, 25), date(2026, 3, 23), date(2027, 3, 23)),
+        EksVersion("1.33", date(2025, 5, 28), date(2026, 7, 29), date(2027, 7, 29)),
+        EksVersion("1.34", date(2025, 10, 6), date(2026, 12, 2), date(2027, 12, 2)),
+        EksVersion("1.35", date(2026, 1, 28), date(2027, 3, 27), date(2028, 3, 27)),
+    )
+}
 
 
 class KubernetesVersionError(ValueError):
@@ -61,17 +64,22 @@ def check_kubernetes_version(version: str, today: date | None = None) -> list[st
         except ValueError:
             raise KubernetesVersionError(f"invalid Kubernetes version {version!r} (expected MAJOR.MINOR)") from None
         if newer:
-            return [f"Kubernetes {version} is newer than the project's EKS support table (dated {TABLE_DATE}, "
-                    f"newest {newest}); add it to eksml/eks_versions.py and pin a cluster-autoscaler for it"]
+            return [
+                f"Kubernetes {version} is newer than the project's EKS support table (dated {TABLE_DATE}, "
+                f"newest {newest}); add it to eksml/eks_versions.py and pin a cluster-autoscaler for it"
+            ]
         raise KubernetesVersionError(f"Kubernetes {version} is not supported by EKS; use {DEFAULT_KUBERNETES_VERSION}")
     if today > info.end_of_extended:
         raise KubernetesVersionError(
             f"Kubernetes {version} left EKS extended support on {info.end_of_extended} (EKS upgrades such "
             f"clusters itself); use {DEFAULT_KUBERNETES_VERSION} (standard support until "
-            f"{EKS_VERSIONS[DEFAULT_KUBERNETES_VERSION].end_of_standard})")
+            f"{EKS_VERSIONS[DEFAULT_KUBERNETES_VERSION].end_of_standard})"
+        )
     if today > info.end_of_standard:
-        return [f"Kubernetes {version} is in EKS extended support since {info.end_of_standard} (billed extra per "
-                f"cluster hour; ends {info.end_of_extended}); use {DEFAULT_KUBERNETES_VERSION}"]
+        return [
+            f"Kubernetes {version} is in EKS extended support since {info.end_of_standard} (billed extra per "
+            f"cluster hour; ends {info.end_of_extended}); use {DEFAULT_KUBERNETES_VERSION}"
+        ]
     if (info.end_of_standard - today).days < 60:
         return [f"Kubernetes {version} leaves EKS standard support on {info.end_of_standard}"]
     return []

@@ -23,8 +23,10 @@ def data_uri_problem(uri: str) -> str | None:
     """Why ``uri`` cannot name a drop, or None: the form above, and no ``.``/``..`` segment
     (``s3://bucket/../../x`` would leave the prefix it claims)."""
     if not uri or len(uri) > MAX_URI_LENGTH or not DATA_URI.match(uri):
-        return (f"must be an absolute path, file:/// or s3://bucket/ URI (at most {MAX_URI_LENGTH} "
-                f"characters), got {uri[:200]!r}")
+        return (
+            f"must be an absolute path, file:/// or s3://bucket/ URI (at most {MAX_URI_LENGTH} "
+            f"characters), got {uri[:200]!r}"
+        )
     path = uri.split("://", 1)[-1]
     if any(segment in (".", "..") for segment in path.split("/")):
         return f"must not contain '.' or '..' path segments, got {uri[:200]!r}"

@@ -34,5 +34,7 @@ def fail_for_good(message: str, exit_code: int | None, cause: BaseException | No
     a retry cannot succeed and would only start another (GPU) workload. Otherwise return."""
     if not is_bad_input(exit_code):
         return
-    raise AirflowFailException(f"{message}\nThe workload exited with status {EXIT_BAD_INPUT}: its input can "
-                               "never succeed, so the task is not retried.") from cause
+    raise AirflowFailException(
+        f"{message}\nThe workload exited with status {EXIT_BAD_INPUT}: its input can "
+        "never succeed, so the task is not retried."
+    ) from cause

@@ -55,45 +55,57 @@ class Op(str, Enum):
 
 
 #: S3 object actions per operation (listing is granted on the bucket for every area with READ).
-OBJECT_ACTIONS: Mapping[Op, tuple[str, ...]] = MappingProxyType({
-    Op.READ: ("s3:GetObject",),
-    Op.WRITE: ("s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"),
-    Op.DELETE: ("s3:DeleteObject",),
-})
+OBJECT_ACTIONS: Mapping[Op, tuple[str, ...]] = MappingProxyType(
+    {
+        Op.READ: ("s3:GetObject",),
+        Op.WRITE: ("s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"),
+        Op.DELETE: ("s3:DeleteObject",),
+    }
+)
 
 _R, _W, _D = Op.READ, Op.WRITE, Op.DELETE
 
 #: Who may do what where. Why each grant exists:
-ACCESS: Mapping[Identity, Mapping[Area, frozenset[Op]]] = MappingProxyType({
-    Identity.TRAINING: MappingProxyType({
-        Area.DATA: frozenset({_R}),  # read the run's data version
-        # export the model; a retried try deletes its stale metrics.json first; evaluation
-        # writes evaluation.json and plots beside the candidate
-        Area.STAGING: frozenset({_R, _W, _D}),
-        # look up, restore, write checkpoints; retention deletes old epochs
-        Area.CHECKPOINTS: frozenset({_R, _W, _D}),
-        Area.MODELS: frozenset({_R}),  # evaluation scores the champion on the same data
-    }),
-    Identity.INFERENCE: MappingProxyType({
-        Area.MODELS: frozenset({_R}),  # the model server loads a registered version
-    }),
-    Identity.SAGEMAKER: MappingProxyType({
-        Area.DATA: frozenset({_R}),  # the training channel is downloaded from the data prefix
-        Area.CHECKPOINTS: frozenset({_R, _W, _D}),  # checkpoint sync both ways; retention
-        # source tarball in, model.tar.gz out; endpoints load their model archive from here
-        Area.SAGEMAKER: frozenset({_R, _W}),
-    }),
-    Identity.PIPELINE: MappingProxyType({
-        Area.LANDING: frozenset({_R, _W}),  # the landing DAG writes drops, training reads them
-        Area.DATA: frozenset({_R, _W}),  # data preparation writes the versioned copy
-        Area.STAGING: frozenset({_R, _W, _D}),  # SageMaker archives are unpacked here; retention
-        Area.CHECKPOINTS: frozenset({_R, _D}),  # retention of finished runs' checkpoints
-        # registry copy, metadata, champion pointer, history; a failed registration deletes its
-        # partial copy (a folder without metadata.json, never a registered version)
-        Area.MODELS: frozenset({_R, _W, _D}),
-        Area.SAGEMAKER: frozenset({_R, _W, _D}),  # source tarballs, endpoint archives
-    }),
-})
+ACCESS: Mapping[Identity, Mapping[Area, frozenset[Op]]] = MappingProxyType(
+    {
+        Identity.TRAINING: MappingProxyType(
+            {
+                Area.DATA: frozenset({_R}),  # read the run's data version
+                # export the model; a retried try deletes its stale metrics.json first; evaluation
+                # writes evaluation.json and plots beside the candidate
+                Area.STAGING: frozenset({_R, _W, _D}),
+                # look up, restore, write checkpoints; retention deletes old epochs
+                Area.CHECKPOINTS: frozenset({_R, _W, _D}),
+                Area.MODELS: frozenset({_R}),  # evaluation scores the champion on the same data
+            }
+        ),
+        Identity.INFERENCE: MappingProxyType(
+            {
+                Area.MODELS: frozenset({_R}),  # the model server loads a registered version
+            }
+        ),
+        Identity.SAGEMAKER: MappingProxyType(
+            {
+                Area.DATA: frozenset({_R}),  # the training channel is downloaded from the data prefix
+                Area.CHECKPOINTS: frozenset({_R, _W, _D}),  # checkpoint sync both ways; retention
+                # source tarball in, model.tar.gz out; endpoints load their model archive from here
+                Area.SAGEMAKER: frozenset({_R, _W}),
+            }
+        ),
+        Identity.PIPELINE: MappingProxyType(
+            {
+                Area.LANDING: frozenset({_R, _W}),  # the landing DAG writes drops, training reads them
+                Area.DATA: frozenset({_R, _W}),  # data preparation writes the versioned copy
+                Area.STAGING: frozenset({_R, _W, _D}),  # SageMaker archives are unpacked here; retention
+                Area.CHECKPOINTS: frozenset({_R, _D}),  # retention of finished runs' checkpoints
+                # registry copy, metadata, champion pointer, history; a failed registration deletes its
+                # partial copy (a folder without metadata.json, never a registered version)
+                Area.MODELS: frozenset({_R, _W, _D}),
+                Area.SAGEMAKER: frozenset({_R, _W, _D}),  # source tarballs, endpoint archives
+            }
+        ),
+    }
+)
 
 
 def area_root(store_uri: str, area: Area) -> str:

@@ -45,9 +45,12 @@ def summarize(registered: list[dict[str, Any]] | None, pointer: dict[str, Any] |
         best = next(r for r in registered if r["version"] == pointer["version"])
     summary = {
         "outcome": "promoted" if promoted else "refused",
-        "version": best["version"], "framework": best.get("framework"), "uri": best["uri"],
+        "version": best["version"],
+        "framework": best.get("framework"),
+        "uri": best["uri"],
         "test_accuracy": best["test_accuracy"],
-        "champion_version": best.get("champion_version"), "champion_accuracy": best.get("champion_accuracy"),
+        "champion_version": best.get("champion_version"),
+        "champion_accuracy": best.get("champion_accuracy"),
         "candidates": [{"version": r["version"], "test_accuracy": r["test_accuracy"]} for r in registered],
     }
     versus = ""
@@ -84,12 +87,19 @@ def store_links(version_uri: str, region: str) -> dict[str, str]:
         console = "https://s3.console.aws.amazon.com/s3"
         folder = f"{console}/buckets/{bucket}?region={region}&prefix={quote(key + '/')}"
         obj = f"{console}/object/{bucket}?region={region}&prefix="
-        return {"Model version": folder, "Metrics": obj + quote(f"{key}/metrics.json"),
-                "Plots": obj + quote(f"{key}/{PLOTS[0]}"),
-                "Per-class plot": obj + quote(f"{key}/{PLOTS[2]}")}
+        return {
+            "Model version": folder,
+            "Metrics": obj + quote(f"{key}/metrics.json"),
+            "Plots": obj + quote(f"{key}/{PLOTS[0]}"),
+            "Per-class plot": obj + quote(f"{key}/{PLOTS[2]}"),
+        }
     version = base.rsplit("/", 1)[-1]
-    return {"Model version": version_url(version), "Metrics": version_url(version, "metrics.json"),
-            "Plots": version_url(version, PLOTS[0]), "Per-class plot": version_url(version, PLOTS[2])}
+    return {
+        "Model version": version_url(version),
+        "Metrics": version_url(version, "metrics.json"),
+        "Plots": version_url(version, PLOTS[0]),
+        "Per-class plot": version_url(version, PLOTS[2]),
+    }
 
 
 def write_run_note(dag_id: str, run_id: str, note: str, conn_id: str = API_CONN_ID) -> bool:
@@ -101,17 +111,20 @@ def write_run_note(dag_id: str, run_id: str, note: str, conn_id: str = API_CONN_
     try:
         conn = BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
-        log.info("no connection %s: the run note is not written (the outcome task's state and log say it)",
-                 conn_id)
+        log.info("no connection %s: the run note is not written (the outcome task's state and log say it)", conn_id)
         return False
     base = (conn.host or "").rstrip("/")
     if conn.port and base.count(":") < 2:
         base = f"{base}:{conn.port}"
     token = httpx.post(f"{base}/auth/token", json={"username": conn.login, "password": conn.password}, timeout=30)
     token.raise_for_status()
-    response = httpx.patch(f"{base}/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}",
-                           params={"update_mask": "note"}, json={"note": note}, timeout=30,
-                           headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+    response = httpx.patch(
+        f"{base}/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}",
+        params={"update_mask": "note"},
+        json={"note": note},
+        timeout=30,
+        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+    )
     response.raise_for_status()
     return True
 
@@ -169,8 +182,7 @@ class RunOutcomeOperator(BaseOperator):
         from eksml.settings import load_settings
 
         ti = context["ti"]
-        summary = summarize(ti.xcom_pull(task_ids=self.register_task_id),
-                            ti.xcom_pull(task_ids=self.promote_task_id))
+        summary = summarize(ti.xcom_pull(task_ids=self.register_task_id), ti.xcom_pull(task_ids=self.promote_task_id))
         links = store_links(summary["uri"], load_settings(use_airflow_variable=True).region) if "uri" in summary else {}
         ti.xcom_push(key=LINKS_KEY, value=links)
         ti.xcom_push(key="summary", value=summary)

@@ -19,9 +19,20 @@ FRAMEWORKS = ("tensorflow", "mxnet", "both")
 TRAINERS = ("kubernetes", "sagemaker")
 CLUSTER_MODES = ("existing", "ephemeral")
 SAGEMAKER_INSTANCE_TYPES = (
-    "ml.m5.xlarge", "ml.m5.2xlarge", "ml.c5.2xlarge", "ml.c5.4xlarge",
-    "ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g4dn.12xlarge", "ml.g5.xlarge", "ml.g5.2xlarge",
-    "ml.g5.12xlarge", "ml.p3.2xlarge", "ml.p3.8xlarge", "ml.p3.16xlarge", "ml.p4d.24xlarge",
+    "ml.m5.xlarge",
+    "ml.m5.2xlarge",
+    "ml.c5.2xlarge",
+    "ml.c5.4xlarge",
+    "ml.g4dn.xlarge",
+    "ml.g4dn.2xlarge",
+    "ml.g4dn.12xlarge",
+    "ml.g5.xlarge",
+    "ml.g5.2xlarge",
+    "ml.g5.12xlarge",
+    "ml.p3.2xlarge",
+    "ml.p3.8xlarge",
+    "ml.p3.16xlarge",
+    "ml.p4d.24xlarge",
 )
 
 #: Sections of the trigger form (the UI groups params by the ``section`` key). The training
@@ -34,35 +45,127 @@ DEFAULT_SECTION = "Run Parameters"
 
 #: name -> JSON-schema keywords (plus default/title/description/section) of each Param.
 PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
-    "framework": {"section": TRAINING, "default": "tensorflow", "type": "string", "enum": list(FRAMEWORKS),
-                  "title": "Framework", "description": "TensorFlow (single node), MXNet with Horovod (distributed), or both side by side."},
-    "trainer": {"section": TRAINING, "default": "kubernetes", "type": "string", "enum": list(TRAINERS),
-                "title": "Trainer", "description": "Where training runs: the Kubernetes cluster or Amazon SageMaker."},
-    "epochs": {"section": TRAINING, "default": 5, "type": "integer", "minimum": 1, "maximum": 100,
-               "title": "Epochs", "description": "Passes over the training data."},
-    "batch_size": {"section": TRAINING, "default": 128, "type": "integer", "minimum": 8, "maximum": 4096,
-                   "title": "Batch size", "description": "Images per step (per Horovod process for MXNet)."},
-    "learning_rate": {"section": TRAINING, "default": 0.001, "type": "number", "exclusiveMinimum": 0, "maximum": 1,
-                      "title": "Learning rate", "description": "Base learning rate (scaled by the number of Horovod processes for MXNet)."},
-    "gpus": {"section": TRAINING, "default": 1, "type": "integer", "minimum": 0, "maximum": 8,
-             "title": "GPUs per worker", "description": f"{GPU_RESOURCE} limit of each training pod (Horovod slots per worker)."},
-    "workers": {"section": TRAINING, "default": 2, "type": "integer", "minimum": 1, "maximum": 16,
-                "title": "Horovod workers", "description": "MPIJob workers (MXNet); locally, horovodrun processes."},
-    "limit_train": {"section": DATA, "default": None, "type": ["null", "integer"], "minimum": 100, "maximum": 60000,
-                    "title": "Training images (limit)", "description": "Train on the first N images only (quick runs). Empty: all 60,000."},
-    "limit_test": {"section": DATA, "default": None, "type": ["null", "integer"], "minimum": 100, "maximum": 10000,
-                   "title": "Test images (limit)", "description": "Evaluate on the first N test images only. Empty: all 10,000."},
-    "data_uri": {"section": DATA, "default": None, "type": ["null", "string"], "maxLength": 1024,
-                 "title": "Source data URI", "description": "Folder or s3:// prefix with the four IDX .gz files. Empty: the configured source (or the triggering asset event's uri)."},
-    "cluster": {"section": CLUSTER, "default": "existing", "type": "string", "enum": list(CLUSTER_MODES),
-                "title": "Cluster", "description": "existing: train on the running cluster; ephemeral: create one for this run and delete it afterwards."},
-    "sagemaker_instance_type": {"section": SAGEMAKER, "default": "ml.p3.2xlarge", "type": "string", "enum": list(SAGEMAKER_INSTANCE_TYPES),
-                                "title": "SageMaker instance type", "description": "Instance type of SageMaker training jobs."},
-    "sagemaker_use_spot": {"section": SAGEMAKER, "default": True, "type": "boolean",
-                           "title": "SageMaker managed spot", "description": "Use managed spot training (checkpoints make interruptions resumable)."},
-    "min_improvement": {"section": TRAINING, "default": 0.0, "type": "number", "minimum": 0, "maximum": 0.5,
-                        "title": "Promotion margin", "description": "A candidate becomes champion only if its test accuracy beats the champion's by at least this much."},
+    "framework": {
+        "section": TRAINING,
+        "default": "tensorflow",
+        "type": "string",
+        "enum": list(FRAMEWORKS),
+        "title": "Framework",
+        "description": "TensorFlow (single node), MXNet with Horovod (distributed), or both side by side.",
+    },
+    "trainer": {
+        "section": TRAINING,
+        "default": "kubernetes",
+        "type": "string",
+        "enum": list(TRAINERS),
+        "title": "Trainer",
+        "description": "Where training runs: the Kubernetes cluster or Amazon SageMaker.",
+    },
+    "epochs": {
+        "section": TRAINING,
+        "default": 5,
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 100,
+        "title": "Epochs",
+        "description": "Passes over the training data.",
+    },
+    "batch_size": {
+        "section": TRAINING,
+        "default": 128,
+        "type": "integer",
+        "minimum": 8,
+        "maximum": 4096,
+        "title": "Batch size",
+        "description": "Images per step (per Horovod process for MXNet).",
+    },
+    "learning_rate": {
+        "section": TRAINING,
+        "default": 0.001,
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "maximum": 1,
+        "title": "Learning rate",
+        "description": "Base learning rate (scaled by the number of Horovod processes for MXNet).",
+    },
+    "gpus": {
+        "section": TRAINING,
+        "default": 1,
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 8,
+        "title": "GPUs per worker",
+        "description": f"{GPU_RESOURCE} limit of each training pod (Horovod slots per worker).",
+    },
+    "workers": {
+        "section": TRAINING,
+        "default": 2,
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 16,
+        "title": "Horovod workers",
+        "description": "MPIJob workers (MXNet); locally, horovodrun processes.",
+    },
+    "limit_train": {
+        "section": DATA,
+        "default": None,
+        "type": ["null", "integer"],
+        "minimum": 100,
+        "maximum": 60000,
+        "title": "Training images (limit)",
+        "description": "Train on the first N images only (quick runs). Empty: all 60,000.",
+    },
+    "limit_test": {
+        "section": DATA,
+        "default": None,
+        "type": ["null", "integer"],
+        "minimum": 100,
+        "maximum": 10000,
+        "title": "Test images (limit)",
+        "description": "Evaluate on the first N test images only. Empty: all 10,000.",
+    },
+    "data_uri": {
+        "section": DATA,
+        "default": None,
+        "type": ["null", "string"],
+        "maxLength": 1024,
+        "title": "Source data URI",
+        "description": "Folder or s3:// prefix with the four IDX .gz files. Empty: the configured source (or the triggering asset event's uri).",
+    },
+    "cluster": {
+        "section": CLUSTER,
+        "default": "existing",
+        "type": "string",
+        "enum": list(CLUSTER_MODES),
+        "title": "Cluster",
+        "description": "existing: train on the running cluster; ephemeral: create one for this run and delete it afterwards.",
+    },
+    "sagemaker_instance_type": {
+        "section": SAGEMAKER,
+        "default": "ml.p3.2xlarge",
+        "type": "string",
+        "enum": list(SAGEMAKER_INSTANCE_TYPES),
+        "title": "SageMaker instance type",
+        "description": "Instance type of SageMaker training jobs.",
+    },
+    "sagemaker_use_spot": {
+        "section": SAGEMAKER,
+        "default": True,
+        "type": "boolean",
+        "title": "SageMaker managed spot",
+        "description": "Use managed spot training (checkpoints make interruptions resumable).",
+    },
+    "min_improvement": {
+        "section": TRAINING,
+        "default": 0.0,
+        "type": "number",
+        "minimum": 0,
+        "maximum": 0.5,
+        "title": "Promotion margin",
+        "description": "A candidate becomes champion only if its test accuracy beats the champion's by at least this much.",
+    },
 }
+
 
 class ParamsError(ValueError):
     """A run parameter is invalid; the message names it."""
@@ -99,8 +202,10 @@ def bounds_text(schema: dict[str, Any]) -> str:
     if low is None and "maximum" not in schema:
         return ""
     low_text = f"> {low}" if "exclusiveMinimum" in schema else f"{low}"
-    return (f" Limits: {low_text} to {schema['maximum']}. The form clamps a number outside them to the nearest "
-            "limit; the REST API refuses it (HTTP 400 naming the param).")
+    return (
+        f" Limits: {low_text} to {schema['maximum']}. The form clamps a number outside them to the nearest "
+        "limit; the REST API refuses it (HTTP 400 naming the param)."
+    )
 
 
 def airflow_params() -> dict[str, Any]:
@@ -111,9 +216,15 @@ def airflow_params() -> dict[str, Any]:
     """
     from airflow.sdk import Param
 
-    return {name: Param(**{**{k: v for k, v in schema.items() if v is not None or k != "section"},
-                           "description": schema["description"] + bounds_text(schema)})
-            for name, schema in PARAM_SCHEMAS.items()}
+    return {
+        name: Param(
+            **{
+                **{k: v for k, v in schema.items() if v is not None or k != "section"},
+                "description": schema["description"] + bounds_text(schema),
+            }
+        )
+        for name, schema in PARAM_SCHEMAS.items()
+    }
 
 
 def _check_schema(name: str, value: Any, schema: dict[str, Any]) -> Any:
@@ -132,8 +243,10 @@ def _check_schema(name: str, value: Any, schema: dict[str, Any]) -> Any:
     if "integer" in types and isinstance(value, float) and value.is_integer():
         value = int(value)
     python_types = {"string": str, "integer": int, "number": (int, float), "boolean": bool}
-    if isinstance(value, bool) and "boolean" not in types or not any(
-        isinstance(value, python_types[t]) for t in types if t != "null"
+    if (
+        isinstance(value, bool)
+        and "boolean" not in types
+        or not any(isinstance(value, python_types[t]) for t in types if t != "null")
     ):
         raise ParamsError(f"param {name!r} must be of type {'/'.join(types)}, got {value!r}")
     if "enum" in schema and value not in schema["enum"]:
@@ -159,7 +272,9 @@ def validate_training_params(raw: dict[str, Any]) -> TrainingParams:
     if problem:
         raise ParamsError(f"param 'data_uri' {problem}")
     if values["trainer"] == "sagemaker" and values["cluster"] == "ephemeral":
-        raise ParamsError("param 'cluster' = ephemeral makes no sense with trainer = sagemaker (SageMaker brings its own instances)")
+        raise ParamsError(
+            "param 'cluster' = ephemeral makes no sense with trainer = sagemaker (SageMaker brings its own instances)"
+        )
     values["learning_rate"] = float(values["learning_rate"])
     values["min_improvement"] = float(values["min_improvement"])
     return TrainingParams(**values)

@@ -52,9 +52,11 @@ def source_data_uri(params: TrainingParams, settings: Settings, triggering_event
 
 
 #: Why a scheduled run trained nothing (the run's first task says it, and so does its note).
-SCHEDULED_OFF = ("scheduled training is off: this scheduled run trains nothing. Unpausing creates the "
-                 "latest interval's scheduled run; set the setting scheduled_training to true "
-                 "(EKSML_SCHEDULED_TRAINING or the eksml_settings Variable) for weekly retraining")
+SCHEDULED_OFF = (
+    "scheduled training is off: this scheduled run trains nothing. Unpausing creates the "
+    "latest interval's scheduled run; set the setting scheduled_training to true "
+    "(EKSML_SCHEDULED_TRAINING or the eksml_settings Variable) for weekly retraining"
+)
 
 
 def scheduled_run_refusal(run_type: str | None, settings: Settings) -> str | None:
@@ -102,8 +104,13 @@ def validate(raw_params: dict[str, Any], triggering_events: Any = None, run: Any
         log.info("preflight:\n%s", report.text())
         if report.errors:  # nothing copied, no cluster, no job: fix these first
             raise PreflightError("preflight found what AWS would reject:\n" + "\n".join(map(str, report.errors)))
-    log.info("params ok: %s; source data ok at %s (%s train / %s test images)", params.to_dict(), source,
-             described["train-images-idx3-ubyte.gz"]["count"], described["t10k-images-idx3-ubyte.gz"]["count"])
+    log.info(
+        "params ok: %s; source data ok at %s (%s train / %s test images)",
+        params.to_dict(),
+        source,
+        described["train-images-idx3-ubyte.gz"]["count"],
+        described["t10k-images-idx3-ubyte.gz"]["count"],
+    )
     return {"params": params.to_dict(), "source_uri": source, "profile": settings.profile}
 
 
@@ -124,8 +131,15 @@ def prepare(validated: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
     source = store_path(validated["source_uri"], settings)
     blobs = read_source(source)
     described = validate_source(blobs, read_manifest(source))  # again: the source may have changed since
-    plan = plan_run(params, settings, run_id=facts["run_id"], interval_start=facts["interval_start"],
-                    interval_end=facts["interval_end"], data_digest=data_digest(described), dag_id=facts["dag_id"])
+    plan = plan_run(
+        params,
+        settings,
+        run_id=facts["run_id"],
+        interval_start=facts["interval_start"],
+        interval_end=facts["interval_end"],
+        data_digest=data_digest(described),
+        dag_id=facts["dag_id"],
+    )
     result = store_data(source, blobs, described, store_path(plan["data_uri"], settings))
     plan["data_files"] = {name: {k: d[k] for k in ("sha256", "count", "bytes")} for name, d in described.items()}
     registry = ModelRegistry(store_path(settings.models_root, settings))
@@ -151,8 +165,13 @@ def choose_trainer_tasks(plan: dict[str, Any]) -> list[str]:
 def code_version() -> str:
     """The git commit of the project when available, else the package version."""
     try:
-        sha = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
         return f"{__version__}+g{sha}"
     except (OSError, subprocess.SubprocessError):
         return __version__
@@ -173,21 +192,46 @@ def register(plan: dict[str, Any], facts: dict[str, Any]) -> list[dict[str, Any]
         metrics = read_json(staging / "metrics.json")
         evaluation = read_json(staging / "evaluation.json")
         metadata = {
-            "model": settings.model_name, "framework": framework, "run_id": facts["run_id"],
-            "dag_id": facts["dag_id"], "data_interval": plan["interval"], "data_uri": plan["data_uri"],
+            "model": settings.model_name,
+            "framework": framework,
+            "run_id": facts["run_id"],
+            "dag_id": facts["dag_id"],
+            "data_interval": plan["interval"],
+            "data_uri": plan["data_uri"],
             "data_files": plan.get("data_files"),
-            "source_uri": plan["source_uri"], "trainer": plan["params"]["trainer"],
-            "params": plan["params"], "metrics": {k: metrics.get(k) for k in (
-                "test_accuracy", "test_loss", "per_class_accuracy", "epochs", "images_per_sec",
-                "wall_time_s", "train_time_s", "train_images", "test_images", "workers")},
-            "evaluation": evaluation, "code_version": code_version(),
+            "source_uri": plan["source_uri"],
+            "trainer": plan["params"]["trainer"],
+            "params": plan["params"],
+            "metrics": {
+                k: metrics.get(k)
+                for k in (
+                    "test_accuracy",
+                    "test_loss",
+                    "per_class_accuracy",
+                    "epochs",
+                    "images_per_sec",
+                    "wall_time_s",
+                    "train_time_s",
+                    "train_images",
+                    "test_images",
+                    "workers",
+                )
+            },
+            "evaluation": evaluation,
+            "code_version": code_version(),
         }
         uri = registry.register(candidate["version"], staging, metadata)
         champion = evaluation.get("champion") or {}
-        registered.append({"version": candidate["version"], "uri": uri_of(uri), "framework": framework,
-                           "test_accuracy": candidate_accuracy(evaluation, metrics),
-                           "champion_version": champion.get("version"),
-                           "champion_accuracy": champion.get("test_accuracy")})
+        registered.append(
+            {
+                "version": candidate["version"],
+                "uri": uri_of(uri),
+                "framework": framework,
+                "test_accuracy": candidate_accuracy(evaluation, metrics),
+                "champion_version": champion.get("version"),
+                "champion_accuracy": champion.get("test_accuracy"),
+            }
+        )
     if not registered:
         raise RegistryError("no candidate finished training: nothing registered")
     return registered
@@ -206,8 +250,13 @@ def promote_best(registered: list[dict[str, Any]], margin: float) -> dict[str, A
     registry = ModelRegistry(store_path(settings.models_root, settings))
     best = max(registered, key=lambda r: r["test_accuracy"])
     measured = {best["champion_version"]: best["champion_accuracy"]} if best.get("champion_version") else {}
-    return registry.promote(best["version"], test_accuracy=best["test_accuracy"], margin=margin, measured=measured,
-                            reason=f"gate: test accuracy {best['test_accuracy']:.4f} (margin {margin})")
+    return registry.promote(
+        best["version"],
+        test_accuracy=best["test_accuracy"],
+        margin=margin,
+        measured=measured,
+        reason=f"gate: test accuracy {best['test_accuracy']:.4f} (margin {margin})",
+    )
 
 
 def champion_event_extra(pointer: dict[str, Any]) -> dict[str, Any]:

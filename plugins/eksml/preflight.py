@@ -63,7 +63,9 @@ def aws_clients(settings: Settings) -> ClientFactory:
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
     def make(service: str) -> Any:
-        return AwsBaseHook(aws_conn_id=settings.aws_conn_id, client_type=service, region_name=settings.region).get_conn()
+        return AwsBaseHook(
+            aws_conn_id=settings.aws_conn_id, client_type=service, region_name=settings.region
+        ).get_conn()
 
     return make
 
@@ -76,17 +78,29 @@ def _code(exc: Exception) -> str:
 def check_bucket(s3: Any, settings: Settings) -> list[Finding]:
     from botocore.exceptions import ClientError
 
-    bucket = settings.store_uri[len("s3://"):].split("/", 1)[0]
+    bucket = settings.store_uri[len("s3://") :].split("/", 1)[0]
     try:
         s3.head_bucket(Bucket=bucket)
         where = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint") or "us-east-1"
     except ClientError as exc:
-        return [Finding("bucket", ERROR, f"bucket {bucket} cannot be reached: {_code(exc) or exc}",
-                        f"create it in {settings.region} (aws s3 mb s3://{bucket} --region {settings.region}) or fix "
-                        "EKSML_STORE_URI")]
+        return [
+            Finding(
+                "bucket",
+                ERROR,
+                f"bucket {bucket} cannot be reached: {_code(exc) or exc}",
+                f"create it in {settings.region} (aws s3 mb s3://{bucket} --region {settings.region}) or fix "
+                "EKSML_STORE_URI",
+            )
+        ]
     if where != settings.region:
-        return [Finding("bucket", ERROR, f"bucket {bucket} is in {where}, the pipeline runs in {settings.region}",
-                        f"set EKSML_REGION={where} or use a bucket in {settings.region}")]
+        return [
+            Finding(
+                "bucket",
+                ERROR,
+                f"bucket {bucket} is in {where}, the pipeline runs in {settings.region}",
+                f"set EKSML_REGION={where} or use a bucket in {settings.region}",
+            )
+        ]
     return [Finding("bucket", OK, f"bucket {bucket} exists in {where}")]
 
 
@@ -102,19 +116,33 @@ def check_images(ecr: Any, settings: Settings, names: list[str]) -> list[Finding
 
     match = _ECR_REGISTRY.match(settings.image_registry)
     if not match:
-        return [Finding("images", WARNING, f"{settings.image_registry} is not a private ECR registry: not checked",
-                        "push the images to ECR and set EKSML_IMAGE_REGISTRY=<account>.dkr.ecr.<region>.amazonaws.com/<prefix>")]
+        return [
+            Finding(
+                "images",
+                WARNING,
+                f"{settings.image_registry} is not a private ECR registry: not checked",
+                "push the images to ECR and set EKSML_IMAGE_REGISTRY=<account>.dkr.ecr.<region>.amazonaws.com/<prefix>",
+            )
+        ]
     account, _, prefix = match.groups()
     findings = []
     for name in names:
         repository = f"{prefix}/{name}" if prefix else name
         try:
-            ecr.describe_images(registryId=account, repositoryName=repository, imageIds=[{"imageTag": settings.image_tag}])
+            ecr.describe_images(
+                registryId=account, repositoryName=repository, imageIds=[{"imageTag": settings.image_tag}]
+            )
             findings.append(Finding("images", OK, f"{settings.image(name)} exists"))
         except ClientError as exc:
-            findings.append(Finding("images", ERROR, f"{settings.image(name)} not found ({_code(exc)})",
-                                    f"build and push it: docker build -f images/{name}/Dockerfile -t "
-                                    f"{settings.image(name)} images && docker push {settings.image(name)}"))
+            findings.append(
+                Finding(
+                    "images",
+                    ERROR,
+                    f"{settings.image(name)} not found ({_code(exc)})",
+                    f"build and push it: docker build -f images/{name}/Dockerfile -t "
+                    f"{settings.image(name)} images && docker push {settings.image(name)}",
+                )
+            )
     return findings
 
 
@@ -126,7 +154,8 @@ def check_version(settings: Settings) -> list[Finding]:
     except KubernetesVersionError as exc:
         return [Finding("kubernetes version", ERROR, str(exc), "set EKSML_KUBERNETES_VERSION")]
     return [Finding("kubernetes version", WARNING, w, "set EKSML_KUBERNETES_VERSION") for w in warnings] or [
-        Finding("kubernetes version", OK, f"{settings.kubernetes_version} is in EKS standard support")]
+        Finding("kubernetes version", OK, f"{settings.kubernetes_version} is in EKS standard support")
+    ]
 
 
 # --- permissions ------------------------------------------------------------------------------
@@ -152,17 +181,23 @@ def check_permissions(iam: Any, identity: str, principal: str, policy: dict[str,
     denied = []
     try:
         for action, resource, context in probes(policy):
-            answer = iam.simulate_principal_policy(PolicySourceArn=principal, ActionNames=[action],
-                                                   ResourceArns=[resource], ContextEntries=context)
+            answer = iam.simulate_principal_policy(
+                PolicySourceArn=principal, ActionNames=[action], ResourceArns=[resource], ContextEntries=context
+            )
             for result in answer["EvaluationResults"]:
                 if result["EvalDecision"] != "allowed":
                     denied.append(f"{action} on {resource} ({result['EvalDecision']})")
     except (ClientError, BotoCoreError, ResponseParserError) as exc:
         if _code(exc) == "NoSuchEntity":
             return [Finding(f"permissions: {identity}", ERROR, f"{principal} does not exist", fix)]
-        return [Finding(f"permissions: {identity}", WARNING,
-                        f"cannot simulate {principal}'s policies: {_code(exc) or type(exc).__name__}",
-                        "allow iam:SimulatePrincipalPolicy to the Airflow identity to check this before a run")]
+        return [
+            Finding(
+                f"permissions: {identity}",
+                WARNING,
+                f"cannot simulate {principal}'s policies: {_code(exc) or type(exc).__name__}",
+                "allow iam:SimulatePrincipalPolicy to the Airflow identity to check this before a run",
+            )
+        ]
     if denied:
         return [Finding(f"permissions: {identity}", ERROR, f"{principal} may not: " + "; ".join(denied), fix)]
     return [Finding(f"permissions: {identity}", OK, f"{principal}: {len(probes(policy))} call(s) allowed")]
@@ -188,16 +223,21 @@ def check_ec2_quota(quotas: Any, instance_type: str, nodes: int, spot: bool, reg
 
     code, name = ec2_quota_for(instance_type, spot)
     needed = vcpus(instance_type) * nodes
-    fix = (f"request an increase of EC2 quota {code} '{name}' to at least {needed} in {region} "
-           f"(aws service-quotas request-service-quota-increase --service-code ec2 --quota-code {code} "
-           f"--desired-value {needed} --region {region})")
+    fix = (
+        f"request an increase of EC2 quota {code} '{name}' to at least {needed} in {region} "
+        f"(aws service-quotas request-service-quota-increase --service-code ec2 --quota-code {code} "
+        f"--desired-value {needed} --region {region})"
+    )
     try:
         value = quotas.get_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"]
     except (ClientError, BotoCoreError, ResponseParserError) as exc:
         return [Finding("quota: ec2", WARNING, f"cannot read quota {code}: {_code(exc) or type(exc).__name__}", fix)]
     if value < needed:
-        return [Finding("quota: ec2", ERROR, f"{name} ({code}) is {value:g} vCPUs; {nodes} x {instance_type} need "
-                        f"{needed}", fix)]
+        return [
+            Finding(
+                "quota: ec2", ERROR, f"{name} ({code}) is {value:g} vCPUs; {nodes} x {instance_type} need {needed}", fix
+            )
+        ]
     return [Finding("quota: ec2", OK, f"{name} ({code}) {value:g} vCPUs >= {needed}")]
 
 
@@ -212,12 +252,21 @@ def check_sagemaker_quota(quotas: Any, instance_type: str, count: int, spot: boo
             for quota in page["Quotas"]:
                 if quota["QuotaName"] == wanted:
                     if quota["Value"] < count:
-                        return [Finding("quota: sagemaker", ERROR, f"'{wanted}' ({quota['QuotaCode']}) is "
-                                        f"{quota['Value']:g}, the run needs {count}", fix)]
+                        return [
+                            Finding(
+                                "quota: sagemaker",
+                                ERROR,
+                                f"'{wanted}' ({quota['QuotaCode']}) is {quota['Value']:g}, the run needs {count}",
+                                fix,
+                            )
+                        ]
                     return [Finding("quota: sagemaker", OK, f"'{wanted}' {quota['Value']:g} >= {count}")]
     except (ClientError, BotoCoreError, ResponseParserError) as exc:
-        return [Finding("quota: sagemaker", WARNING,
-                        f"cannot list SageMaker quotas: {_code(exc) or type(exc).__name__}", fix)]
+        return [
+            Finding(
+                "quota: sagemaker", WARNING, f"cannot list SageMaker quotas: {_code(exc) or type(exc).__name__}", fix
+            )
+        ]
     return [Finding("quota: sagemaker", ERROR, f"no quota '{wanted}' in {region}", fix)]
 
 
@@ -226,8 +275,10 @@ def estimate(settings: Settings, params: TrainingParams, req: Any, hours: float)
     from eksml import prices
     from eksml.eksctl.request import train_node_group
 
-    lines = [f"prices: {prices.PRICES_REGION} on-demand list prices of {prices.PRICES_DATE} (eksml/prices.py); "
-             f"region {settings.region}" + ("" if settings.region == prices.PRICES_REGION else " may differ")]
+    lines = [
+        f"prices: {prices.PRICES_REGION} on-demand list prices of {prices.PRICES_DATE} (eksml/prices.py); "
+        f"region {settings.region}" + ("" if settings.region == prices.PRICES_REGION else " may differ")
+    ]
     total = 0.0
     if params.trainer == "sagemaker":
         instance = params.sagemaker_instance_type
@@ -236,8 +287,10 @@ def estimate(settings: Settings, params: TrainingParams, req: Any, hours: float)
         if price is None:
             return [*lines, f"no price for {instance} in the table: add it to eksml/prices.py"]
         total += price * count * hours
-        lines.append(f"{count} SageMaker job(s) on {instance} x {hours:g} h x ${price}/h = ${price * count * hours:.2f}"
-                     + (" (managed spot: usually less)" if params.sagemaker_use_spot else ""))
+        lines.append(
+            f"{count} SageMaker job(s) on {instance} x {hours:g} h x ${price}/h = ${price * count * hours:.2f}"
+            + (" (managed spot: usually less)" if params.sagemaker_use_spot else "")
+        )
     else:
         group = train_node_group(req)
         instance = group.instance_types[0]
@@ -250,15 +303,18 @@ def estimate(settings: Settings, params: TrainingParams, req: Any, hours: float)
         if params.cluster == "ephemeral":
             cpu = prices.EC2_HOUR.get(req.inference_instance_type, 0.0)
             total += (prices.EKS_CLUSTER_HOUR + cpu) * (hours + 0.5)
-            lines.append(f"ephemeral cluster: control plane ${prices.EKS_CLUSTER_HOUR}/h + {req.inference_instance_type} "
-                         f"${cpu}/h for {hours + 0.5:g} h (creation and deletion included)")
+            lines.append(
+                f"ephemeral cluster: control plane ${prices.EKS_CLUSTER_HOUR}/h + {req.inference_instance_type} "
+                f"${cpu}/h for {hours + 0.5:g} h (creation and deletion included)"
+            )
     lines.append(f"total about ${total:.2f} for {hours:g} h of training (S3, data transfer and logs not included)")
     return lines
 
 
 # --- all of it --------------------------------------------------------------------------------
-def run_preflight(settings: Settings, params: TrainingParams, *, clients: ClientFactory | None = None,
-                  hours: float = 1.0) -> Report:
+def run_preflight(
+    settings: Settings, params: TrainingParams, *, clients: ClientFactory | None = None, hours: float = 1.0
+) -> Report:
     from eksml.eksctl import iam
     from eksml.eksctl.request import ClusterRequest, train_node_group, training_role_name
     from eksml.sagemaker.request import SageMakerRequestError, check_role_arn
@@ -266,8 +322,14 @@ def run_preflight(settings: Settings, params: TrainingParams, *, clients: Client
     clients = clients or aws_clients(settings)
     report = Report()
     if settings.profile != "aws" or not settings.store_uri.startswith("s3://"):
-        report.findings.append(Finding("profile", ERROR, "preflight checks the aws profile with an s3:// store",
-                                       "set EKSML_PROFILE=aws and EKSML_STORE_URI=s3://BUCKET/PREFIX"))
+        report.findings.append(
+            Finding(
+                "profile",
+                ERROR,
+                "preflight checks the aws profile with an s3:// store",
+                "set EKSML_PROFILE=aws and EKSML_STORE_URI=s3://BUCKET/PREFIX",
+            )
+        )
         return report
     req = ClusterRequest.from_settings(settings)
     caller = clients("sts").get_caller_identity()
@@ -283,18 +345,26 @@ def run_preflight(settings: Settings, params: TrainingParams, *, clients: Client
         except SageMakerRequestError as exc:
             report.findings.append(Finding("sagemaker role", ERROR, str(exc), "set EKSML_SAGEMAKER_ROLE_ARN"))
             role_arn = ""
-    pipeline_doc = iam.pipeline_policy(settings.store_uri, settings.model_name, settings.region,
-                                       sagemaker_role_arn=role_arn or f"arn:aws:iam::{account}:role/preflight-probe",
-                                       account_id=account)
-    report.findings += check_permissions(iam_client, "pipeline", pipeline_principal, pipeline_doc, how.format("pipeline"))
+    pipeline_doc = iam.pipeline_policy(
+        settings.store_uri,
+        settings.model_name,
+        settings.region,
+        sagemaker_role_arn=role_arn or f"arn:aws:iam::{account}:role/preflight-probe",
+        account_id=account,
+    )
+    report.findings += check_permissions(
+        iam_client, "pipeline", pipeline_principal, pipeline_doc, how.format("pipeline")
+    )
     quotas = clients("service-quotas")
     if params.trainer == "sagemaker":
         if role_arn:
-            doc = iam.sagemaker_execution_policy(settings.store_uri, settings.model_name, settings.region,
-                                                 account_id=account)
+            doc = iam.sagemaker_execution_policy(
+                settings.store_uri, settings.model_name, settings.region, account_id=account
+            )
             report.findings += check_permissions(iam_client, "sagemaker", role_arn, doc, how.format("sagemaker"))
-        report.findings += check_sagemaker_quota(quotas, params.sagemaker_instance_type, 1, params.sagemaker_use_spot,
-                                                 settings.region)
+        report.findings += check_sagemaker_quota(
+            quotas, params.sagemaker_instance_type, 1, params.sagemaker_use_spot, settings.region
+        )
     else:
         report.findings += check_version(settings)
         training_role = iam.role_arn(account, training_role_name(req.name, req), settings.region)
@@ -305,8 +375,7 @@ def run_preflight(settings: Settings, params: TrainingParams, *, clients: Client
         report.findings += found
         group = train_node_group(req)
         nodes = max(params.workers if "mxnet" in params.frameworks else 1, 1)
-        report.findings += check_ec2_quota(quotas, group.instance_types[0], nodes, group.spot,
-                                           settings.region)
+        report.findings += check_ec2_quota(quotas, group.instance_types[0], nodes, group.spot, settings.region)
     report.estimate = estimate(settings, params, req, hours)
     return report
 
@@ -318,8 +387,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cluster", choices=["existing", "ephemeral"], default="existing")
     parser.add_argument("--hours", type=float, default=1.0, help="training hours for the cost estimate")
     args = parser.parse_args(argv)
-    params = validate_training_params({"trainer": args.trainer, "framework": args.framework,
-                                       **({"cluster": args.cluster} if args.trainer == "kubernetes" else {})})
+    params = validate_training_params(
+        {
+            "trainer": args.trainer,
+            "framework": args.framework,
+            **({"cluster": args.cluster} if args.trainer == "kubernetes" else {}),
+        }
+    )
     report = run_preflight(load_settings(use_airflow_variable=True), params, hours=args.hours)
     print(report.text())
     return 1 if report.errors else 0

@@ -12,14 +12,21 @@ import argparse
 import sys
 from pathlib import Path
 
-BEGIN, END = "<!-- prerequisites:begin (python -m eksml.prerequisites --write README.md) -->", "<!-- prerequisites:end -->"
+BEGIN, END = (
+    "<!-- prerequisites:begin (python -m eksml.prerequisites --write README.md) -->",
+    "<!-- prerequisites:end -->",
+)
 
 _WHO = {
     "pipeline": ("Airflow (the `aws_default` connection)", "`python -m eksml.eksctl iam pipeline`"),
-    "training": ("training, MPI and evaluation pods (IRSA role `<cluster>-training`)",
-                 "made by eksctl with the cluster: `python -m eksml.eksctl iam training`"),
-    "inference": ("model server pods (IRSA role `<cluster>-inference`)",
-                  "made by eksctl with the cluster: `python -m eksml.eksctl iam inference`"),
+    "training": (
+        "training, MPI and evaluation pods (IRSA role `<cluster>-training`)",
+        "made by eksctl with the cluster: `python -m eksml.eksctl iam training`",
+    ),
+    "inference": (
+        "model server pods (IRSA role `<cluster>-inference`)",
+        "made by eksctl with the cluster: `python -m eksml.eksctl iam inference`",
+    ),
     "sagemaker": ("SageMaker execution role (`EKSML_SAGEMAKER_ROLE_ARN`)", "`python -m eksml.eksctl iam sagemaker`"),
 }
 
@@ -30,26 +37,33 @@ def render() -> str:
     from eksml.layout import ACCESS, Identity, Op
     from eksml.specs import TRAINING_IMAGES
 
-    lines = ["| identity | store areas (`<store>/<area>/<model>/`) | other AWS actions | policy |",
-             "|---|---|---|---|"]
+    lines = ["| identity | store areas (`<store>/<area>/<model>/`) | other AWS actions | policy |", "|---|---|---|---|"]
     services = {Identity.PIPELINE: PIPELINE_SERVICE_ACTIONS, Identity.SAGEMAKER: SAGEMAKER_SERVICE_ACTIONS}
     for identity in Identity:
         who, policy = _WHO[identity.value]
-        areas = ", ".join(f"`{area.value}` {'/'.join(op.value for op in Op if op in ops)}"
-                          for area, ops in ACCESS[identity].items())
+        areas = ", ".join(
+            f"`{area.value}` {'/'.join(op.value for op in Op if op in ops)}" for area, ops in ACCESS[identity].items()
+        )
         actions = [a for _, acts, _ in services.get(identity, ()) for a in acts]
         if identity is Identity.PIPELINE:
             actions.append("iam:PassRole (the SageMaker role, to sagemaker.amazonaws.com)")
         lines.append(f"| {who} | {areas} | {', '.join(actions) or '-'} | {policy} |")
     lines += ["", "Quotas (Service Quotas console, per region) the run's instances count against:", ""]
     for (family, spot), (code, name) in sorted(EC2_GPU_QUOTAS.items()):
-        lines.append(f"- EC2 `{code}` \"{name}\": vCPUs of the GPU node group's `{family}*` nodes"
-                     f"{' (spot node groups)' if spot else ''}")
-    lines.append("- SageMaker \"`<instance type>` for training job usage\" (\"... for spot training job usage\" "
-                 "with managed spot): one per concurrent training job")
+        lines.append(
+            f'- EC2 `{code}` "{name}": vCPUs of the GPU node group\'s `{family}*` nodes'
+            f"{' (spot node groups)' if spot else ''}"
+        )
+    lines.append(
+        '- SageMaker "`<instance type>` for training job usage" ("... for spot training job usage" '
+        "with managed spot): one per concurrent training job"
+    )
     images = sorted({*TRAINING_IMAGES.values(), "inference"})
-    lines += ["", "Images in ECR (`EKSML_IMAGE_REGISTRY=<account>.dkr.ecr.<region>.amazonaws.com/<prefix>`, "
-              "tag `EKSML_IMAGE_TAG`): " + ", ".join(f"`<prefix>/{i}`" for i in images) + "."]
+    lines += [
+        "",
+        "Images in ECR (`EKSML_IMAGE_REGISTRY=<account>.dkr.ecr.<region>.amazonaws.com/<prefix>`, "
+        "tag `EKSML_IMAGE_TAG`): " + ", ".join(f"`<prefix>/{i}`" for i in images) + ".",
+    ]
     return "\n".join(lines) + "\n"
 
 

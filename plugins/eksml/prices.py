@@ -19,15 +19,32 @@ EKS_CLUSTER_HOUR = 0.10
 EKS_EXTENDED_CLUSTER_HOUR = 0.60
 
 EC2_HOUR: dict[str, float] = {
-    "p3.2xlarge": 3.06, "p3.8xlarge": 12.24, "p3.16xlarge": 24.48,
-    "g4dn.xlarge": 0.526, "g4dn.2xlarge": 0.752, "g4dn.12xlarge": 3.912,
-    "g5.xlarge": 1.006, "g5.2xlarge": 1.212, "g5.12xlarge": 5.672, "g5.48xlarge": 16.288,
-    "g6.xlarge": 0.8048, "g6.12xlarge": 4.6016,
-    "m5.large": 0.096, "m5.xlarge": 0.192, "m5.2xlarge": 0.384, "m5.4xlarge": 0.768,
+    "p3.2xlarge": 3.06,
+    "p3.8xlarge": 12.24,
+    "p3.16xlarge": 24.48,
+    "g4dn.xlarge": 0.526,
+    "g4dn.2xlarge": 0.752,
+    "g4dn.12xlarge": 3.912,
+    "g5.xlarge": 1.006,
+    "g5.2xlarge": 1.212,
+    "g5.12xlarge": 5.672,
+    "g5.48xlarge": 16.288,
+    "g6.xlarge": 0.8048,
+    "g6.12xlarge": 4.6016,
+    "m5.large": 0.096,
+    "m5.xlarge": 0.192,
+    "m5.2xlarge": 0.384,
+    "m5.4xlarge": 0.768,
 }
 
 SAGEMAKER_TRAINING_HOUR: dict[str, float] = {
-    "ml.g4dn.xlarge": 0.736, "ml.g4dn.2xlarge": 0.94, "ml.g5.xlarge": 1.408, "ml.g5.2xlarge": 1.515,
-    "ml.p3.2xlarge": 3.825, "ml.p3.8xlarge": 14.688, "ml.p3.16xlarge": 28.152,
-    "ml.m5.xlarge": 0.23, "ml.m5.2xlarge": 0.461,
+    "ml.g4dn.xlarge": 0.736,
+    "ml.g4dn.2xlarge": 0.94,
+    "ml.g5.xlarge": 1.408,
+    "ml.g5.2xlarge": 1.515,
+    "ml.p3.2xlarge": 3.825,
+    "ml.p3.8xlarge": 14.688,
+    "ml.p3.16xlarge": 28.152,
+    "ml.m5.xlarge": 0.23,
+    "ml.m5.2xlarge": 0.461,
 }

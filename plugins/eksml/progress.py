@@ -47,8 +47,12 @@ def condense(lines: Iterable[str]) -> Iterator[str]:
         record = _RECORD.match(line)
         if record is None:
             # Continuation lines: only a traceback's are shown (it follows an error record).
-            if line.startswith("Traceback") or in_traceback and line.startswith((" ", "\t")) or (
-                    in_traceback and re.match(r"^\w+(\.\w+)*(Error|Exception)\b", line)):
+            if (
+                line.startswith("Traceback")
+                or in_traceback
+                and line.startswith((" ", "\t"))
+                or (in_traceback and re.match(r"^\w+(\.\w+)*(Error|Exception)\b", line))
+            ):
                 in_traceback = True
                 yield line
             else:

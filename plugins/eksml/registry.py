@@ -24,8 +24,17 @@ import uuid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from eksml.storage import (PreconditionFailed, copy_tree, put_if_absent, put_if_match, read_json,
-                           read_versioned, remove_tree, uri_of, write_json_atomic)
+from eksml.storage import (
+    PreconditionFailed,
+    copy_tree,
+    put_if_absent,
+    put_if_match,
+    read_json,
+    read_versioned,
+    remove_tree,
+    uri_of,
+    write_json_atomic,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -74,8 +83,9 @@ class ModelRegistry:
         """Registered versions, oldest data interval first."""
         if not self.root.exists():
             return []
-        return sorted(p.name for p in self.root.iterdir()
-                      if p.is_dir() and p.name != PROMOTIONS and (p / METADATA).exists())
+        return sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and p.name != PROMOTIONS and (p / METADATA).exists()
+        )
 
     def metadata(self, version: str) -> dict[str, Any]:
         """A version's metadata; ``uri`` is where the version is now, not where it was written."""
@@ -100,8 +110,15 @@ class ModelRegistry:
         was_registered = self.is_registered(version)
         try:
             copied = copy_tree(staging, target)
-            write_json_atomic(target / METADATA, {**metadata, "version": version, "files": copied,
-                                                  "registered_at": datetime.now(timezone.utc).isoformat()})
+            write_json_atomic(
+                target / METADATA,
+                {
+                    **metadata,
+                    "version": version,
+                    "files": copied,
+                    "registered_at": datetime.now(timezone.utc).isoformat(),
+                },
+            )
         except BaseException:
             if not was_registered:  # a partial copy is no version: leave nothing behind
                 remove_tree(target)
@@ -130,14 +147,25 @@ class ModelRegistry:
         if pointer is None:
             return None
         if not self.is_registered(pointer["version"]):
-            log.warning("champion.json names version %s, which is not registered under %s: treated as no "
-                        "champion (`python -m eksml.registry repair` fixes the pointer)", pointer["version"],
-                        uri_of(self.root))
+            log.warning(
+                "champion.json names version %s, which is not registered under %s: treated as no "
+                "champion (`python -m eksml.registry repair` fixes the pointer)",
+                pointer["version"],
+                uri_of(self.root),
+            )
             return None
         return self._resolved(pointer)
 
-    def promote(self, version: str, *, test_accuracy: float, reason: str, margin: float = 0.0,
-                force: bool = False, measured: dict[str, float] | None = None) -> dict[str, Any] | None:
+    def promote(
+        self,
+        version: str,
+        *,
+        test_accuracy: float,
+        reason: str,
+        margin: float = 0.0,
+        force: bool = False,
+        measured: dict[str, float] | None = None,
+    ) -> dict[str, Any] | None:
         """Make ``version`` the champion if it passes the gate against the champion *now*.
 
         A compare-and-swap on every store: read the pointer and its ETag, decide, write the
@@ -161,16 +189,30 @@ class ModelRegistry:
             elif current:
                 current_acc = (measured or {}).get(current["version"], current.get("test_accuracy"))
             if not force and not should_promote(test_accuracy, current_acc, margin):
-                log.info("gate refused %s: test accuracy %.4f vs champion %s at %s; needs more than the "
-                         "champion and at least champion + margin %s", version, test_accuracy,
-                         current and current["version"], current_acc, margin)
+                log.info(
+                    "gate refused %s: test accuracy %.4f vs champion %s at %s; needs more than the "
+                    "champion and at least champion + margin %s",
+                    version,
+                    test_accuracy,
+                    current and current["version"],
+                    current_acc,
+                    margin,
+                )
                 return None
             now = datetime.now(timezone.utc)
             entry_key = f"{PROMOTIONS}/{now:%Y%m%dT%H%M%S%fZ}-{version}-{uuid.uuid4().hex[:8]}.json"
-            entry = {"version": version, "framework": meta.get("framework"), "test_accuracy": test_accuracy,
-                     "promoted_at": now.isoformat(), "reason": reason, "run_id": meta.get("run_id"),
-                     "margin": margin, "champion_accuracy": current_acc,
-                     "previous": current and current["version"], "previous_entry": current and current.get("entry")}
+            entry = {
+                "version": version,
+                "framework": meta.get("framework"),
+                "test_accuracy": test_accuracy,
+                "promoted_at": now.isoformat(),
+                "reason": reason,
+                "run_id": meta.get("run_id"),
+                "margin": margin,
+                "champion_accuracy": current_acc,
+                "previous": current and current["version"],
+                "previous_entry": current and current.get("entry"),
+            }
             put_if_absent(self.root / entry_key, _dumps(entry))
             pointer = {**entry, "entry": entry_key}
             try:
@@ -219,14 +261,22 @@ class ModelRegistry:
         registered = set(self.versions())
         target = next((e["version"] for e in reversed(self.history()) if e["version"] in registered), None)
         if target is None and registered:
-            target = max(registered, key=lambda v: float((self.metadata(v).get("metrics") or {})
-                                                          .get("test_accuracy") or 0.0))
-        report["action"] = (f"point at {target}" if target else
-                            "none possible: no version is registered; the next promoted version replaces it")
+            target = max(
+                registered, key=lambda v: float((self.metadata(v).get("metrics") or {}).get("test_accuracy") or 0.0)
+            )
+        report["action"] = (
+            f"point at {target}"
+            if target
+            else "none possible: no version is registered; the next promoted version replaces it"
+        )
         if apply and target:
             accuracy = float((self.metadata(target).get("metrics") or {}).get("test_accuracy") or 0.0)
-            report["pointer"] = self.promote(target, test_accuracy=accuracy, force=True,
-                                             reason=f"repair: champion {pointer['version']} is not registered")
+            report["pointer"] = self.promote(
+                target,
+                test_accuracy=accuracy,
+                force=True,
+                reason=f"repair: champion {pointer['version']} is not registered",
+            )
         return report
 
 
@@ -238,9 +288,11 @@ def version_table(registry: ModelRegistry) -> list[str]:
         meta = registry.metadata(version)
         accuracy = (meta.get("metrics") or {}).get("test_accuracy")
         shown = f"{accuracy:.4f}" if isinstance(accuracy, (int, float)) else "-"
-        lines.append(f"{'*' if version == champion else '':2}{version:<44} {shown:>8}  "
-                     f"{meta.get('framework') or '-':<10} {meta.get('trainer') or '-':<10} "
-                     f"{(meta.get('registered_at') or '-')[:19]}")
+        lines.append(
+            f"{'*' if version == champion else '':2}{version:<44} {shown:>8}  "
+            f"{meta.get('framework') or '-':<10} {meta.get('trainer') or '-':<10} "
+            f"{(meta.get('registered_at') or '-')[:19]}"
+        )
     return lines
 
 
@@ -263,14 +315,18 @@ def main(argv: list[str] | None = None) -> int:
         lines = version_table(registry)
         print(f"model versions under {settings.models_root} (* = champion)")
         print("\n".join(lines) if len(lines) > 1 else "(none registered)")
-        print("roll back: trigger model_deployment with {\"version\": \"<version>\"} "
-              "(airflow dags trigger model_deployment -c '{\"version\": \"...\"}')")
+        print(
+            'roll back: trigger model_deployment with {"version": "<version>"} '
+            '(airflow dags trigger model_deployment -c \'{"version": "..."}\')'
+        )
     elif args.command == "champion":
         print(json.dumps(registry.pointer()[0], indent=2))
     elif args.command == "history":
         for entry in registry.history():
-            print(f"{entry['promoted_at']}  {entry['version']}  {entry['test_accuracy']:.4f}  "
-                  f"previous {entry['previous']}  ({entry['reason']})")
+            print(
+                f"{entry['promoted_at']}  {entry['version']}  {entry['test_accuracy']:.4f}  "
+                f"previous {entry['previous']}  ({entry['reason']})"
+            )
     else:
         report = registry.repair(apply=args.apply)
         state = "dangling (its version is not registered)" if report["dangling"] else "ok"

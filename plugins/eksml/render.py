@@ -35,8 +35,9 @@ EXAMPLE_DATA_DIGEST = "0123456789ab"
 EXAMPLE_ACCOUNT = "123456789012"
 
 
-def aws_objects(settings: Settings, params: dict[str, Any] | None = None,
-                account_id: str | None = None) -> list[dict[str, Any]]:
+def aws_objects(
+    settings: Settings, params: dict[str, Any] | None = None, account_id: str | None = None
+) -> list[dict[str, Any]]:
     """All objects, in apply order, for one example training run with ``params``."""
     from eksml.cluster.objects import render_kubernetes_objects
     from eksml.kubernetes.mpijob import job_name, render_mpijob
@@ -44,8 +45,14 @@ def aws_objects(settings: Settings, params: dict[str, Any] | None = None,
     from eksml.serving.manifests import render_inference_objects
 
     checked = validate_training_params({"framework": "both", **(params or {})})
-    plan = plan_run(checked, settings, run_id=EXAMPLE_RUN, interval_start=EXAMPLE_INTERVAL[0],
-                    interval_end=EXAMPLE_INTERVAL[1], data_digest=EXAMPLE_DATA_DIGEST)
+    plan = plan_run(
+        checked,
+        settings,
+        run_id=EXAMPLE_RUN,
+        interval_start=EXAMPLE_INTERVAL[0],
+        interval_end=EXAMPLE_INTERVAL[1],
+        data_digest=EXAMPLE_DATA_DIGEST,
+    )
     tf = plan["candidates"]["tensorflow"]
     mx = plan["candidates"]["mxnet"]
     evaluation = evaluation_spec(tf, plan["data_uri"], None, checked.limit_test)
@@ -79,8 +86,9 @@ def write_objects(objects: list[dict[str, Any]], out: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eksml.render", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", choices=["aws"], required=True,
-                        help="only the aws profile sends objects to a cluster")
+    parser.add_argument(
+        "--profile", choices=["aws"], required=True, help="only the aws profile sends objects to a cluster"
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder for the YAML files")
     parser.add_argument("--store-uri", help=f"s3:// store (default: settings, else {EXAMPLE_STORE})")
     args = parser.parse_args(argv)

@@ -25,9 +25,14 @@ def latest_run_state(dag_id: str) -> tuple[str | None, list[str], str | None]:
         run = session.query(DagRun).filter(DagRun.dag_id == dag_id).order_by(DagRun.id.desc()).first()
         if run is None:
             return None, [], None
-        failed = [ti.task_id for ti in session.query(TaskInstance).filter(
-            TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id,
-            TaskInstance.state.in_(["failed", "upstream_failed"]))]
+        failed = [
+            ti.task_id
+            for ti in session.query(TaskInstance).filter(
+                TaskInstance.dag_id == dag_id,
+                TaskInstance.run_id == run.run_id,
+                TaskInstance.state.in_(["failed", "upstream_failed"]),
+            )
+        ]
         return str(run.state), failed, run.run_id
 
 
@@ -51,13 +56,17 @@ def report_training(run_id: str | None) -> None:
     print(f"model version : {latest['version']} ({latest['framework']}, trainer {latest.get('trainer')})")
     print(f"stored at     : {latest['uri']}")
     print(f"test accuracy : {metrics.get('test_accuracy'):.4f} on {metrics.get('test_images')} test images")
-    print(f"training      : {metrics.get('images_per_sec'):.0f} images/s, {metrics.get('wall_time_s'):.0f} s, "
-          f"{metrics.get('epochs')} epochs on {metrics.get('train_images')} images")
+    print(
+        f"training      : {metrics.get('images_per_sec'):.0f} images/s, {metrics.get('wall_time_s'):.0f} s, "
+        f"{metrics.get('epochs')} epochs on {metrics.get('train_images')} images"
+    )
     champion = registry.champion()
     if champion:
         print(f"champion      : {champion['version']} (accuracy {champion['test_accuracy']:.4f})")
-    print(f"versions      : {len(versions)} registered under {settings.models_root}"
-          f" (list them: PYTHONPATH=plugins .venv/bin/python -m eksml.registry list)")
+    print(
+        f"versions      : {len(versions)} registered under {settings.models_root}"
+        f" (list them: PYTHONPATH=plugins .venv/bin/python -m eksml.registry list)"
+    )
     print_plots(latest)
 
 
@@ -89,14 +98,16 @@ def report_serving(count: int = 8) -> None:
     if status != 200:
         raise SystemExit(f"POST {server.url}{path} answered {status}: {body}")
     print(f"serving       : {body.get('model_version', server.version)} at {server.url} (pid {server.pid})")
-    print(f"V1 predict    : POST {server.url}{path}  {{\"instances\": [<28x28 pixels 0-255>, ...]}}")
+    print(f'V1 predict    : POST {server.url}{path}  {{"instances": [<28x28 pixels 0-255>, ...]}}')
     print(f"V2 infer      : POST {server.url}/v2/models/{settings.model_name}/infer")
     hits = 0
     for i, (label, prediction) in enumerate(zip(labels, body["predictions"])):
         hit = prediction["class"] == label
         hits += hit
-        print(f"  test image {i}: predicted {prediction['label']:<12} p={max(prediction['probabilities']):.2f}"
-              f"  {'correct' if hit else 'wrong (class ' + str(label) + ')'}")
+        print(
+            f"  test image {i}: predicted {prediction['label']:<12} p={max(prediction['probabilities']):.2f}"
+            f"  {'correct' if hit else 'wrong (class ' + str(label) + ')'}"
+        )
     print(f"  {hits}/{len(labels)} correct")
 
 
@@ -106,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     state, failed, run_id = latest_run_state(DAGS[args.section])
     if state != "success":
-        print(f"{DAGS[args.section]}: latest run {state or 'missing'}; failed tasks: {', '.join(failed) or '-'}",
-              file=sys.stderr)
+        print(
+            f"{DAGS[args.section]}: latest run {state or 'missing'}; failed tasks: {', '.join(failed) or '-'}",
+            file=sys.stderr,
+        )
         return 1
     report_training(run_id) if args.section == "training" else report_serving()
     return 0

@@ -40,8 +40,9 @@ def newest_object(folder: Any) -> datetime | None:
     return max(stamps, default=None)
 
 
-def apply_retention(settings: Settings, *, keep_days: int | None = None, now: datetime | None = None,
-                    dry_run: bool = False) -> dict[str, list[str]]:
+def apply_retention(
+    settings: Settings, *, keep_days: int | None = None, now: datetime | None = None, dry_run: bool = False
+) -> dict[str, list[str]]:
     """Delete scratch folders untouched for ``keep_days`` (default ``settings.retention_days``).
 
     Returns ``{"deleted": [...], "kept": [...]}`` as URIs. ``keep_days`` of 0 disables retention.

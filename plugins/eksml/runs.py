@@ -16,7 +16,7 @@ from eksml.layout import Area, area_uri
 from eksml.nodes import INFERENCE_ROLE
 from eksml.params import TrainingParams
 from eksml.settings import Settings
-from eksml.specs import WorkloadSpec, Resources, training_spec
+from eksml.specs import Resources, WorkloadSpec, training_spec
 
 _STAMP = "%Y%m%dT%H%M%S"
 
@@ -49,8 +49,10 @@ class Candidate:
     spec: WorkloadSpec
 
     def to_dict(self) -> dict[str, Any]:
-        return {**{k: getattr(self, k) for k in ("framework", "version", "staging_uri", "checkpoint_uri", "version_uri")},
-                "spec": self.spec.to_dict()}
+        return {
+            **{k: getattr(self, k) for k in ("framework", "version", "staging_uri", "checkpoint_uri", "version_uri")},
+            "spec": self.spec.to_dict(),
+        }
 
 
 def plan_run(
@@ -75,10 +77,18 @@ def plan_run(
         staging = area_uri(settings.store_uri, Area.STAGING, settings.model_name, version)
         checkpoint = area_uri(settings.store_uri, Area.CHECKPOINTS, settings.model_name, version)
         spec = training_spec(
-            framework=framework, data_uri=data_uri, model_uri=staging, checkpoint_uri=checkpoint,
-            epochs=params.epochs, batch_size=params.batch_size, learning_rate=params.learning_rate,
-            gpus=params.gpus, workers=params.workers, limit_train=params.limit_train,
-            limit_test=params.limit_test, run_labels=labels,
+            framework=framework,
+            data_uri=data_uri,
+            model_uri=staging,
+            checkpoint_uri=checkpoint,
+            epochs=params.epochs,
+            batch_size=params.batch_size,
+            learning_rate=params.learning_rate,
+            gpus=params.gpus,
+            workers=params.workers,
+            limit_train=params.limit_train,
+            limit_test=params.limit_test,
+            run_labels=labels,
         )
         candidates.append(Candidate(framework, version, staging, checkpoint, f"{settings.models_root}/{version}", spec))
     return {
@@ -89,17 +99,21 @@ def plan_run(
     }
 
 
-def evaluation_spec(candidate: dict[str, Any], data_uri: str, champion_uri: str | None,
-                    limit_test: int | None) -> WorkloadSpec:
+def evaluation_spec(
+    candidate: dict[str, Any], data_uri: str, champion_uri: str | None, limit_test: int | None
+) -> WorkloadSpec:
     """Score one candidate (and the champion, on the same test data) in the inference image."""
-    args = ["--candidate-uri", candidate["staging_uri"], "--data-uri", data_uri,
-            "--out-uri", candidate["staging_uri"]]
+    args = ["--candidate-uri", candidate["staging_uri"], "--data-uri", data_uri, "--out-uri", candidate["staging_uri"]]
     if champion_uri:
         args += ["--champion-uri", champion_uri]
     if limit_test:
         args += ["--limit-test", str(limit_test)]
     return WorkloadSpec(
-        name=f"evaluate-{candidate['framework']}", image="inference", script="evaluate.py",
-        args=tuple(args), env={"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"},
-        resources=Resources(cpu="2", memory="4Gi", gpus=0), node_role=INFERENCE_ROLE,
+        name=f"evaluate-{candidate['framework']}",
+        image="inference",
+        script="evaluate.py",
+        args=tuple(args),
+        env={"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"},
+        resources=Resources(cpu="2", memory="4Gi", gpus=0),
+        node_role=INFERENCE_ROLE,
     )

@@ -105,8 +105,11 @@ class Settings:
             raise SettingsError(f"store_uri must start with file:// or s3://, got {self.store_uri!r}")
         checks = (
             (("namespace", "inference_namespace"), _DNS_LABEL, "a Kubernetes namespace name (RFC 1123 label)"),
-            (("training_service_account", "inference_service_account"), _DNS_SUBDOMAIN,
-             "a Kubernetes service account name (RFC 1123 subdomain)"),
+            (
+                ("training_service_account", "inference_service_account"),
+                _DNS_SUBDOMAIN,
+                "a Kubernetes service account name (RFC 1123 subdomain)",
+            ),
             (("image_registry",), _REGISTRY, "an image registry/repository prefix"),
             (("image_tag",), _IMAGE_TAG, "an image tag ([A-Za-z0-9_.-], at most 128)"),
             (("cluster_name",), _CLUSTER_NAME, "an EKS cluster name"),

@@ -103,12 +103,18 @@ def training_spec(
     if framework not in TRAINING_IMAGES:
         raise ValueError(f"unknown framework {framework!r}: expected one of {', '.join(TRAINING_IMAGES)}")
     args = [
-        "--data-uri", data_uri,
-        "--model-uri", model_uri,
-        "--checkpoint-uri", checkpoint_uri,
-        "--epochs", str(epochs),
-        "--batch-size", str(batch_size),
-        "--learning-rate", repr(float(learning_rate)),
+        "--data-uri",
+        data_uri,
+        "--model-uri",
+        model_uri,
+        "--checkpoint-uri",
+        checkpoint_uri,
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        str(batch_size),
+        "--learning-rate",
+        repr(float(learning_rate)),
     ]
     if limit_train:
         args += ["--limit-train", str(limit_train)]
@@ -126,5 +132,7 @@ def training_spec(
         slots_per_replica=max(gpus, 1) if distributed else 1,
         node_role=TRAIN_ROLE,
         distributed=distributed,
-        labels=MappingProxyType({"app.kubernetes.io/part-of": "eksml", "eksml/framework": framework, **(run_labels or {})}),
+        labels=MappingProxyType(
+            {"app.kubernetes.io/part-of": "eksml", "eksml/framework": framework, **(run_labels or {})}
+        ),
     )

@@ -124,13 +124,15 @@ def _s3_conditional_put(path: ObjectStoragePath, body: bytes, **condition: str) 
     from botocore.exceptions import ClientError
 
     try:
-        reply = _s3_client(path.conn_id).put_object(Bucket=path.bucket, Key=path.key, Body=body,
-                                                    ContentType="application/json", **condition)
+        reply = _s3_client(path.conn_id).put_object(
+            Bucket=path.bucket, Key=path.key, Body=body, ContentType="application/json", **condition
+        )
     except ClientError as exc:
         error = exc.response.get("Error", {})
         # 412 when the condition fails; 409 when S3 sees a concurrent conditional write to the key.
-        if error.get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") or \
-                exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
+        if error.get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") or exc.response.get(
+            "ResponseMetadata", {}
+        ).get("HTTPStatusCode") in (409, 412):
             raise PreconditionFailed(f"{uri_of(path)}: {error.get('Message') or error.get('Code')}") from exc
         raise
     return reply["ETag"]
@@ -142,6 +144,7 @@ def _s3_conditional_put(path: ObjectStoragePath, body: bytes, **condition: str) 
 # commit; the file itself is then renamed into place for plain readers. The successors form a
 # chain, and a versioned read follows it to its end, so a writer that dies (or is delayed)
 # between the link and the rename never hides or reverts a committed version.
+
 
 def _etag(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
@@ -226,7 +229,7 @@ def copy_tree(src: ObjectStoragePath, dst: ObjectStoragePath, *, last: tuple[str
     files = sorted((p for p in src.rglob("*") if p.is_file()), key=lambda p: (p.name in last, str(p)))
     copied = []
     for file in files:
-        rel = file.path[len(src.path.rstrip("/")):].lstrip("/")  # relative_to() fails on s3 paths
+        rel = file.path[len(src.path.rstrip("/")) :].lstrip("/")  # relative_to() fails on s3 paths
         target = dst / rel
         if is_local(target):
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -18,9 +18,14 @@ from typing import Any
 #: Where the app is mounted in the API server; links of the outcome task point here.
 URL_PREFIX = "/eksml"
 #: Files of a version the page may serve (what a person reads; never the model itself).
-SERVED = {"metadata.json": "application/json", "metrics.json": "application/json",
-          "evaluation.json": "application/json", "training_curves.png": "image/png",
-          "confusion_matrix.png": "image/png", "per_class_accuracy.png": "image/png"}
+SERVED = {
+    "metadata.json": "application/json",
+    "metrics.json": "application/json",
+    "evaluation.json": "application/json",
+    "training_curves.png": "image/png",
+    "confusion_matrix.png": "image/png",
+    "per_class_accuracy.png": "image/png",
+}
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -54,15 +59,23 @@ def _version_dir(version: str) -> Path:
 def version_page(version: str, metadata: dict[str, Any]) -> str:
     """The HTML of a version: headline metrics, the plots inline, links to the JSON files."""
     metrics = metadata.get("metrics") or {}
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-                   for k, v in metrics.items() if k != "per_class_accuracy")
-    plots = "".join(f'<h2>{name}</h2><img src="{name}" alt="{name}" style="max-width:100%">'
-                    for name in SERVED if name.endswith(".png") and name in (metadata.get("files") or SERVED))
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in metrics.items()
+        if k != "per_class_accuracy"
+    )
+    plots = "".join(
+        f'<h2>{name}</h2><img src="{name}" alt="{name}" style="max-width:100%">'
+        for name in SERVED
+        if name.endswith(".png") and name in (metadata.get("files") or SERVED)
+    )
     files = " · ".join(f'<a href="{name}">{name}</a>' for name in SERVED if name.endswith(".json"))
     title = html.escape(f"{version} ({metadata.get('framework')}, run {metadata.get('run_id')})")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(version)}</title></head>"
-            f"<body style='font-family:sans-serif'><h1>{title}</h1><p>{files}</p><table>{rows}</table>"
-            f"{plots}</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(version)}</title></head>"
+        f"<body style='font-family:sans-serif'><h1>{title}</h1><p>{files}</p><table>{rows}</table>"
+        f"{plots}</body></html>"
+    )
 
 
 def create_app():

@@ -45,8 +45,11 @@ class AirflowApi:
         self.base_url = base_url
         token = httpx.post(f"{base_url}/auth/token", json={"username": "admin", "password": password}, timeout=30)
         token.raise_for_status()
-        self.http = httpx.Client(base_url=f"{base_url}/api/v2", timeout=60,
-                                 headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+        self.http = httpx.Client(
+            base_url=f"{base_url}/api/v2",
+            timeout=60,
+            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        )
 
     def request(self, method: str, path: str, **kwargs: Any):
         return self.http.request(method, path, **kwargs)
@@ -87,15 +90,20 @@ class AirflowApi:
             if run["state"] in TERMINAL:
                 return run
             time.sleep(3)
-        raise AssertionError(f"{dag_id} {run_id} still {run.get('state')} after {timeout:.0f} s: {self.task_states(dag_id, run_id)}")
+        raise AssertionError(
+            f"{dag_id} {run_id} still {run.get('state')} after {timeout:.0f} s: {self.task_states(dag_id, run_id)}"
+        )
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
         tis = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", limit=100)["task_instances"]
         return {ti["task_id"] + (f"[{ti['map_index']}]" if ti["map_index"] >= 0 else ""): ti["state"] for ti in tis}
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
-        response = self.http.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-                                 params={"full_content": True}, headers={"Accept": "application/json"})
+        response = self.http.get(
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+            params={"full_content": True},
+            headers={"Accept": "application/json"},
+        )
         assert response.status_code == 200, response.text[:500]
         content = response.json().get("content", "")
         if isinstance(content, list):
@@ -127,15 +135,24 @@ class ServerUnderTest:
         """Registered model versions: name -> metadata.json."""
         if not self.models.exists():
             return {}
-        return {p.name: json.loads((p / "metadata.json").read_text())
-                for p in sorted(self.models.iterdir()) if (p / "metadata.json").exists()}
+        return {
+            p.name: json.loads((p / "metadata.json").read_text())
+            for p in sorted(self.models.iterdir())
+            if (p / "metadata.json").exists()
+        }
 
     def airflow_cli(self, *args: str, timeout: float = 300):
         """Run the ``airflow`` CLI against this server's metadata database."""
         import subprocess
 
-        return subprocess.run([str(ROOT / ".venv" / "bin" / "airflow"), *args], env=self.standalone.env, cwd=ROOT,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "airflow"), *args],
+            env=self.standalone.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -151,14 +168,17 @@ def airflow_server(tmp_path_factory, small_drop) -> Iterator[ServerUnderTest]:
     module = _load_standalone_module()
     base = tmp_path_factory.mktemp("standalone")
     store = base / "store"
-    server = module.AirflowStandalone(base / "airflow-home", env={
-        "EKSML_PROFILE": "local",
-        "EKSML_STORE_URI": store.as_uri(),
-        "EKSML_SOURCE_DATA_URI": str(small_drop),
-        # Parsing the training DAG can take tens of seconds while the machine trains.
-        "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "300",
-        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "240",
-    })
+    server = module.AirflowStandalone(
+        base / "airflow-home",
+        env={
+            "EKSML_PROFILE": "local",
+            "EKSML_STORE_URI": store.as_uri(),
+            "EKSML_SOURCE_DATA_URI": str(small_drop),
+            # Parsing the training DAG can take tens of seconds while the machine trains.
+            "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "300",
+            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "240",
+        },
+    )
     started = time.monotonic()
     server.start(timeout=420)
     print(f"airflow standalone healthy after {time.monotonic() - started:.0f} s at {server.base_url}")
@@ -183,7 +203,10 @@ def save_run_timings(api: AirflowApi, path: Path) -> None:
             for run in api.runs(dag["dag_id"]):
                 tis = api.get(f"/dags/{dag['dag_id']}/dagRuns/{run['dag_run_id']}/taskInstances", limit=100)
                 timings[f"{dag['dag_id']}/{run['dag_run_id']}"] = {
-                    "type": run["run_type"], "state": run["state"], "start": run["start_date"], "end": run["end_date"],
+                    "type": run["run_type"],
+                    "state": run["state"],
+                    "start": run["start_date"],
+                    "end": run["end_date"],
                     "tasks": {ti["task_id"]: [ti["state"], ti["duration"]] for ti in tis["task_instances"]},
                 }
     except Exception as exc:  # diagnostics only: never hide the test outcome

@@ -72,11 +72,14 @@ def test_dags_load_without_import_errors(api):
     assert dags[TRAINING_DAG]["owners"] == ["ml-platform"]
 
 
-@pytest.mark.parametrize("conf, param", [
-    ({"epochs": 0}, "epochs"),
-    ({"framework": "pytorch"}, "framework"),
-    ({"learning_rate": "fast"}, "learning_rate"),
-])
+@pytest.mark.parametrize(
+    "conf, param",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"framework": "pytorch"}, "framework"),
+        ({"learning_rate": "fast"}, "learning_rate"),
+    ],
+)
 def test_invalid_conf_is_refused_by_the_rest_api(api, conf, param):
     before = run_ids(api)
     response = api.request("POST", f"/dags/{TRAINING_DAG}/dagRuns", json={"logical_date": None, "conf": conf})
@@ -89,18 +92,27 @@ def test_backfill_bad_input_is_refused_and_creates_nothing(server, api):
     first, _ = backfill_window(9)
     runs_before = run_ids(api)
     backfills_before = api.get("/backfills", dag_id=TRAINING_DAG)["total_entries"]
-    empty = {"dag_id": TRAINING_DAG, "from_date": (first + timedelta(days=1)).isoformat(),
-             "to_date": (first + timedelta(days=5)).isoformat(), "dag_run_conf": FAST_CONF}
+    empty = {
+        "dag_id": TRAINING_DAG,
+        "from_date": (first + timedelta(days=1)).isoformat(),
+        "to_date": (first + timedelta(days=5)).isoformat(),
+        "dag_run_conf": FAST_CONF,
+    }
     response = api.request("POST", "/backfills", json=empty)
     assert response.status_code == 422, response.text
     assert "No runs to create" in response.text
-    bad_conf = {"dag_id": TRAINING_DAG, "from_date": first.isoformat(), "to_date": first.isoformat(),
-                "dag_run_conf": {"epochs": 0}}
+    bad_conf = {
+        "dag_id": TRAINING_DAG,
+        "from_date": first.isoformat(),
+        "to_date": first.isoformat(),
+        "dag_run_conf": {"epochs": 0},
+    }
     response = api.request("POST", "/backfills", json=bad_conf)
     assert response.status_code == 422, response.text
     assert "epochs" in response.text
-    cli = server.airflow_cli("backfill", "create", "--dag-id", TRAINING_DAG,
-                             "--from-date", empty["from_date"], "--to-date", empty["to_date"])
+    cli = server.airflow_cli(
+        "backfill", "create", "--dag-id", TRAINING_DAG, "--from-date", empty["from_date"], "--to-date", empty["to_date"]
+    )
     assert cli.returncode == 1, cli.stdout[-2000:] + cli.stderr[-2000:]
     assert "No runs to create" in cli.stdout + cli.stderr
     assert api.get("/backfills", dag_id=TRAINING_DAG)["total_entries"] == backfills_before
@@ -163,8 +175,9 @@ def test_asset_event_posted_through_rest_starts_a_training_run(server, api, tmp_
     drop = tmp_path_factory.mktemp("external") / "drop-2026-11"
     shutil.copytree(server.drop, drop)
     known = run_ids(api)
-    response = api.request("POST", "/assets/events",
-                           json={"asset_id": api.asset_id(TRAINING_DATA), "extra": {"uri": drop.as_uri()}})
+    response = api.request(
+        "POST", "/assets/events", json={"asset_id": api.asset_id(TRAINING_DATA), "extra": {"uri": drop.as_uri()}}
+    )
     assert response.status_code == 200, response.text
     run = api.wait_for_new_run(TRAINING_DAG, known, "asset_triggered")
     succeeded(api, TRAINING_DAG, run["dag_run_id"])
@@ -178,8 +191,9 @@ def test_asset_event_posted_through_rest_starts_a_training_run(server, api, tmp_
 def test_malformed_asset_event_fails_the_first_task_and_registers_nothing(server, api):
     before = server.versions()
     known = run_ids(api)
-    response = api.request("POST", "/assets/events",
-                           json={"asset_id": api.asset_id(TRAINING_DATA), "extra": {"uri": 5}})
+    response = api.request(
+        "POST", "/assets/events", json={"asset_id": api.asset_id(TRAINING_DATA), "extra": {"uri": 5}}
+    )
     assert response.status_code == 200, response.text  # Airflow stores any JSON extra; the DAG judges it
     run = api.wait_for_new_run(TRAINING_DAG, known, "asset_triggered")
     finished = api.wait_run(TRAINING_DAG, run["dag_run_id"], timeout=RUN_TIMEOUT)
@@ -214,8 +228,20 @@ def backfill_cli(server, api, *args: str, attempts: int = 5):
 def test_backfill_over_three_intervals_yields_three_versions_in_order(server, api):
     first, last = backfill_window(6)
     before = set(server.versions())
-    cli = backfill_cli(server, api, "--dag-id", TRAINING_DAG, "--from-date", first.isoformat(),
-                       "--to-date", last.isoformat(), "--max-active-runs", "1", "--dag-run-conf", json.dumps(FAST_CONF))
+    cli = backfill_cli(
+        server,
+        api,
+        "--dag-id",
+        TRAINING_DAG,
+        "--from-date",
+        first.isoformat(),
+        "--to-date",
+        last.isoformat(),
+        "--max-active-runs",
+        "1",
+        "--dag-run-conf",
+        json.dumps(FAST_CONF),
+    )
     assert cli.returncode == 0, cli.stdout[-2000:] + cli.stderr[-3000:]
     runs = sorted((r for r in api.runs(TRAINING_DAG) if r["run_type"] == "backfill"), key=lambda r: r["logical_date"])
     assert [datetime.fromisoformat(r["logical_date"]) for r in runs] == [first, first + WEEK, first + 2 * WEEK]
@@ -230,11 +256,14 @@ def test_backfill_over_three_intervals_yields_three_versions_in_order(server, ap
     assert names == sorted(names) and set(server.versions()) - before == set(names)
     for version, run in zip(versions, runs):
         (meta,) = version.values()
-        assert meta["data_interval"] == [datetime.fromisoformat(run[k]).isoformat()
-                                         for k in ("data_interval_start", "data_interval_end")]
+        assert meta["data_interval"] == [
+            datetime.fromisoformat(run[k]).isoformat() for k in ("data_interval_start", "data_interval_end")
+        ]
         assert meta["data_uri"].endswith(
-            datetime.fromisoformat(run["data_interval_start"]).strftime("%Y%m%dT%H%M%S") + "-"
-            + datetime.fromisoformat(run["data_interval_end"]).strftime("%Y%m%dT%H%M%S"))
+            datetime.fromisoformat(run["data_interval_start"]).strftime("%Y%m%dT%H%M%S")
+            + "-"
+            + datetime.fromisoformat(run["data_interval_end"]).strftime("%Y%m%dT%H%M%S")
+        )
 
 
 def test_rerunning_one_backfill_interval_leaves_the_others_alone(server, api):
@@ -244,8 +273,11 @@ def test_rerunning_one_backfill_interval_leaves_the_others_alone(server, api):
     files = {name: (server.models / name / "metadata.json").read_bytes() for name in server.versions()}
     middle = runs[1]["dag_run_id"]
     (rerun_version,) = versions_of(server, middle)
-    response = api.request("POST", f"/dags/{TRAINING_DAG}/clearTaskInstances",
-                           json={"dry_run": False, "dag_run_id": middle, "only_failed": False, "reset_dag_runs": True})
+    response = api.request(
+        "POST",
+        f"/dags/{TRAINING_DAG}/clearTaskInstances",
+        json={"dry_run": False, "dag_run_id": middle, "only_failed": False, "reset_dag_runs": True},
+    )
     assert response.status_code == 200, response.text
     deadline = time.monotonic() + 60
     while api.get(f"/dags/{TRAINING_DAG}/dagRuns/{middle}")["state"] == "success" and time.monotonic() < deadline:
@@ -260,8 +292,10 @@ def test_rerunning_one_backfill_interval_leaves_the_others_alone(server, api):
 
 def test_non_backfill_runs_never_overlapped(api):
     """The DAG's max_active_runs=1 held for every scheduled, manual and asset-triggered run."""
-    runs = sorted((r for r in api.runs(TRAINING_DAG) if r["run_type"] != "backfill" and r["start_date"]),
-                  key=lambda r: r["start_date"])
+    runs = sorted(
+        (r for r in api.runs(TRAINING_DAG) if r["run_type"] != "backfill" and r["start_date"]),
+        key=lambda r: r["start_date"],
+    )
     assert len(runs) >= 4
     for earlier, later in zip(runs, runs[1:]):
         assert datetime.fromisoformat(earlier["end_date"]) <= datetime.fromisoformat(later["start_date"])
@@ -272,8 +306,13 @@ def test_trigger_dag_run_operator_starts_training_with_its_conf(server, api):
     known = run_ids(api)
     parent = api.trigger(TRIGGER_DAG, {"epochs": 2})
     child = api.wait_for_new_run(TRAINING_DAG, known, "operator_triggered")
-    assert child["conf"] == {"framework": "tensorflow", "trainer": "kubernetes", "epochs": 2,
-                             "limit_train": 2000, "limit_test": 500}
+    assert child["conf"] == {
+        "framework": "tensorflow",
+        "trainer": "kubernetes",
+        "epochs": 2,
+        "limit_train": 2000,
+        "limit_test": 500,
+    }
     succeeded(api, TRAINING_DAG, child["dag_run_id"])
     succeeded(api, TRIGGER_DAG, parent["dag_run_id"])  # it waited for the training run, deferred
     (meta,) = versions_of(server, child["dag_run_id"]).values()

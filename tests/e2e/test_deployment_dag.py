@@ -29,9 +29,9 @@ def deployment(tmp_path_factory, airflow_db, dataset_dir):
     missing = im.missing_venvs("inference", "tf-fashion-mnist")
     if missing:
         pytest.skip(f"virtualenv(s) missing: {', '.join(missing)} (bash scripts/setup.sh)")
-    import eksml.serving.local as serving_local
     from airflow.dag_processing.dagbag import DagBag
 
+    import eksml.serving.local as serving_local
     from eksml.registry import ModelRegistry
     from eksml.settings import load_settings
     from eksml.storage import store_path
@@ -40,37 +40,57 @@ def deployment(tmp_path_factory, airflow_db, dataset_dir):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {"EKSML_PROFILE": "local", "EKSML_STORE_URI": (root / "store").as_uri(),
-           "EKSML_INFERENCE_PORT": str(port), "EKSML_SOURCE_DATA_URI": str(dataset_dir),
-           "EKSML_SERVING_DIR": str(root / "serving")}  # never the developer's own server
+    env = {
+        "EKSML_PROFILE": "local",
+        "EKSML_STORE_URI": (root / "store").as_uri(),
+        "EKSML_INFERENCE_PORT": str(port),
+        "EKSML_SOURCE_DATA_URI": str(dataset_dir),
+        "EKSML_SERVING_DIR": str(root / "serving"),
+    }  # never the developer's own server
     mp = pytest.MonkeyPatch()
     for key, value in env.items():
         mp.setenv(key, value)
     settings = load_settings()
     registry = ModelRegistry(store_path(settings.models_root, settings))
     trained = im.trained_model("tensorflow")
-    exports = {"v-a": im.copy_version(trained, root / "exports" / "v-a"),
-               "v-b": im.copy_version(trained, root / "exports" / "v-b")}
+    exports = {
+        "v-a": im.copy_version(trained, root / "exports" / "v-a"),
+        "v-b": im.copy_version(trained, root / "exports" / "v-b"),
+    }
     exports["v-broken"] = im.corrupt(im.copy_version(trained, root / "exports" / "v-broken"), "truncate")
     accuracy = json.loads((trained / "metrics.json").read_text())["test_accuracy"]
     for version, folder in exports.items():
-        registry.register(version, store_path(folder.as_uri(), settings),
-                          {"run_id": version, "framework": "tensorflow", "data_uri": str(dataset_dir),
-                           "metrics": {"test_accuracy": accuracy}})
+        registry.register(
+            version,
+            store_path(folder.as_uri(), settings),
+            {
+                "run_id": version,
+                "framework": "tensorflow",
+                "data_uri": str(dataset_dir),
+                "metrics": {"test_accuracy": accuracy},
+            },
+        )
     registry.promote("v-a", test_accuracy=accuracy, reason="trained")
     bag = DagBag(dag_folder=str(ROOT / "dags" / "model_deployment.py"))
     assert not bag.import_errors, bag.import_errors
-    yield {"dag": bag.dags["model_deployment"], "registry": registry, "port": port, "settings": settings,
-           "state": root / "serving"}
+    yield {
+        "dag": bag.dags["model_deployment"],
+        "registry": registry,
+        "port": port,
+        "settings": settings,
+        "state": root / "serving",
+    }
     serving_local.stop_local(settings, root / "serving")
     mp.undo()
 
 
 def served_version(port: int) -> str:
     images, _ = im.real_test_images(4)
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/fashion-mnist:predict",
-                                     data=json.dumps({"instances": images}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/models/fashion-mnist:predict",
+        data=json.dumps({"instances": images}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())["model_version"]
 

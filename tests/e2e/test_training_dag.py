@@ -46,11 +46,11 @@ def _predict_in_tf_venv(version_dir: Path, data_dir: Path, limit: int) -> float:
     """Accuracy of the registered SavedModel on the first ``limit`` test images, in its own venv."""
     code = f"""
 import sys, json
-sys.path.insert(0, {str(ROOT / 'images' / 'common')!r})
+sys.path.insert(0, {str(ROOT / "images" / "common")!r})
 import numpy as np, tensorflow as tf
 from trainkit.data import load_fashion_mnist
 _, _, x, y = load_fashion_mnist({str(data_dir)!r}, limit_train=1, limit_test={limit})
-model = tf.saved_model.load({str(version_dir / 'saved_model')!r})
+model = tf.saved_model.load({str(version_dir / "saved_model")!r})
 fn = model.signatures['serving_default']
 name = list(fn.structured_input_signature[1])[0]
 out = list(fn(**{{name: tf.constant(x.astype('float32'))}}).values())[0].numpy()
@@ -98,8 +98,16 @@ def _outcome_summary(run) -> dict:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        row = session.query(XComModel).filter(XComModel.dag_id == run.dag_id, XComModel.run_id == run.run_id,
-                                              XComModel.task_id == "outcome", XComModel.key == "summary").one()
+        row = (
+            session.query(XComModel)
+            .filter(
+                XComModel.dag_id == run.dag_id,
+                XComModel.run_id == run.run_id,
+                XComModel.task_id == "outcome",
+                XComModel.key == "summary",
+            )
+            .one()
+        )
         return XComModel.deserialize_value(row)
 
 
@@ -131,10 +139,13 @@ def test_full_data_default_params(store, dataset_dir):
     assert meta["metrics"]["test_accuracy"] >= 0.91
 
 
-@pytest.mark.parametrize("conf, message", [
-    ({"epochs": 0}, "epochs"),
-    ({"learning_rate": -0.5}, "learning_rate"),
-])
+@pytest.mark.parametrize(
+    "conf, message",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"learning_rate": -0.5}, "learning_rate"),
+    ],
+)
 def test_invalid_params_refused_before_a_run(store, conf, message):
     from airflow.sdk.definitions.param import ParamValidationError
 
@@ -180,8 +191,13 @@ def test_s3_stores_on_a_moto_server(moto_server, monkeypatch, tmp_path, dataset_
     """The same DAG with data and model stores on s3:// (a real moto server on loopback)."""
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-west-2",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-west-2",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     s3.create_bucket(Bucket="eksml-e2e", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
     monkeypatch.setenv("EKSML_STORE_URI", "s3://eksml-e2e/ml")
     monkeypatch.setenv("EKSML_PROFILE", "local")
@@ -194,11 +210,12 @@ def test_s3_stores_on_a_moto_server(moto_server, monkeypatch, tmp_path, dataset_
     local = tmp_path / "downloaded"
     for key in keys:
         if key.startswith(prefix + "/"):
-            target = local / key[len(prefix) + 1:]
+            target = local / key[len(prefix) + 1 :]
             target.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file("eksml-e2e", key, str(target))
     meta = json.loads((local / "metadata.json").read_text())
     assert "uri" not in meta and prefix == f"ml/models/fashion-mnist/{meta['version']}"  # no store URI inside
     assert len(meta["data_files"]) == 4 and meta["data_uri"].startswith("s3://eksml-e2e/ml/data/")
     assert _predict_in_tf_venv(local, dataset_dir, FAST_CONF["limit_test"]) == pytest.approx(
-        meta["metrics"]["test_accuracy"], abs=1e-6)
+        meta["metrics"]["test_accuracy"], abs=1e-6
+    )

@@ -32,14 +32,23 @@ def _dag():
 
 
 def _states(run) -> dict[str, str]:
-    return {ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): str(ti.state)
-            for ti in run.get_task_instances()}
+    return {
+        ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): str(ti.state)
+        for ti in run.get_task_instances()
+    }
 
 
 def _versions(store: Path) -> dict[str, dict]:
     models = store / "models" / "fashion-mnist"
-    return {p.name: json.loads((p / "metadata.json").read_text())
-            for p in models.iterdir() if (p / "metadata.json").exists()} if models.exists() else {}
+    return (
+        {
+            p.name: json.loads((p / "metadata.json").read_text())
+            for p in models.iterdir()
+            if (p / "metadata.json").exists()
+        }
+        if models.exists()
+        else {}
+    )
 
 
 def _need(*images: str) -> None:
@@ -77,8 +86,7 @@ def test_both_frameworks_side_by_side(store, dataset_dir):
     assert champion["version"] == best["version"]
 
 
-def test_a_training_failure_fails_the_run_and_the_teardown_branch_still_runs(store, tmp_path, monkeypatch,
-                                                                             dataset_dir):
+def test_a_training_failure_fails_the_run_and_the_teardown_branch_still_runs(store, tmp_path, monkeypatch, dataset_dir):
     """The TF entrypoint is replaced by one that refuses its input (exit 2): no retry, no version."""
     venvs = tmp_path / "venvs"
     python = venvs / "tf-fashion-mnist" / "bin" / "python"
@@ -105,8 +113,9 @@ FAKE_EKSCTL = ROOT / "tests" / "fixtures" / "fake_eksctl"
 
 
 @pytest.mark.slow  # about 6 minutes: the eksctl trigger's polls between create and delete
-def test_aws_profile_training_failure_still_deletes_the_ephemeral_cluster(tmp_path, monkeypatch, airflow_db,
-                                                                         moto_server):
+def test_aws_profile_training_failure_still_deletes_the_ephemeral_cluster(
+    tmp_path, monkeypatch, airflow_db, moto_server
+):
     """``dag.test()`` of the real DAG in the aws profile with ``cluster=ephemeral``: the stand-in
     eksctl (a subprocess answering from a state file) creates the run's cluster, the training pod
     fails, and Airflow's own trigger rules run ``needs_teardown`` (all_done) and ``delete_cluster``,
@@ -124,17 +133,32 @@ def test_aws_profile_training_failure_still_deletes_the_ephemeral_cluster(tmp_pa
     from eksml.eksctl.operators import ephemeral_cluster_name
     from eksml.kubernetes.workload_pod import GpuTrainingPodOperator
 
-    monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), str(FAKE_EKSCTL),
-                                                os.environ["PATH"]]))
+    monkeypatch.setenv(
+        "PATH", os.pathsep.join([str(Path(sys.executable).parent), str(FAKE_EKSCTL), os.environ["PATH"]])
+    )
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("EKSML_PROFILE", "aws")
     monkeypatch.setenv("EKSML_STORE_URI", "s3://ml-store-bucket/eksml")
     monkeypatch.delenv("EKSML_EKSCTL", raising=False)
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(
-        {"conn_type": "aws", "login": "AKIAIOSFODNN7EXAMPLE", "password": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-         "extra": {"region_name": "us-west-2", "endpoint_url": moto_server}}))
-    monkeypatch.setattr(eksml.pipeline, "validate", lambda params, events, dag_run: {
-        "profile": "aws", "params": {**params, "trainer": "kubernetes", "cluster": "ephemeral"}})
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "AKIAIOSFODNN7EXAMPLE",
+                "password": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                "extra": {"region_name": "us-west-2", "endpoint_url": moto_server},
+            }
+        ),
+    )
+    monkeypatch.setattr(
+        eksml.pipeline,
+        "validate",
+        lambda params, events, dag_run: {
+            "profile": "aws",
+            "params": {**params, "trainer": "kubernetes", "cluster": "ephemeral"},
+        },
+    )
 
     def pod_exits_2(self, context):
         raise AirflowFailException("Pod train-tensorflow returned a failure: exit code 2")
@@ -143,15 +167,14 @@ def test_aws_profile_training_failure_still_deletes_the_ephemeral_cluster(tmp_pa
     run = _dag().test(
         run_conf={**SLICE, "framework": "tensorflow", "trainer": "kubernetes", "cluster": "ephemeral"},
         mark_success_pattern=r"prepare_data|choose_trainer|prepare_cluster|check_gpu_capacity|train_mxnet"
-                             r"|train_sagemaker_.*",
+        r"|train_sagemaker_.*",
     )
     states = _states(run)
     assert str(run.state) == "failed", states
     assert states["create_cluster"] == "success" and states["train_tensorflow"] == "failed", states
     assert states["evaluate"] == "upstream_failed", states
     assert states["needs_teardown"] == "success" and states["delete_cluster"] == "success", states
-    calls = [json.loads(line)["argv"] for line in
-             (tmp_path / ".fake_eksctl" / "calls.jsonl").read_text().splitlines()]
+    calls = [json.loads(line)["argv"] for line in (tmp_path / ".fake_eksctl" / "calls.jsonl").read_text().splitlines()]
     verbs = [" ".join(argv[:2]) for argv in calls]
     assert "create cluster" in verbs and "delete cluster" in verbs
     assert verbs.index("create cluster") < verbs.index("delete cluster")

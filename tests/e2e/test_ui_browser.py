@@ -43,8 +43,14 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 def browser():
     options = ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1400,1000", "--lang=en-US"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1400,1000",
+        "--lang=en-US",
+    ):
         options.add_argument(arg)
     driver = Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(WAIT_S)
@@ -103,10 +109,16 @@ class UI:
             trigger.click()
             self.wait.until(lambda d: trigger.get_attribute("aria-expanded") == "true")
         # The section opens with an animation: wait until the field's label can be read.
-        self.wait.until(lambda d: any(
-            e.is_displayed() and e.text.strip() for e in d.find_elements(
-                By.XPATH, f"//*[@id='element_{name}' or @name='element_{name}']"
-                          "/ancestor::*[@data-scope='field' and @data-part='root'][1]//label")))
+        self.wait.until(
+            lambda d: any(
+                e.is_displayed() and e.text.strip()
+                for e in d.find_elements(
+                    By.XPATH,
+                    f"//*[@id='element_{name}' or @name='element_{name}']"
+                    "/ancestor::*[@data-scope='field' and @data-part='root'][1]//label",
+                )
+            )
+        )
 
     def field(self, name: str):
         """The form row (label, input, help text) of param ``name``."""
@@ -135,15 +147,18 @@ class UI:
             ActionChains(self.driver).send_keys(Keys.ESCAPE).perform()
             try:
                 WebDriverWait(self.driver, 3).until(
-                    EC.invisibility_of_element_located((By.CSS_SELECTOR, "[data-testid='config-form']")))
+                    EC.invisibility_of_element_located((By.CSS_SELECTOR, "[data-testid='config-form']"))
+                )
                 return
             except TimeoutException:
                 continue
         raise AssertionError("the trigger dialog did not close")
 
     #: The trigger form's "Configuration JSON" editor (Monaco); the page behind has others.
-    CONF_EDITOR = ("//label[normalize-space()='Configuration JSON']"
-                   "/following::*[@data-mode-id='json'][1]//*[contains(@class, 'view-lines')]")
+    CONF_EDITOR = (
+        "//label[normalize-space()='Configuration JSON']"
+        "/following::*[@data-mode-id='json'][1]//*[contains(@class, 'view-lines')]"
+    )
 
     def conf_editor_text(self) -> str:
         return self.find(By.XPATH, self.CONF_EDITOR).text
@@ -161,8 +176,9 @@ class UI:
         self.driver.execute_cdp_cmd("Input.insertText", {"text": text})
 
     def trigger_button(self):
-        buttons = [b for b in self.driver.find_elements(By.XPATH, "//button[normalize-space()='Trigger']")
-                   if b.is_displayed()]
+        buttons = [
+            b for b in self.driver.find_elements(By.XPATH, "//button[normalize-space()='Trigger']") if b.is_displayed()
+        ]
         return buttons[-1]  # the dialog's, not the page header's
 
 
@@ -182,8 +198,17 @@ def test_training_dag_page(ui):
     ui.wait_text("ml-platform")
     page = ui.text()
     # The grid lists the stages (task groups, collapsed), not 19 tasks in a row.
-    for expected in (TRAINING_DAG, "ml-platform", "fashion-mnist", "Schedule", "validate_params",
-                     "cluster", "training", "evaluation", "registry"):
+    for expected in (
+        TRAINING_DAG,
+        "ml-platform",
+        "fashion-mnist",
+        "Schedule",
+        "validate_params",
+        "cluster",
+        "training",
+        "evaluation",
+        "registry",
+    ):
         assert expected in page, expected
     assert "train_sagemaker_mxnet" not in page
     # The schedule cell names the asset, or (once the DAG has run) "Asset or <cron>".
@@ -192,9 +217,7 @@ def test_training_dag_page(ui):
 
 
 def test_trigger_form_renders_every_param_with_its_type(ui):
-    from eksml.params import PARAM_SCHEMAS
-
-    from eksml.params import DEFAULT_SECTION, SECTIONS
+    from eksml.params import DEFAULT_SECTION, PARAM_SCHEMAS, SECTIONS
 
     ui.open_trigger_form()
     for title in (DEFAULT_SECTION, *SECTIONS):
@@ -223,8 +246,10 @@ def test_trigger_form_renders_every_param_with_its_type(ui):
             assert row.find_element(By.NAME, f"element_{name}").get_attribute("type") == "text", name
     assert "Limits: 1 to 100. The form clamps" in ui.field("epochs").get_attribute("textContent")
     ui.shot("03-trigger-form")
-    ui.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})",
-                             ui.find(By.CSS_SELECTOR, "#element_framework [role='combobox']"))
+    ui.driver.execute_script(
+        "arguments[0].scrollIntoView({block: 'center'})",
+        ui.find(By.CSS_SELECTOR, "#element_framework [role='combobox']"),
+    )
     ui.click(By.CSS_SELECTOR, "#element_framework [role='combobox']")
     ui.wait_text("mxnet")
     options = ui.driver.find_elements(By.CSS_SELECTOR, "[id^='react-select'][id*='-option-']")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 import inference_models as im
+import pytest
 
 
 @pytest.fixture(scope="session")
@@ -31,10 +30,10 @@ def servers(versions, server_logs) -> dict[str, int]:
     try:
         for framework, extra in (("tensorflow", ()), ("mxnet", ("--max-latency-ms", "50"))):
             ports[framework] = im.free_port()
-            procs[framework] = im.start_server(versions[framework], ports[framework], *extra,
-                                               log_path=server_logs[framework])
+            procs[framework] = im.start_server(
+                versions[framework], ports[framework], *extra, log_path=server_logs[framework]
+            )
         yield ports
     finally:
         for proc in procs.values():
             im.stop_server(proc)
-

@@ -57,12 +57,24 @@ def trained_model(framework: str) -> Path:
         return target
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "images" / "common"), "TF_CPP_MIN_LOG_LEVEL": "2",
-           "OMP_NUM_THREADS": "2"}
-    proc = subprocess.run([str(venv_python(image)), "train.py", *args, "--model-uri", str(partial)],
-                          cwd=ROOT / "images" / image, env=env, capture_output=True, text=True, timeout=900)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "images" / "common"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "OMP_NUM_THREADS": "2",
+    }
+    proc = subprocess.run(
+        [str(venv_python(image)), "train.py", *args, "--model-uri", str(partial)],
+        cwd=ROOT / "images" / image,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if proc.returncode != 0:
-        raise RuntimeError(f"training {framework} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        raise RuntimeError(
+            f"training {framework} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+        )
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
     return target
@@ -76,15 +88,18 @@ def copy_version(source: Path, target: Path) -> Path:
 def corrupt(version: Path, how: str = "garble") -> Path:
     """Damage the model's weights file: ``garble`` overwrites its middle half with random bytes
     (a bad disk or copy), ``truncate`` cuts it in half (an interrupted upload)."""
-    files = [version / "model.onnx"] if (version / "model.onnx").exists() else \
-        sorted((version / "saved_model" / "variables").glob("variables.data-*"))
+    files = (
+        [version / "model.onnx"]
+        if (version / "model.onnx").exists()
+        else sorted((version / "saved_model" / "variables").glob("variables.data-*"))
+    )
     for path in files:
         data = bytearray(path.read_bytes())
         if how == "truncate":
-            data = data[:len(data) // 2]
+            data = data[: len(data) // 2]
         else:
             quarter = len(data) // 4
-            data[quarter:3 * quarter] = os.urandom(2 * quarter)
+            data[quarter : 3 * quarter] = os.urandom(2 * quarter)
         path.write_bytes(bytes(data))
     return version
 
@@ -144,8 +159,14 @@ def in_process_classes(framework: str, version: Path, count: int) -> list[int]:
     """Classes the model gives the first ``count`` test images, called in its training image."""
     image = TRAINING[framework][0]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "images" / "common"), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([str(venv_python(image)), "-c", _IN_PROCESS[framework], str(version), DATASET, str(count)],
-                          cwd=ROOT / "images" / image, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [str(venv_python(image)), "-c", _IN_PROCESS[framework], str(version), DATASET, str(count)],
+        cwd=ROOT / "images" / image,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"in-process prediction failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -164,8 +185,14 @@ def in_process_probabilities(version: Path, count: int) -> list[list[float]]:
     """Probabilities of the first ``count`` test images from the server's backend called in-process,
     as one batch (float32 values, exact through JSON: float32 -> double -> float32 round-trips)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "images" / "common"), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([str(INFERENCE_PYTHON), "-c", _BACKEND, str(version), DATASET, str(count)],
-                          cwd=ROOT / "images" / "inference", env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [str(INFERENCE_PYTHON), "-c", _BACKEND, str(version), DATASET, str(count)],
+        cwd=ROOT / "images" / "inference",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"in-process prediction failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -180,8 +207,12 @@ def free_port() -> int:
 def call(port: int, method: str, path: str, body=None, headers: dict[str, str] | None = None) -> tuple[int, object]:
     """One HTTP request; the answer decoded as JSON when it is JSON."""
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             raw, status = response.read(), response.status
@@ -193,14 +224,30 @@ def call(port: int, method: str, path: str, body=None, headers: dict[str, str] |
         return status, raw.decode()
 
 
-def start_server(version: Path | str, port: int, *extra: str, log_path: Path | None = None,
-                 env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_server(
+    version: Path | str, port: int, *extra: str, log_path: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """The inference server on 127.0.0.1:port, returned once its model is ready."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "images" / "common"), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     out = open(log_path, "wb") if log_path else subprocess.DEVNULL
-    proc = subprocess.Popen([str(INFERENCE_PYTHON), "serve.py", "--model-uri", str(version), "--host", "127.0.0.1",
-                             "--http-port", str(port), *extra], cwd=ROOT / "images" / "inference", env=env,
-                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            str(INFERENCE_PYTHON),
+            "serve.py",
+            "--model-uri",
+            str(version),
+            "--host",
+            "127.0.0.1",
+            "--http-port",
+            str(port),
+            *extra,
+        ],
+        cwd=ROOT / "images" / "inference",
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if proc.poll() is not None:

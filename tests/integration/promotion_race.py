@@ -33,10 +33,12 @@ class RaceResult:
     errors: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        return (f"trials {self.trials}, wrong champion {self.wrong_champion}, successful promotions "
-                f"{self.promotions}, history entries lost {self.lost_entries}, with a wrong previous "
-                f"{self.wrong_previous}, failed promotions {self.failed_promotions}, failed reads "
-                f"{self.failed_reads} of {self.reads}")
+        return (
+            f"trials {self.trials}, wrong champion {self.wrong_champion}, successful promotions "
+            f"{self.promotions}, history entries lost {self.lost_entries}, with a wrong previous "
+            f"{self.wrong_previous}, failed promotions {self.failed_promotions}, failed reads "
+            f"{self.failed_reads} of {self.reads}"
+        )
 
 
 def _register(registry: ModelRegistry, store_uri: str, version: str, accuracy: float) -> None:
@@ -46,12 +48,14 @@ def _register(registry: ModelRegistry, store_uri: str, version: str, accuracy: f
         staging.mkdir(parents=True, exist_ok=True)
     (staging / "model.bin").write_bytes(version.encode())
     (staging / "metrics.json").write_text(json.dumps({"test_accuracy": accuracy}))
-    registry.register(version, staging, {"run_id": version, "framework": "tensorflow",
-                                         "metrics": {"test_accuracy": accuracy}})
+    registry.register(
+        version, staging, {"run_id": version, "framework": "tensorflow", "metrics": {"test_accuracy": accuracy}}
+    )
 
 
-def race_trial(store_uri: str, writers: int, readers: int, result: RaceResult,
-               on_start: Callable[[], None] | None = None) -> None:
+def race_trial(
+    store_uri: str, writers: int, readers: int, result: RaceResult, on_start: Callable[[], None] | None = None
+) -> None:
     """One trial: a 0.10 champion, ``writers`` better candidates promoted at once, ``readers`` reading."""
     settings = load_settings({"store_uri": store_uri})
     registry = ModelRegistry(store_path(settings.models_root, settings))

@@ -19,9 +19,8 @@ import json
 from pathlib import Path
 
 import boto3
-import pytest
-
 import inference_models as im
+import pytest
 from fixtures.fake_kube_api import FakeKubeApi
 from test_cluster_routing import REGION, _context, _create_cluster
 
@@ -46,12 +45,22 @@ def _controller(exports: dict[str, Path], servers: dict[str, tuple[object, int]]
         same = [rs for rs in replicasets if rs["spec"]["template"] == template]
         revision = int(same[0]["metadata"]["annotations"][REVISION_ANNOTATION]) if same else len(replicasets) + 1
         if not same:
-            api.put("apis/apps/v1", namespace, "replicasets", {
-                "metadata": {"name": f"{meta['name']}-{revision}", "annotations": {REVISION_ANNOTATION: str(revision)},
-                             "labels": dict(spec["selector"]["matchLabels"]),
-                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"],
-                                                 "uid": meta["uid"]}]},
-                "spec": {"selector": {"matchLabels": dict(spec["selector"]["matchLabels"])}, "template": template}})
+            api.put(
+                "apis/apps/v1",
+                namespace,
+                "replicasets",
+                {
+                    "metadata": {
+                        "name": f"{meta['name']}-{revision}",
+                        "annotations": {REVISION_ANNOTATION: str(revision)},
+                        "labels": dict(spec["selector"]["matchLabels"]),
+                        "ownerReferences": [
+                            {"apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"], "uid": meta["uid"]}
+                        ],
+                    },
+                    "spec": {"selector": {"matchLabels": dict(spec["selector"]["matchLabels"])}, "template": template},
+                },
+            )
         generation = int(meta.get("generation", 0)) + 1
         meta["generation"] = generation
         meta.setdefault("annotations", {})[REVISION_ANNOTATION] = str(revision)
@@ -63,13 +72,28 @@ def _controller(exports: dict[str, Path], servers: dict[str, tuple[object, int]]
                 port = im.free_port()
                 servers[model_uri] = (im.start_server(exports[model_uri], port), port)
             api.proxies[(namespace, meta["name"])] = f"http://127.0.0.1:{servers[model_uri][1]}"
-            obj["status"] = {"observedGeneration": generation, "replicas": replicas, "updatedReplicas": replicas,
-                             "availableReplicas": replicas, "readyReplicas": replicas}
+            obj["status"] = {
+                "observedGeneration": generation,
+                "replicas": replicas,
+                "updatedReplicas": replicas,
+                "availableReplicas": replicas,
+                "readyReplicas": replicas,
+            }
         except RuntimeError as exc:  # the pods crash-loop: the rollout passes its progress deadline
-            obj["status"] = {"observedGeneration": generation, "replicas": replicas, "updatedReplicas": replicas,
-                             "availableReplicas": 0, "conditions": [
-                                 {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
-                                  "message": f"model server exited: {str(exc)[:200]}"}]}
+            obj["status"] = {
+                "observedGeneration": generation,
+                "replicas": replicas,
+                "updatedReplicas": replicas,
+                "availableReplicas": 0,
+                "conditions": [
+                    {
+                        "type": "Progressing",
+                        "status": "False",
+                        "reason": "ProgressDeadlineExceeded",
+                        "message": f"model server exited: {str(exc)[:200]}",
+                    }
+                ],
+            }
 
     return react
 
@@ -81,26 +105,37 @@ def serving(moto_server, tmp_path_factory, dataset_dir):
         pytest.skip(f"virtualenv(s) missing: {', '.join(missing)} (bash scripts/setup.sh)")
     root = tmp_path_factory.mktemp("aws-deploy")
     trained = im.trained_model("tensorflow")
-    local = {"v-good": im.copy_version(trained, root / "v-good"),
-             "v-broken": im.corrupt(im.copy_version(trained, root / "v-broken"), "truncate")}
-    s3 = boto3.client("s3", endpoint_url=moto_server, region_name=REGION, aws_access_key_id="testing",
-                      aws_secret_access_key="testing")
+    local = {
+        "v-good": im.copy_version(trained, root / "v-good"),
+        "v-broken": im.corrupt(im.copy_version(trained, root / "v-broken"), "truncate"),
+    }
+    s3 = boto3.client(
+        "s3", endpoint_url=moto_server, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     exports = {}
     for version, folder in local.items():
         uri = f"{STORE}/models/fashion-mnist/{version}"
         for path in folder.rglob("*"):
             if path.is_file():
-                s3.put_object(Bucket=BUCKET, Key=f"eksml/models/fashion-mnist/{version}/{path.relative_to(folder)}",
-                              Body=path.read_bytes())
+                s3.put_object(
+                    Bucket=BUCKET,
+                    Key=f"eksml/models/fashion-mnist/{version}/{path.relative_to(folder)}",
+                    Body=path.read_bytes(),
+                )
         exports[uri] = folder
     api = FakeKubeApi(CLUSTER).start()
     servers: dict[str, tuple[object, int]] = {}
     api.on_apply.append(_controller(exports, servers))
     _create_cluster(CLUSTER, api.url, max_size=2)
     mp = pytest.MonkeyPatch()
-    for key, value in {"EKSML_PROFILE": "aws", "EKSML_STORE_URI": STORE, "EKSML_CLUSTER_NAME": CLUSTER,
-                       "EKSML_REGION": REGION, "EKSML_SOURCE_DATA_URI": str(dataset_dir)}.items():
+    for key, value in {
+        "EKSML_PROFILE": "aws",
+        "EKSML_STORE_URI": STORE,
+        "EKSML_CLUSTER_NAME": CLUSTER,
+        "EKSML_REGION": REGION,
+        "EKSML_SOURCE_DATA_URI": str(dataset_dir),
+    }.items():
         mp.setenv(key, value)
     yield {"api": api, "uris": {v: f"{STORE}/models/fashion-mnist/{v}" for v in local}}
     mp.undo()
@@ -112,8 +147,13 @@ def serving(moto_server, tmp_path_factory, dataset_dir):
 def _deploy(version: str, serving) -> dict:
     from eksml.serving.operators import DeployModelOperator
 
-    return DeployModelOperator(task_id="deploy_and_smoke_test", model_uri=serving["uris"][version], version=version,
-                               cluster_name=CLUSTER, rollout_timeout=120).execute(_context())
+    return DeployModelOperator(
+        task_id="deploy_and_smoke_test",
+        model_uri=serving["uris"][version],
+        version=version,
+        cluster_name=CLUSTER,
+        rollout_timeout=120,
+    ).execute(_context())
 
 
 def _served_version(api: FakeKubeApi) -> str:

@@ -15,7 +15,6 @@ the real control plane tests do that).
 from __future__ import annotations
 
 import pytest
-
 from fixtures.fake_kube_api import FakeKubeApi
 from test_cluster_routing import REGION, STORE, _context, _create_cluster
 
@@ -32,8 +31,12 @@ def ephemeral(moto_server: str):
 
 @pytest.fixture
 def aws_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in {"EKSML_PROFILE": "aws", "EKSML_STORE_URI": STORE, "EKSML_CLUSTER_NAME": "shared-eks",
-                       "EKSML_REGION": REGION}.items():
+    for key, value in {
+        "EKSML_PROFILE": "aws",
+        "EKSML_STORE_URI": STORE,
+        "EKSML_CLUSTER_NAME": "shared-eks",
+        "EKSML_REGION": REGION,
+    }.items():
         monkeypatch.setenv(key, value)
 
 
@@ -58,18 +61,27 @@ def no_access_entry_api(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_addons_operator_prepares_the_runs_cluster_idempotently(ephemeral, aws_settings, no_access_entry_api) -> None:
     from eksml.cluster.operators import ClusterAddonsOperator
 
-    operator = ClusterAddonsOperator(task_id="prepare_cluster", cluster_name=EPHEMERAL, cluster_role="training",
-                                     cluster_mode="ephemeral")
+    operator = ClusterAddonsOperator(
+        task_id="prepare_cluster", cluster_name=EPHEMERAL, cluster_role="training", cluster_mode="ephemeral"
+    )
     first = operator.execute(_context())
     assert no_access_entry_api and no_access_entry_api[0].startswith(f"{EPHEMERAL}:arn:aws:")
     kinds = {ref.split("/", 1)[0] for ref in first["applied"]}
-    assert {"Namespace", "ServiceAccount", "Role", "RoleBinding", "Deployment", "DaemonSet",
-            "CustomResourceDefinition"} <= kinds  # the pipeline's objects and the vendored add-ons
+    assert {
+        "Namespace",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "Deployment",
+        "DaemonSet",
+        "CustomResourceDefinition",
+    } <= kinds  # the pipeline's objects and the vendored add-ons
     assert any(o["metadata"]["name"] == "mpijobs.kubeflow.org" for o in ephemeral.items("customresourcedefinitions"))
     namespaces = {o["metadata"]["name"] for o in ephemeral.items("namespaces")}
     assert "ml-training" in namespaces
-    (training_sa,) = [o for o in ephemeral.items("serviceaccounts", "ml-training")
-                      if o["metadata"]["name"] == "training"]
+    (training_sa,) = [
+        o for o in ephemeral.items("serviceaccounts", "ml-training") if o["metadata"]["name"] == "training"
+    ]
     role_arn = training_sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
     assert role_arn.startswith("arn:aws:iam::123456789012:role/")  # the account STS answered
     assert any(o["metadata"]["name"] == "cluster-autoscaler" for o in ephemeral.items("deployments", "kube-system"))
@@ -86,6 +98,7 @@ def test_existing_cluster_mode_touches_nothing(ephemeral, aws_settings) -> None:
     from eksml.cluster.operators import ClusterAddonsOperator
 
     ephemeral.requests.clear()
-    result = ClusterAddonsOperator(task_id="prepare_cluster", cluster_name=EPHEMERAL, cluster_role="training",
-                                   cluster_mode="existing").execute(_context())
+    result = ClusterAddonsOperator(
+        task_id="prepare_cluster", cluster_name=EPHEMERAL, cluster_role="training", cluster_mode="existing"
+    ).execute(_context())
     assert result["applied"] == [] and ephemeral.requests == []

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import base64
 import copy
-import json
 import urllib.parse
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-
 from fixtures.fake_kube_api import FakeKubeApi, autoscaler_deployment, gpu_node
 
 REGION = "us-west-2"
@@ -46,12 +44,19 @@ def _create_cluster(name: str, url: str, *, max_size: int = 2) -> None:
 
     hook = EksHook(aws_conn_id="aws_default", region_name=REGION)
     subnets = ["subnet-0001", "subnet-0002"]
-    hook.create_cluster(name=name, roleArn="arn:aws:iam::123456789012:role/eks",
-                        resourcesVpcConfig={"subnetIds": subnets})
-    hook.create_nodegroup(clusterName=name, nodegroupName="ng-train", subnets=subnets,
-                          nodeRole="arn:aws:iam::123456789012:role/node", instanceTypes=["p3.8xlarge"],
-                          labels={"role": "train"}, scalingConfig={"minSize": 0, "desiredSize": 0, "maxSize": max_size},
-                          taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}])
+    hook.create_cluster(
+        name=name, roleArn="arn:aws:iam::123456789012:role/eks", resourcesVpcConfig={"subnetIds": subnets}
+    )
+    hook.create_nodegroup(
+        clusterName=name,
+        nodegroupName="ng-train",
+        subnets=subnets,
+        nodeRole="arn:aws:iam::123456789012:role/node",
+        instanceTypes=["p3.8xlarge"],
+        labels={"role": "train"},
+        scalingConfig={"minSize": 0, "desiredSize": 0, "maxSize": max_size},
+        taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}],
+    )
     _point_cluster_at(name, url)
 
 
@@ -61,8 +66,9 @@ def _pending_gpu_pod_autoscaler(max_nodes: int):
     def react(api: FakeKubeApi, plural: str, obj: dict[str, Any]) -> None:
         if plural != "pods":
             return
-        wants = any("nvidia.com/gpu" in ((c.get("resources") or {}).get("limits") or {})
-                    for c in obj["spec"]["containers"])
+        wants = any(
+            "nvidia.com/gpu" in ((c.get("resources") or {}).get("limits") or {}) for c in obj["spec"]["containers"]
+        )
         nodes = api.items("nodes")
         if wants and len(nodes) < max_nodes:
             api.put("api/v1", None, "nodes", gpu_node(f"gpu-{len(nodes)}", gpus=4))
@@ -85,9 +91,14 @@ def clusters(moto_server: str):
 
 @pytest.fixture
 def aws_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in {"EKSML_PROFILE": "aws", "EKSML_STORE_URI": STORE, "EKSML_CLUSTER_NAME": SHARED,
-                       "EKSML_REGION": REGION, "EKSML_IMAGE_REGISTRY": "123456789012.dkr.ecr.us-west-2.amazonaws.com/eksml",
-                       "EKSML_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/eksml-sagemaker-role"}.items():
+    for key, value in {
+        "EKSML_PROFILE": "aws",
+        "EKSML_STORE_URI": STORE,
+        "EKSML_CLUSTER_NAME": SHARED,
+        "EKSML_REGION": REGION,
+        "EKSML_IMAGE_REGISTRY": "123456789012.dkr.ecr.us-west-2.amazonaws.com/eksml",
+        "EKSML_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/eksml-sagemaker-role",
+    }.items():
         monkeypatch.setenv(key, value)
 
 
@@ -95,8 +106,9 @@ def aws_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 def dag():
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(__import__("pathlib").Path(__file__).resolve().parents[2] / "dags"
-                                / "fashion_mnist_training.py"))
+    bag = DagBag(
+        dag_folder=str(__import__("pathlib").Path(__file__).resolve().parents[2] / "dags" / "fashion_mnist_training.py")
+    )
     assert not bag.import_errors, bag.import_errors
     return bag.dags["fashion_mnist_training"]
 
@@ -104,7 +116,7 @@ def dag():
 def _access_key_of(token: str) -> str:
     """The access key id a ``k8s-aws-v1.`` token (a presigned STS URL) was signed with."""
     assert token.startswith("k8s-aws-v1."), token
-    raw = token[len("k8s-aws-v1."):]
+    raw = token[len("k8s-aws-v1.") :]
     url = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
     assert "x-k8s-aws-id" in query["X-Amz-SignedHeaders"][0]
@@ -118,18 +130,36 @@ def _gpu_gate(dag):
 
 
 def _context(run_id: str = "scheduled__2026-11-29T03:00:00+00:00", task_id: str = "t") -> dict:
-    ti = SimpleNamespace(dag_id="fashion_mnist_training", task_id=task_id, run_id=run_id, try_number=1, map_index=-1,
-                         start_date=None, xcom_push=lambda **kw: None)
-    return {"ti": ti, "task_instance": ti, "run_id": run_id, "dag": SimpleNamespace(dag_id="fashion_mnist_training"),
-            "params": {"workers": 2, "framework": "tensorflow"}}
+    ti = SimpleNamespace(
+        dag_id="fashion_mnist_training",
+        task_id=task_id,
+        run_id=run_id,
+        try_number=1,
+        map_index=-1,
+        start_date=None,
+        xcom_push=lambda **kw: None,
+    )
+    return {
+        "ti": ti,
+        "task_instance": ti,
+        "run_id": run_id,
+        "dag": SimpleNamespace(dag_id="fashion_mnist_training"),
+        "params": {"workers": 2, "framework": "tensorflow"},
+    }
 
 
 def _training_spec() -> dict:
     from eksml.specs import training_spec
 
-    return training_spec(framework="tensorflow", data_uri=f"{STORE}/data/fashion-mnist/i",
-                         model_uri=f"{STORE}/staging/fashion-mnist/v1", checkpoint_uri=f"{STORE}/checkpoints/fashion-mnist/v1",
-                         epochs=1, batch_size=64, learning_rate=0.01).to_dict()
+    return training_spec(
+        framework="tensorflow",
+        data_uri=f"{STORE}/data/fashion-mnist/i",
+        model_uri=f"{STORE}/staging/fashion-mnist/v1",
+        checkpoint_uri=f"{STORE}/checkpoints/fashion-mnist/v1",
+        epochs=1,
+        batch_size=64,
+        learning_rate=0.01,
+    ).to_dict()
 
 
 # --- GPU capacity -----------------------------------------------------------------------------
@@ -198,8 +228,11 @@ def _render(task, context: dict, xcom: dict | None) -> Any:
 def test_every_kubernetes_task_reaches_the_cluster_its_run_resolved(clusters, aws_settings, dag, mode) -> None:
     from eksml.serving.operators import DeployModelOperator  # noqa: F401 - the deployment's operator
 
-    xcom = {"training_cluster": EPHEMERAL, "inference_cluster": EPHEMERAL} if mode == "ephemeral" else \
-        {"training_cluster": SHARED, "inference_cluster": SHARED}
+    xcom = (
+        {"training_cluster": EPHEMERAL, "inference_cluster": EPHEMERAL}
+        if mode == "ephemeral"
+        else {"training_cluster": SHARED, "inference_cluster": SHARED}
+    )
     want = clusters[EPHEMERAL if mode == "ephemeral" else SHARED]
     other = clusters[SHARED if mode == "ephemeral" else EPHEMERAL]
     for api in clusters.values():
@@ -212,8 +245,9 @@ def test_every_kubernetes_task_reaches_the_cluster_its_run_resolved(clusters, aw
     from eksml.kubernetes.operators import WorkloadPodOperator
 
     mapped = dag.get_task("evaluate")  # mapped per candidate: one instance, as expanded
-    evaluation = WorkloadPodOperator(task_id="evaluate", spec=_evaluation_spec(),
-                                     cluster_name=mapped.partial_kwargs["cluster_name"])
+    evaluation = WorkloadPodOperator(
+        task_id="evaluate", spec=_evaluation_spec(), cluster_name=mapped.partial_kwargs["cluster_name"]
+    )
     for task in (dag.get_task("train_tensorflow"), evaluation):
         task = _render(task, context, xcom)
         if task.task_id == "train_tensorflow":
@@ -242,8 +276,10 @@ def test_every_kubernetes_task_reaches_the_cluster_its_run_resolved(clusters, aw
     deploy_target = resolve_target(load_settings(), cluster_role=INFERENCE, cluster_name=xcom["inference_cluster"])
     deploy_target.hook().core_v1_client.list_namespace()
 
-    assert {p["metadata"]["name"].rsplit("-", 1)[0] for p in want.items("pods")} >= {"train-tensorflow",
-                                                                                      "evaluate-tensorflow"}
+    assert {p["metadata"]["name"].rsplit("-", 1)[0] for p in want.items("pods")} >= {
+        "train-tensorflow",
+        "evaluate-tensorflow",
+    }
     assert len(want.items("mpijobs")) == 1
     assert other.items("pods") == [] and other.items("mpijobs") == [] and other.requests == []
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
@@ -262,9 +298,17 @@ def _evaluation_spec() -> dict:
 def _mpi_spec() -> dict:
     from eksml.specs import training_spec
 
-    return training_spec(framework="mxnet", data_uri=f"{STORE}/data/fashion-mnist/i",
-                         model_uri=f"{STORE}/staging/fashion-mnist/v2", checkpoint_uri=f"{STORE}/checkpoints/fashion-mnist/v2",
-                         epochs=1, batch_size=64, learning_rate=0.01, gpus=1, workers=2).to_dict()
+    return training_spec(
+        framework="mxnet",
+        data_uri=f"{STORE}/data/fashion-mnist/i",
+        model_uri=f"{STORE}/staging/fashion-mnist/v2",
+        checkpoint_uri=f"{STORE}/checkpoints/fashion-mnist/v2",
+        epochs=1,
+        batch_size=64,
+        learning_rate=0.01,
+        gpus=1,
+        workers=2,
+    ).to_dict()
 
 
 def test_a_gpu_pod_that_never_schedules_fails_naming_group_sizes_and_quota(clusters, aws_settings, dag) -> None:
@@ -277,9 +321,17 @@ def test_a_gpu_pod_that_never_schedules_fails_naming_group_sizes_and_quota(clust
 
     def never_scales(fake: FakeKubeApi, plural: str, obj: dict[str, Any]) -> None:
         if plural == "pods":
-            obj["status"] = {"phase": "Pending", "conditions": [
-                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                 "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."}]}
+            obj["status"] = {
+                "phase": "Pending",
+                "conditions": [
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.",
+                    }
+                ],
+            }
 
     api.on_create[:] = [never_scales]
     try:

@@ -109,8 +109,22 @@ def test_printed_connection_works_on_any_worker(eks_cluster, moto_server, monkey
 
     from eksml.cluster.__main__ import main
 
-    assert main(["connection", "--cluster-name", eks_cluster, "--region", REGION, "--conn-id",
-                 "kubernetes_eksml_moto", "--namespace", "ml-training"]) == 0
+    assert (
+        main(
+            [
+                "connection",
+                "--cluster-name",
+                eks_cluster,
+                "--region",
+                REGION,
+                "--conn-id",
+                "kubernetes_eksml_moto",
+                "--namespace",
+                "ml-training",
+            ]
+        )
+        == 0
+    )
     (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("AIRFLOW_CONN_")]
     name, _, quoted = line.partition("=")
     (value,) = shlex.split(quoted)

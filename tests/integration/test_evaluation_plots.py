@@ -62,8 +62,9 @@ print(json.dumps({
 
 @pytest.fixture(scope="module")
 def layout() -> dict:
-    result = subprocess.run([str(PYTHON), "-c", PROBE, str(ROOT / "images" / "inference")],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [str(PYTHON), "-c", PROBE, str(ROOT / "images" / "inference")], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 

@@ -63,8 +63,17 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def _horovodrun(args: list[str], env: dict[str, str]) -> str:
-    argv = [str(VENV / "bin" / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo",
-            str(VENV / "bin" / "python"), str(TRAIN), *args]
+    argv = [
+        str(VENV / "bin" / "horovodrun"),
+        "-np",
+        "2",
+        "-H",
+        "localhost:2",
+        "--gloo",
+        str(VENV / "bin" / "python"),
+        str(TRAIN),
+        *args,
+    ]
     proc = subprocess.run(argv, check=False, env=env, cwd=IMAGE, capture_output=True, text=True, timeout=600)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"horovodrun failed ({proc.returncode}):\n{output[-4000:]}"
@@ -76,12 +85,20 @@ def runs(tmp_path_factory, dataset_dir, moto_server):
     """Run 1 (1 epoch) then run 2 (2 epochs, same checkpoint URI): their outputs and model folders."""
     import boto3
 
-    s3_env = {"AWS_ENDPOINT_URL": moto_server, "AWS_ACCESS_KEY_ID": "testing",
-              "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-west-2"}
+    s3_env = {
+        "AWS_ENDPOINT_URL": moto_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-west-2",
+    }
     bucket = "hvd-checkpoints"
-    boto3.client("s3", endpoint_url=moto_server, region_name="us-west-2",
-                 aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(
-        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-west-2",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
     root = tmp_path_factory.mktemp("horovod")
     common = ["--data-uri", str(dataset_dir), "--checkpoint-uri", f"s3://{bucket}/run/ckpt", *SLICE]
     env = _env(s3_env)
@@ -128,7 +145,12 @@ def test_exported_model_loads_and_beats_chance(runs, dataset_dir):
     model = runs["model_2"]
     proc = subprocess.run(
         [str(VENV / "bin" / "python"), "-c", SCORE, str(model), str(dataset_dir), str(IMAGE)],
-        check=False, env=_env(), capture_output=True, text=True, timeout=120)
+        check=False,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     scores = json.loads(proc.stdout.strip().splitlines()[-1])
     metrics = json.loads((model / "metrics.json").read_text())
@@ -143,9 +165,21 @@ def test_exported_model_loads_and_beats_chance(runs, dataset_dir):
 def test_missing_data_fails_fast_with_a_clear_message(tmp_path):
     started = time.monotonic()
     proc = subprocess.run(
-        [str(VENV / "bin" / "python"), str(TRAIN), "--data-uri", str(tmp_path / "nowhere"),
-         "--model-uri", str(tmp_path / "model")],
-        check=False, env=_env(), cwd=IMAGE, capture_output=True, text=True, timeout=60)
+        [
+            str(VENV / "bin" / "python"),
+            str(TRAIN),
+            "--data-uri",
+            str(tmp_path / "nowhere"),
+            "--model-uri",
+            str(tmp_path / "model"),
+        ],
+        check=False,
+        env=_env(),
+        cwd=IMAGE,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     error = proc.stderr.strip().splitlines()[-1]
     assert error.startswith("error: ") and "Fashion-MNIST" in error
@@ -156,9 +190,24 @@ def test_missing_data_fails_fast_with_a_clear_message(tmp_path):
 
 
 def test_too_few_images_for_the_workers_fails_with_a_clear_message(tmp_path, dataset_dir):
-    argv = [str(VENV / "bin" / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo",
-            str(VENV / "bin" / "python"), str(TRAIN), "--data-uri", str(dataset_dir),
-            "--model-uri", str(tmp_path / "model"), "--limit-train", "1", "--limit-test", "10"]
+    argv = [
+        str(VENV / "bin" / "horovodrun"),
+        "-np",
+        "2",
+        "-H",
+        "localhost:2",
+        "--gloo",
+        str(VENV / "bin" / "python"),
+        str(TRAIN),
+        "--data-uri",
+        str(dataset_dir),
+        "--model-uri",
+        str(tmp_path / "model"),
+        "--limit-train",
+        "1",
+        "--limit-test",
+        "10",
+    ]
     proc = subprocess.run(argv, check=False, env=_env(), cwd=IMAGE, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "error: 1 training images cannot be shared by 2 workers" in proc.stdout + proc.stderr

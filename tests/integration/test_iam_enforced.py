@@ -8,10 +8,7 @@ not prove and how the ``s3:prefix`` condition is checked.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
 from fixtures import iam_workloads as iw
 
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 import subprocess
 
+import inference_models as im
 import numpy as np
 import pytest
-
-import inference_models as im
 from inference_models import call
 
 pytestmark = pytest.mark.slow
@@ -26,10 +25,13 @@ FRAMEWORKS = ["tensorflow", "mxnet"]
 
 @pytest.fixture(scope="module")
 def expected(versions) -> dict[str, dict]:
-    return {framework: {"probabilities": np.asarray(im.in_process_probabilities(versions[framework], COUNT),
-                                                    dtype=np.float32),
-                        "classes": im.in_process_classes(framework, versions[framework], COUNT)}
-            for framework in FRAMEWORKS}
+    return {
+        framework: {
+            "probabilities": np.asarray(im.in_process_probabilities(versions[framework], COUNT), dtype=np.float32),
+            "classes": im.in_process_classes(framework, versions[framework], COUNT),
+        }
+        for framework in FRAMEWORKS
+    }
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +61,13 @@ def test_tritonclient(framework, binary, servers, versions, expected, images):
     if binary:  # the client's default: no outputs named, all returned as binary tensor data
         result = client.infer(NAME, [pixels])
     else:
-        result = client.infer(NAME, [pixels], outputs=[triton.InferRequestedOutput(name, binary_data=False)
-                                                       for name in ("class", "label", "probabilities")])
+        result = client.infer(
+            NAME,
+            [pixels],
+            outputs=[
+                triton.InferRequestedOutput(name, binary_data=False) for name in ("class", "label", "probabilities")
+            ],
+        )
         assert all("data" in output for output in result.get_response()["outputs"])
     _same(result.as_numpy("probabilities"), expected[framework])
     assert result.as_numpy("class").tolist() == expected[framework]["classes"]
@@ -70,8 +77,12 @@ def test_tritonclient(framework, binary, servers, versions, expected, images):
     # The versioned path and a FP32 input work too.
     floats = triton.InferInput("pixels", list(images.shape), "FP32")
     floats.set_data_from_numpy(images.astype(np.float32), binary_data=binary)
-    again = client.infer(NAME, [floats], model_version=versions[framework].name,
-                         outputs=[triton.InferRequestedOutput("probabilities", binary_data=binary)])
+    again = client.infer(
+        NAME,
+        [floats],
+        model_version=versions[framework].name,
+        outputs=[triton.InferRequestedOutput("probabilities", binary_data=binary)],
+    )
     _same(again.as_numpy("probabilities"), expected[framework])
     assert again.as_numpy("class") is None  # only what was asked for
 
@@ -80,12 +91,17 @@ def test_tritonclient(framework, binary, servers, versions, expected, images):
 def test_tf_serving_rest_row_and_columnar_formats(framework, servers, versions, expected, images):
     port, version = servers[framework], versions[framework].name
     pixels = images.tolist()
-    status, row = call(port, "POST", f"/v1/models/{NAME}:predict",
-                       {"signature_name": "serving_default", "instances": pixels})
+    status, row = call(
+        port, "POST", f"/v1/models/{NAME}:predict", {"signature_name": "serving_default", "instances": pixels}
+    )
     assert status == 200, row
     _same([p["probabilities"] for p in row["predictions"]], expected[framework])
-    status, named_rows = call(port, "POST", f"/v1/models/{NAME}/versions/{version}:predict",
-                              {"instances": [{"pixels": image} for image in pixels]})
+    status, named_rows = call(
+        port,
+        "POST",
+        f"/v1/models/{NAME}/versions/{version}:predict",
+        {"instances": [{"pixels": image} for image in pixels]},
+    )
     assert status == 200 and named_rows["predictions"] == row["predictions"]
     for inputs in (pixels, {"pixels": pixels}):
         status, columnar = call(port, "POST", f"/v1/models/{NAME}:predict", {"inputs": inputs})
@@ -100,8 +116,9 @@ def test_tf_serving_model_status_and_metadata(framework, servers, versions):
     for path in (f"/v1/models/{NAME}", f"/v1/models/{NAME}/versions/{version}"):
         status, answer = call(port, "GET", path)
         assert status == 200, answer
-        assert answer["model_version_status"] == [{"version": version, "state": "AVAILABLE",
-                                                   "status": {"error_code": "OK", "error_message": ""}}]
+        assert answer["model_version_status"] == [
+            {"version": version, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+        ]
     status, metadata = call(port, "GET", f"/v1/models/{NAME}/metadata")
     assert status == 200, metadata
     assert metadata["model_spec"]["name"] == NAME and metadata["model_spec"]["version"] == version
@@ -114,9 +131,23 @@ def test_tf_serving_model_status_and_metadata(framework, servers, versions):
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_curl_with_a_charset_in_the_content_type(framework, servers, expected, images):
     body = json.dumps({"instances": images.tolist()})
-    proc = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}", "-H", "Content-Type: application/json; charset=utf-8",
-                           "--data-binary", "@-", f"http://127.0.0.1:{servers[framework]}/v1/models/{NAME}:predict"],
-                          input=body, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            "Content-Type: application/json; charset=utf-8",
+            "--data-binary",
+            "@-",
+            f"http://127.0.0.1:{servers[framework]}/v1/models/{NAME}:predict",
+        ],
+        input=body,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     answer, code = proc.stdout.rsplit("\n", 1)
     assert code == "200", answer
     _same([p["probabilities"] for p in json.loads(answer)["predictions"]], expected[framework])

@@ -10,9 +10,8 @@ import select
 import socket
 from pathlib import Path
 
-import pytest
-
 import inference_models as im
+import pytest
 from inference_models import call
 
 pytestmark = pytest.mark.slow
@@ -38,8 +37,7 @@ def server(versions, tmp_path_factory):
 
 def _head(path: str, length: int | None) -> bytes:
     framing = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
-    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"{framing}\r\n\r\n").encode()
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{framing}\r\n\r\n").encode()
 
 
 def _response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
@@ -128,10 +126,10 @@ def test_health_checks_answer_while_a_large_allowed_request_is_in_flight(server)
     body = json.dumps({"instances": images}).encode()[:-1] + b" " * (3 * 1024 * 1024) + b"}"
     assert len(body) < LIMIT
     with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-        sock.sendall(_head(V1, len(body)) + body[:len(body) // 2])
+        sock.sendall(_head(V1, len(body)) + body[: len(body) // 2])
         assert call(port, "GET", "/v2/health/live") == (200, {"live": True})
         assert call(port, "GET", "/v2/health/ready") == (200, {"ready": True})
-        sock.sendall(body[len(body) // 2:])
+        sock.sendall(body[len(body) // 2 :])
         status, _, answer = _response(sock)
     assert status == 200, answer
     assert len(json.loads(answer)["predictions"]) == 64

@@ -10,9 +10,8 @@ import re
 import shutil
 import subprocess
 
-import pytest
-
 import inference_models as im
+import pytest
 from inference_models import call
 
 pytestmark = pytest.mark.slow
@@ -30,13 +29,19 @@ def test_v1_and_v2_give_the_in_process_classes(framework, versions, servers):
     assert status == 200, v1
     assert [p["class"] for p in v1["predictions"]] == expected
     assert all(abs(sum(p["probabilities"]) - 1) < 1e-4 for p in v1["predictions"])
-    assert v1["predictions"][0]["label"] == json.loads((versions[framework] / "metrics.json").read_text())[
-        "class_names"][expected[0]]
+    assert (
+        v1["predictions"][0]["label"]
+        == json.loads((versions[framework] / "metrics.json").read_text())["class_names"][expected[0]]
+    )
     assert v1["model_version"] == versions[framework].name
 
     flat = [v for image in images for row in image for v in row]
-    status, v2 = call(port, "POST", f"/v2/models/{NAME}/infer",
-                      {"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [64, 28, 28], "data": flat}]})
+    status, v2 = call(
+        port,
+        "POST",
+        f"/v2/models/{NAME}/infer",
+        {"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [64, 28, 28], "data": flat}]},
+    )
     assert status == 200, v2
     outputs = {o["name"]: o for o in v2["outputs"]}
     assert outputs["class"]["data"] == expected
@@ -54,41 +59,45 @@ V2 = f"/v2/models/{NAME}/infer"
 IMAGE = [[0] * 28] * 28
 
 
-@pytest.mark.parametrize(("method", "path", "body", "status", "message"), [
-    ("POST", V1, {"instances": [[1, 2, 3]]}, 400, "28x28"),
-    ("POST", V1, {"instances": [[["a"] * 28] * 28]}, 400, "must be numbers, got strings"),
-    ("POST", V1, {"instances": [[[True] * 28] * 28]}, 400, "got booleans"),
-    ("POST", V1, {"instances": [[[300] * 28] * 28]}, 400, "0..255"),
-    ("POST", V1, {"instances": []}, 400, "empty"),
-    ("POST", V1, {"other": []}, 400, 'no "instances" or "inputs"'),
-    ("POST", V1, {"instances": [IMAGE], "inputs": [IMAGE]}, 400, "not both"),
-    ("POST", V1, {"signature_name": "other", "instances": [IMAGE]}, 400, "signature_name 'other'"),
-    ("POST", V1, b"", 400, "not valid JSON"),
-    ("POST", V1, b"{bad json", 400, "not valid JSON"),
-    ("POST", V1, {"instances": [IMAGE] * 65}, 413, "at most 64"),
-    ("POST", V2, _v2("BYTES", data=["x"] * 784), 400, "datatype BYTES is not supported"),
-    ("POST", V2, _v2(shape=(1, 784)), 400, "is not [N, 28, 28]"),
-    ("POST", V2, _v2(data=[0] * 10), 400, "10 values for 784 elements"),
-    # Open Inference Protocol errors are {"error": ...} with 400, not 422 {"detail": ...}.
-    ("POST", V2, b"", 400, "not valid JSON"),
-    ("POST", V2, b"{bad json", 400, "not valid JSON"),
-    ("POST", V2, {"id": "1"}, 400, 'no "inputs"'),
-    # Integers out of range for their datatype: 400 with the value, not 500 with a traceback.
-    ("POST", V2, _v2("UINT8", data=[300] * 784), 400, "value 300 is out of range for UINT8"),
-    ("POST", V2, _v2("UINT8", data=[-1] * 784), 400, "value -1 is out of range for UINT8"),
-    ("POST", V2, _v2("INT32", data=[2 ** 40] * 784), 400, f"value {2 ** 40} is out of range for INT32"),
-    ("POST", V2, _v2("INT64", data=[2 ** 70] * 784), 400, "is out of range for INT64"),
-    ("POST", V2, _v2(shape=(-1, 28, 28)), 400, "negative dimension"),
-    ("POST", V2, _v2(outputs=[{"name": "logits"}]), 400, "unknown output 'logits'"),
-    ("POST", V2, _v2(shape=(65, 28, 28)), 413, "at most 64"),
-    ("GET", V1, None, 405, "use POST"),
-    ("GET", V2, None, 405, "use POST"),
-    ("POST", "/v1/models/other:predict", {"instances": [IMAGE]}, 404, "'other' is not served"),
-    ("POST", f"/v2/models/{NAME}/versions/nope/infer", _v2(), 404, "version 'nope'"),
-    ("GET", "/v2/models/other", None, 404, "'other' is not served"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "message"),
+    [
+        ("POST", V1, {"instances": [[1, 2, 3]]}, 400, "28x28"),
+        ("POST", V1, {"instances": [[["a"] * 28] * 28]}, 400, "must be numbers, got strings"),
+        ("POST", V1, {"instances": [[[True] * 28] * 28]}, 400, "got booleans"),
+        ("POST", V1, {"instances": [[[300] * 28] * 28]}, 400, "0..255"),
+        ("POST", V1, {"instances": []}, 400, "empty"),
+        ("POST", V1, {"other": []}, 400, 'no "instances" or "inputs"'),
+        ("POST", V1, {"instances": [IMAGE], "inputs": [IMAGE]}, 400, "not both"),
+        ("POST", V1, {"signature_name": "other", "instances": [IMAGE]}, 400, "signature_name 'other'"),
+        ("POST", V1, b"", 400, "not valid JSON"),
+        ("POST", V1, b"{bad json", 400, "not valid JSON"),
+        ("POST", V1, {"instances": [IMAGE] * 65}, 413, "at most 64"),
+        ("POST", V2, _v2("BYTES", data=["x"] * 784), 400, "datatype BYTES is not supported"),
+        ("POST", V2, _v2(shape=(1, 784)), 400, "is not [N, 28, 28]"),
+        ("POST", V2, _v2(data=[0] * 10), 400, "10 values for 784 elements"),
+        # Open Inference Protocol errors are {"error": ...} with 400, not 422 {"detail": ...}.
+        ("POST", V2, b"", 400, "not valid JSON"),
+        ("POST", V2, b"{bad json", 400, "not valid JSON"),
+        ("POST", V2, {"id": "1"}, 400, 'no "inputs"'),
+        # Integers out of range for their datatype: 400 with the value, not 500 with a traceback.
+        ("POST", V2, _v2("UINT8", data=[300] * 784), 400, "value 300 is out of range for UINT8"),
+        ("POST", V2, _v2("UINT8", data=[-1] * 784), 400, "value -1 is out of range for UINT8"),
+        ("POST", V2, _v2("INT32", data=[2**40] * 784), 400, f"value {2**40} is out of range for INT32"),
+        ("POST", V2, _v2("INT64", data=[2**70] * 784), 400, "is out of range for INT64"),
+        ("POST", V2, _v2(shape=(-1, 28, 28)), 400, "negative dimension"),
+        ("POST", V2, _v2(outputs=[{"name": "logits"}]), 400, "unknown output 'logits'"),
+        ("POST", V2, _v2(shape=(65, 28, 28)), 413, "at most 64"),
+        ("GET", V1, None, 405, "use POST"),
+        ("GET", V2, None, 405, "use POST"),
+        ("POST", "/v1/models/other:predict", {"instances": [IMAGE]}, 404, "'other' is not served"),
+        ("POST", f"/v2/models/{NAME}/versions/nope/infer", _v2(), 404, "version 'nope'"),
+        ("GET", "/v2/models/other", None, 404, "'other' is not served"),
+    ],
+)
 def test_bad_requests_get_a_4xx_in_the_protocol_error_shape_and_the_server_keeps_serving(
-        servers, method, path, body, status, message):
+    servers, method, path, body, status, message
+):
     port = servers["tensorflow"]
     got, answer = call(port, method, path, body)
     assert got == status, answer
@@ -108,14 +117,17 @@ def test_405_names_the_allowed_method(servers):
     assert refused.value.code == 405 and refused.value.headers["Allow"] == "POST"
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("POST", f"/v2/repository/models/{NAME}/unload"),
-    ("POST", f"/v2/repository/models/{NAME}/load"),
-    ("POST", "/v2/repository/index"),
-    ("GET", "/openapi.json"),
-    ("GET", "/docs"),
-    ("GET", "/redoc"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", f"/v2/repository/models/{NAME}/unload"),
+        ("POST", f"/v2/repository/models/{NAME}/load"),
+        ("POST", "/v2/repository/index"),
+        ("GET", "/openapi.json"),
+        ("GET", "/docs"),
+        ("GET", "/redoc"),
+    ],
+)
 def test_control_endpoints_are_off_and_the_model_keeps_serving(servers, method, path):
     port = servers["mxnet"]
     status, answer = call(port, method, path, {} if method == "POST" else None)
@@ -145,8 +157,9 @@ def test_v2_answers_carry_no_nulls_and_honour_requested_outputs(servers, version
     full = call(port, "POST", V2, _v2("UINT8", (3, 28, 28), flat, id="req-7"))[1]
     assert _no_nulls(full) and full["id"] == "req-7"
     assert [o["name"] for o in full["outputs"]] == ["class", "label", "probabilities"]
-    status, subset = call(port, "POST", V2, _v2("UINT8", (3, 28, 28), flat,
-                                                 outputs=[{"name": "probabilities"}, {"name": "class"}]))
+    status, subset = call(
+        port, "POST", V2, _v2("UINT8", (3, 28, 28), flat, outputs=[{"name": "probabilities"}, {"name": "class"}])
+    )
     assert status == 200 and _no_nulls(subset) and "id" not in subset
     assert [o["name"] for o in subset["outputs"]] == ["probabilities", "class"]
     by_name = {o["name"]: o for o in full["outputs"]}
@@ -163,12 +176,15 @@ def _metric(text: str, name: str) -> float:
 def test_concurrent_requests_share_model_calls(servers):
     port = servers["mxnet"]
     images, _ = im.real_test_images(16)
-    singles = [call(port, "POST", f"/v1/models/{NAME}:predict", {"instances": [image]})[1]["predictions"][0]["class"]
-               for image in images]
+    singles = [
+        call(port, "POST", f"/v1/models/{NAME}:predict", {"instances": [image]})[1]["predictions"][0]["class"]
+        for image in images
+    ]
     before = call(port, "GET", "/metrics")[1]
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(lambda image: call(port, "POST", f"/v1/models/{NAME}:predict",
-                                                   {"instances": [image]}), images))
+        answers = list(
+            pool.map(lambda image: call(port, "POST", f"/v1/models/{NAME}:predict", {"instances": [image]}), images)
+        )
     after = call(port, "GET", "/metrics")[1]
     assert [a[1]["predictions"][0]["class"] for a in answers] == singles
     requests = _metric(after, "eksml_batch_requests_sum") - _metric(before, "eksml_batch_requests_sum")
@@ -189,8 +205,12 @@ def test_health_metadata_and_prometheus_metrics(servers, versions):
 
 
 def _count(metrics: str, route: str, method: str, code: int) -> float:
-    match = re.search(rf'^eksml_http_requests_total{{code="{code}",method="{method}",route="{re.escape(route)}"}} '
-                      r"([0-9.e+]+)$", metrics, re.M)
+    match = re.search(
+        rf'^eksml_http_requests_total{{code="{code}",method="{method}",route="{re.escape(route)}"}} '
+        r"([0-9.e+]+)$",
+        metrics,
+        re.M,
+    )
     return float(match.group(1)) if match else 0.0
 
 
@@ -207,15 +227,16 @@ def test_metrics_count_requests_by_route_and_status_code_with_a_latency_histogra
     assert _count(after, route, "POST", 200) - _count(before, route, "POST", 200) == 3
     assert _count(after, route, "POST", 400) - _count(before, route, "POST", 400) == 2
     assert _count(after, route, "GET", 405) - _count(before, route, "GET", 405) == 1
-    buckets = re.findall(rf'^eksml_http_request_duration_seconds_bucket{{le="([^"]+)",route="{re.escape(route)}"}} ',
-                         after, re.M)
+    buckets = re.findall(
+        rf'^eksml_http_request_duration_seconds_bucket{{le="([^"]+)",route="{re.escape(route)}"}} ', after, re.M
+    )
     assert len(buckets) > 5 and buckets[-1] == "+Inf"
     assert _metric(after, f'eksml_http_request_duration_seconds_count{{route="{route}"}}') >= 6
 
 
 def test_4xx_is_logged_at_info_in_one_line_without_a_traceback(servers, server_logs):
     port = servers["tensorflow"]
-    for body in (_v2("UINT8", data=[300] * 784), _v2("INT64", data=[2 ** 70] * 784), b"{bad json", {"id": "x"}):
+    for body in (_v2("UINT8", data=[300] * 784), _v2("INT64", data=[2**70] * 784), b"{bad json", {"id": "x"}):
         assert 400 <= call(port, "POST", V2, body)[0] < 500
     assert call(port, "POST", f"/v2/repository/models/{NAME}/unload", {})[0] == 404
     log = server_logs["tensorflow"].read_text()
@@ -244,9 +265,14 @@ async def get(app, path):
 app = InferenceApp(FashionMnistModel("fashion-mnist", "/nowhere"))
 print(json.dumps([asyncio.run(get(app, p)) for p in ("/v2/health/live", "/v2/health/ready")]))
 """
-    proc = subprocess.run([str(im.INFERENCE_PYTHON), "-c", script], cwd=im.ROOT / "images" / "inference",
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(im.ROOT / "images" / "common")},
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(im.INFERENCE_PYTHON), "-c", script],
+        cwd=im.ROOT / "images" / "inference",
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(im.ROOT / "images" / "common")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.splitlines()[-1]) == [[503, {"live": False}], [503, {"ready": False}]]
 
@@ -265,11 +291,26 @@ def test_sigterm_stops_the_server_cleanly(versions, tmp_path):
 def test_evaluate_scores_candidate_and_champion_on_the_same_images(versions, tmp_path):
     candidate = im.copy_version(versions["mxnet"], tmp_path / "candidate")
     proc = subprocess.run(
-        [str(im.INFERENCE_PYTHON), "evaluate.py", "--candidate-uri", str(candidate),
-         "--champion-uri", f"file://{versions['tensorflow']}", "--data-uri", im.DATASET,
-         "--out-uri", str(candidate), "--limit-test", "500"],
-        cwd=im.ROOT / "images" / "inference", capture_output=True, text=True, timeout=900,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(im.ROOT / "images" / "common"), "TF_CPP_MIN_LOG_LEVEL": "2"})
+        [
+            str(im.INFERENCE_PYTHON),
+            "evaluate.py",
+            "--candidate-uri",
+            str(candidate),
+            "--champion-uri",
+            f"file://{versions['tensorflow']}",
+            "--data-uri",
+            im.DATASET,
+            "--out-uri",
+            str(candidate),
+            "--limit-test",
+            "500",
+        ],
+        cwd=im.ROOT / "images" / "inference",
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(im.ROOT / "images" / "common"), "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     evaluation = json.loads((candidate / "evaluation.json").read_text())
     for role, version in (("candidate", versions["mxnet"]), ("champion", versions["tensorflow"])):
@@ -280,7 +321,8 @@ def test_evaluate_scores_candidate_and_champion_on_the_same_images(versions, tmp
         training = json.loads((version / "metrics.json").read_text())["test_accuracy"]
         assert abs(scored["test_accuracy"] - training) < 0.01, (role, scored["test_accuracy"], training)
     assert evaluation["accuracy_delta"] == pytest.approx(
-        evaluation["candidate"]["test_accuracy"] - evaluation["champion"]["test_accuracy"])
+        evaluation["candidate"]["test_accuracy"] - evaluation["champion"]["test_accuracy"]
+    )
     for plot in ("training_curves.png", "confusion_matrix.png", "per_class_accuracy.png"):
         assert (candidate / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert evaluation["plots"] == ["training_curves.png", "confusion_matrix.png", "per_class_accuracy.png"]
@@ -288,10 +330,22 @@ def test_evaluate_scores_candidate_and_champion_on_the_same_images(versions, tmp
 
 def test_evaluate_refuses_bad_input_before_loading_models(versions, tmp_path):
     proc = subprocess.run(
-        [str(im.INFERENCE_PYTHON), "evaluate.py", "--candidate-uri", str(tmp_path / "nothing"),
-         "--data-uri", im.DATASET, "--out-uri", str(tmp_path / "out")],
-        cwd=im.ROOT / "images" / "inference", capture_output=True, text=True, timeout=300,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(im.ROOT / "images" / "common")})
+        [
+            str(im.INFERENCE_PYTHON),
+            "evaluate.py",
+            "--candidate-uri",
+            str(tmp_path / "nothing"),
+            "--data-uri",
+            im.DATASET,
+            "--out-uri",
+            str(tmp_path / "out"),
+        ],
+        cwd=im.ROOT / "images" / "inference",
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(im.ROOT / "images" / "common")},
+    )
     assert proc.returncode == 2
     assert "no metrics.json" in proc.stderr
     assert not (tmp_path / "out").exists()
@@ -301,15 +355,24 @@ def test_evaluate_refuses_bad_input_before_loading_models(versions, tmp_path):
 def test_a_version_in_s3_is_served_through_the_endpoint_url(versions, moto_server, tmp_path):
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-west-2",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-west-2",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     s3.create_bucket(Bucket="models", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
     for path in versions["mxnet"].rglob("*"):
         if path.is_file():
             s3.upload_file(str(path), "models", f"fashion-mnist/v-s3/{path.relative_to(versions['mxnet'])}")
     port = _free_port()
-    env = {"AWS_ENDPOINT_URL": moto_server, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-west-2"}
+    env = {
+        "AWS_ENDPOINT_URL": moto_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-west-2",
+    }
     proc = im.start_server("s3://models/fashion-mnist/v-s3", port, log_path=tmp_path / "server.log", env=env)
     try:
         images, _ = im.real_test_images(16)

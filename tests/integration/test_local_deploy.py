@@ -10,9 +10,9 @@ import subprocess
 import time
 import urllib.request
 
+import inference_models as im
 import pytest
 
-import inference_models as im
 from eksml.serving.local import LocalServing, ServingError, deploy_local, stop_local
 from eksml.serving.smoke import SmokeTestError
 from eksml.settings import Settings
@@ -30,8 +30,10 @@ def env(tmp_path_factory):
         port = sock.getsockname()[1]
     root = tmp_path_factory.mktemp("deploy")
     store = root / "models"
-    versions = {"tf-good": im.copy_version(im.trained_model("tensorflow"), store / "tf-good"),
-                "mx-good": im.copy_version(im.trained_model("mxnet"), store / "mx-good")}
+    versions = {
+        "tf-good": im.copy_version(im.trained_model("tensorflow"), store / "tf-good"),
+        "mx-good": im.copy_version(im.trained_model("mxnet"), store / "mx-good"),
+    }
     versions["mx-corrupt"] = im.corrupt(im.copy_version(versions["mx-good"], store / "mx-corrupt"), "truncate")
     versions["mx-scrambled"] = im.scramble_weights(im.copy_version(versions["mx-good"], store / "mx-scrambled"))
     settings = Settings(store_uri=store.as_uri(), inference_port=port)
@@ -43,8 +45,11 @@ def env(tmp_path_factory):
 def served(port: int) -> tuple[str, list[int]]:
     images, _ = im.real_test_images(8)
     body = json.dumps({"instances": images}).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/fashion-mnist:predict", data=body,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/models/fashion-mnist:predict",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         answer = json.loads(response.read())
     return answer["model_version"], [p["class"] for p in answer["predictions"]]
@@ -64,10 +69,13 @@ def test_first_deploy_serves_on_the_stable_port(env):
     assert served(env["port"])[0] == "tf-good"
 
 
-@pytest.mark.parametrize(("version", "error", "reason"), [
-    ("mx-corrupt", ServingError, "exited with status 2 before it was ready[\\s\\S]*cannot load model.onnx"),
-    ("mx-scrambled", SmokeTestError, "accuracy .* on 32 test images is below"),
-])
+@pytest.mark.parametrize(
+    ("version", "error", "reason"),
+    [
+        ("mx-corrupt", ServingError, "exited with status 2 before it was ready[\\s\\S]*cannot load model.onnx"),
+        ("mx-scrambled", SmokeTestError, "accuracy .* on 32 test images is below"),
+    ],
+)
 def test_a_broken_version_fails_and_the_previous_one_keeps_answering(env, version, error, reason):
     before_pid = LocalServing(env["settings"], env["state"]).current().pid
     before = served(env["port"])

@@ -42,28 +42,52 @@ MPIJOBS = f"/apis/kubeflow.org/v2beta1/namespaces/{NS}/mpijobs"
 
 # --- condition lists as the MPI operator writes them -------------------------------------------
 
+
 def _cond(ctype, status="True", reason="", message=""):
-    return {"type": ctype, "status": status, "reason": reason, "message": message,
-            "lastTransitionTime": "2026-01-01T00:00:00Z", "lastUpdateTime": "2026-01-01T00:00:00Z"}
+    return {
+        "type": ctype,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+        "lastUpdateTime": "2026-01-01T00:00:00Z",
+    }
 
 
 PENDING = {}
 CREATED = {"conditions": [_cond("Created", reason="MPIJobCreated")], "startTime": "2026-01-01T00:00:00Z"}
-RUNNING = {"conditions": [_cond("Created", reason="MPIJobCreated"), _cond("Running", reason="MPIJobRunning")],
-           "replicaStatuses": {"Launcher": {"active": 1}, "Worker": {"active": 2}}}
+RUNNING = {
+    "conditions": [_cond("Created", reason="MPIJobCreated"), _cond("Running", reason="MPIJobRunning")],
+    "replicaStatuses": {"Launcher": {"active": 1}, "Worker": {"active": 2}},
+}
 RESTARTING = {"conditions": [_cond("Created", reason="MPIJobCreated"), _cond("Restarting", reason="MPIJobRestarting")]}
-SUSPENDED = {"conditions": [_cond("Created", reason="MPIJobCreated"), _cond("Suspended", reason="MPIJobSuspended"),
-                            _cond("Running", "False", "MPIJobSuspended")]}
-SUCCEEDED = {"conditions": [_cond("Created", reason="MPIJobCreated"), _cond("Running", "False", "MPIJobRunning"),
-                            _cond("Succeeded", reason="MPIJobSucceeded", message=f"MPIJob {NS}/j successfully completed.")],
-             "completionTime": "2026-01-01T01:00:00Z"}
-FAILED = {"conditions": [_cond("Created", reason="MPIJobCreated"), _cond("Running", "False", "MPIJobRunning"),
-                         _cond("Failed", reason="BackoffLimitExceeded/Error",
-                               message="Job has reached the specified backoff limit")],
-          "completionTime": "2026-01-01T01:00:00Z"}
+SUSPENDED = {
+    "conditions": [
+        _cond("Created", reason="MPIJobCreated"),
+        _cond("Suspended", reason="MPIJobSuspended"),
+        _cond("Running", "False", "MPIJobSuspended"),
+    ]
+}
+SUCCEEDED = {
+    "conditions": [
+        _cond("Created", reason="MPIJobCreated"),
+        _cond("Running", "False", "MPIJobRunning"),
+        _cond("Succeeded", reason="MPIJobSucceeded", message=f"MPIJob {NS}/j successfully completed."),
+    ],
+    "completionTime": "2026-01-01T01:00:00Z",
+}
+FAILED = {
+    "conditions": [
+        _cond("Created", reason="MPIJobCreated"),
+        _cond("Running", "False", "MPIJobRunning"),
+        _cond("Failed", reason="BackoffLimitExceeded/Error", message="Job has reached the specified backoff limit"),
+    ],
+    "completionTime": "2026-01-01T01:00:00Z",
+}
 
 
 # --- the API server ----------------------------------------------------------------------------
+
 
 class KubeApi:
     """State behind the server: MPIJobs with status scripts, pods with logs, a request record."""
@@ -83,21 +107,43 @@ class KubeApi:
         self.next_launcher_log = "rank 0: epoch 1 accuracy 0.81\n"
 
     def add_job(self, name: str, script: list[dict]) -> None:
-        self.jobs[name] = {"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob",
-                           "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}"}, "spec": {}}
+        self.jobs[name] = {
+            "apiVersion": "kubeflow.org/v2beta1",
+            "kind": "MPIJob",
+            "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}"},
+            "spec": {},
+        }
         self.scripts[name] = list(script)
 
-    def add_pod(self, name: str, job: str, role: str, created: str, phase: str, log: str,
-                exit_code: int | None = None) -> None:
+    def add_pod(
+        self, name: str, job: str, role: str, created: str, phase: str, log: str, exit_code: int | None = None
+    ) -> None:
         status: dict = {"phase": phase}
         if exit_code is not None:  # a terminated container, as the kubelet reports it
-            status["containerStatuses"] = [{
-                "name": f"mpi-{role}", "image": "x", "imageID": "", "ready": False, "restartCount": 0,
-                "state": {"terminated": {"exitCode": exit_code, "reason": "Error" if exit_code else "Completed"}}}]
-        self.pods.append({"apiVersion": "v1", "kind": "Pod", "metadata": {
-            "name": name, "namespace": NS, "creationTimestamp": created,
-            "labels": {"training.kubeflow.org/job-name": job, "training.kubeflow.org/job-role": role}},
-            "spec": {"containers": [{"name": f"mpi-{role}", "image": "x"}]}, "status": status})
+            status["containerStatuses"] = [
+                {
+                    "name": f"mpi-{role}",
+                    "image": "x",
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {"terminated": {"exitCode": exit_code, "reason": "Error" if exit_code else "Completed"}},
+                }
+            ]
+        self.pods.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": name,
+                    "namespace": NS,
+                    "creationTimestamp": created,
+                    "labels": {"training.kubeflow.org/job-name": job, "training.kubeflow.org/job-role": role},
+                },
+                "spec": {"containers": [{"name": f"mpi-{role}", "image": "x"}]},
+                "status": status,
+            }
+        )
         self.logs[name] = log
 
     def calls(self, method: str, path_prefix: str = "") -> list[dict]:
@@ -105,8 +151,15 @@ class KubeApi:
 
 
 def _status(code: int, reason: str, message: str) -> dict:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": reason, "code": code}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -129,8 +182,15 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length)) if length else None
         api = self.api
         with api.lock:
-            api.requests.append({"method": method, "path": url.path, "query": parse_qs(url.query),
-                                 "auth": self.headers.get("Authorization"), "body": body})
+            api.requests.append(
+                {
+                    "method": method,
+                    "path": url.path,
+                    "query": parse_qs(url.query),
+                    "auth": self.headers.get("Authorization"),
+                    "body": body,
+                }
+            )
             code, reply, ctype = self._route(method, url.path, parse_qs(url.query), body)
         self._reply(code, reply, ctype)
 
@@ -138,14 +198,24 @@ class _Handler(BaseHTTPRequestHandler):
         api = self.api
         parts = path.strip("/").split("/")
         if "namespaces" in parts and parts[parts.index("namespaces") + 1] != NS:  # RBAC: one namespace only
-            return 403, _status(403, "Forbidden", "forbidden: User cannot get resource in this namespace"), "application/json"
+            return (
+                403,
+                _status(403, "Forbidden", "forbidden: User cannot get resource in this namespace"),
+                "application/json",
+            )
         if path == MPIJOBS and method == "POST":
             name = body["metadata"]["name"]
             if name in api.jobs:
-                return 409, _status(409, "AlreadyExists", f'mpijobs.kubeflow.org "{name}" already exists'), "application/json"
+                return (
+                    409,
+                    _status(409, "AlreadyExists", f'mpijobs.kubeflow.org "{name}" already exists'),
+                    "application/json",
+                )
             api.add_job(name, api.next_script)
             api.jobs[name].update({k: v for k, v in body.items() if k != "metadata"})
-            api.add_pod(f"{name}-launcher-abcde", name, "launcher", "2026-01-01T00:01:00Z", "Succeeded", api.next_launcher_log)
+            api.add_pod(
+                f"{name}-launcher-abcde", name, "launcher", "2026-01-01T00:01:00Z", "Succeeded", api.next_launcher_log
+            )
             return 201, api.jobs[name], "application/json"
         if path.startswith(MPIJOBS + "/") and len(parts) == 7:
             name = parts[-1]
@@ -193,14 +263,21 @@ def kube_api(tmp_path_factory):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     kubeconfig = tmp_path_factory.mktemp("kube") / "config"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "local",
-        "clusters": [{"name": "local", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
-        "users": [{"name": "tester", "user": {"token": TOKEN}}],
-        "contexts": [{"name": "local", "context": {"cluster": "local", "user": "tester", "namespace": NS}}],
-    }))
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "local",
+                "clusters": [{"name": "local", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
+                "users": [{"name": "tester", "user": {"token": TOKEN}}],
+                "contexts": [{"name": "local", "context": {"cluster": "local", "user": "tester", "namespace": NS}}],
+            }
+        )
+    )
     os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(
-        {"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig)}})
+        {"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig)}}
+    )
     yield api
     os.environ.pop(f"AIRFLOW_CONN_{CONN_ID.upper()}", None)
     server.shutdown()
@@ -213,11 +290,25 @@ def api(kube_api):
     return kube_api
 
 
-SETTINGS = Settings(profile="aws", store_uri="s3://eksml-bucket/store", namespace=NS, kubernetes_conn_id=CONN_ID,
-                    image_registry="public.ecr.aws/eksml", image_tag="0.3.0")
-SPEC = training_spec(framework="mxnet", data_uri="s3://eksml-bucket/store/data/x", model_uri="s3://eksml-bucket/store/models/v9",
-                     checkpoint_uri="s3://eksml-bucket/store/ckpt/v9", epochs=2, batch_size=64, learning_rate=0.05,
-                     gpus=1, workers=2)
+SETTINGS = Settings(
+    profile="aws",
+    store_uri="s3://eksml-bucket/store",
+    namespace=NS,
+    kubernetes_conn_id=CONN_ID,
+    image_registry="public.ecr.aws/eksml",
+    image_tag="0.3.0",
+)
+SPEC = training_spec(
+    framework="mxnet",
+    data_uri="s3://eksml-bucket/store/data/x",
+    model_uri="s3://eksml-bucket/store/models/v9",
+    checkpoint_uri="s3://eksml-bucket/store/ckpt/v9",
+    epochs=2,
+    batch_size=64,
+    learning_rate=0.05,
+    gpus=1,
+    workers=2,
+)
 
 
 def first_event(trigger: MPIJobTrigger, timeout: float = 20.0) -> dict:
@@ -225,6 +316,7 @@ def first_event(trigger: MPIJobTrigger, timeout: float = 20.0) -> dict:
         async for event in trigger.run():
             return event.payload
         raise AssertionError("trigger ended without an event")
+
     return asyncio.run(asyncio.wait_for(take(), timeout))
 
 
@@ -234,12 +326,17 @@ def trigger_for(name: str, **kwargs) -> MPIJobTrigger:
 
 # --- the trigger's state machine ----------------------------------------------------------------
 
-@pytest.mark.parametrize("script, status, phase", [
-    ([PENDING, CREATED, CREATED, RUNNING, RUNNING, SUCCEEDED], "success", "Succeeded"),
-    ([CREATED, RUNNING, FAILED], "failed", "Failed"),
-    ([CREATED, RUNNING, RESTARTING, RESTARTING, RUNNING, SUCCEEDED], "success", "Succeeded"),
-    ([CREATED, SUSPENDED, SUSPENDED, CREATED, RUNNING, SUCCEEDED], "success", "Succeeded"),
-], ids=["created-running-succeeded", "running-failed", "restarting-running-succeeded", "suspended-resumed"])
+
+@pytest.mark.parametrize(
+    "script, status, phase",
+    [
+        ([PENDING, CREATED, CREATED, RUNNING, RUNNING, SUCCEEDED], "success", "Succeeded"),
+        ([CREATED, RUNNING, FAILED], "failed", "Failed"),
+        ([CREATED, RUNNING, RESTARTING, RESTARTING, RUNNING, SUCCEEDED], "success", "Succeeded"),
+        ([CREATED, SUSPENDED, SUSPENDED, CREATED, RUNNING, SUCCEEDED], "success", "Succeeded"),
+    ],
+    ids=["created-running-succeeded", "running-failed", "restarting-running-succeeded", "suspended-resumed"],
+)
 def test_trigger_follows_the_job_to_its_end(api, script, status, phase):
     api.add_job("j", script)
     event = first_event(trigger_for("j"))
@@ -266,7 +363,9 @@ def test_deleted_job_is_an_error(api):
 
 
 def test_forbidden_read_is_an_error_event_not_a_crash(api):
-    event = first_event(MPIJobTrigger(name="j", namespace="kube-system", kubernetes_conn_id=CONN_ID, poll_interval=0.01))
+    event = first_event(
+        MPIJobTrigger(name="j", namespace="kube-system", kubernetes_conn_id=CONN_ID, poll_interval=0.01)
+    )
     assert event["status"] == "error" and event["reason"] == "ApiError403" and "Forbidden" in event["message"]
 
 
@@ -307,10 +406,17 @@ def test_trigger_serializes_to_its_own_arguments():
 
 # --- the operator ---------------------------------------------------------------------------------
 
+
 def _context(try_number: int = 1):
     """The parts of a task context the operator reads; the task runner supplies the real one."""
-    ti = SimpleNamespace(dag_id="fashion_mnist_training", task_id="train_mxnet", run_id="manual__2026-01-01T00:00:00+00:00",
-                         map_index=-1, try_number=try_number, start_date=datetime.now(timezone.utc))
+    ti = SimpleNamespace(
+        dag_id="fashion_mnist_training",
+        task_id="train_mxnet",
+        run_id="manual__2026-01-01T00:00:00+00:00",
+        map_index=-1,
+        try_number=try_number,
+        start_date=datetime.now(timezone.utc),
+    )
     return {"ti": ti}
 
 
@@ -328,8 +434,9 @@ def test_operator_creates_the_rendered_job_and_defers(api):
     name = job_name(SPEC.name, MPIJobOperator.try_key(context))
     (create,) = api.calls("POST", MPIJOBS)
     assert create["auth"] == f"Bearer {TOKEN}"
-    expected = render_mpijob(SPEC, SETTINGS, name, run_policy=op.effective_run_policy(),
-                             labels=MPIJobOperator.task_labels(context))
+    expected = render_mpijob(
+        SPEC, SETTINGS, name, run_policy=op.effective_run_policy(), labels=MPIJobOperator.task_labels(context)
+    )
     assert create["body"] == expected
     assert create["body"]["spec"]["runPolicy"]["activeDeadlineSeconds"] == 7200
     run_label = create["body"]["metadata"]["labels"]["eksml/run-id"]  # a run id is no valid label value as is
@@ -365,11 +472,27 @@ def test_bad_spec_fails_before_any_api_call(api):
 
 def test_success_copies_every_launcher_attempt_into_the_task_log(api, capsys):
     api.add_job("j", [SUCCEEDED])
-    api.add_pod("j-launcher-2nd", "j", "launcher", "2026-01-01T00:05:00Z", "Succeeded", "attempt two: resumed at epoch 2\ndone\n")
+    api.add_pod(
+        "j-launcher-2nd",
+        "j",
+        "launcher",
+        "2026-01-01T00:05:00Z",
+        "Succeeded",
+        "attempt two: resumed at epoch 2\ndone\n",
+    )
     api.add_pod("j-launcher-1st", "j", "launcher", "2026-01-01T00:01:00Z", "Failed", "attempt one: ssh refused\n")
     api.add_pod("j-worker-0", "j", "worker", "2026-01-01T00:00:00Z", "Running", "sshd noise\n")
-    result = _operator().execute_complete(_context(), {"status": "success", "name": "j", "namespace": NS,
-                                                       "phase": "Succeeded", "reason": "MPIJobSucceeded", "message": ""})
+    result = _operator().execute_complete(
+        _context(),
+        {
+            "status": "success",
+            "name": "j",
+            "namespace": NS,
+            "phase": "Succeeded",
+            "reason": "MPIJobSucceeded",
+            "message": "",
+        },
+    )
     assert result == {"name": "j", "namespace": NS, "phase": "Succeeded"}
     out = capsys.readouterr().out
     assert out.index("attempt one: ssh refused") < out.index("attempt two: resumed at epoch 2")
@@ -383,10 +506,22 @@ def test_failure_fails_the_task_with_the_launchers_last_lines(api):
     from airflow.sdk.exceptions import AirflowException
 
     api.add_job("j", [FAILED])
-    api.add_pod("j-launcher-x", "j", "launcher", "2026-01-01T00:01:00Z", "Failed",
-                "".join(f"line {i}\n" for i in range(1, 101)) + "RuntimeError: NCCL error\n")
-    event = {"status": "failed", "name": "j", "namespace": NS, "phase": "Failed",
-             "reason": "BackoffLimitExceeded/Error", "message": "Job has reached the specified backoff limit"}
+    api.add_pod(
+        "j-launcher-x",
+        "j",
+        "launcher",
+        "2026-01-01T00:01:00Z",
+        "Failed",
+        "".join(f"line {i}\n" for i in range(1, 101)) + "RuntimeError: NCCL error\n",
+    )
+    event = {
+        "status": "failed",
+        "name": "j",
+        "namespace": NS,
+        "phase": "Failed",
+        "reason": "BackoffLimitExceeded/Error",
+        "message": "Job has reached the specified backoff limit",
+    }
     with pytest.raises(AirflowException) as failure:
         _operator(log_tail_lines=10).execute_complete(_context(), event)
     message = str(failure.value)
@@ -403,10 +538,23 @@ def test_a_launcher_that_exited_2_fails_the_task_without_retry(api, first_exit, 
 
     api.add_job("j", [FAILED])
     api.add_pod("j-launcher-1st", "j", "launcher", "2026-01-01T00:01:00Z", "Failed", "first\n", first_exit)
-    api.add_pod("j-launcher-2nd", "j", "launcher", "2026-01-01T00:05:00Z", "Failed",
-                "ValueError: labels outside 0..9\n", last_exit)
-    event = {"status": "failed", "name": "j", "namespace": NS, "phase": "Failed",
-             "reason": "BackoffLimitExceeded/Error", "message": "Job has reached the specified backoff limit"}
+    api.add_pod(
+        "j-launcher-2nd",
+        "j",
+        "launcher",
+        "2026-01-01T00:05:00Z",
+        "Failed",
+        "ValueError: labels outside 0..9\n",
+        last_exit,
+    )
+    event = {
+        "status": "failed",
+        "name": "j",
+        "namespace": NS,
+        "phase": "Failed",
+        "reason": "BackoffLimitExceeded/Error",
+        "message": "Job has reached the specified backoff limit",
+    }
     with pytest.raises(AirflowException) as failure:
         _operator().execute_complete(_context(), event)
     assert isinstance(failure.value, AirflowFailException) is for_good
@@ -420,9 +568,15 @@ def test_a_failed_condition_quoting_exit_code_2_fails_without_retry(api):
     from airflow.sdk.exceptions import AirflowFailException
 
     api.add_job("j", [FAILED])
-    event = {"status": "failed", "name": "j", "namespace": NS, "phase": "Failed", "reason": "PodFailurePolicy",
-             "message": f"Container mpi-launcher for pod {NS}/j-launcher-x failed with exit code 2 "
-                        "matching FailJob rule at index 0"}
+    event = {
+        "status": "failed",
+        "name": "j",
+        "namespace": NS,
+        "phase": "Failed",
+        "reason": "PodFailurePolicy",
+        "message": f"Container mpi-launcher for pod {NS}/j-launcher-x failed with exit code 2 "
+        "matching FailJob rule at index 0",
+    }
     with pytest.raises(AirflowFailException, match="PodFailurePolicy"):
         _operator().execute_complete(_context(), event)
 
@@ -433,16 +587,31 @@ def test_timeout_deletes_the_job_and_fails(api, status):
 
     api.add_job("j", [RUNNING])
     with pytest.raises(AirflowException, match="ExecutionTimeout"):
-        _operator().execute_complete(_context(), {"status": status, "name": "j", "namespace": NS, "phase": "Running",
-                                                  "reason": "ExecutionTimeout", "message": "still Running"})
+        _operator().execute_complete(
+            _context(),
+            {
+                "status": status,
+                "name": "j",
+                "namespace": NS,
+                "phase": "Running",
+                "reason": "ExecutionTimeout",
+                "message": "still Running",
+            },
+        )
     assert "j" not in api.jobs
 
 
 def test_api_errors_during_clean_up_do_not_hide_the_jobs_failure(api):
     from airflow.sdk.exceptions import AirflowException
 
-    event = {"status": "error", "name": "j", "namespace": "kube-system", "phase": "Running",
-             "reason": "ApiError403", "message": "MPIJob kube-system/j cannot be read: 403 Forbidden"}
+    event = {
+        "status": "error",
+        "name": "j",
+        "namespace": "kube-system",
+        "phase": "Running",
+        "reason": "ApiError403",
+        "message": "MPIJob kube-system/j cannot be read: 403 Forbidden",
+    }
     with pytest.raises(AirflowException, match="ApiError403.*403 Forbidden"):
         _operator().execute_complete(_context(), event)
     assert [r["method"] for r in api.requests] == ["GET", "DELETE"]  # tried the log, tried the clean-up
@@ -475,18 +644,32 @@ print(f"rank {hvd.rank()} of {hvd.size()} up", flush=True)
 """
 
 
-@pytest.mark.skipif(not (HOROVOD_VENV / "bin" / "horovodrun").exists(),
-                    reason=f"{HOROVOD_VENV} not built: bash images/build-local-venv.sh mxnet-horovod")
+@pytest.mark.skipif(
+    not (HOROVOD_VENV / "bin" / "horovodrun").exists(),
+    reason=f"{HOROVOD_VENV} not built: bash images/build-local-venv.sh mxnet-horovod",
+)
 def test_local_profile_runs_horovodrun_with_one_process_per_slot(tmp_path, api):
     (tmp_path / "venvs").mkdir()
     (tmp_path / "venvs" / "hvdprobe").symlink_to(HOROVOD_VENV)
     (tmp_path / "images" / "hvdprobe").mkdir(parents=True)
     (tmp_path / "images" / "hvdprobe" / "probe.py").write_text(PROBE)
     (tmp_path / "out").mkdir()
-    local = Settings(profile="local", venvs_dir=str(tmp_path / "venvs"), images_dir=str(tmp_path / "images"),
-                     store_uri=(tmp_path / "store").as_uri())
-    spec = WorkloadSpec(name="probe", image="hvdprobe", script="probe.py", args=("--out", str(tmp_path / "out")),
-                        env={"PROBE_MODE": "from-spec"}, replicas=2, slots_per_replica=1, distributed=True)
+    local = Settings(
+        profile="local",
+        venvs_dir=str(tmp_path / "venvs"),
+        images_dir=str(tmp_path / "images"),
+        store_uri=(tmp_path / "store").as_uri(),
+    )
+    spec = WorkloadSpec(
+        name="probe",
+        image="hvdprobe",
+        script="probe.py",
+        args=("--out", str(tmp_path / "out")),
+        env={"PROBE_MODE": "from-spec"},
+        replicas=2,
+        slots_per_replica=1,
+        distributed=True,
+    )
     assert MPIJobOperator(task_id="train_mxnet", spec=spec.to_dict(), settings=local).execute(_context()) is None
     ranks = {p.name: p.read_text() for p in (tmp_path / "out").iterdir()}
     assert ranks == {"rank-0": "0/2 from-spec", "rank-1": "1/2 from-spec"}
@@ -495,13 +678,22 @@ def test_local_profile_runs_horovodrun_with_one_process_per_slot(tmp_path, api):
 
 # --- the single-pod operator submits the pod render_training_pod shows -----------------------------
 
+
 def test_pod_operator_submits_the_rendered_pod_and_defers(api):
     from airflow.sdk.exceptions import TaskDeferred
 
     from eksml.kubernetes.workload_pod import GpuTrainingPodOperator, render_training_pod
 
-    tf = training_spec(framework="tensorflow", data_uri="s3://eksml-bucket/store/data/x", model_uri="s3://b/m",
-                       checkpoint_uri="s3://b/c", epochs=1, batch_size=32, learning_rate=0.01, gpus=1)
+    tf = training_spec(
+        framework="tensorflow",
+        data_uri="s3://eksml-bucket/store/data/x",
+        model_uri="s3://b/m",
+        checkpoint_uri="s3://b/c",
+        epochs=1,
+        batch_size=32,
+        learning_rate=0.01,
+        gpus=1,
+    )
     pushed = {}
     context = _context()
     context["ti"].xcom_push = lambda key, value: pushed.__setitem__(key, value)
@@ -543,9 +735,18 @@ def test_dag_run_creates_defers_and_reports(api, airflow_db, tmp_path, monkeypat
 
     settings = {"profile": "aws", "store_uri": SETTINGS.store_uri, "namespace": NS, "kubernetes_conn_id": CONN_ID}
     (tmp_path / "mpijob_dag.py").write_text(DAG_FILE.format(spec=SPEC.to_dict(), settings=settings))
-    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps([{
-        "name": "mpijob-it", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-        "kwargs": {"path": str(tmp_path), "refresh_interval": 0}}]))
+    monkeypatch.setenv(
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST",
+        json.dumps(
+            [
+                {
+                    "name": "mpijob-it",
+                    "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                    "kwargs": {"path": str(tmp_path), "refresh_interval": 0},
+                }
+            ]
+        ),
+    )
     module_spec = importlib.util.spec_from_file_location("mpijob_dag", tmp_path / "mpijob_dag.py")
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)

@@ -20,27 +20,47 @@ ROLE = f"arn:aws:iam::{ACCOUNT}:role/eksml-sagemaker"
 
 
 def _client(service: str, moto_server: str):
-    return boto3.client(service, endpoint_url=moto_server, region_name=REGION, aws_access_key_id="testing",
-                        aws_secret_access_key="testing")
+    return boto3.client(
+        service,
+        endpoint_url=moto_server,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 @pytest.fixture(scope="module")
 def account(moto_server):
     s3, ecr = _client("s3", moto_server), _client("ecr", moto_server)
     for bucket, region in (("preflight-store", REGION), ("preflight-elsewhere", "eu-west-1")):
-        boto3.client("s3", endpoint_url=moto_server, region_name=region, aws_access_key_id="testing",
-                     aws_secret_access_key="testing").create_bucket(
-            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+        boto3.client(
+            "s3",
+            endpoint_url=moto_server,
+            region_name=region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ).create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
     for name in ("tf-fashion-mnist", "inference"):  # mxnet-horovod is not pushed
         ecr.create_repository(repositoryName=f"eksml/{name}")
-        ecr.put_image(repositoryName=f"eksml/{name}", imageTag="0.2.0",
-                      imageManifest='{"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json"}')
+        ecr.put_image(
+            repositoryName=f"eksml/{name}",
+            imageTag="0.2.0",
+            imageManifest='{"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json"}',
+        )
     return moto_server
 
 
 def _settings(**changes) -> Settings:
-    return Settings(**{"profile": "aws", "store_uri": "s3://preflight-store/ml", "region": REGION,
-                       "image_registry": REGISTRY, "image_tag": "0.2.0", **changes})
+    return Settings(
+        **{
+            "profile": "aws",
+            "store_uri": "s3://preflight-store/ml",
+            "region": REGION,
+            "image_registry": REGISTRY,
+            "image_tag": "0.2.0",
+            **changes,
+        }
+    )
 
 
 class Recorded:
@@ -48,8 +68,9 @@ class Recorded:
 
     def __init__(self) -> None:
         self.iam = boto3.client("iam", region_name=REGION, aws_access_key_id="k", aws_secret_access_key="s")
-        self.quotas = boto3.client("service-quotas", region_name=REGION, aws_access_key_id="k",
-                                   aws_secret_access_key="s")
+        self.quotas = boto3.client(
+            "service-quotas", region_name=REGION, aws_access_key_id="k", aws_secret_access_key="s"
+        )
         self.iam_stub, self.quota_stub = Stubber(self.iam), Stubber(self.quotas)
 
     def simulate(self, principal: str, policy: dict, deny: set[str] = frozenset()) -> None:
@@ -57,27 +78,42 @@ class Recorded:
             decision = "implicitDeny" if action in deny else "allowed"
             self.iam_stub.add_response(
                 "simulate_principal_policy",
-                {"EvaluationResults": [{"EvalActionName": action, "EvalResourceName": resource,
-                                        "EvalDecision": decision}], "IsTruncated": False},
-                {"PolicySourceArn": principal, "ActionNames": [action], "ResourceArns": [resource],
-                 "ContextEntries": context})
+                {
+                    "EvaluationResults": [
+                        {"EvalActionName": action, "EvalResourceName": resource, "EvalDecision": decision}
+                    ],
+                    "IsTruncated": False,
+                },
+                {
+                    "PolicySourceArn": principal,
+                    "ActionNames": [action],
+                    "ResourceArns": [resource],
+                    "ContextEntries": context,
+                },
+            )
 
     def no_such_role(self, principal: str) -> None:
-        self.iam_stub.add_client_error("simulate_principal_policy", "NoSuchEntity", http_status_code=404,
-                                       expected_params=None)
+        self.iam_stub.add_client_error(
+            "simulate_principal_policy", "NoSuchEntity", http_status_code=404, expected_params=None
+        )
 
     def factory(self, moto_server: str):
         def make(service: str):
             return {"iam": self.iam, "service-quotas": self.quotas}.get(service) or _client(service, moto_server)
+
         self.iam_stub.activate()
         self.quota_stub.activate()
         return make
 
 
 def _pipeline_doc(settings: Settings, role: str | None = None) -> dict:
-    return iam.pipeline_policy(settings.store_uri, settings.model_name, REGION,
-                               sagemaker_role_arn=role or f"arn:aws:iam::{ACCOUNT}:role/preflight-probe",
-                               account_id=ACCOUNT)
+    return iam.pipeline_policy(
+        settings.store_uri,
+        settings.model_name,
+        REGION,
+        sagemaker_role_arn=role or f"arn:aws:iam::{ACCOUNT}:role/preflight-probe",
+        account_id=ACCOUNT,
+    )
 
 
 MOTO_CALLER = f"arn:aws:sts::{ACCOUNT}:user/moto"
@@ -87,10 +123,15 @@ def test_a_ready_account_passes_with_a_cost_estimate(account):
     settings = _settings()
     rec = Recorded()
     rec.simulate(MOTO_CALLER, _pipeline_doc(settings))
-    rec.simulate(f"arn:aws:iam::{ACCOUNT}:role/eksml-training",
-                 iam.training_policy(settings.store_uri, settings.model_name, REGION))
-    rec.quota_stub.add_response("get_service_quota", {"Quota": {"QuotaCode": "L-417A185B", "Value": 64.0}},
-                                {"ServiceCode": "ec2", "QuotaCode": "L-417A185B"})
+    rec.simulate(
+        f"arn:aws:iam::{ACCOUNT}:role/eksml-training",
+        iam.training_policy(settings.store_uri, settings.model_name, REGION),
+    )
+    rec.quota_stub.add_response(
+        "get_service_quota",
+        {"Quota": {"QuotaCode": "L-417A185B", "Value": 64.0}},
+        {"ServiceCode": "ec2", "QuotaCode": "L-417A185B"},
+    )
     report = preflight.run_preflight(settings, validate_training_params({}), clients=rec.factory(account), hours=2)
     assert report.errors == [], report.text()
     assert any("vCPUs >= 32" in f.message for f in report.findings)  # one p3.8xlarge
@@ -104,8 +145,11 @@ def test_each_problem_is_found_with_its_fix(account):
     rec = Recorded()
     rec.simulate(MOTO_CALLER, _pipeline_doc(settings), deny={"s3:PutObject", "sagemaker:CreateTrainingJob"})
     rec.no_such_role("training")
-    rec.quota_stub.add_response("get_service_quota", {"Quota": {"QuotaCode": "L-417A185B", "Value": 0.0}},
-                                {"ServiceCode": "ec2", "QuotaCode": "L-417A185B"})
+    rec.quota_stub.add_response(
+        "get_service_quota",
+        {"Quota": {"QuotaCode": "L-417A185B", "Value": 0.0}},
+        {"ServiceCode": "ec2", "QuotaCode": "L-417A185B"},
+    )
     params = validate_training_params({"framework": "both", "workers": 2})
     report = preflight.run_preflight(settings, params, clients=rec.factory(account))
     errors = {f.check: f for f in report.errors}
@@ -123,11 +167,14 @@ def test_sagemaker_runs_check_the_role_and_the_training_quota(account):
     rec = Recorded()
     settings = _settings()
     rec.simulate(MOTO_CALLER, _pipeline_doc(settings))
-    params = validate_training_params({"trainer": "sagemaker", "sagemaker_instance_type": "ml.g5.xlarge",
-                                       "sagemaker_use_spot": False})
-    rec.quota_stub.add_response("list_service_quotas", {"Quotas": [
-        {"QuotaName": "ml.g5.xlarge for training job usage", "QuotaCode": "L-1234ABCD", "Value": 0.0}]},
-        {"ServiceCode": "sagemaker"})
+    params = validate_training_params(
+        {"trainer": "sagemaker", "sagemaker_instance_type": "ml.g5.xlarge", "sagemaker_use_spot": False}
+    )
+    rec.quota_stub.add_response(
+        "list_service_quotas",
+        {"Quotas": [{"QuotaName": "ml.g5.xlarge for training job usage", "QuotaCode": "L-1234ABCD", "Value": 0.0}]},
+        {"ServiceCode": "sagemaker"},
+    )
     report = preflight.run_preflight(settings, params, clients=rec.factory(account))
     errors = {f.check: f for f in report.errors}
     assert "sagemaker_role_arn is not set" in errors["sagemaker role"].message

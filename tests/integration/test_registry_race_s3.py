@@ -6,20 +6,24 @@ import json
 
 import boto3
 import pytest
+from promotion_race import RaceResult, _register, race_trial
 
 from eksml.registry import ModelRegistry
 from eksml.settings import load_settings
 from eksml.storage import PreconditionFailed, put_if_absent, put_if_match, read_versioned, store_path
-from promotion_race import RaceResult, _register, race_trial
 
 BUCKET = "eksml-race"
 
 
 @pytest.fixture(scope="module")
 def s3_store(moto_server):
-    boto3.client("s3", endpoint_url=moto_server, region_name="us-west-2", aws_access_key_id="testing",
-                 aws_secret_access_key="testing").create_bucket(
-        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-west-2",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
     return f"s3://{BUCKET}"
 
 

@@ -22,19 +22,27 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 TF_PYTHON = ROOT / ".venvs" / "tf-fashion-mnist" / "bin" / "python"
 INFERENCE_PYTHON = ROOT / ".venvs" / "inference" / "bin" / "python"
-CONF = {"trainer": "sagemaker", "framework": "tensorflow", "epochs": 1, "limit_train": 2000, "limit_test": 500,
-        "gpus": 0, "sagemaker_instance_type": "ml.m5.xlarge"}
+CONF = {
+    "trainer": "sagemaker",
+    "framework": "tensorflow",
+    "epochs": 1,
+    "limit_train": 2000,
+    "limit_test": 500,
+    "gpus": 0,
+    "sagemaker_instance_type": "ml.m5.xlarge",
+}
 
-pytestmark = pytest.mark.skipif(not (TF_PYTHON.exists() and INFERENCE_PYTHON.exists()),
-                                reason="tf-fashion-mnist or inference virtualenv missing: "
-                                       "bash images/build-local-venv.sh <image>")
+pytestmark = pytest.mark.skipif(
+    not (TF_PYTHON.exists() and INFERENCE_PYTHON.exists()),
+    reason="tf-fashion-mnist or inference virtualenv missing: bash images/build-local-venv.sh <image>",
+)
 
 
 def predict(saved_model: Path, data_dir: Path, limit: int) -> float:
     """Accuracy of the SavedModel on the first ``limit`` test images, loaded fresh in the TF venv."""
     code = f"""
 import json, sys
-sys.path.insert(0, {str(ROOT / 'images' / 'common')!r})
+sys.path.insert(0, {str(ROOT / "images" / "common")!r})
 import tensorflow as tf
 from trainkit.data import load_fashion_mnist
 _, _, x, y = load_fashion_mnist({str(data_dir)!r}, limit_train=1, limit_test={limit})
@@ -99,8 +107,15 @@ def xcom(run_id: str, task_id: str):
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        row = session.execute(XComModel.get_many(run_id=run_id, key="return_value", task_ids=task_id,
-                                                 dag_ids="fashion_mnist_training")).scalars().first()
+        row = (
+            session.execute(
+                XComModel.get_many(
+                    run_id=run_id, key="return_value", task_ids=task_id, dag_ids="fashion_mnist_training"
+                )
+            )
+            .scalars()
+            .first()
+        )
         return XComModel.deserialize_value(row)
 
 
@@ -116,8 +131,9 @@ def test_a_retried_try_resumes_from_the_run_checkpoint(dag_run) -> None:
     os.environ.update(EKSML_PROFILE="local", EKSML_STORE_URI=dag_run.store.as_uri())
     try:
         ti = SimpleNamespace(dag_id="fashion_mnist_training", task_id="train_sagemaker_tensorflow", try_number=2)
-        op = SageMakerTrainOperator(task_id="train_sagemaker_tensorflow", candidate=candidate,
-                                    instance_type="ml.m5.xlarge")
+        op = SageMakerTrainOperator(
+            task_id="train_sagemaker_tensorflow", candidate=candidate, instance_type="ml.m5.xlarge"
+        )
         result = op.execute({"ti": ti, "run_id": dag_run.run.run_id, "params": CONF})
     finally:
         os.environ.pop("EKSML_PROFILE", None)
@@ -147,10 +163,19 @@ def test_horovod_under_the_contract_like_sagemaker_mpi(dataset_dir, tmp_path, ai
     data_uri = f"{settings.data_root}/i1"
     prepare_data(store_path(str(dataset_dir), settings), store_path(data_uri, settings))
     version = "20261129T000000-mxnet-5e5e5e"
-    spec = training_spec(framework="mxnet", data_uri=data_uri,
-                         model_uri=f"{settings.store_uri}/staging/fashion-mnist/{version}",
-                         checkpoint_uri=f"{settings.store_uri}/checkpoints/fashion-mnist/{version}", epochs=1,
-                         batch_size=64, learning_rate=0.01, gpus=0, workers=2, limit_train=2000, limit_test=500)
+    spec = training_spec(
+        framework="mxnet",
+        data_uri=data_uri,
+        model_uri=f"{settings.store_uri}/staging/fashion-mnist/{version}",
+        checkpoint_uri=f"{settings.store_uri}/checkpoints/fashion-mnist/{version}",
+        epochs=1,
+        batch_size=64,
+        learning_rate=0.01,
+        gpus=0,
+        workers=2,
+        limit_train=2000,
+        limit_test=500,
+    )
     assert spec.total_processes == 2
     result = run_training_locally(spec, settings, job_name="fashion-mnist-training-mxnet-t1-local-0a0b0c0d")
     staging = tmp_path / "store" / "staging" / "fashion-mnist" / version

@@ -33,39 +33,82 @@ BUCKET = "eksml-sagemaker-test"
 DAG_ID = "fashion_mnist_training"
 RUN_ID = "manual__2026-11-29T00:00:00+00:00"
 
-pytestmark = pytest.mark.skipif(not TF_PYTHON.exists(), reason="no tf-fashion-mnist virtualenv; build it with: "
-                                "bash images/build-local-venv.sh tf-fashion-mnist")
+pytestmark = pytest.mark.skipif(
+    not TF_PYTHON.exists(),
+    reason="no tf-fashion-mnist virtualenv; build it with: bash images/build-local-venv.sh tf-fashion-mnist",
+)
 
 
 def s3_client(endpoint: str):
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-west-2",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-west-2",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 def sagemaker_client(endpoint: str):
-    return boto3.client("sagemaker", endpoint_url=endpoint, region_name="us-west-2",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        "sagemaker",
+        endpoint_url=endpoint,
+        region_name="us-west-2",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 @pytest.fixture(scope="module")
 def world(moto_server, dataset_dir, tmp_path_factory):
     """An S3 store holding one data interval, a spec for it, and a really trained model archive."""
     s3_client(moto_server).create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
-    settings = load_settings({"profile": "aws", "store_uri": f"s3://{BUCKET}/ml", "region": "us-west-2",
-                              "sagemaker_role_arn": "arn:aws:iam::123456789012:role/eksml-sagemaker"})
+    settings = load_settings(
+        {
+            "profile": "aws",
+            "store_uri": f"s3://{BUCKET}/ml",
+            "region": "us-west-2",
+            "sagemaker_role_arn": "arn:aws:iam::123456789012:role/eksml-sagemaker",
+        }
+    )
     data_uri = f"{settings.data_root}/20261122T000000-20261129T000000"
     prepare_data(store_path(str(dataset_dir), settings), store_path(data_uri, settings))
     version = "20261129T000000-tensorflow-a1b2c3"
-    spec = training_spec(framework="tensorflow", data_uri=data_uri, model_uri=f"s3://{BUCKET}/ml/staging/fashion-mnist/{version}",
-                         checkpoint_uri=f"s3://{BUCKET}/ml/checkpoints/fashion-mnist/{version}", epochs=1,
-                         batch_size=128, learning_rate=0.001, gpus=1, limit_train=2000, limit_test=500)
+    spec = training_spec(
+        framework="tensorflow",
+        data_uri=data_uri,
+        model_uri=f"s3://{BUCKET}/ml/staging/fashion-mnist/{version}",
+        checkpoint_uri=f"s3://{BUCKET}/ml/checkpoints/fashion-mnist/{version}",
+        epochs=1,
+        batch_size=128,
+        learning_rate=0.001,
+        gpus=1,
+        limit_train=2000,
+        limit_test=500,
+    )
     tmp = tmp_path_factory.mktemp("sm-moto")
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT / "images" / "common"), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([str(TF_PYTHON), str(ROOT / "images" / "tf-fashion-mnist" / "train.py"),
-                           "--data-uri", str(dataset_dir), "--model-uri", str(tmp / "model"), "--epochs", "1",
-                           "--limit-train", "2000", "--limit-test", "500"],
-                          env=env, cwd=ROOT / "images" / "tf-fashion-mnist", capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [
+            str(TF_PYTHON),
+            str(ROOT / "images" / "tf-fashion-mnist" / "train.py"),
+            "--data-uri",
+            str(dataset_dir),
+            "--model-uri",
+            str(tmp / "model"),
+            "--epochs",
+            "1",
+            "--limit-train",
+            "2000",
+            "--limit-test",
+            "500",
+        ],
+        env=env,
+        cwd=ROOT / "images" / "tf-fashion-mnist",
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     archive = pack_model_dir(tmp / "model", tmp / "model.tar.gz")
     return SimpleNamespace(settings=settings, spec=spec, archive=archive, model_dir=tmp / "model", endpoint=moto_server)
@@ -81,15 +124,16 @@ def operator(world, **kw):
     from eksml.sagemaker.operators import SageMakerTrainOperator
 
     options = {"instance_type": "ml.g4dn.xlarge", "max_runtime_s": 3600, "check_interval": 1, **kw}
-    return SageMakerTrainOperator(task_id="train_sagemaker", spec=world.spec.to_dict(), settings=world.settings,
-                                  **options)
+    return SageMakerTrainOperator(
+        task_id="train_sagemaker", spec=world.spec.to_dict(), settings=world.settings, **options
+    )
 
 
 def put_artifact(world, try_number: int) -> str:
     """Upload the real model archive where SageMaker reports the artifact of this try's job."""
     job = sagemaker_job_name(DAG_ID, RUN_ID, try_number, "tensorflow")
     uri = model_artifact_uri(default_output_uri(world.spec, world.settings), job)
-    bucket, key = uri[len("s3://"):].split("/", 1)
+    bucket, key = uri[len("s3://") :].split("/", 1)
     s3_client(world.endpoint).upload_file(str(world.archive), bucket, key)
     return uri
 
@@ -98,7 +142,7 @@ def staged_files(world) -> dict[str, bytes]:
     prefix = "ml/staging/fashion-mnist/20261129T000000-tensorflow-a1b2c3/"
     s3 = s3_client(world.endpoint)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
-    return {k[len(prefix):]: s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in keys}
+    return {k[len(prefix) :]: s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in keys}
 
 
 def test_job_is_created_with_our_request_and_its_artifact_registered(world) -> None:
@@ -111,21 +155,30 @@ def test_job_is_created_with_our_request_and_its_artifact_registered(world) -> N
     assert result["training_job_name"] == job and result["status"] == "Completed"
     described = sagemaker_client(world.endpoint).describe_training_job(TrainingJobName=job)
     sent = op.config
-    for field in ("AlgorithmSpecification", "HyperParameters", "InputDataConfig", "OutputDataConfig",
-                  "ResourceConfig", "StoppingCondition", "CheckpointConfig", "RoleArn"):
+    for field in (
+        "AlgorithmSpecification",
+        "HyperParameters",
+        "InputDataConfig",
+        "OutputDataConfig",
+        "ResourceConfig",
+        "StoppingCondition",
+        "CheckpointConfig",
+        "RoleArn",
+    ):
         got = described[field]
         if isinstance(got, dict):  # moto adds fields of its own (e.g. MetricDefinitions); compare ours
             got = {k: got.get(k) for k in sent[field]}
         assert got == sent[field], field
     assert described["AlgorithmSpecification"]["TrainingImage"].startswith(
-        "763104351884.dkr.ecr.us-west-2.amazonaws.com/tensorflow-training:2.19.0-gpu")
+        "763104351884.dkr.ecr.us-west-2.amazonaws.com/tensorflow-training:2.19.0-gpu"
+    )
     assert described["HyperParameters"]["epochs"] == "1"
     assert described["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
     assert described["ModelArtifacts"]["S3ModelArtifacts"] == artifact == result["model_artifact"]
 
     # The script-mode source the DLC downloads: our entrypoint and trainkit at the archive root.
     source = json.loads(sent["HyperParameters"]["sagemaker_submit_directory"])
-    bucket, key = source[len("s3://"):].split("/", 1)
+    bucket, key = source[len("s3://") :].split("/", 1)
     body = s3_client(world.endpoint).get_object(Bucket=bucket, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body)) as tar:
         names = set(tar.getnames())
@@ -133,8 +186,9 @@ def test_job_is_created_with_our_request_and_its_artifact_registered(world) -> N
 
     # Registration: the staging folder holds exactly the trained files, as the Kubernetes branch leaves them.
     staged = staged_files(world)
-    local = {p.relative_to(world.model_dir).as_posix(): p.read_bytes()
-             for p in world.model_dir.rglob("*") if p.is_file()}
+    local = {
+        p.relative_to(world.model_dir).as_posix(): p.read_bytes() for p in world.model_dir.rglob("*") if p.is_file()
+    }
     assert staged == local
     assert {"metrics.json", "model.keras", "saved_model/saved_model.pb"} <= set(staged)
     assert sorted(result["files"]) == sorted(local)
@@ -149,8 +203,9 @@ def test_deferred_wait_resumes_and_registers(world) -> None:
     first = operator(world, wait_for_completion=False)
     first.execute(context(try_number=2))  # creates the job (and, Completed at once in moto, registers)
     job = sagemaker_job_name(DAG_ID, RUN_ID, 2, "tensorflow")
-    trigger = SageMakerTrainingTrigger(job_name=job, waiter_delay=1, waiter_max_attempts=3,
-                                       aws_conn_id="aws_default", region_name="us-west-2")
+    trigger = SageMakerTrainingTrigger(
+        job_name=job, waiter_delay=1, waiter_max_attempts=3, aws_conn_id="aws_default", region_name="us-west-2"
+    )
 
     async def first_event():
         async for event in trigger.run():
@@ -193,15 +248,23 @@ def test_endpoint_is_created_then_updated_in_place_for_a_new_version(world) -> N
     sm = sagemaker_client(world.endpoint)
     deployed = {}
     for version in ("v1", "v2", "v2"):  # the last one is a retried deployment of v2
-        op = SageMakerEndpointDeployOperator(task_id="deploy", version_uri=upload_version(world, version),
-                                             endpoint_name="fashion-mnist-test", settings=world.settings,
-                                             check_interval=1, deferrable=False)
+        op = SageMakerEndpointDeployOperator(
+            task_id="deploy",
+            version_uri=upload_version(world, version),
+            endpoint_name="fashion-mnist-test",
+            settings=world.settings,
+            check_interval=1,
+            deferrable=False,
+        )
         result = op.execute(context(try_number=1))
         deployed[version] = result["Endpoint"]["EndpointConfigName"]
         assert sm.describe_endpoint(EndpointName="fashion-mnist-test")["EndpointConfigName"] == deployed[version]
     assert deployed["v1"] != deployed["v2"]
     model = sm.describe_model(ModelName=deployed["v2"])
-    assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{BUCKET}/ml/sagemaker/fashion-mnist/v2/endpoint/model.tar.gz"
+    assert (
+        model["PrimaryContainer"]["ModelDataUrl"]
+        == f"s3://{BUCKET}/ml/sagemaker/fashion-mnist/v2/endpoint/model.tar.gz"
+    )
     key = "ml/sagemaker/fashion-mnist/v2/endpoint/model.tar.gz"
     body = s3_client(world.endpoint).get_object(Bucket=BUCKET, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body)) as tar:

@@ -24,21 +24,38 @@ HOUR = 3600
 def _operator(**kw):
     from eksml.sagemaker.operators import SageMakerTrainOperator
 
-    spec = training_spec(framework="tensorflow", data_uri=f"{STORE}/data/fashion-mnist/i",
-                         model_uri=f"{STORE}/staging/fashion-mnist/v1",
-                         checkpoint_uri=f"{STORE}/checkpoints/fashion-mnist/v1", epochs=1, batch_size=64,
-                         learning_rate=0.01).to_dict()
-    options = dict(task_id="train_sagemaker_tensorflow", spec=spec, image_source="project", print_log=False,
-                   settings=Settings(profile="aws", store_uri=STORE, region="us-west-2",
-                                     sagemaker_role_arn="arn:aws:iam::123456789012:role/eksml-sagemaker"),
-                   max_runtime_s=3 * HOUR, execution_timeout=timedelta(hours=7), deferrable=True)
+    spec = training_spec(
+        framework="tensorflow",
+        data_uri=f"{STORE}/data/fashion-mnist/i",
+        model_uri=f"{STORE}/staging/fashion-mnist/v1",
+        checkpoint_uri=f"{STORE}/checkpoints/fashion-mnist/v1",
+        epochs=1,
+        batch_size=64,
+        learning_rate=0.01,
+    ).to_dict()
+    options = dict(
+        task_id="train_sagemaker_tensorflow",
+        spec=spec,
+        image_source="project",
+        print_log=False,
+        settings=Settings(
+            profile="aws",
+            store_uri=STORE,
+            region="us-west-2",
+            sagemaker_role_arn="arn:aws:iam::123456789012:role/eksml-sagemaker",
+        ),
+        max_runtime_s=3 * HOUR,
+        execution_timeout=timedelta(hours=7),
+        deferrable=True,
+    )
     options.update(kw)
     return SageMakerTrainOperator(**options)
 
 
 def _context(try_number: int) -> dict:
-    ti = SimpleNamespace(dag_id="fashion_mnist_training", task_id="train_sagemaker_tensorflow", try_number=try_number,
-                         xcoms={})
+    ti = SimpleNamespace(
+        dag_id="fashion_mnist_training", task_id="train_sagemaker_tensorflow", try_number=try_number, xcoms={}
+    )
     ti.xcom_push = lambda key, value: ti.xcoms.__setitem__(key, value)
     return {"ti": ti, "run_id": "scheduled__2026-11-29T00:00:00+00:00"}
 
@@ -46,12 +63,16 @@ def _context(try_number: int) -> dict:
 @pytest.fixture
 def job_status(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> dict:
     """The status moto reports for every training job, set by the test."""
+    import boto3
     from moto.sagemaker.models import FakeTrainingJob
 
-    import boto3
-
-    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-west-2", aws_access_key_id="testing",
-                      aws_secret_access_key="testing")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-west-2",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     if "wait-bucket" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
         s3.create_bucket(Bucket="wait-bucket", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
     # the provider checks that the training channel's prefix exists
@@ -60,8 +81,11 @@ def job_status(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> dict:
     answer = FakeTrainingJob.response_object.fget
 
     def held(job) -> dict:
-        return {**answer(job), "TrainingJobStatus": state["status"], "SecondaryStatus": state["status"].replace(
-            "InProgress", "Training")}
+        return {
+            **answer(job),
+            "TrainingJobStatus": state["status"],
+            "SecondaryStatus": state["status"].replace("InProgress", "Training"),
+        }
 
     monkeypatch.setattr(FakeTrainingJob, "response_object", property(held))
     return state

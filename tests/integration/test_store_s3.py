@@ -13,8 +13,13 @@ from eksml.storage import store_path
 
 @pytest.fixture
 def s3_settings(moto_server):
-    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-west-2",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-west-2",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     if "eksml-test" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
         s3.create_bucket(Bucket="eksml-test", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
     return load_settings({"store_uri": "s3://eksml-test/ml"})
@@ -25,8 +30,13 @@ def test_prepare_and_register_on_s3(dataset_dir, s3_settings, moto_server):
     target = store_path(f"{s3_settings.data_root}/i1", s3_settings)
     assert sorted(prepare_data(source, target)["copied"]) == sorted(IDX_FILES)
     assert prepare_data(source, target)["copied"] == []
-    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-west-2",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-west-2",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     head = s3.head_object(Bucket="eksml-test", Key="ml/data/fashion-mnist/i1/train-images-idx3-ubyte.gz")
     assert head["ContentLength"] == (dataset_dir / "train-images-idx3-ubyte.gz").stat().st_size
 
@@ -47,18 +57,31 @@ def test_retention_on_s3_deletes_scratch_never_models(s3_settings, moto_server):
 
     from eksml.retention import apply_retention
 
-    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-west-2",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
-    keys = [f"retention/{k}" for k in ("staging/fashion-mnist/v9/model.keras",
-                                        "checkpoints/fashion-mnist/v9/epoch-0001/model.keras",
-                                        "models/fashion-mnist/v9/model.keras", "models/fashion-mnist/v9/metadata.json")]
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-west-2",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    keys = [
+        f"retention/{k}"
+        for k in (
+            "staging/fashion-mnist/v9/model.keras",
+            "checkpoints/fashion-mnist/v9/epoch-0001/model.keras",
+            "models/fashion-mnist/v9/model.keras",
+            "models/fashion-mnist/v9/metadata.json",
+        )
+    ]
     for key in keys:
         s3.put_object(Bucket="eksml-test", Key=key, Body=b"x")
     settings = s3_settings.replace(store_uri="s3://eksml-test/retention", retention_days=2)
     assert apply_retention(settings)["deleted"] == []  # just written: kept
     later = datetime.now(timezone.utc) + timedelta(days=3)
     deleted = apply_retention(settings, now=later)["deleted"]
-    assert sorted(deleted) == ["s3://eksml-test/retention/checkpoints/fashion-mnist/v9",
-                               "s3://eksml-test/retention/staging/fashion-mnist/v9"]
+    assert sorted(deleted) == [
+        "s3://eksml-test/retention/checkpoints/fashion-mnist/v9",
+        "s3://eksml-test/retention/staging/fashion-mnist/v9",
+    ]
     left = {o["Key"] for o in s3.list_objects_v2(Bucket="eksml-test", Prefix="retention/")["Contents"]}
     assert set(keys[2:]) <= left and not set(keys[:2]) & left

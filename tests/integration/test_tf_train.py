@@ -22,15 +22,23 @@ SLICE = ["--limit-train", "3000", "--limit-test", "1000"]
 
 pytestmark = pytest.mark.skipif(
     not PYTHON.exists(),
-    reason="no tf-fashion-mnist virtualenv; build it with: bash images/build-local-venv.sh tf-fashion-mnist")
+    reason="no tf-fashion-mnist virtualenv; build it with: bash images/build-local-venv.sh tf-fashion-mnist",
+)
 
 
 def run_train(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """train.py with the arguments, environment and working folder the local runner gives it."""
     base = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
     base.update(PYTHONPATH=str(ROOT / "images" / "common"), PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([str(PYTHON), str(IMAGE_DIR / "train.py"), *args], env={**base, **(env or {})},
-                          cwd=IMAGE_DIR, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [str(PYTHON), str(IMAGE_DIR / "train.py"), *args],
+        env={**base, **(env or {})},
+        cwd=IMAGE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def succeeded(proc: subprocess.CompletedProcess) -> dict:
@@ -38,7 +46,7 @@ def succeeded(proc: subprocess.CompletedProcess) -> dict:
     assert proc.returncode == 0, f"train.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith(RESULT_PREFIX), last
-    return json.loads(last[len(RESULT_PREFIX):])
+    return json.loads(last[len(RESULT_PREFIX) :])
 
 
 def score_exported_model(model_dir: Path, data_dir: Path, limit_test: int) -> dict:
@@ -69,12 +77,39 @@ def runs(dataset_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A fresh one-epoch run, then a retry asking for two epochs on the same checkpoint URI."""
     tmp = tmp_path_factory.mktemp("tf-train")
     ckpt = f"file://{tmp}/ckpt"
-    first = run_train("--data-uri", str(dataset_dir), "--model-uri", str(tmp / "model-1"),
-                      "--checkpoint-uri", ckpt, "--epochs", "1", *SLICE)
-    second = run_train("--data-uri", str(dataset_dir), "--model-uri", f"file://{tmp}/model-2",
-                       "--checkpoint-uri", ckpt, "--epochs", "2", *SLICE)
-    validated = run_train("--data-uri", str(dataset_dir), "--model-uri", str(tmp / "model-val"),
-                          "--epochs", "1", "--validation-images", "500", *SLICE)
+    first = run_train(
+        "--data-uri",
+        str(dataset_dir),
+        "--model-uri",
+        str(tmp / "model-1"),
+        "--checkpoint-uri",
+        ckpt,
+        "--epochs",
+        "1",
+        *SLICE,
+    )
+    second = run_train(
+        "--data-uri",
+        str(dataset_dir),
+        "--model-uri",
+        f"file://{tmp}/model-2",
+        "--checkpoint-uri",
+        ckpt,
+        "--epochs",
+        "2",
+        *SLICE,
+    )
+    validated = run_train(
+        "--data-uri",
+        str(dataset_dir),
+        "--model-uri",
+        str(tmp / "model-val"),
+        "--epochs",
+        "1",
+        "--validation-images",
+        "500",
+        *SLICE,
+    )
     return {"tmp": tmp, "ckpt": ckpt, "first": first, "second": second, "validated": validated}
 
 
@@ -146,8 +181,17 @@ def test_exported_model_reproduces_its_recorded_accuracy(runs: dict, dataset_dir
 def test_a_finished_checkpoint_is_exported_without_training(runs: dict, dataset_dir: Path) -> None:
     succeeded(runs["second"])
     model = runs["tmp"] / "model-3"
-    proc = run_train("--data-uri", str(dataset_dir), "--model-uri", str(model),
-                     "--checkpoint-uri", runs["ckpt"], "--epochs", "2", *SLICE)
+    proc = run_train(
+        "--data-uri",
+        str(dataset_dir),
+        "--model-uri",
+        str(model),
+        "--checkpoint-uri",
+        runs["ckpt"],
+        "--epochs",
+        "2",
+        *SLICE,
+    )
     result = succeeded(proc)
     assert "already covers --epochs 2" in proc.stdout and "loss=" not in proc.stdout
     reference = json.loads((runs["tmp"] / "model-2" / "metrics.json").read_text())
@@ -177,13 +221,16 @@ def _assert_rejected(proc: subprocess.CompletedProcess, model: Path, message: st
     assert not (model / "metrics.json").exists()
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--epochs", "0"], "argument --epochs: must be >= 1, got 0"),
-    (["--learning-rate", "-0.01"], "argument --learning-rate: must be a finite number > 0, got -0.01"),
-    (["--batch-size", "many"], "argument --batch-size: must be an integer >= 1, got 'many'"),
-    (["--validation-images", "-1"], "argument --validation-images: must be >= 0, got -1"),
-    (["--validation-images", "60000"], "--validation-images 60000 leaves none of the 60000 training images"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--epochs", "0"], "argument --epochs: must be >= 1, got 0"),
+        (["--learning-rate", "-0.01"], "argument --learning-rate: must be a finite number > 0, got -0.01"),
+        (["--batch-size", "many"], "argument --batch-size: must be an integer >= 1, got 'many'"),
+        (["--validation-images", "-1"], "argument --validation-images: must be >= 0, got -1"),
+        (["--validation-images", "60000"], "--validation-images 60000 leaves none of the 60000 training images"),
+    ],
+)
 def test_bad_arguments_fail_before_training(args: list[str], message: str, dataset_dir: Path, tmp_path: Path) -> None:
     proc = run_train("--data-uri", str(dataset_dir), "--model-uri", str(tmp_path / "model"), *args)
     _assert_rejected(proc, tmp_path / "model", message)
@@ -218,8 +265,19 @@ def test_unknown_uri_scheme(dataset_dir: Path, tmp_path: Path) -> None:
 def test_checkpoint_of_other_settings_is_refused(runs: dict, dataset_dir: Path) -> None:
     succeeded(runs["second"])
     model = runs["tmp"] / "model-other"
-    proc = run_train("--data-uri", str(dataset_dir), "--model-uri", str(model), "--checkpoint-uri", runs["ckpt"],
-                     "--epochs", "3", "--batch-size", "64", *SLICE)
+    proc = run_train(
+        "--data-uri",
+        str(dataset_dir),
+        "--model-uri",
+        str(model),
+        "--checkpoint-uri",
+        runs["ckpt"],
+        "--epochs",
+        "3",
+        "--batch-size",
+        "64",
+        *SLICE,
+    )
     _assert_rejected(proc, model, "batch_size: checkpoint 128, now 64")
 
 
@@ -227,21 +285,43 @@ def test_s3_data_model_and_checkpoints(moto_server: str, dataset_dir: Path, monk
     """The aws profile's path: data, checkpoints and model all on S3 (a moto server on loopback)."""
     import boto3
 
-    creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-             "AWS_DEFAULT_REGION": "us-west-2", "AWS_ENDPOINT_URL": moto_server}
+    creds = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-west-2",
+        "AWS_ENDPOINT_URL": moto_server,
+    }
     for key, value in creds.items():
         monkeypatch.setenv(key, value)
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-west-2")
     s3.create_bucket(Bucket="tf-train", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
     for src in sorted(dataset_dir.glob("*-ubyte.gz")):
         s3.upload_file(str(src), "tf-train", f"data/{src.name}")
-    proc = run_train("--data-uri", "s3://tf-train/data", "--model-uri", "s3://tf-train/models/v1",
-                     "--checkpoint-uri", "s3://tf-train/ckpt", "--epochs", "1",
-                     "--limit-train", "1000", "--limit-test", "500", env=creds)
+    proc = run_train(
+        "--data-uri",
+        "s3://tf-train/data",
+        "--model-uri",
+        "s3://tf-train/models/v1",
+        "--checkpoint-uri",
+        "s3://tf-train/ckpt",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "1000",
+        "--limit-test",
+        "500",
+        env=creds,
+    )
     result = succeeded(proc)
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="tf-train")["Contents"]}
-    for key in ("models/v1/metrics.json", "models/v1/saved_model/saved_model.pb", "models/v1/model.keras",
-                "models/v1/history.json", "ckpt/latest.json", "ckpt/epoch-0001/model.keras"):
+    for key in (
+        "models/v1/metrics.json",
+        "models/v1/saved_model/saved_model.pb",
+        "models/v1/model.keras",
+        "models/v1/history.json",
+        "ckpt/latest.json",
+        "ckpt/epoch-0001/model.keras",
+    ):
         assert key in keys, sorted(keys)
     metrics = json.loads(s3.get_object(Bucket="tf-train", Key="models/v1/metrics.json")["Body"].read())
     assert metrics["test_accuracy"] == result["test_accuracy"] and metrics["test_images"] == 500
@@ -265,10 +345,17 @@ def test_sagemaker_train_command_passes_arguments(tmp_path: Path) -> None:
 
 def test_allocated_gpu_that_tensorflow_cannot_see_fails(dataset_dir: Path, tmp_path: Path) -> None:
     """On a GPU node whose CUDA libraries do not load, the run stops instead of training on CPU."""
-    proc = run_train("--data-uri", str(dataset_dir), "--model-uri", str(tmp_path / "model"),
-                     "--limit-train", "200", "--limit-test", "100",
-                     env={"NVIDIA_VISIBLE_DEVICES": "GPU-00000000-0000-0000-0000-000000000000",
-                          "CUDA_VISIBLE_DEVICES": "-1"})
+    proc = run_train(
+        "--data-uri",
+        str(dataset_dir),
+        "--model-uri",
+        str(tmp_path / "model"),
+        "--limit-train",
+        "200",
+        "--limit-test",
+        "100",
+        env={"NVIDIA_VISIBLE_DEVICES": "GPU-00000000-0000-0000-0000-000000000000", "CUDA_VISIBLE_DEVICES": "-1"},
+    )
     assert proc.returncode == 1, proc.stdout[-2000:]
     assert "1 GPU(s) allocated (NVIDIA_VISIBLE_DEVICES) but TensorFlow" in proc.stderr
     assert "loss=" not in proc.stdout and not (tmp_path / "model" / "metrics.json").exists()

@@ -55,8 +55,9 @@ def k8s_bin_dir() -> Path:
 
 def _start(name: str, bin_dir: Path) -> ControlPlane:
     workdir = Path(tempfile.mkdtemp(prefix=f"eksml-k8s-{name}-"))
-    plane = ControlPlane(name=name, bin_dir=bin_dir, workdir=workdir, identities=_identities(),
-                         node_groups=_node_groups())
+    plane = ControlPlane(
+        name=name, bin_dir=bin_dir, workdir=workdir, identities=_identities(), node_groups=_node_groups()
+    )
     plane.start()
     _planes.append(plane)
     sys.stderr.write(f"\n[k8s] control plane {name} up in {plane.startup_seconds:.1f} s at {plane.server}\n")
@@ -102,8 +103,13 @@ def aws_settings(kubernetes_conn_id: str, **changes: Any) -> Any:
     """The aws profile's settings, talking to a test cluster through ``kubernetes_conn_id``."""
     from eksml.settings import Settings
 
-    return Settings(profile="aws", store_uri="s3://eksml-bucket/store", kubernetes_conn_id=kubernetes_conn_id,
-                    image_registry="registry.test/eksml", image_tag="1.0.0").replace(**changes)
+    return Settings(
+        profile="aws",
+        store_uri="s3://eksml-bucket/store",
+        kubernetes_conn_id=kubernetes_conn_id,
+        image_registry="registry.test/eksml",
+        image_tag="1.0.0",
+    ).replace(**changes)
 
 
 def pipeline_objects(settings: Any) -> list[dict[str, Any]]:

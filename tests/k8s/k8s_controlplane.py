@@ -40,8 +40,14 @@ KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 MPI_OPERATOR_SA = ("mpi-operator", "mpi-operator")
 SERVICE_CIDR = "10.96.0.0/16"
 #: The controllers the pipeline's objects need (the rest of a real controller manager is off).
-KCM_CONTROLLERS = ("deployment-controller", "replicaset-controller", "job-controller", "namespace-controller",
-                   "serviceaccount-controller", "garbage-collector-controller")
+KCM_CONTROLLERS = (
+    "deployment-controller",
+    "replicaset-controller",
+    "job-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "garbage-collector-controller",
+)
 #: Container log served (by kwok, through the API server's log proxy) for each container name.
 CONTAINER_LOGS = {
     "base": "simulated training container: epoch 1/1 accuracy 0.81\n",
@@ -69,6 +75,7 @@ def free_port() -> int:
 
 # --- certificates ------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Identity:
     """A client of the API server: an x509 user (CN) with groups (O), as EKS maps IAM principals."""
@@ -93,17 +100,25 @@ class Pki:
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "eksml-testenv-ca")])
         now = dt.datetime.now(dt.UTC)
         self._ca = (
-            x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(self._ca_key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=2))
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self._ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=2))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(self._ca_key, hashes.SHA256())
         )
         self.ca = self._write("ca.crt", self._ca.public_bytes(serialization.Encoding.PEM))
         sa_key = ec.generate_private_key(ec.SECP256R1())
         self.sa_key = self._write("sa.key", self._key_pem(sa_key))
-        self.sa_pub = self._write("sa.pub", sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        self.sa_pub = self._write(
+            "sa.pub",
+            sa_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+        )
 
     def _write(self, name: str, data: bytes) -> Path:
         path = self.dir / name
@@ -115,19 +130,34 @@ class Pki:
         s = self._ser
         return key.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption())
 
-    def issue(self, name: str, common_name: str, *, groups: tuple[str, ...] = (), server: bool = False,
-              hosts: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    def issue(
+        self,
+        name: str,
+        common_name: str,
+        *,
+        groups: tuple[str, ...] = (),
+        server: bool = False,
+        hosts: tuple[str, ...] = (),
+    ) -> tuple[Path, Path]:
         """A certificate signed by the CA: a client (CN, O=groups) or a server for ``hosts``."""
         x509, oid = self._x509, self._oid
         key = self._ec.generate_private_key(self._ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(oid.COMMON_NAME, common_name),
-                             *(x509.NameAttribute(oid.ORGANIZATION_NAME, g) for g in groups)])
+        subject = x509.Name(
+            [
+                x509.NameAttribute(oid.COMMON_NAME, common_name),
+                *(x509.NameAttribute(oid.ORGANIZATION_NAME, g) for g in groups),
+            ]
+        )
         now = dt.datetime.now(dt.UTC)
         usage = x509.oid.ExtendedKeyUsageOID.SERVER_AUTH if server else x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH
         builder = (
-            x509.CertificateBuilder().subject_name(subject).issuer_name(self._ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self._ca.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         )
         if hosts:
@@ -139,11 +169,14 @@ class Pki:
                     sans.append(x509.DNSName(host))
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         cert = builder.sign(self._ca_key, self._hashes.SHA256())
-        return (self._write(f"{name}.crt", cert.public_bytes(self._ser.Encoding.PEM)),
-                self._write(f"{name}.key", self._key_pem(key)))
+        return (
+            self._write(f"{name}.crt", cert.public_bytes(self._ser.Encoding.PEM)),
+            self._write(f"{name}.key", self._key_pem(key)),
+        )
 
 
 # --- processes ---------------------------------------------------------------------------------
+
 
 @dataclass
 class Component:
@@ -154,8 +187,9 @@ class Component:
 
     def start(self) -> None:
         with self.log.open("ab") as out:
-            self.process = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+            self.process = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -190,6 +224,7 @@ def _get(url: str, context: ssl.SSLContext | None = None, timeout: float = 3.0) 
 
 # --- the control plane -------------------------------------------------------------------------
 
+
 @dataclass
 class ControlPlane:
     """One independent cluster: its own etcd, API server, controllers, scheduler, kwok and MPI operator."""
@@ -222,8 +257,9 @@ class ControlPlane:
         return self._write_kubeconfig(key, {"client-certificate": str(cert), "client-key": str(private)})
 
     def logs(self, lines: int = 40) -> str:
-        return "\n".join(f"----- {self.name}/{c.name} ({c.log}) -----\n{c.tail(lines)}"
-                         for c in self.components.values())
+        return "\n".join(
+            f"----- {self.name}/{c.name} ({c.log}) -----\n{c.tail(lines)}" for c in self.components.values()
+        )
 
     def start(self, timeout: float = 120.0) -> None:
         started = time.monotonic()
@@ -252,7 +288,9 @@ class ControlPlane:
     def check_alive(self) -> None:
         dead = [c for c in self.components.values() if not c.alive()]
         if dead:
-            raise ControlPlaneError(f"{self.name}: component(s) exited: {', '.join(c.name for c in dead)}\n{self.logs()}")
+            raise ControlPlaneError(
+                f"{self.name}: component(s) exited: {', '.join(c.name for c in dead)}\n{self.logs()}"
+            )
 
     # --- steps ----------------------------------------------------------------------------
     def _component(self, name: str, argv: list[str]) -> Component:
@@ -276,50 +314,78 @@ class ControlPlane:
     def _start_etcd(self, deadline: float) -> None:
         port, peer = free_port(), free_port()
         self.etcd_url = f"http://127.0.0.1:{port}"
-        self._component("etcd", [str(self.bin_dir / "etcd"), f"--data-dir={self.workdir / 'etcd'}",
-                                 f"--listen-client-url={self.etcd_url}", f"--listen-peer-url=http://127.0.0.1:{peer}"])
+        self._component(
+            "etcd",
+            [
+                str(self.bin_dir / "etcd"),
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-url={self.etcd_url}",
+                f"--listen-peer-url=http://127.0.0.1:{peer}",
+            ],
+        )
 
         def healthy() -> tuple[bool, Any]:
             code, body = _get(f"{self.etcd_url}/health")
             return code == 200 and '"true"' in body, body
+
         self._wait("etcd /health", healthy, deadline, ("etcd",))
 
     def _start_apiserver(self, deadline: float) -> None:
         port = free_port()
         self.server = f"https://127.0.0.1:{port}"
-        serving = self.pki.issue("apiserver", "kube-apiserver", server=True, hosts=(
-            "127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-            str(next(ipaddress.ip_network(SERVICE_CIDR).hosts()))))
-        kubelet_client = self.pki.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client",
-                                        groups=("system:masters",))
-        self._component("kube-apiserver", [
-            str(self.bin_dir / "kube-apiserver"),
-            f"--etcd-servers={self.etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={port}",
-            f"--tls-cert-file={serving[0]}", f"--tls-private-key-file={serving[1]}",
-            f"--client-ca-file={self.pki.ca}",
-            "--authorization-mode=RBAC",
-            # NamespaceLifecycle, ServiceAccount, PodSecurity, ... are on by default; named for clarity.
-            "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity,DefaultTolerationSeconds",
-            # Simulated nodes are Ready from the start and stay so: no node.kubernetes.io/not-ready
-            # taint on creation, and no node-lifecycle controller to add one (kwok v0.8.0 renewed the
-            # Lease of only one of several nodes here, so that controller would fail the others).
-            "--disable-admission-plugins=TaintNodesByCondition",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={self.pki.sa_pub}",
-            f"--service-account-signing-key-file={self.pki.sa_key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            f"--kubelet-client-certificate={kubelet_client[0]}", f"--kubelet-client-key={kubelet_client[1]}",
-            f"--kubelet-certificate-authority={self.pki.ca}",
-            "--kubelet-preferred-address-types=InternalIP",
-            "--allow-privileged=true",  # as EKS: privileged pods are possible, Pod Security decides per namespace
-            "--profiling=false",
-            "--endpoint-reconciler-type=none",  # the "kubernetes" Service cannot point at loopback
-            # Who called what, and what the answer was: tests read it to check identities and refusals.
-            f"--audit-policy-file={self._audit_policy()}", f"--audit-log-path={self.audit_log}",
-            "--audit-log-format=json", "--audit-log-mode=blocking",
-            f"--cert-dir={self.workdir / 'apiserver-certs'}",
-        ])
+        serving = self.pki.issue(
+            "apiserver",
+            "kube-apiserver",
+            server=True,
+            hosts=(
+                "127.0.0.1",
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                str(next(ipaddress.ip_network(SERVICE_CIDR).hosts())),
+            ),
+        )
+        kubelet_client = self.pki.issue(
+            "apiserver-kubelet-client", "kube-apiserver-kubelet-client", groups=("system:masters",)
+        )
+        self._component(
+            "kube-apiserver",
+            [
+                str(self.bin_dir / "kube-apiserver"),
+                f"--etcd-servers={self.etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--tls-cert-file={serving[0]}",
+                f"--tls-private-key-file={serving[1]}",
+                f"--client-ca-file={self.pki.ca}",
+                "--authorization-mode=RBAC",
+                # NamespaceLifecycle, ServiceAccount, PodSecurity, ... are on by default; named for clarity.
+                "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity,DefaultTolerationSeconds",
+                # Simulated nodes are Ready from the start and stay so: no node.kubernetes.io/not-ready
+                # taint on creation, and no node-lifecycle controller to add one (kwok v0.8.0 renewed the
+                # Lease of only one of several nodes here, so that controller would fail the others).
+                "--disable-admission-plugins=TaintNodesByCondition",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={self.pki.sa_pub}",
+                f"--service-account-signing-key-file={self.pki.sa_key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--kubelet-client-certificate={kubelet_client[0]}",
+                f"--kubelet-client-key={kubelet_client[1]}",
+                f"--kubelet-certificate-authority={self.pki.ca}",
+                "--kubelet-preferred-address-types=InternalIP",
+                "--allow-privileged=true",  # as EKS: privileged pods are possible, Pod Security decides per namespace
+                "--profiling=false",
+                "--endpoint-reconciler-type=none",  # the "kubernetes" Service cannot point at loopback
+                # Who called what, and what the answer was: tests read it to check identities and refusals.
+                f"--audit-policy-file={self._audit_policy()}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-mode=blocking",
+                f"--cert-dir={self.workdir / 'apiserver-certs'}",
+            ],
+        )
         admin_cert = self.pki.issue("admin", self.identities["admin"].user, groups=self.identities["admin"].groups)
         context = ssl.create_default_context(cafile=str(self.pki.ca))
         context.load_cert_chain(*admin_cert)
@@ -328,6 +394,7 @@ class ControlPlane:
         def ready() -> tuple[bool, Any]:
             code, body = _get(f"{self.server}/readyz", context)
             return code == 200, body
+
         self._wait("kube-apiserver /readyz", ready, deadline, ("etcd", "kube-apiserver"))
 
     @property
@@ -336,8 +403,16 @@ class ControlPlane:
 
     def _audit_policy(self) -> Path:
         path = self.workdir / "audit-policy.json"
-        path.write_text(json.dumps({"apiVersion": "audit.k8s.io/v1", "kind": "Policy",
-                                    "omitStages": ["RequestReceived"], "rules": [{"level": "Metadata"}]}))
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "audit.k8s.io/v1",
+                    "kind": "Policy",
+                    "omitStages": ["RequestReceived"],
+                    "rules": [{"level": "Metadata"}],
+                }
+            )
+        )
         return path
 
     def audit_events(self, user: str) -> list[dict[str, Any]]:
@@ -352,13 +427,26 @@ class ControlPlane:
 
     def _write_kubeconfig(self, key: str, user: dict[str, Any], namespace: str = "default") -> Path:
         path = self.kubeconfig(key)
-        path.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": self.name,
-            "clusters": [{"name": self.name, "cluster": {"server": self.server,
-                                                          "certificate-authority": str(self.pki.ca)}}],
-            "users": [{"name": key, "user": user}],
-            "contexts": [{"name": self.name, "context": {"cluster": self.name, "user": key, "namespace": namespace}}],
-        }, indent=1))
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": self.name,
+                    "clusters": [
+                        {
+                            "name": self.name,
+                            "cluster": {"server": self.server, "certificate-authority": str(self.pki.ca)},
+                        }
+                    ],
+                    "users": [{"name": key, "user": user}],
+                    "contexts": [
+                        {"name": self.name, "context": {"cluster": self.name, "user": key, "namespace": namespace}}
+                    ],
+                },
+                indent=1,
+            )
+        )
         path.chmod(0o600)
         return path
 
@@ -373,35 +461,49 @@ class ControlPlane:
 
     def _start_controllers(self) -> None:
         self.kcm_port, self.scheduler_port, self.kwok_port = free_port(), free_port(), free_port()
-        self._component("kube-controller-manager", [
-            str(self.bin_dir / "kube-controller-manager"),
-            f"--kubeconfig={self.kubeconfig('kube-controller-manager')}",
-            "--bind-address=127.0.0.1", f"--secure-port={self.kcm_port}",
-            f"--cert-dir={self.workdir / 'kcm-certs'}",
-            "--leader-elect=false",
-            # Each controller acts as its own service account with its own bootstrap Role.
-            "--use-service-account-credentials=true",
-            "--controllers=" + ",".join(KCM_CONTROLLERS),
-            f"--root-ca-file={self.pki.ca}",
-            "--kube-api-qps=100", "--kube-api-burst=200",
-        ])
-        self._component("kube-scheduler", [
-            str(self.bin_dir / "kube-scheduler"),
-            f"--kubeconfig={self.kubeconfig('kube-scheduler')}",
-            "--bind-address=127.0.0.1", f"--secure-port={self.scheduler_port}",
-            f"--cert-dir={self.workdir / 'scheduler-certs'}",
-            "--leader-elect=false",
-        ])
+        self._component(
+            "kube-controller-manager",
+            [
+                str(self.bin_dir / "kube-controller-manager"),
+                f"--kubeconfig={self.kubeconfig('kube-controller-manager')}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.kcm_port}",
+                f"--cert-dir={self.workdir / 'kcm-certs'}",
+                "--leader-elect=false",
+                # Each controller acts as its own service account with its own bootstrap Role.
+                "--use-service-account-credentials=true",
+                "--controllers=" + ",".join(KCM_CONTROLLERS),
+                f"--root-ca-file={self.pki.ca}",
+                "--kube-api-qps=100",
+                "--kube-api-burst=200",
+            ],
+        )
+        self._component(
+            "kube-scheduler",
+            [
+                str(self.bin_dir / "kube-scheduler"),
+                f"--kubeconfig={self.kubeconfig('kube-scheduler')}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.scheduler_port}",
+                f"--cert-dir={self.workdir / 'scheduler-certs'}",
+                "--leader-elect=false",
+            ],
+        )
         kwok_cert = self.pki.issue("kwok-serving", "kwok", server=True, hosts=("127.0.0.1",))
-        self._component("kwok", [
-            str(self.bin_dir / "kwok"),
-            f"--config={self._kwok_config()}",
-            f"--kubeconfig={self.kubeconfig('kwok')}",
-            "--manage-nodes-with-annotation-selector={}={}".format(*KWOK_ANNOTATION),
-            "--node-ip=127.0.0.1", f"--node-port={self.kwok_port}",
-            f"--server-address=127.0.0.1:{self.kwok_port}",
-            f"--tls-cert-file={kwok_cert[0]}", f"--tls-private-key-file={kwok_cert[1]}",
-        ])
+        self._component(
+            "kwok",
+            [
+                str(self.bin_dir / "kwok"),
+                f"--config={self._kwok_config()}",
+                f"--kubeconfig={self.kubeconfig('kwok')}",
+                "--manage-nodes-with-annotation-selector={}={}".format(*KWOK_ANNOTATION),
+                "--node-ip=127.0.0.1",
+                f"--node-port={self.kwok_port}",
+                f"--server-address=127.0.0.1:{self.kwok_port}",
+                f"--tls-cert-file={kwok_cert[0]}",
+                f"--tls-private-key-file={kwok_cert[1]}",
+            ],
+        )
 
     def _kwok_config(self) -> Path:
         """kwok's node stages from its pinned module, our pod stages, and canned container logs."""
@@ -411,11 +513,19 @@ class ControlPlane:
             stamp = "2026-01-01T00:00:00.000000000Z"
             path.write_text("".join(f"{stamp} stdout F {line}\n" for line in text.splitlines()))
             logs.append({"containers": [container], "logsFile": str(path), "follow": False})
-        cluster_logs = {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterLogs",
-                        "metadata": {"name": "canned"}, "spec": {"logs": logs}}
+        cluster_logs = {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "ClusterLogs",
+            "metadata": {"name": "canned"},
+            "spec": {"logs": logs},
+        }
         share = self.bin_dir.parent / "share"
-        docs = [(share / "node-initialize.yaml").read_text(), (share / "node-heartbeat-with-lease.yaml").read_text(),
-                STAGES.read_text(), json.dumps(cluster_logs)]
+        docs = [
+            (share / "node-initialize.yaml").read_text(),
+            (share / "node-heartbeat-with-lease.yaml").read_text(),
+            STAGES.read_text(),
+            json.dumps(cluster_logs),
+        ]
         path = self.workdir / "kwok.yaml"
         path.write_text("\n---\n".join(docs))
         return path
@@ -437,11 +547,17 @@ class ControlPlane:
                 capacity = {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"}
                 if group.gpu:
                     capacity[gpu_resource] = str(group.gpus_per_node)
-                labels = {**group.labels, "eks.amazonaws.com/nodegroup": group.name,
-                          "node.kubernetes.io/instance-type": group.instance_types[0],
-                          "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "type": "kwok"}
+                labels = {
+                    **group.labels,
+                    "eks.amazonaws.com/nodegroup": group.name,
+                    "node.kubernetes.io/instance-type": group.instance_types[0],
+                    "kubernetes.io/hostname": name,
+                    "kubernetes.io/os": "linux",
+                    "type": "kwok",
+                }
                 node = {
-                    "apiVersion": "v1", "kind": "Node",
+                    "apiVersion": "v1",
+                    "kind": "Node",
                     "metadata": {"name": name, "labels": labels},
                     "spec": {"taints": [t.to_dict() for t in group.taints]},
                 }
@@ -459,19 +575,28 @@ class ControlPlane:
 
         def ready() -> tuple[bool, Any]:
             nodes = core.list_node().items
-            names = [n.metadata.name for n in nodes
-                     if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
-                     and not any(t.key.startswith("node.kubernetes.io/") for t in (n.spec.taints or []))]
+            names = [
+                n.metadata.name
+                for n in nodes
+                if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
+                and not any(t.key.startswith("node.kubernetes.io/") for t in (n.spec.taints or []))
+            ]
             return len(names) >= wanted, names
-        self._wait(f"{wanted} Ready, schedulable node(s)", ready, deadline,
-                   ("kwok", "kube-apiserver", "kube-controller-manager"))
+
+        self._wait(
+            f"{wanted} Ready, schedulable node(s)",
+            ready,
+            deadline,
+            ("kwok", "kube-apiserver", "kube-controller-manager"),
+        )
 
     def _install_mpi_operator(self, deadline: float) -> None:
         """The project's pinned add-ons (the MPI operator's CRD and RBAC among them), applied as
         the add-ons step does, then the operator itself with a token of its own service account."""
+        from kubernetes import client
+
         from eksml.cluster.addons import addon_objects
         from eksml.cluster.apply import apply_objects
-        from kubernetes import client
 
         # The add-on Deployments would only be pods kwok pretends to run: the controller runs here.
         objects = [o for o in addon_objects() if o["kind"] != "Deployment"]
@@ -485,15 +610,23 @@ class ControlPlane:
                 return True, None
             except client.ApiException as exc:
                 return False, exc.status
+
         self._wait("the mpi-operator service account", account_exists, deadline)
         token = core.create_namespaced_service_account_token(
-            account, namespace, {"spec": {"expirationSeconds": 24 * 3600}}).status.token
+            account, namespace, {"spec": {"expirationSeconds": 24 * 3600}}
+        ).status.token
         self._write_kubeconfig("mpi-operator", {"token": token})
         self.mpi_health_port = free_port()
-        self._component("mpi-operator", [
-            str(self.bin_dir / "mpi-operator"), f"--kubeConfig={self.kubeconfig('mpi-operator')}",
-            f"--health-addr=127.0.0.1:{self.mpi_health_port}", "--kube-api-qps=50", "--kube-api-burst=100",
-        ])
+        self._component(
+            "mpi-operator",
+            [
+                str(self.bin_dir / "mpi-operator"),
+                f"--kubeConfig={self.kubeconfig('mpi-operator')}",
+                f"--health-addr=127.0.0.1:{self.mpi_health_port}",
+                "--kube-api-qps=50",
+                "--kube-api-burst=100",
+            ],
+        )
 
     def _wait_healthy(self, deadline: float) -> None:
         insecure = ssl.create_default_context()
@@ -505,9 +638,11 @@ class ControlPlane:
             "mpi-operator": (f"http://127.0.0.1:{self.mpi_health_port}/healthz", None),
         }
         for name, (url, context) in checks.items():
+
             def healthy(url: str = url, context: ssl.SSLContext | None = context) -> tuple[bool, Any]:
                 code, body = _get(url, context)
                 return code == 200, f"{code} {body}"
+
             self._wait(f"{name} {url}", healthy, deadline, (name,))
         self.check_alive()
 

@@ -14,12 +14,21 @@ from types import SimpleNamespace
 from typing import Any
 
 
-def task_context(task_id: str, try_number: int = 1, run_id: str = "manual__2026-01-01T00:00:00+00:00") -> dict[str, Any]:
+def task_context(
+    task_id: str, try_number: int = 1, run_id: str = "manual__2026-01-01T00:00:00+00:00"
+) -> dict[str, Any]:
     """The parts of a task context the operators read; XCom pushes are kept in ``ti.xcom``."""
     xcom: dict[str, Any] = {}
-    ti = SimpleNamespace(dag_id="fashion_mnist_training", task_id=task_id, run_id=run_id, map_index=-1,
-                         try_number=try_number, start_date=datetime.now(UTC), xcom=xcom,
-                         xcom_push=lambda key, value: xcom.__setitem__(key, value))
+    ti = SimpleNamespace(
+        dag_id="fashion_mnist_training",
+        task_id=task_id,
+        run_id=run_id,
+        map_index=-1,
+        try_number=try_number,
+        start_date=datetime.now(UTC),
+        xcom=xcom,
+        xcom_push=lambda key, value: xcom.__setitem__(key, value),
+    )
     return {"ti": ti, "task_instance": ti, "run_id": run_id, "dag": SimpleNamespace(dag_id=ti.dag_id)}
 
 
@@ -28,6 +37,7 @@ def first_event(trigger: Any, timeout: float) -> dict[str, Any]:
         async for event in trigger.run():
             return event.payload
         raise AssertionError(f"{type(trigger).__name__} ended without an event")
+
     return asyncio.run(asyncio.wait_for(take(), timeout))
 
 

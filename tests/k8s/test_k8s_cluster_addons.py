@@ -8,10 +8,11 @@ import json
 
 import pytest
 from conftest import aws_settings, pipeline_objects
-from eksml.cluster.addons import addon_objects, parse_manifest
-from eksml.cluster.apply import FIELD_MANAGER, apply_objects
 from kubernetes import client
 from kubernetes.dynamic import DynamicClient
+
+from eksml.cluster.addons import addon_objects, parse_manifest
+from eksml.cluster.apply import FIELD_MANAGER, apply_objects
 
 pytestmark = pytest.mark.k8s
 

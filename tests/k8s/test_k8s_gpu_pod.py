@@ -14,25 +14,40 @@ import time
 
 import pytest
 from conftest import PIPELINE, aws_settings
-from eksml.kubernetes.workload_pod import GpuTrainingPodOperator, render_training_pod
-from eksml.specs import training_spec
 from k8s_tasks import run_task, task_context
 from kubernetes import client
+
+from eksml.kubernetes.workload_pod import GpuTrainingPodOperator, render_training_pod
+from eksml.specs import training_spec
 
 pytestmark = pytest.mark.k8s
 
 NS = "ml-training"
-SPEC = training_spec(framework="tensorflow", data_uri="s3://eksml-bucket/store/data/x",
-                     model_uri="s3://eksml-bucket/store/models/v1", checkpoint_uri="s3://eksml-bucket/store/ckpt/v1",
-                     epochs=1, batch_size=32, learning_rate=0.01, gpus=1)
+SPEC = training_spec(
+    framework="tensorflow",
+    data_uri="s3://eksml-bucket/store/data/x",
+    model_uri="s3://eksml-bucket/store/models/v1",
+    checkpoint_uri="s3://eksml-bucket/store/ckpt/v1",
+    epochs=1,
+    batch_size=32,
+    learning_rate=0.01,
+    gpus=1,
+)
 
 
 def _operator(settings, task_id: str = "train_tensorflow") -> GpuTrainingPodOperator:
     # logging_interval: the provider then reads the finished pod's log without ``follow``. kwok
     # serves a followed log until the client hangs up (a kubelet ends it when the container
     # exits), which would only make the read time out here.
-    return GpuTrainingPodOperator(task_id=task_id, spec=SPEC.to_dict(), settings=settings, on_finish_action="keep_pod",
-                                  poll_interval=0.5, startup_check_interval_seconds=1, logging_interval=60)
+    return GpuTrainingPodOperator(
+        task_id=task_id,
+        spec=SPEC.to_dict(),
+        settings=settings,
+        on_finish_action="keep_pod",
+        poll_interval=0.5,
+        startup_check_interval_seconds=1,
+        logging_interval=60,
+    )
 
 
 def _wait_for(read, done, timeout: float = 60.0, what: str = "condition"):
@@ -74,15 +89,20 @@ def test_gpu_pod_never_lands_on_an_inference_node(prepared_cluster):
         pipeline.create_namespaced_pod(NS, pod)
         events = _wait_for(
             lambda: admin.list_namespaced_event(NS, field_selector="involvedObject.name=placement-probe").items,
-            lambda items: any(e.reason == "FailedScheduling" for e in items), what="FailedScheduling")
+            lambda items: any(e.reason == "FailedScheduling" for e in items),
+            what="FailedScheduling",
+        )
         message = next(e.message for e in events if e.reason == "FailedScheduling")
         assert "didn't match Pod's node affinity/selector" in message and "unschedulable" in message
         assert admin.read_namespaced_pod("placement-probe", NS).spec.node_name is None
     finally:
         for name in train_nodes:
             admin.patch_node(name, {"spec": {"unschedulable": False}})
-    placed = _wait_for(lambda: admin.read_namespaced_pod("placement-probe", NS),
-                       lambda p: p.spec.node_name is not None, what="placement")
+    placed = _wait_for(
+        lambda: admin.read_namespaced_pod("placement-probe", NS),
+        lambda p: p.spec.node_name is not None,
+        what="placement",
+    )
     assert placed.spec.node_name in train_nodes
     admin.delete_namespaced_pod("placement-probe", NS)
 

@@ -14,10 +14,11 @@ import time
 
 import pytest
 from conftest import PIPELINE, aws_settings
+from kubernetes import client
+
 from eksml.serving.kubernetes import InferenceRollout, RolloutError
 from eksml.serving.manifests import render_inference_objects, resource_name
 from eksml.serving.rollout import REVISION_ANNOTATION
-from kubernetes import client
 
 pytestmark = pytest.mark.k8s
 
@@ -29,8 +30,11 @@ def _rollout(plane, settings, samples: list | None = None, timeout: float = 60.0
 
     def sleep(seconds: float) -> None:
         if samples is not None:
-            samples.append(client.AppsV1Api(plane.api_client("admin"))
-                           .read_namespaced_deployment_status(resource_name(settings), NS).status)
+            samples.append(
+                client.AppsV1Api(plane.api_client("admin"))
+                .read_namespaced_deployment_status(resource_name(settings), NS)
+                .status
+            )
         time.sleep(seconds)
 
     return InferenceRollout(api, NS, resource_name(settings), timeout=timeout, poll_interval=0.5, sleep=sleep)
@@ -38,8 +42,11 @@ def _rollout(plane, settings, samples: list | None = None, timeout: float = 60.0
 
 def _serving_pods(core, settings) -> dict[str, str]:
     pods = core.list_namespaced_pod(NS, label_selector=f"app.kubernetes.io/instance={resource_name(settings)}").items
-    return {p.metadata.uid: p.spec.containers[0].image for p in pods
-            if p.status.phase == "Running" and p.metadata.deletion_timestamp is None}
+    return {
+        p.metadata.uid: p.spec.containers[0].image
+        for p in pods
+        if p.status.phase == "Running" and p.metadata.deletion_timestamp is None
+    }
 
 
 def test_rollout_and_rollback_of_a_never_ready_revision(prepared_cluster, pipeline_conn):
@@ -63,10 +70,16 @@ def test_rollout_and_rollback_of_a_never_ready_revision(prepared_cluster, pipeli
         second.deploy(v2, check=lambda _transport: pytest.fail("a rollout that never finished was smoke-tested"))
     assert "rollout failed" in str(failed.value) and "rolled back to revision 1" in str(failed.value)
 
-    stuck = [s for s in samples if (s.updated_replicas or 0) >= 1 and s.observed_generation and s.observed_generation >= 2]
+    stuck = [
+        s for s in samples if (s.updated_replicas or 0) >= 1 and s.observed_generation and s.observed_generation >= 2
+    ]
     assert stuck, "the new revision never got a pod"
     assert all((s.available_replicas or 0) >= 2 for s in samples)  # maxUnavailable 0: never below 2 serving
     assert _serving_pods(core, good) == serving  # the very same v1 pods kept serving throughout
-    deployment = client.AppsV1Api(prepared_cluster.api_client("admin")).read_namespaced_deployment(resource_name(good), NS)
-    assert deployment.spec.template.spec.containers[0].image == v1[0]["spec"]["template"]["spec"]["containers"][0]["image"]
+    deployment = client.AppsV1Api(prepared_cluster.api_client("admin")).read_namespaced_deployment(
+        resource_name(good), NS
+    )
+    assert (
+        deployment.spec.template.spec.containers[0].image == v1[0]["spec"]["template"]["spec"]["containers"][0]["image"]
+    )
     assert int(deployment.metadata.annotations[REVISION_ANNOTATION]) == 3  # rollback = the old template as revision 3

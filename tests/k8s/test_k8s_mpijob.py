@@ -14,24 +14,34 @@ import time
 
 import pytest
 from conftest import aws_settings
+from k8s_tasks import run_task, task_context
+from kubernetes import client
+
 from eksml.kubernetes.mpijob import GROUP, JOB_NAME_LABEL, PLURAL, VERSION, RunPolicy
 from eksml.kubernetes.mpijob_operator import MPIJobOperator
 from eksml.nodes import CPU_ROLES
 from eksml.specs import training_spec
-from k8s_tasks import run_task, task_context
-from kubernetes import client
 
 pytestmark = pytest.mark.k8s
 
 NS = "ml-training"
-SPEC = training_spec(framework="mxnet", data_uri="s3://eksml-bucket/store/data/x",
-                     model_uri="s3://eksml-bucket/store/models/v2", checkpoint_uri="s3://eksml-bucket/store/ckpt/v2",
-                     epochs=1, batch_size=64, learning_rate=0.05, gpus=1, workers=2)
+SPEC = training_spec(
+    framework="mxnet",
+    data_uri="s3://eksml-bucket/store/data/x",
+    model_uri="s3://eksml-bucket/store/models/v2",
+    checkpoint_uri="s3://eksml-bucket/store/ckpt/v2",
+    epochs=1,
+    batch_size=64,
+    learning_rate=0.05,
+    gpus=1,
+    workers=2,
+)
 
 
 def _operator(settings, task_id: str, **kwargs) -> MPIJobOperator:
-    return MPIJobOperator(task_id=task_id, spec=SPEC.to_dict(), settings=settings, poll_interval=0.5,
-                          startup_timeout=120, **kwargs)
+    return MPIJobOperator(
+        task_id=task_id, spec=SPEC.to_dict(), settings=settings, poll_interval=0.5, startup_timeout=120, **kwargs
+    )
 
 
 def _job(api, name: str) -> dict:
@@ -90,14 +100,19 @@ def test_mpijob_runs_through_the_real_operator_and_succeeds(prepared_cluster, pi
 def test_failed_launcher_fails_the_task_with_the_operators_reason(prepared_cluster, pipeline_conn):
     from airflow.sdk.exceptions import AirflowException
 
-    operator = _operator(aws_settings(pipeline_conn, image_tag="1.0.0-exit1"), "train_mxnet_fails",
-                         run_policy=RunPolicy(backoff_limit=0))
+    operator = _operator(
+        aws_settings(pipeline_conn, image_tag="1.0.0-exit1"), "train_mxnet_fails", run_policy=RunPolicy(backoff_limit=0)
+    )
     with pytest.raises(AirflowException) as failure:
         run_task(operator, task_context("train_mxnet_fails"))
     message = str(failure.value)
-    (name,) = [j["metadata"]["name"] for j in client.CustomObjectsApi(prepared_cluster.api_client("admin"))
-               .list_namespaced_custom_object(GROUP, VERSION, NS, PLURAL)["items"]
-               if j["metadata"]["labels"].get("eksml/task-id") == "train_mxnet_fails"]
+    (name,) = [
+        j["metadata"]["name"]
+        for j in client.CustomObjectsApi(prepared_cluster.api_client("admin")).list_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL
+        )["items"]
+        if j["metadata"]["labels"].get("eksml/task-id") == "train_mxnet_fails"
+    ]
     job = _job(prepared_cluster.api_client("admin"), name)
     assert _conditions(job)["Failed"] == "True"
     (failed,) = [c for c in job["status"]["conditions"] if c["type"] == "Failed"]

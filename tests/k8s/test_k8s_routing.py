@@ -17,31 +17,41 @@ import json
 
 import pytest
 from conftest import PIPELINE, pipeline_objects
+from k8s_tasks import run_task, task_context
+from kubernetes import client
+
 from eksml.cluster import connection
 from eksml.cluster.addons import addon_objects
 from eksml.cluster.apply import apply_objects
 from eksml.kubernetes.workload_pod import GpuTrainingPodOperator
 from eksml.settings import Settings
 from eksml.specs import training_spec
-from k8s_tasks import run_task, task_context
-from kubernetes import client
 
 pytestmark = pytest.mark.k8s
 
 REGION = "us-west-2"
 SHARED, EPHEMERAL = "shared-eks", "run-ephemeral"
 NS = "ml-training"
-SPEC = training_spec(framework="tensorflow", data_uri="s3://eksml-bucket/store/data/x",
-                     model_uri="s3://eksml-bucket/store/models/v3", checkpoint_uri="s3://eksml-bucket/store/ckpt/v3",
-                     epochs=1, batch_size=32, learning_rate=0.01, gpus=1)
+SPEC = training_spec(
+    framework="tensorflow",
+    data_uri="s3://eksml-bucket/store/data/x",
+    model_uri="s3://eksml-bucket/store/models/v3",
+    checkpoint_uri="s3://eksml-bucket/store/ckpt/v3",
+    epochs=1,
+    batch_size=32,
+    learning_rate=0.01,
+    gpus=1,
+)
 
 
 @pytest.fixture(scope="module")
 def planes(prepared_cluster, second_control_plane):
     settings = Settings(profile="aws")
-    apply_objects(second_control_plane.api_client("admin"),
-                  [o for o in addon_objects() if o["kind"] != "Deployment"] + pipeline_objects(settings),
-                  log=lambda _m: None)
+    apply_objects(
+        second_control_plane.api_client("admin"),
+        [o for o in addon_objects() if o["kind"] != "Deployment"] + pipeline_objects(settings),
+        log=lambda _m: None,
+    )
     return {SHARED: prepared_cluster, EPHEMERAL: second_control_plane}
 
 
@@ -54,8 +64,11 @@ def eks(planes, moto_server, monkeypatch):
     hook = EksHook(aws_conn_id="aws_default", region_name=REGION)
     for name, plane in planes.items():
         if name not in hook.list_clusters():
-            hook.create_cluster(name=name, roleArn="arn:aws:iam::123456789012:role/eks",
-                                resourcesVpcConfig={"subnetIds": ["subnet-0001", "subnet-0002"]})
+            hook.create_cluster(
+                name=name,
+                roleArn="arn:aws:iam::123456789012:role/eks",
+                resourcesVpcConfig={"subnetIds": ["subnet-0001", "subnet-0002"]},
+            )
         cluster = eks_backends[DEFAULT_ACCOUNT_ID][REGION].clusters[name]
         cluster.endpoint = plane.server
         cluster.certificate_authority = {"data": base64.b64encode(plane.pki.ca.read_bytes()).decode()}
@@ -76,8 +89,14 @@ def eks(planes, moto_server, monkeypatch):
 
 
 def _settings() -> Settings:
-    return Settings(profile="aws", store_uri="s3://eksml-bucket/store", cluster_name=SHARED, region=REGION,
-                    image_registry="registry.test/eksml", image_tag="1.0.0")
+    return Settings(
+        profile="aws",
+        store_uri="s3://eksml-bucket/store",
+        cluster_name=SHARED,
+        region=REGION,
+        image_registry="registry.test/eksml",
+        image_tag="1.0.0",
+    )
 
 
 def _pods(plane, task_id: str) -> list:
@@ -88,9 +107,15 @@ def _pods(plane, task_id: str) -> list:
 @pytest.mark.parametrize("run", ["ephemeral", "shared"])
 def test_the_training_pod_lands_on_the_cluster_its_run_resolved(eks, run):
     task_id = f"train_tensorflow_{run}"
-    operator = GpuTrainingPodOperator(task_id=task_id, spec=SPEC.to_dict(), settings=_settings(),
-                                      cluster_name=EPHEMERAL if run == "ephemeral" else None,
-                                      on_finish_action="keep_pod", poll_interval=0.5, logging_interval=60)
+    operator = GpuTrainingPodOperator(
+        task_id=task_id,
+        spec=SPEC.to_dict(),
+        settings=_settings(),
+        cluster_name=EPHEMERAL if run == "ephemeral" else None,
+        on_finish_action="keep_pod",
+        poll_interval=0.5,
+        logging_interval=60,
+    )
     run_task(operator, task_context(task_id))
 
     want, other = (eks[EPHEMERAL], eks[SHARED]) if run == "ephemeral" else (eks[SHARED], eks[EPHEMERAL])
@@ -103,17 +128,28 @@ def test_gpu_capacity_check_reads_the_nodes_as_the_pipeline(eks, monkeypatch):
     """The run's GPU gate lists the GPU nodes (cluster-scoped) and reads the autoscaler
     Deployment in kube-system with the pipeline's own identity: the project's RBAC must allow it."""
     from airflow.providers.amazon.aws.hooks.eks import EksHook
+
     from eksml.cluster.operators import GpuCapacityOperator
 
-    for key, value in {"EKSML_PROFILE": "aws", "EKSML_CLUSTER_NAME": SHARED, "EKSML_REGION": REGION,
-                       "EKSML_STORE_URI": "s3://eksml-bucket/store"}.items():
+    for key, value in {
+        "EKSML_PROFILE": "aws",
+        "EKSML_CLUSTER_NAME": SHARED,
+        "EKSML_REGION": REGION,
+        "EKSML_STORE_URI": "s3://eksml-bucket/store",
+    }.items():
         monkeypatch.setenv(key, value)
     hook = EksHook(aws_conn_id="aws_default", region_name=REGION)
     if "ng-train" not in hook.list_nodegroups(clusterName=SHARED):
-        hook.create_nodegroup(clusterName=SHARED, nodegroupName="ng-train", subnets=["subnet-0001"],
-                              nodeRole="arn:aws:iam::123456789012:role/node", instanceTypes=["p3.8xlarge"],
-                              labels={"role": "train"}, scalingConfig={"minSize": 0, "desiredSize": 2, "maxSize": 2},
-                              taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}])
+        hook.create_nodegroup(
+            clusterName=SHARED,
+            nodegroupName="ng-train",
+            subnets=["subnet-0001"],
+            nodeRole="arn:aws:iam::123456789012:role/node",
+            instanceTypes=["p3.8xlarge"],
+            labels={"role": "train"},
+            scalingConfig={"minSize": 0, "desiredSize": 2, "maxSize": 2},
+            taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}],
+        )
     gate = GpuCapacityOperator(task_id="check_gpu_capacity", cluster_name=SHARED, nodes=2)
     result = gate.execute(task_context("check_gpu_capacity"))
     assert result["decision"] == "ready" and result["ready"] == 2

@@ -45,10 +45,16 @@ def test_the_group_is_what_the_project_roles_bind():
     from eksml.cluster.objects import render_kubernetes_objects
 
     objects = render_kubernetes_objects(Settings(store_uri=STORE), account_id="123456789012")
-    bindings = [o for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")
-                and o["metadata"]["name"].startswith("eksml")]
-    assert bindings and all(s == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": PIPELINE_GROUP}
-                            for b in bindings for s in b["subjects"])
+    bindings = [
+        o
+        for o in objects
+        if o["kind"] in ("RoleBinding", "ClusterRoleBinding") and o["metadata"]["name"].startswith("eksml")
+    ]
+    assert bindings and all(
+        s == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": PIPELINE_GROUP}
+        for b in bindings
+        for s in b["subjects"]
+    )
     assert not any(b["roleRef"]["name"] == "cluster-admin" for b in bindings)
 
 
@@ -79,10 +85,16 @@ KEY = {"clusterName": "eksml", "principalArn": OTHER}
 def test_add_ons_hold_cluster_admin_only_while_they_apply(eks_stub):
     from eksml.cluster.eks import cluster_admin_while
 
-    eks_stub.add_response("list_associated_access_policies", {"clusterName": "eksml", "principalArn": OTHER,
-                                                              "associatedAccessPolicies": []}, KEY)
-    eks_stub.add_response("associate_access_policy", {"clusterName": "eksml", "principalArn": OTHER},
-                          {**KEY, "policyArn": ADMIN, "accessScope": {"type": "cluster"}})
+    eks_stub.add_response(
+        "list_associated_access_policies",
+        {"clusterName": "eksml", "principalArn": OTHER, "associatedAccessPolicies": []},
+        KEY,
+    )
+    eks_stub.add_response(
+        "associate_access_policy",
+        {"clusterName": "eksml", "principalArn": OTHER},
+        {**KEY, "policyArn": ADMIN, "accessScope": {"type": "cluster"}},
+    )
     eks_stub.add_response("disassociate_access_policy", {}, {**KEY, "policyArn": ADMIN})
     applied = []
     with pytest.raises(RuntimeError, match="apply failed"):
@@ -95,8 +107,14 @@ def test_add_ons_hold_cluster_admin_only_while_they_apply(eks_stub):
 def test_a_principal_that_is_admin_already_keeps_it(eks_stub):
     from eksml.cluster.eks import cluster_admin_while
 
-    eks_stub.add_response("list_associated_access_policies", {
-        "clusterName": "eksml", "principalArn": OTHER,
-        "associatedAccessPolicies": [{"policyArn": ADMIN, "accessScope": {"type": "cluster"}}]}, KEY)
+    eks_stub.add_response(
+        "list_associated_access_policies",
+        {
+            "clusterName": "eksml",
+            "principalArn": OTHER,
+            "associatedAccessPolicies": [{"policyArn": ADMIN, "accessScope": {"type": "cluster"}}],
+        },
+        KEY,
+    )
     with cluster_admin_while("eksml", "us-west-2", OTHER, log=lambda m: None):
         pass  # no associate, no disassociate: the Stubber would fail on an unexpected call

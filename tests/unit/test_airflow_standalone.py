@@ -35,8 +35,11 @@ def test_environment_is_isolated_and_on_loopback(standalone, tmp_path, monkeypat
     assert env["AIRFLOW__API__HOST"] == "127.0.0.1" and env["AIRFLOW__API__PORT"] == str(server.port)
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == f"http://127.0.0.1:{server.port}/execution/"
     assert "EKSML_PROFILE" not in env and env["EKSML_STORE_URI"] == "file:///tmp/s"
-    ports = {server.port, int(env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"]),
-             int(env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"])}
+    ports = {
+        server.port,
+        int(env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"]),
+        int(env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"]),
+    }
     assert len(ports) == 3 and 8793 not in ports
     for module in env["AIRFLOW__CORE__MP_FORKSERVER_PRELOAD"].split(","):
         assert not module.startswith("eksml"), "the project's own modules would go stale in the forkserver"
@@ -48,7 +51,8 @@ def test_stop_escalates_and_reaps_the_whole_group(standalone, tmp_path):
     server = standalone.AirflowStandalone(tmp_path / "home")
     pid_file = tmp_path / "child.pid"
     server._proc = subprocess.Popen(
-        ["bash", "-c", f"trap '' INT; sleep 300 & echo $! > {pid_file}; wait"], start_new_session=True)
+        ["bash", "-c", f"trap '' INT; sleep 300 & echo $! > {pid_file}; wait"], start_new_session=True
+    )
     deadline = time.monotonic() + 10
     while not pid_file.exists() or not pid_file.read_text().strip():
         assert time.monotonic() < deadline
@@ -94,8 +98,18 @@ sys.exit(module.main(["--home", sys.argv[2], "--port", "1"]))
 def test_sigterm_stops_the_whole_process_group(tmp_path):
     """`kill <pid>` of the helper must not orphan the Airflow components it started."""
     pid_file = tmp_path / "child.pid"
-    helper = subprocess.Popen([sys.executable, "-c", MAIN_WITH_STAND_IN, str(ROOT / "scripts" / "airflow_standalone.py"),
-                               str(tmp_path / "home"), str(pid_file)], stdout=subprocess.PIPE, text=True)
+    helper = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            MAIN_WITH_STAND_IN,
+            str(ROOT / "scripts" / "airflow_standalone.py"),
+            str(tmp_path / "home"),
+            str(pid_file),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while not (pid_file.exists() and pid_file.read_text().strip()):
         assert time.monotonic() < deadline and helper.poll() is None, "the stand-in never started"

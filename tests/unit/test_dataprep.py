@@ -110,6 +110,7 @@ def test_a_file_changed_after_its_manifest_was_written_is_refused(drop, settings
 
 # --- lineage: a data version is immutable once written ------------------------------------------
 
+
 def test_a_second_drop_for_the_same_interval_gets_its_own_data_version(dataset_dir, tmp_path, monkeypatch):
     from datetime import datetime, timezone
 
@@ -118,9 +119,12 @@ def test_a_second_drop_for_the_same_interval_gets_its_own_data_version(dataset_d
     monkeypatch.setenv("EKSML_STORE_URI", (tmp_path / "store").as_uri())
     first = write_small_drop(dataset_dir, tmp_path / "a", {"train": 300, "t10k": 100})
     second = write_small_drop(dataset_dir, tmp_path / "b", {"train": 300, "t10k": 100}, offset=300)
-    facts = {"run_id": "r", "dag_id": "fashion_mnist_training",
-             "interval_start": datetime(2026, 11, 16, tzinfo=timezone.utc),
-             "interval_end": datetime(2026, 11, 23, tzinfo=timezone.utc)}
+    facts = {
+        "run_id": "r",
+        "dag_id": "fashion_mnist_training",
+        "interval_start": datetime(2026, 11, 16, tzinfo=timezone.utc),
+        "interval_end": datetime(2026, 11, 23, tzinfo=timezone.utc),
+    }
     params = {"framework": "tensorflow", "epochs": 1}
     plan_a = pipeline.prepare({"params": params, "source_uri": str(first)}, {**facts, "run_id": "r1"})
     a_files = {p.name: p.read_bytes() for p in Path(plan_a["data_uri"][7:]).iterdir()}
@@ -128,8 +132,10 @@ def test_a_second_drop_for_the_same_interval_gets_its_own_data_version(dataset_d
     assert plan_a["data_uri"] != plan_b["data_uri"]
     assert {p.name: p.read_bytes() for p in Path(plan_a["data_uri"][7:]).iterdir()} == a_files
     # Re-running the first drop's interval reuses its version unchanged.
-    assert pipeline.prepare({"params": params, "source_uri": str(first)}, {**facts, "run_id": "r3"})["data_uri"] \
+    assert (
+        pipeline.prepare({"params": params, "source_uri": str(first)}, {**facts, "run_id": "r3"})["data_uri"]
         == plan_a["data_uri"]
+    )
     # The registered version records the checksums of the data it was trained and evaluated on.
     staging = Path(plan_a["candidates"]["tensorflow"]["staging_uri"][7:])
     staging.mkdir(parents=True)
@@ -139,7 +145,8 @@ def test_a_second_drop_for_the_same_interval_gets_its_own_data_version(dataset_d
     meta = json.loads((Path(registered[0]["uri"][7:]) / "metadata.json").read_text())
     assert meta["data_uri"] == plan_a["data_uri"]
     assert {name: f["sha256"] for name, f in meta["data_files"].items()} == {
-        name: hashlib.sha256((first / name).read_bytes()).hexdigest() for name in IDX_FILES}
+        name: hashlib.sha256((first / name).read_bytes()).hexdigest() for name in IDX_FILES
+    }
 
 
 def test_a_data_version_is_never_rewritten_with_other_bytes(drop, settings, dataset_dir, tmp_path):

@@ -28,11 +28,14 @@ def test_extended_support_is_warned_with_its_dates():
     assert "extended support since 2026-07-29" in warning and "ends 2027-07-29" in warning
 
 
-@pytest.mark.parametrize(("version", "message"), [
-    ("1.31", "left EKS extended support on 2026-11-26"),
-    ("1.29", "not supported by EKS"),
-    ("one.two", "invalid Kubernetes version"),
-])
+@pytest.mark.parametrize(
+    ("version", "message"),
+    [
+        ("1.31", "left EKS extended support on 2026-11-26"),
+        ("1.29", "not supported by EKS"),
+        ("one.two", "invalid Kubernetes version"),
+    ],
+)
 def test_out_of_support_versions_are_refused(version, message):
     with pytest.raises(KubernetesVersionError, match=message):
         check_kubernetes_version(version, date(2026, 11, 29))

@@ -102,7 +102,8 @@ def test_irsa_roles_are_role_only_and_scoped_to_the_store_bucket():
     by_sid = {s["Sid"]: s for s in train}
     assert by_sid["DataRead"]["Resource"] == "arn:aws:s3:::ml-store-bucket/eksml/data/fashion-mnist/*"
     assert by_sid["CheckpointsReadWriteDelete"]["Resource"] == (
-        "arn:aws:s3:::ml-store-bucket/eksml/checkpoints/fashion-mnist/*")
+        "arn:aws:s3:::ml-store-bucket/eksml/checkpoints/fashion-mnist/*"
+    )
     assert by_sid["ModelsRead"]["Action"] == ["s3:GetObject"]  # the registry is written by Airflow only
     inference = accounts["ml-serving/inference"]["attachPolicy"]["Statement"]
     actions = {a for s in inference for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}

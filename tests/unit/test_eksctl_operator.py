@@ -92,8 +92,12 @@ def fake(tmp_path, monkeypatch, moto_server) -> Fake:
         "AIRFLOW_CONN_AWS_DEFAULT",
         json.dumps(
             # STS (who creates the cluster, for its access entries) answers from the moto server
-            {"conn_type": "aws", "login": ACCESS_KEY, "password": SECRET_KEY,
-             "extra": {"region_name": "us-west-2", "endpoint_url": moto_server}}
+            {
+                "conn_type": "aws",
+                "login": ACCESS_KEY,
+                "password": SECRET_KEY,
+                "extra": {"region_name": "us-west-2", "endpoint_url": moto_server},
+            }
         ),
     )
     monkeypatch.delenv("EKSML_EKSCTL", raising=False)

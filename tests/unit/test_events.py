@@ -9,29 +9,35 @@ import pytest
 from eksml.events import DataEventError, data_event_extra, validate_data_event_extra
 
 
-@pytest.mark.parametrize("extra, uri", [
-    (None, None),
-    ({}, None),
-    ({"from_rest_api": True}, None),
-    ({"uri": "/data/drops/1"}, "/data/drops/1"),
-    ({"uri": "file:///data/drops/1", "from_rest_api": True}, "file:///data/drops/1"),
-    ({"uri": "s3://my-bucket/drops/2026-11-29"}, "s3://my-bucket/drops/2026-11-29"),
-])
+@pytest.mark.parametrize(
+    "extra, uri",
+    [
+        (None, None),
+        ({}, None),
+        ({"from_rest_api": True}, None),
+        ({"uri": "/data/drops/1"}, "/data/drops/1"),
+        ({"uri": "file:///data/drops/1", "from_rest_api": True}, "file:///data/drops/1"),
+        ({"uri": "s3://my-bucket/drops/2026-11-29"}, "s3://my-bucket/drops/2026-11-29"),
+    ],
+)
 def test_valid_extras(extra, uri):
     assert validate_data_event_extra(extra) == uri
 
 
-@pytest.mark.parametrize("extra, message", [
-    ({"uri": 5}, "'uri' must be a string, got int: 5"),
-    ({"uri": None}, "'uri' must be a string, got NoneType"),
-    ({"uri": ""}, "must be an absolute path"),
-    ({"uri": "relative/dir"}, "got 'relative/dir'"),
-    ({"uri": "http://example.com/data"}, "got 'http://example.com/data'"),
-    ({"uri": "s3://B/upper-case-bucket"}, "s3://bucket/"),
-    ({"uri": "/" + "x" * 2000}, "at most 1024 characters"),
-    (["uri", "/data"], "must be a JSON object, got list"),
-    ("/data", "must be a JSON object, got str"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"uri": 5}, "'uri' must be a string, got int: 5"),
+        ({"uri": None}, "'uri' must be a string, got NoneType"),
+        ({"uri": ""}, "must be an absolute path"),
+        ({"uri": "relative/dir"}, "got 'relative/dir'"),
+        ({"uri": "http://example.com/data"}, "got 'http://example.com/data'"),
+        ({"uri": "s3://B/upper-case-bucket"}, "s3://bucket/"),
+        ({"uri": "/" + "x" * 2000}, "at most 1024 characters"),
+        (["uri", "/data"], "must be a JSON object, got list"),
+        ("/data", "must be a JSON object, got str"),
+    ],
+)
 def test_malformed_extras_are_refused_with_the_reason(extra, message):
     with pytest.raises(DataEventError, match="training-data event extra") as caught:
         validate_data_event_extra(extra)
@@ -53,8 +59,12 @@ def test_land_drop_copies_validated_files_and_describes_them(tmp_path, dataset_d
     landed = tmp_path / "store" / "landing" / "20261129T023000"
     assert extra == {"uri": landed.as_uri(), "source": str(dataset_dir), "train_images": 60000, "test_images": 10000}
     assert sorted(p.name for p in landed.iterdir()) == [
-        "manifest.json", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
-        "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+        "manifest.json",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+    ]
     assert validate_data_event_extra(extra) == landed.as_uri()
 
 

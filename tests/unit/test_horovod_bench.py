@@ -27,8 +27,15 @@ train = _load("mxnet_horovod_train_settings", ROOT / "images" / "mxnet-horovod" 
 
 
 def _args(**overrides) -> argparse.Namespace:
-    values = {"venv": "/v", "data_uri": "/data", "epochs": 2, "global_batch": 128, "learning_rate": 1e-3,
-              "limit_train": 12000, "pin": True}
+    values = {
+        "venv": "/v",
+        "data_uri": "/data",
+        "epochs": 2,
+        "global_batch": 128,
+        "learning_rate": 1e-3,
+        "limit_train": 12000,
+        "pin": True,
+    }
     return argparse.Namespace(**{**values, **overrides})
 
 
@@ -56,17 +63,22 @@ def test_allreduce_time_counts_fused_gradient_spans_once(tmp_path: Path) -> None
         {"name": "process_name", "ph": "M", "pid": 2, "args": {"name": "horovod_allreduce.1"}},
         {"name": "process_name", "ph": "M", "pid": 3, "args": {"name": "horovod_allreduce.epoch1.train"}},
         # step 1: tensors 0 and 1 fused into one Gloo allreduce of 3 ms
-        {"ph": "B", "name": "ALLREDUCE", "ts": 0, "pid": 1}, {"ph": "B", "name": "ALLREDUCE", "ts": 0, "pid": 2},
+        {"ph": "B", "name": "ALLREDUCE", "ts": 0, "pid": 1},
+        {"ph": "B", "name": "ALLREDUCE", "ts": 0, "pid": 2},
         {"ph": "B", "name": "GLOO_ALLREDUCE", "ts": 1000, "pid": 1},
         {"ph": "B", "name": "GLOO_ALLREDUCE", "ts": 1000, "pid": 2},
-        {"ph": "E", "ts": 4000, "pid": 1}, {"ph": "E", "ts": 4000, "pid": 2},
-        {"ph": "E", "ts": 4500, "pid": 1}, {"ph": "E", "ts": 4500, "pid": 2},
+        {"ph": "E", "ts": 4000, "pid": 1},
+        {"ph": "E", "ts": 4000, "pid": 2},
+        {"ph": "E", "ts": 4500, "pid": 1},
+        {"ph": "E", "ts": 4500, "pid": 2},
         # step 2: tensor 0 alone, 2 ms
         {"ph": "B", "name": "ALLREDUCE", "ts": 10000, "pid": 1},
         {"ph": "B", "name": "GLOO_ALLREDUCE", "ts": 10000, "pid": 1},
-        {"ph": "E", "ts": 12000, "pid": 1}, {"ph": "E", "ts": 12100, "pid": 1},
+        {"ph": "E", "ts": 12000, "pid": 1},
+        {"ph": "E", "ts": 12100, "pid": 1},
         # a metrics allreduce, not a gradient: not counted
-        {"ph": "B", "name": "GLOO_ALLREDUCE", "ts": 20000, "pid": 3}, {"ph": "E", "ts": 29000, "pid": 3},
+        {"ph": "B", "name": "GLOO_ALLREDUCE", "ts": 20000, "pid": 3},
+        {"ph": "E", "ts": 29000, "pid": 3},
     ]
     timeline = tmp_path / "timeline.json"
     # Horovod leaves the file without its closing bracket while it is still being written.
@@ -76,7 +88,13 @@ def test_allreduce_time_counts_fused_gradient_spans_once(tmp_path: Path) -> None
 
 def test_entrypoint_sets_fusion_and_cycle_time_unless_given() -> None:
     env: dict[str, str] = {}
-    assert train.horovod_settings(env) == train.HOROVOD_DEFAULTS == {
-        "HOROVOD_FUSION_THRESHOLD": env["HOROVOD_FUSION_THRESHOLD"], "HOROVOD_CYCLE_TIME": env["HOROVOD_CYCLE_TIME"]}
+    assert (
+        train.horovod_settings(env)
+        == train.HOROVOD_DEFAULTS
+        == {
+            "HOROVOD_FUSION_THRESHOLD": env["HOROVOD_FUSION_THRESHOLD"],
+            "HOROVOD_CYCLE_TIME": env["HOROVOD_CYCLE_TIME"],
+        }
+    )
     given = {"HOROVOD_CYCLE_TIME": "5"}
     assert train.horovod_settings(given)["HOROVOD_CYCLE_TIME"] == "5"

@@ -19,8 +19,9 @@ def locate(tools: Path, cache: Path, path: str | None = None) -> subprocess.Comp
     env = {**os.environ, "EKSML_K8S_TESTENV_CACHE": str(cache)}
     if path is not None:
         env["PATH"] = path
-    return subprocess.run(["bash", str(tools / "build.sh"), "--locate"], capture_output=True, text=True, env=env,
-                          check=False)
+    return subprocess.run(
+        ["bash", str(tools / "build.sh"), "--locate"], capture_output=True, text=True, env=env, check=False
+    )
 
 
 def _no_go_path(tmp_path: Path) -> str:

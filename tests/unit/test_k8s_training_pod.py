@@ -15,23 +15,35 @@ import pytest
 from kubernetes.client import ApiClient
 
 from eksml.kubernetes.podparts import CredentialInSpecError
-from eksml.kubernetes.workload_pod import GpuTrainingPodOperator, WorkloadPodOperator, render_training_pod
 from eksml.kubernetes.workload import WorkloadSpecError
+from eksml.kubernetes.workload_pod import GpuTrainingPodOperator, WorkloadPodOperator, render_training_pod
 from eksml.local.runner import LocalRunError
 from eksml.settings import Settings
 from eksml.specs import Resources, WorkloadSpec, training_spec
 
-AWS = Settings(profile="aws", store_uri="s3://eksml-bucket/store",
-               image_registry="123456789012.dkr.ecr.us-west-2.amazonaws.com/eksml", image_tag="1.2.3",
-               namespace="ml-training", training_service_account="training")
+AWS = Settings(
+    profile="aws",
+    store_uri="s3://eksml-bucket/store",
+    image_registry="123456789012.dkr.ecr.us-west-2.amazonaws.com/eksml",
+    image_tag="1.2.3",
+    namespace="ml-training",
+    training_service_account="training",
+)
 
 
 @pytest.fixture(scope="module")
 def spec() -> WorkloadSpec:
-    return training_spec(framework="tensorflow", data_uri="s3://eksml-bucket/store/data/fm/2026-01",
-                         model_uri="s3://eksml-bucket/store/models/fm/v7", checkpoint_uri="s3://eksml-bucket/store/ckpt/v7",
-                         epochs=5, batch_size=128, learning_rate=0.001, gpus=1,
-                         run_labels={"eksml/dag-id": "fashion-mnist-training"})
+    return training_spec(
+        framework="tensorflow",
+        data_uri="s3://eksml-bucket/store/data/fm/2026-01",
+        model_uri="s3://eksml-bucket/store/models/fm/v7",
+        checkpoint_uri="s3://eksml-bucket/store/ckpt/v7",
+        epochs=5,
+        batch_size=128,
+        learning_rate=0.001,
+        gpus=1,
+        run_labels={"eksml/dag-id": "fashion-mnist-training"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +87,10 @@ def test_runs_as_the_training_service_account_in_its_namespace(pod):
 
 def test_non_root_without_privileges_or_capabilities(pod, container):
     assert pod["spec"]["securityContext"] == {
-        "runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "runAsGroup": 1000,
+        "fsGroup": 1000,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     sc = container["securityContext"]
@@ -103,8 +118,13 @@ def test_cpu_only_spec_has_no_gpu_limit(spec):
 
 def test_operator_builds_the_rendered_pod_from_an_xcom_json_string(spec, pod):
     """What execute() submits is what render_training_pod shows (same code path)."""
-    op = GpuTrainingPodOperator(task_id="train", spec=json.dumps(spec.to_dict()), settings=AWS,
-                                name="train-tensorflow", random_name_suffix=False)
+    op = GpuTrainingPodOperator(
+        task_id="train",
+        spec=json.dumps(spec.to_dict()),
+        settings=AWS,
+        name="train-tensorflow",
+        random_name_suffix=False,
+    )
     built = ApiClient().sanitize_for_serialization(op.build_pod_request_obj(context=None, dry_run=True))
     assert built == pod
     # no Kubernetes connection configured: the pod goes to the settings' EKS cluster, reached per cluster
@@ -114,8 +134,14 @@ def test_operator_builds_the_rendered_pod_from_an_xcom_json_string(spec, pod):
 
 
 def test_evaluation_workload_goes_to_inference_nodes_without_gpu_or_toleration():
-    evaluate = WorkloadSpec(name="evaluate-mxnet", image="inference", script="evaluate.py", args=("--data-uri", "s3://b/d"),
-                            resources=Resources(cpu="2", memory="4Gi", gpus=0), node_role="inference")
+    evaluate = WorkloadSpec(
+        name="evaluate-mxnet",
+        image="inference",
+        script="evaluate.py",
+        args=("--data-uri", "s3://b/d"),
+        resources=Resources(cpu="2", memory="4Gi", gpus=0),
+        node_role="inference",
+    )
     pod = render_training_pod(evaluate, AWS)
     assert kubernetes_validate.validate(pod, "1.33", strict=True)
     assert pod["spec"]["nodeSelector"] == {"role": "inference"}
@@ -125,8 +151,16 @@ def test_evaluation_workload_goes_to_inference_nodes_without_gpu_or_toleration()
 
 
 def test_a_distributed_spec_is_refused():
-    mxnet = training_spec(framework="mxnet", data_uri="d", model_uri="m", checkpoint_uri="c", epochs=1,
-                          batch_size=8, learning_rate=0.1, workers=2)
+    mxnet = training_spec(
+        framework="mxnet",
+        data_uri="d",
+        model_uri="m",
+        checkpoint_uri="c",
+        epochs=1,
+        batch_size=8,
+        learning_rate=0.1,
+        workers=2,
+    )
     with pytest.raises(WorkloadSpecError, match="distributed: run it with MPIJobOperator"):
         render_training_pod(mxnet, AWS)
 
@@ -160,6 +194,7 @@ def test_spec_is_a_template_field():
 
 # --- local profile: the same spec as a process of the image's virtualenv ---------------------
 
+
 @pytest.fixture()
 def local_settings(tmp_path: Path) -> Settings:
     """A one-image project: the venv's python is this interpreter, the entrypoint a small script."""
@@ -168,7 +203,8 @@ def local_settings(tmp_path: Path) -> Settings:
     (venv_bin / "python").symlink_to(sys.executable)
     image = tmp_path / "images" / "probe"
     image.mkdir(parents=True)
-    (image / "train.py").write_text(textwrap.dedent("""
+    (image / "train.py").write_text(
+        textwrap.dedent("""
         import json, os, sys, time
         if "--sleep" in sys.argv:
             time.sleep(60)
@@ -179,22 +215,36 @@ def local_settings(tmp_path: Path) -> Settings:
             json.dump({"args": sys.argv[1:], "mode": os.environ.get("PROBE_MODE"),
                        "endpoint": os.environ.get("AWS_ENDPOINT_URL_S3")}, f)
         print("trained")
-    """))
-    return Settings(profile="local", venvs_dir=str(tmp_path / "venvs"), images_dir=str(tmp_path / "images"),
-                    store_uri=(tmp_path / "store").as_uri())
+    """)
+    )
+    return Settings(
+        profile="local",
+        venvs_dir=str(tmp_path / "venvs"),
+        images_dir=str(tmp_path / "images"),
+        store_uri=(tmp_path / "store").as_uri(),
+    )
 
 
 def _probe(*args: str) -> WorkloadSpec:
-    return WorkloadSpec(name="probe", image="probe", script="train.py", args=tuple(args), env={"PROBE_MODE": "spec-env"})
+    return WorkloadSpec(
+        name="probe", image="probe", script="train.py", args=tuple(args), env={"PROBE_MODE": "spec-env"}
+    )
 
 
 def test_local_profile_runs_the_entrypoint_with_spec_args_and_env(local_settings, tmp_path):
     out = tmp_path / "out.json"
-    op = GpuTrainingPodOperator(task_id="train", spec=_probe("--out", str(out)).to_dict(), settings=local_settings,
-                                local_env={"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:5000"})
+    op = GpuTrainingPodOperator(
+        task_id="train",
+        spec=_probe("--out", str(out)).to_dict(),
+        settings=local_settings,
+        local_env={"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:5000"},
+    )
     assert op.execute(context={}) is None
-    assert json.loads(out.read_text()) == {"args": ["--out", str(out)], "mode": "spec-env",
-                                           "endpoint": "http://127.0.0.1:5000"}
+    assert json.loads(out.read_text()) == {
+        "args": ["--out", str(out)],
+        "mode": "spec-env",
+        "endpoint": "http://127.0.0.1:5000",
+    }
 
 
 def test_local_failure_carries_the_last_lines(local_settings):
@@ -234,15 +284,35 @@ def test_on_kill_stops_the_local_process(local_settings):
 def test_dedicated_layout_sends_training_and_serving_to_their_own_clusters():
     """Training and serving never share one connection in the dedicated-training-cluster layout."""
     from eksml.cluster.target import INFERENCE, TRAINING, resolve_target
+
     dedicated = AWS.replace(dedicated_training_cluster=True)
     assert resolve_target(dedicated, cluster_role=TRAINING).cluster_name == f"{AWS.cluster_name}-training"
     assert resolve_target(dedicated, cluster_role=INFERENCE).cluster_name == AWS.cluster_name
-    train = GpuTrainingPodOperator(task_id="t", spec=training_spec(
-        framework="tensorflow", data_uri="s3://b/d", model_uri="s3://b/m", checkpoint_uri="s3://b/c", epochs=1,
-        batch_size=8, learning_rate=0.01), settings=dedicated)
-    evaluate = WorkloadPodOperator(task_id="e", settings=dedicated, spec=WorkloadSpec(
-        name="evaluate-tensorflow", image="inference", script="evaluate.py", args=("--data-uri", "s3://b/d"),
-        resources=Resources(cpu="1", memory="1Gi", gpus=0), node_role="inference"))
+    train = GpuTrainingPodOperator(
+        task_id="t",
+        spec=training_spec(
+            framework="tensorflow",
+            data_uri="s3://b/d",
+            model_uri="s3://b/m",
+            checkpoint_uri="s3://b/c",
+            epochs=1,
+            batch_size=8,
+            learning_rate=0.01,
+        ),
+        settings=dedicated,
+    )
+    evaluate = WorkloadPodOperator(
+        task_id="e",
+        settings=dedicated,
+        spec=WorkloadSpec(
+            name="evaluate-tensorflow",
+            image="inference",
+            script="evaluate.py",
+            args=("--data-uri", "s3://b/d"),
+            resources=Resources(cpu="1", memory="1Gi", gpus=0),
+            node_role="inference",
+        ),
+    )
     assert train.cluster_target().cluster_name == f"{AWS.cluster_name}-training"
     assert evaluate.cluster_target().cluster_name == AWS.cluster_name
     # the shared layout: one cluster for both
@@ -255,16 +325,21 @@ def test_a_pod_that_exits_with_bad_input_is_not_retried(spec, monkeypatch, exit_
     the operator turns exit status 2 of the base container into AirflowFailException."""
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from airflow.sdk.exceptions import AirflowException, AirflowFailException
-    from kubernetes.client import (V1ContainerState, V1ContainerStateTerminated, V1ContainerStatus, V1Pod,
-                                   V1PodStatus)
+    from kubernetes.client import V1ContainerState, V1ContainerStateTerminated, V1ContainerStatus, V1Pod, V1PodStatus
 
     def provider_cleanup(self, pod, remote_pod, *args, **kwargs):
         raise AirflowException("Pod train-tensorflow-x returned a failure.")
 
     monkeypatch.setattr(KubernetesPodOperator, "cleanup", provider_cleanup)
     state = V1ContainerState(terminated=V1ContainerStateTerminated(exit_code=exit_code)) if exit_code else None
-    remote = V1Pod(status=V1PodStatus(phase="Failed", container_statuses=[V1ContainerStatus(
-        name="base", image="x", image_id="x", ready=False, restart_count=0, state=state)]))
+    remote = V1Pod(
+        status=V1PodStatus(
+            phase="Failed",
+            container_statuses=[
+                V1ContainerStatus(name="base", image="x", image_id="x", ready=False, restart_count=0, state=state)
+            ],
+        )
+    )
     operator = GpuTrainingPodOperator(task_id="train_tensorflow", spec=spec.to_dict())
     with pytest.raises(AirflowException, match="returned a failure") as failure:
         operator.cleanup(None, remote)

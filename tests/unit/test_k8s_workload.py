@@ -14,9 +14,18 @@ from eksml.specs import training_spec
 
 @pytest.fixture(scope="module")
 def spec():
-    return training_spec(framework="mxnet", data_uri="s3://b/data/x", model_uri="s3://b/models/v1",
-                         checkpoint_uri="s3://b/ckpt/v1", epochs=3, batch_size=64, learning_rate=0.01,
-                         gpus=2, workers=3, run_labels={"eksml/dag-id": "fashion-mnist-training"})
+    return training_spec(
+        framework="mxnet",
+        data_uri="s3://b/data/x",
+        model_uri="s3://b/models/v1",
+        checkpoint_uri="s3://b/ckpt/v1",
+        epochs=3,
+        batch_size=64,
+        learning_rate=0.01,
+        gpus=2,
+        workers=3,
+        run_labels={"eksml/dag-id": "fashion-mnist-training"},
+    )
 
 
 def test_every_xcom_shape_gives_the_same_spec(spec):
@@ -29,41 +38,48 @@ def test_every_xcom_shape_gives_the_same_spec(spec):
     assert coerce_spec(spec).total_processes == 6
 
 
-@pytest.mark.parametrize("value, message", [
-    (None, "pushed nothing"),
-    ("None", "pushed nothing"),
-    ("", "empty string"),
-    ("{not json", "neither JSON nor a dict literal"),
-    ("[1, 2]", "must be a mapping"),
-    ({"image": "tf-fashion-mnist"}, "lacks name, script"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (None, "pushed nothing"),
+        ("None", "pushed nothing"),
+        ("", "empty string"),
+        ("{not json", "neither JSON nor a dict literal"),
+        ("[1, 2]", "must be a mapping"),
+        ({"image": "tf-fashion-mnist"}, "lacks name, script"),
+    ],
+)
 def test_missing_or_unparsable_spec_is_named(value, message):
     with pytest.raises(WorkloadSpecError, match=message):
         coerce_spec(value)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"colour": "blue"}, "unexpected fields"),
-    ({"resources": {"cpu": "4", "gpu": 1}}, "unexpected fields"),
-    ({"image": "Bad Image"}, "image 'Bad Image'"),
-    ({"script": "../../etc/passwd.py"}, "relative .py path"),
-    ({"script": "/opt/train.py"}, "relative .py path"),
-    ({"args": ["--epochs", 5]}, "every argument must be a string"),
-    ({"replicas": 0}, "replicas must be an integer >= 1"),
-    ({"slots_per_replica": 0}, "slots_per_replica"),
-    ({"resources": {"cpu": "4", "memory": "lots", "gpus": 1}}, "resources.memory 'lots'"),
-    ({"resources": {"cpu": "0", "memory": "1Gi", "gpus": 1}}, "resources.cpu '0'"),
-    ({"resources": {"cpu": "1", "memory": "1Gi", "gpus": -1}}, "resources.gpus"),
-    ({"env": {"1BAD": "x"}}, "C identifier"),
-    ({"node_role": ""}, "node_role"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"colour": "blue"}, "unexpected fields"),
+        ({"resources": {"cpu": "4", "gpu": 1}}, "unexpected fields"),
+        ({"image": "Bad Image"}, "image 'Bad Image'"),
+        ({"script": "../../etc/passwd.py"}, "relative .py path"),
+        ({"script": "/opt/train.py"}, "relative .py path"),
+        ({"args": ["--epochs", 5]}, "every argument must be a string"),
+        ({"replicas": 0}, "replicas must be an integer >= 1"),
+        ({"slots_per_replica": 0}, "slots_per_replica"),
+        ({"resources": {"cpu": "4", "memory": "lots", "gpus": 1}}, "resources.memory 'lots'"),
+        ({"resources": {"cpu": "0", "memory": "1Gi", "gpus": 1}}, "resources.cpu '0'"),
+        ({"resources": {"cpu": "1", "memory": "1Gi", "gpus": -1}}, "resources.gpus"),
+        ({"env": {"1BAD": "x"}}, "C identifier"),
+        ({"node_role": ""}, "node_role"),
+    ],
+)
 def test_inconsistent_fields_are_named(spec, change, message):
     with pytest.raises(WorkloadSpecError, match=message):
         coerce_spec({**spec.to_dict(), **change})
 
 
-@pytest.mark.parametrize("name", ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "DB_PASSWORD",
-                                  "WANDB_API_KEY"])
+@pytest.mark.parametrize(
+    "name", ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "DB_PASSWORD", "WANDB_API_KEY"]
+)
 def test_credentials_never_go_into_a_pod(name):
     with pytest.raises(CredentialInSpecError, match=f"{name}.*IRSA"):
         env_vars({"PYTHONUNBUFFERED": "1", name: "x"})

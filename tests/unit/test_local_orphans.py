@@ -66,9 +66,18 @@ def _wait_for(path: Path, timeout: float = 60) -> list[int]:
 
 def test_kill_9_of_the_task_ends_its_workload(image):
     pids_file = image / "pids"
-    task = subprocess.Popen([sys.executable, "-c", TASK.format(
-        plugins=str(ROOT / "plugins"), images=str(image / "images"), venvs=str(image / "venvs"),
-        pids=str(pids_file))])
+    task = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            TASK.format(
+                plugins=str(ROOT / "plugins"),
+                images=str(image / "images"),
+                venvs=str(image / "venvs"),
+                pids=str(pids_file),
+            ),
+        ]
+    )
     workload = _wait_for(pids_file)
     try:
         assert all(_alive(p) for p in workload)
@@ -89,9 +98,11 @@ def test_a_retry_ends_the_leftover_of_an_earlier_attempt(image, tmp_path):
     settings = load_settings({"images_dir": str(image / "images"), "venvs_dir": str(image / "venvs")})
     (image / "images" / "img" / "quick.py").write_text("print('second attempt ran')\n")
     spec = WorkloadSpec(name="trainer", image="img", script="quick.py", args=("--model-uri", "x"))
-    leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
-                                env={**os.environ, "EKSML_WORKLOAD_ID": workload_id(spec)},
-                                start_new_session=True)
+    leftover = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)"],
+        env={**os.environ, "EKSML_WORKLOAD_ID": workload_id(spec)},
+        start_new_session=True,
+    )
     try:
         assert LocalRunner(settings).run(spec) == ["second attempt ran"]
         assert leftover.wait(timeout=30) == -signal.SIGTERM
@@ -115,7 +126,8 @@ def test_bad_input_exit_is_not_retried_and_the_reason_keeps_the_last_lines(image
             LocalRunner(settings).run(WorkloadSpec(name="train-tensorflow", image="img", script=f"exit{rc}.py"))
         assert isinstance(failure.value, AirflowFailException) is not retried
         assert failure_reason(failure.value) == (
-            f"train-tensorflow exited with code {rc}; last lines: | loading data | error: labels outside 0..9")
+            f"train-tensorflow exited with code {rc}; last lines: | loading data | error: labels outside 0..9"
+        )
 
 
 def test_entrypoints_use_the_bad_input_status_the_runner_knows():

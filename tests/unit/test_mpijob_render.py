@@ -13,7 +13,11 @@ import kubernetes_validate
 import pytest
 
 from eksml.kubernetes.mpijob import (
-    RunPolicy, check_job_name, job_name, launcher_command, render_mpijob,
+    RunPolicy,
+    check_job_name,
+    job_name,
+    launcher_command,
+    render_mpijob,
 )
 from eksml.kubernetes.workload import WorkloadSpecError
 from eksml.settings import Settings
@@ -21,15 +25,29 @@ from eksml.specs import training_spec
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO.parent / "shared" / "schemas" / "mpijob-v2beta1.schema.json"
-AWS = Settings(profile="aws", store_uri="s3://eksml-bucket/store", namespace="ml-training",
-               training_service_account="training", image_registry="public.ecr.aws/eksml", image_tag="0.3.0")
+AWS = Settings(
+    profile="aws",
+    store_uri="s3://eksml-bucket/store",
+    namespace="ml-training",
+    training_service_account="training",
+    image_registry="public.ecr.aws/eksml",
+    image_tag="0.3.0",
+)
 NAME = "train-mxnet-0a1b2c3d"
 
 
 def _spec(workers=2, gpus=4):
-    return training_spec(framework="mxnet", data_uri="s3://eksml-bucket/store/data/fm/2026-01",
-                         model_uri="s3://eksml-bucket/store/models/fm/v8", checkpoint_uri="s3://eksml-bucket/store/ckpt/v8",
-                         epochs=10, batch_size=128, learning_rate=0.05, gpus=gpus, workers=workers)
+    return training_spec(
+        framework="mxnet",
+        data_uri="s3://eksml-bucket/store/data/fm/2026-01",
+        model_uri="s3://eksml-bucket/store/models/fm/v8",
+        checkpoint_uri="s3://eksml-bucket/store/ckpt/v8",
+        epochs=10,
+        batch_size=128,
+        learning_rate=0.05,
+        gpus=gpus,
+        workers=workers,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +68,12 @@ def _strict(schema: dict) -> dict:
 
     def close(node):
         if isinstance(node, dict):
-            if (node.get("type") == "object" and "properties" in node and "additionalProperties" not in node
-                    and not node.get("x-kubernetes-preserve-unknown-fields")):
+            if (
+                node.get("type") == "object"
+                and "properties" in node
+                and "additionalProperties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")
+            ):
                 node["additionalProperties"] = False
             for value in node.values():
                 close(value)
@@ -86,22 +108,32 @@ def test_strict_schema_catches_a_misspelt_field(job, crd_validator):
 @pytest.mark.parametrize("role", ["Launcher", "Worker"])
 def test_pod_templates_are_valid_pods(job, role):
     template = job["spec"]["mpiReplicaSpecs"][role]["template"]
-    pod = {"apiVersion": "v1", "kind": "Pod",
-           "metadata": {**template["metadata"], "name": f"{NAME}-{role.lower()}-0", "namespace": "ml-training"},
-           "spec": {**template["spec"], "restartPolicy": job["spec"]["mpiReplicaSpecs"][role]["restartPolicy"]}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {**template["metadata"], "name": f"{NAME}-{role.lower()}-0", "namespace": "ml-training"},
+        "spec": {**template["spec"], "restartPolicy": job["spec"]["mpiReplicaSpecs"][role]["restartPolicy"]},
+    }
     assert kubernetes_validate.validate(pod, "1.33", strict=True) == "1.33"
 
 
 def test_job_shape(job):
     assert job["apiVersion"] == "kubeflow.org/v2beta1" and job["kind"] == "MPIJob"
-    assert job["metadata"] == {"name": NAME, "namespace": "ml-training", "labels": {
-        "app.kubernetes.io/part-of": "eksml", "eksml/framework": "mxnet", "eksml/try-number": "1"}}
+    assert job["metadata"] == {
+        "name": NAME,
+        "namespace": "ml-training",
+        "labels": {"app.kubernetes.io/part-of": "eksml", "eksml/framework": "mxnet", "eksml/try-number": "1"},
+    }
     spec = job["spec"]
     assert spec["slotsPerWorker"] == 4
     assert spec["launcherCreationPolicy"] == "WaitForWorkersReady"
     assert spec["sshAuthMountPath"] == "/home/mpiuser/.ssh"
-    assert spec["runPolicy"] == {"cleanPodPolicy": "Running", "backoffLimit": 2,
-                                 "ttlSecondsAfterFinished": 3600, "activeDeadlineSeconds": 43200}
+    assert spec["runPolicy"] == {
+        "cleanPodPolicy": "Running",
+        "backoffLimit": 2,
+        "ttlSecondsAfterFinished": 3600,
+        "activeDeadlineSeconds": 43200,
+    }
     assert spec["mpiReplicaSpecs"]["Launcher"]["replicas"] == 1
     assert spec["mpiReplicaSpecs"]["Worker"]["replicas"] == 2
 
@@ -113,8 +145,16 @@ def _only_container(job, role):
 
 def test_launcher_runs_horovodrun_over_the_operators_hostfile(job, spec):
     launcher = _only_container(job, "Launcher")
-    assert launcher["command"] == ["horovodrun", "-np", "8", "--hostfile", "/etc/mpi/hostfile",
-                                   "python", "/opt/eksml/train.py", *spec.args]
+    assert launcher["command"] == [
+        "horovodrun",
+        "-np",
+        "8",
+        "--hostfile",
+        "/etc/mpi/hostfile",
+        "python",
+        "/opt/eksml/train.py",
+        *spec.args,
+    ]
     assert launcher["name"] == "mpi-launcher"
     assert launcher["image"] == "public.ecr.aws/eksml/mxnet-horovod:0.3.0"
     assert "nvidia.com/gpu" not in launcher["resources"]["limits"]
@@ -145,7 +185,9 @@ def test_both_roles_non_root_with_the_service_account(job, role):
 
 
 def test_run_policy_is_configurable():
-    policy = RunPolicy(backoff_limit=0, ttl_seconds_after_finished=60, active_deadline_seconds=None, clean_pod_policy="All")
+    policy = RunPolicy(
+        backoff_limit=0, ttl_seconds_after_finished=60, active_deadline_seconds=None, clean_pod_policy="All"
+    )
     job = render_mpijob(_spec(), AWS, NAME, run_policy=policy)
     assert job["spec"]["runPolicy"] == {"cleanPodPolicy": "All", "backoffLimit": 0, "ttlSecondsAfterFinished": 60}
     with pytest.raises(ValueError, match="clean_pod_policy"):
@@ -165,8 +207,15 @@ def test_gpu_and_slot_counts_must_agree(spec):
 
 
 def test_a_single_process_spec_is_refused():
-    tf = training_spec(framework="tensorflow", data_uri="d", model_uri="m", checkpoint_uri="c", epochs=1,
-                       batch_size=1, learning_rate=0.1)
+    tf = training_spec(
+        framework="tensorflow",
+        data_uri="d",
+        model_uri="m",
+        checkpoint_uri="c",
+        epochs=1,
+        batch_size=1,
+        learning_rate=0.1,
+    )
     with pytest.raises(WorkloadSpecError, match="not distributed"):
         render_mpijob(tf, AWS, NAME)
 

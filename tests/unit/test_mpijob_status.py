@@ -7,7 +7,14 @@ from __future__ import annotations
 import pytest
 
 from eksml.kubernetes.mpijob_status import (
-    CREATED, FAILED, PENDING, RESTARTING, RUNNING, SUCCEEDED, SUSPENDED, job_phase,
+    CREATED,
+    FAILED,
+    PENDING,
+    RESTARTING,
+    RUNNING,
+    SUCCEEDED,
+    SUSPENDED,
+    job_phase,
 )
 
 
@@ -21,13 +28,26 @@ def set_condition(conditions: list[dict], ctype: str, status: str, reason: str, 
         if ctype in (FAILED, SUCCEEDED) and cond["type"] in (RUNNING, FAILED):
             cond = {**cond, "status": "False"}
         kept.append(cond)
-    return [*kept, {"type": ctype, "status": status, "reason": reason, "message": message,
-                    "lastTransitionTime": "2026-01-01T00:00:00Z", "lastUpdateTime": "2026-01-01T00:00:00Z"}]
+    return [
+        *kept,
+        {
+            "type": ctype,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": "2026-01-01T00:00:00Z",
+            "lastUpdateTime": "2026-01-01T00:00:00Z",
+        },
+    ]
 
 
 def job(conditions):
-    return {"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob", "metadata": {"name": "j"},
-            "status": {"conditions": conditions}}
+    return {
+        "apiVersion": "kubeflow.org/v2beta1",
+        "kind": "MPIJob",
+        "metadata": {"name": "j"},
+        "status": {"conditions": conditions},
+    }
 
 
 def history(*steps):
@@ -92,14 +112,21 @@ def test_suspended_then_resumed():
 
 
 def test_evicted_worker_fails_a_running_job():
-    phases = history((CREATED, "True", "MPIJobCreated"), (RUNNING, "True", "MPIJobRunning"),
-                     (FAILED, "True", "MPIJobEvicted", "1/2 workers are evicted"))
+    phases = history(
+        (CREATED, "True", "MPIJobCreated"),
+        (RUNNING, "True", "MPIJobRunning"),
+        (FAILED, "True", "MPIJobEvicted", "1/2 workers are evicted"),
+    )
     assert phases[-1].phase == FAILED and phases[-1].message == "1/2 workers are evicted"
 
 
 def test_launcher_success_outranks_a_later_eviction():
-    conditions = set_condition(set_condition([], CREATED, "True", "MPIJobCreated"), SUCCEEDED, "True", "MPIJobSucceeded")
-    conditions.append({"type": FAILED, "status": "True", "reason": "MPIJobEvicted", "message": "1/2 workers are evicted"})
+    conditions = set_condition(
+        set_condition([], CREATED, "True", "MPIJobCreated"), SUCCEEDED, "True", "MPIJobSucceeded"
+    )
+    conditions.append(
+        {"type": FAILED, "status": "True", "reason": "MPIJobEvicted", "message": "1/2 workers are evicted"}
+    )
     assert job_phase(job(conditions)).phase == SUCCEEDED
 
 

@@ -24,11 +24,14 @@ def test_common_arguments_and_onnx_export_by_default(monkeypatch):
     assert train.parse([*BASE, "--no-onnx"]).onnx is False
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--model-uri", "/tmp/m"], "--data-uri"),
-    ([*BASE, "--epochs", "0"], "--epochs"),
-    ([*BASE, "--batch-size", "many"], "--batch-size"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--model-uri", "/tmp/m"], "--data-uri"),
+        ([*BASE, "--epochs", "0"], "--epochs"),
+        ([*BASE, "--batch-size", "many"], "--batch-size"),
+    ],
+)
 def test_bad_arguments_exit_with_usage_error(monkeypatch, capsys, argv, message):
     monkeypatch.delenv("SM_MODEL_DIR", raising=False)
     with pytest.raises(SystemExit) as exit_info:

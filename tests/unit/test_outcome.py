@@ -6,10 +6,22 @@ from eksml.outcome import PLOTS, note_markdown, store_links, summarize
 from eksml.pipeline import champion_event_extra
 
 REGISTERED = [
-    {"version": "v-tf", "uri": "s3://bucket/ml/models/fashion-mnist/v-tf", "framework": "tensorflow",
-     "test_accuracy": 0.9012, "champion_version": "v-old", "champion_accuracy": 0.9100},
-    {"version": "v-mx", "uri": "s3://bucket/ml/models/fashion-mnist/v-mx", "framework": "mxnet",
-     "test_accuracy": 0.8801, "champion_version": "v-old", "champion_accuracy": 0.9100},
+    {
+        "version": "v-tf",
+        "uri": "s3://bucket/ml/models/fashion-mnist/v-tf",
+        "framework": "tensorflow",
+        "test_accuracy": 0.9012,
+        "champion_version": "v-old",
+        "champion_accuracy": 0.9100,
+    },
+    {
+        "version": "v-mx",
+        "uri": "s3://bucket/ml/models/fashion-mnist/v-mx",
+        "framework": "mxnet",
+        "test_accuracy": 0.8801,
+        "champion_version": "v-old",
+        "champion_accuracy": 0.9100,
+    },
 ]
 
 
@@ -35,15 +47,19 @@ def test_nothing_registered():
 
 def test_links_open_the_version_its_metrics_and_plots():
     s3 = store_links("s3://bucket/ml/models/fashion-mnist/v1", "eu-west-1")
-    assert s3["Model version"] == ("https://s3.console.aws.amazon.com/s3/buckets/bucket?region=eu-west-1"
-                                   "&prefix=ml/models/fashion-mnist/v1/")
+    assert s3["Model version"] == (
+        "https://s3.console.aws.amazon.com/s3/buckets/bucket?region=eu-west-1&prefix=ml/models/fashion-mnist/v1/"
+    )
     assert s3["Metrics"].endswith("prefix=ml/models/fashion-mnist/v1/metrics.json")
     assert s3["Plots"].endswith(f"v1/{PLOTS[0]}") and s3["Per-class plot"].endswith(f"v1/{PLOTS[2]}")
     # A local store: same-origin pages of the API server (the UI shows no file:// link).
     local = store_links("file:///srv/store/models/fashion-mnist/v1", "us-west-2")
-    assert local == {"Model version": "/eksml/models/v1/", "Metrics": "/eksml/models/v1/metrics.json",
-                     "Plots": "/eksml/models/v1/training_curves.png",
-                     "Per-class plot": "/eksml/models/v1/per_class_accuracy.png"}
+    assert local == {
+        "Model version": "/eksml/models/v1/",
+        "Metrics": "/eksml/models/v1/metrics.json",
+        "Plots": "/eksml/models/v1/training_curves.png",
+        "Per-class plot": "/eksml/models/v1/per_class_accuracy.png",
+    }
 
 
 def test_version_pages_serve_metrics_and_plots_but_never_the_model(tmp_path, monkeypatch):
@@ -54,8 +70,10 @@ def test_version_pages_serve_metrics_and_plots_but_never_the_model(tmp_path, mon
     monkeypatch.setenv("EKSML_STORE_URI", (tmp_path / "store").as_uri())
     version = tmp_path / "store" / "models" / "fashion-mnist" / "v1"
     version.mkdir(parents=True)
-    (version / "metadata.json").write_text('{"framework": "tensorflow", "run_id": "r1", '
-                                           '"metrics": {"test_accuracy": 0.9123}, "files": ["training_curves.png"]}')
+    (version / "metadata.json").write_text(
+        '{"framework": "tensorflow", "run_id": "r1", '
+        '"metrics": {"test_accuracy": 0.9123}, "files": ["training_curves.png"]}'
+    )
     (version / "metrics.json").write_text('{"test_accuracy": 0.9123}')
     (version / "training_curves.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     (version / "model.keras").write_bytes(b"weights")
@@ -72,10 +90,24 @@ def test_version_pages_serve_metrics_and_plots_but_never_the_model(tmp_path, mon
 
 
 def test_champion_event_carries_version_and_accuracy():
-    pointer = {"version": "v1", "uri": "s3://b/m/v1", "test_accuracy": 0.91, "framework": "tensorflow",
-               "previous": "v0", "run_id": "manual__x", "promoted_at": "now", "reason": "gate"}
-    assert champion_event_extra(pointer) == {"version": "v1", "uri": "s3://b/m/v1", "test_accuracy": 0.91,
-                                             "framework": "tensorflow", "previous": "v0", "run_id": "manual__x"}
+    pointer = {
+        "version": "v1",
+        "uri": "s3://b/m/v1",
+        "test_accuracy": 0.91,
+        "framework": "tensorflow",
+        "previous": "v0",
+        "run_id": "manual__x",
+        "promoted_at": "now",
+        "reason": "gate",
+    }
+    assert champion_event_extra(pointer) == {
+        "version": "v1",
+        "uri": "s3://b/m/v1",
+        "test_accuracy": 0.91,
+        "framework": "tensorflow",
+        "previous": "v0",
+        "run_id": "manual__x",
+    }
 
 
 def test_outcome_operator_links_are_serialised_for_the_ui():

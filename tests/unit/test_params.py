@@ -18,20 +18,27 @@ def test_every_param_is_documented_for_the_form():
     for name, schema in PARAM_SCHEMAS.items():
         assert schema.get("title") and schema.get("description"), name
         assert "type" in schema, name
-        assert "enum" in schema or "minimum" in schema or "exclusiveMinimum" in schema \
-            or schema["type"] in ("boolean", ["null", "string"]), f"{name} has no bounds"
+        assert (
+            "enum" in schema
+            or "minimum" in schema
+            or "exclusiveMinimum" in schema
+            or schema["type"] in ("boolean", ["null", "string"])
+        ), f"{name} has no bounds"
 
 
-@pytest.mark.parametrize("conf, message", [
-    ({"epochs": 0}, "'epochs' must be >= 1"),
-    ({"learning_rate": -0.1}, "'learning_rate' must be > 0"),
-    ({"framework": "pytorch"}, "'framework' must be one of"),
-    ({"batch_size": "128"}, "'batch_size' must be of type integer"),
-    ({"epochs": True}, "'epochs' must be of type integer"),
-    ({"data_uri": "http://example.com/x"}, "'data_uri' must be an absolute path"),
-    ({"bogus": 1}, "unknown param(s): bogus"),
-    ({"trainer": "sagemaker", "cluster": "ephemeral"}, "ephemeral makes no sense"),
-])
+@pytest.mark.parametrize(
+    "conf, message",
+    [
+        ({"epochs": 0}, "'epochs' must be >= 1"),
+        ({"learning_rate": -0.1}, "'learning_rate' must be > 0"),
+        ({"framework": "pytorch"}, "'framework' must be one of"),
+        ({"batch_size": "128"}, "'batch_size' must be of type integer"),
+        ({"epochs": True}, "'epochs' must be of type integer"),
+        ({"data_uri": "http://example.com/x"}, "'data_uri' must be an absolute path"),
+        ({"bogus": 1}, "unknown param(s): bogus"),
+        ({"trainer": "sagemaker", "cluster": "ephemeral"}, "ephemeral makes no sense"),
+    ],
+)
 def test_bad_values_name_the_param(conf, message):
     with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(")", r"\)")):
         validate_training_params(conf)

@@ -11,8 +11,10 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def test_readme_section_is_the_generated_one():
     text = README.read_text()
-    section = text[text.index(BEGIN) + len(BEGIN):text.index(END)]
-    assert section.strip() == render().strip(), "run: PYTHONPATH=plugins python -m eksml.prerequisites --write README.md"
+    section = text[text.index(BEGIN) + len(BEGIN) : text.index(END)]
+    assert section.strip() == render().strip(), (
+        "run: PYTHONPATH=plugins python -m eksml.prerequisites --write README.md"
+    )
 
 
 def test_every_action_of_the_rendered_policies_is_listed():

@@ -26,8 +26,15 @@ def test_shows_tasks_with_durations_epochs_and_outcome_but_no_false_alarms():
     assert "registered 20261123T030000-tensorflow-637fe8" in text and "promoted " in text
     assert text.endswith(": successful")
     # False alarms and walls of text stay in the log file.
-    for noise in ("cuInit", "UNKNOWN ERROR (303)", "Returned value was", "Condition result", "EKSML_RESULT",
-                  "absl::InitializeLog", "{'version'"):
+    for noise in (
+        "cuInit",
+        "UNKNOWN ERROR (303)",
+        "Returned value was",
+        "Condition result",
+        "EKSML_RESULT",
+        "absl::InitializeLog",
+        "{'version'",
+    ):
         assert noise not in text, noise
     assert max(len(line) for line in shown) < 200
 

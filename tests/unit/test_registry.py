@@ -108,7 +108,8 @@ def test_concurrent_promotions_leave_a_whole_pointer_and_the_best_wins(registry)
     assert not list(reg.root.glob(".champion.json.*.tmp"))
     history = reg.history()
     assert [(h["previous"], h["version"]) for h in history[1:]] == [
-        (a["version"], b["version"]) for a, b in zip(history, history[1:], strict=False)]
+        (a["version"], b["version"]) for a, b in zip(history, history[1:], strict=False)
+    ]
 
 
 def test_champion_json_holds_no_store_uri_so_a_copied_store_points_at_itself(registry, tmp_path):
@@ -130,8 +131,7 @@ def test_a_dangling_champion_is_treated_as_absent_and_repaired(registry, caplog)
 
     reg, settings = registry
     for version, acc in (("v1", 0.80), ("v2", 0.90), ("v3", 0.70)):
-        reg.register(version, _staging(settings, version, acc), {"run_id": version,
-                                                                 "metrics": {"test_accuracy": acc}})
+        reg.register(version, _staging(settings, version, acc), {"run_id": version, "metrics": {"test_accuracy": acc}})
     reg.promote("v1", test_accuracy=0.80, reason="first")
     reg.promote("v2", test_accuracy=0.90, reason="better")
     shutil.rmtree(reg.version_path("v2").path)  # deleted by hand
@@ -145,7 +145,6 @@ def test_a_dangling_champion_is_treated_as_absent_and_repaired(registry, caplog)
     shutil.rmtree(reg.version_path("v3").path)
     assert reg.repair(apply=True)["pointer"]["version"] == "v1"
     assert reg.champion()["version"] == "v1"
-
 
 
 def test_gate_uses_the_champion_measured_on_the_same_test_data(registry):

@@ -20,10 +20,14 @@ MPIJOB_SCHEMA = ROOT.parent / "shared" / "schemas" / "mpijob-v2beta1.schema.json
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     out = tmp_path_factory.mktemp("render")
-    result = subprocess.run([sys.executable, "-m", "eksml.render", "--profile", "aws", "--out", str(out)],
-                            cwd=ROOT, env={"PYTHONPATH": str(ROOT / "plugins"), "PATH": "/usr/bin:/bin",
-                                           "AIRFLOW_HOME": str(out / "airflow-home")},
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "eksml.render", "--profile", "aws", "--out", str(out)],
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT / "plugins"), "PATH": "/usr/bin:/bin", "AIRFLOW_HOME": str(out / "airflow-home")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     files = sorted(out.glob("*.yaml"))
     return {path.name: yaml.safe_load(path.read_text()) for path in files}
@@ -58,17 +62,29 @@ def test_mpijob_valid_against_crd(rendered):
     assert jobs[0]["spec"]["launcherCreationPolicy"] == "WaitForWorkersReady"
 
 
-@pytest.mark.parametrize("setting, value, message", [
-    ("EKSML_TRAINING_SERVICE_ACCOUNT", "a b", "training_service_account must be a Kubernetes service account name"),
-    ("EKSML_IMAGE_TAG", "0.1;reboot", "image_tag must be an image tag"),
-    ("EKSML_NAMESPACE", "Bad_NS", "namespace must be a Kubernetes namespace name"),
-    ("EKSML_INFERENCE_PORT", "eighty", "inference_port must be an integer"),
-])
+@pytest.mark.parametrize(
+    "setting, value, message",
+    [
+        ("EKSML_TRAINING_SERVICE_ACCOUNT", "a b", "training_service_account must be a Kubernetes service account name"),
+        ("EKSML_IMAGE_TAG", "0.1;reboot", "image_tag must be an image tag"),
+        ("EKSML_NAMESPACE", "Bad_NS", "namespace must be a Kubernetes namespace name"),
+        ("EKSML_INFERENCE_PORT", "eighty", "inference_port must be an integer"),
+    ],
+)
 def test_settings_kubernetes_would_reject_fail_render_with_a_message(tmp_path, setting, value, message):
-    result = subprocess.run([sys.executable, "-m", "eksml.render", "--profile", "aws", "--out", str(tmp_path / "out")],
-                            cwd=ROOT, env={"PYTHONPATH": str(ROOT / "plugins"), "PATH": "/usr/bin:/bin",
-                                           "AIRFLOW_HOME": str(tmp_path / "airflow-home"), setting: value},
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "eksml.render", "--profile", "aws", "--out", str(tmp_path / "out")],
+        cwd=ROOT,
+        env={
+            "PYTHONPATH": str(ROOT / "plugins"),
+            "PATH": "/usr/bin:/bin",
+            "AIRFLOW_HOME": str(tmp_path / "airflow-home"),
+            setting: value,
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()

@@ -24,8 +24,9 @@ def test_two_runs_of_one_interval_report_their_own_version(tmp_path):
         staging = tmp_path / "staging" / version
         staging.mkdir(parents=True)
         (staging / "metrics.json").write_text(json.dumps({"test_accuracy": accuracy}))
-        registry.register(version, store_path(staging.as_uri(), settings),
-                          {"run_id": run_id, "metrics": {"test_accuracy": accuracy}})
+        registry.register(
+            version, store_path(staging.as_uri(), settings), {"run_id": run_id, "metrics": {"test_accuracy": accuracy}}
+        )
     assert registry.versions()[-1] != versions["manual__second"]  # what the summary used to print
     assert run_version(registry, "manual__second")["version"] == versions["manual__second"]
     assert run_version(registry, "manual__first")["metrics"]["test_accuracy"] == 0.80

@@ -21,8 +21,7 @@ def test_versions_are_unique_per_run_and_sortable_by_interval():
 def test_plan_paths_follow_the_interval_and_never_collide():
     settings = load_settings({"store_uri": "s3://bucket/ml"})
     params = validate_training_params({"framework": "both", "epochs": 3, "workers": 2, "gpus": 2})
-    plan = plan_run(params, settings, run_id="r1", interval_start=START, interval_end=END,
-                    data_digest="c0ffee000000")
+    plan = plan_run(params, settings, run_id="r1", interval_start=START, interval_end=END, data_digest="c0ffee000000")
     assert plan["data_uri"] == "s3://bucket/ml/data/fashion-mnist/20261116T030000-20261123T030000-c0ffee000000"
     tf, mx = plan["candidates"]["tensorflow"], plan["candidates"]["mxnet"]
     assert tf["version"] != mx["version"]
@@ -32,6 +31,5 @@ def test_plan_paths_follow_the_interval_and_never_collide():
     args = list(spec.args)
     assert args[args.index("--model-uri") + 1] == mx["staging_uri"]
     assert args[args.index("--epochs") + 1] == "3"
-    other = plan_run(params, settings, run_id="r2", interval_start=START, interval_end=END,
-                    data_digest="c0ffee000000")
+    other = plan_run(params, settings, run_id="r2", interval_start=START, interval_end=END, data_digest="c0ffee000000")
     assert other["candidates"]["tensorflow"]["version"] != tf["version"]

@@ -29,8 +29,12 @@ def test_pack_then_unpack_into_staging_keeps_every_file(tmp_path: Path) -> None:
     archive = pack_model_dir(src, tmp_path / "out" / "model.tar.gz")
     with tarfile.open(archive) as tar:
         assert sorted(m.name for m in tar.getmembers() if m.isfile()) == [
-            "history.json", "metrics.json", "model.keras", "saved_model/saved_model.pb",
-            "saved_model/variables/variables.index"]
+            "history.json",
+            "metrics.json",
+            "model.keras",
+            "saved_model/saved_model.pb",
+            "saved_model/variables/variables.index",
+        ]
     staging = tmp_path / "store" / "staging" / "v1"
     files = unpack_model_artifact(ObjectStoragePath(archive.as_uri()), ObjectStoragePath(staging.as_uri()))
     assert files[-1] == "metrics.json"
@@ -52,12 +56,15 @@ def _file(tar: tarfile.TarFile, name: str, data: bytes = b"x") -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-@pytest.mark.parametrize(("builder", "message"), [
-    (lambda tar: _file(tar, "../escape.txt"), "points outside"),
-    (lambda tar: _file(tar, "/etc/passwd"), "points outside"),
-    (lambda tar: tar.addfile(_symlink("link", "/etc/passwd")), "not a plain file"),
-    (lambda tar: _file(tar, "model.keras"), "holds no metrics.json"),
-])
+@pytest.mark.parametrize(
+    ("builder", "message"),
+    [
+        (lambda tar: _file(tar, "../escape.txt"), "points outside"),
+        (lambda tar: _file(tar, "/etc/passwd"), "points outside"),
+        (lambda tar: tar.addfile(_symlink("link", "/etc/passwd")), "not a plain file"),
+        (lambda tar: _file(tar, "model.keras"), "holds no metrics.json"),
+    ],
+)
 def test_unsafe_or_unfinished_archives_are_refused(tmp_path: Path, builder, message: str) -> None:
     with pytest.raises(ArtifactError, match=message):
         extract_model_archive(_archive(tmp_path, builder), tmp_path / "out")
@@ -75,6 +82,7 @@ def test_dot_prefixed_members_are_accepted(tmp_path: Path) -> None:
     def add(tar):
         _file(tar, "./metrics.json", b"{}")
         _file(tar, "./saved_model/saved_model.pb", b"pb")
+
     out = extract_model_archive(_archive(tmp_path, add), tmp_path / "out")
     assert (out / "saved_model" / "saved_model.pb").read_bytes() == b"pb"
 
@@ -90,5 +98,6 @@ def test_missing_artifact_is_an_error(tmp_path: Path) -> None:
     from airflow.sdk import ObjectStoragePath
 
     with pytest.raises(ArtifactError, match="does not exist"):
-        unpack_model_artifact(ObjectStoragePath((tmp_path / "none.tar.gz").as_uri()),
-                              ObjectStoragePath((tmp_path / "staging").as_uri()))
+        unpack_model_artifact(
+            ObjectStoragePath((tmp_path / "none.tar.gz").as_uri()), ObjectStoragePath((tmp_path / "staging").as_uri())
+        )

@@ -14,9 +14,17 @@ from eksml.specs import training_spec
 
 @pytest.fixture
 def contract(tmp_path: Path):
-    spec = training_spec(framework="tensorflow", data_uri="file:///data", model_uri="file:///staging/v1",
-                         checkpoint_uri="file:///ckpt/v1", epochs=1, batch_size=64, learning_rate=0.005,
-                         limit_train=2000, limit_test=500)
+    spec = training_spec(
+        framework="tensorflow",
+        data_uri="file:///data",
+        model_uri="file:///staging/v1",
+        checkpoint_uri="file:///ckpt/v1",
+        epochs=1,
+        batch_size=64,
+        learning_rate=0.005,
+        limit_train=2000,
+        limit_test=500,
+    )
     hps = {**spec_hyperparameters(spec), "sagemaker_program": '"train.py"'}
     opt_ml = OptMl(tmp_path / "opt" / "ml").create(hps)
     env = toolkit_environment(opt_ml, hps, checkpoint_dir="/ckpt/v1", entry_point="train.py", num_gpus=0)
@@ -40,8 +48,13 @@ def test_toolkit_variables(contract) -> None:
     assert env["SM_INPUT_CONFIG_DIR"] == str(opt_ml.root / "input" / "config")
     assert env["SM_CHECKPOINT_DIR"] == "/ckpt/v1"
     assert json.loads(env["SM_CHANNELS"]) == ["training"]
-    assert json.loads(env["SM_HPS"]) == {"epochs": 1, "batch-size": 64, "learning-rate": 0.005,
-                                         "limit-train": 2000, "limit-test": 500}
+    assert json.loads(env["SM_HPS"]) == {
+        "epochs": 1,
+        "batch-size": 64,
+        "learning-rate": 0.005,
+        "limit-train": 2000,
+        "limit-test": 500,
+    }
     assert env["SM_HP_BATCH_SIZE"] == "64"
     assert env["SM_NUM_GPUS"] == "0" and env["SM_CURRENT_HOST"] == "algo-1"
     assert env["SM_USER_ENTRY_POINT"] == "train.py" and env["SM_MODULE_NAME"] == "train"

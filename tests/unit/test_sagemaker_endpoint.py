@@ -11,25 +11,43 @@ from eksml.sagemaker.endpoint import build_endpoint_requests, package_for_servin
 from eksml.sagemaker.request import SageMakerRequestError
 from eksml.settings import Settings
 
-SETTINGS = Settings(profile="aws", store_uri="s3://ml-bucket/eksml", region="us-east-1",
-                    sagemaker_role_arn="arn:aws:iam::123456789012:role/eksml-sagemaker")
+SETTINGS = Settings(
+    profile="aws",
+    store_uri="s3://ml-bucket/eksml",
+    region="us-east-1",
+    sagemaker_role_arn="arn:aws:iam::123456789012:role/eksml-sagemaker",
+)
 DATA = "s3://ml-bucket/eksml/sagemaker/fashion-mnist/v2/endpoint/model.tar.gz"
 
 
 def test_model_config_and_endpoint() -> None:
-    req = build_endpoint_requests(SETTINGS, endpoint_name="fashion-mnist", version="20261129T000000-tensorflow-3f2a9c",
-                                  model_data_url=DATA, instance_type="ml.m5.large", instance_count=2)
+    req = build_endpoint_requests(
+        SETTINGS,
+        endpoint_name="fashion-mnist",
+        version="20261129T000000-tensorflow-3f2a9c",
+        model_data_url=DATA,
+        instance_type="ml.m5.large",
+        instance_count=2,
+    )
     name = req["Model"]["ModelName"]
     assert name.startswith("fashion-mnist-20261129T000000-tensorflow-3f2a9c-")
     assert req["Model"]["ExecutionRoleArn"] == SETTINGS.sagemaker_role_arn
     assert req["Model"]["PrimaryContainer"] == {
         "Image": "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-inference:"
-                 "2.19.0-cpu-py312-ubuntu22.04-sagemaker",
-        "ModelDataUrl": DATA, "Mode": "SingleModel"}
+        "2.19.0-cpu-py312-ubuntu22.04-sagemaker",
+        "ModelDataUrl": DATA,
+        "Mode": "SingleModel",
+    }
     assert req["EndpointConfig"]["EndpointConfigName"] == name
-    assert req["EndpointConfig"]["ProductionVariants"] == [{
-        "VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.m5.large",
-        "InitialInstanceCount": 2, "InitialVariantWeight": 1.0}]
+    assert req["EndpointConfig"]["ProductionVariants"] == [
+        {
+            "VariantName": "AllTraffic",
+            "ModelName": name,
+            "InstanceType": "ml.m5.large",
+            "InitialInstanceCount": 2,
+            "InitialVariantWeight": 1.0,
+        }
+    ]
     assert req["Endpoint"]["EndpointName"] == "fashion-mnist"
     assert req["Endpoint"]["EndpointConfigName"] == name
     assert {"Key": "eksml/model-version", "Value": "20261129T000000-tensorflow-3f2a9c"} in req["Endpoint"]["Tags"]
@@ -43,17 +61,21 @@ def test_each_version_gets_its_own_model_and_config() -> None:
 
 
 def test_gpu_hosting_uses_the_gpu_image() -> None:
-    req = build_endpoint_requests(SETTINGS, endpoint_name="e", version="v", model_data_url=DATA,
-                                  instance_type="ml.g4dn.xlarge")
+    req = build_endpoint_requests(
+        SETTINGS, endpoint_name="e", version="v", model_data_url=DATA, instance_type="ml.g4dn.xlarge"
+    )
     assert req["Model"]["PrimaryContainer"]["Image"].endswith("2.19.0-gpu-py312-cu122-ubuntu22.04-sagemaker")
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"instance_type": "ml.x1.huge"}, "unknown hosting instance type"),
-    ({"instance_count": 0}, "instance_count must be >= 1"),
-    ({"endpoint_name": "bad_name"}, "invalid SageMaker endpoint name"),
-    ({"model_data_url": "file:///tmp/model.tar.gz"}, "must be an s3:// URI"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"instance_type": "ml.x1.huge"}, "unknown hosting instance type"),
+        ({"instance_count": 0}, "instance_count must be >= 1"),
+        ({"endpoint_name": "bad_name"}, "invalid SageMaker endpoint name"),
+        ({"model_data_url": "file:///tmp/model.tar.gz"}, "must be an s3:// URI"),
+    ],
+)
 def test_bad_input_is_refused(changes: dict, message: str) -> None:
     args = {"endpoint_name": "fashion-mnist", "version": "v1", "model_data_url": DATA, **changes}
     with pytest.raises(ValueError, match=message):
@@ -81,5 +103,6 @@ def test_a_version_without_saved_model_cannot_be_served(tmp_path: Path) -> None:
     (tmp_path / "v1").mkdir()
     (tmp_path / "v1" / "model-symbol.json").write_text("{}")
     with pytest.raises(SageMakerRequestError, match="only TensorFlow versions"):
-        package_for_serving(ObjectStoragePath((tmp_path / "v1").as_uri()),
-                            ObjectStoragePath((tmp_path / "m.tar.gz").as_uri()))
+        package_for_serving(
+            ObjectStoragePath((tmp_path / "v1").as_uri()), ObjectStoragePath((tmp_path / "m.tar.gz").as_uri())
+        )

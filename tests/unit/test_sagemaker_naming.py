@@ -26,7 +26,7 @@ def test_names_are_valid_for_any_run_id(run_id: str) -> None:
 
 
 def test_unique_per_run_try_and_framework_even_when_truncated() -> None:
-    long_a, long_b = "r" * 200 + "a", "r" * 200 + "b"   # identical after truncation
+    long_a, long_b = "r" * 200 + "a", "r" * 200 + "b"  # identical after truncation
     names = {
         sagemaker_job_name("fashion_mnist_training", run, try_number, fw)
         for run in ("manual__2026-11-29T00:00:00+00:00", "manual__2026-11-29T00:00:00.5+00:00", long_a, long_b)

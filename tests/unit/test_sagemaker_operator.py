@@ -22,31 +22,47 @@ RUN_ID = "manual__2026-11-29T00:00:00+00:00"
 
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-west-2"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-west-2",
+    }.items():
         monkeypatch.setenv(key, value)
 
 
 def spec_dict(framework: str = "tensorflow") -> dict:
     return training_spec(
-        framework=framework, data_uri=f"{STORE}/data/fashion-mnist/i", model_uri=f"{STORE}/staging/fashion-mnist/v1",
-        checkpoint_uri=f"{STORE}/checkpoints/fashion-mnist/v1", epochs=1, batch_size=64, learning_rate=0.01,
+        framework=framework,
+        data_uri=f"{STORE}/data/fashion-mnist/i",
+        model_uri=f"{STORE}/staging/fashion-mnist/v1",
+        checkpoint_uri=f"{STORE}/checkpoints/fashion-mnist/v1",
+        epochs=1,
+        batch_size=64,
+        learning_rate=0.01,
     ).to_dict()
 
 
 def operator(**kw):
     from eksml.sagemaker.operators import SageMakerTrainOperator
 
-    options = dict(task_id="train_sagemaker", spec=spec_dict(), aws_conn_id=None, region_name="us-west-2",
-                   settings=Settings(profile="aws", store_uri=STORE, region="us-west-2",
-                                     sagemaker_role_arn="arn:aws:iam::123456789012:role/eksml-sagemaker"))
+    options = dict(
+        task_id="train_sagemaker",
+        spec=spec_dict(),
+        aws_conn_id=None,
+        region_name="us-west-2",
+        settings=Settings(
+            profile="aws",
+            store_uri=STORE,
+            region="us-west-2",
+            sagemaker_role_arn="arn:aws:iam::123456789012:role/eksml-sagemaker",
+        ),
+    )
     options.update(kw)
     return SageMakerTrainOperator(**options)
 
 
 def context(try_number: int = 1) -> dict:
-    ti = SimpleNamespace(dag_id="fashion_mnist_training", task_id="train_sagemaker", try_number=try_number,
-                         xcoms={})
+    ti = SimpleNamespace(dag_id="fashion_mnist_training", task_id="train_sagemaker", try_number=try_number, xcoms={})
     ti.xcom_push = lambda key, value: ti.xcoms.__setitem__(key, value)
     return {"ti": ti, "run_id": RUN_ID}
 
@@ -63,24 +79,30 @@ def stubbed(op):
 def description(status: str, reason: str | None = None) -> dict:
     now = dt.datetime(2026, 11, 29, tzinfo=dt.timezone.utc)
     desc = {
-        "TrainingJobName": "job-1", "TrainingJobArn": "arn:aws:sagemaker:us-west-2:123456789012:training-job/job-1",
+        "TrainingJobName": "job-1",
+        "TrainingJobArn": "arn:aws:sagemaker:us-west-2:123456789012:training-job/job-1",
         "ModelArtifacts": {"S3ModelArtifacts": f"{STORE}/sagemaker/fashion-mnist/v1/job-1/output/model.tar.gz"},
-        "TrainingJobStatus": status, "SecondaryStatus": status,
+        "TrainingJobStatus": status,
+        "SecondaryStatus": status,
         "AlgorithmSpecification": {"TrainingInputMode": "File"},
         "ResourceConfig": {"InstanceType": "ml.g5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 50},
-        "StoppingCondition": {"MaxRuntimeInSeconds": 3600}, "CreationTime": now,
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+        "CreationTime": now,
     }
     if reason:
         desc["FailureReason"] = reason
     return desc
 
 
-@pytest.mark.parametrize("changes", [
-    {"instance_type": "ml.bogus.xlarge"},
-    {"instance_count": "0"},
-    {"use_spot": "true", "max_runtime_s": "3600", "max_wait_s": "60"},
-    {"spec": spec_dict("mxnet"), "instance_count": 0},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"instance_type": "ml.bogus.xlarge"},
+        {"instance_count": "0"},
+        {"use_spot": "true", "max_runtime_s": "3600", "max_wait_s": "60"},
+        {"spec": spec_dict("mxnet"), "instance_count": 0},
+    ],
+)
 def test_bad_input_fails_before_any_aws_client_exists(changes: dict) -> None:
     from eksml.sagemaker.request import SageMakerRequestError
 
@@ -99,7 +121,8 @@ def test_request_is_built_from_templated_strings() -> None:
     tags = {t["Key"]: t["Value"] for t in req["Tags"]}
     assert tags["eksml/dag-run-id"] == RUN_ID and tags["eksml/try-number"] == "3"
     assert req["HyperParameters"]["sagemaker_submit_directory"] == (
-        f'"{STORE}/sagemaker/fashion-mnist/v1/{req["TrainingJobName"]}/source/sourcedir.tar.gz"')
+        f'"{STORE}/sagemaker/fashion-mnist/v1/{req["TrainingJobName"]}/source/sourcedir.tar.gz"'
+    )
 
 
 def test_instance_and_spot_default_to_the_run_params() -> None:
@@ -139,8 +162,14 @@ def test_wait_is_deferred_to_the_stopping_trigger() -> None:
 
     from eksml.sagemaker.triggers import SageMakerTrainingTrigger
 
-    provider = SageMakerTrigger(job_name="job-1", job_type="Training", waiter_delay=15, waiter_max_attempts=7,
-                                aws_conn_id="aws_default", region_name="eu-west-1")
+    provider = SageMakerTrigger(
+        job_name="job-1",
+        job_type="Training",
+        waiter_delay=15,
+        waiter_max_attempts=7,
+        aws_conn_id="aws_default",
+        region_name="eu-west-1",
+    )
     with pytest.raises(TaskDeferred) as deferred:
         operator().defer(trigger=provider, method_name="execute_complete")
     trigger = deferred.value.trigger
@@ -151,10 +180,13 @@ def test_wait_is_deferred_to_the_stopping_trigger() -> None:
     assert SageMakerTrainingTrigger(**kwargs).job_name == "job-1"
 
 
-@pytest.mark.parametrize(("status", "reason", "message"), [
-    ("Failed", "AlgorithmError: ExecuteUserScriptError: exit 2", "ended Failed: AlgorithmError"),
-    ("Stopped", None, "ended Stopped: no reason given"),
-])
+@pytest.mark.parametrize(
+    ("status", "reason", "message"),
+    [
+        ("Failed", "AlgorithmError: ExecuteUserScriptError: exit 2", "ended Failed: AlgorithmError"),
+        ("Stopped", None, "ended Stopped: no reason given"),
+    ],
+)
 def test_failed_or_stopped_job_fails_the_task_with_its_reason(status, reason, message) -> None:
     from airflow.sdk.exceptions import AirflowException
 
@@ -225,10 +257,12 @@ def test_links_point_at_the_job_and_its_log_streams() -> None:
 
     conf = {"region_name": "eu-west-1", "aws_domain": "aws.amazon.com", "job_name": "job-1"}
     assert SageMakerTrainingJobLink().format_link(**conf) == (
-        "https://console.aws.amazon.com/sagemaker/home?region=eu-west-1#/jobs/job-1")
+        "https://console.aws.amazon.com/sagemaker/home?region=eu-west-1#/jobs/job-1"
+    )
     assert SageMakerTrainingLogsLink().format_link(**conf) == (
         "https://console.aws.amazon.com/cloudwatch/home?region=eu-west-1#logStream:group=/aws/sagemaker/"
-        "TrainingJobs;prefix=job-1;streamFilter=typeLogStreamPrefix")
+        "TrainingJobs;prefix=job-1;streamFilter=typeLogStreamPrefix"
+    )
     china = {**conf, "aws_domain": SageMakerTrainingJobLink.get_aws_domain("aws-cn")}
     cn = SageMakerTrainingJobLink().format_link(**china)
     assert cn.startswith("https://console.amazonaws.cn/sagemaker/")
@@ -242,24 +276,32 @@ def test_links_are_persisted_per_try() -> None:
     op._job_name = "job-1"
     op._persist_links(ctx)
     pushed = ctx["ti"].xcoms
-    assert pushed[SageMakerTrainingJobLink.key] == {"region_name": "us-west-2", "aws_domain": "aws.amazon.com",
-                                                    "job_name": "job-1"}
+    assert pushed[SageMakerTrainingJobLink.key] == {
+        "region_name": "us-west-2",
+        "aws_domain": "aws.amazon.com",
+        "job_name": "job-1",
+    }
     assert pushed[SageMakerTrainingLogsLink.key]["job_name"] == "job-1"
 
 
 #: FailureReason as SageMaker writes it for an entrypoint that exited 2: script mode (the DLC's
 #: toolkit) and a container of our own (the ``failure`` file's text, then the status).
-SCRIPT_MODE_EXIT_2 = ('AlgorithmError: ExecuteUserScriptError:\nExitCode 2\nErrorMessage "ValueError: labels '
-                      'outside 0..9"\nCommand "/usr/local/bin/python3.10 train.py --epochs 1", exit code: 2')
+SCRIPT_MODE_EXIT_2 = (
+    'AlgorithmError: ExecuteUserScriptError:\nExitCode 2\nErrorMessage "ValueError: labels '
+    'outside 0..9"\nCommand "/usr/local/bin/python3.10 train.py --epochs 1", exit code: 2'
+)
 OWN_IMAGE_EXIT_2 = "AlgorithmError: labels outside 0..9, exit code: 2"
 
 
-@pytest.mark.parametrize(("reason", "for_good"), [
-    (SCRIPT_MODE_EXIT_2, True),
-    (OWN_IMAGE_EXIT_2, True),
-    ("AlgorithmError: ExecuteUserScriptError:\nExitCode 1\nErrorMessage \"CUDA error\"", False),
-    ("InternalServerError: We encountered an internal error. Please try again.", False),
-])
+@pytest.mark.parametrize(
+    ("reason", "for_good"),
+    [
+        (SCRIPT_MODE_EXIT_2, True),
+        (OWN_IMAGE_EXIT_2, True),
+        ('AlgorithmError: ExecuteUserScriptError:\nExitCode 1\nErrorMessage "CUDA error"', False),
+        ("InternalServerError: We encountered an internal error. Please try again.", False),
+    ],
+)
 def test_a_job_failed_by_exit_2_fails_the_task_without_retry(reason, for_good) -> None:
     from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
@@ -283,10 +325,15 @@ def test_the_synchronous_wait_on_a_job_failed_by_exit_2_does_not_retry(monkeypat
     op = operator(deferrable=False, image_source="project", print_log=False, check_interval=1)
     monkeypatch.setattr(op.hook, "check_training_config", lambda config: None)
     stub = stubbed(op)
-    stub.add_client_error("describe_training_job", "ValidationException", "Requested resource not found.",
-                          expected_params={"TrainingJobName": ANY})
-    stub.add_response("create_training_job", {"TrainingJobArn": "arn:aws:sagemaker:us-west-2:123456789012:"
-                                              "training-job/job-1"}, None)
+    stub.add_client_error(
+        "describe_training_job",
+        "ValidationException",
+        "Requested resource not found.",
+        expected_params={"TrainingJobName": ANY},
+    )
+    stub.add_response(
+        "create_training_job", {"TrainingJobArn": "arn:aws:sagemaker:us-west-2:123456789012:training-job/job-1"}, None
+    )
     stub.add_response("describe_training_job", description("Failed", reason), {"TrainingJobName": ANY})
     with pytest.raises(AirflowException) as failure:
         op.execute(context())

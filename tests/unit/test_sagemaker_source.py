@@ -33,8 +33,11 @@ def test_every_training_framework_has_a_dlc() -> None:
 
 def test_tensorflow_dlc_pins_the_image_fsspec() -> None:
     """The TF DLC's Python takes the same fsspec the image pins; keep them in step."""
-    pins = {line.split("==")[0]: line for line in
-            (ROOT / "images" / "tf-fashion-mnist" / "requirements.txt").read_text().splitlines() if "==" in line}
+    pins = {
+        line.split("==")[0]: line
+        for line in (ROOT / "images" / "tf-fashion-mnist" / "requirements.txt").read_text().splitlines()
+        if "==" in line
+    }
     for requirement in TRAINING_IMAGES["tensorflow"].source_requirements:
         assert pins[requirement.split("==")[0]] == requirement
 

@@ -23,8 +23,15 @@ def settings(tmp_path) -> Settings:
 
 def write_state(state_dir, **fields) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
-    base = {"pid": 1, "port": 8080, "version": "v1", "model_uri": "file:///m/v1", "model_name": "fashion-mnist",
-            "log_path": "/dev/null", "started_at": "now"}
+    base = {
+        "pid": 1,
+        "port": 8080,
+        "version": "v1",
+        "model_uri": "file:///m/v1",
+        "model_name": "fashion-mnist",
+        "log_path": "/dev/null",
+        "started_at": "now",
+    }
     (state_dir / "state.json").write_text(json.dumps({**base, **fields}))
 
 

@@ -15,9 +15,14 @@ VERSION = "20261129T000000-tensorflow-3f2a9c"
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(profile="aws", store_uri="s3://bucket", inference_namespace="serving",
-                    inference_service_account="inference-sa", image_registry="123.dkr.ecr.us-west-2.amazonaws.com/eksml",
-                    image_tag="1.2.3")
+    return Settings(
+        profile="aws",
+        store_uri="s3://bucket",
+        inference_namespace="serving",
+        inference_service_account="inference-sa",
+        image_registry="123.dkr.ecr.us-west-2.amazonaws.com/eksml",
+        image_tag="1.2.3",
+    )
 
 
 @pytest.mark.parametrize("ingress", [False, True])

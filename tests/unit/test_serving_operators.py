@@ -12,9 +12,11 @@ from eksml.settings import PROJECT_ROOT
 
 
 def test_importing_the_operator_pulls_in_no_heavy_module():
-    code = ("import sys; sys.path.insert(0, 'plugins'); import eksml.serving.operators; "
-            "heavy = [m for m in ('tensorflow', 'onnxruntime', 'numpy', 'kubernetes', 'boto3', 'kserve') "
-            "if m in sys.modules]; print(heavy)")
+    code = (
+        "import sys; sys.path.insert(0, 'plugins'); import eksml.serving.operators; "
+        "heavy = [m for m in ('tensorflow', 'onnxruntime', 'numpy', 'kubernetes', 'boto3', 'kserve') "
+        "if m in sys.modules]; print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -42,8 +44,11 @@ def test_smoke_images_come_from_the_data_the_version_was_evaluated_on(tmp_path):
 
 
 def test_aws_profile_refuses_a_local_model_before_any_cluster_call(tmp_path):
-    op = operator(model_uri=(tmp_path / "v1").as_uri(), version="v1",
-                  settings_overrides={"profile": "aws", "store_uri": "s3://bucket"})
+    op = operator(
+        model_uri=(tmp_path / "v1").as_uri(),
+        version="v1",
+        settings_overrides={"profile": "aws", "store_uri": "s3://bucket"},
+    )
     with pytest.raises(ValueError, match="pods read models from S3"):
         op.execute({})
 

@@ -13,29 +13,54 @@ from eksml.serving.smoke import SmokeTestError
 
 def deployment(generation=2, observed=2, replicas=2, updated=2, total=2, available=2, revision="3", reason=None):
     conditions = [{"type": "Progressing", "reason": reason or "NewReplicaSetAvailable", "message": "m"}]
-    return {"metadata": {"name": "fashion-mnist-inference", "uid": "dep-uid", "generation": generation,
-                         "annotations": {"deployment.kubernetes.io/revision": revision}},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "x"}},
-                     "template": {"metadata": {"labels": {"app": "x", "v": "new"}}, "spec": {"containers": []}}},
-            "status": {"observedGeneration": observed, "updatedReplicas": updated, "replicas": total,
-                       "availableReplicas": available, "conditions": conditions}}
+    return {
+        "metadata": {
+            "name": "fashion-mnist-inference",
+            "uid": "dep-uid",
+            "generation": generation,
+            "annotations": {"deployment.kubernetes.io/revision": revision},
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "x"}},
+            "template": {"metadata": {"labels": {"app": "x", "v": "new"}}, "spec": {"containers": []}},
+        },
+        "status": {
+            "observedGeneration": observed,
+            "updatedReplicas": updated,
+            "replicas": total,
+            "availableReplicas": available,
+            "conditions": conditions,
+        },
+    }
 
 
 def replicaset(revision, version, owner="dep-uid"):
-    return {"metadata": {"annotations": {"deployment.kubernetes.io/revision": str(revision)},
-                         "ownerReferences": [{"kind": "Deployment", "uid": owner}]},
-            "spec": {"template": {"metadata": {"labels": {"app": "x", "v": version, "pod-template-hash": "h"}},
-                                  "spec": {"containers": [{"name": "server", "args": [version]}]}}}}
+    return {
+        "metadata": {
+            "annotations": {"deployment.kubernetes.io/revision": str(revision)},
+            "ownerReferences": [{"kind": "Deployment", "uid": owner}],
+        },
+        "spec": {
+            "template": {
+                "metadata": {"labels": {"app": "x", "v": version, "pod-template-hash": "h"}},
+                "spec": {"containers": [{"name": "server", "args": [version]}]},
+            }
+        },
+    }
 
 
-@pytest.mark.parametrize(("kwargs", "done", "failed", "text"), [
-    ({}, True, False, "2 of 2 replicas available"),
-    ({"observed": 1}, False, False, "observe"),
-    ({"updated": 1}, False, False, "1 of 2 replicas updated"),
-    ({"total": 3}, False, False, "old replicas pending"),
-    ({"available": 1}, False, False, "1 of 2 updated replicas available"),
-    ({"updated": 1, "reason": "ProgressDeadlineExceeded"}, False, True, "progress deadline"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "done", "failed", "text"),
+    [
+        ({}, True, False, "2 of 2 replicas available"),
+        ({"observed": 1}, False, False, "observe"),
+        ({"updated": 1}, False, False, "1 of 2 replicas updated"),
+        ({"total": 3}, False, False, "old replicas pending"),
+        ({"available": 1}, False, False, "1 of 2 updated replicas available"),
+        ({"updated": 1, "reason": "ProgressDeadlineExceeded"}, False, True, "progress deadline"),
+    ],
+)
 def test_rollout_status_reads_like_kubectl(kwargs, done, failed, text):
     status = rollout_status(deployment(**kwargs))
     assert (status.done, status.failed) == (done, failed)
@@ -84,14 +109,17 @@ class FakeClient:
 
 
 def rollout() -> InferenceRollout:
-    r = InferenceRollout(FakeClient(), "serving", "fashion-mnist-inference", timeout=5, poll_interval=0,
-                         sleep=lambda s: None)
+    r = InferenceRollout(
+        FakeClient(), "serving", "fashion-mnist-inference", timeout=5, poll_interval=0, sleep=lambda s: None
+    )
     r.apps, r.core = FakeApps(), FakeCore()
     return r
 
 
-OBJECTS = [{"kind": "Deployment", "metadata": {"name": "fashion-mnist-inference"}},
-           {"kind": "Service", "metadata": {"name": "fashion-mnist-inference"}}]
+OBJECTS = [
+    {"kind": "Deployment", "metadata": {"name": "fashion-mnist-inference"}},
+    {"kind": "Service", "metadata": {"name": "fashion-mnist-inference"}},
+]
 
 
 def test_a_passing_smoke_test_keeps_the_new_revision():
@@ -114,8 +142,16 @@ def test_a_failing_smoke_test_rolls_back_to_the_previous_template_and_fails_with
         r.deploy(OBJECTS, check)
     patch = r.apps.calls[-1]
     assert patch[0] == "patch" and "_content_type" not in patch[4]  # a JSON patch (list body)
-    assert patch[3] == [{"op": "replace", "path": "/spec/template", "value": {
-        "metadata": {"labels": {"app": "x", "v": "old"}}, "spec": {"containers": [{"name": "server", "args": ["old"]}]}}}]
+    assert patch[3] == [
+        {
+            "op": "replace",
+            "path": "/spec/template",
+            "value": {
+                "metadata": {"labels": {"app": "x", "v": "old"}},
+                "spec": {"containers": [{"name": "server", "args": ["old"]}]},
+            },
+        }
+    ]
     assert ("list", "serving", "app=x") in r.apps.calls
 
 

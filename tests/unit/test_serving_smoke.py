@@ -25,8 +25,12 @@ def server(classes, *, ready=True, v2_classes=None, labels=None, status=200):
             return (200, {"name": "fashion-mnist", "ready": True}) if ready else (503, {"error": "not ready"})
         if path.endswith(":predict"):
             assert len(body["instances"]) == len(classes)
-            return status, {"model_version": "v7", "predictions": [
-                {"class": c, "label": (labels or NAMES)[c % 10], "probabilities": [0.1] * 10} for c in classes]}
+            return status, {
+                "model_version": "v7",
+                "predictions": [
+                    {"class": c, "label": (labels or NAMES)[c % 10], "probabilities": [0.1] * 10} for c in classes
+                ],
+            }
         assert body["inputs"][0]["shape"] == [len(classes), 28, 28]
         assert len(body["inputs"][0]["data"]) == len(classes) * 784
         return 200, {"outputs": [{"name": "class", "data": v2_classes if v2_classes is not None else classes}]}
@@ -45,20 +49,26 @@ def test_correct_answers_pass_with_measurements():
     assert result["passed"] is True
     assert result["accuracy"] == 0.9
     assert result["version"] == "v7"
-    assert [c[1] for c in transport.calls] == ["/v1/models/fashion-mnist", "/v1/models/fashion-mnist:predict",
-                                               "/v2/models/fashion-mnist/infer"]
+    assert [c[1] for c in transport.calls] == [
+        "/v1/models/fashion-mnist",
+        "/v1/models/fashion-mnist:predict",
+        "/v2/models/fashion-mnist/infer",
+    ]
 
 
-@pytest.mark.parametrize(("transport", "kwargs", "reason"), [
-    (server([0] * 10), {}, "accuracy 0.100 on 10 test images is below 0.500"),
-    (server(LABELS, ready=False), {}, "not ready"),
-    (server(LABELS, status=500), {}, "V1 predict failed: HTTP 500"),
-    (server(LABELS, v2_classes=[1] * 10), {}, "V2 classes"),
-    (server(LABELS, labels=list(reversed(NAMES))), {"class_names": NAMES}, "labels do not match"),
-    (server([11] * 10), {}, "outside 0..9"),
-    # 0.7 would pass the floor, but the version was evaluated at 0.98: something else is served.
-    (server(LABELS[:7] + [0, 0, 0]), {"expected_accuracy": 0.98}, "below 0.730"),
-])
+@pytest.mark.parametrize(
+    ("transport", "kwargs", "reason"),
+    [
+        (server([0] * 10), {}, "accuracy 0.100 on 10 test images is below 0.500"),
+        (server(LABELS, ready=False), {}, "not ready"),
+        (server(LABELS, status=500), {}, "V1 predict failed: HTTP 500"),
+        (server(LABELS, v2_classes=[1] * 10), {}, "V2 classes"),
+        (server(LABELS, labels=list(reversed(NAMES))), {"class_names": NAMES}, "labels do not match"),
+        (server([11] * 10), {}, "outside 0..9"),
+        # 0.7 would pass the floor, but the version was evaluated at 0.98: something else is served.
+        (server(LABELS[:7] + [0, 0, 0]), {"expected_accuracy": 0.98}, "below 0.730"),
+    ],
+)
 def test_wrong_answers_fail_with_the_reason(transport, kwargs, reason):
     with pytest.raises(SmokeTestError, match=reason) as info:
         smoke_test("http://x", "fashion-mnist", IMAGES, LABELS, transport=transport, **kwargs)
@@ -67,7 +77,9 @@ def test_wrong_answers_fail_with_the_reason(transport, kwargs, reason):
 
 def test_no_server_is_a_failure_not_a_crash():
     with pytest.raises(SmokeTestError, match="not ready .* HTTP 0"):
-        smoke_test("http://127.0.0.1:9", "fashion-mnist", IMAGES, LABELS, transport=http_transport("http://127.0.0.1:9"))
+        smoke_test(
+            "http://127.0.0.1:9", "fashion-mnist", IMAGES, LABELS, transport=http_transport("http://127.0.0.1:9")
+        )
 
 
 def test_images_and_labels_must_pair_up():

@@ -34,9 +34,20 @@ time.sleep(120)
 
 
 def _supervise(tmp_path: Path, child: list[str], *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(SUPERVISOR), "--state", str(tmp_path / "state.json"),
-                             "--log", str(tmp_path / "server.log"), *extra, "--", *child],
-                            start_new_session=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(SUPERVISOR),
+            "--state",
+            str(tmp_path / "state.json"),
+            "--log",
+            str(tmp_path / "server.log"),
+            *extra,
+            "--",
+            *child,
+        ],
+        start_new_session=True,
+    )
 
 
 def _state(tmp_path: Path) -> dict:
@@ -57,8 +68,16 @@ def _until(predicate, timeout: float = 60.0) -> None:
 def test_a_dying_child_is_restarted_with_backoff_and_its_log_rotates(tmp_path):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    proc = _supervise(tmp_path, [sys.executable, str(script), str(tmp_path / "runs")],
-                      "--initial-backoff", "0.2", "--max-log-bytes", "40000", "--backups", "2")
+    proc = _supervise(
+        tmp_path,
+        [sys.executable, str(script), str(tmp_path / "runs")],
+        "--initial-backoff",
+        "0.2",
+        "--max-log-bytes",
+        "40000",
+        "--backups",
+        "2",
+    )
     try:
         _until(lambda: _state(tmp_path).get("restarts") == 2 and _state(tmp_path).get("server_pid"))
         _until(lambda: "steady" in (tmp_path / "server.log").read_text())
@@ -87,8 +106,9 @@ def test_a_child_killed_by_a_signal_is_restarted(tmp_path):
         _until(lambda: _state(tmp_path).get("server_pid"))
         first = _state(tmp_path)["server_pid"]
         subprocess.run(["kill", "-9", str(first)], check=True)
-        _until(lambda: _state(tmp_path).get("restarts") == 1 and _state(tmp_path).get("server_pid")
-               not in (None, first))
+        _until(
+            lambda: _state(tmp_path).get("restarts") == 1 and _state(tmp_path).get("server_pid") not in (None, first)
+        )
         assert _state(tmp_path)["exits"][-1]["status"] == -signal.SIGKILL
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -104,13 +124,31 @@ def test_a_model_that_cannot_load_is_not_restarted(tmp_path):
 
 
 def test_no_command_is_refused(tmp_path):
-    proc = subprocess.run([sys.executable, str(SUPERVISOR), "--state", str(tmp_path / "s"), "--log",
-                           str(tmp_path / "l")], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(SUPERVISOR), "--state", str(tmp_path / "s"), "--log", str(tmp_path / "l")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "no command" in proc.stderr
 
 
 @pytest.mark.parametrize("bad", [["--max-log-bytes", "10"], ["--backups", "-1"], ["--initial-backoff", "0"]])
 def test_bad_limits_are_refused(tmp_path, bad):
-    proc = subprocess.run([sys.executable, str(SUPERVISOR), "--state", str(tmp_path / "s"), "--log",
-                           str(tmp_path / "l"), *bad, "--", "true"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SUPERVISOR),
+            "--state",
+            str(tmp_path / "s"),
+            "--log",
+            str(tmp_path / "l"),
+            *bad,
+            "--",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2

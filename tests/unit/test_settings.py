@@ -28,16 +28,19 @@ def test_bad_store_and_unknown_key():
         load_settings({"nope": 1})
 
 
-@pytest.mark.parametrize("name, value, message", [
-    ("training_service_account", "a b", "training_service_account must be a Kubernetes service account name"),
-    ("image_tag", "0.1;rm -rf", "image_tag must be an image tag"),
-    ("image_registry", "Registry With Spaces", "image_registry must be an image registry"),
-    ("namespace", "Bad_Namespace", "namespace must be a Kubernetes namespace name"),
-    ("inference_namespace", "x" * 64, "inference_namespace must be a Kubernetes namespace name"),
-    ("cluster_name", "1cluster", "cluster_name must be an EKS cluster name"),
-    ("inference_port", "http", "inference_port must be an integer, got 'http'"),
-    ("inference_port", "70000", "inference_port must be within 1..65535"),
-])
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("training_service_account", "a b", "training_service_account must be a Kubernetes service account name"),
+        ("image_tag", "0.1;rm -rf", "image_tag must be an image tag"),
+        ("image_registry", "Registry With Spaces", "image_registry must be an image registry"),
+        ("namespace", "Bad_Namespace", "namespace must be a Kubernetes namespace name"),
+        ("inference_namespace", "x" * 64, "inference_namespace must be a Kubernetes namespace name"),
+        ("cluster_name", "1cluster", "cluster_name must be an EKS cluster name"),
+        ("inference_port", "http", "inference_port must be an integer, got 'http'"),
+        ("inference_port", "70000", "inference_port must be within 1..65535"),
+    ],
+)
 def test_settings_kubernetes_would_reject_are_refused(monkeypatch, name, value, message):
     monkeypatch.setenv(f"EKSML_{name.upper()}", value)
     with pytest.raises(SettingsError, match=message):

@@ -15,8 +15,14 @@ BASE = ["--data-uri", "/data", "--model-uri", "/model"]
 
 @pytest.fixture(autouse=True)
 def no_sagemaker(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("SM_MODEL_DIR", "SM_CHANNEL_TRAINING", "SM_CHANNEL_TRAIN", "SM_CHECKPOINT_DIR",
-                "SM_OUTPUT_DATA_DIR", "SM_INPUT_CONFIG_DIR"):
+    for var in (
+        "SM_MODEL_DIR",
+        "SM_CHANNEL_TRAINING",
+        "SM_CHANNEL_TRAIN",
+        "SM_CHECKPOINT_DIR",
+        "SM_OUTPUT_DATA_DIR",
+        "SM_INPUT_CONFIG_DIR",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -48,19 +54,23 @@ def test_missing_uris_are_named(capsys: pytest.CaptureFixture[str]) -> None:
     assert "missing --data-uri, --model-uri" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("option", "value", "message"), [
-    ("--epochs", "0", "must be >= 1, got 0"),
-    ("--epochs", "1.5", "must be an integer >= 1, got '1.5'"),
-    ("--batch-size", "abc", "must be an integer >= 1, got 'abc'"),
-    ("--limit-train", "-3", "must be >= 1, got -3"),
-    ("--learning-rate", "-0.01", "must be a finite number > 0, got -0.01"),
-    ("--learning-rate", "0", "must be a finite number > 0, got 0"),
-    ("--learning-rate", "nan", "must be a finite number > 0, got nan"),
-    ("--learning-rate", "inf", "must be a finite number > 0, got inf"),
-    ("--learning-rate", "fast", "must be a number > 0, got 'fast'"),
-])
-def test_bad_values_fail_with_the_option_and_reason(option: str, value: str, message: str,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--epochs", "0", "must be >= 1, got 0"),
+        ("--epochs", "1.5", "must be an integer >= 1, got '1.5'"),
+        ("--batch-size", "abc", "must be an integer >= 1, got 'abc'"),
+        ("--limit-train", "-3", "must be >= 1, got -3"),
+        ("--learning-rate", "-0.01", "must be a finite number > 0, got -0.01"),
+        ("--learning-rate", "0", "must be a finite number > 0, got 0"),
+        ("--learning-rate", "nan", "must be a finite number > 0, got nan"),
+        ("--learning-rate", "inf", "must be a finite number > 0, got inf"),
+        ("--learning-rate", "fast", "must be a number > 0, got 'fast'"),
+    ],
+)
+def test_bad_values_fail_with_the_option_and_reason(
+    option: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exc:
         parse_args([*BASE, option, value])
     assert exc.value.code == 2
@@ -74,8 +84,15 @@ def test_image_specific_arguments() -> None:
 
 
 def test_sagemaker_contract_fills_uris_and_hyperparameters(sagemaker) -> None:
-    sagemaker({"epochs": "3", "learning_rate": "0.01", "batch_size": "64",
-               "sagemaker_program": "train.py", "sagemaker_region": "us-west-2"})
+    sagemaker(
+        {
+            "epochs": "3",
+            "learning_rate": "0.01",
+            "batch_size": "64",
+            "sagemaker_program": "train.py",
+            "sagemaker_region": "us-west-2",
+        }
+    )
     args = parse_args([])
     assert args.model_uri == "/opt/ml/model"
     assert args.data_uri == "/opt/ml/input/data/training"

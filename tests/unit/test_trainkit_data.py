@@ -25,8 +25,12 @@ def _write(folder: Path, name: str, payload: bytes) -> None:
 @pytest.fixture
 def dataset(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
     rng = np.random.default_rng(0)
-    arrays = {"train_images": rng.integers(0, 256, (20, 28, 28)), "train_labels": rng.integers(0, 10, 20),
-              "test_images": rng.integers(0, 256, (8, 28, 28)), "test_labels": rng.integers(0, 10, 8)}
+    arrays = {
+        "train_images": rng.integers(0, 256, (20, 28, 28)),
+        "train_labels": rng.integers(0, 10, 20),
+        "test_images": rng.integers(0, 256, (8, 28, 28)),
+        "test_labels": rng.integers(0, 10, 8),
+    }
     for name, array in arrays.items():
         _write(tmp_path, name, _idx(array))
     return tmp_path, arrays
@@ -69,14 +73,17 @@ def test_truncated_gzip_file(dataset) -> None:
         load_fashion_mnist(str(folder))
 
 
-@pytest.mark.parametrize(("name", "payload", "message"), [
-    ("train_labels", _idx(np.zeros((20, 28, 28))), "IDX magic 2051 != 2049"),
-    ("train_images", _idx(np.zeros((20, 28, 28)))[:-5], "bytes of data, header says"),
-    ("train_images", b"\x00\x00", "too short to be an IDX file"),
-    ("test_labels", _idx(np.zeros(7)), "image and label counts differ"),
-    ("test_labels", _idx(np.full(8, 10)), "test labels outside 0..9"),
-    ("test_images", _idx(np.zeros((8, 32, 32))), "test images have shape (8, 32, 32)"),
-])
+@pytest.mark.parametrize(
+    ("name", "payload", "message"),
+    [
+        ("train_labels", _idx(np.zeros((20, 28, 28))), "IDX magic 2051 != 2049"),
+        ("train_images", _idx(np.zeros((20, 28, 28)))[:-5], "bytes of data, header says"),
+        ("train_images", b"\x00\x00", "too short to be an IDX file"),
+        ("test_labels", _idx(np.zeros(7)), "image and label counts differ"),
+        ("test_labels", _idx(np.full(8, 10)), "test labels outside 0..9"),
+        ("test_images", _idx(np.zeros((8, 32, 32))), "test images have shape (8, 32, 32)"),
+    ],
+)
 def test_wrong_content_is_named(dataset, name: str, payload: bytes, message: str) -> None:
     folder, _ = dataset
     _write(folder, name, payload)

@@ -45,8 +45,12 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 def test_upload_dir_copies_named_files_last(tmp_path: Path) -> None:
     src = tmp_path / "export"
-    for rel, data in {"metrics.json": b"{}", "saved_model/saved_model.pb": b"pb",
-                      "saved_model/variables/variables.index": b"ix", "model.keras": b"k"}.items():
+    for rel, data in {
+        "metrics.json": b"{}",
+        "saved_model/saved_model.pb": b"pb",
+        "saved_model/variables/variables.index": b"ix",
+        "model.keras": b"k",
+    }.items():
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_bytes(data)
     written = store.upload_dir(src, f"file://{tmp_path}/model", last=("metrics.json",))

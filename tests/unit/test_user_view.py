@@ -64,10 +64,18 @@ def test_tasks_are_grouped_by_stage(dag):
 
 
 def test_tasks_a_profile_skips_say_why(dag):
-    for task_id in ("needs_cluster", "create_cluster", "prepare_cluster", "check_gpu_capacity", "delete_cluster",
-                    "needs_teardown"):
-        assert "Skipped in the local profile" in dag.task_dict[task_id].doc_md or \
-            "skipped otherwise" in dag.task_dict[task_id].doc_md, task_id
+    for task_id in (
+        "needs_cluster",
+        "create_cluster",
+        "prepare_cluster",
+        "check_gpu_capacity",
+        "delete_cluster",
+        "needs_teardown",
+    ):
+        assert (
+            "Skipped in the local profile" in dag.task_dict[task_id].doc_md
+            or "skipped otherwise" in dag.task_dict[task_id].doc_md
+        ), task_id
     for task_id in ("train_tensorflow", "train_mxnet"):
         assert "local profile: the same entrypoint runs as a process" in dag.task_dict[task_id].doc_md
     for task_id in ("train_sagemaker_tensorflow", "train_sagemaker_mxnet"):
@@ -164,9 +172,16 @@ def test_registry_list_shows_versions_with_accuracy(tmp_path, monkeypatch, capsy
         staging = tmp_path / "staging" / version
         staging.mkdir(parents=True)
         (staging / "metrics.json").write_text("{}")
-        registry.register(version, store_path(staging.as_uri(), settings),
-                          {"run_id": version, "framework": version.split("-")[1], "trainer": "kubernetes",
-                           "metrics": {"test_accuracy": accuracy}})
+        registry.register(
+            version,
+            store_path(staging.as_uri(), settings),
+            {
+                "run_id": version,
+                "framework": version.split("-")[1],
+                "trainer": "kubernetes",
+                "metrics": {"test_accuracy": accuracy},
+            },
+        )
     registry.promote("20261012T030000-tensorflow-aaaaaa", test_accuracy=0.9012, reason="test")
     assert main(["list"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -185,9 +200,15 @@ def test_deployment_dag_says_how_to_roll_back():
 def test_make_run_summary_prints_the_plot_paths(capsys):
     from eksml.report import print_plots
 
-    print_plots({"uri": "file:///srv/store/models/fashion-mnist/v1",
-                 "files": ["metrics.json", "training_curves.png", "confusion_matrix.png", "per_class_accuracy.png"]})
+    print_plots(
+        {
+            "uri": "file:///srv/store/models/fashion-mnist/v1",
+            "files": ["metrics.json", "training_curves.png", "confusion_matrix.png", "per_class_accuracy.png"],
+        }
+    )
     out = capsys.readouterr().out.splitlines()
-    assert out == ["plots         : /srv/store/models/fashion-mnist/v1/training_curves.png",
-                   "              : /srv/store/models/fashion-mnist/v1/confusion_matrix.png",
-                   "              : /srv/store/models/fashion-mnist/v1/per_class_accuracy.png"]
+    assert out == [
+        "plots         : /srv/store/models/fashion-mnist/v1/training_curves.png",
+        "              : /srv/store/models/fashion-mnist/v1/confusion_matrix.png",
+        "              : /srv/store/models/fashion-mnist/v1/per_class_accuracy.png",
+    ]

@@ -30,8 +30,7 @@ def build_metrics(
     np.add.at(confusion, (y_true, y_pred), 1)
     support = confusion.sum(axis=1)
     per_class = {
-        name: (float(confusion[i, i] / support[i]) if support[i] else None)
-        for i, name in enumerate(CLASS_NAMES)
+        name: (float(confusion[i, i] / support[i]) if support[i] else None) for i, name in enumerate(CLASS_NAMES)
     }
     return {
         "framework": framework,
@@ -56,10 +55,21 @@ def time_left_s(epoch_times_s: list[float], done: int, total: int) -> float:
     return (total - done) * sum(epoch_times_s) / len(epoch_times_s)
 
 
-def progress_line(epoch: int, total: int, loss: float, accuracy: float, test_loss: float, test_accuracy: float,
-                  images_per_sec: float, epoch_time_s: float, left_s: float) -> str:
+def progress_line(
+    epoch: int,
+    total: int,
+    loss: float,
+    accuracy: float,
+    test_loss: float,
+    test_accuracy: float,
+    images_per_sec: float,
+    epoch_time_s: float,
+    left_s: float,
+) -> str:
     """The one per-epoch progress line every training image prints (``make run`` shows it)."""
     # A run without a per-epoch held-out set (NaN) scores its test set once, at the end.
     held_out = "" if math.isnan(test_accuracy) else f"val_loss={test_loss:.4f} val_accuracy={test_accuracy:.4f} "
-    return (f"epoch {epoch}/{total} loss={loss:.4f} accuracy={accuracy:.4f} {held_out}"
-            f"images/s={images_per_sec:.0f} time={epoch_time_s:.1f}s left={left_s:.0f}s")
+    return (
+        f"epoch {epoch}/{total} loss={loss:.4f} accuracy={accuracy:.4f} {held_out}"
+        f"images/s={images_per_sec:.0f} time={epoch_time_s:.1f}s left={left_s:.0f}s"
+    )

@@ -109,7 +109,7 @@ def download_dir(uri: str, local_dir: str | os.PathLike) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     base = base.rstrip("/")
     for path in fs.find(base):
-        rel = path[len(base):].lstrip("/")
+        rel = path[len(base) :].lstrip("/")
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         fs.get_file(path, str(target))

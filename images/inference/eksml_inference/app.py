@@ -48,11 +48,13 @@ DEFAULT_INLINE_PARSE_BYTES = 256 * 1024
 BODY_TIMEOUT_S = 30.0
 SERVER_NAME = "eksml-inference"
 
-REQUESTS = Counter("eksml_http_requests", "HTTP requests by route, method and status code",
-                   ["route", "method", "code"])
-LATENCY = Histogram("eksml_http_request_duration_seconds", "Time from request to response, by route", ["route"],
-                    buckets=(0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512,
-                             1.0, 2.0, 4.0, 8.0))
+REQUESTS = Counter("eksml_http_requests", "HTTP requests by route, method and status code", ["route", "method", "code"])
+LATENCY = Histogram(
+    "eksml_http_request_duration_seconds",
+    "Time from request to response, by route",
+    ["route"],
+    buckets=(0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0, 2.0, 4.0, 8.0),
+)
 REJECTED = Counter("eksml_rejected_requests", "Requests refused before the model ran", ["reason"])
 
 JSON = b"application/json"
@@ -113,8 +115,9 @@ class ByteBudget:
 class Request:
     """One HTTP request: its route parameters, headers and (on demand) its body."""
 
-    def __init__(self, app: InferenceApp, scope: dict[str, Any], receive: Callable[[], Awaitable[dict]],
-                 params: dict[str, str]) -> None:
+    def __init__(
+        self, app: InferenceApp, scope: dict[str, Any], receive: Callable[[], Awaitable[dict]], params: dict[str, str]
+    ) -> None:
         self.app, self.scope, self._receive, self.params = app, scope, receive, params
         self.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         self.reserved = 0
@@ -126,8 +129,7 @@ class Request:
             if not length.isdigit():
                 raise RequestError(f"Content-Length {length[:40]!r} is not a number")
             if int(length) > limit:
-                raise BodyTooLarge(f"request body of {int(length)} bytes exceeds this server's limit of "
-                                   f"{limit} bytes")
+                raise BodyTooLarge(f"request body of {int(length)} bytes exceeds this server's limit of {limit} bytes")
         self.reserved = int(length) if length is not None else limit
         await self.app.budget.acquire(self.reserved)
         chunks, total = [], 0
@@ -183,9 +185,14 @@ _MODEL = r"(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
 class InferenceApp:
     """ASGI application serving ``model`` over V1 and V2."""
 
-    def __init__(self, model: FashionMnistModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                 buffered_bytes: int | None = None, inline_parse_bytes: int = DEFAULT_INLINE_PARSE_BYTES,
-                 access_log: bool = False) -> None:
+    def __init__(
+        self,
+        model: FashionMnistModel,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        buffered_bytes: int | None = None,
+        inline_parse_bytes: int = DEFAULT_INLINE_PARSE_BYTES,
+        access_log: bool = False,
+    ) -> None:
         if max_body_bytes < 1:
             raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
         self.model = model
@@ -207,10 +214,14 @@ class InferenceApp:
             (f"/v1/models/{_MODEL}:predict", "/v1/models/{name}:predict", post, self.v1_predict),
             ("/metrics", "/metrics", get, self.metrics),
         ]
-        self._exact = {pattern: (route, methods, handler) for pattern, route, methods, handler in routes
-                       if "(" not in pattern}
-        self._patterns = [(re.compile(pattern + "$"), route, methods, handler)
-                          for pattern, route, methods, handler in routes if "(" in pattern]
+        self._exact = {
+            pattern: (route, methods, handler) for pattern, route, methods, handler in routes if "(" not in pattern
+        }
+        self._patterns = [
+            (re.compile(pattern + "$"), route, methods, handler)
+            for pattern, route, methods, handler in routes
+            if "(" in pattern
+        ]
         self._children: dict[tuple[str, str, int], Any] = {}
         self._latency: dict[str, Any] = {}
 
@@ -229,8 +240,9 @@ class InferenceApp:
         route, methods, handler = found
         return route, handler if method in methods else None, params, methods
 
-    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict]],
-                       send: Callable[[dict], Awaitable[None]]) -> None:
+    async def __call__(
+        self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict]], send: Callable[[dict], Awaitable[None]]
+    ) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
@@ -257,8 +269,11 @@ class InferenceApp:
         finally:
             if request.reserved:
                 self.budget.release(request.reserved)
-        headers = [(b"content-type", response.content_type),
-                   (b"content-length", str(len(response.body)).encode()), *response.headers]
+        headers = [
+            (b"content-type", response.content_type),
+            (b"content-length", str(len(response.body)).encode()),
+            *response.headers,
+        ]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
         self._count(route, method, response.status, start)
@@ -282,8 +297,7 @@ class InferenceApp:
         key = (route, method, status)
         child = self._children.get(key)
         if child is None:
-            child = self._children[key] = REQUESTS.labels(route, method if route != "unmatched" else "-",
-                                                          str(status))
+            child = self._children[key] = REQUESTS.labels(route, method if route != "unmatched" else "-", str(status))
         child.inc()
         latency = self._latency.get(route)
         if latency is None:
@@ -311,8 +325,9 @@ class InferenceApp:
         if name != self.model.name:
             raise NotFound(f"model {name!r} is not served here; this server serves {self.model.name!r}")
         if version is not None and version != self.model.version:
-            raise NotFound(f"version {version!r} of {name!r} is not served here; "
-                           f"this server serves version {self.model.version!r}")
+            raise NotFound(
+                f"version {version!r} of {name!r} is not served here; this server serves version {self.model.version!r}"
+            )
         return self.model
 
     # --- handlers ------------------------------------------------------------------------
@@ -341,16 +356,15 @@ class InferenceApp:
     async def v2_infer(self, request: Request) -> Response:
         model = self._model(request)
         body = await request.body()
-        parsed = await request.decode(body, v2.parse_infer, request.headers.get(v2.HEADER_LENGTH),
-                                      model.max_batch_size)
+        parsed = await request.decode(body, v2.parse_infer, request.headers.get(v2.HEADER_LENGTH), model.max_batch_size)
         probabilities = await model.predict(parsed.pixels)
         classes, labels = predictions(probabilities, model.class_names)
-        payload, header_length = v2.infer_response(parsed, model.name, model.version, classes, labels,
-                                                   probabilities)
+        payload, header_length = v2.infer_response(parsed, model.name, model.version, classes, labels, probabilities)
         if header_length is None:
             return Response(200, payload)
-        return Response(200, payload, b"application/octet-stream",
-                        ((v2.HEADER_LENGTH.encode(), str(header_length).encode()),))
+        return Response(
+            200, payload, b"application/octet-stream", ((v2.HEADER_LENGTH.encode(), str(header_length).encode()),)
+        )
 
     async def v1_status(self, request: Request) -> Response:
         model = self._model(request)

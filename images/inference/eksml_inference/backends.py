@@ -66,7 +66,7 @@ class Backend(Protocol):
 
 def _local_dir(uri: str) -> Path | None:
     if uri.startswith("file://"):
-        return Path(uri[len("file://"):])
+        return Path(uri[len("file://") :])
     if "://" not in uri:
         return Path(uri)
     return None
@@ -109,8 +109,14 @@ def fetch(uri: str, cache_dir: str | os.PathLike | None = None) -> ModelInfo:
         local = target
         log.info("downloaded %s of %s to %s", wanted, uri, target)
     names = tuple(metrics.get("class_names") or CLASS_NAMES)
-    return ModelInfo(uri=uri, framework=str(framework), local_dir=local,
-                     model_input=dict(metrics.get("model_input") or {}), class_names=names, metrics=metrics)
+    return ModelInfo(
+        uri=uri,
+        framework=str(framework),
+        local_dir=local,
+        model_input=dict(metrics.get("model_input") or {}),
+        class_names=names,
+        metrics=metrics,
+    )
 
 
 def _scale_divides(model_input: dict[str, Any]) -> bool:
@@ -120,8 +126,10 @@ def _scale_divides(model_input: dict[str, Any]) -> bool:
         return True
     if scale.startswith(RAW_PREFIX):
         return False
-    raise ModelLoadError(f"metrics.json model_input.scale {scale!r} is not understood: expected "
-                         f"{SCALE_DIVIDE!r} or a value starting with {RAW_PREFIX!r}")
+    raise ModelLoadError(
+        f"metrics.json model_input.scale {scale!r} is not understood: expected "
+        f"{SCALE_DIVIDE!r} or a value starting with {RAW_PREFIX!r}"
+    )
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -183,8 +191,9 @@ class TensorFlowBackend(_Base):
             raise ModelLoadError(f"{info.uri}: cannot load the SavedModel: {type(exc).__name__}: {exc}") from exc
         name = spec.get("signature", "serving_default")
         if name not in loaded.signatures:
-            raise ModelLoadError(f"{info.uri}: SavedModel has no signature {name!r} "
-                                 f"(has {', '.join(loaded.signatures) or 'none'})")
+            raise ModelLoadError(
+                f"{info.uri}: SavedModel has no signature {name!r} (has {', '.join(loaded.signatures) or 'none'})"
+            )
         self._loaded = loaded  # keeps the signature's variables alive
         self._fn = loaded.signatures[name]
         _, kwargs = self._fn.structured_input_signature
@@ -196,9 +205,12 @@ class TensorFlowBackend(_Base):
         if self._output not in outputs:
             raise ModelLoadError(f"{info.uri}: output {self._output!r} not among {outputs}")
         self._tf = tf
-        super().__init__(info, _feature_shape(spec.get("shape"), tensor_spec.shape.as_list()),
-                         divide=_scale_divides(spec) if spec else False,
-                         logits=spec.get("output_kind", "probabilities") == "logits")
+        super().__init__(
+            info,
+            _feature_shape(spec.get("shape"), tensor_spec.shape.as_list()),
+            divide=_scale_divides(spec) if spec else False,
+            logits=spec.get("output_kind", "probabilities") == "logits",
+        )
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         out = self._fn(**{self._input: self._tf.constant(self._prepare(pixels))})[self._output]
@@ -218,8 +230,7 @@ class OnnxBackend(_Base):
         if threads:
             options.intra_op_num_threads = threads
         try:
-            self._session = ort.InferenceSession(str(path), sess_options=options,
-                                                 providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelLoadError(f"{info.uri}: cannot load {ONNX_FILE}: {type(exc).__name__}: {exc}") from exc
         inputs = self._session.get_inputs()
@@ -230,8 +241,12 @@ class OnnxBackend(_Base):
             raise ModelLoadError(f"{info.uri}: metrics.json has no model_input (scale and layout of the ONNX input)")
         self._input = inputs[0].name
         # MXNet's graph ends in a dense layer: logits unless metrics.json says otherwise.
-        super().__init__(info, _feature_shape(spec.get("shape"), inputs[0].shape),
-                         divide=_scale_divides(spec), logits=spec.get("output_kind", "logits") == "logits")
+        super().__init__(
+            info,
+            _feature_shape(spec.get("shape"), inputs[0].shape),
+            divide=_scale_divides(spec),
+            logits=spec.get("output_kind", "logits") == "logits",
+        )
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         out = self._session.run(None, {self._input: self._prepare(pixels)})[0]
@@ -248,8 +263,10 @@ def load_backend(uri: str, cache_dir: str | os.PathLike | None = None, warm_up: 
     elif info.framework in ("mxnet", "onnx") or onnx_file:
         backend = OnnxBackend(info)
     else:
-        raise ModelLoadError(f"{uri}: framework {info.framework!r} with neither "
-                             f"{SAVED_MODEL_DIR}/ nor {ONNX_FILE}: nothing this server can load")
+        raise ModelLoadError(
+            f"{uri}: framework {info.framework!r} with neither "
+            f"{SAVED_MODEL_DIR}/ nor {ONNX_FILE}: nothing this server can load"
+        )
     if warm_up:
         try:
             backend.warm_up()

@@ -29,8 +29,13 @@ class _Item:
 class MicroBatcher:
     """Group arrays submitted concurrently into batches along axis 0."""
 
-    def __init__(self, predict: Callable[[np.ndarray], np.ndarray], max_batch_size: int,
-                 max_latency_ms: float, on_batch: Callable[[int, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        predict: Callable[[np.ndarray], np.ndarray],
+        max_batch_size: int,
+        max_latency_ms: float,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         if max_latency_ms < 0:

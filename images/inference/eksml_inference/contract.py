@@ -59,8 +59,9 @@ def check_batch(n: int, max_batch_size: int, where: str) -> None:
     if n == 0:
         raise RequestError(f"{where}: no images in the request")
     if n > max_batch_size:
-        raise BatchTooLarge(f"{where}: {n} images in one request; this server takes at most "
-                            f"{max_batch_size} (split the request)")
+        raise BatchTooLarge(
+            f"{where}: {n} images in one request; this server takes at most {max_batch_size} (split the request)"
+        )
 
 
 def check_pixels(array: np.ndarray, max_batch_size: int, where: str) -> np.ndarray:
@@ -69,7 +70,8 @@ def check_pixels(array: np.ndarray, max_batch_size: int, where: str) -> np.ndarr
         per_image = tuple(array.shape[1:]) if array.ndim >= 1 else ()
         raise RequestError(
             f"{where}: each image must be a 28x28 array of pixel values, got shape {per_image} "
-            f"(request shape {tuple(array.shape)}, expected (N, 28, 28))")
+            f"(request shape {tuple(array.shape)}, expected (N, 28, 28))"
+        )
     check_batch(array.shape[0], max_batch_size, where)
     pixels = array.astype(np.float32, copy=False)
     low, high = float(pixels.min()), float(pixels.max())
@@ -88,8 +90,9 @@ def numeric_array(values: Any, where: str) -> np.ndarray:
     try:
         array = np.asarray(values)
     except ValueError as exc:  # ragged nesting ("inhomogeneous shape")
-        raise RequestError(f"{where}: images must be equally sized nested lists of numbers "
-                           f"({str(exc).splitlines()[0]})") from None
+        raise RequestError(
+            f"{where}: images must be equally sized nested lists of numbers ({str(exc).splitlines()[0]})"
+        ) from None
     except OverflowError:  # an integer beyond 64 bits
         raise RequestError(f"{where}: an integer is out of range for any numeric type") from None
     if array.dtype.kind not in "iuf":

@@ -16,7 +16,7 @@ _EPSILON = 1e-7
 def predict_all(backend: Backend, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
     """Class probabilities for uint8 images (N, 28, 28), in batches."""
     pixels = images.astype(np.float32)
-    return np.concatenate([backend.predict(pixels[i:i + batch_size]) for i in range(0, len(pixels), batch_size)])
+    return np.concatenate([backend.predict(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)])
 
 
 def score(probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
@@ -32,8 +32,9 @@ def score(probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[s
         "test_accuracy": float((predicted == labels).mean()),
         "test_loss": float(-np.log(np.clip(picked, _EPSILON, 1.0 - _EPSILON)).mean()),
         "test_images": int(len(labels)),
-        "per_class_accuracy": {name: (float(confusion[i, i] / support[i]) if support[i] else None)
-                               for i, name in enumerate(class_names)},
+        "per_class_accuracy": {
+            name: (float(confusion[i, i] / support[i]) if support[i] else None) for i, name in enumerate(class_names)
+        },
         "confusion_matrix": confusion.tolist(),
     }
 
@@ -41,5 +42,10 @@ def score(probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[s
 def describe(backend: Backend, scores: dict[str, Any]) -> dict[str, Any]:
     """One model's entry in evaluation.json."""
     info = backend.info
-    return {"uri": info.uri, "version": info.uri.rstrip("/").rsplit("/", 1)[-1], "framework": info.framework,
-            "training_test_accuracy": info.metrics.get("test_accuracy"), **scores}
+    return {
+        "uri": info.uri,
+        "version": info.uri.rstrip("/").rsplit("/", 1)[-1],
+        "framework": info.framework,
+        "training_test_accuracy": info.metrics.get("test_accuracy"),
+        **scores,
+    }

@@ -86,8 +86,15 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str]
     for i in ticks:
         for j in ticks:
             if counts[i, j]:
-                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if share[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(counts[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if share[i, j] > 0.5 else "black",
+                )
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
     ax.set_title(title)
     fig.tight_layout()
@@ -95,8 +102,9 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str]
     plt.close(fig)
 
 
-def per_class_figure(candidate: dict[str, float | None], champion: dict[str, float | None] | None,
-                     title: str) -> Figure:
+def per_class_figure(
+    candidate: dict[str, float | None], champion: dict[str, float | None] | None, title: str
+) -> Figure:
     """Per-class accuracy of the candidate, beside the champion's when there is one.
 
     The accuracy axis starts a little below the lowest bar (not at 0), so that a class where
@@ -122,8 +130,9 @@ def per_class_figure(candidate: dict[str, float | None], champion: dict[str, flo
     return fig
 
 
-def per_class(candidate: dict[str, float | None], champion: dict[str, float | None] | None,
-              path: Path, title: str) -> None:
+def per_class(
+    candidate: dict[str, float | None], champion: dict[str, float | None] | None, path: Path, title: str
+) -> None:
     """Write :func:`per_class_figure` as PNG."""
     fig = per_class_figure(candidate, champion, title)
     fig.savefig(path, dpi=100)

@@ -15,13 +15,14 @@ from prometheus_client import Counter, Gauge, Histogram
 from .backends import Backend, load_backend
 from .batching import MicroBatcher
 
-BATCH_IMAGES = Histogram("eksml_batch_images", "Images per model call (after micro-batching)",
-                         buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
-BATCH_REQUESTS = Histogram("eksml_batch_requests", "Requests grouped into one model call",
-                           buckets=(1, 2, 4, 8, 16, 32, 64))
+BATCH_IMAGES = Histogram(
+    "eksml_batch_images", "Images per model call (after micro-batching)", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
+)
+BATCH_REQUESTS = Histogram(
+    "eksml_batch_requests", "Requests grouped into one model call", buckets=(1, 2, 4, 8, 16, 32, 64)
+)
 PREDICTED_IMAGES = Counter("eksml_predicted_images", "Images classified")
-MODEL_INFO = Gauge("eksml_model_info", "The model version being served (value 1)",
-                   ["model", "version", "framework"])
+MODEL_INFO = Gauge("eksml_model_info", "The model version being served (value 1)", ["model", "version", "framework"])
 #: Open Inference Protocol platform names of the runtimes.
 PLATFORMS = {"tensorflow": "tensorflow_savedmodel", "mxnet": "onnxruntime_onnx", "onnx": "onnxruntime_onnx"}
 
@@ -29,8 +30,14 @@ PLATFORMS = {"tensorflow": "tensorflow_savedmodel", "mxnet": "onnxruntime_onnx",
 class FashionMnistModel:
     """Serves one model version; ready once the version is loaded and has run once."""
 
-    def __init__(self, name: str, model_uri: str, version: str | None = None, max_batch_size: int = 64,
-                 max_latency_ms: float = 0.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        model_uri: str,
+        version: str | None = None,
+        max_batch_size: int = 64,
+        max_latency_ms: float = 0.0,
+    ) -> None:
         self.name = name
         self.model_uri = model_uri
         self.version = version or model_uri.rstrip("/").rsplit("/", 1)[-1]
@@ -42,8 +49,9 @@ class FashionMnistModel:
     def load(self) -> None:
         """Fetch and load the version (raises ModelLoadError with the reason)."""
         self.backend = load_backend(self.model_uri)
-        self.batcher = MicroBatcher(self.backend.predict, self.max_batch_size, self.max_latency_ms,
-                                    on_batch=self._observe_batch)
+        self.batcher = MicroBatcher(
+            self.backend.predict, self.max_batch_size, self.max_latency_ms, on_batch=self._observe_batch
+        )
         MODEL_INFO.labels(self.name, self.version, self.backend.info.framework).set(1)
 
     @property
@@ -82,6 +90,11 @@ class FashionMnistModel:
 def model_summary(model: FashionMnistModel) -> dict[str, Any]:
     """Log line / readiness detail: which version serves, with which runtime."""
     info = model.backend.info if model.backend else None
-    return {"model": model.name, "version": model.version, "uri": model.model_uri,
-            "framework": info.framework if info else None,
-            "max_batch_size": model.max_batch_size, "max_latency_ms": model.max_latency_ms}
+    return {
+        "model": model.name,
+        "version": model.version,
+        "uri": model.model_uri,
+        "framework": info.framework if info else None,
+        "max_batch_size": model.max_batch_size,
+        "max_latency_ms": model.max_latency_ms,
+    }

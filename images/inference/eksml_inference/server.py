@@ -42,20 +42,34 @@ def _port(text: str) -> int:
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Serve a Fashion-MNIST model version (V1 + V2 REST).")
-    parser.add_argument("--model-uri", required=True,
-                        help="model version folder: local path, file:// or s3:// (AWS_ENDPOINT_URL honoured)")
+    parser.add_argument(
+        "--model-uri",
+        required=True,
+        help="model version folder: local path, file:// or s3:// (AWS_ENDPOINT_URL honoured)",
+    )
     parser.add_argument("--model-name", default="fashion-mnist", help="name in the endpoint paths")
     parser.add_argument("--model-version", default=None, help="version reported in responses (default: folder name)")
     parser.add_argument("--http-port", type=_port, default=8080)
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (the local profile uses 127.0.0.1)")
-    parser.add_argument("--max-batch-size", type=_positive_int, default=64,
-                        help="most images per model call; larger requests get HTTP 413")
-    parser.add_argument("--max-latency-ms", type=float, default=0.0,
-                        help="longest a request waits for others to share its model call; at 0, a "
-                             "batch is what queued while the model was busy (no added latency when idle)")
-    parser.add_argument("--max-body-bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES,
-                        help="largest request body (after decompression); larger ones get HTTP 413 "
-                             "before they are read")
+    parser.add_argument(
+        "--max-batch-size",
+        type=_positive_int,
+        default=64,
+        help="most images per model call; larger requests get HTTP 413",
+    )
+    parser.add_argument(
+        "--max-latency-ms",
+        type=float,
+        default=0.0,
+        help="longest a request waits for others to share its model call; at 0, a "
+        "batch is what queued while the model was busy (no added latency when idle)",
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help="largest request body (after decompression); larger ones get HTTP 413 before they are read",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     if args.max_latency_ms < 0:
@@ -76,19 +90,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .predictor import FashionMnistModel, model_summary
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    model = FashionMnistModel(args.model_name, args.model_uri, args.model_version,
-                              max_batch_size=args.max_batch_size, max_latency_ms=args.max_latency_ms)
+    model = FashionMnistModel(
+        args.model_name,
+        args.model_uri,
+        args.model_version,
+        max_batch_size=args.max_batch_size,
+        max_latency_ms=args.max_latency_ms,
+    )
     try:
         model.load()
     except ModelLoadError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return LOAD_FAILED
     app = InferenceApp(model, max_body_bytes=args.max_body_bytes, access_log=args.access_log)
-    config = uvicorn.Config(app, host=args.host, port=args.http_port, loop="uvloop", http="httptools",
-                            lifespan="off", access_log=False, log_config=None, server_header=False,
-                            timeout_keep_alive=65, timeout_graceful_shutdown=30)
-    print("EKSML_SERVING " + json.dumps({**model_summary(model), "host": args.host, "port": args.http_port,
-                                         "max_body_bytes": args.max_body_bytes}), flush=True)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.http_port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_keep_alive=65,
+        timeout_graceful_shutdown=30,
+    )
+    print(
+        "EKSML_SERVING "
+        + json.dumps(
+            {**model_summary(model), "host": args.host, "port": args.http_port, "max_body_bytes": args.max_body_bytes}
+        ),
+        flush=True,
+    )
     # uvicorn stops accepting on SIGTERM, finishes in-flight requests, then re-raises the signal
     # to the handler that was there before it: this one, so a drained server exits with 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)

@@ -62,36 +62,59 @@ def parse_predict(payload: Any, max_batch_size: int) -> tuple[np.ndarray, bool]:
     raise RequestError('body has no "instances" or "inputs": send {"instances": [28x28 pixel arrays]}')
 
 
-def predict_response(version: str, classes: np.ndarray, labels: list[str], probabilities: np.ndarray,
-                     columnar: bool) -> dict[str, Any]:
+def predict_response(
+    version: str, classes: np.ndarray, labels: list[str], probabilities: np.ndarray, columnar: bool
+) -> dict[str, Any]:
     """Row or columnar answer; numpy arrays are serialized by orjson (float32 as float32)."""
     if columnar:
-        return {"model_version": version,
-                "outputs": {"class": classes, "label": labels, "probabilities": probabilities}}
-    return {"model_version": version,
-            "predictions": [{"class": int(c), "label": label, "probabilities": p}
-                            for c, label, p in zip(classes.tolist(), labels, probabilities)]}
+        return {
+            "model_version": version,
+            "outputs": {"class": classes, "label": labels, "probabilities": probabilities},
+        }
+    return {
+        "model_version": version,
+        "predictions": [
+            {"class": int(c), "label": label, "probabilities": p}
+            for c, label, p in zip(classes.tolist(), labels, probabilities)
+        ],
+    }
 
 
 def status(name: str, version: str, ready: bool) -> dict[str, Any]:
     """TF Serving's GetModelStatus answer (plus ``name`` and ``ready``, which KServe's V1 gives)."""
-    return {"name": name, "ready": ready, "model_version_status": [{
-        "version": version, "state": "AVAILABLE" if ready else "LOADING",
-        "status": {"error_code": "OK", "error_message": ""}}]}
+    return {
+        "name": name,
+        "ready": ready,
+        "model_version_status": [
+            {
+                "version": version,
+                "state": "AVAILABLE" if ready else "LOADING",
+                "status": {"error_code": "OK", "error_message": ""},
+            }
+        ],
+    }
 
 
 def _tensor(dtype: str, *dims: int) -> dict[str, Any]:
-    return {"dtype": dtype, "tensor_shape": {"dim": [{"size": str(d), "name": ""} for d in dims],
-                                            "unknown_rank": False}, "name": ""}
+    return {
+        "dtype": dtype,
+        "tensor_shape": {"dim": [{"size": str(d), "name": ""} for d in dims], "unknown_rank": False},
+        "name": "",
+    }
 
 
 def metadata(name: str, version: str, class_count: int) -> dict[str, Any]:
     """TF Serving's GetModelMetadata answer: the one signature clients call."""
     signature = {
         "inputs": {INPUT_NAME: _tensor("DT_FLOAT", -1, *IMAGE_SHAPE)},
-        "outputs": {"class": _tensor("DT_INT64", -1), "label": _tensor("DT_STRING", -1),
-                    "probabilities": _tensor("DT_FLOAT", -1, class_count)},
+        "outputs": {
+            "class": _tensor("DT_INT64", -1),
+            "label": _tensor("DT_STRING", -1),
+            "probabilities": _tensor("DT_FLOAT", -1, class_count),
+        },
         "method_name": "tensorflow/serving/predict",
     }
-    return {"model_spec": {"name": name, "signature_name": "", "version": version},
-            "metadata": {"signature_def": {"signature_def": {SIGNATURE: signature}}}}
+    return {
+        "model_spec": {"name": name, "signature_name": "", "version": version},
+        "metadata": {"signature_def": {"signature_def": {SIGNATURE: signature}}},
+    }

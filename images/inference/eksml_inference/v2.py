@@ -74,8 +74,9 @@ def _json_data(data: Any, datatype: str, count: int, where: str) -> np.ndarray:
         raise RequestError(f"{where}: data must be a list of numbers")
     array = numeric_array(data, where)
     if array.size != count:
-        raise RequestError(f"{where}: data does not match datatype {datatype} and shape: "
-                           f"{array.size} values for {count} elements")
+        raise RequestError(
+            f"{where}: data does not match datatype {datatype} and shape: {array.size} values for {count} elements"
+        )
     dtype = np.dtype(DATATYPES[datatype])
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
@@ -97,8 +98,10 @@ def _json_data(data: Any, datatype: str, count: int, where: str) -> np.ndarray:
 def _binary_data(raw: memoryview, datatype: str, count: int, where: str) -> np.ndarray:
     dtype = np.dtype(DATATYPES[datatype])
     if len(raw) != count * dtype.itemsize:
-        raise RequestError(f"{where}: binary_data_size {len(raw)} does not match datatype {datatype} and shape "
-                           f"({count} elements of {dtype.itemsize} bytes)")
+        raise RequestError(
+            f"{where}: binary_data_size {len(raw)} does not match datatype {datatype} and shape "
+            f"({count} elements of {dtype.itemsize} bytes)"
+        )
     return np.frombuffer(raw, dtype=dtype)
 
 
@@ -107,7 +110,7 @@ def _outputs(request: dict[str, Any], binary_default: bool) -> list[tuple[str, b
     if wanted is None:
         return [(name, binary_default) for name in OUTPUT_NAMES]
     if not isinstance(wanted, list):
-        raise RequestError("outputs must be a list of {\"name\": ...} objects")
+        raise RequestError('outputs must be a list of {"name": ...} objects')
     chosen: list[tuple[str, bool]] = []
     for i, item in enumerate(wanted):
         item = _object(item, f"outputs[{i}]")
@@ -116,8 +119,9 @@ def _outputs(request: dict[str, Any], binary_default: bool) -> list[tuple[str, b
             raise RequestError(f"unknown output {name!r}; this model has {', '.join(OUTPUT_NAMES)}")
         if any(name == seen for seen, _ in chosen):
             raise RequestError(f"output {name!r} requested twice")
-        chosen.append((name, _flag(_parameters(item, f"output {name!r}"), "binary_data", binary_default,
-                                   f"output {name!r}")))
+        chosen.append(
+            (name, _flag(_parameters(item, f"output {name!r}"), "binary_data", binary_default, f"output {name!r}"))
+        )
     return chosen
 
 
@@ -154,8 +158,9 @@ def parse_infer(body: bytes, header_length: str | None, max_batch_size: int) -> 
     where = f"input {tensor.get('name')!r}"
     datatype = tensor.get("datatype")
     if datatype not in DATATYPES:
-        raise RequestError(f"{where}: datatype {datatype} is not supported; "
-                           f"send pixel values as one of {', '.join(DATATYPES)}")
+        raise RequestError(
+            f"{where}: datatype {datatype} is not supported; send pixel values as one of {', '.join(DATATYPES)}"
+        )
     shape = _shape(tensor.get("shape"), where)
     check_batch(shape[0], max_batch_size, where)  # before any value is converted
     count = math.prod(shape)
@@ -170,8 +175,9 @@ def parse_infer(body: bytes, header_length: str | None, max_batch_size: int) -> 
         flat = _binary_data(binary, datatype, count, where)
     else:
         if len(binary):
-            raise RequestError(f"{len(binary)} bytes of binary data follow the JSON but no input "
-                               "declares binary_data_size")
+            raise RequestError(
+                f"{len(binary)} bytes of binary data follow the JSON but no input declares binary_data_size"
+            )
         if "data" not in tensor:
             raise RequestError(f"{where}: has neither data nor binary_data_size")
         flat = _json_data(tensor["data"], datatype, count, where)
@@ -184,11 +190,15 @@ def _bytes_tensor(values: Sequence[str]) -> bytes:
     return b"".join(struct.pack("<I", len(e)) + e for e in encoded)
 
 
-def infer_response(request: Request, name: str, version: str, classes: np.ndarray, labels: list[str],
-                   probabilities: np.ndarray) -> tuple[bytes, int | None]:
+def infer_response(
+    request: Request, name: str, version: str, classes: np.ndarray, labels: list[str], probabilities: np.ndarray
+) -> tuple[bytes, int | None]:
     """Response body and, when some output is binary, the length of its JSON part."""
-    values = {"class": np.ascontiguousarray(classes, dtype=_OUTPUT_NUMPY["class"]), "label": labels,
-              "probabilities": np.ascontiguousarray(probabilities, dtype=_OUTPUT_NUMPY["probabilities"])}
+    values = {
+        "class": np.ascontiguousarray(classes, dtype=_OUTPUT_NUMPY["class"]),
+        "label": labels,
+        "probabilities": np.ascontiguousarray(probabilities, dtype=_OUTPUT_NUMPY["probabilities"]),
+    }
     shapes = {"class": [len(labels)], "label": [len(labels)], "probabilities": list(probabilities.shape)}
     outputs, blobs = [], []
     for output, binary in request.outputs:
@@ -212,8 +222,14 @@ def infer_response(request: Request, name: str, version: str, classes: np.ndarra
 
 
 def model_metadata(name: str, version: str, platform: str, class_count: int) -> dict[str, Any]:
-    return {"name": name, "versions": [version], "platform": platform,
-            "inputs": [{"name": "pixels", "datatype": "FP32", "shape": [-1, *IMAGE_SHAPE]}],
-            "outputs": [{"name": "class", "datatype": "INT64", "shape": [-1]},
-                        {"name": "label", "datatype": "BYTES", "shape": [-1]},
-                        {"name": "probabilities", "datatype": "FP32", "shape": [-1, class_count]}]}
+    return {
+        "name": name,
+        "versions": [version],
+        "platform": platform,
+        "inputs": [{"name": "pixels", "datatype": "FP32", "shape": [-1, *IMAGE_SHAPE]}],
+        "outputs": [
+            {"name": "class", "datatype": "INT64", "shape": [-1]},
+            {"name": "label", "datatype": "BYTES", "shape": [-1]},
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, class_count]},
+        ],
+    }

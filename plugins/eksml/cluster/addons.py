@@ -56,8 +56,10 @@ def addon_files(kustomization: Path = KUSTOMIZATION) -> list[Path]:
             raise AddonError(f"{name} has no pinned SHA-256 in {CHECKSUMS}")
         actual = hashlib.sha256(path.read_bytes()).hexdigest()
         if actual != digests[name]:
-            raise AddonError(f"{name} does not match its pinned SHA-256 ({actual} != {digests[name]}): "
-                             "refusing to apply a changed add-on")
+            raise AddonError(
+                f"{name} does not match its pinned SHA-256 ({actual} != {digests[name]}): "
+                "refusing to apply a changed add-on"
+            )
         files.append(path)
     return files
 

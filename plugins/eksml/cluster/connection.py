@@ -71,7 +71,6 @@ def describe_endpoint(cluster_name: str, region: str, aws_conn_id: str | None = 
     """Endpoint, CA and STS URL of an ACTIVE cluster, from the EKS API."""
     from airflow.providers.amazon.aws.hooks.eks import EksHook
     from airflow.providers.amazon.aws.hooks.sts import StsHook
-
     from botocore.exceptions import ClientError
 
     try:
@@ -107,8 +106,16 @@ def build_kubeconfig(
     that travels to other machines). ``sign_with_connection``: an Airflow AWS connection the
     plugin reads at each refresh; else it signs with ``exec_env`` or its process's AWS identity.
     """
-    args = ["-c", TOKEN_SOURCE, "--cluster-name", endpoint.name, "--region", endpoint.region,
-            "--sts-url", endpoint.sts_url]
+    args = [
+        "-c",
+        TOKEN_SOURCE,
+        "--cluster-name",
+        endpoint.name,
+        "--region",
+        endpoint.region,
+        "--sts-url",
+        endpoint.sts_url,
+    ]
     if sign_with_connection:
         args += ["--aws-conn-id", sign_with_connection]
     exec_config: dict[str, Any] = {
@@ -152,8 +159,12 @@ def build_kubernetes_connection(
     """
     from airflow.sdk import Connection
 
-    kubeconfig = build_kubeconfig(describe_endpoint(cluster_name, region, aws_conn_id), namespace=namespace,
-                                  sign_with_connection=aws_conn_id, python="python")
+    kubeconfig = build_kubeconfig(
+        describe_endpoint(cluster_name, region, aws_conn_id),
+        namespace=namespace,
+        sign_with_connection=aws_conn_id,
+        python="python",
+    )
     extra: dict[str, Any] = {"kube_config": kubeconfig}
     if namespace:
         extra["namespace"] = namespace

@@ -86,8 +86,13 @@ CLUSTER_ADMIN_POLICY = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEKS
 
 
 @contextlib.contextmanager
-def cluster_admin_while(cluster_name: str, region: str, principal: str, aws_conn_id: str | None = "aws_default",
-                        log: Callable[[str], None] = print) -> Iterator[None]:
+def cluster_admin_while(
+    cluster_name: str,
+    region: str,
+    principal: str,
+    aws_conn_id: str | None = "aws_default",
+    log: Callable[[str], None] = print,
+) -> Iterator[None]:
     """Associate the cluster-admin access policy with ``principal`` for the block, then remove it.
 
     Installing add-ons needs cluster-scoped rights (CRDs, ClusterRoles, kube-system); running
@@ -113,8 +118,9 @@ def cluster_admin_while(cluster_name: str, region: str, principal: str, aws_conn
     if any(p.get("policyArn") == policy for p in held.get("associatedAccessPolicies", [])):
         yield
         return
-    client.associate_access_policy(clusterName=cluster_name, principalArn=principal, policyArn=policy,
-                                   accessScope={"type": "cluster"})
+    client.associate_access_policy(
+        clusterName=cluster_name, principalArn=principal, policyArn=policy, accessScope={"type": "cluster"}
+    )
     log(f"cluster admin granted to {principal} on {cluster_name} for the add-ons")
     try:
         yield

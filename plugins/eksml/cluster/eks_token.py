@@ -19,7 +19,7 @@ import base64
 import json
 import os
 import sys
-from datetime import datetime, timedelta, UTC
+from datetime import UTC, datetime, timedelta
 
 API_VERSION = "client.authentication.k8s.io/v1"
 #: Presigned STS URLs are valid 15 minutes; clients refresh a minute early.

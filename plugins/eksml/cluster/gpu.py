@@ -67,8 +67,14 @@ def unschedulable_reason(pod: Any) -> str | None:
     return None
 
 
-def describe_gpu_group(cluster_name: str, region: str, aws_conn_id: str | None, group_name: str,
-                       instance_types: tuple[str, ...], spot: bool) -> tuple[Any, str, str]:
+def describe_gpu_group(
+    cluster_name: str,
+    region: str,
+    aws_conn_id: str | None,
+    group_name: str,
+    instance_types: tuple[str, ...],
+    spot: bool,
+) -> tuple[Any, str, str]:
     """(the node group as EKS reports it or None, "node group ... (min, desired, max)", quota hint)."""
     from eksml.cluster.eks import describe_nodegroups
     from eksml.eksctl.instance_types import ec2_quota_for
@@ -76,6 +82,7 @@ def describe_gpu_group(cluster_name: str, region: str, aws_conn_id: str | None, 
     group = describe_nodegroups(cluster_name, region, aws_conn_id).get(group_name)
     instance = (group.instance_types if group and group.instance_types else instance_types)[0]
     code, quota = ec2_quota_for(instance, spot=spot)
-    where = (f"node group {group_name} of cluster {cluster_name}"
-             + (f" (min {group.min_size}, desired {group.desired}, max {group.max_size})" if group else ""))
+    where = f"node group {group_name} of cluster {cluster_name}" + (
+        f" (min {group.min_size}, desired {group.desired}, max {group.max_size})" if group else ""
+    )
     return group, where, f"EC2 quota {code} '{quota}' in {region} must cover the vCPUs of the {instance} nodes"

@@ -20,8 +20,8 @@ from eksml.eksctl.request import (
     PIPELINE_GROUP,
     ClusterRequest,
     autoscaler_role_name,
-    inference_role_name,
     cluster_name_for_role,
+    inference_role_name,
     training_role_name,
 )
 from eksml.nodes import INFERENCE_ROLE, SYSTEM_ROLE
@@ -114,8 +114,12 @@ def pipeline_rbac(ns: str, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def pipeline_node_reader() -> list[dict[str, Any]]:
     """ClusterRole + ClusterRoleBinding: the pipeline's group may read nodes, nothing else cluster-wide."""
-    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": _meta(PIPELINE_ROLE), "rules": NODE_READER_RULES}
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": _meta(PIPELINE_ROLE),
+        "rules": NODE_READER_RULES,
+    }
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRoleBinding",

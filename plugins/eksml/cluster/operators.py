@@ -51,9 +51,14 @@ class _ClusterTarget:
         from eksml.cluster.target import INFERENCE, TRAINING, resolve_target
 
         role = TRAINING if self.cluster_role == "training" else INFERENCE
-        return resolve_target(settings, cluster_role=role, cluster_name=self._target_name(req),
-                              kubernetes_conn_id=self.kubernetes_conn_id, cluster=self.cluster,
-                              aws_conn_id=self.aws_conn_id)
+        return resolve_target(
+            settings,
+            cluster_role=role,
+            cluster_name=self._target_name(req),
+            kubernetes_conn_id=self.kubernetes_conn_id,
+            cluster=self.cluster,
+            aws_conn_id=self.aws_conn_id,
+        )
 
     def _target_name(self, req: ClusterRequest) -> str:
         if self.cluster_name:
@@ -221,14 +226,19 @@ class GpuCapacityOperator(_ClusterTarget, BaseOperator):
             raise AirflowFailException("; ".join(train.problems()))
         needed = int(self.nodes) if self.nodes not in (None, "") else 1
         name = self._target_name(req)
-        group, where, quota_hint = describe_gpu_group(name, req.region, self.aws_conn_id, train.name,
-                                                      train.instance_types, train.spot)
+        group, where, quota_hint = describe_gpu_group(
+            name, req.region, self.aws_conn_id, train.name, train.instance_types, train.spot
+        )
         if group is None or group.status != "ACTIVE":
-            raise NoGpuCapacityError(f"no GPU capacity: {where} is {group.status if group else 'missing'}; "
-                                     "run the eks_cluster DAG with action=create")
+            raise NoGpuCapacityError(
+                f"no GPU capacity: {where} is {group.status if group else 'missing'}; "
+                "run the eks_cluster DAG with action=create"
+            )
         if group.max_size < needed:
-            raise NoGpuCapacityError(f"no GPU capacity: the run needs {needed} GPU node(s) but {where} allows "
-                                     f"at most {group.max_size}; raise its max size (train_max_nodes); {quota_hint}")
+            raise NoGpuCapacityError(
+                f"no GPU capacity: the run needs {needed} GPU node(s) but {where} allows "
+                f"at most {group.max_size}; raise its max size (train_max_nodes); {quota_hint}"
+            )
         hook = self._target(settings, req).hook()
         nodes = hook.core_v1_client.list_node(label_selector=self.node_selector).items
         ready = usable_gpu_nodes(nodes, train.gpus_per_node)
@@ -239,9 +249,21 @@ class GpuCapacityOperator(_ClusterTarget, BaseOperator):
             raise NoGpuCapacityError(
                 f"no GPU capacity: {len(ready)} of {needed} GPU node(s) Ready in {where} and no cluster "
                 "autoscaler is running to add them when the training pod is pending; run prepare_cluster "
-                "(it installs the autoscaler) or raise the group's desired size")
-        self.log.info("%d of %d GPU node(s) Ready in %s: the cluster autoscaler adds them when the training "
-                      "pod is pending (the pod's startup timeout bounds the wait); %s", len(ready), needed, where,
-                      quota_hint)
-        return {"decision": "scale-up-on-pending-pod", "cluster": name, "ready": len(ready), "needed": needed,
-                "max_size": group.max_size, "quota": quota_hint.split()[2]}
+                "(it installs the autoscaler) or raise the group's desired size"
+            )
+        self.log.info(
+            "%d of %d GPU node(s) Ready in %s: the cluster autoscaler adds them when the training "
+            "pod is pending (the pod's startup timeout bounds the wait); %s",
+            len(ready),
+            needed,
+            where,
+            quota_hint,
+        )
+        return {
+            "decision": "scale-up-on-pending-pod",
+            "cluster": name,
+            "ready": len(ready),
+            "needed": needed,
+            "max_size": group.max_size,
+            "quota": quota_hint.split()[2],
+        }

@@ -83,9 +83,15 @@ def cluster_role_of(node_role: str) -> str:
 _FROM_SETTINGS: Any = object()
 
 
-def resolve_target(settings: Settings, *, cluster_role: str, cluster_name: str | None = None,
-                   kubernetes_conn_id: str | None = None, cluster: dict[str, Any] | None = None,
-                   aws_conn_id: str | None = _FROM_SETTINGS) -> ClusterTarget:
+def resolve_target(
+    settings: Settings,
+    *,
+    cluster_role: str,
+    cluster_name: str | None = None,
+    kubernetes_conn_id: str | None = None,
+    cluster: dict[str, Any] | None = None,
+    aws_conn_id: str | None = _FROM_SETTINGS,
+) -> ClusterTarget:
     """The target of a task: explicit connection, else the run's cluster, else the settings' one.
 
     ``aws_conn_id`` defaults to the settings' connection; ``None`` signs with the worker's own

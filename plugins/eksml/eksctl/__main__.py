@@ -66,11 +66,17 @@ def _print_policy(args: argparse.Namespace) -> int:
     try:
         if args.identity == "pipeline":
             role = settings.sagemaker_role_arn or f"arn:aws:iam::{args.account_id or '*'}:role/SAGEMAKER_ROLE"
-            doc = iam.pipeline_policy(store, settings.model_name, settings.region, sagemaker_role_arn=role,
-                                      account_id=args.account_id)
+            doc = iam.pipeline_policy(
+                store, settings.model_name, settings.region, sagemaker_role_arn=role, account_id=args.account_id
+            )
         elif args.identity == "sagemaker":
-            doc = iam.sagemaker_execution_policy(store, settings.model_name, settings.region,
-                                                 account_id=args.account_id, vpc=bool(settings.sagemaker_subnets))
+            doc = iam.sagemaker_execution_policy(
+                store,
+                settings.model_name,
+                settings.region,
+                account_id=args.account_id,
+                vpc=bool(settings.sagemaker_subnets),
+            )
         else:
             render = iam.training_policy if args.identity == "training" else iam.inference_policy
             doc = render(store, settings.model_name, settings.region)

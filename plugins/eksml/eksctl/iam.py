@@ -71,12 +71,25 @@ def s3_statements(identity: Identity, store_uri: str, model_name: str, region: s
     statements: list[dict[str, Any]] = []
     if readable:
         patterns = [p for prefix in readable for p in (prefix, f"{prefix}/*")]
-        statements.append({"Sid": "ListOwnPrefixes", "Effect": "Allow", "Action": "s3:ListBucket",
-                           "Resource": arn, "Condition": {"StringLike": {"s3:prefix": patterns}}})
+        statements.append(
+            {
+                "Sid": "ListOwnPrefixes",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": arn,
+                "Condition": {"StringLike": {"s3:prefix": patterns}},
+            }
+        )
     for area, ops in granted.items():
         actions = [action for op in Op if op in ops for action in OBJECT_ACTIONS[op]]
-        statements.append({"Sid": _sid(area, ops), "Effect": "Allow", "Action": actions,
-                           "Resource": f"{arn}/{loc.key(area_key_prefix(area, model_name))}/*"})
+        statements.append(
+            {
+                "Sid": _sid(area, ops),
+                "Effect": "Allow",
+                "Action": actions,
+                "Resource": f"{arn}/{loc.key(area_key_prefix(area, model_name))}/*",
+            }
+        )
     return statements
 
 
@@ -98,64 +111,118 @@ def inference_policy(store_uri: str, model_name: str, region: str) -> dict[str, 
 #: Actions SageMaker needs from its execution role beyond the store (pull the image, write logs
 #: and metrics); VPC jobs need the network-interface actions too.
 SAGEMAKER_SERVICE_ACTIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("PullImages", ("ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
-                    "ecr:BatchCheckLayerAvailability"), "*"),
-    ("JobLogs", ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
-                 "logs:DescribeLogStreams"), "arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/*"),
+    (
+        "PullImages",
+        (
+            "ecr:GetAuthorizationToken",
+            "ecr:BatchGetImage",
+            "ecr:GetDownloadUrlForLayer",
+            "ecr:BatchCheckLayerAvailability",
+        ),
+        "*",
+    ),
+    (
+        "JobLogs",
+        ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"),
+        "arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/*",
+    ),
     ("JobMetrics", ("cloudwatch:PutMetricData",), "*"),
 )
-SAGEMAKER_VPC_ACTIONS = ("ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission",
-                         "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission",
-                         "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs", "ec2:DescribeDhcpOptions",
-                         "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups")
+SAGEMAKER_VPC_ACTIONS = (
+    "ec2:CreateNetworkInterface",
+    "ec2:CreateNetworkInterfacePermission",
+    "ec2:DeleteNetworkInterface",
+    "ec2:DeleteNetworkInterfacePermission",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeVpcs",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+)
 
 #: What Airflow's identity calls besides the store, and why.
 PIPELINE_SERVICE_ACTIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     # the SageMaker branch and the SageMaker deployment target
-    ("SageMakerJobs", ("sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob",
-                       "sagemaker:StopTrainingJob", "sagemaker:AddTags", "sagemaker:ListTags",
-                       "sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:DeleteModel",
-                       "sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig",
-                       "sagemaker:DeleteEndpointConfig", "sagemaker:CreateEndpoint",
-                       "sagemaker:UpdateEndpoint", "sagemaker:DescribeEndpoint"),
-     "arn:{partition}:sagemaker:{region}:{account}:*"),
-    ("SageMakerLogs", ("logs:DescribeLogStreams", "logs:GetLogEvents"),
-     "arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/*"),
+    (
+        "SageMakerJobs",
+        (
+            "sagemaker:CreateTrainingJob",
+            "sagemaker:DescribeTrainingJob",
+            "sagemaker:StopTrainingJob",
+            "sagemaker:AddTags",
+            "sagemaker:ListTags",
+            "sagemaker:CreateModel",
+            "sagemaker:DescribeModel",
+            "sagemaker:DeleteModel",
+            "sagemaker:CreateEndpointConfig",
+            "sagemaker:DescribeEndpointConfig",
+            "sagemaker:DeleteEndpointConfig",
+            "sagemaker:CreateEndpoint",
+            "sagemaker:UpdateEndpoint",
+            "sagemaker:DescribeEndpoint",
+        ),
+        "arn:{partition}:sagemaker:{region}:{account}:*",
+    ),
+    (
+        "SageMakerLogs",
+        ("logs:DescribeLogStreams", "logs:GetLogEvents"),
+        "arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/*",
+    ),
     # a connection per cluster (token signed for DescribeCluster's endpoint), GPU capacity checks
-    ("EksClusters", ("eks:DescribeCluster", "eks:ListClusters", "eks:DescribeNodegroup",
-                     "eks:ListNodegroups"), "*"),
+    ("EksClusters", ("eks:DescribeCluster", "eks:ListClusters", "eks:DescribeNodegroup", "eks:ListNodegroups"), "*"),
     # cluster admin only while the add-ons are applied (eksml.cluster.eks.cluster_admin_while)
-    ("EksAddonInstall", ("eks:ListAssociatedAccessPolicies", "eks:AssociateAccessPolicy",
-                         "eks:DisassociateAccessPolicy"), "arn:{partition}:eks:{region}:{account}:access-entry/*"),
+    (
+        "EksAddonInstall",
+        ("eks:ListAssociatedAccessPolicies", "eks:AssociateAccessPolicy", "eks:DisassociateAccessPolicy"),
+        "arn:{partition}:eks:{region}:{account}:access-entry/*",
+    ),
     ("Autoscaling", ("autoscaling:DescribeAutoScalingGroups",), "*"),
     # preflight
-    ("Preflight", ("iam:SimulatePrincipalPolicy", "servicequotas:GetServiceQuota",
-                   "servicequotas:ListServiceQuotas", "ecr:DescribeImages", "ec2:DescribeInstanceTypeOfferings"),
-     "*"),
+    (
+        "Preflight",
+        (
+            "iam:SimulatePrincipalPolicy",
+            "servicequotas:GetServiceQuota",
+            "servicequotas:ListServiceQuotas",
+            "ecr:DescribeImages",
+            "ec2:DescribeInstanceTypeOfferings",
+        ),
+        "*",
+    ),
 )
 
 
-def _service_statements(table: tuple[tuple[str, tuple[str, ...], str], ...], region: str,
-                        account: str) -> list[dict[str, Any]]:
+def _service_statements(
+    table: tuple[tuple[str, tuple[str, ...], str], ...], region: str, account: str
+) -> list[dict[str, Any]]:
     partition = partition_for(region)
-    return [{"Sid": sid, "Effect": "Allow", "Action": list(actions),
-             "Resource": resource.format(partition=partition, region=region, account=account)}
-            for sid, actions, resource in table]
+    return [
+        {
+            "Sid": sid,
+            "Effect": "Allow",
+            "Action": list(actions),
+            "Resource": resource.format(partition=partition, region=region, account=account),
+        }
+        for sid, actions, resource in table
+    ]
 
 
-def sagemaker_execution_policy(store_uri: str, model_name: str, region: str, *, account_id: str | None = None,
-                               vpc: bool = False) -> dict[str, Any]:
+def sagemaker_execution_policy(
+    store_uri: str, model_name: str, region: str, *, account_id: str | None = None, vpc: bool = False
+) -> dict[str, Any]:
     """Policy of the SageMaker execution role: its store areas, image pulls, logs (and VPC)."""
     statements = s3_statements(Identity.SAGEMAKER, store_uri, model_name, region)
     statements += _service_statements(SAGEMAKER_SERVICE_ACTIONS, region, account_id or "*")
     if vpc:
-        statements.append({"Sid": "VpcNetworking", "Effect": "Allow", "Action": list(SAGEMAKER_VPC_ACTIONS),
-                           "Resource": "*"})
+        statements.append(
+            {"Sid": "VpcNetworking", "Effect": "Allow", "Action": list(SAGEMAKER_VPC_ACTIONS), "Resource": "*"}
+        )
     return {"Version": POLICY_VERSION, "Statement": statements}
 
 
-def pipeline_policy(store_uri: str, model_name: str, region: str, *, sagemaker_role_arn: str,
-                    account_id: str | None = None) -> dict[str, Any]:
+def pipeline_policy(
+    store_uri: str, model_name: str, region: str, *, sagemaker_role_arn: str, account_id: str | None = None
+) -> dict[str, Any]:
     """Policy of the identity Airflow signs with: its store areas, SageMaker, EKS reads, preflight.
 
     Creating and deleting clusters (``cluster=ephemeral``, the ``eks_cluster`` DAG) runs eksctl,
@@ -163,9 +230,15 @@ def pipeline_policy(store_uri: str, model_name: str, region: str, *, sagemaker_r
     """
     statements = s3_statements(Identity.PIPELINE, store_uri, model_name, region)
     statements += _service_statements(PIPELINE_SERVICE_ACTIONS, region, account_id or "*")
-    statements.append({"Sid": "PassSageMakerRole", "Effect": "Allow", "Action": "iam:PassRole",
-                       "Resource": sagemaker_role_arn,
-                       "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}})
+    statements.append(
+        {
+            "Sid": "PassSageMakerRole",
+            "Effect": "Allow",
+            "Action": "iam:PassRole",
+            "Resource": sagemaker_role_arn,
+            "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        }
+    )
     return {"Version": POLICY_VERSION, "Statement": statements}
 
 

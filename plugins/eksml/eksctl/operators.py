@@ -167,8 +167,9 @@ class EksctlClusterOperator(BaseOperator):
             configs = build_cluster_configs(request)  # bad input fails here, before any AWS call
             if action == "create" and self._mode() != "existing" and not request.creator_arn:
                 # the access entries depend on who creates the cluster (the AWS connection's identity)
-                configs = build_cluster_configs(request.with_overrides(
-                    {"creator_arn": self._caller_principal(request.region)}))
+                configs = build_cluster_configs(
+                    request.with_overrides({"creator_arn": self._caller_principal(request.region)})
+                )
         except ClusterConfigError as exc:
             raise AirflowFailException(str(exc)) from exc
         wanted = {"training": TRAIN_GROUP, "inference": INFERENCE_GROUP}.get(self.cluster_role)

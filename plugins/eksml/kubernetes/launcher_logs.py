@@ -22,6 +22,7 @@ def launcher_pods(hook: KubernetesHook, name: str, namespace: str) -> list[Any]:
     """The launcher pods of MPIJob ``name``, oldest first."""
     selector = f"{JOB_NAME_LABEL}={name},{JOB_ROLE_LABEL}=launcher"
     pods = hook.core_v1_client.list_namespaced_pod(namespace=namespace, label_selector=selector).items
+
     def created(pod: Any) -> tuple:
         stamp = pod.metadata.creation_timestamp
         return (stamp is None, stamp, pod.metadata.name)
@@ -44,8 +45,7 @@ class LauncherLog(NamedTuple):
     exit_code: int | None
 
 
-def copy_launcher_logs(hook: KubernetesHook, name: str, namespace: str, log: Any,
-                       tail_lines: int = 50) -> LauncherLog:
+def copy_launcher_logs(hook: KubernetesHook, name: str, namespace: str, log: Any, tail_lines: int = 50) -> LauncherLog:
     """Log every launcher pod's output to ``log`` (a task logger); return the newest pod's last
     lines and exit status (the training's result: ``horovodrun`` runs in that container)."""
     from eksml.kubernetes.workload_pod import container_exit_code

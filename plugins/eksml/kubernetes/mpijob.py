@@ -93,8 +93,15 @@ class RunPolicy:
 
 def launcher_command(spec: WorkloadSpec) -> list[str]:
     """``horovodrun`` over the operator's hostfile, then the same entrypoint and args as a pod."""
-    return ["horovodrun", "-np", str(spec.total_processes), "--hostfile", HOSTFILE,
-            *spec.container_command(), *spec.args]
+    return [
+        "horovodrun",
+        "-np",
+        str(spec.total_processes),
+        "--hostfile",
+        HOSTFILE,
+        *spec.container_command(),
+        *spec.args,
+    ]
 
 
 def check_job_name(name: str, replicas: int = 1) -> str:
@@ -106,7 +113,9 @@ def check_job_name(name: str, replicas: int = 1) -> str:
         )
     longest = max(f"{name}-launcher", f"{name}-worker-{max(replicas - 1, 0)}", key=len)
     if len(longest) > _HOSTNAME_MAX:
-        raise WorkloadSpecError(f"MPIJob name {name!r} is too long: pod hostname {longest!r} exceeds {_HOSTNAME_MAX} characters")
+        raise WorkloadSpecError(
+            f"MPIJob name {name!r} is too long: pod hostname {longest!r} exceeds {_HOSTNAME_MAX} characters"
+        )
     return name
 
 
@@ -118,21 +127,41 @@ def job_name(base: str, key: str, max_length: int = 40) -> str:
     return f"{stem}-{digest}"
 
 
-def _container(name: str, image: str, command: list[str], env: list[k8s.V1EnvVar],
-               resources: k8s.V1ResourceRequirements, **extra: Any) -> k8s.V1Container:
+def _container(
+    name: str,
+    image: str,
+    command: list[str],
+    env: list[k8s.V1EnvVar],
+    resources: k8s.V1ResourceRequirements,
+    **extra: Any,
+) -> k8s.V1Container:
     return k8s.V1Container(
-        name=name, image=image, command=command, env=env, resources=resources,
-        security_context=podparts.container_security_context(), **extra,
+        name=name,
+        image=image,
+        command=command,
+        env=env,
+        resources=resources,
+        security_context=podparts.container_security_context(),
+        **extra,
     )
 
 
-def _template(spec: WorkloadSpec, settings: Settings, labels: Mapping[str, str],
-              container: k8s.V1Container, sysctls: Mapping[str, str] | None = None, *,
-              gpu_nodes: bool = True, volumes: list[k8s.V1Volume] | None = None) -> k8s.V1PodTemplateSpec:
+def _template(
+    spec: WorkloadSpec,
+    settings: Settings,
+    labels: Mapping[str, str],
+    container: k8s.V1Container,
+    sysctls: Mapping[str, str] | None = None,
+    *,
+    gpu_nodes: bool = True,
+    volumes: list[k8s.V1Volume] | None = None,
+) -> k8s.V1PodTemplateSpec:
     """Workers go to the GPU nodes (selector and toleration); the CPU-only launcher to any CPU node."""
     placement: dict[str, Any] = (
         {"node_selector": node_selector(spec.node_role), "tolerations": podparts.gpu_tolerations()}
-        if gpu_nodes else {"affinity": podparts.cpu_node_affinity()})
+        if gpu_nodes
+        else {"affinity": podparts.cpu_node_affinity()}
+    )
     return k8s.V1PodTemplateSpec(
         metadata=k8s.V1ObjectMeta(labels=dict(labels), annotations=not_evictable()),
         spec=k8s.V1PodSpec(
@@ -171,17 +200,38 @@ def render_mpijob(
     image = settings.image(spec.image)
     pod_labels = {**dict(spec.labels), **dict(labels or {})}
 
-    launcher = _template(spec, settings, pod_labels, _container(
-        LAUNCHER_CONTAINER, image, launcher_command(spec), env, podparts.resource_requirements(LAUNCHER_RESOURCES),
-    ), gpu_nodes=False)
+    launcher = _template(
+        spec,
+        settings,
+        pod_labels,
+        _container(
+            LAUNCHER_CONTAINER,
+            image,
+            launcher_command(spec),
+            env,
+            podparts.resource_requirements(LAUNCHER_RESOURCES),
+        ),
+        gpu_nodes=False,
+    )
     shm_volumes, shm_mounts = podparts.shared_memory(spec.resources)
-    worker = _template(spec, settings, pod_labels, _container(
-        WORKER_CONTAINER, image, list(WORKER_COMMAND), env, podparts.resource_requirements(spec.resources),
-        ports=[k8s.V1ContainerPort(name="ssh", container_port=SSHD_PORT)],
-        # Ready means sshd accepts connections: what WaitForWorkersReady waits for.
-        readiness_probe=k8s.V1Probe(tcp_socket=k8s.V1TCPSocketAction(port=SSHD_PORT), period_seconds=2),
-        volume_mounts=shm_mounts or None,
-    ), sysctls={"net.ipv4.ip_unprivileged_port_start": str(SSHD_PORT)}, volumes=shm_volumes)
+    worker = _template(
+        spec,
+        settings,
+        pod_labels,
+        _container(
+            WORKER_CONTAINER,
+            image,
+            list(WORKER_COMMAND),
+            env,
+            podparts.resource_requirements(spec.resources),
+            ports=[k8s.V1ContainerPort(name="ssh", container_port=SSHD_PORT)],
+            # Ready means sshd accepts connections: what WaitForWorkersReady waits for.
+            readiness_probe=k8s.V1Probe(tcp_socket=k8s.V1TCPSocketAction(port=SSHD_PORT), period_seconds=2),
+            volume_mounts=shm_mounts or None,
+        ),
+        sysctls={"net.ipv4.ip_unprivileged_port_start": str(SSHD_PORT)},
+        volumes=shm_volumes,
+    )
 
     sanitize = ApiClient().sanitize_for_serialization
     return {

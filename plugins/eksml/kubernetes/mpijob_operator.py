@@ -87,7 +87,9 @@ class MPIJobOperator(BaseOperator):
         self.job_name = job_name
         self.run_policy = run_policy
         self.poll_interval = poll_interval
-        self.startup_timeout = startup_timeout.total_seconds() if isinstance(startup_timeout, timedelta) else startup_timeout
+        self.startup_timeout = (
+            startup_timeout.total_seconds() if isinstance(startup_timeout, timedelta) else startup_timeout
+        )
         self.local_env = local_env
         self.log_tail_lines = log_tail_lines
         self.kubernetes_conn_id = kubernetes_conn_id
@@ -103,8 +105,12 @@ class MPIJobOperator(BaseOperator):
 
     def cluster_target(self) -> ClusterTarget:
         """The run's training cluster (or an explicit connection)."""
-        return resolve_target(self.resolved_settings(), cluster_role=TRAINING, cluster_name=self.cluster_name,
-                              kubernetes_conn_id=self.kubernetes_conn_id)
+        return resolve_target(
+            self.resolved_settings(),
+            cluster_role=TRAINING,
+            cluster_name=self.cluster_name,
+            kubernetes_conn_id=self.kubernetes_conn_id,
+        )
 
     @cached_property
     def hook(self) -> KubernetesHook:
@@ -147,11 +153,18 @@ class MPIJobOperator(BaseOperator):
 
         name = self.job_name or job_name(spec.name, self.try_key(context))
         namespace = settings.namespace
-        body = render_mpijob(spec, settings, name, run_policy=self.effective_run_policy(),
-                             labels=self.task_labels(context))
+        body = render_mpijob(
+            spec, settings, name, run_policy=self.effective_run_policy(), labels=self.task_labels(context)
+        )
         self._job = (name, namespace)
-        self.log.info("creating MPIJob %s/%s: %d worker(s) x %d slot(s), image %s",
-                      namespace, name, spec.replicas, spec.slots_per_replica, settings.image(spec.image))
+        self.log.info(
+            "creating MPIJob %s/%s: %d worker(s) x %d slot(s), image %s",
+            namespace,
+            name,
+            spec.replicas,
+            spec.slots_per_replica,
+            settings.image(spec.image),
+        )
         try:
             self.hook.create_custom_object(group=GROUP, version=VERSION, plural=PLURAL, body=body, namespace=namespace)
         except ApiException as exc:
@@ -159,8 +172,11 @@ class MPIJobOperator(BaseOperator):
                 raise
             # Same task try, same name: this try created it before it was interrupted.
             self.log.info("MPIJob %s/%s exists already: waiting on it", namespace, name)
-        self.defer(trigger=self.make_trigger(name, namespace, context), method_name="execute_complete",
-                   timeout=self._defer_timeout(context))
+        self.defer(
+            trigger=self.make_trigger(name, namespace, context),
+            method_name="execute_complete",
+            timeout=self._defer_timeout(context),
+        )
 
     def make_trigger(self, name: str, namespace: str, context: Mapping[str, Any]) -> MPIJobTrigger:
         target = self.cluster_target()
@@ -171,7 +187,10 @@ class MPIJobOperator(BaseOperator):
             except AirflowNotFoundException:
                 extras = None
         return MPIJobTrigger(
-            name=name, namespace=namespace, kubernetes_conn_id=conn_id, connection_extras=extras,
+            name=name,
+            namespace=namespace,
+            kubernetes_conn_id=conn_id,
+            connection_extras=extras,
             eks_target=target.to_dict() if target.is_eks else None,
             poll_interval=self.poll_interval,
             startup_deadline=None if self.startup_timeout is None else time.time() + self.startup_timeout,
@@ -198,7 +217,9 @@ class MPIJobOperator(BaseOperator):
         try:
             tail, exit_code = copy_launcher_logs(self.hook, name, namespace, self.log, self.log_tail_lines)
         except ApiException as exc:  # the job's outcome matters more than its log
-            self.log.warning("could not list the launcher pods of %s/%s: %s %s", namespace, name, exc.status, exc.reason)
+            self.log.warning(
+                "could not list the launcher pods of %s/%s: %s %s", namespace, name, exc.status, exc.reason
+            )
             tail, exit_code = [], None
         if status == "success":
             self.log.info("MPIJob %s/%s succeeded", namespace, name)
@@ -210,8 +231,10 @@ class MPIJobOperator(BaseOperator):
                 self.log.exception("could not delete MPIJob %s/%s", namespace, name)
         detail = ": ".join(part for part in (event.get("reason"), event.get("message")) if part)
         lines = "\n".join(tail) if tail else "(no launcher output)"
-        message = (f"MPIJob {namespace}/{name} {event.get('phase', status)} [{status}] {detail}\n"
-                   f"last {len(tail)} launcher log line(s):\n{lines}")
+        message = (
+            f"MPIJob {namespace}/{name} {event.get('phase', status)} [{status}] {detail}\n"
+            f"last {len(tail)} launcher log line(s):\n{lines}"
+        )
         if status == "failed":  # the launcher's status, else the one a pod failure policy quotes
             fail_for_good(message, exit_code if exit_code is not None else exit_code_in(event.get("message")))
         raise AirflowException(message)
@@ -223,8 +246,14 @@ class MPIJobOperator(BaseOperator):
         name, namespace = self._job
         self.log.info("deleting MPIJob %s/%s", namespace, name)
         try:
-            self.hook.delete_custom_object(group=GROUP, version=VERSION, plural=PLURAL, name=name,
-                                           namespace=namespace, propagation_policy="Background")
+            self.hook.delete_custom_object(
+                group=GROUP,
+                version=VERSION,
+                plural=PLURAL,
+                name=name,
+                namespace=namespace,
+                propagation_policy="Background",
+            )
         except ApiException as exc:
             if exc.status != 404:
                 raise

@@ -114,7 +114,11 @@ class MPIJobTrigger(BaseTrigger):
             api = async_client.CustomObjectsApi(api_client)
             try:
                 await api.delete_namespaced_custom_object(
-                    group=GROUP, version=VERSION, namespace=self.namespace, plural=PLURAL, name=self.name,
+                    group=GROUP,
+                    version=VERSION,
+                    namespace=self.namespace,
+                    plural=PLURAL,
+                    name=self.name,
                     propagation_policy="Background",
                 )
             except async_client.ApiException as exc:
@@ -123,10 +127,16 @@ class MPIJobTrigger(BaseTrigger):
 
     def _event(self, status: str, phase: str, reason: str = "", message: str = "") -> TriggerEvent:
         self._fired = True
-        return TriggerEvent({
-            "status": status, "name": self.name, "namespace": self.namespace,
-            "phase": phase, "reason": reason, "message": message,
-        })
+        return TriggerEvent(
+            {
+                "status": status,
+                "name": self.name,
+                "namespace": self.namespace,
+                "phase": phase,
+                "reason": reason,
+                "message": message,
+            }
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         ref = f"MPIJob {self.namespace}/{self.name}"
@@ -136,7 +146,9 @@ class MPIJobTrigger(BaseTrigger):
                 job = await self.read_job()
             except async_client.ApiException as exc:
                 reason = "NotFound" if exc.status == 404 else f"ApiError{exc.status}"
-                detail = "no longer exists (deleted?)" if exc.status == 404 else f"cannot be read: {exc.status} {exc.reason}"
+                detail = (
+                    "no longer exists (deleted?)" if exc.status == 404 else f"cannot be read: {exc.status} {exc.reason}"
+                )
                 yield self._event("error", last_seen or PENDING, reason, f"{ref} {detail}")
                 return
             except Exception as exc:  # retries exhausted: let the task fail through execute_complete, which cleans up
@@ -152,13 +164,18 @@ class MPIJobTrigger(BaseTrigger):
                 return
             now = time.time()
             if self.execution_deadline is not None and now >= self.execution_deadline:
-                yield self._event("timeout", phase.phase, "ExecutionTimeout",
-                                  f"{ref} still {phase.describe()} when the task's execution_timeout expired")
-                return
-            if (phase.phase in (PENDING, CREATED) and self.startup_deadline is not None
-                    and now >= self.startup_deadline):
                 yield self._event(
-                    "timeout", phase.phase, "StartupTimeout",
+                    "timeout",
+                    phase.phase,
+                    "ExecutionTimeout",
+                    f"{ref} still {phase.describe()} when the task's execution_timeout expired",
+                )
+                return
+            if phase.phase in (PENDING, CREATED) and self.startup_deadline is not None and now >= self.startup_deadline:
+                yield self._event(
+                    "timeout",
+                    phase.phase,
+                    "StartupTimeout",
                     f"{ref} did not start running in time (workers not scheduled or not Ready): {phase.describe()}",
                 )
                 return

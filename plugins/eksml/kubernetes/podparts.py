@@ -35,10 +35,14 @@ def needs_gpu_nodes(spec: WorkloadSpec) -> bool:
 
 def cpu_node_affinity() -> k8s.V1Affinity:
     """Any CPU node of the cluster, whichever layout: for pods that need no GPU (the MPI launcher)."""
-    term = k8s.V1NodeSelectorTerm(match_expressions=[
-        k8s.V1NodeSelectorRequirement(key=NODE_ROLE_LABEL, operator="In", values=list(CPU_ROLES))])
-    return k8s.V1Affinity(node_affinity=k8s.V1NodeAffinity(
-        required_during_scheduling_ignored_during_execution=k8s.V1NodeSelector(node_selector_terms=[term])))
+    term = k8s.V1NodeSelectorTerm(
+        match_expressions=[k8s.V1NodeSelectorRequirement(key=NODE_ROLE_LABEL, operator="In", values=list(CPU_ROLES))]
+    )
+    return k8s.V1Affinity(
+        node_affinity=k8s.V1NodeAffinity(
+            required_during_scheduling_ignored_during_execution=k8s.V1NodeSelector(node_selector_terms=[term])
+        )
+    )
 
 
 def shared_memory(resources: Resources) -> tuple[list[k8s.V1Volume], list[k8s.V1VolumeMount]]:
@@ -49,8 +53,9 @@ def shared_memory(resources: Resources) -> tuple[list[k8s.V1Volume], list[k8s.V1
     """
     if resources.gpus <= 1:
         return [], []
-    volume = k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory",
-                                                                            size_limit=str(resources.memory)))
+    volume = k8s.V1Volume(
+        name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit=str(resources.memory))
+    )
     return [volume], [k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")]
 
 

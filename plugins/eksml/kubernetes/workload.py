@@ -56,9 +56,7 @@ def _parse_text(text: str) -> Any:
     try:  # a dict rendered without render_template_as_native_obj is its Python repr
         return ast.literal_eval(stripped)
     except (ValueError, SyntaxError):
-        raise WorkloadSpecError(
-            f"workload spec is neither JSON nor a dict literal: {stripped[:120]!r}"
-        ) from None
+        raise WorkloadSpecError(f"workload spec is neither JSON nor a dict literal: {stripped[:120]!r}") from None
 
 
 def validate_spec(spec: WorkloadSpec) -> WorkloadSpec:
@@ -72,7 +70,9 @@ def validate_spec(spec: WorkloadSpec) -> WorkloadSpec:
         raise WorkloadSpecError(f"every argument must be a string, got {list(spec.args)!r}")
     for key, val in spec.env.items():
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(key)) or not isinstance(val, str):
-            raise WorkloadSpecError(f"environment variable {key!r}={val!r} needs a C identifier name and a string value")
+            raise WorkloadSpecError(
+                f"environment variable {key!r}={val!r} needs a C identifier name and a string value"
+            )
     if not (isinstance(spec.replicas, int) and spec.replicas >= 1):
         raise WorkloadSpecError(f"replicas must be an integer >= 1, got {spec.replicas!r}")
     if not (isinstance(spec.slots_per_replica, int) and spec.slots_per_replica >= 1):

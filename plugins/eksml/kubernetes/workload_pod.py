@@ -16,20 +16,29 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.providers.cncf.kubernetes.triggers.pod import KubernetesPodTrigger
 
 from eksml.cluster.target import ClusterTarget, cluster_role_of, resolve_target
-
-from eksml.kubernetes import podparts
-from eksml.nodes import node_selector, not_evictable
-from eksml.kubernetes.workload import WorkloadSpecError, coerce_spec
 from eksml.exits import fail_for_good
+from eksml.kubernetes import podparts
+from eksml.kubernetes.workload import WorkloadSpecError, coerce_spec
 from eksml.local.runner import LocalRunner
+from eksml.nodes import node_selector, not_evictable
 from eksml.settings import Settings, load_settings
 from eksml.specs import WorkloadSpec
 
 #: KubernetesPodOperator arguments the spec decides; passing one is a mistake, not an override.
 SPEC_OWNED_ARGUMENTS = (
-    "image", "cmds", "arguments", "env_vars", "container_resources", "node_selector", "tolerations",
-    "service_account_name", "security_context", "container_security_context", "full_pod_spec",
-    "pod_template_file", "pod_template_dict",
+    "image",
+    "cmds",
+    "arguments",
+    "env_vars",
+    "container_resources",
+    "node_selector",
+    "tolerations",
+    "service_account_name",
+    "security_context",
+    "container_security_context",
+    "full_pod_spec",
+    "pod_template_file",
+    "pod_template_dict",
 )
 
 #: GPU nodes may be scaled up from zero when the pod arrives: minutes, not the default 2.
@@ -94,8 +103,12 @@ class WorkloadPodOperator(KubernetesPodOperator):
     def cluster_target(self) -> ClusterTarget:
         """Where this pod goes: the run's cluster for the spec's node role (or an explicit connection)."""
         settings = self.resolved_settings()
-        return resolve_target(settings, cluster_role=cluster_role_of(coerce_spec(self.spec).node_role),
-                              cluster_name=self.cluster_name, kubernetes_conn_id=self._explicit_conn_id)
+        return resolve_target(
+            settings,
+            cluster_role=cluster_role_of(coerce_spec(self.spec).node_role),
+            cluster_name=self.cluster_name,
+            kubernetes_conn_id=self._explicit_conn_id,
+        )
 
     @cached_property
     def hook(self) -> Any:
@@ -105,8 +118,9 @@ class WorkloadPodOperator(KubernetesPodOperator):
         self.log.info("pod %s goes to %s", self.name, target.describe())
         return target.hook()
 
-    def defer(self, *, trigger: Any, method_name: str, kwargs: dict[str, Any] | None = None,
-              timeout: Any = None) -> None:
+    def defer(
+        self, *, trigger: Any, method_name: str, kwargs: dict[str, Any] | None = None, timeout: Any = None
+    ) -> None:
         """Watch the pod from the triggerer through the same cluster target."""
         target = self.cluster_target()
         if isinstance(trigger, KubernetesPodTrigger) and target.is_eks:
@@ -210,8 +224,9 @@ class EksTargetPodTrigger(KubernetesPodTrigger):
         from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
 
         config = ClusterTarget.from_dict(self.eks_target).kubeconfig(self.pod_namespace)
-        return AsyncKubernetesHook(conn_id=None, in_cluster=False, config_dict=config,
-                                   cluster_context=self.cluster_context)
+        return AsyncKubernetesHook(
+            conn_id=None, in_cluster=False, config_dict=config, cluster_context=self.cluster_context
+        )
 
 
 class GpuTrainingPodOperator(WorkloadPodOperator):
@@ -257,15 +272,19 @@ class GpuTrainingPodOperator(WorkloadPodOperator):
         if reason is None or not target.is_eks:
             return
         group = train_node_group(ClusterRequest.from_settings(self.resolved_settings()))
-        _, where, quota_hint = describe_gpu_group(target.cluster_name, target.region, target.aws_conn_id,
-                                                  group.name, group.instance_types, group.spot)
+        _, where, quota_hint = describe_gpu_group(
+            target.cluster_name, target.region, target.aws_conn_id, group.name, group.instance_types, group.spot
+        )
         raise AirflowFailException(
             f"no GPU capacity: pod {self.pod.metadata.name} was still unschedulable after "
             f"{self.startup_timeout_seconds} s ({reason}); {where} did not add a node: check the cluster "
-            f"autoscaler's events and that the group's max size allows it; {quota_hint}") from exc
+            f"autoscaler's events and that the group's max size allows it; {quota_hint}"
+        ) from exc
 
 
-def render_training_pod(spec: WorkloadSpec | Mapping[str, Any], settings: Settings, *, name: str | None = None) -> dict[str, Any]:
+def render_training_pod(
+    spec: WorkloadSpec | Mapping[str, Any], settings: Settings, *, name: str | None = None
+) -> dict[str, Any]:
     """The V1Pod the ``aws`` profile would submit for ``spec`` (training or any other
     single-process workload), as a plain dict; needs no cluster.
 
@@ -276,8 +295,11 @@ def render_training_pod(spec: WorkloadSpec | Mapping[str, Any], settings: Settin
 
     checked = coerce_spec(spec)
     operator = WorkloadPodOperator(
-        task_id=f"render-{checked.name}", spec=checked, settings=settings,
-        name=name or checked.name, random_name_suffix=False,
+        task_id=f"render-{checked.name}",
+        spec=checked,
+        settings=settings,
+        name=name or checked.name,
+        random_name_suffix=False,
     )
     pod = operator.build_pod_request_obj(context=None, dry_run=True)
     return ApiClient().sanitize_for_serialization(pod)

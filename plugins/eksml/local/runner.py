@@ -42,10 +42,10 @@ def end_leftovers(spec: WorkloadSpec) -> list[int]:
 
     return end_all(workload_id(spec))
 
+
 #: Variables a workload may inherit from the worker; anything else (credentials included) is
 #: passed explicitly through ``extra_env`` so a pod and a local process see the same set.
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-
 
 
 #: Lines TensorFlow/XLA print on a machine without a GPU driver: not errors of the workload
@@ -99,8 +99,17 @@ class LocalRunner:
         if not spec.distributed:
             return [python, str(script), *spec.args]
         n = spec.total_processes
-        return [str(venv / "bin" / "horovodrun"), "-np", str(n), "-H", f"localhost:{n}", "--gloo",
-                python, str(script), *spec.args]
+        return [
+            str(venv / "bin" / "horovodrun"),
+            "-np",
+            str(n),
+            "-H",
+            f"localhost:{n}",
+            "--gloo",
+            python,
+            str(script),
+            *spec.args,
+        ]
 
     def environment(self, spec: WorkloadSpec, extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
         env = {k: os.environ[k] for k in _INHERITED if k in os.environ}
@@ -121,23 +130,35 @@ class LocalRunner:
                 f"build it with: bash images/build-local-venv.sh {spec.image}"
             )
 
-    def run(self, spec: WorkloadSpec, extra_env: Mapping[str, str] | None = None,
-            timeout: float | None = None, tail_lines: int = 30) -> list[str]:
+    def run(
+        self,
+        spec: WorkloadSpec,
+        extra_env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        tail_lines: int = 30,
+    ) -> list[str]:
         """Run to completion, streaming output to the log; return the output lines."""
         self.check_ready(spec)
         leftovers = end_leftovers(spec)
         if leftovers:
-            self.log.warning("ended %d process(es) an earlier attempt of %s left running: %s",
-                             len(leftovers), spec.name, leftovers)
+            self.log.warning(
+                "ended %d process(es) an earlier attempt of %s left running: %s", len(leftovers), spec.name, leftovers
+            )
         argv = self.command(spec)
         self.log.info("local run of %s: %s", spec.name, " ".join(argv))
         argv = [sys.executable, "-I", str(GUARD), str(os.getpid()), workload_id(spec), "--", *argv]
         lines: list[str] = []
         tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
-        with subprocess.Popen(argv, env=self.environment(spec, extra_env), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, bufsize=1,
-                              cwd=Path(self.settings.images_dir) / spec.image,
-                              start_new_session=True) as proc:
+        with subprocess.Popen(
+            argv,
+            env=self.environment(spec, extra_env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            cwd=Path(self.settings.images_dir) / spec.image,
+            start_new_session=True,
+        ) as proc:
             self._proc = proc
             try:
                 assert proc.stdout is not None

@@ -51,9 +51,19 @@ class OptMl:
             folder.mkdir(parents=True, exist_ok=True)
         (self.input_config / "hyperparameters.json").write_text(json.dumps(dict(hyperparameters), indent=2))
         (self.input_config / "resourceconfig.json").write_text(
-            json.dumps({"current_host": HOST, "hosts": [HOST], "network_interface_name": "eth0"}))
-        (self.input_config / "inputdataconfig.json").write_text(json.dumps({CHANNEL: {
-            "TrainingInputMode": "File", "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}}))
+            json.dumps({"current_host": HOST, "hosts": [HOST], "network_interface_name": "eth0"})
+        )
+        (self.input_config / "inputdataconfig.json").write_text(
+            json.dumps(
+                {
+                    CHANNEL: {
+                        "TrainingInputMode": "File",
+                        "S3DistributionType": "FullyReplicated",
+                        "RecordWrapperType": "None",
+                    }
+                }
+            )
+        )
         return self
 
 
@@ -64,8 +74,9 @@ def _decoded(value: str) -> object:
         return value
 
 
-def toolkit_environment(opt_ml: OptMl, hyperparameters: Mapping[str, str], *, checkpoint_dir: str,
-                        entry_point: str, num_gpus: int = 0) -> dict[str, str]:
+def toolkit_environment(
+    opt_ml: OptMl, hyperparameters: Mapping[str, str], *, checkpoint_dir: str, entry_point: str, num_gpus: int = 0
+) -> dict[str, str]:
     """The ``SM_*`` variables SageMaker's training toolkit exports for one host.
 
     ``SM_CHECKPOINT_DIR`` is not a toolkit variable: trainkit reads it in place of the fixed

@@ -32,8 +32,16 @@ if TYPE_CHECKING:
 SERVING_REPOSITORY = "tensorflow-inference"
 SERVING_CPU_TAG = "2.19.0-cpu-py312-ubuntu22.04-sagemaker"
 SERVING_GPU_TAG = "2.19.0-gpu-py312-cu122-ubuntu22.04-sagemaker"
-HOSTING_INSTANCE_GPUS = {"ml.m5.large": 0, "ml.m5.xlarge": 0, "ml.m5.2xlarge": 0, "ml.c5.large": 0,
-                         "ml.c5.xlarge": 0, "ml.c5.2xlarge": 0, "ml.g4dn.xlarge": 1, "ml.g5.xlarge": 1}
+HOSTING_INSTANCE_GPUS = {
+    "ml.m5.large": 0,
+    "ml.m5.xlarge": 0,
+    "ml.m5.2xlarge": 0,
+    "ml.c5.large": 0,
+    "ml.c5.xlarge": 0,
+    "ml.c5.2xlarge": 0,
+    "ml.g4dn.xlarge": 1,
+    "ml.g5.xlarge": 1,
+}
 #: TensorFlow Serving loads ``<model dir>/<numeric version>/saved_model.pb``.
 SERVING_VERSION_DIR = "1"
 
@@ -42,8 +50,10 @@ def serving_image_uri(region: str, *, gpu: bool) -> str:
     account = DLC_ACCOUNTS.get(region)
     if account is None:
         raise SageMakerRequestError(f"no Deep Learning Container registry known for region {region!r}")
-    return (f"{account}.dkr.ecr.{region}.{ecr_domain(region)}/{SERVING_REPOSITORY}:"
-            f"{SERVING_GPU_TAG if gpu else SERVING_CPU_TAG}")
+    return (
+        f"{account}.dkr.ecr.{region}.{ecr_domain(region)}/{SERVING_REPOSITORY}:"
+        f"{SERVING_GPU_TAG if gpu else SERVING_CPU_TAG}"
+    )
 
 
 def build_endpoint_requests(
@@ -59,8 +69,9 @@ def build_endpoint_requests(
     """``{"Model", "EndpointConfig", "Endpoint"}`` for ``SageMakerEndpointOperator(config=...)``."""
     validate_name(endpoint_name, "endpoint name")
     if instance_type not in HOSTING_INSTANCE_GPUS:
-        raise SageMakerRequestError(f"unknown hosting instance type {instance_type!r}: expected one of "
-                                    f"{', '.join(HOSTING_INSTANCE_GPUS)}")
+        raise SageMakerRequestError(
+            f"unknown hosting instance type {instance_type!r}: expected one of {', '.join(HOSTING_INSTANCE_GPUS)}"
+        )
     if int(instance_count) < 1:
         raise SageMakerRequestError(f"instance_count must be >= 1, got {instance_count}")
     check_role_arn(settings.sagemaker_role_arn)
@@ -70,19 +81,31 @@ def build_endpoint_requests(
     model: dict[str, Any] = {
         "ModelName": name,
         "ExecutionRoleArn": settings.sagemaker_role_arn,
-        "PrimaryContainer": {"Image": serving_image_uri(settings.region, gpu=HOSTING_INSTANCE_GPUS[instance_type] > 0),
-                             "ModelDataUrl": model_data_url, "Mode": "SingleModel"},
+        "PrimaryContainer": {
+            "Image": serving_image_uri(settings.region, gpu=HOSTING_INSTANCE_GPUS[instance_type] > 0),
+            "ModelDataUrl": model_data_url,
+            "Mode": "SingleModel",
+        },
         "Tags": tag_list,
     }
     if settings.sagemaker_subnets and settings.sagemaker_security_groups:
-        model["VpcConfig"] = {"Subnets": list(settings.sagemaker_subnets),
-                              "SecurityGroupIds": list(settings.sagemaker_security_groups)}
+        model["VpcConfig"] = {
+            "Subnets": list(settings.sagemaker_subnets),
+            "SecurityGroupIds": list(settings.sagemaker_security_groups),
+        }
     return {
         "Model": model,
         "EndpointConfig": {
             "EndpointConfigName": name,
-            "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": name, "InstanceType": instance_type,
-                                    "InitialInstanceCount": int(instance_count), "InitialVariantWeight": 1.0}],
+            "ProductionVariants": [
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": name,
+                    "InstanceType": instance_type,
+                    "InitialInstanceCount": int(instance_count),
+                    "InitialVariantWeight": 1.0,
+                }
+            ],
             "Tags": tag_list,
         },
         "Endpoint": {"EndpointName": endpoint_name, "EndpointConfigName": name, "Tags": tag_list},
@@ -95,13 +118,15 @@ def package_for_serving(version_dir: ObjectStoragePath, target: ObjectStoragePat
 
     saved_model = version_dir / "saved_model"
     if not (saved_model / "saved_model.pb").exists():
-        raise SageMakerRequestError(f"{version_dir} holds no saved_model/saved_model.pb: only TensorFlow "
-                                    f"versions can be served by the TensorFlow Serving endpoint")
+        raise SageMakerRequestError(
+            f"{version_dir} holds no saved_model/saved_model.pb: only TensorFlow "
+            f"versions can be served by the TensorFlow Serving endpoint"
+        )
     with tempfile.TemporaryDirectory(prefix="sm-serving-") as tmp:
         archive = Path(tmp) / "model.tar.gz"
         with tarfile.open(archive, "w:gz") as tar:
             for file in sorted(p for p in saved_model.rglob("*") if p.is_file()):
-                rel = file.path[len(saved_model.path.rstrip("/")):].lstrip("/")
+                rel = file.path[len(saved_model.path.rstrip("/")) :].lstrip("/")
                 info = tarfile.TarInfo(f"{SERVING_VERSION_DIR}/{rel}")
                 with file.open("rb") as handle:
                     data = handle.read()
@@ -133,9 +158,17 @@ class SageMakerEndpointDeployOperator(SageMakerEndpointOperator):
 
     template_fields: Sequence[str] = (*SageMakerEndpointOperator.template_fields, "version_uri", "endpoint_name")
 
-    def __init__(self, *, version_uri: str, endpoint_name: str, instance_type: str = "ml.m5.large",
-                 instance_count: int = 1, settings: Settings | None = None, deferrable: bool = True,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        version_uri: str,
+        endpoint_name: str,
+        instance_type: str = "ml.m5.large",
+        instance_count: int = 1,
+        settings: Settings | None = None,
+        deferrable: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(config={}, operation="create", deferrable=deferrable, **kwargs)
         self.version_uri = version_uri
         self.endpoint_name = endpoint_name
@@ -146,11 +179,17 @@ class SageMakerEndpointDeployOperator(SageMakerEndpointOperator):
     def execute(self, context: Context) -> dict:
         settings = self.settings or load_settings(use_airflow_variable=True)
         version = self.version_uri.rstrip("/").rsplit("/", 1)[-1]
-        model_data = area_uri(settings.store_uri, Area.SAGEMAKER, settings.model_name, version, "endpoint",
-                              "model.tar.gz")
-        self.config = build_endpoint_requests(settings, endpoint_name=self.endpoint_name, version=version,
-                                              model_data_url=model_data, instance_type=self.instance_type,
-                                              instance_count=self.instance_count)
+        model_data = area_uri(
+            settings.store_uri, Area.SAGEMAKER, settings.model_name, version, "endpoint", "model.tar.gz"
+        )
+        self.config = build_endpoint_requests(
+            settings,
+            endpoint_name=self.endpoint_name,
+            version=version,
+            model_data_url=model_data,
+            instance_type=self.instance_type,
+            instance_count=self.instance_count,
+        )
         package_for_serving(store_path(self.version_uri, settings), store_path(model_data, settings))
         name = self.config["Model"]["ModelName"]
         # A retried deployment finds this version's model and config already made: reuse them.

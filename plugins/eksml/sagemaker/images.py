@@ -17,20 +17,39 @@ from types import MappingProxyType
 
 #: DLC registry account per region; most regions share 763104351884.
 _DEFAULT_ACCOUNT = "763104351884"
-DLC_ACCOUNTS: MappingProxyType[str, str] = MappingProxyType({
-    **{region: _DEFAULT_ACCOUNT for region in (
-        "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "sa-east-1",
-        "eu-central-1", "eu-north-1", "eu-west-1", "eu-west-2", "eu-west-3",
-        "ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-1", "ap-southeast-2")},
-    "af-south-1": "626614931356",
-    "ap-east-1": "871362719292",
-    "ap-northeast-3": "364406365360",
-    "eu-south-1": "692866216735",
-    "me-south-1": "217643126080",
-    "cn-north-1": "727897471807",
-    "cn-northwest-1": "727897471807",
-    "us-gov-west-1": "442386744353",
-})
+DLC_ACCOUNTS: MappingProxyType[str, str] = MappingProxyType(
+    {
+        **{
+            region: _DEFAULT_ACCOUNT
+            for region in (
+                "us-east-1",
+                "us-east-2",
+                "us-west-1",
+                "us-west-2",
+                "ca-central-1",
+                "sa-east-1",
+                "eu-central-1",
+                "eu-north-1",
+                "eu-west-1",
+                "eu-west-2",
+                "eu-west-3",
+                "ap-northeast-1",
+                "ap-northeast-2",
+                "ap-south-1",
+                "ap-southeast-1",
+                "ap-southeast-2",
+            )
+        },
+        "af-south-1": "626614931356",
+        "ap-east-1": "871362719292",
+        "ap-northeast-3": "364406365360",
+        "eu-south-1": "692866216735",
+        "me-south-1": "217643126080",
+        "cn-north-1": "727897471807",
+        "cn-northwest-1": "727897471807",
+        "us-gov-west-1": "442386744353",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -47,24 +66,26 @@ class TrainingImage:
 
 
 #: Framework (``specs.TRAINING_IMAGES`` key) -> the DLC that runs its entrypoint.
-TRAINING_IMAGES: MappingProxyType[str, TrainingImage] = MappingProxyType({
-    "tensorflow": TrainingImage(
-        repository="tensorflow-training",
-        cpu_tag="2.19.0-cpu-py312-ubuntu22.04-sagemaker",
-        gpu_tag="2.19.0-gpu-py312-cu125-ubuntu22.04-sagemaker",
-        python="3.12",
-        source_requirements=("fsspec==2026.9.0",),
-    ),
-    # The last MXNet DLC (Python 3.8, Horovod with MPI built in). fsspec 2025.3.0 is the last
-    # release for Python 3.8; onnx 1.15.0 is the image's own pin (mx.onnx needs onnx.mapping).
-    "mxnet": TrainingImage(
-        repository="mxnet-training",
-        cpu_tag="1.9.0-cpu-py38-ubuntu20.04-sagemaker",
-        gpu_tag="1.9.0-gpu-py38-cu112-ubuntu20.04-sagemaker",
-        python="3.8",
-        source_requirements=("fsspec==2025.3.0", "onnx==1.15.0"),
-    ),
-})
+TRAINING_IMAGES: MappingProxyType[str, TrainingImage] = MappingProxyType(
+    {
+        "tensorflow": TrainingImage(
+            repository="tensorflow-training",
+            cpu_tag="2.19.0-cpu-py312-ubuntu22.04-sagemaker",
+            gpu_tag="2.19.0-gpu-py312-cu125-ubuntu22.04-sagemaker",
+            python="3.12",
+            source_requirements=("fsspec==2026.9.0",),
+        ),
+        # The last MXNet DLC (Python 3.8, Horovod with MPI built in). fsspec 2025.3.0 is the last
+        # release for Python 3.8; onnx 1.15.0 is the image's own pin (mx.onnx needs onnx.mapping).
+        "mxnet": TrainingImage(
+            repository="mxnet-training",
+            cpu_tag="1.9.0-cpu-py38-ubuntu20.04-sagemaker",
+            gpu_tag="1.9.0-gpu-py38-cu112-ubuntu20.04-sagemaker",
+            python="3.8",
+            source_requirements=("fsspec==2025.3.0", "onnx==1.15.0"),
+        ),
+    }
+)
 
 
 def ecr_domain(region: str) -> str:
@@ -75,8 +96,9 @@ def training_image(framework: str) -> TrainingImage:
     try:
         return TRAINING_IMAGES[framework]
     except KeyError:
-        raise ValueError(f"no Deep Learning Container for framework {framework!r}: "
-                         f"expected one of {', '.join(TRAINING_IMAGES)}") from None
+        raise ValueError(
+            f"no Deep Learning Container for framework {framework!r}: expected one of {', '.join(TRAINING_IMAGES)}"
+        ) from None
 
 
 def training_image_uri(framework: str, region: str, *, gpu: bool) -> str:
@@ -84,8 +106,10 @@ def training_image_uri(framework: str, region: str, *, gpu: bool) -> str:
     image = training_image(framework)
     account = DLC_ACCOUNTS.get(region)
     if account is None:
-        raise ValueError(f"no Deep Learning Container registry known for region {region!r}: "
-                         f"known regions are {', '.join(sorted(DLC_ACCOUNTS))} "
-                         f"(or use image_source='project')")
+        raise ValueError(
+            f"no Deep Learning Container registry known for region {region!r}: "
+            f"known regions are {', '.join(sorted(DLC_ACCOUNTS))} "
+            f"(or use image_source='project')"
+        )
     tag = image.gpu_tag if gpu else image.cpu_tag
     return f"{account}.dkr.ecr.{region}.{ecr_domain(region)}/{image.repository}:{tag}"

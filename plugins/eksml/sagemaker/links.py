@@ -26,5 +26,9 @@ class SageMakerTrainingLogsLink(BaseAwsLink):
 
     name = "SageMaker Training Logs"
     key = "eksml_sagemaker_training_logs"
-    format_str = (BASE_AWS_CONSOLE_LINK + "/cloudwatch/home?region={region_name}#logStream:group="
-                  + LOG_GROUP + ";prefix={job_name};streamFilter=typeLogStreamPrefix")
+    format_str = (
+        BASE_AWS_CONSOLE_LINK
+        + "/cloudwatch/home?region={region_name}#logStream:group="
+        + LOG_GROUP
+        + ";prefix={job_name};streamFilter=typeLogStreamPrefix"
+    )

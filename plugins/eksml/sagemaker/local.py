@@ -45,31 +45,49 @@ def _checkpoint_dir(checkpoint_uri: str | None, root: Path) -> str:
     checkpoints to that location directly, so a retried task resumes from it."""
     if not checkpoint_uri:
         return str(root / "checkpoints")
-    return checkpoint_uri[len("file://"):] if checkpoint_uri.startswith("file://") else checkpoint_uri
+    return checkpoint_uri[len("file://") :] if checkpoint_uri.startswith("file://") else checkpoint_uri
 
 
-def run_training_locally(spec: WorkloadSpec, settings: Settings, *, job_name: str,
-                         runner: LocalRunner | None = None, output_uri: str | None = None,
-                         timeout: float | None = None) -> LocalTrainingResult:
+def run_training_locally(
+    spec: WorkloadSpec,
+    settings: Settings,
+    *,
+    job_name: str,
+    runner: LocalRunner | None = None,
+    output_uri: str | None = None,
+    timeout: float | None = None,
+) -> LocalTrainingResult:
     """Train ``spec`` under the SageMaker contract; return where its ``model.tar.gz`` was put."""
     runner = runner or LocalRunner(settings, log)
     locations = spec_locations(spec)
     contract_spec = dataclasses.replace(spec, args=())
     runner.check_ready(contract_spec)
-    hyperparameters = {**spec_hyperparameters(spec), "sagemaker_program": json.dumps(spec.script),
-                       "sagemaker_job_name": json.dumps(job_name),
-                       "sagemaker_region": json.dumps(settings.region)}
+    hyperparameters = {
+        **spec_hyperparameters(spec),
+        "sagemaker_program": json.dumps(spec.script),
+        "sagemaker_job_name": json.dumps(job_name),
+        "sagemaker_region": json.dumps(settings.region),
+    }
     artifact_uri = model_artifact_uri(output_uri or default_output_uri(spec, settings), job_name)
     with tempfile.TemporaryDirectory(prefix=f"{job_name[:40]}-opt-ml-") as tmp:
         opt_ml = OptMl(Path(tmp)).create(hyperparameters)
         copied = copy_tree(store_path(locations.data_uri, settings), store_path(str(opt_ml.channel), settings))
         log.info("channel %s: %d file(s) from %s", opt_ml.channel, len(copied), locations.data_uri)
-        env = {**workload_env(settings),
-               **toolkit_environment(opt_ml, hyperparameters,
-                                     checkpoint_dir=_checkpoint_dir(locations.checkpoint_uri, opt_ml.root),
-                                     entry_point=spec.script)}
-        log.info("local SageMaker contract under %s (checkpoints: %s in SageMaker, %s here)",
-                 opt_ml.root, CHECKPOINT_LOCAL_PATH, env["SM_CHECKPOINT_DIR"])
+        env = {
+            **workload_env(settings),
+            **toolkit_environment(
+                opt_ml,
+                hyperparameters,
+                checkpoint_dir=_checkpoint_dir(locations.checkpoint_uri, opt_ml.root),
+                entry_point=spec.script,
+            ),
+        }
+        log.info(
+            "local SageMaker contract under %s (checkpoints: %s in SageMaker, %s here)",
+            opt_ml.root,
+            CHECKPOINT_LOCAL_PATH,
+            env["SM_CHECKPOINT_DIR"],
+        )
         lines = runner.run(contract_spec, extra_env=env, timeout=timeout)
         archive = pack_model_dir(opt_ml.model, opt_ml.output / "model.tar.gz")
         target = store_path(artifact_uri, settings)

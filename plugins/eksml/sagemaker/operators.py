@@ -100,9 +100,17 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
     Other keyword arguments go to ``SageMakerTrainingOperator`` (``deferrable`` defaults to True).
     """
 
-    template_fields: Sequence[str] = (*SageMakerTrainingOperator.template_fields, "spec", "candidate", "instance_type",
-                                      "instance_count", "use_spot", "max_runtime_s", "max_wait_s",
-                                      "image_source")
+    template_fields: Sequence[str] = (
+        *SageMakerTrainingOperator.template_fields,
+        "spec",
+        "candidate",
+        "instance_type",
+        "instance_count",
+        "use_spot",
+        "max_runtime_s",
+        "max_wait_s",
+        "image_source",
+    )
     operator_extra_links = (SageMakerTrainingJobLink(), SageMakerTrainingLogsLink())
     ui_color = "#f3e1c7"
 
@@ -165,9 +173,12 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
 
     def _tags(self, context: Context) -> dict[str, str]:
         ti = context["ti"]
-        return {"eksml/dag-id": ti.dag_id, "eksml/task-id": ti.task_id,
-                "eksml/dag-run-id": _TAG_UNSAFE.sub("_", context["run_id"])[:256],
-                "eksml/try-number": str(ti.try_number)}
+        return {
+            "eksml/dag-id": ti.dag_id,
+            "eksml/task-id": ti.task_id,
+            "eksml/dag-run-id": _TAG_UNSAFE.sub("_", context["run_id"])[:256],
+            "eksml/try-number": str(ti.try_number),
+        }
 
     def _spec(self) -> WorkloadSpec:
         return as_spec(self.spec if self.spec is not None else self.candidate)
@@ -185,13 +196,20 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
         job_name = self._job_name_for(context, spec)
         output_uri = self.output_uri or default_output_uri(spec, settings)
         return build_training_request(
-            spec, settings, instance_type=self._instance_type(context),
-            instance_count=_as_optional_int(self.instance_count), job_name=job_name,
-            output_s3_uri=output_uri, use_spot=self._use_spot(context),
-            max_runtime_s=int(self.max_runtime_s), max_wait_s=_as_optional_int(self.max_wait_s),
-            tags=self._tags(context), image_source=self.image_source,  # type: ignore[arg-type]
+            spec,
+            settings,
+            instance_type=self._instance_type(context),
+            instance_count=_as_optional_int(self.instance_count),
+            job_name=job_name,
+            output_s3_uri=output_uri,
+            use_spot=self._use_spot(context),
+            max_runtime_s=int(self.max_runtime_s),
+            max_wait_s=_as_optional_int(self.max_wait_s),
+            tags=self._tags(context),
+            image_source=self.image_source,  # type: ignore[arg-type]
             source_s3_uri=source_tarball_uri(output_uri, job_name) if self.image_source == "dlc" else None,
-            processes_per_host=self.processes_per_host, volume_size_gb=self.volume_size_gb,
+            processes_per_host=self.processes_per_host,
+            volume_size_gb=self.volume_size_gb,
         )
 
     # --- run ---------------------------------------------------------------------------------
@@ -205,16 +223,25 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
         wait_s = job_wait_s(self.config["StoppingCondition"], self.execution_timeout)
         self.max_ingestion_time = wait_s  # the synchronous wait, and the deferral's timeout
         self.max_attempts = math.ceil(wait_s / self.check_interval) + 1  # the trigger's polls
-        self.log.info("waiting up to %d s for %s (stopping condition %s, task timeout %s)", wait_s,
-                      self._job_name, self.config["StoppingCondition"], self.execution_timeout)
+        self.log.info(
+            "waiting up to %d s for %s (stopping condition %s, task timeout %s)",
+            wait_s,
+            self._job_name,
+            self.config["StoppingCondition"],
+            self.execution_timeout,
+        )
         self._persist_links(context)
         if self.image_source != "dlc":
             return self._finish(settings, spec, self._create_and_wait(context)["Training"])
         with tempfile.TemporaryDirectory(prefix="sm-source-") as tmp:
-            staged = stage_source_dir(spec.image, settings.images_dir, Path(tmp) / "source",
-                                      training_image(spec_framework(spec)).source_requirements)
+            staged = stage_source_dir(
+                spec.image,
+                settings.images_dir,
+                Path(tmp) / "source",
+                training_image(spec_framework(spec)).source_requirements,
+            )
             source_uri = json.loads(self.config["HyperParameters"]["sagemaker_submit_directory"])
-            bucket, key = source_uri[len("s3://"):].split("/", 1)
+            bucket, key = source_uri[len("s3://") :].split("/", 1)
             # The provider's S3Operations tars the folder's entries at the archive root and uploads it.
             upload = {"Path": str(staged), "Bucket": bucket, "Key": key, "Tar": True}
             self.config["S3Operations"] = {"S3Upload": [upload]}
@@ -231,8 +258,9 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
                 fail_for_good(str(exc), exit_code_in(str(exc)), exc)
             raise
 
-    def defer(self, *, trigger: Any, method_name: str, kwargs: dict[str, Any] | None = None,
-              timeout: Any = None) -> None:
+    def defer(
+        self, *, trigger: Any, method_name: str, kwargs: dict[str, Any] | None = None, timeout: Any = None
+    ) -> None:
         """Wait with the provider's trigger, in the subclass that stops the job when the task is killed."""
         if isinstance(trigger, SageMakerTrigger) and not isinstance(trigger, SageMakerTrainingTrigger):
             trigger = SageMakerTrainingTrigger.from_trigger(trigger)
@@ -252,12 +280,14 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
         from eksml.sagemaker.local import run_training_locally
 
         # Same instance checks as on AWS, so a run that would be refused there is refused here.
-        resolve_compute(spec, self._instance_type(context), _as_optional_int(self.instance_count),
-                        self.processes_per_host)
+        resolve_compute(
+            spec, self._instance_type(context), _as_optional_int(self.instance_count), self.processes_per_host
+        )
         self._job_name = self._job_name_for(context, spec)
         self._runner = LocalRunner(settings, self.log)
-        result = run_training_locally(spec, settings, job_name=self._job_name, runner=self._runner,
-                                      output_uri=self.output_uri)
+        result = run_training_locally(
+            spec, settings, job_name=self._job_name, runner=self._runner, output_uri=self.output_uri
+        )
         self.log.info("local SageMaker-contract training %s completed", self._job_name)
         return self._register(settings, spec, self._job_name, "Completed", result.model_artifact)
 
@@ -266,9 +296,14 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
         name = description.get("TrainingJobName", self._job_name)
         status = description.get("TrainingJobStatus")
         reason = description.get("FailureReason")
-        self.log.info("SageMaker training job %s: %s (%s)%s; billable seconds: %s", name, status,
-                      description.get("SecondaryStatus"), f"; failure reason: {reason}" if reason else "",
-                      description.get("BillableTimeInSeconds"))
+        self.log.info(
+            "SageMaker training job %s: %s (%s)%s; billable seconds: %s",
+            name,
+            status,
+            description.get("SecondaryStatus"),
+            f"; failure reason: {reason}" if reason else "",
+            description.get("BillableTimeInSeconds"),
+        )
         if status in self.hook.non_terminal_states:  # the wait timed out: do not leave it running
             stop_training_job(self.hook, name)
             raise AirflowException(f"SageMaker training job {name} still {status} when the wait ended; stop requested")
@@ -282,18 +317,28 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
             raise AirflowException(f"SageMaker training job {name} completed without ModelArtifacts")
         return self._register(settings, spec, name, status, artifact)
 
-    def _register(self, settings: Settings, spec: WorkloadSpec, job_name: str, status: str,
-                  artifact: str) -> dict[str, Any]:
+    def _register(
+        self, settings: Settings, spec: WorkloadSpec, job_name: str, status: str, artifact: str
+    ) -> dict[str, Any]:
         staging = spec_locations(spec).model_uri
         files = unpack_model_artifact(store_path(artifact, settings), store_path(staging, settings))
         self.log.info("unpacked %s into %s: %d file(s)", artifact, staging, len(files))
-        return {"training_job_name": job_name, "status": status, "framework": spec_framework(spec),
-                "model_artifact": artifact, "staging_uri": staging, "files": files,
-                "profile": settings.profile}
+        return {
+            "training_job_name": job_name,
+            "status": status,
+            "framework": spec_framework(spec),
+            "model_artifact": artifact,
+            "staging_uri": staging,
+            "files": files,
+            "profile": settings.profile,
+        }
 
     def _persist_links(self, context: Context) -> None:
-        kwargs = {"region_name": self.hook.conn_region_name, "aws_partition": self.hook.conn_partition,
-                  "job_name": self._job_name}
+        kwargs = {
+            "region_name": self.hook.conn_region_name,
+            "aws_partition": self.hook.conn_partition,
+            "job_name": self._job_name,
+        }
         SageMakerTrainingJobLink.persist(context=context, operator=self, **kwargs)
         SageMakerTrainingLogsLink.persist(context=context, operator=self, **kwargs)
 

@@ -44,8 +44,10 @@ class SageMakerRequestError(ValueError):
 
 def check_role_arn(role_arn: str) -> str:
     """The SageMaker execution role, or an error that names the setting to set."""
-    how = ("set EKSML_SAGEMAKER_ROLE_ARN (or sagemaker_role_arn in the eksml_settings Variable) to the "
-           "ARN of the SageMaker execution role; its policy: python -m eksml.eksctl iam sagemaker")
+    how = (
+        "set EKSML_SAGEMAKER_ROLE_ARN (or sagemaker_role_arn in the eksml_settings Variable) to the "
+        "ARN of the SageMaker execution role; its policy: python -m eksml.eksctl iam sagemaker"
+    )
     if not role_arn:
         raise SageMakerRequestError(f"sagemaker_role_arn is not set: {how}")
     if not ROLE_ARN_PATTERN.match(role_arn):
@@ -105,8 +107,9 @@ def spec_framework(spec: WorkloadSpec) -> str:
     for framework, image in TRAINING_IMAGES.items():
         if image == spec.image:
             return framework
-    raise SageMakerRequestError(f"spec {spec.name}: image {spec.image!r} is not a training image "
-                                f"({', '.join(TRAINING_IMAGES.values())})")
+    raise SageMakerRequestError(
+        f"spec {spec.name}: image {spec.image!r} is not a training image ({', '.join(TRAINING_IMAGES.values())})"
+    )
 
 
 def default_output_uri(spec: WorkloadSpec, settings: Settings) -> str:
@@ -130,8 +133,9 @@ def model_artifact_uri(output_s3_uri: str, job_name: str) -> str:
 
 def require_s3(name: str, uri: str | None) -> str:
     if not uri or not uri.startswith("s3://") or len(uri) <= len("s3://"):
-        raise SageMakerRequestError(f"{name} must be an s3:// URI for SageMaker, got {uri!r} "
-                                    f"(the aws profile needs an s3:// store_uri)")
+        raise SageMakerRequestError(
+            f"{name} must be an s3:// URI for SageMaker, got {uri!r} (the aws profile needs an s3:// store_uri)"
+        )
     return uri
 
 
@@ -191,8 +195,9 @@ class Compute:
     processes_per_host: int
 
 
-def resolve_compute(spec: WorkloadSpec, instance_type: str, instance_count: int | None = None,
-                    processes_per_host: int | None = None) -> Compute:
+def resolve_compute(
+    spec: WorkloadSpec, instance_type: str, instance_count: int | None = None, processes_per_host: int | None = None
+) -> Compute:
     """Check the instance type and counts against the spec (defaults: its replicas and slots)."""
     try:
         gpus = instance_gpus(instance_type)
@@ -204,12 +209,15 @@ def resolve_compute(spec: WorkloadSpec, instance_type: str, instance_count: int 
     if spec.resources.gpus > gpus:
         raise SageMakerRequestError(
             f"spec {spec.name} asks {spec.resources.gpus} GPU(s) per replica; {instance_type} has {gpus} "
-            f"(choose a GPU instance type or train with gpus=0)")
-    per_host = _positive_int("processes_per_host",
-                             spec.slots_per_replica if processes_per_host is None else processes_per_host)
+            f"(choose a GPU instance type or train with gpus=0)"
+        )
+    per_host = _positive_int(
+        "processes_per_host", spec.slots_per_replica if processes_per_host is None else processes_per_host
+    )
     if spec.distributed and gpus and per_host > gpus:
         raise SageMakerRequestError(
-            f"{per_host} Horovod processes per host need {per_host} GPUs; {instance_type} has {gpus}")
+            f"{per_host} Horovod processes per host need {per_host} GPUs; {instance_type} has {gpus}"
+        )
     return Compute(instance_type, gpus, count, per_host)
 
 
@@ -218,8 +226,9 @@ def _stopping_condition(use_spot: bool, max_runtime_s: Any, max_wait_s: Any) -> 
     stopping = {"MaxRuntimeInSeconds": max_runtime}
     if use_spot:
         default_wait = min(2 * max_runtime, MAX_RUNTIME_LIMIT_S)
-        wait = _positive_int("max_wait_s", default_wait if max_wait_s is None else max_wait_s,
-                             maximum=MAX_RUNTIME_LIMIT_S)
+        wait = _positive_int(
+            "max_wait_s", default_wait if max_wait_s is None else max_wait_s, maximum=MAX_RUNTIME_LIMIT_S
+        )
         if wait < max_runtime:
             raise SageMakerRequestError(f"max_wait_s ({wait}) must be >= max_runtime_s ({max_runtime})")
         stopping["MaxWaitTimeInSeconds"] = wait
@@ -228,9 +237,16 @@ def _stopping_condition(use_spot: bool, max_runtime_s: Any, max_wait_s: Any) -> 
     return stopping
 
 
-def _algorithm(spec: WorkloadSpec, settings: Settings, *, framework: str, image_source: str,
-               source_s3_uri: str | None, job_name: str,
-               compute: Compute) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+def _algorithm(
+    spec: WorkloadSpec,
+    settings: Settings,
+    *,
+    framework: str,
+    image_source: str,
+    source_s3_uri: str | None,
+    job_name: str,
+    compute: Compute,
+) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
     """AlgorithmSpecification, HyperParameters and Environment for the chosen image."""
     hyperparameters = spec_hyperparameters(spec)
     environment = dict(spec.env)
@@ -240,28 +256,40 @@ def _algorithm(spec: WorkloadSpec, settings: Settings, *, framework: str, image_
             image = training_image_uri(framework, settings.region, gpu=compute.gpus > 0)
         except ValueError as exc:
             raise SageMakerRequestError(str(exc)) from None
-        hyperparameters.update({
-            "sagemaker_program": json.dumps(spec.script),
-            "sagemaker_submit_directory": json.dumps(source),
-            "sagemaker_region": json.dumps(settings.region),
-            "sagemaker_job_name": json.dumps(job_name),
-            "sagemaker_container_log_level": "20",
-        })
+        hyperparameters.update(
+            {
+                "sagemaker_program": json.dumps(spec.script),
+                "sagemaker_submit_directory": json.dumps(source),
+                "sagemaker_region": json.dumps(settings.region),
+                "sagemaker_job_name": json.dumps(job_name),
+                "sagemaker_container_log_level": "20",
+            }
+        )
         if spec.distributed:
-            hyperparameters.update({
-                "sagemaker_mpi_enabled": "true",
-                "sagemaker_mpi_num_of_processes_per_host": str(compute.processes_per_host),
-                "sagemaker_mpi_custom_mpi_options": json.dumps(""),
-            })
+            hyperparameters.update(
+                {
+                    "sagemaker_mpi_enabled": "true",
+                    "sagemaker_mpi_num_of_processes_per_host": str(compute.processes_per_host),
+                    "sagemaker_mpi_custom_mpi_options": json.dumps(""),
+                }
+            )
         return {"TrainingImage": image, "TrainingInputMode": "File"}, hyperparameters, environment
     if image_source == "project":
         if spec.distributed and compute.instance_count * compute.processes_per_host > 1:
             raise SageMakerRequestError(
                 "Horovod across processes needs SageMaker's MPI launcher, which the Deep Learning "
-                "Containers carry: use image_source='dlc' (or one process on one instance)")
+                "Containers carry: use image_source='dlc' (or one process on one instance)"
+            )
         environment.update(project_image_environment())
-        return ({"TrainingImage": settings.image(spec.image), "TrainingInputMode": "File",
-                 "ContainerEntrypoint": spec.container_command()}, hyperparameters, environment)
+        return (
+            {
+                "TrainingImage": settings.image(spec.image),
+                "TrainingInputMode": "File",
+                "ContainerEntrypoint": spec.container_command(),
+            },
+            hyperparameters,
+            environment,
+        )
     raise SageMakerRequestError(f"image_source must be 'dlc' or 'project', got {image_source!r}")
 
 
@@ -314,23 +342,39 @@ def build_training_request(
     check_role_arn(settings.sagemaker_role_arn)
 
     algorithm, hyperparameters, environment = _algorithm(
-        spec, settings, framework=framework, image_source=image_source, source_s3_uri=source_s3_uri,
-        job_name=job_name, compute=compute)
+        spec,
+        settings,
+        framework=framework,
+        image_source=image_source,
+        source_s3_uri=source_s3_uri,
+        job_name=job_name,
+        compute=compute,
+    )
     request: dict[str, Any] = {
         "TrainingJobName": job_name,
         "AlgorithmSpecification": algorithm,
         "RoleArn": settings.sagemaker_role_arn,
         "HyperParameters": hyperparameters,
-        "InputDataConfig": [{
-            "ChannelName": CHANNEL,
-            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": data_uri,
-                                            "S3DataDistributionType": "FullyReplicated"}},
-            "InputMode": "File",
-            "CompressionType": "None",
-        }],
+        "InputDataConfig": [
+            {
+                "ChannelName": CHANNEL,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": data_uri,
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+                "InputMode": "File",
+                "CompressionType": "None",
+            }
+        ],
         "OutputDataConfig": {"S3OutputPath": output_uri},
-        "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": compute.instance_count,
-                           "VolumeSizeInGB": _positive_int("volume_size_gb", volume_size_gb, maximum=16384)},
+        "ResourceConfig": {
+            "InstanceType": instance_type,
+            "InstanceCount": compute.instance_count,
+            "VolumeSizeInGB": _positive_int("volume_size_gb", volume_size_gb, maximum=16384),
+        },
         "StoppingCondition": stopping,
         "EnableManagedSpotTraining": bool(use_spot),
         "Environment": environment,

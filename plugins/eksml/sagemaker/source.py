@@ -12,12 +12,10 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-_SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "tests", "Dockerfile*", "requirements*",
-                               "*.sh", ".*")
+_SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "tests", "Dockerfile*", "requirements*", "*.sh", ".*")
 
 
-def stage_source_dir(image: str, images_dir: str | Path, dest: str | Path,
-                     requirements: Iterable[str] = ()) -> Path:
+def stage_source_dir(image: str, images_dir: str | Path, dest: str | Path, requirements: Iterable[str] = ()) -> Path:
     """Copy ``images/<image>/`` code and ``images/common/trainkit`` into ``dest``; return ``dest``."""
     images = Path(images_dir)
     src = images / image

@@ -42,6 +42,7 @@ class SageMakerTrainingTrigger(SageMakerTrigger):
         return cls(**kwargs)
 
     async def on_kill(self) -> None:
-        hook = SageMakerHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name,
-                             verify=self.verify, config=self.botocore_config)
+        hook = SageMakerHook(
+            aws_conn_id=self.aws_conn_id, region_name=self.region_name, verify=self.verify, config=self.botocore_config
+        )
         await asyncio.to_thread(stop_training_job, hook, self.job_name)

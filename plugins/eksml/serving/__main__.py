@@ -1,9 +1,9 @@
 """Command line for the local model server (what ``make run`` ends with).
 
-    python -m eksml.serving status            # which version serves, where, restarts by its supervisor
-    python -m eksml.serving predict [-n 5]    # a few real test images through the served model
-    python -m eksml.serving deploy URI VERSION
-    python -m eksml.serving stop
+python -m eksml.serving status            # which version serves, where, restarts by its supervisor
+python -m eksml.serving predict [-n 5]    # a few real test images through the served model
+python -m eksml.serving deploy URI VERSION
+python -m eksml.serving stop
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,37 +38,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "deploy":
         result = deploy_local(args.model_uri, args.version, settings=settings)
-        print(json.dumps({k: v for k, v in result.items() if k != "smoke"} | {
-            "smoke_accuracy": result["smoke"]["accuracy"]}, indent=2))
+        print(
+            json.dumps(
+                {k: v for k, v in result.items() if k != "smoke"} | {"smoke_accuracy": result["smoke"]["accuracy"]},
+                indent=2,
+            )
+        )
         return 0
     server = LocalServing(settings).current()
     if server is None:
-        print("no local model server runs; deploy one with: python -m eksml.serving deploy URI VERSION",
-              file=sys.stderr)
+        print(
+            "no local model server runs; deploy one with: python -m eksml.serving deploy URI VERSION", file=sys.stderr
+        )
         return 1
     if args.command == "status":
         supervised = supervision(server)
         exits = supervised.get("exits") or []
-        print(json.dumps({"version": server.version, "url": server.url, "supervisor_pid": server.pid,
-                          "server_pid": supervised.get("server_pid"), "restarts": supervised.get("restarts", 0),
-                          "last_restart_at": supervised.get("last_restart_at"),
-                          "last_exit": exits[-1] if exits else None,
-                          "model_uri": server.model_uri, "log": server.log_path}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "version": server.version,
+                    "url": server.url,
+                    "supervisor_pid": server.pid,
+                    "server_pid": supervised.get("server_pid"),
+                    "restarts": supervised.get("restarts", 0),
+                    "last_restart_at": supervised.get("last_restart_at"),
+                    "last_exit": exits[-1] if exits else None,
+                    "model_uri": server.model_uri,
+                    "log": server.log_path,
+                },
+                indent=2,
+            )
+        )
         return 0
     from eksml.serving.smoke import http_transport
     from eksml.serving.testdata import load_test_images
 
     images, labels = load_test_images(args.data_uri or settings.source_data_uri, args.count, settings)
-    status, body = http_transport(server.url)("POST", f"/v1/models/{server.model_name}:predict",
-                                              {"instances": images})
+    status, body = http_transport(server.url)("POST", f"/v1/models/{server.model_name}:predict", {"instances": images})
     if status != 200:
         print(f"HTTP {status}: {body}", file=sys.stderr)
         return 1
     print(f"{server.version} at {server.url}:")
     for i, (prediction, label) in enumerate(zip(body["predictions"], labels)):
         mark = "ok" if prediction["class"] == label else "WRONG"
-        print(f"  test image {i}: predicted {prediction['label']:<12} "
-              f"({max(prediction['probabilities']):.2f})  true {CLASS_NAMES[label]:<12} {mark}")
+        print(
+            f"  test image {i}: predicted {prediction['label']:<12} "
+            f"({max(prediction['probabilities']):.2f})  true {CLASS_NAMES[label]:<12} {mark}"
+        )
     return 0
 
 

@@ -31,8 +31,16 @@ class RolloutError(RuntimeError):
 class InferenceRollout:
     """One Deployment + Service of the inference server, through an API client."""
 
-    def __init__(self, api_client: Any, namespace: str, name: str, *, timeout: float = 900.0,
-                 poll_interval: float = 5.0, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        api_client: Any,
+        namespace: str,
+        name: str,
+        *,
+        timeout: float = 900.0,
+        poll_interval: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         from kubernetes import client
 
         self.api_client = api_client
@@ -57,13 +65,20 @@ class InferenceRollout:
             kind, name = obj["kind"], obj["metadata"]["name"]
             if kind not in patchers:
                 raise ValueError(f"cannot apply a {kind}: expected one of {', '.join(patchers)}")
-            patchers[kind](name, self.namespace, obj, field_manager=FIELD_MANAGER, force=True,
-                           _content_type="application/apply-patch+yaml")
+            patchers[kind](
+                name,
+                self.namespace,
+                obj,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type="application/apply-patch+yaml",
+            )
             log.info("applied %s %s/%s", kind, self.namespace, name)
 
     def deployment(self) -> dict[str, Any]:
         return self.api_client.sanitize_for_serialization(
-            self.apps.read_namespaced_deployment(self.name, self.namespace))
+            self.apps.read_namespaced_deployment(self.name, self.namespace)
+        )
 
     # --- wait ----------------------------------------------------------------------------
     def wait(self) -> RolloutStatus:
@@ -88,10 +103,15 @@ class InferenceRollout:
 
             try:
                 response = self.api_client.call_api(
-                    base + path, method, header_params={"Content-Type": "application/json",
-                                                        "Accept": "application/json"},
-                    body=body, auth_settings=["BearerToken"], _preload_content=False,
-                    _return_http_data_only=True, _request_timeout=60)
+                    base + path,
+                    method,
+                    header_params={"Content-Type": "application/json", "Accept": "application/json"},
+                    body=body,
+                    auth_settings=["BearerToken"],
+                    _preload_content=False,
+                    _return_http_data_only=True,
+                    _request_timeout=60,
+                )
                 return response.status, json.loads(response.data)
             except ApiException as exc:
                 try:
@@ -109,13 +129,15 @@ class InferenceRollout:
         deployment = self.deployment()
         selector = ",".join(f"{k}={v}" for k, v in deployment["spec"]["selector"]["matchLabels"].items())
         replicasets = self.api_client.sanitize_for_serialization(
-            self.apps.list_namespaced_replica_set(self.namespace, label_selector=selector).items)
+            self.apps.list_namespaced_replica_set(self.namespace, label_selector=selector).items
+        )
         previous = previous_template(deployment, replicasets)
         if previous is None:
             return None
         revision, template = previous
         self.apps.patch_namespaced_deployment(
-            self.name, self.namespace, [{"op": "replace", "path": "/spec/template", "value": template}])
+            self.name, self.namespace, [{"op": "replace", "path": "/spec/template", "value": template}]
+        )
         log.warning("rolled %s back to revision %d", self.name, revision)
         return revision
 

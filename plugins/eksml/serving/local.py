@@ -104,8 +104,11 @@ def _is_our_server(pid: int, port: int) -> bool:
     except OSError:
         return False
     text = [a.decode(errors="replace") for a in argv]
-    return (any(a.endswith("/serve.py") for a in text) and "--http-port" in text
-            and text[text.index("--http-port") + 1:text.index("--http-port") + 2] == [str(port)])
+    return (
+        any(a.endswith("/serve.py") for a in text)
+        and "--http-port" in text
+        and text[text.index("--http-port") + 1 : text.index("--http-port") + 2] == [str(port)]
+    )
 
 
 def _tail(path: str, lines: int = 15) -> str:
@@ -121,8 +124,9 @@ class LocalServing:
     #: Children started by this Python process, reaped when stopped (no zombies in tests).
     _children: dict[int, subprocess.Popen] = {}
 
-    def __init__(self, settings: Settings, state_dir: str | os.PathLike | None = None,
-                 ready_timeout: float = 300.0) -> None:
+    def __init__(
+        self, settings: Settings, state_dir: str | os.PathLike | None = None, ready_timeout: float = 300.0
+    ) -> None:
         self.settings = settings
         self.state_dir = Path(state_dir) if state_dir else settings.serving_state_dir
         self.ready_timeout = ready_timeout
@@ -176,17 +180,37 @@ class LocalServing:
         supervisor_state = logs / f"{version}-{port}.supervisor.json"
         supervisor_state.unlink(missing_ok=True)
         env = self.runner.environment(spec, workload_env(self.settings))
-        argv = [sys.executable, str(SUPERVISOR), "--state", str(supervisor_state), "--log", str(log_path),
-                "--", *self.runner.command(spec)]
+        argv = [
+            sys.executable,
+            str(SUPERVISOR),
+            "--state",
+            str(supervisor_state),
+            "--log",
+            str(log_path),
+            "--",
+            *self.runner.command(spec),
+        ]
         with open(logs / "supervisor.err", "ab") as err:
-            proc = subprocess.Popen(argv, env=env, stdout=err, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    cwd=Path(self.settings.images_dir) / IMAGE,
-                                    start_new_session=True)  # outlives the task that started it
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                stdout=err,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=Path(self.settings.images_dir) / IMAGE,
+                start_new_session=True,
+            )  # outlives the task that started it
         self._children[proc.pid] = proc
-        server = ServerProcess(pid=proc.pid, port=port, version=version, model_uri=model_uri,
-                               model_name=self.settings.model_name, log_path=str(log_path),
-                               started_at=datetime.now(timezone.utc).isoformat(),
-                               supervisor_state=str(supervisor_state))
+        server = ServerProcess(
+            pid=proc.pid,
+            port=port,
+            version=version,
+            model_uri=model_uri,
+            model_name=self.settings.model_name,
+            log_path=str(log_path),
+            started_at=datetime.now(timezone.utc).isoformat(),
+            supervisor_state=str(supervisor_state),
+        )
         log.info("started server of %s on port %d (pid %d, log %s)", version, port, proc.pid, log_path)
         try:
             self.wait_ready(server, proc.poll)
@@ -204,14 +228,18 @@ class LocalServing:
             exits = supervision(server).get("exits") or []
             if code is not None or exits:  # a server that dies before it is ready is not retried
                 status = exits[-1]["status"] if exits else code
-                raise ServingError(f"server of {server.version} exited with status {status} before it was "
-                                   f"ready; last log lines:\n{_tail(server.log_path)}")
+                raise ServingError(
+                    f"server of {server.version} exited with status {status} before it was "
+                    f"ready; last log lines:\n{_tail(server.log_path)}"
+                )
             status, _ = call("GET", f"/v1/models/{server.model_name}", None)
             if status == 200:
                 return
             time.sleep(0.5)
-        raise ServingError(f"server of {server.version} not ready after {self.ready_timeout:.0f} s; "
-                           f"last log lines:\n{_tail(server.log_path)}")
+        raise ServingError(
+            f"server of {server.version} not ready after {self.ready_timeout:.0f} s; "
+            f"last log lines:\n{_tail(server.log_path)}"
+        )
 
     def stop(self, server: ServerProcess, timeout: float = 30.0) -> None:
         """SIGTERM to the supervisor and server (the server drains in-flight requests), SIGKILL after ``timeout``."""
@@ -236,18 +264,23 @@ class LocalServing:
         log.info("stopped server of %s (pid %d)", server.version, server.pid)
 
     # --- deploy --------------------------------------------------------------------------
-    def deploy(self, model_uri: str, version: str, port: int | None = None, *,
-               check: Callable[[ServerProcess], dict[str, Any]]) -> dict[str, Any]:
+    def deploy(
+        self, model_uri: str, version: str, port: int | None = None, *, check: Callable[[ServerProcess], dict[str, Any]]
+    ) -> dict[str, Any]:
         """Serve ``version`` on the stable port only after ``check`` (a smoke test) passed on it."""
         port = port or self.settings.inference_port
         with self.lock():
             old = self.current()
             if old is None and not _port_free(port):
-                raise ServingError(f"stable port {LOOPBACK}:{port} is taken by a process this project did "
-                                   "not start; stop it or choose another inference_port")
+                raise ServingError(
+                    f"stable port {LOOPBACK}:{port} is taken by a process this project did "
+                    "not start; stop it or choose another inference_port"
+                )
             if old is not None and old.port != port:
-                raise ServingError(f"the server of {old.version} runs on port {old.port}, not {port}: "
-                                   "stop it first or deploy to its port")
+                raise ServingError(
+                    f"the server of {old.version} runs on port {old.port}, not {port}: "
+                    "stop it first or deploy to its port"
+                )
             if old and old.version == version and old.model_uri == model_uri:
                 smoke = self._checked(old, check)
                 return {"version": version, "url": old.url, "changed": False, "previous": version, "smoke": smoke}
@@ -255,8 +288,14 @@ class LocalServing:
                 new = self.start(model_uri, version, port)
                 smoke = self._checked(new, check, stop_on_failure=True)
                 self._record(new)
-                return {"version": version, "url": new.url, "changed": True, "previous": None,
-                        "pid": new.pid, "smoke": smoke}
+                return {
+                    "version": version,
+                    "url": new.url,
+                    "changed": True,
+                    "previous": None,
+                    "pid": new.pid,
+                    "smoke": smoke,
+                }
             # An old version serves: prove the new one on a temporary port first.
             trial = self.start(model_uri, version, _free_port())
             try:
@@ -272,16 +311,26 @@ class LocalServing:
                     self._record(self.start(old.model_uri, old.version, port))
                 except ServingError as again:
                     self._record(None)
-                    raise ServingError(f"{version} failed on port {port} ({exc}), and restarting "
-                                       f"{old.version} failed too ({again}): nothing serves") from exc
-                raise ServingError(f"{version} passed on a temporary port but failed on port {port} ({exc}); "
-                                   f"{old.version} restored") from exc
+                    raise ServingError(
+                        f"{version} failed on port {port} ({exc}), and restarting "
+                        f"{old.version} failed too ({again}): nothing serves"
+                    ) from exc
+                raise ServingError(
+                    f"{version} passed on a temporary port but failed on port {port} ({exc}); {old.version} restored"
+                ) from exc
             self._record(new)
-            return {"version": version, "url": new.url, "changed": True, "previous": old.version,
-                    "pid": new.pid, "smoke": smoke}
+            return {
+                "version": version,
+                "url": new.url,
+                "changed": True,
+                "previous": old.version,
+                "pid": new.pid,
+                "smoke": smoke,
+            }
 
-    def _checked(self, server: ServerProcess, check: Callable[[ServerProcess], dict[str, Any]],
-                 stop_on_failure: bool = False) -> dict[str, Any]:
+    def _checked(
+        self, server: ServerProcess, check: Callable[[ServerProcess], dict[str, Any]], stop_on_failure: bool = False
+    ) -> dict[str, Any]:
         try:
             return check(server)
         except SmokeTestError:
@@ -312,9 +361,17 @@ def version_expectations(model_uri: str, settings: Settings) -> dict[str, Any]:
     return {"class_names": metrics.get("class_names"), "expected_accuracy": expected}
 
 
-def deploy_local(model_uri: str, version: str, port: int | None = None, *, settings: Settings | None = None,
-                 data_uri: str | None = None, smoke_images: int = 32, min_accuracy: float = 0.5,
-                 state_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+def deploy_local(
+    model_uri: str,
+    version: str,
+    port: int | None = None,
+    *,
+    settings: Settings | None = None,
+    data_uri: str | None = None,
+    smoke_images: int = 32,
+    min_accuracy: float = 0.5,
+    state_dir: str | os.PathLike | None = None,
+) -> dict[str, Any]:
     """Serve ``version`` locally on the stable port if it passes its smoke test, else raise.
 
     A failed smoke test (or a version that does not load) raises with the reason and leaves the
@@ -330,8 +387,7 @@ def deploy_local(model_uri: str, version: str, port: int | None = None, *, setti
     images, labels = load_test_images(data_uri or settings.source_data_uri, smoke_images, settings)
 
     def check(server: ServerProcess) -> dict[str, Any]:
-        return smoke_test(server.url, server.model_name, images, labels, min_accuracy=min_accuracy,
-                          **expectations)
+        return smoke_test(server.url, server.model_name, images, labels, min_accuracy=min_accuracy, **expectations)
 
     return LocalServing(settings, state_dir).deploy(model_uri, version, port, check=check)
 

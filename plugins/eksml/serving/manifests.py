@@ -45,18 +45,31 @@ def _sanitize(obj: Any) -> Any:
     return ApiClient().sanitize_for_serialization(obj)
 
 
-def render_deployment(settings: Settings, model_uri: str, version: str, *, replicas: int = 2,
-                      max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-                      max_latency_ms: float = DEFAULT_MAX_LATENCY_MS) -> dict[str, Any]:
+def render_deployment(
+    settings: Settings,
+    model_uri: str,
+    version: str,
+    *,
+    replicas: int = 2,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    max_latency_ms: float = DEFAULT_MAX_LATENCY_MS,
+) -> dict[str, Any]:
     from eksml.kubernetes import podparts
     from eksml.nodes import node_selector
 
     if not model_uri.startswith("s3://"):
         raise ValueError(f"pods read models from S3: model_uri must be s3://..., got {model_uri!r}")
-    spec = serving_spec(model_uri, version, settings.model_name, max_batch_size=max_batch_size,
-                        max_latency_ms=max_latency_ms)
-    env = {**spec.env, "AWS_REGION": settings.region, "AWS_DEFAULT_REGION": settings.region, "TMPDIR": SCRATCH,
-           "HOME": SCRATCH, "MPLCONFIGDIR": SCRATCH}
+    spec = serving_spec(
+        model_uri, version, settings.model_name, max_batch_size=max_batch_size, max_latency_ms=max_latency_ms
+    )
+    env = {
+        **spec.env,
+        "AWS_REGION": settings.region,
+        "AWS_DEFAULT_REGION": settings.region,
+        "TMPDIR": SCRATCH,
+        "HOME": SCRATCH,
+        "MPLCONFIGDIR": SCRATCH,
+    }
     labels = {**selector_labels(settings), **spec.labels, VERSION_LABEL: label_value(version)}
     probe = {"periodSeconds": 10, "timeoutSeconds": 5}
     container = {
@@ -68,21 +81,34 @@ def render_deployment(settings: Settings, model_uri: str, version: str, *, repli
         "env": _sanitize(podparts.env_vars(env)),
         "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
         # The model loads before the port opens: allow a slow first download, then probe often.
-        "startupProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 5,
-                         "failureThreshold": 60, "timeoutSeconds": 5},
-        "readinessProbe": {"httpGet": {"path": f"/v1/models/{settings.model_name}", "port": "http"},
-                           "failureThreshold": 3, **probe},
+        "startupProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": "http"},
+            "periodSeconds": 5,
+            "failureThreshold": 60,
+            "timeoutSeconds": 5,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": f"/v1/models/{settings.model_name}", "port": "http"},
+            "failureThreshold": 3,
+            **probe,
+        },
         "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, "failureThreshold": 3, **probe},
-        "resources": {"requests": {"cpu": spec.resources.cpu, "memory": spec.resources.memory},
-                      "limits": {"cpu": "2", "memory": "4Gi"}},
+        "resources": {
+            "requests": {"cpu": spec.resources.cpu, "memory": spec.resources.memory},
+            "limits": {"cpu": "2", "memory": "4Gi"},
+        },
         "securityContext": {**_sanitize(podparts.container_security_context()), "readOnlyRootFilesystem": True},
         "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
     }
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": resource_name(settings), "namespace": settings.inference_namespace,
-                     "labels": labels, "annotations": {MODEL_URI_ANNOTATION: model_uri}},
+        "metadata": {
+            "name": resource_name(settings),
+            "namespace": settings.inference_namespace,
+            "labels": labels,
+            "annotations": {MODEL_URI_ANNOTATION: model_uri},
+        },
         "spec": {
             "replicas": replicas,
             "revisionHistoryLimit": 5,
@@ -109,10 +135,16 @@ def render_service(settings: Settings) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": resource_name(settings), "namespace": settings.inference_namespace,
-                     "labels": selector_labels(settings)},
-        "spec": {"type": "ClusterIP", "selector": selector_labels(settings),
-                 "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]},
+        "metadata": {
+            "name": resource_name(settings),
+            "namespace": settings.inference_namespace,
+            "labels": selector_labels(settings),
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(settings),
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
     }
 
 
@@ -124,7 +156,8 @@ def render_ingress(settings: Settings, *, scheme: str = "internal") -> dict[str,
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
         "metadata": {
-            "name": resource_name(settings), "namespace": settings.inference_namespace,
+            "name": resource_name(settings),
+            "namespace": settings.inference_namespace,
             "labels": selector_labels(settings),
             "annotations": {
                 "alb.ingress.kubernetes.io/scheme": scheme,
@@ -136,14 +169,34 @@ def render_ingress(settings: Settings, *, scheme: str = "internal") -> dict[str,
         },
         "spec": {
             "ingressClassName": "alb",
-            "rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
-                "service": {"name": resource_name(settings), "port": {"number": SERVICE_PORT}}}}]}}],
+            "rules": [
+                {
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {
+                                    "service": {"name": resource_name(settings), "port": {"number": SERVICE_PORT}}
+                                },
+                            }
+                        ]
+                    }
+                }
+            ],
         },
     }
 
 
-def render_inference_objects(settings: Settings, model_uri: str, version: str, *, ingress: bool = False,
-                             ingress_scheme: str = "internal", replicas: int = 2) -> list[dict[str, Any]]:
+def render_inference_objects(
+    settings: Settings,
+    model_uri: str,
+    version: str,
+    *,
+    ingress: bool = False,
+    ingress_scheme: str = "internal",
+    replicas: int = 2,
+) -> list[dict[str, Any]]:
     """Deployment + Service (+ Ingress) serving ``version`` from ``model_uri``, in apply order."""
     objects = [render_deployment(settings, model_uri, version, replicas=replicas), render_service(settings)]
     if ingress:

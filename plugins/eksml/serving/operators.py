@@ -34,10 +34,22 @@ class DeployModelOperator(BaseOperator):
     template_fields: Sequence[str] = ("model_uri", "version", "data_uri", "cluster_name")
     ui_color = "#d7f0d7"
 
-    def __init__(self, *, model_uri: str, version: str, data_uri: str | None = None, smoke_images: int = 32,
-                 min_accuracy: float = 0.5, port: int | None = None, ingress: bool = False,
-                 replicas: int = 2, rollout_timeout: float = 900.0, settings_overrides: dict | None = None,
-                 cluster_name: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        model_uri: str,
+        version: str,
+        data_uri: str | None = None,
+        smoke_images: int = 32,
+        min_accuracy: float = 0.5,
+        port: int | None = None,
+        ingress: bool = False,
+        replicas: int = 2,
+        rollout_timeout: float = 900.0,
+        settings_overrides: dict | None = None,
+        cluster_name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.cluster_name = cluster_name
         self.model_uri = model_uri
@@ -75,14 +87,25 @@ class DeployModelOperator(BaseOperator):
         if settings.profile == "local":
             from eksml.serving.local import deploy_local
 
-            result = deploy_local(self.model_uri, self.version, self.port, settings=settings, data_uri=data_uri,
-                                  smoke_images=self.smoke_images, min_accuracy=self.min_accuracy)
+            result = deploy_local(
+                self.model_uri,
+                self.version,
+                self.port,
+                settings=settings,
+                data_uri=data_uri,
+                smoke_images=self.smoke_images,
+                min_accuracy=self.min_accuracy,
+            )
         else:
             result = self._deploy_kubernetes(settings, data_uri)
         self.log.info("serving %s: %s", self.version, {k: v for k, v in result.items() if k != "smoke"})
         smoke = result.get("smoke") or {}
-        self.log.info("smoke test: accuracy %s on %s images (threshold %s)", smoke.get("accuracy"),
-                      smoke.get("images"), smoke.get("threshold"))
+        self.log.info(
+            "smoke test: accuracy %s on %s images (threshold %s)",
+            smoke.get("accuracy"),
+            smoke.get("images"),
+            smoke.get("threshold"),
+        )
         return result
 
     def _deploy_kubernetes(self, settings, data_uri: str) -> dict[str, Any]:
@@ -94,18 +117,27 @@ class DeployModelOperator(BaseOperator):
         from eksml.serving.testdata import load_test_images
 
         # Everything that can be checked without the cluster is checked before it is touched.
-        objects = render_inference_objects(settings, self.model_uri, self.version, ingress=self.ingress,
-                                           replicas=self.replicas)
+        objects = render_inference_objects(
+            settings, self.model_uri, self.version, ingress=self.ingress, replicas=self.replicas
+        )
         expectations = version_expectations(self.model_uri, settings)
         images, labels = load_test_images(data_uri, self.smoke_images, settings)
         target = resolve_target(settings, cluster_role=INFERENCE, cluster_name=self.cluster_name)
         self.log.info("deploying to %s", target.describe())
         hook = target.hook()
-        rollout = InferenceRollout(hook.api_client, settings.inference_namespace, resource_name(settings),
-                                   timeout=self.rollout_timeout)
+        rollout = InferenceRollout(
+            hook.api_client, settings.inference_namespace, resource_name(settings), timeout=self.rollout_timeout
+        )
 
         def check(transport):
-            return smoke_test(f"service/{resource_name(settings)}", settings.model_name, images, labels,
-                              min_accuracy=self.min_accuracy, transport=transport, **expectations)
+            return smoke_test(
+                f"service/{resource_name(settings)}",
+                settings.model_name,
+                images,
+                labels,
+                min_accuracy=self.min_accuracy,
+                transport=transport,
+                **expectations,
+            )
 
         return {"version": self.version, **rollout.deploy(objects, check)}

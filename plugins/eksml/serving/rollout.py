@@ -55,13 +55,20 @@ def revision(obj: dict[str, Any]) -> int:
         return 0
 
 
-def previous_template(deployment: dict[str, Any], replicasets: list[dict[str, Any]]) -> tuple[int, dict[str, Any]] | None:
+def previous_template(
+    deployment: dict[str, Any], replicasets: list[dict[str, Any]]
+) -> tuple[int, dict[str, Any]] | None:
     """(revision, pod template) to roll back to, or None when there is no older revision."""
     uid = (deployment.get("metadata") or {}).get("uid")
     current = revision(deployment)
-    owned = [rs for rs in replicasets
-             if any(ref.get("uid") == uid and ref.get("kind") == "Deployment"
-                    for ref in (rs.get("metadata") or {}).get("ownerReferences") or [])]
+    owned = [
+        rs
+        for rs in replicasets
+        if any(
+            ref.get("uid") == uid and ref.get("kind") == "Deployment"
+            for ref in (rs.get("metadata") or {}).get("ownerReferences") or []
+        )
+    ]
     older = [rs for rs in owned if 0 < revision(rs) < current]
     if not older:
         return None

@@ -36,8 +36,9 @@ def http_transport(base_url: str, timeout: float = 30.0) -> Transport:
 
     def call(method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(base + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.status, _decode(response.read())
@@ -63,9 +64,18 @@ def _require(ok: bool, reason: str, result: dict[str, Any]) -> None:
         raise SmokeTestError(reason, result)
 
 
-def smoke_test(url: str, model_name: str, images: Sequence[Any], labels: Sequence[int], *,
-               min_accuracy: float = 0.5, expected_accuracy: float | None = None, tolerance: float = 0.25,
-               class_names: Sequence[str] | None = None, transport: Transport | None = None) -> dict[str, Any]:
+def smoke_test(
+    url: str,
+    model_name: str,
+    images: Sequence[Any],
+    labels: Sequence[int],
+    *,
+    min_accuracy: float = 0.5,
+    expected_accuracy: float | None = None,
+    tolerance: float = 0.25,
+    class_names: Sequence[str] | None = None,
+    transport: Transport | None = None,
+) -> dict[str, Any]:
     """Check the model served at ``url`` on ``images``; return the measurements or raise SmokeTestError."""
     if not images or len(images) != len(labels):
         raise ValueError(f"smoke test needs images with one label each, got {len(images)} and {len(labels)}")
@@ -74,8 +84,11 @@ def smoke_test(url: str, model_name: str, images: Sequence[Any], labels: Sequenc
     result: dict[str, Any] = {"url": url, "model": model_name, "images": len(images), "threshold": threshold}
 
     status, body = call("GET", f"/v1/models/{model_name}", None)
-    _require(status == 200 and isinstance(body, dict) and body.get("ready") is True,
-             f"model {model_name} is not ready at {url}: HTTP {status} {body}", result)
+    _require(
+        status == 200 and isinstance(body, dict) and body.get("ready") is True,
+        f"model {model_name} is not ready at {url}: HTTP {status} {body}",
+        result,
+    )
 
     tic = time.perf_counter()
     status, body = call("POST", f"/v1/models/{model_name}:predict", {"instances": list(images)})
@@ -83,31 +96,44 @@ def smoke_test(url: str, model_name: str, images: Sequence[Any], labels: Sequenc
     _require(status == 200 and isinstance(body, dict), f"V1 predict failed: HTTP {status} {body}", result)
     predictions = body.get("predictions") or []
     result["version"] = body.get("model_version")
-    _require(len(predictions) == len(images),
-             f"V1 predict returned {len(predictions)} predictions for {len(images)} images", result)
+    _require(
+        len(predictions) == len(images),
+        f"V1 predict returned {len(predictions)} predictions for {len(images)} images",
+        result,
+    )
     classes = [p.get("class") for p in predictions]
     result["classes"], result["labels"] = classes, list(labels)
     names = list(class_names) if class_names else None
     valid = range(len(names)) if names else range(10)
-    _require(all(isinstance(c, int) and c in valid for c in classes),
-             f"V1 predict returned classes outside 0..{len(valid) - 1}: {classes}", result)
+    _require(
+        all(isinstance(c, int) and c in valid for c in classes),
+        f"V1 predict returned classes outside 0..{len(valid) - 1}: {classes}",
+        result,
+    )
     if names:
         wrong = [(p["class"], p.get("label")) for p in predictions if p.get("label") != names[p["class"]]]
         _require(not wrong, f"labels do not match the model's class names: {wrong[:3]}", result)
 
     flat = [int(v) for image in images for row in image for v in row]
     tic = time.perf_counter()
-    status, body = call("POST", f"/v2/models/{model_name}/infer", {"inputs": [
-        {"name": "pixels", "datatype": "UINT8", "shape": [len(images), 28, 28], "data": flat}]})
+    status, body = call(
+        "POST",
+        f"/v2/models/{model_name}/infer",
+        {"inputs": [{"name": "pixels", "datatype": "UINT8", "shape": [len(images), 28, 28], "data": flat}]},
+    )
     result["v2_ms"] = round((time.perf_counter() - tic) * 1000, 1)
     _require(status == 200 and isinstance(body, dict), f"V2 infer failed: HTTP {status} {body}", result)
     outputs = {o.get("name"): o.get("data") for o in body.get("outputs", [])}
-    _require(outputs.get("class") == classes,
-             f"V2 classes {outputs.get('class')} differ from V1 classes {classes}", result)
+    _require(
+        outputs.get("class") == classes, f"V2 classes {outputs.get('class')} differ from V1 classes {classes}", result
+    )
 
     correct = sum(int(c == y) for c, y in zip(classes, labels))
     result["accuracy"] = correct / len(labels)
-    _require(result["accuracy"] >= threshold,
-             f"accuracy {result['accuracy']:.3f} on {len(labels)} test images is below {threshold:.3f}", result)
+    _require(
+        result["accuracy"] >= threshold,
+        f"accuracy {result['accuracy']:.3f} on {len(labels)} test images is below {threshold:.3f}",
+        result,
+    )
     result["passed"] = True
     return result

@@ -80,8 +80,15 @@ class Supervisor:
     def __init__(self, argv: Sequence[str], state: Path, log: RotatingLog, initial_backoff: float = 1.0) -> None:
         self.argv, self.state_path, self.log = list(argv), state, log
         self.initial_backoff = initial_backoff
-        self.state: dict[str, Any] = {"supervisor_pid": os.getpid(), "server_pid": None, "argv": self.argv,
-                                      "started_at": _now(), "restarts": 0, "backoff_s": 0.0, "exits": []}
+        self.state: dict[str, Any] = {
+            "supervisor_pid": os.getpid(),
+            "server_pid": None,
+            "argv": self.argv,
+            "started_at": _now(),
+            "restarts": 0,
+            "backoff_s": 0.0,
+            "exits": [],
+        }
         self.child: subprocess.Popen | None = None
         self.stopping = threading.Event()
 
@@ -96,8 +103,7 @@ class Supervisor:
         stream.close()
 
     def _start(self) -> subprocess.Popen:
-        child = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT)
+        child = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         threading.Thread(target=self._copy, args=(child.stdout,), daemon=True).start()
         self.state["server_pid"] = child.pid
         self._save()
@@ -131,8 +137,10 @@ class Supervisor:
             if ran >= STABLE_RUN_S:
                 backoff = self.initial_backoff
             how = f"signal {-code}" if code < 0 else f"status {code}"
-            self.log.note(f"server (pid {self.child.pid}) exited with {how} after {ran:.1f} s; "
-                          f"restart {self.state['restarts'] + 1} in {backoff:g} s")
+            self.log.note(
+                f"server (pid {self.child.pid}) exited with {how} after {ran:.1f} s; "
+                f"restart {self.state['restarts'] + 1} in {backoff:g} s"
+            )
             self.state["backoff_s"] = backoff
             self._save()
             if self.stopping.wait(backoff):
@@ -171,8 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("no command to supervise (append -- ARGV)")
     if args.max_log_bytes < 1024 or args.backups < 0 or args.initial_backoff <= 0:
         parser.error("--max-log-bytes must be >= 1024, --backups >= 0 and --initial-backoff > 0")
-    supervisor = Supervisor(command, args.state, RotatingLog(args.log, args.max_log_bytes, args.backups),
-                            args.initial_backoff)
+    supervisor = Supervisor(
+        command, args.state, RotatingLog(args.log, args.max_log_bytes, args.backups), args.initial_backoff
+    )
     signal.signal(signal.SIGTERM, supervisor.stop)
     signal.signal(signal.SIGINT, supervisor.stop)
     return supervisor.run()

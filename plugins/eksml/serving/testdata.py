@@ -25,8 +25,10 @@ def parse_idx(blob: bytes, rank: int, count: int, name: str) -> list:
     if dims[1:] != [IMAGE_SIDE, IMAGE_SIDE]:
         raise DataValidationError(f"{name}: images of {dims[1:]}, expected 28x28")
     size = IMAGE_SIDE * IMAGE_SIDE
-    return [[list(data[i * size + r * IMAGE_SIDE:i * size + (r + 1) * IMAGE_SIDE]) for r in range(IMAGE_SIDE)]
-            for i in range(count)]
+    return [
+        [list(data[i * size + r * IMAGE_SIDE : i * size + (r + 1) * IMAGE_SIDE]) for r in range(IMAGE_SIDE)]
+        for i in range(count)
+    ]
 
 
 def load_test_images(data_uri: str, count: int, settings: Settings) -> tuple[list, list[int]]:
