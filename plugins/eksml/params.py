@@ -130,7 +130,10 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
         "type": ["null", "string"],
         "maxLength": 1024,
         "title": "Source data URI",
-        "description": "Folder or s3:// prefix with the four IDX .gz files. Empty: the configured source (or the triggering asset event's uri).",
+        "description": (
+            "Folder or s3:// prefix with the four IDX .gz files. "
+            "Empty: the configured source (or the triggering asset event's uri)."
+        ),
     },
     "cluster": {
         "section": CLUSTER,
@@ -138,7 +141,9 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "string",
         "enum": list(CLUSTER_MODES),
         "title": "Cluster",
-        "description": "existing: train on the running cluster; ephemeral: create one for this run and delete it afterwards.",
+        "description": (
+            "existing: train on the running cluster; ephemeral: create one for this run and delete it afterwards."
+        ),
     },
     "sagemaker_instance_type": {
         "section": SAGEMAKER,
@@ -162,7 +167,9 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
         "minimum": 0,
         "maximum": 0.5,
         "title": "Promotion margin",
-        "description": "A candidate becomes champion only if its test accuracy beats the champion's by at least this much.",
+        "description": (
+            "A candidate becomes champion only if its test accuracy beats the champion's by at least this much."
+        ),
     },
 }
 

@@ -24,7 +24,8 @@ _START = re.compile(r"\[DAG TEST\] starting task_id=(?P<task>\S+) map_index=(?P<
 _END = re.compile(r"\[DAG TEST\] end task task_id=(?P<task>\S+) map_index=(?P<index>-?\d+)")
 #: Messages worth a line of their own (matched on the message, the logger trailer removed).
 _KEEP = re.compile(
-    r"^(epoch \d+/\d+ |OUTCOME |  (Model version|Metrics|Plots|Per-class plot) |registered \S+ \(|promoted \S+ to champion"
+    r"^(epoch \d+/\d+ |OUTCOME |  (Model version|Metrics|Plots|Per-class plot) "
+    r"|registered \S+ \(|promoted \S+ to champion"
     r"|gate refused|scheduled training is off|deployed |smoke test|rolled back)"
 )
 _RUN_END = re.compile(r"Marking run <DagRun .*: (?P<run>\S+), state:.*> (?P<state>successful|failed)")

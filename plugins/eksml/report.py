@@ -77,7 +77,7 @@ def print_plots(metadata: dict) -> None:
     files = set(metadata.get("files") or [])
     shown = [name for name in PLOTS if name in files or not files]
     base = metadata["uri"].rstrip("/")
-    for label, name in zip(("plots", "", ""), shown):
+    for label, name in zip(("plots", "", ""), shown, strict=False):
         path = f"{base}/{name}".removeprefix("file://")
         print(f"{label:<14}: {path}")
 
@@ -101,7 +101,7 @@ def report_serving(count: int = 8) -> None:
     print(f'V1 predict    : POST {server.url}{path}  {{"instances": [<28x28 pixels 0-255>, ...]}}')
     print(f"V2 infer      : POST {server.url}/v2/models/{settings.model_name}/infer")
     hits = 0
-    for i, (label, prediction) in enumerate(zip(labels, body["predictions"])):
+    for i, (label, prediction) in enumerate(zip(labels, body["predictions"], strict=True)):
         hit = prediction["class"] == label
         hits += hit
         print(

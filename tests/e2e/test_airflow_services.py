@@ -248,13 +248,13 @@ def test_backfill_over_three_intervals_yields_three_versions_in_order(server, ap
     assert all(r["conf"] == FAST_CONF for r in runs)
     finished = [succeeded(api, TRAINING_DAG, r["dag_run_id"]) for r in runs]
     # max_active_runs=1: each run started after the previous one ended, in interval order.
-    for earlier, later in zip(finished, finished[1:]):
+    for earlier, later in zip(finished, finished[1:], strict=False):
         assert datetime.fromisoformat(earlier["end_date"]) <= datetime.fromisoformat(later["start_date"])
     versions = [versions_of(server, r["dag_run_id"]) for r in runs]
     assert [len(v) for v in versions] == [1, 1, 1]
     names = [next(iter(v)) for v in versions]
     assert names == sorted(names) and set(server.versions()) - before == set(names)
-    for version, run in zip(versions, runs):
+    for version, run in zip(versions, runs, strict=True):
         (meta,) = version.values()
         assert meta["data_interval"] == [
             datetime.fromisoformat(run[k]).isoformat() for k in ("data_interval_start", "data_interval_end")
@@ -297,7 +297,7 @@ def test_non_backfill_runs_never_overlapped(api):
         key=lambda r: r["start_date"],
     )
     assert len(runs) >= 4
-    for earlier, later in zip(runs, runs[1:]):
+    for earlier, later in zip(runs, runs[1:], strict=False):
         assert datetime.fromisoformat(earlier["end_date"]) <= datetime.fromisoformat(later["start_date"])
 
 

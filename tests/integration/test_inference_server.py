@@ -46,7 +46,7 @@ def test_v1_and_v2_give_the_in_process_classes(framework, versions, servers):
     outputs = {o["name"]: o for o in v2["outputs"]}
     assert outputs["class"]["data"] == expected
     assert outputs["probabilities"]["shape"] == [64, 10]
-    assert sum(int(c == y) for c, y in zip(expected, labels)) / 64 > 0.6  # a trained model, not noise
+    assert sum(int(c == y) for c, y in zip(expected, labels, strict=True)) / 64 > 0.6  # a trained model, not noise
 
 
 def _v2(datatype="FP32", shape=(1, 28, 28), data=None, **extra) -> dict:

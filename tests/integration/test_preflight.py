@@ -31,7 +31,7 @@ def _client(service: str, moto_server: str):
 
 @pytest.fixture(scope="module")
 def account(moto_server):
-    s3, ecr = _client("s3", moto_server), _client("ecr", moto_server)
+    ecr = _client("ecr", moto_server)
     for bucket, region in (("preflight-store", REGION), ("preflight-elsewhere", "eu-west-1")):
         boto3.client(
             "s3",

@@ -9,6 +9,7 @@ so only the scheduling around them is left out.
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -45,12 +46,14 @@ def run_task(operator: Any, context: dict[str, Any], timeout: float = 120.0, max
     """``execute``, then for each deferral: the trigger's first event, then the resume method."""
     from airflow.sdk.exceptions import TaskDeferred
 
-    call = lambda: operator.execute(context)
+    def call() -> Any:
+        return operator.execute(context)
+
     for _ in range(max_deferrals):
         try:
             return call()
         except TaskDeferred as deferred:
             event = first_event(deferred.trigger, timeout)
             method = getattr(operator, deferred.method_name)
-            call = lambda method=method, event=event: method(context, event)
+            call = functools.partial(method, context, event)
     raise AssertionError(f"{operator.task_id} deferred more than {max_deferrals} times")

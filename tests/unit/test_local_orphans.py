@@ -119,7 +119,10 @@ def test_bad_input_exit_is_not_retried_and_the_reason_keeps_the_last_lines(image
     from eksml.local.runner import LocalRunError
 
     settings = load_settings({"images_dir": str(image / "images"), "venvs_dir": str(image / "venvs")})
-    script = "import sys; print('loading data', flush=True); print('error: labels outside 0..9', file=sys.stderr); sys.exit({})"
+    script = (
+        "import sys; print('loading data', flush=True); "
+        "print('error: labels outside 0..9', file=sys.stderr); sys.exit({})"
+    )
     for rc, retried in ((2, False), (1, True)):
         (image / "images" / "img" / f"exit{rc}.py").write_text(script.format(rc))
         with pytest.raises(LocalRunError) as failure:

@@ -41,12 +41,12 @@ def test_shows_tasks_with_durations_epochs_and_outcome_but_no_false_alarms():
 
 def test_errors_and_their_traceback_are_shown():
     lines = [
-        "2026-11-29T19:00:00.000000Z [info     ] [DAG TEST] starting task_id=register map_index=-1 [airflow.sdk.definitions.dag] loc=dag.py:1",
+        "2026-11-29T19:00:00.000000Z [info     ] [DAG TEST] starting task_id=register map_index=-1 [airflow.sdk.definitions.dag] loc=dag.py:1",  # noqa: E501 (a log line as written)
         "2026-11-29T19:00:01.000000Z [error    ] Task failed with exception [task] loc=task_runner.py:1",
         "Traceback (most recent call last):",
         '  File "x.py", line 1, in <module>',
         "eksml.registry.RegistryError: no candidate finished training: nothing registered",
-        "2026-11-29T19:00:02.000000Z [info     ] Marking run <DagRun fashion_mnist_training @ 2026-11-29: manual__1, state:running, queued_at: None. run_type: manual> failed [airflow.models.dagrun.DagRun] loc=dagrun.py:1",
+        "2026-11-29T19:00:02.000000Z [info     ] Marking run <DagRun fashion_mnist_training @ 2026-11-29: manual__1, state:running, queued_at: None. run_type: manual> failed [airflow.models.dagrun.DagRun] loc=dagrun.py:1",  # noqa: E501 (a log line as written)
     ]
     shown = list(condense(lines))
     assert shown[1] == "19:00:01    ERROR Task failed with exception"

@@ -46,7 +46,7 @@ def test_one_object_per_file_covering_the_profile(rendered):
 
 
 def test_core_objects_valid_strict(rendered):
-    for name, obj in rendered.items():
+    for obj in rendered.values():
         if obj["apiVersion"].startswith("kubeflow.org/"):
             continue
         kubernetes_validate.validate(obj, "1.33", strict=True)

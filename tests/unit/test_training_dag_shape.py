@@ -55,7 +55,7 @@ def test_failed_training_fails_the_run(dag):
     leaves = {t.task_id for t in dag.leaves}
     assert "outcome" in leaves
     chain = ["outcome", "publish_champion", "promote", "register", "evaluate"]
-    for child, parent in zip(chain, chain[1:]):
+    for child, parent in zip(chain, chain[1:], strict=False):
         assert parent in dag.task_dict[child].upstream_task_ids
 
 

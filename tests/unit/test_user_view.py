@@ -146,7 +146,7 @@ def test_workload_noise_goes_to_debug_and_lines_keep_one_timestamp(caplog):
     log = logging.getLogger("test.workload")
     lines = [
         "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
-        "I0000 00:00:1795978768.532246   14155 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.",
+        "I0000 00:00:1795978768.532246   14155 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.",  # noqa: E501 (a log line as written)
         "E0000 00:00:1795978780.512022   14155 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: "
         "Failed call to cuInit: UNKNOWN ERROR (303)",
         "2026-11-29 18:59:47,785 INFO epoch 1/1 loss=0.8465 accuracy=0.7180",

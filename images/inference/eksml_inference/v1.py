@@ -75,7 +75,7 @@ def predict_response(
         "model_version": version,
         "predictions": [
             {"class": int(c), "label": label, "probabilities": p}
-            for c, label, p in zip(classes.tolist(), labels, probabilities)
+            for c, label, p in zip(classes.tolist(), labels, probabilities, strict=True)
         ],
     }
 

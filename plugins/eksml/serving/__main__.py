@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"HTTP {status}: {body}", file=sys.stderr)
         return 1
     print(f"{server.version} at {server.url}:")
-    for i, (prediction, label) in enumerate(zip(body["predictions"], labels)):
+    for i, (prediction, label) in enumerate(zip(body["predictions"], labels, strict=True)):
         mark = "ok" if prediction["class"] == label else "WRONG"
         print(
             f"  test image {i}: predicted {prediction['label']:<12} "

@@ -128,7 +128,7 @@ def smoke_test(
         outputs.get("class") == classes, f"V2 classes {outputs.get('class')} differ from V1 classes {classes}", result
     )
 
-    correct = sum(int(c == y) for c, y in zip(classes, labels))
+    correct = sum(int(c == y) for c, y in zip(classes, labels, strict=True))
     result["accuracy"] = correct / len(labels)
     _require(
         result["accuracy"] >= threshold,

@@ -2,15 +2,16 @@
 
     python supervisor.py --state S.json --log server.log [--max-log-bytes N] [--backups K] -- ARGV...
 
-What Kubernetes does for the pod (restart policy with CrashLoopBackOff, container log
-rotation), done for the local profile's server process. The supervisor runs ``ARGV`` as its
-child in its own process group (signal the group to stop both), copies the child's stdout and stderr into ``--log``, rotated at
-``--max-log-bytes`` with ``--backups`` old files kept, and restarts the child whenever it exits,
-after 1, 2, 4 ... up to 30 s (back to 1 s once a run lasted a minute). Exit status 2 (the model
-version cannot be loaded) is permanent: the supervisor records it and exits with 2, as
-restarting cannot help. SIGTERM or SIGINT stop the child (SIGTERM, then SIGKILL after 30 s)
-and the supervisor. ``--state`` holds the supervisor's and the child's pids, the number of
-restarts and the last exits, replaced atomically (``python -m eksml.serving status`` shows it).
+What Kubernetes does for the pod (restart policy with CrashLoopBackOff, container log rotation),
+done for the local profile's server process. The supervisor runs ``ARGV`` as its child in its
+own process group (signal the group to stop both), copies the child's stdout and stderr into
+``--log``, rotated at ``--max-log-bytes`` with ``--backups`` old files kept, and restarts the
+child whenever it exits, after 1, 2, 4 ... up to 30 s (back to 1 s once a run lasted a minute).
+Exit status 2 (the model version cannot be loaded) is permanent: the supervisor records it and
+exits with 2, as restarting cannot help. SIGTERM or SIGINT stop the child (SIGTERM, then SIGKILL
+after 30 s) and the supervisor. ``--state`` holds the supervisor's and the child's pids, the
+number of restarts and the last exits, replaced atomically (``python -m eksml.serving status``
+shows it).
 
 Standard library only, and started by file path: it must run without Airflow's environment.
 """
