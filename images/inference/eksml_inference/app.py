@@ -19,6 +19,13 @@ Hostile input is refused before it costs anything:
 Errors are ``{"error": "<one line>"}`` (the shape of both protocols), logged at INFO without a
 traceback for 4xx; only a 5xx (a server fault) is logged with its traceback. ``/metrics``
 counts requests by route, method and status code and has a latency histogram per route.
+
+Why not KServe's ModelServer, which this server replaced: on the serving port it answered the model
+repository's unload (and nothing could load the model back), served docs and OpenAPI, and parsed a
+whole body before any limit applied (a 228 MB body: 27 s with liveness stalled, 3.3 GB RSS), and
+its V1/V2 handlers refused what real clients send (``charset`` content types, tritonclient's JSON
+mode). What is left is a thin layer over uvicorn, which keeps the protocols' own code in ``v1.py``
+and ``v2.py`` and nothing else.
 """
 
 from __future__ import annotations
