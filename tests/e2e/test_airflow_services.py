@@ -17,6 +17,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from eksml.runs import interval_key
+
 pytestmark = pytest.mark.slow
 
 TRAINING_DAG = "fashion_mnist_training"
@@ -259,11 +261,9 @@ def test_backfill_over_three_intervals_yields_three_versions_in_order(server, ap
         assert meta["data_interval"] == [
             datetime.fromisoformat(run[k]).isoformat() for k in ("data_interval_start", "data_interval_end")
         ]
-        assert meta["data_uri"].endswith(
-            datetime.fromisoformat(run["data_interval_start"]).strftime("%Y%m%dT%H%M%S")
-            + "-"
-            + datetime.fromisoformat(run["data_interval_end"]).strftime("%Y%m%dT%H%M%S")
-        )
+        # Each interval's data version is content-addressed: <interval>-<digest of the four files>.
+        start, end = (datetime.fromisoformat(run[k]) for k in ("data_interval_start", "data_interval_end"))
+        assert meta["data_uri"].rsplit("/", 1)[-1].startswith(interval_key(start, end) + "-")
 
 
 def test_rerunning_one_backfill_interval_leaves_the_others_alone(server, api):

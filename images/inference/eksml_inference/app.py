@@ -22,10 +22,8 @@ counts requests by route, method and status code and has a latency histogram per
 
 Why not KServe's ModelServer, which this server replaced: on the serving port it answered the model
 repository's unload (and nothing could load the model back), served docs and OpenAPI, and parsed a
-whole body before any limit applied (a 228 MB body: 27 s with liveness stalled, 3.3 GB RSS), and
-its V1/V2 handlers refused what real clients send (``charset`` content types, tritonclient's JSON
-mode). What is left is a thin layer over uvicorn, which keeps the protocols' own code in ``v1.py``
-and ``v2.py`` and nothing else.
+whole body before any limit applied (a 228 MB body: 27 s with liveness stalled, 3.3 GB RSS). What
+is left is a thin layer over uvicorn; the protocols' own code is in ``v1.py`` and ``v2.py``.
 """
 
 from __future__ import annotations
