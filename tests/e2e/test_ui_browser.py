@@ -269,7 +269,8 @@ def test_invalid_values_are_refused_before_a_run_exists(ui, airflow_server):
     box = ui.find(By.NAME, "element_epochs")
     ui.wait.until(lambda d: box.get_attribute("value") == "1")
     ui.open_advanced_options()
-    assert '"epochs": 1,' in ui.conf_editor_text()
+    # The editor follows the form asynchronously: wait for the clamped value (a timeout fails the test).
+    ui.wait.until(lambda d: '"epochs": 1,' in ui.conf_editor_text())
     ui.shot("05-epochs-0-clamped")
     # A configuration typed as JSON with epochs 0 is refused by the API with the reason.
     ui.replace_conf('{"epochs": 0, "limit_train": 2000, "limit_test": 500}')
