@@ -148,6 +148,7 @@ with DAG(
         train_tasks = [
             GpuTrainingPodOperator(
                 task_id="train_tensorflow",
+                deferrable=True,  # hours of training: wait in the triggerer, not in a worker slot
                 spec=candidate("tensorflow", "spec"),
                 pool="gpu",
                 cluster_name=training_cluster,
@@ -155,6 +156,7 @@ with DAG(
             ),
             MPIJobOperator(
                 task_id="train_mxnet",
+                deferrable=True,  # hours of training: wait in the triggerer, not in a worker slot
                 spec=candidate("mxnet", "spec"),
                 pool="gpu",
                 cluster_name=training_cluster,

@@ -40,8 +40,8 @@ def aws_objects(
 ) -> list[dict[str, Any]]:
     """All objects, in apply order, for one example training run with ``params``."""
     from eksml.cluster.objects import render_kubernetes_objects
-    from eksml.kubernetes.mpijob import job_name, render_mpijob
-    from eksml.kubernetes.workload_pod import render_training_pod
+    from eksml.kubernetes.manifests import job_name, render_mpijob
+    from eksml.kubernetes.operators import render_training_pod
     from eksml.serving.manifests import render_inference_objects
 
     checked = validate_training_params({"framework": "both", **(params or {})})

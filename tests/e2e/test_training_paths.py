@@ -133,7 +133,7 @@ def test_aws_profile_training_failure_still_deletes_the_ephemeral_cluster(
 
     import eksml.pipeline
     from eksml.eksctl.operators import ephemeral_cluster_name
-    from eksml.kubernetes.workload_pod import GpuTrainingPodOperator
+    from eksml.kubernetes.operators import GpuTrainingPodOperator
 
     monkeypatch.setenv(
         "PATH", os.pathsep.join([str(Path(sys.executable).parent), str(FAKE_EKSCTL), os.environ["PATH"]])

@@ -28,9 +28,9 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from eksml.kubernetes.mpijob import job_name, render_mpijob
-from eksml.kubernetes.mpijob_operator import MPIJobOperator
-from eksml.kubernetes.mpijob_trigger import MPIJobTrigger
+from eksml.kubernetes.manifests import job_name, render_mpijob
+from eksml.kubernetes.operators import MPIJobOperator
+from eksml.kubernetes.triggers import MPIJobTrigger
 from eksml.settings import Settings
 from eksml.specs import WorkloadSpec, training_spec
 
@@ -105,6 +105,7 @@ class KubeApi:
         #: For jobs created through the API: status script and launcher log to give them.
         self.next_script: list[dict] = [SUCCEEDED]
         self.next_launcher_log = "rank 0: epoch 1 accuracy 0.81\n"
+        self.next_launcher_exit: int | None = None
 
     def add_job(self, name: str, script: list[dict]) -> None:
         self.jobs[name] = {
@@ -214,7 +215,13 @@ class _Handler(BaseHTTPRequestHandler):
             api.add_job(name, api.next_script)
             api.jobs[name].update({k: v for k, v in body.items() if k != "metadata"})
             api.add_pod(
-                f"{name}-launcher-abcde", name, "launcher", "2026-01-01T00:01:00Z", "Succeeded", api.next_launcher_log
+                f"{name}-launcher-abcde",
+                name,
+                "launcher",
+                "2026-01-01T00:01:00Z",
+                "Succeeded" if not api.next_launcher_exit else "Failed",
+                api.next_launcher_log,
+                api.next_launcher_exit,
             )
             return 201, api.jobs[name], "application/json"
         if path.startswith(MPIJOBS + "/") and len(parts) == 7:
@@ -400,7 +407,7 @@ def test_trigger_on_kill_deletes_the_job(api):
 def test_trigger_serializes_to_its_own_arguments():
     trigger = trigger_for("j", startup_deadline=123.0, execution_deadline=456.0)
     classpath, kwargs = trigger.serialize()
-    assert classpath == "eksml.kubernetes.mpijob_trigger.MPIJobTrigger"
+    assert classpath == "eksml.kubernetes.triggers.MPIJobTrigger"
     assert MPIJobTrigger(**kwargs).serialize() == (classpath, kwargs)
 
 
@@ -421,6 +428,7 @@ def _context(try_number: int = 1):
 
 
 def _operator(**kwargs) -> MPIJobOperator:
+    kwargs.setdefault("deferrable", True)
     return MPIJobOperator(task_id="train_mxnet", spec=SPEC.to_dict(), settings=SETTINGS, poll_interval=0.01, **kwargs)
 
 
@@ -630,6 +638,59 @@ def test_on_kill_deletes_the_job_it_created(api):
     assert delete["path"] == f"{MPIJOBS}/{created}"
 
 
+# --- not deferrable: the same wait in the worker, through the sync hook ----------------------------
+
+
+def test_not_deferrable_waits_in_the_worker_and_reports(api, capsys):
+    api.next_script = [PENDING, CREATED, RUNNING, RESTARTING, RUNNING, SUCCEEDED]
+    api.next_launcher_log = "rank 0: test accuracy 0.88\n"
+    result = _operator(deferrable=False).execute(_context())
+    (create,) = api.calls("POST", MPIJOBS)
+    name = create["body"]["metadata"]["name"]
+    assert result == {"name": name, "namespace": NS, "phase": "Succeeded"}
+    reads = api.calls("GET", f"{MPIJOBS}/{name}")
+    assert len(reads) == 6 and {r["auth"] for r in reads} == {f"Bearer {TOKEN}"}
+    assert "rank 0: test accuracy 0.88" in capsys.readouterr().out
+    assert name in api.jobs  # a finished job is left to its TTL, as after a deferral
+
+
+def test_not_deferrable_startup_timeout_deletes_the_job_and_fails(api):
+    from airflow.sdk.exceptions import AirflowException
+
+    api.next_script = [CREATED]
+    with pytest.raises(AirflowException, match="StartupTimeout"):
+        _operator(deferrable=False, startup_timeout=0.2).execute(_context())
+    assert api.jobs == {}
+    (delete,) = api.calls("DELETE")
+    assert delete["query"]["propagationPolicy"] == ["Background"]
+
+
+def test_not_deferrable_failed_launcher_exit_2_is_not_retried(api):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    api.next_script = [RUNNING, FAILED]
+    api.next_launcher_log, api.next_launcher_exit = "ValueError: labels outside 0..9\n", 2
+    with pytest.raises(AirflowFailException, match="labels outside 0..9"):
+        _operator(deferrable=False).execute(_context())
+
+
+def test_not_deferrable_task_stopped_while_waiting_deletes_the_job(api, monkeypatch):
+    """Airflow's execution_timeout (or a stop) interrupts the wait in the worker: the job goes too."""
+    from airflow.sdk.exceptions import AirflowTaskTimeout
+
+    from eksml.kubernetes.hooks import MPIJobHook
+
+    api.next_script = [RUNNING]
+
+    def interrupted(self, *args, **kwargs):
+        raise AirflowTaskTimeout("Timeout, PID: 1")
+
+    monkeypatch.setattr(MPIJobHook, "wait_for_mpijob", interrupted)
+    with pytest.raises(AirflowTaskTimeout):
+        _operator(deferrable=False).execute(_context())
+    assert api.jobs == {}
+
+
 # --- local profile: horovodrun over Gloo in the image's virtualenv ---------------------------------
 
 HOROVOD_VENV = Path(__file__).resolve().parents[2] / ".venvs" / "mxnet-horovod"
@@ -682,7 +743,7 @@ def test_local_profile_runs_horovodrun_with_one_process_per_slot(tmp_path, api):
 def test_pod_operator_submits_the_rendered_pod_and_defers(api):
     from airflow.sdk.exceptions import TaskDeferred
 
-    from eksml.kubernetes.workload_pod import GpuTrainingPodOperator, render_training_pod
+    from eksml.kubernetes.operators import GpuTrainingPodOperator, render_training_pod
 
     tf = training_spec(
         framework="tensorflow",
@@ -716,7 +777,7 @@ def test_pod_operator_submits_the_rendered_pod_and_defers(api):
 
 DAG_FILE = """
 from airflow.sdk import DAG, task
-from eksml.kubernetes.mpijob_operator import MPIJobOperator
+from eksml.kubernetes.operators import MPIJobOperator
 from eksml.settings import Settings
 
 with DAG("mpijob_operator_it", schedule=None, render_template_as_native_obj=True, catchup=False) as dag:
@@ -725,7 +786,7 @@ with DAG("mpijob_operator_it", schedule=None, render_template_as_native_obj=True
         return {spec!r}
 
     plan() >> MPIJobOperator(task_id="train_mxnet", spec="{{{{ ti.xcom_pull(task_ids='plan') }}}}",
-                             settings=Settings(**{settings!r}), poll_interval=0.01)
+                             settings=Settings(**{settings!r}), poll_interval=0.01, deferrable=True)
 """
 
 

@@ -17,7 +17,7 @@ from conftest import PIPELINE, aws_settings
 from k8s_tasks import run_task, task_context
 from kubernetes import client
 
-from eksml.kubernetes.workload_pod import GpuTrainingPodOperator, render_training_pod
+from eksml.kubernetes.operators import GpuTrainingPodOperator, render_training_pod
 from eksml.specs import training_spec
 
 pytestmark = pytest.mark.k8s
@@ -44,6 +44,7 @@ def _operator(settings, task_id: str = "train_tensorflow") -> GpuTrainingPodOper
         spec=SPEC.to_dict(),
         settings=settings,
         on_finish_action="keep_pod",
+        deferrable=True,  # as the training DAG sets it: the watch runs in the trigger
         poll_interval=0.5,
         startup_check_interval_seconds=1,
         logging_interval=60,

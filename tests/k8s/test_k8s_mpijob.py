@@ -17,8 +17,8 @@ from conftest import aws_settings
 from k8s_tasks import run_task, task_context
 from kubernetes import client
 
-from eksml.kubernetes.mpijob import GROUP, JOB_NAME_LABEL, PLURAL, VERSION, RunPolicy
-from eksml.kubernetes.mpijob_operator import MPIJobOperator
+from eksml.kubernetes.manifests import GROUP, JOB_NAME_LABEL, PLURAL, VERSION, RunPolicy
+from eksml.kubernetes.operators import MPIJobOperator
 from eksml.nodes import CPU_ROLES
 from eksml.specs import training_spec
 
@@ -39,6 +39,7 @@ SPEC = training_spec(
 
 
 def _operator(settings, task_id: str, **kwargs) -> MPIJobOperator:
+    kwargs.setdefault("deferrable", True)
     return MPIJobOperator(
         task_id=task_id, spec=SPEC.to_dict(), settings=settings, poll_interval=0.5, startup_timeout=120, **kwargs
     )
@@ -67,10 +68,11 @@ def _wait_for(read, done, timeout: float = 90.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}: last {value!r}")
 
 
-def test_mpijob_runs_through_the_real_operator_and_succeeds(prepared_cluster, pipeline_conn, capsys):
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "in-worker"])
+def test_mpijob_runs_through_the_real_operator_and_succeeds(prepared_cluster, pipeline_conn, capsys, deferrable):
     admin = prepared_cluster.api_client("admin")
-    context = task_context("train_mxnet")
-    result = run_task(_operator(aws_settings(pipeline_conn), "train_mxnet"), context)
+    task_id = "train_mxnet" if deferrable else "train_mxnet_in_worker"
+    result = run_task(_operator(aws_settings(pipeline_conn), task_id, deferrable=deferrable), task_context(task_id))
 
     assert result["phase"] == "Succeeded"
     job = _job(admin, result["name"])

@@ -17,7 +17,7 @@ from k8s_tasks import run_task, task_context
 from kubernetes import client
 
 from eksml.cluster.objects import PIPELINE_ROLE
-from eksml.kubernetes.workload_pod import WorkloadPodOperator, render_training_pod
+from eksml.kubernetes.operators import WorkloadPodOperator, render_training_pod
 from eksml.specs import Resources, WorkloadSpec
 
 pytestmark = pytest.mark.k8s

@@ -23,7 +23,7 @@ from kubernetes import client
 from eksml.cluster import connection
 from eksml.cluster.addons import addon_objects
 from eksml.cluster.apply import apply_objects
-from eksml.kubernetes.workload_pod import GpuTrainingPodOperator
+from eksml.kubernetes.operators import GpuTrainingPodOperator
 from eksml.settings import Settings
 from eksml.specs import training_spec
 
@@ -113,6 +113,7 @@ def test_the_training_pod_lands_on_the_cluster_its_run_resolved(eks, run):
         settings=_settings(),
         cluster_name=EPHEMERAL if run == "ephemeral" else None,
         on_finish_action="keep_pod",
+        deferrable=True,  # as the training DAG sets it: the watch runs in the trigger
         poll_interval=0.5,
         logging_interval=60,
     )

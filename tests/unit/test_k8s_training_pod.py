@@ -14,9 +14,9 @@ import kubernetes_validate
 import pytest
 from kubernetes.client import ApiClient
 
-from eksml.kubernetes.podparts import CredentialInSpecError
+from eksml.kubernetes.manifests import CredentialInSpecError
+from eksml.kubernetes.operators import GpuTrainingPodOperator, WorkloadPodOperator, render_training_pod
 from eksml.kubernetes.workload import WorkloadSpecError
-from eksml.kubernetes.workload_pod import GpuTrainingPodOperator, WorkloadPodOperator, render_training_pod
 from eksml.local.runner import LocalRunError
 from eksml.settings import Settings
 from eksml.specs import Resources, WorkloadSpec, training_spec
@@ -182,9 +182,24 @@ def test_spec_owned_arguments_are_rejected(spec):
         GpuTrainingPodOperator(task_id="t", spec=spec, image="someone/else:latest")
 
 
-def test_training_pods_are_deferrable_by_default(spec):
-    assert GpuTrainingPodOperator(task_id="t", spec=spec).deferrable is True
-    assert GpuTrainingPodOperator(task_id="t", spec=spec, deferrable=False).deferrable is False
+@pytest.mark.parametrize("configured", ["true", "false"])
+def test_deferrable_defaults_follow_airflows_default_deferrable(configured):
+    """Both training operators take ``[operators] default_deferrable`` as the provider's operators
+    do (read when the module is imported: a fresh interpreter with the setting in its environment)."""
+    import os
+    import subprocess
+
+    probe = (
+        "from eksml.kubernetes.operators import GpuTrainingPodOperator, MPIJobOperator\n"
+        "spec = {'name': 'x', 'image': 'tf-fashion-mnist', 'script': 'train.py'}\n"
+        "pod, mpi = GpuTrainingPodOperator(task_id='a', spec=spec), MPIJobOperator(task_id='b', spec=spec)\n"
+        "print(pod.deferrable, mpi.deferrable)"
+    )
+    plugins = str(Path(__file__).resolve().parents[2] / "plugins")
+    env = {**os.environ, "PYTHONPATH": plugins, "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": configured}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
+    want = str(configured == "true")
+    assert out.split() == [want, want]
 
 
 def test_spec_is_a_template_field():

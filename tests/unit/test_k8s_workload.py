@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from eksml.kubernetes.podparts import CredentialInSpecError, check_no_credentials, env_vars
+from eksml.kubernetes.manifests import CredentialInSpecError, check_no_credentials, env_vars
 from eksml.kubernetes.workload import WorkloadSpecError, coerce_spec
 from eksml.specs import training_spec
 

@@ -12,7 +12,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from eksml.kubernetes.mpijob import (
+from eksml.kubernetes.manifests import (
     RunPolicy,
     check_job_name,
     job_name,

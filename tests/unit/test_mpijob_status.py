@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from eksml.kubernetes.mpijob_status import (
+from eksml.kubernetes.hooks import (
     CREATED,
     FAILED,
     PENDING,

@@ -62,3 +62,9 @@ def test_failed_training_fails_the_run(dag):
 def test_gpu_work_uses_the_gpu_pool(dag):
     for task_id in ("train_tensorflow", "train_mxnet", "train_sagemaker_tensorflow", "train_sagemaker_mxnet"):
         assert dag.task_dict[task_id].pool == "gpu"
+
+
+def test_kubernetes_training_waits_in_the_triggerer(dag):
+    """Training runs for hours: both Kubernetes training tasks defer, whatever Airflow's default."""
+    for task_id in ("train_tensorflow", "train_mxnet"):
+        assert dag.task_dict[task_id].deferrable is True

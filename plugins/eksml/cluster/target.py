@@ -18,7 +18,7 @@ connection in the triggerer.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from eksml.nodes import TRAIN_ROLE
 
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
     from eksml.settings import Settings
+
+H = TypeVar("H", bound="KubernetesHook")
 
 #: Cluster roles: where a workload's nodes live in the dedicated-training-cluster layout.
 TRAINING, INFERENCE = "training", "inference"
@@ -59,13 +61,15 @@ class ClusterTarget:
             raise ValueError(f"{self.describe()} has no EKS kubeconfig")
         return eks_kubeconfig(self.cluster_name, self.region, aws_conn_id=self.aws_conn_id, namespace=namespace)
 
-    def hook(self, namespace: str | None = None) -> KubernetesHook:
+    def hook(self, namespace: str | None = None, hook_class: type[H] | None = None) -> H:
+        """A ``KubernetesHook`` (or ``hook_class``, a subclass) for this target."""
         from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
+        cls = hook_class or KubernetesHook
         if not self.is_eks:
-            return KubernetesHook(conn_id=self.conn_id)
+            return cls(conn_id=self.conn_id)
         # conn_id None: only this config, never kubernetes_default.
-        return KubernetesHook(conn_id=None, kubernetes_conn_id=None, config_dict=self.kubeconfig(namespace))
+        return cls(conn_id=None, kubernetes_conn_id=None, config_dict=self.kubeconfig(namespace))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

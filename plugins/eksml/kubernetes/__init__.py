@@ -1,18 +1,16 @@
 """Training workloads on Kubernetes: a GPU pod per job, or an MPIJob for Horovod.
 
-Each module has one job:
+Laid out like the cncf-kubernetes provider it builds on:
 
-* ``workload``      - a :class:`~eksml.specs.WorkloadSpec` from XCom (dict or JSON), checked
-* ``podparts``      - the pieces every training pod shares (GPU limits, node role, toleration,
-                      non-root security context, environment without credentials)
-* ``workload_pod``  - ``WorkloadPodOperator`` / ``GpuTrainingPodOperator`` on
-                      ``KubernetesPodOperator``, and ``render_training_pod``
-* ``mpijob``        - the ``kubeflow.org/v2beta1`` MPIJob a distributed spec becomes
-* ``mpijob_status`` - the job's phase from its ``status.conditions``
-* ``mpijob_trigger``  - ``MPIJobTrigger``: waits for that phase without holding a worker slot
-* ``mpijob_operator`` - ``MPIJobOperator``: creates the MPIJob, defers, reports, cleans up
-* ``launcher_logs`` - copies the launcher pod's log into the task log
-* ``operators``     - the three operators, for DAG files
+* ``manifests`` - what a workload becomes, as data (no API calls): the pieces every training
+                  pod shares and the ``kubeflow.org/v2beta1`` MPIJob of a distributed spec
+* ``hooks``     - ``MPIJobHook`` / ``AsyncMPIJobHook`` on the provider's hooks: MPIJob create,
+                  get, phase, wait, delete and launcher logs
+* ``triggers``  - ``MPIJobTrigger`` (waits only through the async hook) and the provider's pod
+                  trigger for an EKS cluster
+* ``operators`` - ``WorkloadPodOperator`` / ``GpuTrainingPodOperator`` on
+                  ``KubernetesPodOperator``, ``MPIJobOperator``, and ``render_training_pod``
+* ``workload``  - a :class:`~eksml.specs.WorkloadSpec` from XCom (dict or JSON), checked
 
 Import the submodules directly; this package imports nothing so that DAG files stay light.
 """

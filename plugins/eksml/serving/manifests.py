@@ -54,7 +54,7 @@ def render_deployment(
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     max_latency_ms: float = DEFAULT_MAX_LATENCY_MS,
 ) -> dict[str, Any]:
-    from eksml.kubernetes import podparts
+    from eksml.kubernetes.manifests import container_security_context, env_vars, pod_security_context
     from eksml.nodes import node_selector
 
     if not model_uri.startswith("s3://"):
@@ -78,7 +78,7 @@ def render_deployment(
         "imagePullPolicy": "IfNotPresent",
         "command": spec.container_command(),
         "args": list(spec.args),
-        "env": _sanitize(podparts.env_vars(env)),
+        "env": _sanitize(env_vars(env)),
         "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
         # The model loads before the port opens: allow a slow first download, then probe often.
         "startupProbe": {
@@ -97,7 +97,7 @@ def render_deployment(
             "requests": {"cpu": spec.resources.cpu, "memory": spec.resources.memory},
             "limits": {"cpu": "2", "memory": "4Gi"},
         },
-        "securityContext": {**_sanitize(podparts.container_security_context()), "readOnlyRootFilesystem": True},
+        "securityContext": {**_sanitize(container_security_context()), "readOnlyRootFilesystem": True},
         "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
     }
     return {
@@ -121,7 +121,7 @@ def render_deployment(
                 "spec": {
                     "serviceAccountName": settings.inference_service_account,
                     "nodeSelector": node_selector(spec.node_role),
-                    "securityContext": _sanitize(podparts.pod_security_context()),
+                    "securityContext": _sanitize(pod_security_context()),
                     "terminationGracePeriodSeconds": 30,
                     "containers": [container],
                     "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "2Gi"}}],

@@ -1,6 +1,12 @@
-"""The Kubeflow MPI operator ``MPIJob`` (``kubeflow.org/v2beta1``) a distributed spec becomes.
+"""What the training workloads become on Kubernetes, as data: no API calls here.
 
-One launcher pod (CPU only) runs ``horovodrun`` over the hostfile the MPI operator writes;
+The GPU pod and both MPIJob replica templates are built from the same pieces, so GPU limits,
+node placement, the GPU taint toleration, the non-root security context and the
+credential-free environment are decided once. The pod itself is built by the pod operator
+(:func:`eksml.kubernetes.operators.render_training_pod`), so what is rendered is what is submitted.
+
+A distributed spec becomes a Kubeflow MPI operator ``MPIJob`` (``kubeflow.org/v2beta1``): one
+launcher pod (CPU only) runs ``horovodrun`` over the hostfile the MPI operator writes;
 ``spec.replicas`` worker pods, each with ``slots_per_replica`` GPUs, run ``sshd`` until the
 launcher starts one training process per slot on them. The launcher is created only once
 every worker is Ready (``launcherCreationPolicy: WaitForWorkersReady``, and a worker is Ready
@@ -25,11 +31,127 @@ from typing import Any
 
 from kubernetes.client import models as k8s
 
-from eksml.kubernetes import podparts
 from eksml.kubernetes.workload import WorkloadSpecError, coerce_spec
-from eksml.nodes import node_selector, not_evictable
+from eksml.nodes import (
+    CPU_ROLES,
+    GPU_RESOURCE,
+    GPU_TAINT_EFFECT,
+    GPU_TAINT_KEY,
+    NODE_ROLE_LABEL,
+    TRAIN_ROLE,
+    node_selector,
+    not_evictable,
+)
 from eksml.settings import Settings
 from eksml.specs import Resources, WorkloadSpec
+
+# --- the pieces every training pod shares ---------------------------------------------------------
+
+#: The unprivileged user every image runs as.
+RUN_AS_USER = 1000
+RUN_AS_GROUP = 1000
+
+#: Environment names that would put static credentials into a pod spec. Pods get AWS access
+#: from their service account's IAM role (IRSA), never from variables in the spec.
+_CREDENTIAL_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|ACCESS_KEY|SESSION_TOKEN|PRIVATE_KEY|API_KEY)", re.I)
+
+
+class CredentialInSpecError(ValueError):
+    """A workload's environment carries what looks like a credential."""
+
+
+def needs_gpu_nodes(spec: WorkloadSpec) -> bool:
+    """Whether ``spec`` must tolerate the GPU taint: it uses GPUs, or belongs on the training nodes."""
+    return spec.resources.gpus > 0 or spec.node_role == TRAIN_ROLE
+
+
+def cpu_node_affinity() -> k8s.V1Affinity:
+    """Any CPU node of the cluster, whichever layout: for pods that need no GPU (the MPI launcher)."""
+    term = k8s.V1NodeSelectorTerm(
+        match_expressions=[k8s.V1NodeSelectorRequirement(key=NODE_ROLE_LABEL, operator="In", values=list(CPU_ROLES))]
+    )
+    return k8s.V1Affinity(
+        node_affinity=k8s.V1NodeAffinity(
+            required_during_scheduling_ignored_during_execution=k8s.V1NodeSelector(node_selector_terms=[term])
+        )
+    )
+
+
+def shared_memory(resources: Resources) -> tuple[list[k8s.V1Volume], list[k8s.V1VolumeMount]]:
+    """A memory-backed ``/dev/shm`` for processes that share GPUs' data through it (NCCL, Horovod).
+
+    The container runtime's default is 64 MiB, too small for several GPUs in one pod; the
+    volume counts against the pod's memory limit, which bounds it.
+    """
+    if resources.gpus <= 1:
+        return [], []
+    volume = k8s.V1Volume(
+        name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit=str(resources.memory))
+    )
+    return [volume], [k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")]
+
+
+def gpu_tolerations() -> list[k8s.V1Toleration]:
+    """Tolerate the GPU nodes' ``nvidia.com/gpu=present:NoSchedule`` taint (any value)."""
+    return [k8s.V1Toleration(key=GPU_TAINT_KEY, operator="Exists", effect=GPU_TAINT_EFFECT)]
+
+
+def resource_requirements(resources: Resources, gpus: int | None = None) -> k8s.V1ResourceRequirements:
+    """Requests for CPU and memory, a memory limit equal to the request, and whole GPUs as limits.
+
+    Memory is limited so an over-eager process is stopped in its own pod rather than evicting
+    its neighbours; CPU is not, as throttling only slows training down.
+    """
+    gpus = resources.gpus if gpus is None else gpus
+    limits: dict[str, str] = {"memory": str(resources.memory)}
+    if gpus:
+        limits[GPU_RESOURCE] = str(gpus)
+    return k8s.V1ResourceRequirements(
+        requests={"cpu": str(resources.cpu), "memory": str(resources.memory)}, limits=limits
+    )
+
+
+def pod_security_context(sysctls: Mapping[str, str] | None = None) -> k8s.V1PodSecurityContext:
+    """Non-root user and group for every container, RuntimeDefault seccomp, optional safe sysctls."""
+    return k8s.V1PodSecurityContext(
+        run_as_non_root=True,
+        run_as_user=RUN_AS_USER,
+        run_as_group=RUN_AS_GROUP,
+        # Volumes (the projected IRSA web-identity token included) become readable by that group.
+        fs_group=RUN_AS_GROUP,
+        seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+        sysctls=[k8s.V1Sysctl(name=k, value=v) for k, v in (sysctls or {}).items()] or None,
+    )
+
+
+def container_security_context() -> k8s.V1SecurityContext:
+    """No privilege escalation and no Linux capabilities at all."""
+    return k8s.V1SecurityContext(
+        allow_privilege_escalation=False,
+        privileged=False,
+        run_as_non_root=True,
+        capabilities=k8s.V1Capabilities(drop=["ALL"]),
+        seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+    )
+
+
+def check_no_credentials(env: Mapping[str, str]) -> None:
+    """Refuse an environment that names a secret; the message says how access is granted instead."""
+    suspicious = sorted(name for name in env if _CREDENTIAL_NAME.search(name))
+    if suspicious:
+        raise CredentialInSpecError(
+            f"environment variable(s) {', '.join(suspicious)} look like credentials; pods must not carry "
+            "credentials in their spec: grant access through the training service account's IAM role (IRSA)"
+        )
+
+
+def env_vars(env: Mapping[str, str]) -> list[k8s.V1EnvVar]:
+    """The spec's environment as container variables, after :func:`check_no_credentials`."""
+    check_no_credentials(env)
+    return [k8s.V1EnvVar(name=name, value=str(value)) for name, value in env.items()]
+
+
+# --- the MPIJob ---------------------------------------------------------------------------------
 
 GROUP = "kubeflow.org"
 VERSION = "v2beta1"
@@ -141,7 +263,7 @@ def _container(
         command=command,
         env=env,
         resources=resources,
-        security_context=podparts.container_security_context(),
+        security_context=container_security_context(),
         **extra,
     )
 
@@ -158,9 +280,9 @@ def _template(
 ) -> k8s.V1PodTemplateSpec:
     """Workers go to the GPU nodes (selector and toleration); the CPU-only launcher to any CPU node."""
     placement: dict[str, Any] = (
-        {"node_selector": node_selector(spec.node_role), "tolerations": podparts.gpu_tolerations()}
+        {"node_selector": node_selector(spec.node_role), "tolerations": gpu_tolerations()}
         if gpu_nodes
-        else {"affinity": podparts.cpu_node_affinity()}
+        else {"affinity": cpu_node_affinity()}
     )
     return k8s.V1PodTemplateSpec(
         metadata=k8s.V1ObjectMeta(labels=dict(labels), annotations=not_evictable()),
@@ -168,7 +290,7 @@ def _template(
             containers=[container],
             service_account_name=settings.training_service_account,
             automount_service_account_token=False,  # v2 launchers use ssh, not the Kubernetes API
-            security_context=podparts.pod_security_context(sysctls),
+            security_context=pod_security_context(sysctls),
             volumes=volumes or None,
             **placement,
         ),
@@ -196,7 +318,7 @@ def render_mpijob(
             "slot(s): Horovod runs one process per GPU, so they must be equal"
         )
     check_job_name(name, spec.replicas)
-    env = podparts.env_vars(spec.env)
+    env = env_vars(spec.env)
     image = settings.image(spec.image)
     pod_labels = {**dict(spec.labels), **dict(labels or {})}
 
@@ -209,11 +331,11 @@ def render_mpijob(
             image,
             launcher_command(spec),
             env,
-            podparts.resource_requirements(LAUNCHER_RESOURCES),
+            resource_requirements(LAUNCHER_RESOURCES),
         ),
         gpu_nodes=False,
     )
-    shm_volumes, shm_mounts = podparts.shared_memory(spec.resources)
+    shm_volumes, shm_mounts = shared_memory(spec.resources)
     worker = _template(
         spec,
         settings,
@@ -223,7 +345,7 @@ def render_mpijob(
             image,
             list(WORKER_COMMAND),
             env,
-            podparts.resource_requirements(spec.resources),
+            resource_requirements(spec.resources),
             ports=[k8s.V1ContainerPort(name="ssh", container_port=SSHD_PORT)],
             # Ready means sshd accepts connections: what WaitForWorkersReady waits for.
             readiness_probe=k8s.V1Probe(tcp_socket=k8s.V1TCPSocketAction(port=SSHD_PORT), period_seconds=2),
