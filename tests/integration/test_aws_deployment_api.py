@@ -33,7 +33,7 @@ STORE = f"s3://{BUCKET}/eksml"
 
 def _controller(exports: dict[str, Path], servers: dict[str, tuple[object, int]]):
     """ReplicaSet revisions per template, and a real server per model for the Service's proxy."""
-    from eksml.serving.rollout import REVISION_ANNOTATION
+    from eksml.kubernetes.hooks import REVISION_ANNOTATION
 
     def react(api: FakeKubeApi, plural: str, obj: dict) -> None:
         if plural != "deployments":
@@ -178,7 +178,7 @@ def test_a_version_is_served_after_its_smoke_test_through_the_service(serving) -
 
 
 def test_a_broken_version_is_rolled_back_and_the_previous_keeps_serving(serving) -> None:
-    from eksml.serving.kubernetes import RolloutError
+    from eksml.serving.operators import RolloutError
 
     with pytest.raises(RolloutError, match="(?s)rollout failed: .*progress deadline.*rolled back to revision 1"):
         _deploy("v-broken", serving)

@@ -16,18 +16,34 @@ import pytest
 from conftest import PIPELINE, aws_settings
 from kubernetes import client
 
-from eksml.serving.kubernetes import InferenceRollout, RolloutError
-from eksml.serving.manifests import render_inference_objects, resource_name
-from eksml.serving.rollout import REVISION_ANNOTATION
+from eksml.kubernetes.hooks import REVISION_ANNOTATION, DeploymentHook
+from eksml.serving.manifests import FIELD_MANAGER, render_inference_objects, resource_name
+from eksml.serving.operators import RolloutError, roll_out
 
 pytestmark = pytest.mark.k8s
 
 NS = "ml-serving"
 
 
-def _rollout(plane, settings, samples: list | None = None, timeout: float = 60.0) -> InferenceRollout:
-    api = plane.api_client(PIPELINE)
+class _Rollout:
+    """The deployment step through a DeploymentHook with the pipeline identity's kubeconfig."""
 
+    def __init__(self, plane, settings, sleep, timeout: float) -> None:
+        self.hook = DeploymentHook(conn_id=None, kubernetes_conn_id=None, config_file=str(plane.kubeconfig(PIPELINE)))
+        self.name, self.timeout, self.sleep = resource_name(settings), timeout, sleep
+
+    def apply(self, objects):
+        self.hook.apply_objects(objects, NS, FIELD_MANAGER)
+
+    def wait(self):
+        return self.hook.wait_for_rollout(self.name, NS, timeout=self.timeout, poll_interval=0.5, sleep=self.sleep)
+
+    def deploy(self, objects, check):
+        kwargs = {"name": self.name, "namespace": NS, "timeout": self.timeout, "poll_interval": 0.5}
+        return roll_out(self.hook, objects, check, sleep=self.sleep, **kwargs)
+
+
+def _rollout(plane, settings, samples: list | None = None, timeout: float = 60.0) -> _Rollout:
     def sleep(seconds: float) -> None:
         if samples is not None:
             samples.append(
@@ -37,7 +53,7 @@ def _rollout(plane, settings, samples: list | None = None, timeout: float = 60.0
             )
         time.sleep(seconds)
 
-    return InferenceRollout(api, NS, resource_name(settings), timeout=timeout, poll_interval=0.5, sleep=sleep)
+    return _Rollout(plane, settings, sleep, timeout)
 
 
 def _serving_pods(core, settings) -> dict[str, str]:

@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from eksml.serving.kubernetes import InferenceRollout, RolloutError
-from eksml.serving.rollout import previous_template, rollout_status
+from eksml.kubernetes.hooks import DeploymentHook, previous_template, rollout_status
+from eksml.serving.operators import RolloutError, roll_out
 from eksml.serving.smoke import SmokeTestError
 
 
@@ -108,12 +108,30 @@ class FakeClient:
         return obj
 
 
-def rollout() -> InferenceRollout:
-    r = InferenceRollout(
-        FakeClient(), "serving", "fashion-mnist-inference", timeout=5, poll_interval=0, sleep=lambda s: None
-    )
-    r.apps, r.core = FakeApps(), FakeCore()
-    return r
+class Rollout:
+    """A DeploymentHook whose API clients are the fakes above (the provider's hook builds them
+    lazily, so nothing is connected), and the deployment step through it."""
+
+    def __init__(self):
+        self.hook = DeploymentHook(conn_id=None, kubernetes_conn_id=None)
+        self.hook.api_client, self.hook.apps_v1_client, self.hook.core_v1_client = FakeClient(), FakeApps(), FakeCore()
+        self.apps, self.core = self.hook.apps_v1_client, self.hook.core_v1_client
+
+    def deploy(self, objects, check):
+        return roll_out(
+            self.hook,
+            objects,
+            check,
+            name="fashion-mnist-inference",
+            namespace="serving",
+            timeout=5,
+            poll_interval=0,
+            sleep=lambda s: None,
+        )
+
+
+def rollout() -> Rollout:
+    return Rollout()
 
 
 OBJECTS = [
@@ -177,4 +195,4 @@ def test_a_first_deploy_that_fails_says_there_is_nothing_to_roll_back_to():
 
 def test_unknown_kinds_are_refused():
     with pytest.raises(ValueError, match="cannot apply a ConfigMap"):
-        rollout().apply([{"kind": "ConfigMap", "metadata": {"name": "x"}}])
+        rollout().hook.apply_objects([{"kind": "ConfigMap", "metadata": {"name": "x"}}], "serving", "eksml")

@@ -17,19 +17,29 @@ that are ``"True"`` count.
 All ranks' output reaches the launcher (``horovodrun`` relays it), so its log is the training
 log. Every launcher attempt (``runPolicy.backoffLimit`` retries) is its own pod; each is copied,
 oldest first, and the tail of the newest is what a failure message quotes.
+
+:class:`DeploymentHook` serves the inference rollout: the provider's resource operators only
+create or delete objects and it has no rollout wait or rollback for Deployments, so objects are
+applied server-side (``kubectl apply --server-side``), the rollout is read the way ``kubectl
+rollout status`` reads it, a Service is called through the API server's proxy (no Ingress or
+port forward needed), and a rollback restores the previous ReplicaSet's pod template (``kubectl
+rollout undo``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook, KubernetesHook
 from airflow.providers.cncf.kubernetes.kubernetes_helper_functions import generic_api_retry
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes_asyncio import client as async_client
 
@@ -328,3 +338,179 @@ class AsyncMPIJobHook(AsyncKubernetesHook):
             if event is not None:
                 return event
             await asyncio.sleep(poll_interval)
+
+
+# --- Deployments ------------------------------------------------------------------------------------
+
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+#: Label the Deployment controller adds to each ReplicaSet's template; not part of ours.
+HASH_LABEL = "pod-template-hash"
+
+#: A call through a Service: (method, path, JSON body) -> (HTTP status, decoded reply).
+ServiceCall = Callable[[str, str, Any], tuple[int, Any]]
+
+
+@dataclass(frozen=True)
+class RolloutStatus:
+    done: bool
+    failed: bool
+    message: str
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), None)
+
+
+def rollout_status(deployment: dict[str, Any]) -> RolloutStatus:
+    """Whether every replica runs the current template and is available, or the rollout failed."""
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    generation = (deployment.get("metadata") or {}).get("generation", 0)
+    if status.get("observedGeneration", 0) < generation:
+        return RolloutStatus(False, False, "waiting for the controller to observe the new spec")
+    progressing = _condition(status, "Progressing")
+    if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
+        return RolloutStatus(False, True, f"rollout exceeded its progress deadline: {progressing.get('message')}")
+    wanted = spec.get("replicas", 1)
+    updated = status.get("updatedReplicas", 0)
+    total = status.get("replicas", 0)
+    available = status.get("availableReplicas", 0)
+    if updated < wanted:
+        return RolloutStatus(False, False, f"{updated} of {wanted} replicas updated")
+    if total > updated:
+        return RolloutStatus(False, False, f"{total - updated} old replicas pending termination")
+    if available < updated:
+        return RolloutStatus(False, False, f"{available} of {updated} updated replicas available")
+    return RolloutStatus(True, False, f"{available} of {wanted} replicas available on the new revision")
+
+
+def revision(obj: dict[str, Any]) -> int:
+    try:
+        return int(((obj.get("metadata") or {}).get("annotations") or {}).get(REVISION_ANNOTATION, 0))
+    except ValueError:
+        return 0
+
+
+def previous_template(
+    deployment: dict[str, Any], replicasets: list[dict[str, Any]]
+) -> tuple[int, dict[str, Any]] | None:
+    """(revision, pod template) ``kubectl rollout undo`` returns to: the newest ReplicaSet revision
+    older than the current one among those the Deployment owns; None when there is none."""
+    uid = (deployment.get("metadata") or {}).get("uid")
+    current = revision(deployment)
+    owned = [
+        rs
+        for rs in replicasets
+        if any(
+            ref.get("uid") == uid and ref.get("kind") == "Deployment"
+            for ref in (rs.get("metadata") or {}).get("ownerReferences") or []
+        )
+    ]
+    older = [rs for rs in owned if 0 < revision(rs) < current]
+    if not older:
+        return None
+    chosen = max(older, key=revision)
+    template = dict(chosen["spec"]["template"])
+    metadata = dict(template.get("metadata") or {})
+    metadata["labels"] = {k: v for k, v in (metadata.get("labels") or {}).items() if k != HASH_LABEL}
+    template["metadata"] = metadata
+    return revision(chosen), template
+
+
+class DeploymentHook(KubernetesHook):
+    """The provider's ``KubernetesHook`` with a Deployment's rollout: apply, wait, call, undo."""
+
+    @cached_property
+    def networking_v1_client(self) -> client.NetworkingV1Api:
+        return client.NetworkingV1Api(api_client=self.api_client)
+
+    def apply_objects(self, objects: list[dict[str, Any]], namespace: str, field_manager: str) -> None:
+        """Server-side apply of each object (created if missing, our fields updated if not)."""
+        patchers = {
+            "Deployment": self.apps_v1_client.patch_namespaced_deployment,
+            "Service": self.core_v1_client.patch_namespaced_service,
+            "Ingress": self.networking_v1_client.patch_namespaced_ingress,
+        }
+        for obj in objects:
+            kind, name = obj["kind"], obj["metadata"]["name"]
+            if kind not in patchers:
+                raise ValueError(f"cannot apply a {kind}: expected one of {', '.join(patchers)}")
+            patchers[kind](
+                name,
+                namespace,
+                obj,
+                field_manager=field_manager,
+                force=True,
+                _content_type="application/apply-patch+yaml",
+            )
+            self.log.info("applied %s %s/%s", kind, namespace, name)
+
+    def get_deployment(self, name: str, namespace: str) -> dict[str, Any]:
+        """The Deployment as the API returns it, as a plain dict."""
+        return self.api_client.sanitize_for_serialization(
+            self.apps_v1_client.read_namespaced_deployment(name, namespace)
+        )
+
+    def wait_for_rollout(
+        self,
+        name: str,
+        namespace: str,
+        *,
+        timeout: float,
+        poll_interval: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> RolloutStatus:
+        """Poll until the rollout is done, failed, or ``timeout`` passed (reported as failed)."""
+        deadline = time.monotonic() + timeout
+        status = RolloutStatus(False, False, "not checked yet")
+        while time.monotonic() < deadline:
+            status = rollout_status(self.get_deployment(name, namespace))
+            self.log.info("rollout of %s: %s", name, status.message)
+            if status.done or status.failed:
+                return status
+            sleep(poll_interval)
+        return RolloutStatus(False, True, f"rollout not finished after {timeout:.0f} s: {status.message}")
+
+    def service_call(self, name: str, namespace: str, port: str = "http") -> ServiceCall:
+        """HTTP with JSON to Service ``name`` through the API server's proxy subresource."""
+        base = f"/api/v1/namespaces/{namespace}/services/{name}:{port}/proxy"
+        api_client = self.api_client
+
+        def call(method: str, path: str, body: Any = None) -> tuple[int, Any]:
+            try:
+                response = api_client.call_api(
+                    base + path,
+                    method,
+                    header_params={"Content-Type": "application/json", "Accept": "application/json"},
+                    body=body,
+                    auth_settings=["BearerToken"],
+                    _preload_content=False,
+                    _return_http_data_only=True,
+                    _request_timeout=60,
+                )
+                return response.status, json.loads(response.data)
+            except ApiException as exc:
+                try:
+                    return exc.status, json.loads(exc.body)
+                except (TypeError, ValueError):
+                    return exc.status, exc.body
+            except ValueError as exc:  # a 2xx reply that is not JSON
+                return 0, f"unreadable reply: {exc}"
+
+        return call
+
+    def rollback_deployment(self, name: str, namespace: str) -> int | None:
+        """Return the Deployment to its previous revision's pod template; None if it has none."""
+        deployment = self.get_deployment(name, namespace)
+        selector = ",".join(f"{k}={v}" for k, v in deployment["spec"]["selector"]["matchLabels"].items())
+        replicasets = self.api_client.sanitize_for_serialization(
+            self.apps_v1_client.list_namespaced_replica_set(namespace, label_selector=selector).items
+        )
+        previous = previous_template(deployment, replicasets)
+        if previous is None:
+            return None
+        number, template = previous
+        self.apps_v1_client.patch_namespaced_deployment(
+            name, namespace, [{"op": "replace", "path": "/spec/template", "value": template}]
+        )
+        self.log.warning("rolled %s back to revision %d", name, number)
+        return number

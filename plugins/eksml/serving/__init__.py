@@ -7,9 +7,9 @@ Each module has one job:
 * ``spec``       - the server's :class:`~eksml.specs.WorkloadSpec` (one source for pod and process)
 * ``local``      - the local profile: the server as a loopback process, ``deploy_local``
 * ``manifests``  - the aws profile's Deployment, Service and Ingress as plain dicts
-* ``rollout``    - rollout status and the previous revision, from API objects
-* ``kubernetes`` - apply, wait, smoke test through the Service, roll back on failure
-* ``operators``  - ``DeployModelOperator`` for DAG files (local or aws by settings.profile)
+* ``operators``  - ``DeployModelOperator`` for DAG files (local or aws by settings.profile), and
+                   ``roll_out``: apply, wait, smoke test through the Service, roll back on failure
+                   (through :class:`~eksml.kubernetes.hooks.DeploymentHook`)
 
 Import the submodules directly; this package imports nothing so that DAG files stay light.
 """

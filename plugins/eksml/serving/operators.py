@@ -1,18 +1,64 @@
 """``DeployModelOperator``: serve a model version where settings.profile says, or fail with why.
 
 local: the server process on the stable loopback port (``eksml.serving.local``).
-aws:   Deployment + Service (+ Ingress) on the inference nodes (``eksml.serving.kubernetes``),
-       through the cncf-kubernetes provider's ``KubernetesHook``.
+aws:   Deployment + Service (+ Ingress) on the inference nodes, through
+       :class:`~eksml.kubernetes.hooks.DeploymentHook` (the provider's ``KubernetesHook`` with
+       server-side apply, rollout status, Service proxy and rollback): :func:`roll_out`.
 Either way the version serves only after real predictions passed the smoke test, and a
 failure leaves the previous version serving. Heavy modules load in ``execute`` only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from eksml.kubernetes.hooks import DeploymentHook
+    from eksml.serving.smoke import Transport
+
+
+class RolloutError(RuntimeError):
+    """The new version did not roll out or failed its smoke test (and was rolled back)."""
+
+
+def roll_out(
+    hook: DeploymentHook,
+    objects: list[dict[str, Any]],
+    check: Callable[[Transport], dict[str, Any]],
+    *,
+    name: str,
+    namespace: str,
+    timeout: float = 900.0,
+    poll_interval: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Apply, wait, smoke-test through the Service; on any failure roll back, wait for it, and raise the reason."""
+    from eksml.serving.manifests import FIELD_MANAGER
+    from eksml.serving.smoke import SmokeTestError
+
+    def wait():
+        return hook.wait_for_rollout(name, namespace, timeout=timeout, poll_interval=poll_interval, sleep=sleep)
+
+    hook.apply_objects(objects, namespace, FIELD_MANAGER)
+    status = wait()
+    reason = None if status.done else f"rollout failed: {status.message}"
+    smoke: dict[str, Any] | None = None
+    if reason is None:
+        try:
+            smoke = check(hook.service_call(name, namespace))
+        except SmokeTestError as exc:
+            reason = f"smoke test failed: {exc.reason}"
+    if reason is None:
+        return {"deployment": f"{namespace}/{name}", "rollout": status.message, "smoke": smoke}
+    revision = hook.rollback_deployment(name, namespace)
+    if revision is None:
+        raise RolloutError(f"{reason}; no previous revision to roll back to")
+    after = wait()
+    raise RolloutError(f"{reason}; rolled back to revision {revision} ({after.message})")
 
 
 class DeployModelOperator(BaseOperator):
@@ -110,7 +156,7 @@ class DeployModelOperator(BaseOperator):
 
     def _deploy_kubernetes(self, settings, data_uri: str) -> dict[str, Any]:
         from eksml.cluster.target import INFERENCE, resolve_target
-        from eksml.serving.kubernetes import InferenceRollout
+        from eksml.kubernetes.hooks import DeploymentHook
         from eksml.serving.local import version_expectations
         from eksml.serving.manifests import render_inference_objects, resource_name
         from eksml.serving.smoke import smoke_test
@@ -124,10 +170,7 @@ class DeployModelOperator(BaseOperator):
         images, labels = load_test_images(data_uri, self.smoke_images, settings)
         target = resolve_target(settings, cluster_role=INFERENCE, cluster_name=self.cluster_name)
         self.log.info("deploying to %s", target.describe())
-        hook = target.hook()
-        rollout = InferenceRollout(
-            hook.api_client, settings.inference_namespace, resource_name(settings), timeout=self.rollout_timeout
-        )
+        hook = target.hook(hook_class=DeploymentHook)
 
         def check(transport):
             return smoke_test(
@@ -140,4 +183,6 @@ class DeployModelOperator(BaseOperator):
                 **expectations,
             )
 
-        return {"version": self.version, **rollout.deploy(objects, check)}
+        name, namespace = resource_name(settings), settings.inference_namespace
+        result = roll_out(hook, objects, check, name=name, namespace=namespace, timeout=self.rollout_timeout)
+        return {"version": self.version, **result}
