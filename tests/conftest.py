@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 _HOME = tempfile.mkdtemp(prefix="eksml-airflow-home-")
@@ -47,6 +49,10 @@ def airflow_db() -> str:
     return _HOME
 
 
+#: The region of the moto server's clients, buckets and Airflow connection.
+MOTO_REGION = "us-west-2"
+
+
 @pytest.fixture(scope="session")
 def moto_server():
     """A real moto server on a free loopback port, and an Airflow AWS connection pointing at it."""
@@ -62,10 +68,52 @@ def moto_server():
             "conn_type": "aws",
             "login": "testing",
             "password": "testing",
-            "extra": {"endpoint_url": endpoint, "region_name": "us-west-2"},
+            "extra": {"endpoint_url": endpoint, "region_name": MOTO_REGION},
         }
     )
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-west-2")
+    os.environ.setdefault("AWS_DEFAULT_REGION", MOTO_REGION)
     yield endpoint
     server.stop()
     os.environ.pop("AIRFLOW_CONN_AWS_DEFAULT", None)
+
+
+@pytest.fixture(scope="session")
+def moto_env(moto_server: str) -> dict[str, str]:
+    """The environment that points a subprocess's AWS SDK (boto3, s3fs) at the moto server."""
+    return {
+        "AWS_ENDPOINT_URL": moto_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": MOTO_REGION,
+    }
+
+
+@pytest.fixture(scope="session")
+def moto_client(moto_server: str) -> Callable[..., Any]:
+    """``moto_client("s3")``: a boto3 client of the moto server (``region=`` for another region)."""
+    import boto3
+
+    def client(service: str, region: str = MOTO_REGION) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=moto_server,
+            region_name=region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    return client
+
+
+@pytest.fixture(scope="session")
+def moto_bucket(moto_client: Callable[..., Any]) -> Callable[..., str]:
+    """``moto_bucket("name")``: that bucket on the moto server, created if missing (the server, and
+    so every bucket, lives for the whole session); returns the name."""
+
+    def bucket(name: str, region: str = MOTO_REGION) -> str:
+        s3 = moto_client("s3", region)
+        if name not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+            s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})
+        return name
+
+    return bucket

@@ -9,16 +9,16 @@ about a minute on two cores instead of training on all 60,000 images.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from dag_runs import registered_versions
+from project_files import load_script
 from slices import write_small_drop
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,14 +26,6 @@ TF_VENV = ROOT / ".venvs" / "tf-fashion-mnist"
 ARTIFACTS = ROOT / "artifacts"
 TRAINING_DAG = "fashion_mnist_training"
 TERMINAL = {"success", "failed"}
-
-
-def _load_standalone_module():
-    spec = importlib.util.spec_from_file_location("airflow_standalone", ROOT / "scripts" / "airflow_standalone.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 class AirflowApi:
@@ -133,13 +125,7 @@ class ServerUnderTest:
 
     def versions(self) -> dict[str, dict]:
         """Registered model versions: name -> metadata.json."""
-        if not self.models.exists():
-            return {}
-        return {
-            p.name: json.loads((p / "metadata.json").read_text())
-            for p in sorted(self.models.iterdir())
-            if (p / "metadata.json").exists()
-        }
+        return registered_versions(self.store)
 
     def airflow_cli(self, *args: str, timeout: float = 300):
         """Run the ``airflow`` CLI against this server's metadata database."""
@@ -155,6 +141,14 @@ class ServerUnderTest:
         )
 
 
+@pytest.fixture
+def store(tmp_path, monkeypatch, airflow_db) -> Path:
+    """A fresh ``file://`` store for one ``dag.test()`` run in the local profile."""
+    monkeypatch.setenv("EKSML_STORE_URI", (tmp_path / "store").as_uri())
+    monkeypatch.setenv("EKSML_PROFILE", "local")
+    return tmp_path / "store"
+
+
 @pytest.fixture(scope="session")
 def small_drop(tmp_path_factory, dataset_dir) -> Path:
     return write_small_drop(dataset_dir, tmp_path_factory.mktemp("drop") / "fashion-mnist-small")
@@ -165,7 +159,7 @@ def airflow_server(tmp_path_factory, small_drop) -> Iterator[ServerUnderTest]:
     """A real ``airflow standalone`` on loopback; the training DAG unpaused."""
     if not TF_VENV.exists():
         pytest.skip("image virtualenv .venvs/tf-fashion-mnist missing: run scripts/setup.sh")
-    module = _load_standalone_module()
+    module = load_script("airflow_standalone", ROOT / "scripts" / "airflow_standalone.py")
     base = tmp_path_factory.mktemp("standalone")
     store = base / "store"
     server = module.AirflowStandalone(

@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from project_files import load_dag
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
@@ -29,8 +30,6 @@ def deployment(tmp_path_factory, airflow_db, dataset_dir):
     missing = im.missing_venvs("inference", "tf-fashion-mnist")
     if missing:
         pytest.skip(f"virtualenv(s) missing: {', '.join(missing)} (bash scripts/setup.sh)")
-    from airflow.dag_processing.dagbag import DagBag
-
     import eksml.serving.local as serving_local
     from eksml.registry import ModelRegistry
     from eksml.settings import load_settings
@@ -71,10 +70,8 @@ def deployment(tmp_path_factory, airflow_db, dataset_dir):
             },
         )
     registry.promote("v-a", test_accuracy=accuracy, reason="trained")
-    bag = DagBag(dag_folder=str(ROOT / "dags" / "model_deployment.py"))
-    assert not bag.import_errors, bag.import_errors
     yield {
-        "dag": bag.dags["model_deployment"],
+        "dag": load_dag("model_deployment"),
         "registry": registry,
         "port": port,
         "settings": settings,

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from dag_runs import task_states, training_dag
 
 ROOT = Path(__file__).resolve().parents[2]
 TF_VENV = ROOT / ".venvs" / "tf-fashion-mnist"
@@ -21,25 +22,6 @@ pytestmark = pytest.mark.skipif(
     not (TF_VENV.exists() and INFERENCE_VENV.exists()),
     reason="image virtualenvs missing: run scripts/setup.sh",
 )
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch, airflow_db):
-    monkeypatch.setenv("EKSML_STORE_URI", (tmp_path / "store").as_uri())
-    monkeypatch.setenv("EKSML_PROFILE", "local")
-    return tmp_path / "store"
-
-
-def _dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags" / "fashion_mnist_training.py"))
-    assert not bag.import_errors, bag.import_errors
-    return bag.dags["fashion_mnist_training"]
-
-
-def _states(run) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 
 
 def _predict_in_tf_venv(version_dir: Path, data_dir: Path, limit: int) -> float:
@@ -62,8 +44,8 @@ print(json.dumps(float((out.argmax(axis=1) == y).mean())))
 
 
 def _run_and_check(store: Path, dataset_dir: Path, conf: dict, limit_test: int) -> dict:
-    run = _dag().test(run_conf=conf)
-    states = _states(run)
+    run = training_dag().test(run_conf=conf)
+    states = task_states(run)
     assert str(run.state) == "success", states
     models = store / "models" / "fashion-mnist"
     versions = [p for p in models.iterdir() if (p / "metadata.json").exists()]
@@ -114,10 +96,10 @@ def _outcome_summary(run) -> dict:
 def test_a_refused_candidate_is_visible_in_the_run(store, dataset_dir):
     """Second run against a champion with an unreachable margin: outcome skipped, saying why."""
     quick = {"epochs": 1, "limit_train": 1000, "limit_test": 200}
-    first = _dag().test(run_conf=quick)
-    assert _states(first)["outcome"] == "success"
-    second = _dag().test(run_conf={**quick, "min_improvement": 0.5})
-    states = _states(second)
+    first = training_dag().test(run_conf=quick)
+    assert task_states(first)["outcome"] == "success"
+    second = training_dag().test(run_conf={**quick, "min_improvement": 0.5})
+    states = task_states(second)
     assert str(second.state) == "success", states
     assert states["promote"] == "success" and states["publish_champion"] == "skipped"
     assert states["outcome"] == "skipped"
@@ -150,13 +132,13 @@ def test_invalid_params_refused_before_a_run(store, conf, message):
     from airflow.sdk.definitions.param import ParamValidationError
 
     with pytest.raises(ParamValidationError, match=message):
-        _dag().test(run_conf=conf)
+        training_dag().test(run_conf=conf)
     assert not (store / "models").exists()
 
 
 def _failed_at_validate(store, conf, monkeypatch=None):
-    run = _dag().test(run_conf=conf)
-    states = _states(run)
+    run = training_dag().test(run_conf=conf)
+    states = task_states(run)
     assert str(run.state) == "failed"
     assert states["validate_params"] == "failed"
     assert states["prepare_data"] == "upstream_failed"
@@ -187,22 +169,14 @@ def test_unknown_profile_fails_first_task(store, monkeypatch, caplog):
     assert "unknown profile 'gcp'" in caplog.text
 
 
-def test_s3_stores_on_a_moto_server(moto_server, monkeypatch, tmp_path, dataset_dir, airflow_db):
+def test_s3_stores_on_a_moto_server(moto_client, moto_bucket, monkeypatch, tmp_path, dataset_dir, airflow_db):
     """The same DAG with data and model stores on s3:// (a real moto server on loopback)."""
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_server,
-        region_name="us-west-2",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    s3.create_bucket(Bucket="eksml-e2e", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    s3 = moto_client("s3")
+    moto_bucket("eksml-e2e")
     monkeypatch.setenv("EKSML_STORE_URI", "s3://eksml-e2e/ml")
     monkeypatch.setenv("EKSML_PROFILE", "local")
-    run = _dag().test(run_conf=FAST_CONF)
-    assert str(run.state) == "success", _states(run)
+    run = training_dag().test(run_conf=FAST_CONF)
+    assert str(run.state) == "success", task_states(run)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="eksml-e2e", Prefix="ml/models/fashion-mnist/")["Contents"]]
     metadata_keys = [k for k in keys if k.endswith("/metadata.json")]
     assert len(metadata_keys) == 1 and "ml/models/fashion-mnist/champion.json" in keys

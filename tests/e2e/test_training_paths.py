@@ -10,45 +10,11 @@ import stat
 from pathlib import Path
 
 import pytest
+from dag_runs import registered_versions, task_states, training_dag
 
 ROOT = Path(__file__).resolve().parents[2]
 VENVS = ROOT / ".venvs"
 SLICE = {"epochs": 1, "limit_train": 1000, "limit_test": 500, "workers": 2, "gpus": 0, "batch_size": 64}
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch, airflow_db):
-    monkeypatch.setenv("EKSML_STORE_URI", (tmp_path / "store").as_uri())
-    monkeypatch.setenv("EKSML_PROFILE", "local")
-    return tmp_path / "store"
-
-
-def _dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags" / "fashion_mnist_training.py"))
-    assert not bag.import_errors, bag.import_errors
-    return bag.dags["fashion_mnist_training"]
-
-
-def _states(run) -> dict[str, str]:
-    return {
-        ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): str(ti.state)
-        for ti in run.get_task_instances()
-    }
-
-
-def _versions(store: Path) -> dict[str, dict]:
-    models = store / "models" / "fashion-mnist"
-    return (
-        {
-            p.name: json.loads((p / "metadata.json").read_text())
-            for p in models.iterdir()
-            if (p / "metadata.json").exists()
-        }
-        if models.exists()
-        else {}
-    )
 
 
 def _need(*images: str) -> None:
@@ -62,11 +28,11 @@ def test_mxnet_with_horovod(store, dataset_dir):
     _need("mxnet-horovod", "inference")
     # Batch 16: ~30 steps per worker, enough for the dense head's batch-norm running statistics,
     # which the evaluation uses (8 steps of batch 64 leave them near their initial values).
-    run = _dag().test(run_conf={**SLICE, "framework": "mxnet", "batch_size": 16})
-    states = _states(run)
+    run = training_dag().test(run_conf={**SLICE, "framework": "mxnet", "batch_size": 16})
+    states = task_states(run)
     assert str(run.state) == "success", states
     assert states["train_mxnet"] == "success" and states["train_tensorflow"] == "skipped"
-    (meta,) = _versions(store).values()
+    (meta,) = registered_versions(store).values()
     assert meta["framework"] == "mxnet" and meta["metrics"]["workers"] == 2
     assert meta["metrics"]["test_accuracy"] > 0.2  # one epoch on 1,000 images: well above 0.1 chance
     champion = json.loads((store / "models" / "fashion-mnist" / "champion.json").read_text())
@@ -76,12 +42,12 @@ def test_mxnet_with_horovod(store, dataset_dir):
 @pytest.mark.slow
 def test_both_frameworks_side_by_side(store, dataset_dir):
     _need("mxnet-horovod", "tf-fashion-mnist", "inference")
-    run = _dag().test(run_conf={**SLICE, "framework": "both"})
-    states = _states(run)
+    run = training_dag().test(run_conf={**SLICE, "framework": "both"})
+    states = task_states(run)
     assert str(run.state) == "success", states
     assert states["train_mxnet"] == states["train_tensorflow"] == "success"
     assert states["evaluate[0]"] == states["evaluate[1]"] == "success"
-    versions = _versions(store)
+    versions = registered_versions(store)
     assert sorted(m["framework"] for m in versions.values()) == ["mxnet", "tensorflow"]
     best = max(versions.values(), key=lambda m: m["metrics"]["test_accuracy"])
     champion = json.loads((store / "models" / "fashion-mnist" / "champion.json").read_text())
@@ -99,8 +65,8 @@ def test_a_training_failure_fails_the_run_and_the_teardown_branch_still_runs(sto
         if (VENVS / image).exists():
             os.symlink(os.path.realpath(VENVS / image), venvs / image)
     monkeypatch.setenv("EKSML_VENVS_DIR", str(venvs))
-    run = _dag().test(run_conf={**SLICE, "framework": "tensorflow"})
-    states = _states(run)
+    run = training_dag().test(run_conf={**SLICE, "framework": "tensorflow"})
+    states = task_states(run)
     assert str(run.state) == "failed", states
     assert states["train_tensorflow"] == "failed"
     assert states["register"] == "upstream_failed" and states["publish_champion"] == "upstream_failed"
@@ -108,7 +74,7 @@ def test_a_training_failure_fails_the_run_and_the_teardown_branch_still_runs(sto
     assert states["needs_teardown"] == "success" and states["delete_cluster"] == "skipped"
     ti = next(t for t in run.get_task_instances() if t.task_id == "train_tensorflow")
     assert ti.try_number == 1  # "can never succeed" is not retried
-    assert _versions(store) == {} and not (store / "models" / "fashion-mnist" / "champion.json").exists()
+    assert registered_versions(store) == {} and not (store / "models" / "fashion-mnist" / "champion.json").exists()
 
 
 FAKE_EKSCTL = ROOT / "tests" / "fixtures" / "fake_eksctl"
@@ -166,12 +132,12 @@ def test_aws_profile_training_failure_still_deletes_the_ephemeral_cluster(
         raise AirflowFailException("Pod train-tensorflow returned a failure: exit code 2")
 
     monkeypatch.setattr(GpuTrainingPodOperator, "execute", pod_exits_2)
-    run = _dag().test(
+    run = training_dag().test(
         run_conf={**SLICE, "framework": "tensorflow", "trainer": "kubernetes", "cluster": "ephemeral"},
         mark_success_pattern=r"prepare_data|choose_trainer|prepare_cluster|check_gpu_capacity|train_mxnet"
         r"|train_sagemaker_.*",
     )
-    states = _states(run)
+    states = task_states(run)
     assert str(run.state) == "failed", states
     assert states["create_cluster"] == "success" and states["train_tensorflow"] == "failed", states
     assert states["evaluate"] == "upstream_failed", states

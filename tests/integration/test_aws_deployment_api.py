@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import boto3
 import inference_models as im
 import pytest
 from fixtures.fake_kube_api import FakeKubeApi
@@ -99,7 +98,7 @@ def _controller(exports: dict[str, Path], servers: dict[str, tuple[object, int]]
 
 
 @pytest.fixture(scope="module")
-def serving(moto_server, tmp_path_factory, dataset_dir):
+def serving(moto_client, moto_bucket, tmp_path_factory, dataset_dir):
     missing = im.missing_venvs("inference", "tf-fashion-mnist")
     if missing:
         pytest.skip(f"virtualenv(s) missing: {', '.join(missing)} (bash scripts/setup.sh)")
@@ -109,10 +108,8 @@ def serving(moto_server, tmp_path_factory, dataset_dir):
         "v-good": im.copy_version(trained, root / "v-good"),
         "v-broken": im.corrupt(im.copy_version(trained, root / "v-broken"), "truncate"),
     }
-    s3 = boto3.client(
-        "s3", endpoint_url=moto_server, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
-    )
-    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3 = moto_client("s3", REGION)
+    moto_bucket(BUCKET, REGION)
     exports = {}
     for version, folder in local.items():
         uri = f"{STORE}/models/fashion-mnist/{version}"

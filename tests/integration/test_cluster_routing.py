@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from fixtures.fake_kube_api import FakeKubeApi, autoscaler_deployment, gpu_node
+from project_files import load_dag
 
 REGION = "us-west-2"
 STORE = "s3://routing-bucket/eksml"
@@ -104,13 +105,7 @@ def aws_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(
-        dag_folder=str(__import__("pathlib").Path(__file__).resolve().parents[2] / "dags" / "fashion_mnist_training.py")
-    )
-    assert not bag.import_errors, bag.import_errors
-    return bag.dags["fashion_mnist_training"]
+    return load_dag("fashion_mnist_training")
 
 
 def _access_key_of(token: str) -> str:

@@ -81,27 +81,12 @@ def _horovodrun(args: list[str], env: dict[str, str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, dataset_dir, moto_server):
+def runs(tmp_path_factory, dataset_dir, moto_env, moto_bucket):
     """Run 1 (1 epoch) then run 2 (2 epochs, same checkpoint URI): their outputs and model folders."""
-    import boto3
-
-    s3_env = {
-        "AWS_ENDPOINT_URL": moto_server,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-west-2",
-    }
-    bucket = "hvd-checkpoints"
-    boto3.client(
-        "s3",
-        endpoint_url=moto_server,
-        region_name="us-west-2",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ).create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    bucket = moto_bucket("hvd-checkpoints")
     root = tmp_path_factory.mktemp("horovod")
     common = ["--data-uri", str(dataset_dir), "--checkpoint-uri", f"s3://{bucket}/run/ckpt", *SLICE]
-    env = _env(s3_env)
+    env = _env(moto_env)
     first = _horovodrun([*common, "--model-uri", f"file://{root}/model-1", "--epochs", "1"], env)
     second = _horovodrun([*common, "--model-uri", str(root / "model-2"), "--epochs", "2"], env)
     return {"first": first, "second": second, "model_1": root / "model-1", "model_2": root / "model-2"}

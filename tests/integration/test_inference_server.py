@@ -352,28 +352,14 @@ def test_evaluate_refuses_bad_input_before_loading_models(versions, tmp_path):
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
-def test_a_version_in_s3_is_served_through_the_endpoint_url(versions, moto_server, tmp_path):
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_server,
-        region_name="us-west-2",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    s3.create_bucket(Bucket="models", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+def test_a_version_in_s3_is_served_through_the_endpoint_url(versions, moto_env, moto_client, moto_bucket, tmp_path):
+    s3 = moto_client("s3")
+    moto_bucket("models")
     for path in versions["mxnet"].rglob("*"):
         if path.is_file():
             s3.upload_file(str(path), "models", f"fashion-mnist/v-s3/{path.relative_to(versions['mxnet'])}")
     port = _free_port()
-    env = {
-        "AWS_ENDPOINT_URL": moto_server,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-west-2",
-    }
-    proc = im.start_server("s3://models/fashion-mnist/v-s3", port, log_path=tmp_path / "server.log", env=env)
+    proc = im.start_server("s3://models/fashion-mnist/v-s3", port, log_path=tmp_path / "server.log", env=moto_env)
     try:
         images, _ = im.real_test_images(16)
         status, answer = call(port, "POST", f"/v1/models/{NAME}:predict", {"instances": images})

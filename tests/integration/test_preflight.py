@@ -19,27 +19,11 @@ REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/eksml"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/eksml-sagemaker"
 
 
-def _client(service: str, moto_server: str):
-    return boto3.client(
-        service,
-        endpoint_url=moto_server,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 @pytest.fixture(scope="module")
-def account(moto_server):
-    ecr = _client("ecr", moto_server)
+def account(moto_bucket, moto_client):
+    ecr = moto_client("ecr", REGION)
     for bucket, region in (("preflight-store", REGION), ("preflight-elsewhere", "eu-west-1")):
-        boto3.client(
-            "s3",
-            endpoint_url=moto_server,
-            region_name=region,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        ).create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+        moto_bucket(bucket, region)
     for name in ("tf-fashion-mnist", "inference"):  # mxnet-horovod is not pushed
         ecr.create_repository(repositoryName=f"eksml/{name}")
         ecr.put_image(
@@ -47,7 +31,7 @@ def account(moto_server):
             imageTag="0.2.0",
             imageManifest='{"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json"}',
         )
-    return moto_server
+    return moto_client
 
 
 def _settings(**changes) -> Settings:
@@ -97,9 +81,9 @@ class Recorded:
             "simulate_principal_policy", "NoSuchEntity", http_status_code=404, expected_params=None
         )
 
-    def factory(self, moto_server: str):
+    def factory(self, moto_client):
         def make(service: str):
-            return {"iam": self.iam, "service-quotas": self.quotas}.get(service) or _client(service, moto_server)
+            return {"iam": self.iam, "service-quotas": self.quotas}.get(service) or moto_client(service)
 
         self.iam_stub.activate()
         self.quota_stub.activate()

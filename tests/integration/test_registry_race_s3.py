@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
 from promotion_race import RaceResult, _register, race_trial
 
@@ -16,15 +15,8 @@ BUCKET = "eksml-race"
 
 
 @pytest.fixture(scope="module")
-def s3_store(moto_server):
-    boto3.client(
-        "s3",
-        endpoint_url=moto_server,
-        region_name="us-west-2",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ).create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
-    return f"s3://{BUCKET}"
+def s3_store(moto_bucket):
+    return f"s3://{moto_bucket(BUCKET)}"
 
 
 def test_conditional_writes_are_honoured(s3_store):

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from project_files import load_dag
 
 ROOT = Path(__file__).resolve().parents[2]
 TF_PYTHON = ROOT / ".venvs" / "tf-fashion-mnist" / "bin" / "python"
@@ -59,15 +60,11 @@ print(json.dumps(float((out.argmax(axis=1) == y).mean())))
 
 @pytest.fixture(scope="module")
 def dag_run(dataset_dir, tmp_path_factory, airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
     store = tmp_path_factory.mktemp("sm-local") / "store"
     saved = {k: os.environ.get(k) for k in ("EKSML_PROFILE", "EKSML_STORE_URI")}
     os.environ.update(EKSML_PROFILE="local", EKSML_STORE_URI=store.as_uri())
     try:
-        bag = DagBag(dag_folder=str(ROOT / "dags" / "fashion_mnist_training.py"))
-        assert not bag.import_errors, bag.import_errors
-        dag = bag.dags["fashion_mnist_training"]
+        dag = load_dag("fashion_mnist_training")
         run = dag.test(run_conf=CONF)
         yield SimpleNamespace(store=store, dag=dag, run=run)
     finally:

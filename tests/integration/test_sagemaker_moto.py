@@ -16,7 +16,6 @@ import tarfile
 from pathlib import Path
 from types import SimpleNamespace
 
-import boto3
 import pytest
 
 from eksml.dataprep import prepare_data
@@ -39,30 +38,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def s3_client(endpoint: str):
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-west-2",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-def sagemaker_client(endpoint: str):
-    return boto3.client(
-        "sagemaker",
-        endpoint_url=endpoint,
-        region_name="us-west-2",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 @pytest.fixture(scope="module")
-def world(moto_server, dataset_dir, tmp_path_factory):
+def world(moto_client, moto_bucket, dataset_dir, tmp_path_factory):
     """An S3 store holding one data interval, a spec for it, and a really trained model archive."""
-    s3_client(moto_server).create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    moto_bucket(BUCKET)
     settings = load_settings(
         {
             "profile": "aws",
@@ -111,7 +90,14 @@ def world(moto_server, dataset_dir, tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     archive = pack_model_dir(tmp / "model", tmp / "model.tar.gz")
-    return SimpleNamespace(settings=settings, spec=spec, archive=archive, model_dir=tmp / "model", endpoint=moto_server)
+    return SimpleNamespace(
+        settings=settings,
+        spec=spec,
+        archive=archive,
+        model_dir=tmp / "model",
+        s3=moto_client("s3"),
+        sagemaker=moto_client("sagemaker"),
+    )
 
 
 def context(try_number: int) -> dict:
@@ -134,13 +120,13 @@ def put_artifact(world, try_number: int) -> str:
     job = sagemaker_job_name(DAG_ID, RUN_ID, try_number, "tensorflow")
     uri = model_artifact_uri(default_output_uri(world.spec, world.settings), job)
     bucket, key = uri[len("s3://") :].split("/", 1)
-    s3_client(world.endpoint).upload_file(str(world.archive), bucket, key)
+    world.s3.upload_file(str(world.archive), bucket, key)
     return uri
 
 
 def staged_files(world) -> dict[str, bytes]:
     prefix = "ml/staging/fashion-mnist/20261129T000000-tensorflow-a1b2c3/"
-    s3 = s3_client(world.endpoint)
+    s3 = world.s3
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
     return {k[len(prefix) :]: s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in keys}
 
@@ -153,7 +139,7 @@ def test_job_is_created_with_our_request_and_its_artifact_registered(world) -> N
 
     job = sagemaker_job_name(DAG_ID, RUN_ID, 1, "tensorflow")
     assert result["training_job_name"] == job and result["status"] == "Completed"
-    described = sagemaker_client(world.endpoint).describe_training_job(TrainingJobName=job)
+    described = world.sagemaker.describe_training_job(TrainingJobName=job)
     sent = op.config
     for field in (
         "AlgorithmSpecification",
@@ -179,7 +165,7 @@ def test_job_is_created_with_our_request_and_its_artifact_registered(world) -> N
     # The script-mode source the DLC downloads: our entrypoint and trainkit at the archive root.
     source = json.loads(sent["HyperParameters"]["sagemaker_submit_directory"])
     bucket, key = source[len("s3://") :].split("/", 1)
-    body = s3_client(world.endpoint).get_object(Bucket=bucket, Key=key)["Body"].read()
+    body = world.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body)) as tar:
         names = set(tar.getnames())
     assert {"train.py", "training.py", "trainkit/cli.py", "trainkit/store.py", "requirements.txt"} <= names
@@ -227,14 +213,14 @@ def test_missing_artifact_fails_the_task_clearly(world) -> None:
 def test_bad_input_creates_no_job(world) -> None:
     from eksml.sagemaker.request import SageMakerRequestError
 
-    before = sagemaker_client(world.endpoint).list_training_jobs()["TrainingJobSummaries"]
+    before = world.sagemaker.list_training_jobs()["TrainingJobSummaries"]
     with pytest.raises(SageMakerRequestError, match="unknown SageMaker training instance type"):
         operator(world, instance_type="ml.gpu.large").execute(context(try_number=4))
-    assert sagemaker_client(world.endpoint).list_training_jobs()["TrainingJobSummaries"] == before
+    assert world.sagemaker.list_training_jobs()["TrainingJobSummaries"] == before
 
 
 def upload_version(world, version: str) -> str:
-    s3 = s3_client(world.endpoint)
+    s3 = world.s3
     for path in world.model_dir.rglob("*"):
         if path.is_file():
             rel = path.relative_to(world.model_dir).as_posix()
@@ -245,7 +231,7 @@ def upload_version(world, version: str) -> str:
 def test_endpoint_is_created_then_updated_in_place_for_a_new_version(world) -> None:
     from eksml.sagemaker.endpoint import SageMakerEndpointDeployOperator
 
-    sm = sagemaker_client(world.endpoint)
+    sm = world.sagemaker
     deployed = {}
     for version in ("v1", "v2", "v2"):  # the last one is a retried deployment of v2
         op = SageMakerEndpointDeployOperator(
@@ -266,6 +252,6 @@ def test_endpoint_is_created_then_updated_in_place_for_a_new_version(world) -> N
         == f"s3://{BUCKET}/ml/sagemaker/fashion-mnist/v2/endpoint/model.tar.gz"
     )
     key = "ml/sagemaker/fashion-mnist/v2/endpoint/model.tar.gz"
-    body = s3_client(world.endpoint).get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    body = world.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body)) as tar:
         assert "1/saved_model.pb" in tar.getnames()

@@ -61,20 +61,12 @@ def _context(try_number: int) -> dict:
 
 
 @pytest.fixture
-def job_status(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> dict:
+def job_status(moto_client, moto_bucket, monkeypatch: pytest.MonkeyPatch) -> dict:
     """The status moto reports for every training job, set by the test."""
-    import boto3
     from moto.sagemaker.models import FakeTrainingJob
 
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_server,
-        region_name="us-west-2",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    if "wait-bucket" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
-        s3.create_bucket(Bucket="wait-bucket", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    s3 = moto_client("s3")
+    moto_bucket("wait-bucket")
     # the provider checks that the training channel's prefix exists
     s3.put_object(Bucket="wait-bucket", Key="eksml/data/fashion-mnist/i/train-images-idx3-ubyte.gz", Body=b"x")
     state = {"status": "InProgress"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import boto3
 import pytest
 
 from eksml.dataprep import IDX_FILES, prepare_data
@@ -12,31 +11,16 @@ from eksml.storage import store_path
 
 
 @pytest.fixture
-def s3_settings(moto_server):
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_server,
-        region_name="us-west-2",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    if "eksml-test" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
-        s3.create_bucket(Bucket="eksml-test", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
-    return load_settings({"store_uri": "s3://eksml-test/ml"})
+def s3_settings(moto_bucket):
+    return load_settings({"store_uri": f"s3://{moto_bucket('eksml-test')}/ml"})
 
 
-def test_prepare_and_register_on_s3(dataset_dir, s3_settings, moto_server):
+def test_prepare_and_register_on_s3(dataset_dir, s3_settings, moto_client):
     source = store_path(str(dataset_dir), s3_settings)
     target = store_path(f"{s3_settings.data_root}/i1", s3_settings)
     assert sorted(prepare_data(source, target)["copied"]) == sorted(IDX_FILES)
     assert prepare_data(source, target)["copied"] == []
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_server,
-        region_name="us-west-2",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    s3 = moto_client("s3")
     head = s3.head_object(Bucket="eksml-test", Key="ml/data/fashion-mnist/i1/train-images-idx3-ubyte.gz")
     assert head["ContentLength"] == (dataset_dir / "train-images-idx3-ubyte.gz").stat().st_size
 
@@ -52,18 +36,12 @@ def test_prepare_and_register_on_s3(dataset_dir, s3_settings, moto_server):
     assert body == b"weights"
 
 
-def test_retention_on_s3_deletes_scratch_never_models(s3_settings, moto_server):
+def test_retention_on_s3_deletes_scratch_never_models(s3_settings, moto_client):
     from datetime import datetime, timedelta, timezone
 
     from eksml.retention import apply_retention
 
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_server,
-        region_name="us-west-2",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    s3 = moto_client("s3")
     keys = [
         f"retention/{k}"
         for k in (

@@ -281,20 +281,10 @@ def test_checkpoint_of_other_settings_is_refused(runs: dict, dataset_dir: Path) 
     _assert_rejected(proc, model, "batch_size: checkpoint 128, now 64")
 
 
-def test_s3_data_model_and_checkpoints(moto_server: str, dataset_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_s3_data_model_and_checkpoints(moto_env: dict, moto_client, moto_bucket, dataset_dir: Path) -> None:
     """The aws profile's path: data, checkpoints and model all on S3 (a moto server on loopback)."""
-    import boto3
-
-    creds = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-west-2",
-        "AWS_ENDPOINT_URL": moto_server,
-    }
-    for key, value in creds.items():
-        monkeypatch.setenv(key, value)
-    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-west-2")
-    s3.create_bucket(Bucket="tf-train", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    s3 = moto_client("s3")
+    moto_bucket("tf-train")
     for src in sorted(dataset_dir.glob("*-ubyte.gz")):
         s3.upload_file(str(src), "tf-train", f"data/{src.name}")
     proc = run_train(
@@ -310,7 +300,7 @@ def test_s3_data_model_and_checkpoints(moto_server: str, dataset_dir: Path, monk
         "1000",
         "--limit-test",
         "500",
-        env=creds,
+        env=moto_env,
     )
     result = succeeded(proc)
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="tf-train")["Contents"]}

@@ -12,17 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
+from project_files import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def standalone():
-    spec = importlib.util.spec_from_file_location("airflow_standalone", ROOT / "scripts" / "airflow_standalone.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("airflow_standalone", ROOT / "scripts" / "airflow_standalone.py")
 
 
 def test_environment_is_isolated_and_on_loopback(standalone, tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from project_files import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
@@ -198,9 +199,7 @@ def test_fernet_key_and_password_are_generated_at_first_start(model, tmp_path):
     assert "AIRFLOW__CORE__FERNET_KEY" not in env
     assert env["AIRFLOW__CORE__FERNET_KEY_CMD"] == "cat /opt/airflow/auth/fernet_key"
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"].startswith("/opt/airflow/auth/")
-    spec = importlib.util.spec_from_file_location("init_secrets", ROOT / "docker" / "init_secrets.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("init_secrets", ROOT / "docker" / "init_secrets.py")
     first = module.ensure_secrets(tmp_path / "auth")
     key = (tmp_path / "auth" / "fernet_key").read_text()
     from cryptography.fernet import Fernet
@@ -244,10 +243,7 @@ def test_init_script_is_valid_bash_and_does_each_step():
 
 
 def _init_store():
-    spec = importlib.util.spec_from_file_location("init_store", ROOT / "docker" / "init_store.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("init_store", ROOT / "docker" / "init_store.py")
 
 
 def test_init_store_creates_the_bucket_once(moto_server):

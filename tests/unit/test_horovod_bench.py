@@ -5,25 +5,18 @@ Horovod's timeline. Also the entrypoint's Horovod settings. (No MXNet or Horovod
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 from pathlib import Path
 
 import pytest
+from project_files import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load("horovod_scaling_bench", ROOT / "bench" / "horovod_scaling.py")
-train = _load("mxnet_horovod_train_settings", ROOT / "images" / "mxnet-horovod" / "train.py")
+bench = load_script("horovod_scaling_bench", ROOT / "bench" / "horovod_scaling.py")
+train = load_script("mxnet_horovod_train_settings", ROOT / "images" / "mxnet-horovod" / "train.py")
 
 
 def _args(**overrides) -> argparse.Namespace:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from project_files import load_script
 
 _PATH = Path(__file__).resolve().parents[2] / "images" / "mxnet-horovod" / "sharding.py"
-_spec = importlib.util.spec_from_file_location("mxnet_horovod_sharding", _PATH)
-sharding = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sharding)
+sharding = load_script("mxnet_horovod_sharding", _PATH)
 
 
 @pytest.mark.parametrize("total,size", [(4000, 2), (60000, 3), (10, 4), (7, 7), (5, 1)])

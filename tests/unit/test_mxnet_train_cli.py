@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
 import pytest
+from project_files import load_script
 
 _PATH = Path(__file__).resolve().parents[2] / "images" / "mxnet-horovod" / "train.py"
-_spec = importlib.util.spec_from_file_location("mxnet_horovod_train", _PATH)
-train = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(train)
+train = load_script("mxnet_horovod_train", _PATH)
 
 BASE = ["--data-uri", "s3://bucket/data", "--model-uri", "file:///tmp/model"]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from project_files import load_dag
 
 from eksml.pipeline import choose_trainer_tasks, needs_cluster, needs_cluster_teardown
 
@@ -15,11 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags" / "fashion_mnist_training.py"))
-    assert not bag.import_errors
-    return bag.dags["fashion_mnist_training"]
+    return load_dag("fashion_mnist_training")
 
 
 def _validated(profile="aws", trainer="kubernetes", cluster="ephemeral"):

@@ -12,19 +12,14 @@ from trainkit.checkpoints import CheckpointStore
 
 
 @pytest.fixture
-def bucket(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def bucket(moto_server: str, moto_bucket, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
     # The S3-specific variable wins over the general one (which points nowhere here).
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_server)
-    import boto3
-
-    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-west-2")
-    if "trainkit-store" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
-        s3.create_bucket(Bucket="trainkit-store", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
-    return "s3://trainkit-store"
+    return f"s3://{moto_bucket('trainkit-store')}"
 
 
 def test_json_exists_remove_on_s3(bucket: str) -> None:

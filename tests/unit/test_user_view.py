@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from project_files import load_dag
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUPS = {"cluster", "training", "evaluation", "registry", "teardown"}
@@ -16,11 +17,7 @@ GROUPS = {"cluster", "training", "evaluation", "registry", "teardown"}
 
 @pytest.fixture(scope="module")
 def dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags" / "fashion_mnist_training.py"))
-    assert not bag.import_errors
-    return bag.dags["fashion_mnist_training"]
+    return load_dag("fashion_mnist_training")
 
 
 def _run(run_type: str) -> SimpleNamespace:
