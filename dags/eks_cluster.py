@@ -8,6 +8,10 @@ service accounts, least-privilege RBAC) and the run waits until GPU nodes advert
 
 Needs the aws profile: in the local profile its first task fails with the reason, before
 eksctl is called (training there runs as local processes and needs no cluster).
+
+The cluster name, region and layout are the settings' (`EKSML_CLUSTER_NAME`, `EKSML_REGION`,
+`EKSML_DEDICATED_TRAINING_CLUSTER` or the `eksml_settings` Variable), the same cluster the
+training DAG uses; a value typed into the trigger form overrides them for that run only.
 """
 
 from __future__ import annotations
@@ -19,19 +23,25 @@ from airflow.sdk import DAG, Param, task
 from eksml.cluster.operators import ClusterAddonsOperator, GpuCapacityOperator
 from eksml.dag_defaults import default_args
 from eksml.eksctl.operators import EksctlClusterOperator
+from eksml.eksctl.request import dedicated_layout
 
-#: eksctl request overrides, rendered from the run's params (text values are coerced).
+#: eksctl request overrides, rendered from the run's params (text values are coerced; an empty
+#: one, from a param left null, keeps the settings' value).
 CLUSTER = {
-    "name": "{{ params.cluster_name }}",
-    "region": "{{ params.region }}",
+    "name": "{{ params.cluster_name or '' }}",
+    "region": "{{ params.region or '' }}",
     "train_instance_types": "{{ params.train_instance_types | join(',') }}",
     "spot": "{{ params.spot }}",
     "train_nodes": "{{ params.train_nodes }}",
     "train_max_nodes": "{{ params.train_max_nodes }}",
     "inference_nodes": "{{ params.inference_nodes }}",
-    "dedicated_training_cluster": "{{ params.dedicated_training_cluster }}",
+    "dedicated_training_cluster": (
+        "{{ '' if params.dedicated_training_cluster is none else params.dedicated_training_cluster }}"
+    ),
 }
-TRAINING_ROLE = "{{ 'training' if params.dedicated_training_cluster else 'all' }}"
+#: The cluster that trains: the dedicated one, or the shared one (``dedicated_layout``: the
+#: param, else the settings).
+TRAINING_ROLE = "{{ 'training' if dedicated_layout(params.dedicated_training_cluster) else 'all' }}"
 
 with DAG(
     dag_id="eks_cluster",
@@ -45,6 +55,7 @@ with DAG(
         retries=1, retry_delay=timedelta(minutes=2), execution_timeout=timedelta(hours=1), pool="eks_lifecycle"
     ),
     tags=["cluster", "eks", "eksctl"],
+    user_defined_macros={"dedicated_layout": dedicated_layout},
     params={
         "action": Param(
             "create",
@@ -54,19 +65,19 @@ with DAG(
             description="create also reuses an existing cluster and scales it; delete waits until it is gone",
         ),
         "cluster_name": Param(
-            "eksml",
-            type="string",
+            None,
+            type=["null", "string"],
             pattern=r"^[0-9A-Za-z][A-Za-z0-9\-_]*$",
             maxLength=100,
             title="Cluster name",
-            description="EKS cluster name (eksctl rules)",
+            description="EKS cluster name (eksctl rules); empty: the settings' cluster_name",
         ),
         "region": Param(
-            "us-west-2",
-            type="string",
+            None,
+            type=["null", "string"],
             pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$",
             title="AWS region",
-            description="Region of the cluster",
+            description="Region of the cluster; empty: the settings' region",
         ),
         "train_instance_types": Param(
             ["p3.8xlarge"],
@@ -102,10 +113,10 @@ with DAG(
             description="Desired size of ng-inference",
         ),
         "dedicated_training_cluster": Param(
-            False,
-            type="boolean",
+            None,
+            type=["null", "boolean"],
             title="Dedicated training cluster",
-            description="Separate clusters for training and for inference",
+            description="Separate clusters for training and inference; empty: the settings' dedicated_training_cluster",
         ),
     },
 ) as dag:
@@ -115,9 +126,9 @@ with DAG(
         """delete goes straight to the delete task; create and scale apply then prepare.
 
         Fails at once in the local profile: there is no cluster to manage there."""
-        from eksml.settings import load_settings
+        from eksml.settings import resolve_settings
 
-        load_settings(use_airflow_variable=True).require_aws("the eks_cluster DAG")
+        resolve_settings().require_aws("the eks_cluster DAG")
         return ["delete_cluster"] if params["action"] == "delete" else ["apply_cluster"]
 
     apply_cluster = EksctlClusterOperator(task_id="apply_cluster", action="{{ params.action }}", cluster=CLUSTER)
@@ -133,7 +144,7 @@ with DAG(
     @task.short_circuit(execution_timeout=timedelta(minutes=1))
     def dedicated(params=None) -> bool:
         """Only the dedicated layout has a second (inference) cluster to prepare."""
-        return bool(params["dedicated_training_cluster"])
+        return dedicated_layout(params["dedicated_training_cluster"])
 
     check_gpu_capacity = GpuCapacityOperator(task_id="check_gpu_capacity", cluster=CLUSTER, cluster_role=TRAINING_ROLE)
 

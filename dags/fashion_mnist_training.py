@@ -75,7 +75,7 @@ with DAG(
     tags=["training", "fashion-mnist", "gpu"],
 ) as dag:
 
-    @task(retries=0, execution_timeout=timedelta(minutes=5))
+    @task(multiple_outputs=False, retries=0, execution_timeout=timedelta(minutes=5))
     def validate_params(params=None, triggering_asset_events=None, dag_run=None) -> dict:
         """Fail fast on bad params, settings or source data: no data copied, no GPU asked for.
 
@@ -84,7 +84,7 @@ with DAG(
 
         return validate(dict(params), triggering_asset_events, dag_run)
 
-    @task(execution_timeout=timedelta(minutes=20))
+    @task(multiple_outputs=False, execution_timeout=timedelta(minutes=20))
     def prepare_data(validated: dict, **context) -> dict:
         """Copy the validated IDX files into the data store under this run's data interval."""
         from eksml.pipeline import prepare, run_facts
@@ -211,7 +211,7 @@ with DAG(
 
         return promote_best(registered, margin=float(params["min_improvement"]))
 
-    @task(outlets=[CHAMPION_MODEL])
+    @task(multiple_outputs=False, outlets=[CHAMPION_MODEL])
     def publish_champion(pointer: dict, outlet_events=None) -> dict:
         """Announce the new champion (version, accuracy); the deployment DAG is scheduled on it."""
         from eksml.pipeline import champion_event_extra

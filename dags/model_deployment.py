@@ -46,21 +46,21 @@ with DAG(
     tags=["deployment", "inference", "fashion-mnist"],
 ) as dag:
 
-    @task(retries=0)
+    @task(multiple_outputs=False, retries=0)
     def resolve_version(params=None) -> dict:
         """The champion, or the requested version (not yet champion: that waits for the smoke test)."""
         from eksml.deployment import resolve_deployment
-        from eksml.settings import load_settings
+        from eksml.settings import resolve_settings
 
-        return resolve_deployment(params.get("version"), load_settings(use_airflow_variable=True))
+        return resolve_deployment(params.get("version"), resolve_settings())
 
-    @task(retries=1)
+    @task(multiple_outputs=False, retries=1)
     def record_champion(pointer: dict) -> dict:
         """A requested version that now serves becomes the champion (rollback or pin)."""
         from eksml.deployment import record_deployment
-        from eksml.settings import load_settings
+        from eksml.settings import resolve_settings
 
-        return record_deployment(pointer, load_settings(use_airflow_variable=True))
+        return record_deployment(pointer, resolve_settings())
 
     pointer = resolve_version()
     deploy = DeployModelOperator(

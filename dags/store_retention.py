@@ -30,12 +30,12 @@ with DAG(
     tags=["maintenance", "storage"],
 ) as dag:
 
-    @task
+    @task(multiple_outputs=False)
     def apply_retention(params=None) -> dict:
         """Delete what is older than the retention period; return the URIs deleted and kept."""
         from eksml.retention import apply_retention as apply
-        from eksml.settings import load_settings
+        from eksml.settings import resolve_settings
 
-        return apply(load_settings(use_airflow_variable=True), dry_run=bool(params["dry_run"]))
+        return apply(resolve_settings(), dry_run=bool(params["dry_run"]))
 
     apply_retention()

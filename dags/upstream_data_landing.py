@@ -43,13 +43,13 @@ with DAG(
     tags=["data", "fashion-mnist", "example"],
 ):
 
-    @task(outlets=[TRAINING_DATA])
+    @task(multiple_outputs=False, outlets=[TRAINING_DATA])
     def land_and_announce(params=None, dag_run=None, outlet_events=None) -> dict:
         """Validate and copy the drop, then put its location in the asset event."""
         from eksml.landing import land_drop
-        from eksml.settings import load_settings
+        from eksml.settings import resolve_settings
 
-        extra = land_drop(load_settings(use_airflow_variable=True), dag_run.run_after, params["source_uri"])
+        extra = land_drop(resolve_settings(), dag_run.run_after, params["source_uri"])
         outlet_events[TRAINING_DATA].extra = extra
         return extra
 

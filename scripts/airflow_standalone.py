@@ -109,6 +109,8 @@ class AirflowStandalone:
             "AIRFLOW__CORE__MP_START_METHOD": "forkserver",
             "AIRFLOW__CORE__MP_FORKSERVER_PRELOAD": ",".join(PRELOAD),
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
+            # Deferrable operators wait in the triggerer (their default follows this option).
+            "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
             "PATH": f"{VENV_BIN}{os.pathsep}{base.get('PATH', '')}",
             "PYTHONPATH": str(ROOT / "plugins"),
             "NO_COLOR": "1",

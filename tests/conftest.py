@@ -17,6 +17,8 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+# As the project's deployments set it (docker/Dockerfile, scripts/): deferrable operators defer.
+os.environ.setdefault("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "True")
 # The provider stack (kubernetes clients, botocore) takes seconds to import on a busy 2-core box.
 os.environ.setdefault("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "300")
 for var in [k for k in os.environ if k.startswith("EKSML_")]:

@@ -161,12 +161,12 @@ def collect(timings_path: Path) -> tuple[list[Row], float]:
     """Gather every figure of the latest `make run` (run_local.sh's timings file, DB, store, server log)."""
     from eksml.registry import ModelRegistry
     from eksml.serving.local import LocalServing
-    from eksml.settings import load_settings
+    from eksml.settings import resolve_settings
     from eksml.storage import store_path
 
     timings = read_timings(timings_path)
     tasks = {dag_id: task_spans(dag_id) for dag_id in DAG_PHASES.values()}
-    settings = load_settings(use_airflow_variable=True)
+    settings = resolve_settings()
     registry = ModelRegistry(store_path(settings.models_root, settings))
     versions = registry.versions()
     metrics = registry.metadata(versions[-1]).get("metrics", {}) if versions else {}

@@ -179,11 +179,11 @@ class RunOutcomeOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from eksml.settings import load_settings
+        from eksml.settings import resolve_settings
 
         ti = context["ti"]
         summary = summarize(ti.xcom_pull(task_ids=self.register_task_id), ti.xcom_pull(task_ids=self.promote_task_id))
-        links = store_links(summary["uri"], load_settings(use_airflow_variable=True).region) if "uri" in summary else {}
+        links = store_links(summary["uri"], resolve_settings().region) if "uri" in summary else {}
         ti.xcom_push(key=LINKS_KEY, value=links)
         ti.xcom_push(key="summary", value=summary)
         dag_run = context["dag_run"]

@@ -16,7 +16,7 @@ from eksml.dataprep import data_digest, read_manifest, read_source, store_data, 
 from eksml.params import TrainingParams, validate_training_params
 from eksml.registry import ModelRegistry, RegistryError
 from eksml.runs import evaluation_spec, plan_run
-from eksml.settings import PROJECT_ROOT, Settings, load_settings
+from eksml.settings import PROJECT_ROOT, Settings, resolve_settings
 from eksml.storage import read_json, store_path, uri_of
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def validate(raw_params: dict[str, Any], triggering_events: Any = None, run: Any
     A scheduled run without the ``scheduled_training`` opt-in (``run`` is the DagRun) is
     skipped here, and with it the whole run, before any data is read; its note says why.
     """
-    settings = load_settings(use_airflow_variable=True)
+    settings = resolve_settings()
     refusal = scheduled_run_refusal(getattr(run, "run_type", None), settings)
     if refusal:
         from airflow.sdk.exceptions import AirflowSkipException
@@ -126,7 +126,7 @@ def needs_cluster_teardown(validated: dict[str, Any] | None) -> bool:
 
 def prepare(validated: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
     """Copy the validated source into the data store: a data version named by interval and content."""
-    settings = load_settings(use_airflow_variable=True)
+    settings = resolve_settings()
     params = validate_training_params(validated["params"])
     source = store_path(validated["source_uri"], settings)
     blobs = read_source(source)
@@ -179,7 +179,7 @@ def code_version() -> str:
 
 def register(plan: dict[str, Any], facts: dict[str, Any]) -> list[dict[str, Any]]:
     """Register every candidate that finished training and evaluation."""
-    settings = load_settings(use_airflow_variable=True)
+    settings = resolve_settings()
     registry = ModelRegistry(store_path(settings.models_root, settings))
     registered = []
     for framework, candidate in plan["candidates"].items():
@@ -246,7 +246,7 @@ def candidate_accuracy(evaluation: dict[str, Any], metrics: dict[str, Any]) -> f
 
 def promote_best(registered: list[dict[str, Any]], margin: float) -> dict[str, Any] | None:
     """Promote the most accurate new version if it beats the champion; return the pointer or None."""
-    settings = load_settings(use_airflow_variable=True)
+    settings = resolve_settings()
     registry = ModelRegistry(store_path(settings.models_root, settings))
     best = max(registered, key=lambda r: r["test_accuracy"])
     measured = {best["champion_version"]: best["champion_accuracy"]} if best.get("champion_version") else {}

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eksml.params import TrainingParams, validate_training_params
-from eksml.settings import Settings, load_settings
+from eksml.settings import Settings, resolve_settings
 
 ERROR, WARNING, OK = "error", "warning", "ok"
 _ECR_REGISTRY = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?(?:/(.+))?$")
@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
             **({"cluster": args.cluster} if args.trainer == "kubernetes" else {}),
         }
     )
-    report = run_preflight(load_settings(use_airflow_variable=True), params, hours=args.hours)
+    report = run_preflight(resolve_settings(), params, hours=args.hours)
     print(report.text())
     return 1 if report.errors else 0
 

@@ -302,14 +302,14 @@ def main(argv: list[str] | None = None) -> int:
     ``list``: registered versions with their test accuracy (``*`` marks the champion)."""
     import argparse
 
-    from eksml.settings import load_settings
+    from eksml.settings import resolve_settings
     from eksml.storage import store_path
 
     parser = argparse.ArgumentParser(prog="python -m eksml.registry", description=main.__doc__)
     parser.add_argument("command", choices=("list", "champion", "history", "repair"))
     parser.add_argument("--apply", action="store_true", help="repair: write the fix (default: only show it)")
     args = parser.parse_args(argv)
-    settings = load_settings(use_airflow_variable=True)
+    settings = resolve_settings()
     registry = ModelRegistry(store_path(settings.models_root, settings))
     if args.command == "list":
         lines = version_table(registry)

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from eksml.registry import ModelRegistry
-from eksml.settings import load_settings
+from eksml.settings import resolve_settings
 from eksml.storage import store_path
 
 DAGS = {"training": "fashion_mnist_training", "serving": "model_deployment"}
@@ -46,7 +46,7 @@ def run_version(registry: ModelRegistry, run_id: str | None) -> dict | None:
 
 
 def report_training(run_id: str | None) -> None:
-    settings = load_settings(use_airflow_variable=True)
+    settings = resolve_settings()
     registry = ModelRegistry(store_path(settings.models_root, settings))
     versions = registry.versions()
     latest = run_version(registry, run_id)
@@ -88,7 +88,7 @@ def report_serving(count: int = 8) -> None:
     from eksml.serving.smoke import http_transport
     from eksml.serving.testdata import load_test_images
 
-    settings = load_settings(use_airflow_variable=True)
+    settings = resolve_settings()
     server = LocalServing(settings).current()
     if server is None:
         raise SystemExit("no local inference server is running")

@@ -2,13 +2,19 @@
 
 One place reads the environment, so the profile, stores and cluster are configuration and
 never a code edit. Every field can be set with an ``EKSML_<FIELD>`` environment variable
-(for example ``EKSML_PROFILE=aws``); the Airflow Variable ``eksml_settings`` (a JSON object)
-overrides the environment when Airflow's metadata database is reachable.
+(for example ``EKSML_PROFILE=aws``); in a task the Airflow Variable ``eksml_settings`` (a JSON
+object) overrides the environment.
+
+Two entry points: :func:`load_settings` (the environment only: offline tools, rendering) and
+:func:`resolve_settings` (environment, then the Variable: whatever runs inside Airflow). Operators
+reach both their settings and their connection ids through :class:`SettingsMixin`; a connection
+id is spelled once, as the default of :attr:`Settings.aws_conn_id`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import os
 import re
@@ -173,8 +179,20 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
     return str(raw)
 
 
-def load_settings(overrides: dict[str, Any] | None = None, *, use_airflow_variable: bool = False) -> Settings:
-    """Build :class:`Settings` from defaults, ``EKSML_*`` environment variables and overrides."""
+def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
+    """Build :class:`Settings` from defaults, ``EKSML_*`` environment variables and overrides
+    (offline tools; what runs in Airflow uses :func:`resolve_settings`)."""
+    return _build(overrides, use_airflow_variable=False)
+
+
+def resolve_settings(overrides: dict[str, Any] | None = None) -> Settings:
+    """The settings a task runs with: defaults, ``EKSML_*`` variables, the ``eksml_settings``
+    Variable, then ``overrides``. A Variable that cannot be read raises :class:`SettingsError`
+    with the reason: a run never falls back to the local profile behind a failed read."""
+    return _build(overrides, use_airflow_variable=True)
+
+
+def _build(overrides: dict[str, Any] | None, *, use_airflow_variable: bool) -> Settings:
     base = Settings()
     values: dict[str, Any] = {}
     known = {f.name for f in fields(Settings)}
@@ -195,16 +213,68 @@ def load_settings(overrides: dict[str, Any] | None = None, *, use_airflow_variab
 
 
 def _airflow_variable_overrides() -> dict[str, Any]:
-    """The JSON Variable ``eksml_settings``, or nothing when Airflow has none."""
+    """The JSON Variable ``eksml_settings``, or nothing when it is not set.
+
+    Outside a task (a command-line tool, the API server) Airflow looks the Variable up in its
+    environment and secrets backends and answers "not set" when none has it, so nothing here
+    needs a metadata database; a lookup that fails for another reason is an error.
+    """
     try:
         from airflow.sdk import Variable
-
-        raw = Variable.get("eksml_settings", default=None)
-    except Exception:  # no metadata database or API server: environment only
+    except ImportError:  # no Airflow in this environment (an image's tools): the environment only
         return {}
+    try:
+        raw = Variable.get("eksml_settings", default=None)
+    except Exception as exc:
+        raise SettingsError(
+            f"reading the Airflow Variable eksml_settings failed ({type(exc).__name__}: {exc}); "
+            "the settings cannot be known without it"
+        ) from exc
     if not raw:
         return {}
-    value = json.loads(raw) if isinstance(raw, str) else raw
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError as exc:
+        raise SettingsError(f"Airflow Variable eksml_settings is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise SettingsError("Airflow Variable eksml_settings must be a JSON object")
     return value
+
+
+class FromSettings(enum.Enum):
+    """Default of an operator's connection-id argument: the id the settings name.
+
+    An enum member, so it survives the copies and pickles an operator goes through; ``None``
+    keeps the providers' meaning (no Airflow connection: the worker's own credentials).
+    """
+
+    FROM_SETTINGS = "from settings"
+
+    def __repr__(self) -> str:
+        return "FROM_SETTINGS"
+
+
+FROM_SETTINGS = FromSettings.FROM_SETTINGS
+
+
+class SettingsMixin:
+    """How every operator of the project finds its settings and its AWS connection.
+
+    ``settings`` given to the operator win (tools, tests); otherwise they are resolved at run
+    time (:func:`resolve_settings`), once per task try, never while the DAG file is parsed.
+    ``aws_conn_id`` left at :data:`FROM_SETTINGS` is ``Settings.aws_conn_id``; an explicit id or
+    ``None`` is kept as given.
+    """
+
+    settings: Settings | None = None
+    aws_conn_id: str | None | FromSettings = FROM_SETTINGS
+
+    def resolved_settings(self) -> Settings:
+        if self.settings is None:
+            self.settings = resolve_settings()
+        return self.settings
+
+    def resolved_aws_conn_id(self) -> str | None:
+        if self.aws_conn_id is FROM_SETTINGS:
+            return self.resolved_settings().aws_conn_id
+        return self.aws_conn_id

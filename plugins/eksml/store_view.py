@@ -37,9 +37,9 @@ def version_url(version: str, name: str = "") -> str:
 def _models_root() -> Path | None:
     from urllib.parse import urlparse
 
-    from eksml.settings import load_settings
+    from eksml.settings import resolve_settings
 
-    settings = load_settings(use_airflow_variable=True)
+    settings = resolve_settings()
     if not settings.models_root.startswith("file://"):
         return None
     return Path(urlparse(settings.models_root).path)

@@ -205,6 +205,26 @@ def test_without_an_autoscaler_nothing_would_add_the_nodes(clusters, aws_setting
         api.put("apis/apps/v1", "kube-system", "deployments", saved)
 
 
+def test_cluster_tasks_use_the_aws_connection_the_settings_name(clusters, aws_settings, monkeypatch) -> None:
+    """EKSML_AWS_CONN_ID names the connection for the EKS API and the token. Before, the cluster
+    operators defaulted to ``aws_default`` whatever the settings said."""
+    import json
+    import os
+
+    from eksml.cluster.operators import GpuCapacityOperator
+
+    conn = json.loads(os.environ["AIRFLOW_CONN_AWS_DEFAULT"])
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_EKSML_TEAM", json.dumps({**conn, "login": "TEAMKEYFROMSETTINGS", "password": "team-secret"})
+    )
+    monkeypatch.setenv("EKSML_AWS_CONN_ID", "eksml_team")
+    api = clusters[SHARED]
+    api.requests.clear()
+    result = GpuCapacityOperator(task_id="gate", cluster_name=SHARED, nodes=1).execute(_context())
+    assert result["cluster"] == SHARED
+    assert api.requests and {_access_key_of(r.token) for r in api.requests} == {"TEAMKEYFROMSETTINGS"}
+
+
 # --- routing ------------------------------------------------------------------------------------
 def _render(task, context: dict, xcom: dict | None) -> Any:
     """The task with its templates rendered for a run whose create_cluster returned ``xcom``."""

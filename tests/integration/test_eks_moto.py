@@ -59,10 +59,10 @@ def test_describe_endpoint_and_node_groups(eks_cluster, moto_server):
     from eksml.cluster.connection import describe_endpoint
     from eksml.cluster.eks import describe_nodegroups
 
-    endpoint = describe_endpoint(eks_cluster, REGION)
+    endpoint = describe_endpoint(eks_cluster, REGION, "aws_default")
     assert endpoint.server.startswith("https://") and endpoint.certificate_authority
     assert endpoint.sts_url.startswith(moto_server) and "Action=GetCallerIdentity" in endpoint.sts_url
-    groups = describe_nodegroups(eks_cluster, REGION)
+    groups = describe_nodegroups(eks_cluster, REGION, "aws_default")
     train = groups["ng-train"]
     assert (train.min_size, train.desired, train.max_size) == (0, 1, 4)
     assert train.labels == {"role": "train"} and train.taints == {("nvidia.com/gpu", "present", "NoSchedule")}
@@ -72,7 +72,7 @@ def test_absent_cluster_is_a_clear_error(moto_server):
     from eksml.cluster.connection import ClusterNotReadyError, describe_endpoint
 
     with pytest.raises(ClusterNotReadyError, match="'absent' does not exist in us-west-2"):
-        describe_endpoint("absent", REGION)
+        describe_endpoint("absent", REGION, "aws_default")
 
 
 def test_node_groups_match_the_pipeline_or_fail_clearly(eks_cluster):
@@ -81,7 +81,7 @@ def test_node_groups_match_the_pipeline_or_fail_clearly(eks_cluster):
     from eksml.settings import Settings
 
     req = ClusterRequest.from_settings(Settings())
-    actual = describe_nodegroups(eks_cluster, REGION)
+    actual = describe_nodegroups(eks_cluster, REGION, "aws_default")
     assert nodegroup_drift([train_node_group(req), inference_node_group(req)], actual) == ([], [])
     other = req.with_overrides({"train_instance_types": "g5.xlarge"})
     errors, warnings = nodegroup_drift([train_node_group(other)], {})

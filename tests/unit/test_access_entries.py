@@ -98,7 +98,7 @@ def test_add_ons_hold_cluster_admin_only_while_they_apply(eks_stub):
     eks_stub.add_response("disassociate_access_policy", {}, {**KEY, "policyArn": ADMIN})
     applied = []
     with pytest.raises(RuntimeError, match="apply failed"):
-        with cluster_admin_while("eksml", "us-west-2", OTHER, log=applied.append):
+        with cluster_admin_while("eksml", "us-west-2", OTHER, "aws_default", log=applied.append):
             applied.append("apply")
             raise RuntimeError("apply failed")  # admin is removed even then
     assert applied[1] == "apply" and "removed" in applied[-1]
@@ -116,5 +116,5 @@ def test_a_principal_that_is_admin_already_keeps_it(eks_stub):
         },
         KEY,
     )
-    with cluster_admin_while("eksml", "us-west-2", OTHER, log=lambda m: None):
+    with cluster_admin_while("eksml", "us-west-2", OTHER, "aws_default", log=lambda m: None):
         pass  # no associate, no disassociate: the Stubber would fail on an unexpected call

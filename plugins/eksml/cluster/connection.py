@@ -67,7 +67,7 @@ def _regional_sts() -> Iterator[None]:
             os.environ["AWS_STS_REGIONAL_ENDPOINTS"] = previous
 
 
-def describe_endpoint(cluster_name: str, region: str, aws_conn_id: str | None = "aws_default") -> ClusterEndpoint:
+def describe_endpoint(cluster_name: str, region: str, aws_conn_id: str | None) -> ClusterEndpoint:
     """Endpoint, CA and STS URL of an ACTIVE cluster, from the EKS API."""
     from airflow.providers.amazon.aws.hooks.eks import EksHook
     from airflow.providers.amazon.aws.hooks.sts import StsHook
@@ -148,9 +148,9 @@ def build_kubernetes_connection(
     cluster_name: str,
     region: str,
     *,
-    conn_id: str = "kubernetes_default",
+    conn_id: str,
     namespace: str | None = None,
-    aws_conn_id: str | None = "aws_default",
+    aws_conn_id: str | None,
 ) -> Connection:
     """An Airflow ``kubernetes`` connection for the cluster; no credentials, no local paths.
 
@@ -185,7 +185,7 @@ def _credentials_env(aws_conn_id: str | None, region: str) -> dict[str, str]:
 
 
 def eks_kubeconfig(
-    cluster_name: str, region: str, *, aws_conn_id: str | None = "aws_default", namespace: str | None = None
+    cluster_name: str, region: str, *, aws_conn_id: str | None, namespace: str | None = None
 ) -> dict[str, Any]:
     """A kubeconfig for the cluster whose token is signed with the Airflow AWS connection's credentials.
 
@@ -198,7 +198,7 @@ def eks_kubeconfig(
 
 
 def eks_kubernetes_hook(
-    cluster_name: str, region: str, *, aws_conn_id: str | None = "aws_default", namespace: str | None = None
+    cluster_name: str, region: str, *, aws_conn_id: str | None, namespace: str | None = None
 ) -> KubernetesHook:
     """A KubernetesHook for the cluster, authenticated as the Airflow AWS connection."""
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook

@@ -31,9 +31,7 @@ class NodegroupInfo:
     capacity_type: str
 
 
-def describe_nodegroups(
-    cluster_name: str, region: str, aws_conn_id: str | None = "aws_default"
-) -> dict[str, NodegroupInfo]:
+def describe_nodegroups(cluster_name: str, region: str, aws_conn_id: str | None) -> dict[str, NodegroupInfo]:
     """Every managed node group of the cluster (EKS ListNodegroups + DescribeNodegroup)."""
     from airflow.providers.amazon.aws.hooks.eks import EksHook
 
@@ -90,7 +88,7 @@ def cluster_admin_while(
     cluster_name: str,
     region: str,
     principal: str,
-    aws_conn_id: str | None = "aws_default",
+    aws_conn_id: str | None,
     log: Callable[[str], None] = print,
 ) -> Iterator[None]:
     """Associate the cluster-admin access policy with ``principal`` for the block, then remove it.

@@ -8,7 +8,8 @@
   node that only a pending pod would bring.
 
 Both reach the cluster the run resolved (:mod:`eksml.cluster.target`: built from the EKS API
-with the Airflow AWS connection), or an existing ``kubernetes_conn_id`` when one is given.
+with the Airflow AWS connection the settings name), or an existing ``kubernetes_conn_id`` when
+one is given.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from eksml.eksctl.request import ClusterRequest, cluster_name_for_role, inference_node_group, train_node_group
+from eksml.settings import FROM_SETTINGS, FromSettings, Settings, SettingsMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -29,24 +31,21 @@ if TYPE_CHECKING:
 CLUSTER_ROLES = ("all", "training", "inference")
 
 
-class _ClusterTarget:
+class _ClusterTarget(SettingsMixin):
     """Shared resolution of which cluster a task talks to and how."""
 
     cluster: dict[str, Any]
     cluster_name: str | None
     cluster_role: str
-    aws_conn_id: str | None
     kubernetes_conn_id: str | None
 
-    def _settings_and_request(self) -> tuple[Any, ClusterRequest]:
-        from eksml.settings import load_settings
-
+    def _settings_and_request(self) -> tuple[Settings, ClusterRequest]:
         if self.cluster_role not in CLUSTER_ROLES:
             raise AirflowFailException(f"cluster_role must be one of {CLUSTER_ROLES}, got {self.cluster_role!r}")
-        settings = load_settings(use_airflow_variable=True)
+        settings = self.resolved_settings()
         return settings, ClusterRequest.from_settings(settings, **dict(self.cluster or {}))
 
-    def _target(self, settings: Any, req: ClusterRequest) -> ClusterTarget:
+    def _target(self, settings: Settings, req: ClusterRequest) -> ClusterTarget:
         """The cluster of this task's role: the run's (``cluster_name``), else the settings' one."""
         from eksml.cluster.target import INFERENCE, TRAINING, resolve_target
 
@@ -57,7 +56,7 @@ class _ClusterTarget:
             cluster_name=self._target_name(req),
             kubernetes_conn_id=self.kubernetes_conn_id,
             cluster=self.cluster,
-            aws_conn_id=self.aws_conn_id,
+            aws_conn_id=self.resolved_aws_conn_id(),
         )
 
     def _target_name(self, req: ClusterRequest) -> str:
@@ -76,6 +75,8 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
     :param cluster: ClusterRequest overrides, as given to the eksctl operator.
     :param cluster_mode: as for the eksctl operator; ``existing`` makes this a no-op (a
         training run does not modify the shared cluster).
+    :param aws_conn_id: the AWS connection (EKS, STS, the token); default the settings' one.
+    :param settings: configuration; ``None`` resolves it at run time.
     """
 
     template_fields: Sequence[str] = ("cluster_name", "cluster_role", "cluster", "cluster_mode")
@@ -87,10 +88,11 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
         cluster_name: str | None = None,
         cluster_role: str = "all",
         cluster: dict[str, Any] | None = None,
-        aws_conn_id: str | None = "aws_default",
+        aws_conn_id: str | None | FromSettings = FROM_SETTINGS,
         kubernetes_conn_id: str | None = None,
         install_upstream: bool = True,
         cluster_mode: str | None = None,
+        settings: Settings | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -101,6 +103,7 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
         self.aws_conn_id = aws_conn_id
         self.kubernetes_conn_id = kubernetes_conn_id
         self.install_upstream = install_upstream
+        self.settings = settings
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.providers.amazon.aws.hooks.sts import StsHook
@@ -114,16 +117,15 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
         if (self.cluster_mode or "").strip() == "existing":
             self.log.info("cluster mode 'existing': the shared cluster %s is prepared by the eks_cluster DAG", name)
             return {"cluster": name, "applied": []}
-        self._check_node_groups(req, name)
-        caller = StsHook(aws_conn_id=self.aws_conn_id, region_name=req.region).conn.get_caller_identity()
+        role = self.cluster_role
+        self._check_node_groups(req, name, role)
+        caller = StsHook(aws_conn_id=self.resolved_aws_conn_id(), region_name=req.region).conn.get_caller_identity()
         account = caller["Account"]
         objects: list[dict[str, Any]] = []
-        if self.install_upstream and self.cluster_role in ("all", "training"):
+        if self.install_upstream and role in ("all", "training"):
             objects.extend(addon_objects())
         objects.extend(
-            render_kubernetes_objects(
-                settings, cluster_role=self.cluster_role, account_id=account, request=req, cluster_name=name
-            )
+            render_kubernetes_objects(settings, cluster_role=role, account_id=account, request=req, cluster_name=name)
         )
         target = self._target(settings, req)
         self.log.info("preparing %s", target.describe())
@@ -132,7 +134,8 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
         from eksml.cluster.eks import cluster_admin_while
         from eksml.eksctl.iam import principal_arn
 
-        with cluster_admin_while(name, req.region, principal_arn(caller["Arn"]), self.aws_conn_id, log=self.log.info):
+        principal = principal_arn(caller["Arn"])
+        with cluster_admin_while(name, req.region, principal, self.resolved_aws_conn_id(), log=self.log.info):
             applied = self._apply_when_authorized(target.hook().api_client, objects)
         return {"cluster": name, "applied": applied}
 
@@ -155,7 +158,7 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
                 time.sleep(5)
         return []  # attempts < 1
 
-    def _check_node_groups(self, req: ClusterRequest, name: str) -> None:
+    def _check_node_groups(self, req: ClusterRequest, name: str, role: str) -> None:
         """Fail now if the cluster's node groups cannot host the pipeline's pods."""
         from eksml.cluster.eks import describe_nodegroups, nodegroup_drift
 
@@ -163,8 +166,10 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
             "all": (train_node_group(req), inference_node_group(req)),
             "training": (train_node_group(req),),
             "inference": (inference_node_group(req),),
-        }[self.cluster_role]
-        errors, warnings = nodegroup_drift(list(groups), describe_nodegroups(name, req.region, self.aws_conn_id))
+        }[role]
+        errors, warnings = nodegroup_drift(
+            list(groups), describe_nodegroups(name, req.region, self.resolved_aws_conn_id())
+        )
         for warning in warnings:
             self.log.warning("%s", warning)
         if errors:
@@ -191,6 +196,8 @@ class GpuCapacityOperator(_ClusterTarget, BaseOperator):
       scale-up itself.
 
     :param nodes: GPU nodes the run needs at once (templated; default 1).
+    :param aws_conn_id: the AWS connection (EKS, the token); default the settings' one.
+    :param settings: configuration; ``None`` resolves it at run time.
     """
 
     template_fields: Sequence[str] = ("cluster_name", "cluster_role", "cluster", "nodes")
@@ -204,8 +211,9 @@ class GpuCapacityOperator(_ClusterTarget, BaseOperator):
         cluster: dict[str, Any] | None = None,
         nodes: int | str | None = None,
         node_selector: str = "role=train",
-        aws_conn_id: str | None = "aws_default",
+        aws_conn_id: str | None | FromSettings = FROM_SETTINGS,
         kubernetes_conn_id: str | None = None,
+        settings: Settings | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -216,6 +224,7 @@ class GpuCapacityOperator(_ClusterTarget, BaseOperator):
         self.node_selector = node_selector
         self.aws_conn_id = aws_conn_id
         self.kubernetes_conn_id = kubernetes_conn_id
+        self.settings = settings
 
     def execute(self, context: Context) -> dict[str, Any]:
         from eksml.cluster.gpu import autoscaler_available, describe_gpu_group, usable_gpu_nodes
@@ -227,7 +236,7 @@ class GpuCapacityOperator(_ClusterTarget, BaseOperator):
         needed = int(self.nodes) if self.nodes not in (None, "") else 1
         name = self._target_name(req)
         group, where, quota_hint = describe_gpu_group(
-            name, req.region, self.aws_conn_id, train.name, train.instance_types, train.spot
+            name, req.region, self.resolved_aws_conn_id(), train.name, train.instance_types, train.spot
         )
         if group is None or group.status != "ACTIVE":
             raise NoGpuCapacityError(

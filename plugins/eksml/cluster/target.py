@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eksml.nodes import TRAIN_ROLE
+from eksml.settings import FROM_SETTINGS, FromSettings
 
 if TYPE_CHECKING:
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
@@ -84,9 +85,6 @@ def cluster_role_of(node_role: str) -> str:
     return TRAINING if node_role == TRAIN_ROLE else INFERENCE
 
 
-_FROM_SETTINGS: Any = object()
-
-
 def resolve_target(
     settings: Settings,
     *,
@@ -94,21 +92,22 @@ def resolve_target(
     cluster_name: str | None = None,
     kubernetes_conn_id: str | None = None,
     cluster: dict[str, Any] | None = None,
-    aws_conn_id: str | None = _FROM_SETTINGS,
+    aws_conn_id: str | None | FromSettings = FROM_SETTINGS,
 ) -> ClusterTarget:
     """The target of a task: explicit connection, else the run's cluster, else the settings' one.
 
-    ``aws_conn_id`` defaults to the settings' connection; ``None`` signs with the worker's own
-    AWS identity (instance role, IRSA).
+    ``cluster`` holds the run's cluster overrides (name, region: the ``eks_cluster`` DAG's
+    params), so the region is the one the cluster was made in. ``aws_conn_id`` defaults to the
+    settings' connection; ``None`` signs with the worker's own AWS identity (instance role, IRSA).
     """
     conn = kubernetes_conn_id or settings.kubernetes_conn_id
     if conn:
         return ClusterTarget(conn_id=conn)
+    from eksml.eksctl.request import ClusterRequest, training_cluster_name
+
+    req = ClusterRequest.from_settings(settings, **dict(cluster or {}))
     name = (cluster_name or "").strip()
     if not name:
-        from eksml.eksctl.request import ClusterRequest, training_cluster_name
-
-        req = ClusterRequest.from_settings(settings, **dict(cluster or {}))
         name = training_cluster_name(req) if cluster_role == TRAINING else req.name
-    aws = settings.aws_conn_id if aws_conn_id is _FROM_SETTINGS else aws_conn_id
-    return ClusterTarget(cluster_name=name, region=settings.region, aws_conn_id=aws)
+    aws = settings.aws_conn_id if aws_conn_id is FROM_SETTINGS else aws_conn_id
+    return ClusterTarget(cluster_name=name, region=req.region, aws_conn_id=aws)

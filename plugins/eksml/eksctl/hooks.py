@@ -404,14 +404,13 @@ class EksctlHook(BaseHook):
     """
 
     conn_name_attr = "aws_conn_id"
-    default_conn_name = "aws_default"
     conn_type = "aws"
     hook_name = "eksctl"
 
     def __init__(
         self,
         region: str,
-        aws_conn_id: str | None = default_conn_name,
+        aws_conn_id: str | None,
         eksctl_path: str | None = None,
         log_line: Callable[[str], None] | None = None,
     ) -> None:

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from eksml.eksctl.config import ClusterConfig, ClusterConfigError
@@ -48,6 +48,7 @@ from eksml.eksctl.hooks import (
 from eksml.eksctl.render import render_yaml
 from eksml.eksctl.request import INFERENCE_GROUP, TRAIN_GROUP, ClusterRequest, build_cluster_configs
 from eksml.eksctl.triggers import EksctlCommandTrigger, file_arg, first_event, step
+from eksml.settings import FROM_SETTINGS, FromSettings, Settings, SettingsMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -74,7 +75,7 @@ def _resumed(event: dict[str, Any], key: str, given: Any, default: Any) -> Any:
     return (event.get("passthrough") or {}).get(key, default)
 
 
-class EksctlClusterOperator(BaseOperator):
+class EksctlClusterOperator(SettingsMixin, BaseOperator):
     """Create/reuse, scale or delete the project's EKS cluster(s) with the eksctl CLI.
 
     :param action: ``create`` (idempotent: reuse, add missing node groups, scale), ``scale``
@@ -84,7 +85,11 @@ class EksctlClusterOperator(BaseOperator):
     :param cluster_mode: None (lifecycle DAG), ``existing`` or ``ephemeral`` (training DAG).
     :param cluster_role: ``all``, ``training`` or ``inference``: which of the dedicated
         clusters to act on (a shared cluster serves both roles).
-    :param aws_conn_id: Airflow AWS connection whose credentials eksctl receives.
+    :param aws_conn_id: Airflow AWS connection whose credentials eksctl receives; default the
+        settings' one.
+    :param deferrable: run long eksctl commands in the triggerer; default Airflow's
+        ``[operators] default_deferrable``.
+    :param settings: configuration; ``None`` resolves it at run time.
     :param delete_on_failure: delete a cluster this task started creating if creation fails.
     :param kubeconfig_path: also write a kubeconfig there (``eksctl utils write-kubeconfig``).
     """
@@ -100,17 +105,19 @@ class EksctlClusterOperator(BaseOperator):
         cluster: dict[str, Any] | None = None,
         cluster_mode: str | None = None,
         cluster_role: str = "all",
-        aws_conn_id: str | None = "aws_default",
+        aws_conn_id: str | None | FromSettings = FROM_SETTINGS,
         eksctl_path: str | None = None,
-        deferrable: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         delete_on_failure: bool = True,
         kubeconfig_path: str | None = None,
         create_timeout: timedelta = timedelta(minutes=50),
         delete_timeout: timedelta = timedelta(minutes=40),
         poll_interval: int = 30,
+        settings: Settings | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.settings = settings
         self.action = action
         self.cluster = cluster or {}
         self.cluster_mode = cluster_mode
@@ -127,9 +134,7 @@ class EksctlClusterOperator(BaseOperator):
 
     # --- inputs -------------------------------------------------------------------------
     def _request(self, context: Context) -> ClusterRequest:
-        from eksml.settings import load_settings
-
-        request = ClusterRequest.from_settings(load_settings(use_airflow_variable=True), **dict(self.cluster))
+        request = ClusterRequest.from_settings(self.resolved_settings(), **dict(self.cluster))
         if self._mode() == "ephemeral":
             tag = run_hash(context["run_id"])
             request = request.with_overrides(
@@ -146,7 +151,7 @@ class EksctlClusterOperator(BaseOperator):
 
         from eksml.eksctl.iam import principal_arn
 
-        caller = StsHook(aws_conn_id=self.aws_conn_id, region_name=region).conn.get_caller_identity()["Arn"]
+        caller = StsHook(aws_conn_id=self.resolved_aws_conn_id(), region_name=region).conn.get_caller_identity()["Arn"]
         return principal_arn(caller)
 
     def _mode(self) -> str | None:
@@ -178,7 +183,7 @@ class EksctlClusterOperator(BaseOperator):
         return configs
 
     def _client(self, region: str) -> EksctlHook:
-        hook = EksctlHook(region, self.aws_conn_id, self.eksctl_path, log_line=self.log.info)
+        hook = EksctlHook(region, self.resolved_aws_conn_id(), self.eksctl_path, log_line=self.log.info)
         try:
             binary = hook.binary  # a missing binary fails before any connection lookup
             hook.environment()
@@ -210,7 +215,7 @@ class EksctlClusterOperator(BaseOperator):
 
         clusters = []
         for cfg in configs:
-            state = EksHook(aws_conn_id=self.aws_conn_id, region_name=cfg.region).get_cluster_state(
+            state = EksHook(aws_conn_id=self.resolved_aws_conn_id(), region_name=cfg.region).get_cluster_state(
                 clusterName=cfg.name
             )
             if state != ClusterStates.ACTIVE:
@@ -312,7 +317,7 @@ class EksctlClusterOperator(BaseOperator):
             cluster_name=cfg.name,
             waiter_delay=self.poll_interval,
             waiter_max_attempts=max(1, int(self.create_timeout.total_seconds() // max(self.poll_interval, 1))),
-            aws_conn_id=self.aws_conn_id,
+            aws_conn_id=self.resolved_aws_conn_id(),
             region_name=cfg.region,
         )
         kwargs = {"created": created}
@@ -469,7 +474,7 @@ class EksctlClusterOperator(BaseOperator):
             passthrough=kwargs,
             steps=steps,
             region=region,
-            aws_conn_id=self.aws_conn_id,
+            aws_conn_id=self.resolved_aws_conn_id(),
             files=files,
             eksctl_path=self.eksctl_path,
             step_timeout=timeout.total_seconds(),

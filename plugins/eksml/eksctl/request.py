@@ -242,6 +242,15 @@ def training_cluster_name(req: ClusterRequest) -> str:
     return req.name + TRAINING_CLUSTER_SUFFIX if req.dedicated_training_cluster else req.name
 
 
+def dedicated_layout(chosen: bool | str | None) -> bool:
+    """Whether training has its own cluster: as chosen for a run, else as the settings say."""
+    if chosen is None or chosen == "":
+        from eksml.settings import resolve_settings
+
+        return resolve_settings().dedicated_training_cluster
+    return _coerce("dedicated_training_cluster", chosen, False)
+
+
 def cluster_name_for_role(req: ClusterRequest, cluster_role: str) -> str:
     """Cluster name in the layout ``cluster_role`` implies: "training" is the dedicated one."""
     return req.name + TRAINING_CLUSTER_SUFFIX if cluster_role == "training" else req.name

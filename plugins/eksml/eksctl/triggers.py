@@ -55,7 +55,7 @@ class EksctlCommandTrigger(BaseTrigger):
         self,
         steps: list[dict[str, Any]],
         region: str,
-        aws_conn_id: str | None = "aws_default",
+        aws_conn_id: str | None,
         files: dict[str, str] | None = None,
         eksctl_path: str | None = None,
         step_timeout: float = 3600,

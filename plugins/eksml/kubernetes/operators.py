@@ -39,7 +39,7 @@ from eksml.kubernetes.triggers import EksTargetPodTrigger, MPIJobTrigger
 from eksml.kubernetes.workload import WorkloadSpecError, coerce_spec
 from eksml.local.runner import LocalRunner
 from eksml.nodes import node_selector, not_evictable
-from eksml.settings import Settings, load_settings
+from eksml.settings import Settings, SettingsMixin
 from eksml.specs import WorkloadSpec
 
 #: KubernetesPodOperator arguments the spec decides; passing one is a mistake, not an override.
@@ -63,7 +63,7 @@ SPEC_OWNED_ARGUMENTS = (
 DEFAULT_STARTUP_TIMEOUT_S = 900
 
 
-class WorkloadPodOperator(KubernetesPodOperator):
+class WorkloadPodOperator(SettingsMixin, KubernetesPodOperator):
     """Run a single-process :class:`~eksml.specs.WorkloadSpec` as a pod (``aws``) or a process (``local``).
 
     The pod lands on the nodes of ``spec.node_role``, holds ``spec.resources.gpus`` GPUs and
@@ -107,11 +107,6 @@ class WorkloadPodOperator(KubernetesPodOperator):
         self._runner: LocalRunner | None = None
 
     # --- configuration -------------------------------------------------------------------
-    def resolved_settings(self) -> Settings:
-        if self.settings is None:
-            self.settings = load_settings(use_airflow_variable=True)
-        return self.settings
-
     def _apply_settings(self) -> Settings:
         settings = self.resolved_settings()
         self.kubernetes_conn_id = self._explicit_conn_id or settings.kubernetes_conn_id or None
@@ -289,7 +284,7 @@ def render_training_pod(
 _DEFER_GRACE_S = 120
 
 
-class MPIJobOperator(BaseOperator):
+class MPIJobOperator(SettingsMixin, BaseOperator):
     """Run a distributed training :class:`~eksml.specs.WorkloadSpec` with Horovod.
 
     ``aws`` profile: creates an MPIJob (launcher + ``spec.replicas`` GPU workers), waits until it
@@ -357,11 +352,6 @@ class MPIJobOperator(BaseOperator):
         self._job: tuple[str, str] | None = None  # (name, namespace) once created
 
     # --- configuration -------------------------------------------------------------------
-    def resolved_settings(self) -> Settings:
-        if self.settings is None:
-            self.settings = load_settings(use_airflow_variable=True)
-        return self.settings
-
     def cluster_target(self) -> ClusterTarget:
         """The run's training cluster (or an explicit connection)."""
         return resolve_target(

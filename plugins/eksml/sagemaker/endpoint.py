@@ -22,7 +22,7 @@ from eksml.layout import Area, area_uri
 from eksml.sagemaker.images import DLC_ACCOUNTS, ecr_domain
 from eksml.sagemaker.naming import unique_name, validate_name
 from eksml.sagemaker.request import SageMakerRequestError, check_role_arn, require_s3
-from eksml.settings import Settings, load_settings
+from eksml.settings import Settings, resolve_settings
 from eksml.storage import store_path
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ class SageMakerEndpointDeployOperator(SageMakerEndpointOperator):
         self.settings = settings
 
     def execute(self, context: Context) -> dict:
-        settings = self.settings or load_settings(use_airflow_variable=True)
+        settings = self.settings or resolve_settings()
         version = self.version_uri.rstrip("/").rsplit("/", 1)[-1]
         model_data = area_uri(
             settings.store_uri, Area.SAGEMAKER, settings.model_name, version, "endpoint", "model.tar.gz"

@@ -37,7 +37,7 @@ from eksml.sagemaker.request import (
 )
 from eksml.sagemaker.source import stage_source_dir
 from eksml.sagemaker.triggers import SageMakerTrainingTrigger, stop_training_job
-from eksml.settings import Settings, load_settings
+from eksml.settings import Settings, resolve_settings
 from eksml.specs import WorkloadSpec
 from eksml.storage import store_path
 
@@ -96,7 +96,7 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
     :param max_runtime_s: ``StoppingCondition.MaxRuntimeInSeconds``.
     :param max_wait_s: spot only; default twice ``max_runtime_s``.
     :param image_source: ``dlc`` (AWS Deep Learning Container, script mode) or ``project`` (our image).
-    :param settings: project settings; default ``load_settings(use_airflow_variable=True)`` at run time.
+    :param settings: project settings; default ``resolve_settings()`` at run time.
     Other keyword arguments go to ``SageMakerTrainingOperator`` (``deferrable`` defaults to True).
     """
 
@@ -157,7 +157,7 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
     # --- configuration --------------------------------------------------------------------
     def _resolve_settings(self) -> Settings:
         """Settings of this run; the AWS connection and region follow them unless given explicitly."""
-        settings = self.settings or load_settings(use_airflow_variable=True)
+        settings = self.settings or resolve_settings()
         before = (self.aws_conn_id, self.region_name)
         if self._conn_from_settings:
             self.aws_conn_id = settings.aws_conn_id

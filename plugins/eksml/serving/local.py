@@ -378,9 +378,9 @@ def deploy_local(
     previous version serving.
     """
     from eksml.serving.testdata import load_test_images
-    from eksml.settings import load_settings
+    from eksml.settings import resolve_settings
 
-    settings = settings or load_settings(use_airflow_variable=True)
+    settings = settings or resolve_settings()
     if model_uri.startswith("/"):
         model_uri = "file://" + model_uri
     expectations = version_expectations(model_uri, settings)  # fail before starting anything

@@ -110,9 +110,9 @@ class DeployModelOperator(BaseOperator):
         self.settings_overrides = settings_overrides or {}
 
     def _settings(self):
-        from eksml.settings import load_settings
+        from eksml.settings import resolve_settings
 
-        return load_settings(self.settings_overrides, use_airflow_variable=True)
+        return resolve_settings(self.settings_overrides)
 
     def _data_uri(self, settings) -> str:
         """The param, else the data the version was trained and evaluated on, else settings."""
