@@ -133,13 +133,14 @@ def test_operators_take_the_connection_the_settings_name(monkeypatch):
 
 def test_the_default_aws_connection_is_spelled_once():
     """Only Settings names ``aws_default``; code takes the id from there (README aside)."""
-    from conftest import ROOT
+    from pathlib import Path
 
+    root = Path(__file__).resolve().parents[2]
     offenders = []
-    for path in [*(ROOT / "plugins").rglob("*.py"), *(ROOT / "dags").rglob("*.py")]:
+    for path in [*(root / "plugins").rglob("*.py"), *(root / "dags").rglob("*.py")]:
         text = path.read_text()
         count = text.count('"aws_default"') + text.count("'aws_default'")
         home = path.name == "settings.py" and path.parent.name == "eksml"
         if count - home or ("use_airflow_variable" in text and not home):
-            offenders.append(str(path.relative_to(ROOT)))
+            offenders.append(str(path.relative_to(root)))
     assert offenders == []
