@@ -21,7 +21,8 @@ from pathlib import Path
 import inference_models as im
 import pytest
 from fixtures.fake_kube_api import FakeKubeApi
-from test_cluster_routing import REGION, _context, _create_cluster
+from fixtures.moto_eks import REGION, create_cluster, train_group
+from test_cluster_routing import _context
 
 pytestmark = pytest.mark.slow
 
@@ -124,7 +125,7 @@ def serving(moto_client, moto_bucket, tmp_path_factory, dataset_dir):
     api = FakeKubeApi(CLUSTER).start()
     servers: dict[str, tuple[object, int]] = {}
     api.on_apply.append(_controller(exports, servers))
-    _create_cluster(CLUSTER, api.url, max_size=2)
+    create_cluster(CLUSTER, train_group(max_size=2), server=api.url)
     mp = pytest.MonkeyPatch()
     for key, value in {
         "EKSML_PROFILE": "aws",

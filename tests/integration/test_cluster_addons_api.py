@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import pytest
 from fixtures.fake_kube_api import FakeKubeApi
-from test_cluster_routing import REGION, STORE, _context, _create_cluster
+from fixtures.moto_eks import REGION, create_cluster, train_group
+from test_cluster_routing import STORE, _context
 
 EPHEMERAL = "addons-ephemeral"  # a cluster of its own on the session's moto server
 
@@ -24,7 +25,7 @@ EPHEMERAL = "addons-ephemeral"  # a cluster of its own on the session's moto ser
 @pytest.fixture(scope="module")
 def ephemeral(moto_server: str):
     api = FakeKubeApi(EPHEMERAL).start()
-    _create_cluster(EPHEMERAL, api.url, max_size=2)
+    create_cluster(EPHEMERAL, train_group(max_size=2), server=api.url)
     yield api
     api.stop()
 

@@ -23,42 +23,11 @@ from typing import Any
 
 import pytest
 from fixtures.fake_kube_api import FakeKubeApi, autoscaler_deployment, gpu_node
+from fixtures.moto_eks import REGION, create_cluster, train_group
 from project_files import load_dag
 
-REGION = "us-west-2"
 STORE = "s3://routing-bucket/eksml"
 SHARED, EPHEMERAL = "shared-eks", "run-ephemeral"
-_CA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").decode()
-
-
-def _point_cluster_at(name: str, url: str) -> None:
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.eks.models import eks_backends
-
-    cluster = eks_backends[DEFAULT_ACCOUNT_ID][REGION].clusters[name]
-    cluster.endpoint = url
-    cluster.certificate_authority = {"data": _CA}
-
-
-def _create_cluster(name: str, url: str, *, max_size: int = 2) -> None:
-    from airflow.providers.amazon.aws.hooks.eks import EksHook
-
-    hook = EksHook(aws_conn_id="aws_default", region_name=REGION)
-    subnets = ["subnet-0001", "subnet-0002"]
-    hook.create_cluster(
-        name=name, roleArn="arn:aws:iam::123456789012:role/eks", resourcesVpcConfig={"subnetIds": subnets}
-    )
-    hook.create_nodegroup(
-        clusterName=name,
-        nodegroupName="ng-train",
-        subnets=subnets,
-        nodeRole="arn:aws:iam::123456789012:role/node",
-        instanceTypes=["p3.8xlarge"],
-        labels={"role": "train"},
-        scalingConfig={"minSize": 0, "desiredSize": 0, "maxSize": max_size},
-        taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}],
-    )
-    _point_cluster_at(name, url)
 
 
 def _pending_gpu_pod_autoscaler(max_nodes: int):
@@ -82,7 +51,7 @@ def _pending_gpu_pod_autoscaler(max_nodes: int):
 def clusters(moto_server: str):
     apis = {SHARED: FakeKubeApi(SHARED).start(), EPHEMERAL: FakeKubeApi(EPHEMERAL).start()}
     for name, api in apis.items():
-        _create_cluster(name, api.url, max_size=2)
+        create_cluster(name, train_group(max_size=2), server=api.url)
         api.put("apis/apps/v1", "kube-system", "deployments", autoscaler_deployment())
         api.on_create.append(_pending_gpu_pod_autoscaler(max_nodes=2))
     yield apis

@@ -17,41 +17,16 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+from fixtures.moto_eks import REGION, create_cluster, inference_group, train_group
 
 CLUSTER = "eksml-moto"
-REGION = "us-west-2"
 FAKE_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "fake_eksctl"
 
 
 @pytest.fixture(scope="module")
 def eks_cluster(moto_server):
     """A cluster with the project's two node groups, created through the provider's EksHook."""
-    from airflow.providers.amazon.aws.hooks.eks import EksHook
-
-    hook = EksHook(aws_conn_id="aws_default", region_name=REGION)
-    subnets = ["subnet-0001", "subnet-0002"]
-    hook.create_cluster(
-        name=CLUSTER, roleArn="arn:aws:iam::123456789012:role/eks", resourcesVpcConfig={"subnetIds": subnets}
-    )
-    hook.create_nodegroup(
-        clusterName=CLUSTER,
-        nodegroupName="ng-train",
-        subnets=subnets,
-        nodeRole="arn:aws:iam::123456789012:role/node",
-        instanceTypes=["p3.8xlarge"],
-        labels={"role": "train"},
-        scalingConfig={"minSize": 0, "desiredSize": 1, "maxSize": 4},
-        taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}],
-    )
-    hook.create_nodegroup(
-        clusterName=CLUSTER,
-        nodegroupName="ng-inference",
-        subnets=subnets,
-        nodeRole="arn:aws:iam::123456789012:role/node",
-        instanceTypes=["m5.2xlarge"],
-        labels={"role": "inference"},
-        scalingConfig={"minSize": 1, "desiredSize": 1, "maxSize": 3},
-    )
+    create_cluster(CLUSTER, train_group(desired=1, max_size=4), inference_group())
     return CLUSTER
 
 

@@ -17,6 +17,7 @@ import json
 
 import pytest
 from conftest import PIPELINE, pipeline_objects
+from fixtures.moto_eks import create_cluster, point_cluster_at, train_group
 from k8s_tasks import run_task, task_context
 from kubernetes import client
 
@@ -57,21 +58,9 @@ def planes(prepared_cluster, second_control_plane):
 
 @pytest.fixture
 def eks(planes, moto_server, monkeypatch):
-    from airflow.providers.amazon.aws.hooks.eks import EksHook
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.eks.models import eks_backends
-
-    hook = EksHook(aws_conn_id="aws_default", region_name=REGION)
     for name, plane in planes.items():
-        if name not in hook.list_clusters():
-            hook.create_cluster(
-                name=name,
-                roleArn="arn:aws:iam::123456789012:role/eks",
-                resourcesVpcConfig={"subnetIds": ["subnet-0001", "subnet-0002"]},
-            )
-        cluster = eks_backends[DEFAULT_ACCOUNT_ID][REGION].clusters[name]
-        cluster.endpoint = plane.server
-        cluster.certificate_authority = {"data": base64.b64encode(plane.pki.ca.read_bytes()).decode()}
+        create_cluster(name, region=REGION)
+        point_cluster_at(name, plane.server, base64.b64encode(plane.pki.ca.read_bytes()).decode(), REGION)
 
     by_server = {plane.server: plane for plane in planes.values()}
     built_from_eks = connection.eks_kubeconfig
@@ -128,8 +117,6 @@ def test_the_training_pod_lands_on_the_cluster_its_run_resolved(eks, run):
 def test_gpu_capacity_check_reads_the_nodes_as_the_pipeline(eks, monkeypatch):
     """The run's GPU gate lists the GPU nodes (cluster-scoped) and reads the autoscaler
     Deployment in kube-system with the pipeline's own identity: the project's RBAC must allow it."""
-    from airflow.providers.amazon.aws.hooks.eks import EksHook
-
     from eksml.cluster.operators import GpuCapacityOperator
 
     for key, value in {
@@ -139,18 +126,7 @@ def test_gpu_capacity_check_reads_the_nodes_as_the_pipeline(eks, monkeypatch):
         "EKSML_STORE_URI": "s3://eksml-bucket/store",
     }.items():
         monkeypatch.setenv(key, value)
-    hook = EksHook(aws_conn_id="aws_default", region_name=REGION)
-    if "ng-train" not in hook.list_nodegroups(clusterName=SHARED):
-        hook.create_nodegroup(
-            clusterName=SHARED,
-            nodegroupName="ng-train",
-            subnets=["subnet-0001"],
-            nodeRole="arn:aws:iam::123456789012:role/node",
-            instanceTypes=["p3.8xlarge"],
-            labels={"role": "train"},
-            scalingConfig={"minSize": 0, "desiredSize": 2, "maxSize": 2},
-            taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}],
-        )
+    create_cluster(SHARED, train_group(desired=2, max_size=2), region=REGION)
     gate = GpuCapacityOperator(task_id="check_gpu_capacity", cluster_name=SHARED, nodes=2)
     result = gate.execute(task_context("check_gpu_capacity"))
     assert result["decision"] == "ready" and result["ready"] == 2
