@@ -80,19 +80,22 @@ def test_a_training_failure_fails_the_run_and_the_teardown_branch_still_runs(sto
 FAKE_EKSCTL = ROOT / "tests" / "fixtures" / "fake_eksctl"
 
 
-@pytest.mark.slow  # about 6 minutes: the eksctl trigger's polls between create and delete
+@pytest.mark.slow
 def test_aws_profile_training_failure_still_deletes_the_ephemeral_cluster(
-    tmp_path, monkeypatch, airflow_db, moto_server
+    tmp_path, monkeypatch, airflow_db, moto_server, moto_bucket, small_drop
 ):
     """``dag.test()`` of the real DAG in the aws profile with ``cluster=ephemeral``: the stand-in
     eksctl (a subprocess answering from a state file) creates the run's cluster, the training pod
     fails, and Airflow's own trigger rules run ``needs_teardown`` (all_done) and ``delete_cluster``,
     which deletes that cluster through the stand-in; the run is failed.
 
+    Data preparation is real (a small drop copied into the store on the moto server), so the
+    training task renders its spec and fails at its first try, as a pod exiting 2 fails it.
+
     Stood in, so not proven here: ``validate`` (returns an aws/ephemeral decision without reading
-    S3), data preparation, cluster preparation and the GPU capacity check, the other trainers and
-    the branch choice (marked success without running), and the pod itself (its operator raises
-    what a container exiting 2 raises). Nothing here touches EKS, eksctl or a Kubernetes API."""
+    S3), cluster preparation and the GPU capacity check, the other trainers and the branch choice
+    (marked success without running), and the pod itself (its operator raises what a container
+    exiting 2 raises). Nothing here touches EKS, eksctl or a Kubernetes API."""
     import sys
 
     from airflow.sdk.exceptions import AirflowFailException
@@ -106,7 +109,7 @@ def test_aws_profile_training_failure_still_deletes_the_ephemeral_cluster(
     )
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("EKSML_PROFILE", "aws")
-    monkeypatch.setenv("EKSML_STORE_URI", "s3://ml-store-bucket/eksml")
+    monkeypatch.setenv("EKSML_STORE_URI", f"s3://{moto_bucket('ml-store-bucket')}/eksml")
     monkeypatch.delenv("EKSML_EKSCTL", raising=False)
     monkeypatch.setenv(
         "AIRFLOW_CONN_AWS_DEFAULT",
@@ -125,21 +128,26 @@ def test_aws_profile_training_failure_still_deletes_the_ephemeral_cluster(
         lambda params, events, dag_run: {
             "profile": "aws",
             "params": {**params, "trainer": "kubernetes", "cluster": "ephemeral"},
+            "source_uri": str(small_drop),
         },
     )
+    pods: list[str] = []
 
     def pod_exits_2(self, context):
+        pods.append(self.task_id)
         raise AirflowFailException("Pod train-tensorflow returned a failure: exit code 2")
 
     monkeypatch.setattr(GpuTrainingPodOperator, "execute", pod_exits_2)
     run = training_dag().test(
         run_conf={**SLICE, "framework": "tensorflow", "trainer": "kubernetes", "cluster": "ephemeral"},
-        mark_success_pattern=r"prepare_data|choose_trainer|prepare_cluster|check_gpu_capacity|train_mxnet"
-        r"|train_sagemaker_.*",
+        mark_success_pattern=r"choose_trainer|prepare_cluster|check_gpu_capacity|train_mxnet|train_sagemaker_.*",
     )
     states = task_states(run)
     assert str(run.state) == "failed", states
-    assert states["create_cluster"] == "success" and states["train_tensorflow"] == "failed", states
+    assert states["prepare_data"] == "success" and states["create_cluster"] == "success", states
+    assert states["train_tensorflow"] == "failed" and pods == ["train_tensorflow"], states
+    (train,) = [ti for ti in run.get_task_instances() if ti.task_id == "train_tensorflow"]
+    assert train.try_number == 1  # the pod's failure, not retried
     assert states["evaluate"] == "upstream_failed", states
     assert states["needs_teardown"] == "success" and states["delete_cluster"] == "success", states
     calls = [json.loads(line)["argv"] for line in (tmp_path / ".fake_eksctl" / "calls.jsonl").read_text().splitlines()]
