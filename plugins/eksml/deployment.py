@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from eksml.layout import recorded_accuracy
 from eksml.registry import ModelRegistry, RegistryError
 from eksml.settings import Settings
 from eksml.storage import store_path
@@ -21,7 +22,7 @@ def resolve_deployment(version: str | None, settings: Settings) -> dict[str, Any
     registry = ModelRegistry(store_path(settings.models_root, settings))
     if version:
         meta = registry.metadata(version)  # raises for an unknown version before anything moves
-        accuracy = float((meta.get("metrics") or {}).get("test_accuracy") or 0.0)
+        accuracy = recorded_accuracy(meta) or 0.0
         log.info("deploying %s by request", version)
         return {"version": version, "uri": meta["uri"], "test_accuracy": accuracy, "requested": True}
     champion = registry.champion()

@@ -10,27 +10,10 @@ before emitting it, so they never announce data nobody can read.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
-#: Where a drop of IDX files may live: an absolute path, a ``file:///`` URI or an S3 prefix.
-DATA_URI = re.compile(r"^(s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?|file:///.*|/.*)$")
-MAX_URI_LENGTH = 1024
-
-
-def data_uri_problem(uri: str) -> str | None:
-    """Why ``uri`` cannot name a drop, or None: the form above, and no ``.``/``..`` segment
-    (``s3://bucket/../../x`` would leave the prefix it claims)."""
-    if not uri or len(uri) > MAX_URI_LENGTH or not DATA_URI.match(uri):
-        return (
-            f"must be an absolute path, file:/// or s3://bucket/ URI (at most {MAX_URI_LENGTH} "
-            f"characters), got {uri[:200]!r}"
-        )
-    path = uri.split("://", 1)[-1]
-    if any(segment in (".", "..") for segment in path.split("/")):
-        return f"must not contain '.' or '..' path segments, got {uri[:200]!r}"
-    return None
+from eksml.layout import data_uri_problem
 
 
 class DataEventError(ValueError):

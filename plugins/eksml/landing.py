@@ -13,16 +13,14 @@ from typing import Any
 
 from eksml.dataprep import prepare_data
 from eksml.events import data_event_extra
-from eksml.layout import Area, area_root
+from eksml.layout import STAMP, Area, area_root
 from eksml.settings import Settings
 from eksml.storage import store_path
-
-_STAMP = "%Y%m%dT%H%M%S"
 
 
 def landing_uri(settings: Settings, landed_at: datetime) -> str:
     """``<store>/landing/<timestamp>``: one prefix per drop."""
-    return f"{area_root(settings.store_uri, Area.LANDING)}/{landed_at:{_STAMP}}"
+    return f"{area_root(settings.store_uri, Area.LANDING)}/{landed_at:{STAMP}}"
 
 
 def land_drop(settings: Settings, landed_at: datetime, source_uri: str | None = None) -> dict[str, Any]:

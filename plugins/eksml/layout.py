@@ -15,13 +15,28 @@ Identities:
   checkpoints and writes the model archive with it.
 * ``pipeline``: the identity Airflow's AWS connection signs with (data preparation, registry,
   SageMaker job submission, cluster checks).
+
+It also names what lies inside those areas, for every reader and writer of the package: the
+files of a model version (:class:`ModelVersion`), the timestamp in store paths and the form of
+a data location. Training images write the version files from their own environments, so they
+spell the names again (``images/common/trainkit``); inside the package this is their one home.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from enum import Enum
 from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from os import PathLike
+
+    from airflow.sdk import ObjectStoragePath
+
+    from eksml.settings import Settings
 
 
 class Area(str, Enum):
@@ -127,3 +142,121 @@ def area_key_prefix(area: Area, model_name: str) -> str:
 
 def grants(identity: Identity) -> Mapping[Area, frozenset[Op]]:
     return ACCESS[identity]
+
+
+#: Timestamps in store paths: data intervals, model versions, landing drops, promotion entries.
+STAMP = "%Y%m%dT%H%M%S"
+
+# --- where data may come from ----------------------------------------------------------------
+#: An S3 bucket name (lowercase letters, digits, dots and hyphens, 3-63 characters).
+S3_BUCKET = r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]"
+BUCKET_NAME = re.compile(rf"^{S3_BUCKET}$")
+#: Where a drop of IDX files may live: an absolute path, a ``file:///`` URI or an S3 prefix.
+DATA_URI = re.compile(rf"^(s3://{S3_BUCKET}(/.*)?|file:///.*|/.*)$")
+MAX_URI_LENGTH = 1024
+
+
+def data_uri_problem(uri: str) -> str | None:
+    """Why ``uri`` cannot name a drop, or None: the form above, and no ``.``/``..`` segment
+    (``s3://bucket/../../x`` would leave the prefix it claims)."""
+    if not uri or len(uri) > MAX_URI_LENGTH or not DATA_URI.match(uri):
+        return (
+            f"must be an absolute path, file:/// or s3://bucket/ URI (at most {MAX_URI_LENGTH} "
+            f"characters), got {uri[:200]!r}"
+        )
+    path = uri.split("://", 1)[-1]
+    if any(segment in (".", "..") for segment in path.split("/")):
+        return f"must not contain '.' or '..' path segments, got {uri[:200]!r}"
+    return None
+
+
+# --- a model version's folder ----------------------------------------------------------------
+#: Training's own figures (accuracy, speed, class names); training writes it last, so its
+#: presence marks a finished training output.
+METRICS = "metrics.json"
+#: The evaluation step's scores of the candidate (and the champion, on the same test data).
+EVALUATION = "evaluation.json"
+#: What the registry records of a version; written last, so its presence marks a registered version.
+METADATA = "metadata.json"
+#: The plots the evaluation step writes beside the candidate.
+TRAINING_CURVES = "training_curves.png"
+CONFUSION_MATRIX = "confusion_matrix.png"
+PER_CLASS_ACCURACY = "per_class_accuracy.png"
+PLOTS = (TRAINING_CURVES, CONFUSION_MATRIX, PER_CLASS_ACCURACY)
+#: What a person reads of a version, with its media type (never the model itself).
+READABLE: Mapping[str, str] = MappingProxyType(
+    {METADATA: "application/json", METRICS: "application/json", EVALUATION: "application/json"}
+    | {plot: "image/png" for plot in PLOTS}
+)
+
+
+def candidate_accuracy(evaluation: Mapping[str, Any] | None, metrics: Mapping[str, Any]) -> float | None:
+    """A candidate's accuracy as the evaluation step measured it, training's own as the fallback."""
+    value = ((evaluation or {}).get("candidate") or {}).get("test_accuracy", metrics.get("test_accuracy"))
+    return None if value is None else float(value)
+
+
+def recorded_accuracy(metadata: Mapping[str, Any]) -> float | None:
+    """The test accuracy a registered version's metadata records (training's own figure)."""
+    value = (metadata.get("metrics") or {}).get("test_accuracy")
+    return None if value is None else float(value)
+
+
+class ModelVersion:
+    """The folder of one model version, a run's staging output or a registered version.
+
+    Every reader of a version's files goes through here: the registry, the run's outcome and
+    report, the version page, both deployment paths and the SageMaker artifact unpacking.
+    ``folder`` is an ``ObjectStoragePath`` (any store) or a local ``pathlib.Path``.
+    """
+
+    def __init__(self, folder: ObjectStoragePath | PathLike) -> None:
+        self.folder = folder
+
+    @classmethod
+    def at(cls, uri: str, settings: Settings) -> ModelVersion:
+        """The version at ``uri`` (``s3://``, ``file://`` or an absolute path) in the configured store."""
+        from eksml.storage import store_path
+
+        return cls(store_path(uri, settings))
+
+    def file(self, name: str) -> Any:
+        return self.folder / name
+
+    def _read(self, name: str) -> dict[str, Any] | None:
+        path = self.file(name)
+        return json.loads(path.read_text()) if path.exists() else None
+
+    @property
+    def finished(self) -> bool:
+        """Training wrote its last file."""
+        return self.file(METRICS).exists()
+
+    @property
+    def evaluated(self) -> bool:
+        return self.file(EVALUATION).exists()
+
+    @property
+    def registered(self) -> bool:
+        return self.file(METADATA).exists()
+
+    def metrics(self) -> dict[str, Any]:
+        """Training's figures; FileNotFoundError naming the folder when training did not finish."""
+        found = self._read(METRICS)
+        if found is None:
+            raise FileNotFoundError(f"no {METRICS} at {self.folder}: not a finished model version")
+        return found
+
+    def evaluation(self) -> dict[str, Any] | None:
+        return self._read(EVALUATION)
+
+    def metadata(self) -> dict[str, Any] | None:
+        return self._read(METADATA)
+
+    def accuracy(self) -> float | None:
+        """The candidate's accuracy: :func:`candidate_accuracy` of this folder's files."""
+        return candidate_accuracy(self.evaluation(), self.metrics())
+
+    def expectations(self) -> dict[str, Any]:
+        """What a served version must answer: its class names and evaluated accuracy (smoke test)."""
+        return {"class_names": self.metrics().get("class_names"), "expected_accuracy": self.accuracy()}

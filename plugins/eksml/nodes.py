@@ -1,4 +1,5 @@
-"""The node contract: how the cluster's node groups and the pods that run on them find each other.
+"""The node contract: how the cluster's node groups and the pods that run on them find each other,
+and which cluster of the layout a task or an object set is for.
 
 The node groups eksctl creates, the training and serving pods, the MPIJob replicas, the
 cluster autoscaler's own pod and the GPU readiness check must all agree on these names;
@@ -27,6 +28,18 @@ INFERENCE_ROLE = "inference"
 SYSTEM_ROLE = "system"
 #: Roles of the CPU node groups, whichever cluster layout.
 CPU_ROLES = (INFERENCE_ROLE, SYSTEM_ROLE)
+
+#: Cluster roles: the shared cluster holds both sides; in the dedicated-training-cluster layout
+#: training runs on ``<name>-training`` and serving (evaluation, inference) on ``<name>``.
+SHARED_CLUSTER = "all"
+TRAINING_CLUSTER = "training"
+INFERENCE_CLUSTER = "inference"
+CLUSTER_ROLES = (SHARED_CLUSTER, TRAINING_CLUSTER, INFERENCE_CLUSTER)
+#: Cluster modes of a training run (its ``cluster`` param): the configured cluster, or one
+#: created for the run and deleted after it.
+EXISTING_CLUSTER = "existing"
+EPHEMERAL_CLUSTER = "ephemeral"
+CLUSTER_MODES = (EXISTING_CLUSTER, EPHEMERAL_CLUSTER)
 
 #: Pod annotation that keeps the cluster autoscaler from evicting a running job's pod.
 SAFE_TO_EVICT_ANNOTATION = "cluster-autoscaler.kubernetes.io/safe-to-evict"

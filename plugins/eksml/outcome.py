@@ -21,6 +21,8 @@ from urllib.parse import quote, urlparse
 
 from airflow.sdk import BaseOperator, BaseOperatorLink
 
+from eksml.layout import METRICS, PER_CLASS_ACCURACY, TRAINING_CURVES
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.sdk.types import TaskInstanceKey
@@ -29,8 +31,6 @@ log = logging.getLogger(__name__)
 
 #: HTTP connection to Airflow's own REST API, used to write run notes.
 API_CONN_ID = "eksml_airflow_api"
-#: The plots the evaluation step writes next to each model version.
-PLOTS = ("training_curves.png", "confusion_matrix.png", "per_class_accuracy.png")
 #: XCom key holding the links of the outcome task.
 LINKS_KEY = "model_links"
 
@@ -89,16 +89,16 @@ def store_links(version_uri: str, region: str) -> dict[str, str]:
         obj = f"{console}/object/{bucket}?region={region}&prefix="
         return {
             "Model version": folder,
-            "Metrics": obj + quote(f"{key}/metrics.json"),
-            "Plots": obj + quote(f"{key}/{PLOTS[0]}"),
-            "Per-class plot": obj + quote(f"{key}/{PLOTS[2]}"),
+            "Metrics": obj + quote(f"{key}/{METRICS}"),
+            "Plots": obj + quote(f"{key}/{TRAINING_CURVES}"),
+            "Per-class plot": obj + quote(f"{key}/{PER_CLASS_ACCURACY}"),
         }
     version = base.rsplit("/", 1)[-1]
     return {
         "Model version": version_url(version),
-        "Metrics": version_url(version, "metrics.json"),
-        "Plots": version_url(version, PLOTS[0]),
-        "Per-class plot": version_url(version, PLOTS[2]),
+        "Metrics": version_url(version, METRICS),
+        "Plots": version_url(version, TRAINING_CURVES),
+        "Per-class plot": version_url(version, PER_CLASS_ACCURACY),
     }
 
 

@@ -12,28 +12,12 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from eksml.events import data_uri_problem
-from eksml.nodes import GPU_RESOURCE
+from eksml.layout import data_uri_problem
+from eksml.nodes import CLUSTER_MODES, EPHEMERAL_CLUSTER, EXISTING_CLUSTER, GPU_RESOURCE
+from eksml.sagemaker.instances import DEFAULT_TRAINING_TYPE, OFFERED_TRAINING_TYPES
 
 FRAMEWORKS = ("tensorflow", "mxnet", "both")
 TRAINERS = ("kubernetes", "sagemaker")
-CLUSTER_MODES = ("existing", "ephemeral")
-SAGEMAKER_INSTANCE_TYPES = (
-    "ml.m5.xlarge",
-    "ml.m5.2xlarge",
-    "ml.c5.2xlarge",
-    "ml.c5.4xlarge",
-    "ml.g4dn.xlarge",
-    "ml.g4dn.2xlarge",
-    "ml.g4dn.12xlarge",
-    "ml.g5.xlarge",
-    "ml.g5.2xlarge",
-    "ml.g5.12xlarge",
-    "ml.p3.2xlarge",
-    "ml.p3.8xlarge",
-    "ml.p3.16xlarge",
-    "ml.p4d.24xlarge",
-)
 
 #: Sections of the trigger form (the UI groups params by the ``section`` key). The training
 #: params carry none: they form the form's default section, "Run Parameters", the one the UI
@@ -137,7 +121,7 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "cluster": {
         "section": CLUSTER,
-        "default": "existing",
+        "default": EXISTING_CLUSTER,
         "type": "string",
         "enum": list(CLUSTER_MODES),
         "title": "Cluster",
@@ -147,9 +131,9 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "sagemaker_instance_type": {
         "section": SAGEMAKER,
-        "default": "ml.p3.2xlarge",
+        "default": DEFAULT_TRAINING_TYPE,
         "type": "string",
-        "enum": list(SAGEMAKER_INSTANCE_TYPES),
+        "enum": list(OFFERED_TRAINING_TYPES),
         "title": "SageMaker instance type",
         "description": "Instance type of SageMaker training jobs.",
     },
@@ -190,8 +174,8 @@ class TrainingParams:
     limit_train: int | None = None
     limit_test: int | None = None
     data_uri: str | None = None
-    cluster: str = "existing"
-    sagemaker_instance_type: str = "ml.p3.2xlarge"
+    cluster: str = EXISTING_CLUSTER
+    sagemaker_instance_type: str = DEFAULT_TRAINING_TYPE
     sagemaker_use_spot: bool = True
     min_improvement: float = 0.0
 
@@ -278,7 +262,7 @@ def validate_training_params(raw: dict[str, Any]) -> TrainingParams:
     problem = values["data_uri"] and data_uri_problem(values["data_uri"])
     if problem:
         raise ParamsError(f"param 'data_uri' {problem}")
-    if values["trainer"] == "sagemaker" and values["cluster"] == "ephemeral":
+    if values["trainer"] == "sagemaker" and values["cluster"] == EPHEMERAL_CLUSTER:
         raise ParamsError(
             "param 'cluster' = ephemeral makes no sense with trainer = sagemaker (SageMaker brings its own instances)"
         )

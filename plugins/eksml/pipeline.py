@@ -13,11 +13,13 @@ from typing import Any
 
 from eksml import __version__
 from eksml.dataprep import data_digest, read_manifest, read_source, store_data, validate_source
+from eksml.layout import ModelVersion, candidate_accuracy
+from eksml.nodes import EPHEMERAL_CLUSTER
 from eksml.params import TrainingParams, validate_training_params
 from eksml.registry import ModelRegistry, RegistryError
 from eksml.runs import evaluation_spec, plan_run
 from eksml.settings import PROJECT_ROOT, Settings, resolve_settings
-from eksml.storage import read_json, store_path, uri_of
+from eksml.storage import store_path, uri_of
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +123,7 @@ def needs_cluster(validated: dict[str, Any] | None) -> bool:
 
 def needs_cluster_teardown(validated: dict[str, Any] | None) -> bool:
     """An ephemeral cluster is deleted after the run, whatever became of training."""
-    return needs_cluster(validated) and validated["params"]["cluster"] == "ephemeral"
+    return needs_cluster(validated) and validated["params"]["cluster"] == EPHEMERAL_CLUSTER
 
 
 def prepare(validated: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
@@ -183,14 +185,16 @@ def register(plan: dict[str, Any], facts: dict[str, Any]) -> list[dict[str, Any]
     registry = ModelRegistry(store_path(settings.models_root, settings))
     registered = []
     for framework, candidate in plan["candidates"].items():
-        staging = store_path(candidate["staging_uri"], settings)
-        if not (staging / "metrics.json").exists():
-            log.warning("%s: no finished training output at %s; not registered", framework, staging)
+        staging = ModelVersion.at(candidate["staging_uri"], settings)
+        if not staging.finished:
+            log.warning("%s: no finished training output at %s; not registered", framework, staging.folder)
             continue
-        if not (staging / "evaluation.json").exists():
-            raise RegistryError(f"{framework}: {staging} was trained but never evaluated")
-        metrics = read_json(staging / "metrics.json")
-        evaluation = read_json(staging / "evaluation.json")
+        if not staging.evaluated:
+            raise RegistryError(f"{framework}: {staging.folder} was trained but never evaluated")
+        metrics, evaluation = staging.metrics(), staging.evaluation()
+        accuracy = candidate_accuracy(evaluation, metrics)
+        if accuracy is None:
+            raise RegistryError(f"{framework}: no test accuracy recorded at {staging.folder}")
         metadata = {
             "model": settings.model_name,
             "framework": framework,
@@ -220,14 +224,14 @@ def register(plan: dict[str, Any], facts: dict[str, Any]) -> list[dict[str, Any]
             "evaluation": evaluation,
             "code_version": code_version(),
         }
-        uri = registry.register(candidate["version"], staging, metadata)
+        uri = registry.register(candidate["version"], staging.folder, metadata)
         champion = evaluation.get("champion") or {}
         registered.append(
             {
                 "version": candidate["version"],
                 "uri": uri_of(uri),
                 "framework": framework,
-                "test_accuracy": candidate_accuracy(evaluation, metrics),
+                "test_accuracy": accuracy,
                 "champion_version": champion.get("version"),
                 "champion_accuracy": champion.get("test_accuracy"),
             }
@@ -235,13 +239,6 @@ def register(plan: dict[str, Any], facts: dict[str, Any]) -> list[dict[str, Any]
     if not registered:
         raise RegistryError("no candidate finished training: nothing registered")
     return registered
-
-
-def candidate_accuracy(evaluation: dict[str, Any], metrics: dict[str, Any]) -> float:
-    """The candidate's accuracy as the evaluation step measured it (training's own as fallback)."""
-    candidate = evaluation.get("candidate") or {}
-    value = candidate.get("test_accuracy", metrics.get("test_accuracy"))
-    return float(value)
 
 
 def promote_best(registered: list[dict[str, Any]], margin: float) -> dict[str, Any] | None:

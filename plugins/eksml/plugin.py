@@ -10,5 +10,4 @@ from eksml.store_view import URL_PREFIX, create_app
 
 class EksmlPlugin(AirflowPlugin):
     name = "eksml"
-    operator_extra_links: list = []
     fastapi_apps = [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "eksml model versions"}]

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from eksml.nodes import CLUSTER_MODES, EPHEMERAL_CLUSTER, EXISTING_CLUSTER
 from eksml.params import TrainingParams, validate_training_params
 from eksml.settings import Settings, resolve_settings
 
@@ -300,7 +301,7 @@ def estimate(settings: Settings, params: TrainingParams, req: Any, hours: float)
             return [*lines, f"no price for {instance} in the table: add it to eksml/prices.py"]
         total += price * nodes * hours
         lines.append(f"{nodes} GPU node(s) {instance} x {hours:g} h x ${price}/h = ${price * nodes * hours:.2f}")
-        if params.cluster == "ephemeral":
+        if params.cluster == EPHEMERAL_CLUSTER:
             cpu = prices.EC2_HOUR.get(req.inference_instance_type, 0.0)
             total += (prices.EKS_CLUSTER_HOUR + cpu) * (hours + 0.5)
             lines.append(
@@ -370,7 +371,7 @@ def run_preflight(
         training_role = iam.role_arn(account, training_role_name(req.name, req), settings.region)
         doc = iam.training_policy(settings.store_uri, settings.model_name, settings.region)
         found = check_permissions(iam_client, "training", training_role, doc, how.format("training"))
-        if params.cluster == "ephemeral" and found and "does not exist" in found[0].message:
+        if params.cluster == EPHEMERAL_CLUSTER and found and "does not exist" in found[0].message:
             found = [Finding("permissions: training", OK, f"{training_role} is created with the ephemeral cluster")]
         report.findings += found
         group = train_node_group(req)
@@ -384,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eksml.preflight", description=__doc__.splitlines()[0])
     parser.add_argument("--trainer", choices=["kubernetes", "sagemaker"], default="kubernetes")
     parser.add_argument("--framework", choices=["tensorflow", "mxnet", "both"], default="tensorflow")
-    parser.add_argument("--cluster", choices=["existing", "ephemeral"], default="existing")
+    parser.add_argument("--cluster", choices=CLUSTER_MODES, default=EXISTING_CLUSTER)
     parser.add_argument("--hours", type=float, default=1.0, help="training hours for the cost estimate")
     args = parser.parse_args(argv)
     params = validate_training_params(

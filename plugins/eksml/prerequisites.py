@@ -12,35 +12,40 @@ import argparse
 import sys
 from pathlib import Path
 
+from eksml.layout import Identity
+
 BEGIN, END = (
     "<!-- prerequisites:begin (python -m eksml.prerequisites --write README.md) -->",
     "<!-- prerequisites:end -->",
 )
 
 _WHO = {
-    "pipeline": ("Airflow (the `aws_default` connection)", "`python -m eksml.eksctl iam pipeline`"),
-    "training": (
+    Identity.PIPELINE: ("Airflow (the `aws_default` connection)", "`python -m eksml.eksctl iam pipeline`"),
+    Identity.TRAINING: (
         "training, MPI and evaluation pods (IRSA role `<cluster>-training`)",
         "made by eksctl with the cluster: `python -m eksml.eksctl iam training`",
     ),
-    "inference": (
+    Identity.INFERENCE: (
         "model server pods (IRSA role `<cluster>-inference`)",
         "made by eksctl with the cluster: `python -m eksml.eksctl iam inference`",
     ),
-    "sagemaker": ("SageMaker execution role (`EKSML_SAGEMAKER_ROLE_ARN`)", "`python -m eksml.eksctl iam sagemaker`"),
+    Identity.SAGEMAKER: (
+        "SageMaker execution role (`EKSML_SAGEMAKER_ROLE_ARN`)",
+        "`python -m eksml.eksctl iam sagemaker`",
+    ),
 }
 
 
 def render() -> str:
     from eksml.eksctl.iam import PIPELINE_SERVICE_ACTIONS, SAGEMAKER_SERVICE_ACTIONS
     from eksml.eksctl.instance_types import EC2_GPU_QUOTAS
-    from eksml.layout import ACCESS, Identity, Op
+    from eksml.layout import ACCESS, Op
     from eksml.specs import TRAINING_IMAGES
 
     lines = ["| identity | store areas (`<store>/<area>/<model>/`) | other AWS actions | policy |", "|---|---|---|---|"]
     services = {Identity.PIPELINE: PIPELINE_SERVICE_ACTIONS, Identity.SAGEMAKER: SAGEMAKER_SERVICE_ACTIONS}
     for identity in Identity:
-        who, policy = _WHO[identity.value]
+        who, policy = _WHO[identity]
         areas = ", ".join(
             f"`{area.value}` {'/'.join(op.value for op in Op if op in ops)}" for area, ops in ACCESS[identity].items()
         )

@@ -24,6 +24,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from eksml.layout import METADATA, METRICS, STAMP, ModelVersion, recorded_accuracy
 from eksml.storage import (
     PreconditionFailed,
     copy_tree,
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-METADATA = "metadata.json"
 CHAMPION = "champion.json"
 PROMOTIONS = "promotions"
 #: Conditional writes lost in a row before a promotion gives up (each loss means another won).
@@ -100,8 +100,8 @@ class ModelRegistry:
         Re-registering a version is allowed only from the run that created it (a cleared and
         re-run task); another run's version is never overwritten.
         """
-        if not (staging / "metrics.json").exists():
-            raise RegistryError(f"{staging} holds no metrics.json: training did not finish, nothing registered")
+        if not ModelVersion(staging).finished:
+            raise RegistryError(f"{staging} holds no {METRICS}: training did not finish, nothing registered")
         target = self.version_path(version)
         if self.is_registered(version):
             owner = self.metadata(version).get("run_id")
@@ -200,7 +200,7 @@ class ModelRegistry:
                 )
                 return None
             now = datetime.now(timezone.utc)
-            entry_key = f"{PROMOTIONS}/{now:%Y%m%dT%H%M%S%fZ}-{version}-{uuid.uuid4().hex[:8]}.json"
+            entry_key = f"{PROMOTIONS}/{now:{STAMP}%fZ}-{version}-{uuid.uuid4().hex[:8]}.json"
             entry = {
                 "version": version,
                 "framework": meta.get("framework"),
@@ -261,16 +261,14 @@ class ModelRegistry:
         registered = set(self.versions())
         target = next((e["version"] for e in reversed(self.history()) if e["version"] in registered), None)
         if target is None and registered:
-            target = max(
-                registered, key=lambda v: float((self.metadata(v).get("metrics") or {}).get("test_accuracy") or 0.0)
-            )
+            target = max(registered, key=lambda v: recorded_accuracy(self.metadata(v)) or 0.0)
         report["action"] = (
             f"point at {target}"
             if target
             else "none possible: no version is registered; the next promoted version replaces it"
         )
         if apply and target:
-            accuracy = float((self.metadata(target).get("metrics") or {}).get("test_accuracy") or 0.0)
+            accuracy = recorded_accuracy(self.metadata(target)) or 0.0
             report["pointer"] = self.promote(
                 target,
                 test_accuracy=accuracy,
@@ -286,7 +284,7 @@ def version_table(registry: ModelRegistry) -> list[str]:
     lines = [f"{'':2}{'version':<44} {'accuracy':>8}  {'framework':<10} {'trainer':<10} registered"]
     for version in reversed(registry.versions()):
         meta = registry.metadata(version)
-        accuracy = (meta.get("metrics") or {}).get("test_accuracy")
+        accuracy = recorded_accuracy(meta)
         shown = f"{accuracy:.4f}" if isinstance(accuracy, (int, float)) else "-"
         lines.append(
             f"{'*' if version == champion else '':2}{version:<44} {shown:>8}  "

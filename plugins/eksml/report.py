@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from eksml.layout import PLOTS, recorded_accuracy
 from eksml.registry import ModelRegistry
 from eksml.settings import resolve_settings
 from eksml.storage import store_path
@@ -42,7 +43,7 @@ def run_version(registry: ModelRegistry, run_id: str | None) -> dict | None:
     Versions sort by data interval, so two runs of one interval cannot be told apart by name.
     """
     mine = [m for m in (registry.metadata(v) for v in registry.versions()) if m.get("run_id") == run_id]
-    return max(mine, key=lambda m: (m.get("metrics") or {}).get("test_accuracy") or 0.0, default=None)
+    return max(mine, key=lambda m: recorded_accuracy(m) or 0.0, default=None)
 
 
 def report_training(run_id: str | None) -> None:
@@ -72,8 +73,6 @@ def report_training(run_id: str | None) -> None:
 
 def print_plots(metadata: dict) -> None:
     """The plots the evaluation wrote next to the version (paths a file browser opens)."""
-    from eksml.outcome import PLOTS
-
     files = set(metadata.get("files") or [])
     shown = [name for name in PLOTS if name in files or not files]
     base = metadata["uri"].rstrip("/")

@@ -12,18 +12,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from eksml.layout import Area, area_uri
+from eksml.layout import STAMP, Area, area_uri
 from eksml.nodes import INFERENCE_ROLE
 from eksml.params import TrainingParams
 from eksml.settings import Settings
 from eksml.specs import Resources, WorkloadSpec, training_spec
 
-_STAMP = "%Y%m%dT%H%M%S"
-
 
 def interval_key(start: datetime, end: datetime) -> str:
     """``20261122T000000-20261129T000000``: the data interval as a path segment."""
-    return f"{start:{_STAMP}}-{end:{_STAMP}}"
+    return f"{start:{STAMP}}-{end:{STAMP}}"
 
 
 def data_version(start: datetime, end: datetime, digest: str) -> str:
@@ -34,7 +32,7 @@ def data_version(start: datetime, end: datetime, digest: str) -> str:
 def model_version(end: datetime, framework: str, run_id: str) -> str:
     """Sortable by data interval, unique per run: ``20261129T000000-tensorflow-3f2a9c``."""
     digest = hashlib.sha256(run_id.encode()).hexdigest()[:6]
-    return f"{end:{_STAMP}}-{framework}-{digest}"
+    return f"{end:{STAMP}}-{framework}-{digest}"
 
 
 @dataclass(frozen=True)

@@ -164,9 +164,33 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off", "none"})
+
+
+def parse_bool(value: Any) -> bool:
+    """A yes/no from text, as environment variables, Variables and templated params carry it.
+
+    ``1/true/yes/on`` and ``0/false/no/off`` (any case; empty and ``None`` read as false);
+    a non-text value by its truth. Anything else raises ValueError naming it, so a typo never
+    silently reads as false.
+    """
+    if not isinstance(value, str):
+        return bool(value)
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"expected a yes/no value (true/false, yes/no, on/off, 1/0), got {value!r}")
+
+
 def _coerce(name: str, raw: Any, default: Any) -> Any:
     if isinstance(default, bool):
-        return str(raw).lower() in {"1", "true", "yes", "on"}
+        try:
+            return parse_bool(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{name}: {exc}") from None
     if isinstance(default, int):
         try:
             return int(raw)

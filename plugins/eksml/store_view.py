@@ -10,22 +10,14 @@ versions; model weights never are, and no path outside the model store can be na
 from __future__ import annotations
 
 import html
-import json
 import re
 from pathlib import Path
 from typing import Any
 
+from eksml.layout import PLOTS, READABLE, ModelVersion
+
 #: Where the app is mounted in the API server; links of the outcome task point here.
 URL_PREFIX = "/eksml"
-#: Files of a version the page may serve (what a person reads; never the model itself).
-SERVED = {
-    "metadata.json": "application/json",
-    "metrics.json": "application/json",
-    "evaluation.json": "application/json",
-    "training_curves.png": "image/png",
-    "confusion_matrix.png": "image/png",
-    "per_class_accuracy.png": "image/png",
-}
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -51,7 +43,7 @@ def _version_dir(version: str) -> Path:
     root = _models_root()
     if root is None:
         raise HTTPException(404, "the model store is not a local folder: use the S3 console links")
-    if not _VERSION.match(version) or not (root / version / "metadata.json").is_file():
+    if not _VERSION.match(version) or not ModelVersion(root / version).registered:
         raise HTTPException(404, f"no registered version {version!r}")
     return root / version
 
@@ -66,10 +58,10 @@ def version_page(version: str, metadata: dict[str, Any]) -> str:
     )
     plots = "".join(
         f'<h2>{name}</h2><img src="{name}" alt="{name}" style="max-width:100%">'
-        for name in SERVED
-        if name.endswith(".png") and name in (metadata.get("files") or SERVED)
+        for name in PLOTS
+        if name in (metadata.get("files") or PLOTS)
     )
-    files = " · ".join(f'<a href="{name}">{name}</a>' for name in SERVED if name.endswith(".json"))
+    files = " · ".join(f'<a href="{name}">{name}</a>' for name in READABLE if name not in PLOTS)
     title = html.escape(f"{version} ({metadata.get('framework')}, run {metadata.get('run_id')})")
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(version)}</title></head>"
@@ -87,16 +79,15 @@ def create_app():
 
     @app.get("/models/{version}/", response_class=HTMLResponse)
     def page(version: str) -> str:
-        folder = _version_dir(version)
-        return version_page(version, json.loads((folder / "metadata.json").read_text()))
+        return version_page(version, ModelVersion(_version_dir(version)).metadata() or {})
 
     @app.get("/models/{version}/{name}")
     def file(version: str, name: str) -> FileResponse:
-        if name not in SERVED:
+        if name not in READABLE:
             raise HTTPException(404, f"{name!r} is not served (only metadata, metrics, evaluation and plots)")
         path = _version_dir(version) / name
         if not path.is_file():
             raise HTTPException(404, f"{version} has no {name}")
-        return FileResponse(path, media_type=SERVED[name])
+        return FileResponse(path, media_type=READABLE[name])
 
     return app

@@ -254,10 +254,13 @@ def test_every_kubernetes_task_reaches_the_cluster_its_run_resolved(clusters, aw
     add_ons_target = add_ons._target(*add_ons._settings_and_request())
     add_ons_target.hook().core_v1_client.list_namespace()
     # the deployment DAG's Kubernetes target in the same resolution
-    from eksml.cluster.target import INFERENCE, resolve_target
+    from eksml.cluster.target import resolve_target
+    from eksml.nodes import INFERENCE_CLUSTER
     from eksml.settings import load_settings
 
-    deploy_target = resolve_target(load_settings(), cluster_role=INFERENCE, cluster_name=xcom["inference_cluster"])
+    deploy_target = resolve_target(
+        load_settings(), cluster_role=INFERENCE_CLUSTER, cluster_name=xcom["inference_cluster"]
+    )
     deploy_target.hook().core_v1_client.list_namespace()
 
     assert {p["metadata"]["name"].rsplit("-", 1)[0] for p in want.items("pods")} >= {

@@ -54,7 +54,7 @@ def test_get_nodegroups_output():
         '"InstanceType": "p3.8xlarge"}]',
     )
     (ng,) = parse_get_nodegroups(out, "c").values()
-    assert (ng.min_size, ng.desired, ng.max_size, ng.instance_type) == (0, 2, 4, "p3.8xlarge")
+    assert (ng.min_size, ng.desired, ng.max_size, ng.instance_types) == (0, 2, 4, ("p3.8xlarge",))
 
 
 def test_argv_is_a_list_and_a_hostile_value_stays_one_argument():

@@ -298,11 +298,12 @@ def test_on_kill_stops_the_local_process(local_settings):
 
 def test_dedicated_layout_sends_training_and_serving_to_their_own_clusters():
     """Training and serving never share one connection in the dedicated-training-cluster layout."""
-    from eksml.cluster.target import INFERENCE, TRAINING, resolve_target
+    from eksml.cluster.target import resolve_target
+    from eksml.nodes import INFERENCE_CLUSTER, TRAINING_CLUSTER
 
     dedicated = AWS.replace(dedicated_training_cluster=True)
-    assert resolve_target(dedicated, cluster_role=TRAINING).cluster_name == f"{AWS.cluster_name}-training"
-    assert resolve_target(dedicated, cluster_role=INFERENCE).cluster_name == AWS.cluster_name
+    assert resolve_target(dedicated, cluster_role=TRAINING_CLUSTER).cluster_name == f"{AWS.cluster_name}-training"
+    assert resolve_target(dedicated, cluster_role=INFERENCE_CLUSTER).cluster_name == AWS.cluster_name
     train = GpuTrainingPodOperator(
         task_id="t",
         spec=training_spec(
@@ -331,7 +332,7 @@ def test_dedicated_layout_sends_training_and_serving_to_their_own_clusters():
     assert train.cluster_target().cluster_name == f"{AWS.cluster_name}-training"
     assert evaluate.cluster_target().cluster_name == AWS.cluster_name
     # the shared layout: one cluster for both
-    assert resolve_target(AWS, cluster_role=TRAINING).cluster_name == AWS.cluster_name
+    assert resolve_target(AWS, cluster_role=TRAINING_CLUSTER).cluster_name == AWS.cluster_name
 
 
 @pytest.mark.parametrize("exit_code, fails_for_good", [(2, True), (1, False), (None, False)])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from eksml.outcome import PLOTS, note_markdown, store_links, summarize
+from eksml.layout import PLOTS
+from eksml.outcome import note_markdown, store_links, summarize
 from eksml.pipeline import champion_event_extra
 
 REGISTERED = [

@@ -10,28 +10,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
-from eksml.eksctl.config import ManagedNodeGroup
+from eksml.eksctl.config import ManagedNodeGroup, NodegroupState
 
 #: EKS API taint effects -> Kubernetes spelling.
 _EFFECTS = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
 
 
-@dataclass(frozen=True)
-class NodegroupInfo:
-    name: str
-    status: str
-    min_size: int
-    desired: int
-    max_size: int
-    instance_types: tuple[str, ...]
-    labels: dict[str, str]
-    taints: frozenset[tuple[str, str, str]]
-    capacity_type: str
-
-
-def describe_nodegroups(cluster_name: str, region: str, aws_conn_id: str | None) -> dict[str, NodegroupInfo]:
+def describe_nodegroups(cluster_name: str, region: str, aws_conn_id: str | None) -> dict[str, NodegroupState]:
     """Every managed node group of the cluster (EKS ListNodegroups + DescribeNodegroup)."""
     from airflow.providers.amazon.aws.hooks.eks import EksHook
 
@@ -40,7 +26,7 @@ def describe_nodegroups(cluster_name: str, region: str, aws_conn_id: str | None)
     for name in hook.list_nodegroups(clusterName=cluster_name):
         ng = hook.describe_nodegroup(clusterName=cluster_name, nodegroupName=name)["nodegroup"]
         scaling = ng.get("scalingConfig", {})
-        groups[name] = NodegroupInfo(
+        groups[name] = NodegroupState(
             name=name,
             status=ng.get("status", "UNKNOWN"),
             min_size=scaling.get("minSize", 0),
@@ -56,7 +42,7 @@ def describe_nodegroups(cluster_name: str, region: str, aws_conn_id: str | None)
     return groups
 
 
-def nodegroup_drift(expected: list[ManagedNodeGroup], actual: dict[str, NodegroupInfo]) -> tuple[list[str], list[str]]:
+def nodegroup_drift(expected: list[ManagedNodeGroup], actual: dict[str, NodegroupState]) -> tuple[list[str], list[str]]:
     """(errors, warnings): errors break scheduling (missing group, labels, taints)."""
     errors, warnings = [], []
     for ng in expected:

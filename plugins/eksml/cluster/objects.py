@@ -24,7 +24,14 @@ from eksml.eksctl.request import (
     inference_role_name,
     training_role_name,
 )
-from eksml.nodes import INFERENCE_ROLE, SYSTEM_ROLE
+from eksml.nodes import (
+    CLUSTER_ROLES,
+    INFERENCE_CLUSTER,
+    INFERENCE_ROLE,
+    SHARED_CLUSTER,
+    SYSTEM_ROLE,
+    TRAINING_CLUSTER,
+)
 from eksml.settings import Settings, load_settings
 
 IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
@@ -34,8 +41,6 @@ LABELS = {"app.kubernetes.io/part-of": "eksml", "app.kubernetes.io/managed-by": 
 #: (non-root, no privilege escalation, no capabilities, RuntimeDefault seccomp), so a pod
 #: spec that drifts from that is refused by the API server instead of running.
 POD_SECURITY_LABELS = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")}
-#: Which objects each kind of cluster gets: a shared cluster ("all") gets both sides.
-CLUSTER_ROLES = ("all", "training", "inference")
 
 _RW = ["create", "get", "list", "watch", "patch", "update", "delete"]
 _RO = ["get", "list", "watch"]
@@ -144,7 +149,7 @@ def default_account_id(settings: Settings) -> str:
 def render_kubernetes_objects(
     settings: Settings | None = None,
     *,
-    cluster_role: str = "all",
+    cluster_role: str = SHARED_CLUSTER,
     account_id: str | None = None,
     request: ClusterRequest | None = None,
     cluster_name: str | None = None,
@@ -160,8 +165,8 @@ def render_kubernetes_objects(
     s = settings or load_settings()
     req = request or ClusterRequest.from_settings(s)
     account = account_id or default_account_id(s)
-    training = cluster_role in ("all", "training")
-    inference = cluster_role in ("all", "inference")
+    training = cluster_role in (SHARED_CLUSTER, TRAINING_CLUSTER)
+    inference = cluster_role in (SHARED_CLUSTER, INFERENCE_CLUSTER)
     cluster = cluster_name or cluster_name_for_role(req, cluster_role)
 
     objects: list[dict[str, Any]] = []
@@ -196,7 +201,7 @@ def render_kubernetes_objects(
             region=req.region,
             kubernetes_version=req.kubernetes_version,
             role_arn=role_arn(account, autoscaler_role_name(cluster), req.region),
-            node_role=SYSTEM_ROLE if cluster_role == "training" else INFERENCE_ROLE,
+            node_role=SYSTEM_ROLE if cluster_role == TRAINING_CLUSTER else INFERENCE_ROLE,
         )
     )
     return objects

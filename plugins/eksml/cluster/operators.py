@@ -21,14 +21,21 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from eksml.eksctl.request import ClusterRequest, cluster_name_for_role, inference_node_group, train_node_group
+from eksml.nodes import (
+    CLUSTER_ROLES,
+    EXISTING_CLUSTER,
+    INFERENCE_CLUSTER,
+    NODE_ROLE_LABEL,
+    SHARED_CLUSTER,
+    TRAIN_ROLE,
+    TRAINING_CLUSTER,
+)
 from eksml.settings import FROM_SETTINGS, FromSettings, Settings, SettingsMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from eksml.cluster.target import ClusterTarget
-
-CLUSTER_ROLES = ("all", "training", "inference")
 
 
 class _ClusterTarget(SettingsMixin):
@@ -47,9 +54,9 @@ class _ClusterTarget(SettingsMixin):
 
     def _target(self, settings: Settings, req: ClusterRequest) -> ClusterTarget:
         """The cluster of this task's role: the run's (``cluster_name``), else the settings' one."""
-        from eksml.cluster.target import INFERENCE, TRAINING, resolve_target
+        from eksml.cluster.target import resolve_target
 
-        role = TRAINING if self.cluster_role == "training" else INFERENCE
+        role = TRAINING_CLUSTER if self.cluster_role == TRAINING_CLUSTER else INFERENCE_CLUSTER
         return resolve_target(
             settings,
             cluster_role=role,
@@ -86,7 +93,7 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
         self,
         *,
         cluster_name: str | None = None,
-        cluster_role: str = "all",
+        cluster_role: str = SHARED_CLUSTER,
         cluster: dict[str, Any] | None = None,
         aws_conn_id: str | None | FromSettings = FROM_SETTINGS,
         kubernetes_conn_id: str | None = None,
@@ -114,7 +121,7 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
 
         settings, req = self._settings_and_request()
         name = self._target_name(req)
-        if (self.cluster_mode or "").strip() == "existing":
+        if (self.cluster_mode or "").strip() == EXISTING_CLUSTER:
             self.log.info("cluster mode 'existing': the shared cluster %s is prepared by the eks_cluster DAG", name)
             return {"cluster": name, "applied": []}
         role = self.cluster_role
@@ -122,7 +129,7 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
         caller = StsHook(aws_conn_id=self.resolved_aws_conn_id(), region_name=req.region).conn.get_caller_identity()
         account = caller["Account"]
         objects: list[dict[str, Any]] = []
-        if self.install_upstream and role in ("all", "training"):
+        if self.install_upstream and role in (SHARED_CLUSTER, TRAINING_CLUSTER):
             objects.extend(addon_objects())
         objects.extend(
             render_kubernetes_objects(settings, cluster_role=role, account_id=account, request=req, cluster_name=name)
@@ -163,9 +170,9 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
         from eksml.cluster.eks import describe_nodegroups, nodegroup_drift
 
         groups = {
-            "all": (train_node_group(req), inference_node_group(req)),
-            "training": (train_node_group(req),),
-            "inference": (inference_node_group(req),),
+            SHARED_CLUSTER: (train_node_group(req), inference_node_group(req)),
+            TRAINING_CLUSTER: (train_node_group(req),),
+            INFERENCE_CLUSTER: (inference_node_group(req),),
         }[role]
         errors, warnings = nodegroup_drift(
             list(groups), describe_nodegroups(name, req.region, self.resolved_aws_conn_id())
@@ -207,10 +214,10 @@ class GpuCapacityOperator(_ClusterTarget, BaseOperator):
         self,
         *,
         cluster_name: str | None = None,
-        cluster_role: str = "training",
+        cluster_role: str = TRAINING_CLUSTER,
         cluster: dict[str, Any] | None = None,
         nodes: int | str | None = None,
-        node_selector: str = "role=train",
+        node_selector: str = f"{NODE_ROLE_LABEL}={TRAIN_ROLE}",
         aws_conn_id: str | None | FromSettings = FROM_SETTINGS,
         kubernetes_conn_id: str | None = None,
         settings: Settings | None = None,

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from eksml.nodes import TRAIN_ROLE
+from eksml.nodes import INFERENCE_CLUSTER, TRAIN_ROLE, TRAINING_CLUSTER
 from eksml.settings import FROM_SETTINGS, FromSettings
 
 if TYPE_CHECKING:
@@ -29,9 +29,6 @@ if TYPE_CHECKING:
     from eksml.settings import Settings
 
 H = TypeVar("H", bound="KubernetesHook")
-
-#: Cluster roles: where a workload's nodes live in the dedicated-training-cluster layout.
-TRAINING, INFERENCE = "training", "inference"
 
 
 @dataclass(frozen=True)
@@ -82,7 +79,7 @@ class ClusterTarget:
 
 def cluster_role_of(node_role: str) -> str:
     """Training-node workloads run on the training cluster; the rest on the serving one."""
-    return TRAINING if node_role == TRAIN_ROLE else INFERENCE
+    return TRAINING_CLUSTER if node_role == TRAIN_ROLE else INFERENCE_CLUSTER
 
 
 def resolve_target(
@@ -108,6 +105,6 @@ def resolve_target(
     req = ClusterRequest.from_settings(settings, **dict(cluster or {}))
     name = (cluster_name or "").strip()
     if not name:
-        name = training_cluster_name(req) if cluster_role == TRAINING else req.name
+        name = training_cluster_name(req) if cluster_role == TRAINING_CLUSTER else req.name
     aws = settings.aws_conn_id if aws_conn_id is FROM_SETTINGS else aws_conn_id
     return ClusterTarget(cluster_name=name, region=req.region, aws_conn_id=aws)

@@ -12,6 +12,7 @@ import sys
 from eksml.eksctl.config import ClusterConfigError
 from eksml.eksctl.render import render_stream
 from eksml.eksctl.request import ClusterRequest, build_cluster_configs
+from eksml.layout import Identity
 from eksml.settings import SettingsError, load_settings
 
 #: Bucket the IRSA policies name when the settings hold a local (file://) store, so the
@@ -50,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         help="render a separate training cluster (<name>-training) and the inference cluster",
     )
     policy = sub.add_parser("iam", help="print an identity's IAM policy (JSON), rendered from the store layout")
-    policy.add_argument("identity", choices=["pipeline", "training", "inference", "sagemaker"])
+    policy.add_argument("identity", choices=[identity.value for identity in Identity])
     policy.add_argument("--store-uri", help="s3://BUCKET/PREFIX (default: settings)")
     policy.add_argument("--account-id", help="12-digit AWS account (default: any account in the ARNs)")
     return parser
@@ -64,12 +65,12 @@ def _print_policy(args: argparse.Namespace) -> int:
     settings = load_settings()
     store = args.store_uri or settings.store_uri
     try:
-        if args.identity == "pipeline":
+        if args.identity == Identity.PIPELINE:
             role = settings.sagemaker_role_arn or f"arn:aws:iam::{args.account_id or '*'}:role/SAGEMAKER_ROLE"
             doc = iam.pipeline_policy(
                 store, settings.model_name, settings.region, sagemaker_role_arn=role, account_id=args.account_id
             )
-        elif args.identity == "sagemaker":
+        elif args.identity == Identity.SAGEMAKER:
             doc = iam.sagemaker_execution_policy(
                 store,
                 settings.model_name,
@@ -78,7 +79,7 @@ def _print_policy(args: argparse.Namespace) -> int:
                 vpc=bool(settings.sagemaker_subnets),
             )
         else:
-            render = iam.training_policy if args.identity == "training" else iam.inference_policy
+            render = iam.training_policy if args.identity == Identity.TRAINING else iam.inference_policy
             doc = render(store, settings.model_name, settings.region)
     except iam.StoreUriError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -44,6 +44,23 @@ class Taint:
 
 
 @dataclass(frozen=True)
+class NodegroupState:
+    """A node group as it is (EKS ``DescribeNodegroup`` or ``eksctl get nodegroup``), beside
+    :class:`ManagedNodeGroup`, the group as it should be. eksctl's listing gives no labels,
+    taints or capacity type: those stay empty when it is the source."""
+
+    name: str
+    status: str
+    min_size: int
+    desired: int
+    max_size: int
+    instance_types: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: frozenset[tuple[str, str, str]] = frozenset()
+    capacity_type: str = ""
+
+
+@dataclass(frozen=True)
 class ManagedNodeGroup:
     """An EKS managed node group; ``gpu=True`` marks the train group (NVIDIA types only)."""
 

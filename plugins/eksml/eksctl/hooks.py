@@ -35,6 +35,8 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
+from eksml.eksctl.config import NodegroupState
+
 #: 0.202.0 is the first release that supports EKS 1.32 (eksctl-io/eksctl#8162) and has
 #: access entries, AL2023 default AMIs and ``--install-nvidia-plugin``.
 MIN_VERSION: tuple[int, int, int] = (0, 202, 0)
@@ -335,16 +337,6 @@ class ClusterState:
     tags: dict[str, str]
 
 
-@dataclass(frozen=True)
-class NodegroupState:
-    name: str
-    status: str
-    min_size: int
-    desired: int
-    max_size: int
-    instance_type: str | None
-
-
 def _field(obj: Mapping[str, Any], name: str, default: Any = None) -> Any:
     """eksctl prints SDK structs with Go field names; accept either capitalisation."""
     for key in (name, name[0].lower() + name[1:]):
@@ -388,7 +380,7 @@ def parse_get_nodegroups(result: RunResult, cluster: str) -> dict[str, Nodegroup
             min_size=int(_field(item, "MinSize", 0)),
             desired=int(_field(item, "DesiredCapacity", 0)),
             max_size=int(_field(item, "MaxSize", 0)),
-            instance_type=_field(item, "InstanceType"),
+            instance_types=(instance_type,) if (instance_type := _field(item, "InstanceType")) else (),
         )
     return states
 

@@ -12,11 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from eksml.layout import OBJECT_ACTIONS, Area, Identity, Op, area_key_prefix, grants
+from eksml.layout import BUCKET_NAME, OBJECT_ACTIONS, Area, Identity, Op, area_key_prefix, grants
 
 POLICY_VERSION = "2012-10-17"
-
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 class StoreUriError(ValueError):
@@ -37,7 +35,7 @@ class S3Location:
                 f"IRSA policies need an s3:// store, got {uri!r}: set EKSML_STORE_URI=s3://BUCKET/PREFIX"
             )
         bucket, _, prefix = uri[len("s3://") :].partition("/")
-        if not _BUCKET_RE.match(bucket) or ".." in bucket:
+        if not BUCKET_NAME.match(bucket) or ".." in bucket:
             raise StoreUriError(f"invalid S3 bucket name {bucket!r} in {uri!r}")
         return cls(bucket=bucket, prefix=prefix.strip("/"))
 

@@ -48,14 +48,21 @@ from eksml.eksctl.hooks import (
 from eksml.eksctl.render import render_yaml
 from eksml.eksctl.request import INFERENCE_GROUP, TRAIN_GROUP, ClusterRequest, build_cluster_configs
 from eksml.eksctl.triggers import EksctlCommandTrigger, file_arg, first_event, step
+from eksml.nodes import (
+    CLUSTER_MODES,
+    CLUSTER_ROLES,
+    EPHEMERAL_CLUSTER,
+    EXISTING_CLUSTER,
+    INFERENCE_CLUSTER,
+    SHARED_CLUSTER,
+    TRAINING_CLUSTER,
+)
 from eksml.settings import FROM_SETTINGS, FromSettings, Settings, SettingsMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 ACTIONS = ("create", "scale", "delete")
-CLUSTER_MODES = ("existing", "ephemeral")
-CLUSTER_ROLES = ("all", "training", "inference")
 EPHEMERAL_TAG = "eksml/ephemeral-run"
 
 
@@ -104,7 +111,7 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
         action: str = "create",
         cluster: dict[str, Any] | None = None,
         cluster_mode: str | None = None,
-        cluster_role: str = "all",
+        cluster_role: str = SHARED_CLUSTER,
         aws_conn_id: str | None | FromSettings = FROM_SETTINGS,
         eksctl_path: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
@@ -135,7 +142,7 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
     # --- inputs -------------------------------------------------------------------------
     def _request(self, context: Context) -> ClusterRequest:
         request = ClusterRequest.from_settings(self.resolved_settings(), **dict(self.cluster))
-        if self._mode() == "ephemeral":
+        if self._mode() == EPHEMERAL_CLUSTER:
             tag = run_hash(context["run_id"])
             request = request.with_overrides(
                 {
@@ -170,14 +177,14 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
         try:
             request = self._request(context)
             configs = build_cluster_configs(request)  # bad input fails here, before any AWS call
-            if action == "create" and self._mode() != "existing" and not request.creator_arn:
+            if action == "create" and self._mode() != EXISTING_CLUSTER and not request.creator_arn:
                 # the access entries depend on who creates the cluster (the AWS connection's identity)
                 configs = build_cluster_configs(
                     request.with_overrides({"creator_arn": self._caller_principal(request.region)})
                 )
         except ClusterConfigError as exc:
             raise AirflowFailException(str(exc)) from exc
-        wanted = {"training": TRAIN_GROUP, "inference": INFERENCE_GROUP}.get(self.cluster_role)
+        wanted = {TRAINING_CLUSTER: TRAIN_GROUP, INFERENCE_CLUSTER: INFERENCE_GROUP}.get(self.cluster_role)
         if wanted:
             configs = [c for c in configs if any(ng.name == wanted for ng in c.node_groups)]
         return configs
@@ -197,7 +204,7 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         configs = self._configs(context)
         action, mode = str(self.action).strip(), self._mode()
-        if mode == "existing":
+        if mode == EXISTING_CLUSTER:
             return self._check_existing(configs, action)
         client = self._client(configs[0].region)
         if action == "create":
@@ -285,11 +292,11 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
             have = existing.get(ng.name)
             if have is None:
                 continue
-            if have.instance_type and have.instance_type not in ng.instance_types:
+            if have.instance_types and not set(have.instance_types) <= set(ng.instance_types):
                 self.log.warning(
                     "node group %s runs %s, not %s: changing instance types needs a new node group; keeping it",
                     ng.name,
-                    have.instance_type,
+                    ",".join(have.instance_types),
                     ",".join(ng.instance_types),
                 )
             if (have.min_size, have.desired, have.max_size) != (ng.min_size, ng.desired_capacity, ng.max_size):
@@ -384,7 +391,7 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
                             "min": g.min_size,
                             "desired": g.desired,
                             "max": g.max_size,
-                            "instance_type": g.instance_type,
+                            "instance_type": ",".join(g.instance_types) or None,
                         }
                         for n, g in groups.items()
                     },
@@ -439,7 +446,7 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
             if state is None:
                 self.log.info("cluster %s does not exist: nothing to delete", cfg.name)
                 continue
-            if self._mode() == "ephemeral" and state.tags.get(EPHEMERAL_TAG) != run_hash(context["run_id"]):
+            if self._mode() == EPHEMERAL_CLUSTER and state.tags.get(EPHEMERAL_TAG) != run_hash(context["run_id"]):
                 raise AirflowFailException(
                     f"refusing to delete {cfg.name!r}: it lacks tag {EPHEMERAL_TAG}={run_hash(context['run_id'])}, "
                     "so this run did not create it"

@@ -30,8 +30,9 @@ from eksml.nodes import (
     NODE_ROLE_LABEL,
     SYSTEM_ROLE,
     TRAIN_ROLE,
+    TRAINING_CLUSTER,
 )
-from eksml.settings import Settings, load_settings
+from eksml.settings import Settings, load_settings, parse_bool
 
 TRAIN_GROUP = "ng-train"
 INFERENCE_GROUP = "ng-inference"
@@ -116,11 +117,7 @@ class ClusterRequest:
 def _coerce(name: str, value: Any, default: Any) -> Any:
     try:
         if isinstance(default, bool):
-            if isinstance(value, str):
-                if value.lower() not in {"true", "false", "1", "0", "yes", "no"}:
-                    raise ValueError(value)
-                return value.lower() in {"true", "1", "yes"}
-            return bool(value)
+            return parse_bool(value)
         if isinstance(default, tuple):
             if isinstance(value, str):
                 return tuple(p.strip() for p in value.split(",") if p.strip())
@@ -253,7 +250,7 @@ def dedicated_layout(chosen: bool | str | None) -> bool:
 
 def cluster_name_for_role(req: ClusterRequest, cluster_role: str) -> str:
     """Cluster name in the layout ``cluster_role`` implies: "training" is the dedicated one."""
-    return req.name + TRAINING_CLUSTER_SUFFIX if cluster_role == "training" else req.name
+    return req.name + TRAINING_CLUSTER_SUFFIX if cluster_role == TRAINING_CLUSTER else req.name
 
 
 def build_cluster_configs(req: ClusterRequest) -> list[ClusterConfig]:

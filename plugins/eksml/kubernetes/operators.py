@@ -30,7 +30,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException
 from kubernetes.client.exceptions import ApiException
 
-from eksml.cluster.target import TRAINING, ClusterTarget, cluster_role_of, resolve_target
+from eksml.cluster.target import ClusterTarget, cluster_role_of, resolve_target
 from eksml.exits import exit_code_in, fail_for_good
 from eksml.kubernetes import manifests
 from eksml.kubernetes.hooks import MPIJobHook, container_exit_code
@@ -38,7 +38,7 @@ from eksml.kubernetes.manifests import RunPolicy, job_name, render_mpijob
 from eksml.kubernetes.triggers import EksTargetPodTrigger, MPIJobTrigger
 from eksml.kubernetes.workload import WorkloadSpecError, coerce_spec
 from eksml.local.runner import LocalRunner
-from eksml.nodes import node_selector, not_evictable
+from eksml.nodes import TRAINING_CLUSTER, node_selector, not_evictable
 from eksml.settings import Settings, SettingsMixin
 from eksml.specs import WorkloadSpec
 
@@ -356,7 +356,7 @@ class MPIJobOperator(SettingsMixin, BaseOperator):
         """The run's training cluster (or an explicit connection)."""
         return resolve_target(
             self.resolved_settings(),
-            cluster_role=TRAINING,
+            cluster_role=TRAINING_CLUSTER,
             cluster_name=self.cluster_name,
             kubernetes_conn_id=self.kubernetes_conn_id,
         )

@@ -14,13 +14,11 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from eksml.layout import METRICS
 from eksml.storage import copy_tree, is_local
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
-
-#: Written last, so its presence in the staging folder marks a complete model.
-COMPLETION_MARKER = "metrics.json"
 
 
 class ArtifactError(RuntimeError):
@@ -60,8 +58,8 @@ def extract_model_archive(archive: str | Path, dest: str | Path) -> Path:
             tar.extractall(dest, members=_safe_members(tar), filter="data")
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ArtifactError(f"cannot unpack model archive {archive}: {exc}") from exc
-    if not (dest / COMPLETION_MARKER).is_file():
-        raise ArtifactError(f"model archive {archive} holds no {COMPLETION_MARKER}: training did not finish")
+    if not (dest / METRICS).is_file():
+        raise ArtifactError(f"model archive {archive} holds no {METRICS}: training did not finish")
     return dest
 
 
@@ -81,4 +79,4 @@ def unpack_model_artifact(artifact: ObjectStoragePath, staging: ObjectStoragePat
         unpacked = extract_model_archive(archive, Path(tmp) / "model")
         if is_local(staging):
             staging.mkdir(parents=True, exist_ok=True)
-        return copy_tree(ObjectStoragePath(unpacked.as_uri()), staging, last=(COMPLETION_MARKER,))
+        return copy_tree(ObjectStoragePath(unpacked.as_uri()), staging, last=(METRICS,))

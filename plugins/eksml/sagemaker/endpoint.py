@@ -20,6 +20,7 @@ from airflow.providers.amazon.aws.operators.sagemaker import SageMakerEndpointOp
 
 from eksml.layout import Area, area_uri
 from eksml.sagemaker.images import DLC_ACCOUNTS, ecr_domain
+from eksml.sagemaker.instances import DEFAULT_HOSTING_TYPE, HOSTING_INSTANCE_GPUS
 from eksml.sagemaker.naming import unique_name, validate_name
 from eksml.sagemaker.request import SageMakerRequestError, check_role_arn, require_s3
 from eksml.settings import Settings, resolve_settings
@@ -32,16 +33,6 @@ if TYPE_CHECKING:
 SERVING_REPOSITORY = "tensorflow-inference"
 SERVING_CPU_TAG = "2.19.0-cpu-py312-ubuntu22.04-sagemaker"
 SERVING_GPU_TAG = "2.19.0-gpu-py312-cu122-ubuntu22.04-sagemaker"
-HOSTING_INSTANCE_GPUS = {
-    "ml.m5.large": 0,
-    "ml.m5.xlarge": 0,
-    "ml.m5.2xlarge": 0,
-    "ml.c5.large": 0,
-    "ml.c5.xlarge": 0,
-    "ml.c5.2xlarge": 0,
-    "ml.g4dn.xlarge": 1,
-    "ml.g5.xlarge": 1,
-}
 #: TensorFlow Serving loads ``<model dir>/<numeric version>/saved_model.pb``.
 SERVING_VERSION_DIR = "1"
 
@@ -62,7 +53,7 @@ def build_endpoint_requests(
     endpoint_name: str,
     version: str,
     model_data_url: str,
-    instance_type: str = "ml.m5.large",
+    instance_type: str = DEFAULT_HOSTING_TYPE,
     instance_count: int = 1,
     tags: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
@@ -163,7 +154,7 @@ class SageMakerEndpointDeployOperator(SageMakerEndpointOperator):
         *,
         version_uri: str,
         endpoint_name: str,
-        instance_type: str = "ml.m5.large",
+        instance_type: str = DEFAULT_HOSTING_TYPE,
         instance_count: int = 1,
         settings: Settings | None = None,
         deferrable: bool = True,

@@ -1,4 +1,4 @@
-"""SageMaker training instance types we accept, with their GPUs per instance.
+"""SageMaker instance types we accept, with their GPUs per instance: training and hosting.
 
 An explicit list (rather than any ``ml.*`` string) turns a typo into an error before a job is
 created, and the GPU count picks the CPU or GPU Deep Learning Container and bounds the
@@ -63,6 +63,43 @@ _GPU = {
 
 #: Instance type -> GPUs per instance (0 for CPU instances).
 TRAINING_INSTANCE_GPUS: MappingProxyType[str, int] = MappingProxyType({**{t: 0 for t in _CPU}, **_GPU})
+
+
+#: The training types the trigger form offers (a choice among the accepted ones), and its default.
+OFFERED_TRAINING_TYPES = (
+    "ml.m5.xlarge",
+    "ml.m5.2xlarge",
+    "ml.c5.2xlarge",
+    "ml.c5.4xlarge",
+    "ml.g4dn.xlarge",
+    "ml.g4dn.2xlarge",
+    "ml.g4dn.12xlarge",
+    "ml.g5.xlarge",
+    "ml.g5.2xlarge",
+    "ml.g5.12xlarge",
+    "ml.p3.2xlarge",
+    "ml.p3.8xlarge",
+    "ml.p3.16xlarge",
+    "ml.p4d.24xlarge",
+)
+DEFAULT_TRAINING_TYPE = "ml.p3.2xlarge"
+#: What a SageMaker training task uses when neither its argument nor the run's param names a type.
+FALLBACK_TRAINING_TYPE = "ml.g4dn.xlarge"
+
+#: Hosting (endpoint) instance types -> GPUs per instance, and the endpoint target's default.
+HOSTING_INSTANCE_GPUS: MappingProxyType[str, int] = MappingProxyType(
+    {
+        "ml.m5.large": 0,
+        "ml.m5.xlarge": 0,
+        "ml.m5.2xlarge": 0,
+        "ml.c5.large": 0,
+        "ml.c5.xlarge": 0,
+        "ml.c5.2xlarge": 0,
+        "ml.g4dn.xlarge": 1,
+        "ml.g5.xlarge": 1,
+    }
+)
+DEFAULT_HOSTING_TYPE = "ml.m5.large"
 
 
 def instance_gpus(instance_type: str) -> int:

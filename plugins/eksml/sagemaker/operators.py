@@ -25,6 +25,7 @@ from airflow.sdk.exceptions import AirflowException
 from eksml.exits import exit_code_in, fail_for_good
 from eksml.sagemaker.artifacts import unpack_model_artifact
 from eksml.sagemaker.images import training_image
+from eksml.sagemaker.instances import FALLBACK_TRAINING_TYPE
 from eksml.sagemaker.links import SageMakerTrainingJobLink, SageMakerTrainingLogsLink
 from eksml.sagemaker.naming import sagemaker_job_name
 from eksml.sagemaker.request import (
@@ -37,7 +38,7 @@ from eksml.sagemaker.request import (
 )
 from eksml.sagemaker.source import stage_source_dir
 from eksml.sagemaker.triggers import SageMakerTrainingTrigger, stop_training_job
-from eksml.settings import Settings, resolve_settings
+from eksml.settings import Settings, parse_bool, resolve_settings
 from eksml.specs import WorkloadSpec
 from eksml.storage import store_path
 
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 _TAG_UNSAFE = re.compile(r"[^\w\s.:/=+\-@]")
-DEFAULT_INSTANCE_TYPE = "ml.g4dn.xlarge"
 #: Time a job spends outside its stopping condition: instance provisioning, image and data
 #: download before training starts, and the model upload after it.
 JOB_OVERHEAD_S = 3600
@@ -73,12 +73,6 @@ def as_spec(value: WorkloadSpec | Mapping[str, Any]) -> WorkloadSpec:
     raise TypeError(f"spec must be a WorkloadSpec or its dict form, got {type(value).__name__}")
 
 
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in {"1", "true", "yes", "on"}
-    return bool(value)
-
-
 def _as_optional_int(value: Any) -> int | None:
     return None if value in (None, "", "None") else int(value)
 
@@ -89,7 +83,7 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
     :param spec: the training spec or its dict form (templated; XCom welcome).
     :param candidate: or a run-plan candidate holding the spec under ``spec`` (``runs.plan_run``).
     :param instance_type: ``ml.*`` training instance type (see ``eksml.sagemaker.instances``);
-        default the run's ``sagemaker_instance_type`` param, else ``ml.g4dn.xlarge``.
+        default the run's ``sagemaker_instance_type`` param, else ``instances.FALLBACK_TRAINING_TYPE``.
     :param instance_count: instances; default the spec's replicas.
     :param use_spot: managed spot training (checkpoints to the spec's ``--checkpoint-uri``);
         default the run's ``sagemaker_use_spot`` param, else False.
@@ -185,11 +179,11 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
 
     def _instance_type(self, context: Context) -> str:
         chosen = self.instance_type or (context.get("params") or {}).get("sagemaker_instance_type")
-        return str(chosen or DEFAULT_INSTANCE_TYPE)
+        return str(chosen or FALLBACK_TRAINING_TYPE)
 
     def _use_spot(self, context: Context) -> bool:
         chosen = self.use_spot if self.use_spot is not None else (context.get("params") or {}).get("sagemaker_use_spot")
-        return _as_bool(chosen) if chosen is not None else False
+        return parse_bool(chosen) if chosen is not None else False
 
     def build_request(self, context: Context, settings: Settings, spec: WorkloadSpec) -> dict[str, Any]:
         """The validated ``CreateTrainingJob`` request for this try (no API call)."""

@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from eksml.layout import ModelVersion
 from eksml.local.runner import LocalRunner
 from eksml.serving.smoke import SmokeTestError, http_transport, smoke_test
 from eksml.serving.spec import IMAGE, serving_spec
@@ -347,20 +348,6 @@ def supervision(server: ServerProcess) -> dict[str, Any]:
         return {}
 
 
-def version_expectations(model_uri: str, settings: Settings) -> dict[str, Any]:
-    """Class names and evaluated accuracy of a version, from its metrics.json / evaluation.json."""
-    from eksml.storage import read_json, store_path
-
-    folder = store_path(model_uri, settings)
-    if not (folder / "metrics.json").exists():
-        raise ServingError(f"no metrics.json at {model_uri}: not a finished model version")
-    metrics = read_json(folder / "metrics.json")
-    expected = metrics.get("test_accuracy")
-    if (folder / "evaluation.json").exists():
-        expected = (read_json(folder / "evaluation.json").get("candidate") or {}).get("test_accuracy", expected)
-    return {"class_names": metrics.get("class_names"), "expected_accuracy": expected}
-
-
 def deploy_local(
     model_uri: str,
     version: str,
@@ -383,7 +370,10 @@ def deploy_local(
     settings = settings or resolve_settings()
     if model_uri.startswith("/"):
         model_uri = "file://" + model_uri
-    expectations = version_expectations(model_uri, settings)  # fail before starting anything
+    try:  # fail before starting anything
+        expectations = ModelVersion.at(model_uri, settings).expectations()
+    except FileNotFoundError as exc:
+        raise ServingError(str(exc)) from None
     images, labels = load_test_images(data_uri or settings.source_data_uri, smoke_images, settings)
 
     def check(server: ServerProcess) -> dict[str, Any]:

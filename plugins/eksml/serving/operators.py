@@ -118,12 +118,10 @@ class DeployModelOperator(BaseOperator):
         """The param, else the data the version was trained and evaluated on, else settings."""
         if self.data_uri:
             return self.data_uri
-        from eksml.storage import read_json, store_path
+        from eksml.layout import ModelVersion
 
-        metadata = store_path(self.model_uri, settings) / "metadata.json"
-        if metadata.exists():
-            return read_json(metadata).get("data_uri") or settings.source_data_uri
-        return settings.source_data_uri
+        metadata = ModelVersion.at(self.model_uri, settings).metadata() or {}
+        return metadata.get("data_uri") or settings.source_data_uri
 
     def execute(self, context: Any) -> dict[str, Any]:
         if not self.model_uri or not self.version:
@@ -155,9 +153,10 @@ class DeployModelOperator(BaseOperator):
         return result
 
     def _deploy_kubernetes(self, settings, data_uri: str) -> dict[str, Any]:
-        from eksml.cluster.target import INFERENCE, resolve_target
+        from eksml.cluster.target import resolve_target
         from eksml.kubernetes.hooks import DeploymentHook
-        from eksml.serving.local import version_expectations
+        from eksml.layout import ModelVersion
+        from eksml.nodes import INFERENCE_CLUSTER
         from eksml.serving.manifests import render_inference_objects, resource_name
         from eksml.serving.smoke import smoke_test
         from eksml.serving.testdata import load_test_images
@@ -166,9 +165,9 @@ class DeployModelOperator(BaseOperator):
         objects = render_inference_objects(
             settings, self.model_uri, self.version, ingress=self.ingress, replicas=self.replicas
         )
-        expectations = version_expectations(self.model_uri, settings)
+        expectations = ModelVersion.at(self.model_uri, settings).expectations()
         images, labels = load_test_images(data_uri, self.smoke_images, settings)
-        target = resolve_target(settings, cluster_role=INFERENCE, cluster_name=self.cluster_name)
+        target = resolve_target(settings, cluster_role=INFERENCE_CLUSTER, cluster_name=self.cluster_name)
         self.log.info("deploying to %s", target.describe())
         hook = target.hook(hook_class=DeploymentHook)
 
