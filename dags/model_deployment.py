@@ -49,7 +49,7 @@ with DAG(
     @task(multiple_outputs=False, retries=0)
     def resolve_version(params=None) -> dict:
         """The champion, or the requested version (not yet champion: that waits for the smoke test)."""
-        from eksml.deployment import resolve_deployment
+        from eksml.registry import resolve_deployment
         from eksml.settings import resolve_settings
 
         return resolve_deployment(params.get("version"), resolve_settings())
@@ -57,7 +57,7 @@ with DAG(
     @task(multiple_outputs=False, retries=1)
     def record_champion(pointer: dict) -> dict:
         """A requested version that now serves becomes the champion (rollback or pin)."""
-        from eksml.deployment import record_deployment
+        from eksml.registry import record_deployment
         from eksml.settings import resolve_settings
 
         return record_deployment(pointer, resolve_settings())

@@ -46,7 +46,7 @@ with DAG(
     @task(multiple_outputs=False, outlets=[TRAINING_DATA])
     def land_and_announce(params=None, dag_run=None, outlet_events=None) -> dict:
         """Validate and copy the drop, then put its location in the asset event."""
-        from eksml.landing import land_drop
+        from eksml.assets import land_drop
         from eksml.settings import resolve_settings
 
         extra = land_drop(resolve_settings(), dag_run.run_after, params["source_uri"])

@@ -1,8 +1,28 @@
-"""The assets that connect the project's DAGs (and upstream pipelines) to each other."""
+"""The assets that connect the project's DAGs (and upstream pipelines) to each other, and the
+contract of training-data events: what an upstream pipeline may put in ``extra``.
+
+Anyone can post an asset event (an upstream DAG's ``outlets``, or
+``POST /api/v2/assets/events`` from outside Airflow), and Airflow stores whatever ``extra``
+it is given. The training run that follows therefore checks the extra before it touches
+data: a malformed one fails the first task with a message naming the problem, before
+anything is copied, trained or registered. Upstream DAGs check their own extra the same way
+before emitting it, so they never announce data nobody can read: :func:`land_drop` is what
+the example upstream DAG runs.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 from airflow.sdk import Asset
+
+from eksml.layout import STAMP, Area, area_root, data_uri_problem
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from eksml.settings import Settings
 
 #: Updated by upstream pipelines when new training data lands; starts a retraining run.
 #: An event's ``extra`` may carry ``{"uri": "<folder or s3:// prefix with the IDX files>"}``.
@@ -10,3 +30,60 @@ TRAINING_DATA = Asset(name="fashion_mnist_training_data", uri="eksml://datasets/
 
 #: Updated by the training DAG when a new champion is promoted; starts a deployment.
 CHAMPION_MODEL = Asset(name="fashion_mnist_champion_model", uri="eksml://models/fashion-mnist/champion")
+
+
+class DataEventError(ValueError):
+    """A training-data asset event's ``extra`` is malformed; the message says how."""
+
+
+def validate_data_event_extra(extra: Any) -> str | None:
+    """The event's data location, or None when it names none (train on the configured source).
+
+    Raises :class:`DataEventError` when ``extra`` is not an object, or its ``uri`` is not a
+    non-empty string that is an absolute path, ``file:///...`` or ``s3://bucket/...``.
+    Other keys are allowed (Airflow adds its own, e.g. ``from_rest_api``).
+    """
+    if extra is None:
+        return None
+    if not isinstance(extra, Mapping):
+        raise DataEventError(f"training-data event extra must be a JSON object, got {type(extra).__name__}: {extra!r}")
+    if "uri" not in extra:
+        return None
+    uri = extra["uri"]
+    if not isinstance(uri, str):
+        raise DataEventError(f"training-data event extra 'uri' must be a string, got {type(uri).__name__}: {uri!r}")
+    problem = data_uri_problem(uri)
+    if problem:
+        raise DataEventError(f"training-data event extra 'uri' {problem}")
+    return uri
+
+
+def data_event_extra(uri: str, **facts: Any) -> dict[str, Any]:
+    """The ``extra`` an upstream pipeline emits for a new drop at ``uri`` (checked here first)."""
+    extra = {"uri": uri, **facts}
+    validate_data_event_extra(extra)
+    return extra
+
+
+def landing_uri(settings: Settings, landed_at: datetime) -> str:
+    """``<store>/landing/<timestamp>``: one prefix per drop."""
+    return f"{area_root(settings.store_uri, Area.LANDING)}/{landed_at:{STAMP}}"
+
+
+def land_drop(settings: Settings, landed_at: datetime, source_uri: str | None = None) -> dict[str, Any]:
+    """Copy the four IDX files from ``source_uri`` (default: the configured source) into a new
+    landing prefix, validated (gzip CRC, IDX header, counts) before they are copied, and return
+    the asset event ``extra`` that announces it."""
+    from eksml.dataprep import prepare_data
+    from eksml.storage import store_path
+
+    source = source_uri or settings.source_data_uri
+    target = landing_uri(settings, landed_at)
+    result = prepare_data(store_path(source, settings), store_path(target, settings))
+    files = result["files"]
+    return data_event_extra(
+        result["uri"],
+        source=source,
+        train_images=files["train-images-idx3-ubyte.gz"]["count"],
+        test_images=files["t10k-images-idx3-ubyte.gz"]["count"],
+    )

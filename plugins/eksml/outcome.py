@@ -6,6 +6,12 @@ result at a glance (green: a new champion; skipped: the gate refused), its run n
 line carry the version and the test accuracy, and its extra links open the model version, its
 ``metrics.json`` and its plots in the store (the S3 console for ``s3://`` stores).
 
+For a ``file://`` store the links open a read-only page per version that the project's plugin
+serves in the Airflow API server (:func:`create_app`, mounted at :data:`URL_PREFIX`): the UI
+shows an extra link only when it is http(s) or on its own origin, so ``file://`` links would
+be dropped. Only what a person reads is served (metadata, metrics, evaluation, the PNG plots)
+of registered versions; model weights never are, and no path outside the model store can be named.
+
 The run note goes through Airflow's public REST API (``PATCH .../dagRuns/{run_id}``), because
 a task has no other way to write one in Airflow 3; it needs the HTTP connection
 :data:`API_CONN_ID` (host = the API server's URL, login/password of a user allowed to edit
@@ -15,13 +21,16 @@ is skipped with a log line, and the task's state, log and links still tell the o
 
 from __future__ import annotations
 
+import html
 import logging
+import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlparse
 
 from airflow.sdk import BaseOperator, BaseOperatorLink
 
-from eksml.layout import METRICS, PER_CLASS_ACCURACY, TRAINING_CURVES
+from eksml.layout import METRICS, PER_CLASS_ACCURACY, PLOTS, READABLE, TRAINING_CURVES, ModelVersion
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -78,8 +87,6 @@ def store_links(version_uri: str, region: str) -> dict[str, str]:
     project's plugin serves in the Airflow API server (same origin: the UI drops ``file://``
     links, and a browser elsewhere could not open them anyway).
     """
-    from eksml.store_view import version_url
-
     base = version_uri.rstrip("/")
     if base.startswith("s3://"):
         parsed = urlparse(base)
@@ -100,6 +107,84 @@ def store_links(version_uri: str, region: str) -> dict[str, str]:
         "Plots": version_url(version, TRAINING_CURVES),
         "Per-class plot": version_url(version, PER_CLASS_ACCURACY),
     }
+
+
+# --- the version page (file:// stores) -------------------------------------------------------
+#: Where the app is mounted in the API server; links of the outcome task point here.
+URL_PREFIX = "/eksml"
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def version_url(version: str, name: str = "") -> str:
+    """Same-origin URL of a version's page (``name`` empty) or of one of its served files."""
+    return f"{URL_PREFIX}/models/{version}/{name}"
+
+
+def _models_root() -> Path | None:
+    from urllib.parse import urlparse
+
+    from eksml.settings import resolve_settings
+
+    settings = resolve_settings()
+    if not settings.models_root.startswith("file://"):
+        return None
+    return Path(urlparse(settings.models_root).path)
+
+
+def _version_dir(version: str) -> Path:
+    from fastapi import HTTPException
+
+    root = _models_root()
+    if root is None:
+        raise HTTPException(404, "the model store is not a local folder: use the S3 console links")
+    if not _VERSION.match(version) or not ModelVersion(root / version).registered:
+        raise HTTPException(404, f"no registered version {version!r}")
+    return root / version
+
+
+def version_page(version: str, metadata: dict[str, Any]) -> str:
+    """The HTML of a version: headline metrics, the plots inline, links to the JSON files."""
+    metrics = metadata.get("metrics") or {}
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in metrics.items()
+        if k != "per_class_accuracy"
+    )
+    plots = "".join(
+        f'<h2>{name}</h2><img src="{name}" alt="{name}" style="max-width:100%">'
+        for name in PLOTS
+        if name in (metadata.get("files") or PLOTS)
+    )
+    files = " · ".join(f'<a href="{name}">{name}</a>' for name in READABLE if name not in PLOTS)
+    title = html.escape(f"{version} ({metadata.get('framework')}, run {metadata.get('run_id')})")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(version)}</title></head>"
+        f"<body style='font-family:sans-serif'><h1>{title}</h1><p>{files}</p><table>{rows}</table>"
+        f"{plots}</body></html>"
+    )
+
+
+def create_app():
+    """The FastAPI sub-application the plugin registers."""
+    from fastapi import FastAPI, HTTPException
+    from fastapi.responses import FileResponse, HTMLResponse
+
+    app = FastAPI(title="eksml model versions", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/models/{version}/", response_class=HTMLResponse)
+    def page(version: str) -> str:
+        return version_page(version, ModelVersion(_version_dir(version)).metadata() or {})
+
+    @app.get("/models/{version}/{name}")
+    def file(version: str, name: str) -> FileResponse:
+        if name not in READABLE:
+            raise HTTPException(404, f"{name!r} is not served (only metadata, metrics, evaluation and plots)")
+        path = _version_dir(version) / name
+        if not path.is_file():
+            raise HTTPException(404, f"{version} has no {name}")
+        return FileResponse(path, media_type=READABLE[name])
+
+    return app
 
 
 def write_run_note(dag_id: str, run_id: str, note: str, conn_id: str = API_CONN_ID) -> bool:

@@ -44,7 +44,7 @@ def source_data_uri(params: TrainingParams, settings: Settings, triggering_event
 
     Every event's extra is checked, so a malformed one fails the run with the reason.
     """
-    from eksml.events import validate_data_event_extra
+    from eksml.assets import validate_data_event_extra
 
     events = sorted((e for evs in (triggering_events or {}).values() for e in evs), key=lambda e: e.timestamp)
     uris = [validate_data_event_extra(getattr(e, "extra", None)) for e in events]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from eksml.store_view import URL_PREFIX, create_app
+from eksml.outcome import URL_PREFIX, create_app
 
 
 class EksmlPlugin(AirflowPlugin):

@@ -12,6 +12,9 @@ Paths inside these documents are relative to the model folder, so a copied or re
 points at itself. The history is the chain of entries the pointer leads back through (each
 entry names its predecessor); an entry whose pointer write lost a race or never happened is
 not part of it, so a crash between the two writes loses nothing and a retry starts afresh.
+
+The deployment DAG asks here which version to serve (:func:`resolve_deployment`): the champion,
+or a version named by hand, which becomes champion only once it serves (:func:`record_deployment`).
 """
 
 from __future__ import annotations
@@ -33,12 +36,15 @@ from eksml.storage import (
     read_json,
     read_versioned,
     remove_tree,
+    store_path,
     uri_of,
     write_json_atomic,
 )
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
+
+    from eksml.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +284,39 @@ class ModelRegistry:
         return report
 
 
+# --- what the deployment DAG serves ---------------------------------------------------------
+def resolve_deployment(version: str | None, settings: Settings) -> dict[str, Any]:
+    """The pointer to deploy: the champion, or the registered ``version`` asked for by hand.
+
+    A requested version becomes champion only after it deployed and passed its smoke test
+    (:func:`record_deployment`), so a broken one never displaces the champion that serves.
+    """
+    registry = ModelRegistry(store_path(settings.models_root, settings))
+    if version:
+        meta = registry.metadata(version)  # raises for an unknown version before anything moves
+        accuracy = recorded_accuracy(meta) or 0.0
+        log.info("deploying %s by request", version)
+        return {"version": version, "uri": meta["uri"], "test_accuracy": accuracy, "requested": True}
+    champion = registry.champion()
+    if champion is None:
+        raise RegistryError(f"no champion under {settings.models_root}: train a model first")
+    return {**champion, "requested": False}
+
+
+def record_deployment(pointer: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """After a successful deploy of a requested version, make it the champion (a rollback or pin),
+    so later evaluation gates compare against what actually serves."""
+    if not pointer.get("requested"):
+        return pointer
+    registry = ModelRegistry(store_path(settings.models_root, settings))
+    return (
+        registry.promote(
+            pointer["version"], test_accuracy=pointer["test_accuracy"], force=True, reason="manual redeploy"
+        )
+        or pointer
+    )
+
+
 def version_table(registry: ModelRegistry) -> list[str]:
     """One line per registered version, newest first: accuracy, framework, champion marker."""
     champion = (registry.champion() or {}).get("version")
@@ -301,7 +340,6 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from eksml.settings import resolve_settings
-    from eksml.storage import store_path
 
     parser = argparse.ArgumentParser(prog="python -m eksml.registry", description=main.__doc__)
     parser.add_argument("command", choices=("list", "champion", "history", "repair"))

@@ -115,7 +115,7 @@ def test_bad_input_exit_is_not_retried_and_the_reason_keeps_the_last_lines(image
     """Exit status 2 ("can never succeed") becomes AirflowFailException; other failures stay retryable."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from eksml.callbacks import failure_reason
+    from eksml.dag_defaults import failure_reason
     from eksml.local.runner import LocalRunError
 
     settings = load_settings({"images_dir": str(image / "images"), "venvs_dir": str(image / "venvs")})

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from eksml.events import DataEventError, data_event_extra, validate_data_event_extra
+from eksml.assets import DataEventError, data_event_extra, validate_data_event_extra
 
 
 @pytest.mark.parametrize(
@@ -51,7 +51,7 @@ def test_data_event_extra_refuses_what_it_would_not_accept():
 
 
 def test_land_drop_copies_validated_files_and_describes_them(tmp_path, dataset_dir):
-    from eksml.landing import land_drop
+    from eksml.assets import land_drop
     from eksml.settings import load_settings
 
     settings = load_settings({"store_uri": (tmp_path / "store").as_uri(), "source_data_uri": str(dataset_dir)})
@@ -69,8 +69,8 @@ def test_land_drop_copies_validated_files_and_describes_them(tmp_path, dataset_d
 
 
 def test_land_drop_refuses_a_bad_source_before_copying(tmp_path):
+    from eksml.assets import land_drop
     from eksml.dataprep import DataValidationError
-    from eksml.landing import land_drop
     from eksml.settings import load_settings
 
     empty = tmp_path / "empty"
