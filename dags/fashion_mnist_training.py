@@ -164,7 +164,7 @@ with DAG(
             ),
             SageMakerTrainOperator(
                 task_id="train_sagemaker_tensorflow",
-                candidate=candidate("tensorflow"),
+                spec=candidate("tensorflow", "spec"),
                 pool="gpu",
                 max_runtime_s=3 * 3600,
                 execution_timeout=timedelta(hours=7),
@@ -172,7 +172,7 @@ with DAG(
             ),
             SageMakerTrainOperator(
                 task_id="train_sagemaker_mxnet",
-                candidate=candidate("mxnet"),
+                spec=candidate("mxnet", "spec"),
                 pool="gpu",
                 max_runtime_s=3 * 3600,
                 execution_timeout=timedelta(hours=7),

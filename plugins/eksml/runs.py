@@ -101,16 +101,15 @@ def evaluation_spec(
     candidate: dict[str, Any], data_uri: str, champion_uri: str | None, limit_test: int | None
 ) -> WorkloadSpec:
     """Score one candidate (and the champion, on the same test data) in the inference image."""
-    args = ["--candidate-uri", candidate["staging_uri"], "--data-uri", data_uri, "--out-uri", candidate["staging_uri"]]
+    locations = {"candidate_uri": candidate["staging_uri"], "data_uri": data_uri, "out_uri": candidate["staging_uri"]}
     if champion_uri:
-        args += ["--champion-uri", champion_uri]
-    if limit_test:
-        args += ["--limit-test", str(limit_test)]
+        locations["champion_uri"] = champion_uri
     return WorkloadSpec(
         name=f"evaluate-{candidate['framework']}",
         image="inference",
         script="evaluate.py",
-        args=tuple(args),
+        locations=locations,
+        hyperparameters={"limit_test": int(limit_test)} if limit_test else {},
         env={"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"},
         resources=Resources(cpu="2", memory="4Gi", gpus=0),
         node_role=INFERENCE_ROLE,

@@ -129,7 +129,7 @@ def test_a_retried_try_resumes_from_the_run_checkpoint(dag_run) -> None:
     try:
         ti = SimpleNamespace(dag_id="fashion_mnist_training", task_id="train_sagemaker_tensorflow", try_number=2)
         op = SageMakerTrainOperator(
-            task_id="train_sagemaker_tensorflow", candidate=candidate, instance_type="ml.m5.xlarge"
+            task_id="train_sagemaker_tensorflow", spec=candidate["spec"], instance_type="ml.m5.xlarge"
         )
         result = op.execute({"ti": ti, "run_id": dag_run.run.run_id, "params": CONF})
     finally:
@@ -150,8 +150,7 @@ def test_horovod_under_the_contract_like_sagemaker_mpi(dataset_dir, tmp_path, ai
     from airflow.sdk import ObjectStoragePath
 
     from eksml.dataprep import prepare_data
-    from eksml.sagemaker.artifacts import unpack_model_artifact
-    from eksml.sagemaker.local import run_training_locally
+    from eksml.sagemaker.contract import run_training_locally, unpack_model_artifact
     from eksml.settings import load_settings
     from eksml.specs import training_spec
     from eksml.storage import store_path

@@ -19,9 +19,8 @@ from types import SimpleNamespace
 import pytest
 
 from eksml.dataprep import prepare_data
-from eksml.sagemaker.artifacts import ArtifactError, pack_model_dir
-from eksml.sagemaker.naming import sagemaker_job_name
-from eksml.sagemaker.request import default_output_uri, model_artifact_uri
+from eksml.sagemaker.contract import ArtifactError, pack_model_dir
+from eksml.sagemaker.request import default_output_uri, model_artifact_uri, sagemaker_job_name
 from eksml.settings import load_settings
 from eksml.specs import training_spec
 from eksml.storage import store_path

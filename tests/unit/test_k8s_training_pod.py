@@ -16,10 +16,9 @@ from kubernetes.client import ApiClient
 
 from eksml.kubernetes.manifests import CredentialInSpecError
 from eksml.kubernetes.operators import GpuTrainingPodOperator, WorkloadPodOperator, render_training_pod
-from eksml.kubernetes.workload import WorkloadSpecError
 from eksml.local.runner import LocalRunError
 from eksml.settings import Settings
-from eksml.specs import Resources, WorkloadSpec, training_spec
+from eksml.specs import Resources, WorkloadSpec, WorkloadSpecError, training_spec
 
 AWS = Settings(
     profile="aws",
@@ -71,7 +70,7 @@ def test_gpu_limit_node_role_and_toleration(pod, container):
 def test_image_entrypoint_and_arguments_come_from_the_spec(spec, container):
     assert container["image"] == "123456789012.dkr.ecr.us-west-2.amazonaws.com/eksml/tf-fashion-mnist:1.2.3"
     assert container["command"] == ["python", "/opt/eksml/train.py"]
-    assert container["args"] == list(spec.args)
+    assert container["args"] == spec.argv()
     assert container["args"][container["args"].index("--model-uri") + 1] == "s3://eksml-bucket/store/models/fm/v7"
 
 

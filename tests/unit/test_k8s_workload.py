@@ -8,8 +8,7 @@ import json
 import pytest
 
 from eksml.kubernetes.manifests import CredentialInSpecError, check_no_credentials, env_vars
-from eksml.kubernetes.workload import WorkloadSpecError, coerce_spec
-from eksml.specs import training_spec
+from eksml.specs import WorkloadSpecError, coerce_spec, training_spec
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +69,13 @@ def test_missing_or_unparsable_spec_is_named(value, message):
         ({"resources": {"cpu": "1", "memory": "1Gi", "gpus": -1}}, "resources.gpus"),
         ({"env": {"1BAD": "x"}}, "C identifier"),
         ({"node_role": ""}, "node_role"),
+        ({"framework": "pytorch"}, "unknown framework 'pytorch'"),
+        ({"locations": {"data_uri": 5}}, "location 'data_uri' must be a non-empty string"),
+        ({"locations": {"Data-URI": "s3://b/d"}}, "location name 'Data-URI'"),
+        ({"hyperparameters": {"epochs": True}}, "hyperparameter 'epochs'"),
+        ({"hyperparameters": {"learning_rate": float("nan")}}, "hyperparameter 'learning_rate'"),
+        ({"hyperparameters": {"data_uri": "x"}}, "data_uri is both a location and a hyperparameter"),
+        ({"locations": "s3://b/d"}, "unexpected fields"),
     ],
 )
 def test_inconsistent_fields_are_named(spec, change, message):
@@ -89,3 +95,19 @@ def test_ordinary_and_irsa_variables_pass():
     env = {"PYTHONUNBUFFERED": "1", "AWS_REGION": "us-west-2", "AWS_WEB_IDENTITY_TOKEN_FILE": "/var/run/token"}
     check_no_credentials(env)
     assert [(v.name, v.value) for v in env_vars(env)] == list(env.items())
+
+
+def test_named_inputs_become_argv_only_at_the_edge(spec):
+    """Locations and hyperparameters are kept by name; argv() flattens them, in that order."""
+    assert spec.framework == "mxnet"
+    assert dict(spec.locations) == {
+        "data_uri": "s3://b/data/x",
+        "model_uri": "s3://b/models/v1",
+        "checkpoint_uri": "s3://b/ckpt/v1",
+    }
+    assert dict(spec.hyperparameters) == {"epochs": 3, "batch_size": 64, "learning_rate": 0.01}
+    assert spec.args == ()
+    assert spec.argv() == [
+        "--data-uri", "s3://b/data/x", "--model-uri", "s3://b/models/v1", "--checkpoint-uri", "s3://b/ckpt/v1",
+        "--epochs", "3", "--batch-size", "64", "--learning-rate", "0.01",
+    ]  # fmt: skip

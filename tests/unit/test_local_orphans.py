@@ -141,3 +141,62 @@ def test_entrypoints_use_the_bad_input_status_the_runner_knows():
     for entrypoint in ("tf-fashion-mnist/train.py", "mxnet-horovod/train.py", "inference/evaluate.py"):
         source = (ROOT / "images" / entrypoint).read_text()
         assert re.search(rf"^BAD_INPUT = {EXIT_BAD_INPUT}$", source, re.M), entrypoint
+
+
+#: A SageMaker-contract entrypoint that says it started, then waits to be released.
+CONTRACT_WORKLOAD = textwrap.dedent("""
+    import json, os, pathlib, time
+    hps = json.loads(os.environ["SM_HPS"])
+    pathlib.Path(hps["started"]).write_text(str(os.getpid()))
+    while not pathlib.Path(hps["release"]).exists():
+        time.sleep(0.1)
+    pathlib.Path(os.environ["SM_MODEL_DIR"], "metrics.json").write_text("{}")
+""")
+
+
+def test_two_runs_under_the_sagemaker_contract_do_not_end_each_other(image, tmp_path):
+    """Their processes carry no run-specific arguments; each is still known by its own run's spec."""
+    import threading
+
+    from eksml.sagemaker.contract import run_training_locally
+
+    (image / "images" / "img" / "contract.py").write_text(CONTRACT_WORKLOAD)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.gz").write_bytes(b"x")
+    store = tmp_path / "store"
+    settings = load_settings(
+        {"images_dir": str(image / "images"), "venvs_dir": str(image / "venvs"), "store_uri": store.as_uri()}
+    )
+    release = tmp_path / "release"
+
+    def spec(run: str) -> WorkloadSpec:
+        return WorkloadSpec(
+            name="train-tensorflow",
+            image="img",
+            script="contract.py",
+            framework="tensorflow",
+            locations={"data_uri": data.as_uri(), "model_uri": f"{store.as_uri()}/staging/fm/{run}"},
+            hyperparameters={"started": str(tmp_path / f"started-{run}"), "release": str(release)},
+        )
+
+    results: dict[str, object] = {}
+
+    def train(run: str) -> None:
+        try:
+            results[run] = run_training_locally(spec(run), settings, job_name=f"job-{run}", timeout=120)
+        except Exception as exc:  # the assertion below reports it
+            results[run] = exc
+
+    first = threading.Thread(target=train, args=("run-a",))
+    first.start()
+    _wait_for(tmp_path / "started-run-a")
+    second = threading.Thread(target=train, args=("run-b",))
+    second.start()
+    _wait_for(tmp_path / "started-run-b")
+    release.write_text("go")
+    first.join(timeout=120)
+    second.join(timeout=120)
+    for run in ("run-a", "run-b"):
+        assert not isinstance(results[run], Exception), f"{run}: {results[run]}"
+        assert Path(results[run].model_artifact.removeprefix("file://")).is_file()

@@ -19,9 +19,8 @@ from eksml.kubernetes.manifests import (
     launcher_command,
     render_mpijob,
 )
-from eksml.kubernetes.workload import WorkloadSpecError
 from eksml.settings import Settings
-from eksml.specs import training_spec
+from eksml.specs import WorkloadSpecError, training_spec
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO.parent / "shared" / "schemas" / "mpijob-v2beta1.schema.json"
@@ -153,7 +152,7 @@ def test_launcher_runs_horovodrun_over_the_operators_hostfile(job, spec):
         "/etc/mpi/hostfile",
         "python",
         "/opt/eksml/train.py",
-        *spec.args,
+        *spec.argv(),
     ]
     assert launcher["name"] == "mpi-launcher"
     assert launcher["image"] == "public.ecr.aws/eksml/mxnet-horovod:0.3.0"

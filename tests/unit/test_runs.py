@@ -28,7 +28,7 @@ def test_plan_paths_follow_the_interval_and_never_collide():
     assert tf["staging_uri"].startswith("s3://bucket/ml/staging/") and tf["version"] in tf["staging_uri"]
     spec = WorkloadSpec.from_dict(mx["spec"])
     assert spec.distributed and spec.replicas == 2 and spec.slots_per_replica == 2
-    args = list(spec.args)
+    args = spec.argv()
     assert args[args.index("--model-uri") + 1] == mx["staging_uri"]
     assert args[args.index("--epochs") + 1] == "3"
     other = plan_run(params, settings, run_id="r2", interval_start=START, interval_end=END, data_digest="c0ffee000000")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from eksml.sagemaker.artifacts import ArtifactError, extract_model_archive, pack_model_dir, unpack_model_artifact
+from eksml.sagemaker.contract import ArtifactError, extract_model_archive, pack_model_dir, unpack_model_artifact
 
 
 def model_dir(root: Path) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eksml.sagemaker.naming import NAME_PATTERN, sagemaker_job_name, unique_name, validate_name
+from eksml.sagemaker.request import NAME_PATTERN, sagemaker_job_name, unique_name, validate_name
 
 RUN_IDS = [
     "manual__2026-11-29T00:00:00+00:00",

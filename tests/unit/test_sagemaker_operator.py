@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -126,7 +127,7 @@ def test_request_is_built_from_templated_strings() -> None:
 
 
 def test_instance_and_spot_default_to_the_run_params() -> None:
-    op = operator(spec=None, candidate={"framework": "tensorflow", "version": "v1", "spec": spec_dict()})
+    op = operator()
     ctx = {**context(), "params": {"sagemaker_instance_type": "ml.p3.2xlarge", "sagemaker_use_spot": True}}
     req = op.build_request(ctx, op._resolve_settings(), op_spec(op))
     assert req["ResourceConfig"]["InstanceType"] == "ml.p3.2xlarge"
@@ -136,24 +137,37 @@ def test_instance_and_spot_default_to_the_run_params() -> None:
     assert plain["EnableManagedSpotTraining"] is False
 
 
-def test_exactly_one_of_spec_and_candidate() -> None:
-    with pytest.raises(ValueError, match="exactly one of spec= and candidate="):
-        operator(candidate={"spec": spec_dict()})
-    with pytest.raises(ValueError, match="exactly one of spec= and candidate="):
-        operator(spec=None)
-
-
 def op_spec(op):
-
     return op._spec()
 
 
-def test_candidate_dict_is_accepted_as_spec() -> None:
-    from eksml.sagemaker.operators import as_spec
+@pytest.mark.parametrize("render", [lambda d: d, json.dumps, str], ids=["native", "json", "repr"])
+def test_spec_is_taken_in_every_xcom_shape(render) -> None:
+    """The same ``spec=`` as the Kubernetes training operators, checked by the same function."""
+    assert op_spec(operator(spec=render(spec_dict()))).framework == "tensorflow"
 
-    assert as_spec({"framework": "tensorflow", "spec": spec_dict()}).image == "tf-fashion-mnist"
-    with pytest.raises(TypeError):
-        as_spec(42)
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (None, "pushed nothing"),
+        ({**spec_dict(), "image": "Bad Image"}, "image 'Bad Image'"),
+        ({**spec_dict(), "replicas": 0}, "replicas must be an integer >= 1"),
+        ({**spec_dict(), "hyperparameters": {"epochs": [1]}}, "hyperparameter 'epochs'"),
+    ],
+)
+def test_a_bad_spec_fails_before_any_aws_client_exists(spec, message: str) -> None:
+    from eksml.specs import WorkloadSpecError
+
+    op = operator(spec=spec)
+    with pytest.raises(WorkloadSpecError, match=message):
+        op.execute(context())
+    assert "hook" not in op.__dict__
+
+
+def test_candidate_is_no_argument() -> None:
+    with pytest.raises(TypeError, match="candidate"):
+        operator(candidate={"spec": spec_dict()})
 
 
 def test_wait_is_deferred_to_the_stopping_trigger() -> None:
@@ -253,7 +267,7 @@ def test_trigger_on_kill_stops_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_links_point_at_the_job_and_its_log_streams() -> None:
-    from eksml.sagemaker.links import SageMakerTrainingJobLink, SageMakerTrainingLogsLink
+    from eksml.sagemaker.operators import SageMakerTrainingJobLink, SageMakerTrainingLogsLink
 
     conf = {"region_name": "eu-west-1", "aws_domain": "aws.amazon.com", "job_name": "job-1"}
     assert SageMakerTrainingJobLink().format_link(**conf) == (
@@ -269,7 +283,7 @@ def test_links_point_at_the_job_and_its_log_streams() -> None:
 
 
 def test_links_are_persisted_per_try() -> None:
-    from eksml.sagemaker.links import SageMakerTrainingJobLink, SageMakerTrainingLogsLink
+    from eksml.sagemaker.operators import SageMakerTrainingJobLink, SageMakerTrainingLogsLink
 
     op = operator()
     ctx = context()

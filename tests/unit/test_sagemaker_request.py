@@ -3,6 +3,7 @@ input it refuses before any SageMaker API is called."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -242,7 +243,9 @@ def test_spot_without_checkpoint_is_rejected() -> None:
         name="train-tensorflow",
         image="tf-fashion-mnist",
         script="train.py",
-        args=("--data-uri", DATA, "--model-uri", STAGING, "--epochs", "1"),
+        framework="tensorflow",
+        locations={"data_uri": DATA, "model_uri": STAGING},
+        hyperparameters={"epochs": 1},
     )
     with pytest.raises(SageMakerRequestError, match="needs a checkpoint S3 URI"):
         build(spec, use_spot=True)
@@ -277,20 +280,45 @@ def test_bad_settings_are_rejected(cfg: Settings, message: str) -> None:
     assert message in str(err.value)
 
 
-def test_bare_flag_argument_is_rejected() -> None:
+def test_free_arguments_are_rejected() -> None:
+    """SageMaker passes only named hyperparameters on; a bare flag would be lost."""
     spec = WorkloadSpec(
         name="t",
         image="mxnet-horovod",
         script="train.py",
-        args=("--data-uri", DATA, "--model-uri", STAGING, "--no-onnx"),
+        framework="mxnet",
+        locations={"data_uri": DATA, "model_uri": STAGING},
+        args=("--no-onnx",),
     )
-    with pytest.raises(SageMakerRequestError, match="'--no-onnx' is not a '--name value' pair"):
+    with pytest.raises(SageMakerRequestError, match=r"free arguments \['--no-onnx'\] have no SageMaker form"):
         build(spec)
 
 
-def test_non_training_image_is_rejected() -> None:
+def test_a_workload_without_framework_is_rejected() -> None:
     spec = WorkloadSpec(
-        name="t", image="inference", script="serve.py", args=("--data-uri", DATA, "--model-uri", STAGING)
+        name="t", image="inference", script="serve.py", locations={"data_uri": DATA, "model_uri": STAGING}
     )
-    with pytest.raises(SageMakerRequestError, match="not a training image"):
+    with pytest.raises(SageMakerRequestError, match="not a training workload: framework None"):
         build(spec)
+
+
+def test_framework_is_read_from_the_spec_not_from_its_image() -> None:
+    """A project image of another name still trains with its framework's Deep Learning Container."""
+    spec = dataclasses.replace(tf_spec(), image="tf-fashion-mnist-nightly")
+    req = build(spec)
+    assert "/tensorflow-training:" in req["AlgorithmSpecification"]["TrainingImage"]
+    project = build(spec, image_source="project")["AlgorithmSpecification"]["TrainingImage"]
+    assert project.endswith("/tf-fashion-mnist-nightly:" + settings().image_tag)
+
+
+def test_hyperparameters_and_locations_are_taken_by_name() -> None:
+    """A location is never a hyperparameter, and a value that looks like a flag is still a value."""
+    spec = dataclasses.replace(
+        tf_spec(),
+        locations={"data_uri": DATA, "model_uri": STAGING, "checkpoint_uri": CKPT},
+        hyperparameters={"tag": "--x"},
+    )
+    req = build(spec)
+    user = {k: v for k, v in req["HyperParameters"].items() if not k.startswith("sagemaker_")}
+    assert user == {"tag": '"--x"'}
+    assert req["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == DATA + "/"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from eksml.sagemaker.images import TRAINING_IMAGES, training_image
-from eksml.sagemaker.source import stage_source_dir
+from eksml.sagemaker.operators import stage_source_dir
 from eksml.specs import TRAINING_IMAGES as SPEC_IMAGES
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -65,3 +65,14 @@ def test_kubernetes_training_waits_in_the_triggerer(dag):
     """Training runs for hours: both Kubernetes training tasks defer, whatever Airflow's default."""
     for task_id in ("train_tensorflow", "train_mxnet"):
         assert dag.task_dict[task_id].deferrable is True
+
+
+def test_every_training_operator_takes_the_planned_spec(dag):
+    """Pod, MPIJob and SageMaker training all get ``spec=``: the same planned candidate's spec."""
+    for framework, tasks in {
+        "tensorflow": ("train_tensorflow", "train_sagemaker_tensorflow"),
+        "mxnet": ("train_mxnet", "train_sagemaker_mxnet"),
+    }.items():
+        specs = {dag.get_task(task_id).spec for task_id in tasks}
+        assert len(specs) == 1, specs
+        assert f"['candidates']['{framework}']['spec']" in specs.pop()

@@ -31,7 +31,6 @@ from typing import Any
 
 from kubernetes.client import models as k8s
 
-from eksml.kubernetes.workload import WorkloadSpecError, coerce_spec
 from eksml.nodes import (
     CPU_ROLES,
     GPU_RESOURCE,
@@ -43,7 +42,7 @@ from eksml.nodes import (
     not_evictable,
 )
 from eksml.settings import Settings
-from eksml.specs import Resources, WorkloadSpec
+from eksml.specs import Resources, WorkloadSpec, WorkloadSpecError, coerce_spec
 
 # --- the pieces every training pod shares ---------------------------------------------------------
 
@@ -222,7 +221,7 @@ def launcher_command(spec: WorkloadSpec) -> list[str]:
         "--hostfile",
         HOSTFILE,
         *spec.container_command(),
-        *spec.args,
+        *spec.argv(),
     ]
 
 

@@ -36,11 +36,10 @@ from eksml.kubernetes import manifests
 from eksml.kubernetes.hooks import MPIJobHook, container_exit_code
 from eksml.kubernetes.manifests import RunPolicy, job_name, render_mpijob
 from eksml.kubernetes.triggers import EksTargetPodTrigger, MPIJobTrigger
-from eksml.kubernetes.workload import WorkloadSpecError, coerce_spec
 from eksml.local.runner import LocalRunner
 from eksml.nodes import TRAINING_CLUSTER, node_selector, not_evictable
 from eksml.settings import Settings, SettingsMixin
-from eksml.specs import WorkloadSpec
+from eksml.specs import WorkloadSpec, WorkloadSpecError, coerce_spec
 
 #: KubernetesPodOperator arguments the spec decides; passing one is a mistake, not an override.
 SPEC_OWNED_ARGUMENTS = (
@@ -148,7 +147,7 @@ class WorkloadPodOperator(SettingsMixin, KubernetesPodOperator):
             raise WorkloadSpecError(f"workload {spec.name!r} is distributed: run it with MPIJobOperator")
         self.image = settings.image(spec.image)
         self.cmds = spec.container_command()
-        self.arguments = list(spec.args)
+        self.arguments = spec.argv()
         self.env_vars = manifests.env_vars(spec.env)
         self.container_resources = manifests.resource_requirements(spec.resources)
         self.node_selector = node_selector(spec.node_role)

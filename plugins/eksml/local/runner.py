@@ -33,7 +33,7 @@ GUARD = Path(__file__).with_name("guard.py")
 
 def workload_id(spec: WorkloadSpec) -> str:
     """Stable across retries of one workload (same name and arguments), distinct between workloads."""
-    return hashlib.sha256("\0".join((spec.name, spec.image, *spec.args)).encode()).hexdigest()[:16]
+    return hashlib.sha256("\0".join((spec.name, spec.image, *spec.argv())).encode()).hexdigest()[:16]
 
 
 def end_leftovers(spec: WorkloadSpec) -> list[int]:
@@ -97,7 +97,7 @@ class LocalRunner:
         script = Path(self.settings.images_dir) / spec.image / spec.script
         python = str(venv / "bin" / "python")
         if not spec.distributed:
-            return [python, str(script), *spec.args]
+            return [python, str(script), *spec.argv()]
         n = spec.total_processes
         return [
             str(venv / "bin" / "horovodrun"),
@@ -108,7 +108,7 @@ class LocalRunner:
             "--gloo",
             python,
             str(script),
-            *spec.args,
+            *spec.argv(),
         ]
 
     def environment(self, spec: WorkloadSpec, extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -136,17 +136,25 @@ class LocalRunner:
         extra_env: Mapping[str, str] | None = None,
         timeout: float | None = None,
         tail_lines: int = 30,
+        attempt_of: WorkloadSpec | None = None,
     ) -> list[str]:
-        """Run to completion, streaming output to the log; return the output lines."""
+        """Run to completion, streaming output to the log; return the output lines.
+
+        ``attempt_of``: the workload whose earlier attempts this one replaces (default ``spec``);
+        a run under another contract, whose ``spec`` carries no run-specific arguments, passes
+        the spec it stands for, so that it neither spares its own leftovers nor ends another
+        run's process.
+        """
         self.check_ready(spec)
-        leftovers = end_leftovers(spec)
+        identity = attempt_of or spec
+        leftovers = end_leftovers(identity)
         if leftovers:
             self.log.warning(
                 "ended %d process(es) an earlier attempt of %s left running: %s", len(leftovers), spec.name, leftovers
             )
         argv = self.command(spec)
         self.log.info("local run of %s: %s", spec.name, " ".join(argv))
-        argv = [sys.executable, "-I", str(GUARD), str(os.getpid()), workload_id(spec), "--", *argv]
+        argv = [sys.executable, "-I", str(GUARD), str(os.getpid()), workload_id(identity), "--", *argv]
         lines: list[str] = []
         tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
         with subprocess.Popen(

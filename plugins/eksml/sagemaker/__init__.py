@@ -4,7 +4,6 @@ Importing this package loads no AWS client; the operators live in ``eksml.sagema
 (and ``eksml.sagemaker.endpoint``), which import the amazon provider.
 """
 
-from eksml.sagemaker.naming import sagemaker_job_name
-from eksml.sagemaker.request import SageMakerRequestError, build_training_request
+from eksml.sagemaker.request import SageMakerRequestError, build_training_request, sagemaker_job_name
 
 __all__ = ["SageMakerRequestError", "build_training_request", "sagemaker_job_name"]

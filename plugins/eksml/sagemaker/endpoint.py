@@ -21,8 +21,7 @@ from airflow.providers.amazon.aws.operators.sagemaker import SageMakerEndpointOp
 from eksml.layout import Area, area_uri
 from eksml.sagemaker.images import DLC_ACCOUNTS, ecr_domain
 from eksml.sagemaker.instances import DEFAULT_HOSTING_TYPE, HOSTING_INSTANCE_GPUS
-from eksml.sagemaker.naming import unique_name, validate_name
-from eksml.sagemaker.request import SageMakerRequestError, check_role_arn, require_s3
+from eksml.sagemaker.request import SageMakerRequestError, check_role_arn, require_s3, unique_name, validate_name
 from eksml.settings import Settings, resolve_settings
 from eksml.storage import store_path
 

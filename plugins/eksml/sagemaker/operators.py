@@ -1,10 +1,11 @@
 """``SageMakerTrainOperator``: the SageMaker training branch, in every profile.
 
-``aws``: builds the ``CreateTrainingJob`` request from the workload spec at run time, uploads
-the script-mode source tarball, and lets the provider's ``SageMakerTrainingOperator`` create
-the job and wait for it (deferred to the triggerer by default). ``local``: trains the same
-entrypoint under SageMaker's on-disk contract in the image's virtualenv. Both then unpack the
-job's ``model.tar.gz`` into the spec's ``--model-uri`` through the same code.
+``aws``: builds the ``CreateTrainingJob`` request from the workload spec at run time, stages and
+uploads the script-mode source tarball, and lets the provider's ``SageMakerTrainingOperator``
+create the job and wait for it (deferred to the triggerer by default). ``local``: trains the
+same entrypoint under SageMaker's on-disk contract in the image's virtualenv. Both then unpack
+the job's ``model.tar.gz`` into the spec's ``model_uri`` through the same code. The task links
+to the job in the SageMaker console and to its CloudWatch logs.
 """
 
 from __future__ import annotations
@@ -12,34 +13,34 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.amazon.aws.links.base_aws import BASE_AWS_CONSOLE_LINK, BaseAwsLink
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.sdk.exceptions import AirflowException
 
 from eksml.exits import exit_code_in, fail_for_good
-from eksml.sagemaker.artifacts import unpack_model_artifact
+from eksml.sagemaker.contract import unpack_model_artifact
 from eksml.sagemaker.images import training_image
 from eksml.sagemaker.instances import FALLBACK_TRAINING_TYPE
-from eksml.sagemaker.links import SageMakerTrainingJobLink, SageMakerTrainingLogsLink
-from eksml.sagemaker.naming import sagemaker_job_name
 from eksml.sagemaker.request import (
     build_training_request,
     default_output_uri,
     resolve_compute,
+    sagemaker_job_name,
     source_tarball_uri,
     spec_framework,
     spec_locations,
 )
-from eksml.sagemaker.source import stage_source_dir
 from eksml.sagemaker.triggers import SageMakerTrainingTrigger, stop_training_job
 from eksml.settings import Settings, parse_bool, resolve_settings
-from eksml.specs import WorkloadSpec
+from eksml.specs import WorkloadSpec, coerce_spec
 from eksml.storage import store_path
 
 if TYPE_CHECKING:
@@ -49,6 +50,64 @@ _TAG_UNSAFE = re.compile(r"[^\w\s.:/=+\-@]")
 #: Time a job spends outside its stopping condition: instance provisioning, image and data
 #: download before training starts, and the model upload after it.
 JOB_OVERHEAD_S = 3600
+
+
+# --- task links ------------------------------------------------------------------------------
+# The amazon provider ships a SageMaker link for transform jobs only, so these two follow its
+# BaseAwsLink (XCom-persisted, partition-aware console domain) for training jobs. SageMaker
+# writes a job's logs to /aws/sagemaker/TrainingJobs in streams named <job>/algo-<n>-<epoch>,
+# so the log link filters the group by the job-name prefix.
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+
+
+class SageMakerTrainingJobLink(BaseAwsLink):
+    """The training job's page in the SageMaker console."""
+
+    name = "SageMaker Training Job"
+    key = "eksml_sagemaker_training_job"
+    format_str = BASE_AWS_CONSOLE_LINK + "/sagemaker/home?region={region_name}#/jobs/{job_name}"
+
+
+class SageMakerTrainingLogsLink(BaseAwsLink):
+    """The job's log streams in CloudWatch Logs."""
+
+    name = "SageMaker Training Logs"
+    key = "eksml_sagemaker_training_logs"
+    format_str = (
+        BASE_AWS_CONSOLE_LINK
+        + "/cloudwatch/home?region={region_name}#logStream:group="
+        + LOG_GROUP
+        + ";prefix={job_name};streamFilter=typeLogStreamPrefix"
+    )
+
+
+# --- script-mode source ----------------------------------------------------------------------
+# Our Dockerfiles copy images/<image>/ and images/common/trainkit side by side; the staged
+# folder has the same layout, so `import trainkit` and the entrypoint's sibling modules resolve
+# the same way in the Deep Learning Container. Its requirements.txt holds only what the DLC
+# lacks (the image's own requirements would reinstall the framework).
+_SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "tests", "Dockerfile*", "requirements*", "*.sh", ".*")
+
+
+def stage_source_dir(image: str, images_dir: str | Path, dest: str | Path, requirements: Iterable[str] = ()) -> Path:
+    """Copy ``images/<image>/`` code and ``images/common/trainkit`` into ``dest``; return ``dest``."""
+    images = Path(images_dir)
+    src = images / image
+    trainkit = images / "common" / "trainkit"
+    if not src.is_dir():
+        raise FileNotFoundError(f"no image folder {src}")
+    if not (trainkit / "__init__.py").is_file():
+        raise FileNotFoundError(f"no trainkit package at {trainkit}")
+    dest = Path(dest)
+    shutil.copytree(src, dest, ignore=_SKIP, dirs_exist_ok=True)
+    shutil.copytree(trainkit, dest / "trainkit", ignore=_SKIP, dirs_exist_ok=True)
+    lines = [line.strip() for line in requirements if line.strip()]
+    if lines:
+        (dest / "requirements.txt").write_text("\n".join(lines) + "\n")
+    return dest
+
+
+# --- the operator ----------------------------------------------------------------------------
 
 
 def job_wait_s(stopping: Mapping[str, Any], task_timeout: timedelta | None) -> int:
@@ -64,15 +123,6 @@ def job_wait_s(stopping: Mapping[str, Any], task_timeout: timedelta | None) -> i
     return bound
 
 
-def as_spec(value: WorkloadSpec | Mapping[str, Any]) -> WorkloadSpec:
-    """A spec from itself, its ``to_dict()`` form, or a run-plan candidate holding one under ``spec``."""
-    if isinstance(value, WorkloadSpec):
-        return value
-    if isinstance(value, Mapping):
-        return WorkloadSpec.from_dict(value["spec"] if "spec" in value else value)
-    raise TypeError(f"spec must be a WorkloadSpec or its dict form, got {type(value).__name__}")
-
-
 def _as_optional_int(value: Any) -> int | None:
     return None if value in (None, "", "None") else int(value)
 
@@ -80,12 +130,12 @@ def _as_optional_int(value: Any) -> int | None:
 class SageMakerTrainOperator(SageMakerTrainingOperator):
     """Train a workload spec on SageMaker (``aws``) or under its contract locally (``local``).
 
-    :param spec: the training spec or its dict form (templated; XCom welcome).
-    :param candidate: or a run-plan candidate holding the spec under ``spec`` (``runs.plan_run``).
+    :param spec: the training spec, its dict form or that dict as text (templated; usually from
+        XCom, like the Kubernetes training operators' ``spec``), checked by ``specs.coerce_spec``.
     :param instance_type: ``ml.*`` training instance type (see ``eksml.sagemaker.instances``);
         default the run's ``sagemaker_instance_type`` param, else ``instances.FALLBACK_TRAINING_TYPE``.
     :param instance_count: instances; default the spec's replicas.
-    :param use_spot: managed spot training (checkpoints to the spec's ``--checkpoint-uri``);
+    :param use_spot: managed spot training (checkpoints to the spec's ``checkpoint_uri``);
         default the run's ``sagemaker_use_spot`` param, else False.
     :param max_runtime_s: ``StoppingCondition.MaxRuntimeInSeconds``.
     :param max_wait_s: spot only; default twice ``max_runtime_s``.
@@ -97,7 +147,6 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
     template_fields: Sequence[str] = (
         *SageMakerTrainingOperator.template_fields,
         "spec",
-        "candidate",
         "instance_type",
         "instance_count",
         "use_spot",
@@ -111,8 +160,7 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
     def __init__(
         self,
         *,
-        spec: WorkloadSpec | Mapping[str, Any] | str | None = None,
-        candidate: Mapping[str, Any] | str | None = None,
+        spec: WorkloadSpec | Mapping[str, Any] | str,
         instance_type: str | None = None,
         instance_count: int | str | None = None,
         use_spot: bool | str | None = None,
@@ -130,11 +178,8 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
         self._region_from_settings = "region_name" not in kwargs
         kwargs.setdefault("check_if_job_exists", True)
         kwargs.setdefault("action_if_job_exists", "fail")  # names are unique per try already
-        if (spec is None) == (candidate is None):
-            raise ValueError("SageMakerTrainOperator needs exactly one of spec= and candidate=")
         super().__init__(config={}, deferrable=deferrable, **kwargs)
         self.spec = spec
-        self.candidate = candidate
         self.instance_type = instance_type
         self.instance_count = instance_count
         self.use_spot = use_spot
@@ -175,7 +220,7 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
         }
 
     def _spec(self) -> WorkloadSpec:
-        return as_spec(self.spec if self.spec is not None else self.candidate)
+        return coerce_spec(self.spec)
 
     def _instance_type(self, context: Context) -> str:
         chosen = self.instance_type or (context.get("params") or {}).get("sagemaker_instance_type")
@@ -271,7 +316,7 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
 
     def _execute_local(self, context: Context, settings: Settings, spec: WorkloadSpec) -> dict[str, Any]:
         from eksml.local.runner import LocalRunner
-        from eksml.sagemaker.local import run_training_locally
+        from eksml.sagemaker.contract import run_training_locally
 
         # Same instance checks as on AWS, so a run that would be refused there is refused here.
         resolve_compute(

@@ -1,14 +1,16 @@
 """Render a training :class:`~eksml.specs.WorkloadSpec` as a SageMaker ``CreateTrainingJob`` request.
 
-The spec stays the one source of truth: its ``--data-uri`` becomes the ``training`` channel,
-its ``--checkpoint-uri`` the checkpoint S3 location, its ``--model-uri`` the staging folder the
-artifact is unpacked into after the job, and every other argument a hyperparameter, which the
-entrypoint reads back from ``hyperparameters.json`` (``trainkit.cli``). Everything is checked
-here, before any API call: a request this module returns is one SageMaker should accept.
+The spec stays the one source of truth, read by name: its ``data_uri`` location becomes the
+``training`` channel, its ``checkpoint_uri`` the checkpoint S3 location, its ``model_uri`` the
+staging folder the artifact is unpacked into after the job, and its hyperparameters SageMaker's
+``HyperParameters`` (keyed as the entrypoint's flags, which is how the training toolkit passes
+them on). Everything is checked here, before any API call: a request this module returns is one
+SageMaker should accept. SageMaker's resource names are made and checked here too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -18,9 +20,8 @@ from typing import Any, Literal
 from eksml.layout import Area, area_uri
 from eksml.sagemaker.images import training_image_uri
 from eksml.sagemaker.instances import instance_gpus
-from eksml.sagemaker.naming import validate_name
 from eksml.settings import Settings
-from eksml.specs import TRAINING_IMAGES, WorkloadSpec
+from eksml.specs import TRAINING_IMAGES, WorkloadSpec, arg_text, flag
 
 ImageSource = Literal["dlc", "project"]
 
@@ -30,12 +31,50 @@ CHANNEL = "training"
 CHECKPOINT_LOCAL_PATH = f"{OPT_ML}/checkpoints"
 #: 28 days: SageMaker's ceiling for MaxRuntimeInSeconds and MaxWaitTimeInSeconds.
 MAX_RUNTIME_LIMIT_S = 28 * 24 * 3600
-#: Spec arguments that are locations (mapped to channels / S3 paths), not hyperparameters.
-LOCATION_ARGS = ("data-uri", "model-uri", "checkpoint-uri", "output-dir")
 
 ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _TAG_TEXT = re.compile(r"^[\w\s.:/=+\-@]*$")
 _JSON_NUMBER = re.compile(r"^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$")
+
+# --- names ------------------------------------------------------------------------------------
+# SageMaker names (training jobs, models, endpoint configs, endpoints) must match
+# ``^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$``. Run ids hold ``:``, ``+``, ``_`` and are long, so a
+# readable slug is cut to fit and a hash of the unaltered inputs keeps two names apart even when
+# their slugs collide or are truncated the same way.
+NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+MAX_NAME_LENGTH = 63
+_HASH_LENGTH = 8
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9]+", "-", text).strip("-")
+
+
+def unique_name(*parts: object) -> str:
+    """A valid SageMaker name: the slug of ``parts`` cut to fit, then a hash of all of them."""
+    digest = hashlib.sha256("\x00".join(str(p) for p in parts).encode()).hexdigest()[:_HASH_LENGTH]
+    readable = _slug("-".join(str(p) for p in parts))[: MAX_NAME_LENGTH - _HASH_LENGTH - 1].rstrip("-")
+    return f"{readable}-{digest}" if readable else digest
+
+
+def sagemaker_job_name(dag_id: str, run_id: str, try_number: int, framework: str) -> str:
+    """Training job name for one try of one run: ``<dag>-<framework>-t<try>-<run>-<hash>``."""
+    if try_number < 0:
+        raise ValueError(f"try_number must be >= 0, got {try_number}")
+    return unique_name(dag_id, framework, f"t{try_number}", run_id)
+
+
+def validate_name(name: str, what: str = "training job name") -> str:
+    """Return ``name`` if SageMaker accepts it, else raise ValueError saying why."""
+    if not NAME_PATTERN.match(name or ""):
+        raise ValueError(
+            f"invalid SageMaker {what} {name!r}: 1-{MAX_NAME_LENGTH} characters, letters, digits "
+            f"and hyphens, starting and ending with a letter or digit"
+        )
+    return name
+
+
+# --- the training request ---------------------------------------------------------------------
 
 
 class SageMakerRequestError(ValueError):
@@ -69,47 +108,43 @@ class SpecLocations:
         return self.model_uri.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _arg_pairs(spec: WorkloadSpec) -> list[tuple[str, str]]:
-    args = list(spec.args)
-    pairs = []
-    i = 0
-    while i < len(args):
-        flag = args[i]
-        if not flag.startswith("--") or i + 1 >= len(args) or args[i + 1].startswith("--"):
-            raise SageMakerRequestError(
-                f"spec {spec.name}: argument {flag!r} is not a '--name value' pair; SageMaker "
-                f"hyperparameters cannot carry it"
-            )
-        pairs.append((flag[2:], args[i + 1]))
-        i += 2
-    return pairs
-
-
 def spec_locations(spec: WorkloadSpec) -> SpecLocations:
-    values = dict(_arg_pairs(spec))
-    missing = [k for k in ("data-uri", "model-uri") if not values.get(k)]
+    """The spec's named locations; data and model are required."""
+    named = spec.locations
+    missing = [k for k in ("data_uri", "model_uri") if not named.get(k)]
     if missing:
-        raise SageMakerRequestError(f"spec {spec.name} has no {', '.join('--' + m for m in missing)}")
-    return SpecLocations(values["data-uri"], values["model-uri"], values.get("checkpoint-uri"))
+        raise SageMakerRequestError(f"spec {spec.name} has no location {', '.join(missing)}")
+    return SpecLocations(named["data_uri"], named["model_uri"], named.get("checkpoint_uri"))
 
 
-def _hyperparameter_value(text: str) -> str:
+def _hyperparameter_value(value: Any) -> str:
     """SageMaker stores every value as a string; numbers stay bare, text is JSON-quoted (as the SDK does)."""
+    text = arg_text(value)
     return text if _JSON_NUMBER.match(text) else json.dumps(text)
 
 
 def spec_hyperparameters(spec: WorkloadSpec) -> dict[str, str]:
-    """Every non-location argument of the spec, keyed as its flag (``batch-size``: ``"128"``)."""
-    return {key: _hyperparameter_value(value) for key, value in _arg_pairs(spec) if key not in LOCATION_ARGS}
+    """The spec's hyperparameters, keyed as the entrypoint's flags (``batch-size``: ``"128"``).
+
+    The training toolkit passes each one on as ``--<key> <value>``; a spec with free ``args``
+    is refused, since nothing would carry them.
+    """
+    if spec.args:
+        raise SageMakerRequestError(
+            f"spec {spec.name}: free arguments {list(spec.args)!r} have no SageMaker form; "
+            f"give them to the spec as named hyperparameters"
+        )
+    return {flag(name)[2:]: _hyperparameter_value(value) for name, value in spec.hyperparameters.items()}
 
 
 def spec_framework(spec: WorkloadSpec) -> str:
-    for framework, image in TRAINING_IMAGES.items():
-        if image == spec.image:
-            return framework
-    raise SageMakerRequestError(
-        f"spec {spec.name}: image {spec.image!r} is not a training image ({', '.join(TRAINING_IMAGES.values())})"
-    )
+    """The training framework the spec names (it picks the Deep Learning Container)."""
+    if spec.framework not in TRAINING_IMAGES:
+        raise SageMakerRequestError(
+            f"spec {spec.name} is not a training workload: framework {spec.framework!r}, "
+            f"expected one of {', '.join(TRAINING_IMAGES)}"
+        )
+    return spec.framework
 
 
 def default_output_uri(spec: WorkloadSpec, settings: Settings) -> str:

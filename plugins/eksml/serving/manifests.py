@@ -77,7 +77,7 @@ def render_deployment(
         "image": settings.image(spec.image),
         "imagePullPolicy": "IfNotPresent",
         "command": spec.container_command(),
-        "args": list(spec.args),
+        "args": spec.argv(),
         "env": _sanitize(env_vars(env)),
         "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
         # The model loads before the port opens: allow a slow first download, then probe often.
