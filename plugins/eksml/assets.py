@@ -74,7 +74,7 @@ def land_drop(settings: Settings, landed_at: datetime, source_uri: str | None = 
     """Copy the four IDX files from ``source_uri`` (default: the configured source) into a new
     landing prefix, validated (gzip CRC, IDX header, counts) before they are copied, and return
     the asset event ``extra`` that announces it."""
-    from eksml.dataprep import prepare_data
+    from eksml.dataprep import TEST_IMAGES, TRAIN_IMAGES, prepare_data
     from eksml.storage import store_path
 
     source = source_uri or settings.source_data_uri
@@ -84,6 +84,6 @@ def land_drop(settings: Settings, landed_at: datetime, source_uri: str | None = 
     return data_event_extra(
         result["uri"],
         source=source,
-        train_images=files["train-images-idx3-ubyte.gz"]["count"],
-        test_images=files["t10k-images-idx3-ubyte.gz"]["count"],
+        train_images=files[TRAIN_IMAGES]["count"],
+        test_images=files[TEST_IMAGES]["count"],
     )

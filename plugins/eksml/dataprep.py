@@ -21,12 +21,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: The four Fashion-MNIST files: images and labels of the training and test splits.
+TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
+TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
+TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
+TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
 #: file name -> (IDX rank, expected magic)
 IDX_FILES: dict[str, tuple[int, int]] = {
-    "train-images-idx3-ubyte.gz": (3, 2051),
-    "train-labels-idx1-ubyte.gz": (1, 2049),
-    "t10k-images-idx3-ubyte.gz": (3, 2051),
-    "t10k-labels-idx1-ubyte.gz": (1, 2049),
+    TRAIN_IMAGES: (3, 2051),
+    TRAIN_LABELS: (1, 2049),
+    TEST_IMAGES: (3, 2051),
+    TEST_LABELS: (1, 2049),
 }
 MANIFEST = "manifest.json"
 IMAGE_SHAPE = (28, 28)
@@ -97,12 +102,11 @@ def validate_source(blobs: dict[str, bytes], manifest: dict[str, Any] | None = N
     split larger than the test split (swapped files), and the checksums of ``manifest`` (the
     one a landed drop or a data version carries) when there is one."""
     described = {name: inspect_idx(name, blob) for name, blob in blobs.items()}
-    for split in ("train", "t10k"):
-        images = described[f"{split}-images-idx3-ubyte.gz"]["count"]
-        labels = described[f"{split}-labels-idx1-ubyte.gz"]["count"]
+    for split, images_file, labels_file in (("train", TRAIN_IMAGES, TRAIN_LABELS), ("t10k", TEST_IMAGES, TEST_LABELS)):
+        images, labels = described[images_file]["count"], described[labels_file]["count"]
         if images != labels:
             raise DataValidationError(f"{split}: {images} images but {labels} labels")
-    train, test = (described[f"{split}-images-idx3-ubyte.gz"]["count"] for split in ("train", "t10k"))
+    train, test = described[TRAIN_IMAGES]["count"], described[TEST_IMAGES]["count"]
     if train <= test:
         raise DataValidationError(f"{train} training images but {test} test images: train and t10k files swapped?")
     for name, expected in ((manifest or {}).get("files") or {}).items():

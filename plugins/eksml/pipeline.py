@@ -12,7 +12,15 @@ from datetime import datetime, timezone
 from typing import Any
 
 from eksml import __version__
-from eksml.dataprep import data_digest, read_manifest, read_source, store_data, validate_source
+from eksml.dataprep import (
+    TEST_IMAGES,
+    TRAIN_IMAGES,
+    data_digest,
+    read_manifest,
+    read_source,
+    store_data,
+    validate_source,
+)
 from eksml.layout import ModelVersion, candidate_accuracy
 from eksml.nodes import EPHEMERAL_CLUSTER
 from eksml.params import TrainingParams, validate_training_params
@@ -110,8 +118,8 @@ def validate(raw_params: dict[str, Any], triggering_events: Any = None, run: Any
         "params ok: %s; source data ok at %s (%s train / %s test images)",
         params.to_dict(),
         source,
-        described["train-images-idx3-ubyte.gz"]["count"],
-        described["t10k-images-idx3-ubyte.gz"]["count"],
+        described[TRAIN_IMAGES]["count"],
+        described[TEST_IMAGES]["count"],
     )
     return {"params": params.to_dict(), "source_uri": source, "profile": settings.profile}
 

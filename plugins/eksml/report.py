@@ -84,8 +84,7 @@ def print_plots(metadata: dict) -> None:
 def report_serving(count: int = 8) -> None:
     """Ask the served model about real test images through its V1 REST API."""
     from eksml.serving.local import LocalServing
-    from eksml.serving.smoke import http_transport
-    from eksml.serving.testdata import load_test_images
+    from eksml.serving.smoke import http_transport, load_test_images
 
     settings = resolve_settings()
     server = LocalServing(settings).current()

@@ -125,7 +125,7 @@ def scramble_weights(version: Path) -> Path:
 
 def real_test_images(count: int, offset: int = 0) -> tuple[list, list[int]]:
     """Real test images (nested lists of 0..255) and labels, read with the standard library."""
-    from eksml.serving.testdata import parse_idx
+    from eksml.serving.smoke import parse_idx
 
     images = parse_idx(Path(DATASET, "t10k-images-idx3-ubyte.gz").read_bytes(), 3, offset + count, "images")
     labels = parse_idx(Path(DATASET, "t10k-labels-idx1-ubyte.gz").read_bytes(), 1, offset + count, "labels")

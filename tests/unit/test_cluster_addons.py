@@ -14,10 +14,10 @@ from eksml.cluster.addons import (
     addon_files,
     addon_objects,
     apply_order,
+    object_ref,
     parse_manifest,
 )
-from eksml.cluster.apply import object_ref
-from eksml.cluster.gpu import usable_gpu_nodes
+from eksml.cluster.eks import usable_gpu_nodes
 
 MANIFEST = """\
 apiVersion: apps/v1

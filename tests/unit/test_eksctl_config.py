@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from eksml.eksctl.config import ClusterConfigError
+from eksml.eksctl.config import ClusterConfigError, render_stream, render_yaml
 from eksml.eksctl.iam import S3Location, StoreUriError, training_policy
-from eksml.eksctl.render import render_stream, render_yaml
 from eksml.eksctl.request import ClusterRequest, build_cluster_configs
 from eksml.settings import Settings
 

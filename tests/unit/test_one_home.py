@@ -2,8 +2,8 @@
 
 The node contract has its own scan (``test_node_contract.py``); this one keeps the others in
 their homes: the files of a model version, the cluster roles and modes, the SageMaker instance
-types, the data-URI pattern, the timestamp of store paths, yes/no parsing and the node-group
-state record. A contract spelled a second time drifts the day the first spelling changes (a
+types, the data-URI pattern, the timestamp of store paths, yes/no parsing, the data set's file
+names and the node-group state record. A contract spelled a second time drifts the day the first spelling changes (a
 renamed plot that the version page stops serving, a new cluster mode one operator refuses).
 
 The scan reads the package's source as Python syntax: string constants (f-string parts
@@ -107,6 +107,12 @@ CONTRACTS = (
         values=frozenset({"true", "false", "yes", "no", "on", "off"}),
         collection=2,
         names=frozenset({"parse_bool", "_as_bool"}),
+    ),
+    Contract(
+        "Fashion-MNIST file names",
+        home=("dataprep.py",),
+        substrings=("-idx3-ubyte", "-idx1-ubyte"),
+        names=frozenset({"TRAIN_IMAGES", "TRAIN_LABELS", "TEST_IMAGES", "TEST_LABELS", "IDX_FILES"}),
     ),
     Contract(
         "node-group state",
@@ -278,13 +284,14 @@ fine = {"identity": "training", "image": "inference", "selector": "all"}
     assert sorted(roles) == sorted(["all", "all", "training", "training", "inference", "inference", "training"])
 
 
-def test_the_scan_finds_instance_types_uris_stamps_and_yes_no_sets():
+def test_the_scan_finds_instance_types_uris_stamps_file_names_and_yes_no_sets():
     source = """
 DEFAULT = "ml.g4dn.xlarge"
 TYPES = ("ml.p3.2xlarge", "ml.m5.large")
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _STAMP = "%Y%m%dT%H%M%S"
 key = f"{now:%Y%m%dT%H%M%S%fZ}"
+count = described[f"{split}-images-idx3-ubyte.gz"]["count"]
 def _as_bool(value):
     return value.lower() in {"1", "true", "yes", "on"}
 fine = ("ml-training", "s3://bucket", "true", {"mpi_enabled": "true"})
@@ -299,6 +306,7 @@ fine = ("ml-training", "s3://bucket", "true", {"mpi_enabled": "true"})
         "%Y%m%dT%H%M%S%fZ",
         "_STAMP",
     ]
+    assert [what for _, what in spellings(source, _contract("Fashion-MNIST file names"))] == ["-images-idx3-ubyte.gz"]
     assert sorted(what for _, what in spellings(source, _contract("yes/no parsing"))) == [
         "_as_bool",
         "on",

@@ -8,8 +8,7 @@ import struct
 import pytest
 
 from eksml.dataprep import DataValidationError
-from eksml.serving.smoke import SmokeTestError, http_transport, smoke_test
-from eksml.serving.testdata import load_test_images, parse_idx
+from eksml.serving.smoke import SmokeTestError, http_transport, load_test_images, parse_idx, smoke_test
 from eksml.settings import Settings
 
 NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]

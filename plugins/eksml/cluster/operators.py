@@ -115,8 +115,7 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.providers.amazon.aws.hooks.sts import StsHook
 
-        from eksml.cluster.addons import addon_objects
-        from eksml.cluster.apply import apply_objects
+        from eksml.cluster.addons import addon_objects, apply_objects
         from eksml.cluster.objects import render_kubernetes_objects
 
         settings, req = self._settings_and_request()
@@ -153,7 +152,7 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
 
         from kubernetes.client.exceptions import ApiException
 
-        from eksml.cluster.apply import apply_objects
+        from eksml.cluster.addons import apply_objects
 
         for attempt in range(attempts):
             try:
@@ -234,7 +233,7 @@ class GpuCapacityOperator(_ClusterTarget, BaseOperator):
         self.settings = settings
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from eksml.cluster.gpu import autoscaler_available, describe_gpu_group, usable_gpu_nodes
+        from eksml.cluster.eks import autoscaler_available, describe_gpu_group, usable_gpu_nodes
 
         settings, req = self._settings_and_request()
         train = train_node_group(req)

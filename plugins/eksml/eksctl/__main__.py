@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from eksml.eksctl.config import ClusterConfigError
-from eksml.eksctl.render import render_stream
+from eksml.eksctl.config import ClusterConfigError, render_stream
 from eksml.eksctl.request import ClusterRequest, build_cluster_configs
 from eksml.layout import Identity
 from eksml.settings import SettingsError, load_settings

@@ -9,6 +9,7 @@ fifteen minutes of CloudFormation.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -277,3 +278,16 @@ class ClusterConfig:
             }
         doc["managedNodeGroups"] = [ng.to_dict(self.name) for ng in self.node_groups]
         return doc
+
+
+def render_yaml(config: ClusterConfig) -> str:
+    """One ClusterConfig as a YAML document (key order kept for readability): the exact bytes
+    eksctl reads with ``-f``."""
+    import yaml
+
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=False)
+
+
+def render_stream(configs: Iterable[ClusterConfig]) -> str:
+    """Several ClusterConfigs as a multi-document YAML stream (one per cluster)."""
+    return "---\n".join(render_yaml(c) for c in configs)

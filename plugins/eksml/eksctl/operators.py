@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from eksml.eksctl.config import ClusterConfig, ClusterConfigError
+from eksml.eksctl.config import ClusterConfig, ClusterConfigError, render_yaml
 from eksml.eksctl.hooks import (
     EksctlError,
     EksctlHook,
@@ -45,7 +45,6 @@ from eksml.eksctl.hooks import (
     scale_nodegroup_args,
     write_kubeconfig_args,
 )
-from eksml.eksctl.render import render_yaml
 from eksml.eksctl.request import INFERENCE_GROUP, TRAIN_GROUP, ClusterRequest, build_cluster_configs
 from eksml.eksctl.triggers import EksctlCommandTrigger, file_arg, first_event, step
 from eksml.nodes import (

@@ -232,7 +232,7 @@ class GpuTrainingPodOperator(WorkloadPodOperator):
         node group (with its sizes) and which EC2 quota, instead of a bare startup timeout."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from eksml.cluster.gpu import describe_gpu_group, unschedulable_reason
+        from eksml.cluster.eks import describe_gpu_group, unschedulable_reason
         from eksml.eksctl.request import ClusterRequest, train_node_group
 
         if self.pod is None or self.resolved_settings().profile == "local":

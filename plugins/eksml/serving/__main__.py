@@ -71,8 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
         return 0
-    from eksml.serving.smoke import http_transport
-    from eksml.serving.testdata import load_test_images
+    from eksml.serving.smoke import http_transport, load_test_images
 
     images, labels = load_test_images(args.data_uri or settings.source_data_uri, args.count, settings)
     status, body = http_transport(server.url)("POST", f"/v1/models/{server.model_name}:predict", {"instances": images})

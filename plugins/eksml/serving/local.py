@@ -364,7 +364,7 @@ def deploy_local(
     A failed smoke test (or a version that does not load) raises with the reason and leaves the
     previous version serving.
     """
-    from eksml.serving.testdata import load_test_images
+    from eksml.serving.smoke import load_test_images
     from eksml.settings import resolve_settings
 
     settings = settings or resolve_settings()

@@ -158,8 +158,7 @@ class DeployModelOperator(BaseOperator):
         from eksml.layout import ModelVersion
         from eksml.nodes import INFERENCE_CLUSTER
         from eksml.serving.manifests import render_inference_objects, resource_name
-        from eksml.serving.smoke import smoke_test
-        from eksml.serving.testdata import load_test_images
+        from eksml.serving.smoke import load_test_images, smoke_test
 
         # Everything that can be checked without the cluster is checked before it is touched.
         objects = render_inference_objects(

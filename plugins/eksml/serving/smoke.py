@@ -6,6 +6,10 @@ with one prediction per image, both protocols agree, every class is one the mode
 ``min_accuracy``, raised to ``expected_accuracy - tolerance`` when the version's evaluated
 accuracy is known, so a server that loads the right files but feeds them wrongly (scaling,
 layout) or serves another model fails here.
+
+The images come from the version's own test data (:func:`load_test_images`, standard library
+only: the Airflow environment has no numpy); they travel as nested lists of 0..255 integers,
+which is also exactly what the server's V1 endpoint takes.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from eksml.dataprep import TEST_IMAGES, TEST_LABELS, DataValidationError, decode_idx
+from eksml.settings import Settings
+from eksml.storage import store_path
 
 #: (method, path, JSON body or None) -> (HTTP status, decoded JSON body or text)
 Transport = Callable[[str, str, Any], tuple[int, Any]]
@@ -137,3 +145,39 @@ def smoke_test(
     )
     result["passed"] = True
     return result
+
+
+# --- the images ------------------------------------------------------------------------------
+IMAGE_SIDE = 28
+
+
+def parse_idx(blob: bytes, rank: int, count: int, name: str) -> list:
+    """The first ``count`` items of a gzipped IDX file: images as 28x28 lists, or labels."""
+    dims, data = decode_idx(name, blob, rank)
+    if dims[0] < count:
+        raise DataValidationError(f"{name}: holds {dims[0]} items, {count} requested")
+    if rank == 1:
+        return list(data[:count])
+    if dims[1:] != [IMAGE_SIDE, IMAGE_SIDE]:
+        raise DataValidationError(f"{name}: images of {dims[1:]}, expected 28x28")
+    size = IMAGE_SIDE * IMAGE_SIDE
+    return [
+        [list(data[i * size + r * IMAGE_SIDE : i * size + (r + 1) * IMAGE_SIDE]) for r in range(IMAGE_SIDE)]
+        for i in range(count)
+    ]
+
+
+def load_test_images(data_uri: str, count: int, settings: Settings) -> tuple[list, list[int]]:
+    """The first ``count`` test images and labels of the IDX files at ``data_uri``."""
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    folder = store_path(data_uri, settings)
+    blobs = {}
+    for name in (TEST_IMAGES, TEST_LABELS):
+        path = folder / name
+        if not path.exists():
+            raise DataValidationError(f"no {name} at {data_uri}: cannot pick smoke-test images")
+        blobs[name] = path.read_bytes()
+    images = parse_idx(blobs[TEST_IMAGES], 3, count, TEST_IMAGES)
+    labels = parse_idx(blobs[TEST_LABELS], 1, count, TEST_LABELS)
+    return images, labels
