@@ -87,8 +87,7 @@ with DAG(
             "limit_train": 2000,
             "limit_test": 500,
         },
-        wait_for_completion=True,
-        deferrable=True,
+        wait_for_completion=True,  # in the triggerer when [operators] default_deferrable is on
         poke_interval=15,
         fail_when_dag_is_paused=True,
         retries=0,  # a retry would start a second training run

@@ -13,10 +13,11 @@ be dropped. Only what a person reads is served (metadata, metrics, evaluation, t
 of registered versions; model weights never are, and no path outside the model store can be named.
 
 The run note goes through Airflow's public REST API (``PATCH .../dagRuns/{run_id}``), because
-a task has no other way to write one in Airflow 3; it needs the HTTP connection
-:data:`API_CONN_ID` (host = the API server's URL, login/password of a user allowed to edit
-runs). ``scripts/airflow_standalone.py`` and the Docker stack define it; without it the note
-is skipped with a log line, and the task's state, log and links still tell the outcome.
+a task has no other way to write one in Airflow 3; it needs the HTTP connection the settings
+name (``airflow_api_conn_id``, default ``eksml_airflow_api``: host = the API server's URL,
+login/password of a user allowed to edit runs). ``scripts/airflow_standalone.py`` and the
+Docker stack define it; without it the note is skipped with a log line, and the task's state,
+log and links still tell the outcome.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from urllib.parse import quote, urlparse
 from airflow.sdk import BaseOperator, BaseOperatorLink
 
 from eksml.layout import METRICS, PER_CLASS_ACCURACY, PLOTS, READABLE, TRAINING_CURVES, ModelVersion
+from eksml.settings import FROM_SETTINGS, FromSettings, Settings, SettingsMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -38,8 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: HTTP connection to Airflow's own REST API, used to write run notes.
-API_CONN_ID = "eksml_airflow_api"
 #: XCom key holding the links of the outcome task.
 LINKS_KEY = "model_links"
 
@@ -187,7 +187,7 @@ def create_app():
     return app
 
 
-def write_run_note(dag_id: str, run_id: str, note: str, conn_id: str = API_CONN_ID) -> bool:
+def write_run_note(dag_id: str, run_id: str, note: str, conn_id: str) -> bool:
     """Set the run's note through the REST API; False (and a log line) when no connection is set."""
     import httpx
     from airflow.sdk import BaseHook
@@ -246,36 +246,49 @@ class PerClassPlotLink(_StoreLink):
     label = "Per-class plot"
 
 
-class RunOutcomeOperator(BaseOperator):
+class RunOutcomeOperator(SettingsMixin, BaseOperator):
     """Say what the run achieved: success when it promoted a champion, skipped when refused.
 
     Reads the ``register`` and ``promote`` results, writes the run note, pushes the links,
     and returns the summary (also the last line of its log).
+
+    :param api_conn_id: HTTP connection to Airflow's REST API; default the settings' one.
+    :param settings: configuration; ``None`` resolves it at run time.
     """
 
     operator_extra_links = (ModelVersionLink(), ModelMetricsLink(), ModelPlotsLink(), PerClassPlotLink())
     ui_color = "#e8f5e9"
 
-    def __init__(self, *, register_task_id: str = "register", promote_task_id: str = "promote", **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        register_task_id: str = "register",
+        promote_task_id: str = "promote",
+        api_conn_id: str | FromSettings = FROM_SETTINGS,
+        settings: Settings | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self.register_task_id = register_task_id
         self.promote_task_id = promote_task_id
+        self.api_conn_id = api_conn_id
+        self.settings = settings
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from eksml.settings import resolve_settings
-
+        settings = self.resolved_settings()
         ti = context["ti"]
         summary = summarize(ti.xcom_pull(task_ids=self.register_task_id), ti.xcom_pull(task_ids=self.promote_task_id))
-        links = store_links(summary["uri"], resolve_settings().region) if "uri" in summary else {}
+        links = store_links(summary["uri"], settings.region) if "uri" in summary else {}
         ti.xcom_push(key=LINKS_KEY, value=links)
         ti.xcom_push(key="summary", value=summary)
         dag_run = context["dag_run"]
         try:
             # A run that registered nothing keeps the note its first task may have written.
             if "uri" in summary:
-                write_run_note(dag_run.dag_id, dag_run.run_id, note_markdown(summary, links))
+                api = settings.airflow_api_conn_id if self.api_conn_id is FROM_SETTINGS else self.api_conn_id
+                write_run_note(dag_run.dag_id, dag_run.run_id, note_markdown(summary, links), api)
         except Exception as exc:  # the note is a convenience: the outcome stands without it
             log.warning("could not write the run note: %s", exc)
         self.log.info("OUTCOME %s", summary["headline"])

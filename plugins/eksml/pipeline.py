@@ -95,7 +95,7 @@ def validate(raw_params: dict[str, Any], triggering_events: Any = None, run: Any
         from eksml.outcome import write_run_note
 
         try:
-            write_run_note(run.dag_id, run.run_id, f"**SKIPPED** {refusal}")
+            write_run_note(run.dag_id, run.run_id, f"**SKIPPED** {refusal}", settings.airflow_api_conn_id)
         except Exception as exc:  # the note is a convenience: the skip stands without it
             log.warning("could not write the run note: %s", exc)
         raise AirflowSkipException(refusal)

@@ -20,7 +20,10 @@ BEGIN, END = (
 )
 
 _WHO = {
-    Identity.PIPELINE: ("Airflow (the `aws_default` connection)", "`python -m eksml.eksctl iam pipeline`"),
+    Identity.PIPELINE: (
+        "Airflow (the `EKSML_AWS_CONN_ID` connection, `aws_default` by default)",
+        "`python -m eksml.eksctl iam pipeline`",
+    ),
     Identity.TRAINING: (
         "training, MPI and evaluation pods (IRSA role `<cluster>-training`)",
         "made by eksctl with the cluster: `python -m eksml.eksctl iam training`",

@@ -56,8 +56,11 @@ class Settings:
     profile: str = "local"
     #: Root of the data and model stores: ``file:///...`` (local) or ``s3://bucket/prefix``.
     store_uri: str = field(default_factory=_default_store)
-    #: Airflow connection used for ``s3://`` stores (its extra may carry ``endpoint_url``).
+    #: Airflow connection for S3, EKS, STS and SageMaker (its extra may carry ``endpoint_url``);
+    #: the one place its default is spelled.
     aws_conn_id: str = "aws_default"
+    #: HTTP connection to Airflow's own REST API, through which a run's note is written.
+    airflow_api_conn_id: str = "eksml_airflow_api"
     region: str = "us-west-2"
     #: Where the four Fashion-MNIST IDX files come from before they are versioned in the store.
     source_data_uri: str = DEFAULT_DATASET_DIR
@@ -285,20 +288,48 @@ class SettingsMixin:
     """How every operator of the project finds its settings and its AWS connection.
 
     ``settings`` given to the operator win (tools, tests); otherwise they are resolved at run
-    time (:func:`resolve_settings`), once per task try, never while the DAG file is parsed.
-    ``aws_conn_id`` left at :data:`FROM_SETTINGS` is ``Settings.aws_conn_id``; an explicit id or
-    ``None`` is kept as given.
+    time (:func:`resolve_settings`, with the operator's ``settings_overrides`` if it has any),
+    once per task try, never while the DAG file is parsed. ``aws_conn_id`` left at
+    :data:`FROM_SETTINGS` is ``Settings.aws_conn_id``; an explicit id or ``None`` is kept.
     """
 
     settings: Settings | None = None
+    settings_overrides: dict[str, Any] | None = None
     aws_conn_id: str | None | FromSettings = FROM_SETTINGS
 
     def resolved_settings(self) -> Settings:
         if self.settings is None:
-            self.settings = resolve_settings()
+            self.settings = resolve_settings(self.settings_overrides or None)
         return self.settings
 
     def resolved_aws_conn_id(self) -> str | None:
         if self.aws_conn_id is FROM_SETTINGS:
             return self.resolved_settings().aws_conn_id
         return self.aws_conn_id
+
+
+class AwsProviderSettingsMixin(SettingsMixin):
+    """:class:`SettingsMixin` for operators built on the amazon provider's ``AwsBaseOperator``.
+
+    The provider gives ``aws_conn_id`` and ``region_name`` defaults of its own; here the ones
+    not passed explicitly follow the settings once they are resolved (the provider's hook is
+    rebuilt if one was made before).
+    """
+
+    _aws_given: tuple[bool, bool] = (False, False)
+
+    def note_given_aws_arguments(self, kwargs: dict[str, Any]) -> None:
+        """Call with the operator's keyword arguments before the provider's ``__init__``."""
+        self._aws_given = ("aws_conn_id" in kwargs, "region_name" in kwargs)
+
+    def resolved_settings(self) -> Settings:
+        settings = super().resolved_settings()
+        current = (self.aws_conn_id, getattr(self, "region_name", None))
+        wanted = (
+            current[0] if self._aws_given[0] else settings.aws_conn_id,
+            current[1] if self._aws_given[1] else settings.region,
+        )
+        if wanted != current:
+            self.aws_conn_id, self.region_name = wanted
+            self.__dict__.pop("hook", None)  # a hook built before used the provider's defaults
+        return settings

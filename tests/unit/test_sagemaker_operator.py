@@ -115,7 +115,7 @@ def test_bad_input_fails_before_any_aws_client_exists(changes: dict) -> None:
 
 def test_request_is_built_from_templated_strings() -> None:
     op = operator(instance_count="1", use_spot="True", max_runtime_s="3600", max_wait_s="7200")
-    req = op.build_request(context(try_number=3), op._resolve_settings(), op_spec(op))
+    req = op.build_request(context(try_number=3), op.resolved_settings(), op_spec(op))
     assert req["EnableManagedSpotTraining"] is True
     assert req["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
     assert "-t3-" in req["TrainingJobName"]
@@ -129,10 +129,10 @@ def test_request_is_built_from_templated_strings() -> None:
 def test_instance_and_spot_default_to_the_run_params() -> None:
     op = operator()
     ctx = {**context(), "params": {"sagemaker_instance_type": "ml.p3.2xlarge", "sagemaker_use_spot": True}}
-    req = op.build_request(ctx, op._resolve_settings(), op_spec(op))
+    req = op.build_request(ctx, op.resolved_settings(), op_spec(op))
     assert req["ResourceConfig"]["InstanceType"] == "ml.p3.2xlarge"
     assert req["EnableManagedSpotTraining"] is True
-    plain = op.build_request(context(), op._resolve_settings(), op_spec(op))
+    plain = op.build_request(context(), op.resolved_settings(), op_spec(op))
     assert plain["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
     assert plain["EnableManagedSpotTraining"] is False
 

@@ -37,7 +37,7 @@ def test_smoke_images_come_from_the_data_the_version_was_evaluated_on(tmp_path):
     version.mkdir()
     (version / "metadata.json").write_text(json.dumps({"data_uri": "file:///data/interval-7"}))
     op = operator(model_uri=version.as_uri(), version="v1")
-    settings = op._settings()
+    settings = op.resolved_settings()
     assert op._data_uri(settings) == "file:///data/interval-7"
     assert operator(model_uri=(tmp_path / "v2").as_uri(), version="v2")._data_uri(settings) == settings.source_data_uri
     assert operator(model_uri=version.as_uri(), version="v1", data_uri="s3://d")._data_uri(settings) == "s3://d"

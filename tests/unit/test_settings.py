@@ -131,6 +131,49 @@ def test_operators_take_the_connection_the_settings_name(monkeypatch):
         assert op_class(task_id="t", aws_conn_id=None).resolved_aws_conn_id() is None  # the worker's own identity
 
 
+def test_sagemaker_operators_follow_the_settings_connection_and_region(monkeypatch):
+    """Built on the provider's operators, whose own defaults (``aws_default``, no region) gave
+    way to the settings only for training; the endpoint deployment kept ``aws_default``."""
+    from eksml.sagemaker.endpoint import SageMakerEndpointDeployOperator
+    from eksml.sagemaker.operators import SageMakerTrainOperator
+
+    monkeypatch.setenv("EKSML_AWS_CONN_ID", "team_aws")
+    monkeypatch.setenv("EKSML_REGION", "eu-west-1")
+    made = {
+        "endpoint": lambda **kw: SageMakerEndpointDeployOperator(
+            task_id="e", version_uri="s3://b/v", endpoint_name="e", **kw
+        ),
+        "training": lambda **kw: SageMakerTrainOperator(task_id="t", spec="{{ x }}", **kw),
+    }
+    for name, make in made.items():
+        op = make()
+        op.resolved_settings()
+        assert (op.aws_conn_id, op.region_name) == ("team_aws", "eu-west-1"), name
+        assert (op.hook.aws_conn_id, op.hook.region_name) == ("team_aws", "eu-west-1"), name
+        given = make(aws_conn_id="mine", region_name="us-east-2")
+        given.resolved_settings()
+        assert (given.aws_conn_id, given.region_name) == ("mine", "us-east-2"), name
+
+
+def test_the_run_note_goes_through_the_connection_the_settings_name(monkeypatch):
+    from types import SimpleNamespace
+
+    import eksml.outcome as outcome
+
+    used = []
+    monkeypatch.setattr(outcome, "write_run_note", lambda dag_id, run_id, note, conn_id: used.append(conn_id))
+    monkeypatch.setenv("EKSML_AIRFLOW_API_CONN_ID", "team_api")
+    registered = [{"version": "v1", "uri": "s3://b/ml/models/fashion-mnist/v1", "test_accuracy": 0.9}]
+    pointer = {"version": "v1", "uri": registered[0]["uri"], "test_accuracy": 0.9}
+    ti = SimpleNamespace(
+        xcom_pull=lambda task_ids: registered if task_ids == "register" else pointer, xcom_push=lambda **kw: None
+    )
+    context = {"ti": ti, "dag_run": SimpleNamespace(dag_id="d", run_id="r")}
+    outcome.RunOutcomeOperator(task_id="outcome").execute(context)
+    outcome.RunOutcomeOperator(task_id="outcome", api_conn_id="mine").execute(context)
+    assert used == ["team_api", "mine"]
+
+
 def test_the_default_aws_connection_is_spelled_once():
     """Only Settings names ``aws_default``; code takes the id from there (README aside)."""
     from pathlib import Path
@@ -144,3 +187,46 @@ def test_the_default_aws_connection_is_spelled_once():
         if count - home or ("use_airflow_variable" in text and not home):
             offenders.append(str(path.relative_to(root)))
     assert offenders == []
+
+
+# --- deferrable defaults ----------------------------------------------------------------------
+_DEFERRABLE_DEFAULTS = """
+import json
+from eksml.eksctl.operators import EksctlClusterOperator
+from eksml.kubernetes.operators import GpuTrainingPodOperator, MPIJobOperator
+from eksml.sagemaker.endpoint import SageMakerEndpointDeployOperator
+from eksml.sagemaker.operators import SageMakerTrainOperator
+
+endpoint = SageMakerEndpointDeployOperator(task_id="c", version_uri="s3://b/v", endpoint_name="e")
+print(json.dumps({
+    "eksctl": EksctlClusterOperator(task_id="a").deferrable,
+    "sagemaker_training": SageMakerTrainOperator(task_id="b", spec="{{ x }}").deferrable,
+    "sagemaker_endpoint": endpoint.deferrable,
+    "gpu_pod": GpuTrainingPodOperator(task_id="d", spec="{{ x }}").deferrable,
+    "mpijob": MPIJobOperator(task_id="e", spec="{{ x }}").deferrable,
+}))
+"""
+
+
+@pytest.mark.parametrize("configured", ["True", "False"])
+def test_deferrable_defaults_follow_airflows_option(configured, tmp_path):
+    """As the providers' operators: ``[operators] default_deferrable``, read when the module loads."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path),
+        "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": configured,
+        "PYTHONPATH": str(root / "plugins"),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", _DEFERRABLE_DEFAULTS], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    defaults = json.loads(out.stdout.strip().splitlines()[-1])
+    assert defaults == dict.fromkeys(defaults, configured == "True") and len(defaults) == 5

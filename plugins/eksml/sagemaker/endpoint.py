@@ -22,7 +22,7 @@ from eksml.layout import Area, area_uri
 from eksml.sagemaker.images import DLC_ACCOUNTS, ecr_domain
 from eksml.sagemaker.instances import DEFAULT_HOSTING_TYPE, HOSTING_INSTANCE_GPUS
 from eksml.sagemaker.request import SageMakerRequestError, check_role_arn, require_s3, unique_name, validate_name
-from eksml.settings import Settings, resolve_settings
+from eksml.settings import AwsProviderSettingsMixin, Settings
 from eksml.storage import store_path
 
 if TYPE_CHECKING:
@@ -138,12 +138,14 @@ def _exists(describe: Any, name: str) -> bool:
     return True
 
 
-class SageMakerEndpointDeployOperator(SageMakerEndpointOperator):
+class SageMakerEndpointDeployOperator(AwsProviderSettingsMixin, SageMakerEndpointOperator):
     """Deploy a registered version to a SageMaker endpoint: create it, or update it in place.
 
     :param version_uri: the registered version folder (``<store>/models/<model>/<version>``; templated).
     :param endpoint_name: the endpoint, stable across versions.
     The model and endpoint config of a version are created once; a retried deployment reuses them.
+    ``deferrable`` defaults to Airflow's ``[operators] default_deferrable``, ``aws_conn_id`` and
+    ``region_name`` to the settings'.
     """
 
     template_fields: Sequence[str] = (*SageMakerEndpointOperator.template_fields, "version_uri", "endpoint_name")
@@ -156,10 +158,10 @@ class SageMakerEndpointDeployOperator(SageMakerEndpointOperator):
         instance_type: str = DEFAULT_HOSTING_TYPE,
         instance_count: int = 1,
         settings: Settings | None = None,
-        deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(config={}, operation="create", deferrable=deferrable, **kwargs)
+        self.note_given_aws_arguments(kwargs)
+        super().__init__(config={}, operation="create", **kwargs)
         self.version_uri = version_uri
         self.endpoint_name = endpoint_name
         self.instance_type = instance_type
@@ -167,7 +169,7 @@ class SageMakerEndpointDeployOperator(SageMakerEndpointOperator):
         self.settings = settings
 
     def execute(self, context: Context) -> dict:
-        settings = self.settings or resolve_settings()
+        settings = self.resolved_settings()
         version = self.version_uri.rstrip("/").rsplit("/", 1)[-1]
         model_data = area_uri(
             settings.store_uri, Area.SAGEMAKER, settings.model_name, version, "endpoint", "model.tar.gz"

@@ -39,7 +39,7 @@ from eksml.sagemaker.request import (
     spec_locations,
 )
 from eksml.sagemaker.triggers import SageMakerTrainingTrigger, stop_training_job
-from eksml.settings import Settings, parse_bool, resolve_settings
+from eksml.settings import AwsProviderSettingsMixin, Settings, parse_bool
 from eksml.specs import WorkloadSpec, coerce_spec
 from eksml.storage import store_path
 
@@ -127,7 +127,7 @@ def _as_optional_int(value: Any) -> int | None:
     return None if value in (None, "", "None") else int(value)
 
 
-class SageMakerTrainOperator(SageMakerTrainingOperator):
+class SageMakerTrainOperator(AwsProviderSettingsMixin, SageMakerTrainingOperator):
     """Train a workload spec on SageMaker (``aws``) or under its contract locally (``local``).
 
     :param spec: the training spec, its dict form or that dict as text (templated; usually from
@@ -140,8 +140,9 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
     :param max_runtime_s: ``StoppingCondition.MaxRuntimeInSeconds``.
     :param max_wait_s: spot only; default twice ``max_runtime_s``.
     :param image_source: ``dlc`` (AWS Deep Learning Container, script mode) or ``project`` (our image).
-    :param settings: project settings; default ``resolve_settings()`` at run time.
-    Other keyword arguments go to ``SageMakerTrainingOperator`` (``deferrable`` defaults to True).
+    :param settings: project settings; default resolved at run time (``eksml.settings.resolve_settings``).
+    Other keyword arguments go to ``SageMakerTrainingOperator`` (``deferrable`` defaults to
+    Airflow's ``[operators] default_deferrable``; ``aws_conn_id`` and ``region_name`` to the settings').
     """
 
     template_fields: Sequence[str] = (
@@ -171,14 +172,12 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
         volume_size_gb: int = 50,
         output_uri: str | None = None,
         settings: Settings | None = None,
-        deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
-        self._conn_from_settings = "aws_conn_id" not in kwargs
-        self._region_from_settings = "region_name" not in kwargs
+        self.note_given_aws_arguments(kwargs)
         kwargs.setdefault("check_if_job_exists", True)
         kwargs.setdefault("action_if_job_exists", "fail")  # names are unique per try already
-        super().__init__(config={}, deferrable=deferrable, **kwargs)
+        super().__init__(config={}, **kwargs)
         self.spec = spec
         self.instance_type = instance_type
         self.instance_count = instance_count
@@ -194,18 +193,6 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
         self._runner = None
 
     # --- configuration --------------------------------------------------------------------
-    def _resolve_settings(self) -> Settings:
-        """Settings of this run; the AWS connection and region follow them unless given explicitly."""
-        settings = self.settings or resolve_settings()
-        before = (self.aws_conn_id, self.region_name)
-        if self._conn_from_settings:
-            self.aws_conn_id = settings.aws_conn_id
-        if self._region_from_settings:
-            self.region_name = settings.region
-        if (self.aws_conn_id, self.region_name) != before:
-            self.__dict__.pop("hook", None)  # a hook built earlier used the old connection
-        return settings
-
     def _job_name_for(self, context: Context, spec: WorkloadSpec) -> str:
         ti = context["ti"]
         return sagemaker_job_name(ti.dag_id, context["run_id"], ti.try_number, spec_framework(spec))
@@ -253,7 +240,7 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
 
     # --- run ---------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
-        settings = self._resolve_settings()
+        settings = self.resolved_settings()
         spec = self._spec()
         if settings.profile == "local":
             return self._execute_local(context, settings, spec)
@@ -306,7 +293,7 @@ class SageMakerTrainOperator(SageMakerTrainingOperator):
         super().defer(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        settings = self._resolve_settings()
+        settings = self.resolved_settings()
         spec = self._spec()
         self._job_name = (event or {}).get("job_name") or self._job_name_for(context, spec)
         if not event or event.get("status") != "success":

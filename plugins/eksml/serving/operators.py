@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from eksml.settings import SettingsMixin
+
 if TYPE_CHECKING:
     from eksml.kubernetes.hooks import DeploymentHook
     from eksml.serving.smoke import Transport
@@ -61,7 +63,7 @@ def roll_out(
     raise RolloutError(f"{reason}; rolled back to revision {revision} ({after.message})")
 
 
-class DeployModelOperator(BaseOperator):
+class DeployModelOperator(SettingsMixin, BaseOperator):
     """Deploy ``version`` (model version folder ``model_uri``) and smoke-test it.
 
     :param model_uri: the version folder (``s3://...`` for aws; ``file://`` or a path locally)
@@ -75,6 +77,7 @@ class DeployModelOperator(BaseOperator):
     :param rollout_timeout: aws profile: seconds to wait for the rollout
     :param cluster_name: aws profile: the serving cluster (templated; default the settings' one,
         reached through the EKS API: :mod:`eksml.cluster.target`)
+    :param settings_overrides: settings changed for this task only (resolved at run time)
     """
 
     template_fields: Sequence[str] = ("model_uri", "version", "data_uri", "cluster_name")
@@ -109,11 +112,6 @@ class DeployModelOperator(BaseOperator):
         self.rollout_timeout = rollout_timeout
         self.settings_overrides = settings_overrides or {}
 
-    def _settings(self):
-        from eksml.settings import resolve_settings
-
-        return resolve_settings(self.settings_overrides)
-
     def _data_uri(self, settings) -> str:
         """The param, else the data the version was trained and evaluated on, else settings."""
         if self.data_uri:
@@ -126,7 +124,7 @@ class DeployModelOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         if not self.model_uri or not self.version:
             raise ValueError(f"model_uri and version are required, got {self.model_uri!r} and {self.version!r}")
-        settings = self._settings()
+        settings = self.resolved_settings()
         data_uri = self._data_uri(settings)
         if settings.profile == "local":
             from eksml.serving.local import deploy_local
