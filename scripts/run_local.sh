@@ -48,11 +48,11 @@ else
 fi
 
 # The whole log goes to a file; the terminal gets task starts/ends with durations, the
-# per-epoch lines of training and the outcome (python -m eksml.progress).
+# per-epoch lines of training and the outcome (python -m eksml.report progress).
 dag_test() {
   local dag="$1" log="$2"; shift 2
   echo "   full log: $log"
-  .venv/bin/airflow dags test "$dag" "$@" 2>&1 | tee "$log" | .venv/bin/python -m eksml.progress || true
+  .venv/bin/airflow dags test "$dag" "$@" 2>&1 | tee "$log" | .venv/bin/python -m eksml.report progress || true
 }
 timed training-dag step "training run (conf: $conf)" dag_test fashion_mnist_training "$AIRFLOW_HOME/last-training.log" -c "$conf"
 timed report-training .venv/bin/python -m eksml.report training

@@ -1,20 +1,98 @@
-"""What the main command prints after each DAG run: did it succeed, where did the model go,
-how accurate is it, and what does the served model answer.
+"""What the main command prints: while a DAG runs, and after each run (did it succeed, where did
+the model go, how accurate is it, and what does the served model answer).
 
-``python -m eksml.report training|serving``; exits non-zero when the latest run failed.
+``airflow dags test ... 2>&1 | python -m eksml.report progress`` shows one line per task start
+and end (with its duration), the per-epoch lines of training, the run's outcome and every
+error, read from the log on stdin; the full log stays in the file ``make run`` tees to.
+Everything else (task-runner chatter, returned values, TensorFlow's start-up noise) is left
+out: a line shown there means something to the person waiting.
+
+``python -m eksml.report training|serving`` reports the latest run; it exits non-zero when
+that run failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from collections.abc import Iterable, Iterator
+from datetime import datetime
 
 from eksml.layout import PLOTS, recorded_accuracy
+from eksml.local.runner import OWN_TIMESTAMP
 from eksml.registry import ModelRegistry
 from eksml.settings import resolve_settings
 from eksml.storage import store_path
 
 DAGS = {"training": "fashion_mnist_training", "serving": "model_deployment"}
+
+# --- while a DAG runs --------------------------------------------------------------------------
+#: ``2026-11-29T18:59:47.785557Z [info     ] message [logger] loc=file.py:87``
+_RECORD = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z?\s+\[(?P<level>\w+)\s*\]\s+(?P<msg>.*)$")
+_TRAILER = re.compile(r"\s+\[[\w.]+\](?:\s+\w+=\S+)*\s*$")
+_START = re.compile(r"\[DAG TEST\] starting task_id=(?P<task>\S+) map_index=(?P<index>-?\d+)")
+_END = re.compile(r"\[DAG TEST\] end task task_id=(?P<task>\S+) map_index=(?P<index>-?\d+)")
+#: Messages worth a line of their own (matched on the message, the logger trailer removed).
+_KEEP = re.compile(
+    r"^(epoch \d+/\d+ |OUTCOME |  (Model version|Metrics|Plots|Per-class plot) "
+    r"|registered \S+ \(|promoted \S+ to champion"
+    r"|gate refused|scheduled training is off|deployed |smoke test|rolled back)"
+)
+_RUN_END = re.compile(r"Marking run <DagRun .*: (?P<run>\S+), state:.*> (?P<state>successful|failed)")
+_NEVER = re.compile(r"Returned value was|Condition result is|EKSML_RESULT")
+
+
+def _clock(stamp: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+
+
+def condense(lines: Iterable[str]) -> Iterator[str]:
+    """The lines a person waiting for the run should see, in order."""
+    started: dict[tuple[str, str], datetime | None] = {}
+    in_traceback = False
+    for raw in lines:
+        line = raw.rstrip("\n")
+        record = _RECORD.match(line)
+        if record is None:
+            # Continuation lines: only a traceback's are shown (it follows an error record).
+            if (
+                line.startswith("Traceback")
+                or in_traceback
+                and line.startswith((" ", "\t"))
+                or (in_traceback and re.match(r"^\w+(\.\w+)*(Error|Exception)\b", line))
+            ):
+                in_traceback = True
+                yield line
+            else:
+                in_traceback = False
+            continue
+        in_traceback = False
+        stamp, level = _clock(record["ts"]), record["level"].lower()
+        message = OWN_TIMESTAMP.sub("", _TRAILER.sub("", record["msg"]), count=1)
+        clock = f"{stamp:%H:%M:%S}" if stamp else "--:--:--"
+        if match := _START.search(message):
+            task = match["task"] + (f"[{match['index']}]" if match["index"] != "-1" else "")
+            started[(match["task"], match["index"])] = stamp
+            yield f"{clock}  {task}: started"
+        elif match := _END.search(message):
+            task = match["task"] + (f"[{match['index']}]" if match["index"] != "-1" else "")
+            begun = started.pop((match["task"], match["index"]), None)
+            took = f" in {(stamp - begun).total_seconds():.0f} s" if begun and stamp else ""
+            yield f"{clock}  {task}: finished{took}"
+        elif _NEVER.search(message):
+            continue
+        elif match := _RUN_END.search(message):
+            yield f"{clock}  run {match['run']}: {match['state']}"
+        elif level in ("error", "critical") or _KEEP.search(message):
+            marker = "ERROR " if level in ("error", "critical") else ""
+            yield f"{clock}    {marker}{message}"
+
+
+# --- after a run -------------------------------------------------------------------------------
 
 
 def latest_run_state(dag_id: str) -> tuple[str | None, list[str], str | None]:
@@ -111,8 +189,12 @@ def report_serving(count: int = 8) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("section", choices=sorted(DAGS))
+    parser.add_argument("section", choices=[*sorted(DAGS), "progress"])
     args = parser.parse_args(argv)
+    if args.section == "progress":
+        for line in condense(sys.stdin):
+            print(line, flush=True)
+        return 0
     state, failed, run_id = latest_run_state(DAGS[args.section])
     if state != "success":
         print(

@@ -1,4 +1,4 @@
-"""What `make run` prints while a DAG runs (python -m eksml.progress over `airflow dags test`).
+"""What `make run` prints while a DAG runs (python -m eksml.report progress over `airflow dags test`).
 
 The fixture is an excerpt of a real `airflow dags test fashion_mnist_training` log of this
 project (paths shortened): it holds the lines that used to reach the terminal by mistake.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eksml.progress import condense
+from eksml.report import condense
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG = ROOT / "tests" / "fixtures" / "logs" / "dags-test-training.log"
@@ -56,4 +56,4 @@ def test_errors_and_their_traceback_are_shown():
 
 def test_make_run_pipes_the_dag_logs_through_it():
     script = (ROOT / "scripts" / "run_local.sh").read_text()
-    assert "python -m eksml.progress" in script and "grep -E" not in script
+    assert "python -m eksml.report progress" in script and "grep -E" not in script

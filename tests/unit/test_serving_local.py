@@ -12,7 +12,7 @@ import time
 import pytest
 
 from eksml.serving.local import LocalServing, ServerProcess, ServingError, _is_our_server, deploy_local
-from eksml.serving.spec import serving_spec
+from eksml.serving.manifests import serving_spec
 from eksml.settings import Settings
 
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 
-from eksml.serving.manifests import MODEL_URI_ANNOTATION, VERSION_LABEL, label_value, render_inference_objects
-from eksml.serving.spec import serving_spec
+from eksml.serving.manifests import (
+    MODEL_URI_ANNOTATION,
+    VERSION_LABEL,
+    label_value,
+    render_inference_objects,
+    serving_spec,
+)
 from eksml.settings import Settings
 
 URI = "s3://bucket/models/fashion-mnist/20261129T000000-tensorflow-3f2a9c"

@@ -38,8 +38,8 @@ from typing import Any
 
 from eksml.layout import ModelVersion
 from eksml.local.runner import LocalRunner
+from eksml.serving.manifests import IMAGE, serving_spec
 from eksml.serving.smoke import SmokeTestError, http_transport, smoke_test
-from eksml.serving.spec import IMAGE, serving_spec
 from eksml.settings import Settings
 from eksml.storage import workload_env
 
