@@ -160,7 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--venv", default=str(ROOT / ".venvs" / "mxnet-horovod"))
     parser.add_argument("--limit-train", type=int, default=12000)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--global-batch", type=int, default=128, help="images per step over all processes")
+    parser.add_argument(
+        "--global-batch",
+        type=int,
+        default=256,
+        help="images per step over all processes (default: what the DAG's default run takes with 2 "
+        "processes, its batch_size 128 per process)",
+    )
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="effective (global) learning rate")
     parser.add_argument(
         "--fusion-threshold-mb",

@@ -245,7 +245,7 @@ def run_gpu(args: argparse.Namespace) -> dict[str, Any]:
     """Time to ``--target`` test accuracy of the default recipe; a larger network's accuracy in a budget."""
     x, y, x_test, y_test = load(args)
     result: dict[str, Any] = {"mode": "gpu", "target": args.target}
-    for name, batch, lr in (("default", BATCH_SIZE, LEARNING_RATE), ("default-batch-512", 512, 4e-3)):
+    for name, batch, lr in (("default", BATCH_SIZE, LEARNING_RATE), ("default-batch-512", 512, LEARNING_RATE * 8 / 3)):
         run = fit(
             DEFAULT_RECIPE, lr, batch, args.epochs, x, y, seed=42, evaluate_on=(x_test, y_test), target=args.target
         )
@@ -262,10 +262,10 @@ def run_gpu(args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
     # The larger network: measure one epoch's speed, then train as many epochs as fit the budget.
-    probe = fit(LARGE_RECIPE, 2e-3, 256, 2, x[:20000], y[:20000], seed=1)
+    probe = fit(LARGE_RECIPE, LEARNING_RATE, 256, 2, x[:20000], y[:20000], seed=1)
     steady = 20000 / max(1e-6, probe["train_s"] - probe["first_epoch_s"])  # the second epoch: compiled
     epochs = max(1, math.floor(args.budget_s * steady / len(x)))
-    run = fit(LARGE_RECIPE, 2e-3, 256, epochs, x, y, seed=42, evaluate_on=(x_test, y_test))
+    run = fit(LARGE_RECIPE, LEARNING_RATE, 256, epochs, x, y, seed=42, evaluate_on=(x_test, y_test), flips=True)
     result["large"] = {"recipe": LARGE_RECIPE.to_dict(), "epochs": epochs, **run}
     print(
         f"large ({run['params']} parameters): {epochs} epochs, {run['train_s']:.1f} s of training, "
