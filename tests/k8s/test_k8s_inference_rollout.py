@@ -16,8 +16,9 @@ import pytest
 from conftest import PIPELINE, aws_settings
 from kubernetes import client
 
+from eksml.cluster.addons import FIELD_MANAGER
 from eksml.kubernetes.hooks import REVISION_ANNOTATION, DeploymentHook
-from eksml.serving.manifests import FIELD_MANAGER, render_inference_objects, resource_name
+from eksml.serving.manifests import render_inference_objects, resource_name
 from eksml.serving.operators import RolloutError, roll_out
 
 pytestmark = pytest.mark.k8s

@@ -115,6 +115,11 @@ CONTRACTS = (
         names=frozenset({"TRAIN_IMAGES", "TRAIN_LABELS", "TEST_IMAGES", "TEST_LABELS", "IDX_FILES"}),
     ),
     Contract(
+        "server-side apply field manager",
+        home=("cluster/addons.py",),
+        names=frozenset({"FIELD_MANAGER"}),
+    ),
+    Contract(
         "node-group state",
         home=("eksctl/config.py",),
         fields=frozenset({"name", "status", "min_size", "desired", "max_size"}),

@@ -28,6 +28,7 @@ from eksml.settings import PROJECT_ROOT
 
 KUSTOMIZATION = PROJECT_ROOT / "include" / "kubernetes" / "cluster-addons" / "kustomization.yaml"
 CHECKSUMS = "addons.sha256"
+#: Our name as the writer of every object the pipeline applies (cluster objects and serving).
 FIELD_MANAGER = "eksml"
 #: Objects that others depend on go first (a namespaced object needs its Namespace).
 _KIND_ORDER = {"CustomResourceDefinition": 0, "Namespace": 1, "ServiceAccount": 2, "ClusterRole": 3, "Role": 3}

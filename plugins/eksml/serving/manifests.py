@@ -76,7 +76,6 @@ def serving_spec(
 SERVICE_PORT = 80
 VERSION_LABEL = "eksml/model-version"
 MODEL_URI_ANNOTATION = "eksml/model-uri"
-FIELD_MANAGER = "eksml"
 #: Writable scratch space (model download, TensorFlow's temp files) on a read-only root.
 SCRATCH = "/tmp"
 

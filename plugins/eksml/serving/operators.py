@@ -39,7 +39,7 @@ def roll_out(
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Apply, wait, smoke-test through the Service; on any failure roll back, wait for it, and raise the reason."""
-    from eksml.serving.manifests import FIELD_MANAGER
+    from eksml.cluster.addons import FIELD_MANAGER
     from eksml.serving.smoke import SmokeTestError
 
     def wait():
