@@ -129,7 +129,33 @@ def test_bad_hyperparameter_fails_like_a_bad_argument(sagemaker, capsys: pytest.
 
 
 def test_no_sagemaker_contract_outside_sagemaker() -> None:
-    assert sagemaker_defaults({"HOME": "/root"}) == ({}, [])
+    assert sagemaker_defaults({"HOME": "/root"}) == ({}, {})
+
+
+def test_hyperparameters_are_taken_by_name_not_as_a_command_line(sagemaker) -> None:
+    """A value that looks like an option is still the value of its hyperparameter."""
+    sagemaker({"output_dir": "--weird-but-valid", "batch-size": "32"})
+    args = parse_args([])
+    assert (args.output_dir, args.batch_size) == ("--weird-but-valid", 32)
+
+
+def test_unknown_hyperparameter_is_named(sagemaker, capsys: pytest.CaptureFixture[str]) -> None:
+    sagemaker({"epochs": "2", "colour": "blue"})
+    with pytest.raises(SystemExit):
+        parse_args([])
+    assert "unknown hyperparameter(s): colour" in capsys.readouterr().err
+
+
+def test_a_flag_is_a_true_or_false_hyperparameter(sagemaker, capsys: pytest.CaptureFixture[str]) -> None:
+    def no_onnx(parser):
+        parser.add_argument("--no-onnx", dest="onnx", action="store_false")
+
+    sagemaker({"onnx": "false"})
+    assert parse_args([], no_onnx).onnx is False
+    sagemaker({"onnx": "maybe"})
+    with pytest.raises(SystemExit):
+        parse_args([], no_onnx)
+    assert "hyperparameter onnx: expected true or false, got 'maybe'" in capsys.readouterr().err
 
 
 def test_check_uris_names_the_argument_with_an_unknown_scheme() -> None:

@@ -3,7 +3,9 @@
 * Elsewhere (pod, MPIJob, local process): plain command-line arguments.
 * On SageMaker (``SM_MODEL_DIR`` is set): data from ``SM_CHANNEL_TRAINING``, the model to
   ``SM_MODEL_DIR``, checkpoints to ``/opt/ml/checkpoints`` and hyperparameters from
-  ``<SM_INPUT_CONFIG_DIR>/hyperparameters.json``. Explicit command-line arguments still win.
+  ``<SM_INPUT_CONFIG_DIR>/hyperparameters.json``, taken by name as the arguments' defaults.
+  Explicit command-line arguments still win: SageMaker's training toolkit also passes every
+  hyperparameter as ``--name value``, and a project image started without it passes none.
 """
 
 from __future__ import annotations
@@ -49,11 +51,11 @@ def _hyperparameter_text(value: object) -> str:
     return str(value)
 
 
-def sagemaker_defaults(environ: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
-    """Argument defaults and hyperparameter arguments from SageMaker's training contract."""
+def sagemaker_defaults(environ: dict[str, str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """Argument defaults (locations) and hyperparameters by argument name, from SageMaker's contract."""
     env = os.environ if environ is None else environ
     if "SM_MODEL_DIR" not in env:
-        return {}, []
+        return {}, {}
     defaults = {"model_uri": env["SM_MODEL_DIR"]}
     channel = env.get("SM_CHANNEL_TRAINING") or env.get("SM_CHANNEL_TRAIN")
     if channel:
@@ -63,15 +65,37 @@ def sagemaker_defaults(environ: dict[str, str] | None = None) -> tuple[dict[str,
         defaults["output_dir"] = env["SM_OUTPUT_DATA_DIR"]
     config_dir = Path(env.get("SM_INPUT_CONFIG_DIR", "/opt/ml/input/config"))
     hp_file = config_dir / "hyperparameters.json"
-    hp_args: list[str] = []
+    hyperparameters: dict[str, str] = {}
     if hp_file.exists():
         # SageMaker stores every hyperparameter value as a string; the SDK's framework
         # estimators JSON-encode them first ('"s3://b/x"'), plain requests do not ('5').
         for key, value in json.loads(hp_file.read_text()).items():
-            if key.startswith("sagemaker_"):
-                continue
-            hp_args += [f"--{key.replace('_', '-')}", _hyperparameter_text(value)]
-    return defaults, hp_args
+            if not key.startswith("sagemaker_"):
+                hyperparameters[key.replace("-", "_")] = _hyperparameter_text(value)
+    return defaults, hyperparameters
+
+
+def _apply_hyperparameters(parser: argparse.ArgumentParser, hyperparameters: dict[str, str]) -> None:
+    """Make each hyperparameter the default of the argument of its name.
+
+    argparse converts a string default with the argument's own ``type`` when the command line
+    does not give it, so a bad value fails exactly like a bad argument. A flag (``--no-onnx``)
+    takes ``true`` / ``false`` under its destination's name (``onnx``).
+    """
+    actions = {action.dest: action for action in parser._actions if action.option_strings}
+    unknown = sorted(set(hyperparameters) - set(actions))
+    if unknown:
+        parser.error("unknown hyperparameter(s): " + ", ".join(unknown))
+    defaults: dict[str, object] = {}
+    for name, text in hyperparameters.items():
+        if actions[name].nargs == 0:
+            word = text.strip().lower()
+            if word not in ("true", "false"):
+                parser.error(f"hyperparameter {name}: expected true or false, got {text!r}")
+            defaults[name] = word == "true"
+        else:
+            defaults[name] = text
+    parser.set_defaults(**defaults)
 
 
 def parse_args(
@@ -94,11 +118,10 @@ def parse_args(
     parser.add_argument("--seed", type=int, default=42)
     if add_arguments:
         add_arguments(parser)
-    defaults, hp_args = sagemaker_defaults()
+    defaults, hyperparameters = sagemaker_defaults()
     parser.set_defaults(**defaults)
-    # Hyperparameters first, so that explicit command-line arguments (argparse: last wins) win.
-    explicit = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args([*hp_args, *explicit])
+    _apply_hyperparameters(parser, hyperparameters)
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     missing = [name for name in ("data_uri", "model_uri") if not getattr(args, name)]
     if missing:
         parser.error("missing " + ", ".join("--" + m.replace("_", "-") for m in missing))
