@@ -22,7 +22,7 @@ import yaml
 from eksml.params import validate_training_params
 from eksml.runs import evaluation_spec, plan_run
 from eksml.settings import Settings, SettingsError, load_settings
-from eksml.specs import WorkloadSpec
+from eksml.specs import coerce_spec
 
 EXAMPLE_STORE = "s3://eksml-example-bucket/ml"
 EXAMPLE_RUN = "scheduled__2026-11-23T03:00:00+00:00"
@@ -57,8 +57,8 @@ def aws_objects(
     mx = plan["candidates"]["mxnet"]
     evaluation = evaluation_spec(tf, plan["data_uri"], None, checked.limit_test)
     objects = list(render_kubernetes_objects(settings, account_id=account_id))
-    objects.append(render_training_pod(WorkloadSpec.from_dict(tf["spec"]), settings))
-    mx_spec = WorkloadSpec.from_dict(mx["spec"])
+    objects.append(render_training_pod(coerce_spec(tf["spec"]), settings))
+    mx_spec = coerce_spec(mx["spec"])
     objects.append(render_mpijob(mx_spec, settings, job_name(mx_spec.name, EXAMPLE_RUN)))
     objects.append(render_training_pod(evaluation, settings))
     objects.extend(render_inference_objects(settings, tf["version_uri"], tf["version"]))
