@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,9 +154,38 @@ def small_drop(tmp_path_factory, dataset_dir) -> Path:
     return write_small_drop(dataset_dir, tmp_path_factory.mktemp("drop") / "fashion-mnist-small")
 
 
+#: The shared server's fixture, the id of the last test that uses it, and how to stop it early.
+SERVER_FIXTURE = "airflow_server"
+_last_server_test: list[str] = []
+_stop_server: list[Callable[[], None]] = []
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the tests of the shared server one after the other, from where the first of them
+    stands, so that the server stops after the last of them instead of idling (scheduler loop,
+    DAG re-parsing) beside the in-process DAG tests that train."""
+    users = [item for item in items if SERVER_FIXTURE in getattr(item, "fixturenames", ())]
+    if not users:
+        return
+    first = items.index(users[0])
+    others = [item for item in items if SERVER_FIXTURE not in getattr(item, "fixturenames", ())]
+    items[:] = others[:first] + users + others[first:]
+    _last_server_test[:] = [users[-1].nodeid]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    result = yield
+    if _last_server_test == [item.nodeid]:
+        for stop in list(_stop_server):
+            stop()
+    return result
+
+
 @pytest.fixture(scope="session")
 def airflow_server(tmp_path_factory, small_drop) -> Iterator[ServerUnderTest]:
-    """A real ``airflow standalone`` on loopback; the training DAG unpaused."""
+    """A real ``airflow standalone`` on loopback; the training DAG unpaused. Stopped after the
+    last test that uses it (or at the end of the session)."""
     if not TF_VENV.exists():
         pytest.skip("image virtualenv .venvs/tf-fashion-mnist missing: run scripts/setup.sh")
     module = load_script("airflow_standalone", ROOT / "scripts" / "airflow_standalone.py")
@@ -173,20 +202,28 @@ def airflow_server(tmp_path_factory, small_drop) -> Iterator[ServerUnderTest]:
             "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "240",
         },
     )
-    started = time.monotonic()
-    server.start(timeout=420)
-    print(f"airflow standalone healthy after {time.monotonic() - started:.0f} s at {server.base_url}")
-    under_test = None
-    try:
-        under_test = ServerUnderTest(server, store, small_drop)
-        wait_for_dags(under_test.api, {TRAINING_DAG, "upstream_data_landing", "trigger_training_with_conf"})
-        yield under_test
-    finally:
+    under_test: ServerUnderTest | None = None
+
+    def stop() -> None:
+        if stop not in _stop_server:
+            return  # stopped already
+        _stop_server.remove(stop)
         ARTIFACTS.mkdir(exist_ok=True)
         if under_test is not None:
             save_run_timings(under_test.api, ARTIFACTS / "airflow-run-timings.json")
         server.stop()
         shutil.copy(server.log_path, ARTIFACTS / "airflow-standalone.log")
+
+    started = time.monotonic()
+    server.start(timeout=420)
+    print(f"airflow standalone healthy after {time.monotonic() - started:.0f} s at {server.base_url}")
+    _stop_server.append(stop)
+    try:
+        under_test = ServerUnderTest(server, store, small_drop)
+        wait_for_dags(under_test.api, {TRAINING_DAG, "upstream_data_landing", "trigger_training_with_conf"})
+        yield under_test
+    finally:
+        stop()
 
 
 def save_run_timings(api: AirflowApi, path: Path) -> None:
