@@ -8,6 +8,7 @@ of the same task asking for two epochs, which must resume from the first one's c
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 from pathlib import Path
@@ -149,6 +150,16 @@ def test_validation_split_is_carved_from_the_training_images(runs: dict) -> None
     assert result["test_accuracy"] == metrics["test_accuracy"]
 
 
+def one_cycle_rate(step: int, total_steps: int, base: float, recipe: dict) -> float:
+    """The one-cycle rate at ``step`` (Keras' CosineDecay with linear warm-up from a tenth of the peak)."""
+    peak = base * recipe["peak_factor"]
+    warmup = int(total_steps * recipe["warmup_fraction"])
+    if step < warmup:
+        return peak / 10 + (peak - peak / 10) * step / warmup
+    progress = min(step - warmup, total_steps - warmup) / max(1, total_steps - warmup)
+    return peak * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def test_retry_resumes_from_the_last_finished_epoch(runs: dict) -> None:
     result = succeeded(runs["second"])
     out = runs["second"].stdout
@@ -157,11 +168,19 @@ def test_retry_resumes_from_the_last_finished_epoch(runs: dict) -> None:
     model = runs["tmp"] / "model-2"
     history = json.loads((model / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
-    # The learning-rate curve continues where the first attempt stopped (0.001 * 0.6 ** epoch).
-    assert [h["learning_rate"] for h in history] == pytest.approx([1e-3, 6e-4])
     first_history = json.loads((runs["tmp"] / "model-1" / "history.json").read_text())
     assert history[0] == first_history[0]  # carried over from the first attempt
     metrics = json.loads((model / "metrics.json").read_text())
+    # The step count continues where the first attempt stopped, on a schedule stretched to two
+    # epochs: epoch 2 ends at the schedule's last step (a restart would end it mid-schedule, near the peak).
+    recipe, steps = metrics["recipe"], math.ceil(metrics["train_images"] / metrics["batch_size"])
+    assert recipe["schedule"] == "one-cycle"
+    expected = [
+        one_cycle_rate(steps - 1, steps, metrics["learning_rate"], recipe),
+        one_cycle_rate(2 * steps - 1, 2 * steps, metrics["learning_rate"], recipe),
+    ]
+    assert [h["learning_rate"] for h in history] == pytest.approx(expected, rel=1e-3, abs=1e-8)
+    assert one_cycle_rate(steps - 1, 2 * steps, metrics["learning_rate"], recipe) > 100 * expected[1]
     assert (metrics["epochs"], metrics["resumed_from_epoch"], result["epochs"]) == (2, 1, 2)
     assert (runs["tmp"] / "ckpt" / "epoch-0002" / "model.keras").is_file()
 
