@@ -36,27 +36,27 @@ def test_dags_have_owner_tags_retries_and_docs(dagbag):
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)
-def test_parses_fast_without_heavy_imports(dag_file):
-    """Parse each file in a fresh interpreter.
+def test_parses_without_heavy_imports_or_network(dag_file):
+    """Parse each file in a fresh interpreter: no ML framework imported, no connection opened.
 
-    The first execution pays for importing the provider stack (kubernetes client, botocore),
-    which the DAG processor pays once per process; the file's own work - building operators,
-    params and the graph, what every re-parse costs - is timed on the second execution and
-    must stay well under a second. No ML framework may be imported at all.
-    bench/dag_parse.py prints both figures.
+    How long a parse takes is a benchmark's business (bench/dag_parse.py prints it), not a test's:
+    timings on a shared machine make a flaky test. What keeps parsing fast is asserted here.
     """
     code = (
-        "import sys, time, runpy\n"
+        "import socket, sys, runpy\n"
+        "opened = []\n"
+        "def refuse(self, address, *a):\n"
+        "    opened.append(repr(address))\n"
+        "    raise OSError('no network while parsing a DAG file')\n"
+        "socket.socket.connect = refuse\n"
+        "socket.socket.connect_ex = refuse\n"
         f"sys.path.insert(0, {str(ROOT / 'plugins')!r})\n"
         f"runpy.run_path({str(dag_file)!r})\n"
-        "t = time.perf_counter()\n"
-        f"runpy.run_path({str(dag_file)!r})\n"
-        "elapsed = time.perf_counter() - t\n"
         "heavy = [m for m in ('tensorflow', 'mxnet', 'keras', 'onnxruntime', 'torch', 'kserve') if m in sys.modules]\n"
-        'print(f\'PARSE {elapsed} {",".join(heavy) or "-"}\')\n'
+        'print(f\'PARSE {",".join(heavy) or "-"} {",".join(opened) or "-"}\')\n'
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    _, seconds, heavy = next(line for line in result.stdout.splitlines() if line.startswith("PARSE ")).split()
+    _, heavy, opened = next(line for line in result.stdout.splitlines() if line.startswith("PARSE ")).split(" ", 2)
     assert heavy == "-", f"{dag_file.name} imported {heavy}"
-    assert float(seconds) < 1.0, f"{dag_file.name} took {seconds} s to parse"
+    assert opened == "-", f"{dag_file.name} opened connections while parsing: {opened}"
