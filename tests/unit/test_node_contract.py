@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from fixtures.source_scan import docstring_ids, string_constants
+
 from eksml import nodes
 
 PACKAGE = Path(nodes.__file__).parent
@@ -21,20 +23,6 @@ ROLE_NAMES = {"node_role", "role"}
 CONTRACT_NAMES = {name for name in vars(nodes) if name.isupper()}
 
 
-def _docstrings(tree: ast.AST) -> set[int]:
-    ids = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-            body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-                ids.add(id(body[0].value))
-    return ids
-
-
-def _strings(node: ast.AST) -> list[ast.Constant]:
-    return [n for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
-
-
 def _name(node: ast.AST) -> str | None:
     return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
 
@@ -42,9 +30,9 @@ def _name(node: ast.AST) -> str | None:
 def spellings(source: str) -> list[tuple[int, str]]:
     """``(line, literal)`` for every place ``source`` spells part of the node contract itself."""
     tree = ast.parse(source)
-    docstrings = _docstrings(tree)
+    docstrings = docstring_ids(tree)
     found: list[tuple[int, str]] = []
-    for const in _strings(tree):
+    for const in string_constants(tree):
         if id(const) in docstrings:
             continue
         if nodes.GPU_RESOURCE in const.value or nodes.SAFE_TO_EVICT_ANNOTATION in const.value:
@@ -84,7 +72,7 @@ def spellings(source: str) -> list[tuple[int, str]]:
             defaults.update({a: d for a, d in zip(node.kwonlyargs, node.kw_defaults, strict=True) if d is not None})
             role_values.extend(d for a, d in defaults.items() if a.arg in ROLE_NAMES)
         for value in role_values:
-            found.extend((c.lineno, c.value) for c in _strings(value) if c.value in ROLES)
+            found.extend((c.lineno, c.value) for c in string_constants(value) if c.value in ROLES)
     return sorted(set(found))
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fixtures.source_scan import docstring_ids, string_constants
 
 import eksml
 from eksml import layout, nodes, settings
@@ -128,22 +129,6 @@ CONTRACTS = (
 )
 
 
-def _docstrings(tree: ast.AST) -> set[int]:
-    ids = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-            body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-                ids.add(id(body[0].value))
-    return ids
-
-
-def _strings(node: ast.AST, skip: set[int] = frozenset()) -> Iterator[ast.Constant]:
-    for n in ast.walk(node):
-        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in skip:
-            yield n
-
-
 def _name(node: ast.AST) -> str | None:
     return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
 
@@ -188,16 +173,16 @@ def _parse(source: str) -> ast.Module:
 def spellings(source: str, contract: Contract) -> list[tuple[int, str]]:
     """``(line, what)`` for every place ``source`` spells ``contract`` itself."""
     tree = _parse(source)
-    docstrings = _docstrings(tree)
+    docstrings = docstring_ids(tree)
     found: set[tuple[int, str]] = set()
-    for const in _strings(tree, docstrings):
+    for const in string_constants(tree, docstrings):
         if any(part in const.value for part in contract.substrings):
             found.add((const.lineno, const.value))
         if const.value in contract.exact or (contract.pattern and contract.pattern.fullmatch(const.value)):
             found.add((const.lineno, const.value))
     if contract.values and contract.contexts:
         for value in _bound_values(tree, contract.contexts):
-            found.update((c.lineno, c.value) for c in _strings(value) if c.value in contract.values)
+            found.update((c.lineno, c.value) for c in string_constants(value) if c.value in contract.values)
     if contract.collection:
         for node in ast.walk(tree):
             elements = node.keys if isinstance(node, ast.Dict) else getattr(node, "elts", None)
@@ -253,7 +238,7 @@ def _contract(name: str) -> Contract:
     return next(c for c in CONTRACTS if c.name == name)
 
 
-def test_the_scan_finds_model_version_files_but_not_docstrings():
+def test_the_scan_finds_model_version_files_but_notdocstring_ids():
     source = '''
 """A version holds metrics.json and evaluation.json."""
 def read(folder):
