@@ -595,7 +595,8 @@ class ControlPlane:
         the add-ons step does, then the operator itself with a token of its own service account."""
         from kubernetes import client
 
-        from eksml.cluster.addons import addon_objects, apply_objects
+        from eksml.cluster.addons import addon_objects
+        from eksml.kubernetes.hooks import apply_objects
 
         # The add-on Deployments would only be pods kwok pretends to run: the controller runs here.
         objects = [o for o in addon_objects() if o["kind"] != "Deployment"]

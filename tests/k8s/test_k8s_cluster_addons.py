@@ -11,7 +11,8 @@ from conftest import aws_settings, pipeline_objects
 from kubernetes import client
 from kubernetes.dynamic import DynamicClient
 
-from eksml.cluster.addons import FIELD_MANAGER, addon_objects, apply_objects, parse_manifest
+from eksml.cluster.addons import addon_objects, parse_manifest
+from eksml.kubernetes.hooks import FIELD_MANAGER, apply_objects
 
 pytestmark = pytest.mark.k8s
 

@@ -16,8 +16,7 @@ import pytest
 from conftest import PIPELINE, aws_settings
 from kubernetes import client
 
-from eksml.cluster.addons import FIELD_MANAGER
-from eksml.kubernetes.hooks import REVISION_ANNOTATION, DeploymentHook
+from eksml.kubernetes.hooks import REVISION_ANNOTATION, ROLLOUT_KINDS, DeploymentHook
 from eksml.serving.manifests import render_inference_objects, resource_name
 from eksml.serving.operators import RolloutError, roll_out
 
@@ -34,7 +33,7 @@ class _Rollout:
         self.name, self.timeout, self.sleep = resource_name(settings), timeout, sleep
 
     def apply(self, objects):
-        self.hook.apply_objects(objects, NS, FIELD_MANAGER)
+        self.hook.apply_objects(objects, namespace=NS, kinds=ROLLOUT_KINDS)
 
     def wait(self):
         return self.hook.wait_for_rollout(self.name, NS, timeout=self.timeout, poll_interval=0.5, sleep=self.sleep)

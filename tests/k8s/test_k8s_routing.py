@@ -22,7 +22,8 @@ from k8s_tasks import run_task, task_context
 from kubernetes import client
 
 from eksml.cluster import connection
-from eksml.cluster.addons import addon_objects, apply_objects
+from eksml.cluster.addons import addon_objects
+from eksml.kubernetes.hooks import apply_objects
 from eksml.kubernetes.operators import GpuTrainingPodOperator
 from eksml.settings import Settings
 from eksml.specs import training_spec

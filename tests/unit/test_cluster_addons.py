@@ -13,11 +13,10 @@ from eksml.cluster.addons import (
     AddonError,
     addon_files,
     addon_objects,
-    apply_order,
-    object_ref,
     parse_manifest,
 )
 from eksml.cluster.eks import usable_gpu_nodes
+from eksml.kubernetes.hooks import apply_order, object_ref
 
 MANIFEST = """\
 apiVersion: apps/v1

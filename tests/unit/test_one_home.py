@@ -117,7 +117,7 @@ CONTRACTS = (
     ),
     Contract(
         "server-side apply field manager",
-        home=("cluster/addons.py",),
+        home=("kubernetes/hooks.py",),
         names=frozenset({"FIELD_MANAGER"}),
     ),
     Contract(

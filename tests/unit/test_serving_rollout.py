@@ -103,6 +103,22 @@ class FakeCore:
         self.calls.append((name, namespace, kwargs))
 
 
+class FakeDynamic:
+    """Just enough of ``kubernetes.dynamic.DynamicClient``: every kind namespaced, each
+    server-side apply recorded. Does not prove the API server accepts the patch (the k8s tier
+    applies through the real dynamic client)."""
+
+    def __init__(self):
+        self.calls = []
+        self.resources = self
+
+    def get(self, api_version, kind):
+        return type("Resource", (), {"namespaced": True, "kind": kind, "api_version": api_version})()
+
+    def server_side_apply(self, resource, body, name, namespace, **kwargs):
+        self.calls.append((resource.kind, name, namespace, copy.deepcopy(body), kwargs))
+
+
 class FakeClient:
     def sanitize_for_serialization(self, obj):
         return obj
@@ -115,7 +131,12 @@ class Rollout:
     def __init__(self):
         self.hook = DeploymentHook(conn_id=None, kubernetes_conn_id=None)
         self.hook.api_client, self.hook.apps_v1_client, self.hook.core_v1_client = FakeClient(), FakeApps(), FakeCore()
-        self.apps, self.core = self.hook.apps_v1_client, self.hook.core_v1_client
+        self.hook.dynamic_client = FakeDynamic()
+        self.apps, self.core, self.dynamic = (
+            self.hook.apps_v1_client,
+            self.hook.core_v1_client,
+            self.hook.dynamic_client,
+        )
 
     def deploy(self, objects, check):
         return roll_out(
@@ -135,8 +156,8 @@ def rollout() -> Rollout:
 
 
 OBJECTS = [
-    {"kind": "Deployment", "metadata": {"name": "fashion-mnist-inference"}},
-    {"kind": "Service", "metadata": {"name": "fashion-mnist-inference"}},
+    {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "fashion-mnist-inference"}},
+    {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "fashion-mnist-inference"}},
 ]
 
 
@@ -144,9 +165,10 @@ def test_a_passing_smoke_test_keeps_the_new_revision():
     r = rollout()
     result = r.deploy(OBJECTS, lambda transport: {"accuracy": 0.9, "passed": True})
     assert result["smoke"]["passed"] is True
-    apply = r.apps.calls[0]
-    assert apply[4] == {"field_manager": "eksml", "force": True, "_content_type": "application/apply-patch+yaml"}
-    assert r.core.calls[0][2]["_content_type"] == "application/apply-patch+yaml"
+    assert [(c[0], c[2], c[4]) for c in r.dynamic.calls] == [
+        ("Deployment", "serving", {"field_manager": "eksml", "force_conflicts": True}),
+        ("Service", "serving", {"field_manager": "eksml", "force_conflicts": True}),
+    ]
     assert not [c for c in r.apps.calls if c[0] == "list"]  # no rollback looked for
 
 
@@ -194,5 +216,7 @@ def test_a_first_deploy_that_fails_says_there_is_nothing_to_roll_back_to():
 
 
 def test_unknown_kinds_are_refused():
+    r = rollout()
     with pytest.raises(ValueError, match="cannot apply a ConfigMap"):
-        rollout().hook.apply_objects([{"kind": "ConfigMap", "metadata": {"name": "x"}}], "serving", "eksml")
+        r.deploy([*OBJECTS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}], lambda t: {})
+    assert r.dynamic.calls == []  # refused before anything was applied

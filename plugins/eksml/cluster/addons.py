@@ -8,17 +8,13 @@ without updating the pin) is refused before anything is applied, and no cluster 
 downloads anything. The kustomization's ``images`` entries (release tags for images the
 upstream file names by a floating tag) are applied here as kustomize would.
 
-:func:`apply_objects` applies them, and the project's own objects, by server-side apply.
-Hand-written because the cncf-kubernetes provider only *creates* from YAML
-(``KubernetesHook.apply_from_yaml_file`` -> ``create_from_yaml``), which fails with 409 on
-a reused cluster; server-side apply is idempotent, and it is what the MPI operator's
-manifest needs (its CRD is too large for client-side apply's annotation).
+``eksml.kubernetes.hooks.ApplyHook`` applies them, and the project's own objects, by
+server-side apply.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +24,6 @@ from eksml.settings import PROJECT_ROOT
 
 KUSTOMIZATION = PROJECT_ROOT / "include" / "kubernetes" / "cluster-addons" / "kustomization.yaml"
 CHECKSUMS = "addons.sha256"
-#: Our name as the writer of every object the pipeline applies (cluster objects and serving).
-FIELD_MANAGER = "eksml"
-#: Objects that others depend on go first (a namespaced object needs its Namespace).
-_KIND_ORDER = {"CustomResourceDefinition": 0, "Namespace": 1, "ServiceAccount": 2, "ClusterRole": 3, "Role": 3}
 
 
 class AddonError(ValueError):
@@ -103,11 +95,6 @@ def parse_manifest(text: str, source: str = "manifest") -> list[dict[str, Any]]:
     return objects
 
 
-def apply_order(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Stable sort: CRDs, Namespaces, identities and roles before what uses them."""
-    return sorted(objects, key=lambda o: _KIND_ORDER.get(o["kind"], 9))
-
-
 def addon_objects(kustomization: Path = KUSTOMIZATION) -> list[dict[str, Any]]:
     """All objects of the pinned add-ons, read from the vendored, checksum-verified files."""
     tags = _image_overrides(kustomization)
@@ -117,39 +104,3 @@ def addon_objects(kustomization: Path = KUSTOMIZATION) -> list[dict[str, Any]]:
             _set_image_tags(obj, tags)
             objects.append(obj)
     return objects
-
-
-def object_ref(obj: dict[str, Any]) -> str:
-    meta = obj["metadata"]
-    where = f"{meta['namespace']}/" if meta.get("namespace") else ""
-    return f"{obj['kind']}/{where}{meta['name']}"
-
-
-def apply_objects(
-    api_client: Any,
-    objects: list[dict[str, Any]],
-    *,
-    log: Callable[[str], None] = print,
-    field_manager: str = FIELD_MANAGER,
-) -> list[str]:
-    """Apply ``objects`` in dependency order; return their references. Stops at the first error."""
-    from kubernetes.dynamic import DynamicClient
-
-    dynamic = DynamicClient(api_client)
-    applied = []
-    for obj in apply_order(objects):
-        resource = dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
-        namespace = obj["metadata"].get("namespace") if resource.namespaced else None
-        if resource.namespaced and not namespace:
-            namespace = "default"
-        dynamic.server_side_apply(
-            resource,
-            body=obj,
-            name=obj["metadata"]["name"],
-            namespace=namespace,
-            field_manager=field_manager,
-            force_conflicts=True,
-        )
-        applied.append(object_ref(obj))
-        log(f"applied {object_ref(obj)}")
-    return applied

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from eksml.cluster.target import ClusterTarget
+    from eksml.kubernetes.hooks import ApplyHook
 
 
 class _ClusterTarget(SettingsMixin):
@@ -115,8 +116,9 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.providers.amazon.aws.hooks.sts import StsHook
 
-        from eksml.cluster.addons import addon_objects, apply_objects
+        from eksml.cluster.addons import addon_objects
         from eksml.cluster.objects import render_kubernetes_objects
+        from eksml.kubernetes.hooks import ApplyHook
 
         settings, req = self._settings_and_request()
         name = self._target_name(req)
@@ -136,27 +138,28 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
         target = self._target(settings, req)
         self.log.info("preparing %s", target.describe())
         if not target.is_eks:  # a connection managed by hand: its own rights
-            return {"cluster": name, "applied": apply_objects(target.hook().api_client, objects, log=self.log.info)}
+            return {
+                "cluster": name,
+                "applied": target.hook(hook_class=ApplyHook).apply_objects(objects, log=self.log.info),
+            }
         from eksml.cluster.eks import cluster_admin_while
         from eksml.eksctl.iam import principal_arn
 
         principal = principal_arn(caller["Arn"])
         with cluster_admin_while(name, req.region, principal, self.resolved_aws_conn_id(), log=self.log.info):
-            applied = self._apply_when_authorized(target.hook().api_client, objects)
+            applied = self._apply_when_authorized(target.hook(hook_class=ApplyHook), objects)
         return {"cluster": name, "applied": applied}
 
-    def _apply_when_authorized(self, api_client: Any, objects: list[dict[str, Any]], attempts: int = 12) -> list[str]:
+    def _apply_when_authorized(self, hook: ApplyHook, objects: list[dict[str, Any]], attempts: int = 12) -> list[str]:
         """Apply; a just-granted access policy takes seconds to reach the API server, so a 403
         is retried for about a minute before it counts."""
         import time
 
         from kubernetes.client.exceptions import ApiException
 
-        from eksml.cluster.addons import apply_objects
-
         for attempt in range(attempts):
             try:
-                return apply_objects(api_client, objects, log=self.log.info)
+                return hook.apply_objects(objects, log=self.log.info)
             except ApiException as exc:
                 if exc.status != 403 or attempt == attempts - 1:
                     raise

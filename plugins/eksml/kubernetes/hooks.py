@@ -20,7 +20,8 @@ oldest first, and the tail of the newest is what a failure message quotes.
 
 :class:`DeploymentHook` serves the inference rollout: the provider's resource operators only
 create or delete objects and it has no rollout wait or rollback for Deployments, so objects are
-applied server-side (``kubectl apply --server-side``), the rollout is read the way ``kubectl
+applied server-side through :class:`ApplyHook` (``kubectl apply --server-side``; the cluster
+add-ons and the project's own cluster objects go through it too), the rollout is read the way ``kubectl
 rollout status`` reads it, a Service is called through the API server's proxy (no Ingress or
 port forward needed), and a rollback restores the previous ReplicaSet's pod template (``kubectl
 rollout undo``).
@@ -39,7 +40,6 @@ from typing import Any, NamedTuple
 
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook, KubernetesHook
 from airflow.providers.cncf.kubernetes.kubernetes_helper_functions import generic_api_retry
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes_asyncio import client as async_client
 
@@ -416,33 +416,115 @@ def previous_template(
     return revision(chosen), template
 
 
-class DeploymentHook(KubernetesHook):
-    """The provider's ``KubernetesHook`` with a Deployment's rollout: apply, wait, call, undo."""
+#: Our name as the writer of every object the pipeline applies (cluster objects and serving).
+FIELD_MANAGER = "eksml"
+#: Objects that others depend on go first (a namespaced object needs its Namespace).
+_KIND_ORDER = {"CustomResourceDefinition": 0, "Namespace": 1, "ServiceAccount": 2, "ClusterRole": 3, "Role": 3}
+
+
+def apply_order(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stable sort: CRDs, Namespaces, identities and roles before what uses them."""
+    return sorted(objects, key=lambda o: _KIND_ORDER.get(o["kind"], 9))
+
+
+def object_ref(obj: dict[str, Any]) -> str:
+    meta = obj["metadata"]
+    where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+    return f"{obj['kind']}/{where}{meta['name']}"
+
+
+def _server_side_apply(
+    dynamic: Any,
+    objects: list[dict[str, Any]],
+    *,
+    namespace: str | None,
+    kinds: tuple[str, ...] | None,
+    field_manager: str,
+    log: Callable[[str], None],
+) -> list[str]:
+    """The one server-side apply: refuse unexpected kinds before anything is applied, then apply
+    in dependency order (conflicts forced: our fields are ours) and stop at the first error."""
+    if kinds is not None:
+        for obj in objects:
+            if obj["kind"] not in kinds:
+                raise ValueError(f"cannot apply a {obj['kind']}: expected one of {', '.join(kinds)}")
+    applied = []
+    for obj in apply_order(objects):
+        resource = dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        where = None
+        if resource.namespaced:
+            where = namespace or obj["metadata"].get("namespace") or "default"
+        dynamic.server_side_apply(
+            resource,
+            body=obj,
+            name=obj["metadata"]["name"],
+            namespace=where,
+            field_manager=field_manager,
+            force_conflicts=True,
+        )
+        applied.append(object_ref(obj))
+        log(f"applied {object_ref(obj)}")
+    return applied
+
+
+def apply_objects(
+    api_client: Any,
+    objects: list[dict[str, Any]],
+    *,
+    log: Callable[[str], None] = print,
+    field_manager: str = FIELD_MANAGER,
+) -> list[str]:
+    """:meth:`ApplyHook.apply_objects` for a bare ``ApiClient`` (a control plane's admin client)."""
+    from kubernetes.dynamic import DynamicClient
+
+    return _server_side_apply(
+        DynamicClient(api_client), objects, namespace=None, kinds=None, field_manager=field_manager, log=log
+    )
+
+
+class ApplyHook(KubernetesHook):
+    """The provider's ``KubernetesHook`` with server-side apply (``kubectl apply --server-side``).
+
+    Hand-written because the provider only *creates* from YAML (``apply_from_yaml_file`` ->
+    ``create_from_yaml``), which fails with 409 on a reused cluster; server-side apply is
+    idempotent, and it is what the MPI operator's manifest needs (its CRD is too large for
+    client-side apply's annotation). Any kind the API server serves is resolved by discovery.
+    """
 
     @cached_property
-    def networking_v1_client(self) -> client.NetworkingV1Api:
-        return client.NetworkingV1Api(api_client=self.api_client)
+    def dynamic_client(self) -> Any:
+        from kubernetes.dynamic import DynamicClient
 
-    def apply_objects(self, objects: list[dict[str, Any]], namespace: str, field_manager: str) -> None:
-        """Server-side apply of each object (created if missing, our fields updated if not)."""
-        patchers = {
-            "Deployment": self.apps_v1_client.patch_namespaced_deployment,
-            "Service": self.core_v1_client.patch_namespaced_service,
-            "Ingress": self.networking_v1_client.patch_namespaced_ingress,
-        }
-        for obj in objects:
-            kind, name = obj["kind"], obj["metadata"]["name"]
-            if kind not in patchers:
-                raise ValueError(f"cannot apply a {kind}: expected one of {', '.join(patchers)}")
-            patchers[kind](
-                name,
-                namespace,
-                obj,
-                field_manager=field_manager,
-                force=True,
-                _content_type="application/apply-patch+yaml",
-            )
-            self.log.info("applied %s %s/%s", kind, namespace, name)
+        return DynamicClient(self.api_client)
+
+    def apply_objects(
+        self,
+        objects: list[dict[str, Any]],
+        *,
+        namespace: str | None = None,
+        kinds: tuple[str, ...] | None = None,
+        field_manager: str = FIELD_MANAGER,
+        log: Callable[[str], None] | None = None,
+    ) -> list[str]:
+        """Apply ``objects`` in dependency order (created if missing, our fields updated if not);
+        return their references. ``namespace`` overrides the objects' own; ``kinds`` limits what
+        may be applied (anything else is refused before the first object is sent)."""
+        return _server_side_apply(
+            self.dynamic_client,
+            objects,
+            namespace=namespace,
+            kinds=kinds,
+            field_manager=field_manager,
+            log=log or self.log.info,
+        )
+
+
+#: What a rollout applies; anything else in its objects is a mistake.
+ROLLOUT_KINDS = ("Deployment", "Service", "Ingress")
+
+
+class DeploymentHook(ApplyHook):
+    """The provider's ``KubernetesHook`` with a Deployment's rollout: apply, wait, call, undo."""
 
     def get_deployment(self, name: str, namespace: str) -> dict[str, Any]:
         """The Deployment as the API returns it, as a plain dict."""

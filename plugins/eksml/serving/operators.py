@@ -39,13 +39,13 @@ def roll_out(
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Apply, wait, smoke-test through the Service; on any failure roll back, wait for it, and raise the reason."""
-    from eksml.cluster.addons import FIELD_MANAGER
+    from eksml.kubernetes.hooks import ROLLOUT_KINDS
     from eksml.serving.smoke import SmokeTestError
 
     def wait():
         return hook.wait_for_rollout(name, namespace, timeout=timeout, poll_interval=poll_interval, sleep=sleep)
 
-    hook.apply_objects(objects, namespace, FIELD_MANAGER)
+    hook.apply_objects(objects, namespace=namespace, kinds=ROLLOUT_KINDS)
     status = wait()
     reason = None if status.done else f"rollout failed: {status.message}"
     smoke: dict[str, Any] | None = None
