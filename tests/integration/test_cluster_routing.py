@@ -174,6 +174,23 @@ def test_without_an_autoscaler_nothing_would_add_the_nodes(clusters, aws_setting
         api.put("apis/apps/v1", "kube-system", "deployments", saved)
 
 
+@pytest.mark.parametrize("dedicated", [False, True])
+def test_gpu_gate_without_a_cluster_name_checks_the_cluster_that_trains_in_the_settings_layout(
+    clusters, aws_settings, dag, monkeypatch, dedicated
+) -> None:
+    """A run on the settings' cluster (``create_cluster`` returned no name) checks the cluster
+    that trains in the settings' layout: the shared one, or ``<name>-training`` when training has
+    a cluster of its own. Before, an empty ``cluster_name`` always meant ``<name>-training``."""
+    training = f"{SHARED}-training" if dedicated else SHARED
+    if dedicated:  # the dedicated training cluster, served by the second API stand-in
+        create_cluster(training, train_group(max_size=2), server=clusters[EPHEMERAL].url)
+    monkeypatch.setenv("EKSML_DEDICATED_TRAINING_CLUSTER", "true" if dedicated else "false")
+    gate = _render(dag.get_task("check_gpu_capacity"), _context(), None)
+    assert gate.cluster_name == ""
+    gate.nodes = 1
+    assert gate.execute(_context())["cluster"] == training
+
+
 def test_cluster_tasks_use_the_aws_connection_the_settings_name(clusters, aws_settings, monkeypatch) -> None:
     """EKSML_AWS_CONN_ID names the connection for the EKS API and the token. Before, the cluster
     operators defaulted to ``aws_default`` whatever the settings said."""

@@ -44,11 +44,11 @@ class _ClusterTarget(SettingsMixin):
 
     cluster: dict[str, Any]
     cluster_name: str | None
-    cluster_role: str
+    cluster_role: str | None
     kubernetes_conn_id: str | None
 
     def _settings_and_request(self) -> tuple[Settings, ClusterRequest]:
-        if self.cluster_role not in CLUSTER_ROLES:
+        if self.cluster_role and self.cluster_role not in CLUSTER_ROLES:
             raise AirflowFailException(f"cluster_role must be one of {CLUSTER_ROLES}, got {self.cluster_role!r}")
         settings = self.resolved_settings()
         return settings, ClusterRequest.from_settings(settings, **dict(self.cluster or {}))
@@ -57,7 +57,7 @@ class _ClusterTarget(SettingsMixin):
         """The cluster of this task's role: the run's (``cluster_name``), else the settings' one."""
         from eksml.cluster.target import resolve_target
 
-        role = TRAINING_CLUSTER if self.cluster_role == TRAINING_CLUSTER else INFERENCE_CLUSTER
+        role = TRAINING_CLUSTER if self._role(req) == TRAINING_CLUSTER else INFERENCE_CLUSTER
         return resolve_target(
             settings,
             cluster_role=role,
@@ -67,10 +67,17 @@ class _ClusterTarget(SettingsMixin):
             aws_conn_id=self.resolved_aws_conn_id(),
         )
 
+    def _role(self, req: ClusterRequest) -> str:
+        """The role given, else that of the cluster that trains in the run's layout (as
+        :func:`~eksml.cluster.target.resolve_target` decides for a training task)."""
+        if self.cluster_role:
+            return self.cluster_role
+        return TRAINING_CLUSTER if req.dedicated_training_cluster else SHARED_CLUSTER
+
     def _target_name(self, req: ClusterRequest) -> str:
         if self.cluster_name:
             return self.cluster_name
-        return cluster_name_for_role(req, self.cluster_role)
+        return cluster_name_for_role(req, self._role(req))
 
 
 class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
@@ -125,7 +132,7 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
         if (self.cluster_mode or "").strip() == EXISTING_CLUSTER:
             self.log.info("cluster mode 'existing': the shared cluster %s is prepared by the eks_cluster DAG", name)
             return {"cluster": name, "applied": []}
-        role = self.cluster_role
+        role = self._role(req)
         self._check_node_groups(req, name, role)
         caller = StsHook(aws_conn_id=self.resolved_aws_conn_id(), region_name=req.region).conn.get_caller_identity()
         account = caller["Account"]
@@ -204,6 +211,9 @@ class GpuCapacityOperator(_ClusterTarget, BaseOperator):
       error names the group and the fix. The training pod's own startup timeout bounds the
       scale-up itself.
 
+    :param cluster_name: the run's training cluster (templated); empty means the settings' one.
+    :param cluster_role: ``training`` (dedicated layout) or ``all`` (shared); default the layout
+        the run resolved, so an empty ``cluster_name`` names the cluster that trains.
     :param nodes: GPU nodes the run needs at once (templated; default 1).
     :param aws_conn_id: the AWS connection (EKS, the token); default the settings' one.
     :param settings: configuration; ``None`` resolves it at run time.
@@ -216,7 +226,7 @@ class GpuCapacityOperator(_ClusterTarget, BaseOperator):
         self,
         *,
         cluster_name: str | None = None,
-        cluster_role: str = TRAINING_CLUSTER,
+        cluster_role: str | None = None,
         cluster: dict[str, Any] | None = None,
         nodes: int | str | None = None,
         node_selector: str = f"{NODE_ROLE_LABEL}={TRAIN_ROLE}",
