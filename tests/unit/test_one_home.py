@@ -331,7 +331,7 @@ def test_priced_and_offered_sagemaker_types_are_accepted_types():
     accepted = set(instances.TRAINING_INSTANCE_GPUS)
     assert set(prices.SAGEMAKER_TRAINING_HOUR) <= accepted
     assert set(instances.OFFERED_TRAINING_TYPES) <= accepted
-    assert {instances.DEFAULT_TRAINING_TYPE, instances.FALLBACK_TRAINING_TYPE} <= set(instances.OFFERED_TRAINING_TYPES)
+    assert instances.DEFAULT_TRAINING_TYPE in instances.OFFERED_TRAINING_TYPES
     assert instances.DEFAULT_HOSTING_TYPE in instances.HOSTING_INSTANCE_GPUS
 
 

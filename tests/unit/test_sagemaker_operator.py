@@ -133,8 +133,18 @@ def test_instance_and_spot_default_to_the_run_params() -> None:
     assert req["ResourceConfig"]["InstanceType"] == "ml.p3.2xlarge"
     assert req["EnableManagedSpotTraining"] is True
     plain = op.build_request(context(), op.resolved_settings(), op_spec(op))
-    assert plain["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
     assert plain["EnableManagedSpotTraining"] is False
+
+
+def test_without_the_param_the_operator_trains_on_the_trigger_forms_default() -> None:
+    """A run without the form's param (the API, a DAG of one's own) trains on the type the form
+    would have chosen; the form, the validated params and the operator agree on one default."""
+    from eksml.params import PARAM_SCHEMAS, TrainingParams
+
+    op = operator()
+    plain = op.build_request(context(), op.resolved_settings(), op_spec(op))
+    form = PARAM_SCHEMAS["sagemaker_instance_type"]["default"]
+    assert plain["ResourceConfig"]["InstanceType"] == form == TrainingParams().sagemaker_instance_type
 
 
 def op_spec(op):

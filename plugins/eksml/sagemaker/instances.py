@@ -82,9 +82,9 @@ OFFERED_TRAINING_TYPES = (
     "ml.p3.16xlarge",
     "ml.p4d.24xlarge",
 )
+#: The one training default: the trigger form's, and what a SageMaker training task uses when
+#: neither its argument nor the run's param names a type.
 DEFAULT_TRAINING_TYPE = "ml.p3.2xlarge"
-#: What a SageMaker training task uses when neither its argument nor the run's param names a type.
-FALLBACK_TRAINING_TYPE = "ml.g4dn.xlarge"
 
 #: Hosting (endpoint) instance types -> GPUs per instance, and the endpoint target's default.
 HOSTING_INSTANCE_GPUS: MappingProxyType[str, int] = MappingProxyType(

@@ -28,7 +28,7 @@ from airflow.sdk.exceptions import AirflowException
 from eksml.exits import exit_code_in, fail_for_good
 from eksml.sagemaker.contract import unpack_model_artifact
 from eksml.sagemaker.images import training_image
-from eksml.sagemaker.instances import FALLBACK_TRAINING_TYPE
+from eksml.sagemaker.instances import DEFAULT_TRAINING_TYPE
 from eksml.sagemaker.request import (
     build_training_request,
     default_output_uri,
@@ -133,7 +133,8 @@ class SageMakerTrainOperator(AwsProviderSettingsMixin, SageMakerTrainingOperator
     :param spec: the training spec, its dict form or that dict as text (templated; usually from
         XCom, like the Kubernetes training operators' ``spec``), checked by ``specs.coerce_spec``.
     :param instance_type: ``ml.*`` training instance type (see ``eksml.sagemaker.instances``);
-        default the run's ``sagemaker_instance_type`` param, else ``instances.FALLBACK_TRAINING_TYPE``.
+        default the run's ``sagemaker_instance_type`` param, else the form's default
+        (``instances.DEFAULT_TRAINING_TYPE``).
     :param instance_count: instances; default the spec's replicas.
     :param use_spot: managed spot training (checkpoints to the spec's ``checkpoint_uri``);
         default the run's ``sagemaker_use_spot`` param, else False.
@@ -211,7 +212,7 @@ class SageMakerTrainOperator(AwsProviderSettingsMixin, SageMakerTrainingOperator
 
     def _instance_type(self, context: Context) -> str:
         chosen = self.instance_type or (context.get("params") or {}).get("sagemaker_instance_type")
-        return str(chosen or FALLBACK_TRAINING_TYPE)
+        return str(chosen or DEFAULT_TRAINING_TYPE)
 
     def _use_spot(self, context: Context) -> bool:
         chosen = self.use_spot if self.use_spot is not None else (context.get("params") or {}).get("sagemaker_use_spot")
