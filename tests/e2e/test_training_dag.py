@@ -7,13 +7,17 @@ as a process in the image's virtualenv, exactly the entrypoint and arguments a p
 from __future__ import annotations
 
 import json
-import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from dag_runs import task_states, training_dag
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+
+import inference_models as im  # noqa: E402
+
 TF_VENV = ROOT / ".venvs" / "tf-fashion-mnist"
 INFERENCE_VENV = ROOT / ".venvs" / "inference"
 FAST_CONF = {"epochs": 2, "limit_train": 4000, "limit_test": 1000}
@@ -22,25 +26,6 @@ pytestmark = pytest.mark.skipif(
     not (TF_VENV.exists() and INFERENCE_VENV.exists()),
     reason="image virtualenvs missing: run scripts/setup.sh",
 )
-
-
-def _predict_in_tf_venv(version_dir: Path, data_dir: Path, limit: int) -> float:
-    """Accuracy of the registered SavedModel on the first ``limit`` test images, in its own venv."""
-    code = f"""
-import sys, json
-sys.path.insert(0, {str(ROOT / "images" / "common")!r})
-import numpy as np, tensorflow as tf
-from trainkit.data import load_fashion_mnist
-_, _, x, y = load_fashion_mnist({str(data_dir)!r}, limit_train=1, limit_test={limit})
-model = tf.saved_model.load({str(version_dir / "saved_model")!r})
-fn = model.signatures['serving_default']
-name = list(fn.structured_input_signature[1])[0]
-out = list(fn(**{{name: tf.constant(x.astype('float32'))}}).values())[0].numpy()
-print(json.dumps(float((out.argmax(axis=1) == y).mean())))
-"""
-    result = subprocess.run([str(TF_VENV / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def _run_and_check(store: Path, dataset_dir: Path, conf: dict, limit_test: int) -> dict:
@@ -55,7 +40,8 @@ def _run_and_check(store: Path, dataset_dir: Path, conf: dict, limit_test: int) 
     assert meta["params"]["epochs"] == conf.get("epochs", 5) and meta["run_id"] == run.run_id
     assert meta["data_uri"].startswith((store / "data").as_uri())
     # The stored model, loaded fresh, predicts exactly what its metrics say.
-    assert _predict_in_tf_venv(versions[0], dataset_dir, limit_test) == pytest.approx(accuracy, abs=1e-6)
+    fresh = im.saved_model_accuracy(versions[0] / "saved_model", dataset_dir, limit_test)
+    assert fresh == pytest.approx(accuracy, abs=1e-6)
     champion = json.loads((models / "champion.json").read_text())
     assert champion["version"] == versions[0].name
     assert states["publish_champion"] == "success" and states["outcome"] == "success"
@@ -190,6 +176,6 @@ def test_s3_stores_on_a_moto_server(moto_client, moto_bucket, monkeypatch, tmp_p
     meta = json.loads((local / "metadata.json").read_text())
     assert "uri" not in meta and prefix == f"ml/models/fashion-mnist/{meta['version']}"  # no store URI inside
     assert len(meta["data_files"]) == 4 and meta["data_uri"].startswith("s3://eksml-e2e/ml/data/")
-    assert _predict_in_tf_venv(local, dataset_dir, FAST_CONF["limit_test"]) == pytest.approx(
+    assert im.saved_model_accuracy(local / "saved_model", dataset_dir, FAST_CONF["limit_test"]) == pytest.approx(
         meta["metrics"]["test_accuracy"], abs=1e-6
     )

@@ -172,6 +172,34 @@ def in_process_classes(framework: str, version: Path, count: int) -> list[int]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+_SAVED_MODEL_ACCURACY = """
+import sys, json
+import tensorflow as tf
+from trainkit.data import load_fashion_mnist
+_, _, x, y = load_fashion_mnist(sys.argv[2], limit_train=1, limit_test=int(sys.argv[3]))
+fn = tf.saved_model.load(sys.argv[1]).signatures['serving_default']
+name = list(fn.structured_input_signature[1])[0]
+out = list(fn(**{name: tf.constant(x.astype('float32'))}).values())[0].numpy()
+print(json.dumps(float((out.argmax(axis=1) == y).mean())))
+"""
+
+
+def saved_model_accuracy(saved_model: Path, data_dir: Path | str, count: int) -> float:
+    """Accuracy of a registered SavedModel on the first ``count`` test images, loaded fresh through
+    its serving signature in the TF image's virtualenv (not through the image's export helpers)."""
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT / "images" / "common"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    argv = [str(venv_python("tf-fashion-mnist")), "-c", _SAVED_MODEL_ACCURACY, str(saved_model), str(data_dir)]
+    proc = subprocess.run(
+        [*argv, str(count)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 _BACKEND = """
 import sys, json, numpy as np
 from eksml_inference.backends import load_backend

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import tarfile
 from pathlib import Path
 from types import SimpleNamespace
 
+import inference_models as im
 import pytest
 from project_files import load_dag
 
@@ -37,25 +37,6 @@ pytestmark = pytest.mark.skipif(
     not (TF_PYTHON.exists() and INFERENCE_PYTHON.exists()),
     reason="tf-fashion-mnist or inference virtualenv missing: bash images/build-local-venv.sh <image>",
 )
-
-
-def predict(saved_model: Path, data_dir: Path, limit: int) -> float:
-    """Accuracy of the SavedModel on the first ``limit`` test images, loaded fresh in the TF venv."""
-    code = f"""
-import json, sys
-sys.path.insert(0, {str(ROOT / "images" / "common")!r})
-import tensorflow as tf
-from trainkit.data import load_fashion_mnist
-_, _, x, y = load_fashion_mnist({str(data_dir)!r}, limit_train=1, limit_test={limit})
-fn = tf.saved_model.load({str(saved_model)!r}).signatures['serving_default']
-name = list(fn.structured_input_signature[1])[0]
-out = list(fn(**{{name: tf.constant(x.astype('float32'))}}).values())[0].numpy()
-print(json.dumps(float((out.argmax(axis=1) == y).mean())))
-"""
-    env = {"PATH": os.environ["PATH"], "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([str(TF_PYTHON), "-c", code], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +68,7 @@ def test_sagemaker_branch_registers_a_version_that_predicts(dag_run, dataset_dir
     assert meta["trainer"] == "sagemaker" and meta["run_id"] == dag_run.run.run_id
     metrics = meta["metrics"]
     assert (metrics["train_images"], metrics["test_images"], metrics["epochs"]) == (2000, 500, 1)
-    accuracy = predict(versions[0] / "saved_model", dataset_dir, 500)
+    accuracy = im.saved_model_accuracy(versions[0] / "saved_model", dataset_dir, 500)
     assert accuracy == pytest.approx(metrics["test_accuracy"], abs=1e-6)
     assert accuracy > 0.25  # 16 steps of one epoch on 2,000 images, yet well above the 0.1 of chance
     # SageMaker's artifact sits where SageMaker would upload it and holds what was staged.
