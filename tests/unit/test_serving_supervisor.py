@@ -116,11 +116,16 @@ def test_a_child_killed_by_a_signal_is_restarted(tmp_path):
 
 
 def test_a_model_that_cannot_load_is_not_restarted(tmp_path):
-    proc = _supervise(tmp_path, [sys.executable, "-c", "import sys; print('no model'); sys.exit(2)"])
+    # Its last words are what the operator needs: ~60 KB of output just before the exit, still in the
+    # pipe when the child is gone, must all reach the log before the supervisor gives up.
+    script = "import sys\nfor i in range(3000): print(f'line {i:05d}')\nprint('no model'); sys.exit(2)"
+    proc = _supervise(tmp_path, [sys.executable, "-c", script])
     assert proc.wait(timeout=60) == 2
     state = _state(tmp_path)
     assert state["restarts"] == 0 and state["gave_up"]["status"] == 2
-    assert "no model" in (tmp_path / "server.log").read_text()
+    lines = (tmp_path / "server.log").read_text().splitlines()
+    assert [line for line in lines if line.startswith("line ")] == [f"line {i:05d}" for i in range(3000)]
+    assert lines[-2:][0] == "no model" and "not restarted" in lines[-1]
 
 
 def test_no_command_is_refused(tmp_path):
@@ -152,3 +157,22 @@ def test_bad_limits_are_refused(tmp_path, bad):
         timeout=60,
     )
     assert proc.returncode == 2
+
+
+def test_the_childs_last_output_reaches_the_log_before_the_supervisor_gives_up(tmp_path):
+    """In process, with a log on a slow disk: the child exits at once, its output still in the pipe."""
+    from eksml.serving.supervisor import RotatingLog, Supervisor
+
+    class SlowDisk(RotatingLog):
+        def write(self, data: bytes) -> None:
+            time.sleep(0.005)
+            super().write(data)
+
+    script = "import sys\nfor i in range(200): print(f'line {i:03d}')\nprint('no model'); sys.exit(2)"
+    supervisor = Supervisor(
+        [sys.executable, "-c", script], tmp_path / "state.json", SlowDisk(tmp_path / "server.log", 1 << 20, 1)
+    )
+    assert supervisor.run() == 2
+    lines = (tmp_path / "server.log").read_text().splitlines()
+    assert lines[:-1] == [f"line {i:03d}" for i in range(200)] + ["no model"]
+    assert "not restarted" in lines[-1]

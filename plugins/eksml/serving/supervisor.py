@@ -37,6 +37,8 @@ MAX_BACKOFF_S = 30.0
 #: A run at least this long resets the backoff to its first step.
 STABLE_RUN_S = 60.0
 STOP_TIMEOUT_S = 30.0
+#: How long an exited child's remaining output may take to reach the log.
+DRAIN_TIMEOUT_S = 10.0
 #: Exits kept in the state file.
 HISTORY = 10
 
@@ -91,6 +93,7 @@ class Supervisor:
             "exits": [],
         }
         self.child: subprocess.Popen | None = None
+        self.copier: threading.Thread | None = None
         self.stopping = threading.Event()
 
     def _save(self) -> None:
@@ -105,7 +108,8 @@ class Supervisor:
 
     def _start(self) -> subprocess.Popen:
         child = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        threading.Thread(target=self._copy, args=(child.stdout,), daemon=True).start()
+        self.copier = threading.Thread(target=self._copy, args=(child.stdout,), daemon=True)
+        self.copier.start()
         self.state["server_pid"] = child.pid
         self._save()
         return child
@@ -124,6 +128,7 @@ class Supervisor:
             if self.stopping.is_set():  # stopped while it was being started: signal the new child too
                 self.child.send_signal(signal.SIGTERM)
             code = self.child.wait()
+            self._drain()
             ran = time.monotonic() - started
             if self.stopping.is_set():
                 break
@@ -151,6 +156,12 @@ class Supervisor:
             backoff = min(backoff * 2, MAX_BACKOFF_S)
         return self._shutdown()
 
+    def _drain(self) -> None:
+        """Let the copier write what the exited child left in the pipe: its last lines say why it
+        exited. Bounded, as a grandchild may still hold the pipe open."""
+        if self.copier is not None:
+            self.copier.join(timeout=DRAIN_TIMEOUT_S)
+
     def _shutdown(self) -> int:
         child = self.child
         if child is not None and child.poll() is None:
@@ -159,6 +170,7 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+        self._drain()
         self.state["server_pid"] = None
         self.state["stopped_at"] = _now()
         self._save()
