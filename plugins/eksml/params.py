@@ -14,7 +14,7 @@ from typing import Any
 
 from eksml.layout import data_uri_problem
 from eksml.nodes import CLUSTER_MODES, EPHEMERAL_CLUSTER, EXISTING_CLUSTER, GPU_RESOURCE
-from eksml.sagemaker.instances import DEFAULT_TRAINING_TYPE, OFFERED_TRAINING_TYPES
+from eksml.sagemaker.instances import DEFAULT_TRAINING_TYPE, DEFAULT_USE_SPOT, OFFERED_TRAINING_TYPES
 
 FRAMEWORKS = ("tensorflow", "mxnet", "both")
 TRAINERS = ("kubernetes", "sagemaker")
@@ -139,7 +139,7 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "sagemaker_use_spot": {
         "section": SAGEMAKER,
-        "default": True,
+        "default": DEFAULT_USE_SPOT,
         "type": "boolean",
         "title": "SageMaker managed spot",
         "description": "Use managed spot training (checkpoints make interruptions resumable).",
@@ -176,7 +176,7 @@ class TrainingParams:
     data_uri: str | None = None
     cluster: str = EXISTING_CLUSTER
     sagemaker_instance_type: str = DEFAULT_TRAINING_TYPE
-    sagemaker_use_spot: bool = True
+    sagemaker_use_spot: bool = DEFAULT_USE_SPOT
     min_improvement: float = 0.0
 
     @property

@@ -132,8 +132,8 @@ def test_instance_and_spot_default_to_the_run_params() -> None:
     req = op.build_request(ctx, op.resolved_settings(), op_spec(op))
     assert req["ResourceConfig"]["InstanceType"] == "ml.p3.2xlarge"
     assert req["EnableManagedSpotTraining"] is True
-    plain = op.build_request(context(), op.resolved_settings(), op_spec(op))
-    assert plain["EnableManagedSpotTraining"] is False
+    on_demand = {**context(), "params": {"sagemaker_use_spot": False}}
+    assert op.build_request(on_demand, op.resolved_settings(), op_spec(op))["EnableManagedSpotTraining"] is False
 
 
 def test_without_the_param_the_operator_trains_on_the_trigger_forms_default() -> None:
@@ -145,6 +145,8 @@ def test_without_the_param_the_operator_trains_on_the_trigger_forms_default() ->
     plain = op.build_request(context(), op.resolved_settings(), op_spec(op))
     form = PARAM_SCHEMAS["sagemaker_instance_type"]["default"]
     assert plain["ResourceConfig"]["InstanceType"] == form == TrainingParams().sagemaker_instance_type
+    spot = PARAM_SCHEMAS["sagemaker_use_spot"]["default"]
+    assert plain["EnableManagedSpotTraining"] is spot is TrainingParams().sagemaker_use_spot
 
 
 def op_spec(op):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from eksml.sagemaker.images import TRAINING_IMAGES, training_image
+from eksml.sagemaker.images import DEEP_LEARNING_CONTAINERS, training_image
 from eksml.sagemaker.operators import stage_source_dir
 from eksml.specs import TRAINING_IMAGES as SPEC_IMAGES
 
@@ -28,7 +28,7 @@ def test_staged_source_has_the_image_layout(framework: str, tmp_path: Path) -> N
 
 
 def test_every_training_framework_has_a_dlc() -> None:
-    assert set(TRAINING_IMAGES) == set(SPEC_IMAGES)
+    assert set(DEEP_LEARNING_CONTAINERS) == set(SPEC_IMAGES)
 
 
 def test_tensorflow_dlc_pins_the_image_fsspec() -> None:
@@ -38,7 +38,7 @@ def test_tensorflow_dlc_pins_the_image_fsspec() -> None:
         for line in (ROOT / "images" / "tf-fashion-mnist" / "requirements.txt").read_text().splitlines()
         if "==" in line
     }
-    for requirement in TRAINING_IMAGES["tensorflow"].source_requirements:
+    for requirement in DEEP_LEARNING_CONTAINERS["tensorflow"].source_requirements:
         assert pins[requirement.split("==")[0]] == requirement
 
 

@@ -66,7 +66,7 @@ class TrainingImage:
 
 
 #: Framework (``specs.TRAINING_IMAGES`` key) -> the DLC that runs its entrypoint.
-TRAINING_IMAGES: MappingProxyType[str, TrainingImage] = MappingProxyType(
+DEEP_LEARNING_CONTAINERS: MappingProxyType[str, TrainingImage] = MappingProxyType(
     {
         "tensorflow": TrainingImage(
             repository="tensorflow-training",
@@ -94,10 +94,11 @@ def ecr_domain(region: str) -> str:
 
 def training_image(framework: str) -> TrainingImage:
     try:
-        return TRAINING_IMAGES[framework]
+        return DEEP_LEARNING_CONTAINERS[framework]
     except KeyError:
         raise ValueError(
-            f"no Deep Learning Container for framework {framework!r}: expected one of {', '.join(TRAINING_IMAGES)}"
+            f"no Deep Learning Container for framework {framework!r}: "
+            f"expected one of {', '.join(DEEP_LEARNING_CONTAINERS)}"
         ) from None
 
 

@@ -85,6 +85,8 @@ OFFERED_TRAINING_TYPES = (
 #: The one training default: the trigger form's, and what a SageMaker training task uses when
 #: neither its argument nor the run's param names a type.
 DEFAULT_TRAINING_TYPE = "ml.p3.2xlarge"
+#: Managed spot training unless a run says otherwise: checkpoints make an interruption resumable.
+DEFAULT_USE_SPOT = True
 
 #: Hosting (endpoint) instance types -> GPUs per instance, and the endpoint target's default.
 HOSTING_INSTANCE_GPUS: MappingProxyType[str, int] = MappingProxyType(

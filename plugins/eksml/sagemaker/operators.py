@@ -28,7 +28,7 @@ from airflow.sdk.exceptions import AirflowException
 from eksml.exits import exit_code_in, fail_for_good
 from eksml.sagemaker.contract import unpack_model_artifact
 from eksml.sagemaker.images import training_image
-from eksml.sagemaker.instances import DEFAULT_TRAINING_TYPE
+from eksml.sagemaker.instances import DEFAULT_TRAINING_TYPE, DEFAULT_USE_SPOT
 from eksml.sagemaker.request import (
     build_training_request,
     default_output_uri,
@@ -137,7 +137,7 @@ class SageMakerTrainOperator(AwsProviderSettingsMixin, SageMakerTrainingOperator
         (``instances.DEFAULT_TRAINING_TYPE``).
     :param instance_count: instances; default the spec's replicas.
     :param use_spot: managed spot training (checkpoints to the spec's ``checkpoint_uri``);
-        default the run's ``sagemaker_use_spot`` param, else False.
+        default the run's ``sagemaker_use_spot`` param, else the form's default (on).
     :param max_runtime_s: ``StoppingCondition.MaxRuntimeInSeconds``.
     :param max_wait_s: spot only; default twice ``max_runtime_s``.
     :param image_source: ``dlc`` (AWS Deep Learning Container, script mode) or ``project`` (our image).
@@ -216,7 +216,7 @@ class SageMakerTrainOperator(AwsProviderSettingsMixin, SageMakerTrainingOperator
 
     def _use_spot(self, context: Context) -> bool:
         chosen = self.use_spot if self.use_spot is not None else (context.get("params") or {}).get("sagemaker_use_spot")
-        return parse_bool(chosen) if chosen is not None else False
+        return parse_bool(chosen) if chosen is not None else DEFAULT_USE_SPOT
 
     def build_request(self, context: Context, settings: Settings, spec: WorkloadSpec) -> dict[str, Any]:
         """The validated ``CreateTrainingJob`` request for this try (no API call)."""
