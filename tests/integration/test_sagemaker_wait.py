@@ -119,12 +119,13 @@ def test_a_job_in_progress_after_two_hours_is_still_waited_on(job_status: dict) 
 
 
 def test_a_job_past_its_own_limit_is_given_up(job_status: dict) -> None:
-    """The bound is the job's: a job that never ends is given up after MaxRuntime plus the overhead."""
+    """The bound is the job's: a job that never ends is given up after MaxRuntime plus the overhead
+    (on demand; a spot job's bound adds its MaxWaitTime, see the next test)."""
     from airflow.sdk.exceptions import TaskDeferred
 
     from eksml.sagemaker.operators import JOB_OVERHEAD_S
 
-    op = _operator(check_interval=300, max_runtime_s=HOUR)
+    op = _operator(check_interval=300, max_runtime_s=HOUR, use_spot=False)
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(_context(try_number=2))
     event, waited = _wait_in_simulated_time(deferred.value.trigger, job_status, completes_after_s=100 * HOUR)
