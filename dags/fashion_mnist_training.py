@@ -138,10 +138,9 @@ with DAG(
         )
         needs_cluster(validated) >> create_cluster >> prepare_cluster >> check_gpu_capacity
 
-    def candidate(framework: str, field: str = "") -> str:
-        """Template pulling one planned candidate, or one of its fields (rendered natively)."""
-        item = f"['{field}']" if field else ""
-        return f"{{{{ ti.xcom_pull(task_ids='prepare_data')['candidates']['{framework}']{item} }}}}"
+    def planned_spec(framework: str) -> str:
+        """Template pulling one planned candidate's workload spec (rendered natively)."""
+        return f"{{{{ ti.xcom_pull(task_ids='prepare_data')['candidates']['{framework}']['spec'] }}}}"
 
     with TaskGroup("training", prefix_group_id=False, tooltip="One branch per trainer and framework"):
         branch = choose_trainer(plan)
@@ -149,7 +148,7 @@ with DAG(
             GpuTrainingPodOperator(
                 task_id="train_tensorflow",
                 deferrable=True,  # hours of training: wait in the triggerer, not in a worker slot
-                spec=candidate("tensorflow", "spec"),
+                spec=planned_spec("tensorflow"),
                 pool="gpu",
                 cluster_name=training_cluster,
                 doc_md=KUBERNETES_TRAINING,
@@ -157,14 +156,14 @@ with DAG(
             MPIJobOperator(
                 task_id="train_mxnet",
                 deferrable=True,  # hours of training: wait in the triggerer, not in a worker slot
-                spec=candidate("mxnet", "spec"),
+                spec=planned_spec("mxnet"),
                 pool="gpu",
                 cluster_name=training_cluster,
                 doc_md=KUBERNETES_TRAINING,
             ),
             SageMakerTrainOperator(
                 task_id="train_sagemaker_tensorflow",
-                spec=candidate("tensorflow", "spec"),
+                spec=planned_spec("tensorflow"),
                 pool="gpu",
                 max_runtime_s=3 * 3600,
                 execution_timeout=timedelta(hours=7),
@@ -172,7 +171,7 @@ with DAG(
             ),
             SageMakerTrainOperator(
                 task_id="train_sagemaker_mxnet",
-                spec=candidate("mxnet", "spec"),
+                spec=planned_spec("mxnet"),
                 pool="gpu",
                 max_runtime_s=3 * 3600,
                 execution_timeout=timedelta(hours=7),

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from fixtures.fake_kube_api import FakeKubeApi, autoscaler_deployment, gpu_node
 from fixtures.moto_eks import REGION, create_cluster, train_group
+from fixtures.specs import small_training_spec
 from project_files import load_dag
 
 STORE = "s3://routing-bucket/eksml"
@@ -112,20 +113,6 @@ def _context(run_id: str = "scheduled__2026-11-29T03:00:00+00:00", task_id: str 
     }
 
 
-def _training_spec() -> dict:
-    from eksml.specs import training_spec
-
-    return training_spec(
-        framework="tensorflow",
-        data_uri=f"{STORE}/data/fashion-mnist/i",
-        model_uri=f"{STORE}/staging/fashion-mnist/v1",
-        checkpoint_uri=f"{STORE}/checkpoints/fashion-mnist/v1",
-        epochs=1,
-        batch_size=64,
-        learning_rate=0.01,
-    ).to_dict()
-
-
 # --- GPU capacity -----------------------------------------------------------------------------
 def test_gpu_gate_does_not_wait_for_a_node_only_a_pending_pod_would_bring(clusters, aws_settings, dag) -> None:
     """Node group at size 0, autoscaler reacting only to pending pods: the gate must not deadlock,
@@ -143,7 +130,7 @@ def test_gpu_gate_does_not_wait_for_a_node_only_a_pending_pod_would_bring(cluste
     assert api.items("nodes") == []  # nothing pending yet, so nothing scaled
 
     train = copy.copy(dag.get_task("train_tensorflow"))
-    train.spec, train.cluster_name = _training_spec(), SHARED
+    train.spec, train.cluster_name = small_training_spec(STORE), SHARED
     pod = train.build_pod_request_obj(_context())
     train.hook.core_v1_client.create_namespaced_pod(pod.metadata.namespace, pod)
     (node,) = api.items("nodes")
@@ -252,7 +239,7 @@ def test_every_kubernetes_task_reaches_the_cluster_its_run_resolved(clusters, aw
     for task in (dag.get_task("train_tensorflow"), evaluation):
         task = _render(task, context, xcom)
         if task.task_id == "train_tensorflow":
-            task.spec = _training_spec()
+            task.spec = small_training_spec(STORE)
         pod = task.build_pod_request_obj(context)
         task.hook.core_v1_client.create_namespaced_pod(pod.metadata.namespace, pod)
     # MPIJob: created by the operator's execute, which then defers to a trigger for the same cluster
@@ -340,7 +327,7 @@ def test_a_gpu_pod_that_never_schedules_fails_naming_group_sizes_and_quota(clust
     api.on_create[:] = [never_scales]
     try:
         train = copy.copy(dag.get_task("train_tensorflow"))
-        train.spec, train.cluster_name = _training_spec(), EPHEMERAL
+        train.spec, train.cluster_name = small_training_spec(STORE), EPHEMERAL
         pod = train.build_pod_request_obj(_context())
         train.pod = train.hook.core_v1_client.create_namespaced_pod(pod.metadata.namespace, pod)
         with pytest.raises(AirflowFailException) as err:

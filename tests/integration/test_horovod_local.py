@@ -62,8 +62,9 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _horovodrun(args: list[str], env: dict[str, str]) -> str:
-    argv = [
+def _horovodrun_argv(args: list[str]) -> list[str]:
+    """The entrypoint under ``horovodrun --gloo`` with 2 processes on localhost."""
+    return [
         str(VENV / "bin" / "horovodrun"),
         "-np",
         "2",
@@ -74,6 +75,10 @@ def _horovodrun(args: list[str], env: dict[str, str]) -> str:
         str(TRAIN),
         *args,
     ]
+
+
+def _horovodrun(args: list[str], env: dict[str, str]) -> str:
+    argv = _horovodrun_argv(args)
     proc = subprocess.run(argv, check=False, env=env, cwd=IMAGE, capture_output=True, text=True, timeout=600)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"horovodrun failed ({proc.returncode}):\n{output[-4000:]}"
@@ -175,24 +180,18 @@ def test_missing_data_fails_fast_with_a_clear_message(tmp_path):
 
 
 def test_too_few_images_for_the_workers_fails_with_a_clear_message(tmp_path, dataset_dir):
-    argv = [
-        str(VENV / "bin" / "horovodrun"),
-        "-np",
-        "2",
-        "-H",
-        "localhost:2",
-        "--gloo",
-        str(VENV / "bin" / "python"),
-        str(TRAIN),
-        "--data-uri",
-        str(dataset_dir),
-        "--model-uri",
-        str(tmp_path / "model"),
-        "--limit-train",
-        "1",
-        "--limit-test",
-        "10",
-    ]
+    argv = _horovodrun_argv(
+        [
+            "--data-uri",
+            str(dataset_dir),
+            "--model-uri",
+            str(tmp_path / "model"),
+            "--limit-train",
+            "1",
+            "--limit-test",
+            "10",
+        ]
+    )
     proc = subprocess.run(argv, check=False, env=_env(), cwd=IMAGE, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "error: 1 training images cannot be shared by 2 workers" in proc.stdout + proc.stderr

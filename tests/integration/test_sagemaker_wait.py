@@ -13,9 +13,9 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from fixtures.specs import small_training_spec
 
 from eksml.settings import Settings
-from eksml.specs import training_spec
 
 STORE = "s3://wait-bucket/eksml"
 HOUR = 3600
@@ -24,18 +24,9 @@ HOUR = 3600
 def _operator(**kw):
     from eksml.sagemaker.operators import SageMakerTrainOperator
 
-    spec = training_spec(
-        framework="tensorflow",
-        data_uri=f"{STORE}/data/fashion-mnist/i",
-        model_uri=f"{STORE}/staging/fashion-mnist/v1",
-        checkpoint_uri=f"{STORE}/checkpoints/fashion-mnist/v1",
-        epochs=1,
-        batch_size=64,
-        learning_rate=0.01,
-    ).to_dict()
     options = dict(
         task_id="train_sagemaker_tensorflow",
-        spec=spec,
+        spec=small_training_spec(STORE),
         image_source="project",
         print_log=False,
         settings=Settings(

@@ -13,9 +13,9 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from fixtures.specs import small_training_spec
 
 from eksml.settings import Settings
-from eksml.specs import training_spec
 
 STORE = "s3://ml-bucket/eksml"
 RUN_ID = "manual__2026-11-29T00:00:00+00:00"
@@ -32,15 +32,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def spec_dict(framework: str = "tensorflow") -> dict:
-    return training_spec(
-        framework=framework,
-        data_uri=f"{STORE}/data/fashion-mnist/i",
-        model_uri=f"{STORE}/staging/fashion-mnist/v1",
-        checkpoint_uri=f"{STORE}/checkpoints/fashion-mnist/v1",
-        epochs=1,
-        batch_size=64,
-        learning_rate=0.01,
-    ).to_dict()
+    return small_training_spec(STORE, framework)
 
 
 def operator(**kw):
