@@ -245,7 +245,8 @@ def run_gpu(args: argparse.Namespace) -> dict[str, Any]:
     """Time to ``--target`` test accuracy of the default recipe; a larger network's accuracy in a budget."""
     x, y, x_test, y_test = load(args)
     result: dict[str, Any] = {"mode": "gpu", "target": args.target}
-    for name, batch, lr in (("default", BATCH_SIZE, LEARNING_RATE), ("default-batch-512", 512, LEARNING_RATE * 8 / 3)):
+    # Batch 512 with a peak of 0.008 (the base rate times the recipe's 3x peak): the rate scaled with the batch.
+    for name, batch, lr in (("default", BATCH_SIZE, LEARNING_RATE), ("default-batch-512", 512, 0.008 / 3)):
         run = fit(
             DEFAULT_RECIPE, lr, batch, args.epochs, x, y, seed=42, evaluate_on=(x_test, y_test), target=args.target
         )

@@ -170,7 +170,6 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-        self._drain()
         self.state["server_pid"] = None
         self.state["stopped_at"] = _now()
         self._save()
