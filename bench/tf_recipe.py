@@ -22,6 +22,7 @@ accuracy: the test set is never looked at to choose. Modes:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -73,7 +74,35 @@ def levers() -> dict[str, tuple[Recipe, float, int]]:
         "three-blocks": (d.replace(widths=(32, 64, 128)), LEARNING_RATE, BATCH_SIZE),
         "double-conv": (d.replace(convs_per_block=2), LEARNING_RATE, BATCH_SIZE),
         "xla": (d.replace(xla=True), LEARNING_RATE, BATCH_SIZE),
+        "norm-before-pool": (d.replace(pool_first=False), LEARNING_RATE, BATCH_SIZE),
+        "lagging-norm-statistics": (d.replace(recalibrate_batch_norm=False), LEARNING_RATE, BATCH_SIZE),
+        "one-step-per-call": (d.replace(steps_per_execution=1), LEARNING_RATE, BATCH_SIZE),
+        "batch-64": (d, LEARNING_RATE, 64),
+        "ema": (d.replace(ema=0.99), LEARNING_RATE, BATCH_SIZE),
+        "weight-decay": (d.replace(weight_decay=0.05), LEARNING_RATE, BATCH_SIZE),
+        "dropout-0.25": (d.replace(dropout=0.25), LEARNING_RATE, BATCH_SIZE),
+        "peak-4x": (d.replace(peak_factor=4.0), LEARNING_RATE, BATCH_SIZE),
+        "widths-48-64": (d.replace(widths=(48, 64)), LEARNING_RATE, BATCH_SIZE),
+        "widths-32-96": (d.replace(widths=(32, 96)), LEARNING_RATE, BATCH_SIZE),
     }
+
+
+def with_changes(recipe: Recipe, changes: list[str] | None) -> Recipe:
+    """``recipe`` with ``field=value`` changes (``--set dropout=0.1 widths=24,64``) applied."""
+    fields = {f.name: f for f in dataclasses.fields(Recipe)}
+    updates: dict[str, Any] = {}
+    for change in changes or ():
+        name, _, text = change.partition("=")
+        if name not in fields:
+            raise SystemExit(f"--set {change}: no recipe field {name!r} (fields: {', '.join(fields)})")
+        current = getattr(recipe, name)
+        if isinstance(current, tuple):
+            updates[name] = tuple(int(v) for v in text.split(","))
+        elif isinstance(current, bool):
+            updates[name] = text.lower() in ("1", "true", "yes")
+        else:
+            updates[name] = type(current)(text)
+    return recipe.replace(**updates)
 
 
 def backend_recipe(recipe: Recipe) -> Recipe:
@@ -101,29 +130,38 @@ def fit(
     evaluate_on: tuple[np.ndarray, np.ndarray] | None = None,
     target: float | None = None,
     flips: bool = False,
+    flip_averaged: bool = False,
+    one_call: bool = False,
 ) -> dict[str, Any]:
-    """Train; training seconds exclude evaluation. With ``evaluate_on``, accuracy after every epoch
-    (and, with ``flips``, also averaged over each image and its mirror image)."""
+    """Train; training seconds exclude evaluation. With ``evaluate_on``, accuracy after the last epoch
+    (every epoch with ``target``), and with ``flips`` or ``flip_averaged`` also averaged over each
+    image and its mirror image. ``one_call``: the epochs run in one ``fit`` call, as in the image
+    (an EMA of the weights replaces them at the end of each call); needs no per-epoch work."""
     import keras
-    from network import build_model, steps_per_epoch, to_input, to_target
+    from network import build_model, recalibrate_batch_norm, steps_per_epoch, to_input, to_target
 
     keras.utils.set_random_seed(seed)
     model = build_model(learning_rate, steps_per_epoch(len(x), batch_size), epochs, backend_recipe(recipe))
     xs, ys = to_input(x), to_target(y)
     per_epoch, train_s, first_epoch_s = [], 0.0, None
     rng = np.random.default_rng(seed)
-    for epoch in range(epochs):
+    if one_call and (flips or target is not None):
+        raise ValueError("one_call leaves no room for per-epoch flips or scoring")
+    for epoch in range(1 if one_call else epochs):
         if flips:
             xs = to_input(np.where((rng.random(len(x)) < 0.5)[:, None, None], x[:, :, ::-1], x))
         tic = time.perf_counter()
-        model.fit(xs, ys, batch_size=batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=True, verbose=0)
+        last = epochs if one_call else epoch + 1
+        model.fit(xs, ys, batch_size=batch_size, epochs=last, initial_epoch=epoch, shuffle=True, verbose=0)
+        if recipe.recalibrate_batch_norm:
+            recalibrate_batch_norm(model, x)
         seconds = time.perf_counter() - tic
         first_epoch_s = seconds if first_epoch_s is None else first_epoch_s
         train_s += seconds
-        if evaluate_on is not None and (target is not None or epoch == epochs - 1):
+        if evaluate_on is not None and (target is not None or last == epochs):
             accuracy = accuracy_of(model, *evaluate_on)
-            per_epoch.append({"epoch": epoch + 1, "train_s": round(train_s, 2), "accuracy": round(accuracy, 4)})
-            if flips:
+            per_epoch.append({"epoch": last, "train_s": round(train_s, 2), "accuracy": round(accuracy, 4)})
+            if flips or flip_averaged:
                 per_epoch[-1]["flip_averaged_accuracy"] = round(accuracy_of(model, *evaluate_on, flip_average=True), 4)
     return {
         "train_s": round(train_s, 2),
@@ -166,6 +204,7 @@ def run_levers(args: argparse.Namespace) -> dict[str, Any]:
     x_tr, y_tr, x_val, y_val = split(x, y, args.validation_images)
     table = {}
     for name, (recipe, lr, batch) in levers().items():
+        recipe = with_changes(recipe, args.set)
         if args.only and name not in args.only:
             continue
         runs = []
@@ -180,6 +219,8 @@ def run_levers(args: argparse.Namespace) -> dict[str, Any]:
                 seed=42 + seed,
                 evaluate_on=(x_val, y_val),
                 flips=name in PIPELINE_FLIPS,
+                flip_averaged=True,
+                one_call=name not in PIPELINE_FLIPS,
             )
             run["load_average"] = round(os.getloadavg()[0], 2)
             runs.append(run)
@@ -216,7 +257,9 @@ def run_throughput(args: argparse.Namespace) -> dict[str, Any]:
     from network import build_model, to_input, to_target
 
     x, y, _, _ = load(args)
-    chosen = {n: v for n, v in levers().items() if not args.only or n in args.only}
+    chosen = {
+        n: (with_changes(r, args.set), lr, b) for n, (r, lr, b) in levers().items() if not args.only or n in args.only
+    }
     speeds: dict[str, list[float]] = {n: [] for n in chosen}
     models = {}
     for _ in range(args.rounds):
@@ -284,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation-images", type=int, default=10000)
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--only", nargs="*", help="lever names to run (default: all)")
+    parser.add_argument("--set", nargs="*", help="recipe changes applied to every lever run: field=value ...")
     parser.add_argument("--rounds", type=int, default=3, help="throughput: interleaved rounds")
     parser.add_argument("--steps", type=int, default=40, help="throughput: steps per measurement")
     parser.add_argument("--target", type=float, default=0.935, help="gpu: test accuracy to reach")

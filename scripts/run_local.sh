@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job in the local profile: set up (idempotent), then run the training DAG and the
-# deployment DAG end to end with a real Airflow (`airflow dags test`), and print where the
+# deployment DAG end to end with a real Airflow (both `dags test` runs in one process), and print where the
 # model went, its test accuracy and predictions of the served model.
 # Usage: scripts/run_local.sh ['{"framework": "both", "epochs": 3}']
 set -euo pipefail
@@ -47,17 +47,9 @@ else
   echo "$want_prepared" >"$prepared"
 fi
 
-# The whole log goes to a file; the terminal gets task starts/ends with durations, the
-# per-epoch lines of training and the outcome (python -m eksml.report progress).
-dag_test() {
-  local dag="$1" log="$2"; shift 2
-  echo "   full log: $log"
-  .venv/bin/airflow dags test "$dag" "$@" 2>&1 | tee "$log" | .venv/bin/python -m eksml.report progress || true
-}
-timed training-dag step "training run (conf: $conf)" dag_test fashion_mnist_training "$AIRFLOW_HOME/last-training.log" -c "$conf"
-timed report-training .venv/bin/python -m eksml.report training
-
-timed deployment-dag step "deployment run" dag_test model_deployment "$AIRFLOW_HOME/last-deployment.log"
-timed report-serving .venv/bin/python -m eksml.report serving
+# Both DAGs run in one Airflow process (python -m eksml.local_job): each DAG's whole log goes to a
+# file; the terminal gets task starts/ends with durations, the per-epoch lines of training, the
+# outcome (eksml.report's condensed view) and each run's report.
+.venv/bin/python -m eksml.local_job --conf "$conf" --log-dir "$AIRFLOW_HOME" --timings "$timings" --started "$(date +%s.%N)"
 echo "== done in $(( $(date +%s) - start )) s"
 .venv/bin/python -m eksml.breakdown "$timings" || echo "(no time breakdown: $timings)"

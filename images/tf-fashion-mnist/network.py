@@ -21,6 +21,8 @@ INPUT_SHAPE = (28, 28)
 NUM_CLASSES = 10
 SIGNATURE = "serving_default"
 OUTPUT_NAME = "output_0"
+#: Training images whose statistics become the batch norms' moving statistics after training.
+RECALIBRATION_IMAGES = 4096
 #: Batch-norm momentum: Keras' 0.99 leaves the moving statistics near their initial values after
 #: the few dozen steps of a small run, and the exported model (inference mode) then mispredicts.
 BN_MOMENTUM = 0.9
@@ -35,8 +37,13 @@ class Recipe:
     #: Filters of each conv block (each block: ``convs_per_block`` conv + batch norm + ReLU, then 2x2 max-pool).
     widths: tuple[int, ...] = (32, 64)
     convs_per_block: int = 1
+    #: Max-pool each block's last conv output before its batch norm and ReLU, so that they run on a
+    #: quarter of the pixels (Keras 3's batch norm on TensorFlow is a dozen element-wise ops): 1.37x
+    #: the images/s on the CPU, validation accuracy within seed noise.
+    pool_first: bool = True
     dense_units: int = 256
-    dropout: float = 0.25
+    #: 0.1: +0.2 % on the validation split over 0.25 (5 epochs, mean of 2 seeds: 0.9357); 0: 0.9347 (1 seed).
+    dropout: float = 0.1
     #: ``one-cycle``: linear warm-up from a tenth of the peak to the peak rate (``peak_factor`` times the
     #: base ``--learning-rate``) over ``warmup_fraction`` of the run's steps, then cosine decay to zero.
     #: ``step``: the base rate times ``step_decay`` after every epoch (the former default).
@@ -56,6 +63,17 @@ class Recipe:
     shift: float = 0.0
     #: XLA (``jit_compile``) of the train step. On CPU its convolutions are slower than oneDNN's.
     xla: bool = False
+    #: Momentum of an exponential moving average of the weights, which replaces them at the end of
+    #: training (Keras' ``use_ema``); 0: off.
+    ema: float = 0.0
+    #: Decoupled weight decay of Adam (AdamW's), times the learning rate every step; 0: off.
+    weight_decay: float = 0.0
+    #: After training, the batch norms' moving statistics are recomputed on training images
+    #: (``recalibrate_batch_norm``); off: the moving averages of training stay.
+    recalibrate_batch_norm: bool = True
+    #: Train steps per call of the compiled step function (Keras' ``steps_per_execution``): fewer
+    #: round trips between Python and the graph.
+    steps_per_execution: int = 8
 
     def replace(self, **changes: Any) -> Recipe:
         return dataclasses.replace(self, **changes)
@@ -78,7 +96,17 @@ class Recipe:
 #: The recipe every run uses unless a caller passes another one.
 DEFAULT_RECIPE = Recipe()
 #: The recipe before time to accuracy was measured (XLA by Keras' default): the lever table's baseline.
-FORMER_RECIPE = Recipe(schedule="step", warmup_fraction=0.2, peak_factor=1.0, label_smoothing=0.0, xla=True)
+FORMER_RECIPE = Recipe(
+    schedule="step",
+    warmup_fraction=0.2,
+    peak_factor=1.0,
+    label_smoothing=0.0,
+    xla=True,
+    pool_first=False,
+    recalibrate_batch_norm=False,
+    steps_per_execution=1,
+    dropout=0.25,
+)
 
 
 def input_spec() -> dict[str, Any]:
@@ -107,6 +135,27 @@ def to_target(labels: Any) -> Any:
     import numpy as np
 
     return np.eye(NUM_CLASSES, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]
+
+
+def recalibrate_batch_norm(model: Any, images: Any, count: int = RECALIBRATION_IMAGES) -> None:
+    """Set each batch norm's moving statistics to the exact statistics of ``count`` training images
+    under the final weights (one forward pass in training mode; "precise batch norm").
+
+    The moving averages lag behind weights that still changed fast at the end of training, and
+    the exported model normalises with them: 1 epoch on 3,000 images scored 0.18 on held-out
+    images with the lagging statistics.
+    """
+    import keras
+
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    try:
+        for layer in norms:
+            layer.momentum = 0.0
+        model(to_input(images[:count]), training=True)
+    finally:
+        for layer, momentum in zip(norms, momenta, strict=True):
+            layer.momentum = momentum
 
 
 def learning_rate_schedule(recipe: Recipe, learning_rate: float, steps_per_epoch: int, epochs: int) -> Any:
@@ -158,11 +207,14 @@ def build_model(
     if recipe.shift:
         x = layers.RandomTranslation(recipe.shift, recipe.shift, fill_mode="constant", name="random_shift")(x)
     for filters in recipe.widths:
-        for _ in range(recipe.convs_per_block):
+        for conv in range(recipe.convs_per_block):
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+            if recipe.pool_first and conv == recipe.convs_per_block - 1:
+                x = layers.MaxPooling2D(2)(x)
             x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
             x = layers.ReLU()(x)
-        x = layers.MaxPooling2D(2)(x)
+        if not recipe.pool_first:
+            x = layers.MaxPooling2D(2)(x)
     x = layers.Flatten()(x)
     # Batch norm in the head too: 5 epochs with Dense(128) + dropout 0.3 alone underfit (0.91 train
     # and test accuracy); this trains faster for ~1% of the compute.
@@ -174,10 +226,14 @@ def build_model(
     model = keras.Model(pixels, probabilities, name="fashion_mnist_cnn")
     model.compile(
         optimizer=keras.optimizers.Adam(
-            learning_rate=learning_rate_schedule(recipe, learning_rate, steps_per_epoch, epochs)
+            learning_rate=learning_rate_schedule(recipe, learning_rate, steps_per_epoch, epochs),
+            weight_decay=recipe.weight_decay or None,
+            use_ema=recipe.ema > 0,
+            ema_momentum=recipe.ema or 0.99,
         ),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         jit_compile=recipe.xla,
+        steps_per_execution=recipe.steps_per_execution,
     )
     return model

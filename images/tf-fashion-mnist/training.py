@@ -21,7 +21,16 @@ import tensorflow as tf
 from callbacks import EpochCheckpoint, EpochRecorder
 from checkpointing import load_checkpoint
 from exporting import SAVED_MODEL_DIR, cross_entropy, export_model, saved_model_predict
-from network import DEFAULT_RECIPE, build_model, input_spec, set_schedule, steps_per_epoch, to_input, to_target
+from network import (
+    DEFAULT_RECIPE,
+    build_model,
+    input_spec,
+    recalibrate_batch_norm,
+    set_schedule,
+    steps_per_epoch,
+    to_input,
+    to_target,
+)
 
 from trainkit import store
 from trainkit.checkpoints import CheckpointStore
@@ -79,8 +88,9 @@ def train(
     ckpt: CheckpointStore,
     resume_epoch: int,
     config: dict[str, Any],
-) -> tuple[Any, list[dict]]:
-    """Fit the model for ``args.epochs`` epochs, starting after ``resume_epoch``; return it and its history."""
+) -> tuple[Any, list[dict], float]:
+    """Fit the model for ``args.epochs`` epochs, starting after ``resume_epoch``, and recalibrate its
+    batch norms; return it, its history and the recalibration's seconds."""
     x_train, y_train, x_val, y_val = validation_split(data[0], data[1], args.validation_images, args.seed)
     keras.utils.set_random_seed(args.seed + resume_epoch)  # a resumed run does not replay epoch 1's shuffles
     steps = steps_per_epoch(len(x_train), args.batch_size)
@@ -101,19 +111,22 @@ def train(
     recorder = EpochRecorder(len(x_train), args.epochs, history)
     if resume_epoch >= args.epochs:
         log.info("checkpoint epoch %d already covers --epochs %d: exporting it", resume_epoch, args.epochs)
-        return model, recorder.history
-    model.fit(
-        to_input(x_train),
-        to_target(y_train),
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        initial_epoch=resume_epoch,
-        shuffle=True,
-        validation_data=(to_input(x_val), to_target(y_val)) if len(x_val) else None,
-        callbacks=[recorder, EpochCheckpoint(ckpt, config, recorder)],
-        verbose=0,
-    )
-    return model, recorder.history
+    else:
+        model.fit(
+            to_input(x_train),
+            to_target(y_train),
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            initial_epoch=resume_epoch,
+            shuffle=True,
+            validation_data=(to_input(x_val), to_target(y_val)) if len(x_val) else None,
+            callbacks=[recorder, EpochCheckpoint(ckpt, config, recorder)],
+            verbose=0,
+        )
+    started = time.perf_counter()
+    if DEFAULT_RECIPE.recalibrate_batch_norm:
+        recalibrate_batch_norm(model, x_train)
+    return model, recorder.history, time.perf_counter() - started
 
 
 def run(
@@ -128,7 +141,7 @@ def run(
     gpus = use_gpus(os.environ)
     log.info("TensorFlow %s, Keras %s, devices: %s", tf.__version__, keras.__version__, ", ".join(gpus) or "CPU")
     _, _, x_test, y_test = data
-    model, history = train(args, data, ckpt, resume_epoch, config)
+    model, history, recalibration_s = train(args, data, ckpt, resume_epoch, config)
     train_images = len(data[0]) - args.validation_images
 
     with tempfile.TemporaryDirectory(prefix="tf-export-") as tmp:
@@ -136,7 +149,8 @@ def run(
         export_model(model, folder)
         probabilities = saved_model_predict(folder / SAVED_MODEL_DIR, x_test)
         keras_probabilities = model.predict(to_input(x_test[:256]), verbose=0)
-        train_time = sum(h["train_time_s"] for h in history)
+        # Training time: every epoch's training part and the batch-norm recalibration.
+        train_time = sum(h["train_time_s"] for h in history) + recalibration_s
         epochs_done = len(history)
         metrics = build_metrics(
             framework="tensorflow",

@@ -19,17 +19,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-#: Phases run_local.sh times, in order -> label in the table.
+#: Phases run_local.sh and eksml.local_job time, in order -> label in the table.
 PHASES = {
     "setup": "set-up check (scripts/setup.sh)",
     "db-migrate": "airflow db migrate",
     "settings": "airflow pools, variables, connections",
-    "training-dag": "training DAG (airflow dags test)",
+    "training-dag": "training DAG",
     "report-training": "training report",
-    "deployment-dag": "deployment DAG (airflow dags test)",
+    "deployment-dag": "deployment DAG",
     "report-serving": "serving report",
 }
-#: What the two `dags test` processes run; their wall time minus the tasks' is Airflow's own.
+#: What each `dags test` phase runs; its wall time minus the tasks' is Airflow's own (the first
+#: phase includes the process's start-up, which the second reuses).
 DAG_PHASES = {"training-dag": "fashion_mnist_training", "deployment-dag": "model_deployment"}
 TASK_LABELS = {
     "validate_params": "validate params and source data (checksums)",

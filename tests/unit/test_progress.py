@@ -1,4 +1,4 @@
-"""What `make run` prints while a DAG runs (python -m eksml.report progress over `airflow dags test`).
+"""What `make run` prints while a DAG runs (eksml.report.condense over the DAG's log, in eksml.local_job).
 
 The fixture is an excerpt of a real `airflow dags test fashion_mnist_training` log of this
 project (paths shortened): it holds the lines that used to reach the terminal by mistake.
@@ -6,8 +6,11 @@ project (paths shortened): it holds the lines that used to reach the terminal by
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
+from eksml.local_job import condensed_output
 from eksml.report import condense
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,6 +57,25 @@ def test_errors_and_their_traceback_are_shown():
     assert shown[-1] == "19:00:02  run manual__1: failed"
 
 
-def test_make_run_pipes_the_dag_logs_through_it():
+def test_make_run_runs_both_dags_in_one_process_through_it():
     script = (ROOT / "scripts" / "run_local.sh").read_text()
-    assert "python -m eksml.report progress" in script and "grep -E" not in script
+    assert "python -m eksml.local_job" in script and "airflow dags test" not in script
+
+
+def test_the_dag_output_of_the_process_and_its_children_goes_whole_to_the_log_and_condensed_to_the_terminal(
+    tmp_path, capfd
+):
+    log = tmp_path / "last-training.log"
+    lines = LOG.read_text().splitlines(keepends=True)
+    half = len(lines) // 2
+    with condensed_output(log):
+        os.write(1, "".join(lines[:half]).encode())
+        # A child (a task's subprocess) writes to the same fds, straight past Python's buffers.
+        subprocess.run(["cat"], input="".join(lines[half:]), text=True, check=True)
+    assert log.read_text() == "".join(lines)
+    shown = capfd.readouterr().out.splitlines()
+    assert shown == list(condense(lines))
+    assert "18:59:52  train_tensorflow: finished in 27 s" in shown
+    # Afterwards the process writes to the terminal again.
+    print("after")
+    assert capfd.readouterr().out == "after\n"

@@ -54,13 +54,13 @@ def test_training_and_model_load_are_split_out_of_their_tasks(tmp_path: Path) ->
     assert rows["deploy: model server start and model load"].kind == "model load"
     assert rows["deploy: smoke test, switch, stop old server"].seconds == pytest.approx(4.0)
     # The dags test process minus its tasks is Airflow's own start-up, parsing and scheduling.
-    assert rows["training DAG (airflow dags test): Airflow start-up, parsing, scheduling"].seconds == pytest.approx(
+    assert rows["training DAG: Airflow start-up, parsing, scheduling"].seconds == pytest.approx(
         110 - 96.5
     )
-    assert rows["deployment DAG (airflow dags test): Airflow start-up, parsing, scheduling"].seconds == pytest.approx(
+    assert rows["deployment DAG: Airflow start-up, parsing, scheduling"].seconds == pytest.approx(
         20 - 11
     )
-    assert rows["training DAG (airflow dags test): other tasks"].seconds == pytest.approx(0.5)
+    assert rows["training DAG: other tasks"].seconds == pytest.approx(0.5)
     assert rows["evaluation (reload, score, plots)"].seconds == pytest.approx(4.0)
 
 

@@ -1,0 +1,135 @@
+"""The main job of the local profile in one Airflow process: the training DAG and its report, then
+the deployment DAG and its report (``scripts/run_local.sh`` runs this after the set-up).
+
+Each DAG runs as ``airflow dags test <dag> --dagfile-path <its file>`` runs it (the same CLI
+function), but both in this process: two ``airflow dags test`` processes paid Airflow's start-up
+twice (the import, parsing every DAG file, the in-process execution API; about 10 s each on 2
+cores), and the reports were two more processes importing Airflow to read the same database.
+
+Each DAG's whole log goes to its own file; the terminal gets ``report.condense``'s lines while
+it runs, then the report. Every phase's start and end go to the timings file that
+``python -m eksml.breakdown`` reads.
+
+    python -m eksml.local_job --conf '{"epochs": 1}' --log-dir .local/airflow --timings .local/run-timings
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from eksml.report import DAGS, condense, latest_run_state, report_serving, report_training
+
+#: Per report section: the DAG's file in the DAGs folder (only it is parsed), the file its whole
+#: log goes to, and the timings file's phases (eksml.breakdown.PHASES) of the run and the report.
+SECTIONS = {
+    "training": ("fashion_mnist_training.py", "last-training.log", "training-dag", "report-training"),
+    "serving": ("model_deployment.py", "last-deployment.log", "deployment-dag", "report-serving"),
+}
+#: How long the log copier may take to reach the end of a finished DAG's output.
+_DRAIN_TIMEOUT_S = 30.0
+
+
+@contextlib.contextmanager
+def condensed_output(log_path: Path) -> Iterator[None]:
+    """While inside: everything written to fds 1 and 2 (this process's and its children's) goes
+    whole to ``log_path`` and condensed to the terminal."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    read_end, write_end = os.pipe()
+    terminal = os.fdopen(os.dup(saved_out), "w", buffering=1)
+
+    def copy() -> None:
+        with open(read_end, errors="replace") as pipe, open(log_path, "w") as log:
+
+            def logged() -> Iterator[str]:
+                for line in pipe:
+                    log.write(line)
+                    yield line
+
+            for shown in condense(logged()):
+                terminal.write(shown + "\n")
+
+    copier = threading.Thread(target=copy, name="dag-log-copier", daemon=True)
+    copier.start()
+    os.dup2(write_end, 1)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved_out, 1)  # the pipe's last write ends close: the copier reads to its end
+        os.dup2(saved_err, 2)
+        os.close(saved_out)
+        os.close(saved_err)
+        copier.join(_DRAIN_TIMEOUT_S)
+        terminal.close()
+
+
+def dags_test(dag_id: str, dag_file: Path, conf: str | None) -> bool:
+    """``airflow dags test`` in this process; True when the run succeeded."""
+    from airflow.cli import cli_parser
+
+    argv = ["dags", "test", dag_id, "--dagfile-path", str(dag_file), *(["--conf", conf] if conf else [])]
+    args = cli_parser.get_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except SystemExit as exc:  # "DagRun failed"; the report below says which tasks
+        return exc.code in (None, 0)
+    return True
+
+
+def run(section: str, conf: str | None, dags_folder: Path, log_dir: Path, timings: Path, started: float) -> bool:
+    """One DAG run and its report; False when the run failed (its failed tasks printed)."""
+    dag_id = DAGS[section]
+    dag_file, log_name, dag_phase, report_phase = SECTIONS[section]
+    log_path = log_dir / log_name
+    print(f"== {dag_id}{f' (conf: {conf})' if conf else ''}\n   full log: {log_path}", flush=True)
+    with condensed_output(log_path):
+        dags_test(dag_id, dags_folder / dag_file, conf)
+    ended = time.time()
+    _record(timings, dag_phase, started, ended)
+    state, failed, run_id = latest_run_state(dag_id)
+    if state != "success":
+        print(f"{dag_id}: latest run {state or 'missing'}; failed tasks: {', '.join(failed) or '-'}", file=sys.stderr)
+        return False
+    report_training(run_id) if section == "training" else report_serving()
+    sys.stdout.flush()
+    _record(timings, report_phase, ended, time.time())
+    return True
+
+
+def _record(timings: Path, phase: str, start: float, end: float) -> None:
+    with timings.open("a") as out:
+        out.write(f"{phase} {start:.6f} {end:.6f}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--conf", default=None, help="the training run's conf (JSON)")
+    parser.add_argument("--dags-folder", type=Path, default=Path(os.environ.get("AIRFLOW__CORE__DAGS_FOLDER", "dags")))
+    parser.add_argument("--log-dir", type=Path, required=True)
+    parser.add_argument("--timings", type=Path, required=True)
+    parser.add_argument(
+        "--started",
+        type=float,
+        default=time.time(),
+        help="epoch seconds when this process was launched: its start-up is part of the first DAG's phase",
+    )
+    args = parser.parse_args(argv)
+    if not run("training", args.conf, args.dags_folder, args.log_dir, args.timings, args.started):
+        return 1
+    return 0 if run("serving", None, args.dags_folder, args.log_dir, args.timings, time.time()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
