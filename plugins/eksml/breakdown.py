@@ -61,21 +61,42 @@ def read_timings(path: Path) -> dict[str, tuple[float, float]]:
     return spans
 
 
-def task_spans(dag_id: str) -> list[dict[str, Any]]:
-    """Task id, start and end (epoch seconds) of every finished task of ``dag_id``'s newest run."""
+def task_spans(dag_id: str) -> tuple[str | None, list[dict[str, Any]]]:
+    """The run id of ``dag_id``'s newest run, and the task id, start and end (epoch seconds) of
+    each of its finished tasks."""
     from airflow.models import DagRun, TaskInstance
     from airflow.utils.session import create_session
 
     with create_session() as session:
         run = session.query(DagRun).filter(DagRun.dag_id == dag_id).order_by(DagRun.id.desc()).first()
         if run is None:
-            return []
+            return None, []
         tis = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id)
-        return [
+        return run.run_id, [
             {"task_id": ti.task_id, "start": ti.start_date.timestamp(), "end": ti.end_date.timestamp()}
             for ti in tis
             if ti.start_date and ti.end_date
         ]
+
+
+def training_seconds(registry: Any, run_id: str | None) -> dict[str, float]:
+    """Training task id -> ``model.fit`` seconds (metrics.json) of each version ``run_id`` registered.
+
+    Versions of one data interval sort by a random suffix, so the newest name is not this run's.
+    """
+    seconds = {}
+    for version in registry.versions():
+        metadata = registry.metadata(version)
+        if metadata.get("run_id") != run_id:
+            continue
+        metrics = metadata.get("metrics", {})
+        fit = metrics.get("train_time_s")
+        if fit is None and metrics.get("images_per_sec"):  # MXNet reports its speed only
+            fit = metrics["epochs"] * metrics["train_images"] / metrics["images_per_sec"]
+        if fit is not None:
+            trainer = "sagemaker_" if metadata.get("trainer") == "sagemaker" else ""
+            seconds[f"train_{trainer}{metadata['framework']}"] = fit
+    return seconds
 
 
 def model_load_seconds(started_at: str, log_path: str) -> float | None:
@@ -97,7 +118,7 @@ def model_load_seconds(started_at: str, log_path: str) -> float | None:
 def build_rows(
     timings: dict[str, tuple[float, float]],
     tasks: dict[str, list[dict[str, Any]]],
-    train_time_s: float | None,
+    train_times: dict[str, float],
     model_load_s: float | None,
 ) -> list[Row]:
     """The table: each timed phase, the DAG processes split into Airflow's own time and their tasks,
@@ -118,12 +139,13 @@ def build_rows(
             seconds = task["end"] - task["start"]
             if seconds < 0.05:  # skipped by a branch or short-circuit
                 continue
-            if task["task_id"] in TRAINING_TASKS and train_time_s is not None:
-                rows.append(Row("training (model.fit, all epochs)", min(train_time_s, seconds), "training"))
+            if task["task_id"] in TRAINING_TASKS and task["task_id"] in train_times:
+                fit = train_times[task["task_id"]]
+                rows.append(Row("training (model.fit, all epochs)", min(fit, seconds), "training"))
                 rows.append(
                     Row(
                         "training process: start-up, data, checkpoints, export",
-                        max(0.0, seconds - train_time_s),
+                        max(0.0, seconds - fit),
                         "orchestration",
                     )
                 )
@@ -166,18 +188,15 @@ def collect(timings_path: Path) -> tuple[list[Row], float]:
     from eksml.storage import store_path
 
     timings = read_timings(timings_path)
-    tasks = {dag_id: task_spans(dag_id) for dag_id in DAG_PHASES.values()}
+    runs = {dag_id: task_spans(dag_id) for dag_id in DAG_PHASES.values()}
+    tasks = {dag_id: spans for dag_id, (_, spans) in runs.items()}
     settings = resolve_settings()
     registry = ModelRegistry(store_path(settings.models_root, settings))
-    versions = registry.versions()
-    metrics = registry.metadata(versions[-1]).get("metrics", {}) if versions else {}
-    train_time_s = metrics.get("train_time_s")
-    if train_time_s is None and metrics.get("images_per_sec"):  # MXNet reports its speed only
-        train_time_s = metrics["epochs"] * metrics["train_images"] / metrics["images_per_sec"]
+    train_times = training_seconds(registry, runs[DAG_PHASES["training-dag"]][0])
     server = LocalServing(settings).current()
     load_s = model_load_seconds(server.started_at, server.log_path) if server else None
     wall = max(e for _, e in timings.values()) - min(s for s, _ in timings.values())
-    return build_rows(timings, tasks, train_time_s, load_s), wall
+    return build_rows(timings, tasks, train_times, load_s), wall
 
 
 def main(argv: list[str] | None = None) -> int:

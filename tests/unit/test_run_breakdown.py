@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from eksml.breakdown import build_rows, format_rows, model_load_seconds, read_timings
+from eksml.breakdown import build_rows, format_rows, model_load_seconds, read_timings, training_seconds
 
 T0 = 1_800_000_000.0
 
@@ -44,7 +44,7 @@ TASKS = {
 def test_training_and_model_load_are_split_out_of_their_tasks(tmp_path: Path) -> None:
     timings = read_timings(_timings(tmp_path))
     assert timings["training-dag"] == (T0 + 3, T0 + 113) and "malformed" not in timings
-    built = build_rows(timings, TASKS, train_time_s=80.0, model_load_s=6.0)
+    built = build_rows(timings, TASKS, train_times={"train_tensorflow": 80.0}, model_load_s=6.0)
     assert [r.label for r in built].count("training (model.fit, all epochs)") == 1  # not the skipped branch
     rows = {r.label: r for r in built}
     assert rows["training (model.fit, all epochs)"].seconds == pytest.approx(80.0)
@@ -54,18 +54,14 @@ def test_training_and_model_load_are_split_out_of_their_tasks(tmp_path: Path) ->
     assert rows["deploy: model server start and model load"].kind == "model load"
     assert rows["deploy: smoke test, switch, stop old server"].seconds == pytest.approx(4.0)
     # The dags test process minus its tasks is Airflow's own start-up, parsing and scheduling.
-    assert rows["training DAG: Airflow start-up, parsing, scheduling"].seconds == pytest.approx(
-        110 - 96.5
-    )
-    assert rows["deployment DAG: Airflow start-up, parsing, scheduling"].seconds == pytest.approx(
-        20 - 11
-    )
+    assert rows["training DAG: Airflow start-up, parsing, scheduling"].seconds == pytest.approx(110 - 96.5)
+    assert rows["deployment DAG: Airflow start-up, parsing, scheduling"].seconds == pytest.approx(20 - 11)
     assert rows["training DAG: other tasks"].seconds == pytest.approx(0.5)
     assert rows["evaluation (reload, score, plots)"].seconds == pytest.approx(4.0)
 
 
 def test_share_outside_training_and_model_load(tmp_path: Path) -> None:
-    rows = build_rows(read_timings(_timings(tmp_path)), TASKS, train_time_s=80.0, model_load_s=6.0)
+    rows = build_rows(read_timings(_timings(tmp_path)), TASKS, train_times={"train_tensorflow": 80.0}, model_load_s=6.0)
     text = format_rows(rows, wall_s=135.0)
     # 135 s of wall time, 86 s of it training and model load: 49 s outside.
     assert text.splitlines()[-1] == "outside training and model load: 49.0 s of 135.0 s = 36.3 %"
@@ -73,7 +69,7 @@ def test_share_outside_training_and_model_load(tmp_path: Path) -> None:
 
 
 def test_without_training_figures_every_task_counts_as_orchestration(tmp_path: Path) -> None:
-    rows = build_rows(read_timings(_timings(tmp_path)), TASKS, train_time_s=None, model_load_s=None)
+    rows = build_rows(read_timings(_timings(tmp_path)), TASKS, train_times={}, model_load_s=None)
     assert {r.kind for r in rows} == {"orchestration"}
     assert format_rows(rows, 135.0).endswith("= 100.0 %")
 
@@ -90,3 +86,30 @@ def test_model_load_is_read_from_the_server_log(tmp_path: Path) -> None:
     assert model_load_seconds(started.isoformat(), str(tmp_path / "missing.log")) is None
     log.write_text("no load line\n")
     assert model_load_seconds(started.isoformat(), str(log)) is None
+
+
+def test_training_seconds_are_this_runs_though_another_version_of_the_interval_sorts_last(tmp_path: Path) -> None:
+    from eksml.registry import ModelRegistry
+    from eksml.runs import model_version
+    from eksml.settings import load_settings
+    from eksml.storage import store_path
+
+    settings = load_settings({"store_uri": tmp_path.as_uri()})
+    registry = ModelRegistry(store_path(settings.models_root, settings))
+    end = datetime(2026, 11, 23, tzinfo=timezone.utc)
+    fits = {"manual__first": 140.9, "manual__second": 138.2}
+    for run_id, fit in fits.items():
+        version = model_version(end, "tensorflow", run_id)
+        staging = tmp_path / "staging" / version
+        staging.mkdir(parents=True)
+        (staging / "metrics.json").write_text("{}")
+        metadata = {"run_id": run_id, "framework": "tensorflow", "trainer": "kubernetes"}
+        registry.register(
+            version, store_path(staging.as_uri(), settings), {**metadata, "metrics": {"train_time_s": fit}}
+        )
+    newest_name = registry.metadata(registry.versions()[-1])["run_id"]
+    other = next(r for r in fits if r != newest_name)
+    # The breakdown used the newest name's figure whichever run it timed.
+    assert training_seconds(registry, other) == {"train_tensorflow": fits[other]}
+    assert training_seconds(registry, newest_name) == {"train_tensorflow": fits[newest_name]}
+    assert training_seconds(registry, "manual__other") == {}
