@@ -16,6 +16,7 @@ nothing, and container logs are canned files.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import json
@@ -67,10 +68,18 @@ def locate_binaries() -> tuple[Path | None, str]:
     return None, (proc.stderr or proc.stdout).strip() or f"{BUILD_SCRIPT} --locate failed ({proc.returncode})"
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports: all held open until every one is chosen (one at a
+    time, the kernel handed the controller manager and the scheduler the same port)."""
+    with contextlib.ExitStack() as stack:
+        held = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in held:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in held]
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 # --- certificates ------------------------------------------------------------------------------
@@ -312,7 +321,7 @@ class ControlPlane:
         raise ControlPlaneError(f"{self.name}: timed out waiting for {what} (last: {str(last)[:300]})\n{self.logs(80)}")
 
     def _start_etcd(self, deadline: float) -> None:
-        port, peer = free_port(), free_port()
+        port, peer = free_ports(2)
         self.etcd_url = f"http://127.0.0.1:{port}"
         self._component(
             "etcd",
@@ -460,7 +469,7 @@ class ControlPlane:
             self._write_kubeconfig(key, {"client-certificate": str(cert), "client-key": str(private)})
 
     def _start_controllers(self) -> None:
-        self.kcm_port, self.scheduler_port, self.kwok_port = free_port(), free_port(), free_port()
+        self.kcm_port, self.scheduler_port, self.kwok_port = free_ports(3)
         self._component(
             "kube-controller-manager",
             [
