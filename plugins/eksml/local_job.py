@@ -47,7 +47,7 @@ def condensed_output(log_path: Path) -> Iterator[None]:
     terminal = os.fdopen(os.dup(saved_out), "w", buffering=1)
 
     def copy() -> None:
-        with open(read_end, errors="replace") as pipe, open(log_path, "w") as log:
+        with open(read_end, errors="replace") as pipe, open(log_path, "w", buffering=1) as log:
 
             def logged() -> Iterator[str]:
                 for line in pipe:
