@@ -15,7 +15,10 @@ accuracy: the test set is never looked at to choose. Modes:
   reported, once per epoch, never used to choose), and what a larger network reaches in
   ``--budget-s`` seconds of training.
 
-    python bench/tf_recipe.py levers [--epochs 5] [--seeds 2] [--only default no-flip]
+Every lever run also reports test-time flip averaging on the validation split, and ``--set
+field=value ...`` changes the recipe of every lever run (``--set dropout=0.1 widths=24,64``).
+
+    python bench/tf_recipe.py levers [--epochs 5] [--seeds 2] [--only default dropout-0.25] [--set ...]
     KERAS_BACKEND=jax python bench/tf_recipe.py gpu
 """
 
