@@ -287,19 +287,7 @@ def _evaluation_spec() -> dict:
 
 
 def _mpi_spec() -> dict:
-    from eksml.specs import training_spec
-
-    return training_spec(
-        framework="mxnet",
-        data_uri=f"{STORE}/data/fashion-mnist/i",
-        model_uri=f"{STORE}/staging/fashion-mnist/v2",
-        checkpoint_uri=f"{STORE}/checkpoints/fashion-mnist/v2",
-        epochs=1,
-        batch_size=64,
-        learning_rate=0.01,
-        gpus=1,
-        workers=2,
-    ).to_dict()
+    return small_training_spec(STORE, "mxnet", version="v2", gpus=1, workers=2)
 
 
 def test_a_gpu_pod_that_never_schedules_fails_naming_group_sizes_and_quota(clusters, aws_settings, dag) -> None:
