@@ -51,8 +51,14 @@ class Row:
     kind: str  # "training", "model load" or "orchestration"
 
 
+def record_timing(path: Path, phase: str, start: float, end: float) -> None:
+    """Append one ``<phase> <start> <end>`` line (run_local.sh's ``timed`` writes the same)."""
+    with path.open("a") as out:
+        out.write(f"{phase} {start:.6f} {end:.6f}\n")
+
+
 def read_timings(path: Path) -> dict[str, tuple[float, float]]:
-    """phase -> (start, end) epoch seconds, from run_local.sh's timings file."""
+    """phase -> (start, end) epoch seconds, from run_local.sh's and eksml.local_job's timings file."""
     spans = {}
     for line in path.read_text().splitlines():
         parts = line.split()

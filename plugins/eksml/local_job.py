@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 import threading
@@ -24,6 +25,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from eksml.breakdown import record_timing
 from eksml.report import DAGS, condense, latest_run_state, report_serving, report_training
 
 #: Per report section: the DAG's file in the DAGs folder (only it is parsed), the file its whole
@@ -75,8 +77,19 @@ def condensed_output(log_path: Path) -> Iterator[None]:
         terminal.close()
 
 
+def conf_object(text: str) -> str:
+    """The training run's conf, checked to be a JSON object before Airflow is even imported."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"not a JSON object: {text!r}")
+    return text
+
+
 def dags_test(dag_id: str, dag_file: Path, conf: str | None) -> bool:
-    """``airflow dags test`` in this process; True when the run succeeded."""
+    """``airflow dags test`` in this process; True when it ran the DAG and the run succeeded."""
     from airflow.cli import cli_parser
 
     argv = ["dags", "test", dag_id, "--dagfile-path", str(dag_file), *(["--conf", conf] if conf else [])]
@@ -95,27 +108,27 @@ def run(section: str, conf: str | None, dags_folder: Path, log_dir: Path, timing
     log_path = log_dir / log_name
     print(f"== {dag_id}{f' (conf: {conf})' if conf else ''}\n   full log: {log_path}", flush=True)
     with condensed_output(log_path):
-        dags_test(dag_id, dags_folder / dag_file, conf)
+        succeeded = dags_test(dag_id, dags_folder / dag_file, conf)
     ended = time.time()
-    _record(timings, dag_phase, started, ended)
+    record_timing(timings, dag_phase, started, ended)
     state, failed, run_id = latest_run_state(dag_id)
-    if state != "success":
-        print(f"{dag_id}: latest run {state or 'missing'}; failed tasks: {', '.join(failed) or '-'}", file=sys.stderr)
+    # Both: a `dags test` that stopped before creating a run leaves an older run the newest.
+    if not succeeded or state != "success":
+        print(
+            f"{dag_id}: the run did not succeed (newest run: {state or 'none'}; failed tasks: "
+            f"{', '.join(failed) or '-'}; log: {log_path})",
+            file=sys.stderr,
+        )
         return False
     report_training(run_id) if section == "training" else report_serving()
     sys.stdout.flush()
-    _record(timings, report_phase, ended, time.time())
+    record_timing(timings, report_phase, ended, time.time())
     return True
-
-
-def _record(timings: Path, phase: str, start: float, end: float) -> None:
-    with timings.open("a") as out:
-        out.write(f"{phase} {start:.6f} {end:.6f}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--conf", default=None, help="the training run's conf (JSON)")
+    parser.add_argument("--conf", type=conf_object, default=None, help="the training run's conf (a JSON object)")
     parser.add_argument("--dags-folder", type=Path, default=Path(os.environ.get("AIRFLOW__CORE__DAGS_FOLDER", "dags")))
     parser.add_argument("--log-dir", type=Path, required=True)
     parser.add_argument("--timings", type=Path, required=True)

@@ -10,7 +10,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from eksml.local_job import condensed_output
+import pytest
+
+from eksml.local_job import condensed_output, main
 from eksml.report import condense
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,3 +81,15 @@ def test_the_dag_output_of_the_process_and_its_children_goes_whole_to_the_log_an
     # Afterwards the process writes to the terminal again.
     print("after")
     assert capfd.readouterr().out == "after\n"
+
+
+@pytest.mark.parametrize(("conf", "message"), [('{"epochs": 1', "not JSON"), ("[1]", "not a JSON object")])
+def test_a_conf_that_is_no_json_object_is_refused_before_any_dag_runs(tmp_path, capsys, conf, message):
+    # `airflow dags test` exits on such a conf before creating a run, and the report then read
+    # the previous run of the DAG as this one's outcome.
+    timings = tmp_path / "run-timings"
+    with pytest.raises(SystemExit) as refused:
+        main(["--conf", conf, "--log-dir", str(tmp_path), "--timings", str(timings)])
+    assert refused.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not timings.exists() and not (tmp_path / "last-training.log").exists()
