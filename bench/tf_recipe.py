@@ -87,6 +87,7 @@ def levers() -> dict[str, tuple[Recipe, float, int]]:
         "peak-4x": (d.replace(peak_factor=4.0), LEARNING_RATE, BATCH_SIZE),
         "widths-48-64": (d.replace(widths=(48, 64)), LEARNING_RATE, BATCH_SIZE),
         "widths-32-96": (d.replace(widths=(32, 96)), LEARNING_RATE, BATCH_SIZE),
+        "label-smoothing-0.15": (d.replace(label_smoothing=0.15), LEARNING_RATE, BATCH_SIZE),
     }
 
 

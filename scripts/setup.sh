@@ -26,12 +26,14 @@ if ! command -v uv >/dev/null 2>&1; then
   python3 -m pip install -q uv
 fi
 
-want="$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)"
+# "bytecode": see images/build-local-venv.sh (a .venv built before that is rebuilt once).
+want="$( { echo bytecode; cat requirements.txt requirements-dev.txt; } | sha256sum | cut -d' ' -f1)"
 if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then
   t0=$(date +%s)
   echo "building .venv (Airflow and the test tools; a minute or two on a fresh machine)"
   uv venv -q --allow-existing --python 3.11 .venv
   uv pip install -q --python .venv/bin/python -r requirements.txt -r requirements-dev.txt
+  .venv/bin/python -m compileall -q -j 0 "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null || true
   echo "$want" > .venv/.requirements.sha256
   echo ".venv: ready in $(( $(date +%s) - t0 )) s"
 else

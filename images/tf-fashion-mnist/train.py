@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from trainkit.cli import check_uris, parse_args
+from trainkit.cli import check_uris, exit_now, parse_args
 
 #: Exit status for input that can never train (missing or corrupt data, bad URI, foreign checkpoint).
 BAD_INPUT = 2
@@ -110,4 +110,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

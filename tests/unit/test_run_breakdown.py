@@ -50,6 +50,7 @@ def test_training_and_model_load_are_split_out_of_their_tasks(tmp_path: Path) ->
     assert rows["training (model.fit, all epochs)"].seconds == pytest.approx(80.0)
     assert rows["training (model.fit, all epochs)"].kind == "training"
     assert rows["training process: start-up, data, checkpoints, export"].seconds == pytest.approx(10.0)
+    assert rows["training process: start-up, data, checkpoints, export"].kind == "training process"
     assert rows["deploy: model server start and model load"].seconds == pytest.approx(6.0)
     assert rows["deploy: model server start and model load"].kind == "model load"
     assert rows["deploy: smoke test, switch, stop old server"].seconds == pytest.approx(4.0)
@@ -63,8 +64,12 @@ def test_training_and_model_load_are_split_out_of_their_tasks(tmp_path: Path) ->
 def test_share_outside_training_and_model_load(tmp_path: Path) -> None:
     rows = build_rows(read_timings(_timings(tmp_path)), TASKS, train_times={"train_tensorflow": 80.0}, model_load_s=6.0)
     text = format_rows(rows, wall_s=135.0)
-    # 135 s of wall time, 86 s of it training and model load: 49 s outside.
-    assert text.splitlines()[-1] == "outside training and model load: 49.0 s of 135.0 s = 36.3 %"
+    # 135 s of wall time, 86 s of it model.fit and model load: 49 s outside; the training
+    # process's other 10 s count as training in the second figure.
+    assert text.splitlines()[-2:] == [
+        "outside training (model.fit) and model load: 49.0 s of 135.0 s = 36.3 %",
+        "outside training (the training process) and model load: 39.0 s of 135.0 s = 28.9 %",
+    ]
     assert "set-up check (scripts/setup.sh)" in text and "airflow db migrate" in text
 
 

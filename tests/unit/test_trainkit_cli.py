@@ -163,3 +163,26 @@ def test_check_uris_names_the_argument_with_an_unknown_scheme() -> None:
     with pytest.raises(ValueError, match=r"--model-uri 'nosuch://bucket/model'"):
         check_uris(args)
     check_uris(parse_args([*BASE, "--checkpoint-uri", "file:///tmp/ckpt"]))  # known schemes pass
+
+
+def test_exit_now_ends_with_the_status_and_loses_no_buffered_output(tmp_path: Path) -> None:
+    """The entrypoints end with exit_now: what they printed or logged last (the result line the
+    operators read) must reach the pipe and the log file though the interpreter's teardown is skipped."""
+    import subprocess
+
+    common = Path(__file__).resolve().parents[2] / "images" / "common"
+    log_file = tmp_path / "entrypoint.log"
+    code = (
+        "import logging, sys\n"
+        f"logging.basicConfig(filename={str(log_file)!r}, level=logging.INFO)\n"
+        "logging.getLogger('x').info('logged last')\n"
+        "print('EKSML_RESULT {}')\n"  # block-buffered: stdout is a pipe
+        "from trainkit.cli import exit_now\n"
+        "exit_now(3)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(common)}, timeout=60
+    )
+    assert done.returncode == 3
+    assert done.stdout == "EKSML_RESULT {}\n"
+    assert "logged last" in log_file.read_text()

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 
 def _positive_int(text: str) -> int:
@@ -139,3 +141,15 @@ def check_uris(args: argparse.Namespace, names: Sequence[str] = ("data_uri", "mo
                 store.filesystem(uri)
             except (ValueError, ImportError) as exc:
                 raise ValueError(f"--{name.replace('_', '-')} {uri!r}: {exc}") from exc
+
+
+def exit_now(status: int) -> NoReturn:
+    """End an entrypoint whose work is done: flush its output and skip the interpreter's teardown.
+
+    Every file the entrypoint wrote is closed by then; what is left is tearing down TensorFlow's
+    modules and threads, 0.7 s per process on 2 cores, paid by each training and evaluation run.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
