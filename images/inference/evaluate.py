@@ -3,7 +3,9 @@
     python evaluate.py --candidate-uri URI --data-uri URI --out-uri URI [--champion-uri URI] [--limit-test N]
 
 Both versions are loaded with the serving backends and predict the same held-out images, so
-the numbers describe what would be served. Writes into ``--out-uri`` (the candidate's version
+the numbers describe what would be served. A champion whose own evaluation (as a candidate)
+scored exactly these images, by their SHA-256, keeps those scores: a version folder never changes
+once registered, so scoring it again would repeat the same numbers. Writes into ``--out-uri`` (the candidate's version
 folder) ``training_curves.png``, ``confusion_matrix.png``, ``per_class_accuracy.png`` and, last,
 ``evaluation.json``. Promotion is decided by the registry from these numbers, not here.
 Exit status 2: bad input (data, URIs, a version that cannot be loaded), found before scoring.
@@ -12,6 +14,7 @@ Exit status 2: bad input (data, URIs, a version that cannot be loaded), found be
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -20,6 +23,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 BAD_INPUT = 2
 RESULT_PREFIX = "EKSML_RESULT "
@@ -43,6 +47,25 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def test_data_digest(images: Any, labels: Any) -> str:
+    """SHA-256 of the test images and labels as scored (after ``--limit-test``)."""
+    return hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()
+
+
+def recorded_scores(version_uri: str, digest: str) -> dict[str, Any] | None:
+    """The scores a version's own evaluation recorded for it, when they are of the images of ``digest``."""
+    from trainkit import store
+
+    path = store.join(version_uri, "evaluation.json")
+    if not store.exists(path):
+        return None
+    recorded = store.read_json(path)
+    own = recorded.get("candidate") or {}
+    if recorded.get("test_data_sha256") != digest or own.get("version") != version_uri.rstrip("/").rsplit("/", 1)[-1]:
+        return None
+    return {**own, "uri": version_uri, "scored_at": recorded.get("evaluated_at")}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     args = parse(argv)
@@ -59,8 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not store.exists(store.join(uri, "metrics.json")):
                 raise ModelLoadError(f"no metrics.json at {uri}: not a finished model version")
         store.filesystem(args.out_uri)
+        digest = test_data_digest(x_test, y_test)
+        recorded = recorded_scores(args.champion_uri, digest) if args.champion_uri else None
         candidate = load_backend(args.candidate_uri)
-        champion = load_backend(args.champion_uri) if args.champion_uri else None
+        champion = load_backend(args.champion_uri) if args.champion_uri and recorded is None else None
     except (DataError, ModelLoadError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return BAD_INPUT
@@ -70,6 +95,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     names = list(candidate.info.class_names)
     results = {}
+    if recorded is not None:
+        results["champion"] = recorded
+        log.info(
+            "champion %s: test accuracy %.4f, loss %.4f on the same %d images, as its own evaluation of %s scored them",
+            args.champion_uri,
+            recorded["test_accuracy"],
+            recorded["test_loss"],
+            len(y_test),
+            recorded["scored_at"],
+        )
     for role, backend in (("candidate", candidate), ("champion", champion)):
         if backend is None:
             continue
@@ -115,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "class_names": names,
             "data_uri": args.data_uri,
             "test_images": int(len(y_test)),
+            "test_data_sha256": digest,
             "accuracy_delta": delta,
             "plots": written,
             "history_epochs": len(history),

@@ -9,6 +9,7 @@ import math
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import inference_models as im
 import pytest
@@ -326,6 +327,45 @@ def test_evaluate_scores_candidate_and_champion_on_the_same_images(versions, tmp
     for plot in ("training_curves.png", "confusion_matrix.png", "per_class_accuracy.png"):
         assert (candidate / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert evaluation["plots"] == ["training_curves.png", "confusion_matrix.png", "per_class_accuracy.png"]
+
+
+def _evaluate(candidate: Path, champion: Path, limit_test: int) -> dict:
+    proc = subprocess.run(
+        [str(im.INFERENCE_PYTHON), "evaluate.py", "--candidate-uri", str(candidate), "--champion-uri", str(champion)]
+        + ["--data-uri", im.DATASET, "--out-uri", str(candidate), "--limit-test", str(limit_test)],
+        cwd=im.ROOT / "images" / "inference",
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(im.ROOT / "images" / "common"), "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((candidate / "evaluation.json").read_text())
+
+
+def test_a_champion_keeps_the_scores_its_own_evaluation_recorded_on_the_same_images(versions, tmp_path):
+    """A registered version never changes, so its scores on the same test images (by SHA-256) are
+    reused; other images, or an evaluation.json of another version, get it scored again."""
+    champion = im.copy_version(versions["tensorflow"], tmp_path / "champion")
+    first = _evaluate(champion, versions["mxnet"], limit_test=300)  # the champion's own evaluation
+    assert first["champion"].get("scored_at") is None  # nothing recorded for the mxnet version: scored
+    recorded = json.loads((champion / "evaluation.json").read_text())
+    recorded["candidate"]["test_accuracy"] = 0.123  # a mark that only the recorded figure carries
+    (champion / "evaluation.json").write_text(json.dumps(recorded))
+
+    candidate = im.copy_version(versions["mxnet"], tmp_path / "candidate")
+    same = _evaluate(candidate, champion, limit_test=300)
+    assert same["champion"]["test_accuracy"] == 0.123
+    assert same["champion"]["scored_at"] == recorded["evaluated_at"]
+    assert same["champion"]["uri"] == str(champion)
+    assert same["test_data_sha256"] == recorded["test_data_sha256"]
+
+    other_images = _evaluate(im.copy_version(versions["mxnet"], tmp_path / "c2"), champion, limit_test=200)
+    assert other_images["champion"]["test_accuracy"] > 0.5 and "scored_at" not in other_images["champion"]
+
+    renamed = shutil.copytree(champion, tmp_path / "renamed")  # its evaluation.json names "champion"
+    moved = _evaluate(im.copy_version(versions["mxnet"], tmp_path / "c3"), renamed, limit_test=300)
+    assert moved["champion"]["test_accuracy"] > 0.5 and "scored_at" not in moved["champion"]
 
 
 def test_evaluate_refuses_bad_input_before_loading_models(versions, tmp_path):
