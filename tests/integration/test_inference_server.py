@@ -289,23 +289,11 @@ def test_sigterm_stops_the_server_cleanly(versions, tmp_path):
     assert im.stop_server(proc) == 0
 
 
-def test_evaluate_scores_candidate_and_champion_on_the_same_images(versions, tmp_path):
-    candidate = im.copy_version(versions["mxnet"], tmp_path / "candidate")
+def _evaluate(candidate: Path, champion: Path | str, limit_test: int) -> dict:
+    """evaluate.py as the evaluation pod runs it; the evaluation.json it wrote into ``candidate``."""
     proc = subprocess.run(
-        [
-            str(im.INFERENCE_PYTHON),
-            "evaluate.py",
-            "--candidate-uri",
-            str(candidate),
-            "--champion-uri",
-            f"file://{versions['tensorflow']}",
-            "--data-uri",
-            im.DATASET,
-            "--out-uri",
-            str(candidate),
-            "--limit-test",
-            "500",
-        ],
+        [str(im.INFERENCE_PYTHON), "evaluate.py", "--candidate-uri", str(candidate), "--champion-uri", str(champion)]
+        + ["--data-uri", im.DATASET, "--out-uri", str(candidate), "--limit-test", str(limit_test)],
         cwd=im.ROOT / "images" / "inference",
         capture_output=True,
         text=True,
@@ -313,7 +301,12 @@ def test_evaluate_scores_candidate_and_champion_on_the_same_images(versions, tmp
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(im.ROOT / "images" / "common"), "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    evaluation = json.loads((candidate / "evaluation.json").read_text())
+    return json.loads((candidate / "evaluation.json").read_text())
+
+
+def test_evaluate_scores_candidate_and_champion_on_the_same_images(versions, tmp_path):
+    candidate = im.copy_version(versions["mxnet"], tmp_path / "candidate")
+    evaluation = _evaluate(candidate, f"file://{versions['tensorflow']}", limit_test=500)
     for role, version in (("candidate", versions["mxnet"]), ("champion", versions["tensorflow"])):
         scored = evaluation[role]
         assert scored["test_images"] == 500
@@ -327,20 +320,6 @@ def test_evaluate_scores_candidate_and_champion_on_the_same_images(versions, tmp
     for plot in ("training_curves.png", "confusion_matrix.png", "per_class_accuracy.png"):
         assert (candidate / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert evaluation["plots"] == ["training_curves.png", "confusion_matrix.png", "per_class_accuracy.png"]
-
-
-def _evaluate(candidate: Path, champion: Path, limit_test: int) -> dict:
-    proc = subprocess.run(
-        [str(im.INFERENCE_PYTHON), "evaluate.py", "--candidate-uri", str(candidate), "--champion-uri", str(champion)]
-        + ["--data-uri", im.DATASET, "--out-uri", str(candidate), "--limit-test", str(limit_test)],
-        cwd=im.ROOT / "images" / "inference",
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(im.ROOT / "images" / "common"), "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads((candidate / "evaluation.json").read_text())
 
 
 def test_a_champion_keeps_the_scores_its_own_evaluation_recorded_on_the_same_images(versions, tmp_path):
