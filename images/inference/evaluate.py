@@ -5,9 +5,10 @@
 Both versions are loaded with the serving backends and predict the same held-out images, so
 the numbers describe what would be served. A champion whose own evaluation (as a candidate)
 scored exactly these images, by their SHA-256, keeps those scores: a version folder never changes
-once registered, so scoring it again would repeat the same numbers. Writes into ``--out-uri`` (the candidate's version
-folder) ``training_curves.png``, ``confusion_matrix.png``, ``per_class_accuracy.png`` and, last,
-``evaluation.json``. Promotion is decided by the registry from these numbers, not here.
+once registered, so scoring it again would repeat the same numbers. Writes into ``--out-uri``
+(the candidate's version folder) ``training_curves.png``, ``confusion_matrix.png``,
+``per_class_accuracy.png`` and, last, ``evaluation.json``. Promotion is decided by the
+registry from these numbers, not here.
 Exit status 2: bad input (data, URIs, a version that cannot be loaded), found before scoring.
 """
 
@@ -54,6 +55,7 @@ def test_data_digest(images: Any, labels: Any) -> str:
 
 def recorded_scores(version_uri: str, digest: str) -> dict[str, Any] | None:
     """The scores a version's own evaluation recorded for it, when they are of the images of ``digest``."""
+    from eksml_inference.backends import version_name
     from trainkit import store
 
     path = store.join(version_uri, "evaluation.json")
@@ -61,7 +63,7 @@ def recorded_scores(version_uri: str, digest: str) -> dict[str, Any] | None:
         return None
     recorded = store.read_json(path)
     own = recorded.get("candidate") or {}
-    if recorded.get("test_data_sha256") != digest or own.get("version") != version_uri.rstrip("/").rsplit("/", 1)[-1]:
+    if recorded.get("test_data_sha256") != digest or own.get("version") != version_name(version_uri):
         return None
     return {**own, "uri": version_uri, "scored_at": recorded.get("evaluated_at")}
 

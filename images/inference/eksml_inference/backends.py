@@ -45,6 +45,11 @@ class ModelOutputError(RuntimeError):
     """The model ran but returned something that is not class scores (wrong shape, NaN)."""
 
 
+def version_name(uri: str) -> str:
+    """A model version's name: the last part of its folder's URI."""
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What ``metrics.json`` says about a version, plus where its files were read from."""

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends import Backend
+from .backends import Backend, version_name
 
 #: Matches Keras' clipping in its cross-entropy, so losses compare with the training's own.
 _EPSILON = 1e-7
@@ -44,7 +44,7 @@ def describe(backend: Backend, scores: dict[str, Any]) -> dict[str, Any]:
     info = backend.info
     return {
         "uri": info.uri,
-        "version": info.uri.rstrip("/").rsplit("/", 1)[-1],
+        "version": version_name(info.uri),
         "framework": info.framework,
         "training_test_accuracy": info.metrics.get("test_accuracy"),
         **scores,

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
-from .backends import Backend, load_backend
+from .backends import Backend, load_backend, version_name
 from .batching import MicroBatcher
 
 BATCH_IMAGES = Histogram(
@@ -40,7 +40,7 @@ class FashionMnistModel:
     ) -> None:
         self.name = name
         self.model_uri = model_uri
-        self.version = version or model_uri.rstrip("/").rsplit("/", 1)[-1]
+        self.version = version or version_name(model_uri)
         self.max_batch_size = max_batch_size
         self.max_latency_ms = max_latency_ms
         self.backend: Backend | None = None
