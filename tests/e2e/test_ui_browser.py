@@ -126,10 +126,23 @@ class UI:
         anchor = self.find(By.CSS_SELECTOR, f"[name='element_{name}'], #element_{name}")
         return anchor.find_element(By.XPATH, "./ancestor::*[@data-scope='field' and @data-part='root'][1]")
 
+    def settled(self, element) -> None:
+        """Wait until ``element`` stays put between two polls: a section that just opened is still
+        animating, and a click meanwhile lands on whatever slides under the pointer (the section's
+        own header, "element click intercepted")."""
+        seen: list[dict] = []
+
+        def still(_driver) -> bool:
+            seen.append(element.rect)
+            return len(seen) > 1 and seen[-1] == seen[-2]
+
+        self.wait.until(still)
+
     def type_number(self, name: str, value: str) -> None:
         self.reveal(name)
         box = self.find(By.NAME, f"element_{name}")
         self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
+        self.settled(box)
         box.click()
         box.send_keys(Keys.CONTROL, "a")
         box.send_keys(Keys.BACKSPACE)
