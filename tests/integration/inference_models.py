@@ -232,7 +232,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def call(port: int, method: str, path: str, body=None, headers: dict[str, str] | None = None) -> tuple[int, object]:
+def call(
+    port: int, method: str, path: str, body=None, headers: dict[str, str] | None = None, timeout: float = 60
+) -> tuple[int, object]:
     """One HTTP request; the answer decoded as JSON when it is JSON."""
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
     request = urllib.request.Request(
@@ -242,7 +244,7 @@ def call(port: int, method: str, path: str, body=None, headers: dict[str, str] |
         headers={"Content-Type": "application/json", **(headers or {})},
     )
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             raw, status = response.read(), response.status
     except urllib.error.HTTPError as exc:
         raw, status = exc.read(), exc.code
@@ -290,6 +292,27 @@ def start_server(
         time.sleep(0.3)
     proc.kill()
     raise RuntimeError("server not ready after 300 s")
+
+
+def request_head(path: str, length: int | None) -> bytes:
+    framing = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{framing}\r\n\r\n").encode()
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of one response (Content-Length framed)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"connection closed before a response: {data!r}")
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    while len(body) < int(headers.get("content-length", 0)):
+        body += sock.recv(65536)
+    return int(lines[0].split()[1]), headers, body
 
 
 def stop_server(proc: subprocess.Popen) -> int:

@@ -35,27 +35,6 @@ def server(versions, tmp_path_factory):
     im.stop_server(proc)
 
 
-def _head(path: str, length: int | None) -> bytes:
-    framing = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
-    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{framing}\r\n\r\n").encode()
-
-
-def _response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers and body of one response (Content-Length framed)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError(f"connection closed before a response: {data!r}")
-        data += chunk
-    head, body = data.split(b"\r\n\r\n", 1)
-    lines = head.decode().split("\r\n")
-    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
-    while len(body) < int(headers.get("content-length", 0)):
-        body += sock.recv(65536)
-    return int(lines[0].split()[1]), headers, body
-
-
 def _answered(sock: socket.socket) -> bool:
     return bool(select.select([sock], [], [], 0)[0])
 
@@ -63,9 +42,9 @@ def _answered(sock: socket.socket) -> bool:
 def test_a_declared_oversized_body_gets_413_before_it_is_sent(server):
     port, pid = server
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(_head(V1, 155_000_000) + b'{"instances": [' + b"[[0]]," * 10_000)
+        sock.sendall(im.request_head(V1, 155_000_000) + b'{"instances": [' + b"[[0]]," * 10_000)
         # The server answers with 154.9 MB still unsent: it never waited for them.
-        status, headers, body = _response(sock)
+        status, headers, body = im.read_response(sock)
     assert status == 413, body
     assert headers["connection"] == "close"
     assert "exceeds this server's limit of 4194304 bytes" in json.loads(body)["error"]
@@ -77,14 +56,14 @@ def test_a_chunked_body_is_refused_once_it_passes_the_limit(server):
     chunk = b" " * (256 * 1024)
     sent = 0
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(_head(V1, None) + b"1\r\n{\r\n")
+        sock.sendall(im.request_head(V1, None) + b"1\r\n{\r\n")
         while not _answered(sock) and sent < 40 * LIMIT:
             try:
                 sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
             except (BrokenPipeError, ConnectionResetError):
                 break
             sent += len(chunk)
-        status, _, body = _response(sock)
+        status, _, body = im.read_response(sock)
     assert status == 413, body
     assert sent < 4 * LIMIT, f"{sent} bytes sent before the refusal"  # socket buffers, not the whole body
 
@@ -95,17 +74,17 @@ def test_oversized_requests_leave_memory_bounded_and_liveness_answering(server):
 
     def oversized(_: int) -> int:
         with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-            sock.sendall(_head(V1, 200_000_000) + b"{" + b" " * (1024 * 1024))
-            return _response(sock)[0]
+            sock.sendall(im.request_head(V1, 200_000_000) + b"{" + b" " * (1024 * 1024))
+            return im.read_response(sock)[0]
 
     def chunked_near_limit(_: int) -> int:
         with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-            sock.sendall(_head(V1, None))
+            sock.sendall(im.request_head(V1, None))
             part = b"[" * 1024  # nesting that JSON parsers must allocate for
             for _ in range((LIMIT - 1024) // len(part)):
                 sock.sendall(f"{len(part):x}\r\n".encode() + part + b"\r\n")
             sock.sendall(b"0\r\n\r\n")
-            return _response(sock)[0]
+            return im.read_response(sock)[0]
 
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         refused = pool.map(oversized, range(8))
@@ -126,10 +105,10 @@ def test_health_checks_answer_while_a_large_allowed_request_is_in_flight(server)
     body = json.dumps({"instances": images}).encode()[:-1] + b" " * (3 * 1024 * 1024) + b"}"
     assert len(body) < LIMIT
     with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-        sock.sendall(_head(V1, len(body)) + body[: len(body) // 2])
+        sock.sendall(im.request_head(V1, len(body)) + body[: len(body) // 2])
         assert call(port, "GET", "/v2/health/live") == (200, {"live": True})
         assert call(port, "GET", "/v2/health/ready") == (200, {"ready": True})
         sock.sendall(body[len(body) // 2 :])
-        status, _, answer = _response(sock)
+        status, _, answer = im.read_response(sock)
     assert status == 200, answer
     assert len(json.loads(answer)["predictions"]) == 64

@@ -275,7 +275,57 @@ print(json.dumps([asyncio.run(get(app, p)) for p in ("/v2/health/live", "/v2/hea
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads(proc.stdout.splitlines()[-1]) == [[503, {"live": False}], [503, {"ready": False}]]
+    assert json.loads(proc.stdout.splitlines()[-1]) == [
+        [503, {"live": False, "reason": "no model loaded"}],
+        [503, {"ready": False}],
+    ]
+
+
+def test_liveness_fails_while_a_model_call_is_stuck_and_recovers_after(versions):
+    """A loaded model whose worker thread is held: predicts cannot be answered, so liveness says so."""
+    script = """
+import asyncio, json, sys, threading
+import numpy as np
+from eksml_inference.app import InferenceApp
+from eksml_inference.limits import Limits
+from eksml_inference.predictor import FashionMnistModel
+
+async def get(app, path):
+    sent = []
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+    async def send(message):
+        sent.append(message)
+    await app({"type": "http", "method": "GET", "path": path, "headers": []}, receive, send)
+    return sent[0]["status"], json.loads(sent[1]["body"])["live"]
+
+async def main():
+    model = FashionMnistModel("fashion-mnist", sys.argv[1])
+    model.load()
+    app = InferenceApp(model, Limits(stall_s=0.2))
+    seen = [await get(app, "/v2/health/live")]
+    held = threading.Event()
+    model.batcher._executor.submit(held.wait, 60)  # the model's one worker thread, held
+    pending = asyncio.ensure_future(model.predict(np.zeros((1, 28, 28), np.float32)))
+    await asyncio.sleep(0.5)
+    seen.append(await get(app, "/v2/health/live"))
+    held.set()
+    await asyncio.wait_for(pending, 60)
+    seen.append(await get(app, "/v2/health/live"))
+    print(json.dumps(seen))
+
+asyncio.run(main())
+"""
+    proc = subprocess.run(
+        [str(im.INFERENCE_PYTHON), "-c", script, str(versions["mxnet"])],
+        cwd=im.ROOT / "images" / "inference",
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(im.ROOT / "images" / "common")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.splitlines()[-1]) == [[200, True], [503, False], [200, True]]
 
 
 def test_a_corrupt_version_exits_with_the_reason(versions, tmp_path):

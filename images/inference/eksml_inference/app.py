@@ -10,11 +10,18 @@ Hostile input is refused before it costs anything:
 * a body larger than ``max_body_bytes`` gets 413 from its ``Content-Length`` before one byte
   of it is read (``Connection: close``), or as soon as a chunked body passes the limit; a
   compressed body is refused as soon as its decompressed size does;
-* bodies in memory at once are bounded by ``buffered_bytes``: a request reserves its size
-  before reading, and waits (unread; the client is flow-controlled) while the budget is spent;
+* bodies in memory at once are bounded as bytes arrive (never from what a header announces):
+  a body needs one of ``large_bodies`` places once its bytes pass ``body_allowance_bytes``; it
+  waits for one (unread; the client is flow-controlled) and gets 503 if none frees up before
+  its deadline;
+* a body whose next byte takes longer than ``body_idle_timeout_s``, or that is not complete
+  ``body_timeout_s`` after the end of the headers, gets 408;
 * a body larger than ``inline_parse_bytes`` is decoded in a worker thread, so health checks
-  and small requests keep being answered meanwhile;
-* a body that trickles in slower than ``BODY_TIMEOUT_S`` gets 408.
+  and small requests keep being answered meanwhile.
+
+Header time, size and count and the connection cap are the connection layer's (``connection.py``);
+every limit and its default is in ``limits.py``. Request text written to the log goes through
+``loggable`` (escaped, truncated).
 
 Errors are ``{"error": "<one line>"}`` (the shape of both protocols), logged at INFO without a
 traceback for 4xx; only a 5xx (a server fault) is logged with its traceback. ``/metrics``
@@ -43,14 +50,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 
 from . import v1, v2
 from .contract import BodyTooLarge, MethodNotAllowed, NotFound, RequestError, predictions
+from .limits import Limits, loggable
 from .predictor import FashionMnistModel
 
 log = logging.getLogger("eksml_inference.http")
 
-DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 #: Bodies smaller than this are decoded on the event loop (a thread hop costs more than they do).
 DEFAULT_INLINE_PARSE_BYTES = 256 * 1024
-BODY_TIMEOUT_S = 30.0
 SERVER_NAME = "eksml-inference"
 
 REQUESTS = Counter("eksml_http_requests", "HTTP requests by route, method and status code", ["route", "method", "code"])
@@ -77,6 +83,10 @@ class UnsupportedEncoding(RequestError):
     status = 415
 
 
+class BufferFull(RequestError):
+    status = 503
+
+
 @dataclass
 class Response:
     status: int
@@ -89,34 +99,6 @@ def json_response(value: Any, status: int = 200) -> Response:
     return Response(status, orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY))
 
 
-class ByteBudget:
-    """Bytes of request bodies held at once; a request waits until its reservation fits."""
-
-    def __init__(self, total: int) -> None:
-        self.total = self.free = total
-        self._changed: asyncio.Condition | None = None
-
-    async def acquire(self, amount: int) -> None:
-        if amount <= self.free:  # the usual case: no waiting, no await
-            self.free -= amount
-            return
-        if self._changed is None:
-            self._changed = asyncio.Condition()
-        async with self._changed:
-            await self._changed.wait_for(lambda: amount <= self.free)
-            self.free -= amount
-
-    def release(self, amount: int) -> None:
-        self.free += amount
-        if self._changed is not None:
-            asyncio.get_running_loop().create_task(self._notify())
-
-    async def _notify(self) -> None:
-        assert self._changed is not None
-        async with self._changed:
-            self._changed.notify_all()
-
-
 class Request:
     """One HTTP request: its route parameters, headers and (on demand) its body."""
 
@@ -125,37 +107,63 @@ class Request:
     ) -> None:
         self.app, self.scope, self._receive, self.params = app, scope, receive, params
         self.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        self.reserved = 0
+        self.holds_place = False  # one of the app's large_bodies places
+        self.body_read = False
+        self.started = time.monotonic()  # the task starts when the headers end
+
+    def has_body(self) -> bool:
+        return self.headers.get("content-length", "0") != "0" or "transfer-encoding" in self.headers
+
+    async def _next(self, deadline: float) -> dict:
+        """The next body message, within ``body_idle_timeout_s`` and the body's deadline."""
+        limits = self.app.limits
+        wait = min(limits.body_idle_timeout_s, deadline - time.monotonic())
+        try:
+            async with asyncio.timeout(max(wait, 0)):
+                message = await self._receive()
+        except TimeoutError:
+            if wait < limits.body_idle_timeout_s:
+                raise BodyTimeout(f"request body not received within {limits.body_timeout_s:g} s") from None
+            raise BodyTimeout(f"no request body byte for {limits.body_idle_timeout_s:g} s") from None
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        return message
+
+    async def _take_place(self, deadline: float) -> None:
+        """A large-body place, once the bytes received pass the allowance."""
+        try:
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
+                await self.app.large_bodies.acquire()
+        except TimeoutError:
+            raise BufferFull(
+                f"all {self.app.limits.large_bodies} places for bodies over "
+                f"{self.app.limits.body_allowance_bytes} bytes stayed taken; try again"
+            ) from None
+        self.holds_place = True
 
     async def body(self) -> bytes:
-        limit = self.app.max_body_bytes
+        limits = self.app.limits
+        limit = limits.max_body_bytes
         length = self.headers.get("content-length")
         if length is not None:
             if not length.isdigit():
                 raise RequestError(f"Content-Length {length[:40]!r} is not a number")
             if int(length) > limit:
                 raise BodyTooLarge(f"request body of {int(length)} bytes exceeds this server's limit of {limit} bytes")
-        self.reserved = int(length) if length is not None else limit
-        await self.app.budget.acquire(self.reserved)
+        deadline = self.started + limits.body_timeout_s
         chunks, total = [], 0
-        message = await self._receive()
-        deadline = time.monotonic() + BODY_TIMEOUT_S
         while True:
-            if message["type"] == "http.disconnect":
-                raise ClientGone()
+            message = await self._next(deadline)
             chunk = message.get("body", b"")
             total += len(chunk)
             if total > limit:
                 raise BodyTooLarge(f"request body exceeds this server's limit of {limit} bytes")
+            if total > limits.body_allowance_bytes and not self.holds_place:
+                await self._take_place(deadline)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-            remaining = deadline - time.monotonic()
-            try:
-                async with asyncio.timeout(max(remaining, 0)):
-                    message = await self._receive()
-            except TimeoutError:
-                raise BodyTimeout(f"request body not received within {BODY_TIMEOUT_S:g} s") from None
+        self.body_read = True
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         encoding = self.headers.get("content-encoding", "identity").strip().lower()
         if encoding in ("", "identity"):
@@ -193,16 +201,13 @@ class InferenceApp:
     def __init__(
         self,
         model: FashionMnistModel,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        buffered_bytes: int | None = None,
+        limits: Limits | None = None,
         inline_parse_bytes: int = DEFAULT_INLINE_PARSE_BYTES,
         access_log: bool = False,
     ) -> None:
-        if max_body_bytes < 1:
-            raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
         self.model = model
-        self.max_body_bytes = max_body_bytes
-        self.budget = ByteBudget(max(buffered_bytes or 4 * max_body_bytes, max_body_bytes))
+        self.limits = limits or Limits()
+        self.large_bodies = asyncio.Semaphore(self.limits.large_bodies)
         self.inline_parse_bytes = inline_parse_bytes
         self.access_log = access_log
         self.parser = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse")
@@ -261,7 +266,7 @@ class InferenceApp:
             if handler is None:
                 if methods:
                     raise MethodNotAllowed(f"{method} is not allowed on {route}; use {', '.join(methods)}", methods)
-                raise NotFound(f"no route {method} {path}")
+                raise NotFound(f"no route {loggable(method, 20)} {loggable(path)}")
             response = await handler(request)
         except ClientGone:
             self._count(route, method, 499, start)
@@ -269,27 +274,35 @@ class InferenceApp:
         except RequestError as exc:
             response = self._refusal(exc, method, path)
         except Exception:  # a fault of the server, not the request: the traceback is needed
-            log.exception("%s %s failed", method, path[:200])
+            log.exception("%s %s failed", loggable(method, 20), loggable(path))
             response = json_response({"error": "internal server error (see the server log)"}, 500)
         finally:
-            if request.reserved:
-                self.budget.release(request.reserved)
+            if request.holds_place:
+                self.large_bodies.release()
         headers = [
             (b"content-type", response.content_type),
             (b"content-length", str(len(response.body)).encode()),
             *response.headers,
         ]
+        if not request.body_read and request.has_body() and (b"connection", b"close") not in headers:
+            headers.append((b"connection", b"close"))  # the unread rest of the body must not hold the connection
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
         self._count(route, method, response.status, start)
         if self.access_log:
-            log.info("%s %s %d %.2f ms", method, path[:200], response.status, (time.perf_counter() - start) * 1000)
+            log.info(
+                "%s %s %d %.2f ms",
+                loggable(method, 20),
+                loggable(path),
+                response.status,
+                (time.perf_counter() - start) * 1000,
+            )
 
     def _refusal(self, exc: RequestError, method: str, path: str) -> Response:
         message = " ".join(str(exc).split())  # one line, whatever the message quoted
         if len(message) > 500:
             message = message[:497] + "..."
-        log.info("%s %s -> %d %s", method, path[:200], exc.status, message)
+        log.info("%s %s -> %d %s", loggable(method, 20), loggable(path), exc.status, loggable(message))
         REJECTED.labels(type(exc).__name__).inc()
         headers: tuple[tuple[bytes, bytes], ...] = ()
         if isinstance(exc, MethodNotAllowed):
@@ -337,7 +350,14 @@ class InferenceApp:
 
     # --- handlers ------------------------------------------------------------------------
     async def live(self, request: Request) -> Response:
-        return json_response({"live": self.model.live}, 200 if self.model.live else 503)
+        """200 only while the server can serve: a model is loaded and no model call is stuck."""
+        if not self.model.live:
+            return json_response({"live": False, "reason": "no model loaded"}, 503)
+        stalled = self.model.stalled_for()
+        if stalled >= self.limits.stall_s:
+            reason = f"a model call has been waiting or running for {stalled:.0f} s (limit {self.limits.stall_s:g} s)"
+            return json_response({"live": False, "reason": reason}, 503)
+        return json_response({"live": True})
 
     async def ready(self, request: Request) -> Response:
         return json_response({"ready": self.model.ready}, 200 if self.model.ready else 503)

@@ -49,7 +49,12 @@ class MicroBatcher:
         self._task: asyncio.Task | None = None
         self._held: _Item | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self._running_since: float | None = None
         self.closed = False
+
+    def stalled_for(self) -> float:
+        """Seconds the model call in progress has run (0 when the model is idle)."""
+        return 0.0 if self._running_since is None else time.monotonic() - self._running_since
 
     async def submit(self, pixels: np.ndarray) -> np.ndarray:
         """Predict ``pixels`` (at most ``max_batch_size`` rows) as part of the next batch."""
@@ -97,6 +102,7 @@ class MicroBatcher:
             if not batch:
                 continue
             pixels = np.concatenate([item.pixels for item in batch]) if len(batch) > 1 else batch[0].pixels
+            self._running_since = batch[0].enqueued
             try:
                 out = await loop.run_in_executor(self._executor, self.predict, pixels)
             except Exception as exc:  # the model failed: every request of the batch gets the error
@@ -104,6 +110,8 @@ class MicroBatcher:
                     if not item.future.done():
                         item.future.set_exception(exc)
                 continue
+            finally:
+                self._running_since = None
             if self.on_batch:
                 self.on_batch(len(pixels), len(batch))
             start = 0

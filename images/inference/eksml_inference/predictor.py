@@ -61,6 +61,10 @@ class FashionMnistModel:
     #: Liveness is readiness: the model never unloads, so a server without one must be restarted.
     live = ready
 
+    def stalled_for(self) -> float:
+        """Seconds the model call in progress has been waiting or running (0 when idle)."""
+        return self.batcher.stalled_for() if self.batcher is not None else 0.0
+
     @property
     def class_names(self) -> tuple[str, ...]:
         assert self.backend is not None

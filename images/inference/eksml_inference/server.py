@@ -14,13 +14,15 @@ fails to load exits with status 2 and the reason.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import resource
 import signal
 import sys
 from collections.abc import Sequence
 
-from .app import DEFAULT_MAX_BODY_BYTES
+from .limits import Limits
 
 #: Exit status when the model version cannot be loaded (missing, corrupt, unknown format).
 LOAD_FAILED = 2
@@ -64,17 +66,36 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="longest a request waits for others to share its model call; at 0, a "
         "batch is what queued while the model was busy (no added latency when idle)",
     )
-    parser.add_argument(
-        "--max-body-bytes",
-        type=_positive_int,
-        default=DEFAULT_MAX_BODY_BYTES,
-        help="largest request body (after decompression); larger ones get HTTP 413 before they are read",
-    )
+    for field in dataclasses.fields(Limits):  # every client-held resource's bound (limits.py, README "Limits")
+        parser.add_argument(
+            "--" + field.name.replace("_", "-"),
+            type=_positive_int if field.type == "int" else float,
+            default=field.default,
+            help="see limits.py (default %(default)s)",
+        )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     if args.max_latency_ms < 0:
         parser.error("--max-latency-ms must be >= 0")
+    try:
+        args.limits = Limits(**{field.name: getattr(args, field.name) for field in dataclasses.fields(Limits)})
+    except ValueError as exc:
+        parser.error(str(exc))
     return args
+
+
+#: File descriptors the process needs beside its connections (model files, log, listening socket).
+SPARE_FDS = 64
+
+
+def _fit_open_files(max_connections: int) -> None:
+    """Raise the open-file limit to fit the connection cap; refuse a cap the hard limit cannot fit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = max_connections + SPARE_FDS
+    if soft != resource.RLIM_INFINITY and soft < need:
+        if hard != resource.RLIM_INFINITY and hard < need:
+            raise SystemExit(f"error: --max-connections {max_connections} needs {need} open files; the limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
 
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:
@@ -89,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .backends import ModelLoadError
     from .predictor import FashionMnistModel, model_summary
 
+    _fit_open_files(args.limits.max_connections)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     model = FashionMnistModel(
         args.model_name,
@@ -102,13 +124,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelLoadError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return LOAD_FAILED
-    app = InferenceApp(model, max_body_bytes=args.max_body_bytes, access_log=args.access_log)
+    from .connection import protocol_class
+
+    app = InferenceApp(model, args.limits, access_log=args.access_log)
     config = uvicorn.Config(
         app,
         host=args.host,
         port=args.http_port,
         loop="uvloop",
-        http="httptools",
+        http=protocol_class(args.limits),
+        ws="none",
         lifespan="off",
         access_log=False,
         log_config=None,
@@ -119,7 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         "EKSML_SERVING "
         + json.dumps(
-            {**model_summary(model), "host": args.host, "port": args.http_port, "max_body_bytes": args.max_body_bytes}
+            {
+                **model_summary(model),
+                "host": args.host,
+                "port": args.http_port,
+                "limits": dataclasses.asdict(args.limits),
+            }
         ),
         flush=True,
     )
