@@ -2,10 +2,14 @@
 .PHONY: run test lint format test-unit test-fast test-slow test-k8s setup render bench clean
 
 CONF ?= {}
+# CONF reaches scripts/run_local.sh byte for byte: make neither expands it (a command-line variable
+# is exported, and so expanded, unless unexported) nor hands it to the shell as recipe text.
+unexport CONF
 PYTEST := .venv/bin/python -m pytest
 
+run: export EKSML_RUN_CONF := $(value CONF)
 run:            ## set up, then train, evaluate, register, deploy and query the model locally
-	bash scripts/run_local.sh '$(CONF)'
+	bash scripts/run_local.sh "$$EKSML_RUN_CONF"
 
 test:           ## lint, then every tier that can run on this machine (what CI runs), the k8s control-plane tier included
 	bash scripts/setup.sh --k8s-testenv

@@ -81,19 +81,44 @@ def condensed_output(log_path: Path) -> Iterator[None]:
         terminal.close()
 
 
-def conf_object(text: str) -> str:
-    """The training run's conf, checked to be a JSON object before Airflow is even imported."""
+#: What a refused CONF is told to do (one line, with the refusal).
+CONF_FIX = (
+    "fix: make run CONF='{\"epochs\": 3}' (a JSON object of the training params; names, types and limits: "
+    'README, "Trigger-form parameters of the training DAG")'
+)
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows (params must be finite numbers)")
+
+
+def conf_problem(text: str) -> str | None:
+    """Why the training run's conf would be refused (None if it is good), before Airflow is even imported.
+
+    The same check the first task makes (``validate_training_params``): a refusal costs nothing
+    here, where inside ``airflow dags test`` it is a traceback after Airflow's start-up.
+    """
+    from eksml.params import ParamsError, validate_training_params
+
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not JSON ({exc}): {text!r}") from None
+        return f"is not JSON ({exc}): {text[:200]!r}"
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"not a JSON object: {text!r}")
-    return text
+        return f"is not a JSON object: {text[:200]!r}"
+    try:
+        validate_training_params(value)
+    except ParamsError as exc:
+        return f"refused: {exc}"
+    return None
 
 
-def dags_test(dag_id: str, dag_file: Path, conf: str | None) -> bool:
-    """``airflow dags test`` in this process; True when it ran the DAG and the run succeeded."""
+def dags_test(dag_id: str, dag_file: Path, conf: str | None, debug: bool = False) -> bool:
+    """``airflow dags test`` in this process; True when it ran the DAG and the run succeeded.
+
+    An exception out of it (a refused conf, a DAG that does not load) is one line on stderr;
+    its traceback only with ``debug`` (the task logs keep theirs).
+    """
     from airflow.cli import cli_parser
 
     argv = ["dags", "test", dag_id, "--dagfile-path", str(dag_file), "--bundle-name", BUNDLE]
@@ -103,17 +128,25 @@ def dags_test(dag_id: str, dag_file: Path, conf: str | None) -> bool:
         args.func(args)
     except SystemExit as exc:  # "DagRun failed"; the report below says which tasks
         return exc.code in (None, 0)
+    except Exception as exc:
+        if debug:
+            raise
+        message = " ".join(str(exc).split())[:500]
+        print(f"{dag_id}: {type(exc).__name__}: {message} (traceback: EKSML_DEBUG=1 make run ...)", file=sys.stderr)
+        return False
     return True
 
 
-def run(section: str, conf: str | None, dags_folder: Path, log_dir: Path, timings: Path, started: float) -> bool:
+def run(
+    section: str, conf: str | None, dags_folder: Path, log_dir: Path, timings: Path, started: float, debug: bool = False
+) -> bool:
     """One DAG run and its report; False when the run failed (its failed tasks printed)."""
     dag_id = DAGS[section]
     dag_file, log_name, dag_phase, report_phase = SECTIONS[section]
     log_path = log_dir / log_name
     print(f"== {dag_id}{f' (conf: {conf})' if conf else ''}\n   full log: {log_path}", flush=True)
     with condensed_output(log_path):
-        succeeded = dags_test(dag_id, dags_folder / dag_file, conf)
+        succeeded = dags_test(dag_id, dags_folder / dag_file, conf, debug)
     ended = time.time()
     record_timing(timings, dag_phase, started, ended)
     state, failed, run_id = latest_run_state(dag_id)
@@ -133,7 +166,7 @@ def run(section: str, conf: str | None, dags_folder: Path, log_dir: Path, timing
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--conf", type=conf_object, default=None, help="the training run's conf (a JSON object)")
+    parser.add_argument("--conf", default=None, help="the training run's conf (a JSON object)")
     parser.add_argument("--dags-folder", type=Path, default=Path(os.environ.get("AIRFLOW__CORE__DAGS_FOLDER", "dags")))
     parser.add_argument("--log-dir", type=Path, required=True)
     parser.add_argument("--timings", type=Path, required=True)
@@ -143,10 +176,20 @@ def main(argv: list[str] | None = None) -> int:
         default=time.time(),
         help="epoch seconds when this process was launched: its start-up is part of the first DAG's phase",
     )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=os.environ.get("EKSML_DEBUG", "") not in ("", "0"),
+        help="show the traceback of an error (default: one line; EKSML_DEBUG=1)",
+    )
     args = parser.parse_args(argv)
-    if not run("training", args.conf, args.dags_folder, args.log_dir, args.timings, args.started):
+    problem = args.conf is not None and conf_problem(args.conf)
+    if problem:
+        print(f"error: CONF {problem}; {CONF_FIX}", file=sys.stderr)
+        return 2
+    if not run("training", args.conf, args.dags_folder, args.log_dir, args.timings, args.started, args.debug):
         return 1
-    return 0 if run("serving", None, args.dags_folder, args.log_dir, args.timings, time.time()) else 1
+    return 0 if run("serving", None, args.dags_folder, args.log_dir, args.timings, time.time(), args.debug) else 1
 
 
 if __name__ == "__main__":

@@ -83,13 +83,25 @@ def test_the_dag_output_of_the_process_and_its_children_goes_whole_to_the_log_an
     assert capfd.readouterr().out == "after\n"
 
 
-@pytest.mark.parametrize(("conf", "message"), [('{"epochs": 1', "not JSON"), ("[1]", "not a JSON object")])
-def test_a_conf_that_is_no_json_object_is_refused_before_any_dag_runs(tmp_path, capsys, conf, message):
-    # `airflow dags test` exits on such a conf before creating a run, and the report then read
-    # the previous run of the DAG as this one's outcome.
+@pytest.mark.parametrize(
+    ("conf", "message"),
+    [
+        ('{"epochs": 1', "is not JSON"),
+        ("[1]", "is not a JSON object"),
+        ('{"learning_rate": NaN}', "NaN is not a number JSON allows"),
+        ('{"learning_rate": -Infinity}', "-Infinity is not a number JSON allows"),
+        ('{"epochs": 100000}', "param 'epochs' must be <="),
+        ('{"epochs": "three"}', "param 'epochs' must be of type integer"),
+        ('{"epoch": 3}', "unknown param(s): epoch"),
+    ],
+)
+def test_a_refused_conf_is_one_line_with_the_fix_before_any_dag_runs(tmp_path, capsys, conf, message):
+    # `airflow dags test` refused such a conf with a traceback after Airflow's start-up (NaN as
+    # "None is not of type 'number'"), or exited before creating a run, and the report then
+    # read the previous run of the DAG as this one's outcome.
     timings = tmp_path / "run-timings"
-    with pytest.raises(SystemExit) as refused:
-        main(["--conf", conf, "--log-dir", str(tmp_path), "--timings", str(timings)])
-    assert refused.value.code == 2
-    assert message in capsys.readouterr().err
+    assert main(["--conf", conf, "--log-dir", str(tmp_path), "--timings", str(timings)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "fix: make run CONF=" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
     assert not timings.exists() and not (tmp_path / "last-training.log").exists()
