@@ -73,7 +73,7 @@ class AirflowStandalone:
         parallelism: int = 4,
         settings_file: Path | None = None,
     ) -> None:
-        self.home = Path(home)
+        self.home = Path(home).resolve()  # sqlite:/// and Airflow refuse relative paths
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.settings_file = settings_file
