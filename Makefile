@@ -12,7 +12,7 @@ run:            ## set up, then train, evaluate, register, deploy and query the 
 	bash scripts/run_local.sh "$$EKSML_RUN_CONF"
 
 test:           ## lint, then every tier that can run on this machine (what CI runs), the k8s control-plane tier included
-	bash scripts/setup.sh --k8s-testenv
+	bash scripts/setup.sh --k8s-testenv --browser
 	.venv/bin/ruff format --check --diff .
 	.venv/bin/ruff check .
 	$(PYTEST) -m "not cluster"
@@ -39,7 +39,7 @@ test-fast:      ## unit + integration + end-to-end on small slices of the real d
 	$(PYTEST) -m "not slow and not cluster and not k8s"
 
 test-slow:      ## full-data training, real Airflow services, browser, model-server suites
-	bash scripts/setup.sh
+	bash scripts/setup.sh --browser
 	$(PYTEST) -m "slow and not cluster"
 
 bench:          ## benchmarks that print figures (minutes)

@@ -75,14 +75,19 @@ with DAG(
     tags=["training", "fashion-mnist", "gpu"],
 ) as dag:
 
-    @task(multiple_outputs=False, retries=0, execution_timeout=timedelta(minutes=5))
-    def validate_params(params=None, triggering_asset_events=None, dag_run=None) -> dict:
+    @task(multiple_outputs=False, retries=0, execution_timeout=timedelta(minutes=5), inlets=[TRAINING_DATA])
+    def validate_params(
+        params=None, triggering_asset_events=None, dag_run=None, inlet_events=None, asset_state_store=None
+    ) -> dict:
         """Fail fast on bad params, settings or source data: no data copied, no GPU asked for.
 
-        Skips the whole run when it is a scheduled run and `scheduled_training` is off."""
+        Skips the whole run when it is a scheduled run and `scheduled_training` is off. An
+        asset-triggered run trains on the newest drop announced and names every older one."""
+        from eksml.drops import account_from_context
         from eksml.pipeline import validate
 
-        return validate(dict(params), triggering_asset_events, dag_run)
+        drops = account_from_context(triggering_asset_events, inlet_events, asset_state_store)
+        return validate(dict(params), triggering_asset_events, dag_run, drops)
 
     @task(multiple_outputs=False, execution_timeout=timedelta(minutes=20))
     def prepare_data(validated: dict, **context) -> dict:
@@ -226,6 +231,7 @@ with DAG(
         # none_failed: runs after a refusal (publish skipped), never after a failure.
         outcome = RunOutcomeOperator(
             task_id="outcome",
+            inlets=[TRAINING_DATA],  # marks the drops this run accounted for in the asset's state store
             trigger_rule=TriggerRule.NONE_FAILED,
             doc_md=OUTCOME,
             execution_timeout=timedelta(minutes=5),

@@ -1,9 +1,11 @@
 """Examples of the two ways another pipeline starts retraining.
 
 ``upstream_data_landing`` lands a new Fashion-MNIST drop in the store
-(``<store>/landing/<timestamp>/``) and emits the training-data asset event with
+(``<store>/landing/<timestamp>/``, dated now or ``landed_at``, optionally only the first
+``train_images`` training images) and emits the training-data asset event with
 ``extra={"uri": <landing uri>}``: the training DAG, scheduled on that asset, starts a run
-that trains on exactly that drop.
+that trains on the newest drop announced (older ones it supersedes are named in its note and
+log). Scheduled and backfilled training runs train on the drop current at their interval's end.
 
 ``trigger_training_with_conf`` starts a training run directly with a chosen configuration
 (``TriggerDagRunOperator`` with ``conf``) and waits for it, deferred in the triggerer.
@@ -39,6 +41,21 @@ with DAG(
             title="Source of the drop",
             description="Folder or s3:// prefix with the four IDX .gz files. Empty: the configured source.",
         ),
+        "train_images": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Training images",
+            description="Land only the first N training images (test images unchanged). Empty: all. "
+            "Growing N over dated drops makes a series whose backfill shows how accuracy moves with data.",
+        ),
+        "landed_at": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            title="Date of the drop",
+            description="The drop's date (its landing prefix and what a backfill interval selects). Empty: now.",
+        ),
     },
     tags=["data", "fashion-mnist", "example"],
 ):
@@ -49,7 +66,10 @@ with DAG(
         from eksml.assets import land_drop
         from eksml.settings import resolve_settings
 
-        extra = land_drop(resolve_settings(), dag_run.run_after, params["source_uri"])
+        landed_at = params["landed_at"] and datetime.fromisoformat(params["landed_at"])
+        extra = land_drop(
+            resolve_settings(), landed_at or dag_run.run_after, params["source_uri"], params["train_images"]
+        )
         outlet_events[TRAINING_DATA].extra = extra
         return extra
 

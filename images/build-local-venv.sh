@@ -27,8 +27,10 @@ uv pip install -q --python "$venv/bin/python" -r "$req"
 "$venv/bin/python" -m compileall -q -j 0 "$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null || true
 echo "venv $image: packages installed and compiled ($(( $(date +%s) - t0 )) s)"
 if [ -f "$extra" ]; then
-  echo "venv $image: extra build step images/$image/local-venv-extra.sh"
-  bash "$extra" "$venv"
+  # Its compiler output (Horovod builds from source) goes to the set-up log, its tail on failure.
+  log="$root/.local/setup.log"; mkdir -p "$root/.local"
+  echo "venv $image: extra build step images/$image/local-venv-extra.sh (output: .local/setup.log)"
+  bash "$extra" "$venv" >>"$log" 2>&1 || { echo "failed: images/$image/local-venv-extra.sh; last lines:" >&2; tail -n 20 "$log" >&2; exit 1; }
 fi
 echo "$want" > "$stamp"
 echo "venv $image: ready in $(( $(date +%s) - t0 )) s"

@@ -14,7 +14,10 @@ across restarts of the same home) so that the connection ``eksml_airflow_api`` c
 the training DAG's ``outcome`` task writes each run's note through the REST API with it.
 
 Usage: python scripts/airflow_standalone.py [--home DIR] [--port N]
-Ctrl-C or SIGTERM (``kill <pid>``) stops the whole process group.
+       python scripts/airflow_standalone.py --home DIR --cli <airflow CLI arguments>
+Ctrl-C or SIGTERM (``kill <pid>``) stops the whole process group. ``--cli`` runs the Airflow
+CLI against that home's database and DAGs (e.g. ``--cli backfill create ...``), with or
+without the server running.
 (EKSML_* variables of the calling shell pass through; nothing else of its Airflow settings.)
 """
 
@@ -73,7 +76,7 @@ class AirflowStandalone:
         parallelism: int = 4,
         settings_file: Path | None = None,
     ) -> None:
-        self.home = Path(home)
+        self.home = Path(home).resolve()  # sqlite:/// and Airflow refuse relative paths
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.settings_file = settings_file
@@ -251,11 +254,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", type=Path, help="AIRFLOW_HOME (default: a new temporary folder)")
     parser.add_argument("--port", type=int, help="API/UI port (default: a free one)")
+    parser.add_argument(
+        "--cli", nargs=argparse.REMAINDER, help="run the Airflow CLI with these arguments against --home, and exit"
+    )
     args = parser.parse_args(argv)
+    if args.cli is not None and not args.home:
+        parser.error("--cli needs --home: the home of the server whose database the command should use")
     home = args.home or Path(tempfile.mkdtemp(prefix="eksml-standalone-"))
     # The project's own settings pass through (EKSML_STORE_URI, EKSML_PROFILE, ...).
     settings = {k: v for k, v in os.environ.items() if k.startswith("EKSML_")}
     server = AirflowStandalone(home, env=settings, port=args.port)
+    if args.cli is not None:
+        return subprocess.run([str(VENV_BIN / "airflow"), *args.cli], env=server.env).returncode
     # SIGTERM (kill, a service manager) stops the whole group as Ctrl-C does: without this the
     # default action would end this process alone and orphan scheduler, triggerer and workers.
     signal.signal(signal.SIGTERM, _interrupt)

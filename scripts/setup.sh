@@ -4,26 +4,51 @@
 #   per image (.venvs/<image>), and with --k8s-testenv the test control plane (real Kubernetes
 #   binaries built from pinned sources, tools/k8s-testenv). A second call only checks, so it
 #   returns in seconds.
-# Usage: scripts/setup.sh [--k8s-testenv] [image ...]   (default: every image under images/)
+#   With --browser (make test) also Chromium and its driver, which only the browser tests use.
+#   One line per step; the package installers' own output goes to .local/setup.log.
+# Usage: scripts/setup.sh [--k8s-testenv] [--browser] [image ...]   (default: every image under images/)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
+mkdir -p .local
+setup_log="$root/.local/setup.log"
+# quietly "what" command...: one line; the command's output goes to the log, its tail on failure.
+quietly() {
+  local what="$1"; shift
+  echo "$what (output: .local/setup.log)"
+  echo "== $what" >>"$setup_log"
+  if ! "$@" >>"$setup_log" 2>&1; then
+    echo "failed: $what; last lines of .local/setup.log:" >&2
+    tail -n 20 "$setup_log" >&2
+    return 1
+  fi
+}
+sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+apt_install() { $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"; }
+
+k8s_testenv=0
+browser=0
+images=()
+for arg in "$@"; do
+  case "$arg" in
+    --k8s-testenv) k8s_testenv=1 ;;
+    --browser) browser=1 ;;
+    *) images+=("$arg") ;;
+  esac
+done
 
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-  echo "installing Debian package dataset-fashion-mnist"
-  sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq dataset-fashion-mnist
+  install_dataset() { $sudo_cmd apt-get update -q && apt_install dataset-fashion-mnist; }
+  quietly "installing Debian package dataset-fashion-mnist" install_dataset
 fi
 
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
-  echo "installing chromium and chromium-driver (browser tests of the Airflow UI)"
-  sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
-  $sudo_cmd apt-get install -y -qq chromium chromium-driver || echo "chromium unavailable: the UI tests will be skipped"
+if [ "$browser" = 1 ] && { ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; }; then
+  quietly "installing chromium and chromium-driver (browser tests of the Airflow UI)" apt_install chromium chromium-driver \
+    || echo "chromium unavailable: the UI tests will be skipped"
 fi
 
 if ! command -v uv >/dev/null 2>&1; then
-  echo "installing uv"
-  python3 -m pip install -q uv
+  quietly "installing uv" python3 -m pip install -q uv
 fi
 
 # "bytecode": see images/build-local-venv.sh (a .venv built before that is rebuilt once).
@@ -40,14 +65,6 @@ else
   echo ".venv (Airflow): up to date"
 fi
 
-k8s_testenv=0
-images=()
-for arg in "$@"; do
-  case "$arg" in
-    --k8s-testenv) k8s_testenv=1 ;;
-    *) images+=("$arg") ;;
-  esac
-done
 if [ ${#images[@]} -eq 0 ]; then
   for dir in images/*/; do
     name="$(basename "$dir")"

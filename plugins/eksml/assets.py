@@ -66,20 +66,26 @@ def data_event_extra(uri: str, **facts: Any) -> dict[str, Any]:
 
 
 def landing_uri(settings: Settings, landed_at: datetime) -> str:
-    """``<store>/landing/<timestamp>``: one prefix per drop."""
-    return f"{area_root(settings.store_uri, Area.LANDING)}/{landed_at:{STAMP}}"
+    """``<store>/landing/<timestamp>``: one prefix per drop, dated in UTC (naive: taken as UTC)."""
+    from datetime import timezone
+
+    utc = landed_at.astimezone(timezone.utc) if landed_at.tzinfo else landed_at
+    return f"{area_root(settings.store_uri, Area.LANDING)}/{utc:{STAMP}}"
 
 
-def land_drop(settings: Settings, landed_at: datetime, source_uri: str | None = None) -> dict[str, Any]:
+def land_drop(
+    settings: Settings, landed_at: datetime, source_uri: str | None = None, train_images: int | None = None
+) -> dict[str, Any]:
     """Copy the four IDX files from ``source_uri`` (default: the configured source) into a new
-    landing prefix, validated (gzip CRC, IDX header, counts) before they are copied, and return
+    landing prefix dated ``landed_at``, validated (gzip CRC, IDX header, counts) before they are
+    copied, its training split cut to the first ``train_images`` items when given, and return
     the asset event ``extra`` that announces it."""
     from eksml.dataprep import TEST_IMAGES, TRAIN_IMAGES, prepare_data
     from eksml.storage import store_path
 
     source = source_uri or settings.source_data_uri
     target = landing_uri(settings, landed_at)
-    result = prepare_data(store_path(source, settings), store_path(target, settings))
+    result = prepare_data(store_path(source, settings), store_path(target, settings), train_images)
     files = result["files"]
     return data_event_extra(
         result["uri"],
@@ -87,3 +93,29 @@ def land_drop(settings: Settings, landed_at: datetime, source_uri: str | None = 
         train_images=files[TRAIN_IMAGES]["count"],
         test_images=files[TEST_IMAGES]["count"],
     )
+
+
+def drop_current_at(settings: Settings, moment: datetime) -> str | None:
+    """The newest complete landed drop dated at or before ``moment`` (its uri), or None.
+
+    Landing prefixes are named by their date (:func:`landing_uri`); a prefix without its
+    manifest (still being copied) does not count. A scheduled or backfilled run trains on the
+    drop current at its interval's end, so each interval of a backfill selects its data.
+    """
+    from datetime import datetime, timezone
+
+    from eksml.dataprep import MANIFEST
+    from eksml.storage import store_path, uri_of
+
+    root = store_path(area_root(settings.store_uri, Area.LANDING), settings)
+    if not root.exists():
+        return None
+    dated = []
+    for folder in root.iterdir():
+        try:
+            landed = datetime.strptime(folder.name, STAMP).replace(tzinfo=timezone.utc)
+        except ValueError:
+            continue
+        if landed <= moment and (folder / MANIFEST).exists():
+            dated.append((landed, folder))
+    return uri_of(max(dated, key=lambda d: d[0])[1]) if dated else None

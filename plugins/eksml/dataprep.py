@@ -34,6 +34,8 @@ IDX_FILES: dict[str, tuple[int, int]] = {
     TEST_LABELS: (1, 2049),
 }
 MANIFEST = "manifest.json"
+#: IDX magic number per rank (labels: 1, images: 3) of unsigned-byte files.
+IDX_MAGIC = {1: 2049, 3: 2051}
 IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
 
@@ -47,7 +49,7 @@ def decode_idx(name: str, blob: bytes, rank: int) -> tuple[list[int], bytes]:
 
     Returns its dimensions and its data bytes.
     """
-    magic_expected = {1: 2049, 3: 2051}[rank]
+    magic_expected = IDX_MAGIC[rank]
     try:
         payload = gzip.decompress(blob)
     except (OSError, EOFError, zlib.error) as exc:
@@ -124,10 +126,31 @@ def read_manifest(folder: ObjectStoragePath) -> dict[str, Any] | None:
     return read_json(path) if path.exists() else None
 
 
-def prepare_data(source: ObjectStoragePath, target: ObjectStoragePath) -> dict[str, Any]:
-    """Validate ``source`` and copy it to ``target`` (see :func:`store_data`)."""
+def first_training_items(blobs: dict[str, bytes], count: int) -> dict[str, bytes]:
+    """The four files with the training split cut to its first ``count`` images and labels
+    (headers rewritten; the test split untouched), e.g. for a dated series of growing drops."""
+    cut = dict(blobs)
+    for name in (TRAIN_IMAGES, TRAIN_LABELS):
+        rank, _ = IDX_FILES[name]
+        dims, data = decode_idx(name, blobs[name], rank)
+        if count > dims[0]:
+            raise DataValidationError(f"{name}: {count} items asked for, the source holds {dims[0]}")
+        item = len(data) // dims[0]
+        header = struct.pack(f">{1 + rank}I", IDX_MAGIC[rank], count, *dims[1:])
+        cut[name] = gzip.compress(header + data[: count * item], mtime=0)
+    return cut
+
+
+def prepare_data(
+    source: ObjectStoragePath, target: ObjectStoragePath, train_images: int | None = None
+) -> dict[str, Any]:
+    """Validate ``source`` and copy it to ``target`` (see :func:`store_data`), its training
+    split cut to the first ``train_images`` items when given."""
     blobs = read_source(source)
-    return store_data(source, blobs, validate_source(blobs, read_manifest(source)), target)
+    validate_source(blobs, read_manifest(source))
+    if train_images is not None:
+        blobs = first_training_items(blobs, train_images)
+    return store_data(source, blobs, validate_source(blobs), target)
 
 
 def store_data(

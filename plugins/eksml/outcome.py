@@ -31,6 +31,7 @@ from urllib.parse import quote, urlparse
 
 from airflow.sdk import BaseOperator, BaseOperatorLink
 
+from eksml.drops import mark_accounted
 from eksml.layout import METRICS, PER_CLASS_ACCURACY, PLOTS, READABLE, TRAINING_CURVES, ModelVersion
 from eksml.settings import FROM_SETTINGS, FromSettings, Settings, SettingsMixin
 
@@ -70,14 +71,31 @@ def summarize(registered: list[dict[str, Any]] | None, pointer: dict[str, Any] |
     return summary
 
 
-def note_markdown(summary: dict[str, Any], links: dict[str, str]) -> str:
-    """The run note (Markdown, at most 1000 characters as the API allows)."""
+#: Most characters of a run note (Airflow's API refuses longer ones).
+NOTE_LIMIT = 1000
+
+
+def note_markdown(summary: dict[str, Any], links: dict[str, str], data_lines: list[str] = ()) -> str:
+    """The run note (Markdown, at most :data:`NOTE_LIMIT` characters as the API allows).
+
+    ``data_lines`` name the upstream drops the run trained on or superseded; when they do not
+    all fit, the note says how many more the first task's log names."""
     lines = [f"**{summary['outcome'].upper()}** {summary['headline'].split(': ', 1)[-1]}"]
     others = [c for c in summary.get("candidates", []) if c["version"] != summary.get("version")]
     lines += [f"- also registered: {c['version']} ({c['test_accuracy']:.4f})" for c in others]
     if links:
         lines.append(" · ".join(f"[{name}]({url})" for name, url in links.items()))
-    return "\n\n".join(lines)[:1000]
+
+    def compose(shown: int) -> str:
+        more = len(data_lines) - shown
+        data = [f"- {line}" for line in data_lines[:shown]]
+        data += [f"- {more} more drops: see the validate_params log"] if more else []
+        return "\n\n".join([*lines, *data])
+
+    shown = len(data_lines)
+    while shown and len(compose(shown)) > NOTE_LIMIT:
+        shown -= 1
+    return compose(shown)[:NOTE_LIMIT]
 
 
 def store_links(version_uri: str, region: str) -> dict[str, str]:
@@ -264,6 +282,7 @@ class RunOutcomeOperator(SettingsMixin, BaseOperator):
         *,
         register_task_id: str = "register",
         promote_task_id: str = "promote",
+        validate_task_id: str = "validate_params",
         api_conn_id: str | FromSettings = FROM_SETTINGS,
         settings: Settings | None = None,
         **kwargs: Any,
@@ -271,6 +290,7 @@ class RunOutcomeOperator(SettingsMixin, BaseOperator):
         super().__init__(**kwargs)
         self.register_task_id = register_task_id
         self.promote_task_id = promote_task_id
+        self.validate_task_id = validate_task_id
         self.api_conn_id = api_conn_id
         self.settings = settings
 
@@ -284,11 +304,16 @@ class RunOutcomeOperator(SettingsMixin, BaseOperator):
         ti.xcom_push(key=LINKS_KEY, value=links)
         ti.xcom_push(key="summary", value=summary)
         dag_run = context["dag_run"]
+        drops = (ti.xcom_pull(task_ids=self.validate_task_id) or {}).get("drops")
+        if mark_accounted(context.get("asset_state_store"), drops, dag_run.run_id):
+            for line in drops["lines"]:
+                self.log.info("data drops: %s", line)
         try:
             # A run that registered nothing keeps the note its first task may have written.
             if "uri" in summary:
                 api = settings.airflow_api_conn_id if self.api_conn_id is FROM_SETTINGS else self.api_conn_id
-                write_run_note(dag_run.dag_id, dag_run.run_id, note_markdown(summary, links), api)
+                note = note_markdown(summary, links, (drops or {}).get("lines", []))
+                write_run_note(dag_run.dag_id, dag_run.run_id, note, api)
         except Exception as exc:  # the note is a convenience: the outcome stands without it
             log.warning("could not write the run note: %s", exc)
         self.log.info("OUTCOME %s", summary["headline"])

@@ -21,6 +21,7 @@ from eksml.dataprep import (
     store_data,
     validate_source,
 )
+from eksml.drops import DropAccount, account
 from eksml.layout import ModelVersion, candidate_accuracy
 from eksml.nodes import EPHEMERAL_CLUSTER
 from eksml.params import TrainingParams, validate_training_params
@@ -47,18 +48,30 @@ class PreflightError(ValueError):
     """The account would reject the run; the message lists each finding and its fix."""
 
 
-def source_data_uri(params: TrainingParams, settings: Settings, triggering_events: Any = None) -> str:
-    """The data to train on: the param, else the newest triggering asset event's ``uri``, else settings.
+#: Run types whose data interval selects their data (the drop current at the interval's end).
+INTERVAL_RUN_TYPES = ("scheduled", "backfill")
 
-    Every event's extra is checked, so a malformed one fails the run with the reason.
-    """
-    from eksml.assets import validate_data_event_extra
 
-    events = sorted((e for evs in (triggering_events or {}).values() for e in evs), key=lambda e: e.timestamp)
-    uris = [validate_data_event_extra(getattr(e, "extra", None)) for e in events]
+def run_type_name(run_type: Any) -> str:
+    """``scheduled``, ``backfill``, ``manual``, ... of a DagRun's run type (its enum or string)."""
+    return str(run_type or "").lower().removeprefix("dagruntype.")
+
+
+def source_data_uri(
+    params: TrainingParams, settings: Settings, drops: DropAccount | None = None, snapshot_at: datetime | None = None
+) -> str:
+    """The data to train on: the param; else the drop the asset events' account trains; else,
+    for a run with a data interval (``snapshot_at``, its end), the drop landed by then; else
+    the configured source (it stands for the data before the first drop)."""
     if params.data_uri:
         return params.data_uri
-    return next((uri for uri in reversed(uris) if uri), settings.source_data_uri)
+    if drops and drops.trained:
+        return drops.trained.uri or settings.source_data_uri
+    if snapshot_at is not None:
+        from eksml.assets import drop_current_at
+
+        return drop_current_at(settings, snapshot_at) or settings.source_data_uri
+    return settings.source_data_uri
 
 
 #: Why a scheduled run trained nothing (the run's first task says it, and so does its note).
@@ -76,35 +89,60 @@ def scheduled_run_refusal(run_type: str | None, settings: Settings) -> str | Non
     creates when a user unpauses the DAG (to trigger a quick run from the form) was not, and
     in the aws profile it would start a full GPU training.
     """
-    if str(run_type or "").lower().removeprefix("dagruntype.") == "scheduled" and not settings.scheduled_training:
+    if run_type_name(run_type) == "scheduled" and not settings.scheduled_training:
         return SCHEDULED_OFF
     return None
 
 
-def validate(raw_params: dict[str, Any], triggering_events: Any = None, run: Any = None) -> dict[str, Any]:
+def skip_run(run: Any, reason: str, settings: Settings) -> None:
+    """Skip the whole run from its first task; its note says why."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from eksml.outcome import write_run_note
+
+    try:
+        write_run_note(run.dag_id, run.run_id, f"**SKIPPED** {reason}", settings.airflow_api_conn_id)
+    except Exception as exc:  # the note is a convenience: the skip stands without it
+        log.warning("could not write the run note: %s", exc)
+    raise AirflowSkipException(reason)
+
+
+def validate(
+    raw_params: dict[str, Any], triggering_events: Any = None, run: Any = None, drops: DropAccount | None = None
+) -> dict[str, Any]:
     """First task: params, settings and source data are checked before anything is spent.
 
     A scheduled run without the ``scheduled_training`` opt-in (``run`` is the DagRun) is
     skipped here, and with it the whole run, before any data is read; its note says why.
+    ``drops`` is the account of the asset events (:mod:`eksml.drops`); without it the run's
+    triggering events alone are accounted for. A run whose drops an earlier run already
+    accounted for is skipped, its note naming that run.
     """
     settings = resolve_settings()
     refusal = scheduled_run_refusal(getattr(run, "run_type", None), settings)
     if refusal:
-        from airflow.sdk.exceptions import AirflowSkipException
+        skip_run(run, refusal, settings)
+    if drops is None and triggering_events:
+        from eksml.drops import Drop
 
-        from eksml.outcome import write_run_note
-
-        try:
-            write_run_note(run.dag_id, run.run_id, f"**SKIPPED** {refusal}", settings.airflow_api_conn_id)
-        except Exception as exc:  # the note is a convenience: the skip stands without it
-            log.warning("could not write the run note: %s", exc)
-        raise AirflowSkipException(refusal)
+        drops = account([Drop.of(e) for evs in triggering_events.values() for e in evs], [], None)
+    for line in drops.lines() if drops else []:
+        log.info("data drops: %s", line)
+    if drops and drops.trained is None:
+        skip_run(run, "no new data: " + "; ".join(drops.lines()), settings)
     params = validate_training_params(raw_params)
     if settings.profile == "aws" and params.trainer == "sagemaker":
         from eksml.sagemaker.request import check_role_arn
 
         check_role_arn(settings.sagemaker_role_arn)  # no data copied for a run SageMaker would refuse
-    source = source_data_uri(params, settings, triggering_events)
+    snapshot_at = (
+        getattr(run, "data_interval_end", None)
+        if run_type_name(getattr(run, "run_type", None)) in INTERVAL_RUN_TYPES
+        else None
+    )
+    source = source_data_uri(params, settings, drops, snapshot_at)
+    if snapshot_at is not None and not params.data_uri:
+        log.info("interval ending %s: trains on the data current then, %s", snapshot_at.isoformat(), source)
     folder = store_path(source, settings)
     described = validate_source(read_source(folder), read_manifest(folder))
     if settings.profile == "aws":
@@ -121,7 +159,10 @@ def validate(raw_params: dict[str, Any], triggering_events: Any = None, run: Any
         described[TRAIN_IMAGES]["count"],
         described[TEST_IMAGES]["count"],
     )
-    return {"params": params.to_dict(), "source_uri": source, "profile": settings.profile}
+    validated = {"params": params.to_dict(), "source_uri": source, "profile": settings.profile}
+    if drops and not params.data_uri:
+        validated["drops"] = drops.to_dict()
+    return validated
 
 
 def needs_cluster(validated: dict[str, Any] | None) -> bool:

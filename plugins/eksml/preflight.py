@@ -382,7 +382,18 @@ def run_preflight(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eksml.preflight", description=__doc__.splitlines()[0])
+    """The command; an error ends in one line with its fix (``--debug``: the traceback)."""
+    from eksml.cli import run
+
+    return run(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m eksml.preflight",
+        description=__doc__.splitlines()[0],
+        epilog="--debug: show the traceback of an error",
+    )
     parser.add_argument("--trainer", choices=["kubernetes", "sagemaker"], default="kubernetes")
     parser.add_argument("--framework", choices=["tensorflow", "mxnet", "both"], default="tensorflow")
     parser.add_argument("--cluster", choices=CLUSTER_MODES, default=EXISTING_CLUSTER)

@@ -80,6 +80,7 @@ def test_dags_load_without_import_errors(api):
         ({"epochs": 0}, "epochs"),
         ({"framework": "pytorch"}, "framework"),
         ({"learning_rate": "fast"}, "learning_rate"),
+        ({"epocs": 1}, "unknown conf key 'epocs' (did you mean 'epochs'?)"),
     ],
 )
 def test_invalid_conf_is_refused_by_the_rest_api(api, conf, param):

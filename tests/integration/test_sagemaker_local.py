@@ -20,6 +20,8 @@ import inference_models as im
 import pytest
 from project_files import load_dag
 
+from eksml.local_job import condensed_output
+
 ROOT = Path(__file__).resolve().parents[2]
 TF_PYTHON = ROOT / ".venvs" / "tf-fashion-mnist" / "bin" / "python"
 INFERENCE_PYTHON = ROOT / ".venvs" / "inference" / "bin" / "python"
@@ -46,8 +48,10 @@ def dag_run(dataset_dir, tmp_path_factory, airflow_db):
     os.environ.update(EKSML_PROFILE="local", EKSML_STORE_URI=store.as_uri())
     try:
         dag = load_dag("fashion_mnist_training")
-        run = dag.test(run_conf=CONF)
-        yield SimpleNamespace(store=store, dag=dag, run=run)
+        log = store.parent / "dag-test.log"
+        with condensed_output(log):  # what `make run` does with the run's output
+            run = dag.test(run_conf=CONF)
+        yield SimpleNamespace(store=store, dag=dag, run=run, log=log)
     finally:
         for key, value in saved.items():
             if value is None:
@@ -95,6 +99,16 @@ def xcom(run_id: str, task_id: str):
             .first()
         )
         return XComModel.deserialize_value(row)
+
+
+def test_a_successful_run_prints_no_error_line(dag_run) -> None:
+    """The task runner looks up every extra link when a task ends; the SageMaker links of a
+    local job used to be missing ("ERROR XCom not found", twice, in a run that succeeded)."""
+    assert str(dag_run.run.state) == "success"
+    log = dag_run.log.read_text()
+    assert "XCom not found" not in log
+    errors = [line for line in log.splitlines() if "[error" in line]
+    assert errors == [], errors[:5]
 
 
 def test_a_retried_try_resumes_from_the_run_checkpoint(dag_run) -> None:

@@ -136,3 +136,22 @@ def test_password_is_chosen_before_start_and_kept(standalone, tmp_path):
     conn = json.loads(first.env["AIRFLOW_CONN_EKSML_AIRFLOW_API"])
     assert conn == {"conn_type": "http", "host": first.base_url, "login": "admin", "password": password}
     assert standalone.AirflowStandalone(tmp_path / "home").admin_password() == password
+
+
+def test_a_relative_home_works_as_the_readme_writes_it(standalone, tmp_path, monkeypatch):
+    """`--home .local/airflow-ui`: Airflow refused the relative sqlite path at start-up
+    ("Cannot use relative path: sqlite:///.local/airflow-ui/airflow.db")."""
+    monkeypatch.chdir(tmp_path)
+    server = standalone.AirflowStandalone(Path(".local/airflow-ui"))
+    assert server.env["AIRFLOW_HOME"] == str(tmp_path / ".local" / "airflow-ui")
+    server.home.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "airflow"), "config", "get-value", "database", "sql_alchemy_conn"],
+        env=server.env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert result.stdout.strip().startswith(f"sqlite:///{tmp_path}/.local/airflow-ui/airflow.db")

@@ -105,3 +105,27 @@ def test_a_refused_conf_is_one_line_with_the_fix_before_any_dag_runs(tmp_path, c
     assert message in err and "fix: make run CONF=" in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not timings.exists() and not (tmp_path / "last-training.log").exists()
+
+
+def test_horovod_rank_zero_progress_reaches_the_terminal(caplog):
+    """MXNet + Horovod runs under ``horovodrun``, which prefixes each rank's lines (``[0]<stdout>:``,
+    as printed by horovodrun 0.28.1 here); rank 0's per-epoch line must be shown like TensorFlow's."""
+    import logging
+
+    from eksml.local.runner import log_line
+
+    workload = [
+        "[1]<stdout>:2026-12-07 01:58:10,853 INFO rank 1/2: done; rank 0 exports the model",
+        "[0]<stdout>:2026-12-07 01:58:11,013 INFO epoch 1/5 loss=0.6012 accuracy=0.7811 images/s=900 time=30.1s "
+        "left=120s (2 workers)",
+    ]
+    with caplog.at_level(logging.INFO, logger="airflow.task"):
+        for line in workload:
+            log_line(logging.getLogger("airflow.task"), line)
+    task_log = [
+        f"2026-12-07T01:58:11.100000Z [info     ] {r.getMessage()} [airflow.task] loc=runner.py:1"
+        for r in caplog.records
+    ]
+    shown = list(condense(task_log))
+    assert shown == ["01:58:11    epoch 1/5 loss=0.6012 accuracy=0.7811 images/s=900 time=30.1s left=120s (2 workers)"]
+    assert caplog.records[0].getMessage() == "[rank 1] rank 1/2: done; rank 0 exports the model"

@@ -17,8 +17,19 @@ from eksml.settings import load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command; an error ends in one line with its fix (``--debug``: the traceback)."""
+    from eksml.cli import run
+
+    return run(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     settings = load_settings()
-    parser = argparse.ArgumentParser(prog="python -m eksml.cluster", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m eksml.cluster",
+        description=__doc__.splitlines()[0],
+        epilog="--debug: show the traceback of an error",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     conn = sub.add_parser("connection", help="print AIRFLOW_CONN_<ID>=<json> for the cluster")
     conn.add_argument("--cluster-name", default=settings.cluster_name)

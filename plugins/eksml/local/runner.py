@@ -61,12 +61,22 @@ NOISE = re.compile(
 OWN_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d[,.]\d+ (INFO )?")
 
 
+#: ``horovodrun``'s prefix of every line a rank prints (``[0]<stdout>:``; horovod's
+#: ``safe_shell_exec.prefix_connection``). Rank 0's lines lose it, so its per-epoch progress
+#: reads like a single process's; other ranks' keep ``[rank N]``.
+RANK_PREFIX = re.compile(r"^\[(?P<rank>\d+)\]<std(?:out|err)>:")
+
+
 def log_line(log: logging.Logger, line: str) -> None:
     """One workload output line into the task log: noise at DEBUG, one timestamp per line."""
+    rank = RANK_PREFIX.match(line)
+    if rank:
+        line = line[rank.end() :]
     if NOISE.search(line):
         log.debug("%s", line)
-    else:
-        log.info("%s", OWN_TIMESTAMP.sub("", line, count=1))
+        return
+    line = OWN_TIMESTAMP.sub("", line, count=1)
+    log.info("%s", f"[rank {rank['rank']}] {line}" if rank and rank["rank"] != "0" else line)
 
 
 class LocalRunError(RuntimeError):

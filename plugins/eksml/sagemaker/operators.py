@@ -311,6 +311,10 @@ class SageMakerTrainOperator(AwsProviderSettingsMixin, SageMakerTrainingOperator
             spec, self._instance_type(context), _as_optional_int(self.instance_count), self.processes_per_host
         )
         self._job_name = self._job_name_for(context, spec)
+        # A local job has no console page: empty link values, as the task runner looks every
+        # extra link up when the task ends and a missing one logs "ERROR XCom not found".
+        for link in self.operator_extra_links:
+            context["ti"].xcom_push(key=link.key, value=None)
         self._runner = LocalRunner(settings, self.log)
         result = run_training_locally(
             spec, settings, job_name=self._job_name, runner=self._runner, output_uri=self.output_uri

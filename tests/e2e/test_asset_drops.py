@@ -1,0 +1,136 @@
+"""Every upstream data drop is accounted for, with the real scheduler.
+
+Drops announced while the training DAG is busy (``max_active_runs=1``) used to be lost: the
+scheduler keeps one queue row per (asset, DAG) (``AssetDagRunQueue``, primary key
+``asset_id, target_dag_id``), and an event posted while that row waits is merged into it
+(``AssetManager._queue_dagruns_nonpartitioned_slow_path``: ``session.merge``, which keeps the
+row's ``created_at``). The run the row finally creates takes ``triggered_date = created_at``
+and consumes only the events up to it (``SchedulerJobRunner._create_dag_runs_asset_triggered``:
+``AssetEvent.timestamp <= triggered_date``), then deletes the row: the later events start no
+run and leave nothing queued. The next event's run lists them (its window starts at the
+previous asset run's ``run_after``) but used to train only its own drop.
+
+This test posts four drops, three of them while a run is busy, and traces each one to the
+version that trained it or to a "superseded by" line in the log and note of a run. The table
+it builds is kept as ``artifacts/asset-drops.md``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+TRAINING_DAG = "fashion_mnist_training"
+TRAINING_DATA = "fashion_mnist_training_data"
+BUSY_CONF = {"epochs": 2, "limit_train": 2000, "limit_test": 500}
+SETTLE_TIMEOUT = 1200
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+
+
+def post_drop(api, asset_id: int, folder: Path) -> dict:
+    response = api.request("POST", "/assets/events", json={"asset_id": asset_id, "extra": {"uri": folder.as_uri()}})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def settle(api, timeout: float = SETTLE_TIMEOUT) -> None:
+    """Wait until no run is queued or running and no asset event waits in the queue."""
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while time.monotonic() < deadline:
+        active = [r for r in api.runs(TRAINING_DAG) if r["state"] in ("queued", "running")]
+        queued = api.get(f"/dags/{TRAINING_DAG}/assets/queuedEvents")["total_entries"]
+        quiet = quiet + 1 if not active and not queued else 0
+        if quiet >= 3:  # three polls in a row: a run being created between two polls is seen
+            return
+        time.sleep(4)
+    raise AssertionError(f"{TRAINING_DAG} still busy after {timeout:.0f} s")
+
+
+def trace(server, api, drops: list[dict]) -> tuple[list[dict], str]:
+    """Each drop's fate: runs listing its event, the version that trained it, the lines naming it."""
+    versions = server.versions()
+    runs = [r for r in api.runs(TRAINING_DAG) if r["run_type"] == "asset_triggered"]
+    listed: dict[str, list[str]] = {}
+    logs: dict[str, str] = {}
+    notes: dict[str, str] = {r["dag_run_id"]: r.get("note") or "" for r in runs}
+    for run in runs:
+        run_id = run["dag_run_id"]
+        events = api.get(f"/dags/{TRAINING_DAG}/dagRuns/{run_id}/upstreamAssetEvents")["asset_events"]
+        listed[run_id] = [(e.get("extra") or {}).get("uri") for e in events]
+        logs[run_id] = api.task_log(TRAINING_DAG, run_id, "validate_params")
+    rows = []
+    for n, drop in enumerate(drops, 1):
+        uri = drop["uri"]
+        trained = [name for name, meta in versions.items() if meta.get("source_uri") == uri]
+        superseded = {
+            run_id: next((line for line in log.splitlines() if uri in line and "superseded by" in line), "")
+            for run_id, log in logs.items()
+        }
+        rows.append(
+            {
+                "event": n,
+                "uri": uri,
+                "listed_by": [run_id for run_id, uris in listed.items() if uri in uris],
+                "trained_as": trained,
+                "superseded_in": [run_id for run_id, line in superseded.items() if line and uri in notes[run_id]],
+                "line": next((line.strip() for line in superseded.values() if line), ""),
+            }
+        )
+    table = [
+        "| event | drop | listed by run | trained as version | superseded in run (log + note) |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        table.append(
+            f"| {row['event']} | {Path(row['uri']).name} | {', '.join(row['listed_by']) or '-'} | "
+            f"{', '.join(row['trained_as']) or '-'} | {', '.join(row['superseded_in']) or '-'} |"
+        )
+    unused = []
+    for run_id, uris in listed.items():
+        trained_here = {meta.get("source_uri") for meta in versions.values() if meta.get("run_id") == run_id}
+        unused += [f"{run_id}: {u}" for u in uris if u not in trained_here and u not in notes[run_id]]
+    return rows, "\n".join(table) + ("\n\nlisted but neither trained nor named: " + "; ".join(unused) if unused else "")
+
+
+def test_drops_posted_while_a_run_is_busy_are_each_trained_or_named_superseded(airflow_server, tmp_path_factory):
+    server, api = airflow_server, airflow_server.api
+    folders = []
+    for n in range(1, 5):
+        folder = tmp_path_factory.mktemp("drops") / f"drop-{n}"
+        shutil.copytree(server.drop, folder)
+        folders.append(folder)
+    asset_id = api.asset_id(TRAINING_DATA)
+    api.unpause(TRAINING_DAG)
+    settle(api)  # the scheduled run that unpausing creates
+    busy = api.trigger(TRAINING_DAG, BUSY_CONF)
+    deadline = time.monotonic() + 300
+    while api.get(f"/dags/{TRAINING_DAG}/dagRuns/{busy['dag_run_id']}")["state"] != "running":
+        assert time.monotonic() < deadline, "the busy run never started"
+        time.sleep(2)
+    drops = [post_drop(api, asset_id, folders[0])]
+    time.sleep(0.5)
+    drops.append(post_drop(api, asset_id, folders[1]))
+    time.sleep(5)
+    drops.append(post_drop(api, asset_id, folders[2]))
+    settle(api)
+    drops.append(post_drop(api, asset_id, folders[3]))
+    settle(api)
+
+    rows, table = trace(server, api, [{"uri": f.as_uri()} for f in folders])
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "asset-drops.md").write_text(table + "\n")
+    print(table)
+    lost = [row for row in rows if not row["trained_as"] and not row["superseded_in"]]
+    assert not lost, f"drops neither trained nor named superseded:\n{table}"
+    assert "listed but neither trained nor named" not in table, table
+    # The newest drop is always trained; a superseded one names the drop that replaced it.
+    assert rows[-1]["trained_as"], table
+    for row in rows:
+        if row["superseded_in"]:
+            assert "superseded by" in row["line"], row

@@ -1,0 +1,69 @@
+"""`make run`'s set-up prints one line per step and installs only what the main job needs.
+
+apt-get cannot run in a test (root, network, the machine's packages), so it is modelled: an
+``apt-get`` on PATH that records its arguments and prints what a real install prints (hundreds
+of lines). Everything else is the real script on a copy of the project whose .venv is up to
+date; Chromium is hidden from PATH, as on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+APT_LINES = 300
+
+
+def fresh_copy(tmp_path: Path) -> tuple[Path, dict[str, str], Path]:
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    (repo / "images").mkdir()
+    shutil.copy(ROOT / "scripts" / "setup.sh", repo / "scripts" / "setup.sh")
+    for name in ("requirements.txt", "requirements-dev.txt"):
+        shutil.copy(ROOT / name, repo / name)
+    (repo / ".venv").mkdir()
+    stamp = b"bytecode\n" + (repo / "requirements.txt").read_bytes() + (repo / "requirements-dev.txt").read_bytes()
+    (repo / ".venv" / ".requirements.sha256").write_text(hashlib.sha256(stamp).hexdigest() + "\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    hidden = {"chromium", "chromedriver", "apt-get", "sudo"}
+    for tool in Path("/usr/bin").iterdir():
+        if tool.name not in hidden:
+            (bin_dir / tool.name).symlink_to(tool)
+    calls = tmp_path / "apt-calls"
+    apt = bin_dir / "apt-get"
+    apt.write_text(
+        f'#!/bin/bash\necho "$*" >> {calls}\n'
+        f'for i in $(seq {APT_LINES}); do echo "Selecting previously unselected package lib$i."; done\n'
+    )
+    apt.chmod(0o755)
+    others = [p for p in os.environ["PATH"].split(os.pathsep) if p not in ("/usr/bin", "/bin")]
+    env = {**os.environ, "PATH": os.pathsep.join([str(bin_dir), *others])}
+    return repo, env, calls
+
+
+def test_make_runs_set_up_installs_no_browser_and_prints_one_line_per_step(tmp_path):
+    repo, env, calls = fresh_copy(tmp_path)
+    result = subprocess.run(
+        ["bash", "scripts/setup.sh"], cwd=repo, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not calls.exists(), f"apt-get ran for make run: {calls.read_text()}"
+    assert result.stdout.splitlines() == [".venv (Airflow): up to date"], result.stdout[-1000:]
+
+
+def test_the_browser_comes_with_make_test_and_apt_output_goes_to_the_log(tmp_path):
+    repo, env, calls = fresh_copy(tmp_path)
+    result = subprocess.run(
+        ["bash", "scripts/setup.sh", "--browser"], cwd=repo, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "chromium chromium-driver" in calls.read_text()
+    assert len(result.stdout.splitlines()) == 2, result.stdout[-1000:]
+    assert "Selecting previously unselected" not in result.stdout + result.stderr
+    assert (repo / ".local" / "setup.log").read_text().count("Selecting previously unselected") == APT_LINES
+    assert "setup.sh --k8s-testenv --browser" in (ROOT / "Makefile").read_text()  # make test asks for it
