@@ -28,6 +28,9 @@ IAM_ROLE_NAME_RE = re.compile(r"^[\w+=,.@-]{1,64}$")
 _LABEL_KEY_RE = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+#: EKS access policy equal to cluster-admin (``*`` on every resource and non-resource URL: EKS
+#: user guide, "Review access policy permissions"); ``{partition}`` from the region.
+CLUSTER_ADMIN_POLICY = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 
 
 class ClusterConfigError(ValueError):
@@ -190,13 +193,20 @@ class IAMServiceAccount:
 
 @dataclass(frozen=True)
 class AccessEntry:
-    """Maps the pipeline's IAM principal to Kubernetes groups bound by the project's RBAC."""
+    """Maps the pipeline's IAM principal to Kubernetes groups bound by the project's RBAC, plus
+    EKS access policies (cluster scope) associated with the entry when it is created."""
 
     principal_arn: str
     kubernetes_groups: tuple[str, ...]
+    access_policies: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"principalARN": self.principal_arn, "kubernetesGroups": list(self.kubernetes_groups)}
+        doc: dict[str, Any] = {"principalARN": self.principal_arn, "kubernetesGroups": list(self.kubernetes_groups)}
+        if self.access_policies:
+            doc["accessPolicies"] = [
+                {"policyARN": arn, "accessScope": {"type": "cluster"}} for arn in self.access_policies
+            ]
+        return doc
 
 
 @dataclass(frozen=True)
@@ -210,7 +220,7 @@ class ClusterConfig:
     service_accounts: tuple[IAMServiceAccount, ...] = ()
     access_entries: tuple[AccessEntry, ...] = ()
     #: eksctl's own access entry making the creator cluster admin; off when the creator is the
-    #: pipeline principal, whose entry (group-bound, no admin) is declared instead.
+    #: pipeline principal, whose one entry is declared instead (``eksctl.request.access_entries``).
     bootstrap_creator_admin: bool = True
     tags: dict[str, str] = field(default_factory=dict)
     availability_zones: tuple[str, ...] = ()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eksml.eksctl.config import (
+    CLUSTER_ADMIN_POLICY,
     AccessEntry,
     ClusterConfig,
     ClusterConfigError,
@@ -21,7 +22,7 @@ from eksml.eksctl.config import (
     ManagedNodeGroup,
     Taint,
 )
-from eksml.eksctl.iam import StoreUriError, inference_policy, training_policy
+from eksml.eksctl.iam import StoreUriError, inference_policy, partition_for, training_policy
 from eksml.nodes import (
     GPU_TAINT_EFFECT,
     GPU_TAINT_KEY,
@@ -234,6 +235,34 @@ def _service_accounts(
     return tuple(accounts)
 
 
+def pipeline_is_creator(req: ClusterRequest) -> bool:
+    """Whether the principal that runs eksctl is also the one the pipeline's tasks act as."""
+    principal = req.pipeline_principal_arn or req.creator_arn
+    return bool(principal) and principal == req.creator_arn
+
+
+def access_entries(req: ClusterRequest) -> tuple[tuple[AccessEntry, ...], bool]:
+    """The cluster's access entries, and whether eksctl adds its own cluster-admin entry for the creator.
+
+    After the node group stacks, ``eksctl create cluster`` lists and watches the nodes of every
+    group with min size >= 1 as the creator (eksctl v0.215.0 ``pkg/ctl/create/cluster.go`` ->
+    ``eks.WaitForNodes`` in ``pkg/eks/client.go``), before ``prepare_cluster`` has made any
+    RoleBinding; a refusal there fails the create. So the creator needs that access from the
+    first minute. A creator that is not the pipeline principal keeps eksctl's own admin entry.
+    When it is the pipeline principal, a second entry for the same principal is refused by EKS
+    ("access entry already in use"), so its one entry carries both the pipeline's group and the
+    cluster-admin access policy: a creation grant that the add-ons step removes once the
+    project's RBAC is in place (:func:`eksml.cluster.eks.cluster_admin_while`).
+    """
+    principal = req.pipeline_principal_arn or req.creator_arn
+    if not principal:
+        return (), True
+    if not pipeline_is_creator(req):
+        return (AccessEntry(principal_arn=principal, kubernetes_groups=(PIPELINE_GROUP,)),), True
+    grant = CLUSTER_ADMIN_POLICY.format(partition=partition_for(req.region))
+    return (AccessEntry(principal_arn=principal, kubernetes_groups=(PIPELINE_GROUP,), access_policies=(grant,)),), False
+
+
 def training_cluster_name(req: ClusterRequest) -> str:
     """Name of the cluster that runs training (``<name>-training`` when dedicated)."""
     return req.name + TRAINING_CLUSTER_SUFFIX if req.dedicated_training_cluster else req.name
@@ -267,12 +296,7 @@ def build_cluster_configs(req: ClusterRequest) -> list[ClusterConfig]:
     except KubernetesVersionError as exc:
         raise ClusterConfigError(str(exc)) from None
     try:
-        # One access entry, for the pipeline principal, bound to the project's Roles (never cluster
-        # admin). When that principal is the creator, eksctl must not add its own admin entry for it
-        # too ("access entry already in use"); the add-ons step takes admin just in time instead.
-        principal = req.pipeline_principal_arn or req.creator_arn
-        access = (AccessEntry(principal_arn=principal, kubernetes_groups=(PIPELINE_GROUP,)),) if principal else ()
-        bootstrap = not (principal and principal == req.creator_arn)
+        access, bootstrap = access_entries(req)
         tags = {PROJECT_TAG: "eksml", **req.tags}
         zones = req.availability_zones
         inference_group = inference_node_group(req)
