@@ -58,11 +58,11 @@ def test_node_groups_match_the_pipeline_or_fail_clearly(eks_cluster):
     req = ClusterRequest.from_settings(Settings())
     actual = describe_nodegroups(eks_cluster, REGION, "aws_default")
     assert nodegroup_drift([train_node_group(req), inference_node_group(req)], actual) == ([], [])
-    other = req.with_overrides({"train_instance_types": "g5.xlarge"})
+    other = req.with_overrides({"train_instance_types": "g6.xlarge"})
     errors, warnings = nodegroup_drift([train_node_group(other)], {})
     assert errors == ["node group ng-train is missing (run the eks_cluster DAG with action=create)"]
     errors, warnings = nodegroup_drift([train_node_group(other)], actual)
-    assert errors == [] and "runs ['p3.8xlarge'], requested ['g5.xlarge']" in warnings[0]
+    assert errors == [] and "runs ['g5.xlarge'], requested ['g6.xlarge']" in warnings[0]
 
 
 def _token_of(hook) -> str:

@@ -74,11 +74,11 @@ def test_default_cluster_node_groups_labels_taints_and_autoscaler_tags():
         "tags": {"eksml/project": "eksml"},
     }
     train, inference = doc["managedNodeGroups"]
-    assert train["name"] == "ng-train" and train["instanceType"] == "p3.8xlarge" and "spot" not in train
+    assert train["name"] == "ng-train" and train["instanceType"] == "g5.xlarge" and "spot" not in train
     assert train["labels"] == {"role": "train"}
     assert train["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
-    assert (train["minSize"], train["desiredCapacity"], train["maxSize"]) == (0, 1, 4)
-    assert train["tags"]["k8s.io/cluster-autoscaler/node-template/resources/nvidia.com/gpu"] == "4"
+    assert (train["minSize"], train["desiredCapacity"], train["maxSize"]) == (0, 0, 4)
+    assert train["tags"]["k8s.io/cluster-autoscaler/node-template/resources/nvidia.com/gpu"] == "1"
     assert train["tags"]["k8s.io/cluster-autoscaler/node-template/label/role"] == "train"
     assert train["tags"]["k8s.io/cluster-autoscaler/node-template/taint/nvidia.com/gpu"] == "present:NoSchedule"
     assert train["tags"]["k8s.io/cluster-autoscaler/eksml"] == "owned"

@@ -120,9 +120,29 @@ EC2_GPU_QUOTAS: dict[tuple[str, bool], tuple[str, str]] = {
 }
 
 
+#: The quotas that bound the CPU node groups (families A, C, D, H, I, M, R, T, Z), by purchase
+#: option. New accounts often start at 5-32 vCPUs here, below one m5.2xlarge plus system nodes.
+EC2_STANDARD_QUOTA = ("L-1216C47A", "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances")
+EC2_STANDARD_SPOT_QUOTA = ("L-34B43A08", "All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests")
+_STANDARD_LETTERS = frozenset("acdhimrtz")
+
+
 def ec2_quota_for(instance_type: str, spot: bool = False) -> tuple[str, str]:
     """The EC2 vCPU quota (code, name) that limits how many ``instance_type`` nodes can run."""
     family = instance_type.split(".", 1)[0][:1].lower()
-    if (family, spot) not in EC2_GPU_QUOTAS:
-        raise InstanceTypeError(f"no EC2 GPU quota known for {instance_type!r}")
-    return EC2_GPU_QUOTAS[(family, spot)]
+    if (family, spot) in EC2_GPU_QUOTAS:
+        return EC2_GPU_QUOTAS[(family, spot)]
+    if family in _STANDARD_LETTERS:
+        return EC2_STANDARD_SPOT_QUOTA if spot else EC2_STANDARD_QUOTA
+    raise InstanceTypeError(f"no EC2 vCPU quota known for {instance_type!r}")
+
+
+def vcpus(instance_type: str) -> int:
+    """vCPUs of an x86 EC2 size: xlarge = 4, each multiple of it as many times 4, the smaller
+    sizes of the families accepted here 2 (t3.nano to m5.large), metal as 24xlarge."""
+    _, size = _parse(instance_type)
+    if size.startswith("metal"):
+        return 96
+    if size.endswith("xlarge"):
+        return 4 * int(size[: -len("xlarge")] or 1)
+    return 2

@@ -42,6 +42,7 @@ GPU_TAINT = Taint(key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect=GPU_TAINT_EFF
 log = logging.getLogger(__name__)
 
 PIPELINE_GROUP = "eksml-pipeline"
+DEFAULT_GPU_INSTANCE_TYPE = "g5.xlarge"
 AUTOSCALER_SERVICE_ACCOUNT = ("kube-system", "cluster-autoscaler")
 TRAINING_CLUSTER_SUFFIX = "-training"
 PROJECT_TAG = "eksml/project"
@@ -60,9 +61,11 @@ class ClusterRequest:
     inference_namespace: str = "ml-serving"
     training_service_account: str = "training"
     inference_service_account: str = "inference"
-    train_instance_types: tuple[str, ...] = ("p3.8xlarge",)
+    #: One GPU per node (a training pod asks for one); the group starts empty and the autoscaler
+    #: adds nodes for pending training pods, so a created cluster bills no GPU while idle.
+    train_instance_types: tuple[str, ...] = (DEFAULT_GPU_INSTANCE_TYPE,)
     spot: bool = False
-    train_nodes: int = 1
+    train_nodes: int = 0
     train_min_nodes: int = 0
     #: None means max(4, train_nodes).
     train_max_nodes: int | None = None
