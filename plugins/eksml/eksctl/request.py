@@ -337,7 +337,8 @@ def build_cluster_configs(req: ClusterRequest) -> list[ClusterConfig]:
                     region=req.region,
                     version=req.kubernetes_version,
                     node_groups=(inference_group,),
-                    service_accounts=_service_accounts(req.name, req, training=False, inference=True),
+                    # training too: evaluation runs here, as the training service account
+                    service_accounts=_service_accounts(req.name, req, training=True, inference=True),
                     access_entries=access,
                     bootstrap_creator_admin=bootstrap,
                     tags=tags,
