@@ -75,7 +75,11 @@ def test_default_cluster_node_groups_labels_taints_and_autoscaler_tags():
     }
     train, inference = doc["managedNodeGroups"]
     assert train["name"] == "ng-train" and train["instanceType"] == "g5.xlarge" and "spot" not in train
-    assert train["labels"] == {"role": "train"}
+    # cluster-autoscaler AWS README, "Special note on GPU instances": the accelerator label on GPU
+    # nodes (and as a node-template tag for scale-from-zero) keeps it from scaling out again while
+    # the device plugin has not advertised the GPUs yet
+    assert train["labels"] == {"role": "train", "k8s.amazonaws.com/accelerator": "nvidia-a10g"}
+    assert train["tags"]["k8s.io/cluster-autoscaler/node-template/label/k8s.amazonaws.com/accelerator"] == "nvidia-a10g"
     assert train["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
     assert (train["minSize"], train["desiredCapacity"], train["maxSize"]) == (0, 0, 4)
     assert train["tags"]["k8s.io/cluster-autoscaler/node-template/resources/nvidia.com/gpu"] == "1"

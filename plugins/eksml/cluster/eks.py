@@ -20,7 +20,7 @@ from typing import Any
 
 from eksml.eksctl.config import CLUSTER_ADMIN_POLICY, ManagedNodeGroup, NodegroupState
 from eksml.eksctl.request import PROJECT_TAG
-from eksml.nodes import GPU_RESOURCE
+from eksml.nodes import ACCELERATOR_LABEL, GPU_RESOURCE
 
 #: EKS API taint effects -> Kubernetes spelling.
 _EFFECTS = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
@@ -61,7 +61,9 @@ def nodegroup_drift(expected: list[ManagedNodeGroup], actual: dict[str, Nodegrou
             continue
         for key, value in ng.labels.items():
             if have.labels.get(key) != value:
-                errors.append(f"node group {ng.name}: label {key}={have.labels.get(key)!r}, expected {value!r}")
+                # the accelerator label guides the autoscaler, not where pods go: a warning
+                found = errors if key != ACCELERATOR_LABEL else warnings
+                found.append(f"node group {ng.name}: label {key}={have.labels.get(key)!r}, expected {value!r}")
         want_taints = {(t.key, t.value, t.effect) for t in ng.taints}
         if want_taints != set(have.taints):
             errors.append(f"node group {ng.name}: taints {sorted(have.taints)}, expected {sorted(want_taints)}")

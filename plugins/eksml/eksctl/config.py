@@ -18,6 +18,9 @@ from eksml.nodes import GPU_RESOURCE
 
 API_VERSION = "eksctl.io/v1alpha5"
 CA_TAG_PREFIX = "k8s.io/cluster-autoscaler"
+#: Node OS image family, pinned: eksctl's default follows its release (AL2 -> AL2023), and the
+#: GPU driver, containerd and cgroup version come with it. AL2023 has NVIDIA AMIs for EKS.
+AMI_FAMILY = "AmazonLinux2023"
 
 #: EKS cluster name rule (CreateCluster API): letter or digit first, then [A-Za-z0-9_-], <= 100.
 CLUSTER_NAME_RE = re.compile(r"^[0-9A-Za-z][A-Za-z0-9\-_]*$")
@@ -138,6 +141,7 @@ class ManagedNodeGroup:
         else:
             doc["instanceType"] = self.instance_types[0]
         doc.update(
+            amiFamily=AMI_FAMILY,
             minSize=self.min_size,
             desiredCapacity=self.desired_capacity,
             maxSize=self.max_size,

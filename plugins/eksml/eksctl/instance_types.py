@@ -41,6 +41,33 @@ GPU_INSTANCE_TYPES: dict[str, int] = {
     },
 }
 
+#: GPU model per instance family, the value of the node label ``k8s.amazonaws.com/accelerator``
+#: (cluster-autoscaler AWS README, "Special note on GPU instances": P2 -> ``nvidia-tesla-k80``).
+GPU_ACCELERATORS: dict[str, str] = {
+    "p3": "nvidia-tesla-v100",
+    "p3dn": "nvidia-tesla-v100",
+    "p4d": "nvidia-a100",
+    "p4de": "nvidia-a100",
+    "p5": "nvidia-h100",
+    "p5e": "nvidia-h200",
+    "p5en": "nvidia-h200",
+    "p6-b200": "nvidia-b200",
+    "g4dn": "nvidia-tesla-t4",
+    "g5": "nvidia-a10g",
+    "g6": "nvidia-l4",
+    "g6e": "nvidia-l40s",
+}
+
+
+def gpu_accelerator(instance_types: tuple[str, ...] | list[str]) -> str | None:
+    """The accelerator label value of a GPU group: its GPU model, ``nvidia`` when spot mixes
+    models, None for a type not known here (validation names it)."""
+    models = {GPU_ACCELERATORS.get(t.split(".", 1)[0]) for t in instance_types}
+    if not models or None in models:
+        return None
+    return models.pop() if len(models) == 1 else "nvidia"
+
+
 #: x86_64 general purpose, compute and memory optimised families (the images are amd64).
 CPU_FAMILIES: frozenset[str] = frozenset(
     "t3 t3a m5 m5a m5d m5n m6i m6a m6id m7i m7a c5 c5a c5d c5n c6i c6a c7i c7a r5 r5a r5d r6i r6a r7i r7a".split()

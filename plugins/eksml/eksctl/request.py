@@ -23,7 +23,9 @@ from eksml.eksctl.config import (
     Taint,
 )
 from eksml.eksctl.iam import StoreUriError, inference_policy, partition_for, training_policy
+from eksml.eksctl.instance_types import gpu_accelerator
 from eksml.nodes import (
+    ACCELERATOR_LABEL,
     GPU_TAINT_EFFECT,
     GPU_TAINT_KEY,
     GPU_TAINT_VALUE,
@@ -139,13 +141,15 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
 
 def train_node_group(req: ClusterRequest) -> ManagedNodeGroup:
     """The GPU node group ``ng-train`` as requested (not yet validated)."""
+    model = gpu_accelerator(req.train_instance_types)
+    accelerator = {ACCELERATOR_LABEL: model} if model else {}
     return ManagedNodeGroup(
         name=TRAIN_GROUP,
         instance_types=req.train_instance_types,
         min_size=req.train_min_nodes,
         desired_capacity=req.train_nodes,
         max_size=req.train_max_nodes if req.train_max_nodes is not None else max(4, req.train_nodes),
-        labels={NODE_ROLE_LABEL: TRAIN_ROLE},
+        labels={NODE_ROLE_LABEL: TRAIN_ROLE, **accelerator},
         taints=(GPU_TAINT,),
         spot=req.spot,
         volume_size=req.train_volume_size,
