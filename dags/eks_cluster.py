@@ -23,7 +23,7 @@ from airflow.sdk import DAG, Param, task
 from eksml.cluster.operators import ClusterAddonsOperator, GpuCapacityOperator
 from eksml.dag_defaults import default_args
 from eksml.eksctl.operators import EksctlClusterOperator
-from eksml.eksctl.request import dedicated_layout
+from eksml.eksctl.request import DEFAULT_GPU_INSTANCE_TYPE, dedicated_layout
 
 #: eksctl request overrides, rendered from the run's params (text values are coerced; an empty
 #: one, from a param left null, keeps the settings' value).
@@ -80,7 +80,7 @@ with DAG(
             description="Region of the cluster; empty: the settings' region",
         ),
         "train_instance_types": Param(
-            ["p3.8xlarge"],
+            [DEFAULT_GPU_INSTANCE_TYPE],
             type="array",
             items={"type": "string"},
             minItems=1,
@@ -89,7 +89,7 @@ with DAG(
         ),
         "spot": Param(False, type="boolean", title="Spot GPU nodes", description="Use spot capacity for ng-train"),
         "train_nodes": Param(
-            1,
+            0,
             type="integer",
             minimum=0,
             maximum=100,
@@ -123,13 +123,21 @@ with DAG(
 
     @task.branch(execution_timeout=timedelta(minutes=1), retries=0)
     def choose(params=None) -> list[str]:
-        """delete goes straight to the delete task; create and scale apply then prepare.
+        """delete goes straight to the delete task; create and scale are checked, applied, prepared.
 
         Fails at once in the local profile: there is no cluster to manage there."""
         from eksml.settings import resolve_settings
 
         resolve_settings().require_aws("the eks_cluster DAG")
-        return ["delete_cluster"] if params["action"] == "delete" else ["apply_cluster"]
+        return ["delete_cluster"] if params["action"] == "delete" else ["preflight"]
+
+    @task(execution_timeout=timedelta(minutes=2), retries=0)
+    def preflight(cluster: dict) -> list[str]:
+        """Quotas and version, before eksctl creates anything (a node group over quota fails only
+        after the control plane was built)."""
+        from eksml.preflight import run_cluster_preflight
+
+        return run_cluster_preflight(cluster)
 
     apply_cluster = EksctlClusterOperator(task_id="apply_cluster", action="{{ params.action }}", cluster=CLUSTER)
     delete_cluster = EksctlClusterOperator(task_id="delete_cluster", action="delete", cluster=CLUSTER)
@@ -148,6 +156,8 @@ with DAG(
 
     check_gpu_capacity = GpuCapacityOperator(task_id="check_gpu_capacity", cluster=CLUSTER, cluster_role=TRAINING_ROLE)
 
-    choose() >> [apply_cluster, delete_cluster]
+    checked = preflight(CLUSTER)
+    choose() >> [checked, delete_cluster]
+    checked >> apply_cluster
     apply_cluster >> prepare_training >> check_gpu_capacity
     apply_cluster >> dedicated() >> prepare_inference

@@ -18,6 +18,10 @@ GPU_TAINT_KEY = GPU_RESOURCE
 GPU_TAINT_VALUE = "present"
 GPU_TAINT_EFFECT = "NoSchedule"
 
+#: Node label naming a GPU node's model: the cluster autoscaler treats a node carrying it as a
+#: GPU node still waiting for its device plugin, instead of scaling out again (AWS README).
+ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
+
 #: Node label that tells node groups apart, and its values.
 NODE_ROLE_LABEL = "role"
 #: GPU nodes (tainted) for training.

@@ -7,7 +7,8 @@
   against the principals that will make them (Airflow's, the SageMaker role, the training IRSA
   role), ``s3:prefix`` context included;
 * the EC2 vCPU quota of the GPU node group's instance type, or the SageMaker training quota of
-  the instance type asked for;
+  the instance type asked for; for a cluster about to be created (``eks_cluster``, an ephemeral
+  run) every quota its node groups draw on, standard on-demand vCPUs included;
 * that the images exist in the registry (ECR), that the bucket exists in the configured
   region, that the Kubernetes version is in EKS support;
 
@@ -205,22 +206,11 @@ def check_permissions(iam: Any, identity: str, principal: str, policy: dict[str,
 
 
 # --- quotas -----------------------------------------------------------------------------------
-def vcpus(instance_type: str) -> int:
-    """vCPUs of an EC2 GPU instance size (xlarge = 4, each doubling doubles; metal as 24xlarge)."""
-    size = instance_type.split(".", 1)[1]
-    if size == "metal":
-        return 96
-    multiple = int(size[: -len("xlarge")] or 1) if size.endswith("xlarge") else 0
-    if not multiple:
-        raise ValueError(f"cannot tell the vCPUs of {instance_type!r}")
-    return 4 * multiple
-
-
 def check_ec2_quota(quotas: Any, instance_type: str, nodes: int, spot: bool, region: str) -> list[Finding]:
     from botocore.exceptions import BotoCoreError, ClientError
     from botocore.parsers import ResponseParserError
 
-    from eksml.eksctl.instance_types import ec2_quota_for
+    from eksml.eksctl.instance_types import ec2_quota_for, vcpus
 
     code, name = ec2_quota_for(instance_type, spot)
     needed = vcpus(instance_type) * nodes
@@ -269,6 +259,136 @@ def check_sagemaker_quota(quotas: Any, instance_type: str, count: int, spot: boo
             )
         ]
     return [Finding("quota: sagemaker", ERROR, f"no quota '{wanted}' in {region}", fix)]
+
+
+def node_group_vcpus(configs: list[Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """vCPUs each EC2 quota must cover for ``configs``' node groups: at their min, desired and max
+    sizes, with the groups that count towards it (a spot group's largest type counts)."""
+    from eksml.eksctl.instance_types import ec2_quota_for, vcpus
+
+    needs: dict[tuple[str, str], dict[str, Any]] = {}
+    for cfg in configs:
+        for ng in cfg.node_groups:
+            per_node = max(vcpus(t) for t in ng.instance_types)
+            need = needs.setdefault(
+                ec2_quota_for(ng.instance_types[0], ng.spot), {"min": 0, "desired": 0, "max": 0, "groups": []}
+            )
+            need["min"] += per_node * ng.min_size
+            need["desired"] += per_node * ng.desired_capacity
+            need["max"] += per_node * ng.max_size
+            need["groups"].append(
+                f"{cfg.name}/{ng.name} {ng.desired_capacity} x {','.join(ng.instance_types)} ({per_node} vCPUs each)"
+            )
+    return needs
+
+
+def check_node_group_quotas(quotas: Any, configs: list[Any], region: str) -> list[Finding]:
+    """Every EC2 vCPU quota the node groups draw on (GPU and standard), against what they need.
+
+    Below the min or desired sizes the create fails after the control plane was built (a node
+    group stack times out): an error, found before anything is created. Below the max sizes the
+    autoscaler stops early: a warning.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
+
+    findings = []
+    for (code, name), need in sorted(node_group_vcpus(configs).items()):
+        wanted = max(need["desired"], need["min"])
+
+        def fix(value: float, code: str = code, name: str = name) -> str:
+            return (
+                f"request an increase of EC2 quota {code} '{name}' to at least {value:g} in {region} "
+                f"(aws service-quotas request-service-quota-increase --service-code ec2 --quota-code {code} "
+                f"--desired-value {value:g} --region {region})"
+            )
+
+        try:
+            value = quotas.get_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"]
+        except (ClientError, BotoCoreError, ResponseParserError) as exc:
+            findings.append(
+                Finding(
+                    "quota: ec2", WARNING, f"cannot read quota {code}: {_code(exc) or type(exc).__name__}", fix(wanted)
+                )
+            )
+            continue
+        groups = "; ".join(need["groups"])
+        if value < wanted:
+            findings.append(
+                Finding(
+                    "quota: ec2",
+                    ERROR,
+                    f"{name} ({code}) is {value:g} vCPUs; the node groups need {wanted} at their desired sizes "
+                    f"(min {need['min']}): {groups}",
+                    fix(wanted),
+                )
+            )
+        elif value < need["max"]:
+            findings.append(
+                Finding(
+                    "quota: ec2",
+                    WARNING,
+                    f"{name} ({code}) is {value:g} vCPUs: enough to create, but the autoscaler stops below the "
+                    f"max sizes ({need['max']} vCPUs): {groups}",
+                    fix(need["max"]),
+                )
+            )
+        else:
+            findings.append(Finding("quota: ec2", OK, f"{name} ({code}) {value:g} vCPUs >= {need['max']} (max sizes)"))
+    return findings
+
+
+def hourly_cost(clusters: list[tuple[str, list[tuple[str, int]]]]) -> tuple[float, list[str]]:
+    """Running cost per hour of clusters given as (name, [(instance type, nodes), ...]): control
+    plane plus nodes at the dated list prices; a type missing from the table is named, not guessed."""
+    from eksml import prices
+
+    total, lines = 0.0, []
+    for name, nodes in clusters:
+        cost, parts = prices.EKS_CLUSTER_HOUR, [f"control plane ${prices.EKS_CLUSTER_HOUR}/h"]
+        for instance, count in nodes:
+            price = prices.EC2_HOUR.get(instance)
+            if price is None:
+                parts.append(f"{count} x {instance} (no price in eksml/prices.py)")
+                continue
+            cost += price * count
+            parts.append(f"{count} x {instance} ${price * count:.3f}/h")
+        total += cost
+        lines.append(f"{name}: ${cost:.2f}/h ({', '.join(parts)})")
+    return total, lines
+
+
+def cluster_preflight(settings: Settings, request: Any, *, clients: ClientFactory | None = None) -> Report:
+    """What ``eks_cluster`` checks before eksctl creates or scales anything: the Kubernetes version
+    and every EC2 vCPU quota the requested node groups draw on; with the hourly cost they run at."""
+    from eksml.eksctl.request import build_cluster_configs
+
+    clients = clients or aws_clients(settings)
+    configs = build_cluster_configs(request)
+    report = Report()
+    report.findings += check_version(settings.replace(kubernetes_version=request.kubernetes_version))
+    report.findings += check_node_group_quotas(clients("service-quotas"), configs, request.region)
+    total, lines = hourly_cost(
+        [(c.name, [(ng.instance_types[0], ng.desired_capacity) for ng in c.node_groups]) for c in configs]
+    )
+    report.estimate = [*lines, f"total about ${total:.2f}/h while running at the desired sizes"]
+    return report
+
+
+def run_cluster_preflight(overrides: dict[str, Any]) -> list[str]:
+    """The ``eks_cluster`` DAG's check: :func:`cluster_preflight` for the settings and the run's
+    cluster overrides; raise with every finding and its fix, else return the report's lines."""
+    import logging
+
+    from eksml.eksctl.request import ClusterRequest
+    from eksml.pipeline import PreflightError
+
+    settings = resolve_settings()
+    report = cluster_preflight(settings, ClusterRequest.from_settings(settings, **overrides))
+    logging.getLogger(__name__).info("preflight:\n%s", report.text())
+    if report.errors:  # nothing created yet: fix these first
+        raise PreflightError("preflight found what AWS would reject:\n" + "\n".join(map(str, report.errors)))
+    return report.text().splitlines()
 
 
 # --- cost -------------------------------------------------------------------------------------
@@ -377,6 +497,10 @@ def run_preflight(
         group = train_node_group(req)
         nodes = max(params.workers if "mxnet" in params.frameworks else 1, 1)
         report.findings += check_ec2_quota(quotas, group.instance_types[0], nodes, group.spot, settings.region)
+        if params.cluster == EPHEMERAL_CLUSTER:  # the run creates its cluster: every group's quota counts
+            from eksml.eksctl.request import build_cluster_configs
+
+            report.findings += check_node_group_quotas(quotas, build_cluster_configs(req), settings.region)
     report.estimate = estimate(settings, params, req, hours)
     return report
 

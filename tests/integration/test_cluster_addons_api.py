@@ -51,7 +51,7 @@ def no_access_entry_api(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     granted: list[str] = []
 
     @contextlib.contextmanager
-    def held(cluster, region, principal, aws_conn_id, log=print):
+    def held(cluster, region, principal, aws_conn_id, log=print, *, creation_grant=False):
         granted.append(f"{cluster}:{principal}")
         yield
 

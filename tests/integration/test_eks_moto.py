@@ -40,7 +40,9 @@ def test_describe_endpoint_and_node_groups(eks_cluster, moto_server):
     groups = describe_nodegroups(eks_cluster, REGION, "aws_default")
     train = groups["ng-train"]
     assert (train.min_size, train.desired, train.max_size) == (0, 1, 4)
-    assert train.labels == {"role": "train"} and train.taints == {("nvidia.com/gpu", "present", "NoSchedule")}
+    assert train.labels == {"role": "train", "k8s.amazonaws.com/accelerator": "nvidia-a10g"} and train.taints == {
+        ("nvidia.com/gpu", "present", "NoSchedule")
+    }
 
 
 def test_absent_cluster_is_a_clear_error(moto_server):
@@ -58,11 +60,12 @@ def test_node_groups_match_the_pipeline_or_fail_clearly(eks_cluster):
     req = ClusterRequest.from_settings(Settings())
     actual = describe_nodegroups(eks_cluster, REGION, "aws_default")
     assert nodegroup_drift([train_node_group(req), inference_node_group(req)], actual) == ([], [])
-    other = req.with_overrides({"train_instance_types": "g5.xlarge"})
+    other = req.with_overrides({"train_instance_types": "g6.xlarge"})
     errors, warnings = nodegroup_drift([train_node_group(other)], {})
     assert errors == ["node group ng-train is missing (run the eks_cluster DAG with action=create)"]
     errors, warnings = nodegroup_drift([train_node_group(other)], actual)
-    assert errors == [] and "runs ['p3.8xlarge'], requested ['g5.xlarge']" in warnings[0]
+    assert errors == [] and "runs ['g5.xlarge'], requested ['g6.xlarge']" in " ".join(warnings)
+    assert "label k8s.amazonaws.com/accelerator='nvidia-a10g', expected 'nvidia-l4'" in " ".join(warnings)
 
 
 def _token_of(hook) -> str:

@@ -113,13 +113,13 @@ def test_a_ready_account_passes_with_a_cost_estimate(account):
     )
     rec.quota_stub.add_response(
         "get_service_quota",
-        {"Quota": {"QuotaCode": "L-417A185B", "Value": 64.0}},
-        {"ServiceCode": "ec2", "QuotaCode": "L-417A185B"},
+        {"Quota": {"QuotaCode": "L-DB2E81BA", "Value": 64.0}},
+        {"ServiceCode": "ec2", "QuotaCode": "L-DB2E81BA"},
     )
     report = preflight.run_preflight(settings, validate_training_params({}), clients=rec.factory(account), hours=2)
     assert report.errors == [], report.text()
-    assert any("vCPUs >= 32" in f.message for f in report.findings)  # one p3.8xlarge
-    assert "1 GPU node(s) p3.8xlarge x 2 h x $12.24/h = $24.48" in report.text()
+    assert any("vCPUs >= 4" in f.message for f in report.findings)  # one g5.xlarge
+    assert "1 GPU node(s) g5.xlarge x 2 h x $1.006/h = $2.01" in report.text()
     assert "2026-11-29" in report.estimate[0]
     rec.iam_stub.assert_no_pending_responses()
 
@@ -131,8 +131,8 @@ def test_each_problem_is_found_with_its_fix(account):
     rec.no_such_role("training")
     rec.quota_stub.add_response(
         "get_service_quota",
-        {"Quota": {"QuotaCode": "L-417A185B", "Value": 0.0}},
-        {"ServiceCode": "ec2", "QuotaCode": "L-417A185B"},
+        {"Quota": {"QuotaCode": "L-DB2E81BA", "Value": 0.0}},
+        {"ServiceCode": "ec2", "QuotaCode": "L-DB2E81BA"},
     )
     params = validate_training_params({"framework": "both", "workers": 2})
     report = preflight.run_preflight(settings, params, clients=rec.factory(account))
@@ -143,8 +143,8 @@ def test_each_problem_is_found_with_its_fix(account):
     assert "python -m eksml.eksctl iam pipeline" in errors["permissions: pipeline"].fix
     assert "does not exist" in errors["permissions: training"].message
     assert "left EKS extended support on 2026-11-26" in errors["kubernetes version"].message
-    assert "is 0 vCPUs; 2 x p3.8xlarge need 64" in errors["quota: ec2"].message
-    assert "--quota-code L-417A185B --desired-value 64" in errors["quota: ec2"].fix
+    assert "is 0 vCPUs; 2 x g5.xlarge need 8" in errors["quota: ec2"].message
+    assert "--quota-code L-DB2E81BA --desired-value 8" in errors["quota: ec2"].fix
 
 
 def test_sagemaker_runs_check_the_role_and_the_training_quota(account):

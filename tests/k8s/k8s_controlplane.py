@@ -559,6 +559,9 @@ class ControlPlane:
                 labels = {
                     **group.labels,
                     "eks.amazonaws.com/nodegroup": group.name,
+                    # eksctl labels its node groups' nodes so, and selects them by it when it
+                    # waits for them (v0.215.0 pkg/apis/eksctl.io/v1alpha5 defaults.go, types.go)
+                    "alpha.eksctl.io/nodegroup-name": group.name,
                     "node.kubernetes.io/instance-type": group.instance_types[0],
                     "kubernetes.io/hostname": name,
                     "kubernetes.io/os": "linux",

@@ -22,9 +22,21 @@ def access_config(**overrides) -> dict:
     return cfg.to_dict()["accessConfig"]
 
 
-def test_default_binds_the_pipeline_identity_to_its_group_not_cluster_admin():
+CREATION_GRANT = [
+    {
+        "policyARN": "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+        "accessScope": {"type": "cluster"},
+    }
+]
+
+
+def test_default_binds_the_pipeline_identity_to_its_group_with_the_creation_grant():
+    """The creator must read nodes during eksctl's own post-create wait (tests/k8s/test_k8s_creator_access.py);
+    the grant is removed by the add-ons step, after which only the group's Roles remain."""
     access = access_config(creator_arn=AIRFLOW)
-    assert access["accessEntries"] == [{"principalARN": AIRFLOW, "kubernetesGroups": [PIPELINE_GROUP]}]
+    assert access["accessEntries"] == [
+        {"principalARN": AIRFLOW, "kubernetesGroups": [PIPELINE_GROUP], "accessPolicies": CREATION_GRANT}
+    ]
     assert access["bootstrapClusterCreatorAdminPermissions"] is False  # no admin entry besides it
 
 
@@ -33,6 +45,7 @@ def test_creator_named_explicitly_gets_one_entry_not_two():
     access = access_config(creator_arn=AIRFLOW, pipeline_principal_arn=AIRFLOW)
     assert [e["principalARN"] for e in access["accessEntries"]] == [AIRFLOW]
     assert access["bootstrapClusterCreatorAdminPermissions"] is False
+    assert access["accessEntries"][0]["accessPolicies"] == CREATION_GRANT
 
 
 def test_another_principal_gets_the_group_and_the_creator_keeps_admin():
@@ -118,3 +131,42 @@ def test_a_principal_that_is_admin_already_keeps_it(eks_stub):
     )
     with cluster_admin_while("eksml", "us-west-2", OTHER, "aws_default", log=lambda m: None):
         pass  # no associate, no disassociate: the Stubber would fail on an unexpected call
+
+
+def _held_admin(eks_stub):
+    eks_stub.add_response(
+        "list_associated_access_policies",
+        {
+            "clusterName": "eksml",
+            "principalArn": OTHER,
+            "associatedAccessPolicies": [{"policyArn": ADMIN, "accessScope": {"type": "cluster"}}],
+        },
+        KEY,
+    )
+
+
+def _described(eks_stub, tags):
+    cluster = {"name": "eksml", "arn": "arn:aws:eks:us-west-2:123456789012:cluster/eksml", "tags": tags}
+    eks_stub.add_response("describe_cluster", {"cluster": cluster}, {"name": "eksml"})
+
+
+def test_the_creation_grant_is_removed_after_the_add_ons(eks_stub):
+    """A pipeline principal that created the cluster held admin through eksctl's post-create steps;
+    once the project's RBAC is applied it keeps only its group's Roles."""
+    from eksml.cluster.eks import cluster_admin_while
+    from eksml.eksctl.request import PROJECT_TAG
+
+    _held_admin(eks_stub)
+    _described(eks_stub, {PROJECT_TAG: "eksml"})
+    eks_stub.add_response("disassociate_access_policy", {}, {**KEY, "policyArn": ADMIN})
+    with cluster_admin_while("eksml", "us-west-2", OTHER, "aws_default", log=lambda m: None, creation_grant=True):
+        pass
+
+
+def test_admin_on_a_cluster_the_project_did_not_make_is_kept_even_as_creator(eks_stub):
+    from eksml.cluster.eks import cluster_admin_while
+
+    _held_admin(eks_stub)
+    _described(eks_stub, {"team": "platform"})
+    with cluster_admin_while("eksml", "us-west-2", OTHER, "aws_default", log=lambda m: None, creation_grant=True):
+        pass  # no disassociate: the Stubber would fail on an unexpected call

@@ -82,7 +82,14 @@ def test_pipeline_roles_are_namespaced_and_least_privilege():
 def test_dedicated_clusters_split_the_objects():
     training = by_ref(objects("training"))
     inference = by_ref(objects("inference"))
-    assert ("Namespace", None, "ml-serving") not in training and ("Namespace", None, "ml-training") not in inference
+    assert ("Namespace", None, "ml-serving") not in training
+    # evaluation runs on the serving cluster, in the training namespace as the training account
+    assert ("Namespace", None, "ml-training") in inference
+    evaluation_sa = inference[("ServiceAccount", "ml-training", "training")]
+    assert evaluation_sa["metadata"]["annotations"][IRSA_ANNOTATION].endswith(":role/eksml-training")
+    role = inference[("Role", "ml-training", "eksml-pipeline")]
+    assert {r for rule in role["rules"] for r in rule["resources"]} == {"pods", "pods/log", "events"}
+    assert ("ClusterRole", None, "eksml-pipeline") not in inference  # no node reading: no GPUs there
     sa = training[("ServiceAccount", "ml-training", "training")]
     assert sa["metadata"]["annotations"][IRSA_ANNOTATION].endswith(":role/eksml-training-training")
     deploy = training[("Deployment", "kube-system", "cluster-autoscaler")]

@@ -74,11 +74,15 @@ def test_default_cluster_node_groups_labels_taints_and_autoscaler_tags():
         "tags": {"eksml/project": "eksml"},
     }
     train, inference = doc["managedNodeGroups"]
-    assert train["name"] == "ng-train" and train["instanceType"] == "p3.8xlarge" and "spot" not in train
-    assert train["labels"] == {"role": "train"}
+    assert train["name"] == "ng-train" and train["instanceType"] == "g5.xlarge" and "spot" not in train
+    # cluster-autoscaler AWS README, "Special note on GPU instances": the accelerator label on GPU
+    # nodes (and as a node-template tag for scale-from-zero) keeps it from scaling out again while
+    # the device plugin has not advertised the GPUs yet
+    assert train["labels"] == {"role": "train", "k8s.amazonaws.com/accelerator": "nvidia-a10g"}
+    assert train["tags"]["k8s.io/cluster-autoscaler/node-template/label/k8s.amazonaws.com/accelerator"] == "nvidia-a10g"
     assert train["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
-    assert (train["minSize"], train["desiredCapacity"], train["maxSize"]) == (0, 1, 4)
-    assert train["tags"]["k8s.io/cluster-autoscaler/node-template/resources/nvidia.com/gpu"] == "4"
+    assert (train["minSize"], train["desiredCapacity"], train["maxSize"]) == (0, 0, 4)
+    assert train["tags"]["k8s.io/cluster-autoscaler/node-template/resources/nvidia.com/gpu"] == "1"
     assert train["tags"]["k8s.io/cluster-autoscaler/node-template/label/role"] == "train"
     assert train["tags"]["k8s.io/cluster-autoscaler/node-template/taint/nvidia.com/gpu"] == "present:NoSchedule"
     assert train["tags"]["k8s.io/cluster-autoscaler/eksml"] == "owned"
@@ -124,7 +128,8 @@ def test_dedicated_training_cluster_has_its_own_system_group():
     assert [ng.name for ng in train_cfg.node_groups] == ["ng-train", "ng-system"]
     assert [ng.name for ng in serve_cfg.node_groups] == ["ng-inference"]
     assert {sa.name for sa in train_cfg.service_accounts} == {"cluster-autoscaler", "training"}
-    assert {sa.name for sa in serve_cfg.service_accounts} == {"cluster-autoscaler", "inference"}
+    # evaluation runs on the serving cluster as the training service account: its IRSA role is there too
+    assert {sa.name for sa in serve_cfg.service_accounts} == {"cluster-autoscaler", "training", "inference"}
 
 
 def test_templated_text_values_are_coerced():

@@ -1,4 +1,4 @@
-"""Operator decisions (create vs reuse vs scale, delete on failure, ephemeral safety).
+"""Operator decisions (create vs reuse vs scale, a failed create, ephemeral safety).
 
 eksctl here is tests/fixtures/fake_eksctl/eksctl, a small stand-in run as a real
 subprocess: it answers from a JSON state file and records the argv it was given. These
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
 from eksml.eksctl.operators import EPHEMERAL_TAG, EksctlClusterOperator, ephemeral_cluster_name, run_hash
 from eksml.eksctl.triggers import EksctlCommandTrigger, first_event
@@ -196,32 +196,41 @@ def test_missing_node_group_is_added_to_an_existing_cluster(fake):
     assert set(result["clusters"][0]["nodegroups"]) == {"ng-train", "ng-inference"}
 
 
-def test_failed_create_deletes_the_cluster_it_started_and_redacts_output(fake, capsys):
+def test_failed_create_is_neither_deleted_nor_retried_and_names_the_cleanup(fake, capsys):
+    """Issue 22, fault 1: eksctl failing after its stacks were made (its post-create wait refused)
+    used to delete the cluster, and the task's retries created it again, billing the node groups
+    each cycle. Now the task fails for good with the reason, what exists and the cleanup command."""
     fake.control(fail=["create cluster"])
-    with pytest.raises(AirflowException) as info:
+    with pytest.raises(AirflowFailException) as info:  # AirflowFailException: Airflow never retries it
         run(op(action="create"))
-    assert fake.verbs()[-1] == "delete cluster"
-    assert fake.calls()[-1] == ["delete", "cluster", "--name", "eksml", "--region", "us-west-2", "--wait"]
+    assert "delete cluster" not in fake.verbs() and fake.verbs().count("create cluster") == 1
     message = str(info.value)
-    assert "create cluster eksml failed (exit 1)" in message and "were deleted" in message
+    assert "create cluster eksml failed (exit 1)" in message
+    assert "nothing was deleted or re-created" in message
+    assert "eksctl delete cluster --name eksml --region us-west-2 --wait" in message
+    assert "run action=create again" in message
     logged = capsys.readouterr().out
     assert "signing with" in logged  # the stand-in's line reached the log...
     for text in (message, logged):  # ...with the credentials masked
         assert SECRET_KEY not in text and ACCESS_KEY not in text
 
 
-def test_resuming_with_the_event_alone_still_cleans_up(fake):
+def test_resuming_with_the_event_alone_still_fails_without_cleanup(fake):
     fake.control(fail=["create cluster"])
-    with pytest.raises(AirflowException, match="were deleted"):
+    with pytest.raises(AirflowFailException, match="nothing was deleted"):
         run(op(action="create"), event_only=True)
-    assert fake.verbs()[-1] == "delete cluster"
-
-
-def test_failed_create_without_cleanup_keeps_the_cluster(fake):
-    fake.control(fail=["create cluster"])
-    with pytest.raises(AirflowException):
-        run(op(action="create", delete_on_failure=False))
     assert "delete cluster" not in fake.verbs()
+
+
+def test_create_after_a_failed_create_resumes_the_cluster_it_left(fake):
+    """What a failed create leaves (the project's tag, a missing node group) is completed, not recreated."""
+    from eksml.eksctl.request import PROJECT_TAG
+
+    fake.seed("eksml", tags={PROJECT_TAG: "eksml"}, groups={"ng-inference": (1, 1, 3, "m5.2xlarge")})
+    run(op(action="create"))
+    verbs = fake.verbs()
+    assert "create cluster" not in verbs and "delete cluster" not in verbs
+    assert {"utils associate-iam-oidc-provider", "create iamserviceaccount", "create nodegroup"} <= set(verbs)
 
 
 def test_cluster_appearing_after_the_decision_is_waited_for_not_recreated(fake):

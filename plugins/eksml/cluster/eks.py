@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from eksml.eksctl.config import ManagedNodeGroup, NodegroupState
-from eksml.nodes import GPU_RESOURCE
+from eksml.eksctl.config import CLUSTER_ADMIN_POLICY, ManagedNodeGroup, NodegroupState
+from eksml.eksctl.request import PROJECT_TAG
+from eksml.nodes import ACCELERATOR_LABEL, GPU_RESOURCE
 
 #: EKS API taint effects -> Kubernetes spelling.
 _EFFECTS = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
@@ -60,7 +61,9 @@ def nodegroup_drift(expected: list[ManagedNodeGroup], actual: dict[str, Nodegrou
             continue
         for key, value in ng.labels.items():
             if have.labels.get(key) != value:
-                errors.append(f"node group {ng.name}: label {key}={have.labels.get(key)!r}, expected {value!r}")
+                # the accelerator label guides the autoscaler, not where pods go: a warning
+                found = errors if key != ACCELERATOR_LABEL else warnings
+                found.append(f"node group {ng.name}: label {key}={have.labels.get(key)!r}, expected {value!r}")
         want_taints = {(t.key, t.value, t.effect) for t in ng.taints}
         if want_taints != set(have.taints):
             errors.append(f"node group {ng.name}: taints {sorted(have.taints)}, expected {sorted(want_taints)}")
@@ -73,10 +76,6 @@ def nodegroup_drift(expected: list[ManagedNodeGroup], actual: dict[str, Nodegrou
     return errors, warnings
 
 
-#: EKS access policy equal to cluster-admin; the add-ons step holds it only while it applies.
-CLUSTER_ADMIN_POLICY = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
-
-
 @contextlib.contextmanager
 def cluster_admin_while(
     cluster_name: str,
@@ -84,13 +83,18 @@ def cluster_admin_while(
     principal: str,
     aws_conn_id: str | None,
     log: Callable[[str], None] = print,
+    *,
+    creation_grant: bool = False,
 ) -> Iterator[None]:
     """Associate the cluster-admin access policy with ``principal`` for the block, then remove it.
 
     Installing add-ons needs cluster-scoped rights (CRDs, ClusterRoles, kube-system); running
     the pipeline needs only the Roles its group is bound to. So the pipeline principal is never
-    cluster admin between add-on installs. A principal that holds the policy already keeps it; one
-    without an access entry (mapped through ``aws-auth``) is left as it is.
+    cluster admin between add-on installs. A principal that holds the policy already keeps it,
+    unless ``creation_grant`` says the project's ClusterConfig gave it for the create (the
+    pipeline principal as creator: ``eksctl.request.access_entries``) and the cluster carries
+    the project's tag: then it is removed after the block too. One without an access entry
+    (mapped through ``aws-auth``) is left as it is.
     """
     from airflow.providers.amazon.aws.hooks.eks import EksHook
     from botocore.exceptions import ClientError
@@ -108,12 +112,17 @@ def cluster_admin_while(
         yield
         return
     if any(p.get("policyArn") == policy for p in held.get("associatedAccessPolicies", [])):
-        yield
-        return
-    client.associate_access_policy(
-        clusterName=cluster_name, principalArn=principal, policyArn=policy, accessScope={"type": "cluster"}
-    )
-    log(f"cluster admin granted to {principal} on {cluster_name} for the add-ons")
+        if not (
+            creation_grant and PROJECT_TAG in client.describe_cluster(name=cluster_name)["cluster"].get("tags", {})
+        ):
+            yield
+            return
+        log(f"{principal} holds the creation grant (cluster admin) on {cluster_name}: removed after the add-ons")
+    else:
+        client.associate_access_policy(
+            clusterName=cluster_name, principalArn=principal, policyArn=policy, accessScope={"type": "cluster"}
+        )
+        log(f"cluster admin granted to {principal} on {cluster_name} for the add-ons")
     try:
         yield
     finally:

@@ -54,6 +54,9 @@ TRAINING_RULES = [
     {"apiGroups": ["kubeflow.org"], "resources": ["mpijobs"], "verbs": _RW},
     {"apiGroups": ["kubeflow.org"], "resources": ["mpijobs/status"], "verbs": ["get"]},
 ]
+#: What evaluation does on the serving cluster of the dedicated layout: its pods run in the
+#: training namespace there (node role ``inference``), under the training service account.
+EVALUATION_RULES = [rule for rule in TRAINING_RULES if rule["apiGroups"] == [""]]
 #: What it does in the serving namespace: roll out the model server and smoke-test it
 #: through the API server's service proxy.
 SERVING_RULES = [
@@ -169,19 +172,22 @@ def render_kubernetes_objects(
     inference = cluster_role in (SHARED_CLUSTER, INFERENCE_CLUSTER)
     cluster = cluster_name or cluster_name_for_role(req, cluster_role)
 
-    objects: list[dict[str, Any]] = []
-    if training:
-        objects.append(namespace(req.namespace))
+    # Evaluation pods run where serving does, in the training namespace and service account
+    # (WorkloadPodOperator), so every layout's clusters get those; only the training one gets
+    # MPIJobs and the GPU capacity check's rights.
+    objects: list[dict[str, Any]] = [namespace(req.namespace)]
     if inference:
         objects.append(namespace(req.inference_namespace))
-    if training:
-        objects.append(
-            service_account(
-                req.training_service_account,
-                req.namespace,
-                role_arn(account, training_role_name(cluster, req), req.region),
-            )
+    objects.append(
+        service_account(
+            req.training_service_account,
+            req.namespace,
+            role_arn(account, training_role_name(cluster, req), req.region),
         )
+    )
+    if not training:
+        objects.extend(pipeline_rbac(req.namespace, EVALUATION_RULES))
+    if training:
         objects.extend(pipeline_rbac(req.namespace, TRAINING_RULES))
         # The GPU capacity check runs against the cluster that trains.
         objects.extend(pipeline_node_reader())

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from eksml.eksctl.request import ClusterRequest, cluster_name_for_role, inference_node_group, train_node_group
+from eksml.eksctl.request import (
+    ClusterRequest,
+    cluster_name_for_role,
+    inference_node_group,
+    pipeline_is_creator,
+    train_node_group,
+)
 from eksml.nodes import (
     CLUSTER_ROLES,
     EXISTING_CLUSTER,
@@ -153,7 +159,10 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
         from eksml.eksctl.iam import principal_arn
 
         principal = principal_arn(caller["Arn"])
-        with cluster_admin_while(name, req.region, principal, self.resolved_aws_conn_id(), log=self.log.info):
+        grant = pipeline_is_creator(req.with_overrides({"creator_arn": principal}))
+        with cluster_admin_while(
+            name, req.region, principal, self.resolved_aws_conn_id(), log=self.log.info, creation_grant=grant
+        ):
             applied = self._apply_when_authorized(target.hook(hook_class=ApplyHook), objects)
         return {"cluster": name, "applied": applied}
 

@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         dest="train_instance_types",
         metavar="TYPE",
-        help="GPU instance type of ng-train; repeat with --spot for several (default p3.8xlarge)",
+        help="GPU instance type of ng-train; repeat with --spot for several (default g5.xlarge)",
     )
     render.add_argument("--train-nodes", type=int, help="desired ng-train nodes (default 1)")
     render.add_argument("--train-min-nodes", type=int, help="minimum ng-train nodes (default 0)")

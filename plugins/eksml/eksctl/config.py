@@ -18,6 +18,9 @@ from eksml.nodes import GPU_RESOURCE
 
 API_VERSION = "eksctl.io/v1alpha5"
 CA_TAG_PREFIX = "k8s.io/cluster-autoscaler"
+#: Node OS image family, pinned: eksctl's default follows its release (AL2 -> AL2023), and the
+#: GPU driver, containerd and cgroup version come with it. AL2023 has NVIDIA AMIs for EKS.
+AMI_FAMILY = "AmazonLinux2023"
 
 #: EKS cluster name rule (CreateCluster API): letter or digit first, then [A-Za-z0-9_-], <= 100.
 CLUSTER_NAME_RE = re.compile(r"^[0-9A-Za-z][A-Za-z0-9\-_]*$")
@@ -28,6 +31,9 @@ IAM_ROLE_NAME_RE = re.compile(r"^[\w+=,.@-]{1,64}$")
 _LABEL_KEY_RE = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+#: EKS access policy equal to cluster-admin (``*`` on every resource and non-resource URL: EKS
+#: user guide, "Review access policy permissions"); ``{partition}`` from the region.
+CLUSTER_ADMIN_POLICY = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 
 
 class ClusterConfigError(ValueError):
@@ -135,6 +141,7 @@ class ManagedNodeGroup:
         else:
             doc["instanceType"] = self.instance_types[0]
         doc.update(
+            amiFamily=AMI_FAMILY,
             minSize=self.min_size,
             desiredCapacity=self.desired_capacity,
             maxSize=self.max_size,
@@ -190,13 +197,20 @@ class IAMServiceAccount:
 
 @dataclass(frozen=True)
 class AccessEntry:
-    """Maps the pipeline's IAM principal to Kubernetes groups bound by the project's RBAC."""
+    """Maps the pipeline's IAM principal to Kubernetes groups bound by the project's RBAC, plus
+    EKS access policies (cluster scope) associated with the entry when it is created."""
 
     principal_arn: str
     kubernetes_groups: tuple[str, ...]
+    access_policies: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"principalARN": self.principal_arn, "kubernetesGroups": list(self.kubernetes_groups)}
+        doc: dict[str, Any] = {"principalARN": self.principal_arn, "kubernetesGroups": list(self.kubernetes_groups)}
+        if self.access_policies:
+            doc["accessPolicies"] = [
+                {"policyARN": arn, "accessScope": {"type": "cluster"}} for arn in self.access_policies
+            ]
+        return doc
 
 
 @dataclass(frozen=True)
@@ -210,7 +224,7 @@ class ClusterConfig:
     service_accounts: tuple[IAMServiceAccount, ...] = ()
     access_entries: tuple[AccessEntry, ...] = ()
     #: eksctl's own access entry making the creator cluster admin; off when the creator is the
-    #: pipeline principal, whose entry (group-bound, no admin) is declared instead.
+    #: pipeline principal, whose one entry is declared instead (``eksctl.request.access_entries``).
     bootstrap_creator_admin: bool = True
     tags: dict[str, str] = field(default_factory=dict)
     availability_zones: tuple[str, ...] = ()

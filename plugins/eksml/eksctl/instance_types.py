@@ -41,6 +41,33 @@ GPU_INSTANCE_TYPES: dict[str, int] = {
     },
 }
 
+#: GPU model per instance family, the value of the node label ``k8s.amazonaws.com/accelerator``
+#: (cluster-autoscaler AWS README, "Special note on GPU instances": P2 -> ``nvidia-tesla-k80``).
+GPU_ACCELERATORS: dict[str, str] = {
+    "p3": "nvidia-tesla-v100",
+    "p3dn": "nvidia-tesla-v100",
+    "p4d": "nvidia-a100",
+    "p4de": "nvidia-a100",
+    "p5": "nvidia-h100",
+    "p5e": "nvidia-h200",
+    "p5en": "nvidia-h200",
+    "p6-b200": "nvidia-b200",
+    "g4dn": "nvidia-tesla-t4",
+    "g5": "nvidia-a10g",
+    "g6": "nvidia-l4",
+    "g6e": "nvidia-l40s",
+}
+
+
+def gpu_accelerator(instance_types: tuple[str, ...] | list[str]) -> str | None:
+    """The accelerator label value of a GPU group: its GPU model, ``nvidia`` when spot mixes
+    models, None for a type not known here (validation names it)."""
+    models = {GPU_ACCELERATORS.get(t.split(".", 1)[0]) for t in instance_types}
+    if not models or None in models:
+        return None
+    return models.pop() if len(models) == 1 else "nvidia"
+
+
 #: x86_64 general purpose, compute and memory optimised families (the images are amd64).
 CPU_FAMILIES: frozenset[str] = frozenset(
     "t3 t3a m5 m5a m5d m5n m6i m6a m6id m7i m7a c5 c5a c5d c5n c6i c6a c7i c7a r5 r5a r5d r6i r6a r7i r7a".split()
@@ -120,9 +147,29 @@ EC2_GPU_QUOTAS: dict[tuple[str, bool], tuple[str, str]] = {
 }
 
 
+#: The quotas that bound the CPU node groups (families A, C, D, H, I, M, R, T, Z), by purchase
+#: option. New accounts often start at 5-32 vCPUs here, below one m5.2xlarge plus system nodes.
+EC2_STANDARD_QUOTA = ("L-1216C47A", "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances")
+EC2_STANDARD_SPOT_QUOTA = ("L-34B43A08", "All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests")
+_STANDARD_LETTERS = frozenset("acdhimrtz")
+
+
 def ec2_quota_for(instance_type: str, spot: bool = False) -> tuple[str, str]:
     """The EC2 vCPU quota (code, name) that limits how many ``instance_type`` nodes can run."""
     family = instance_type.split(".", 1)[0][:1].lower()
-    if (family, spot) not in EC2_GPU_QUOTAS:
-        raise InstanceTypeError(f"no EC2 GPU quota known for {instance_type!r}")
-    return EC2_GPU_QUOTAS[(family, spot)]
+    if (family, spot) in EC2_GPU_QUOTAS:
+        return EC2_GPU_QUOTAS[(family, spot)]
+    if family in _STANDARD_LETTERS:
+        return EC2_STANDARD_SPOT_QUOTA if spot else EC2_STANDARD_QUOTA
+    raise InstanceTypeError(f"no EC2 vCPU quota known for {instance_type!r}")
+
+
+def vcpus(instance_type: str) -> int:
+    """vCPUs of an x86 EC2 size: xlarge = 4, each multiple of it as many times 4, the smaller
+    sizes of the families accepted here 2 (t3.nano to m5.large), metal as 24xlarge."""
+    _, size = _parse(instance_type)
+    if size.startswith("metal"):
+        return 96
+    if size.endswith("xlarge"):
+        return 4 * int(size[: -len("xlarge")] or 1)
+    return 2

@@ -12,8 +12,10 @@ Design, and why:
 * A cluster found ``CREATING`` (for example after a triggerer restart) is waited for with
   the amazon provider's :class:`EksCreateClusterTrigger` (an EKS API waiter), then
   converged with eksctl's idempotent commands (OIDC provider, IRSA roles, node groups).
-* ``delete_on_failure``: a cluster this task started creating is deleted again when the
-  create fails, so a half-built cluster never bills GPUs unnoticed.
+* A create that fails is never deleted and never retried by Airflow: each delete/create cycle
+  bills the node groups again and fails the same way. The task fails with eksctl's reason,
+  what exists now and the cleanup command; running ``create`` again resumes (the cluster is
+  reused, its OIDC provider, IRSA roles and missing node groups added).
 * ``cluster_mode`` serves the training DAG: ``existing`` only checks that the shared cluster
   is ACTIVE (and never deletes it); ``ephemeral`` creates a cluster named and tagged after
   the DAG run, and delete refuses any cluster that does not carry that run's tag.
@@ -45,7 +47,7 @@ from eksml.eksctl.hooks import (
     scale_nodegroup_args,
     write_kubeconfig_args,
 )
-from eksml.eksctl.request import INFERENCE_GROUP, TRAIN_GROUP, ClusterRequest, build_cluster_configs
+from eksml.eksctl.request import INFERENCE_GROUP, PROJECT_TAG, TRAIN_GROUP, ClusterRequest, build_cluster_configs
 from eksml.eksctl.triggers import EksctlCommandTrigger, file_arg, first_event, step
 from eksml.nodes import (
     CLUSTER_MODES,
@@ -96,7 +98,6 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
     :param deferrable: run long eksctl commands in the triggerer; default Airflow's
         ``[operators] default_deferrable``.
     :param settings: configuration; ``None`` resolves it at run time.
-    :param delete_on_failure: delete a cluster this task started creating if creation fails.
     :param kubeconfig_path: also write a kubeconfig there (``eksctl utils write-kubeconfig``).
     """
 
@@ -114,7 +115,6 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
         aws_conn_id: str | None | FromSettings = FROM_SETTINGS,
         eksctl_path: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        delete_on_failure: bool = True,
         kubeconfig_path: str | None = None,
         create_timeout: timedelta = timedelta(minutes=50),
         delete_timeout: timedelta = timedelta(minutes=40),
@@ -131,7 +131,6 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
         self.aws_conn_id = aws_conn_id
         self.eksctl_path = eksctl_path
         self.deferrable = deferrable
-        self.delete_on_failure = delete_on_failure
         self.kubeconfig_path = kubeconfig_path
         self.create_timeout = create_timeout
         self.delete_timeout = delete_timeout
@@ -266,7 +265,9 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
             if state.status != "ACTIVE":
                 raise AirflowException(f"cluster {cfg.name!r} is {state.status}: it can neither be reused nor created")
             self.log.info("cluster %s exists (ACTIVE): reusing it, never recreating", cfg.name)
-            steps.extend(self._converge_steps(client, cfg, files, recovering))
+            # one the project made may be the remains of a failed create: resume it (idempotent)
+            resume = recovering or PROJECT_TAG in state.tags
+            steps.extend(self._converge_steps(client, cfg, files, resume))
         if not steps:
             return self._finish(context, [], client)
         return self._run_steps(context, steps, files, "execute_complete", {"created": created}, self.create_timeout)
@@ -355,20 +356,22 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
         return self._failed(context, f"{event.get('message', event)}\n{tail}".strip(), created)
 
     def _failed(self, context: Context, message: str, created: list[str]) -> dict[str, Any]:
-        if self.delete_on_failure and created:
-            self.log.error("%s\ndeleting the cluster(s) this task started: %s", message, ", ".join(created))
-            region = self._configs(context)[0].region
-            steps = [step(f"delete cluster {name}", delete_cluster_args(name, region)) for name in created]
-            return self._run_steps(context, steps, {}, "execute_after_cleanup", {"error": message}, self.delete_timeout)
-        raise AirflowException(message)
-
-    def execute_after_cleanup(self, context: Context, event: dict[str, Any], error: str | None = None) -> None:
-        error = _resumed(event, "error", error, "creating the cluster failed")
-        if event.get("status") == "success":
-            raise AirflowException(f"{error}\n(the cluster(s) this task started were deleted)")
-        raise AirflowException(
-            f"{error}\nDeleting the half-created cluster(s) also failed: {event.get('message')}; "
-            "delete them with: eksctl delete cluster --name NAME --region REGION"
+        """A failed create is never deleted nor retried: both would repeat the bill and the failure."""
+        if not created:
+            raise AirflowException(message)
+        configs = self._configs(context)
+        region = configs[0].region
+        client = self._client(region)
+        left = []
+        for name in created:
+            state = client.get_cluster(name, region)
+            left.append(f"{name}: {state.status if state else 'no EKS cluster (its CloudFormation stacks may remain)'}")
+        cleanup = "; ".join(" ".join(["eksctl", *delete_cluster_args(name, region)]) for name in created)
+        raise AirflowFailException(
+            f"{message}\nCreating {', '.join(created)} failed after it started; nothing was deleted or re-created "
+            f"automatically. Now: {'; '.join(left)}.\nResume: fix the cause, then run action=create again (the "
+            f"cluster is reused, its OIDC provider, IRSA roles and missing node groups added).\nOr remove "
+            f"everything it made: {cleanup}"
         )
 
     def _finish(self, context: Context, created: list[str], client: EksctlHook) -> dict[str, Any]:

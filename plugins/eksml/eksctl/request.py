@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eksml.eksctl.config import (
+    CLUSTER_ADMIN_POLICY,
     AccessEntry,
     ClusterConfig,
     ClusterConfigError,
@@ -21,8 +22,10 @@ from eksml.eksctl.config import (
     ManagedNodeGroup,
     Taint,
 )
-from eksml.eksctl.iam import StoreUriError, inference_policy, training_policy
+from eksml.eksctl.iam import StoreUriError, inference_policy, partition_for, training_policy
+from eksml.eksctl.instance_types import gpu_accelerator
 from eksml.nodes import (
+    ACCELERATOR_LABEL,
     GPU_TAINT_EFFECT,
     GPU_TAINT_KEY,
     GPU_TAINT_VALUE,
@@ -41,6 +44,7 @@ GPU_TAINT = Taint(key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect=GPU_TAINT_EFF
 log = logging.getLogger(__name__)
 
 PIPELINE_GROUP = "eksml-pipeline"
+DEFAULT_GPU_INSTANCE_TYPE = "g5.xlarge"
 AUTOSCALER_SERVICE_ACCOUNT = ("kube-system", "cluster-autoscaler")
 TRAINING_CLUSTER_SUFFIX = "-training"
 PROJECT_TAG = "eksml/project"
@@ -59,9 +63,11 @@ class ClusterRequest:
     inference_namespace: str = "ml-serving"
     training_service_account: str = "training"
     inference_service_account: str = "inference"
-    train_instance_types: tuple[str, ...] = ("p3.8xlarge",)
+    #: One GPU per node (a training pod asks for one); the group starts empty and the autoscaler
+    #: adds nodes for pending training pods, so a created cluster bills no GPU while idle.
+    train_instance_types: tuple[str, ...] = (DEFAULT_GPU_INSTANCE_TYPE,)
     spot: bool = False
-    train_nodes: int = 1
+    train_nodes: int = 0
     train_min_nodes: int = 0
     #: None means max(4, train_nodes).
     train_max_nodes: int | None = None
@@ -135,13 +141,15 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
 
 def train_node_group(req: ClusterRequest) -> ManagedNodeGroup:
     """The GPU node group ``ng-train`` as requested (not yet validated)."""
+    model = gpu_accelerator(req.train_instance_types)
+    accelerator = {ACCELERATOR_LABEL: model} if model else {}
     return ManagedNodeGroup(
         name=TRAIN_GROUP,
         instance_types=req.train_instance_types,
         min_size=req.train_min_nodes,
         desired_capacity=req.train_nodes,
         max_size=req.train_max_nodes if req.train_max_nodes is not None else max(4, req.train_nodes),
-        labels={NODE_ROLE_LABEL: TRAIN_ROLE},
+        labels={NODE_ROLE_LABEL: TRAIN_ROLE, **accelerator},
         taints=(GPU_TAINT,),
         spot=req.spot,
         volume_size=req.train_volume_size,
@@ -234,6 +242,34 @@ def _service_accounts(
     return tuple(accounts)
 
 
+def pipeline_is_creator(req: ClusterRequest) -> bool:
+    """Whether the principal that runs eksctl is also the one the pipeline's tasks act as."""
+    principal = req.pipeline_principal_arn or req.creator_arn
+    return bool(principal) and principal == req.creator_arn
+
+
+def access_entries(req: ClusterRequest) -> tuple[tuple[AccessEntry, ...], bool]:
+    """The cluster's access entries, and whether eksctl adds its own cluster-admin entry for the creator.
+
+    After the node group stacks, ``eksctl create cluster`` lists and watches the nodes of every
+    group with min size >= 1 as the creator (eksctl v0.215.0 ``pkg/ctl/create/cluster.go`` ->
+    ``eks.WaitForNodes`` in ``pkg/eks/client.go``), before ``prepare_cluster`` has made any
+    RoleBinding; a refusal there fails the create. So the creator needs that access from the
+    first minute. A creator that is not the pipeline principal keeps eksctl's own admin entry.
+    When it is the pipeline principal, a second entry for the same principal is refused by EKS
+    ("access entry already in use"), so its one entry carries both the pipeline's group and the
+    cluster-admin access policy: a creation grant that the add-ons step removes once the
+    project's RBAC is in place (:func:`eksml.cluster.eks.cluster_admin_while`).
+    """
+    principal = req.pipeline_principal_arn or req.creator_arn
+    if not principal:
+        return (), True
+    if not pipeline_is_creator(req):
+        return (AccessEntry(principal_arn=principal, kubernetes_groups=(PIPELINE_GROUP,)),), True
+    grant = CLUSTER_ADMIN_POLICY.format(partition=partition_for(req.region))
+    return (AccessEntry(principal_arn=principal, kubernetes_groups=(PIPELINE_GROUP,), access_policies=(grant,)),), False
+
+
 def training_cluster_name(req: ClusterRequest) -> str:
     """Name of the cluster that runs training (``<name>-training`` when dedicated)."""
     return req.name + TRAINING_CLUSTER_SUFFIX if req.dedicated_training_cluster else req.name
@@ -267,12 +303,7 @@ def build_cluster_configs(req: ClusterRequest) -> list[ClusterConfig]:
     except KubernetesVersionError as exc:
         raise ClusterConfigError(str(exc)) from None
     try:
-        # One access entry, for the pipeline principal, bound to the project's Roles (never cluster
-        # admin). When that principal is the creator, eksctl must not add its own admin entry for it
-        # too ("access entry already in use"); the add-ons step takes admin just in time instead.
-        principal = req.pipeline_principal_arn or req.creator_arn
-        access = (AccessEntry(principal_arn=principal, kubernetes_groups=(PIPELINE_GROUP,)),) if principal else ()
-        bootstrap = not (principal and principal == req.creator_arn)
+        access, bootstrap = access_entries(req)
         tags = {PROJECT_TAG: "eksml", **req.tags}
         zones = req.availability_zones
         inference_group = inference_node_group(req)
@@ -310,7 +341,8 @@ def build_cluster_configs(req: ClusterRequest) -> list[ClusterConfig]:
                     region=req.region,
                     version=req.kubernetes_version,
                     node_groups=(inference_group,),
-                    service_accounts=_service_accounts(req.name, req, training=False, inference=True),
+                    # training too: evaluation runs here, as the training service account
+                    service_accounts=_service_accounts(req.name, req, training=True, inference=True),
                     access_entries=access,
                     bootstrap_creator_admin=bootstrap,
                     tags=tags,
