@@ -61,6 +61,10 @@ SERVING_RULES = [
     {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": _RO},
     {"apiGroups": [""], "resources": ["services"], "verbs": _RW},
     {"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get", "create"]},
+    # The server's PodDisruptionBudget, autoscaler and (when the settings ask) its ALB Ingress.
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": _RW},
+    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": _RW},
+    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": _RW},
     {"apiGroups": [""], "resources": ["pods"], "verbs": _RO},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": _RO},
@@ -195,6 +199,10 @@ def render_kubernetes_objects(
             )
         )
         objects.extend(pipeline_rbac(req.inference_namespace, SERVING_RULES))
+    if inference and req.ingress:
+        from eksml.cluster.loadbalancer import controller_role_name, load_balancer_objects
+
+        objects.extend(load_balancer_objects(s, role_arn(account, controller_role_name(cluster), req.region)))
     objects.extend(
         autoscaler_objects(
             cluster_name=cluster,

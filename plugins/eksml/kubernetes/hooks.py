@@ -433,6 +433,22 @@ def object_ref(obj: dict[str, Any]) -> str:
     return f"{obj['kind']}/{where}{meta['name']}"
 
 
+def _resource_of(dynamic: Any, obj: dict[str, Any], attempts: int = 30, pause: float = 1.0) -> Any:
+    """The API resource of ``obj``; a kind whose CRD was applied moments ago (same apply) is
+    served once the CRD is established, so discovery is refreshed and asked again for a while."""
+    from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+    for attempt in range(attempts):
+        try:
+            return dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        except ResourceNotFoundError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(pause)
+            dynamic.resources.invalidate_cache()
+    raise AssertionError("unreachable")
+
+
 def _server_side_apply(
     dynamic: Any,
     objects: list[dict[str, Any]],
@@ -450,7 +466,7 @@ def _server_side_apply(
                 raise ValueError(f"cannot apply a {obj['kind']}: expected one of {', '.join(kinds)}")
     applied = []
     for obj in apply_order(objects):
-        resource = dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        resource = _resource_of(dynamic, obj)
         where = None
         if resource.namespaced:
             where = namespace or obj["metadata"].get("namespace") or "default"
@@ -520,7 +536,7 @@ class ApplyHook(KubernetesHook):
 
 
 #: What a rollout applies; anything else in its objects is a mistake.
-ROLLOUT_KINDS = ("Deployment", "Service", "Ingress")
+ROLLOUT_KINDS = ("Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "Ingress")
 
 
 class DeploymentHook(ApplyHook):

@@ -73,7 +73,9 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
     :param smoke_images: how many real test images the smoke test sends
     :param min_accuracy: accuracy floor on those images (raised towards the evaluated accuracy)
     :param port: local profile: the stable port (default settings.inference_port)
-    :param ingress: aws profile: also apply an ALB Ingress
+    :param ingress: aws profile: also apply an ALB Ingress (default: settings.ingress)
+    :param replicas: aws profile: the Deployment's replicas (default and bounds: the settings'
+        autoscaler minimum and maximum)
     :param rollout_timeout: aws profile: seconds to wait for the rollout
     :param cluster_name: aws profile: the serving cluster (templated; default the settings' one,
         reached through the EKS API: :mod:`eksml.cluster.target`)
@@ -92,8 +94,8 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
         smoke_images: int = 32,
         min_accuracy: float = 0.5,
         port: int | None = None,
-        ingress: bool = False,
-        replicas: int = 2,
+        ingress: bool | None = None,
+        replicas: int | None = None,
         rollout_timeout: float = 900.0,
         settings_overrides: dict | None = None,
         cluster_name: str | None = None,
