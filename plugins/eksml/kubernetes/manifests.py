@@ -50,6 +50,10 @@ from eksml.specs import Resources, WorkloadSpec, WorkloadSpecError, coerce_spec
 RUN_AS_USER = 1000
 RUN_AS_GROUP = 1000
 
+#: A container that fails without writing /dev/termination-log leaves its last log lines (2048
+#: bytes, 80 lines) as its termination message, which the task's error then quotes.
+TERMINATION_MESSAGE_POLICY = "FallbackToLogsOnError"
+
 #: Environment names that would put static credentials into a pod spec. Pods get AWS access
 #: from their service account's IAM role (IRSA), never from variables in the spec.
 _CREDENTIAL_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|ACCESS_KEY|SESSION_TOKEN|PRIVATE_KEY|API_KEY)", re.I)
@@ -263,6 +267,7 @@ def _container(
         env=env,
         resources=resources,
         security_context=container_security_context(),
+        termination_message_policy=TERMINATION_MESSAGE_POLICY,
         **extra,
     )
 

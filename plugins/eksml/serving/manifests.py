@@ -113,7 +113,12 @@ def render_deployment(
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     max_latency_ms: float = DEFAULT_MAX_LATENCY_MS,
 ) -> dict[str, Any]:
-    from eksml.kubernetes.manifests import container_security_context, env_vars, pod_security_context
+    from eksml.kubernetes.manifests import (
+        TERMINATION_MESSAGE_POLICY,
+        container_security_context,
+        env_vars,
+        pod_security_context,
+    )
     from eksml.nodes import node_selector
 
     if not model_uri.startswith("s3://"):
@@ -159,7 +164,7 @@ def render_deployment(
         "securityContext": {**_sanitize(container_security_context()), "readOnlyRootFilesystem": True},
         "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
         # A server that dies before it logs a reason still leaves its last lines in the pod status.
-        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "terminationMessagePolicy": TERMINATION_MESSAGE_POLICY,
     }
     return {
         "apiVersion": "apps/v1",

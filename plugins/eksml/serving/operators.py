@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from eksml.kubernetes.links import PodLogsLink
 from eksml.settings import SettingsMixin
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
 
     template_fields: Sequence[str] = ("model_uri", "version", "data_uri", "cluster_name")
     ui_color = "#d7f0d7"
+    operator_extra_links = (PodLogsLink(),)
 
     def __init__(
         self,
@@ -141,7 +143,7 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
                 min_accuracy=self.min_accuracy,
             )
         else:
-            result = self._deploy_kubernetes(settings, data_uri)
+            result = self._deploy_kubernetes(settings, data_uri, context)
         self.log.info("serving %s: %s", self.version, {k: v for k, v in result.items() if k != "smoke"})
         smoke = result.get("smoke") or {}
         self.log.info(
@@ -152,7 +154,7 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
         )
         return result
 
-    def _deploy_kubernetes(self, settings, data_uri: str) -> dict[str, Any]:
+    def _deploy_kubernetes(self, settings, data_uri: str, context: Any) -> dict[str, Any]:
         from eksml.cluster.target import resolve_target
         from eksml.kubernetes.hooks import DeploymentHook
         from eksml.layout import ModelVersion
@@ -169,6 +171,9 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
         target = resolve_target(settings, cluster_role=INFERENCE_CLUSTER, cluster_name=self.cluster_name)
         self.log.info("deploying to %s", target.describe())
         hook = target.hook(hook_class=DeploymentHook)
+        PodLogsLink.persist_for(
+            context, self, settings, target.cluster_name or settings.cluster_name, resource_name(settings)
+        )
 
         def check(transport):
             return smoke_test(
