@@ -17,6 +17,7 @@ from eksml.cluster.autoscaler import NAMESPACE as AUTOSCALER_NAMESPACE
 from eksml.cluster.autoscaler import autoscaler_objects
 from eksml.eksctl.iam import account_from_arn, role_arn
 from eksml.eksctl.request import (
+    KARPENTER_SCALER,
     PIPELINE_GROUP,
     ClusterRequest,
     autoscaler_role_name,
@@ -53,6 +54,8 @@ TRAINING_RULES = [
     {"apiGroups": [""], "resources": ["events"], "verbs": _RO},
     {"apiGroups": ["kubeflow.org"], "resources": ["mpijobs"], "verbs": _RW},
     {"apiGroups": ["kubeflow.org"], "resources": ["mpijobs/status"], "verbs": ["get"]},
+    # One PodDisruptionBudget per running job, so no scale-down or drain evicts its pods.
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["create", "get", "delete"]},
 ]
 #: What it does in the serving namespace: roll out the model server and smoke-test it
 #: through the API server's service proxy.
@@ -199,6 +202,10 @@ def render_kubernetes_objects(
             )
         )
         objects.extend(pipeline_rbac(req.inference_namespace, SERVING_RULES))
+    if training and req.node_scaler == KARPENTER_SCALER:
+        from eksml.cluster.karpenter import karpenter_objects
+
+        objects.extend(karpenter_objects(req, cluster))
     if inference and req.ingress:
         from eksml.cluster.loadbalancer import controller_role_name, load_balancer_objects
 

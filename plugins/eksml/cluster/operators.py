@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from eksml.eksctl.request import ClusterRequest, cluster_name_for_role, inference_node_group, train_node_group
+from eksml.eksctl.request import (
+    ClusterRequest,
+    cluster_name_for_role,
+    inference_node_group,
+    scaled_node_groups,
+    train_node_group,
+)
 from eksml.nodes import (
     CLUSTER_ROLES,
     EXISTING_CLUSTER,
@@ -183,6 +189,7 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
             TRAINING_CLUSTER: (train_node_group(req),),
             INFERENCE_CLUSTER: (inference_node_group(req),),
         }[role]
+        groups = scaled_node_groups(req, groups)
         errors, warnings = nodegroup_drift(
             list(groups), describe_nodegroups(name, req.region, self.resolved_aws_conn_id())
         )

@@ -47,6 +47,11 @@ CONTROL_PLANE_LOGS = ("api", "audit", "authenticator")
 #: Pod logs (Fluent Bit) and Container Insights to CloudWatch, as an EKS add-on at a pinned version.
 CLOUDWATCH_ADDON = "amazon-cloudwatch-observability"
 CLOUDWATCH_ADDON_VERSION = "v5.2.3-eksbuild.1"
+#: ``node_scaler`` value for which GPU nodes come from Karpenter instead of the ng-train group.
+KARPENTER_SCALER = "karpenter"
+#: Tag by which Karpenter finds the cluster's subnets and security groups (eksctl puts the
+#: cluster's metadata tags on what it creates).
+KARPENTER_DISCOVERY_TAG = "karpenter.sh/discovery"
 PIPELINE_GROUP = "eksml-pipeline"
 AUTOSCALER_SERVICE_ACCOUNT = ("kube-system", "cluster-autoscaler")
 TRAINING_CLUSTER_SUFFIX = "-training"
@@ -280,6 +285,11 @@ def cluster_name_for_role(req: ClusterRequest, cluster_role: str) -> str:
     return req.name + TRAINING_CLUSTER_SUFFIX if cluster_role == TRAINING_CLUSTER else req.name
 
 
+def scaled_node_groups(req: ClusterRequest, groups: tuple[ManagedNodeGroup, ...]) -> tuple[ManagedNodeGroup, ...]:
+    """The node groups eksctl makes for ``groups``: without the GPU group when Karpenter scales GPU nodes."""
+    return tuple(ng for ng in groups if not (ng.gpu and req.node_scaler == KARPENTER_SCALER))
+
+
 def build_cluster_configs(req: ClusterRequest) -> list[ClusterConfig]:
     """One shared cluster, or a dedicated training cluster plus the inference cluster.
 
@@ -386,8 +396,16 @@ def with_integrations(config: ClusterConfig, req: ClusterRequest) -> ClusterConf
         logs = CONTROL_PLANE_LOGS
         policy = f"arn:{partition_for(req.region)}:iam::aws:policy/CloudWatchAgentServerPolicy"
         addons.append(EksAddon(CLOUDWATCH_ADDON, CLOUDWATCH_ADDON_VERSION, attach_policy_arns=(policy,)))
+    groups, tags = config.node_groups, config.tags
+    if req.node_scaler == KARPENTER_SCALER:
+        # GPU nodes come from Karpenter's NodePool (eksml.cluster.karpenter), which finds the
+        # cluster's subnets and security groups by this tag.
+        groups = scaled_node_groups(req, groups)
+        tags = {**tags, KARPENTER_DISCOVERY_TAG: config.name}
     return dataclasses.replace(
         config,
+        node_groups=groups,
+        tags=tags,
         endpoint=ApiEndpoint(public=req.api_public_access, public_cidrs=req.api_public_cidrs),
         logging_types=logs,
         addons=tuple(addons),

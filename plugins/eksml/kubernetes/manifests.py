@@ -378,3 +378,28 @@ def render_mpijob(
             },
         },
     }
+
+
+#: Label that ties a training pod to its PodDisruptionBudget (an MPIJob's pods carry JOB_NAME_LABEL).
+JOB_POD_LABEL = "eksml/job-pod"
+
+
+def job_disruption_budget(owner: Mapping[str, Any], selector: Mapping[str, str], pods: int) -> dict[str, Any]:
+    """A PodDisruptionBudget that refuses every voluntary eviction of a running job's pods (a
+    drain, a scale-down by the cluster autoscaler or Karpenter), deleted with the job through
+    its owner reference. Pods of a bare pod or an MPIJob (no scale subresource) admit only an
+    integer ``minAvailable``: all of them."""
+    meta = owner["metadata"]
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "labels": {"app.kubernetes.io/part-of": "eksml"},
+            "ownerReferences": [
+                {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"], "uid": meta["uid"]}
+            ],
+        },
+        "spec": {"minAvailable": pods, "selector": {"matchLabels": dict(selector)}},
+    }

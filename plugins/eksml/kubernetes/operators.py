@@ -33,7 +33,7 @@ from kubernetes.client.exceptions import ApiException
 from eksml.cluster.target import ClusterTarget, cluster_role_of, resolve_target
 from eksml.exits import exit_code_in, fail_for_good
 from eksml.kubernetes import manifests
-from eksml.kubernetes.hooks import MPIJobHook, container_exit_code
+from eksml.kubernetes.hooks import MPIJobHook, container_exit_code, create_disruption_budget
 from eksml.kubernetes.links import PodLogsLink
 from eksml.kubernetes.manifests import RunPolicy, job_name, render_mpijob
 from eksml.kubernetes.triggers import EksTargetPodTrigger, MPIJobTrigger
@@ -172,8 +172,21 @@ class WorkloadPodOperator(SettingsMixin, KubernetesPodOperator):
         return super().build_pod_request_obj(context, dry_run=dry_run)
 
     def get_or_create_pod(self, pod_request_obj: Any, context: Any) -> Any:
-        """The provider's, then the link to the pod's CloudWatch logs (sync and deferred paths both come here)."""
+        """The provider's, with a PodDisruptionBudget that keeps the running pod from being evicted
+        (owned by the pod, so it goes with it) and the link to the pod's CloudWatch logs (the sync and
+        deferred paths both come here)."""
+        pod_request_obj.metadata.labels = {
+            **(pod_request_obj.metadata.labels or {}),
+            manifests.JOB_POD_LABEL: make_safe_label_value(pod_request_obj.metadata.name),
+        }
         pod = super().get_or_create_pod(pod_request_obj, context)
+        owner = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": pod.metadata.name, "namespace": pod.metadata.namespace, "uid": pod.metadata.uid},
+        }
+        selector = {manifests.JOB_POD_LABEL: pod_request_obj.metadata.labels[manifests.JOB_POD_LABEL]}
+        create_disruption_budget(self.hook.api_client, manifests.job_disruption_budget(owner, selector, pods=1))
         settings = self.resolved_settings()
         cluster = self.cluster_target().cluster_name or settings.cluster_name
         PodLogsLink.persist_for(context, self, settings, cluster, pod.metadata.name)
@@ -431,6 +444,7 @@ class MPIJobOperator(SettingsMixin, BaseOperator):
         if not self.hook.create_mpijob(body):
             # Same task try, same name: this try created it before it was interrupted.
             self.log.info("MPIJob %s/%s exists already: waiting on it", namespace, name)
+        self.hook.protect_from_disruption(name, namespace, pods=spec.replicas + 1)
         if self.deferrable:
             self.defer(
                 trigger=self.make_trigger(name, namespace, context),
