@@ -113,3 +113,146 @@ def test_pipeline_applies_the_https_ingress_pdb_and_autoscaler(alb_ready):
     spread = {c.topology_key for c in deployment.spec.template.spec.topology_spread_constraints}
     assert spread == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
     assert deployment.spec.template.spec.containers[0].termination_message_policy == "FallbackToLogsOnError"
+
+
+# --- batch-aware scaling ----------------------------------------------------------------------
+
+
+def test_karpenter_node_pool_and_node_class_are_admitted_with_the_pinned_crds(prepared_cluster):
+    """Karpenter's CRDs carry CEL validation rules; the real API server evaluates them."""
+    from eksml.cluster.karpenter import karpenter_objects
+    from eksml.eksctl.request import ClusterRequest
+
+    api = prepared_cluster.api_client("admin")
+    req = ClusterRequest.from_settings(aws_settings("unused", node_scaler="karpenter"))
+    apply_objects(api, karpenter_objects(req, "eksml"), log=lambda _m: None)
+    custom = client.CustomObjectsApi(api)
+    pool = custom.get_cluster_custom_object("karpenter.sh", "v1", "nodepools", "gpu-train")
+    assert pool["spec"]["disruption"]["consolidationPolicy"] == "WhenEmpty"
+    node_class = custom.get_cluster_custom_object("karpenter.k8s.aws", "v1", "ec2nodeclasses", "gpu-train")
+    assert node_class["spec"]["metadataOptions"]["httpPutResponseHopLimit"] == 1
+    # The schema's rules refuse what Karpenter could not honour (here: a NodePool without a node class).
+    broken = {**pool, "metadata": {"name": "broken"}, "spec": {"template": {"spec": {"requirements": []}}}}
+    with pytest.raises(client.ApiException) as refused:
+        custom.create_cluster_custom_object("karpenter.sh", "v1", "nodepools", broken, dry_run="All")
+    assert refused.value.status == 422
+
+
+def test_a_jobs_budget_refuses_eviction_and_goes_with_the_job(prepared_cluster):
+    """The pipeline creates a job's PodDisruptionBudget (its Role allows it); the API server's
+    eviction, which a drain and both node scalers use, is then refused while the job runs, and
+    the garbage collector removes the budget with its owner. The owner here is a Deployment
+    (pods kwok keeps running), standing in for the MPIJob or pod the operators name."""
+    from eksml.kubernetes.hooks import create_disruption_budget
+    from eksml.kubernetes.manifests import JOB_POD_LABEL, job_disruption_budget
+    from eksml.kubernetes.operators import render_training_pod
+    from eksml.specs import training_spec
+
+    admin = prepared_cluster.api_client("admin")
+    core, apps, policy = client.CoreV1Api(admin), client.AppsV1Api(admin), client.PolicyV1Api(admin)
+    spec = training_spec(
+        framework="tensorflow",
+        data_uri="s3://eksml-bucket/store/data/x",
+        model_uri="s3://eksml-bucket/store/models/v1",
+        checkpoint_uri="s3://eksml-bucket/store/ckpt/v1",
+        epochs=1,
+        batch_size=32,
+        learning_rate=0.01,
+        gpus=1,
+    )
+    pod = render_training_pod(spec, aws_settings("unused"), name="budget-probe")
+    labels = {JOB_POD_LABEL: "budget-probe"}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "budget-probe", "namespace": "ml-training"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {**pod["spec"], "restartPolicy": "Always"}},
+        },
+    }
+    created = apps.create_namespaced_deployment("ml-training", deployment)
+    try:
+        owner = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": created.to_dict()["metadata"]}
+        budget = job_disruption_budget(owner, labels, pods=1)
+        assert create_disruption_budget(prepared_cluster.api_client(PIPELINE), budget)
+        assert not create_disruption_budget(prepared_cluster.api_client(PIPELINE), budget)  # a retry keeps it
+        running = _wait(
+            lambda: [
+                p
+                for p in core.list_namespaced_pod("ml-training", label_selector="eksml/job-pod=budget-probe").items
+                if p.status.phase == "Running"
+            ],
+            what="the job's pod running",
+        )[0]
+        _wait(
+            lambda: (
+                policy.read_namespaced_pod_disruption_budget("budget-probe", "ml-training").status.current_healthy == 1
+            ),
+            what="the budget counting the pod",
+        )
+        eviction = client.V1Eviction(metadata=client.V1ObjectMeta(name=running.metadata.name, namespace="ml-training"))
+        with pytest.raises(client.ApiException) as refused:
+            core.create_namespaced_pod_eviction(running.metadata.name, "ml-training", eviction)
+        assert refused.value.status == 429, refused.value.body
+    finally:
+        apps.delete_namespaced_deployment("budget-probe", "ml-training", propagation_policy="Background")
+    _wait(
+        lambda: (
+            not policy.list_namespaced_pod_disruption_budget(
+                "ml-training", field_selector="metadata.name=budget-probe"
+            ).items
+        ),
+        what="the budget collected with its owner",
+    )
+
+
+def _wait(read, what: str, timeout: float = 60.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = read()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_training_task_protects_its_pod_with_a_budget_it_owns(prepared_cluster, pipeline_conn):
+    from k8s_tasks import run_task, task_context
+
+    from eksml.kubernetes.operators import GpuTrainingPodOperator
+    from eksml.specs import training_spec
+
+    spec = training_spec(
+        framework="tensorflow",
+        data_uri="s3://eksml-bucket/store/data/x",
+        model_uri="s3://eksml-bucket/store/models/v1",
+        checkpoint_uri="s3://eksml-bucket/store/ckpt/v1",
+        epochs=1,
+        batch_size=32,
+        learning_rate=0.01,
+        gpus=1,
+    )
+    operator = GpuTrainingPodOperator(
+        task_id="train_budget",
+        spec=spec.to_dict(),
+        settings=aws_settings(pipeline_conn),
+        on_finish_action="keep_pod",
+        deferrable=True,
+        poll_interval=0.5,
+        startup_check_interval_seconds=1,
+        logging_interval=60,
+    )  # as in test_k8s_gpu_pod
+    context = task_context("train_budget")
+    run_task(operator, context)
+    admin = prepared_cluster.api_client("admin")
+    pod = client.CoreV1Api(admin).read_namespaced_pod(context["ti"].xcom["pod_name"], "ml-training")
+    assert pod.spec.containers[0].termination_message_policy == "FallbackToLogsOnError"
+    assert pod.metadata.annotations["karpenter.sh/do-not-disrupt"] == "true"
+    budget = client.PolicyV1Api(admin).read_namespaced_pod_disruption_budget(pod.metadata.name, "ml-training")
+    assert [(r.kind, r.uid) for r in budget.metadata.owner_references] == [("Pod", pod.metadata.uid)]
+    assert budget.spec.min_available == 1
+    assert budget.spec.selector.match_labels.items() <= pod.metadata.labels.items()
