@@ -10,6 +10,8 @@
   the instance type asked for;
 * that the images exist in the registry (ECR), that the bucket exists in the configured
   region, that the Kubernetes version is in EKS support;
+* that Airflow's workers will reach the cluster's API, and the prerequisites of the
+  integrations the settings turn on (``eksml.preflight_integrations``);
 
 and print an estimated cost from the dated price table (``eksml.prices``). Every finding names
 its fix. AWS is reached through the Airflow AWS connection.
@@ -377,6 +379,9 @@ def run_preflight(
         group = train_node_group(req)
         nodes = max(params.workers if "mxnet" in params.frameworks else 1, 1)
         report.findings += check_ec2_quota(quotas, group.instance_types[0], nodes, group.spot, settings.region)
+    from eksml.preflight_integrations import check_integrations
+
+    report.findings += check_integrations(settings, clients, existing=params.cluster == EXISTING_CLUSTER)
     report.estimate = estimate(settings, params, req, hours)
     return report
 
