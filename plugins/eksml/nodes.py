@@ -49,9 +49,14 @@ CLUSTER_MODES = (EXISTING_CLUSTER, EPHEMERAL_CLUSTER)
 SAFE_TO_EVICT_ANNOTATION = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 
 
+#: Pod annotation that keeps Karpenter from disrupting (consolidating, expiring) a running job's node.
+DO_NOT_DISRUPT_ANNOTATION = "karpenter.sh/do-not-disrupt"
+
+
 def not_evictable() -> dict[str, str]:
-    """Annotations for a pod that must not be moved while it runs (a training or MPI replica)."""
-    return {SAFE_TO_EVICT_ANNOTATION: "false"}
+    """Annotations for a pod that must not be moved while it runs (a training or MPI replica),
+    understood by whichever node scaler runs: the cluster autoscaler or Karpenter."""
+    return {SAFE_TO_EVICT_ANNOTATION: "false", DO_NOT_DISRUPT_ANNOTATION: "true"}
 
 
 def node_selector(role: str) -> dict[str, str]:

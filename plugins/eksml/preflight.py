@@ -11,6 +11,8 @@
   run) every quota its node groups draw on, standard on-demand vCPUs included;
 * that the images exist in the registry (ECR), that the bucket exists in the configured
   region, that the Kubernetes version is in EKS support;
+* that Airflow's workers will reach the cluster's API, and the prerequisites of the
+  integrations the settings turn on (``eksml.preflight_integrations``);
 
 and print an estimated cost from the dated price table (``eksml.prices``). Every finding names
 its fix. AWS is reached through the Airflow AWS connection.
@@ -501,6 +503,9 @@ def run_preflight(
             from eksml.eksctl.request import build_cluster_configs
 
             report.findings += check_node_group_quotas(quotas, build_cluster_configs(req), settings.region)
+    from eksml.preflight_integrations import check_integrations
+
+    report.findings += check_integrations(settings, clients, existing=params.cluster == EXISTING_CLUSTER)
     report.estimate = estimate(settings, params, req, hours)
     return report
 

@@ -107,6 +107,53 @@ class Settings:
     #: Days a finished run's staging/ and checkpoints/ folders are kept (0: never deleted).
     retention_days: int = 7
 
+    # Production integrations of the aws profile; each is off until asked for (an ALB, log
+    # ingestion, an FSx file system cost money; an Ingress opens a port). README "Production
+    # integrations" says when each fits.
+    #: An ALB Ingress in front of the inference Service (AWS Load Balancer Controller).
+    ingress: bool = False
+    #: ``internal`` (reachable inside the VPC) or ``internet-facing``.
+    ingress_scheme: str = "internal"
+    #: The host name clients use; the certificate must cover it (empty: any host).
+    ingress_host: str = ""
+    #: HTTPS on :443 with HTTP redirected to it; needs ``ingress_certificate_arn``.
+    ingress_tls: bool = True
+    #: An ACM certificate ARN for the HTTPS listener.
+    ingress_certificate_arn: str = ""
+    #: Who may reach the ALB (empty: the controller's default, every address).
+    ingress_inbound_cidrs: tuple[str, ...] = ()
+    #: Sign-in through the ALB's authenticate action: ``none``, ``cognito`` or ``oidc``.
+    ingress_auth: str = "none"
+    ingress_cognito_user_pool_arn: str = ""
+    ingress_cognito_client_id: str = ""
+    #: The Cognito domain prefix (``my-domain``, not the full URL).
+    ingress_cognito_domain: str = ""
+    ingress_oidc_issuer: str = ""
+    ingress_oidc_authorization_endpoint: str = ""
+    ingress_oidc_token_endpoint: str = ""
+    ingress_oidc_user_info_endpoint: str = ""
+    #: A Secret in the serving namespace with ``clientID`` and ``clientSecret`` (made by the user).
+    ingress_oidc_secret_name: str = ""
+    #: Bounds of the inference HorizontalPodAutoscaler and its CPU target (% of requests).
+    inference_min_replicas: int = 2
+    inference_max_replicas: int = 6
+    inference_target_cpu_percent: int = 70
+    #: EKS control-plane logs (api, audit, authenticator) and pod logs to CloudWatch Logs.
+    cloudwatch_logs: bool = False
+    #: The Kubernetes API endpoint stays private (VPC); public access only when this is on, and
+    #: then only from ``api_public_cidrs`` (required: never 0.0.0.0/0 unless written there).
+    api_public_access: bool = False
+    api_public_cidrs: tuple[str, ...] = ()
+    #: Private subnets of an existing VPC (the one Airflow's workers run in) for the cluster and
+    #: its nodes; empty: eksctl makes a VPC with private subnets behind a NAT gateway.
+    private_subnets: tuple[str, ...] = ()
+    #: Node scaling of GPU training nodes: ``cluster-autoscaler`` (node groups from 0, bursty
+    #: work) or ``karpenter`` (a NodePool per job's needs, job-based work).
+    node_scaler: str = "cluster-autoscaler"
+    #: FSx for Lustre linked to the S3 data prefix, mounted read-only by training pods.
+    fsx_lustre: bool = False
+    fsx_storage_gib: int = 1200
+
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
             raise SettingsError(f"unknown profile {self.profile!r}: expected one of {', '.join(PROFILES)}")
@@ -132,6 +179,7 @@ class Settings:
             raise SettingsError(f"retention_days must be 0 (keep forever) or more, got {self.retention_days!r}")
         if not 1 <= self.inference_port <= 65535:
             raise SettingsError(f"inference_port must be within 1..65535, got {self.inference_port!r}")
+        _check_integrations(self)
 
     # --- derived locations -------------------------------------------------------------
     @property
@@ -165,6 +213,69 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+INGRESS_SCHEMES = ("internal", "internet-facing")
+INGRESS_AUTH = ("none", "cognito", "oidc")
+NODE_SCALERS = ("cluster-autoscaler", "karpenter")
+_COGNITO_POOL_ARN = re.compile(r"^arn:aws[-a-z]*:cognito-idp:[a-z0-9-]+:\d{12}:userpool/[\w-]+$")
+_ACM_ARN = re.compile(r"^arn:aws[-a-z]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$")
+
+
+def _check_integrations(s: Settings) -> None:
+    """The production integrations' settings agree with each other (clear error, nothing rendered)."""
+    if s.ingress_scheme not in INGRESS_SCHEMES:
+        raise SettingsError(f"ingress_scheme must be one of {INGRESS_SCHEMES}, got {s.ingress_scheme!r}")
+    if s.ingress_auth not in INGRESS_AUTH:
+        raise SettingsError(f"ingress_auth must be one of {INGRESS_AUTH}, got {s.ingress_auth!r}")
+    if s.node_scaler not in NODE_SCALERS:
+        raise SettingsError(f"node_scaler must be one of {NODE_SCALERS}, got {s.node_scaler!r}")
+    if not 1 <= s.inference_min_replicas <= s.inference_max_replicas:
+        raise SettingsError(
+            "inference_min_replicas must be at least 1 and at most inference_max_replicas, got "
+            f"{s.inference_min_replicas} and {s.inference_max_replicas}"
+        )
+    if not 1 <= s.inference_target_cpu_percent <= 100:
+        raise SettingsError(f"inference_target_cpu_percent must be 1..100, got {s.inference_target_cpu_percent}")
+    if s.api_public_access and not s.api_public_cidrs:
+        raise SettingsError(
+            "api_public_access is on but api_public_cidrs is empty: list the CIDRs allowed to reach the "
+            "Kubernetes API (Airflow's workers' egress addresses); 0.0.0.0/0 is never implied"
+        )
+    if s.fsx_lustre and (s.fsx_storage_gib < 1200 or s.fsx_storage_gib % 1200):
+        raise SettingsError(f"fsx_storage_gib must be 1200 or a multiple of 1200 (SCRATCH_2), got {s.fsx_storage_gib}")
+    if not s.ingress:
+        return
+    if s.ingress_tls and not s.ingress_certificate_arn:
+        raise SettingsError(
+            "ingress_tls is on but ingress_certificate_arn is empty: give the ARN of an ACM certificate that "
+            "covers ingress_host (or set ingress_tls=false for a plain-HTTP internal ALB)"
+        )
+    if s.ingress_certificate_arn and not _ACM_ARN.match(s.ingress_certificate_arn):
+        raise SettingsError(f"ingress_certificate_arn is not an ACM certificate ARN: {s.ingress_certificate_arn!r}")
+    if s.ingress_auth != "none" and not s.ingress_tls:
+        raise SettingsError(f"ingress_auth={s.ingress_auth} needs ingress_tls: the ALB authenticates on HTTPS only")
+    if s.ingress_auth == "cognito":
+        if not _COGNITO_POOL_ARN.match(s.ingress_cognito_user_pool_arn):
+            raise SettingsError(
+                f"ingress_cognito_user_pool_arn is not a Cognito user pool ARN: {s.ingress_cognito_user_pool_arn!r}"
+            )
+        if not (s.ingress_cognito_client_id and s.ingress_cognito_domain):
+            raise SettingsError("ingress_auth=cognito needs ingress_cognito_client_id and ingress_cognito_domain")
+        if "://" in s.ingress_cognito_domain or "." in s.ingress_cognito_domain:
+            raise SettingsError(
+                f"ingress_cognito_domain is the domain prefix (my-domain), got {s.ingress_cognito_domain!r}"
+            )
+    if s.ingress_auth == "oidc":
+        needed = ("issuer", "authorization_endpoint", "token_endpoint", "user_info_endpoint", "secret_name")
+        missing = [f"ingress_oidc_{n}" for n in needed if not getattr(s, f"ingress_oidc_{n}")]
+        if missing:
+            raise SettingsError(f"ingress_auth=oidc needs {', '.join(missing)}")
+    if s.ingress_scheme == "internet-facing" and s.ingress_auth == "none" and not s.ingress_inbound_cidrs:
+        raise SettingsError(
+            "an internet-facing ingress without sign-in would serve everyone: set ingress_auth (cognito or oidc) "
+            "or ingress_inbound_cidrs"
+        )
 
 
 _TRUE = frozenset({"1", "true", "yes", "on"})

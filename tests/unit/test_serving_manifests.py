@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import kubernetes_validate
 import pytest
 
 from eksml.serving.manifests import (
+    ALB_CONTROLLER_VERSION,
     MODEL_URI_ANNOTATION,
     VERSION_LABEL,
     label_value,
     render_inference_objects,
     serving_spec,
 )
-from eksml.settings import Settings
+from eksml.settings import Settings, SettingsError
 
 URI = "s3://bucket/models/fashion-mnist/20261129T000000-tensorflow-3f2a9c"
 VERSION = "20261129T000000-tensorflow-3f2a9c"
@@ -30,10 +34,16 @@ def settings() -> Settings:
     )
 
 
+RESILIENCE = ["Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"]
+CERT = "arn:aws:acm:us-west-2:123456789012:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+POOL = "arn:aws:cognito-idp:us-west-2:123456789012:userpool/us-west-2_AbCdEf123"
+
+
 @pytest.mark.parametrize("ingress", [False, True])
 def test_objects_are_valid_kubernetes_in_strict_mode(settings, ingress):
+    settings = settings.replace(ingress_tls=False)
     objects = render_inference_objects(settings, URI, VERSION, ingress=ingress)
-    assert [o["kind"] for o in objects] == ["Deployment", "Service"] + (["Ingress"] if ingress else [])
+    assert [o["kind"] for o in objects] == RESILIENCE + (["Ingress"] if ingress else [])
     for obj in objects:
         assert kubernetes_validate.validate(obj, settings.kubernetes_version, strict=True)
         assert obj["metadata"]["namespace"] == "serving"
@@ -68,7 +78,8 @@ def test_deployment_runs_the_version_on_inference_nodes_safely(settings):
 
 
 def test_service_and_ingress_point_at_the_pods(settings):
-    deployment, service, ingress = render_inference_objects(settings, URI, VERSION, ingress=True)
+    settings = settings.replace(ingress_tls=False)
+    deployment, service, _pdb, _hpa, ingress = render_inference_objects(settings, URI, VERSION, ingress=True)
     assert service["spec"]["type"] == "ClusterIP"
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert service["spec"]["ports"][0]["targetPort"] == "http"
@@ -82,8 +93,8 @@ def test_service_and_ingress_point_at_the_pods(settings):
 def test_bad_input_fails_before_rendering(settings):
     with pytest.raises(ValueError, match="s3://"):
         render_inference_objects(settings, "file:///tmp/model", VERSION)
-    with pytest.raises(ValueError, match="scheme"):
-        render_inference_objects(settings, URI, VERSION, ingress=True, ingress_scheme="public")
+    with pytest.raises(ValueError, match="ingress_scheme"):
+        render_inference_objects(settings.replace(ingress_scheme="public", ingress_tls=False), URI, VERSION)
     with pytest.raises(ValueError, match="version"):
         serving_spec(URI, "", "fashion-mnist")
 
@@ -92,3 +103,124 @@ def test_label_values_are_made_valid():
     assert label_value("v1/../x y") == "v1-..-x-y"
     assert len(label_value("a" * 100)) == 63
     assert label_value("---") == "unknown"
+
+
+def _annotations(settings: Settings) -> dict[str, str]:
+    return render_inference_objects(settings.replace(ingress=True), URI, VERSION)[-1]["metadata"]["annotations"]
+
+
+def test_https_ingress_redirects_http_and_signs_in_through_cognito(settings):
+    https = settings.replace(
+        ingress_certificate_arn=CERT,
+        ingress_host="models.example.com",
+        ingress_scheme="internet-facing",
+        ingress_auth="cognito",
+        ingress_cognito_user_pool_arn=POOL,
+        ingress_cognito_client_id="client123",
+        ingress_cognito_domain="eksml-login",
+    )
+    ingress = render_inference_objects(https.replace(ingress=True), URI, VERSION)[-1]
+    assert kubernetes_validate.validate(ingress, settings.kubernetes_version, strict=True)
+    assert ingress["spec"]["rules"][0]["host"] == "models.example.com"
+    a = ingress["metadata"]["annotations"]
+    alb = "alb.ingress.kubernetes.io/"
+    assert json.loads(a[alb + "listen-ports"]) == [{"HTTP": 80}, {"HTTPS": 443}]
+    assert a[alb + "ssl-redirect"] == "443" and a[alb + "certificate-arn"] == CERT
+    assert a[alb + "auth-type"] == "cognito" and a[alb + "auth-on-unauthenticated-request"] == "authenticate"
+    assert json.loads(a[alb + "auth-idp-cognito"]) == {
+        "userPoolARN": POOL,
+        "userPoolClientID": "client123",
+        "userPoolDomain": "eksml-login",
+    }
+
+
+def test_oidc_sign_in_names_the_users_secret(settings):
+    oidc = settings.replace(
+        ingress_certificate_arn=CERT,
+        ingress_auth="oidc",
+        ingress_oidc_issuer="https://id.example.com",
+        ingress_oidc_authorization_endpoint="https://id.example.com/authorize",
+        ingress_oidc_token_endpoint="https://id.example.com/token",
+        ingress_oidc_user_info_endpoint="https://id.example.com/userinfo",
+        ingress_oidc_secret_name="eksml-oidc",
+    )
+    idp = json.loads(_annotations(oidc)["alb.ingress.kubernetes.io/auth-idp-oidc"])
+    assert idp["secretName"] == "eksml-oidc" and idp["issuer"] == "https://id.example.com"
+
+
+def _documented_annotations() -> set[str]:
+    """Annotation names of the pinned controller release's own reference (vendored with a SHA-256)."""
+    from eksml.cluster.addons import ALB_CONTROLLER, pinned_file
+
+    text = pinned_file(ALB_CONTROLLER, f"annotations-{ALB_CONTROLLER_VERSION}.md").read_text()
+    return set(re.findall(r"^\| \[(alb\.ingress\.kubernetes\.io/[a-z0-9.-]+)\]", text, re.M))
+
+
+def test_every_ingress_annotation_is_documented_by_the_pinned_controller(settings):
+    documented = _documented_annotations()
+    assert len(documented) > 40 and "alb.ingress.kubernetes.io/ssl-redirect" in documented
+    https = settings.replace(ingress_certificate_arn=CERT, ingress_inbound_cidrs=("10.0.0.0/8",))
+    for variant in (
+        settings.replace(ingress_tls=False),
+        https,
+        https.replace(
+            ingress_auth="cognito",
+            ingress_cognito_user_pool_arn=POOL,
+            ingress_cognito_client_id="c",
+            ingress_cognito_domain="d",
+        ),
+        https.replace(
+            ingress_auth="oidc",
+            **{f"ingress_oidc_{n}": "https://x" for n in ("issuer", "authorization_endpoint", "token_endpoint")},
+            ingress_oidc_user_info_endpoint="https://x",
+            ingress_oidc_secret_name="s",
+        ),
+    ):
+        used = set(_annotations(variant))
+        assert used <= documented, used - documented
+    assert "alb.ingress.kubernetes.io/made-up" not in documented  # the check can fail
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"ingress": True}, "ingress_tls is on but ingress_certificate_arn is empty"),
+        ({"ingress": True, "ingress_certificate_arn": "arn:aws:iam::1:cert"}, "not an ACM certificate ARN"),
+        ({"ingress": True, "ingress_tls": False, "ingress_auth": "cognito"}, "authenticates on HTTPS only"),
+        ({"ingress": True, "ingress_certificate_arn": CERT, "ingress_auth": "cognito"}, "user pool ARN"),
+        ({"ingress": True, "ingress_certificate_arn": CERT, "ingress_auth": "oidc"}, "ingress_oidc_issuer"),
+        (
+            {"ingress": True, "ingress_certificate_arn": CERT, "ingress_scheme": "internet-facing"},
+            "would serve everyone",
+        ),
+        ({"inference_min_replicas": 3, "inference_max_replicas": 2}, "inference_min_replicas"),
+    ],
+)
+def test_unsafe_or_incomplete_ingress_settings_are_refused(settings, changes, message):
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        settings.replace(**changes)
+
+
+def test_ingress_from_the_operator_argument_is_checked_like_the_settings(settings):
+    with pytest.raises(SettingsError, match="ingress_certificate_arn is empty"):
+        render_inference_objects(settings, URI, VERSION, ingress=True)
+
+
+def test_server_is_spread_guarded_and_autoscaled(settings):
+    deployment, _service, pdb, hpa = render_inference_objects(settings.replace(inference_max_replicas=3), URI, VERSION)
+    selector = deployment["spec"]["selector"]
+    assert pdb["spec"]["selector"] == selector and pdb["spec"]["maxUnavailable"] == 1
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "fashion-mnist-inference",
+    }
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 3)
+    assert deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    keys = {c["topologyKey"]: c["whenUnsatisfiable"] for c in pod["topologySpreadConstraints"]}
+    assert keys == {"topology.kubernetes.io/zone": "ScheduleAnyway", "kubernetes.io/hostname": "DoNotSchedule"}
+    assert all(c["labelSelector"] == selector for c in pod["topologySpreadConstraints"])
+    assert pod["containers"][0]["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    # a replica count outside the autoscaler's bounds is brought within them
+    assert render_inference_objects(settings, URI, VERSION, replicas=9)[0]["spec"]["replicas"] == 6

@@ -1,4 +1,5 @@
-"""Pinned upstream add-ons (NVIDIA device plugin, Kubeflow MPI operator), vendored with checksums.
+"""Pinned upstream add-ons (NVIDIA device plugin, Kubeflow MPI operator; the AWS Load Balancer
+Controller's and Karpenter's CRDs when the settings ask), vendored with checksums.
 
 The list lives in ``include/kubernetes/cluster-addons/kustomization.yaml`` (one source of
 truth: the pipeline and ``kubectl apply --server-side -k`` read the same file). Its resources
@@ -23,6 +24,9 @@ import yaml
 from eksml.settings import PROJECT_ROOT
 
 KUSTOMIZATION = PROJECT_ROOT / "include" / "kubernetes" / "cluster-addons" / "kustomization.yaml"
+#: Add-ons applied only when a setting asks for them, each vendored the same way in its own folder.
+ALB_CONTROLLER = PROJECT_ROOT / "include" / "kubernetes" / "aws-load-balancer-controller" / "kustomization.yaml"
+KARPENTER = PROJECT_ROOT / "include" / "kubernetes" / "karpenter" / "kustomization.yaml"
 CHECKSUMS = "addons.sha256"
 
 
@@ -42,6 +46,25 @@ def _pinned_digests(folder: Path) -> dict[str, str]:
     return digests
 
 
+def _verified(path: Path, digests: dict[str, str]) -> Path:
+    name = path.name
+    if name not in digests:
+        raise AddonError(f"{name} has no pinned SHA-256 in {CHECKSUMS}")
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if actual != digests[name]:
+        raise AddonError(
+            f"{name} does not match its pinned SHA-256 ({actual} != {digests[name]}): "
+            "refusing to apply a changed add-on"
+        )
+    return path
+
+
+def pinned_file(kustomization: Path, name: str) -> Path:
+    """A vendored file beside ``kustomization`` that is no resource (an IAM policy, a reference),
+    checked against its pinned SHA-256 like the resources."""
+    return _verified(kustomization.parent / name, _pinned_digests(kustomization.parent))
+
+
 def addon_files(kustomization: Path = KUSTOMIZATION) -> list[Path]:
     """The vendored resources of the kustomization, each checked against its pinned SHA-256."""
     doc = yaml.safe_load(kustomization.read_text()) or {}
@@ -50,19 +73,7 @@ def addon_files(kustomization: Path = KUSTOMIZATION) -> list[Path]:
     if remote:
         raise AddonError(f"add-ons must be vendored files with a pinned SHA-256, not URLs: {remote}")
     digests = _pinned_digests(kustomization.parent)
-    files = []
-    for name in resources:
-        path = kustomization.parent / name
-        if name not in digests:
-            raise AddonError(f"{name} has no pinned SHA-256 in {CHECKSUMS}")
-        actual = hashlib.sha256(path.read_bytes()).hexdigest()
-        if actual != digests[name]:
-            raise AddonError(
-                f"{name} does not match its pinned SHA-256 ({actual} != {digests[name]}): "
-                "refusing to apply a changed add-on"
-            )
-        files.append(path)
-    return files
+    return [_verified(kustomization.parent / name, digests) for name in resources]
 
 
 def _image_overrides(kustomization: Path) -> dict[str, str]:

@@ -17,6 +17,7 @@ from eksml.cluster.autoscaler import NAMESPACE as AUTOSCALER_NAMESPACE
 from eksml.cluster.autoscaler import autoscaler_objects
 from eksml.eksctl.iam import account_from_arn, role_arn
 from eksml.eksctl.request import (
+    KARPENTER_SCALER,
     PIPELINE_GROUP,
     ClusterRequest,
     autoscaler_role_name,
@@ -53,6 +54,8 @@ TRAINING_RULES = [
     {"apiGroups": [""], "resources": ["events"], "verbs": _RO},
     {"apiGroups": ["kubeflow.org"], "resources": ["mpijobs"], "verbs": _RW},
     {"apiGroups": ["kubeflow.org"], "resources": ["mpijobs/status"], "verbs": ["get"]},
+    # One PodDisruptionBudget per running job, so no scale-down or drain evicts its pods.
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["create", "get", "delete"]},
 ]
 #: What evaluation does on the serving cluster of the dedicated layout: its pods run in the
 #: training namespace there (node role ``inference``), under the training service account.
@@ -64,6 +67,10 @@ SERVING_RULES = [
     {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": _RO},
     {"apiGroups": [""], "resources": ["services"], "verbs": _RW},
     {"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get", "create"]},
+    # The server's PodDisruptionBudget, autoscaler and (when the settings ask) its ALB Ingress.
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": _RW},
+    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": _RW},
+    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": _RW},
     {"apiGroups": [""], "resources": ["pods"], "verbs": _RO},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": _RO},
@@ -201,6 +208,14 @@ def render_kubernetes_objects(
             )
         )
         objects.extend(pipeline_rbac(req.inference_namespace, SERVING_RULES))
+    if training and req.node_scaler == KARPENTER_SCALER:
+        from eksml.cluster.karpenter import karpenter_objects
+
+        objects.extend(karpenter_objects(req, cluster))
+    if inference and req.ingress:
+        from eksml.cluster.loadbalancer import controller_role_name, load_balancer_objects
+
+        objects.extend(load_balancer_objects(s, role_arn(account, controller_role_name(cluster), req.region)))
     objects.extend(
         autoscaler_objects(
             cluster_name=cluster,

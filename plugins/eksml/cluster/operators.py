@@ -25,6 +25,7 @@ from eksml.eksctl.request import (
     cluster_name_for_role,
     inference_node_group,
     pipeline_is_creator,
+    scaled_node_groups,
     train_node_group,
 )
 from eksml.nodes import (
@@ -192,6 +193,7 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
             TRAINING_CLUSTER: (train_node_group(req),),
             INFERENCE_CLUSTER: (inference_node_group(req),),
         }[role]
+        groups = scaled_node_groups(req, groups)
         errors, warnings = nodegroup_drift(
             list(groups), describe_nodegroups(name, req.region, self.resolved_aws_conn_id())
         )

@@ -82,6 +82,8 @@ class ManagedNodeGroup:
     volume_size: int = 80
     gpu: bool = False
     availability_zones: tuple[str, ...] = ()
+    #: Nodes in private subnets only (no public IP); egress through the VPC's NAT gateway.
+    private_networking: bool = True
 
     @property
     def gpus_per_node(self) -> int:
@@ -153,6 +155,12 @@ class ManagedNodeGroup:
             doc["taints"] = [t.to_dict() for t in self.taints]
         if self.availability_zones:
             doc["availabilityZones"] = list(self.availability_zones)
+        doc["privateNetworking"] = self.private_networking
+        # IMDSv2 only, and a hop limit of 1 so a pod cannot reach the node role's credentials
+        # (eksctl pkg/cfn/builder/nodegroup.go makeMetadataOptions: disablePodIMDS sets
+        # HttpTokens=required and HttpPutResponseHopLimit=1); pods use IRSA instead.
+        doc["disableIMDSv1"] = True
+        doc["disablePodIMDS"] = True
         # propagateASGTags copies labels/taints to the ASG as node-template tags; the explicit
         # tags below add what it cannot know (GPU count) and the auto-discovery tags.
         doc["propagateASGTags"] = True
@@ -213,6 +221,56 @@ class AccessEntry:
         return doc
 
 
+#: EKS control-plane log types (eksctl ``cloudWatch.clusterLogging.enableTypes``).
+LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
+SUBNET_ID_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_CIDR_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")
+
+
+@dataclass(frozen=True)
+class ApiEndpoint:
+    """Who reaches the Kubernetes API: always the VPC (private access); from outside only when
+    ``public`` is on, and then only from ``public_cidrs`` (eksctl ``vpc.clusterEndpoints`` and
+    ``vpc.publicAccessCIDRs``)."""
+
+    public: bool = False
+    public_cidrs: tuple[str, ...] = ()
+
+    def problems(self) -> list[str]:
+        errors = [
+            f"public API access CIDR {c!r} is not an IPv4 CIDR" for c in self.public_cidrs if not _CIDR_RE.match(c)
+        ]
+        if self.public and not self.public_cidrs:
+            errors.append("public API access needs the CIDRs allowed to reach it (0.0.0.0/0 is never implied)")
+        if self.public_cidrs and not self.public:
+            errors.append("public API access CIDRs are given but public access is off")
+        return errors
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"clusterEndpoints": {"privateAccess": True, "publicAccess": self.public}}
+        if self.public:
+            doc["publicAccessCIDRs"] = list(self.public_cidrs)
+        return doc
+
+
+@dataclass(frozen=True)
+class EksAddon:
+    """An EKS add-on at a pinned version, its IAM through IRSA (eksctl ``addons``)."""
+
+    name: str
+    version: str
+    attach_policy_arns: tuple[str, ...] = ()
+    configuration_values: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"name": self.name, "version": self.version}
+        if self.attach_policy_arns:
+            doc["attachPolicyARNs"] = list(self.attach_policy_arns)
+        if self.configuration_values:
+            doc["configurationValues"] = self.configuration_values
+        return doc
+
+
 @dataclass(frozen=True)
 class ClusterConfig:
     """One EKS cluster as eksctl creates it."""
@@ -228,6 +286,12 @@ class ClusterConfig:
     bootstrap_creator_admin: bool = True
     tags: dict[str, str] = field(default_factory=dict)
     availability_zones: tuple[str, ...] = ()
+    endpoint: ApiEndpoint = field(default_factory=lambda: ApiEndpoint())
+    #: Control-plane log types sent to CloudWatch Logs (empty: none, the default: logs cost money).
+    logging_types: tuple[str, ...] = ()
+    addons: tuple[EksAddon, ...] = ()
+    #: Private subnet ids of an existing VPC (empty: eksctl makes the VPC).
+    private_subnets: tuple[str, ...] = ()
 
     def node_group(self, name: str) -> ManagedNodeGroup:
         for ng in self.node_groups:
@@ -263,6 +327,13 @@ class ClusterConfig:
             errors.append("at least one untainted node group needs min size >= 1 for system pods")
         for sa in self.service_accounts:
             errors.extend(sa.problems())
+        errors.extend(self.endpoint.problems())
+        unknown_logs = set(self.logging_types) - set(LOG_TYPES)
+        if unknown_logs:
+            errors.append(f"unknown control-plane log types {sorted(unknown_logs)}: expected some of {LOG_TYPES}")
+        for subnet in self.private_subnets:
+            if not SUBNET_ID_RE.match(subnet):
+                errors.append(f"{subnet!r} is not a subnet id (subnet-...)")
         return errors
 
     def validate(self) -> ClusterConfig:
@@ -290,6 +361,13 @@ class ClusterConfig:
                 "bootstrapClusterCreatorAdminPermissions": self.bootstrap_creator_admin,
                 "accessEntries": [e.to_dict() for e in self.access_entries],
             }
+        doc["vpc"] = self.endpoint.to_dict()
+        if self.private_subnets:
+            doc["vpc"]["subnets"] = {"private": {subnet: {"id": subnet} for subnet in self.private_subnets}}
+        if self.logging_types:
+            doc["cloudWatch"] = {"clusterLogging": {"enableTypes": list(self.logging_types)}}
+        if self.addons:
+            doc["addons"] = [addon.to_dict() for addon in self.addons]
         doc["managedNodeGroups"] = [ng.to_dict(self.name) for ng in self.node_groups]
         return doc
 

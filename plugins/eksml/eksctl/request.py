@@ -18,6 +18,7 @@ from eksml.eksctl.config import (
     AccessEntry,
     ClusterConfig,
     ClusterConfigError,
+    EksAddon,
     IAMServiceAccount,
     ManagedNodeGroup,
     Taint,
@@ -43,11 +44,32 @@ SYSTEM_GROUP = "ng-system"
 GPU_TAINT = Taint(key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect=GPU_TAINT_EFFECT)
 log = logging.getLogger(__name__)
 
+#: Control-plane logs sent to CloudWatch when ``cloudwatch_logs`` is on: who called the API
+#: (audit), how they authenticated (authenticator) and the API server's own log.
+CONTROL_PLANE_LOGS = ("api", "audit", "authenticator")
+#: Pod logs (Fluent Bit) and Container Insights to CloudWatch, as an EKS add-on at a pinned version.
+CLOUDWATCH_ADDON = "amazon-cloudwatch-observability"
+CLOUDWATCH_ADDON_VERSION = "v5.2.3-eksbuild.1"
+#: ``node_scaler`` value for which GPU nodes come from Karpenter instead of the ng-train group.
+KARPENTER_SCALER = "karpenter"
+#: Tag by which Karpenter finds the cluster's subnets and security groups (eksctl puts the
+#: cluster's metadata tags on what it creates).
+KARPENTER_DISCOVERY_TAG = "karpenter.sh/discovery"
 PIPELINE_GROUP = "eksml-pipeline"
 DEFAULT_GPU_INSTANCE_TYPE = "g5.xlarge"
 AUTOSCALER_SERVICE_ACCOUNT = ("kube-system", "cluster-autoscaler")
 TRAINING_CLUSTER_SUFFIX = "-training"
 PROJECT_TAG = "eksml/project"
+#: Settings the ClusterRequest carries by the same name (production integrations).
+INTEGRATION_SETTINGS = (
+    "ingress",
+    "cloudwatch_logs",
+    "api_public_access",
+    "api_public_cidrs",
+    "private_subnets",
+    "node_scaler",
+    "fsx_lustre",
+)
 
 
 @dataclass(frozen=True)
@@ -86,6 +108,14 @@ class ClusterRequest:
     #: IAM principal that runs eksctl (resolved from STS by the operator before a create).
     creator_arn: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    #: Production integrations, from the settings of the same names (eksml.settings).
+    ingress: bool = False
+    cloudwatch_logs: bool = False
+    api_public_access: bool = False
+    api_public_cidrs: tuple[str, ...] = ()
+    private_subnets: tuple[str, ...] = ()
+    node_scaler: str = "cluster-autoscaler"
+    fsx_lustre: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> ClusterRequest:
@@ -103,6 +133,7 @@ class ClusterRequest:
             inference_service_account=s.inference_service_account,
             dedicated_training_cluster=s.dedicated_training_cluster,
         )
+        base = dataclasses.replace(base, **{f: getattr(s, f) for f in INTEGRATION_SETTINGS})
         return base.with_overrides(overrides)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> ClusterRequest:
@@ -239,6 +270,7 @@ def _service_accounts(
                 policy=inference_policy(req.store_uri, req.model_name, req.region),
             )
         )
+    accounts.extend(integration_service_accounts(cluster, req, training=training, inference=inference))
     return tuple(accounts)
 
 
@@ -287,6 +319,11 @@ def dedicated_layout(chosen: bool | str | None) -> bool:
 def cluster_name_for_role(req: ClusterRequest, cluster_role: str) -> str:
     """Cluster name in the layout ``cluster_role`` implies: "training" is the dedicated one."""
     return req.name + TRAINING_CLUSTER_SUFFIX if cluster_role == TRAINING_CLUSTER else req.name
+
+
+def scaled_node_groups(req: ClusterRequest, groups: tuple[ManagedNodeGroup, ...]) -> tuple[ManagedNodeGroup, ...]:
+    """The node groups eksctl makes for ``groups``: without the GPU group when Karpenter scales GPU nodes."""
+    return tuple(ng for ng in groups if not (ng.gpu and req.node_scaler == KARPENTER_SCALER))
 
 
 def build_cluster_configs(req: ClusterRequest) -> list[ClusterConfig]:
@@ -351,7 +388,58 @@ def build_cluster_configs(req: ClusterRequest) -> list[ClusterConfig]:
             ]
     except StoreUriError as exc:
         raise ClusterConfigError(str(exc)) from exc
+    configs = [with_integrations(cfg, req) for cfg in configs]
     problems = [p for cfg in configs for p in (f"cluster {cfg.name!r}: {e}" for e in cfg.problems())]
     if problems:
         raise ClusterConfigError("; ".join(problems))
     return configs
+
+
+def integration_service_accounts(
+    cluster: str, req: ClusterRequest, *, training: bool, inference: bool
+) -> list[IAMServiceAccount]:
+    """IRSA roles of the add-ons the settings turn on: the AWS Load Balancer Controller (its
+    published policy) on the serving cluster, the FSx CSI driver on the training cluster."""
+    from eksml.cluster.loadbalancer import NAME as ALB_NAME
+    from eksml.cluster.loadbalancer import NAMESPACE as ALB_NAMESPACE
+    from eksml.cluster.loadbalancer import controller_policy, controller_role_name
+
+    accounts = []
+    if inference and req.ingress:
+        accounts.append(
+            IAMServiceAccount(
+                name=ALB_NAME,
+                namespace=ALB_NAMESPACE,
+                role_name=controller_role_name(cluster),
+                policy=controller_policy(),
+            )
+        )
+    return accounts
+
+
+def with_integrations(config: ClusterConfig, req: ClusterRequest) -> ClusterConfig:
+    """``config`` with the API endpoint, logging and EKS add-ons the request's settings ask for."""
+    from eksml.eksctl.config import ApiEndpoint
+    from eksml.eksctl.iam import partition_for
+
+    addons = []
+    logs: tuple[str, ...] = ()
+    if req.cloudwatch_logs:
+        logs = CONTROL_PLANE_LOGS
+        policy = f"arn:{partition_for(req.region)}:iam::aws:policy/CloudWatchAgentServerPolicy"
+        addons.append(EksAddon(CLOUDWATCH_ADDON, CLOUDWATCH_ADDON_VERSION, attach_policy_arns=(policy,)))
+    groups, tags = config.node_groups, config.tags
+    if req.node_scaler == KARPENTER_SCALER:
+        # GPU nodes come from Karpenter's NodePool (eksml.cluster.karpenter), which finds the
+        # cluster's subnets and security groups by this tag.
+        groups = scaled_node_groups(req, groups)
+        tags = {**tags, KARPENTER_DISCOVERY_TAG: config.name}
+    return dataclasses.replace(
+        config,
+        node_groups=groups,
+        tags=tags,
+        endpoint=ApiEndpoint(public=req.api_public_access, public_cidrs=req.api_public_cidrs),
+        logging_types=logs,
+        addons=tuple(addons),
+        private_subnets=req.private_subnets,
+    )

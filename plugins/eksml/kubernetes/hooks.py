@@ -43,7 +43,17 @@ from airflow.providers.cncf.kubernetes.kubernetes_helper_functions import generi
 from kubernetes.client.exceptions import ApiException
 from kubernetes_asyncio import client as async_client
 
-from eksml.kubernetes.manifests import GROUP, JOB_NAME_LABEL, JOB_ROLE_LABEL, LAUNCHER_CONTAINER, PLURAL, VERSION
+from eksml.kubernetes.manifests import (
+    API_VERSION,
+    GROUP,
+    JOB_NAME_LABEL,
+    JOB_ROLE_LABEL,
+    KIND,
+    LAUNCHER_CONTAINER,
+    PLURAL,
+    VERSION,
+    job_disruption_budget,
+)
 
 # --- the phase of a job ---------------------------------------------------------------------------
 
@@ -177,6 +187,19 @@ class LauncherLog(NamedTuple):
     exit_code: int | None
 
 
+def create_disruption_budget(api_client: Any, budget: Mapping[str, Any]) -> bool:
+    """Create a job's PodDisruptionBudget; False when it exists already (an earlier attempt of the same try)."""
+    from kubernetes.client import PolicyV1Api
+
+    try:
+        PolicyV1Api(api_client).create_namespaced_pod_disruption_budget(budget["metadata"]["namespace"], dict(budget))
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        return False
+    return True
+
+
 class MPIJobHook(KubernetesHook):
     """The provider's ``KubernetesHook`` with the MPIJob calls the operator makes."""
 
@@ -191,6 +214,12 @@ class MPIJobHook(KubernetesHook):
                 raise
             return False
         return True
+
+    def protect_from_disruption(self, name: str, namespace: str, *, pods: int) -> bool:
+        """A PodDisruptionBudget over the job's launcher and workers, owned by the MPIJob."""
+        owner = {**self.get_mpijob(name, namespace), "apiVersion": API_VERSION, "kind": KIND}
+        budget = job_disruption_budget(owner, {JOB_NAME_LABEL: name}, pods)
+        return create_disruption_budget(self.api_client, budget)
 
     def get_mpijob(self, name: str, namespace: str) -> dict[str, Any]:
         """The MPIJob object as the API returns it (transient errors are retried)."""
@@ -433,6 +462,22 @@ def object_ref(obj: dict[str, Any]) -> str:
     return f"{obj['kind']}/{where}{meta['name']}"
 
 
+def _resource_of(dynamic: Any, obj: dict[str, Any], attempts: int = 30, pause: float = 1.0) -> Any:
+    """The API resource of ``obj``; a kind whose CRD was applied moments ago (same apply) is
+    served once the CRD is established, so discovery is refreshed and asked again for a while."""
+    from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+    for attempt in range(attempts):
+        try:
+            return dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        except ResourceNotFoundError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(pause)
+            dynamic.resources.invalidate_cache()
+    raise AssertionError("unreachable")
+
+
 def _server_side_apply(
     dynamic: Any,
     objects: list[dict[str, Any]],
@@ -450,7 +495,7 @@ def _server_side_apply(
                 raise ValueError(f"cannot apply a {obj['kind']}: expected one of {', '.join(kinds)}")
     applied = []
     for obj in apply_order(objects):
-        resource = dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        resource = _resource_of(dynamic, obj)
         where = None
         if resource.namespaced:
             where = namespace or obj["metadata"].get("namespace") or "default"
@@ -520,7 +565,7 @@ class ApplyHook(KubernetesHook):
 
 
 #: What a rollout applies; anything else in its objects is a mistake.
-ROLLOUT_KINDS = ("Deployment", "Service", "Ingress")
+ROLLOUT_KINDS = ("Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "Ingress")
 
 
 class DeploymentHook(ApplyHook):

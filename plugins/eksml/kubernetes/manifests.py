@@ -50,6 +50,10 @@ from eksml.specs import Resources, WorkloadSpec, WorkloadSpecError, coerce_spec
 RUN_AS_USER = 1000
 RUN_AS_GROUP = 1000
 
+#: A container that fails without writing /dev/termination-log leaves its last log lines (2048
+#: bytes, 80 lines) as its termination message, which the task's error then quotes.
+TERMINATION_MESSAGE_POLICY = "FallbackToLogsOnError"
+
 #: Environment names that would put static credentials into a pod spec. Pods get AWS access
 #: from their service account's IAM role (IRSA), never from variables in the spec.
 _CREDENTIAL_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|ACCESS_KEY|SESSION_TOKEN|PRIVATE_KEY|API_KEY)", re.I)
@@ -263,6 +267,7 @@ def _container(
         env=env,
         resources=resources,
         security_context=container_security_context(),
+        termination_message_policy=TERMINATION_MESSAGE_POLICY,
         **extra,
     )
 
@@ -372,4 +377,29 @@ def render_mpijob(
                 "Worker": {"replicas": spec.replicas, "restartPolicy": "OnFailure", "template": sanitize(worker)},
             },
         },
+    }
+
+
+#: Label that ties a training pod to its PodDisruptionBudget (an MPIJob's pods carry JOB_NAME_LABEL).
+JOB_POD_LABEL = "eksml/job-pod"
+
+
+def job_disruption_budget(owner: Mapping[str, Any], selector: Mapping[str, str], pods: int) -> dict[str, Any]:
+    """A PodDisruptionBudget that refuses every voluntary eviction of a running job's pods (a
+    drain, a scale-down by the cluster autoscaler or Karpenter), deleted with the job through
+    its owner reference. Pods of a bare pod or an MPIJob (no scale subresource) admit only an
+    integer ``minAvailable``: all of them."""
+    meta = owner["metadata"]
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "labels": {"app.kubernetes.io/part-of": "eksml"},
+            "ownerReferences": [
+                {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"], "uid": meta["uid"]}
+            ],
+        },
+        "spec": {"minAvailable": pods, "selector": {"matchLabels": dict(selector)}},
     }

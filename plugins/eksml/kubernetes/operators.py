@@ -33,7 +33,8 @@ from kubernetes.client.exceptions import ApiException
 from eksml.cluster.target import ClusterTarget, cluster_role_of, resolve_target
 from eksml.exits import exit_code_in, fail_for_good
 from eksml.kubernetes import manifests
-from eksml.kubernetes.hooks import MPIJobHook, container_exit_code
+from eksml.kubernetes.hooks import MPIJobHook, container_exit_code, create_disruption_budget
+from eksml.kubernetes.links import PodLogsLink
 from eksml.kubernetes.manifests import RunPolicy, job_name, render_mpijob
 from eksml.kubernetes.triggers import EksTargetPodTrigger, MPIJobTrigger
 from eksml.local.runner import LocalRunner
@@ -81,6 +82,7 @@ class WorkloadPodOperator(SettingsMixin, KubernetesPodOperator):
     """
 
     template_fields = (*KubernetesPodOperator.template_fields, "spec", "local_env", "cluster_name")
+    operator_extra_links = (*getattr(KubernetesPodOperator, "operator_extra_links", ()), PodLogsLink())
 
     def __init__(
         self,
@@ -158,6 +160,7 @@ class WorkloadPodOperator(SettingsMixin, KubernetesPodOperator):
         self.automount_service_account_token = False
         self.security_context = manifests.pod_security_context()
         self.container_security_context = manifests.container_security_context()
+        self.termination_message_policy = manifests.TERMINATION_MESSAGE_POLICY
         self.labels = {**dict(spec.labels), **(self.labels or {})}
         # The cluster autoscaler must not move a running training pod to consolidate nodes.
         self.annotations = {**not_evictable(), **(self.annotations or {})}
@@ -167,6 +170,27 @@ class WorkloadPodOperator(SettingsMixin, KubernetesPodOperator):
     def build_pod_request_obj(self, context: Any = None, *, dry_run: bool = False):  # type: ignore[override]
         self.apply_spec()
         return super().build_pod_request_obj(context, dry_run=dry_run)
+
+    def get_or_create_pod(self, pod_request_obj: Any, context: Any) -> Any:
+        """The provider's, with a PodDisruptionBudget that keeps the running pod from being evicted
+        (owned by the pod, so it goes with it) and the link to the pod's CloudWatch logs (the sync and
+        deferred paths both come here)."""
+        pod_request_obj.metadata.labels = {
+            **(pod_request_obj.metadata.labels or {}),
+            manifests.JOB_POD_LABEL: make_safe_label_value(pod_request_obj.metadata.name),
+        }
+        pod = super().get_or_create_pod(pod_request_obj, context)
+        owner = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": pod.metadata.name, "namespace": pod.metadata.namespace, "uid": pod.metadata.uid},
+        }
+        selector = {manifests.JOB_POD_LABEL: pod_request_obj.metadata.labels[manifests.JOB_POD_LABEL]}
+        create_disruption_budget(self.hook.api_client, manifests.job_disruption_budget(owner, selector, pods=1))
+        settings = self.resolved_settings()
+        cluster = self.cluster_target().cluster_name or settings.cluster_name
+        PodLogsLink.persist_for(context, self, settings, cluster, pod.metadata.name)
+        return pod
 
     # --- running --------------------------------------------------------------------------
     def execute(self, context: Any) -> Any:
@@ -313,6 +337,7 @@ class MPIJobOperator(SettingsMixin, BaseOperator):
     """
 
     template_fields = ("spec", "job_name", "local_env", "cluster_name")
+    operator_extra_links = (PodLogsLink(),)
     ui_color = "#d6e4f0"
 
     def __init__(
@@ -413,9 +438,13 @@ class MPIJobOperator(SettingsMixin, BaseOperator):
             spec.slots_per_replica,
             settings.image(spec.image),
         )
+        PodLogsLink.persist_for(
+            context, self, settings, self.cluster_target().cluster_name or settings.cluster_name, name
+        )
         if not self.hook.create_mpijob(body):
             # Same task try, same name: this try created it before it was interrupted.
             self.log.info("MPIJob %s/%s exists already: waiting on it", namespace, name)
+        self.hook.protect_from_disruption(name, namespace, pods=spec.replicas + 1)
         if self.deferrable:
             self.defer(
                 trigger=self.make_trigger(name, namespace, context),

@@ -1,5 +1,6 @@
 """The inference server as a :class:`~eksml.specs.WorkloadSpec`, and the aws profile's objects
-built from it: Deployment, ClusterIP Service, optional ALB Ingress.
+built from it: Deployment, ClusterIP Service, PodDisruptionBudget, HorizontalPodAutoscaler,
+optional ALB Ingress (HTTPS on an ACM certificate, sign-in by Cognito or OIDC).
 
 The Deployment's container and the local profile's process take their entrypoint, arguments
 and environment from :func:`serving_spec`, so both serve a version with the same settings.
@@ -13,6 +14,7 @@ ones are ready, and the previous revision is what a rollback returns to.
 
 from __future__ import annotations
 
+import json
 import re
 from types import MappingProxyType
 from typing import Any
@@ -111,7 +113,12 @@ def render_deployment(
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     max_latency_ms: float = DEFAULT_MAX_LATENCY_MS,
 ) -> dict[str, Any]:
-    from eksml.kubernetes.manifests import container_security_context, env_vars, pod_security_context
+    from eksml.kubernetes.manifests import (
+        TERMINATION_MESSAGE_POLICY,
+        container_security_context,
+        env_vars,
+        pod_security_context,
+    )
     from eksml.nodes import node_selector
 
     if not model_uri.startswith("s3://"):
@@ -156,6 +163,8 @@ def render_deployment(
         },
         "securityContext": {**_sanitize(container_security_context()), "readOnlyRootFilesystem": True},
         "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
+        # A server that dies before it logs a reason still leaves its last lines in the pod status.
+        "terminationMessagePolicy": TERMINATION_MESSAGE_POLICY,
     }
     return {
         "apiVersion": "apps/v1",
@@ -181,6 +190,7 @@ def render_deployment(
                     "securityContext": _sanitize(pod_security_context()),
                     "terminationGracePeriodSeconds": 30,
                     "containers": [container],
+                    "topologySpreadConstraints": topology_spread(settings),
                     "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "2Gi"}}],
                 },
             },
@@ -205,10 +215,84 @@ def render_service(settings: Settings) -> dict[str, Any]:
     }
 
 
-def render_ingress(settings: Settings, *, scheme: str = "internal") -> dict[str, Any]:
+#: The AWS Load Balancer Controller release whose documented annotations the Ingress uses
+#: (include/kubernetes/aws-load-balancer-controller/annotations-v3.5.0.md, vendored and pinned).
+ALB_CONTROLLER_VERSION = "v3.5.0"
+ALB = "alb.ingress.kubernetes.io/"
+INGRESS_CLASS = "alb"
+#: TLS 1.3 with 1.2 as the floor (an ELB security policy name).
+SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+
+def _auth_annotations(settings: Settings) -> dict[str, str]:
+    """The ALB's authenticate action: Cognito or any OIDC provider (HTTPS listener only)."""
+    if settings.ingress_auth == "cognito":
+        idp = {
+            "userPoolARN": settings.ingress_cognito_user_pool_arn,
+            "userPoolClientID": settings.ingress_cognito_client_id,
+            "userPoolDomain": settings.ingress_cognito_domain,
+        }
+    elif settings.ingress_auth == "oidc":
+        idp = {
+            "issuer": settings.ingress_oidc_issuer,
+            "authorizationEndpoint": settings.ingress_oidc_authorization_endpoint,
+            "tokenEndpoint": settings.ingress_oidc_token_endpoint,
+            "userInfoEndpoint": settings.ingress_oidc_user_info_endpoint,
+            "secretName": settings.ingress_oidc_secret_name,
+        }
+    else:
+        return {}
+    return {
+        ALB + "auth-type": settings.ingress_auth,
+        ALB + f"auth-idp-{settings.ingress_auth}": json.dumps(idp, separators=(",", ":")),
+        ALB + "auth-on-unauthenticated-request": "authenticate",
+        ALB + "auth-scope": "openid",
+    }
+
+
+def ingress_annotations(settings: Settings) -> dict[str, str]:
+    """What the controller makes of the Ingress: scheme, listeners, certificate, sign-in, health check.
+
+    Every key is documented for the pinned controller release (``ALB_CONTROLLER_VERSION``).
+    """
+    annotations = {
+        ALB + "scheme": settings.ingress_scheme,
+        ALB + "target-type": "ip",
+        ALB + "healthcheck-path": "/v2/health/ready",
+        ALB + "success-codes": "200",
+    }
+    if settings.ingress_tls:
+        annotations.update(
+            {
+                ALB + "listen-ports": '[{"HTTP": 80}, {"HTTPS": 443}]',
+                ALB + "ssl-redirect": "443",
+                ALB + "certificate-arn": settings.ingress_certificate_arn,
+                ALB + "ssl-policy": SSL_POLICY,
+            }
+        )
+    else:
+        annotations[ALB + "listen-ports"] = '[{"HTTP": 80}]'
+    if settings.ingress_inbound_cidrs:
+        annotations[ALB + "inbound-cidrs"] = ",".join(settings.ingress_inbound_cidrs)
+    annotations.update(_auth_annotations(settings))
+    return annotations
+
+
+def render_ingress(settings: Settings) -> dict[str, Any]:
     """An Ingress for the AWS Load Balancer Controller (an ALB straight to the pod IPs)."""
-    if scheme not in ("internal", "internet-facing"):
-        raise ValueError(f"scheme must be internal or internet-facing, got {scheme!r}")
+    rule: dict[str, Any] = {
+        "http": {
+            "paths": [
+                {
+                    "path": "/",
+                    "pathType": "Prefix",
+                    "backend": {"service": {"name": resource_name(settings), "port": {"number": SERVICE_PORT}}},
+                }
+            ]
+        }
+    }
+    if settings.ingress_host:
+        rule = {"host": settings.ingress_host, **rule}
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
@@ -216,33 +300,70 @@ def render_ingress(settings: Settings, *, scheme: str = "internal") -> dict[str,
             "name": resource_name(settings),
             "namespace": settings.inference_namespace,
             "labels": selector_labels(settings),
-            "annotations": {
-                "alb.ingress.kubernetes.io/scheme": scheme,
-                "alb.ingress.kubernetes.io/target-type": "ip",
-                "alb.ingress.kubernetes.io/listen-ports": '[{"HTTP": 80}]',
-                "alb.ingress.kubernetes.io/healthcheck-path": "/v2/health/ready",
-                "alb.ingress.kubernetes.io/success-codes": "200",
-            },
+            "annotations": ingress_annotations(settings),
+        },
+        "spec": {"ingressClassName": INGRESS_CLASS, "rules": [rule]},
+    }
+
+
+def render_disruption_budget(settings: Settings) -> dict[str, Any]:
+    """At most one server pod down at a time for a drain or a node scale-down."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {
+            "name": resource_name(settings),
+            "namespace": settings.inference_namespace,
+            "labels": selector_labels(settings),
+        },
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(settings)}},
+    }
+
+
+def render_autoscaler(settings: Settings) -> dict[str, Any]:
+    """CPU-driven replicas between the settings' bounds (the Deployment then leaves ``replicas`` to it)."""
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {
+            "name": resource_name(settings),
+            "namespace": settings.inference_namespace,
+            "labels": selector_labels(settings),
         },
         "spec": {
-            "ingressClassName": "alb",
-            "rules": [
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": resource_name(settings)},
+            "minReplicas": settings.inference_min_replicas,
+            "maxReplicas": settings.inference_max_replicas,
+            "metrics": [
                 {
-                    "http": {
-                        "paths": [
-                            {
-                                "path": "/",
-                                "pathType": "Prefix",
-                                "backend": {
-                                    "service": {"name": resource_name(settings), "port": {"number": SERVICE_PORT}}
-                                },
-                            }
-                        ]
-                    }
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": settings.inference_target_cpu_percent},
+                    },
                 }
             ],
         },
     }
+
+
+def topology_spread(settings: Settings) -> list[dict[str, Any]]:
+    """Server pods spread over zones (best effort) and nodes (at most one more on any node)."""
+    selector = {"matchLabels": selector_labels(settings)}
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": selector,
+        },
+        {
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": selector,
+        },
+    ]
 
 
 def render_inference_objects(
@@ -250,12 +371,25 @@ def render_inference_objects(
     model_uri: str,
     version: str,
     *,
-    ingress: bool = False,
-    ingress_scheme: str = "internal",
-    replicas: int = 2,
+    ingress: bool | None = None,
+    replicas: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Deployment + Service (+ Ingress) serving ``version`` from ``model_uri``, in apply order."""
-    objects = [render_deployment(settings, model_uri, version, replicas=replicas), render_service(settings)]
-    if ingress:
-        objects.append(render_ingress(settings, scheme=ingress_scheme))
+    """Deployment, Service, PodDisruptionBudget, HorizontalPodAutoscaler (+ Ingress) serving
+    ``version`` from ``model_uri``, in apply order.
+
+    ``ingress`` defaults to the settings; ``replicas`` is the Deployment's count on a first
+    apply, kept within the autoscaler's bounds.
+    """
+    if ingress is not None:
+        settings = settings.replace(ingress=ingress)  # checked as the settings would be (TLS needs a certificate)
+    wanted = settings.inference_min_replicas if replicas is None else replicas
+    wanted = min(max(wanted, settings.inference_min_replicas), settings.inference_max_replicas)
+    objects = [
+        render_deployment(settings, model_uri, version, replicas=wanted),
+        render_service(settings),
+        render_disruption_budget(settings),
+        render_autoscaler(settings),
+    ]
+    if settings.ingress:
+        objects.append(render_ingress(settings))
     return objects

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from eksml.kubernetes.links import PodLogsLink
 from eksml.settings import SettingsMixin
 
 if TYPE_CHECKING:
@@ -73,7 +74,9 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
     :param smoke_images: how many real test images the smoke test sends
     :param min_accuracy: accuracy floor on those images (raised towards the evaluated accuracy)
     :param port: local profile: the stable port (default settings.inference_port)
-    :param ingress: aws profile: also apply an ALB Ingress
+    :param ingress: aws profile: also apply an ALB Ingress (default: settings.ingress)
+    :param replicas: aws profile: the Deployment's replicas (default and bounds: the settings'
+        autoscaler minimum and maximum)
     :param rollout_timeout: aws profile: seconds to wait for the rollout
     :param cluster_name: aws profile: the serving cluster (templated; default the settings' one,
         reached through the EKS API: :mod:`eksml.cluster.target`)
@@ -82,6 +85,7 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
 
     template_fields: Sequence[str] = ("model_uri", "version", "data_uri", "cluster_name")
     ui_color = "#d7f0d7"
+    operator_extra_links = (PodLogsLink(),)
 
     def __init__(
         self,
@@ -92,8 +96,8 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
         smoke_images: int = 32,
         min_accuracy: float = 0.5,
         port: int | None = None,
-        ingress: bool = False,
-        replicas: int = 2,
+        ingress: bool | None = None,
+        replicas: int | None = None,
         rollout_timeout: float = 900.0,
         settings_overrides: dict | None = None,
         cluster_name: str | None = None,
@@ -139,7 +143,7 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
                 min_accuracy=self.min_accuracy,
             )
         else:
-            result = self._deploy_kubernetes(settings, data_uri)
+            result = self._deploy_kubernetes(settings, data_uri, context)
         self.log.info("serving %s: %s", self.version, {k: v for k, v in result.items() if k != "smoke"})
         smoke = result.get("smoke") or {}
         self.log.info(
@@ -150,7 +154,7 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
         )
         return result
 
-    def _deploy_kubernetes(self, settings, data_uri: str) -> dict[str, Any]:
+    def _deploy_kubernetes(self, settings, data_uri: str, context: Any) -> dict[str, Any]:
         from eksml.cluster.target import resolve_target
         from eksml.kubernetes.hooks import DeploymentHook
         from eksml.layout import ModelVersion
@@ -167,6 +171,9 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
         target = resolve_target(settings, cluster_role=INFERENCE_CLUSTER, cluster_name=self.cluster_name)
         self.log.info("deploying to %s", target.describe())
         hook = target.hook(hook_class=DeploymentHook)
+        PodLogsLink.persist_for(
+            context, self, settings, target.cluster_name or settings.cluster_name, resource_name(settings)
+        )
 
         def check(transport):
             return smoke_test(

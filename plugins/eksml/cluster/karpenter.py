@@ -1,0 +1,103 @@
+"""Karpenter, the job-based alternative to the cluster autoscaler for GPU training nodes.
+
+With ``settings.node_scaler = "karpenter"`` the training nodes come from a NodePool instead
+of the ``ng-train`` node group: Karpenter launches a node of the requested GPU types when a
+training pod is pending (from zero, no node group to size) and, with
+``consolidationPolicy: WhenEmpty``, removes it only once no pod of a job runs on it; every
+training pod also carries ``karpenter.sh/do-not-disrupt`` (:func:`eksml.nodes.not_evictable`),
+so expiry and drift wait for the job too. The EC2NodeClass keeps the nodes as the node
+groups are: private subnets, IMDSv2 with a hop limit of 1, an encrypted gp3 root volume.
+
+Rendered for Karpenter's v1 API, whose CRDs are vendored at v1.15.2
+(``include/kubernetes/karpenter``). The controller itself (Helm chart, IAM role, interruption
+queue) is installed as Karpenter's getting-started guide says; README "Production integrations".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eksml.cluster.addons import KARPENTER, addon_objects
+from eksml.eksctl.request import KARPENTER_DISCOVERY_TAG, ClusterRequest
+from eksml.nodes import GPU_RESOURCE, GPU_TAINT_EFFECT, GPU_TAINT_KEY, GPU_TAINT_VALUE, NODE_ROLE_LABEL, TRAIN_ROLE
+
+KARPENTER_VERSION = "1.15.2"
+NODE_POOL = "gpu-train"
+#: eksctl tags the private subnets it creates with this (load balancer discovery); nodes go there only.
+PRIVATE_SUBNET_TAG = "kubernetes.io/role/internal-elb"
+LABELS = {"app.kubernetes.io/part-of": "eksml", "app.kubernetes.io/managed-by": "eksml"}
+
+
+def node_role_name(cluster: str) -> str:
+    """The IAM role of Karpenter's nodes (the getting-started guide's name)."""
+    return f"KarpenterNodeRole-{cluster}"
+
+
+def node_class(cluster: str, volume_gib: int) -> dict[str, Any]:
+    discovery = {KARPENTER_DISCOVERY_TAG: cluster}
+    return {
+        "apiVersion": "karpenter.k8s.aws/v1",
+        "kind": "EC2NodeClass",
+        "metadata": {"name": NODE_POOL, "labels": dict(LABELS)},
+        "spec": {
+            # spec.role is the nodes' IAM role (not the node-role label of eksml.nodes).
+            **dict(role=node_role_name(cluster)),
+            # The AL2023 alias resolves to the accelerated (NVIDIA) AMI for GPU instance types.
+            "amiSelectorTerms": [{"alias": "al2023@latest"}],
+            "subnetSelectorTerms": [{"tags": {**discovery, PRIVATE_SUBNET_TAG: "1"}}],
+            "securityGroupSelectorTerms": [{"tags": discovery}],
+            "associatePublicIPAddress": False,
+            "metadataOptions": {
+                "httpEndpoint": "enabled",
+                "httpTokens": "required",
+                "httpPutResponseHopLimit": 1,
+                "httpProtocolIPv6": "disabled",
+            },
+            "blockDeviceMappings": [
+                {
+                    "deviceName": "/dev/xvda",
+                    "ebs": {"volumeSize": f"{volume_gib}Gi", "volumeType": "gp3", "encrypted": True},
+                }
+            ],
+        },
+    }
+
+
+def node_pool(req: ClusterRequest, gpus_per_node: int) -> dict[str, Any]:
+    capacity = ["spot", "on-demand"] if req.spot else ["on-demand"]
+    max_nodes = req.train_max_nodes if req.train_max_nodes is not None else max(4, req.train_nodes)
+    return {
+        "apiVersion": "karpenter.sh/v1",
+        "kind": "NodePool",
+        "metadata": {"name": NODE_POOL, "labels": dict(LABELS)},
+        "spec": {
+            "template": {
+                "metadata": {"labels": {NODE_ROLE_LABEL: TRAIN_ROLE}},
+                "spec": {
+                    "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": NODE_POOL},
+                    "taints": [{"key": GPU_TAINT_KEY, "value": GPU_TAINT_VALUE, "effect": GPU_TAINT_EFFECT}],
+                    "requirements": [
+                        {
+                            "key": "node.kubernetes.io/instance-type",
+                            "operator": "In",
+                            "values": list(req.train_instance_types),
+                        },
+                        {"key": "karpenter.sh/capacity-type", "operator": "In", "values": capacity},
+                    ],
+                    "expireAfter": "720h",
+                },
+            },
+            # Never more GPUs than the node group would have had; nodes go only when empty.
+            "limits": {GPU_RESOURCE: str(max_nodes * gpus_per_node)},
+            "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "10m"},
+        },
+    }
+
+
+def karpenter_objects(req: ClusterRequest, cluster: str, *, crds: bool = True) -> list[dict[str, Any]]:
+    """Karpenter's CRDs (pinned), the EC2NodeClass and the GPU NodePool, in apply order."""
+    from eksml.eksctl.request import train_node_group
+
+    train = train_node_group(req)
+    objects = addon_objects(KARPENTER) if crds else []
+    return [*objects, node_class(cluster, train.volume_size), node_pool(req, train.gpus_per_node)]

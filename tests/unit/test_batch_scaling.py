@@ -1,0 +1,83 @@
+"""Batch-aware scaling: a running job's pods are never evicted by a scale-down (annotation for
+each node scaler, and a PodDisruptionBudget per job), and the Karpenter path that replaces the
+GPU node group with a NodePool when the settings choose it."""
+
+from __future__ import annotations
+
+import pytest
+
+from eksml.cluster.objects import TRAINING_RULES, render_kubernetes_objects
+from eksml.eksctl.request import ClusterRequest, build_cluster_configs
+from eksml.kubernetes.manifests import job_disruption_budget, render_mpijob
+from eksml.nodes import not_evictable
+from eksml.settings import Settings, SettingsError
+from eksml.specs import training_spec
+
+STORE = "s3://eksml-bucket/store"
+AWS = Settings(profile="aws", store_uri=STORE)
+
+
+def test_job_pods_carry_both_scalers_do_not_evict_annotations():
+    assert not_evictable() == {
+        "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+        "karpenter.sh/do-not-disrupt": "true",
+    }
+    spec = training_spec(
+        framework="mxnet",
+        data_uri=f"{STORE}/data/x",
+        model_uri=f"{STORE}/models/x",
+        checkpoint_uri=f"{STORE}/ckpt/x",
+        epochs=1,
+        batch_size=64,
+        learning_rate=0.01,
+        workers=2,
+    )
+    job = render_mpijob(spec, AWS, "mpi-x")
+    for replica in ("Launcher", "Worker"):
+        assert job["spec"]["mpiReplicaSpecs"][replica]["template"]["metadata"]["annotations"] == not_evictable()
+
+
+def test_job_budget_allows_no_eviction_and_goes_with_its_job():
+    owner = {
+        "apiVersion": "kubeflow.org/v2beta1",
+        "kind": "MPIJob",
+        "metadata": {"name": "j", "namespace": "ns", "uid": "u-1"},
+    }
+    budget = job_disruption_budget(owner, {"training.kubeflow.org/job-name": "j"}, pods=3)
+    assert budget["spec"] == {"minAvailable": 3, "selector": {"matchLabels": {"training.kubeflow.org/job-name": "j"}}}
+    assert budget["metadata"]["ownerReferences"] == [
+        {"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob", "name": "j", "uid": "u-1"}
+    ]
+    assert any("poddisruptionbudgets" in rule["resources"] and "create" in rule["verbs"] for rule in TRAINING_RULES)
+
+
+def test_karpenter_replaces_the_gpu_node_group_with_a_node_pool():
+    (default,) = build_cluster_configs(ClusterRequest.from_settings(AWS))
+    assert "ng-train" in {ng.name for ng in default.node_groups}
+    (config,) = build_cluster_configs(ClusterRequest.from_settings(AWS.replace(node_scaler="karpenter")))
+    assert "ng-train" not in {ng.name for ng in config.node_groups}
+    assert config.to_dict()["metadata"]["tags"]["karpenter.sh/discovery"] == "eksml"
+
+    objects = render_kubernetes_objects(AWS.replace(node_scaler="karpenter"), account_id="123456789012")
+    crds = {o["metadata"]["name"] for o in objects if o["kind"] == "CustomResourceDefinition"}
+    assert {"nodepools.karpenter.sh", "ec2nodeclasses.karpenter.k8s.aws", "nodeclaims.karpenter.sh"} <= crds
+    (pool,) = [o for o in objects if o["kind"] == "NodePool"]
+    (node_class,) = [o for o in objects if o["kind"] == "EC2NodeClass"]
+    template = pool["spec"]["template"]
+    assert template["metadata"]["labels"] == {"role": "train"}
+    assert template["spec"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+    assert {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["p3.8xlarge"]} in template["spec"][
+        "requirements"
+    ]
+    assert pool["spec"]["disruption"]["consolidationPolicy"] == "WhenEmpty"
+    assert pool["spec"]["limits"] == {"nvidia.com/gpu": "16"}  # 4 nodes of 4 GPUs, as the node group's max
+    assert node_class["spec"]["metadataOptions"]["httpTokens"] == "required"
+    assert node_class["spec"]["metadataOptions"]["httpPutResponseHopLimit"] == 1
+    assert node_class["spec"]["associatePublicIPAddress"] is False
+    default_objects = render_kubernetes_objects(AWS, account_id="123456789012")
+    assert not [o for o in default_objects if o["kind"] in ("NodePool", "EC2NodeClass")]
+
+
+def test_unknown_node_scaler_is_refused():
+    with pytest.raises(SettingsError, match="node_scaler"):
+        AWS.replace(node_scaler="escalator")
