@@ -8,6 +8,7 @@ for which it renders no policy get a role that may do nothing); without, from th
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -40,9 +41,14 @@ def policies_at(rev: str) -> dict[str, dict | None]:
     rendered: dict[str, dict | None] = {identity: None for identity in iw.IDENTITIES}
     rendered["training"] = module.training_policy(iw.STORE_URI, iw.MODEL, iw.REGION)
     rendered["inference"] = module.inference_policy(iw.STORE_URI, iw.MODEL, iw.REGION)
+    account, role = "123456789012", "arn:aws:iam::123456789012:role/eksml-sagemaker"
+    optional = {"account_id": account, "sagemaker_role_arn": role, "cluster_name": iw.CLUSTER}
     for identity, name in (("sagemaker", "sagemaker_execution_policy"), ("pipeline", "pipeline_policy")):
-        if hasattr(module, name):
-            rendered[identity] = iw.rendered_policies()[identity]
+        render = getattr(module, name, None)
+        if render is not None:  # the revision's own function, with the keywords it takes
+            taken = inspect.signature(render).parameters
+            kwargs = {k: v for k, v in optional.items() if k in taken}
+            rendered[identity] = render(iw.STORE_URI, iw.MODEL, iw.REGION, **kwargs)
     return rendered
 
 
@@ -58,6 +64,9 @@ def main() -> None:
         for call in w.calls:
             if not call.allowed:
                 print("  ", call)
+        for outcome in w.outcomes:
+            if outcome.error:
+                print(f"   {w.name}/{outcome.step} failed: {outcome.error}")
 
 
 if __name__ == "__main__":

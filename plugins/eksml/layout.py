@@ -15,6 +15,8 @@ Identities:
   checkpoints and writes the model archive with it.
 * ``pipeline``: the identity Airflow's AWS connection signs with (data preparation, registry,
   SageMaker job submission, cluster checks).
+* ``lifecycle``: the identity eksctl runs as to create, scale and delete clusters
+  (``eksml.eksctl.lifecycle_iam``); it never touches the store.
 
 It also names what lies inside those areas, for every reader and writer of the package: the
 files of a model version (:class:`ModelVersion`), the timestamp in store paths and the form of
@@ -59,6 +61,7 @@ class Identity(str, Enum):
     INFERENCE = "inference"
     SAGEMAKER = "sagemaker"
     PIPELINE = "pipeline"
+    LIFECYCLE = "lifecycle"
 
 
 class Op(str, Enum):
@@ -119,6 +122,7 @@ ACCESS: Mapping[Identity, Mapping[Area, frozenset[Op]]] = MappingProxyType(
                 Area.SAGEMAKER: frozenset({_R, _W, _D}),  # source tarballs, endpoint archives
             }
         ),
+        Identity.LIFECYCLE: MappingProxyType({}),  # CloudFormation, EC2, EKS, IAM roles: no store
     }
 )
 

@@ -5,12 +5,15 @@
 * each identity's permissions for the calls it will make: the actions and resources of the
   policies the project renders (``eksml.eksctl.iam``), simulated with IAM's policy simulator
   against the principals that will make them (Airflow's, the SageMaker role, the training IRSA
-  role), ``s3:prefix`` context included;
+  role, and for ephemeral clusters the lifecycle identity eksctl runs as), with a request
+  context that satisfies each statement's conditions;
 * the EC2 vCPU quota of the GPU node group's instance type, or the SageMaker training quota of
   the instance type asked for; for a cluster about to be created (``eks_cluster``, an ephemeral
   run) every quota its node groups draw on, standard on-demand vCPUs included;
-* that the images exist in the registry (ECR), that the bucket exists in the configured
-  region, that the Kubernetes version is in EKS support;
+* that the images exist in the registry (ECR), that SageMaker's Deep Learning Containers are
+  known for the region and still patched, that the bucket exists in the configured region and
+  that its encryption key is one the policies grant, that the Kubernetes version is in EKS
+  support;
 * that Airflow's workers will reach the cluster's API, and the prerequisites of the
   integrations the settings turn on (``eksml.preflight_integrations``);
 
@@ -21,6 +24,7 @@ its fix. AWS is reached through the Airflow AWS connection.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import re
 import sys
 from collections.abc import Callable
@@ -163,28 +167,57 @@ def check_version(settings: Settings) -> list[Finding]:
 
 
 # --- permissions ------------------------------------------------------------------------------
+def _probe_value(operator: str, value: str) -> tuple[str, str]:
+    """A request-context value that satisfies ``operator`` with the policy's ``value``, and its type."""
+    if operator.startswith("Bool"):
+        return value, "boolean"
+    if "Like" in operator:
+        return value.replace("*", "preflight-probe").replace("?", "x"), "string"
+    return value, "string"
+
+
 def probes(policy: dict[str, Any]) -> list[tuple[str, str, list[dict[str, Any]]]]:
-    """(action, a concrete resource, context entries) for every action of ``policy``."""
+    """(action, a concrete resource, context entries) for every action of ``policy``.
+
+    The context satisfies the statement's conditions, so the simulator answers whether the
+    principal holds that statement: a ``StringLike``/``ArnLike`` pattern's wildcards are filled
+    in, ``StringEquals`` takes its first value, a ``Null: true`` key stays absent.
+    """
     out = []
     for st in policy["Statement"]:
         actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
-        resource = st["Resource"].replace("*", "preflight-probe") if st["Resource"] != "*" else "*"
+        first = st["Resource"][0] if isinstance(st["Resource"], list) else st["Resource"]
+        resource = first.replace("*", "preflight-probe") if first != "*" else "*"
         context = []
-        prefixes = ((st.get("Condition") or {}).get("StringLike") or {}).get("s3:prefix")
-        if prefixes:
-            value = next(p for p in prefixes if not p.endswith("*")) + "/"
-            context = [{"ContextKeyName": "s3:prefix", "ContextKeyValues": [value], "ContextKeyType": "string"}]
+        for operator, keys in (st.get("Condition") or {}).items():
+            for key, values in keys.items():
+                value = str(values[0] if isinstance(values, list) else values)
+                if operator.startswith("Null"):
+                    if value.lower() == "true":
+                        continue
+                    value = "preflight-probe"
+                value, kind = _probe_value(operator, value)
+                context.append({"ContextKeyName": key, "ContextKeyValues": [value], "ContextKeyType": kind})
         out.extend((action, resource, context) for action in actions)
     return out
 
 
-def check_permissions(iam: Any, identity: str, principal: str, policy: dict[str, Any], fix: str) -> list[Finding]:
+def check_permissions(
+    iam: Any,
+    identity: str,
+    principal: str,
+    policy: dict[str, Any],
+    fix: str,
+    calls: list[tuple[str, str, list[dict[str, Any]]]] | None = None,
+) -> list[Finding]:
+    """Simulate ``principal`` on every statement of ``policy`` (or on the given ``calls``)."""
     from botocore.exceptions import BotoCoreError, ClientError
     from botocore.parsers import ResponseParserError
 
     denied = []
+    calls = probes(policy) if calls is None else calls
     try:
-        for action, resource, context in probes(policy):
+        for action, resource, context in calls:
             answer = iam.simulate_principal_policy(
                 PolicySourceArn=principal, ActionNames=[action], ResourceArns=[resource], ContextEntries=context
             )
@@ -204,7 +237,7 @@ def check_permissions(iam: Any, identity: str, principal: str, policy: dict[str,
         ]
     if denied:
         return [Finding(f"permissions: {identity}", ERROR, f"{principal} may not: " + "; ".join(denied), fix)]
-    return [Finding(f"permissions: {identity}", OK, f"{principal}: {len(probes(policy))} call(s) allowed")]
+    return [Finding(f"permissions: {identity}", OK, f"{principal}: {len(calls)} call(s) allowed")]
 
 
 # --- quotas -----------------------------------------------------------------------------------
@@ -393,6 +426,123 @@ def run_cluster_preflight(overrides: dict[str, Any]) -> list[str]:
     return report.text().splitlines()
 
 
+# --- bucket encryption, the lifecycle identity, SageMaker images ---------------------------------
+_AWS_MANAGED_S3_KEY = re.compile(r"(^|:)alias/aws/s3$")
+
+
+def check_bucket_encryption(s3: Any, settings: Settings) -> list[Finding]:
+    """The bucket's default encryption against ``store_kms_key_arn``: a customer-managed key the
+    policies do not name gives AccessDenied in pods and SageMaker, not at preflight."""
+    from botocore.exceptions import ClientError
+
+    bucket = settings.store_uri[len("s3://") :].split("/", 1)[0]
+    fix = (
+        "set EKSML_STORE_KMS_KEY_ARN to the bucket's key ARN and attach the policies printed by "
+        "python -m eksml.eksctl iam <identity> again (the key policy must let the account's IAM policies "
+        "grant it: the default key policy does)"
+    )
+    try:
+        rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    except ClientError as exc:
+        if _code(exc) == "ServerSideEncryptionConfigurationNotFoundError":
+            return [Finding("bucket encryption", OK, f"bucket {bucket}: S3-managed keys (no KMS permission needed)")]
+        return [
+            Finding(
+                "bucket encryption",
+                WARNING,
+                f"cannot read bucket {bucket}'s encryption: {_code(exc) or exc}",
+                "allow s3:GetEncryptionConfiguration on the bucket (python -m eksml.eksctl iam pipeline)",
+            )
+        ]
+    default = (rules[0].get("ApplyServerSideEncryptionByDefault") or {}) if rules else {}
+    key = default.get("KMSMasterKeyID", "")
+    if not default.get("SSEAlgorithm", "AES256").startswith("aws:kms"):
+        return [Finding("bucket encryption", OK, f"bucket {bucket}: S3-managed keys (no KMS permission needed)")]
+    if not key or _AWS_MANAGED_S3_KEY.search(key):
+        return [Finding("bucket encryption", OK, f"bucket {bucket}: SSE-KMS with the AWS managed key aws/s3")]
+    configured = settings.store_kms_key_arn
+    if not configured:
+        return [
+            Finding(
+                "bucket encryption",
+                ERROR,
+                f"bucket {bucket} encrypts with the customer-managed KMS key {key}: without kms:Decrypt and "
+                "kms:GenerateDataKey on it every read and write of the pods and SageMaker is AccessDenied",
+                fix,
+            )
+        ]
+    if key != configured and not configured.endswith(f":key/{key}"):
+        return [
+            Finding(
+                "bucket encryption",
+                ERROR,
+                f"bucket {bucket} encrypts with KMS key {key}, the policies grant {configured}",
+                fix,
+            )
+        ]
+    return [Finding("bucket encryption", OK, f"bucket {bucket}: SSE-KMS with {configured}, granted through S3")]
+
+
+def check_lifecycle_permissions(iam_client: Any, settings: Settings, principal: str, account: str) -> list[Finding]:
+    """Simulate the calls eksctl makes (``eksml.eksctl.lifecycle_iam.EKSCTL_CALLS``) as ``principal``."""
+    from eksml.eksctl.lifecycle_iam import lifecycle_calls, lifecycle_policy
+
+    calls = [
+        (
+            action,
+            resource,
+            [{"ContextKeyName": k, "ContextKeyValues": [v], "ContextKeyType": "string"} for k, v in context.items()],
+        )
+        for action, resource, context in lifecycle_calls(settings.cluster_name, settings.region, account)
+    ]
+    policy = lifecycle_policy(settings.cluster_name, settings.region, account_id=account)
+    fix = (
+        "attach the policy printed by: python -m eksml.eksctl iam lifecycle, with the boundary printed by: "
+        "python -m eksml.eksctl iam lifecycle-boundary (EKSML_LIFECYCLE_AWS_CONN_ID names its connection)"
+    )
+    return check_permissions(iam_client, "lifecycle", principal, policy, fix, calls=calls)
+
+
+def check_sagemaker_images(settings: Settings, params: TrainingParams, today: dt.date | None = None) -> list[Finding]:
+    """Each framework's Deep Learning Container: known for the region, and still patched by AWS."""
+    from eksml.sagemaker.images import training_image, training_image_uri
+    from eksml.sagemaker.instances import instance_gpus
+
+    today = today or dt.date.today()
+    gpu = instance_gpus(params.sagemaker_instance_type) > 0
+    findings = []
+    for framework in params.frameworks:
+        image = training_image(framework)
+        try:
+            uri = training_image_uri(framework, settings.region, gpu=gpu)
+        except ValueError as exc:
+            findings.append(
+                Finding("sagemaker images", ERROR, str(exc), "run in a region with Deep Learning Containers")
+            )
+            continue
+        if image.supported_on(today):
+            findings.append(Finding("sagemaker images", OK, f"{uri} (AWS patches it until {image.end_of_patch})"))
+            continue
+        why = (
+            f"end of patch {image.end_of_patch}" if image.end_of_patch else f"AWS publishes no patched {framework} DLC"
+        )
+        if settings.sagemaker_allow_unpatched_images:
+            findings.append(
+                Finding("sagemaker images", WARNING, f"{uri}: {why}; allowed by sagemaker_allow_unpatched_images")
+            )
+            continue
+        findings.append(
+            Finding(
+                "sagemaker images",
+                ERROR,
+                f"{uri}: {why}, so it gets no security fixes",
+                f"train {framework} on EKS (trainer=kubernetes), or accept the image: "
+                "EKSML_SAGEMAKER_ALLOW_UNPATCHED_IMAGES=true",
+            )
+        )
+    return findings
+
+
 # --- cost -------------------------------------------------------------------------------------
 def estimate(settings: Settings, params: TrainingParams, req: Any, hours: float) -> list[str]:
     from eksml import prices
@@ -436,7 +586,12 @@ def estimate(settings: Settings, params: TrainingParams, req: Any, hours: float)
 
 # --- all of it --------------------------------------------------------------------------------
 def run_preflight(
-    settings: Settings, params: TrainingParams, *, clients: ClientFactory | None = None, hours: float = 1.0
+    settings: Settings,
+    params: TrainingParams,
+    *,
+    clients: ClientFactory | None = None,
+    lifecycle_clients: ClientFactory | None = None,
+    hours: float = 1.0,
 ) -> Report:
     from eksml.eksctl import iam
     from eksml.eksctl.request import ClusterRequest, train_node_group, training_role_name
@@ -458,6 +613,7 @@ def run_preflight(
     caller = clients("sts").get_caller_identity()
     account, pipeline_principal = caller["Account"], iam.principal_arn(caller["Arn"])
     report.findings += check_bucket(clients("s3"), settings)
+    report.findings += check_bucket_encryption(clients("s3"), settings)
     report.findings += check_images(clients("ecr"), settings, images_needed(params))
     how = "attach the policy printed by: python -m eksml.eksctl iam {}"
     iam_client = clients("iam")
@@ -473,25 +629,44 @@ def run_preflight(
         settings.model_name,
         settings.region,
         sagemaker_role_arn=role_arn or f"arn:aws:iam::{account}:role/preflight-probe",
+        cluster_name=settings.cluster_name,
         account_id=account,
+        kms_key_arn=settings.store_kms_key_arn,
     )
     report.findings += check_permissions(
         iam_client, "pipeline", pipeline_principal, pipeline_doc, how.format("pipeline")
     )
+    if params.trainer == "kubernetes" and params.cluster == EPHEMERAL_CLUSTER:
+        lifecycle_principal = pipeline_principal
+        if settings.lifecycle_aws_conn_id:
+            from dataclasses import replace
+
+            lifecycle_clients = lifecycle_clients or aws_clients(
+                replace(settings, aws_conn_id=settings.lifecycle_aws_conn_id)
+            )
+            lifecycle_principal = iam.principal_arn(lifecycle_clients("sts").get_caller_identity()["Arn"])
+        report.findings += check_lifecycle_permissions(iam_client, settings, lifecycle_principal, account)
     quotas = clients("service-quotas")
     if params.trainer == "sagemaker":
         if role_arn:
             doc = iam.sagemaker_execution_policy(
-                settings.store_uri, settings.model_name, settings.region, account_id=account
+                settings.store_uri,
+                settings.model_name,
+                settings.region,
+                account_id=account,
+                kms_key_arn=settings.store_kms_key_arn,
             )
             report.findings += check_permissions(iam_client, "sagemaker", role_arn, doc, how.format("sagemaker"))
+        report.findings += check_sagemaker_images(settings, params)
         report.findings += check_sagemaker_quota(
             quotas, params.sagemaker_instance_type, 1, params.sagemaker_use_spot, settings.region
         )
     else:
         report.findings += check_version(settings)
         training_role = iam.role_arn(account, training_role_name(req.name, req), settings.region)
-        doc = iam.training_policy(settings.store_uri, settings.model_name, settings.region)
+        doc = iam.training_policy(
+            settings.store_uri, settings.model_name, settings.region, kms_key_arn=settings.store_kms_key_arn
+        )
         found = check_permissions(iam_client, "training", training_role, doc, how.format("training"))
         if params.cluster == EPHEMERAL_CLUSTER and found and "does not exist" in found[0].message:
             found = [Finding("permissions: training", OK, f"{training_role} is created with the ephemeral cluster")]

@@ -36,12 +36,17 @@ _WHO = {
         "SageMaker execution role (`EKSML_SAGEMAKER_ROLE_ARN`)",
         "`python -m eksml.eksctl iam sagemaker`",
     ),
+    Identity.LIFECYCLE: (
+        "eksctl: creates, scales, deletes clusters (`EKSML_LIFECYCLE_AWS_CONN_ID`, default Airflow's)",
+        "`python -m eksml.eksctl iam lifecycle`, permissions boundary `python -m eksml.eksctl iam lifecycle-boundary`",
+    ),
 }
 
 
 def render() -> str:
-    from eksml.eksctl.iam import PIPELINE_SERVICE_ACTIONS, SAGEMAKER_SERVICE_ACTIONS
+    from eksml.eksctl.iam import PIPELINE_BUCKET_ACTIONS, PIPELINE_SERVICE_ACTIONS, SAGEMAKER_SERVICE_ACTIONS
     from eksml.eksctl.instance_types import EC2_GPU_QUOTAS
+    from eksml.eksctl.lifecycle_iam import LIFECYCLE_SCOPE
     from eksml.layout import ACCESS, Op
     from eksml.specs import TRAINING_IMAGES
 
@@ -54,7 +59,10 @@ def render() -> str:
         )
         actions = [a for _, acts, _ in services.get(identity, ()) for a in acts]
         if identity is Identity.PIPELINE:
+            actions += [*PIPELINE_BUCKET_ACTIONS, "eks:AssociateAccessPolicy (cluster admin, the project's clusters)"]
             actions.append("iam:PassRole (the SageMaker role, to sagemaker.amazonaws.com)")
+        if identity is Identity.LIFECYCLE:
+            actions.append(LIFECYCLE_SCOPE)
         lines.append(f"| {who} | {areas} | {', '.join(actions) or '-'} | {policy} |")
     lines += ["", "Quotas (Service Quotas console, per region) the run's instances count against:", ""]
     for (family, spot), (code, name) in sorted(EC2_GPU_QUOTAS.items()):

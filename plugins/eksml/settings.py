@@ -38,6 +38,7 @@ _DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z
 _REGISTRY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 _IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _CLUSTER_NAME = re.compile(r"^[A-Za-z][-A-Za-z0-9]{0,99}$")  # EKS / eksctl
+_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
 DEFAULT_DATASET_DIR = "/usr/share/datasets/fashion-mnist"
 
 
@@ -56,9 +57,15 @@ class Settings:
     profile: str = "local"
     #: Root of the data and model stores: ``file:///...`` (local) or ``s3://bucket/prefix``.
     store_uri: str = field(default_factory=_default_store)
+    #: KMS key ARN of a store bucket encrypted with a customer-managed key (SSE-KMS): every
+    #: identity's policy then allows the KMS calls S3 makes for it (preflight finds the key).
+    store_kms_key_arn: str = ""
     #: Airflow connection for S3, EKS, STS and SageMaker (its extra may carry ``endpoint_url``);
     #: the one place its default is spelled.
     aws_conn_id: str = "aws_default"
+    #: Airflow connection eksctl runs with (the lifecycle identity: ``python -m eksml.eksctl iam
+    #: lifecycle``); empty: ``aws_conn_id``, which then needs both identities' policies.
+    lifecycle_aws_conn_id: str = ""
     #: HTTP connection to Airflow's own REST API, through which a run's note is written.
     airflow_api_conn_id: str = "eksml_airflow_api"
     region: str = "us-west-2"
@@ -92,6 +99,9 @@ class Settings:
     sagemaker_role_arn: str = ""
     sagemaker_subnets: tuple[str, ...] = ()
     sagemaker_security_groups: tuple[str, ...] = ()
+    #: Run SageMaker jobs on a Deep Learning Container AWS no longer patches (the MXNet DLC);
+    #: off: preflight refuses such a run.
+    sagemaker_allow_unpatched_images: bool = False
 
     # Local profile
     venvs_dir: str = str(PROJECT_ROOT / ".venvs")
@@ -175,6 +185,11 @@ class Settings:
                 value = getattr(self, name)
                 if not isinstance(value, str) or not pattern.match(value):
                     raise SettingsError(f"{name} must be {what}, got {value!r}")
+        if self.store_kms_key_arn and not _KMS_KEY_ARN.match(self.store_kms_key_arn):
+            raise SettingsError(
+                f"store_kms_key_arn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>), "
+                f"got {self.store_kms_key_arn!r}"
+            )
         if self.retention_days < 0:
             raise SettingsError(f"retention_days must be 0 (keep forever) or more, got {self.retention_days!r}")
         if not 1 <= self.inference_port <= 65535:

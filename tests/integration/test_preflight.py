@@ -96,6 +96,7 @@ def _pipeline_doc(settings: Settings, role: str | None = None) -> dict:
         settings.model_name,
         REGION,
         sagemaker_role_arn=role or f"arn:aws:iam::{ACCOUNT}:role/preflight-probe",
+        cluster_name=settings.cluster_name,
         account_id=ACCOUNT,
     )
 

@@ -155,7 +155,7 @@ def test_job_is_created_with_our_request_and_its_artifact_registered(world) -> N
             got = {k: got.get(k) for k in sent[field]}
         assert got == sent[field], field
     assert described["AlgorithmSpecification"]["TrainingImage"].startswith(
-        "763104351884.dkr.ecr.us-west-2.amazonaws.com/tensorflow-training:2.19.0-gpu"
+        "763104351884.dkr.ecr.us-west-2.amazonaws.com/tensorflow-training:2.21.0-gpu"
     )
     assert described["HyperParameters"]["epochs"] == "1"
     assert described["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}

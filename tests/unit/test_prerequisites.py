@@ -20,7 +20,9 @@ def test_readme_section_is_the_generated_one():
 def test_every_action_of_the_rendered_policies_is_listed():
     from eksml.eksctl import iam
 
-    doc = iam.pipeline_policy("s3://b-1/p", "fashion-mnist", "us-west-2", sagemaker_role_arn="arn:aws:iam::1:role/r")
+    doc = iam.pipeline_policy(
+        "s3://b-1/p", "fashion-mnist", "us-west-2", sagemaker_role_arn="arn:aws:iam::1:role/r", cluster_name="eksml"
+    )
     listed = render()
     for st in doc["Statement"]:
         for action in st["Action"] if isinstance(st["Action"], list) else [st["Action"]]:

@@ -34,7 +34,7 @@ def test_model_config_and_endpoint() -> None:
     assert req["Model"]["ExecutionRoleArn"] == SETTINGS.sagemaker_role_arn
     assert req["Model"]["PrimaryContainer"] == {
         "Image": "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-inference:"
-        "2.19.0-cpu-py312-ubuntu22.04-sagemaker",
+        "2.20.0-cpu-py312-amzn2023-sagemaker",
         "ModelDataUrl": DATA,
         "Mode": "SingleModel",
     }
@@ -64,7 +64,7 @@ def test_gpu_hosting_uses_the_gpu_image() -> None:
     req = build_endpoint_requests(
         SETTINGS, endpoint_name="e", version="v", model_data_url=DATA, instance_type="ml.g4dn.xlarge"
     )
-    assert req["Model"]["PrimaryContainer"]["Image"].endswith("2.19.0-gpu-py312-cu122-ubuntu22.04-sagemaker")
+    assert req["Model"]["PrimaryContainer"]["Image"].endswith("2.20.0-gpu-py312-cu129-amzn2023-sagemaker")
 
 
 @pytest.mark.parametrize(

@@ -79,7 +79,7 @@ def test_tensorflow_dlc_request_field_by_field() -> None:
     assert req["TrainingJobName"] == JOB
     assert req["AlgorithmSpecification"] == {
         "TrainingImage": "763104351884.dkr.ecr.eu-west-1.amazonaws.com/tensorflow-training:"
-        "2.19.0-gpu-py312-cu125-ubuntu22.04-sagemaker",
+        "2.21.0-gpu-py312-cu129-amzn2023-sagemaker",
         "TrainingInputMode": "File",
     }
     assert req["RoleArn"] == "arn:aws:iam::123456789012:role/eksml-sagemaker"
@@ -130,7 +130,7 @@ def test_no_location_argument_becomes_a_hyperparameter() -> None:
 def test_cpu_instance_picks_the_cpu_image() -> None:
     req = build(tf_spec(gpus=0), instance_type="ml.m5.xlarge")
     assert req["AlgorithmSpecification"]["TrainingImage"].endswith(
-        "tensorflow-training:2.19.0-cpu-py312-ubuntu22.04-sagemaker"
+        "tensorflow-training:2.21.0-cpu-py312-amzn2023-sagemaker"
     )
 
 

@@ -14,6 +14,9 @@ from eksml.eksctl.request import ClusterRequest, build_cluster_configs
 from eksml.layout import Identity
 from eksml.settings import SettingsError, load_settings
 
+#: ``iam`` argument printing the lifecycle identity's permissions boundary.
+LIFECYCLE_BOUNDARY = "lifecycle-boundary"
+
 #: Bucket the IRSA policies name when the settings hold a local (file://) store, so the
 #: command works out of the box; a note on stderr says so.
 EXAMPLE_STORE = "s3://eksml-example-bucket/eksml"
@@ -50,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         help="render a separate training cluster (<name>-training) and the inference cluster",
     )
     policy = sub.add_parser("iam", help="print an identity's IAM policy (JSON), rendered from the store layout")
-    policy.add_argument("identity", choices=[identity.value for identity in Identity])
+    policy.add_argument("identity", choices=[*(identity.value for identity in Identity), LIFECYCLE_BOUNDARY])
     policy.add_argument("--store-uri", help="s3://BUCKET/PREFIX (default: settings)")
     policy.add_argument("--account-id", help="12-digit AWS account (default: any account in the ARNs)")
     return parser
@@ -59,15 +62,26 @@ def _parser() -> argparse.ArgumentParser:
 def _print_policy(args: argparse.Namespace) -> int:
     import json
 
-    from eksml.eksctl import iam
+    from eksml.eksctl import iam, lifecycle_iam
 
     settings = load_settings()
     store = args.store_uri or settings.store_uri
+    kms = settings.store_kms_key_arn
     try:
-        if args.identity == Identity.PIPELINE:
+        if args.identity == Identity.LIFECYCLE:
+            doc = lifecycle_iam.lifecycle_policy(settings.cluster_name, settings.region, account_id=args.account_id)
+        elif args.identity == LIFECYCLE_BOUNDARY:
+            doc = lifecycle_iam.lifecycle_boundary(settings.cluster_name, settings.region, account_id=args.account_id)
+        elif args.identity == Identity.PIPELINE:
             role = settings.sagemaker_role_arn or f"arn:aws:iam::{args.account_id or '*'}:role/SAGEMAKER_ROLE"
             doc = iam.pipeline_policy(
-                store, settings.model_name, settings.region, sagemaker_role_arn=role, account_id=args.account_id
+                store,
+                settings.model_name,
+                settings.region,
+                sagemaker_role_arn=role,
+                cluster_name=settings.cluster_name,
+                account_id=args.account_id,
+                kms_key_arn=kms,
             )
         elif args.identity == Identity.SAGEMAKER:
             doc = iam.sagemaker_execution_policy(
@@ -76,10 +90,11 @@ def _print_policy(args: argparse.Namespace) -> int:
                 settings.region,
                 account_id=args.account_id,
                 vpc=bool(settings.sagemaker_subnets),
+                kms_key_arn=kms,
             )
         else:
             render = iam.training_policy if args.identity == Identity.TRAINING else iam.inference_policy
-            doc = render(store, settings.model_name, settings.region)
+            doc = render(store, settings.model_name, settings.region, kms_key_arn=kms)
     except iam.StoreUriError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

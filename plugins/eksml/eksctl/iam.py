@@ -56,14 +56,27 @@ def _sid(area: Area, ops: frozenset[Op]) -> str:
     return area.value.capitalize() + "".join(op.value.capitalize() for op in Op if op in ops)
 
 
-def s3_statements(identity: Identity, store_uri: str, model_name: str, region: str) -> list[dict[str, Any]]:
+def bucket_arn(store_uri: str, region: str) -> str:
+    return f"arn:{partition_for(region)}:s3:::{S3Location.parse(store_uri).bucket}"
+
+
+def s3_statements(
+    identity: Identity, store_uri: str, model_name: str, region: str, *, kms_key_arn: str = ""
+) -> list[dict[str, Any]]:
     """The S3 statements of ``identity``, rendered from :data:`eksml.layout.ACCESS`.
 
     Listing is allowed on the bucket only under the prefixes of areas the identity reads (an
-    ``s3:prefix`` condition); object actions only under those areas' prefixes.
+    ``s3:prefix`` condition); object actions only under those areas' prefixes. ``s3:ListBucket``
+    without any ``s3:prefix`` is allowed too (a ``Null`` condition): IAM authorizes HeadBucket
+    with it, and S3 answers a GetObject/HeadObject of a missing key 404 only to a caller that
+    has it (403 otherwise, which s3fs raises as PermissionError from ``exists()``). It lets the
+    identity list the bucket's key names from the root, never read them; a listing with any
+    prefix outside the identity's areas stays refused. With ``kms_key_arn`` (a bucket encrypted
+    with a customer-managed key), the KMS calls S3 makes for the identity are allowed on that
+    key only, and only through S3.
     """
     loc = S3Location.parse(store_uri)
-    arn = f"arn:{partition_for(region)}:s3:::{loc.bucket}"
+    arn = bucket_arn(store_uri, region)
     granted = grants(identity)
     readable = [loc.key(area_key_prefix(area, model_name)) for area, ops in granted.items() if Op.READ in ops]
     statements: list[dict[str, Any]] = []
@@ -78,6 +91,16 @@ def s3_statements(identity: Identity, store_uri: str, model_name: str, region: s
                 "Condition": {"StringLike": {"s3:prefix": patterns}},
             }
         )
+    if granted:
+        statements.append(
+            {
+                "Sid": "HeadBucketAndMissingKeys",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": arn,
+                "Condition": {"Null": {"s3:prefix": "true"}},
+            }
+        )
     for area, ops in granted.items():
         actions = [action for op in Op if op in ops for action in OBJECT_ACTIONS[op]]
         statements.append(
@@ -88,22 +111,36 @@ def s3_statements(identity: Identity, store_uri: str, model_name: str, region: s
                 "Resource": f"{arn}/{loc.key(area_key_prefix(area, model_name))}/*",
             }
         )
+    if kms_key_arn and granted:
+        writes = any(Op.WRITE in ops for ops in granted.values())
+        statements.append(
+            {
+                "Sid": "StoreKmsKeyThroughS3",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt", *(["kms:GenerateDataKey"] if writes else [])],
+                "Resource": kms_key_arn,
+                "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
+            }
+        )
     return statements
 
 
-def s3_policy(identity: Identity, store_uri: str, model_name: str, region: str) -> dict[str, Any]:
+def s3_policy(
+    identity: Identity, store_uri: str, model_name: str, region: str, *, kms_key_arn: str = ""
+) -> dict[str, Any]:
     """A policy document holding only ``identity``'s S3 statements."""
-    return {"Version": POLICY_VERSION, "Statement": s3_statements(identity, store_uri, model_name, region)}
+    statements = s3_statements(identity, store_uri, model_name, region, kms_key_arn=kms_key_arn)
+    return {"Version": POLICY_VERSION, "Statement": statements}
 
 
-def training_policy(store_uri: str, model_name: str, region: str) -> dict[str, Any]:
+def training_policy(store_uri: str, model_name: str, region: str, *, kms_key_arn: str = "") -> dict[str, Any]:
     """IRSA policy of the training service account (training, MPI and evaluation pods)."""
-    return s3_policy(Identity.TRAINING, store_uri, model_name, region)
+    return s3_policy(Identity.TRAINING, store_uri, model_name, region, kms_key_arn=kms_key_arn)
 
 
-def inference_policy(store_uri: str, model_name: str, region: str) -> dict[str, Any]:
+def inference_policy(store_uri: str, model_name: str, region: str, *, kms_key_arn: str = "") -> dict[str, Any]:
     """IRSA policy of the serving service account: read registered models only."""
-    return s3_policy(Identity.INFERENCE, store_uri, model_name, region)
+    return s3_policy(Identity.INFERENCE, store_uri, model_name, region, kms_key_arn=kms_key_arn)
 
 
 #: Actions SageMaker needs from its execution role beyond the store (pull the image, write logs
@@ -138,8 +175,18 @@ SAGEMAKER_VPC_ACTIONS = (
     "ec2:DescribeSecurityGroups",
 )
 
+#: Access entries of the project's clusters (never another cluster's in the account).
+PROJECT_ACCESS_ENTRIES = (
+    "arn:{partition}:eks:{region}:{account}:access-entry/{cluster}/*",
+    "arn:{partition}:eks:{region}:{account}:access-entry/{cluster}-*/*",
+)
+
+#: Bucket actions of Airflow's identity beyond its areas: preflight's bucket checks
+#: (``check_bucket``: GetBucketLocation; ``check_bucket_encryption``: GetEncryptionConfiguration).
+PIPELINE_BUCKET_ACTIONS = ("s3:GetBucketLocation", "s3:GetEncryptionConfiguration")
+
 #: What Airflow's identity calls besides the store, and why.
-PIPELINE_SERVICE_ACTIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+PIPELINE_SERVICE_ACTIONS: tuple[tuple[str, tuple[str, ...], str | tuple[str, ...]], ...] = (
     # the SageMaker branch and the SageMaker deployment target
     (
         "SageMakerJobs",
@@ -166,13 +213,25 @@ PIPELINE_SERVICE_ACTIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
         ("logs:DescribeLogStreams", "logs:GetLogEvents"),
         "arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/*",
     ),
-    # a connection per cluster (token signed for DescribeCluster's endpoint), GPU capacity checks
-    ("EksClusters", ("eks:DescribeCluster", "eks:ListClusters", "eks:DescribeNodegroup", "eks:ListNodegroups"), "*"),
-    # cluster admin only while the add-ons are applied (eksml.cluster.eks.cluster_admin_while)
+    # a connection per cluster (token signed for DescribeCluster's endpoint), GPU capacity checks;
+    # only the project's clusters: <cluster>, <cluster>-training, <cluster>-run-<hash>
     (
-        "EksAddonInstall",
-        ("eks:ListAssociatedAccessPolicies", "eks:AssociateAccessPolicy", "eks:DisassociateAccessPolicy"),
-        "arn:{partition}:eks:{region}:{account}:access-entry/*",
+        "EksProjectClusters",
+        ("eks:DescribeCluster", "eks:DescribeNodegroup", "eks:ListNodegroups"),
+        (
+            "arn:{partition}:eks:{region}:{account}:cluster/{cluster}",
+            "arn:{partition}:eks:{region}:{account}:cluster/{cluster}-*",
+            "arn:{partition}:eks:{region}:{account}:nodegroup/{cluster}/*",
+            "arn:{partition}:eks:{region}:{account}:nodegroup/{cluster}-*/*",
+        ),
+    ),
+    ("EksListClusters", ("eks:ListClusters",), "*"),  # no resource type (Service Authorization Reference)
+    # cluster admin only while the add-ons are applied (eksml.cluster.eks.cluster_admin_while), on the
+    # project's clusters only; AssociateAccessPolicy is a statement of its own (policy condition)
+    (
+        "EksAddonInstallEntries",
+        ("eks:ListAssociatedAccessPolicies", "eks:DisassociateAccessPolicy"),
+        PROJECT_ACCESS_ENTRIES,
     ),
     ("Autoscaling", ("autoscaling:DescribeAutoScalingGroups",), "*"),
     # preflight
@@ -191,25 +250,38 @@ PIPELINE_SERVICE_ACTIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
 
 
 def _service_statements(
-    table: tuple[tuple[str, tuple[str, ...], str], ...], region: str, account: str
+    table: tuple[tuple[str, tuple[str, ...], str | tuple[str, ...]], ...],
+    region: str,
+    account: str,
+    cluster: str = "",
 ) -> list[dict[str, Any]]:
     partition = partition_for(region)
+
+    def fill(resource: str) -> str:
+        return resource.format(partition=partition, region=region, account=account, cluster=cluster)
+
     return [
         {
             "Sid": sid,
             "Effect": "Allow",
             "Action": list(actions),
-            "Resource": resource.format(partition=partition, region=region, account=account),
+            "Resource": fill(resources) if isinstance(resources, str) else [fill(r) for r in resources],
         }
-        for sid, actions, resource in table
+        for sid, actions, resources in table
     ]
 
 
 def sagemaker_execution_policy(
-    store_uri: str, model_name: str, region: str, *, account_id: str | None = None, vpc: bool = False
+    store_uri: str,
+    model_name: str,
+    region: str,
+    *,
+    account_id: str | None = None,
+    vpc: bool = False,
+    kms_key_arn: str = "",
 ) -> dict[str, Any]:
     """Policy of the SageMaker execution role: its store areas, image pulls, logs (and VPC)."""
-    statements = s3_statements(Identity.SAGEMAKER, store_uri, model_name, region)
+    statements = s3_statements(Identity.SAGEMAKER, store_uri, model_name, region, kms_key_arn=kms_key_arn)
     statements += _service_statements(SAGEMAKER_SERVICE_ACTIONS, region, account_id or "*")
     if vpc:
         statements.append(
@@ -219,15 +291,46 @@ def sagemaker_execution_policy(
 
 
 def pipeline_policy(
-    store_uri: str, model_name: str, region: str, *, sagemaker_role_arn: str, account_id: str | None = None
+    store_uri: str,
+    model_name: str,
+    region: str,
+    *,
+    sagemaker_role_arn: str,
+    cluster_name: str,
+    account_id: str | None = None,
+    kms_key_arn: str = "",
 ) -> dict[str, Any]:
     """Policy of the identity Airflow signs with: its store areas, SageMaker, EKS reads, preflight.
 
-    Creating and deleting clusters (``cluster=ephemeral``, the ``eks_cluster`` DAG) runs eksctl,
-    which needs eksctl's own documented minimum policies on top of this one.
+    Creating and deleting clusters (``cluster=ephemeral``, the ``eks_cluster`` DAG) runs eksctl
+    with the lifecycle identity's permissions (:func:`lifecycle_policy`), never with these.
     """
-    statements = s3_statements(Identity.PIPELINE, store_uri, model_name, region)
-    statements += _service_statements(PIPELINE_SERVICE_ACTIONS, region, account_id or "*")
+    from eksml.cluster.eks import CLUSTER_ADMIN_POLICY
+
+    account = account_id or "*"
+    partition = partition_for(region)
+    statements = s3_statements(Identity.PIPELINE, store_uri, model_name, region, kms_key_arn=kms_key_arn)
+    statements.append(
+        {
+            "Sid": "PreflightBucket",
+            "Effect": "Allow",
+            "Action": list(PIPELINE_BUCKET_ACTIONS),
+            "Resource": bucket_arn(store_uri, region),
+        }
+    )
+    statements += _service_statements(PIPELINE_SERVICE_ACTIONS, region, account, cluster_name)
+    statements.append(
+        {
+            "Sid": "EksAddonInstallAdmin",
+            "Effect": "Allow",
+            "Action": "eks:AssociateAccessPolicy",
+            "Resource": [
+                r.format(partition=partition, region=region, account=account, cluster=cluster_name)
+                for r in PROJECT_ACCESS_ENTRIES
+            ],
+            "Condition": {"StringEquals": {"eks:policyArn": CLUSTER_ADMIN_POLICY.format(partition=partition)}},
+        }
+    )
     statements.append(
         {
             "Sid": "PassSageMakerRole",

@@ -28,10 +28,12 @@ from eksml.storage import store_path
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
-#: TensorFlow Serving DLC for SageMaker hosting (CPU and GPU tags of one release).
+#: TensorFlow Serving DLC for SageMaker hosting (CPU and GPU tags of one release): 2.20, the
+#: newest AWS publishes (EOP 2027-08-20; no 2.21 inference DLC yet, the EKS image trains with
+#: 2.21); aws/deep-learning-containers docs/src/data/tensorflow-inference/2.20-*-sagemaker.yml.
 SERVING_REPOSITORY = "tensorflow-inference"
-SERVING_CPU_TAG = "2.19.0-cpu-py312-ubuntu22.04-sagemaker"
-SERVING_GPU_TAG = "2.19.0-gpu-py312-cu122-ubuntu22.04-sagemaker"
+SERVING_CPU_TAG = "2.20.0-cpu-py312-amzn2023-sagemaker"
+SERVING_GPU_TAG = "2.20.0-gpu-py312-cu129-amzn2023-sagemaker"
 #: TensorFlow Serving loads ``<model dir>/<numeric version>/saved_model.pb``.
 SERVING_VERSION_DIR = "1"
 

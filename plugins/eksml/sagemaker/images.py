@@ -6,12 +6,16 @@ training toolkit, which downloads our source tarball and, for Horovod, starts ``
 across the instances. Nothing has to be pushed to ECR in the training account.
 
 Account ids and tags are those AWS publishes for the SageMaker flavour of the DLCs
-(``available_images.md`` of aws/deep-learning-containers; the SageMaker Python SDK's
-``image_uri_config``). Regions missing here raise an error rather than guessing an account.
+(aws/deep-learning-containers ``docs/src/data/<repository>/<version>-<cpu|gpu>-sagemaker.yml``,
+rendered at https://aws.github.io/deep-learning-containers/reference/available_images/; the
+SageMaker Python SDK's ``image_uri_config``), with each release's end of patch (EOP) from the
+same files and the DLC support policy. Regions missing here raise an error rather than
+guessing an account.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -63,26 +67,39 @@ class TrainingImage:
     #: ``requirements.txt`` lines shipped in the source tarball (the toolkit pip-installs them):
     #: what trainkit and the entrypoint import beyond the DLC, pinned for the DLC's Python.
     source_requirements: tuple[str, ...]
+    #: AWS's end of patch for this release; None: AWS publishes no supported release of the
+    #: framework at all (the image still pulls, but gets no security fixes).
+    end_of_patch: dt.date | None
+
+    def supported_on(self, day: dt.date) -> bool:
+        return self.end_of_patch is not None and day <= self.end_of_patch
 
 
 #: Framework (``specs.TRAINING_IMAGES`` key) -> the DLC that runs its entrypoint.
 DEEP_LEARNING_CONTAINERS: MappingProxyType[str, TrainingImage] = MappingProxyType(
     {
+        # The same TensorFlow as the EKS image (images/tf-fashion-mnist: tensorflow 2.21.0);
+        # tensorflow-training 2.21 SageMaker DLC, GA 2026-07-10, EOP 2027-07-10.
         "tensorflow": TrainingImage(
             repository="tensorflow-training",
-            cpu_tag="2.19.0-cpu-py312-ubuntu22.04-sagemaker",
-            gpu_tag="2.19.0-gpu-py312-cu125-ubuntu22.04-sagemaker",
+            cpu_tag="2.21.0-cpu-py312-amzn2023-sagemaker",
+            gpu_tag="2.21.0-gpu-py312-cu129-amzn2023-sagemaker",
             python="3.12",
             source_requirements=("fsspec==2026.9.0",),
+            end_of_patch=dt.date(2027, 7, 10),
         ),
-        # The last MXNet DLC (Python 3.8, Horovod with MPI built in). fsspec 2025.3.0 is the last
-        # release for Python 3.8; onnx 1.15.0 is the image's own pin (mx.onnx needs onnx.mapping).
+        # The last MXNet DLC (Python 3.8, Horovod with MPI built in). AWS publishes no supported
+        # MXNet DLC (none in the available-images data, none in the support policy's supported
+        # frameworks), so running it is the user's choice (Settings.sagemaker_allow_unpatched_images)
+        # and preflight says so. fsspec 2025.3.0 is the last release for Python 3.8; onnx 1.15.0
+        # is the image's own pin (mx.onnx needs onnx.mapping).
         "mxnet": TrainingImage(
             repository="mxnet-training",
             cpu_tag="1.9.0-cpu-py38-ubuntu20.04-sagemaker",
             gpu_tag="1.9.0-gpu-py38-cu112-ubuntu20.04-sagemaker",
             python="3.8",
             source_requirements=("fsspec==2025.3.0", "onnx==1.15.0"),
+            end_of_patch=None,
         ),
     }
 )
