@@ -66,11 +66,16 @@ def test_karpenter_replaces_the_gpu_node_group_with_a_node_pool():
     template = pool["spec"]["template"]
     assert template["metadata"]["labels"] == {"role": "train"}
     assert template["spec"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
-    assert {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["p3.8xlarge"]} in template["spec"][
-        "requirements"
-    ]
+    # The pool offers exactly the GPU node group's types, up to its max size in GPUs.
+    (train_group,) = [ng for ng in default.node_groups if ng.name == "ng-train"]
+    wanted_types = {
+        "key": "node.kubernetes.io/instance-type",
+        "operator": "In",
+        "values": list(train_group.instance_types),
+    }
+    assert wanted_types in template["spec"]["requirements"]
     assert pool["spec"]["disruption"]["consolidationPolicy"] == "WhenEmpty"
-    assert pool["spec"]["limits"] == {"nvidia.com/gpu": "16"}  # 4 nodes of 4 GPUs, as the node group's max
+    assert pool["spec"]["limits"] == {"nvidia.com/gpu": str(train_group.max_size * train_group.gpus_per_node)}
     assert node_class["spec"]["metadataOptions"]["httpTokens"] == "required"
     assert node_class["spec"]["metadataOptions"]["httpPutResponseHopLimit"] == 1
     assert node_class["spec"]["associatePublicIPAddress"] is False
