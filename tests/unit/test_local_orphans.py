@@ -64,20 +64,17 @@ def _wait_for(path: Path, timeout: float = 60) -> list[int]:
     raise AssertionError(f"workload never started ({path})")
 
 
+def _start_task(image: Path, pids_file: Path, **popen: object) -> subprocess.Popen:
+    """A task process running the sleeper workload through the LocalRunner."""
+    script = TASK.format(
+        plugins=str(ROOT / "plugins"), images=str(image / "images"), venvs=str(image / "venvs"), pids=str(pids_file)
+    )
+    return subprocess.Popen([sys.executable, "-c", script], **popen)
+
+
 def test_kill_9_of_the_task_ends_its_workload(image):
     pids_file = image / "pids"
-    task = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            TASK.format(
-                plugins=str(ROOT / "plugins"),
-                images=str(image / "images"),
-                venvs=str(image / "venvs"),
-                pids=str(pids_file),
-            ),
-        ]
-    )
+    task = _start_task(image, pids_file)
     workload = _wait_for(pids_file)
     try:
         assert all(_alive(p) for p in workload)
@@ -217,20 +214,7 @@ def _children(pid: int) -> list[int]:
 
 def test_kill_9_of_the_guard_ends_its_workload_and_the_task_sees_it(image):
     pids_file = image / "pids"
-    task = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            TASK.format(
-                plugins=str(ROOT / "plugins"),
-                images=str(image / "images"),
-                venvs=str(image / "venvs"),
-                pids=str(pids_file),
-            ),
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    task = _start_task(image, pids_file, stderr=subprocess.PIPE, text=True)
     workload = _wait_for(pids_file)
     try:
         (guard,) = _children(task.pid)
