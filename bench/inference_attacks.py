@@ -6,7 +6,7 @@ For each attack (none, announced bodies that never come, slow headers, idle conn
 oversized headers, large bodies that stall), starts it against a fresh server and, while it
 runs, sends one-image V1 predicts one after another and asks ``/v2/health/live`` every 200 ms,
 each with a 5 s timeout. Prints the normal client's p50/p99 and failures, the liveness probe's
-p50/max and failures, and the server's open files. ``--server-dir`` runs another copy of
+p50/max and failures, and the most files the server had open. ``--server-dir`` runs another copy of
 ``images/inference`` (e.g. ``git archive main images/inference | tar -x -C /tmp/old``) to
 compare. Figures only; tests/integration/test_inference_attacks.py asserts the behaviour.
 """
@@ -79,10 +79,12 @@ class Attack:
                 continue
             if sock is not None:
                 self.socks.append(sock)
+        ticks = 0
         while self.tick and not self.stopped.wait(1.0):
+            ticks += 1
             for sock in list(self.socks):
                 try:
-                    self.tick(sock)
+                    self.tick(sock, ticks)
                 except OSError:
                     self.socks.remove(sock)
 
@@ -109,10 +111,18 @@ def announced(framing: str) -> Callable[[int], socket.socket]:
     return open_one
 
 
+#: A valid request head that never ends, sent one byte a second.
+SLOW_HEAD = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100_000
+
+
 def slow_headers(_: int) -> socket.socket:
     sock = _connect()
-    sock.sendall(b"P")
+    sock.sendall(SLOW_HEAD[:1])
     return sock
+
+
+def next_header_byte(sock: socket.socket, tick: int) -> None:
+    sock.send(SLOW_HEAD[tick : tick + 1])
 
 
 def idle(_: int) -> socket.socket:
@@ -142,10 +152,12 @@ def measure(port: int, pid: int, seconds: float) -> dict:
     predicts: list[float] = []
     lives: list[float] = []
     failures = {"predict": 0, "live": 0}
+    open_files = [0]
     end = time.monotonic() + seconds
 
     def probe() -> None:
         while time.monotonic() < end:
+            open_files[0] = max(open_files[0], len(os.listdir(f"/proc/{pid}/fd")))
             t = time.perf_counter()
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/live", timeout=TIMEOUT_S) as r:
@@ -177,7 +189,7 @@ def measure(port: int, pid: int, seconds: float) -> dict:
         "live_failed": failures["live"],
         "live_p50_ms": round(percentile(lives, 50) * ms, 1) if lives else None,
         "live_max_ms": round(max(lives) * ms, 1) if lives else None,
-        "server_open_files": len(os.listdir(f"/proc/{pid}/fd")),
+        "server_open_files_max": open_files[0],
     }
 
 
@@ -186,7 +198,8 @@ ATTACKS: dict[str, tuple[int, Callable, Callable | None]] = {
     "4 announced 4 MiB bodies (Content-Length), nothing sent": (4, announced("content-length"), None),
     "4 announced chunked bodies, nothing sent": (4, announced("chunked"), None),
     "64 announced 4 MiB bodies (Content-Length)": (64, announced("content-length"), None),
-    "2000 slow-header connections (1 byte/s)": (2000, slow_headers, lambda s: s.send(b"O")),
+    "2000 slow-header connections (1 byte/s)": (2000, slow_headers, next_header_byte),
+    "5000 slow-header connections (1 byte/s)": (5000, slow_headers, next_header_byte),
     "2000 idle connections": (2000, idle, None),
     "200 requests with 1 MB of headers": (200, big_headers, None),
     "8 large bodies stalled after 128 KiB": (8, stalled_large_body, None),

@@ -8,13 +8,11 @@ echo "== secrets (first start only)"
 python /opt/eksml/init_secrets.py /opt/airflow/auth
 echo "== airflow db migrate"
 airflow db migrate
-echo "== pools, variables, connections from include/airflow_settings.yaml"
-python -m eksml.airflow_settings /opt/airflow/include/airflow_settings.yaml
-echo "== connection eksml_airflow_api (run notes through the REST API)"
-password="$(python -c 'import json; print(json.load(open("/opt/airflow/auth/simple_auth_manager_passwords.json.generated"))["admin"])')"
-airflow connections delete eksml_airflow_api >/dev/null 2>&1 || true
-airflow connections add eksml_airflow_api --conn-type http --conn-host http://airflow-apiserver:8080 \
-  --conn-login admin --conn-password "$password" >/dev/null
+echo "== pools, variables, connections (include/airflow_settings.yaml; eksml_airflow_api for run notes)"
+# Through Airflow's Python API: the CLI would record its command line in the metadata database.
+python -m eksml.airflow_settings /opt/airflow/include/airflow_settings.yaml \
+  --airflow-api-host http://airflow-apiserver:8080 \
+  --admin-password-file /opt/airflow/auth/simple_auth_manager_passwords.json.generated
 echo "== data store"
 python /opt/eksml/init_store.py
 echo "== image virtualenvs"

@@ -271,6 +271,7 @@ def run(args: argparse.Namespace, data: tuple[np.ndarray, ...], started: float) 
         images_per_sec=speed,
         wall_time_s=time.perf_counter() - started,
         train_images=len(shards.x_train) * size,
+        data_sha256=getattr(data, "sha256", None),  # what was read and verified (trainkit.data)
         workers=size,
         images_per_sec_per_worker=speed / size,
         batch_size_per_worker=args.batch_size,

@@ -161,6 +161,7 @@ def run(
             images_per_sec=train_images * epochs_done / train_time if train_time else 0.0,
             wall_time_s=time.monotonic() - started,
             train_images=train_images,
+            data_sha256=getattr(data, "sha256", None),  # what was read and verified (trainkit.data)
             validation_images=args.validation_images,
             recipe=DEFAULT_RECIPE.to_dict(),
             train_time_s=round(train_time, 3),

@@ -7,6 +7,10 @@ standalone helper, the Docker stack). The whole file is checked before anything 
 
 Idempotent: pools are created or resized; existing variables and connections are kept
 (a user's edits are never clobbered). Run with ``python -m eksml.airflow_settings``.
+
+Connections are written through Airflow's Python API, never ``airflow connections add``: the
+CLI records every command line in the metadata database's ``log`` table, and it masks only
+``--conn-password``, not a password in ``--conn-uri`` or a token in ``--conn-extra``.
 """
 
 from __future__ import annotations
@@ -141,15 +145,41 @@ def apply(data: dict[str, list[dict[str, Any]]]) -> list[str]:
     return actions
 
 
+#: The connection the training DAG writes run notes with (Airflow's REST API, as ``admin``).
+AIRFLOW_API_CONN_ID = "eksml_airflow_api"
+
+
+def replace_airflow_api_connection(host: str, password_file: Path) -> str:
+    """(Re)create the REST API connection with the admin password read from the auth manager's file
+    (so the password is in no command line and no log)."""
+    from airflow.models import Connection
+    from airflow.utils.session import create_session
+
+    password = json.loads(password_file.read_text())["admin"]
+    with create_session() as session:
+        session.query(Connection).filter(Connection.conn_id == AIRFLOW_API_CONN_ID).delete()
+        session.add(
+            Connection(conn_id=AIRFLOW_API_CONN_ID, conn_type="http", host=host, login="admin", password=password)
+        )
+    return f"connection {AIRFLOW_API_CONN_ID}: replaced ({host})"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("file", nargs="?", type=Path, default=DEFAULT_FILE)
+    parser.add_argument("--airflow-api-host", help=f"also (re)create {AIRFLOW_API_CONN_ID} for this REST API URL")
+    parser.add_argument("--admin-password-file", type=Path, help="the simple auth manager's generated passwords")
+    args = parser.parse_args(argv)
+    if bool(args.airflow_api_host) != bool(args.admin_password_file):
+        parser.error("--airflow-api-host and --admin-password-file go together")
     try:
-        data = load_file(parser.parse_args(argv).file)
+        data = load_file(args.file)
     except AirflowSettingsError as exc:
         raise SystemExit(f"error: {exc}") from None
     for line in apply(data):
         print(line)
+    if args.airflow_api_host:
+        print(replace_airflow_api_connection(args.airflow_api_host, args.admin_password_file))
 
 
 if __name__ == "__main__":

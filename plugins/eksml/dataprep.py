@@ -153,26 +153,45 @@ def prepare_data(
     return store_data(source, blobs, validate_source(blobs), target)
 
 
+def verify_version(target: ObjectStoragePath, described: dict[str, dict[str, Any]]) -> None:
+    """Check that the data version at ``target`` holds exactly the files ``described``: its manifest
+    and the SHA-256 of every file's bytes. Raises :class:`DataValidationError` naming the file and
+    both hashes; the folder is never rewritten (models trained on it name it)."""
+    existing = read_json(target / MANIFEST).get("files", {})
+    for name, want in described.items():
+        listed = existing.get(name, {}).get("sha256")
+        if listed != want["sha256"]:
+            raise DataValidationError(
+                f"{uri_of(target / name)}: the data version's manifest records SHA-256 {listed}, the source's is "
+                f"{want['sha256']}; data versions are never overwritten"
+            )
+        path = target / name
+        if not path.exists():
+            raise DataValidationError(
+                f"{uri_of(path)} is missing from its data version (manifest SHA-256 {listed}); data versions are "
+                "never rewritten: restore the file or remove the folder"
+            )
+        found = hashlib.sha256(path.read_bytes()).hexdigest()
+        if found != listed:
+            raise DataValidationError(
+                f"{uri_of(path)} has SHA-256 {found}, its manifest {listed}: changed after the data version was "
+                "written; data versions are never rewritten: restore the file or remove the folder"
+            )
+
+
 def store_data(
     source: ObjectStoragePath, blobs: dict[str, bytes], described: dict[str, dict[str, Any]], target: ObjectStoragePath
 ) -> dict[str, Any]:
-    """Copy validated files to ``target`` unless identical copies are already there.
+    """Copy validated files to ``target`` unless it already is their data version.
 
     The manifest (checksums) is written last, so a prefix without one is never trusted; a
-    prefix with one is a data version and is never rewritten with other bytes.
+    prefix with one is a data version and is never rewritten (:func:`verify_version`).
     """
     manifest_path = target / MANIFEST
     if manifest_path.exists():
-        existing = read_json(manifest_path).get("files", {})
-        same = all(existing.get(n, {}).get("sha256") == d["sha256"] for n, d in described.items())
-        if not same:
-            raise DataValidationError(
-                f"{uri_of(target)} already holds other data (its manifest's checksums "
-                "differ); data versions are never overwritten"
-            )
-        if all((target / n).exists() and (target / n).size() == d["bytes"] for n, d in described.items()):
-            log.info("data already at %s with matching checksums: skipped copy", target)
-            return {"uri": uri_of(target), "copied": [], "files": described}
+        verify_version(target, described)
+        log.info("data already at %s, every file matching its manifest's SHA-256: skipped copy", target)
+        return {"uri": uri_of(target), "copied": [], "files": described}
     if target.protocol in ("file", "local", ""):
         target.mkdir(parents=True, exist_ok=True)
     copied = []

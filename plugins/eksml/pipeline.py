@@ -228,6 +228,23 @@ def code_version() -> str:
         return __version__
 
 
+def data_files_read(
+    planned: dict[str, dict[str, Any]], read: dict[str, str] | None, framework: str
+) -> dict[str, dict[str, Any]]:
+    """The data files as the registry records them: the SHA-256 of the bytes the trainer read
+    (its metrics' ``data_sha256``), not the one preparation meant it to read; ``sha256_from``
+    says which (``plan`` only for a trainer that recorded none)."""
+    files = {}
+    for name, entry in planned.items():
+        digest = (read or {}).get(name)
+        if digest and digest != entry.get("sha256"):
+            log.warning(
+                "%s: the trainer read %s with SHA-256 %s, prepared as %s", framework, name, digest, entry["sha256"]
+            )
+        files[name] = {**entry, "sha256": digest or entry.get("sha256"), "sha256_from": "trainer" if digest else "plan"}
+    return files
+
+
 def register(plan: dict[str, Any], facts: dict[str, Any]) -> list[dict[str, Any]]:
     """Register every candidate that finished training and evaluation."""
     settings = resolve_settings()
@@ -251,7 +268,7 @@ def register(plan: dict[str, Any], facts: dict[str, Any]) -> list[dict[str, Any]
             "dag_id": facts["dag_id"],
             "data_interval": plan["interval"],
             "data_uri": plan["data_uri"],
-            "data_files": plan.get("data_files"),
+            "data_files": data_files_read(plan.get("data_files") or {}, metrics.get("data_sha256"), framework),
             "source_uri": plan["source_uri"],
             "trainer": plan["params"]["trainer"],
             "params": plan["params"],

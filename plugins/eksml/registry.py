@@ -22,10 +22,13 @@ from __future__ import annotations
 import json
 import logging
 import random
+import sys
 import time
 import uuid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.exceptions import AirflowFailException
 
 from eksml.layout import METADATA, METRICS, STAMP, ModelVersion, recorded_accuracy
 from eksml.storage import (
@@ -56,6 +59,26 @@ MAX_ATTEMPTS = 200
 
 class RegistryError(RuntimeError):
     """A registration or promotion would break the registry's rules."""
+
+
+class CorruptPointer(RegistryError, AirflowFailException):
+    """``champion.json`` cannot be read as a pointer. A task that meets it fails without a retry
+    (another read finds the same bytes); ``repair --apply`` rebuilds it from the promotion history."""
+
+
+def _pointer_problem(body: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """The pointer a stored body holds, or why it holds none."""
+    if not body.strip():
+        return None, "is empty"
+    try:
+        value = json.loads(body)
+    except ValueError as exc:
+        return None, f"is not valid JSON ({exc}; {len(body)} bytes, truncated?)"
+    if not isinstance(value, dict):
+        return None, f"holds a JSON {type(value).__name__}, not an object"
+    if not isinstance(value.get("version"), str) or not value["version"]:
+        return None, 'has no "version" (a non-empty string)'
+    return value, None
 
 
 def should_promote(candidate_accuracy: float, champion_accuracy: float | None, margin: float = 0.0) -> bool:
@@ -134,11 +157,20 @@ class ModelRegistry:
 
     # --- champion ------------------------------------------------------------------------
     def pointer(self) -> tuple[dict[str, Any] | None, str | None]:
-        """The stored champion pointer as it is (dangling or not) and its ETag, from one read."""
+        """The stored champion pointer as it is (dangling or not) and its ETag, from one read.
+
+        Raises :class:`CorruptPointer` (one line: the file, the problem, the fix) when the file
+        holds no pointer."""
         found = read_versioned(self.root / CHAMPION)
         if found is None:
             return None, None
-        return json.loads(found.body), found.etag
+        pointer, problem = _pointer_problem(found.body)
+        if problem:
+            raise CorruptPointer(
+                f"{uri_of(self.root / CHAMPION)} {problem}: `python -m eksml.registry repair --apply` "
+                "rebuilds it from the promotion history"
+            )
+        return pointer, found.etag
 
     def _resolved(self, pointer: dict[str, Any]) -> dict[str, Any]:
         return {**pointer, "uri": uri_of(self.version_path(pointer["version"]))}
@@ -246,21 +278,68 @@ class ModelRegistry:
             if found is None:
                 log.warning("history entry %s is missing; history before it is unknown", key)
                 break
-            entry = json.loads(found.body)
+            entry, problem = _pointer_problem(found.body)
+            if entry is None:
+                log.warning("history entry %s %s; history before it is unknown", key, problem)
+                break
             chain.append({**entry, "entry": key})
             key = entry.get("previous_entry")
         return chain[::-1]
+
+    def _newest_valid_promotion(self) -> tuple[str, dict[str, Any]] | None:
+        """The newest promotion entry (keys sort by time) that parses and names a registered version."""
+        folder = self.root / PROMOTIONS
+        keys = (
+            sorted((p.name for p in folder.iterdir() if p.name.endswith(".json")), reverse=True)
+            if folder.exists()
+            else []
+        )
+        for name in keys:
+            found = read_versioned(folder / name)
+            entry, _ = _pointer_problem(found.body) if found else (None, "gone")
+            if entry is not None and self.is_registered(entry["version"]):
+                return f"{PROMOTIONS}/{name}", entry
+        return None
+
+    def _rebuild(self, apply: bool) -> dict[str, Any]:
+        """Repair of a corrupt pointer: point again at the newest valid promotion entry."""
+        found = read_versioned(self.root / CHAMPION)
+        assert found is not None
+        problem = _pointer_problem(found.body)[1]
+        newest = self._newest_valid_promotion()
+        report: dict[str, Any] = {"pointer": None, "corrupt": problem, "dangling": False}
+        if newest is None:
+            report["action"] = "none possible: no promotion entry names a registered version; promote one by hand"
+            return report
+        key, entry = newest
+        report["action"] = f"rebuild from {key} ({entry['version']})"
+        report["pointer"] = {**entry, "entry": key}
+        if apply:
+            try:  # replace exactly the corrupt bytes read above; a concurrent fix or promotion wins
+                put_if_match(self.root / CHAMPION, _dumps(report["pointer"]), found.etag)
+            except PreconditionFailed:
+                report["action"] += ": not written, the pointer changed meanwhile (run repair again)"
+                report["pointer"] = None
+            else:
+                log.warning("champion.json %s: rebuilt from %s (%s)", problem, key, entry["version"])
+                report["pointer"] = self._resolved(report["pointer"])
+        return report
 
     def repair(self, *, apply: bool = False) -> dict[str, Any]:
         """Diagnose the pointer; with ``apply``, point a dangling champion at a registered version.
 
         The replacement is the newest earlier champion in the history that is still registered,
-        else the registered version with the best recorded test accuracy. The fix is itself a
+        else the registered version with the best recorded test accuracy. A corrupt pointer (not
+        JSON, empty, no ``version``) is rebuilt from the newest valid promotion entry instead:
+        the chain it led back through is unreadable. The fix is itself a
         promotion (same compare-and-swap). With no version left there is nothing to point at;
         the pointer stays, treated as absent, until the next promotion replaces it.
         """
-        pointer, _ = self.pointer()
-        report: dict[str, Any] = {"pointer": pointer, "dangling": False, "action": "none"}
+        try:
+            pointer, _ = self.pointer()
+        except CorruptPointer:
+            return self._rebuild(apply)
+        report: dict[str, Any] = {"pointer": pointer, "corrupt": None, "dangling": False, "action": "none"}
         if pointer is None or self.is_registered(pointer["version"]):
             return report
         report["dangling"] = True
@@ -347,7 +426,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = resolve_settings()
     registry = ModelRegistry(store_path(settings.models_root, settings))
-    if args.command == "list":
+    try:
+        _command(registry, settings, args.command, args.apply)
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _command(registry: ModelRegistry, settings: Settings, command: str, apply: bool) -> None:
+    if command == "list":
         lines = version_table(registry)
         print(f"model versions under {settings.models_root} (* = champion)")
         print("\n".join(lines) if len(lines) > 1 else "(none registered)")
@@ -355,20 +443,25 @@ def main(argv: list[str] | None = None) -> int:
             'roll back: trigger model_deployment with {"version": "<version>"} '
             '(airflow dags trigger model_deployment -c \'{"version": "..."}\')'
         )
-    elif args.command == "champion":
+    elif command == "champion":
         print(json.dumps(registry.pointer()[0], indent=2))
-    elif args.command == "history":
+    elif command == "history":
         for entry in registry.history():
             print(
                 f"{entry['promoted_at']}  {entry['version']}  {entry['test_accuracy']:.4f}  "
                 f"previous {entry['previous']}  ({entry['reason']})"
             )
     else:
-        report = registry.repair(apply=args.apply)
-        state = "dangling (its version is not registered)" if report["dangling"] else "ok"
-        print(f"champion pointer: {state}; action: {report['action']}{'' if args.apply else ' (dry run)'}")
+        report = registry.repair(apply=apply)
+        state = (
+            f"corrupt ({report['corrupt']})"
+            if report["corrupt"]
+            else "dangling (its version is not registered)"
+            if report["dangling"]
+            else "ok"
+        )
+        print(f"champion pointer: {state}; action: {report['action']}{'' if apply else ' (dry run)'}")
         print(json.dumps(report["pointer"], indent=2))
-    return 0
 
 
 if __name__ == "__main__":

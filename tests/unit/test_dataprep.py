@@ -33,8 +33,33 @@ def test_copy_then_skip_when_checksums_match(dataset_dir, settings):
     assert sorted(first["copied"]) == sorted(IDX_FILES)
     assert (target / "manifest.json").exists()
     assert prepare_data(source, target)["copied"] == []
-    (target / "t10k-labels-idx1-ubyte.gz").write_bytes(b"truncated")
-    assert prepare_data(source, target)["copied"] == sorted(IDX_FILES, key=list(IDX_FILES).index)
+
+
+@pytest.mark.parametrize("damage", ["same size, labels swapped", "truncated", "deleted"])
+def test_a_damaged_data_version_is_refused_naming_the_file_and_never_rewritten(drop, settings, damage):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from fixtures.poisoned_data import swap_labels
+
+    source = store_path(str(drop), settings)
+    target = store_path(f"{settings.data_root}/interval-a", settings)
+    prepare_data(source, target)
+    labels = target / "train-labels-idx1-ubyte.gz"
+    good = labels.read_bytes()
+    expected = hashlib.sha256(good).hexdigest()
+    if damage == "deleted":
+        labels.unlink()
+        match = f"train-labels-idx1-ubyte.gz is missing from its data version \\(manifest SHA-256 {expected}\\)"
+    else:
+        bad = swap_labels(good) if damage.startswith("same size") else good[: len(good) // 2]
+        assert len(bad) == len(good) or damage == "truncated"
+        labels.write_bytes(bad)
+        match = f"train-labels-idx1-ubyte.gz has SHA-256 {hashlib.sha256(bad).hexdigest()}, its manifest {expected}"
+    before = {p.name: p.read_bytes() for p in Path(target.path).iterdir()}
+    with pytest.raises(DataValidationError, match=match):
+        prepare_data(source, target)
+    assert {p.name: p.read_bytes() for p in Path(target.path).iterdir()} == before  # nothing rewritten
 
 
 def test_folder_without_idx_files(tmp_path, settings):
@@ -139,19 +164,21 @@ def test_a_second_drop_for_the_same_interval_gets_its_own_data_version(dataset_d
     # The registered version records the checksums of the data it was trained and evaluated on.
     staging = Path(plan_a["candidates"]["tensorflow"]["staging_uri"][7:])
     staging.mkdir(parents=True)
-    (staging / "metrics.json").write_text('{"test_accuracy": 0.8}')
+    # The trainer records the SHA-256 of what it read (trainkit.data); here one file differs from the plan.
+    read = {name: hashlib.sha256((first / name).read_bytes()).hexdigest() for name in IDX_FILES}
+    read["t10k-labels-idx1-ubyte.gz"] = "0" * 64
+    (staging / "metrics.json").write_text(json.dumps({"test_accuracy": 0.8, "data_sha256": read}))
     (staging / "evaluation.json").write_text('{"candidate": {"test_accuracy": 0.8}}')
     registered = pipeline.register(plan_a, {**facts, "run_id": "r1"})
     meta = json.loads((Path(registered[0]["uri"][7:]) / "metadata.json").read_text())
     assert meta["data_uri"] == plan_a["data_uri"]
-    assert {name: f["sha256"] for name, f in meta["data_files"].items()} == {
-        name: hashlib.sha256((first / name).read_bytes()).hexdigest() for name in IDX_FILES
-    }
+    assert {name: f["sha256"] for name, f in meta["data_files"].items()} == read
+    assert {f["sha256_from"] for f in meta["data_files"].values()} == {"trainer"}
 
 
 def test_a_data_version_is_never_rewritten_with_other_bytes(drop, settings, dataset_dir, tmp_path):
     target = store_path(f"{settings.data_root}/fixed", settings)
     prepare_data(store_path(str(drop), settings), target)
     other = write_small_drop(dataset_dir, tmp_path / "other", {"train": 300, "t10k": 100}, offset=1)
-    with pytest.raises(DataValidationError, match="already holds other data"):
+    with pytest.raises(DataValidationError, match="manifest records SHA-256 .* data versions are never overwritten"):
         prepare_data(store_path(str(other), settings), target)

@@ -64,20 +64,17 @@ def _wait_for(path: Path, timeout: float = 60) -> list[int]:
     raise AssertionError(f"workload never started ({path})")
 
 
+def _start_task(image: Path, pids_file: Path, **popen: object) -> subprocess.Popen:
+    """A task process running the sleeper workload through the LocalRunner."""
+    script = TASK.format(
+        plugins=str(ROOT / "plugins"), images=str(image / "images"), venvs=str(image / "venvs"), pids=str(pids_file)
+    )
+    return subprocess.Popen([sys.executable, "-c", script], **popen)
+
+
 def test_kill_9_of_the_task_ends_its_workload(image):
     pids_file = image / "pids"
-    task = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            TASK.format(
-                plugins=str(ROOT / "plugins"),
-                images=str(image / "images"),
-                venvs=str(image / "venvs"),
-                pids=str(pids_file),
-            ),
-        ]
-    )
+    task = _start_task(image, pids_file)
     workload = _wait_for(pids_file)
     try:
         assert all(_alive(p) for p in workload)
@@ -200,3 +197,36 @@ def test_two_runs_under_the_sagemaker_contract_do_not_end_each_other(image, tmp_
     for run in ("run-a", "run-b"):
         assert not isinstance(results[run], Exception), f"{run}: {results[run]}"
         assert Path(results[run].model_artifact.removeprefix("file://")).is_file()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    if int(handle.read().split(") ")[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    return found
+
+
+def test_kill_9_of_the_guard_ends_its_workload_and_the_task_sees_it(image):
+    pids_file = image / "pids"
+    task = _start_task(image, pids_file, stderr=subprocess.PIPE, text=True)
+    workload = _wait_for(pids_file)
+    try:
+        (guard,) = _children(task.pid)
+        os.kill(guard, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_alive(p) for p in workload):
+            time.sleep(0.2)
+        assert [p for p in workload if _alive(p)] == [], "workload outlived its guard"
+        _, err = task.communicate(timeout=60)  # the task no longer waits for the workload's output
+        assert task.returncode != 0 and "sleeper exited with code -9" in err
+    finally:
+        task.kill()
+        for pid in workload:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -203,3 +203,70 @@ def test_the_gate_refusal_names_the_margin(registry, caplog):
         assert reg.promote("v2", test_accuracy=0.905, reason="small gain", margin=0.01) is None
     assert "gate refused v2: test accuracy 0.9050 vs champion v1 at 0.9" in caplog.text
     assert "margin 0.01" in caplog.text
+
+
+CORRUPT_POINTERS = {
+    "truncated": lambda good: good[: len(good) // 2],
+    "invalid": lambda good: b"{version: v2,,}",
+    "empty": lambda good: b"",
+    "a JSON array": lambda good: b"[" + good + b"]",
+    "no version key": lambda good: json.dumps({k: v for k, v in json.loads(good).items() if k != "version"}).encode(),
+}
+
+
+@pytest.fixture
+def corrupt_store(tmp_path, monkeypatch, request):
+    """v1 then v2 promoted, then champion.json damaged the way ``request.param`` names."""
+    monkeypatch.setenv("EKSML_STORE_URI", (tmp_path / "store").as_uri())
+    settings = load_settings()
+    reg = ModelRegistry(store_path(settings.models_root, settings))
+    for version, acc in (("v1", 0.80), ("v2", 0.90), ("v3", 0.95)):
+        reg.register(version, _staging(settings, version, acc), {"run_id": version, "metrics": {"test_accuracy": acc}})
+    reg.promote("v1", test_accuracy=0.80, reason="first")
+    reg.promote("v2", test_accuracy=0.90, reason="better")
+    pointer_file = reg.root / "champion.json"
+    pointer_file.write_bytes(CORRUPT_POINTERS[request.param](pointer_file.read_bytes()))
+    return reg, settings, pointer_file
+
+
+@pytest.mark.parametrize("corrupt_store", list(CORRUPT_POINTERS), indirect=True)
+def test_every_registry_command_reports_a_corrupt_pointer_in_one_line(corrupt_store, capsys):
+    from eksml.registry import main
+
+    _, _, pointer_file = corrupt_store
+    for command in ("list", "champion", "history"):
+        assert main([command]) == 2, command
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert err.startswith(f"error: file://{pointer_file.path}") and "repair --apply" in err
+    assert main(["repair"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("champion pointer: corrupt (") and "rebuild from promotions/" in out and "(dry run)" in out
+
+
+@pytest.mark.parametrize("corrupt_store", list(CORRUPT_POINTERS), indirect=True)
+def test_repair_apply_rebuilds_a_corrupt_pointer_from_the_newest_valid_promotion(corrupt_store, capsys):
+    from eksml.registry import main
+
+    reg, settings, pointer_file = corrupt_store
+    promotions = reg.root / "promotions"
+    (promotions / "99990101T000000000000Z-v9-garbled.json").write_bytes(b'{"version": ')  # newer, unreadable
+    (promotions / "99990101T000000000001Z-gone-xx.json").write_text(json.dumps({"version": "gone"}))  # not registered
+    assert main(["repair", "--apply"]) == 0
+    pointer = json.loads(pointer_file.read_text())
+    assert pointer["version"] == "v2" and pointer["entry"].startswith("promotions/") and "-v2-" in pointer["entry"]
+    assert [e["version"] for e in reg.history()] == ["v1", "v2"]  # the chain leads back again
+    assert reg.champion()["version"] == "v2"
+    # The gate works again: v3 beats v2 and is promoted through the ordinary compare-and-swap.
+    assert reg.promote("v3", test_accuracy=0.95, reason="next")["previous"] == "v2"
+
+
+@pytest.mark.parametrize("corrupt_store", ["truncated", "a JSON array"], indirect=True)
+def test_a_task_that_meets_a_corrupt_pointer_fails_without_retry_naming_the_file(corrupt_store):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from eksml.registry import resolve_deployment
+
+    _, settings, pointer_file = corrupt_store
+    with pytest.raises(AirflowFailException, match=rf"^file://{pointer_file.path} .*repair --apply"):
+        resolve_deployment(None, settings)

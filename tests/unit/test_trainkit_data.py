@@ -96,3 +96,37 @@ def test_real_fashion_mnist(dataset_dir: Path) -> None:
     x_train, y_train, x_test, y_test = load_fashion_mnist(str(dataset_dir), limit_train=1000)
     assert x_train.shape == (1000, 28, 28) and x_test.shape == (10000, 28, 28)
     assert np.bincount(y_test, minlength=10).tolist() == [1000] * 10  # the published test split
+
+
+def _manifest(folder: Path) -> dict[str, str]:
+    import hashlib
+    import json
+
+    digests = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in FILES.values()}
+    (folder / "manifest.json").write_text(json.dumps({"files": {n: {"sha256": d} for n, d in digests.items()}}))
+    return digests
+
+
+def test_every_file_is_checked_against_the_manifest_and_the_digests_of_what_was_read_are_kept(dataset) -> None:
+    folder, _ = dataset
+    digests = _manifest(folder)
+    assert load_fashion_mnist(str(folder)).sha256 == digests
+
+
+def test_a_file_changed_after_the_manifest_is_refused_naming_it_and_both_hashes(dataset) -> None:
+    import hashlib
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from fixtures.poisoned_data import swap_labels
+
+    folder, _ = dataset
+    digests = _manifest(folder)
+    labels = folder / FILES["train_labels"]
+    poisoned = swap_labels(labels.read_bytes(), swaps=5)
+    labels.write_bytes(poisoned)  # a valid labels file of the same size
+    with pytest.raises(DataError) as refused:
+        load_fashion_mnist(str(folder))
+    message = str(refused.value)
+    assert FILES["train_labels"] in message
+    assert hashlib.sha256(poisoned).hexdigest() in message and digests[FILES["train_labels"]] in message

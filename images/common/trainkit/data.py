@@ -1,8 +1,17 @@
-"""Fashion-MNIST from its four IDX ``.gz`` files, at any URI the store can read."""
+"""Fashion-MNIST from its four IDX ``.gz`` files, at any URI the store can read.
+
+Data is verified where it is used: when the folder has a ``manifest.json`` (every data version
+the pipeline prepares has one), the SHA-256 of each file as read must match it, before any
+epoch; the digests of what was read travel with the arrays (``FashionMnist.sha256``) into the
+version's metrics, so the registry records the bytes the model saw, not those it was meant to.
+"""
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
+import logging
 import struct
 import zlib
 
@@ -16,21 +25,57 @@ FILES = {
     "test_images": "t10k-images-idx3-ubyte.gz",
     "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
+MANIFEST = "manifest.json"
 _MAGIC = {3: 2051, 1: 2049}  # IDX magic numbers for unsigned-byte tensors of rank 3 and 1
 IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
+
+
+log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
     """The data location does not hold valid Fashion-MNIST IDX files."""
 
 
-def _read_idx(uri: str, rank: int, limit: int | None) -> np.ndarray:
+class FashionMnist(tuple):
+    """``(x_train, y_train, x_test, y_test)``; ``sha256`` maps each file name to the SHA-256 of its bytes as read."""
+
+    sha256: dict[str, str]
+
+
+def _manifest_digests(data_uri: str) -> dict[str, str] | None:
+    """File name -> SHA-256 from the folder's manifest.json, or None when it has none."""
+    uri = store.join(data_uri, MANIFEST)
+    if not store.exists(uri):
+        return None
+    try:
+        with store.open_uri(uri) as raw:
+            files = json.loads(raw.read())["files"]
+        return {name: entry["sha256"] for name, entry in files.items()}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{uri} is not a readable manifest ({exc!r})") from None
+
+
+def _read_idx(
+    uri: str, rank: int, limit: int | None, expected_sha256: str | None, digests: dict[str, str]
+) -> np.ndarray:
     if not store.exists(uri):
         raise DataError(f"missing Fashion-MNIST file: {uri}")
     try:
         with store.open_uri(uri) as raw:
-            payload = gzip.decompress(raw.read())
+            blob = raw.read()
+    except OSError as exc:
+        raise DataError(f"{uri} cannot be read: {exc}") from exc
+    digest = hashlib.sha256(blob).hexdigest()
+    if expected_sha256 is not None and digest != expected_sha256:
+        raise DataError(
+            f"{uri}: SHA-256 {digest} differs from its manifest's {expected_sha256}: the file changed after the "
+            "data version was written; refusing to train on it"
+        )
+    digests[uri.rsplit("/", 1)[-1]] = digest
+    try:
+        payload = gzip.decompress(blob)
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{uri} is not a valid gzip file: {exc}") from exc
     header = 4 + 4 * rank
@@ -46,17 +91,30 @@ def _read_idx(uri: str, rank: int, limit: int | None) -> np.ndarray:
     return array[:limit] if limit else array
 
 
-def load_fashion_mnist(
-    data_uri: str, limit_train: int | None = None, limit_test: int | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Return ``(x_train, y_train, x_test, y_test)``: uint8 images (N, 28, 28) and int32 labels."""
+def load_fashion_mnist(data_uri: str, limit_train: int | None = None, limit_test: int | None = None) -> FashionMnist:
+    """Return ``(x_train, y_train, x_test, y_test)``: uint8 images (N, 28, 28) and int32 labels.
+
+    Raises :class:`DataError` naming the file when one differs from the folder's manifest."""
     missing = [name for name in FILES.values() if not store.exists(store.join(data_uri, name))]
     if missing:
         raise DataError(f"no Fashion-MNIST data at {data_uri}: missing {', '.join(missing)}")
-    x_train = _read_idx(store.join(data_uri, FILES["train_images"]), 3, limit_train)
-    y_train = _read_idx(store.join(data_uri, FILES["train_labels"]), 1, limit_train).astype(np.int32)
-    x_test = _read_idx(store.join(data_uri, FILES["test_images"]), 3, limit_test)
-    y_test = _read_idx(store.join(data_uri, FILES["test_labels"]), 1, limit_test).astype(np.int32)
+    manifest = _manifest_digests(data_uri)
+    if manifest is None:
+        log.warning("no %s at %s: the data files' checksums are not verified", MANIFEST, data_uri)
+    else:
+        unlisted = [name for name in FILES.values() if name not in manifest]
+        if unlisted:
+            raise DataError(f"{store.join(data_uri, MANIFEST)} lists no checksum for {', '.join(unlisted)}")
+    digests: dict[str, str] = {}
+
+    def read(key: str, rank: int, limit: int | None) -> np.ndarray:
+        name = FILES[key]
+        return _read_idx(store.join(data_uri, name), rank, limit, manifest and manifest[name], digests)
+
+    x_train = read("train_images", 3, limit_train)
+    y_train = read("train_labels", 1, limit_train).astype(np.int32)
+    x_test = read("test_images", 3, limit_test)
+    y_test = read("test_labels", 1, limit_test).astype(np.int32)
     if len(x_train) != len(y_train) or len(x_test) != len(y_test):
         raise DataError(f"{data_uri}: image and label counts differ")
     # Checked here so that a wrong dataset fails before training, not as an index error after it.
@@ -66,4 +124,6 @@ def load_fashion_mnist(
     for name, labels in (("train", y_train), ("test", y_test)):
         if labels.min() < 0 or labels.max() >= NUM_CLASSES:
             raise DataError(f"{data_uri}: {name} labels outside 0..{NUM_CLASSES - 1}")
-    return x_train, y_train, x_test, y_test
+    data = FashionMnist((x_train, y_train, x_test, y_test))
+    data.sha256 = digests
+    return data

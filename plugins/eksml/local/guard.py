@@ -5,7 +5,9 @@ own session and, when the task process dies (even by SIGKILL: the kernel's paren
 signal, ``prctl(PR_SET_PDEATHSIG)``, with a poll of the parent pid as a backstop) or when
 it is asked to stop, ends every process carrying the workload's id in its environment:
 the workload and its children, including those that started sessions of their own
-(``horovodrun`` does). Standard library only: it starts before any virtualenv is chosen.
+(``horovodrun`` does). The workload gets the parent-death signal too, so killing the guard
+itself ends it (the runner then ends its descendants, see ``runner.py``). Standard library
+only: it starts before any virtualenv is chosen.
 """
 
 from __future__ import annotations
@@ -80,7 +82,14 @@ def main(argv: list[str]) -> int:
     if os.getppid() != parent:  # the task died before the death signal was armed
         return 137
     os.environ[MARKER] = workload_id
-    proc = subprocess.Popen(argv)
+    guard = os.getpid()
+
+    def die_with_the_guard() -> None:  # in the child, before exec
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        if os.getppid() != guard:  # the guard died before the signal was armed
+            os._exit(143)
+
+    proc = subprocess.Popen(argv, preexec_fn=die_with_the_guard)
     while True:
         try:
             rc = proc.wait(timeout=0.5)

@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,6 +30,13 @@ from eksml.specs import WorkloadSpec
 from eksml.storage import workload_env
 
 GUARD = Path(__file__).with_name("guard.py")
+
+
+def _end_orphans_of_a_killed_guard(guard: subprocess.Popen, workload: str) -> None:
+    from eksml.local.guard import end_all
+
+    if guard.wait() < 0:
+        end_all(workload)
 
 
 def workload_id(spec: WorkloadSpec) -> str:
@@ -178,6 +186,11 @@ class LocalRunner:
             start_new_session=True,
         ) as proc:
             self._proc = proc
+            # The guard killed (not the task): its workload got the parent-death signal, but
+            # descendants in sessions of their own did not and would hold the output pipe open.
+            threading.Thread(
+                target=_end_orphans_of_a_killed_guard, args=(proc, workload_id(identity)), daemon=True
+            ).start()
             try:
                 assert proc.stdout is not None
                 for line in proc.stdout:
