@@ -16,6 +16,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from dag_runs import backfill_cli
 
 from eksml.runs import interval_key
 
@@ -206,26 +207,6 @@ def test_malformed_asset_event_fails_the_first_task_and_registers_nothing(server
     log = api.task_log(TRAINING_DAG, run["dag_run_id"], "validate_params")
     assert "training-data event extra 'uri' must be a string, got int: 5" in log
     assert server.versions() == before
-
-
-def backfill_cli(server, api, *args: str, attempts: int = 5):
-    """``airflow backfill create <args>``, retried when SQLite refuses its write.
-
-    On the SQLite database of ``airflow standalone`` the CLI can lose a write race with the
-    scheduler ("database is locked", returned at once rather than after the busy timeout)
-    after it has already committed the backfill row. That half-made backfill is cancelled
-    and the command repeated; with PostgreSQL (the Docker stack) this does not happen.
-    """
-    for attempt in range(1, attempts + 1):
-        cli = server.airflow_cli("backfill", "create", *args, "--reprocess-behavior", "failed")
-        if cli.returncode == 0 or "database is locked" not in cli.stdout + cli.stderr:
-            print(f"airflow backfill create: attempt {attempt}, rc {cli.returncode}")
-            return cli
-        for backfill in api.get("/backfills", dag_id=TRAINING_DAG)["backfills"]:
-            if backfill["completed_at"] is None:
-                api.request("PUT", f"/backfills/{backfill['id']}/cancel")
-        time.sleep(2)
-    return cli
 
 
 def test_backfill_over_three_intervals_yields_three_versions_in_order(server, api):
