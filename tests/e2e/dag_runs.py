@@ -53,3 +53,22 @@ def backfill_cli(server: Any, api: Any, *args: str, attempts: int = 5) -> Any:
                 api.request("PUT", f"/backfills/{backfill['id']}/cancel")
         time.sleep(2)
     return cli
+
+
+def backfill_training(server: Any, api: Any, first: Any, last: Any, conf: dict) -> Any:
+    """``airflow backfill create`` of the training DAG from ``first`` to ``last`` (logical dates,
+    both included), one run at a time, with ``conf``."""
+    return backfill_cli(
+        server,
+        api,
+        "--dag-id",
+        "fashion_mnist_training",
+        "--from-date",
+        first.isoformat(),
+        "--to-date",
+        last.isoformat(),
+        "--max-active-runs",
+        "1",
+        "--dag-run-conf",
+        json.dumps(conf),
+    )

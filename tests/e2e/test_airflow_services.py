@@ -16,7 +16,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from dag_runs import backfill_cli
+from dag_runs import backfill_training
 
 from eksml.runs import interval_key
 
@@ -212,20 +212,7 @@ def test_malformed_asset_event_fails_the_first_task_and_registers_nothing(server
 def test_backfill_over_three_intervals_yields_three_versions_in_order(server, api):
     first, last = backfill_window(6)
     before = set(server.versions())
-    cli = backfill_cli(
-        server,
-        api,
-        "--dag-id",
-        TRAINING_DAG,
-        "--from-date",
-        first.isoformat(),
-        "--to-date",
-        last.isoformat(),
-        "--max-active-runs",
-        "1",
-        "--dag-run-conf",
-        json.dumps(FAST_CONF),
-    )
+    cli = backfill_training(server, api, first, last, FAST_CONF)
     assert cli.returncode == 0, cli.stdout[-2000:] + cli.stderr[-3000:]
     runs = sorted((r for r in api.runs(TRAINING_DAG) if r["run_type"] == "backfill"), key=lambda r: r["logical_date"])
     assert [datetime.fromisoformat(r["logical_date"]) for r in runs] == [first, first + WEEK, first + 2 * WEEK]

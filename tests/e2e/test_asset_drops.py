@@ -17,7 +17,6 @@ it builds is kept as ``artifacts/asset-drops.md``.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from datetime import datetime, timedelta, timezone
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dag_runs import backfill_cli
+from dag_runs import backfill_training
 
 pytestmark = pytest.mark.slow
 
@@ -164,20 +163,7 @@ def test_a_backfill_trains_each_interval_on_the_snapshot_current_at_its_end(airf
         for end, count in zip(ends, SNAPSHOTS, strict=True)
     ]
     before = {r["dag_run_id"] for r in api.runs(TRAINING_DAG)}
-    cli = backfill_cli(
-        server,
-        api,
-        "--dag-id",
-        TRAINING_DAG,
-        "--from-date",
-        (ends[0] - WEEK).isoformat(),
-        "--to-date",
-        (ends[-1] - WEEK).isoformat(),
-        "--max-active-runs",
-        "1",
-        "--dag-run-conf",
-        json.dumps({"epochs": 1}),
-    )
+    cli = backfill_training(server, api, ends[0] - WEEK, ends[-1] - WEEK, {"epochs": 1})
     assert cli.returncode == 0, cli.stdout[-2000:] + cli.stderr[-3000:]
     runs = sorted(
         (r for r in api.runs(TRAINING_DAG) if r["run_type"] == "backfill" and r["dag_run_id"] not in before),
