@@ -8,8 +8,10 @@ That run trains only when the setting `scheduled_training` is on (`EKSML_SCHEDUL
 or the `eksml_settings` Variable); otherwise it is skipped within seconds, its note says why,
 and your manual run starts right after it. Manual, asset-triggered and backfill runs always train.
 
-**Reading the grid.** The `outcome` task is green when the run promoted a new champion and
-skipped when the gate refused it; the run's note carries the version and test accuracy, and
+**Reading the grid.** The `outcome` task (outside the groups, so visible without expanding
+one) is green when the run promoted a new champion, skipped when the gate refused it and
+upstream-failed when the run failed; the run's note carries the version and test accuracy
+(or the failed task and the reason), and
 the task's extra links open the model version, its metrics and its plots in the store.
 Task groups: `cluster` (aws profile, Kubernetes trainer only), `training`, `evaluation`,
 `registry`, `teardown` (an ephemeral cluster is deleted whatever became of training).
@@ -227,16 +229,18 @@ with DAG(
         registered = register(plan)
         pointer = promote(registered)
         published = publish_champion(pointer)
-        # Green: a new champion; skipped: the gate refused (the note and log say why).
-        # none_failed: runs after a refusal (publish skipped), never after a failure.
-        outcome = RunOutcomeOperator(
-            task_id="outcome",
-            inlets=[TRAINING_DATA],  # marks the drops this run accounted for in the asset's state store
-            trigger_rule=TriggerRule.NONE_FAILED,
-            doc_md=OUTCOME,
-            execution_timeout=timedelta(minutes=5),
-        )
-        published >> outcome
+    # Outside the groups, so the grid shows each run's result without expanding one. Green: a new
+    # champion; skipped: the gate refused (the note and log say why); upstream_failed: the run
+    # failed (its note names the task and the reason). none_failed: runs after a refusal
+    # (publish skipped), never after a failure.
+    outcome = RunOutcomeOperator(
+        task_id="outcome",
+        inlets=[TRAINING_DATA],  # marks the drops this run accounted for in the asset's state store
+        trigger_rule=TriggerRule.NONE_FAILED,
+        doc_md=OUTCOME,
+        execution_timeout=timedelta(minutes=5),
+    )
+    published >> outcome
     train_tasks >> evaluate >> registered
 
     @task.short_circuit(trigger_rule=TriggerRule.ALL_DONE, doc_md=TEARDOWN)

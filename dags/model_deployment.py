@@ -55,12 +55,17 @@ with DAG(
         return resolve_deployment(params.get("version"), resolve_settings())
 
     @task(multiple_outputs=False, retries=1)
-    def record_champion(pointer: dict) -> dict:
-        """A requested version that now serves becomes the champion (rollback or pin)."""
+    def record_champion(pointer: dict, dag_run=None) -> dict:
+        """A requested version that now serves becomes the champion (rollback or pin); the run's
+        note says which version went live."""
+        from eksml.outcome import note_deployment
         from eksml.registry import record_deployment
         from eksml.settings import resolve_settings
 
-        return record_deployment(pointer, resolve_settings())
+        settings = resolve_settings()
+        recorded = record_deployment(pointer, settings)
+        note_deployment(dag_run, pointer, settings)
+        return recorded
 
     pointer = resolve_version()
     deploy = DeployModelOperator(

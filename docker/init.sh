@@ -4,6 +4,24 @@
 # database schema, the project's pools/variables/connections (include/airflow_settings.yaml),
 # the connection the training DAG writes run notes with, and the store's bucket.
 set -euo pipefail
+if [ "$(id -u)" = 0 ]; then
+  # The checks of Airflow's official compose file (warnings, as there), then the host folders
+  # logs/ and config/ for AIRFLOW_UID; the rest runs as that user.
+  mem_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)
+  cpus=$(nproc)
+  disk_kb=$(df -Pk / | awk 'NR == 2 {print $4}')
+  [ "$mem_kb" -ge $((4 * 1024 * 1024)) ] || echo "WARNING: $((mem_kb / 1024)) MB of memory for Docker; at least 4 GB (8 GB to train) is recommended"
+  [ "$cpus" -ge 2 ] || echo "WARNING: $cpus CPU for Docker; at least 2 are recommended"
+  [ "$disk_kb" -ge $((10 * 1024 * 1024)) ] || echo "WARNING: $((disk_kb / 1024 / 1024)) GB of free disk for Docker; at least 10 GB is recommended"
+  if [ -z "${AIRFLOW_UID:-}" ]; then
+    echo "WARNING: AIRFLOW_UID is not set: logs/ and config/ will belong to uid 50000. On Linux run"
+    echo "         echo AIRFLOW_UID=\$(id -u) > .env   before docker compose up"
+  fi
+  uid="${AIRFLOW_UID:-50000}"
+  mkdir -p /opt/airflow/logs /opt/airflow/config
+  chown -R "$uid:0" /opt/airflow/logs /opt/airflow/config /opt/airflow/auth
+  exec setpriv --reuid="$uid" --regid=0 --clear-groups env HOME=/home/airflow bash "$0" "$@"
+fi
 echo "== secrets (first start only)"
 python /opt/eksml/init_secrets.py /opt/airflow/auth
 echo "== airflow db migrate"

@@ -112,6 +112,9 @@ class AirflowStandalone:
             "AIRFLOW__CORE__MP_START_METHOD": "forkserver",
             "AIRFLOW__CORE__MP_FORKSERVER_PRELOAD": ",".join(PRELOAD),
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
+            # A task's calls to the execution API wait 5 s by default: on a loaded machine (the
+            # API server is one process beside the training) that failed tasks before they started.
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
             # Deferrable operators wait in the triggerer (their default follows this option).
             "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
             "PATH": f"{VENV_BIN}{os.pathsep}{base.get('PATH', '')}",

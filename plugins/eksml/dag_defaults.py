@@ -1,5 +1,6 @@
 """Task defaults every DAG of the project shares: owner, retries with exponential backoff,
-a timeout on every task, and the one-line failure summary (the failure callback)."""
+a timeout on every task, and the failure callback: a one-line summary in the log and the
+run's note saying which task failed and why."""
 
 from __future__ import annotations
 
@@ -45,6 +46,19 @@ def log_failure_summary(context: dict[str, Any]) -> None:
         reason,
         getattr(ti, "log_url", "see the task log in the Airflow UI"),
     )
+    if ti is not None:
+        note_failure(ti.dag_id, ti.run_id, ti.task_id, reason)
+
+
+def note_failure(dag_id: str, run_id: str, task_id: str, reason: str) -> None:
+    """The run's note says it failed, in which task and why (the reason only in task logs before)."""
+    from eksml.outcome import failure_note, write_run_note
+    from eksml.settings import resolve_settings
+
+    try:
+        write_run_note(dag_id, run_id, failure_note(task_id, reason), resolve_settings().airflow_api_conn_id)
+    except Exception as exc:  # the note is a convenience: the failure stands without it
+        log.warning("could not write the run note: %s", exc)
 
 
 def default_args(**overrides: Any) -> dict[str, Any]:

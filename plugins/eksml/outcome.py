@@ -71,6 +71,48 @@ def summarize(registered: list[dict[str, Any]] | None, pointer: dict[str, Any] |
     return summary
 
 
+def note_head(summary: dict[str, Any]) -> list[str]:
+    """The note's first line, short enough to show whole wherever the UI cuts a note (the outcome
+    and the accuracies), then the versions."""
+    if "version" not in summary:
+        return [f"**{summary['outcome'].upper()}** {summary['headline']}"]
+    first = f"**{summary['outcome'].upper()}** test accuracy {summary['test_accuracy']:.4f}"
+    if summary.get("champion_version"):
+        first += f" vs champion {summary['champion_accuracy']:.4f}"
+    versions = f"version {summary['version']}"
+    if summary.get("champion_version"):
+        versions += f" (champion {summary['champion_version']})"
+    return [first, versions]
+
+
+def failure_note(task_id: str, reason: str) -> str:
+    """The note of a failed run: the task and the reason's first line, then the whole reason."""
+    first, _, rest = reason.partition(" | ")
+    note = f"**FAILED** in {task_id}: {first}"
+    return (note + (f"\n\n{reason}" if rest else ""))[:NOTE_LIMIT]
+
+
+def deployment_note(pointer: dict[str, Any], links: dict[str, str]) -> str:
+    """The note of a deployment run: the version that went live and its test accuracy."""
+    accuracy = pointer.get("test_accuracy")
+    first = f"**DEPLOYED** {pointer['version']}" + (f" test accuracy {accuracy:.4f}" if accuracy is not None else "")
+    lines = [first + " is live"]
+    if pointer.get("requested"):
+        lines.append("deployed by request (rollback or pin): it is now the champion")
+    if links:
+        lines.append(" · ".join(f"[{name}]({url})" for name, url in links.items()))
+    return "\n\n".join(lines)[:NOTE_LIMIT]
+
+
+def note_deployment(dag_run: Any, pointer: dict[str, Any], settings: Settings) -> None:
+    """Write the deployment run's note (a convenience: a failure to write it is logged only)."""
+    links = store_links(pointer["uri"], settings.region) if pointer.get("uri") else {}
+    try:
+        write_run_note(dag_run.dag_id, dag_run.run_id, deployment_note(pointer, links), settings.airflow_api_conn_id)
+    except Exception as exc:
+        log.warning("could not write the run note: %s", exc)
+
+
 #: Most characters of a run note (Airflow's API refuses longer ones).
 NOTE_LIMIT = 1000
 
@@ -80,7 +122,7 @@ def note_markdown(summary: dict[str, Any], links: dict[str, str], data_lines: li
 
     ``data_lines`` name the upstream drops the run trained on or superseded; when they do not
     all fit, the note says how many more the first task's log names."""
-    lines = [f"**{summary['outcome'].upper()}** {summary['headline'].split(': ', 1)[-1]}"]
+    lines = note_head(summary)
     others = [c for c in summary.get("candidates", []) if c["version"] != summary.get("version")]
     lines += [f"- also registered: {c['version']} ({c['test_accuracy']:.4f})" for c in others]
     if links:

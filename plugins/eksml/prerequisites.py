@@ -19,22 +19,25 @@ BEGIN, END = (
     "<!-- prerequisites:end -->",
 )
 
+#: How the README writes a command of this package: runnable as is from a clone.
+RUN = "PYTHONPATH=plugins .venv/bin/python -m"
+
 _WHO = {
     Identity.PIPELINE: (
         "Airflow (the `EKSML_AWS_CONN_ID` connection, `aws_default` by default)",
-        "`python -m eksml.eksctl iam pipeline`",
+        f"`{RUN} eksml.eksctl iam pipeline`",
     ),
     Identity.TRAINING: (
         "training, MPI and evaluation pods (IRSA role `<cluster>-training`)",
-        "made by eksctl with the cluster: `python -m eksml.eksctl iam training`",
+        f"made by eksctl with the cluster: `{RUN} eksml.eksctl iam training`",
     ),
     Identity.INFERENCE: (
         "model server pods (IRSA role `<cluster>-inference`)",
-        "made by eksctl with the cluster: `python -m eksml.eksctl iam inference`",
+        f"made by eksctl with the cluster: `{RUN} eksml.eksctl iam inference`",
     ),
     Identity.SAGEMAKER: (
         "SageMaker execution role (`EKSML_SAGEMAKER_ROLE_ARN`)",
-        "`python -m eksml.eksctl iam sagemaker`",
+        f"`{RUN} eksml.eksctl iam sagemaker`",
     ),
     Identity.LIFECYCLE: (
         "eksctl: creates, scales, deletes clusters (`EKSML_LIFECYCLE_AWS_CONN_ID`, default Airflow's)",

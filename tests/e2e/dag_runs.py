@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,3 +33,42 @@ def registered_versions(store: Path) -> dict[str, dict]:
         for p in sorted(models.iterdir())
         if (p / "metadata.json").exists()
     }
+
+
+def backfill_cli(server: Any, api: Any, *args: str, attempts: int = 5) -> Any:
+    """``airflow backfill create <args>``, retried when SQLite refuses its write.
+
+    On the SQLite database of ``airflow standalone`` the CLI can lose a write race with the
+    scheduler ("database is locked", returned at once rather than after the busy timeout)
+    after it has already committed the backfill row. That half-made backfill is cancelled
+    and the command repeated; with PostgreSQL (the Docker stack) this does not happen.
+    """
+    for attempt in range(1, attempts + 1):
+        cli = server.airflow_cli("backfill", "create", *args, "--reprocess-behavior", "failed")
+        if cli.returncode == 0 or "database is locked" not in cli.stdout + cli.stderr:
+            print(f"airflow backfill create: attempt {attempt}, rc {cli.returncode}")
+            return cli
+        for backfill in api.get("/backfills", dag_id="fashion_mnist_training")["backfills"]:
+            if backfill["completed_at"] is None:
+                api.request("PUT", f"/backfills/{backfill['id']}/cancel")
+        time.sleep(2)
+    return cli
+
+
+def backfill_training(server: Any, api: Any, first: Any, last: Any, conf: dict) -> Any:
+    """``airflow backfill create`` of the training DAG from ``first`` to ``last`` (logical dates,
+    both included), one run at a time, with ``conf``."""
+    return backfill_cli(
+        server,
+        api,
+        "--dag-id",
+        "fashion_mnist_training",
+        "--from-date",
+        first.isoformat(),
+        "--to-date",
+        last.isoformat(),
+        "--max-active-runs",
+        "1",
+        "--dag-run-conf",
+        json.dumps(conf),
+    )

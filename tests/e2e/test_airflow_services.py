@@ -16,6 +16,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from dag_runs import backfill_training
 
 from eksml.runs import interval_key
 
@@ -208,43 +209,10 @@ def test_malformed_asset_event_fails_the_first_task_and_registers_nothing(server
     assert server.versions() == before
 
 
-def backfill_cli(server, api, *args: str, attempts: int = 5):
-    """``airflow backfill create <args>``, retried when SQLite refuses its write.
-
-    On the SQLite database of ``airflow standalone`` the CLI can lose a write race with the
-    scheduler ("database is locked", returned at once rather than after the busy timeout)
-    after it has already committed the backfill row. That half-made backfill is cancelled
-    and the command repeated; with PostgreSQL (the Docker stack) this does not happen.
-    """
-    for attempt in range(1, attempts + 1):
-        cli = server.airflow_cli("backfill", "create", *args, "--reprocess-behavior", "failed")
-        if cli.returncode == 0 or "database is locked" not in cli.stdout + cli.stderr:
-            print(f"airflow backfill create: attempt {attempt}, rc {cli.returncode}")
-            return cli
-        for backfill in api.get("/backfills", dag_id=TRAINING_DAG)["backfills"]:
-            if backfill["completed_at"] is None:
-                api.request("PUT", f"/backfills/{backfill['id']}/cancel")
-        time.sleep(2)
-    return cli
-
-
 def test_backfill_over_three_intervals_yields_three_versions_in_order(server, api):
     first, last = backfill_window(6)
     before = set(server.versions())
-    cli = backfill_cli(
-        server,
-        api,
-        "--dag-id",
-        TRAINING_DAG,
-        "--from-date",
-        first.isoformat(),
-        "--to-date",
-        last.isoformat(),
-        "--max-active-runs",
-        "1",
-        "--dag-run-conf",
-        json.dumps(FAST_CONF),
-    )
+    cli = backfill_training(server, api, first, last, FAST_CONF)
     assert cli.returncode == 0, cli.stdout[-2000:] + cli.stderr[-3000:]
     runs = sorted((r for r in api.runs(TRAINING_DAG) if r["run_type"] == "backfill"), key=lambda r: r["logical_date"])
     assert [datetime.fromisoformat(r["logical_date"]) for r in runs] == [first, first + WEEK, first + 2 * WEEK]

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import shutil
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import httpx
 import pytest
+from dag_runs import backfill_training
 
 pytestmark = pytest.mark.slow
 
@@ -30,6 +33,8 @@ TRAINING_DATA = "fashion_mnist_training_data"
 BUSY_CONF = {"epochs": 2, "limit_train": 2000, "limit_test": 500}
 SETTLE_TIMEOUT = 1200
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+WEEK = timedelta(days=7)
+SNAPSHOTS = (1000, 1500, 2000)  # training images of three weekly drops of the real data set
 
 
 def post_drop(api, asset_id: int, folder: Path) -> dict:
@@ -43,8 +48,12 @@ def settle(api, timeout: float = SETTLE_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     quiet = 0
     while time.monotonic() < deadline:
-        active = [r for r in api.runs(TRAINING_DAG) if r["state"] in ("queued", "running")]
-        queued = api.get(f"/dags/{TRAINING_DAG}/assets/queuedEvents")["total_entries"]
+        try:
+            active = [r for r in api.runs(TRAINING_DAG) if r["state"] in ("queued", "running")]
+            queued = api.get(f"/dags/{TRAINING_DAG}/assets/queuedEvents")["total_entries"]
+        except httpx.TimeoutException:  # the API server answers slowly while the machine trains
+            quiet = 0
+            continue
         quiet = quiet + 1 if not active and not queued else 0
         if quiet >= 3:  # three polls in a row: a run being created between two polls is seen
             return
@@ -134,3 +143,61 @@ def test_drops_posted_while_a_run_is_busy_are_each_trained_or_named_superseded(a
     for row in rows:
         if row["superseded_in"]:
             assert "superseded by" in row["line"], row
+
+
+def test_a_backfill_trains_each_interval_on_the_snapshot_current_at_its_end(airflow_server, monkeypatch):
+    """Three dated drops (growing subsets of the real data, landed by the landing DAG's own
+    function), a backfill over their three weekly intervals: three versions on three snapshots."""
+    from eksml.assets import land_drop
+    from eksml.settings import resolve_settings
+
+    server, api = airflow_server, airflow_server.api
+    for key, value in server.standalone.env.items():
+        if key.startswith("EKSML_"):
+            monkeypatch.setenv(key, value)
+    now = datetime.now(timezone.utc)
+    monday = (now - timedelta(days=now.weekday())).replace(hour=3, minute=0, second=0, microsecond=0)
+    ends = [monday - (30 - n) * WEEK for n in range(3)]  # weeks no other test's drop is dated in
+    drops = [
+        land_drop(resolve_settings(), end - timedelta(days=1), train_images=count)
+        for end, count in zip(ends, SNAPSHOTS, strict=True)
+    ]
+    before = {r["dag_run_id"] for r in api.runs(TRAINING_DAG)}
+    cli = backfill_training(server, api, ends[0] - WEEK, ends[-1] - WEEK, {"epochs": 1})
+    assert cli.returncode == 0, cli.stdout[-2000:] + cli.stderr[-3000:]
+    runs = sorted(
+        (r for r in api.runs(TRAINING_DAG) if r["run_type"] == "backfill" and r["dag_run_id"] not in before),
+        key=lambda r: r["logical_date"],
+    )
+    assert len(runs) == 3, [r["dag_run_id"] for r in runs]
+    rows = []
+    for run, drop, count in zip(runs, drops, SNAPSHOTS, strict=True):
+        finished = api.wait_run(TRAINING_DAG, run["dag_run_id"], timeout=SETTLE_TIMEOUT)
+        assert finished["state"] == "success", api.task_states(TRAINING_DAG, run["dag_run_id"])
+        (meta,) = [m for m in server.versions().values() if m["run_id"] == run["dag_run_id"]]
+        assert meta["source_uri"] == drop["uri"]
+        assert meta["metrics"]["train_images"] == count
+        rows.append(
+            f"| {run['dag_run_id']} | {run['data_interval_end']} | {Path(drop['uri']).name} | {count} | "
+            f"{meta['version']} | {meta['metrics']['test_accuracy']:.4f} |"
+        )
+    table = "\n".join(
+        ["| run | interval end | drop | train images | version | test accuracy |", "|---|---|---|---|---|---|", *rows]
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "backfill-snapshots.md").write_text(table + "\n")
+    print(table)
+
+
+def test_a_failed_run_says_in_its_note_which_task_failed_and_why(airflow_server, tmp_path):
+    """The reason used to be only in the first task's log; the note now says it, first line whole."""
+    api = airflow_server.api
+    empty = tmp_path / "no-data-here"
+    empty.mkdir()
+    run = api.trigger(TRAINING_DAG, {"epochs": 1, "data_uri": str(empty)})
+    finished = api.wait_run(TRAINING_DAG, run["dag_run_id"], timeout=SETTLE_TIMEOUT)
+    assert finished["state"] == "failed"
+    note = finished.get("note") or api.get(f"/dags/{TRAINING_DAG}/dagRuns/{run['dag_run_id']}")["note"] or ""
+    first = note.split("\n", 1)[0]
+    assert first.startswith("**FAILED** in validate_params: no Fashion-MNIST IDX files at"), note
+    assert str(empty) in first

@@ -336,13 +336,20 @@ def see_outcome_in_the_ui(ui, api, run_id: str, shot: str) -> dict:
     assert summary["outcome"].upper() == expected, (states, summary)
     ui.driver.get(f"{ui.base_url}/dags/{TRAINING_DAG}/runs/{run_id}")
     ui.wait_text(expected)
-    ui.wait_text(f"{summary['version']} test accuracy {summary['test_accuracy']:.4f}")
+    ui.wait_text(f"test accuracy {summary['test_accuracy']:.4f}")
+    ui.wait_text(f"version {summary['version']}")
     ui.shot(f"{shot}-run-note")
+    # The note's links are links on the run's page, not only in the note's editor.
+    note_links = ui.driver.find_elements(By.CSS_SELECTOR, f"a[href*='/eksml/models/{summary['version']}/']")
+    assert any(a.is_displayed() for a in note_links), "the note's links are not clickable on the run page"
     ui.driver.get(f"{ui.base_url}/dags/{TRAINING_DAG}/runs/{run_id}/tasks/outcome")
     # The outcome task's extra links, as the UI fetches them (REST API): they name the version.
     api_links = api.get(f"/dags/{TRAINING_DAG}/dagRuns/{run_id}/taskInstances/outcome/links")["extra_links"]
     assert set(api_links) == {"Model version", "Metrics", "Plots", "Per-class plot"}, api_links
     assert summary["version"] in api_links["Model version"], api_links
+    # ... and as buttons on the task's page.
+    button = ui.find(By.XPATH, "//a[normalize-space()='Model version']")
+    assert button.get_attribute("href").endswith(api_links["Model version"])
     ui.shot(f"{shot}-outcome-task")
     # The version's page (served by the project's plugin): its accuracy and its plots, loaded.
     ui.driver.get(ui.base_url + api_links["Model version"])
@@ -379,5 +386,22 @@ def test_a_refused_candidate_is_visible_in_the_ui(ui, airflow_server):
     assert summary["outcome"] == "refused" and summary["champion_version"]
     assert "REFUSED" in (finished.get("note") or api.get(f"/dags/{TRAINING_DAG}/dagRuns/{run['dag_run_id']}")["note"])
     ui.driver.get(f"{ui.base_url}/dags/{TRAINING_DAG}")
-    ui.wait_text("registry")  # the outcome task sits in the (collapsed) registry group
+    ui.wait_text("registry")  # the groups, collapsed
+    ui.wait_text("outcome")  # outside them: each run's result without expanding a group
     ui.shot("11-grid-with-outcomes")
+
+
+def test_a_failed_run_says_where_and_why_on_its_page(ui, airflow_server, tmp_path):
+    """A run whose data folder holds nothing fails in its first task; its page says so in the note."""
+    api = airflow_server.api
+    empty = tmp_path / "empty-drop"
+    empty.mkdir()
+    run = api.trigger(TRAINING_DAG, {"epochs": 1, "data_uri": str(empty)})
+    finished = api.wait_run(TRAINING_DAG, run["dag_run_id"], timeout=300)
+    assert finished["state"] == "failed"
+    ui.driver.get(f"{ui.base_url}/dags/{TRAINING_DAG}/runs/{run['dag_run_id']}")
+    ui.wait_text("FAILED in validate_params: no Fashion-MNIST IDX files at")
+    ui.shot("12-failed-run-note")
+    ui.driver.get(f"{ui.base_url}/dags/{TRAINING_DAG}")
+    ui.wait_text("outcome")
+    ui.shot("13-grid-with-a-failed-run")

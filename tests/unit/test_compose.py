@@ -257,3 +257,26 @@ def test_init_store_creates_the_bucket_once(moto_server):
     assert "nothing to create" in ensure_bucket("file:///tmp/store", "aws_default", "us-west-2")
     with pytest.raises(ValueError, match="names no bucket"):
         ensure_bucket("s3:///prefix", "aws_default", "us-west-2")
+
+
+def test_follows_the_official_file_where_it_applies(compose):
+    """Airflow's official docker-compose.yaml: an airflow-cli service (profile debug), logs/ and
+    config/ as host folders with AIRFLOW_CONFIG there, and an init that checks memory, CPUs,
+    disk and AIRFLOW_UID and prepares the folders as root before the rest runs as AIRFLOW_UID."""
+    result = compose("--profile", "debug", "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    cli = services["airflow-cli"]
+    assert cli["command"] == ["bash", "-c", "airflow"] and cli["environment"]["CONNECTION_CHECK_MAX_COUNT"] == "0"
+    for name in (*AIRFLOW_SERVICES, "airflow-init", "airflow-cli"):
+        mounts = {v["target"]: v for v in services[name]["volumes"]}
+        for folder in ("logs", "config"):
+            assert mounts[f"/opt/airflow/{folder}"]["type"] == "bind", (name, folder)
+            assert Path(mounts[f"/opt/airflow/{folder}"]["source"]) == ROOT / folder, (name, folder)
+        assert services[name]["environment"]["AIRFLOW_CONFIG"] == "/opt/airflow/config/airflow.cfg"
+    assert services["airflow-init"]["user"] == "0:0"
+    init = (ROOT / "docker" / "init.sh").read_text()
+    for check in ("/proc/meminfo", "nproc", "df -Pk", "AIRFLOW_UID is not set", "chown -R", "setpriv --reuid"):
+        assert check in init, check
+    header = COMPOSE_FILE.read_text().split("\nname:", 1)[0]
+    assert "stops the served model" in header and "differs, on" in header

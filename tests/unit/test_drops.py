@@ -59,8 +59,8 @@ def test_a_malformed_newest_event_fails_and_an_older_one_is_named():
 
 
 def test_the_note_names_every_drop_that_fits_and_counts_the_rest():
-    summary = {"outcome": "promoted", "headline": "promoted to champion: v1 test accuracy 0.8000"}
+    summary = {"outcome": "promoted", "headline": "promoted to champion: v1", "version": "v1", "test_accuracy": 0.8}
     result = account([drop(0)], [drop(n, f"s3://bucket/landing/{n:040d}") for n in range(40)], None)
     note = note_markdown(summary, {"Model version": "/eksml/models/v1/"}, result.lines())
     assert len(note) <= NOTE_LIMIT
-    assert note.startswith("**PROMOTED** v1") and "more drops: see the validate_params log" in note
+    assert note.startswith("**PROMOTED** test accuracy 0.8000") and "more drops: see the validate_params log" in note

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from eksml.layout import PLOTS
-from eksml.outcome import note_markdown, store_links, summarize
+from eksml.outcome import deployment_note, failure_note, note_markdown, store_links, summarize
 from eksml.pipeline import champion_event_extra
 
 REGISTERED = [
@@ -31,8 +31,23 @@ def test_refused_run_names_version_accuracy_and_the_champion():
     assert summary["outcome"] == "refused" and summary["version"] == "v-tf"
     assert summary["headline"] == "refused by the gate: v-tf test accuracy 0.9012 vs champion v-old at 0.9100"
     note = note_markdown(summary, store_links(summary["uri"], "us-west-2"))
-    assert note.startswith("**REFUSED** v-tf test accuracy 0.9012 vs champion v-old at 0.9100")
+    first, second, *_ = note.split("\n\n")
+    # The first line says it whole (the UI cuts a long one); the versions follow.
+    assert first == "**REFUSED** test accuracy 0.9012 vs champion 0.9100"
+    assert second == "version v-tf (champion v-old)"
     assert "also registered: v-mx (0.8801)" in note and len(note) <= 1000
+
+
+def test_a_failed_run_and_a_deployment_get_notes_that_say_it():
+    reason = "no Fashion-MNIST IDX files at /data/x: missing train-images-idx3-ubyte.gz | ... 2 line(s) ... | end"
+    note = failure_note("validate_params", reason)
+    assert note.startswith(
+        "**FAILED** in validate_params: no Fashion-MNIST IDX files at /data/x: missing train-images-idx3-ubyte.gz\n\n"
+    )
+    pointer = {"version": "v-tf", "uri": REGISTERED[0]["uri"], "test_accuracy": 0.9012, "requested": True}
+    deployed = deployment_note(pointer, store_links(pointer["uri"], "us-west-2"))
+    assert deployed.startswith("**DEPLOYED** v-tf test accuracy 0.9012 is live\n\ndeployed by request")
+    assert "[Model version](https://s3.console.aws.amazon.com/" in deployed
 
 
 def test_promoted_run_reports_the_promoted_version():
