@@ -108,7 +108,7 @@ def test_a_ready_account_passes_with_a_cost_estimate(account):
     rec = Recorded()
     rec.simulate(MOTO_CALLER, _pipeline_doc(settings))
     rec.simulate(
-        f"arn:aws:iam::{ACCOUNT}:role/eksml-training",
+        f"arn:aws:iam::{ACCOUNT}:role/eksml-{REGION}-training",
         iam.training_policy(settings.store_uri, settings.model_name, REGION),
     )
     rec.quota_stub.add_response(
