@@ -51,6 +51,16 @@ SAFE_TO_EVICT_ANNOTATION = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 
 #: Pod annotation that keeps Karpenter from disrupting (consolidating, expiring) a running job's node.
 DO_NOT_DISRUPT_ANNOTATION = "karpenter.sh/do-not-disrupt"
+#: Pod annotation naming local volumes the cluster autoscaler may discard when it drains the node
+#: (its default ``--skip-nodes-with-local-storage=true`` otherwise keeps any node whose pods have
+#: an ``emptyDir``, so the serving nodes would never scale down). Cluster-autoscaler FAQ, "What
+#: types of pods can prevent CA from removing a node?".
+SAFE_TO_EVICT_LOCAL_VOLUMES_ANNOTATION = "cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes"
+
+
+def evictable_local_volumes(*volumes: str) -> dict[str, str]:
+    """Annotations for a movable pod whose ``volumes`` hold only scratch data."""
+    return {SAFE_TO_EVICT_LOCAL_VOLUMES_ANNOTATION: ",".join(volumes)}
 
 
 def not_evictable() -> dict[str, str]:

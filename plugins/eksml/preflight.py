@@ -154,6 +154,34 @@ def check_images(ecr: Any, settings: Settings, names: list[str]) -> list[Finding
     return findings
 
 
+def check_image_pins(settings: Settings, names: list[str]) -> list[Finding]:
+    """The aws profile runs images from the user's own registry, pinned by digest."""
+    from eksml.settings import DEFAULT_IMAGE_REGISTRY
+
+    findings = []
+    if settings.image_registry == DEFAULT_IMAGE_REGISTRY:
+        findings.append(
+            Finding(
+                "image registry",
+                ERROR,
+                f"{DEFAULT_IMAGE_REGISTRY} is the project's placeholder, not a registry you own",
+                "create a private ECR registry, push the images there (README, 'First run on AWS') and set "
+                "EKSML_IMAGE_REGISTRY=<account>.dkr.ecr.<region>.amazonaws.com/eksml",
+            )
+        )
+    unpinned = [name for name in names if not settings.image_digest(name)]
+    if unpinned:
+        findings.append(
+            Finding(
+                "image digests",
+                ERROR,
+                f"not pinned by digest: {', '.join(unpinned)} (a tag can be pushed again under a run)",
+                "set EKSML_IMAGE_DIGESTS=" + ",".join(f"{n}@sha256:<digest docker push printed>" for n in unpinned),
+            )
+        )
+    return findings or [Finding("image digests", OK, f"{', '.join(names)} pinned by digest")]
+
+
 def check_version(settings: Settings) -> list[Finding]:
     from eksml.eks_versions import KubernetesVersionError, check_kubernetes_version
 
@@ -615,6 +643,7 @@ def run_preflight(
     report.findings += check_bucket(clients("s3"), settings)
     report.findings += check_bucket_encryption(clients("s3"), settings)
     report.findings += check_images(clients("ecr"), settings, images_needed(params))
+    report.findings += check_image_pins(settings, images_needed(params))
     how = "attach the policy printed by: python -m eksml.eksctl iam {}"
     iam_client = clients("iam")
     role_arn = settings.sagemaker_role_arn

@@ -40,6 +40,8 @@ _IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _CLUSTER_NAME = re.compile(r"^[A-Za-z][-A-Za-z0-9]{0,99}$")  # EKS / eksctl
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
 DEFAULT_DATASET_DIR = "/usr/share/datasets/fashion-mnist"
+DEFAULT_IMAGE_REGISTRY = "public.ecr.aws/eksml"
+_IMAGE_DIGEST = re.compile(r"^(?P<name>[a-z0-9]+([._-][a-z0-9]+)*)@(?P<digest>sha256:[0-9a-f]{64})$")
 
 
 class SettingsError(ValueError):
@@ -91,8 +93,14 @@ class Settings:
     inference_namespace: str = "ml-serving"
     training_service_account: str = "training"
     inference_service_account: str = "inference"
-    image_registry: str = "public.ecr.aws/eksml"
+    #: Where the project's images are pulled from. The default names the project's public alias
+    #: for rendering only: the aws profile needs the user's own private registry (preflight).
+    image_registry: str = DEFAULT_IMAGE_REGISTRY
     image_tag: str = "0.1.0"
+    #: Digests the images are pinned to, ``<image>@sha256:<hex>`` each (for example
+    #: ``EKSML_IMAGE_DIGESTS=inference@sha256:...,tf-fashion-mnist@sha256:...``): a tag can be
+    #: pushed again, a digest cannot. Required by the aws profile's preflight for every image a run uses.
+    image_digests: tuple[str, ...] = ()
 
     # SageMaker
     #: The SageMaker execution role (its policy: ``python -m eksml.eksctl iam sagemaker``); no default.
@@ -190,6 +198,9 @@ class Settings:
                 f"store_kms_key_arn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>), "
                 f"got {self.store_kms_key_arn!r}"
             )
+        for pin in self.image_digests:
+            if not _IMAGE_DIGEST.match(pin):
+                raise SettingsError(f"image_digests entries must read <image>@sha256:<64 hex>, got {pin!r}")
         if self.retention_days < 0:
             raise SettingsError(f"retention_days must be 0 (keep forever) or more, got {self.retention_days!r}")
         if not 1 <= self.inference_port <= 65535:
@@ -222,9 +233,19 @@ class Settings:
                 f"{self.profile!r}, where no EKS cluster exists: training runs as local processes instead"
             )
 
+    def image_digest(self, name: str) -> str | None:
+        """The digest ``images/<name>`` is pinned to, if any."""
+        for pin in self.image_digests:
+            match = _IMAGE_DIGEST.match(pin)
+            if match and match["name"] == name:
+                return match["digest"]
+        return None
+
     def image(self, name: str) -> str:
-        """Fully qualified container image of ``images/<name>``."""
-        return f"{self.image_registry}/{name}:{self.image_tag}"
+        """Fully qualified container image of ``images/<name>``: by digest when pinned (the tag
+        stays for people reading it; the runtime pulls the digest)."""
+        digest = self.image_digest(name)
+        return f"{self.image_registry}/{name}:{self.image_tag}" + (f"@{digest}" if digest else "")
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -146,7 +146,7 @@ def test_no_gpu_capacity_names_group_max_size_and_quota(clusters, aws_settings) 
         gate.execute(_context())
     message = str(err.value)
     assert "needs 3 GPU node(s)" in message and "ng-train" in message and "max 2" in message
-    assert "L-417A185B" in message and "Running On-Demand P instances" in message
+    assert "L-DB2E81BA" in message and "Running On-Demand G and VT instances" in message
 
 
 def test_without_an_autoscaler_nothing_would_add_the_nodes(clusters, aws_settings) -> None:
@@ -325,4 +325,4 @@ def test_a_gpu_pod_that_never_schedules_fails_naming_group_sizes_and_quota(clust
     message = str(err.value)
     assert message.startswith("no GPU capacity") and "Insufficient nvidia.com/gpu" in message
     assert f"ng-train of cluster {EPHEMERAL} (min 0, desired 0, max 2)" in message
-    assert "L-417A185B" in message
+    assert "L-DB2E81BA" in message

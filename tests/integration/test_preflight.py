@@ -42,6 +42,9 @@ def _settings(**changes) -> Settings:
             "region": REGION,
             "image_registry": REGISTRY,
             "image_tag": "0.2.0",
+            "image_digests": tuple(
+                f"{n}@sha256:{'0' * 64}" for n in ("tf-fashion-mnist", "mxnet-horovod", "inference")
+            ),
             **changes,
         }
     )
@@ -109,7 +112,7 @@ def test_a_ready_account_passes_with_a_cost_estimate(account):
     rec = Recorded()
     rec.simulate(MOTO_CALLER, _pipeline_doc(settings))
     rec.simulate(
-        f"arn:aws:iam::{ACCOUNT}:role/eksml-training",
+        f"arn:aws:iam::{ACCOUNT}:role/eksml-{REGION}-training",
         iam.training_policy(settings.store_uri, settings.model_name, REGION),
     )
     rec.quota_stub.add_response(
@@ -126,7 +129,7 @@ def test_a_ready_account_passes_with_a_cost_estimate(account):
 
 
 def test_each_problem_is_found_with_its_fix(account):
-    settings = _settings(store_uri="s3://preflight-elsewhere/ml", kubernetes_version="1.31")
+    settings = _settings(store_uri="s3://preflight-elsewhere/ml", kubernetes_version="1.31", image_digests=())
     rec = Recorded()
     rec.simulate(MOTO_CALLER, _pipeline_doc(settings), deny={"s3:PutObject", "sagemaker:CreateTrainingJob"})
     rec.no_such_role("training")
@@ -144,6 +147,7 @@ def test_each_problem_is_found_with_its_fix(account):
     assert "python -m eksml.eksctl iam pipeline" in errors["permissions: pipeline"].fix
     assert "does not exist" in errors["permissions: training"].message
     assert "left EKS extended support on 2026-11-26" in errors["kubernetes version"].message
+    assert "EKSML_IMAGE_DIGESTS=" in errors["image digests"].fix
     assert "is 0 vCPUs; 2 x g5.xlarge need 8" in errors["quota: ec2"].message
     assert "--quota-code L-DB2E81BA --desired-value 8" in errors["quota: ec2"].fix
 

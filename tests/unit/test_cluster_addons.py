@@ -51,6 +51,24 @@ def test_vendored_add_ons_are_pinned_by_version_and_checksum_with_their_licences
     assert {"CustomResourceDefinition", "DaemonSet", "Deployment"} <= kinds
 
 
+def test_the_device_plugin_runs_only_on_the_gpu_nodes():
+    """The upstream DaemonSet has no node selector: every CPU node would run a plugin that finds no GPU."""
+    from eksml.nodes import TRAIN_ROLE, node_selector
+
+    (plugin,) = [o for o in addon_objects() if o["kind"] == "DaemonSet"]
+    assert plugin["spec"]["template"]["spec"]["nodeSelector"] == node_selector(TRAIN_ROLE)
+    assert plugin["spec"]["template"]["spec"]["tolerations"]  # the upstream tolerations are kept
+
+
+def test_a_patch_with_lists_is_refused_rather_than_merged_wrongly(tmp_path):
+    kustomization = _copy_addons(tmp_path)
+    doc = yaml.safe_load(kustomization.read_text())
+    doc["patches"][0]["patch"] = "spec:\n  template:\n    spec:\n      tolerations: []\n"
+    kustomization.write_text(yaml.safe_dump(doc))
+    with pytest.raises(AddonError, match="list fields in patches are not supported"):
+        addon_objects(kustomization)
+
+
 def _copy_addons(tmp_path):
     import shutil
 

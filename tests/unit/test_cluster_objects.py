@@ -44,12 +44,20 @@ def test_shared_cluster_objects():
     refs = by_ref(objects("all"))
     assert ("Namespace", None, "ml-training") in refs and ("Namespace", None, "ml-serving") in refs
     training_sa = refs[("ServiceAccount", "ml-training", "training")]
-    assert training_sa["metadata"]["annotations"][IRSA_ANNOTATION] == f"arn:aws:iam::{ACCOUNT}:role/eksml-training"
+    assert (
+        training_sa["metadata"]["annotations"][IRSA_ANNOTATION]
+        == f"arn:aws:iam::{ACCOUNT}:role/eksml-us-west-2-training"
+    )
     assert training_sa["automountServiceAccountToken"] is False
     serving_sa = refs[("ServiceAccount", "ml-serving", "inference")]
-    assert serving_sa["metadata"]["annotations"][IRSA_ANNOTATION] == f"arn:aws:iam::{ACCOUNT}:role/eksml-inference"
+    assert (
+        serving_sa["metadata"]["annotations"][IRSA_ANNOTATION]
+        == f"arn:aws:iam::{ACCOUNT}:role/eksml-us-west-2-inference"
+    )
     autoscaler_sa = refs[("ServiceAccount", "kube-system", "cluster-autoscaler")]
-    assert autoscaler_sa["metadata"]["annotations"][IRSA_ANNOTATION].endswith(":role/eksml-cluster-autoscaler")
+    assert autoscaler_sa["metadata"]["annotations"][IRSA_ANNOTATION].endswith(
+        ":role/eksml-us-west-2-cluster-autoscaler"
+    )
 
 
 def test_pipeline_roles_are_namespaced_and_least_privilege():
@@ -79,6 +87,17 @@ def test_pipeline_roles_are_namespaced_and_least_privilege():
     ]
 
 
+def test_irsa_role_names_carry_the_region():
+    """IAM role names are global to the account: the same cluster name in two regions must not share one."""
+    west = objects("all")
+    east = render_kubernetes_objects(SETTINGS.replace(region="us-east-2"), account_id=ACCOUNT)
+    arns = [
+        {o["metadata"]["annotations"][IRSA_ANNOTATION] for o in objs if o["kind"] == "ServiceAccount"}
+        for objs in (west, east)
+    ]
+    assert len(arns[0]) == 3 and not arns[0] & arns[1]
+
+
 def test_dedicated_clusters_split_the_objects():
     training = by_ref(objects("training"))
     inference = by_ref(objects("inference"))
@@ -86,12 +105,12 @@ def test_dedicated_clusters_split_the_objects():
     # evaluation runs on the serving cluster, in the training namespace as the training account
     assert ("Namespace", None, "ml-training") in inference
     evaluation_sa = inference[("ServiceAccount", "ml-training", "training")]
-    assert evaluation_sa["metadata"]["annotations"][IRSA_ANNOTATION].endswith(":role/eksml-training")
+    assert evaluation_sa["metadata"]["annotations"][IRSA_ANNOTATION].endswith(":role/eksml-us-west-2-training")
     role = inference[("Role", "ml-training", "eksml-pipeline")]
     assert {r for rule in role["rules"] for r in rule["resources"]} == {"pods", "pods/log", "events"}
     assert ("ClusterRole", None, "eksml-pipeline") not in inference  # no node reading: no GPUs there
     sa = training[("ServiceAccount", "ml-training", "training")]
-    assert sa["metadata"]["annotations"][IRSA_ANNOTATION].endswith(":role/eksml-training-training")
+    assert sa["metadata"]["annotations"][IRSA_ANNOTATION].endswith(":role/eksml-training-us-west-2-training")
     deploy = training[("Deployment", "kube-system", "cluster-autoscaler")]
     assert deploy["spec"]["template"]["spec"]["nodeSelector"] == {"role": "system"}
     deploy = inference[("Deployment", "kube-system", "cluster-autoscaler")]

@@ -156,8 +156,10 @@ def test_airflow_services_share_image_mounts_and_settings(model):
         assert urlparse(env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]).hostname == "airflow-apiserver"
         assert env["EKSML_PROFILE"] == "local"
         assert env["EKSML_STORE_URI"].startswith("s3://")
-        aws = json.loads(env["AIRFLOW_CONN_AWS_DEFAULT"])
-        assert aws["conn_type"] == "aws" and aws["extra"]["endpoint_url"] == "http://s3:9000"
+        minio = json.loads(env["AIRFLOW_CONN_EKSML_MINIO"])
+        assert minio["conn_type"] == "aws" and minio["extra"]["endpoint_url"] == "http://s3:9000"
+        # the local profile uses it; aws_default is never pointed at MinIO (the aws profile's account)
+        assert env["EKSML_AWS_CONN_ID"] == "eksml_minio" and "AIRFLOW_CONN_AWS_DEFAULT" not in env
     assert services["airflow-init"]["entrypoint"] == ["/bin/bash", "/opt/eksml/init.sh"]
 
 
@@ -168,7 +170,7 @@ def test_store_keeps_its_data_in_a_volume(model):
     data = {v["target"]: v for v in s3["volumes"]}["/data"]
     assert data["type"] == "volume" and data["source"] in model["volumes"] or data["source"] == "s3-data"
     assert s3["command"][:2] == ["server", "/data"]
-    aws = json.loads(model["services"]["airflow-scheduler"]["environment"]["AIRFLOW_CONN_AWS_DEFAULT"])
+    aws = json.loads(model["services"]["airflow-scheduler"]["environment"]["AIRFLOW_CONN_EKSML_MINIO"])
     assert (aws["login"], aws["password"]) == (
         s3["environment"]["MINIO_ROOT_USER"],
         s3["environment"]["MINIO_ROOT_PASSWORD"],

@@ -61,7 +61,7 @@ class Fake:
         groups = (
             groups
             if groups is not None
-            else {"ng-train": (0, 1, 4, "p3.8xlarge"), "ng-inference": (1, 1, 3, "m5.2xlarge")}
+            else {"ng-train": (0, 0, 4, "g5.xlarge"), "ng-inference": (1, 1, 3, "m5.2xlarge")}
         )
         clusters[name] = {
             "Status": status,
@@ -152,7 +152,7 @@ def test_create_when_absent_defers_to_the_trigger_and_creates_once(fake):
     ]
     (cluster,) = result["clusters"]
     assert cluster["created"] is True and cluster["status"] == "ACTIVE"
-    assert cluster["nodegroups"]["ng-train"]["desired"] == 1 and result["training_cluster"] == "eksml"
+    assert cluster["nodegroups"]["ng-train"]["desired"] == 0 and result["training_cluster"] == "eksml"
 
 
 def test_existing_cluster_at_requested_sizes_is_reused_untouched(fake):

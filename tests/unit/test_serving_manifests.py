@@ -77,6 +77,26 @@ def test_deployment_runs_the_version_on_inference_nodes_safely(settings):
     assert not [e for e in container["env"] if "SECRET" in e["name"] or "ACCESS_KEY" in e["name"]]
 
 
+def test_the_scratch_volume_does_not_keep_a_serving_node_from_scaling_down(settings):
+    """cluster-autoscaler skips nodes whose pods use local storage (``--skip-nodes-with-local-storage``
+    defaults to true) unless the pod names those volumes safe to evict (cluster-autoscaler FAQ)."""
+    from eksml.cluster.autoscaler import autoscaler_objects
+
+    template = render_inference_objects(settings, URI, VERSION)[0]["spec"]["template"]
+    local = {v["name"] for v in template["spec"]["volumes"] if "emptyDir" in v}
+    annotation = template["metadata"]["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes"]
+    assert local and set(annotation.split(",")) == local
+    (deploy,) = [
+        o
+        for o in autoscaler_objects(
+            cluster_name="c", region="us-west-2", kubernetes_version="1.35", role_arn="arn:aws:iam::1:role/x"
+        )
+        if o["kind"] == "Deployment"
+    ]
+    command = deploy["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert "--skip-nodes-with-local-storage=false" not in command  # the flag stays on for every other pod
+
+
 def test_service_and_ingress_point_at_the_pods(settings):
     settings = settings.replace(ingress_tls=False)
     deployment, service, _pdb, _hpa, ingress = render_inference_objects(settings, URI, VERSION, ingress=True)

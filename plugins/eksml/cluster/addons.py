@@ -7,7 +7,8 @@ are files vendored beside it at released versions, each with a SHA-256 in ``addo
 a file that differs from its pinned digest (an edited copy, an upstream file dropped in
 without updating the pin) is refused before anything is applied, and no cluster build
 downloads anything. The kustomization's ``images`` entries (release tags for images the
-upstream file names by a floating tag) are applied here as kustomize would.
+upstream file names by a floating tag) and ``patches`` (the device plugin's node selector) are
+applied here as kustomize would.
 
 ``eksml.kubernetes.hooks.ApplyHook`` applies them, and the project's own objects, by
 server-side apply.
@@ -91,6 +92,23 @@ def _set_image_tags(obj: dict[str, Any], tags: dict[str, str]) -> None:
             container["image"] = f"{repo}:{tags[repo]}"
 
 
+def _merge(base: dict[str, Any], patch: dict[str, Any], where: str) -> None:
+    """The map part of a strategic merge patch; lists (merged by key upstream) are refused."""
+    for key, value in patch.items():
+        if isinstance(value, list):
+            raise AddonError(f"{where}: list fields in patches are not supported here ({key})")
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value, where)
+        else:
+            base[key] = value
+
+
+def _patches(kustomization: Path) -> list[tuple[dict[str, str], dict[str, Any]]]:
+    """kustomize ``patches: [{target: {kind, name}, patch}]`` (strategic merge, maps only)."""
+    doc = yaml.safe_load(kustomization.read_text()) or {}
+    return [(p["target"], yaml.safe_load(p["patch"])) for p in doc.get("patches", [])]
+
+
 def parse_manifest(text: str, source: str = "manifest") -> list[dict[str, Any]]:
     """Kubernetes objects of a multi-document YAML; empty documents and Lists are flattened."""
     objects: list[dict[str, Any]] = []
@@ -109,9 +127,17 @@ def parse_manifest(text: str, source: str = "manifest") -> list[dict[str, Any]]:
 def addon_objects(kustomization: Path = KUSTOMIZATION) -> list[dict[str, Any]]:
     """All objects of the pinned add-ons, read from the vendored, checksum-verified files."""
     tags = _image_overrides(kustomization)
+    patches = _patches(kustomization)
     objects: list[dict[str, Any]] = []
     for path in addon_files(kustomization):
         for obj in parse_manifest(path.read_text(), path.name):
             _set_image_tags(obj, tags)
+            for target, patch in patches:
+                if all(_field(obj, key) == value for key, value in target.items()):
+                    _merge(obj, patch, f"patch of {target}")
             objects.append(obj)
     return objects
+
+
+def _field(obj: dict[str, Any], key: str) -> Any:
+    return obj.get("kind") if key == "kind" else (obj.get("metadata") or {}).get(key)

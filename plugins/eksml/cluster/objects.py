@@ -221,7 +221,7 @@ def render_kubernetes_objects(
             cluster_name=cluster,
             region=req.region,
             kubernetes_version=req.kubernetes_version,
-            role_arn=role_arn(account, autoscaler_role_name(cluster), req.region),
+            role_arn=role_arn(account, autoscaler_role_name(cluster, req.region), req.region),
             node_role=SYSTEM_ROLE if cluster_role == TRAINING_CLUSTER else INFERENCE_ROLE,
         )
     )

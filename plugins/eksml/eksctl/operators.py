@@ -65,6 +65,8 @@ if TYPE_CHECKING:
 
 ACTIONS = ("create", "scale", "delete")
 EPHEMERAL_TAG = "eksml/ephemeral-run"
+#: The DAG run an ephemeral cluster was made for, so the janitor can ask whether it still runs.
+DAG_ID_TAG, RUN_ID_TAG = "eksml/dag-id", "eksml/run-id"
 
 
 def run_hash(run_id: str) -> str:
@@ -74,6 +76,11 @@ def run_hash(run_id: str) -> str:
 
 def ephemeral_cluster_name(base: str, run_id: str) -> str:
     return f"{base}-run-{run_hash(run_id)}"
+
+
+def _run_tags(context: Context) -> dict[str, str]:
+    dag = context.get("dag")
+    return {RUN_ID_TAG: context["run_id"], **({DAG_ID_TAG: dag.dag_id} if dag is not None else {})}
 
 
 def _resumed(event: dict[str, Any], key: str, given: Any, default: Any) -> Any:
@@ -145,7 +152,7 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
             request = request.with_overrides(
                 {
                     "name": ephemeral_cluster_name(request.name, context["run_id"]),
-                    "tags": {**request.tags, EPHEMERAL_TAG: tag},
+                    "tags": {**request.tags, EPHEMERAL_TAG: tag, **_run_tags(context)},
                 }
             )
         return request

@@ -225,20 +225,21 @@ def inference_node_group(req: ClusterRequest) -> ManagedNodeGroup:
     )
 
 
-def _role_name(cluster: str, account: str) -> str:
-    return f"{cluster}-{account}"
+def _role_name(cluster: str, region: str, account: str) -> str:
+    # IAM role names are account-global: the region keeps the same cluster name in two regions apart
+    return f"{cluster}-{region}-{account}"
 
 
-def autoscaler_role_name(cluster: str) -> str:
-    return _role_name(cluster, "cluster-autoscaler")
+def autoscaler_role_name(cluster: str, region: str) -> str:
+    return _role_name(cluster, region, "cluster-autoscaler")
 
 
 def training_role_name(cluster: str, req: ClusterRequest) -> str:
-    return _role_name(cluster, req.training_service_account)
+    return _role_name(cluster, req.region, req.training_service_account)
 
 
 def inference_role_name(cluster: str, req: ClusterRequest) -> str:
-    return _role_name(cluster, req.inference_service_account)
+    return _role_name(cluster, req.region, req.inference_service_account)
 
 
 def _service_accounts(
@@ -248,7 +249,7 @@ def _service_accounts(
         IAMServiceAccount(
             name=AUTOSCALER_SERVICE_ACCOUNT[1],
             namespace=AUTOSCALER_SERVICE_ACCOUNT[0],
-            role_name=autoscaler_role_name(cluster),
+            role_name=autoscaler_role_name(cluster, req.region),
             well_known_policies={"autoScaler": True},
         )
     ]

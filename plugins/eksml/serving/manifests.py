@@ -19,7 +19,7 @@ import re
 from types import MappingProxyType
 from typing import Any
 
-from eksml.nodes import INFERENCE_ROLE
+from eksml.nodes import INFERENCE_ROLE, evictable_local_volumes
 from eksml.settings import Settings
 from eksml.specs import Resources, WorkloadSpec
 
@@ -80,6 +80,7 @@ VERSION_LABEL = "eksml/model-version"
 MODEL_URI_ANNOTATION = "eksml/model-uri"
 #: Writable scratch space (model download, TensorFlow's temp files) on a read-only root.
 SCRATCH = "/tmp"
+SCRATCH_VOLUME = "scratch"
 
 
 def resource_name(settings: Settings) -> str:
@@ -162,7 +163,7 @@ def render_deployment(
             "limits": {"cpu": "2", "memory": "4Gi"},
         },
         "securityContext": {**_sanitize(container_security_context()), "readOnlyRootFilesystem": True},
-        "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
+        "volumeMounts": [{"name": SCRATCH_VOLUME, "mountPath": SCRATCH}],
         # A server that dies before it logs a reason still leaves its last lines in the pod status.
         "terminationMessagePolicy": TERMINATION_MESSAGE_POLICY,
     }
@@ -183,7 +184,11 @@ def render_deployment(
             "selector": {"matchLabels": selector_labels(settings)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
-                "metadata": {"labels": labels, "annotations": {MODEL_URI_ANNOTATION: model_uri}},
+                "metadata": {
+                    "labels": labels,
+                    # the scratch emptyDir must not keep the node from scaling down
+                    "annotations": {MODEL_URI_ANNOTATION: model_uri, **evictable_local_volumes(SCRATCH_VOLUME)},
+                },
                 "spec": {
                     "serviceAccountName": settings.inference_service_account,
                     "nodeSelector": node_selector(spec.node_role),
@@ -191,7 +196,7 @@ def render_deployment(
                     "terminationGracePeriodSeconds": 30,
                     "containers": [container],
                     "topologySpreadConstraints": topology_spread(settings),
-                    "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "2Gi"}}],
+                    "volumes": [{"name": SCRATCH_VOLUME, "emptyDir": {"sizeLimit": "2Gi"}}],
                 },
             },
         },
