@@ -171,6 +171,10 @@ class Settings:
     #: FSx for Lustre linked to the S3 data prefix, mounted read-only by training pods.
     fsx_lustre: bool = False
     fsx_storage_gib: int = 1200
+    #: Where the file system lives: a private subnet of the nodes' VPC (default: the first of
+    #: ``private_subnets``) and security groups that let the nodes reach Lustre (TCP 988).
+    fsx_subnet: str = ""
+    fsx_security_groups: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -280,6 +284,11 @@ def _check_integrations(s: Settings) -> None:
         )
     if s.fsx_lustre and (s.fsx_storage_gib < 1200 or s.fsx_storage_gib % 1200):
         raise SettingsError(f"fsx_storage_gib must be 1200 or a multiple of 1200 (SCRATCH_2), got {s.fsx_storage_gib}")
+    if s.fsx_lustre and not ((s.fsx_subnet or s.private_subnets) and s.fsx_security_groups):
+        raise SettingsError(
+            "fsx_lustre needs fsx_subnet (or private_subnets) and fsx_security_groups: the file system is made in "
+            "that subnet, reachable from the nodes through those groups"
+        )
     if not s.ingress:
         return
     if s.ingress_tls and not s.ingress_certificate_arn:

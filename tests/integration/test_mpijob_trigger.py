@@ -241,10 +241,18 @@ class _Handler(BaseHTTPRequestHandler):
             wanted = dict(t.split("=", 1) for t in terms if "=" in t and "!=" not in t)
             items = [p for p in api.pods if wanted.items() <= p["metadata"]["labels"].items()]
             return 200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}, "application/json"
+        if path == f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets" and method == "POST":
+            return 201, body, "application/json"  # the job's budget (its effect: tests/k8s/test_k8s_production.py)
         if path == f"/api/v1/namespaces/{NS}/pods" and method == "POST":
-            pod = {**body, "status": {"phase": "Pending"}}
+            meta = {**body["metadata"], "uid": f"uid-{body['metadata']['name']}"}  # as the API server assigns one
+            pod = {**body, "metadata": meta, "status": {"phase": "Pending"}}
             api.pods.append(pod)
             return 201, pod, "application/json"
+        if path.startswith(f"/api/v1/namespaces/{NS}/pods/") and len(parts) == 6 and method == "GET":
+            found = [p for p in api.pods if p["metadata"]["name"] == parts[-1]]
+            if not found:
+                return 404, _status(404, "NotFound", f'pods "{parts[-1]}" not found'), "application/json"
+            return 200, found[0], "application/json"
         if path.startswith(f"/api/v1/namespaces/{NS}/pods/") and path.endswith("/log") and method == "GET":
             pod = parts[-2]
             if pod not in api.logs:

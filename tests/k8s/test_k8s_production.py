@@ -256,3 +256,44 @@ def test_training_task_protects_its_pod_with_a_budget_it_owns(prepared_cluster, 
     assert [(r.kind, r.uid) for r in budget.metadata.owner_references] == [("Pod", pod.metadata.uid)]
     assert budget.spec.min_available == 1
     assert budget.spec.selector.match_labels.items() <= pod.metadata.labels.items()
+
+
+# --- FSx for Lustre --------------------------------------------------------------------------
+
+
+def test_fsx_storage_class_claim_and_a_read_only_mount_are_admitted(prepared_cluster):
+    """The driver's CSIDriver (vendored, pinned) stands in for the EKS add-on; the claim stays
+    Pending here (no provisioner runs), the training pod that mounts it passes admission
+    (restricted Pod Security included) as the pipeline identity."""
+    from eksml.cluster.addons import addon_objects
+    from eksml.cluster.fsx import FSX_DRIVER, fsx_objects
+    from eksml.kubernetes.operators import render_training_pod
+    from eksml.specs import training_spec
+
+    settings = aws_settings(
+        "unused", fsx_lustre=True, fsx_subnet="subnet-0a1b2c3d4e5f60718", fsx_security_groups=("sg-0123456789abcdef0",)
+    )
+    admin = prepared_cluster.api_client("admin")
+    apply_objects(admin, [*addon_objects(FSX_DRIVER), *fsx_objects(settings)], log=lambda _m: None)
+    storage = client.StorageV1Api(admin)
+    assert storage.read_csi_driver("fsx.csi.aws.com").spec.attach_required is False
+    assert storage.read_storage_class("eksml-fsx-lustre").parameters["s3ImportPath"].startswith("s3://eksml-bucket/")
+    claim = client.CoreV1Api(admin).read_namespaced_persistent_volume_claim("eksml-data-fsx", "ml-training")
+    assert claim.spec.access_modes == ["ReadWriteMany"]
+
+    spec = training_spec(
+        framework="tensorflow",
+        data_uri="s3://eksml-bucket/store/data/x",
+        model_uri="s3://eksml-bucket/store/models/v1",
+        checkpoint_uri="s3://eksml-bucket/store/ckpt/v1",
+        epochs=1,
+        batch_size=32,
+        learning_rate=0.01,
+        gpus=1,
+    )
+    pod = render_training_pod(spec, settings, name="fsx-probe")
+    created = client.CoreV1Api(prepared_cluster.api_client(PIPELINE)).create_namespaced_pod(
+        "ml-training", pod, dry_run="All"
+    )
+    (volume,) = [v for v in created.spec.volumes if v.persistent_volume_claim]
+    assert volume.persistent_volume_claim.claim_name == "eksml-data-fsx" and volume.persistent_volume_claim.read_only

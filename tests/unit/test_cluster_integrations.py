@@ -108,3 +108,57 @@ def test_a_changed_vendored_controller_file_is_refused(tmp_path):
         addon_objects(tmp_path / "kustomization.yaml")
     with pytest.raises(AddonError, match="no pinned SHA-256"):
         pinned_file(tmp_path / "kustomization.yaml", "kustomization.yaml")
+
+
+FSX = {"fsx_lustre": True, "fsx_subnet": "subnet-0a1b2c3d4e5f60718", "fsx_security_groups": ("sg-0123456789abcdef0",)}
+
+
+def test_fsx_is_off_by_default_and_needs_where_to_live():
+    assert "addons" not in _config()
+    with pytest.raises(SettingsError, match="fsx_security_groups"):
+        Settings(profile="aws", fsx_lustre=True)
+
+
+def test_fsx_driver_add_on_storage_class_and_read_only_mounts():
+    from eksml.kubernetes.manifests import render_mpijob
+    from eksml.kubernetes.operators import render_training_pod
+    from eksml.specs import training_spec
+
+    (addon,) = _config(**FSX)["addons"]
+    assert addon["name"] == "aws-fsx-csi-driver"
+    assert "fsx:CreateFileSystem" in json.dumps(addon["attachPolicy"])
+    settings = Settings(profile="aws", store_uri=STORE, **FSX)
+    objects = render_kubernetes_objects(settings, account_id=ACCOUNT)
+    (sc,) = [o for o in objects if o["kind"] == "StorageClass"]
+    (claim,) = [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    assert sc["provisioner"] == "fsx.csi.aws.com"
+    assert sc["parameters"]["s3ImportPath"] == "s3://eksml-bucket/store/data/fashion-mnist"
+    assert (
+        claim["spec"]["storageClassName"] == sc["metadata"]["name"] and claim["metadata"]["namespace"] == "ml-training"
+    )
+
+    def spec(workers=1):
+        return training_spec(
+            framework="mxnet" if workers > 1 else "tensorflow",
+            data_uri=f"{STORE}/data/x",
+            model_uri=f"{STORE}/models/x",
+            checkpoint_uri=f"{STORE}/ckpt/x",
+            epochs=1,
+            batch_size=64,
+            learning_rate=0.01,
+            workers=workers,
+        )
+
+    pod = render_training_pod(spec(), settings)
+    (container,) = pod["spec"]["containers"]
+    assert pod["spec"]["volumes"] == [
+        {"name": "fsx-data", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"], "readOnly": True}}
+    ]
+    assert {"name": "fsx-data", "mountPath": "/fsx/data", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "EKSML_FSX_DATA_DIR", "value": "/fsx/data"} in container["env"]
+    worker = render_mpijob(spec(workers=2), settings, "mpi-fsx")["spec"]["mpiReplicaSpecs"]["Worker"]["template"][
+        "spec"
+    ]
+    assert {"name": "fsx-data", "mountPath": "/fsx/data", "readOnly": True} in worker["containers"][0]["volumeMounts"]
+    plain = render_training_pod(spec(), Settings(profile="aws", store_uri=STORE))
+    assert not plain["spec"].get("volumes")  # S3 stays the default

@@ -212,6 +212,10 @@ def render_kubernetes_objects(
         from eksml.cluster.karpenter import karpenter_objects
 
         objects.extend(karpenter_objects(req, cluster))
+    if training and req.fsx_lustre:
+        from eksml.cluster.fsx import fsx_objects
+
+        objects.extend(fsx_objects(s))
     if inference and req.ingress:
         from eksml.cluster.loadbalancer import controller_role_name, load_balancer_objects
 

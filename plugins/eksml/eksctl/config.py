@@ -261,11 +261,14 @@ class EksAddon:
     version: str
     attach_policy_arns: tuple[str, ...] = ()
     configuration_values: str = ""
+    attach_policy: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"name": self.name, "version": self.version}
         if self.attach_policy_arns:
             doc["attachPolicyARNs"] = list(self.attach_policy_arns)
+        if self.attach_policy:
+            doc["attachPolicy"] = self.attach_policy
         if self.configuration_values:
             doc["configurationValues"] = self.configuration_values
         return doc

@@ -50,6 +50,9 @@ CONTROL_PLANE_LOGS = ("api", "audit", "authenticator")
 #: Pod logs (Fluent Bit) and Container Insights to CloudWatch, as an EKS add-on at a pinned version.
 CLOUDWATCH_ADDON = "amazon-cloudwatch-observability"
 CLOUDWATCH_ADDON_VERSION = "v5.2.3-eksbuild.1"
+#: The FSx for Lustre CSI driver as an EKS add-on, at the release vendored in include/kubernetes.
+FSX_ADDON = "aws-fsx-csi-driver"
+FSX_ADDON_VERSION = "v1.9.0-eksbuild.1"
 #: ``node_scaler`` value for which GPU nodes come from Karpenter instead of the ng-train group.
 KARPENTER_SCALER = "karpenter"
 #: Tag by which Karpenter finds the cluster's subnets and security groups (eksctl puts the
@@ -429,6 +432,10 @@ def with_integrations(config: ClusterConfig, req: ClusterRequest) -> ClusterConf
         logs = CONTROL_PLANE_LOGS
         policy = f"arn:{partition_for(req.region)}:iam::aws:policy/CloudWatchAgentServerPolicy"
         addons.append(EksAddon(CLOUDWATCH_ADDON, CLOUDWATCH_ADDON_VERSION, attach_policy_arns=(policy,)))
+    if req.fsx_lustre and config.name == training_cluster_name(req):
+        from eksml.cluster.fsx import driver_policy
+
+        addons.append(EksAddon(FSX_ADDON, FSX_ADDON_VERSION, attach_policy=driver_policy()))
     groups, tags = config.node_groups, config.tags
     if req.node_scaler == KARPENTER_SCALER:
         # GPU nodes come from Karpenter's NodePool (eksml.cluster.karpenter), which finds the

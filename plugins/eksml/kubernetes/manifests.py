@@ -94,6 +94,30 @@ def shared_memory(resources: Resources) -> tuple[list[k8s.V1Volume], list[k8s.V1
     return [volume], [k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")]
 
 
+#: The FSx for Lustre claim (eksml.cluster.fsx) and where training containers see it, read-only.
+FSX_CLAIM = "eksml-data-fsx"
+FSX_MOUNT = "/fsx/data"
+#: Tells the training code the data set is also on the shared file system (S3 stays the source of truth).
+FSX_DATA_ENV = "EKSML_FSX_DATA_DIR"
+
+
+def shared_data(settings: Settings) -> tuple[list[k8s.V1Volume], list[k8s.V1VolumeMount]]:
+    """The FSx for Lustre data set, mounted read-only, when ``settings.fsx_lustre`` is on."""
+    if not settings.fsx_lustre:
+        return [], []
+    volume = k8s.V1Volume(
+        name="fsx-data",
+        persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=FSX_CLAIM, read_only=True),
+    )
+    return [volume], [k8s.V1VolumeMount(name="fsx-data", mount_path=FSX_MOUNT, read_only=True)]
+
+
+def training_env(spec: WorkloadSpec, settings: Settings) -> list[k8s.V1EnvVar]:
+    """The spec's environment, plus where the shared data set is mounted when there is one."""
+    env = {**spec.env, FSX_DATA_ENV: FSX_MOUNT} if settings.fsx_lustre else dict(spec.env)
+    return env_vars(env)
+
+
 def gpu_tolerations() -> list[k8s.V1Toleration]:
     """Tolerate the GPU nodes' ``nvidia.com/gpu=present:NoSchedule`` taint (any value)."""
     return [k8s.V1Toleration(key=GPU_TAINT_KEY, operator="Exists", effect=GPU_TAINT_EFFECT)]
@@ -322,7 +346,7 @@ def render_mpijob(
             "slot(s): Horovod runs one process per GPU, so they must be equal"
         )
     check_job_name(name, spec.replicas)
-    env = env_vars(spec.env)
+    env = training_env(spec, settings)
     image = settings.image(spec.image)
     pod_labels = {**dict(spec.labels), **dict(labels or {})}
 
@@ -340,6 +364,8 @@ def render_mpijob(
         gpu_nodes=False,
     )
     shm_volumes, shm_mounts = shared_memory(spec.resources)
+    data_volumes, data_mounts = shared_data(settings)
+    shm_volumes, shm_mounts = shm_volumes + data_volumes, shm_mounts + data_mounts
     worker = _template(
         spec,
         settings,

@@ -150,7 +150,8 @@ class WorkloadPodOperator(SettingsMixin, KubernetesPodOperator):
         self.image = settings.image(spec.image)
         self.cmds = spec.container_command()
         self.arguments = spec.argv()
-        self.env_vars = manifests.env_vars(spec.env)
+        self.volumes, self.volume_mounts = manifests.shared_data(settings)
+        self.env_vars = manifests.training_env(spec, settings)
         self.container_resources = manifests.resource_requirements(spec.resources)
         self.node_selector = node_selector(spec.node_role)
         self.tolerations = manifests.gpu_tolerations() if manifests.needs_gpu_nodes(spec) else []
@@ -180,10 +181,11 @@ class WorkloadPodOperator(SettingsMixin, KubernetesPodOperator):
             manifests.JOB_POD_LABEL: make_safe_label_value(pod_request_obj.metadata.name),
         }
         pod = super().get_or_create_pod(pod_request_obj, context)
+        uid = pod.metadata.uid or self.pod_manager.read_pod(pod).metadata.uid  # a created pod is the request
         owner = {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": pod.metadata.name, "namespace": pod.metadata.namespace, "uid": pod.metadata.uid},
+            "metadata": {"name": pod.metadata.name, "namespace": pod.metadata.namespace, "uid": uid},
         }
         selector = {manifests.JOB_POD_LABEL: pod_request_obj.metadata.labels[manifests.JOB_POD_LABEL]}
         create_disruption_budget(self.hook.api_client, manifests.job_disruption_budget(owner, selector, pods=1))
