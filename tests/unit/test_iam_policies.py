@@ -172,3 +172,16 @@ def test_the_boundary_caps_an_admin_policy_attached_by_mistake():
         assert not evaluate(
             [admin], Request(action, resource, {"aws:RequestedRegion": REGION}), boundary=boundary
         ).allowed
+
+
+def test_the_irsa_roles_eksctl_creates_grant_the_store_key():
+    from eksml.eksctl.request import ClusterRequest, build_cluster_configs
+    from eksml.settings import Settings
+
+    (cfg,) = build_cluster_configs(ClusterRequest.from_settings(Settings(store_uri=STORE, store_kms_key_arn=KEY)))
+    accounts = {
+        f"{a['metadata']['namespace']}/{a['metadata']['name']}": a for a in cfg.to_dict()["iam"]["serviceAccounts"]
+    }
+    for account in ("ml-training/training", "ml-serving/inference"):
+        sids = {st["Sid"]: st for st in accounts[account]["attachPolicy"]["Statement"]}
+        assert sids["StoreKmsKeyThroughS3"]["Resource"] == KEY, account
