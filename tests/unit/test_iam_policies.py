@@ -105,11 +105,14 @@ def test_the_pipeline_holds_none_of_eksctls_write_permissions():
     assert [(a, r) for a, r, ctx in writes if evaluate([doc], Request(a, r, ctx)).allowed] == []
 
 
+ACCOUNTS = ("training", "inference")
+
+
 def _lifecycle(request: Request):
     return evaluate(
-        [lifecycle_policy(CLUSTER, REGION, account_id=ACCOUNT)],
+        [lifecycle_policy(CLUSTER, REGION, service_accounts=ACCOUNTS, account_id=ACCOUNT)],
         request,
-        boundary=lifecycle_boundary(CLUSTER, REGION, account_id=ACCOUNT),
+        boundary=lifecycle_boundary(CLUSTER, REGION, service_accounts=ACCOUNTS, account_id=ACCOUNT),
     )
 
 
@@ -126,6 +129,10 @@ def test_every_eksctl_call_is_allowed_to_the_lifecycle_identity():
     ("action", "resource", "context"),
     [
         ("iam:CreateRole", f"arn:aws:iam::{ACCOUNT}:role/admin-escape", {}),
+        # roles named after the project but not made by eksctl: Airflow's own, the lifecycle one
+        ("iam:PutRolePolicy", f"arn:aws:iam::{ACCOUNT}:role/{CLUSTER}-pipeline", {}),
+        ("iam:AttachRolePolicy", f"arn:aws:iam::{ACCOUNT}:role/{CLUSTER}-lifecycle", {}),
+        ("iam:UpdateAssumeRolePolicy", f"arn:aws:iam::{ACCOUNT}:role/{CLUSTER}-pipeline", {}),
         ("iam:PutRolePolicy", f"arn:aws:iam::{ACCOUNT}:role/OrganizationAccountAccessRole", {}),
         (
             "iam:AttachRolePolicy",
@@ -163,7 +170,7 @@ def test_the_lifecycle_identity_stays_inside_the_project(action, resource, conte
 
 def test_the_boundary_caps_an_admin_policy_attached_by_mistake():
     admin = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-    boundary = lifecycle_boundary(CLUSTER, REGION, account_id=ACCOUNT)
+    boundary = lifecycle_boundary(CLUSTER, REGION, service_accounts=ACCOUNTS, account_id=ACCOUNT)
     for action, resource in (
         ("iam:CreateUser", f"arn:aws:iam::{ACCOUNT}:user/x"),
         ("iam:CreateRole", f"arn:aws:iam::{ACCOUNT}:role/x"),
