@@ -523,7 +523,8 @@ def check_lifecycle_permissions(iam_client: Any, settings: Settings, principal: 
         )
         for action, resource, context in lifecycle_calls(settings.cluster_name, settings.region, account)
     ]
-    policy = lifecycle_policy(settings.cluster_name, settings.region, account_id=account)
+    accounts = (settings.training_service_account, settings.inference_service_account)
+    policy = lifecycle_policy(settings.cluster_name, settings.region, service_accounts=accounts, account_id=account)
     fix = (
         "attach the policy printed by: python -m eksml.eksctl iam lifecycle, with the boundary printed by: "
         "python -m eksml.eksctl iam lifecycle-boundary (EKSML_LIFECYCLE_AWS_CONN_ID names its connection)"

@@ -179,3 +179,112 @@ def test_the_first_task_of_an_aws_run_stops_on_preflight_errors(account, monkeyp
     monkeypatch.setenv("EKSML_REGION", REGION)
     with pytest.raises(PreflightError, match="no-such-bucket-anywhere cannot be reached"):
         validate({"data_uri": str(dataset_dir)})
+
+
+KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+@pytest.mark.parametrize(
+    ("rule", "setting", "level", "says"),
+    [
+        (None, "", preflight.OK, "S3-managed keys"),
+        ({"SSEAlgorithm": "AES256"}, "", preflight.OK, "S3-managed keys"),
+        ({"SSEAlgorithm": "aws:kms"}, "", preflight.OK, "AWS managed key aws/s3"),
+        ({"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "alias/aws/s3"}, "", preflight.OK, "aws/s3"),
+        ({"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": KEY}, "", preflight.ERROR, "customer-managed KMS key"),
+        ({"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": KEY}, KEY, preflight.OK, "granted through S3"),
+        (
+            {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "1234abcd-12ab-34cd-56ef-1234567890ab"},
+            KEY,
+            preflight.OK,
+            "granted through S3",
+        ),
+        (
+            {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": KEY.replace("1234abcd", "99999999")},
+            KEY,
+            preflight.ERROR,
+            "the policies grant",
+        ),
+    ],
+)
+def test_bucket_encryption_finding(moto_bucket, moto_client, rule, setting, level, says):
+    bucket = moto_bucket("preflight-encrypted")
+    s3 = moto_client("s3")
+    if rule is None:
+        s3.delete_bucket_encryption(Bucket=bucket)
+    else:
+        s3.put_bucket_encryption(
+            Bucket=bucket,
+            ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": rule}]},
+        )
+    (finding,) = preflight.check_bucket_encryption(
+        s3, _settings(store_uri=f"s3://{bucket}/ml", store_kms_key_arn=setting)
+    )
+    assert finding.level == level and says in finding.message, finding
+    if level == preflight.ERROR:
+        assert "EKSML_STORE_KMS_KEY_ARN" in finding.fix
+
+
+def test_ephemeral_runs_simulate_the_lifecycle_identity(account):
+    from eksml.eksctl.lifecycle_iam import lifecycle_calls
+
+    settings = _settings()
+    rec = Recorded()
+    rec.simulate(MOTO_CALLER, _pipeline_doc(settings))
+    lifecycle_role = f"arn:aws:iam::{ACCOUNT}:role/eksml-lifecycle"
+    for action, resource, context in lifecycle_calls(settings.cluster_name, REGION, ACCOUNT):
+        entries = [
+            {"ContextKeyName": k, "ContextKeyValues": [v], "ContextKeyType": "string"} for k, v in context.items()
+        ]
+        decision = "implicitDeny" if action == "iam:CreateOpenIDConnectProvider" else "allowed"
+        rec.iam_stub.add_response(
+            "simulate_principal_policy",
+            {"EvaluationResults": [{"EvalActionName": action, "EvalResourceName": resource, "EvalDecision": decision}]},
+            {
+                "PolicySourceArn": lifecycle_role,
+                "ActionNames": [action],
+                "ResourceArns": [resource],
+                "ContextEntries": entries,
+            },
+        )
+    rec.no_such_role("training")
+    rec.quota_stub.add_response(
+        "get_service_quota",
+        {"Quota": {"QuotaCode": "L-417A185B", "Value": 64.0}},
+        {"ServiceCode": "ec2", "QuotaCode": "L-417A185B"},
+    )
+    sts = boto3.client("sts", region_name=REGION, aws_access_key_id="k", aws_secret_access_key="s")
+    sts_stub = Stubber(sts)
+    sts_stub.add_response(
+        "get_caller_identity",
+        {"Arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/eksml-lifecycle/eksctl", "Account": ACCOUNT, "UserId": "AROA:x"},
+    )
+    sts_stub.activate()
+    params = validate_training_params({"cluster": "ephemeral"})
+    report = preflight.run_preflight(
+        _settings(lifecycle_aws_conn_id="aws_lifecycle"),
+        params,
+        clients=rec.factory(account),
+        lifecycle_clients=lambda service: sts,
+    )
+    errors = {f.check: f for f in report.errors}
+    assert "iam:CreateOpenIDConnectProvider" in errors["permissions: lifecycle"].message
+    assert lifecycle_role in errors["permissions: lifecycle"].message
+    assert "python -m eksml.eksctl iam lifecycle" in errors["permissions: lifecycle"].fix
+    rec.iam_stub.assert_no_pending_responses()
+
+
+def test_every_probe_satisfies_the_statement_it_probes():
+    """What preflight asks the simulator must be allowed by the very policy it renders (the
+    context fills each condition), else a correct account reads as a broken one."""
+    from fixtures.iam_eval import Request, evaluate
+
+    doc = iam.pipeline_policy(
+        "s3://b-1/ml", "fashion-mnist", REGION, sagemaker_role_arn=ROLE, cluster_name="eksml", account_id=ACCOUNT
+    )
+    refused = []
+    for action, resource, context in preflight.probes(doc):
+        request = Request(action, resource, {c["ContextKeyName"]: c["ContextKeyValues"][0] for c in context})
+        if not evaluate([doc], request).allowed:
+            refused.append(str(request))
+    assert refused == []

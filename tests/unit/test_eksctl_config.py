@@ -184,7 +184,9 @@ def test_store_location_and_partition():
     with pytest.raises(StoreUriError):
         S3Location.parse("s3://Bad_Bucket/x")
     china = training_policy("s3://bucket-1", "m", "cn-north-1")
-    assert china["Statement"][1]["Resource"] == "arn:aws-cn:s3:::bucket-1/data/m/*"
+    sids = {st["Sid"]: st for st in china["Statement"]}
+    assert sids["DataRead"]["Resource"] == "arn:aws-cn:s3:::bucket-1/data/m/*"
+    assert sids["HeadBucketAndMissingKeys"]["Resource"] == "arn:aws-cn:s3:::bucket-1"
 
 
 def test_yaml_is_what_eksctl_reads():

@@ -68,10 +68,14 @@ def _print_policy(args: argparse.Namespace) -> int:
     store = args.store_uri or settings.store_uri
     kms = settings.store_kms_key_arn
     try:
-        if args.identity == Identity.LIFECYCLE:
-            doc = lifecycle_iam.lifecycle_policy(settings.cluster_name, settings.region, account_id=args.account_id)
-        elif args.identity == LIFECYCLE_BOUNDARY:
-            doc = lifecycle_iam.lifecycle_boundary(settings.cluster_name, settings.region, account_id=args.account_id)
+        if args.identity in (Identity.LIFECYCLE, LIFECYCLE_BOUNDARY):
+            render = (
+                lifecycle_iam.lifecycle_policy
+                if args.identity == Identity.LIFECYCLE
+                else lifecycle_iam.lifecycle_boundary
+            )
+            accounts = (settings.training_service_account, settings.inference_service_account)
+            doc = render(settings.cluster_name, settings.region, service_accounts=accounts, account_id=args.account_id)
         elif args.identity == Identity.PIPELINE:
             role = settings.sagemaker_role_arn or f"arn:aws:iam::{args.account_id or '*'}:role/SAGEMAKER_ROLE"
             doc = iam.pipeline_policy(

@@ -9,9 +9,11 @@ EksAllAccess, IamLimitedAccess) narrowed to the project's names; a permissions b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from eksml.eksctl.iam import POLICY_VERSION, partition_for
+from eksml.eksctl.request import autoscaler_role_name
 
 #: Name of the managed policy used as the lifecycle identity's permissions boundary.
 LIFECYCLE_BOUNDARY_NAME = "eksml-lifecycle-boundary"
@@ -54,10 +56,17 @@ LIFECYCLE_SERVICE_LINKED = (
 )
 
 
-def _lifecycle_names(cluster: str, region: str, account: str) -> dict[str, list[str]]:
-    """ARN patterns of everything eksctl creates for the project's clusters: stacks
-    ``eksctl-<cluster>*``, roles ``eksctl-<cluster>*`` and the IRSA roles ``<cluster>-*``."""
+def _lifecycle_names(cluster: str, region: str, account: str, service_accounts: Sequence[str]) -> dict[str, list[str]]:
+    """ARN patterns of everything eksctl creates for the project's clusters (``<cluster>`` and
+    ``<cluster>-*``): stacks and roles ``eksctl-<cluster>-*``, and the IRSA roles by their exact
+    names ``<cluster>[-*]-<service account>`` (never ``<cluster>-*``, which would also cover a
+    pipeline or lifecycle role named after the project)."""
     p = partition_for(region)
+    irsa = [
+        name
+        for c in (cluster, f"{cluster}-*")
+        for name in (*(f"{c}-{sa}" for sa in service_accounts), autoscaler_role_name(c))
+    ]
     return {
         "stacks": [f"arn:{p}:cloudformation:{region}:{account}:stack/eksctl-{cluster}-*/*"],
         "clusters": [
@@ -71,14 +80,18 @@ def _lifecycle_names(cluster: str, region: str, account: str) -> dict[str, list[
         ],
         "roles": [
             f"arn:{p}:iam::{account}:role/eksctl-{cluster}-*",
-            f"arn:{p}:iam::{account}:role/{cluster}-*",
+            *(f"arn:{p}:iam::{account}:role/{name}" for name in irsa),
+        ],
+        "other_iam": [
             f"arn:{p}:iam::{account}:instance-profile/eksctl-{cluster}-*",
             f"arn:{p}:iam::{account}:oidc-provider/oidc.eks.{region}.amazonaws.com/*",
         ],
     }
 
 
-def lifecycle_policy(cluster_name: str, region: str, *, account_id: str | None = None) -> dict[str, Any]:
+def lifecycle_policy(
+    cluster_name: str, region: str, *, service_accounts: Sequence[str], account_id: str | None = None
+) -> dict[str, Any]:
     """Policy of the identity that runs eksctl (create, scale, delete the project's clusters).
 
     From eksctl's "Minimum IAM policies" (AmazonEC2FullAccess, AWSCloudFormationFullAccess,
@@ -90,7 +103,7 @@ def lifecycle_policy(cluster_name: str, region: str, *, account_id: str | None =
     """
     account = account_id or "*"
     p = partition_for(region)
-    names = _lifecycle_names(cluster_name, region, account)
+    names = _lifecycle_names(cluster_name, region, account, service_accounts)
     in_region = {"StringEquals": {"aws:RequestedRegion": region}}
     statements = [
         {"Sid": "ProjectStacks", "Effect": "Allow", "Action": "cloudformation:*", "Resource": names["stacks"]},
@@ -114,12 +127,17 @@ def lifecycle_policy(cluster_name: str, region: str, *, account_id: str | None =
             "Resource": "*",
             "Condition": in_region,
         },
-        {"Sid": "ProjectRoles", "Effect": "Allow", "Action": list(EKSCTL_IAM_ACTIONS), "Resource": names["roles"]},
+        {
+            "Sid": "ProjectRoles",
+            "Effect": "Allow",
+            "Action": list(EKSCTL_IAM_ACTIONS),
+            "Resource": names["roles"] + names["other_iam"],
+        },
         {
             "Sid": "PassProjectRolesToEks",
             "Effect": "Allow",
             "Action": "iam:PassRole",
-            "Resource": names["roles"][:2],
+            "Resource": names["roles"],
             "Condition": {"StringEquals": {"iam:PassedToService": list(LIFECYCLE_PASSED_TO)}},
         },
         {"Sid": "ReadRoles", "Effect": "Allow", "Action": "iam:GetRole", "Resource": f"arn:{p}:iam::{account}:role/*"},
@@ -146,7 +164,9 @@ def lifecycle_policy(cluster_name: str, region: str, *, account_id: str | None =
     return {"Version": POLICY_VERSION, "Statement": statements}
 
 
-def lifecycle_boundary(cluster_name: str, region: str, *, account_id: str | None = None) -> dict[str, Any]:
+def lifecycle_boundary(
+    cluster_name: str, region: str, *, service_accounts: Sequence[str], account_id: str | None = None
+) -> dict[str, Any]:
     """Permissions boundary of the lifecycle identity: the most it can ever do, whatever is attached.
 
     It allows only the services eksctl uses, in the region; and denies the ways an identity that
@@ -156,7 +176,7 @@ def lifecycle_boundary(cluster_name: str, region: str, *, account_id: str | None
     """
     account = account_id or "*"
     p = partition_for(region)
-    names = _lifecycle_names(cluster_name, region, account)
+    names = _lifecycle_names(cluster_name, region, account, service_accounts)
     role_writes = [
         "iam:CreateRole",
         "iam:DeleteRole",
@@ -183,7 +203,7 @@ def lifecycle_boundary(cluster_name: str, region: str, *, account_id: str | None
             "Sid": "NoRoleWritesOutsideTheProject",
             "Effect": "Deny",
             "Action": role_writes,
-            "NotResource": names["roles"][:2],
+            "NotResource": names["roles"],
         },
         {
             "Sid": "NoAdminPolicies",
@@ -251,6 +271,8 @@ EKSCTL_CALLS: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("iam:CreateOpenIDConnectProvider", "arn:{p}:iam::{a}:oidc-provider/oidc.eks.{r}.amazonaws.com/id/ABC", {}),
     ("iam:CreateRole", "arn:{p}:iam::{a}:role/{c}-training", {}),
     ("iam:PutRolePolicy", "arn:{p}:iam::{a}:role/{c}-training", {}),
+    ("iam:CreateRole", "arn:{p}:iam::{a}:role/{c}-run-0123456789-inference", {}),
+    ("iam:CreateRole", "arn:{p}:iam::{a}:role/{c}-cluster-autoscaler", {}),
     ("iam:CreateRole", "arn:{p}:iam::{a}:role/eksctl-{c}-nodegroup-ng-train-NodeInstanceRole-ABC", {}),
     (
         "iam:PassRole",
@@ -287,6 +309,7 @@ def lifecycle_calls(cluster_name: str, region: str, account_id: str) -> list[tup
 #: One line for the README's table of identities.
 LIFECYCLE_SCOPE = (
     "CloudFormation stacks `eksctl-<cluster>-*`, EKS `<cluster>` and `<cluster>-*` (node groups, add-ons, "
-    "access entries), IAM roles `eksctl-<cluster>-*` and `<cluster>-*` (passed to EKS and EC2 only), "
+    "access entries), IAM roles `eksctl-<cluster>-*` and the IRSA roles `<cluster>[-*]-<service account>` "
+    "(passed to EKS and EC2 only), "
     "the OIDC provider, EC2 and Auto Scaling in the region"
 )

@@ -101,7 +101,7 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
     :param cluster_role: ``all``, ``training`` or ``inference``: which of the dedicated
         clusters to act on (a shared cluster serves both roles).
     :param aws_conn_id: Airflow AWS connection whose credentials eksctl receives; default the
-        settings' one.
+        settings' ``lifecycle_aws_conn_id``, else their ``aws_conn_id``.
     :param deferrable: run long eksctl commands in the triggerer; default Airflow's
         ``[operators] default_deferrable``.
     :param settings: configuration; ``None`` resolves it at run time.
@@ -143,6 +143,13 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
         self.delete_timeout = delete_timeout
         self.poll_interval = poll_interval
         self._running: EksctlCommandTrigger | None = None
+
+    def resolved_aws_conn_id(self) -> str | None:
+        """eksctl runs as the lifecycle identity: ``Settings.lifecycle_aws_conn_id`` when set."""
+        if self.aws_conn_id is FROM_SETTINGS:
+            settings = self.resolved_settings()
+            return settings.lifecycle_aws_conn_id or settings.aws_conn_id
+        return self.aws_conn_id
 
     # --- inputs -------------------------------------------------------------------------
     def _request(self, context: Context) -> ClusterRequest:

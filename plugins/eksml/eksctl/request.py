@@ -84,6 +84,8 @@ class ClusterRequest:
     kubernetes_version: str
     store_uri: str
     model_name: str = "fashion-mnist"
+    #: KMS key of an SSE-KMS store bucket; the IRSA policies grant it through S3 (Settings').
+    store_kms_key_arn: str = ""
     namespace: str = "ml-training"
     inference_namespace: str = "ml-serving"
     training_service_account: str = "training"
@@ -130,6 +132,7 @@ class ClusterRequest:
             kubernetes_version=s.kubernetes_version,
             store_uri=s.store_uri,
             model_name=s.model_name,
+            store_kms_key_arn=s.store_kms_key_arn,
             namespace=s.namespace,
             inference_namespace=s.inference_namespace,
             training_service_account=s.training_service_account,
@@ -262,7 +265,7 @@ def _service_accounts(
                 name=req.training_service_account,
                 namespace=req.namespace,
                 role_name=training_role_name(cluster, req),
-                policy=training_policy(req.store_uri, req.model_name, req.region),
+                policy=training_policy(req.store_uri, req.model_name, req.region, kms_key_arn=req.store_kms_key_arn),
             )
         )
     if inference:
@@ -271,7 +274,7 @@ def _service_accounts(
                 name=req.inference_service_account,
                 namespace=req.inference_namespace,
                 role_name=inference_role_name(cluster, req),
-                policy=inference_policy(req.store_uri, req.model_name, req.region),
+                policy=inference_policy(req.store_uri, req.model_name, req.region, kms_key_arn=req.store_kms_key_arn),
             )
         )
     accounts.extend(integration_service_accounts(cluster, req, training=training, inference=inference))
