@@ -86,6 +86,12 @@ class Settings:
     inference_service_account: str = "inference"
     image_registry: str = "public.ecr.aws/eksml"
     image_tag: str = "0.1.0"
+    #: A cluster outside EKS (kind, minikube, k3d, on premises) with an S3-compatible store: the
+    #: store's endpoint as pods reach it, and a Secret in each workload namespace holding
+    #: ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` that pods load with ``envFrom`` (so the
+    #: keys never enter a spec, XCom or a log). Both empty on EKS, where IRSA gives pods access.
+    pod_store_endpoint_url: str = ""
+    pod_store_secret: str = ""
 
     # SageMaker
     #: The SageMaker execution role (its policy: ``python -m eksml.eksctl iam sagemaker``); no default.
@@ -128,6 +134,14 @@ class Settings:
                 value = getattr(self, name)
                 if not isinstance(value, str) or not pattern.match(value):
                     raise SettingsError(f"{name} must be {what}, got {value!r}")
+        if self.pod_store_secret and not _DNS_SUBDOMAIN.match(self.pod_store_secret):
+            raise SettingsError(
+                f"pod_store_secret must be a Kubernetes Secret name (RFC 1123 subdomain), got {self.pod_store_secret!r}"
+            )
+        if self.pod_store_endpoint_url and urlparse(self.pod_store_endpoint_url).scheme not in ("http", "https"):
+            raise SettingsError(
+                f"pod_store_endpoint_url must be an http(s):// URL, got {self.pod_store_endpoint_url!r}"
+            )
         if self.retention_days < 0:
             raise SettingsError(f"retention_days must be 0 (keep forever) or more, got {self.retention_days!r}")
         if not 1 <= self.inference_port <= 65535:

@@ -148,7 +148,8 @@ class WorkloadPodOperator(SettingsMixin, KubernetesPodOperator):
         self.image = settings.image(spec.image)
         self.cmds = spec.container_command()
         self.arguments = spec.argv()
-        self.env_vars = manifests.env_vars(spec.env)
+        store_env, self.env_from = manifests.store_access(settings)
+        self.env_vars = manifests.env_vars(spec.env) + store_env
         self.container_resources = manifests.resource_requirements(spec.resources)
         self.node_selector = node_selector(spec.node_role)
         self.tolerations = manifests.gpu_tolerations() if manifests.needs_gpu_nodes(spec) else []

@@ -111,7 +111,7 @@ def render_deployment(
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     max_latency_ms: float = DEFAULT_MAX_LATENCY_MS,
 ) -> dict[str, Any]:
-    from eksml.kubernetes.manifests import container_security_context, env_vars, pod_security_context
+    from eksml.kubernetes.manifests import container_security_context, env_vars, pod_security_context, store_access
     from eksml.nodes import node_selector
 
     if not model_uri.startswith("s3://"):
@@ -127,6 +127,7 @@ def render_deployment(
         "HOME": SCRATCH,
         "MPLCONFIGDIR": SCRATCH,
     }
+    store_env, store_env_from = store_access(settings)
     labels = {**selector_labels(settings), **spec.labels, VERSION_LABEL: label_value(version)}
     probe = {"periodSeconds": 10, "timeoutSeconds": 5}
     container = {
@@ -135,7 +136,8 @@ def render_deployment(
         "imagePullPolicy": "IfNotPresent",
         "command": spec.container_command(),
         "args": spec.argv(),
-        "env": _sanitize(env_vars(env)),
+        "env": _sanitize(env_vars(env) + store_env),
+        **({"envFrom": _sanitize(store_env_from)} if store_env_from else {}),
         "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
         # The model loads before the port opens: allow a slow first download, then probe often.
         "startupProbe": {
