@@ -101,6 +101,12 @@ class Settings:
     #: ``EKSML_IMAGE_DIGESTS=inference@sha256:...,tf-fashion-mnist@sha256:...``): a tag can be
     #: pushed again, a digest cannot. Required by the aws profile's preflight for every image a run uses.
     image_digests: tuple[str, ...] = ()
+    #: A cluster outside EKS (kind, minikube, k3d, on premises) with an S3-compatible store: the
+    #: store's endpoint as pods reach it, and a Secret in each workload namespace holding
+    #: ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` that pods load with ``envFrom`` (so the
+    #: keys never enter a spec, XCom or a log). Both empty on EKS, where IRSA gives pods access.
+    pod_store_endpoint_url: str = ""
+    pod_store_secret: str = ""
 
     # SageMaker
     #: The SageMaker execution role (its policy: ``python -m eksml.eksctl iam sagemaker``); no default.
@@ -205,6 +211,14 @@ class Settings:
         for pin in self.image_digests:
             if not _IMAGE_DIGEST.match(pin):
                 raise SettingsError(f"image_digests entries must read <image>@sha256:<64 hex>, got {pin!r}")
+        if self.pod_store_secret and not _DNS_SUBDOMAIN.match(self.pod_store_secret):
+            raise SettingsError(
+                f"pod_store_secret must be a Kubernetes Secret name (RFC 1123 subdomain), got {self.pod_store_secret!r}"
+            )
+        if self.pod_store_endpoint_url and urlparse(self.pod_store_endpoint_url).scheme not in ("http", "https"):
+            raise SettingsError(
+                f"pod_store_endpoint_url must be an http(s):// URL, got {self.pod_store_endpoint_url!r}"
+            )
         if self.retention_days < 0:
             raise SettingsError(f"retention_days must be 0 (keep forever) or more, got {self.retention_days!r}")
         if not 1 <= self.inference_port <= 65535:

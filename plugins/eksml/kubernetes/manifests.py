@@ -276,19 +276,34 @@ def job_name(base: str, key: str, max_length: int = 40) -> str:
     return f"{stem}-{digest}"
 
 
+def store_access(settings: Settings) -> tuple[list[k8s.V1EnvVar], list[k8s.V1EnvFromSource]]:
+    """Environment that points a pod's store code at an S3-compatible endpoint, and the Secret
+    its keys come from (``envFrom``), for a cluster outside EKS; nothing on EKS (IRSA)."""
+    env = []
+    if settings.pod_store_endpoint_url:
+        env.append(k8s.V1EnvVar(name="AWS_ENDPOINT_URL_S3", value=settings.pod_store_endpoint_url))
+    env_from = []
+    if settings.pod_store_secret:
+        env_from.append(k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=settings.pod_store_secret)))
+    return env, env_from
+
+
 def _container(
     name: str,
     image: str,
     command: list[str],
     env: list[k8s.V1EnvVar],
     resources: k8s.V1ResourceRequirements,
+    settings: Settings,
     **extra: Any,
 ) -> k8s.V1Container:
+    store_env, store_env_from = store_access(settings)
     return k8s.V1Container(
         name=name,
         image=image,
         command=command,
-        env=env,
+        env=env + store_env,
+        env_from=store_env_from or None,
         resources=resources,
         security_context=container_security_context(),
         termination_message_policy=TERMINATION_MESSAGE_POLICY,
@@ -360,6 +375,7 @@ def render_mpijob(
             launcher_command(spec),
             env,
             resource_requirements(LAUNCHER_RESOURCES),
+            settings,
         ),
         gpu_nodes=False,
     )
@@ -376,6 +392,7 @@ def render_mpijob(
             list(WORKER_COMMAND),
             env,
             resource_requirements(spec.resources),
+            settings,
             ports=[k8s.V1ContainerPort(name="ssh", container_port=SSHD_PORT)],
             # Ready means sshd accepts connections: what WaitForWorkersReady waits for.
             readiness_probe=k8s.V1Probe(tcp_socket=k8s.V1TCPSocketAction(port=SSHD_PORT), period_seconds=2),

@@ -119,6 +119,7 @@ def render_deployment(
         container_security_context,
         env_vars,
         pod_security_context,
+        store_access,
     )
     from eksml.nodes import node_selector
 
@@ -135,6 +136,7 @@ def render_deployment(
         "HOME": SCRATCH,
         "MPLCONFIGDIR": SCRATCH,
     }
+    store_env, store_env_from = store_access(settings)
     labels = {**selector_labels(settings), **spec.labels, VERSION_LABEL: label_value(version)}
     probe = {"periodSeconds": 10, "timeoutSeconds": 5}
     container = {
@@ -143,7 +145,8 @@ def render_deployment(
         "imagePullPolicy": "IfNotPresent",
         "command": spec.container_command(),
         "args": spec.argv(),
-        "env": _sanitize(env_vars(env)),
+        "env": _sanitize(env_vars(env) + store_env),
+        **({"envFrom": _sanitize(store_env_from)} if store_env_from else {}),
         "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
         # The model loads before the port opens: allow a slow first download, then probe often.
         "startupProbe": {
