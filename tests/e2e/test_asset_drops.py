@@ -109,6 +109,7 @@ def trace(server, api, drops: list[dict]) -> tuple[list[dict], str]:
 
 def test_drops_posted_while_a_run_is_busy_are_each_trained_or_named_superseded(airflow_server, tmp_path_factory):
     server, api = airflow_server, airflow_server.api
+    api.http.timeout = httpx.Timeout(300)  # a loaded machine's API server answers in minutes, not seconds
     folders = []
     for n in range(1, 5):
         folder = tmp_path_factory.mktemp("drops") / f"drop-{n}"
