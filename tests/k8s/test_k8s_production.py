@@ -26,12 +26,13 @@ pytestmark = pytest.mark.k8s
 NS = "ml-serving"
 CERT = "arn:aws:acm:us-west-2:123456789012:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
 POOL = "arn:aws:cognito-idp:us-west-2:123456789012:userpool/us-west-2_AbCdEf123"
-URI = "s3://eksml-bucket/store/models/fashion-mnist/v1"
+URI = "s3://eksml-bucket/store/models/alb-probe/v1"
 
 
 def _https_settings(conn: str):
     return aws_settings(
         conn,
+        model_name="alb-probe",  # its own Deployment: the rollout tests own fashion-mnist-inference
         ingress=True,
         ingress_certificate_arn=CERT,
         ingress_host="models.example.com",
