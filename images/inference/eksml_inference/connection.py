@@ -18,6 +18,7 @@ Body limits (size, places in memory, time between bytes) are the application's (
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -97,10 +98,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(408, f"request headers not received within {self.limits.header_timeout_s:g} s")
 
     def _refuse(self, status: int, message: str) -> None:
-        body = message.encode()
+        """Answer in the protocols' error shape and close (the rest of the request is never read)."""
+        body = json.dumps({"error": message}).encode()
         self.transport.write(
             STATUS_LINE[status]
-            + b"content-type: text/plain; charset=utf-8\r\ncontent-length: "
+            + b"content-type: application/json\r\ncontent-length: "
             + str(len(body)).encode()
             + b"\r\nconnection: close\r\n\r\n"
             + body
