@@ -298,3 +298,26 @@ def test_fsx_storage_class_claim_and_a_read_only_mount_are_admitted(prepared_clu
     )
     (volume,) = [v for v in created.spec.volumes if v.persistent_volume_claim]
     assert volume.persistent_volume_claim.claim_name == "eksml-data-fsx" and volume.persistent_volume_claim.read_only
+
+
+def test_a_new_version_keeps_the_replicas_the_autoscaler_chose(alb_ready):
+    """The Deployment's replicas are the HPA's after the first rollout: the next version is
+    applied with the running count (here set through the scale subresource, as the HPA does),
+    not reset to the minimum."""
+    from eksml.serving.operators import serving_replicas
+
+    settings = _https_settings("unused").replace(model_name="scale-probe")
+    hook = DeploymentHook(conn_id=None, kubernetes_conn_id=None, config_file=str(alb_ready.kubeconfig(PIPELINE)))
+    name = resource_name(settings)
+    assert serving_replicas(hook, name, NS) is None  # nothing serves yet
+    hook.apply_objects(render_inference_objects(settings, URI, "v1"), namespace=NS, kinds=ROLLOUT_KINDS)
+    apps = client.AppsV1Api(alb_ready.api_client("admin"))
+    apps.patch_namespaced_deployment_scale(name, NS, {"spec": {"replicas": 4}})
+    running = serving_replicas(hook, name, NS)
+    assert running == 4
+    hook.apply_objects(
+        render_inference_objects(settings, URI.replace("v1", "v2"), "v2", replicas=running),
+        namespace=NS,
+        kinds=ROLLOUT_KINDS,
+    )
+    assert apps.read_namespaced_deployment(name, NS).spec.replicas == 4
