@@ -108,7 +108,8 @@ MOTO_CALLER = f"arn:aws:sts::{ACCOUNT}:user/moto"
 
 
 def test_a_ready_account_passes_with_a_cost_estimate(account):
-    settings = _settings()
+    # Ready includes saying how Airflow's workers reach the private API (here: from these addresses).
+    settings = _settings(api_public_access=True, api_public_cidrs=("203.0.113.0/24",))
     rec = Recorded()
     rec.simulate(MOTO_CALLER, _pipeline_doc(settings))
     rec.simulate(

@@ -48,6 +48,7 @@ KCM_CONTROLLERS = (
     "namespace-controller",
     "serviceaccount-controller",
     "garbage-collector-controller",
+    "disruption-controller",  # the PodDisruptionBudgets of jobs and of the model server
 )
 #: Container log served (by kwok, through the API server's log proxy) for each container name.
 CONTAINER_LOGS = {

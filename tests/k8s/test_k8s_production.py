@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import ACCOUNT_ID, PIPELINE, aws_settings
+from fixtures.specs import small_training_spec
 from kubernetes import client
 from kubernetes.dynamic import DynamicClient
 
@@ -147,20 +148,10 @@ def test_a_jobs_budget_refuses_eviction_and_goes_with_the_job(prepared_cluster):
     from eksml.kubernetes.hooks import create_disruption_budget
     from eksml.kubernetes.manifests import JOB_POD_LABEL, job_disruption_budget
     from eksml.kubernetes.operators import render_training_pod
-    from eksml.specs import training_spec
 
     admin = prepared_cluster.api_client("admin")
     core, apps, policy = client.CoreV1Api(admin), client.AppsV1Api(admin), client.PolicyV1Api(admin)
-    spec = training_spec(
-        framework="tensorflow",
-        data_uri="s3://eksml-bucket/store/data/x",
-        model_uri="s3://eksml-bucket/store/models/v1",
-        checkpoint_uri="s3://eksml-bucket/store/ckpt/v1",
-        epochs=1,
-        batch_size=32,
-        learning_rate=0.01,
-        gpus=1,
-    )
+    spec = small_training_spec("s3://eksml-bucket/store", gpus=1)
     pod = render_training_pod(spec, aws_settings("unused"), name="budget-probe")
     labels = {JOB_POD_LABEL: "budget-probe"}
     deployment = {
@@ -225,21 +216,11 @@ def test_training_task_protects_its_pod_with_a_budget_it_owns(prepared_cluster, 
     from k8s_tasks import run_task, task_context
 
     from eksml.kubernetes.operators import GpuTrainingPodOperator
-    from eksml.specs import training_spec
 
-    spec = training_spec(
-        framework="tensorflow",
-        data_uri="s3://eksml-bucket/store/data/x",
-        model_uri="s3://eksml-bucket/store/models/v1",
-        checkpoint_uri="s3://eksml-bucket/store/ckpt/v1",
-        epochs=1,
-        batch_size=32,
-        learning_rate=0.01,
-        gpus=1,
-    )
+    spec = small_training_spec("s3://eksml-bucket/store", gpus=1)
     operator = GpuTrainingPodOperator(
         task_id="train_budget",
-        spec=spec.to_dict(),
+        spec=spec,
         settings=aws_settings(pipeline_conn),
         on_finish_action="keep_pod",
         deferrable=True,
@@ -269,7 +250,6 @@ def test_fsx_storage_class_claim_and_a_read_only_mount_are_admitted(prepared_clu
     from eksml.cluster.addons import addon_objects
     from eksml.cluster.fsx import FSX_DRIVER, fsx_objects
     from eksml.kubernetes.operators import render_training_pod
-    from eksml.specs import training_spec
 
     settings = aws_settings(
         "unused", fsx_lustre=True, fsx_subnet="subnet-0a1b2c3d4e5f60718", fsx_security_groups=("sg-0123456789abcdef0",)
@@ -282,19 +262,33 @@ def test_fsx_storage_class_claim_and_a_read_only_mount_are_admitted(prepared_clu
     claim = client.CoreV1Api(admin).read_namespaced_persistent_volume_claim("eksml-data-fsx", "ml-training")
     assert claim.spec.access_modes == ["ReadWriteMany"]
 
-    spec = training_spec(
-        framework="tensorflow",
-        data_uri="s3://eksml-bucket/store/data/x",
-        model_uri="s3://eksml-bucket/store/models/v1",
-        checkpoint_uri="s3://eksml-bucket/store/ckpt/v1",
-        epochs=1,
-        batch_size=32,
-        learning_rate=0.01,
-        gpus=1,
-    )
+    spec = small_training_spec("s3://eksml-bucket/store", gpus=1)
     pod = render_training_pod(spec, settings, name="fsx-probe")
     created = client.CoreV1Api(prepared_cluster.api_client(PIPELINE)).create_namespaced_pod(
         "ml-training", pod, dry_run="All"
     )
     (volume,) = [v for v in created.spec.volumes if v.persistent_volume_claim]
     assert volume.persistent_volume_claim.claim_name == "eksml-data-fsx" and volume.persistent_volume_claim.read_only
+
+
+def test_a_new_version_keeps_the_replicas_the_autoscaler_chose(alb_ready):
+    """The Deployment's replicas are the HPA's after the first rollout: the next version is
+    applied with the running count (here set through the scale subresource, as the HPA does),
+    not reset to the minimum."""
+    from eksml.serving.operators import serving_replicas
+
+    settings = _https_settings("unused").replace(model_name="scale-probe")
+    hook = DeploymentHook(conn_id=None, kubernetes_conn_id=None, config_file=str(alb_ready.kubeconfig(PIPELINE)))
+    name = resource_name(settings)
+    assert serving_replicas(hook, name, NS) is None  # nothing serves yet
+    hook.apply_objects(render_inference_objects(settings, URI, "v1"), namespace=NS, kinds=ROLLOUT_KINDS)
+    apps = client.AppsV1Api(alb_ready.api_client("admin"))
+    apps.patch_namespaced_deployment_scale(name, NS, {"spec": {"replicas": 4}})
+    running = serving_replicas(hook, name, NS)
+    assert running == 4
+    hook.apply_objects(
+        render_inference_objects(settings, URI.replace("v1", "v2"), "v2", replicas=running),
+        namespace=NS,
+        kinds=ROLLOUT_KINDS,
+    )
+    assert apps.read_namespaced_deployment(name, NS).spec.replicas == 4

@@ -5,13 +5,13 @@ GPU node group with a NodePool when the settings choose it."""
 from __future__ import annotations
 
 import pytest
+from fixtures.specs import small_training_spec
 
 from eksml.cluster.objects import TRAINING_RULES, render_kubernetes_objects
 from eksml.eksctl.request import ClusterRequest, build_cluster_configs
 from eksml.kubernetes.manifests import job_disruption_budget, render_mpijob
 from eksml.nodes import not_evictable
 from eksml.settings import Settings, SettingsError
-from eksml.specs import training_spec
 
 STORE = "s3://eksml-bucket/store"
 AWS = Settings(profile="aws", store_uri=STORE)
@@ -22,16 +22,7 @@ def test_job_pods_carry_both_scalers_do_not_evict_annotations():
         "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
         "karpenter.sh/do-not-disrupt": "true",
     }
-    spec = training_spec(
-        framework="mxnet",
-        data_uri=f"{STORE}/data/x",
-        model_uri=f"{STORE}/models/x",
-        checkpoint_uri=f"{STORE}/ckpt/x",
-        epochs=1,
-        batch_size=64,
-        learning_rate=0.01,
-        workers=2,
-    )
+    spec = small_training_spec(STORE, "mxnet", workers=2)
     job = render_mpijob(spec, AWS, "mpi-x")
     for replica in ("Launcher", "Worker"):
         assert job["spec"]["mpiReplicaSpecs"][replica]["template"]["metadata"]["annotations"] == not_evictable()

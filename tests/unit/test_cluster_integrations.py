@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from fixtures.specs import small_training_spec
 
 from eksml.cluster.addons import ALB_CONTROLLER, AddonError, addon_objects, pinned_file
 from eksml.cluster.objects import render_kubernetes_objects
@@ -122,7 +123,6 @@ def test_fsx_is_off_by_default_and_needs_where_to_live():
 def test_fsx_driver_add_on_storage_class_and_read_only_mounts():
     from eksml.kubernetes.manifests import render_mpijob
     from eksml.kubernetes.operators import render_training_pod
-    from eksml.specs import training_spec
 
     (addon,) = _config(**FSX)["addons"]
     assert addon["name"] == "aws-fsx-csi-driver"
@@ -138,16 +138,7 @@ def test_fsx_driver_add_on_storage_class_and_read_only_mounts():
     )
 
     def spec(workers=1):
-        return training_spec(
-            framework="mxnet" if workers > 1 else "tensorflow",
-            data_uri=f"{STORE}/data/x",
-            model_uri=f"{STORE}/models/x",
-            checkpoint_uri=f"{STORE}/ckpt/x",
-            epochs=1,
-            batch_size=64,
-            learning_rate=0.01,
-            workers=workers,
-        )
+        return small_training_spec(STORE, "mxnet" if workers > 1 else "tensorflow", workers=workers)
 
     pod = render_training_pod(spec(), settings)
     (container,) = pod["spec"]["containers"]

@@ -7,27 +7,19 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from fixtures.specs import small_training_spec
 
 from eksml.kubernetes.links import PodLogsLink, application_log_group
 from eksml.kubernetes.manifests import render_mpijob
 from eksml.kubernetes.operators import render_training_pod
 from eksml.settings import Settings
-from eksml.specs import training_spec
 
 AWS = Settings(profile="aws", store_uri="s3://eksml-bucket/store", cluster_name="eksml")
 
 
 def _spec(workers: int = 0):
-    return training_spec(
-        framework="mxnet" if workers else "tensorflow",
-        data_uri="s3://eksml-bucket/store/data/fm/2026-01",
-        model_uri="s3://eksml-bucket/store/models/fm/v7",
-        checkpoint_uri="s3://eksml-bucket/store/ckpt/v7",
-        epochs=1,
-        batch_size=128,
-        learning_rate=0.001,
-        gpus=1,
-        **({"workers": workers} if workers else {}),
+    return small_training_spec(
+        "s3://eksml-bucket/store", "mxnet" if workers else "tensorflow", gpus=1, workers=workers or 1
     )
 
 

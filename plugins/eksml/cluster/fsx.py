@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 from eksml.cluster.addons import pinned_file
+from eksml.cluster.objects import LABELS
 from eksml.kubernetes.manifests import FSX_CLAIM
 from eksml.settings import PROJECT_ROOT, Settings
 
@@ -23,7 +24,6 @@ FSX_DRIVER = PROJECT_ROOT / "include" / "kubernetes" / "aws-fsx-csi-driver" / "k
 FSX_DRIVER_VERSION = "v1.9.0"
 PROVISIONER = "fsx.csi.aws.com"
 STORAGE_CLASS = "eksml-fsx-lustre"
-LABELS = {"app.kubernetes.io/part-of": "eksml", "app.kubernetes.io/managed-by": "eksml"}
 
 
 def driver_policy() -> dict[str, Any]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from eksml.cluster.addons import KARPENTER, addon_objects
+from eksml.cluster.objects import LABELS
 from eksml.eksctl.request import KARPENTER_DISCOVERY_TAG, ClusterRequest
 from eksml.nodes import GPU_RESOURCE, GPU_TAINT_EFFECT, GPU_TAINT_KEY, GPU_TAINT_VALUE, NODE_ROLE_LABEL, TRAIN_ROLE
 
@@ -25,7 +26,6 @@ KARPENTER_VERSION = "1.15.2"
 NODE_POOL = "gpu-train"
 #: eksctl tags the private subnets it creates with this (load balancer discovery); nodes go there only.
 PRIVATE_SUBNET_TAG = "kubernetes.io/role/internal-elb"
-LABELS = {"app.kubernetes.io/part-of": "eksml", "app.kubernetes.io/managed-by": "eksml"}
 
 
 def node_role_name(cluster: str) -> str:

@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from eksml.cluster.addons import ALB_CONTROLLER, addon_objects, pinned_file
+from eksml.cluster.objects import IRSA_ANNOTATION, LABELS
 from eksml.serving.manifests import ALB_CONTROLLER_VERSION, INGRESS_CLASS
 from eksml.settings import Settings
 
@@ -22,8 +23,6 @@ NAME = "aws-load-balancer-controller"
 NAMESPACE = "kube-system"
 #: The controller name an IngressClass hands its Ingresses to (docs/guide/ingress/ingress_class.md).
 CONTROLLER = "ingress.k8s.aws/alb"
-IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
-LABELS = {"app.kubernetes.io/part-of": "eksml", "app.kubernetes.io/managed-by": "eksml"}
 
 
 def controller_policy() -> dict[str, Any]:

@@ -64,6 +64,18 @@ def roll_out(
     raise RolloutError(f"{reason}; rolled back to revision {revision} ({after.message})")
 
 
+def serving_replicas(hook: DeploymentHook, name: str, namespace: str) -> int | None:
+    """The replicas of the Deployment serving now (the HorizontalPodAutoscaler's choice), None before the first."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return hook.get_deployment(name, namespace)["spec"].get("replicas")
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
 class DeployModelOperator(SettingsMixin, BaseOperator):
     """Deploy ``version`` (model version folder ``model_uri``) and smoke-test it.
 
@@ -187,5 +199,11 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
             )
 
         name, namespace = resource_name(settings), settings.inference_namespace
+        if self.replicas is None:  # a new version starts with as many servers as the autoscaler runs now
+            running = serving_replicas(hook, name, namespace)
+            if running is not None:
+                objects = render_inference_objects(
+                    settings, self.model_uri, self.version, ingress=self.ingress, replicas=running
+                )
         result = roll_out(hook, objects, check, name=name, namespace=namespace, timeout=self.rollout_timeout)
         return {"version": self.version, **result}
