@@ -28,11 +28,11 @@ _WHO = {
         f"`{RUN} eksml.eksctl iam pipeline`",
     ),
     Identity.TRAINING: (
-        "training, MPI and evaluation pods (IRSA role `<cluster>-training`)",
+        "training, MPI and evaluation pods (IRSA role `<cluster>-<region>-training`)",
         f"made by eksctl with the cluster: `{RUN} eksml.eksctl iam training`",
     ),
     Identity.INFERENCE: (
-        "model server pods (IRSA role `<cluster>-inference`)",
+        "model server pods (IRSA role `<cluster>-<region>-inference`)",
         f"made by eksctl with the cluster: `{RUN} eksml.eksctl iam inference`",
     ),
     Identity.SAGEMAKER: (
@@ -41,7 +41,7 @@ _WHO = {
     ),
     Identity.LIFECYCLE: (
         "eksctl: creates, scales, deletes clusters (`EKSML_LIFECYCLE_AWS_CONN_ID`, default Airflow's)",
-        "`python -m eksml.eksctl iam lifecycle`, permissions boundary `python -m eksml.eksctl iam lifecycle-boundary`",
+        f"`{RUN} eksml.eksctl iam lifecycle`, permissions boundary `{RUN} eksml.eksctl iam lifecycle-boundary`",
     ),
 }
 

@@ -30,8 +30,10 @@ def controller_policy() -> dict[str, Any]:
     return json.loads(pinned_file(ALB_CONTROLLER, f"iam-policy-{ALB_CONTROLLER_VERSION}.json").read_text())
 
 
-def controller_role_name(cluster: str) -> str:
-    return f"{cluster}-{NAME}"[:64]
+def controller_role_name(cluster: str, region: str) -> str:
+    from eksml.eksctl.request import irsa_role_name
+
+    return irsa_role_name(cluster, region, NAME)[:64]
 
 
 def ingress_class_objects(settings: Settings) -> list[dict[str, Any]]:

@@ -219,7 +219,9 @@ def render_kubernetes_objects(
     if inference and req.ingress:
         from eksml.cluster.loadbalancer import controller_role_name, load_balancer_objects
 
-        objects.extend(load_balancer_objects(s, role_arn(account, controller_role_name(cluster), req.region)))
+        objects.extend(
+            load_balancer_objects(s, role_arn(account, controller_role_name(cluster, req.region), req.region))
+        )
     objects.extend(
         autoscaler_objects(
             cluster_name=cluster,

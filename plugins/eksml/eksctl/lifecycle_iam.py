@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from eksml.eksctl.iam import POLICY_VERSION, partition_for
-from eksml.eksctl.request import autoscaler_role_name
+from eksml.eksctl.request import autoscaler_role_name, irsa_role_name
 
 #: Name of the managed policy used as the lifecycle identity's permissions boundary.
 LIFECYCLE_BOUNDARY_NAME = "eksml-lifecycle-boundary"
@@ -59,13 +59,13 @@ LIFECYCLE_SERVICE_LINKED = (
 def _lifecycle_names(cluster: str, region: str, account: str, service_accounts: Sequence[str]) -> dict[str, list[str]]:
     """ARN patterns of everything eksctl creates for the project's clusters (``<cluster>`` and
     ``<cluster>-*``): stacks and roles ``eksctl-<cluster>-*``, and the IRSA roles by their exact
-    names ``<cluster>[-*]-<service account>`` (never ``<cluster>-*``, which would also cover a
+    names ``<cluster>[-*]-<region>-<service account>`` (never ``<cluster>-*``, which would also cover a
     pipeline or lifecycle role named after the project)."""
     p = partition_for(region)
     irsa = [
         name
         for c in (cluster, f"{cluster}-*")
-        for name in (*(f"{c}-{sa}" for sa in service_accounts), autoscaler_role_name(c))
+        for name in (*(irsa_role_name(c, region, sa) for sa in service_accounts), autoscaler_role_name(c, region))
     ]
     return {
         "stacks": [f"arn:{p}:cloudformation:{region}:{account}:stack/eksctl-{cluster}-*/*"],
@@ -269,10 +269,10 @@ EKSCTL_CALLS: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("eks:CreateAccessEntry", "arn:{p}:eks:{r}:{a}:access-entry/{c}/role/{a}/eksml-pipeline/uuid", {}),
     ("eks:CreateAddon", "arn:{p}:eks:{r}:{a}:addon/{c}/vpc-cni/uuid", {}),
     ("iam:CreateOpenIDConnectProvider", "arn:{p}:iam::{a}:oidc-provider/oidc.eks.{r}.amazonaws.com/id/ABC", {}),
-    ("iam:CreateRole", "arn:{p}:iam::{a}:role/{c}-training", {}),
-    ("iam:PutRolePolicy", "arn:{p}:iam::{a}:role/{c}-training", {}),
-    ("iam:CreateRole", "arn:{p}:iam::{a}:role/{c}-run-0123456789-inference", {}),
-    ("iam:CreateRole", "arn:{p}:iam::{a}:role/{c}-cluster-autoscaler", {}),
+    ("iam:CreateRole", "arn:{p}:iam::{a}:role/{c}-{r}-training", {}),
+    ("iam:PutRolePolicy", "arn:{p}:iam::{a}:role/{c}-{r}-training", {}),
+    ("iam:CreateRole", "arn:{p}:iam::{a}:role/{c}-run-0123456789-{r}-inference", {}),
+    ("iam:CreateRole", "arn:{p}:iam::{a}:role/{c}-{r}-cluster-autoscaler", {}),
     ("iam:CreateRole", "arn:{p}:iam::{a}:role/eksctl-{c}-nodegroup-ng-train-NodeInstanceRole-ABC", {}),
     (
         "iam:PassRole",
@@ -287,7 +287,7 @@ EKSCTL_CALLS: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("eks:DeleteCluster", "arn:{p}:eks:{r}:{a}:cluster/{c}", {}),
     ("cloudformation:DeleteStack", "arn:{p}:cloudformation:{r}:{a}:stack/eksctl-{c}-cluster/uuid", {}),
     ("iam:DeleteOpenIDConnectProvider", "arn:{p}:iam::{a}:oidc-provider/oidc.eks.{r}.amazonaws.com/id/ABC", {}),
-    ("iam:DeleteRole", "arn:{p}:iam::{a}:role/{c}-training", {}),
+    ("iam:DeleteRole", "arn:{p}:iam::{a}:role/{c}-{r}-training", {}),
 )
 
 
@@ -309,7 +309,7 @@ def lifecycle_calls(cluster_name: str, region: str, account_id: str) -> list[tup
 #: One line for the README's table of identities.
 LIFECYCLE_SCOPE = (
     "CloudFormation stacks `eksctl-<cluster>-*`, EKS `<cluster>` and `<cluster>-*` (node groups, add-ons, "
-    "access entries), IAM roles `eksctl-<cluster>-*` and the IRSA roles `<cluster>[-*]-<service account>` "
+    "access entries), IAM roles `eksctl-<cluster>-*` and the IRSA roles `<cluster>[-*]-<region>-<service account>` "
     "(passed to EKS and EC2 only), "
     "the OIDC provider, EC2 and Auto Scaling in the region"
 )

@@ -231,21 +231,22 @@ def inference_node_group(req: ClusterRequest) -> ManagedNodeGroup:
     )
 
 
-def _role_name(cluster: str, region: str, account: str) -> str:
-    # IAM role names are account-global: the region keeps the same cluster name in two regions apart
-    return f"{cluster}-{region}-{account}"
+def irsa_role_name(cluster: str, region: str, service_account: str) -> str:
+    """The IAM role of a cluster's service account. IAM role names are account-global: the region
+    keeps the same cluster name in two regions apart."""
+    return f"{cluster}-{region}-{service_account}"
 
 
 def autoscaler_role_name(cluster: str, region: str) -> str:
-    return _role_name(cluster, region, "cluster-autoscaler")
+    return irsa_role_name(cluster, region, "cluster-autoscaler")
 
 
 def training_role_name(cluster: str, req: ClusterRequest) -> str:
-    return _role_name(cluster, req.region, req.training_service_account)
+    return irsa_role_name(cluster, req.region, req.training_service_account)
 
 
 def inference_role_name(cluster: str, req: ClusterRequest) -> str:
-    return _role_name(cluster, req.region, req.inference_service_account)
+    return irsa_role_name(cluster, req.region, req.inference_service_account)
 
 
 def _service_accounts(
@@ -417,7 +418,7 @@ def integration_service_accounts(
             IAMServiceAccount(
                 name=ALB_NAME,
                 namespace=ALB_NAMESPACE,
-                role_name=controller_role_name(cluster),
+                role_name=controller_role_name(cluster, req.region),
                 policy=controller_policy(),
             )
         )
