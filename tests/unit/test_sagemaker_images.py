@@ -21,7 +21,9 @@ def _settings(**kw) -> Settings:
 
 def test_tensorflow_dlc_is_the_eks_images_release():
     eks = re.search(
-        r"^ARG BASE_IMAGE=tensorflow/tensorflow:(\d+\.\d+)", (ROOT / "images/tf-fashion-mnist/Dockerfile").read_text(), re.M
+        r"^ARG BASE_IMAGE=tensorflow/tensorflow:(\d+\.\d+)",
+        (ROOT / "images/tf-fashion-mnist/Dockerfile").read_text(),
+        re.M,
     )
     tf = DEEP_LEARNING_CONTAINERS["tensorflow"]
     assert eks and tf.gpu_tag.startswith(eks.group(1) + ".") and tf.cpu_tag.startswith(eks.group(1) + ".")
