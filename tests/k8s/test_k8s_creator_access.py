@@ -33,13 +33,15 @@ from conftest import ACCOUNT_ID, _start, aws_settings
 from k8s_controlplane import ControlPlane, remove_workdir
 from kubernetes import client, watch
 
-from eksml.eksctl.config import CLUSTER_ADMIN_POLICY, AccessEntry
+from eksml.eksctl.config import AccessEntry
 from eksml.eksctl.request import PIPELINE_GROUP, ClusterRequest, build_cluster_configs
 
 pytestmark = pytest.mark.k8s
 
 CREATOR = "arn:aws:iam::123456789012:role/airflow"
 NODEGROUP_LABEL = "alpha.eksctl.io/nodegroup-name"  # eksctl v0.215.0 v1alpha5.NodeGroupNameLabel
+#: As the EKS user guide spells it ("Review access policy permissions"), not taken from our code.
+EKS_CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +65,8 @@ def as_creator(plane: ControlPlane, key: str, access: dict[str, Any]) -> Any:
     """An API client acting as the creator with what ``access`` (an ``accessConfig``) gives it."""
     entry = next((e for e in access.get("accessEntries", []) if e["principalARN"] == CREATOR), None)
     groups = tuple(entry["kubernetesGroups"]) if entry else ()
-    admin_policy = CLUSTER_ADMIN_POLICY.format(partition="aws")
     admin = access.get("bootstrapClusterCreatorAdminPermissions", True) or any(
-        p["policyARN"] == admin_policy and p["accessScope"]["type"] == "cluster"
+        p["policyARN"] == EKS_CLUSTER_ADMIN_POLICY and p["accessScope"]["type"] == "cluster"
         for p in (entry or {}).get("accessPolicies", [])
     )
     user = f"creator-{key}"
