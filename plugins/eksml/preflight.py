@@ -269,6 +269,14 @@ def check_permissions(
 
 
 # --- quotas -----------------------------------------------------------------------------------
+def _quota_fix(code: str, name: str, value: float, region: str) -> str:
+    return (
+        f"request an increase of EC2 quota {code} '{name}' to at least {value:g} in {region} "
+        f"(aws service-quotas request-service-quota-increase --service-code ec2 --quota-code {code} "
+        f"--desired-value {value:g} --region {region})"
+    )
+
+
 def check_ec2_quota(quotas: Any, instance_type: str, nodes: int, spot: bool, region: str) -> list[Finding]:
     from botocore.exceptions import BotoCoreError, ClientError
     from botocore.parsers import ResponseParserError
@@ -277,11 +285,7 @@ def check_ec2_quota(quotas: Any, instance_type: str, nodes: int, spot: bool, reg
 
     code, name = ec2_quota_for(instance_type, spot)
     needed = vcpus(instance_type) * nodes
-    fix = (
-        f"request an increase of EC2 quota {code} '{name}' to at least {needed} in {region} "
-        f"(aws service-quotas request-service-quota-increase --service-code ec2 --quota-code {code} "
-        f"--desired-value {needed} --region {region})"
-    )
+    fix = _quota_fix(code, name, needed, region)
     try:
         value = quotas.get_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"]
     except (ClientError, BotoCoreError, ResponseParserError) as exc:
@@ -360,11 +364,7 @@ def check_node_group_quotas(quotas: Any, configs: list[Any], region: str) -> lis
         wanted = max(need["desired"], need["min"])
 
         def fix(value: float, code: str = code, name: str = name) -> str:
-            return (
-                f"request an increase of EC2 quota {code} '{name}' to at least {value:g} in {region} "
-                f"(aws service-quotas request-service-quota-increase --service-code ec2 --quota-code {code} "
-                f"--desired-value {value:g} --region {region})"
-            )
+            return _quota_fix(code, name, value, region)
 
         try:
             value = quotas.get_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"]

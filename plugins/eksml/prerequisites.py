@@ -1,8 +1,9 @@
 """The README's "First run on AWS" prerequisites, generated from the tables the policies come from.
 
 Each identity's store access comes from ``eksml.layout.ACCESS``, its other AWS actions from
-``eksml.eksctl.iam``, the quotas from ``eksml.eksctl.instance_types``, the images from
-``eksml.specs``; so the README cannot promise other permissions than the ones the project renders.
+``eksml.eksctl.iam``, the quotas from ``eksml.eksctl.instance_types`` and the vCPUs to request
+from the default node groups through preflight's own count, the images from ``eksml.specs``;
+so the README cannot promise other permissions or numbers than the ones the project uses.
 ``python -m eksml.prerequisites`` prints the section; ``--write README.md`` replaces it there.
 """
 
@@ -48,7 +49,7 @@ _WHO = {
 
 def render() -> str:
     from eksml.eksctl.iam import PIPELINE_BUCKET_ACTIONS, PIPELINE_SERVICE_ACTIONS, SAGEMAKER_SERVICE_ACTIONS
-    from eksml.eksctl.instance_types import EC2_GPU_QUOTAS
+    from eksml.eksctl.instance_types import EC2_GPU_QUOTAS, EC2_STANDARD_QUOTA, EC2_STANDARD_SPOT_QUOTA
     from eksml.eksctl.lifecycle_iam import LIFECYCLE_SCOPE
     from eksml.layout import ACCESS, Op
     from eksml.specs import TRAINING_IMAGES
@@ -73,17 +74,62 @@ def render() -> str:
             f'- EC2 `{code}` "{name}": vCPUs of the GPU node group\'s `{family}*` nodes'
             f"{' (spot node groups)' if spot else ''}"
         )
+    for spot, (code, name) in ((False, EC2_STANDARD_QUOTA), (True, EC2_STANDARD_SPOT_QUOTA)):
+        lines.append(
+            f'- EC2 `{code}` "{name}": vCPUs of the CPU node groups (`ng-inference`, a dedicated training '
+            f"cluster's `ng-system`){' (spot node groups)' if spot else ''}"
+        )
     lines.append(
         '- SageMaker "`<instance type>` for training job usage" ("... for spot training job usage" '
         "with managed spot): one per concurrent training job"
     )
-    images = sorted({*TRAINING_IMAGES.values(), "inference"})
+    lines += ["", *_fresh_account_steps(sorted({*TRAINING_IMAGES.values(), "inference"}))]
+    return "\n".join(lines) + "\n"
+
+
+def _fresh_account_steps(images: list[str]) -> list[str]:
+    """Quota requests for the default cluster, the registry and the digest-pinned images: the
+    numbers come from the node groups eksctl is given and the quota check preflight runs."""
+    from eksml.eksctl.request import ClusterRequest, build_cluster_configs
+    from eksml.preflight import node_group_vcpus
+    from eksml.settings import Settings
+
+    request = ClusterRequest.from_settings(Settings(profile="aws", store_uri="s3://example-bucket/eksml"))
+    configs = build_cluster_configs(request)
+    groups = ", ".join(
+        f"`{ng.name}` {ng.instance_types[0]} min {ng.min_size}/desired {ng.desired_capacity}/max {ng.max_size}"
+        for ng in configs[0].node_groups
+    )
+    lines = [
+        f"A fresh account starts at 0 GPU vCPUs and often 5-32 standard ones. The default cluster ({groups}) "
+        "needs, in `EKSML_REGION` (request them first: the `eks_cluster` DAG's preflight refuses to create "
+        "the cluster below the desired sizes; a training run needs one GPU node):",
+        "",
+    ]
+    for (code, name), need in sorted(node_group_vcpus(configs).items()):
+        wanted = max(need["max"], need["desired"])
+        lines.append(
+            f"- `{code}` ({name}): {need['desired']} vCPUs to create, {wanted} for the autoscaler's max sizes: "
+            f"`aws service-quotas request-service-quota-increase --service-code ec2 --quota-code {code} "
+            f"--desired-value {wanted}`"
+        )
+    repositories = " ".join(f"<prefix>/{i}" for i in images)
     lines += [
         "",
-        "Images in ECR (`EKSML_IMAGE_REGISTRY=<account>.dkr.ecr.<region>.amazonaws.com/<prefix>`, "
-        "tag `EKSML_IMAGE_TAG`): " + ", ".join(f"`<prefix>/{i}`" for i in images) + ".",
+        "Images, in a private ECR registry of the account (`EKSML_IMAGE_REGISTRY=<account>.dkr.ecr.<region>"
+        ".amazonaws.com/<prefix>`, tag `EKSML_IMAGE_TAG`), pinned by digest (`EKSML_IMAGE_DIGESTS`):",
+        "",
+        f"- create: `for r in {repositories}; do aws ecr create-repository --repository-name $r "
+        "--image-tag-mutability IMMUTABLE; done`",
+        "- build and push each (build context `images/`): `docker build -f images/<image>/Dockerfile -t "
+        "$EKSML_IMAGE_REGISTRY/<image>:$EKSML_IMAGE_TAG images && docker push "
+        "$EKSML_IMAGE_REGISTRY/<image>:$EKSML_IMAGE_TAG`",
+        "- pin: `aws ecr describe-images --repository-name <prefix>/<image> --image-ids imageTag=$EKSML_IMAGE_TAG "
+        "--query 'imageDetails[0].imageDigest'` gives each digest; set `EKSML_IMAGE_DIGESTS="
+        + ",".join(f"{i}@sha256:..." for i in images)
+        + "`",
     ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def replace_section(text: str, section: str) -> str:

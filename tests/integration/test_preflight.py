@@ -289,3 +289,20 @@ def test_every_probe_satisfies_the_statement_it_probes():
         if not evaluate([doc], request).allowed:
             refused.append(str(request))
     assert refused == []
+def test_an_ephemeral_run_checks_every_quota_its_cluster_draws_on(account):
+    """A run that creates its cluster needs the standard on-demand vCPUs of ng-inference too (issue 22,
+    fault 3: only the GPU quota was checked, so a fresh account's 5 vCPUs failed the node group)."""
+    settings = _settings()
+    rec = Recorded()
+    rec.simulate(MOTO_CALLER, _pipeline_doc(settings))
+    for code, value in (("L-DB2E81BA", 64.0), ("L-1216C47A", 5.0), ("L-DB2E81BA", 64.0)):
+        rec.quota_stub.add_response(
+            "get_service_quota",
+            {"Quota": {"QuotaCode": code, "Value": value}},
+            {"ServiceCode": "ec2", "QuotaCode": code},
+        )
+    params = validate_training_params({"cluster": "ephemeral"})
+    report = preflight.run_preflight(settings, params, clients=rec.factory(account))
+    (error,) = [f for f in report.errors if f.check == "quota: ec2"]
+    assert "L-1216C47A" in error.message and "need 8 at their desired sizes" in error.message
+    rec.quota_stub.assert_no_pending_responses()

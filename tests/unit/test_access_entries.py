@@ -120,15 +120,7 @@ def test_add_ons_hold_cluster_admin_only_while_they_apply(eks_stub):
 def test_a_principal_that_is_admin_already_keeps_it(eks_stub):
     from eksml.cluster.eks import cluster_admin_while
 
-    eks_stub.add_response(
-        "list_associated_access_policies",
-        {
-            "clusterName": "eksml",
-            "principalArn": OTHER,
-            "associatedAccessPolicies": [{"policyArn": ADMIN, "accessScope": {"type": "cluster"}}],
-        },
-        KEY,
-    )
+    _held_admin(eks_stub)
     with cluster_admin_while("eksml", "us-west-2", OTHER, "aws_default", log=lambda m: None):
         pass  # no associate, no disassociate: the Stubber would fail on an unexpected call
 

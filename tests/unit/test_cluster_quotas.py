@@ -97,3 +97,28 @@ def test_eks_cluster_runs_the_preflight_before_eksctl_creates_anything():
     assert "preflight" in dag.get_task("apply_cluster").upstream_task_ids
     assert dag.get_task("preflight").upstream_task_ids == {"choose"}
     assert dag.params["train_nodes"] == 0 and dag.params["train_instance_types"] == ["g5.xlarge"]
+
+
+def test_the_readmes_quota_requests_pass_the_cluster_preflight(quotas):
+    """The numbers README's 'First run on AWS' tells a fresh account to request are enough for the
+    default cluster at its max sizes (no error, no warning), and one vCPU less is not."""
+    import re
+
+    from project_files import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    asked = dict(re.findall(r"--quota-code (L-[0-9A-F]+) --desired-value (\d+)`", readme))
+    assert set(asked) == {STANDARD, GPU_G}
+    client, stub = quotas
+    for code in sorted(asked):
+        answer(stub, code, float(asked[code]))
+    report = preflight.cluster_preflight(
+        settings(), ClusterRequest.from_settings(settings()), clients=lambda _s: client
+    )
+    assert [f.level for f in report.findings if f.check == "quota: ec2"] == [preflight.OK, preflight.OK], report.text()
+    for code in sorted(asked):
+        answer(stub, code, float(asked[code]) - 1)
+    report = preflight.cluster_preflight(
+        settings(), ClusterRequest.from_settings(settings()), clients=lambda _s: client
+    )
+    assert [f.level for f in report.findings if f.check == "quota: ec2"] == [preflight.WARNING, preflight.WARNING]

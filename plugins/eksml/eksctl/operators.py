@@ -373,12 +373,14 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
         """A failed create is never deleted nor retried: both would repeat the bill and the failure."""
         if not created:
             raise AirflowException(message)
-        configs = self._configs(context)
-        region = configs[0].region
-        client = self._client(region)
+        region = self._configs(context)[0].region
         left = []
         for name in created:
-            state = client.get_cluster(name, region)
+            try:
+                state = self._client(region).get_cluster(name, region)
+            except Exception as exc:  # the reason below matters more than this look-up
+                left.append(f"{name}: state unknown ({type(exc).__name__})")
+                continue
             left.append(f"{name}: {state.status if state else 'no EKS cluster (its CloudFormation stacks may remain)'}")
         cleanup = "; ".join(" ".join(["eksctl", *delete_cluster_args(name, region)]) for name in created)
         raise AirflowFailException(
