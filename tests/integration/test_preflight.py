@@ -289,6 +289,8 @@ def test_every_probe_satisfies_the_statement_it_probes():
         if not evaluate([doc], request).allowed:
             refused.append(str(request))
     assert refused == []
+
+
 def test_an_ephemeral_run_checks_every_quota_its_cluster_draws_on(account):
     """A run that creates its cluster needs the standard on-demand vCPUs of ng-inference too (issue 22,
     fault 3: only the GPU quota was checked, so a fresh account's 5 vCPUs failed the node group)."""
