@@ -243,6 +243,11 @@ class Settings:
             return Path(urlparse(self.store_uri).path).parent / "serving"
         return PROJECT_ROOT / ".local" / "serving"
 
+    @property
+    def lifecycle_connection(self) -> str:
+        """The connection eksctl and the janitor act through: the lifecycle identity's, else Airflow's."""
+        return self.lifecycle_aws_conn_id or self.aws_conn_id
+
     def require_aws(self, what: str) -> None:
         """Refuse work that only exists on AWS when the profile is local (clear error, nothing spent)."""
         if self.profile != "aws":

@@ -119,7 +119,8 @@ def stray_cost(strays: list[Stray]) -> tuple[float, list[str]]:
 
 def sweep(max_age_hours: float, run_state: RunState, now: datetime, log: Callable[[str], None]) -> dict[str, list]:
     """The janitor task: strays of the settings' region, logged with their running cost, as the
-    delete tasks' inputs (clusters for eksctl, lone stacks for CloudFormation)."""
+    delete tasks' inputs (clusters for eksctl, lone stacks for CloudFormation). It acts as the
+    lifecycle identity, whose policy holds the CloudFormation and EKS calls it makes."""
     from airflow.providers.amazon.aws.hooks.cloud_formation import CloudFormationHook
     from airflow.providers.amazon.aws.hooks.eks import EksHook
 
@@ -127,8 +128,8 @@ def sweep(max_age_hours: float, run_state: RunState, now: datetime, log: Callabl
 
     settings = resolve_settings()
     settings.require_aws("the eks_janitor DAG")
-    eks = EksHook(aws_conn_id=settings.aws_conn_id, region_name=settings.region).conn
-    cloudformation = CloudFormationHook(aws_conn_id=settings.aws_conn_id, region_name=settings.region).conn
+    eks = EksHook(aws_conn_id=settings.lifecycle_connection, region_name=settings.region).conn
+    cloudformation = CloudFormationHook(aws_conn_id=settings.lifecycle_connection, region_name=settings.region).conn
     strays = find_strays(
         eks, cloudformation, settings.region, run_state=run_state, now=now, max_age=timedelta(hours=max_age_hours)
     )
@@ -156,5 +157,7 @@ def delete_stack(name: str) -> str:
     from eksml.settings import resolve_settings
 
     settings = resolve_settings()
-    CloudFormationHook(aws_conn_id=settings.aws_conn_id, region_name=settings.region).conn.delete_stack(StackName=name)
+    CloudFormationHook(aws_conn_id=settings.lifecycle_connection, region_name=settings.region).conn.delete_stack(
+        StackName=name
+    )
     return name

@@ -147,8 +147,7 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
     def resolved_aws_conn_id(self) -> str | None:
         """eksctl runs as the lifecycle identity: ``Settings.lifecycle_aws_conn_id`` when set."""
         if self.aws_conn_id is FROM_SETTINGS:
-            settings = self.resolved_settings()
-            return settings.lifecycle_aws_conn_id or settings.aws_conn_id
+            return self.resolved_settings().lifecycle_connection
         return self.aws_conn_id
 
     # --- inputs -------------------------------------------------------------------------
