@@ -95,7 +95,7 @@ def test_ingress_class_and_controller_crds_are_applied_with_the_ingress():
         o for o in objects if o["kind"] == "ServiceAccount" and o["metadata"]["name"] == "aws-load-balancer-controller"
     ]
     assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(
-        ":role/eksml-aws-load-balancer-controller"
+        ":role/eksml-us-west-2-aws-load-balancer-controller"  # IAM role names are account-global
     )
 
 
