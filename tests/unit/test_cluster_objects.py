@@ -107,7 +107,13 @@ def test_dedicated_clusters_split_the_objects():
     evaluation_sa = inference[("ServiceAccount", "ml-training", "training")]
     assert evaluation_sa["metadata"]["annotations"][IRSA_ANNOTATION].endswith(":role/eksml-us-west-2-training")
     role = inference[("Role", "ml-training", "eksml-pipeline")]
-    assert {r for rule in role["rules"] for r in rule["resources"]} == {"pods", "pods/log", "events"}
+    # pods and their budgets (every job pod gets one), never MPIJobs
+    assert {r for rule in role["rules"] for r in rule["resources"]} == {
+        "pods",
+        "pods/log",
+        "events",
+        "poddisruptionbudgets",
+    }
     assert ("ClusterRole", None, "eksml-pipeline") not in inference  # no node reading: no GPUs there
     sa = training[("ServiceAccount", "ml-training", "training")]
     assert sa["metadata"]["annotations"][IRSA_ANNOTATION].endswith(":role/eksml-training-us-west-2-training")

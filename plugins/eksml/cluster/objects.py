@@ -58,8 +58,9 @@ TRAINING_RULES = [
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["create", "get", "delete"]},
 ]
 #: What evaluation does on the serving cluster of the dedicated layout: its pods run in the
-#: training namespace there (node role ``inference``), under the training service account.
-EVALUATION_RULES = [rule for rule in TRAINING_RULES if rule["apiGroups"] == [""]]
+#: training namespace there (node role ``inference``), under the training service account, each
+#: with its PodDisruptionBudget like every job pod; no MPIJobs.
+EVALUATION_RULES = [rule for rule in TRAINING_RULES if rule["apiGroups"] != ["kubeflow.org"]]
 #: What it does in the serving namespace: roll out the model server and smoke-test it
 #: through the API server's service proxy.
 SERVING_RULES = [
