@@ -337,7 +337,8 @@ def see_outcome_in_the_ui(ui, api, run_id: str, shot: str) -> dict:
     ui.driver.get(f"{ui.base_url}/dags/{TRAINING_DAG}/runs/{run_id}")
     ui.wait_text(expected)
     # The run page shows a note's first line only: it carries the outcome, the version and the accuracy.
-    ui.wait_text(f"{summary['version']} test accuracy {summary['test_accuracy']:.4f}")
+    ui.wait_text(f"test accuracy {summary['test_accuracy']:.4f}")  # the version is a link: its own element
+    ui.wait_text(summary["version"])
     ui.shot(f"{shot}-run-note")
     # ... and the version is a link there, not only in the note's editor.
     note_links = ui.driver.find_elements(By.CSS_SELECTOR, f"a[href*='/eksml/models/{summary['version']}/']")
