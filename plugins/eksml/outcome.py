@@ -71,18 +71,18 @@ def summarize(registered: list[dict[str, Any]] | None, pointer: dict[str, Any] |
     return summary
 
 
-def note_head(summary: dict[str, Any]) -> list[str]:
-    """The note's first line, short enough to show whole wherever the UI cuts a note (the outcome
-    and the accuracies), then the versions."""
+def note_head(summary: dict[str, Any], links: dict[str, str]) -> list[str]:
+    """The note's first line, all the run page shows of a note (one line, cut at its width): the
+    outcome, the version (a link to its page) and the accuracies; then the champion's version."""
     if "version" not in summary:
         return [f"**{summary['outcome'].upper()}** {summary['headline']}"]
-    first = f"**{summary['outcome'].upper()}** test accuracy {summary['test_accuracy']:.4f}"
-    if summary.get("champion_version"):
-        first += f" vs champion {summary['champion_accuracy']:.4f}"
-    versions = f"version {summary['version']}"
-    if summary.get("champion_version"):
-        versions += f" (champion {summary['champion_version']})"
-    return [first, versions]
+    version = summary["version"]
+    named = f"[{version}]({links['Model version']})" if links.get("Model version") else version
+    first = f"**{summary['outcome'].upper()}** {named} test accuracy {summary['test_accuracy']:.4f}"
+    if not summary.get("champion_version"):
+        return [first]
+    first += f" vs champion {summary['champion_accuracy']:.4f}"
+    return [first, f"champion: {summary['champion_version']}"]
 
 
 def failure_note(task_id: str, reason: str) -> str:
@@ -122,7 +122,7 @@ def note_markdown(summary: dict[str, Any], links: dict[str, str], data_lines: li
 
     ``data_lines`` name the upstream drops the run trained on or superseded; when they do not
     all fit, the note says how many more the first task's log names."""
-    lines = note_head(summary)
+    lines = note_head(summary, links)
     others = [c for c in summary.get("candidates", []) if c["version"] != summary.get("version")]
     lines += [f"- also registered: {c['version']} ({c['test_accuracy']:.4f})" for c in others]
     if links:

@@ -78,7 +78,7 @@ def trace(server, api, drops: list[dict]) -> tuple[list[dict], str]:
         uri = drop["uri"]
         trained = [name for name, meta in versions.items() if meta.get("source_uri") == uri]
         superseded = {
-            run_id: next((line for line in log.splitlines() if uri in line and "superseded by" in line), "")
+            run_id: next((line for line in log.splitlines() if f"drop {uri} (" in line and "superseded by" in line), "")
             for run_id, log in logs.items()
         }
         rows.append(

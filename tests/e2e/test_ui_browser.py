@@ -336,12 +336,13 @@ def see_outcome_in_the_ui(ui, api, run_id: str, shot: str) -> dict:
     assert summary["outcome"].upper() == expected, (states, summary)
     ui.driver.get(f"{ui.base_url}/dags/{TRAINING_DAG}/runs/{run_id}")
     ui.wait_text(expected)
-    ui.wait_text(f"test accuracy {summary['test_accuracy']:.4f}")
-    ui.wait_text(f"version {summary['version']}")
+    # The run page shows a note's first line only: it carries the outcome, the version and the accuracy.
+    ui.wait_text(f"test accuracy {summary['test_accuracy']:.4f}")  # the version is a link: its own element
+    ui.wait_text(summary["version"])
     ui.shot(f"{shot}-run-note")
-    # The note's links are links on the run's page, not only in the note's editor.
+    # ... and the version is a link there, not only in the note's editor.
     note_links = ui.driver.find_elements(By.CSS_SELECTOR, f"a[href*='/eksml/models/{summary['version']}/']")
-    assert any(a.is_displayed() for a in note_links), "the note's links are not clickable on the run page"
+    assert any(a.is_displayed() for a in note_links), "the note's version is not clickable on the run page"
     ui.driver.get(f"{ui.base_url}/dags/{TRAINING_DAG}/runs/{run_id}/tasks/outcome")
     # The outcome task's extra links, as the UI fetches them (REST API): they name the version.
     api_links = api.get(f"/dags/{TRAINING_DAG}/dagRuns/{run_id}/taskInstances/outcome/links")["extra_links"]

@@ -63,4 +63,7 @@ def test_the_note_names_every_drop_that_fits_and_counts_the_rest():
     result = account([drop(0)], [drop(n, f"s3://bucket/landing/{n:040d}") for n in range(40)], None)
     note = note_markdown(summary, {"Model version": "/eksml/models/v1/"}, result.lines())
     assert len(note) <= NOTE_LIMIT
-    assert note.startswith("**PROMOTED** test accuracy 0.8000") and "more drops: see the validate_params log" in note
+    assert (
+        note.startswith("**PROMOTED** [v1](/eksml/models/v1/) test accuracy 0.8000")
+        and "more drops: see the validate_params log" in note
+    )

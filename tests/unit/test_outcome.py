@@ -32,9 +32,10 @@ def test_refused_run_names_version_accuracy_and_the_champion():
     assert summary["headline"] == "refused by the gate: v-tf test accuracy 0.9012 vs champion v-old at 0.9100"
     note = note_markdown(summary, store_links(summary["uri"], "us-west-2"))
     first, second, *_ = note.split("\n\n")
-    # The first line says it whole (the UI cuts a long one); the versions follow.
-    assert first == "**REFUSED** test accuracy 0.9012 vs champion 0.9100"
-    assert second == "version v-tf (champion v-old)"
+    # The run page shows the first line only: outcome, version (linked) and accuracies.
+    link = "https://s3.console.aws.amazon.com/s3/buckets/bucket?region=us-west-2&prefix=ml/models/fashion-mnist/v-tf/"
+    assert first == f"**REFUSED** [v-tf]({link}) test accuracy 0.9012 vs champion 0.9100"
+    assert second == "champion: v-old"
     assert "also registered: v-mx (0.8801)" in note and len(note) <= 1000
 
 
