@@ -2,8 +2,8 @@
 # Idempotent set-up of a fresh Debian 12 machine for the local profile:
 #   the Fashion-MNIST Debian package, uv, the Airflow virtualenv (.venv) and one virtualenv
 #   per image (.venvs/<image>), and with --k8s-testenv the test control plane (real Kubernetes
-#   binaries built from pinned sources, tools/k8s-testenv). A second call only checks, so it
-#   returns in seconds.
+#   binaries built from pinned sources, tools/k8s-testenv) and, as root, a real node's packages
+#   and images (tools/k8s-node). A second call only checks, so it returns in seconds.
 # Usage: scripts/setup.sh [--k8s-testenv] [image ...]   (default: every image under images/)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -68,5 +68,10 @@ if [ "$k8s_testenv" = 1 ]; then
   elif [ "$rc" != 0 ]; then
     echo "k8s test control plane: build failed (exit $rc)" >&2
     exit "$rc"
+  fi
+  # The real node's Debian packages and the images it runs (tools/k8s-node; cached by content hash).
+  if [ "$rc" = 0 ] && { [ "$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1; }; then
+    bash tools/k8s-node/install-packages.sh
+    if [ "$(id -u)" = 0 ]; then bash tools/k8s-node/build-images.sh >/dev/null; fi
   fi
 fi
