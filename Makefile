@@ -1,5 +1,5 @@
 # The two commands that matter: `make run` (the main job, local profile) and `make test`.
-.PHONY: run test lint format test-unit test-fast test-slow test-k8s setup render bench clean
+.PHONY: run test lint format test-unit test-fast test-slow test-k8s test-node setup render bench clean
 
 CONF ?= {}
 # CONF reaches scripts/run_local.sh byte for byte: make neither expands it (a command-line variable
@@ -11,7 +11,7 @@ run: export EKSML_RUN_CONF := $(value CONF)
 run:            ## set up, then train, evaluate, register, deploy and query the model locally
 	bash scripts/run_local.sh "$$EKSML_RUN_CONF"
 
-test:           ## lint, then every tier that can run on this machine (what CI runs), the k8s control-plane tier included
+test:           ## lint, then every tier that can run on this machine (what CI runs), the k8s and real-node tiers included
 	bash scripts/setup.sh --k8s-testenv --browser
 	.venv/bin/ruff format --check --diff .
 	.venv/bin/ruff check .
@@ -28,19 +28,23 @@ format:         ## rewrite the tree with ruff's formatter and its safe fixes
 
 test-unit:      ## unit tests only (about a minute)
 	bash scripts/setup.sh
-	$(PYTEST) tests/unit -m "not slow and not cluster and not k8s"
+	$(PYTEST) tests/unit -m "not slow and not cluster and not k8s and not node"
 
 test-k8s:       ## the Kubernetes half of the aws profile against a real control plane (built once from source)
 	bash scripts/setup.sh --k8s-testenv
-	$(PYTEST) -m "k8s and not cluster"
+	$(PYTEST) -m "k8s and not cluster and not node"
+
+test-node:      ## images built from their Dockerfiles, and the workloads on a real node joined to the test control plane (root)
+	bash scripts/setup.sh --k8s-testenv
+	$(PYTEST) -m "node and not cluster"
 
 test-fast:      ## unit + integration + end-to-end on small slices of the real data (about 8 minutes)
 	bash scripts/setup.sh
-	$(PYTEST) -m "not slow and not cluster and not k8s"
+	$(PYTEST) -m "not slow and not cluster and not k8s and not node"
 
 test-slow:      ## full-data training, real Airflow services, browser, model-server suites
 	bash scripts/setup.sh --browser
-	$(PYTEST) -m "slow and not cluster"
+	$(PYTEST) -m "slow and not cluster and not node"
 
 bench:          ## benchmarks that print figures (minutes)
 	.venv/bin/python bench/dag_parse.py

@@ -2,8 +2,8 @@
 # Idempotent set-up of a fresh Debian 12 machine for the local profile:
 #   the Fashion-MNIST Debian package, uv, the Airflow virtualenv (.venv) and one virtualenv
 #   per image (.venvs/<image>), and with --k8s-testenv the test control plane (real Kubernetes
-#   binaries built from pinned sources, tools/k8s-testenv). A second call only checks, so it
-#   returns in seconds.
+#   binaries built from pinned sources, tools/k8s-testenv) and, as root, a real node's packages
+#   and images (tools/k8s-node). A second call only checks, so it returns in seconds.
 #   With --browser (make test) also Chromium and its driver, which only the browser tests use.
 #   One line per step; the package installers' own output goes to .local/setup.log.
 # Usage: scripts/setup.sh [--k8s-testenv] [--browser] [image ...]   (default: every image under images/)
@@ -85,5 +85,10 @@ if [ "$k8s_testenv" = 1 ]; then
   elif [ "$rc" != 0 ]; then
     echo "k8s test control plane: build failed (exit $rc)" >&2
     exit "$rc"
+  fi
+  # The real node's Debian packages and the images it runs (tools/k8s-node; cached by content hash).
+  if [ "$rc" = 0 ] && { [ "$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1; }; then
+    bash tools/k8s-node/install-packages.sh
+    if [ "$(id -u)" = 0 ]; then bash tools/k8s-node/build-images.sh >/dev/null; fi
   fi
 fi

@@ -8,16 +8,19 @@ one fails, the tail of every component's log is added to its report.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from k8s_controlplane import ControlPlane, Identity, locate_binaries, remove_workdir
+from k8s_node import Image, RealNode, build_images, missing_prerequisites
 
 #: The pipeline's own identity: a user in the group the project's RoleBindings name, as an EKS
 #: access entry maps the Airflow workers' IAM principal.
@@ -25,6 +28,7 @@ PIPELINE = "pipeline"
 ACCOUNT_ID = "123456789012"
 
 _planes: list[ControlPlane] = []
+_nodes: list[RealNode] = []
 
 
 def _node_groups() -> tuple[Any, ...]:
@@ -69,6 +73,12 @@ def _connection(conn_id: str, kubeconfig: Path) -> Iterator[str]:
     os.environ[var] = json.dumps({"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig)}})
     yield conn_id
     os.environ.pop(var, None)
+
+
+@contextlib.contextmanager
+def node_connection(kubeconfig: Path, conn_id: str = "kubernetes_node") -> Iterator[str]:
+    """An Airflow ``kubernetes`` connection to the real node's control plane, while in the block."""
+    yield from _connection(conn_id, kubeconfig)
 
 
 @pytest.fixture(scope="session")
@@ -128,11 +138,59 @@ def prepared_cluster(control_plane: ControlPlane) -> ControlPlane:
     return control_plane
 
 
+#: Images the node tier runs (besides the base and pause images), by folder under images/.
+NODE_IMAGES = ("tf-fashion-mnist", "inference", "mxnet-horovod")
+
+
+@pytest.fixture(scope="session")
+def node_images() -> dict[str, Image]:
+    """The project's images built from their Dockerfiles FROM the local base (cached by content hash)."""
+    reason = missing_prerequisites()
+    if reason:
+        pytest.skip(f"no image builds: {reason}")
+    started = time.monotonic()
+    images = build_images(*NODE_IMAGES)
+    sys.stderr.write(f"\n[node] images ready in {time.monotonic() - started:.1f} s\n")
+    return images
+
+
+@pytest.fixture(scope="session")
+def node_cluster(k8s_bin_dir: Path, node_images: dict[str, Image]) -> Iterator[tuple[ControlPlane, RealNode]]:
+    """A control plane without kwok and one real node joined to it; on stop, the host is checked
+    for what the node could leave behind (processes, mounts, iptables chains, sysctls)."""
+    reason = missing_prerequisites(k8s_bin_dir)
+    if reason:
+        pytest.skip(f"no real node: {reason}")
+    workdir = Path(tempfile.mkdtemp(prefix="eksml-node-", dir="/tmp"))  # short: unix socket paths
+    plane = ControlPlane(name="node", bin_dir=k8s_bin_dir, workdir=workdir / "cp", identities=_identities(), kwok=False)
+    plane.start()
+    _planes.append(plane)
+    node = RealNode(plane, workdir / "node", node_images)
+    try:
+        node.start()
+    except BaseException:
+        plane.stop()
+        raise
+    _nodes.append(node)
+    sys.stderr.write(
+        f"\n[node] control plane up in {plane.startup_seconds:.1f} s, node {node.name} Ready "
+        f"(containerd, kubelet, kube-proxy) in {node.startup_seconds:.1f} s\n"
+    )
+    yield plane, node
+    node.stop()
+    plane.stop()
+    leftovers = node.leftovers()
+    remove_workdir(workdir)
+    assert not leftovers, f"the node left these behind: {leftovers}"
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     report = yield
-    uses_a_plane = {"control_plane", "second_control_plane"} & set(getattr(item, "fixturenames", ()))
+    uses_a_plane = {"control_plane", "second_control_plane", "node_cluster"} & set(getattr(item, "fixturenames", ()))
     if report.failed and _planes and uses_a_plane:
         for plane in _planes:
             report.sections.append((f"control plane {plane.name}: component logs", plane.logs(60)))
+        for node in _nodes:
+            report.sections.append((f"node {node.name}: component logs", node.logs(60)))
     return report

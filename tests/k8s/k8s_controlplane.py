@@ -50,6 +50,9 @@ KCM_CONTROLLERS = (
     "garbage-collector-controller",
     "disruption-controller",  # the PodDisruptionBudgets of jobs and of the model server
 )
+#: And for a real node: Service endpoints for kube-proxy, the CA bundle every pod's projected
+#: service-account volume mounts (``kube-root-ca.crt``).
+NODE_KCM_CONTROLLERS = ("endpointslice-controller", "root-ca-certificate-publisher-controller")
 #: Container log served (by kwok, through the API server's log proxy) for each container name.
 CONTAINER_LOGS = {
     "base": "simulated training container: epoch 1/1 accuracy 0.81\n",
@@ -247,6 +250,9 @@ class ControlPlane:
     #: Node groups to simulate (``eksml.eksctl.config.ManagedNodeGroup``) and nodes per group.
     node_groups: tuple[Any, ...] = ()
     nodes_per_group: int = 2
+    #: False: no kwok (and no simulated nodes); the API server authorizes nodes (Node
+    #: authorizer, NodeRestriction) so a real kubelet can join (``k8s_node.RealNode``).
+    kwok: bool = True
     components: dict[str, Component] = field(default_factory=dict)
     server: str = ""
     startup_seconds: float = 0.0
@@ -282,8 +288,9 @@ class ControlPlane:
             self._start_apiserver(deadline)
             self._write_kubeconfigs()
             self._start_controllers()
-            self._create_nodes()
-            self._wait_for_nodes(deadline)
+            if self.kwok:
+                self._create_nodes()
+                self._wait_for_nodes(deadline)
             self._install_mpi_operator(deadline)
             self._wait_healthy(deadline)
         except BaseException:
@@ -370,9 +377,10 @@ class ControlPlane:
                 f"--tls-cert-file={serving[0]}",
                 f"--tls-private-key-file={serving[1]}",
                 f"--client-ca-file={self.pki.ca}",
-                "--authorization-mode=RBAC",
+                "--authorization-mode=" + ("RBAC" if self.kwok else "Node,RBAC"),
                 # NamespaceLifecycle, ServiceAccount, PodSecurity, ... are on by default; named for clarity.
-                "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity,DefaultTolerationSeconds",
+                "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity,DefaultTolerationSeconds"
+                + ("" if self.kwok else ",NodeRestriction"),
                 # Simulated nodes are Ready from the start and stay so: no node.kubernetes.io/not-ready
                 # taint on creation, and no node-lifecycle controller to add one (kwok v0.8.0 renewed the
                 # Lease of only one of several nodes here, so that controller would fail the others).
@@ -464,7 +472,8 @@ class ControlPlane:
         clients = {key: (ident.user, ident.groups) for key, ident in self.identities.items()}
         clients["kube-controller-manager"] = ("system:kube-controller-manager", ())
         clients["kube-scheduler"] = ("system:kube-scheduler", ())
-        clients["kwok"] = ("kwok-controller", ("system:masters",))  # plays every kubelet
+        if self.kwok:
+            clients["kwok"] = ("kwok-controller", ("system:masters",))  # plays every kubelet
         for key, (user, groups) in clients.items():
             cert, private = self.pki.issue(f"client-{key}", user, groups=groups)
             self._write_kubeconfig(key, {"client-certificate": str(cert), "client-key": str(private)})
@@ -482,7 +491,7 @@ class ControlPlane:
                 "--leader-elect=false",
                 # Each controller acts as its own service account with its own bootstrap Role.
                 "--use-service-account-credentials=true",
-                "--controllers=" + ",".join(KCM_CONTROLLERS),
+                "--controllers=" + ",".join(KCM_CONTROLLERS + (() if self.kwok else NODE_KCM_CONTROLLERS)),
                 f"--root-ca-file={self.pki.ca}",
                 "--kube-api-qps=100",
                 "--kube-api-burst=200",
@@ -499,6 +508,8 @@ class ControlPlane:
                 "--leader-elect=false",
             ],
         )
+        if not self.kwok:
+            return
         kwok_cert = self.pki.issue("kwok-serving", "kwok", server=True, hosts=("127.0.0.1",))
         self._component(
             "kwok",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the test control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
-# kwok, the Kubeflow MPI operator) from the module versions pinned in this directory.
+# kwok, the Kubeflow MPI operator) and a real node's kubelet and kube-proxy (same
+# k8s.io/kubernetes module) from the module versions pinned in this directory.
 #
 # The binaries go to $EKSML_K8S_TESTENV_CACHE/<hash>/bin (default cache:
 # ${XDG_CACHE_HOME:-$HOME/.cache}/eksml/k8s-testenv), where <hash> covers every file in this
@@ -20,7 +21,7 @@ go_need="Go >= 1.$go_min_minor (the modules here ask for go 1.26; Go >= 1.21 dow
 
 key="$(cd "$here" && find . -type f ! -name '*.md' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
 dir="$cache/$key"
-binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok mpi-operator)
+binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kwok mpi-operator)
 
 if [ -f "$dir/complete" ]; then
   echo "$dir/bin"
@@ -57,7 +58,7 @@ kube_ldflags="-s -w -X $vpkg.gitVersion=$kube_version -X $vpkg.gitMajor=1 -X $vp
 
 (cd "$here/kube" && nice -n 5 go build -trimpath -ldflags "$kube_ldflags" -o "$tmp/bin/" \
   ./cmd/etcd k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-  k8s.io/kubernetes/cmd/kube-scheduler)
+  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy)
 (cd "$here/kwok" && nice -n 5 go build -trimpath -ldflags "-s -w" -o "$tmp/bin/" sigs.k8s.io/kwok/cmd/kwok)
 (cd "$here/mpi-operator" && nice -n 5 go build -trimpath -ldflags "-s -w" -o "$tmp/bin/" ./cmd/mpi-operator)
 

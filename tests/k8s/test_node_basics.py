@@ -1,0 +1,105 @@
+"""A real node joined to the test control plane: pods really run on it.
+
+containerd + runc start the containers (images imported from the project's own builds), CNI
+gives them addresses on the node's bridge, the kubelet reports their status and serves their
+logs through the API server, and kube-proxy routes a Service's ClusterIP to a pod.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+pytestmark = [pytest.mark.k8s, pytest.mark.node]
+
+
+def wait_for(what: str, probe: Any, timeout: float = 180.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        ok, last = probe()
+        if ok:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what} (last: {last})")
+
+
+@pytest.fixture
+def namespace(node_cluster: Any) -> Iterator[tuple[client.CoreV1Api, str]]:
+    plane, _node = node_cluster
+    core = client.CoreV1Api(plane.api_client("admin"))
+    name = f"basics-{uuid.uuid4().hex[:6]}"
+    core.create_namespace({"metadata": {"name": name}})
+    yield core, name
+    core.delete_namespace(name)
+
+
+def pod(name: str, image: str, command: list[str], **extra: Any) -> dict[str, Any]:
+    container = {"name": "main", "image": image, "imagePullPolicy": "IfNotPresent", "command": command, **extra}
+    return {
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {"restartPolicy": "Never", "containers": [container]},
+    }
+
+
+def test_node_is_ready_with_the_host_address(node_cluster: Any) -> None:
+    plane, node = node_cluster
+    got = client.CoreV1Api(plane.api_client("admin")).read_node(node.name)
+    assert {a.type: a.address for a in got.status.addresses}["InternalIP"] == node.ip
+    assert got.status.node_info.container_runtime_version.startswith("containerd://")
+    assert got.status.node_info.kubelet_version == "v1.35.4"
+    assert "kwok.x-k8s.io/node" not in (got.metadata.annotations or {})
+
+
+def test_a_pod_runs_to_completion_and_its_log_is_served(node_cluster: Any, namespace: Any) -> None:
+    core, ns = namespace
+    _plane, node = node_cluster
+    image = node.images["tf-fashion-mnist"].ref
+    core.create_namespaced_pod(ns, pod("hello", image, ["python", "-c", "import os; print('uid', os.getuid())"]))
+
+    def done() -> tuple[bool, Any]:
+        phase = core.read_namespaced_pod("hello", ns).status.phase
+        return phase in ("Succeeded", "Failed"), phase
+
+    assert wait_for("pod hello to finish", done) == "Succeeded"
+    log = core.read_namespaced_pod_log("hello", ns, _preload_content=False).data.decode()
+    assert log.strip() == "uid 1000"  # the image's own non-root user
+
+
+def test_a_service_cluster_ip_reaches_a_pod_through_kube_proxy(node_cluster: Any, namespace: Any) -> None:
+    core, ns = namespace
+    _plane, node = node_cluster
+    image = node.images["inference"].ref
+    server = pod("web", image, ["python", "-m", "http.server", "8080", "--directory", "/opt/eksml"])
+    server["spec"]["restartPolicy"] = "Always"
+    server["spec"]["containers"][0]["readinessProbe"] = {"tcpSocket": {"port": 8080}, "periodSeconds": 1}
+    core.create_namespaced_pod(ns, server)
+    service = core.create_namespaced_service(
+        ns,
+        {
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+        },
+    )
+
+    def ready() -> tuple[bool, Any]:
+        status = core.read_namespaced_pod("web", ns).status
+        return any(c.type == "Ready" and c.status == "True" for c in status.conditions or []), status.phase
+
+    wait_for("pod web Ready", ready)
+
+    def answers() -> tuple[bool, Any]:
+        try:
+            with urllib.request.urlopen(f"http://{service.spec.cluster_ip}/serve.py", timeout=3) as response:
+                return response.status == 200, response.read()
+        except OSError as exc:
+            return False, exc
+
+    body = wait_for("the Service's ClusterIP to answer", answers, timeout=60)
+    assert b"Entrypoint of the inference image" in body

@@ -1,0 +1,124 @@
+"""Every training and inference image, built from its own Dockerfile, runs its entrypoint.
+
+The images are built by ``tools/k8s-node/build-images.sh`` with buildah (no registry), FROM the
+local Debian base through each Dockerfile's ``BASE_IMAGE`` build argument, and each entrypoint
+runs in a container (runc, through ``buildah run``) as the image's own user, on a slice of the
+real Fashion-MNIST mounted read-only: the TensorFlow image trains and exports, the inference
+image scores that export, and the MXNet image's worker entrypoint (sshd) accepts its config.
+Not here: ``horovodrun`` in the MXNet image, whose ranks crash in ``hvd.init()`` in a container
+built FROM the local base (see the README, "A real node").
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from k8s_node import Image
+
+pytestmark = pytest.mark.node
+
+DATA = Path("/usr/share/datasets/fashion-mnist")
+SLICE = ["--limit-train", "1024", "--limit-test", "512"]
+
+
+def run_in_container(image: Image, out: Path, *command: str) -> str:
+    """``command`` in a fresh container of ``image`` (its user, env and workdir); its output and errors."""
+    name = subprocess.run(
+        ["buildah", "from", "--pull-never", image.ref], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    try:
+        proc = subprocess.run(
+            [
+                "buildah",
+                "run",
+                "--isolation",
+                "oci",
+                "--network",
+                "none",
+                "-v",
+                f"{DATA}:/data:ro",
+                "-v",
+                f"{out}:/out",
+                name,
+                "--",
+                *command,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=900,
+        )
+    finally:
+        subprocess.run(["buildah", "rm", name], capture_output=True, check=False)
+    assert proc.returncode == 0, (
+        f"{' '.join(command)} in {image.ref} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("image-out")
+    path.chmod(0o777)  # the images run as uid 1000
+    yield path
+
+
+def test_tf_image_trains_and_exports(node_images: dict[str, Image], out: Path) -> None:
+    # `train` is the image's entrypoint on PATH (what SageMaker runs; pods run train.py directly).
+    run_in_container(
+        node_images["tf-fashion-mnist"],
+        out,
+        "train",
+        "--data-uri",
+        "/data",
+        "--model-uri",
+        "/out/tf-model",
+        "--epochs",
+        "1",
+        *SLICE,
+    )
+    metrics = json.loads((out / "tf-model" / "metrics.json").read_text())
+    assert metrics["framework"] == "tensorflow" and metrics["epochs"] == 1
+    assert metrics["train_images"] == 1024 and metrics["test_images"] == 512
+    assert metrics["test_accuracy"] > 0.3  # ten classes: chance is 0.1
+    assert (out / "tf-model" / "saved_model" / "saved_model.pb").is_file()
+
+
+def test_inference_image_scores_the_tf_export(node_images: dict[str, Image], out: Path) -> None:
+    if not (out / "tf-model" / "metrics.json").exists():
+        pytest.fail("needs the TensorFlow image's export (test_tf_image_trains_and_exports)")
+    run_in_container(
+        node_images["inference"],
+        out,
+        "python",
+        "/opt/eksml/evaluate.py",
+        "--candidate-uri",
+        "/out/tf-model",
+        "--data-uri",
+        "/data",
+        "--out-uri",
+        "/out/eval",
+        "--limit-test",
+        "512",
+    )
+    evaluation = json.loads((out / "eval" / "evaluation.json").read_text())
+    assert evaluation["candidate"]["test_images"] == 512
+    assert evaluation["candidate"]["test_accuracy"] > 0.3
+
+
+def test_mxnet_worker_entrypoint_accepts_its_sshd_config(node_images: dict[str, Image], out: Path) -> None:
+    """The MPI worker's entrypoint is sshd with the image's own config, as the non-root user,
+    with the key pair the MPI operator mounts at ~/.ssh (made here as the operator would)."""
+    log = run_in_container(
+        node_images["mxnet-horovod"],
+        out,
+        "sh",
+        "-c",
+        'mkdir -p ~/.ssh && ssh-keygen -q -t rsa -N "" -f ~/.ssh/id_rsa && cp ~/.ssh/id_rsa.pub ~/.ssh/authorized_keys'
+        " && /usr/sbin/sshd -t -f ~/.sshd_config && id -u && python -c 'import mxnet, horovod.mxnet'",
+    )
+    assert log.split() == ["1000"]
