@@ -29,7 +29,9 @@ if [ ${#images[@]} -eq 0 ]; then
 fi
 
 build_image() {  # $1 archive, $2 ref; $dockerfile, $context, $ignore set by the caller
-  local args=(--pull=never --isolation=oci --layers=false --quiet -f "$dockerfile" -t "$2"
+  # --network host: RUN steps reach PyPI and Debian through the host's own network; buildah's
+  # default would create a bridge (cni-podman0), iptables chains and turn on IP forwarding.
+  local args=(--pull=never --isolation=oci --network=host --layers=false --quiet -f "$dockerfile" -t "$2"
     --build-arg "BASE_IMAGE=$base_ref" "${extra_args[@]}")
   [ -f "$ignore" ] && args+=(--ignorefile "$ignore")
   nice -n 10 buildah bud "${args[@]}" "$context" >/dev/null
