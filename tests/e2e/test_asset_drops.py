@@ -73,6 +73,13 @@ def trace(server, api, drops: list[dict]) -> tuple[list[dict], str]:
         events = api.get(f"/dags/{TRAINING_DAG}/dagRuns/{run_id}/upstreamAssetEvents")["asset_events"]
         listed[run_id] = [(e.get("extra") or {}).get("uri") for e in events]
         logs[run_id] = api.task_log(TRAINING_DAG, run_id, "validate_params")
+
+    def named(run_id: str, uri: str) -> bool:
+        """The run's note names the drop, or (a note holds 1,000 characters) says the rest are in
+        the first task's log, and that log names it."""
+        note = notes[run_id]
+        return uri in note or ("more drops: see the validate_params log" in note and uri in logs[run_id])
+
     rows = []
     for n, drop in enumerate(drops, 1):
         uri = drop["uri"]
@@ -87,7 +94,7 @@ def trace(server, api, drops: list[dict]) -> tuple[list[dict], str]:
                 "uri": uri,
                 "listed_by": [run_id for run_id, uris in listed.items() if uri in uris],
                 "trained_as": trained,
-                "superseded_in": [run_id for run_id, line in superseded.items() if line and uri in notes[run_id]],
+                "superseded_in": [run_id for run_id, line in superseded.items() if line and named(run_id, uri)],
                 "line": next((line.strip() for line in superseded.values() if line), ""),
             }
         )
@@ -106,7 +113,7 @@ def trace(server, api, drops: list[dict]) -> tuple[list[dict], str]:
     unused = []
     for run_id, uris in listed.items():
         trained_here = {meta.get("source_uri") for meta in versions.values() if meta.get("run_id") == run_id}
-        unused += [f"{run_id}: {u}" for u in uris if u in ours and u not in trained_here and u not in notes[run_id]]
+        unused += [f"{run_id}: {u}" for u in uris if u in ours and u not in trained_here and not named(run_id, u)]
     return rows, "\n".join(table) + ("\n\nlisted but neither trained nor named: " + "; ".join(unused) if unused else "")
 
 
