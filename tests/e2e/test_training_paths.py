@@ -125,7 +125,7 @@ def test_aws_profile_training_failure_still_deletes_the_ephemeral_cluster(
     monkeypatch.setattr(
         eksml.pipeline,
         "validate",
-        lambda params, events, dag_run: {
+        lambda params, events, dag_run, drops=None: {
             "profile": "aws",
             "params": {**params, "trainer": "kubernetes", "cluster": "ephemeral"},
             "source_uri": str(small_drop),
