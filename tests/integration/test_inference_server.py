@@ -247,12 +247,9 @@ def test_4xx_is_logged_at_info_in_one_line_without_a_traceback(servers, server_l
     assert refusals and all(" INFO " in line and " ERROR " not in line for line in refusals)
 
 
-def test_liveness_fails_when_no_model_is_loaded():
-    """The application object itself, called in the inference virtualenv with a model never loaded."""
-    script = """
+#: An ASGI GET against the application object itself, for scripts run in the inference virtualenv.
+_ASGI_GET = """
 import asyncio, json
-from eksml_inference.app import InferenceApp
-from eksml_inference.predictor import FashionMnistModel
 
 async def get(app, path):
     sent = []
@@ -262,12 +259,13 @@ async def get(app, path):
         sent.append(message)
     await app({"type": "http", "method": "GET", "path": path, "headers": []}, receive, send)
     return sent[0]["status"], json.loads(sent[1]["body"])
-
-app = InferenceApp(FashionMnistModel("fashion-mnist", "/nowhere"))
-print(json.dumps([asyncio.run(get(app, p)) for p in ("/v2/health/live", "/v2/health/ready")]))
 """
+
+
+def _run_asgi_script(script: str, *args: str) -> object:
+    """``script`` (after :data:`_ASGI_GET`) in the inference virtualenv; the JSON of its last line."""
     proc = subprocess.run(
-        [str(im.INFERENCE_PYTHON), "-c", script],
+        [str(im.INFERENCE_PYTHON), "-c", _ASGI_GET + script, *args],
         cwd=im.ROOT / "images" / "inference",
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(im.ROOT / "images" / "common")},
         capture_output=True,
@@ -275,7 +273,19 @@ print(json.dumps([asyncio.run(get(app, p)) for p in ("/v2/health/live", "/v2/hea
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads(proc.stdout.splitlines()[-1]) == [
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_liveness_fails_when_no_model_is_loaded():
+    """The application object itself, called in the inference virtualenv with a model never loaded."""
+    script = """
+from eksml_inference.app import InferenceApp
+from eksml_inference.predictor import FashionMnistModel
+
+app = InferenceApp(FashionMnistModel("fashion-mnist", "/nowhere"))
+print(json.dumps([asyncio.run(get(app, p)) for p in ("/v2/health/live", "/v2/health/ready")]))
+"""
+    assert _run_asgi_script(script) == [
         [503, {"live": False, "reason": "no model loaded"}],
         [503, {"ready": False}],
     ]
@@ -284,48 +294,34 @@ print(json.dumps([asyncio.run(get(app, p)) for p in ("/v2/health/live", "/v2/hea
 def test_liveness_fails_while_a_model_call_is_stuck_and_recovers_after(versions):
     """A loaded model whose worker thread is held: predicts cannot be answered, so liveness says so."""
     script = """
-import asyncio, json, sys, threading
+import sys, threading
 import numpy as np
 from eksml_inference.app import InferenceApp
 from eksml_inference.limits import Limits
 from eksml_inference.predictor import FashionMnistModel
 
-async def get(app, path):
-    sent = []
-    async def receive():
-        return {"type": "http.request", "body": b"", "more_body": False}
-    async def send(message):
-        sent.append(message)
-    await app({"type": "http", "method": "GET", "path": path, "headers": []}, receive, send)
-    return sent[0]["status"], json.loads(sent[1]["body"])["live"]
-
 async def main():
     model = FashionMnistModel("fashion-mnist", sys.argv[1])
     model.load()
     app = InferenceApp(model, Limits(stall_s=0.2))
-    seen = [await get(app, "/v2/health/live")]
+    async def live():
+        status, body = await get(app, "/v2/health/live")
+        return status, body["live"]
+
+    seen = [await live()]
     held = threading.Event()
     model.batcher._executor.submit(held.wait, 60)  # the model's one worker thread, held
     pending = asyncio.ensure_future(model.predict(np.zeros((1, 28, 28), np.float32)))
     await asyncio.sleep(0.5)
-    seen.append(await get(app, "/v2/health/live"))
+    seen.append(await live())
     held.set()
     await asyncio.wait_for(pending, 60)
-    seen.append(await get(app, "/v2/health/live"))
+    seen.append(await live())
     print(json.dumps(seen))
 
 asyncio.run(main())
 """
-    proc = subprocess.run(
-        [str(im.INFERENCE_PYTHON), "-c", script, str(versions["mxnet"])],
-        cwd=im.ROOT / "images" / "inference",
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(im.ROOT / "images" / "common")},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads(proc.stdout.splitlines()[-1]) == [[200, True], [503, False], [200, True]]
+    assert _run_asgi_script(script, str(versions["mxnet"])) == [[200, True], [503, False], [200, True]]
 
 
 def test_a_corrupt_version_exits_with_the_reason(versions, tmp_path):
