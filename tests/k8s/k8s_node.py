@@ -9,11 +9,13 @@ Everything lives under the node's work folder except what the kernel and these p
 host-wide (listed in the README, "A real node"): :meth:`RealNode.stop` deletes every pod
 through the kubelet, runs ``kube-proxy --cleanup``, removes the iptables chains, bridge and
 mounts the node made and restores the sysctls it changed. One node per host: the kubelet
-listens on its fixed port 10250 of the node IP.
+listens on its fixed port 10250 of the node IP, so :meth:`RealNode.start` waits for a host-wide
+lock (``NODE_LOCK``) that :meth:`RealNode.stop` releases: two test sessions take turns.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shlex
@@ -33,6 +35,8 @@ CNI_BIN = Path("/usr/lib/cni")
 POD_CIDR = "10.244.0.0/24"
 BRIDGE = "eksml0"
 KUBELET_PORT = 10250
+#: Held from start to stop: one node on this host at a time (port 10250, the bridge, iptables).
+NODE_LOCK = Path("/run/lock/eksml-node.lock")
 #: containerd's content and snapshots persist between sessions (a cache, like the image archives:
 #: importing and unpacking GBs of images at every start would cost minutes); its state does not.
 CONTAINERD_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "eksml" / "node-containerd"
@@ -152,6 +156,12 @@ class RealNode:
 
     # --- public ---------------------------------------------------------------------------
     def start(self, timeout: float = 180.0) -> None:
+        self._lock = NODE_LOCK.open("w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"[node] waiting for {NODE_LOCK}: another node runs on this host", flush=True)
+            fcntl.flock(self._lock, fcntl.LOCK_EX)
         started = time.monotonic()
         deadline = started + timeout
         self.ip = host_ip()
@@ -194,6 +204,9 @@ class RealNode:
                     _sysctl_path(name).write_text(value)
             except OSError:
                 pass
+        if getattr(self, "_lock", None) is not None:
+            self._lock.close()  # releases the host-wide node lock
+            self._lock = None
 
     def leftovers(self) -> list[str]:
         """What a stopped node still has on the host (empty when :meth:`stop` undid everything)."""
