@@ -30,8 +30,6 @@ import json  # noqa: E402
 
 import pytest  # noqa: E402
 
-#: Published schemas live beside the repository in a development checkout (../shared/schemas).
-SCHEMAS_DIR = ROOT.parent / "shared" / "schemas"
 DATASET_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fixtures.published_schemas import eksctl_cluster_config_schema
 
 from eksml.eksctl.config import ClusterConfigError, render_stream, render_yaml
 from eksml.eksctl.iam import S3Location, StoreUriError, training_policy
@@ -17,7 +17,6 @@ from eksml.eksctl.request import ClusterRequest, build_cluster_configs
 from eksml.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEMA = REPO.parent / "shared" / "schemas" / "eksctl-v1alpha5-clusterconfig.schema.json"
 STORE = "s3://ml-store-bucket/eksml"
 
 
@@ -27,11 +26,9 @@ def request(**overrides) -> ClusterRequest:
 
 @pytest.fixture(scope="module")
 def validator():
-    if not SCHEMA.exists():
-        pytest.skip(f"eksctl schema not found at {SCHEMA} (the ../shared/schemas folder exists only in a dev checkout)")
     import jsonschema
 
-    schema = json.loads(SCHEMA.read_text())
+    schema = eksctl_cluster_config_schema()
     jsonschema.Draft7Validator.check_schema(schema)
     return jsonschema.Draft7Validator(schema)
 
@@ -246,3 +243,12 @@ def test_cli_render_bad_input_exits_2():
 def test_cli_render_with_a_local_store_names_the_example_bucket_and_says_so():
     result = _cli(store=None)
     assert result.returncode == 0 and "eksml-example-bucket" in result.stdout and "not s3://" in result.stderr
+
+
+def test_vendored_schema_is_the_eksctl_release_the_image_builds():
+    """The schema the configs are checked against is the one of the eksctl the Airflow image runs."""
+    from fixtures.published_schemas import EKSCTL_SCHEMA
+
+    go_mod = (REPO / "docker" / "eksctl" / "go.mod").read_text()
+    version = next(line.split()[-1] for line in go_mod.splitlines() if "github.com/weaveworks/eksctl " in line)
+    assert f"eksctl-{version}-" in EKSCTL_SCHEMA.name

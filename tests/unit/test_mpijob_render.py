@@ -5,12 +5,12 @@ and workers wired the way the MPI operator v2 and horovodrun expect."""
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
 import pytest
+from fixtures.published_schemas import mpijob_schema
 
 from eksml.kubernetes.manifests import (
     RunPolicy,
@@ -23,7 +23,6 @@ from eksml.settings import Settings
 from eksml.specs import WorkloadSpecError, training_spec
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEMA = REPO.parent / "shared" / "schemas" / "mpijob-v2beta1.schema.json"
 AWS = Settings(
     profile="aws",
     store_uri="s3://eksml-bucket/store",
@@ -86,9 +85,7 @@ def _strict(schema: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def crd_validator():
-    if not SCHEMA.exists():
-        pytest.skip(f"MPIJob CRD schema not found at {SCHEMA} (only development checkouts have ../shared/schemas)")
-    schema = _strict(json.loads(SCHEMA.read_text()))
+    schema = _strict(mpijob_schema())
     jsonschema.Draft7Validator.check_schema(schema)
     return jsonschema.Draft7Validator(schema)
 

@@ -3,7 +3,6 @@ each valid against the official Kubernetes schemas (and the MPIJob against its C
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +11,9 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from fixtures.published_schemas import mpijob_schema
 
 ROOT = Path(__file__).resolve().parents[2]
-MPIJOB_SCHEMA = ROOT.parent / "shared" / "schemas" / "mpijob-v2beta1.schema.json"
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +52,7 @@ def test_core_objects_valid_strict(rendered):
 
 
 def test_mpijob_valid_against_crd(rendered):
-    if not MPIJOB_SCHEMA.exists():
-        pytest.skip(f"published MPIJob schema not found at {MPIJOB_SCHEMA} (only in a development checkout)")
-    schema = json.loads(MPIJOB_SCHEMA.read_text())
+    schema = mpijob_schema()
     jobs = [obj for obj in rendered.values() if obj["kind"] == "MPIJob"]
     assert len(jobs) == 1
     jsonschema.validate(jobs[0], schema)
