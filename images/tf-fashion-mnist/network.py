@@ -31,7 +31,7 @@ BN_MOMENTUM = 0.9
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """The levers of time to accuracy. The defaults were chosen on a validation split carved from the
-    training images (``bench/tf_recipe.py``), never on the test set; README has each lever's effect.
+    training images (``bench/tf_recipe.py``), never on the test set; docs/performance.md has each lever's effect.
     """
 
     #: Filters of each conv block (each block: ``convs_per_block`` conv + batch norm + ReLU, then 2x2 max-pool).

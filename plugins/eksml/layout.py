@@ -2,7 +2,7 @@
 
 Every location the pipeline reads or writes lies in one *area* of the store
 (``<store>/<area>/<model>/...``). :data:`ACCESS` says which identity may do what in which area;
-the IAM policies (``eksml.eksctl.iam``), the README's prerequisites and the preflight checks are
+the IAM policies (``eksml.eksctl.iam``), the prerequisites in ``docs/aws.md`` and the preflight checks are
 all rendered from it, and the run planner builds its URIs with :func:`area_uri`, so a new area
 or a new use of one cannot reach a workload without its permission.
 

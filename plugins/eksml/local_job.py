@@ -84,7 +84,7 @@ def condensed_output(log_path: Path) -> Iterator[None]:
 #: What a refused CONF is told to do (one line, with the refusal).
 CONF_FIX = (
     "fix: make run CONF='{\"epochs\": 3}' (a JSON object of the training params; names, types and limits: "
-    'README, "Trigger-form parameters of the training DAG")'
+    'docs/operations.md, "Trigger-form parameters of the training DAG")'
 )
 
 

@@ -165,7 +165,7 @@ def check_image_pins(settings: Settings, names: list[str]) -> list[Finding]:
                 "image registry",
                 ERROR,
                 f"{DEFAULT_IMAGE_REGISTRY} is the project's placeholder, not a registry you own",
-                "create a private ECR registry, push the images there (README, 'First run on AWS') and set "
+                "create a private ECR registry, push the images there (docs/aws.md, 'First run on AWS') and set "
                 "EKSML_IMAGE_REGISTRY=<account>.dkr.ecr.<region>.amazonaws.com/eksml",
             )
         )

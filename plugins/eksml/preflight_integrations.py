@@ -81,7 +81,7 @@ def check_api_access(
                 ERROR,
                 "the Kubernetes API would be private to a new VPC that Airflow's workers are not in",
                 "set private_subnets to private subnets of the workers' VPC, or api_public_access=true with "
-                "api_public_cidrs listing the workers' egress addresses (README: Production integrations)",
+                "api_public_cidrs listing the workers' egress addresses (docs/aws.md: Production integrations)",
             )
         ]
     return [Finding("api endpoint", OK, "private API endpoint in the VPC of private_subnets")]

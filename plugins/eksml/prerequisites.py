@@ -1,10 +1,10 @@
-"""The README's "First run on AWS" prerequisites, generated from the tables the policies come from.
+"""The "First run on AWS" prerequisites of ``docs/aws.md``, generated from the tables the policies come from.
 
 Each identity's store access comes from ``eksml.layout.ACCESS``, its other AWS actions from
 ``eksml.eksctl.iam``, the quotas from ``eksml.eksctl.instance_types`` and the vCPUs to request
 from the default node groups through preflight's own count, the images from ``eksml.specs``;
-so the README cannot promise other permissions or numbers than the ones the project uses.
-``python -m eksml.prerequisites`` prints the section; ``--write README.md`` replaces it there.
+so the documentation cannot promise other permissions or numbers than the ones the project uses.
+``python -m eksml.prerequisites`` prints the section; ``--write docs/aws.md`` replaces it there.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 from eksml.layout import Identity
 
 BEGIN, END = (
-    "<!-- prerequisites:begin (python -m eksml.prerequisites --write README.md) -->",
+    "<!-- prerequisites:begin (python -m eksml.prerequisites --write docs/aws.md) -->",
     "<!-- prerequisites:end -->",
 )
 
-#: How the README writes a command of this package: runnable as is from a clone.
+#: How the documentation writes a command of this package: runnable as is from a clone.
 RUN = "PYTHONPATH=plugins .venv/bin/python -m"
 
 _WHO = {

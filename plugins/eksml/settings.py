@@ -132,7 +132,7 @@ class Settings:
     retention_days: int = 7
 
     # Production integrations of the aws profile; each is off until asked for (an ALB, log
-    # ingestion, an FSx file system cost money; an Ingress opens a port). README "Production
+    # ingestion, an FSx file system cost money; an Ingress opens a port). docs/aws.md "Production
     # integrations" says when each fits.
     #: An ALB Ingress in front of the inference Service (AWS Load Balancer Controller).
     ingress: bool = False

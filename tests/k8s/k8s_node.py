@@ -6,7 +6,7 @@ plane (``tools/k8s-testenv``). Images come from ``tools/k8s-node/build-images.sh
 no registry) and are imported into containerd; pods use ``imagePullPolicy: IfNotPresent``.
 
 Everything lives under the node's work folder except what the kernel and these programs make
-host-wide (listed in the README, "A real node"): :meth:`RealNode.stop` deletes every pod
+host-wide (listed in docs/testing.md, "A real node"): :meth:`RealNode.stop` deletes every pod
 through the kubelet, runs ``kube-proxy --cleanup``, removes the iptables chains, bridge and
 mounts the node made and restores the sysctls it changed. One node per host: the kubelet
 listens on its fixed port 10250 of the node IP, so :meth:`RealNode.start` waits for a host-wide

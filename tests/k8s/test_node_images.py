@@ -6,7 +6,7 @@ runs in a container (runc, through ``buildah run``) as the image's own user, on 
 real Fashion-MNIST mounted read-only: the TensorFlow image trains and exports, the inference
 image scores that export, and the MXNet image's worker entrypoint (sshd) accepts its config.
 Not here: ``horovodrun`` in the MXNet image, whose ranks crash in ``hvd.init()`` in a container
-built FROM the local base (see the README, "A real node").
+built FROM the local base (see docs/testing.md, "A real node").
 """
 
 from __future__ import annotations

@@ -99,15 +99,15 @@ def test_eks_cluster_runs_the_preflight_before_eksctl_creates_anything():
     assert dag.params["train_nodes"] == 0 and dag.params["train_instance_types"] == ["g5.xlarge"]
 
 
-def test_the_readmes_quota_requests_pass_the_cluster_preflight(quotas):
-    """The numbers README's 'First run on AWS' tells a fresh account to request are enough for the
+def test_the_aws_docs_quota_requests_pass_the_cluster_preflight(quotas):
+    """The numbers docs/aws.md's 'First run on AWS' tells a fresh account to request are enough for the
     default cluster at its max sizes (no error, no warning), and one vCPU less is not."""
     import re
 
     from project_files import ROOT
 
-    readme = (ROOT / "README.md").read_text()
-    asked = dict(re.findall(r"--quota-code (L-[0-9A-F]+) --desired-value (\d+)`", readme))
+    aws_doc = (ROOT / "docs" / "aws.md").read_text()
+    asked = dict(re.findall(r"--quota-code (L-[0-9A-F]+) --desired-value (\d+)`", aws_doc))
     assert set(asked) == {STANDARD, GPU_G}
     client, stub = quotas
     for code in sorted(asked):

@@ -1,5 +1,5 @@
 """docker-compose.yaml passes the official Compose v2 validation and promises what the
-README says: the Airflow 3 stack, PostgreSQL, the S3 emulator, health checks, start order,
+docs/operations.md ("Docker") says: the Airflow 3 stack, PostgreSQL, the S3 emulator, health checks, start order,
 the project's folders mounted, and the image built from docker/Dockerfile.
 
 No Docker engine runs here: `docker compose config` validates and normalises the file

@@ -1,4 +1,4 @@
-"""The README's AWS prerequisites are the generated ones, so they cannot drift from the policies."""
+"""The AWS prerequisites in docs/aws.md are the generated ones, so they cannot drift from the policies."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ from pathlib import Path
 
 from eksml.prerequisites import BEGIN, END, render
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+AWS_DOC = Path(__file__).resolve().parents[2] / "docs" / "aws.md"
 
 
-def test_readme_section_is_the_generated_one():
-    text = README.read_text()
+def test_aws_doc_section_is_the_generated_one():
+    text = AWS_DOC.read_text()
     section = text[text.index(BEGIN) + len(BEGIN) : text.index(END)]
     assert section.strip() == render().strip(), (
-        "run: PYTHONPATH=plugins python -m eksml.prerequisites --write README.md"
+        "run: PYTHONPATH=plugins python -m eksml.prerequisites --write docs/aws.md"
     )
 
 

@@ -1,6 +1,6 @@
-"""The README's commands run as written on a fresh clone.
+"""The commands of the README and ``docs/`` run as written on a fresh clone.
 
-Every ``python -m eksml...`` the README shows is written the way it runs from a clone
+Every ``python -m eksml...`` the README or a page of ``docs/`` shows is written the way it runs from a clone
 (``PYTHONPATH=plugins .venv/bin/python -m eksml...``: a bare ``python -m eksml`` fails with
 "No module named 'eksml'"); and the offline ones among them (no AWS, no running server) are
 run, exactly as written, in a copy of the tracked files.
@@ -17,15 +17,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text()
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+TEXT = "\n".join(path.read_text() for path in DOCS)
 PREFIX = "PYTHONPATH=plugins .venv/bin/python -m eksml."
 #: Commands that need neither AWS nor a running Airflow: run as written.
 OFFLINE = ("eksml.eksctl render", "eksml.render --profile aws", "eksml.prerequisites", "eksml.registry list")
 
 
 def readme_commands() -> list[str]:
-    """Inline code and code-block lines of the README that run a module of the package."""
-    text = re.sub(r"<!--.*?-->", "", README, flags=re.DOTALL)  # generator markers are not commands
+    """Inline code and code-block lines of the README and docs/ that run a module of the package."""
+    text = re.sub(r"<!--.*?-->", "", TEXT, flags=re.DOTALL)  # generator markers are not commands
     spans = re.findall(r"`([^`\n]+)`", text)
     return [s.strip() for s in spans if re.search(r"python[^ ]* -m eksml\.", s)]
 

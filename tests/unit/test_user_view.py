@@ -106,9 +106,9 @@ def test_every_param_has_a_section_and_numbers_state_their_limits():
     assert "Limits" not in params["framework"].description
 
 
-def test_readme_says_the_form_clamps_and_the_api_refuses():
-    readme = (ROOT / "README.md").read_text()
-    assert "clamps" in readme and "refused by the REST API" in readme
+def test_operations_doc_says_the_form_clamps_and_the_api_refuses():
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    assert "clamps" in operations and "refused by the REST API" in operations
 
 
 # --- 9. smaller points ----------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 A client holds a connection (a file descriptor), the time it takes to send its headers, the
 bytes of those headers, the time between the bytes of its body, and the bytes of its body in
-memory. Each has a limit here; ``server.py`` exposes them as flags and README.md lists them.
+memory. Each has a limit here; ``server.py`` exposes them as flags and docs/operations.md lists them.
 """
 
 from __future__ import annotations

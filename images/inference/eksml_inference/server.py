@@ -66,7 +66,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="longest a request waits for others to share its model call; at 0, a "
         "batch is what queued while the model was busy (no added latency when idle)",
     )
-    for field in dataclasses.fields(Limits):  # every client-held resource's bound (limits.py, README "Limits")
+    for field in dataclasses.fields(Limits):  # each client-held bound (limits.py, docs/operations.md)
         parser.add_argument(
             "--" + field.name.replace("_", "-"),
             type=_positive_int if field.type == "int" else float,

@@ -10,7 +10,7 @@ groups are: private subnets, IMDSv2 with a hop limit of 1, an encrypted gp3 root
 
 Rendered for Karpenter's v1 API, whose CRDs are vendored at v1.15.2
 (``include/kubernetes/karpenter``). The controller itself (Helm chart, IAM role, interruption
-queue) is installed as Karpenter's getting-started guide says; README "Production integrations".
+queue) is installed as Karpenter's getting-started guide says; docs/aws.md "Production integrations".
 """
 
 from __future__ import annotations

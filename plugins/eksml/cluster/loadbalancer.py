@@ -6,7 +6,7 @@ the ``alb`` IngressClass with IngressClassParams that fix the scheme and the all
 every Ingress of the class (a namespace cannot widen them by annotation), the controller's
 ServiceAccount with its IRSA role, and that role's policy: the controller's published policy
 document of the same release. The controller's Deployment is the upstream Helm chart at the
-pinned version (README "Production integrations").
+pinned version (docs/aws.md "Production integrations").
 """
 
 from __future__ import annotations

@@ -306,7 +306,7 @@ def lifecycle_calls(cluster_name: str, region: str, account_id: str) -> list[tup
     return out
 
 
-#: One line for the README's table of identities.
+#: One line for the table of identities in docs/aws.md.
 LIFECYCLE_SCOPE = (
     "CloudFormation stacks `eksctl-<cluster>-*`, EKS `<cluster>` and `<cluster>-*` (node groups, add-ons, "
     "access entries), IAM roles `eksctl-<cluster>-*` and the IRSA roles `<cluster>[-*]-<region>-<service account>` "
