@@ -199,6 +199,7 @@ class WorkloadPodOperator(SettingsMixin, KubernetesPodOperator):
     def execute(self, context: Any) -> Any:
         spec = self.apply_spec()
         if self.resolved_settings().profile == "local":
+            PodLogsLink.persist_empty(context)
             self._runner = LocalRunner(self.resolved_settings(), self.log)
             self._runner.run(spec, extra_env=self.local_env)
             return None
@@ -423,6 +424,7 @@ class MPIJobOperator(SettingsMixin, BaseOperator):
         if not spec.distributed:
             raise WorkloadSpecError(f"workload {spec.name!r} is not distributed: run it with GpuTrainingPodOperator")
         if settings.profile == "local":
+            PodLogsLink.persist_empty(context)
             self._runner = LocalRunner(settings, self.log)
             self._runner.run(spec, extra_env=self.local_env)
             return None
