@@ -149,10 +149,10 @@ class WorkloadPodOperator(SettingsMixin, KubernetesPodOperator):
             raise WorkloadSpecError(f"workload {spec.name!r} is distributed: run it with MPIJobOperator")
         self.image = settings.image(spec.image)
         self.cmds = spec.container_command()
-        self.arguments = spec.argv()
+        self.arguments = manifests.reading_shared_data(spec, settings).argv()
         self.volumes, self.volume_mounts = manifests.shared_data(settings)
         store_env, self.env_from = manifests.store_access(settings)
-        self.env_vars = manifests.training_env(spec, settings) + store_env
+        self.env_vars = manifests.env_vars(spec.env) + store_env
         self.container_resources = manifests.resource_requirements(spec.resources)
         self.node_selector = node_selector(spec.node_role)
         self.tolerations = manifests.gpu_tolerations() if manifests.needs_gpu_nodes(spec) else []
