@@ -12,41 +12,43 @@ run:            ## set up, then train, evaluate, register, deploy and query the 
 	bash scripts/run_local.sh "$$EKSML_RUN_CONF"
 
 test:           ## lint, then every tier that can run on this machine (what CI runs), the k8s and real-node tiers included
-	bash scripts/setup.sh --k8s-testenv --browser
+	bash scripts/setup.sh --dev --k8s-testenv --browser
 	.venv/bin/ruff format --check --diff .
 	.venv/bin/ruff check .
 	$(PYTEST) -m "not cluster"
 
 lint:           ## ruff format --check and ruff check (pyproject.toml), as `make test` runs them
-	bash scripts/setup.sh
+	bash scripts/setup.sh --dev
 	.venv/bin/ruff format --check --diff .
 	.venv/bin/ruff check .
 
 format:         ## rewrite the tree with ruff's formatter and its safe fixes
+	bash scripts/setup.sh --dev
 	.venv/bin/ruff format .
 	.venv/bin/ruff check --fix .
 
 test-unit:      ## unit tests only (about a minute)
-	bash scripts/setup.sh
+	bash scripts/setup.sh --dev
 	$(PYTEST) tests/unit -m "not slow and not cluster and not k8s and not node"
 
 test-k8s:       ## the Kubernetes half of the aws profile against a real control plane (built once from source)
-	bash scripts/setup.sh --k8s-testenv
+	bash scripts/setup.sh --dev --k8s-testenv
 	$(PYTEST) -m "k8s and not cluster and not node"
 
 test-node:      ## images built from their Dockerfiles, and the workloads on a real node joined to the test control plane (root)
-	bash scripts/setup.sh --k8s-testenv
+	bash scripts/setup.sh --dev --k8s-testenv
 	$(PYTEST) -m "node and not cluster"
 
 test-fast:      ## unit + integration + end-to-end on small slices of the real data (about 8 minutes)
-	bash scripts/setup.sh
+	bash scripts/setup.sh --dev
 	$(PYTEST) -m "not slow and not cluster and not k8s and not node"
 
 test-slow:      ## full-data training, real Airflow services, browser, model-server suites
-	bash scripts/setup.sh --browser
+	bash scripts/setup.sh --dev --browser
 	$(PYTEST) -m "slow and not cluster and not node"
 
 bench:          ## benchmarks that print figures (minutes)
+	bash scripts/setup.sh --dev
 	.venv/bin/python bench/dag_parse.py
 	.venvs/inference/bin/python bench/inference_latency.py
 	.venv/bin/python bench/horovod_scaling.py

@@ -4,9 +4,10 @@
 #   per image (.venvs/<image>), and with --k8s-testenv the test control plane (real Kubernetes
 #   binaries built from pinned sources, tools/k8s-testenv) and, as root, a real node's packages
 #   and images (tools/k8s-node). A second call only checks, so it returns in seconds.
-#   With --browser (make test) also Chromium and its driver, which only the browser tests use.
+#   With --dev (make test, make lint) also the test tools of requirements-dev.txt in .venv, and
+#   with --browser Chromium and its driver, which only the browser tests use: `make run` gets neither.
 #   One line per step; the package installers' own output goes to .local/setup.log.
-# Usage: scripts/setup.sh [--k8s-testenv] [--browser] [image ...]   (default: every image under images/)
+# Usage: scripts/setup.sh [--dev] [--k8s-testenv] [--browser] [image ...]   (default: every image under images/)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -28,9 +29,11 @@ apt_install() { $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y 
 
 k8s_testenv=0
 browser=0
+dev=0
 images=()
 for arg in "$@"; do
   case "$arg" in
+    --dev) dev=1 ;;
     --k8s-testenv) k8s_testenv=1 ;;
     --browser) browser=1 ;;
     *) images+=("$arg") ;;
@@ -51,18 +54,31 @@ if ! command -v uv >/dev/null 2>&1; then
   quietly "installing uv" python3 -m pip install -q uv
 fi
 
-# "bytecode": see images/build-local-venv.sh (a .venv built before that is rebuilt once).
-want="$( { echo bytecode; cat requirements.txt requirements-dev.txt; } | sha256sum | cut -d' ' -f1)"
+# "bytecode": see images/build-local-venv.sh (a .venv built before that is rebuilt once). Each
+# stamp names the requirements its packages were installed from: the main job's, then (--dev)
+# the test tools on top, which a change of the main requirements makes stale.
+want="$( { echo bytecode; cat requirements.txt; } | sha256sum | cut -d' ' -f1)"
+want_dev="$( { echo "$want"; cat requirements-dev.txt; } | sha256sum | cut -d' ' -f1)"
 if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then
   t0=$(date +%s)
-  echo "building .venv (Airflow and the test tools; a minute or two on a fresh machine)"
+  echo "building .venv (Airflow; a minute or two on a fresh machine)"
   uv venv -q --allow-existing --python 3.11 .venv
-  uv pip install -q --python .venv/bin/python -r requirements.txt -r requirements-dev.txt
+  uv pip install -q --python .venv/bin/python -r requirements.txt
   .venv/bin/python -m compileall -q -j 0 "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null || true
+  rm -f .venv/.requirements-dev.sha256
   echo "$want" > .venv/.requirements.sha256
   echo ".venv: ready in $(( $(date +%s) - t0 )) s"
 else
   echo ".venv (Airflow): up to date"
+fi
+if [ "$dev" = 1 ]; then
+  if [ "$(cat .venv/.requirements-dev.sha256 2>/dev/null)" != "$want_dev" ]; then
+    quietly "installing the test tools into .venv (requirements-dev.txt)" \
+      uv pip install -q --python .venv/bin/python -r requirements.txt -r requirements-dev.txt
+    echo "$want_dev" > .venv/.requirements-dev.sha256
+  else
+    echo ".venv test tools: up to date"
+  fi
 fi
 
 if [ ${#images[@]} -eq 0 ]; then

@@ -120,8 +120,6 @@ def images_needed(params: TrainingParams) -> list[str]:
 
 
 def check_images(ecr: Any, settings: Settings, names: list[str]) -> list[Finding]:
-    from botocore.exceptions import ClientError
-
     match = _ECR_REGISTRY.match(settings.image_registry)
     if not match:
         return [
@@ -136,22 +134,54 @@ def check_images(ecr: Any, settings: Settings, names: list[str]) -> list[Finding
     findings = []
     for name in names:
         repository = f"{prefix}/{name}" if prefix else name
-        try:
-            ecr.describe_images(
-                registryId=account, repositoryName=repository, imageIds=[{"imageTag": settings.image_tag}]
-            )
-            findings.append(Finding("images", OK, f"{settings.image(name)} exists"))
-        except ClientError as exc:
-            findings.append(
-                Finding(
-                    "images",
-                    ERROR,
-                    f"{settings.image(name)} not found ({_code(exc)})",
-                    f"build and push it: docker build -f images/{name}/Dockerfile -t "
-                    f"{settings.image(name)} images && docker push {settings.image(name)}",
-                )
-            )
+        findings.append(_check_image(ecr, settings, name, account, repository))
     return findings
+
+
+def _check_image(ecr: Any, settings: Settings, name: str, account: str, repository: str) -> Finding:
+    """The image a run will pull: the pinned digest when there is one (the aws profile requires
+    it; ``check_image_pins``), else the tag. A digest is looked up as such, so a tag pushed again
+    since the digest was pinned does not pass for it."""
+    from botocore.exceptions import ClientError
+
+    def lookup(image_id: dict[str, str]) -> dict[str, Any] | None:
+        try:
+            details = ecr.describe_images(registryId=account, repositoryName=repository, imageIds=[image_id])
+        except ClientError as exc:
+            if _code(exc) in ("ImageNotFoundException", "RepositoryNotFoundException"):
+                return None
+            raise
+        return details["imageDetails"][0]
+
+    tagged, digest = settings.tagged_image(name), settings.image_digest(name)
+    # `docker build -t` takes a name and tag, never a digest; the registry assigns the digest on push.
+    build_and_push = (
+        f"build and push it: docker build -f images/{name}/Dockerfile -t {tagged} images && docker push {tagged}"
+    )
+    try:
+        if digest and lookup({"imageDigest": digest}):
+            return Finding("images", OK, f"{settings.image(name)} exists")
+        by_tag = lookup({"imageTag": settings.image_tag})
+    except ClientError as exc:
+        return Finding("images", ERROR, f"{tagged}: cannot look it up ({_code(exc)})", "check the ECR permissions")
+    if not digest:
+        if by_tag:
+            return Finding("images", OK, f"{tagged} exists")
+        return Finding("images", ERROR, f"{tagged} not found", build_and_push)
+    if by_tag:
+        pushed = by_tag["imageDigest"]
+        return Finding(
+            "images",
+            ERROR,
+            f"{name}@{digest} not found in {repository}; its tag {settings.image_tag} is {pushed}",
+            f"pin the pushed image (EKSML_IMAGE_DIGESTS entry {name}@{pushed}) or push the one pinned",
+        )
+    return Finding(
+        "images",
+        ERROR,
+        f"{tagged}@{digest} not found in {repository}",
+        f"{build_and_push}, then pin the digest the push prints: EKSML_IMAGE_DIGESTS entry {name}@sha256:<digest>",
+    )
 
 
 def check_image_pins(settings: Settings, names: list[str]) -> list[Finding]:

@@ -264,11 +264,15 @@ class Settings:
                 return match["digest"]
         return None
 
+    def tagged_image(self, name: str) -> str:
+        """``images/<name>`` by tag alone: what ``docker build -t`` and ``docker push`` take."""
+        return f"{self.image_registry}/{name}:{self.image_tag}"
+
     def image(self, name: str) -> str:
         """Fully qualified container image of ``images/<name>``: by digest when pinned (the tag
         stays for people reading it; the runtime pulls the digest)."""
         digest = self.image_digest(name)
-        return f"{self.image_registry}/{name}:{self.image_tag}" + (f"@{digest}" if digest else "")
+        return self.tagged_image(name) + (f"@{digest}" if digest else "")
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

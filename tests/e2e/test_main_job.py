@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -24,6 +25,10 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 import inference_models as im  # noqa: E402
 
 pytestmark = pytest.mark.slow
+
+# A log record at level error or above, in structlog's console layout ("[error    ]") or the
+# standard library's ("ERROR -").
+ERROR_LINE = re.compile(r"\[(error|critical|exception)\s*\]|\b(ERROR|CRITICAL) - ")
 
 
 def test_both_dags_run_in_one_process_on_a_fresh_database(airflow_db, dataset_dir, tmp_path: Path) -> None:
@@ -65,8 +70,13 @@ def test_both_dags_run_in_one_process_on_a_fresh_database(airflow_db, dataset_di
     assert f"at http://127.0.0.1:{port}" in out
     # Both DAGs' whole logs went to their files, not to the terminal.
     training_log = (tmp_path / "last-training.log").read_text()
+    deployment_log = (tmp_path / "last-deployment.log").read_text()
     assert "[DAG TEST] end task task_id=train_tensorflow" in training_log
-    assert "[DAG TEST] end task task_id=deploy_and_smoke_test" in (tmp_path / "last-deployment.log").read_text()
+    assert "[DAG TEST] end task task_id=deploy_and_smoke_test" in deployment_log
+    # A successful run prints no ERROR line (e.g. the task runner's "XCom not found" when an
+    # extra link's value was never pushed).
+    errors = [line for line in (training_log + deployment_log).splitlines() if ERROR_LINE.search(line)]
+    assert errors == [], errors
     assert "[DAG TEST]" not in out
     phases = [line.split()[0] for line in timings.read_text().splitlines()]
     assert phases == ["training-dag", "report-training", "deployment-dag", "report-serving"]

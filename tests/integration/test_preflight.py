@@ -4,6 +4,8 @@ answers shaped like the API reference, requests checked against the service mode
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import pytest
 from botocore.stub import Stubber
@@ -19,6 +21,21 @@ REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/eksml"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/eksml-sagemaker"
 
 
+# The digest each pushed image got from the registry (ECR computes it from the manifest), which
+# is what a user pins after `docker push`.
+PUSHED: dict[str, str] = {}
+
+
+def _manifest(name: str) -> str:
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "annotations": {"image": name},  # one digest per image
+        }
+    )
+
+
 @pytest.fixture(scope="module")
 def account(moto_bucket, moto_client):
     ecr = moto_client("ecr", REGION)
@@ -26,11 +43,8 @@ def account(moto_bucket, moto_client):
         moto_bucket(bucket, region)
     for name in ("tf-fashion-mnist", "inference"):  # mxnet-horovod is not pushed
         ecr.create_repository(repositoryName=f"eksml/{name}")
-        ecr.put_image(
-            repositoryName=f"eksml/{name}",
-            imageTag="0.2.0",
-            imageManifest='{"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json"}',
-        )
+        pushed = ecr.put_image(repositoryName=f"eksml/{name}", imageTag="0.2.0", imageManifest=_manifest(name))
+        PUSHED[name] = pushed["image"]["imageId"]["imageDigest"]
     return moto_client
 
 
@@ -43,7 +57,7 @@ def _settings(**changes) -> Settings:
             "image_registry": REGISTRY,
             "image_tag": "0.2.0",
             "image_digests": tuple(
-                f"{n}@sha256:{'0' * 64}" for n in ("tf-fashion-mnist", "mxnet-horovod", "inference")
+                f"{n}@{PUSHED.get(n, 'sha256:' + '0' * 64)}" for n in ("tf-fashion-mnist", "mxnet-horovod", "inference")
             ),
             **changes,
         }
@@ -151,6 +165,28 @@ def test_each_problem_is_found_with_its_fix(account):
     assert "EKSML_IMAGE_DIGESTS=" in errors["image digests"].fix
     assert "is 0 vCPUs; 2 x g5.xlarge need 8" in errors["quota: ec2"].message
     assert "--quota-code L-DB2E81BA --desired-value 8" in errors["quota: ec2"].fix
+
+
+def test_images_are_looked_up_by_the_pinned_digest(account):
+    """A run pulls the pinned digest, so that is what must exist: a tag that now names another
+    image does not pass for it, and the fixes are commands that work (``docker build -t`` takes no
+    digest)."""
+    stale = "sha256:" + "1" * 64  # pinned before the tag was pushed again
+    settings = _settings(image_digests=(f"inference@{stale}", f"mxnet-horovod@sha256:{'2' * 64}"))
+    ecr = account("ecr", REGION)
+    findings = preflight.check_images(ecr, settings, ["inference", "mxnet-horovod"])
+    inference, horovod = findings
+    assert inference.level == preflight.ERROR, inference
+    assert f"inference@{stale} not found" in inference.message
+    assert PUSHED["inference"] in inference.message  # what the tag is now
+    assert f"inference@{PUSHED['inference']}" in inference.fix
+    assert horovod.level == preflight.ERROR and "mxnet-horovod:0.2.0@sha256:222" in horovod.message
+    build = f"docker build -f images/mxnet-horovod/Dockerfile -t {REGISTRY}/mxnet-horovod:0.2.0 images"
+    assert build in horovod.fix and f"docker push {REGISTRY}/mxnet-horovod:0.2.0," in horovod.fix
+    assert "EKSML_IMAGE_DIGESTS" in horovod.fix
+    pinned = _settings()
+    (ok,) = preflight.check_images(ecr, pinned, ["inference"])
+    assert ok.level == preflight.OK and ok.message == f"{pinned.image('inference')} exists"
 
 
 def test_sagemaker_runs_check_the_role_and_the_training_quota(account):

@@ -269,6 +269,10 @@ def test_fsx_storage_class_claim_and_a_read_only_mount_are_admitted(prepared_clu
     )
     (volume,) = [v for v in created.spec.volumes if v.persistent_volume_claim]
     assert volume.persistent_volume_claim.claim_name == "eksml-data-fsx" and volume.persistent_volume_claim.read_only
+    # ... and its trainer reads the data set from the mount (the file system's root is the data prefix).
+    (container,) = created.spec.containers
+    assert container.args[container.args.index("--data-uri") + 1] == "/fsx/data/i"
+    assert {(m.mount_path, m.read_only) for m in container.volume_mounts} >= {("/fsx/data", True)}
 
 
 def test_a_new_version_keeps_the_replicas_the_autoscaler_chose(alb_ready):

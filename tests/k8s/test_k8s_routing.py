@@ -16,7 +16,7 @@ import base64
 import json
 
 import pytest
-from conftest import PIPELINE, pipeline_objects
+from conftest import PIPELINE, aws_settings, pipeline_objects
 from fixtures.moto_eks import create_cluster, point_cluster_at, train_group
 from k8s_tasks import run_task, task_context
 from kubernetes import client
@@ -130,3 +130,47 @@ def test_gpu_capacity_check_reads_the_nodes_as_the_pipeline(eks, monkeypatch):
     gate = GpuCapacityOperator(task_id="check_gpu_capacity", cluster_name=SHARED, nodes=2)
     result = gate.execute(task_context("check_gpu_capacity"))
     assert result["decision"] == "ready" and result["ready"] == 2
+
+
+KARPENTER_CLUSTER = "karpenter-eks"  # no ng-train: Karpenter's NodePool brings the GPU nodes
+
+
+def test_gpu_capacity_check_with_karpenter_reads_the_node_pool_not_a_node_group(eks, monkeypatch):
+    """In Karpenter mode eksctl makes no GPU node group, so the run's GPU gate reads the GPU
+    NodePool's limit and whether the Karpenter controller runs, with the pipeline's own identity
+    (the RBAC the project renders for that mode)."""
+    from eksml.cluster.karpenter import karpenter_objects
+    from eksml.cluster.operators import GpuCapacityOperator, NoGpuCapacityError
+    from eksml.eksctl.request import ClusterRequest
+
+    plane = eks[SHARED]
+    for key, value in {
+        "EKSML_PROFILE": "aws",
+        "EKSML_CLUSTER_NAME": KARPENTER_CLUSTER,
+        "EKSML_REGION": REGION,
+        "EKSML_STORE_URI": "s3://eksml-bucket/store",
+        "EKSML_NODE_SCALER": "karpenter",
+    }.items():
+        monkeypatch.setenv(key, value)
+    create_cluster(KARPENTER_CLUSTER, region=REGION)
+    point_cluster_at(KARPENTER_CLUSTER, plane.server, base64.b64encode(plane.pki.ca.read_bytes()).decode(), REGION)
+    settings = aws_settings("unused", node_scaler="karpenter", cluster_name=KARPENTER_CLUSTER)
+    req = ClusterRequest.from_settings(settings)
+    apply_objects(
+        plane.api_client("admin"),
+        pipeline_objects(settings) + karpenter_objects(req, KARPENTER_CLUSTER),
+        log=lambda _m: None,
+    )
+
+    def gate(nodes: int) -> dict:
+        operator = GpuCapacityOperator(task_id="check_gpu_capacity", cluster_name=KARPENTER_CLUSTER, nodes=nodes)
+        return operator.execute(task_context("check_gpu_capacity"))
+
+    # The kwok GPU nodes the control plane has (role=train) serve a run that fits on them.
+    assert gate(1)["decision"] == "ready"
+    # Beyond the NodePool's limit (max(4, train_nodes) nodes x 1 GPU): refused, naming the fix.
+    with pytest.raises(NoGpuCapacityError, match="NodePool gpu-train of cluster karpenter-eks is limited to 4"):
+        gate(5)
+    # More nodes than are Ready, and no Karpenter controller to launch them: refused at once.
+    with pytest.raises(NoGpuCapacityError, match=r"Karpenter controller \(kube-system/karpenter\) is not available"):
+        gate(4)

@@ -146,10 +146,24 @@ def test_fsx_driver_add_on_storage_class_and_read_only_mounts():
         {"name": "fsx-data", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"], "readOnly": True}}
     ]
     assert {"name": "fsx-data", "mountPath": "/fsx/data", "readOnly": True} in container["volumeMounts"]
-    assert {"name": "EKSML_FSX_DATA_DIR", "value": "/fsx/data"} in container["env"]
-    worker = render_mpijob(spec(workers=2), settings, "mpi-fsx")["spec"]["mpiReplicaSpecs"]["Worker"]["template"][
-        "spec"
-    ]
+    # The trainer reads the data set from the mount: the file system's root is the data prefix.
+    assert spec()["locations"]["data_uri"] == f"{STORE}/data/fashion-mnist/i"
+    assert _flag(container["args"], "--data-uri") == "/fsx/data/i"
+    job = render_mpijob(spec(workers=2), settings, "mpi-fsx")["spec"]["mpiReplicaSpecs"]
+    worker = job["Worker"]["template"]["spec"]
     assert {"name": "fsx-data", "mountPath": "/fsx/data", "readOnly": True} in worker["containers"][0]["volumeMounts"]
+    # horovodrun starts the entrypoint on the workers with the launcher's arguments.
+    (launcher,) = job["Launcher"]["template"]["spec"]["containers"]
+    assert _flag(launcher["command"] + launcher.get("args", []), "--data-uri") == "/fsx/data/i"
+    # A data set outside the linked prefix is not on the file system: read from S3.
+    elsewhere = small_training_spec("s3://other-bucket/sets", "tensorflow")
+    (other,) = render_training_pod(elsewhere, settings)["spec"]["containers"]
+    assert _flag(other["args"], "--data-uri") == "s3://other-bucket/sets/data/fashion-mnist/i"
     plain = render_training_pod(spec(), Settings(profile="aws", store_uri=STORE))
     assert not plain["spec"].get("volumes")  # S3 stays the default
+    (plain_container,) = plain["spec"]["containers"]
+    assert _flag(plain_container["args"], "--data-uri") == f"{STORE}/data/fashion-mnist/i"
+
+
+def _flag(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]

@@ -39,10 +39,11 @@ def _context():
 
 
 @pytest.mark.parametrize("on", [False, True])
-def test_log_link_is_recorded_only_when_pod_logs_go_to_cloudwatch(on):
+def test_log_link_is_recorded_and_empty_unless_pod_logs_go_to_cloudwatch(on):
     context, operator = _context(), SimpleNamespace(do_xcom_push=True)
     PodLogsLink.persist_for(context, operator, AWS.replace(cloudwatch_logs=on), "eksml", "train-tf-1a2b")
-    stored = context["ti"].xcoms.get(PodLogsLink.key)
+    assert PodLogsLink.key in context["ti"].xcoms  # pushed either way: the task runner looks it up
+    stored = context["ti"].xcoms[PodLogsLink.key]
     if not on:
         assert stored is None
         return

@@ -26,7 +26,7 @@ def fresh_copy(tmp_path: Path) -> tuple[Path, dict[str, str], Path]:
     for name in ("requirements.txt", "requirements-dev.txt"):
         shutil.copy(ROOT / name, repo / name)
     (repo / ".venv").mkdir()
-    stamp = b"bytecode\n" + (repo / "requirements.txt").read_bytes() + (repo / "requirements-dev.txt").read_bytes()
+    stamp = b"bytecode\n" + (repo / "requirements.txt").read_bytes()
     (repo / ".venv" / ".requirements.sha256").write_text(hashlib.sha256(stamp).hexdigest() + "\n")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -41,6 +41,10 @@ def fresh_copy(tmp_path: Path) -> tuple[Path, dict[str, str], Path]:
         f'for i in $(seq {APT_LINES}); do echo "Selecting previously unselected package lib$i."; done\n'
     )
     apt.chmod(0o755)
+    # uv is modelled the same way (no network in a test): it records what it was asked to install.
+    uv = bin_dir / "uv"
+    uv.write_text(f'#!/bin/bash\necho "$*" >> {tmp_path / "uv-calls"}\n')
+    uv.chmod(0o755)
     others = [p for p in os.environ["PATH"].split(os.pathsep) if p not in ("/usr/bin", "/bin")]
     env = {**os.environ, "PATH": os.pathsep.join([str(bin_dir), *others])}
     return repo, env, calls
@@ -66,4 +70,31 @@ def test_the_browser_comes_with_make_test_and_apt_output_goes_to_the_log(tmp_pat
     assert len(result.stdout.splitlines()) == 2, result.stdout[-1000:]
     assert "Selecting previously unselected" not in result.stdout + result.stderr
     assert (repo / ".local" / "setup.log").read_text().count("Selecting previously unselected") == APT_LINES
-    assert "setup.sh --k8s-testenv --browser" in (ROOT / "Makefile").read_text()  # make test asks for it
+    assert "setup.sh --dev --k8s-testenv --browser" in (ROOT / "Makefile").read_text()  # make test asks for it
+
+
+def test_make_run_installs_the_main_jobs_packages_and_make_test_the_test_tools(tmp_path):
+    """The test tools (moto, pytest, selenium, ruff...) of requirements-dev.txt come with the
+    targets that use them, never with `make run`."""
+    repo, env, _ = fresh_copy(tmp_path)
+    (repo / ".venv" / ".requirements.sha256").unlink()  # a fresh clone
+    uv_calls = tmp_path / "uv-calls"
+
+    def setup(*args: str) -> list[str]:
+        result = subprocess.run(
+            ["bash", "scripts/setup.sh", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        calls = uv_calls.read_text().splitlines() if uv_calls.exists() else []
+        uv_calls.unlink(missing_ok=True)
+        return [call for call in calls if call.startswith("pip install")]
+
+    assert setup() == ["pip install -q --python .venv/bin/python -r requirements.txt"]
+    assert setup("--dev") == ["pip install -q --python .venv/bin/python -r requirements.txt -r requirements-dev.txt"]
+    assert setup("--dev") == [] and setup() == []  # both up to date: nothing installed again
+    # Every target that runs pytest or ruff asks for the test tools first.
+    makefile = (ROOT / "Makefile").read_text()
+    for recipe in makefile.split("\n\n"):
+        if "$(PYTEST)" in recipe or ".venv/bin/ruff" in recipe:
+            assert "scripts/setup.sh --dev" in recipe, recipe
+    assert "setup.sh --dev" not in (ROOT / "scripts" / "run_local.sh").read_text()

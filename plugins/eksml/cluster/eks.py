@@ -158,20 +158,25 @@ def usable_gpu_nodes(nodes: list[Any], gpus_per_node: int = 1) -> list[GpuNode]:
     return [n for n in map(gpu_node, nodes) if n.ready and n.gpus >= gpus_per_node]
 
 
-def autoscaler_available(api_client: Any) -> bool:
-    """Whether the cluster autoscaler Deployment exists with at least one available replica."""
+def deployment_available(api_client: Any, name: str, namespace: str) -> bool:
+    """Whether the Deployment exists with at least one available replica."""
     from kubernetes.client import AppsV1Api
     from kubernetes.client.exceptions import ApiException
 
-    from eksml.cluster.autoscaler import NAME, NAMESPACE
-
     try:
-        deployment = AppsV1Api(api_client).read_namespaced_deployment(NAME, NAMESPACE)
+        deployment = AppsV1Api(api_client).read_namespaced_deployment(name, namespace)
     except ApiException as exc:
         if exc.status == 404:
             return False
         raise
     return bool(deployment.status and (deployment.status.available_replicas or 0) >= 1)
+
+
+def autoscaler_available(api_client: Any) -> bool:
+    """Whether the cluster autoscaler Deployment exists with at least one available replica."""
+    from eksml.cluster.autoscaler import NAME, NAMESPACE
+
+    return deployment_available(api_client, NAME, NAMESPACE)
 
 
 def unschedulable_reason(pod: Any) -> str | None:

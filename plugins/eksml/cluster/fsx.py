@@ -5,8 +5,9 @@ A StorageClass of the FSx CSI driver (``fsx.csi.aws.com``) makes a SCRATCH_2 fil
 prefix at creation (FSx's data repository link for scratch file systems) and lazily loads the
 IDX files from S3 on first read. One claim in the training namespace, ReadWriteMany, which the
 training pods and MPI workers mount read-only at ``FSX_MOUNT``
-(:func:`eksml.kubernetes.manifests.shared_data`). S3 stays the source of truth and the default
-read path; nothing is exported back. The driver is the ``aws-fsx-csi-driver`` EKS add-on with
+(:func:`eksml.kubernetes.manifests.shared_data`) and read their data set from
+(:func:`eksml.kubernetes.manifests.reading_shared_data`). S3 stays the source of truth, and the
+read path when the setting is off; nothing is exported back. The driver is the ``aws-fsx-csi-driver`` EKS add-on with
 the driver's published IAM policy (vendored in ``include/kubernetes/aws-fsx-csi-driver``).
 """
 

@@ -24,6 +24,9 @@ from eksml.nodes import GPU_RESOURCE, GPU_TAINT_EFFECT, GPU_TAINT_KEY, GPU_TAINT
 
 KARPENTER_VERSION = "1.15.2"
 NODE_POOL = "gpu-train"
+#: The controller's Deployment (the chart's release name and namespace, as in Karpenter's getting-started guide).
+CONTROLLER = "karpenter"
+CONTROLLER_NAMESPACE = "kube-system"
 #: eksctl tags the private subnets it creates with this (load balancer discovery); nodes go there only.
 PRIVATE_SUBNET_TAG = "kubernetes.io/role/internal-elb"
 
@@ -101,3 +104,28 @@ def karpenter_objects(req: ClusterRequest, cluster: str, *, crds: bool = True) -
     train = train_node_group(req)
     objects = addon_objects(KARPENTER) if crds else []
     return [*objects, node_class(cluster, train.volume_size), node_pool(req, train.gpus_per_node)]
+
+
+def capacity_reader_rules() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What the GPU capacity check reads with Karpenter: the GPU NodePool (cluster-scoped) and
+    the controller's Deployment (in its namespace), each by name, read only."""
+    pool = {"apiGroups": ["karpenter.sh"], "resources": ["nodepools"], "resourceNames": [NODE_POOL], "verbs": ["get"]}
+    controller = {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": [CONTROLLER], "verbs": ["get"]}
+    return [pool], [controller]
+
+
+def node_pool_gpu_limit(api_client: Any) -> int | None:
+    """The GPUs the cluster's GPU NodePool may launch in all (its ``limits``), or None when the
+    NodePool is missing. A NodePool without a GPU limit counts as unlimited (-1)."""
+    from kubernetes.client import CustomObjectsApi
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.utils import parse_quantity
+
+    try:
+        pool = CustomObjectsApi(api_client).get_cluster_custom_object("karpenter.sh", "v1", "nodepools", NODE_POOL)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    limit = ((pool.get("spec") or {}).get("limits") or {}).get(GPU_RESOURCE)
+    return -1 if limit is None else int(parse_quantity(limit))

@@ -128,13 +128,14 @@ def pipeline_rbac(ns: str, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [role, binding]
 
 
-def pipeline_node_reader() -> list[dict[str, Any]]:
-    """ClusterRole + ClusterRoleBinding: the pipeline's group may read nodes, nothing else cluster-wide."""
+def pipeline_node_reader(extra_rules: list[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """ClusterRole + ClusterRoleBinding: the pipeline's group may read nodes (and what
+    ``extra_rules`` name), nothing else cluster-wide."""
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",
         "metadata": _meta(PIPELINE_ROLE),
-        "rules": NODE_READER_RULES,
+        "rules": [*NODE_READER_RULES, *extra_rules],
     }
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -198,8 +199,13 @@ def render_kubernetes_objects(
     if training:
         objects.extend(pipeline_rbac(req.namespace, TRAINING_RULES))
         # The GPU capacity check runs against the cluster that trains.
-        objects.extend(pipeline_node_reader())
-        objects.extend(pipeline_rbac(AUTOSCALER_NAMESPACE, AUTOSCALER_READER_RULES))
+        cluster_rules, controller_rules = [], []
+        if req.node_scaler == KARPENTER_SCALER:
+            from eksml.cluster.karpenter import capacity_reader_rules
+
+            cluster_rules, controller_rules = capacity_reader_rules()
+        objects.extend(pipeline_node_reader(cluster_rules))
+        objects.extend(pipeline_rbac(AUTOSCALER_NAMESPACE, AUTOSCALER_READER_RULES + controller_rules))
     if inference:
         objects.append(
             service_account(

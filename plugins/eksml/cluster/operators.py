@@ -21,6 +21,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from eksml.eksctl.request import (
+    KARPENTER_SCALER,
     ClusterRequest,
     cluster_name_for_role,
     inference_node_group,
@@ -265,6 +266,8 @@ class GpuCapacityOperator(_ClusterTarget, BaseOperator):
             raise AirflowFailException("; ".join(train.problems()))
         needed = int(self.nodes) if self.nodes not in (None, "") else 1
         name = self._target_name(req)
+        if req.node_scaler == KARPENTER_SCALER:
+            return self._karpenter_capacity(settings, req, name, needed, train.gpus_per_node)
         group, where, quota_hint = describe_gpu_group(
             name, req.region, self.resolved_aws_conn_id(), train.name, train.instance_types, train.spot
         )
@@ -305,4 +308,49 @@ class GpuCapacityOperator(_ClusterTarget, BaseOperator):
             "needed": needed,
             "max_size": group.max_size,
             "quota": quota_hint.split()[2],
+        }
+
+    def _karpenter_capacity(
+        self, settings: Settings, req: ClusterRequest, name: str, needed: int, gpus_per_node: int
+    ) -> dict[str, Any]:
+        """With Karpenter there is no GPU node group: the GPU NodePool's limit bounds the run, and
+        the Karpenter controller launches the nodes when the training pod is pending."""
+        from eksml.cluster.eks import deployment_available, usable_gpu_nodes
+        from eksml.cluster.karpenter import CONTROLLER, CONTROLLER_NAMESPACE, NODE_POOL, node_pool_gpu_limit
+
+        hook = self._target(settings, req).hook()
+        where = f"Karpenter NodePool {NODE_POOL} of cluster {name}"
+        limit = node_pool_gpu_limit(hook.api_client)
+        if limit is None:
+            raise NoGpuCapacityError(f"no GPU capacity: {where} is missing; run prepare_cluster (it applies it)")
+        gpus = needed * gpus_per_node
+        if 0 <= limit < gpus:
+            raise NoGpuCapacityError(
+                f"no GPU capacity: the run needs {gpus} GPU(s) but {where} is limited to {limit}; raise "
+                "train_max_nodes and run prepare_cluster (it applies the NodePool's limits)"
+            )
+        nodes = hook.core_v1_client.list_node(label_selector=self.node_selector).items
+        ready = usable_gpu_nodes(nodes, gpus_per_node)
+        if len(ready) >= needed:
+            self.log.info("%d GPU node(s) Ready in %s: %s", len(ready), where, ", ".join(n.name for n in ready))
+            return {"decision": "ready", "cluster": name, "ready": len(ready), "needed": needed}
+        if not deployment_available(hook.api_client, CONTROLLER, CONTROLLER_NAMESPACE):
+            raise NoGpuCapacityError(
+                f"no GPU capacity: {len(ready)} of {needed} GPU node(s) Ready for {where} and the Karpenter "
+                f"controller ({CONTROLLER_NAMESPACE}/{CONTROLLER}) is not available to launch them; run "
+                "prepare_cluster (it installs the controller)"
+            )
+        self.log.info(
+            "%d of %d GPU node(s) Ready: Karpenter launches them from %s when the training pod is pending "
+            "(the pod's startup timeout bounds the wait)",
+            len(ready),
+            needed,
+            where,
+        )
+        return {
+            "decision": "karpenter-launch-on-pending-pod",
+            "cluster": name,
+            "ready": len(ready),
+            "needed": needed,
+            "gpu_limit": limit,
         }

@@ -40,9 +40,17 @@ class PodLogsLink(BaseAwsLink):
     )
 
     @classmethod
+    def persist_empty(cls, context: Any) -> None:
+        """No log stream to open (a local process, or pod logs not shipped): an empty value, as the
+        task runner looks every extra link up when the task ends, and a key never pushed logs
+        "ERROR XCom not found" in a run that succeeded."""
+        context["ti"].xcom_push(key=cls.key, value=None)
+
+    @classmethod
     def persist_for(cls, context: Any, operator: Any, settings: Settings, cluster_name: str, pod_name: str) -> None:
         """Record the link when the settings ship pod logs to CloudWatch (otherwise there is nothing to open)."""
         if not settings.cloudwatch_logs or not cluster_name:
+            cls.persist_empty(context)
             return
         cls.persist(
             context=context,

@@ -23,10 +23,12 @@ such a binary cannot be executed; port 22 is opened to non-root users by a safe 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from kubernetes.client import models as k8s
@@ -97,8 +99,6 @@ def shared_memory(resources: Resources) -> tuple[list[k8s.V1Volume], list[k8s.V1
 #: The FSx for Lustre claim (eksml.cluster.fsx) and where training containers see it, read-only.
 FSX_CLAIM = "eksml-data-fsx"
 FSX_MOUNT = "/fsx/data"
-#: Tells the training code the data set is also on the shared file system (S3 stays the source of truth).
-FSX_DATA_ENV = "EKSML_FSX_DATA_DIR"
 
 
 def shared_data(settings: Settings) -> tuple[list[k8s.V1Volume], list[k8s.V1VolumeMount]]:
@@ -112,10 +112,22 @@ def shared_data(settings: Settings) -> tuple[list[k8s.V1Volume], list[k8s.V1Volu
     return [volume], [k8s.V1VolumeMount(name="fsx-data", mount_path=FSX_MOUNT, read_only=True)]
 
 
-def training_env(spec: WorkloadSpec, settings: Settings) -> list[k8s.V1EnvVar]:
-    """The spec's environment, plus where the shared data set is mounted when there is one."""
-    env = {**spec.env, FSX_DATA_ENV: FSX_MOUNT} if settings.fsx_lustre else dict(spec.env)
-    return env_vars(env)
+def reading_shared_data(spec: WorkloadSpec, settings: Settings) -> WorkloadSpec:
+    """``spec`` reading its data from the FSx for Lustre mount when ``settings.fsx_lustre`` is on.
+
+    The file system's import path is the data prefix (``settings.data_root``, the StorageClass's
+    ``s3ImportPath``), whose root FSx maps to the file system's root (FSx API reference,
+    ``CreateFileSystemLustreConfiguration.ImportPath``), mounted at :data:`FSX_MOUNT`: so
+    ``<data_root>/<drop>`` is ``FSX_MOUNT/<drop>``, and the trainers (which read a local folder
+    as in the local profile) load it from the mount. A data set outside the prefix is not on the
+    file system and stays on S3.
+    """
+    data_uri = spec.locations.get("data_uri")
+    root = settings.data_root.rstrip("/")
+    if not settings.fsx_lustre or not data_uri or not (data_uri == root or data_uri.startswith(root + "/")):
+        return spec
+    mounted = FSX_MOUNT + data_uri[len(root) :].rstrip("/")
+    return dataclasses.replace(spec, locations=MappingProxyType({**spec.locations, "data_uri": mounted}))
 
 
 def gpu_tolerations() -> list[k8s.V1Toleration]:
@@ -351,7 +363,7 @@ def render_mpijob(
     """The MPIJob that runs distributed ``spec`` as ``name`` in the training namespace, as a dict."""
     from kubernetes.client import ApiClient
 
-    spec = coerce_spec(spec)
+    spec = reading_shared_data(coerce_spec(spec), settings)
     if not spec.distributed:
         raise WorkloadSpecError(f"workload {spec.name!r} is not distributed: run it with GpuTrainingPodOperator")
     gpus = spec.resources.gpus
@@ -361,7 +373,7 @@ def render_mpijob(
             "slot(s): Horovod runs one process per GPU, so they must be equal"
         )
     check_job_name(name, spec.replicas)
-    env = training_env(spec, settings)
+    env = env_vars(spec.env)
     image = settings.image(spec.image)
     pod_labels = {**dict(spec.labels), **dict(labels or {})}
 

@@ -149,10 +149,10 @@ class WorkloadPodOperator(SettingsMixin, KubernetesPodOperator):
             raise WorkloadSpecError(f"workload {spec.name!r} is distributed: run it with MPIJobOperator")
         self.image = settings.image(spec.image)
         self.cmds = spec.container_command()
-        self.arguments = spec.argv()
+        self.arguments = manifests.reading_shared_data(spec, settings).argv()
         self.volumes, self.volume_mounts = manifests.shared_data(settings)
         store_env, self.env_from = manifests.store_access(settings)
-        self.env_vars = manifests.training_env(spec, settings) + store_env
+        self.env_vars = manifests.env_vars(spec.env) + store_env
         self.container_resources = manifests.resource_requirements(spec.resources)
         self.node_selector = node_selector(spec.node_role)
         self.tolerations = manifests.gpu_tolerations() if manifests.needs_gpu_nodes(spec) else []
@@ -199,6 +199,7 @@ class WorkloadPodOperator(SettingsMixin, KubernetesPodOperator):
     def execute(self, context: Any) -> Any:
         spec = self.apply_spec()
         if self.resolved_settings().profile == "local":
+            PodLogsLink.persist_empty(context)
             self._runner = LocalRunner(self.resolved_settings(), self.log)
             self._runner.run(spec, extra_env=self.local_env)
             return None
@@ -423,6 +424,7 @@ class MPIJobOperator(SettingsMixin, BaseOperator):
         if not spec.distributed:
             raise WorkloadSpecError(f"workload {spec.name!r} is not distributed: run it with GpuTrainingPodOperator")
         if settings.profile == "local":
+            PodLogsLink.persist_empty(context)
             self._runner = LocalRunner(settings, self.log)
             self._runner.run(spec, extra_env=self.local_env)
             return None

@@ -145,6 +145,8 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
         if settings.profile == "local":
             from eksml.serving.local import deploy_local
 
+            PodLogsLink.persist_empty(context)
+
             result = deploy_local(
                 self.model_uri,
                 self.version,
