@@ -112,6 +112,10 @@ class Settings:
     #: keys never enter a spec, XCom or a log). Both empty on EKS, where IRSA gives pods access.
     pod_store_endpoint_url: str = ""
     pod_store_secret: str = ""
+    #: Pods go to their node group by the node label ``role`` (``eksml.nodes``: train, inference,
+    #: system), as eksctl's node groups carry it. Off: wherever the scheduler puts them, for a
+    #: cluster whose nodes carry no such label (a one-node kind, minikube or k3d cluster).
+    node_roles: bool = True
 
     # SageMaker
     #: The SageMaker execution role (its policy: ``python -m eksml.eksctl iam sagemaker``); no default.
