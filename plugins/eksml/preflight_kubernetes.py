@@ -78,8 +78,8 @@ def check_cluster(settings: Settings) -> list[Finding]:
                     ERROR,
                     f"connection {conn_id!r} may not list pods in {namespace} (HTTP {exc.status} {exc.reason})",
                     "apply the project's namespaces, service accounts and Roles as cluster admin "
-                    "(python -m eksml.render --profile aws --out DIR; kubectl apply -f DIR/cluster), and bind the "
-                    "connection's identity to them",
+                    "(python -m eksml.render --profile aws --out DIR: its files 01- to 12-, for kubectl apply -f), "
+                    "and bind the connection's identity to them",
                 )
             )
             continue
