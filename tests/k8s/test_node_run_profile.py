@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -40,16 +39,10 @@ def profile_env(node_cluster: Any) -> Iterator[tuple[ModuleType, dict[str, str]]
     with run_node.store_on(node) as (endpoint, source):
         env = run_node.profile_env(plane, node, endpoint, source)
         run_node.prepare_cluster(plane, env)
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in env.items():
+                patch.setenv(key, value)
             yield run_node, env
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
 
 
 def test_training_then_deployment_dag_in_the_kubernetes_profile(

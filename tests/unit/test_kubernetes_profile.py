@@ -176,20 +176,13 @@ def test_node_roles_off_places_pods_anywhere() -> None:
     """A one-node cluster (kind, minikube, k3d) has no node groups: with ``node_roles`` off the
     training pod and the inference Deployment carry no selector or affinity
     (on, each names its group, as on EKS)."""
+    from fixtures.specs import small_training_spec
+
     from eksml.kubernetes.operators import render_training_pod
     from eksml.serving.manifests import render_inference_objects
-    from eksml.specs import training_spec
+    from eksml.specs import coerce_spec
 
-    spec = training_spec(
-        framework="tensorflow",
-        data_uri=f"{STORE}/data",
-        model_uri=f"{STORE}/models/v1",
-        checkpoint_uri=f"{STORE}/checkpoints/v1",
-        epochs=1,
-        batch_size=64,
-        learning_rate=0.001,
-        gpus=0,
-    )
+    spec = coerce_spec(small_training_spec(STORE, gpus=0))
     model = f"{STORE}/models/fashion-mnist/v1"
     for node_roles, selector in ((True, {"role": "train"}), (False, None)):
         pod = render_training_pod(spec, k8s_settings(node_roles=node_roles))
