@@ -128,22 +128,43 @@ def prepare_cluster(plane: ControlPlane, env: dict[str, str]) -> None:
 
     from eksml.cluster.objects import render_kubernetes_objects
     from eksml.kubernetes.hooks import apply_objects
-    from eksml.settings import load_settings
 
-    settings = load_settings({k.removeprefix("EKSML_").lower(): v for k, v in env.items() if k.startswith("EKSML_")})
+    settings = settings_of(env)
     # The cluster autoscaler's Deployment belongs to EKS node groups: nothing to scale here.
     objects = [o for o in render_kubernetes_objects(settings, account_id="000000000000") if o["kind"] != "Deployment"]
     admin = plane.api_client("admin")
     apply_objects(admin, objects, log=lambda _m: None)
     core = client.CoreV1Api(admin)
     secret = {"metadata": {"name": STORE_SECRET}, "stringData": KEYS}
-    for namespace in dict.fromkeys((settings.namespace, settings.inference_namespace)):
+    for namespace in workload_namespaces(env):
         try:
             core.create_namespaced_secret(namespace, secret)
         except client.ApiException as exc:
             if exc.status != 409:
                 raise
             core.replace_namespaced_secret(STORE_SECRET, namespace, secret)
+
+
+def settings_of(env: dict[str, str]) -> Any:
+    """The settings a run in ``env`` resolves (its ``EKSML_*`` variables)."""
+    from eksml.settings import load_settings
+
+    return load_settings({k.removeprefix("EKSML_").lower(): v for k, v in env.items() if k.startswith("EKSML_")})
+
+
+def workload_namespaces(env: dict[str, str]) -> tuple[str, ...]:
+    settings = settings_of(env)
+    return tuple(dict.fromkeys((settings.namespace, settings.inference_namespace)))
+
+
+def remove_workloads(plane: ControlPlane, env: dict[str, str]) -> None:
+    """Delete the Deployments the run made (and so their pods): the node deletes every pod on
+    stop, and a Deployment would only start its servers again."""
+    from kubernetes import client
+
+    apps = client.AppsV1Api(plane.api_client("admin"))
+    for namespace in workload_namespaces(env):
+        apps.delete_collection_namespaced_deployment(namespace, propagation_policy="Foreground")
 
 
 @contextlib.contextmanager
@@ -199,7 +220,10 @@ def node_cluster(images: tuple[str, ...], workdir: Path) -> Iterator[NodeCluster
             say(f"   S3 (moto) at {endpoint}; the real Fashion-MNIST uploaded to {source}")
             env = profile_env(plane, node, endpoint, source)
             prepare_cluster(plane, env)
-            yield NodeCluster(plane, node, endpoint, env)
+            try:
+                yield NodeCluster(plane, node, endpoint, env)
+            finally:
+                remove_workloads(plane, env)
     finally:
         # A second Ctrl-C must not cut the clean-up short: that would leave the bridge, iptables
         # chains and the kubelet's sysctls on the host for the next node to inherit.

@@ -43,6 +43,7 @@ def profile_env(node_cluster: Any) -> Iterator[tuple[ModuleType, dict[str, str]]
             for key, value in env.items():
                 patch.setenv(key, value)
             yield run_node, env
+        run_node.remove_workloads(plane, env)
 
 
 def test_training_then_deployment_dag_in_the_kubernetes_profile(
