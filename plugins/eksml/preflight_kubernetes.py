@@ -78,7 +78,7 @@ def check_cluster(settings: Settings) -> list[Finding]:
                     ERROR,
                     f"connection {conn_id!r} may not list pods in {namespace} (HTTP {exc.status} {exc.reason})",
                     "apply the project's namespaces, service accounts and Roles as cluster admin "
-                    "(python -m eksml.render --profile aws --out DIR: its files 01- to 12-, for kubectl apply -f), "
+                    "(make render: the files 01- to 12- of build/aws, for kubectl apply -f), "
                     "and bind the connection's identity to them",
                 )
             )

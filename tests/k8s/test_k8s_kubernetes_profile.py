@@ -26,4 +26,4 @@ def test_a_namespace_without_the_projects_roles_is_named(prepared_cluster, pipel
     assert findings["namespace ml-training"].level == OK
     refused = findings["namespace not-prepared"]
     assert refused.level == ERROR and "HTTP 403" in refused.message
-    assert "python -m eksml.render" in refused.fix
+    assert "make render" in refused.fix
