@@ -1,5 +1,5 @@
 # The two commands that matter: `make run` (the main job, local profile) and `make test`.
-.PHONY: run test lint format test-unit test-fast test-slow test-k8s test-node setup render bench clean
+.PHONY: run run-node test lint format test-unit test-fast test-slow test-k8s test-node setup render bench clean
 
 CONF ?= {}
 # CONF reaches scripts/run_local.sh byte for byte: make neither expands it (a command-line variable
@@ -10,6 +10,10 @@ PYTEST := .venv/bin/python -m pytest
 run: export EKSML_RUN_CONF := $(value CONF)
 run:            ## set up, then train, evaluate, register, deploy and query the model locally
 	bash scripts/run_local.sh "$$EKSML_RUN_CONF"
+
+run-node: export EKSML_RUN_CONF := $(value CONF)
+run-node:       ## root: the same DAGs in the kubernetes profile on a real node started here (images, cluster, S3), then stopped
+	bash scripts/run_node.sh "$$EKSML_RUN_CONF"
 
 test:           ## lint, then every tier that can run on this machine (what CI runs), the k8s and real-node tiers included
 	bash scripts/setup.sh --dev --k8s-testenv --browser

@@ -37,7 +37,8 @@ from eksml.sagemaker.operators import SageMakerTrainOperator
 #: Task docs (the UI's "Task Documentation"): why a profile skips a task, what runs where.
 CLUSTER_ONLY = (
     "Runs only for `trainer=kubernetes` in the **aws** profile. **Skipped in the local profile** "
-    "(no cluster: workloads run as processes) and for `trainer=sagemaker` (SageMaker brings its own instances)."
+    "(no cluster: workloads run as processes), in the **kubernetes** profile (the cluster is the user's, "
+    "reached through its connection) and for `trainer=sagemaker` (SageMaker brings its own instances)."
 )
 KUBERNETES_TRAINING = (
     "aws profile: a GPU pod (TensorFlow) or a Kubeflow MPIJob (MXNet + Horovod) on EKS. "

@@ -48,11 +48,15 @@ with DAG(
 
     @task(multiple_outputs=False, retries=0)
     def resolve_version(params=None) -> dict:
-        """The champion, or the requested version (not yet champion: that waits for the smoke test)."""
+        """The champion, or the requested version (not yet champion: that waits for the smoke test).
+        In the kubernetes profile the cluster and the store are checked first."""
+        from eksml.preflight_kubernetes import require_reachable
         from eksml.registry import resolve_deployment
         from eksml.settings import resolve_settings
 
-        return resolve_deployment(params.get("version"), resolve_settings())
+        settings = resolve_settings()
+        require_reachable(settings)
+        return resolve_deployment(params.get("version"), settings)
 
     @task(multiple_outputs=False, retries=1)
     def record_champion(pointer: dict, dag_run=None) -> dict:

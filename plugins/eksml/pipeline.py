@@ -135,6 +135,8 @@ def validate(
         from eksml.sagemaker.request import check_role_arn
 
         check_role_arn(settings.sagemaker_role_arn)  # no data copied for a run SageMaker would refuse
+    if settings.profile == "kubernetes":  # cluster and store first: the source may be in that store
+        require_preflight(settings, params)
     snapshot_at = (
         getattr(run, "data_interval_end", None)
         if run_type_name(getattr(run, "run_type", None)) in INTERVAL_RUN_TYPES
@@ -146,12 +148,7 @@ def validate(
     folder = store_path(source, settings)
     described = validate_source(read_source(folder), read_manifest(folder))
     if settings.profile == "aws":
-        from eksml.preflight import run_preflight
-
-        report = run_preflight(settings, params)
-        log.info("preflight:\n%s", report.text())
-        if report.errors:  # nothing copied, no cluster, no job: fix these first
-            raise PreflightError("preflight found what AWS would reject:\n" + "\n".join(map(str, report.errors)))
+        require_preflight(settings, params)
     log.info(
         "params ok: %s; source data ok at %s (%s train / %s test images)",
         params.to_dict(),
@@ -165,8 +162,20 @@ def validate(
     return validated
 
 
+def require_preflight(settings: Settings, params: TrainingParams) -> None:
+    """The profile's preflight, logged; its errors stop the run before anything is copied or started."""
+    from eksml.preflight import run_preflight
+
+    report = run_preflight(settings, params)
+    log.info("preflight:\n%s", report.text())
+    if report.errors:
+        where = "AWS" if settings.profile == "aws" else "the cluster or the store"
+        raise PreflightError(f"preflight found what {where} would reject:\n" + "\n".join(map(str, report.errors)))
+
+
 def needs_cluster(validated: dict[str, Any] | None) -> bool:
-    """Only Kubernetes training in the aws profile touches an EKS cluster."""
+    """Only Kubernetes training in the aws profile has an EKS cluster to check, make or prepare
+    (the kubernetes profile's cluster exists and is the user's: its tasks go straight to it)."""
     return bool(validated) and validated["profile"] == "aws" and validated["params"]["trainer"] == "kubernetes"
 
 

@@ -60,7 +60,8 @@ class Report:
         return [f for f in self.findings if f.level == ERROR]
 
     def text(self) -> str:
-        return "\n".join([*map(str, self.findings), "estimated cost:", *(f"  {line}" for line in self.estimate)])
+        cost = ["estimated cost:", *(f"  {line}" for line in self.estimate)] if self.estimate else []
+        return "\n".join([*map(str, self.findings), *cost])
 
 
 ClientFactory = Callable[[str], Any]
@@ -656,6 +657,15 @@ def run_preflight(
     from eksml.eksctl.request import ClusterRequest, train_node_group, training_role_name
     from eksml.sagemaker.request import SageMakerRequestError, check_role_arn
 
+    if settings.profile == "kubernetes":  # a cluster the user already has: none of AWS's checks apply
+        from eksml.preflight_kubernetes import kubernetes_preflight
+
+        report = kubernetes_preflight(settings)
+        if params.trainer == "sagemaker":
+            report.findings.append(
+                Finding("trainer", ERROR, "the kubernetes profile trains on its cluster", "set trainer=kubernetes")
+            )
+        return report
     clients = clients or aws_clients(settings)
     report = Report()
     if settings.profile != "aws" or not settings.store_uri.startswith("s3://"):

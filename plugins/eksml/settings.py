@@ -26,7 +26,12 @@ from urllib.parse import urlparse
 from eksml.eks_versions import DEFAULT_KUBERNETES_VERSION
 from eksml.layout import Area, area_uri
 
-Profile = Literal["local", "aws"]
+#: ``local``: workloads as local processes (the default). ``aws``: EKS clusters made and sized by
+#: eksctl, SageMaker, ECR. ``kubernetes``: the cluster a user already has (kind, minikube, k3d,
+#: on premises, an EKS cluster managed elsewhere), reached through the Airflow ``kubernetes``
+#: connection ``kubernetes_conn_id``, with any S3-compatible store: the aws profile's Kubernetes
+#: path (training pod, MPIJob, evaluation, registry, deployment) without eksctl, EKS, IAM or quotas.
+Profile = Literal["local", "aws", "kubernetes"]
 PROFILES: tuple[str, ...] = get_args(Profile)
 
 #: Repository root: plugins/eksml/settings.py -> ../../..
@@ -107,6 +112,10 @@ class Settings:
     #: keys never enter a spec, XCom or a log). Both empty on EKS, where IRSA gives pods access.
     pod_store_endpoint_url: str = ""
     pod_store_secret: str = ""
+    #: Pods go to their node group by the node label ``role`` (``eksml.nodes``: train, inference,
+    #: system), as eksctl's node groups carry it. Off: wherever the scheduler puts them, for a
+    #: cluster whose nodes carry no such label (a one-node kind, minikube or k3d cluster).
+    node_roles: bool = True
 
     # SageMaker
     #: The SageMaker execution role (its policy: ``python -m eksml.eksctl iam sagemaker``); no default.
@@ -187,6 +196,8 @@ class Settings:
             raise SettingsError(f"unknown profile {self.profile!r}: expected one of {', '.join(PROFILES)}")
         if not self.store_uri.startswith(("file://", "s3://")):
             raise SettingsError(f"store_uri must start with file:// or s3://, got {self.store_uri!r}")
+        if self.profile == "kubernetes":
+            _check_kubernetes_profile(self)
         checks = (
             (("namespace", "inference_namespace"), _DNS_LABEL, "a Kubernetes namespace name (RFC 1123 label)"),
             (
@@ -249,11 +260,15 @@ class Settings:
         return self.lifecycle_aws_conn_id or self.aws_conn_id
 
     def require_aws(self, what: str) -> None:
-        """Refuse work that only exists on AWS when the profile is local (clear error, nothing spent)."""
+        """Refuse work that only exists on AWS in another profile (clear error, nothing spent)."""
         if self.profile != "aws":
+            instead = {
+                "local": "no EKS cluster exists: training runs as local processes instead",
+                "kubernetes": f"the cluster is the one connection {self.kubernetes_conn_id!r} reaches, never made here",
+            }[self.profile]
             raise SettingsError(
                 f"{what} needs the aws profile (EKSML_PROFILE=aws or the eksml_settings Variable); the profile is "
-                f"{self.profile!r}, where no EKS cluster exists: training runs as local processes instead"
+                f"{self.profile!r}, where {instead}"
             )
 
     def image_digest(self, name: str) -> str | None:
@@ -276,6 +291,26 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def _check_kubernetes_profile(s: Settings) -> None:
+    """The kubernetes profile names its cluster and an S3-compatible store (nothing is guessed)."""
+    if not s.kubernetes_conn_id:
+        raise SettingsError(
+            "the kubernetes profile needs kubernetes_conn_id: the Airflow connection (type kubernetes) of the "
+            "cluster, e.g. EKSML_KUBERNETES_CONN_ID=kubernetes_default with AIRFLOW_CONN_KUBERNETES_DEFAULT="
+            '\'{"conn_type": "kubernetes", "extra": {"kube_config_path": "~/.kube/config"}}\''
+        )
+    if not s.store_uri.startswith("s3://"):
+        raise SettingsError(
+            f"the kubernetes profile needs an s3:// store_uri (any S3-compatible store: its endpoint is the "
+            f"extra endpoint_url of the Airflow connection {s.aws_conn_id!r}), got {s.store_uri!r}"
+        )
+    if s.pod_store_endpoint_url and not s.pod_store_secret:
+        raise SettingsError(
+            "pod_store_endpoint_url is set but pod_store_secret is empty: pods of a store outside AWS need its "
+            "keys, from a Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in each workload namespace"
+        )
 
 
 INGRESS_SCHEMES = ("internal", "internet-facing")

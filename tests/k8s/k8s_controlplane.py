@@ -52,7 +52,13 @@ KCM_CONTROLLERS = (
 )
 #: And for a real node: Service endpoints for kube-proxy, the CA bundle every pod's projected
 #: service-account volume mounts (``kube-root-ca.crt``).
-NODE_KCM_CONTROLLERS = ("endpointslice-controller", "root-ca-certificate-publisher-controller")
+NODE_KCM_CONTROLLERS = (
+    "endpointslice-controller",
+    "root-ca-certificate-publisher-controller",
+    # v1 Endpoints: the API server's Service proxy (``services/<name>:<port>/proxy``, through which
+    # the deployment's smoke test calls the model) still resolves a Service by them.
+    "endpoints-controller",
+)
 #: Container log served (by kwok, through the API server's log proxy) for each container name.
 CONTAINER_LOGS = {
     "base": "simulated training container: epoch 1/1 accuracy 0.81\n",

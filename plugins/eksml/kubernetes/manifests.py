@@ -339,6 +339,9 @@ def _template(
         if gpu_nodes
         else {"affinity": cpu_node_affinity()}
     )
+    if not settings.node_roles:  # nodes without role labels: anywhere (GPU tolerations stay harmless)
+        placement.pop("node_selector", None)
+        placement.pop("affinity", None)
     return k8s.V1PodTemplateSpec(
         metadata=k8s.V1ObjectMeta(labels=dict(labels), annotations=not_evictable()),
         spec=k8s.V1PodSpec(

@@ -154,7 +154,7 @@ class WorkloadPodOperator(SettingsMixin, KubernetesPodOperator):
         store_env, self.env_from = manifests.store_access(settings)
         self.env_vars = manifests.env_vars(spec.env) + store_env
         self.container_resources = manifests.resource_requirements(spec.resources)
-        self.node_selector = node_selector(spec.node_role)
+        self.node_selector = node_selector(spec.node_role) if settings.node_roles else {}
         self.tolerations = manifests.gpu_tolerations() if manifests.needs_gpu_nodes(spec) else []
         self.service_account_name = settings.training_service_account
         # The training code never talks to the Kubernetes API; AWS access comes from the

@@ -194,7 +194,7 @@ def render_deployment(
                 },
                 "spec": {
                     "serviceAccountName": settings.inference_service_account,
-                    "nodeSelector": node_selector(spec.node_role),
+                    "nodeSelector": node_selector(spec.node_role) if settings.node_roles else {},
                     "securityContext": _sanitize(pod_security_context()),
                     "terminationGracePeriodSeconds": 30,
                     "containers": [container],
