@@ -259,5 +259,11 @@ class ModelVersion:
         return candidate_accuracy(self.evaluation(), self.metrics())
 
     def expectations(self) -> dict[str, Any]:
-        """What a served version must answer: its class names and evaluated accuracy (smoke test)."""
-        return {"class_names": self.metrics().get("class_names"), "expected_accuracy": self.accuracy()}
+        """What a served version must answer: its class names and evaluated accuracy (smoke test).
+
+        Reads ``metrics.json`` and ``evaluation.json`` once each."""
+        metrics = self.metrics()
+        return {
+            "class_names": metrics.get("class_names"),
+            "expected_accuracy": candidate_accuracy(self.evaluation(), metrics),
+        }
