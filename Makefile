@@ -6,19 +6,22 @@ CONF ?= {}
 # is exported, and so expanded, unless unexported) nor hands it to the shell as recipe text.
 unexport CONF
 PYTEST := .venv/bin/python -m pytest
+# Each target that needs the virtualenvs depends on `setup`, which runs scripts/setup.sh with the
+# flags the target sets (a target-specific value reaches its prerequisites). Make builds `setup`
+# once per call, with the flags of the first goal that needs it: one such goal per call.
+SETUP_FLAGS :=
 
 run: export EKSML_RUN_CONF := $(value CONF)
 run:            ## set up, then train, evaluate, register, deploy and query the model locally
 	bash scripts/run_local.sh "$$EKSML_RUN_CONF"
 
-test:           ## lint, then every tier that can run on this machine (what CI runs), the k8s and real-node tiers included
-	bash scripts/setup.sh --k8s-testenv --browser
+test: SETUP_FLAGS := --k8s-testenv --browser
+test: setup     ## lint, then every tier that can run on this machine (what CI runs), the k8s and real-node tiers included
 	.venv/bin/ruff format --check --diff .
 	.venv/bin/ruff check .
 	$(PYTEST) -m "not cluster"
 
-lint:           ## ruff format --check and ruff check (pyproject.toml), as `make test` runs them
-	bash scripts/setup.sh
+lint: setup     ## ruff format --check and ruff check (pyproject.toml), as `make test` runs them
 	.venv/bin/ruff format --check --diff .
 	.venv/bin/ruff check .
 
@@ -26,24 +29,22 @@ format:         ## rewrite the tree with ruff's formatter and its safe fixes
 	.venv/bin/ruff format .
 	.venv/bin/ruff check --fix .
 
-test-unit:      ## unit tests only (about a minute)
-	bash scripts/setup.sh
+test-unit: setup ## unit tests only (about a minute)
 	$(PYTEST) tests/unit -m "not slow and not cluster and not k8s and not node"
 
-test-k8s:       ## the Kubernetes half of the aws profile against a real control plane (built once from source)
-	bash scripts/setup.sh --k8s-testenv
+test-k8s: SETUP_FLAGS := --k8s-testenv
+test-k8s: setup  ## the Kubernetes half of the aws profile against a real control plane (built once from source)
 	$(PYTEST) -m "k8s and not cluster and not node"
 
-test-node:      ## images built from their Dockerfiles, and the workloads on a real node joined to the test control plane (root)
-	bash scripts/setup.sh --k8s-testenv
+test-node: SETUP_FLAGS := --k8s-testenv
+test-node: setup ## images built from their Dockerfiles, and the workloads on a real node joined to the test control plane (root)
 	$(PYTEST) -m "node and not cluster"
 
-test-fast:      ## unit + integration + end-to-end on small slices of the real data (about 8 minutes)
-	bash scripts/setup.sh
+test-fast: setup ## unit + integration + end-to-end on small slices of the real data (about 8 minutes)
 	$(PYTEST) -m "not slow and not cluster and not k8s and not node"
 
-test-slow:      ## full-data training, real Airflow services, browser, model-server suites
-	bash scripts/setup.sh --browser
+test-slow: SETUP_FLAGS := --browser
+test-slow: setup ## full-data training, real Airflow services, browser, model-server suites
 	$(PYTEST) -m "slow and not cluster and not node"
 
 bench:          ## benchmarks that print figures (minutes)
@@ -51,8 +52,8 @@ bench:          ## benchmarks that print figures (minutes)
 	.venvs/inference/bin/python bench/inference_latency.py
 	.venv/bin/python bench/horovod_scaling.py
 
-setup:
-	bash scripts/setup.sh
+setup:          ## the virtualenvs, plus what the calling target asks for (SETUP_FLAGS); a second call only checks
+	bash scripts/setup.sh $(SETUP_FLAGS)
 
 render:         ## every object the aws profile would send, into build/aws
 	PYTHONPATH=plugins .venv/bin/python -m eksml.render --profile aws --out build/aws
