@@ -6,6 +6,10 @@ CONF ?= {}
 # is exported, and so expanded, unless unexported) nor hands it to the shell as recipe text.
 unexport CONF
 PYTEST := .venv/bin/python -m pytest
+# Each target that needs the virtualenvs depends on `setup`, which runs scripts/setup.sh with the
+# flags the target sets (a target-specific value reaches its prerequisites). Make builds `setup`
+# once per call, with the flags of the first goal that needs it: one such goal per call.
+SETUP_FLAGS :=
 
 run: export EKSML_RUN_CONF := $(value CONF)
 run:            ## set up, then train, evaluate, register, deploy and query the model locally
@@ -15,50 +19,49 @@ run-node: export EKSML_RUN_CONF := $(value CONF)
 run-node:       ## root: the same DAGs in the kubernetes profile on a real node started here (images, cluster, S3), then stopped
 	bash scripts/run_node.sh "$$EKSML_RUN_CONF"
 
-test:           ## lint, then every tier that can run on this machine (what CI runs), the k8s and real-node tiers included
-	bash scripts/setup.sh --dev --k8s-testenv --browser
+test: SETUP_FLAGS := --dev --k8s-testenv --browser
+test: setup     ## lint, then every tier that can run on this machine (what CI runs), the k8s and real-node tiers included
 	.venv/bin/ruff format --check --diff .
 	.venv/bin/ruff check .
 	$(PYTEST) -m "not cluster"
 
-lint:           ## ruff format --check and ruff check (pyproject.toml), as `make test` runs them
-	bash scripts/setup.sh --dev
+lint: SETUP_FLAGS := --dev
+lint: setup     ## ruff format --check and ruff check (pyproject.toml), as `make test` runs them
 	.venv/bin/ruff format --check --diff .
 	.venv/bin/ruff check .
 
-format:         ## rewrite the tree with ruff's formatter and its safe fixes
-	bash scripts/setup.sh --dev
+format: SETUP_FLAGS := --dev
+format: setup   ## rewrite the tree with ruff's formatter and its safe fixes
 	.venv/bin/ruff format .
 	.venv/bin/ruff check --fix .
 
-test-unit:      ## unit tests only (about a minute)
-	bash scripts/setup.sh --dev
+test-unit: SETUP_FLAGS := --dev
+test-unit: setup ## unit tests only (about a minute)
 	$(PYTEST) tests/unit -m "not slow and not cluster and not k8s and not node"
 
-test-k8s:       ## the Kubernetes half of the aws profile against a real control plane (built once from source)
-	bash scripts/setup.sh --dev --k8s-testenv
+test-k8s: SETUP_FLAGS := --dev --k8s-testenv
+test-k8s: setup  ## the Kubernetes half of the aws profile against a real control plane (built once from source)
 	$(PYTEST) -m "k8s and not cluster and not node"
 
-test-node:      ## images built from their Dockerfiles, and the workloads on a real node joined to the test control plane (root)
-	bash scripts/setup.sh --dev --k8s-testenv
+test-node: SETUP_FLAGS := --dev --k8s-testenv
+test-node: setup ## images built from their Dockerfiles, and the workloads on a real node joined to the test control plane (root)
 	$(PYTEST) -m "node and not cluster"
 
-test-fast:      ## unit + integration + end-to-end on small slices of the real data (about 8 minutes)
-	bash scripts/setup.sh --dev
+test-fast: SETUP_FLAGS := --dev
+test-fast: setup ## unit + integration + end-to-end on small slices of the real data (about 8 minutes)
 	$(PYTEST) -m "not slow and not cluster and not k8s and not node"
 
-test-slow:      ## full-data training, real Airflow services, browser, model-server suites
-	bash scripts/setup.sh --dev --browser
+test-slow: SETUP_FLAGS := --dev --browser
+test-slow: setup ## full-data training, real Airflow services, browser, model-server suites
 	$(PYTEST) -m "slow and not cluster and not node"
 
 bench:          ## benchmarks that print figures (minutes)
-	bash scripts/setup.sh --dev
 	.venv/bin/python bench/dag_parse.py
 	.venvs/inference/bin/python bench/inference_latency.py
 	.venv/bin/python bench/horovod_scaling.py
 
-setup:
-	bash scripts/setup.sh
+setup:          ## the virtualenvs, plus what the calling target asks for (SETUP_FLAGS); a second call only checks
+	bash scripts/setup.sh $(SETUP_FLAGS)
 
 render:         ## every object the aws profile would send, into build/aws
 	PYTHONPATH=plugins .venv/bin/python -m eksml.render --profile aws --out build/aws

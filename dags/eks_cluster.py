@@ -23,7 +23,13 @@ from airflow.sdk import DAG, Param, task
 from eksml.cluster.operators import ClusterAddonsOperator, GpuCapacityOperator
 from eksml.dag_defaults import default_args
 from eksml.eksctl.operators import EksctlClusterOperator
-from eksml.eksctl.request import DEFAULT_GPU_INSTANCE_TYPE, dedicated_layout
+from eksml.eksctl.request import (
+    DEFAULT_GPU_INSTANCE_TYPE,
+    DEFAULT_INFERENCE_NODES,
+    DEFAULT_TRAIN_MAX_NODES,
+    DEFAULT_TRAIN_NODES,
+    dedicated_layout,
+)
 
 #: eksctl request overrides, rendered from the run's params (text values are coerced; an empty
 #: one, from a param left null, keeps the settings' value).
@@ -39,6 +45,8 @@ CLUSTER = {
         "{{ '' if params.dedicated_training_cluster is none else params.dedicated_training_cluster }}"
     ),
 }
+#: The largest node group the form lets one ask for.
+MAX_GROUP_NODES = 100
 #: The cluster that trains: the dedicated one, or the shared one (``dedicated_layout``: the
 #: param, else the settings).
 TRAINING_ROLE = "{{ 'training' if dedicated_layout(params.dedicated_training_cluster) else 'all' }}"
@@ -89,26 +97,26 @@ with DAG(
         ),
         "spot": Param(False, type="boolean", title="Spot GPU nodes", description="Use spot capacity for ng-train"),
         "train_nodes": Param(
-            0,
+            DEFAULT_TRAIN_NODES,
             type="integer",
             minimum=0,
-            maximum=100,
+            maximum=MAX_GROUP_NODES,
             title="GPU nodes",
             description="Desired size of ng-train (0 lets it scale from zero)",
         ),
         "train_max_nodes": Param(
-            4,
+            DEFAULT_TRAIN_MAX_NODES,
             type="integer",
             minimum=1,
-            maximum=100,
+            maximum=MAX_GROUP_NODES,
             title="GPU nodes (max)",
             description="Upper bound of ng-train for the cluster autoscaler",
         ),
         "inference_nodes": Param(
-            1,
+            DEFAULT_INFERENCE_NODES,
             type="integer",
             minimum=1,
-            maximum=100,
+            maximum=MAX_GROUP_NODES,
             title="Inference nodes",
             description="Desired size of ng-inference",
         ),

@@ -76,5 +76,7 @@ with DAG(
         task_id="deploy_and_smoke_test",
         model_uri="{{ ti.xcom_pull(task_ids='resolve_version')['uri'] }}",
         version="{{ ti.xcom_pull(task_ids='resolve_version')['version'] }}",
+        # metadata.json was read once, by resolve_version: its data_uri is the smoke test's data.
+        data_uri="{{ ti.xcom_pull(task_ids='resolve_version')['data_uri'] }}",
     )
     pointer >> deploy >> record_champion(pointer)

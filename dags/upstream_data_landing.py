@@ -20,6 +20,7 @@ from airflow.sdk import DAG, Param, task
 
 from eksml.assets import TRAINING_DATA
 from eksml.dag_defaults import default_args
+from eksml.params import PARAM_SCHEMAS
 
 LANDING_DEFAULTS = default_args(
     retry_delay=timedelta(seconds=30), max_retry_delay=timedelta(minutes=10), execution_timeout=timedelta(minutes=20)
@@ -88,8 +89,8 @@ with DAG(
         "epochs": Param(
             1,
             type="integer",
-            minimum=1,
-            maximum=100,
+            minimum=PARAM_SCHEMAS["epochs"]["minimum"],
+            maximum=PARAM_SCHEMAS["epochs"]["maximum"],
             title="Epochs",
             description="Epochs of the triggered training run.",
         )

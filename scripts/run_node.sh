@@ -14,7 +14,7 @@ conf="${1:-}"; [ -n "$conf" ] || conf="{}"
 start=$(date +%s)
 echo "== set-up (Debian packages, .venv, control plane binaries, images)"
 bash tools/k8s-node/install-packages.sh
-bash scripts/setup.sh --k8s-testenv
+bash scripts/setup.sh --dev --k8s-testenv
 
 export AIRFLOW_HOME="$root/.local/airflow-node"
 export AIRFLOW__CORE__DAGS_FOLDER="$root/dags"

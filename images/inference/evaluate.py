@@ -26,6 +26,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from trainkit.contract import (
+    CONFUSION_MATRIX,
+    EVALUATION,
+    HISTORY,
+    METRICS,
+    PER_CLASS_ACCURACY,
+    TRAINING_CURVES,
+)
+
 BAD_INPUT = 2
 RESULT_PREFIX = "EKSML_RESULT "
 log = logging.getLogger("evaluate")
@@ -40,10 +49,10 @@ def _positive_int(text: str) -> int:
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Score a candidate model version against the champion.")
-    parser.add_argument("--candidate-uri", required=True, help="candidate version folder (metrics.json + export)")
+    parser.add_argument("--candidate-uri", required=True, help=f"candidate version folder ({METRICS} + export)")
     parser.add_argument("--champion-uri", default=None, help="serving champion's version folder, if any")
     parser.add_argument("--data-uri", required=True, help="folder or s3:// prefix with the four IDX .gz files")
-    parser.add_argument("--out-uri", required=True, help="where evaluation.json and the plots go")
+    parser.add_argument("--out-uri", required=True, help=f"where {EVALUATION} and the plots go")
     parser.add_argument("--limit-test", type=_positive_int, default=None, help="use the first N test images")
     return parser.parse_args(argv)
 
@@ -58,7 +67,7 @@ def recorded_scores(version_uri: str, digest: str) -> dict[str, Any] | None:
     from eksml_inference.backends import version_name
     from trainkit import store
 
-    path = store.join(version_uri, "evaluation.json")
+    path = store.join(version_uri, EVALUATION)
     if not store.exists(path):
         return None
     recorded = store.read_json(path)
@@ -81,8 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:  # cheap checks first: data and both versions' metrics.json, before any framework loads
         _, _, x_test, y_test = load_fashion_mnist(args.data_uri, limit_train=1, limit_test=args.limit_test)
         for uri in filter(None, (args.candidate_uri, args.champion_uri)):
-            if not store.exists(store.join(uri, "metrics.json")):
-                raise ModelLoadError(f"no metrics.json at {uri}: not a finished model version")
+            if not store.exists(store.join(uri, METRICS)):
+                raise ModelLoadError(f"no {METRICS} at {uri}: not a finished model version")
         store.filesystem(args.out_uri)
         digest = test_data_digest(x_test, y_test)
         recorded = recorded_scores(args.champion_uri, digest) if args.champion_uri else None
@@ -123,28 +132,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             time.monotonic() - tic,
         )
 
-    history_uri = store.join(args.candidate_uri, "history.json")
+    history_uri = store.join(args.candidate_uri, HISTORY)
     history = store.read_json(history_uri) if store.exists(history_uri) else []
     with tempfile.TemporaryDirectory(prefix="eksml-eval-") as tmp:
         folder = Path(tmp)
         version = results["candidate"]["version"]
         written = []
-        if plots.training_curves(history, folder / "training_curves.png", f"training of {version}"):
-            written.append("training_curves.png")
+        if plots.training_curves(history, folder / TRAINING_CURVES, f"training of {version}"):
+            written.append(TRAINING_CURVES)
         plots.confusion_matrix(
             results["candidate"]["confusion_matrix"],
             names,
-            folder / "confusion_matrix.png",
+            folder / CONFUSION_MATRIX,
             f"{version}: accuracy {results['candidate']['test_accuracy']:.4f}",
         )
         champ = results.get("champion")
         plots.per_class(
             results["candidate"]["per_class_accuracy"],
             champ and champ["per_class_accuracy"],
-            folder / "per_class_accuracy.png",
+            folder / PER_CLASS_ACCURACY,
             f"per-class accuracy of {version}" + (f" vs champion {champ['version']}" if champ else ""),
         )
-        written += ["confusion_matrix.png", "per_class_accuracy.png"]
+        written += [CONFUSION_MATRIX, PER_CLASS_ACCURACY]
         delta = results["candidate"]["test_accuracy"] - champ["test_accuracy"] if champ else None
         evaluation = {
             "candidate": results["candidate"],
@@ -159,9 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "evaluated_at": datetime.now(timezone.utc).isoformat(),
             "wall_time_s": round(time.monotonic() - started, 3),
         }
-        (folder / "evaluation.json").write_text(json.dumps(evaluation, indent=2, sort_keys=True))
+        (folder / EVALUATION).write_text(json.dumps(evaluation, indent=2, sort_keys=True))
         # evaluation.json goes last: its presence marks a complete evaluation.
-        store.upload_dir(folder, args.out_uri, last=("evaluation.json",))
+        store.upload_dir(folder, args.out_uri, last=(EVALUATION,))
     summary = {
         "candidate_accuracy": results["candidate"]["test_accuracy"],
         "champion_accuracy": champ and champ["test_accuracy"],

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from trainkit.contract import NUM_CLASSES
+
 #: Input of the exported model (symbol, params and ONNX alike): float32 pixels scaled to
 #: [0, 1], layout NCHW. The inference server reads this from metrics.json ("model_input").
 INPUT_NAME = "data"
 INPUT_SHAPE = (1, 28, 28)
-NUM_CLASSES = 10
 
 
 def input_spec() -> dict[str, Any]:

@@ -26,6 +26,7 @@ from mxnet import autograd, gluon
 
 from trainkit import store
 from trainkit.checkpoints import CheckpointStore
+from trainkit.contract import HISTORY, METRICS
 from trainkit.metrics import build_metrics, progress_line, time_left_s
 
 log = logging.getLogger("train")
@@ -119,10 +120,10 @@ def _export(
             files.append(exporting.export_onnx(folder))
             metrics["onnx_max_abs_diff"] = exporting.onnx_max_abs_diff(folder, net, x_check, ctx)
         metrics["model_files"] = sorted(files)
-        (folder / "history.json").write_text(json.dumps(history, indent=2))
-        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        (folder / HISTORY).write_text(json.dumps(history, indent=2))
+        (folder / METRICS).write_text(json.dumps(metrics, indent=2, sort_keys=True))
         # metrics.json goes last: its presence marks a complete model version.
-        return store.upload_dir(folder, args.model_uri, last=("metrics.json",))
+        return store.upload_dir(folder, args.model_uri, last=(METRICS,))
 
 
 class Shards(NamedTuple):

@@ -16,9 +16,10 @@ import dataclasses
 import math
 from typing import Any
 
+from trainkit.contract import NUM_CLASSES
+
 INPUT_NAME = "pixels"
 INPUT_SHAPE = (28, 28)
-NUM_CLASSES = 10
 SIGNATURE = "serving_default"
 OUTPUT_NAME = "output_0"
 #: Training images whose statistics become the batch norms' moving statistics after training.

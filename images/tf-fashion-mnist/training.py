@@ -34,11 +34,11 @@ from network import (
 
 from trainkit import store
 from trainkit.checkpoints import CheckpointStore
+from trainkit.contract import HISTORY as HISTORY_FILE
+from trainkit.contract import METRICS as METRICS_FILE
 from trainkit.metrics import build_metrics
 
 log = logging.getLogger("train")
-METRICS_FILE = "metrics.json"
-HISTORY_FILE = "history.json"
 
 
 class DeviceError(RuntimeError):

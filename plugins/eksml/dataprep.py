@@ -11,9 +11,21 @@ import gzip
 import hashlib
 import logging
 import struct
-import zlib
 from typing import TYPE_CHECKING, Any
 
+from eksml.contract import (
+    IDX_MAGIC,
+    IDX_RANKS,
+    IMAGE_SHAPE,
+    MANIFEST,
+    NUM_CLASSES,
+    TEST_IMAGES,
+    TEST_LABELS,
+    TRAIN_IMAGES,
+    TRAIN_LABELS,
+    IdxError,
+)
+from eksml.contract import decode_idx as decode_idx_data
 from eksml.storage import read_json, uri_of, write_json_atomic
 
 if TYPE_CHECKING:
@@ -21,51 +33,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The four Fashion-MNIST files: images and labels of the training and test splits.
-TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
-TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
-TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
-TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
-#: file name -> (IDX rank, expected magic)
-IDX_FILES: dict[str, tuple[int, int]] = {
-    TRAIN_IMAGES: (3, 2051),
-    TRAIN_LABELS: (1, 2049),
-    TEST_IMAGES: (3, 2051),
-    TEST_LABELS: (1, 2049),
-}
-MANIFEST = "manifest.json"
-#: IDX magic number per rank (labels: 1, images: 3) of unsigned-byte files.
-IDX_MAGIC = {1: 2049, 3: 2051}
-IMAGE_SHAPE = (28, 28)
-NUM_CLASSES = 10
-
 
 class DataValidationError(ValueError):
     """The source data is missing, corrupt or inconsistent."""
 
 
-def decode_idx(name: str, blob: bytes, rank: int) -> tuple[list[int], bytes]:
+def decode_idx(name: str, blob: bytes, rank: int) -> tuple[list[int], memoryview]:
     """Decompress one gzipped unsigned-byte IDX file and check it fully (gzip CRC, magic, size).
 
-    Returns its dimensions and its data bytes.
+    Returns its dimensions and its data bytes; the decoding is the images' (``eksml.contract``).
     """
-    magic_expected = IDX_MAGIC[rank]
     try:
-        payload = gzip.decompress(blob)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataValidationError(f"{name}: not a valid gzip file ({exc})") from exc
-    header = 4 + 4 * rank
-    if len(payload) < header:
-        raise DataValidationError(f"{name}: too short to be an IDX file")
-    magic, *dims = struct.unpack(f">{1 + rank}I", payload[:header])
-    if magic != magic_expected:
-        raise DataValidationError(f"{name}: IDX magic {magic}, expected {magic_expected}")
-    size = 1
-    for dim in dims:
-        size *= dim
-    if len(payload) - header != size:
-        raise DataValidationError(f"{name}: {len(payload) - header} data bytes, header says {size}")
-    return dims, payload[header:]
+        return decode_idx_data(blob, rank)
+    except IdxError as exc:
+        raise DataValidationError(f"{name}: {exc}") from exc
 
 
 def inspect_idx(name: str, blob: bytes) -> dict[str, Any]:
@@ -73,7 +54,7 @@ def inspect_idx(name: str, blob: bytes) -> dict[str, Any]:
 
     Images must be 28x28 and labels within 0..9: anything else can never train.
     """
-    rank, _ = IDX_FILES[name]
+    rank = IDX_RANKS[name]
     dims, data = decode_idx(name, blob, rank)
     if dims[0] == 0:
         raise DataValidationError(f"{name}: holds no items")
@@ -93,10 +74,10 @@ def data_digest(described: dict[str, dict[str, Any]]) -> str:
 
 def read_source(source: ObjectStoragePath) -> dict[str, bytes]:
     """The four files' bytes; raise naming every missing file first."""
-    missing = [name for name in IDX_FILES if not (source / name).exists()]
+    missing = [name for name in IDX_RANKS if not (source / name).exists()]
     if missing:
         raise DataValidationError(f"no Fashion-MNIST IDX files at {source}: missing {', '.join(missing)}")
-    return {name: (source / name).read_bytes() for name in IDX_FILES}
+    return {name: (source / name).read_bytes() for name in IDX_RANKS}
 
 
 def validate_source(blobs: dict[str, bytes], manifest: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
@@ -131,7 +112,7 @@ def first_training_items(blobs: dict[str, bytes], count: int) -> dict[str, bytes
     (headers rewritten; the test split untouched), e.g. for a dated series of growing drops."""
     cut = dict(blobs)
     for name in (TRAIN_IMAGES, TRAIN_LABELS):
-        rank, _ = IDX_FILES[name]
+        rank = IDX_RANKS[name]
         dims, data = decode_idx(name, blobs[name], rank)
         if count > dims[0]:
             raise DataValidationError(f"{name}: {count} items asked for, the source holds {dims[0]}")
@@ -195,7 +176,7 @@ def store_data(
     if target.protocol in ("file", "local", ""):
         target.mkdir(parents=True, exist_ok=True)
     copied = []
-    for name in IDX_FILES:
+    for name in IDX_RANKS:
         (target / name).write_bytes(blobs[name])
         copied.append(name)
     write_json_atomic(manifest_path, {"source": uri_of(source), "files": described})

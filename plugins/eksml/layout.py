@@ -20,8 +20,9 @@ Identities:
 
 It also names what lies inside those areas, for every reader and writer of the package: the
 files of a model version (:class:`ModelVersion`), the timestamp in store paths and the form of
-a data location. Training images write the version files from their own environments, so they
-spell the names again (``images/common/trainkit``); inside the package this is their one home.
+a data location. The version files' names themselves are the images' contract
+(``images/common/trainkit/contract.py``, loaded through :mod:`eksml.contract`): the images write
+them, the package reads them here.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ from collections.abc import Mapping
 from enum import Enum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
+
+from eksml.contract import EVALUATION, METADATA, METRICS, PLOTS
+from eksml.contract import PER_CLASS_ACCURACY as PER_CLASS_ACCURACY  # re-exported: the version page's names
+from eksml.contract import TRAINING_CURVES as TRAINING_CURVES
 
 if TYPE_CHECKING:
     from os import PathLike
@@ -175,18 +180,10 @@ def data_uri_problem(uri: str) -> str | None:
 
 
 # --- a model version's folder ----------------------------------------------------------------
-#: Training's own figures (accuracy, speed, class names); training writes it last, so its
-#: presence marks a finished training output.
-METRICS = "metrics.json"
-#: The evaluation step's scores of the candidate (and the champion, on the same test data).
-EVALUATION = "evaluation.json"
-#: What the registry records of a version; written last, so its presence marks a registered version.
-METADATA = "metadata.json"
-#: The plots the evaluation step writes beside the candidate.
-TRAINING_CURVES = "training_curves.png"
-CONFUSION_MATRIX = "confusion_matrix.png"
-PER_CLASS_ACCURACY = "per_class_accuracy.png"
-PLOTS = (TRAINING_CURVES, CONFUSION_MATRIX, PER_CLASS_ACCURACY)
+# The file names are the images' contract (they write them): ``eksml.contract``. Training
+# writes METRICS last, so its presence marks a finished training output; METADATA is written
+# last at registration, so its presence marks a registered version; the evaluation step writes
+# EVALUATION and the PLOTS beside the candidate.
 #: What a person reads of a version, with its media type (never the model itself).
 READABLE: Mapping[str, str] = MappingProxyType(
     {METADATA: "application/json", METRICS: "application/json", EVALUATION: "application/json"}
@@ -262,5 +259,11 @@ class ModelVersion:
         return candidate_accuracy(self.evaluation(), self.metrics())
 
     def expectations(self) -> dict[str, Any]:
-        """What a served version must answer: its class names and evaluated accuracy (smoke test)."""
-        return {"class_names": self.metrics().get("class_names"), "expected_accuracy": self.accuracy()}
+        """What a served version must answer: its class names and evaluated accuracy (smoke test).
+
+        Reads ``metrics.json`` and ``evaluation.json`` once each."""
+        metrics = self.metrics()
+        return {
+            "class_names": metrics.get("class_names"),
+            "expected_accuracy": candidate_accuracy(self.evaluation(), metrics),
+        }

@@ -12,6 +12,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from eksml.contract import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, MAX_EPOCHS
 from eksml.layout import data_uri_problem
 from eksml.nodes import CLUSTER_MODES, EPHEMERAL_CLUSTER, EXISTING_CLUSTER, GPU_RESOURCE
 from eksml.sagemaker.instances import DEFAULT_TRAINING_TYPE, DEFAULT_USE_SPOT, OFFERED_TRAINING_TYPES
@@ -47,16 +48,16 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "epochs": {
         "section": TRAINING,
-        "default": 5,
+        "default": DEFAULT_EPOCHS,
         "type": "integer",
         "minimum": 1,
-        "maximum": 100,
+        "maximum": MAX_EPOCHS,
         "title": "Epochs",
         "description": "Passes over the training data.",
     },
     "batch_size": {
         "section": TRAINING,
-        "default": 128,
+        "default": DEFAULT_BATCH_SIZE,
         "type": "integer",
         "minimum": 8,
         "maximum": 4096,
@@ -65,7 +66,7 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "learning_rate": {
         "section": TRAINING,
-        "default": 0.001,
+        "default": DEFAULT_LEARNING_RATE,
         "type": "number",
         "exclusiveMinimum": 0,
         "maximum": 1,
@@ -166,9 +167,9 @@ class ParamsError(ValueError):
 class TrainingParams:
     framework: str = "tensorflow"
     trainer: str = "kubernetes"
-    epochs: int = 5
-    batch_size: int = 128
-    learning_rate: float = 0.001
+    epochs: int = DEFAULT_EPOCHS
+    batch_size: int = DEFAULT_BATCH_SIZE
+    learning_rate: float = DEFAULT_LEARNING_RATE
     gpus: int = 1
     workers: int = 2
     limit_train: int | None = None

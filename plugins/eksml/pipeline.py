@@ -332,5 +332,12 @@ def promote_best(registered: list[dict[str, Any]], margin: float) -> dict[str, A
 
 
 def champion_event_extra(pointer: dict[str, Any]) -> dict[str, Any]:
-    """The champion asset event's extra: what the deployment needs and what a person reads."""
-    return {key: pointer.get(key) for key in ("version", "uri", "test_accuracy", "framework", "previous", "run_id")}
+    """The champion asset event's extra: a notice of the promotion, for people and other pipelines.
+
+    What serves is decided by ``champion.json`` alone, which the deployment reads: the pointer
+    is what the compare-and-swap guards, Airflow merges events that arrive while the deployment
+    waits (one run may follow several promotions), and a rollback moves the pointer without an
+    event. So the extra names the promotion (its history ``entry``) but no location to deploy.
+    """
+    keys = ("version", "entry", "test_accuracy", "framework", "previous", "run_id")
+    return {key: pointer.get(key) for key in keys}

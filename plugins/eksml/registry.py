@@ -367,19 +367,26 @@ class ModelRegistry:
 def resolve_deployment(version: str | None, settings: Settings) -> dict[str, Any]:
     """The pointer to deploy: the champion, or the registered ``version`` asked for by hand.
 
-    A requested version becomes champion only after it deployed and passed its smoke test
-    (:func:`record_deployment`), so a broken one never displaces the champion that serves.
+    The champion is what ``champion.json`` names, the one source of truth for what serves (the
+    champion asset event only announces a promotion). The version's ``metadata.json`` is read
+    here, once, and what the deployment needs of it travels in the pointer (``data_uri``, the
+    smoke test's data). A requested version becomes champion only after it deployed and passed
+    its smoke test (:func:`record_deployment`), so a broken one never displaces the champion
+    that serves.
     """
     registry = ModelRegistry(store_path(settings.models_root, settings))
     if version:
         meta = registry.metadata(version)  # raises for an unknown version before anything moves
         accuracy = recorded_accuracy(meta) or 0.0
         log.info("deploying %s by request", version)
-        return {"version": version, "uri": meta["uri"], "test_accuracy": accuracy, "requested": True}
-    champion = registry.champion()
-    if champion is None:
-        raise RegistryError(f"no champion under {settings.models_root}: train a model first")
-    return {**champion, "requested": False}
+        pointer = {"version": version, "uri": meta["uri"], "test_accuracy": accuracy, "requested": True}
+    else:
+        champion = registry.champion()
+        if champion is None:
+            raise RegistryError(f"no champion under {settings.models_root}: train a model first")
+        meta = registry.metadata(champion["version"])
+        pointer = {**champion, "requested": False}
+    return {**pointer, "data_uri": meta.get("data_uri")}
 
 
 def record_deployment(pointer: dict[str, Any], settings: Settings) -> dict[str, Any]:

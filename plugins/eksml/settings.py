@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlparse
 
+from eksml.contract import parse_bool as parse_bool  # yes/no as the images read it too
 from eksml.eks_versions import DEFAULT_KUBERNETES_VERSION
 from eksml.layout import Area, area_uri
 
@@ -379,27 +380,6 @@ def _check_integrations(s: Settings) -> None:
             "an internet-facing ingress without sign-in would serve everyone: set ingress_auth (cognito or oidc) "
             "or ingress_inbound_cidrs"
         )
-
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"", "0", "false", "no", "off", "none"})
-
-
-def parse_bool(value: Any) -> bool:
-    """A yes/no from text, as environment variables, Variables and templated params carry it.
-
-    ``1/true/yes/on`` and ``0/false/no/off`` (any case; empty and ``None`` read as false);
-    a non-text value by its truth. Anything else raises ValueError naming it, so a typo never
-    silently reads as false.
-    """
-    if not isinstance(value, str):
-        return bool(value)
-    text = value.strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(f"expected a yes/no value (true/false, yes/no, on/off, 1/0), got {value!r}")
 
 
 def _coerce(name: str, raw: Any, default: Any) -> Any:

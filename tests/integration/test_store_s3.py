@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from eksml.dataprep import IDX_FILES, prepare_data
+from eksml.contract import IDX_RANKS
+from eksml.dataprep import prepare_data
 from eksml.registry import ModelRegistry
 from eksml.settings import load_settings
 from eksml.storage import store_path
@@ -18,7 +19,7 @@ def s3_settings(moto_bucket):
 def test_prepare_and_register_on_s3(dataset_dir, s3_settings, moto_client):
     source = store_path(str(dataset_dir), s3_settings)
     target = store_path(f"{s3_settings.data_root}/i1", s3_settings)
-    assert sorted(prepare_data(source, target)["copied"]) == sorted(IDX_FILES)
+    assert sorted(prepare_data(source, target)["copied"]) == sorted(IDX_RANKS)
     assert prepare_data(source, target)["copied"] == []
     s3 = moto_client("s3")
     head = s3.head_object(Bucket="eksml-test", Key="ml/data/fashion-mnist/i1/train-images-idx3-ubyte.gz")

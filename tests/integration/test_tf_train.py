@@ -277,7 +277,7 @@ def test_corrupt_gz_is_named(corrupt_dir, dataset_dir: Path, tmp_path: Path, pay
         payload = (dataset_dir / "t10k-labels-idx1-ubyte.gz").read_bytes()[:1000]
     folder = corrupt_dir("t10k-labels-idx1-ubyte.gz", payload)
     proc = run_train("--data-uri", str(folder), "--model-uri", str(tmp_path / "model"))
-    _assert_rejected(proc, tmp_path / "model", "t10k-labels-idx1-ubyte.gz is not a valid gzip file")
+    _assert_rejected(proc, tmp_path / "model", "t10k-labels-idx1-ubyte.gz: not a valid gzip file")
 
 
 def test_unknown_uri_scheme(dataset_dir: Path, tmp_path: Path) -> None:

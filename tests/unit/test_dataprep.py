@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from eksml.dataprep import IDX_FILES, DataValidationError, prepare_data, read_source, validate_source
+from eksml.contract import IDX_RANKS
+from eksml.dataprep import DataValidationError, prepare_data, read_source, validate_source
 from eksml.settings import load_settings
 from eksml.storage import store_path
 
@@ -30,7 +31,7 @@ def test_copy_then_skip_when_checksums_match(dataset_dir, settings):
     source = store_path(str(dataset_dir), settings)
     target = store_path(f"{settings.data_root}/interval-a", settings)
     first = prepare_data(source, target)
-    assert sorted(first["copied"]) == sorted(IDX_FILES)
+    assert sorted(first["copied"]) == sorted(IDX_RANKS)
     assert (target / "manifest.json").exists()
     assert prepare_data(source, target)["copied"] == []
 
@@ -68,7 +69,7 @@ def test_folder_without_idx_files(tmp_path, settings):
 
 
 def test_corrupt_gzip_and_wrong_counts(dataset_dir, tmp_path, settings):
-    for name in IDX_FILES:
+    for name in IDX_RANKS:
         shutil.copy(dataset_dir / name, tmp_path / name)
     blob = (tmp_path / "t10k-images-idx3-ubyte.gz").read_bytes()
     (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(blob[: len(blob) // 2])
@@ -165,7 +166,7 @@ def test_a_second_drop_for_the_same_interval_gets_its_own_data_version(dataset_d
     staging = Path(plan_a["candidates"]["tensorflow"]["staging_uri"][7:])
     staging.mkdir(parents=True)
     # The trainer records the SHA-256 of what it read (trainkit.data); here one file differs from the plan.
-    read = {name: hashlib.sha256((first / name).read_bytes()).hexdigest() for name in IDX_FILES}
+    read = {name: hashlib.sha256((first / name).read_bytes()).hexdigest() for name in IDX_RANKS}
     read["t10k-labels-idx1-ubyte.gz"] = "0" * 64
     (staging / "metrics.json").write_text(json.dumps({"test_accuracy": 0.8, "data_sha256": read}))
     (staging / "evaluation.json").write_text('{"candidate": {"test_accuracy": 0.8}}')

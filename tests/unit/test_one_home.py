@@ -1,12 +1,14 @@
-"""Each cross-cutting contract of the package is spelled in its home only.
+"""Each cross-cutting contract of the package and the images is spelled in its home only.
 
 The node contract has its own scan (``test_node_contract.py``); this one keeps the others in
 their homes: the files of a model version, the cluster roles and modes, the SageMaker instance
 types, the data-URI pattern, the timestamp of store paths, yes/no parsing, the data set's file
-names and the node-group state record. A contract spelled a second time drifts the day the first spelling changes (a
-renamed plot that the version page stops serving, a new cluster mode one operator refuses).
+names, the IDX decoding, the training defaults and the node-group state record. A contract
+spelled a second time drifts the day the first spelling changes (a renamed plot that the version
+page stops serving, a new cluster mode one operator refuses).
 
-The scan reads the package's source as Python syntax: string constants (f-string parts
+The scan reads the package's and the images' source (``plugins/eksml``, ``images``; paths are
+relative to the repository) as Python syntax: string constants (f-string parts
 included, docstrings excluded; comments are not in the tree), collection literals, names bound
 to a value, definitions and record classes. ``test_the_scan_finds_*`` run it on samples, since
 a scan that finds nothing would pass forever.
@@ -25,10 +27,15 @@ import pytest
 from fixtures.source_scan import docstring_ids, string_constants
 
 import eksml
-from eksml import layout, nodes, settings
+from eksml import contract, layout, nodes, settings
 from eksml.sagemaker import instances
 
 PACKAGE = Path(eksml.__file__).parent
+ROOT = PACKAGE.parents[1]
+#: What the scan reads: the Airflow side's package and the images, which share one contract.
+SCANNED = (PACKAGE, ROOT / "images")
+#: The images' side of the contract and the Airflow side's door to it.
+IMAGE_CONTRACT = ("images/common/trainkit/contract.py", "plugins/eksml/contract.py")
 
 
 @dataclass(frozen=True)
@@ -57,23 +64,24 @@ class Contract:
 CONTRACTS = (
     Contract(
         "model-version files",
-        home=("layout.py",),
-        substrings=(layout.METRICS, layout.EVALUATION, layout.METADATA, *layout.PLOTS),
+        home=(*IMAGE_CONTRACT, "plugins/eksml/layout.py"),
+        substrings=(contract.METRICS, contract.HISTORY, contract.EVALUATION, contract.METADATA, *contract.PLOTS),
         names=frozenset(
             {"METRICS", "EVALUATION", "METADATA", "PLOTS", "READABLE", "SERVED", "COMPLETION_MARKER"}
+            | {"METRICS_FILE", "HISTORY_FILE"}
             | {"TRAINING_CURVES", "CONFUSION_MATRIX", "PER_CLASS_ACCURACY"}
             | {"ModelVersion", "candidate_accuracy", "recorded_accuracy", "version_expectations"}
         ),
     ),
     Contract(
         "cluster modes",
-        home=("nodes.py",),
+        home=("plugins/eksml/nodes.py",),
         exact=frozenset(nodes.CLUSTER_MODES),
         names=frozenset({"CLUSTER_MODES", "EXISTING_CLUSTER", "EPHEMERAL_CLUSTER"}),
     ),
     Contract(
         "cluster roles",
-        home=("nodes.py",),
+        home=("plugins/eksml/nodes.py",),
         values=frozenset(nodes.CLUSTER_ROLES),
         contexts=frozenset({"cluster_role"}),
         collection=2,
@@ -83,7 +91,7 @@ CONTRACTS = (
         "SageMaker instance types",
         # prices.py is a dated price list keyed by the types it prices; the test below checks
         # that it prices only accepted types.
-        home=("sagemaker/instances.py", "prices.py"),
+        home=("plugins/eksml/sagemaker/instances.py", "plugins/eksml/prices.py"),
         pattern=re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+"),
         names=frozenset(
             {"TRAINING_INSTANCE_GPUS", "HOSTING_INSTANCE_GPUS", "OFFERED_TRAINING_TYPES", "SAGEMAKER_INSTANCE_TYPES"}
@@ -92,37 +100,48 @@ CONTRACTS = (
     ),
     Contract(
         "data-URI pattern",
-        home=("layout.py",),
+        home=("plugins/eksml/layout.py",),
         substrings=("[a-z0-9][a-z0-9.",),
         names=frozenset({"DATA_URI", "BUCKET_NAME", "S3_BUCKET", "_BUCKET_RE", "data_uri_problem"}),
     ),
     Contract(
         "store timestamp",
-        home=("layout.py",),
+        home=("plugins/eksml/layout.py",),
         substrings=(layout.STAMP,),
         names=frozenset({"STAMP", "_STAMP"}),
     ),
     Contract(
         "yes/no parsing",
-        home=("settings.py",),
+        home=IMAGE_CONTRACT,
         values=frozenset({"true", "false", "yes", "no", "on", "off"}),
         collection=2,
         names=frozenset({"parse_bool", "_as_bool"}),
     ),
     Contract(
         "Fashion-MNIST file names",
-        home=("dataprep.py",),
-        substrings=("-idx3-ubyte", "-idx1-ubyte"),
-        names=frozenset({"TRAIN_IMAGES", "TRAIN_LABELS", "TEST_IMAGES", "TEST_LABELS", "IDX_FILES"}),
+        home=IMAGE_CONTRACT,
+        substrings=("-idx3-ubyte", "-idx1-ubyte", "manifest.json"),
+        names=frozenset({"TRAIN_IMAGES", "TRAIN_LABELS", "TEST_IMAGES", "TEST_LABELS", "IDX_FILES", "IDX_RANKS"})
+        | {"MANIFEST"},
+    ),
+    Contract(
+        "IDX decoding",
+        home=IMAGE_CONTRACT,
+        names=frozenset({"IDX_MAGIC", "_MAGIC", "IdxError", "IMAGE_SHAPE", "NUM_CLASSES", "IMAGE_SIDE"}),
+    ),
+    Contract(
+        "training defaults",
+        home=IMAGE_CONTRACT,
+        names=frozenset({"DEFAULT_EPOCHS", "MAX_EPOCHS", "DEFAULT_BATCH_SIZE", "DEFAULT_LEARNING_RATE"}),
     ),
     Contract(
         "server-side apply field manager",
-        home=("kubernetes/hooks.py",),
+        home=("plugins/eksml/kubernetes/hooks.py",),
         names=frozenset({"FIELD_MANAGER"}),
     ),
     Contract(
         "node-group state",
-        home=("eksctl/config.py",),
+        home=("plugins/eksml/eksctl/config.py",),
         fields=frozenset({"name", "status", "min_size", "desired", "max_size"}),
         names=frozenset({"NodegroupState", "NodegroupInfo"}),
     ),
@@ -188,7 +207,8 @@ def spellings(source: str, contract: Contract) -> list[tuple[int, str]]:
             elements = node.keys if isinstance(node, ast.Dict) else getattr(node, "elts", None)
             if not isinstance(node, ast.Tuple | ast.List | ast.Set | ast.Dict) or not elements:
                 continue
-            hits = [e for e in elements if isinstance(e, ast.Constant) and str(e.value).lower() in contract.values]
+            constants = [e for e in elements if isinstance(e, ast.Constant) and not isinstance(e.value, bool)]
+            hits = [e for e in constants if str(e.value).lower() in contract.values]  # True/False are no text
             if len(hits) >= contract.collection:
                 found.update((e.lineno, e.value) for e in hits)
     found.update((line, name) for line, name in _defined_names(tree) if name in contract.names)
@@ -202,14 +222,15 @@ def spellings(source: str, contract: Contract) -> list[tuple[int, str]]:
 
 
 @functools.cache
-def _sources(root: Path) -> tuple[tuple[str, str], ...]:
-    return tuple((p.relative_to(root).as_posix(), p.read_text()) for p in sorted(root.rglob("*.py")))
+def _sources(roots: tuple[Path, ...] = SCANNED) -> tuple[tuple[str, str], ...]:
+    files = sorted(p for root in roots for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+    return tuple((p.relative_to(ROOT).as_posix(), p.read_text()) for p in files)
 
 
-def places(contract: Contract, root: Path = PACKAGE) -> dict[str, list[tuple[int, str]]]:
-    """Every file of ``root`` that spells ``contract``, home included, with its spellings."""
+def places(contract: Contract) -> dict[str, list[tuple[int, str]]]:
+    """Every scanned file that spells ``contract``, home included, with its spellings."""
     found = {}
-    for path, source in _sources(root):
+    for path, source in _sources():
         hits = spellings(source, contract)
         if hits:
             found[path] = hits

@@ -110,6 +110,7 @@ def test_champion_event_carries_version_and_accuracy():
     pointer = {
         "version": "v1",
         "uri": "s3://b/m/v1",
+        "entry": "promotions/20261123T030000000000Z-v1-0a1b2c3d.json",
         "test_accuracy": 0.91,
         "framework": "tensorflow",
         "previous": "v0",
@@ -119,7 +120,7 @@ def test_champion_event_carries_version_and_accuracy():
     }
     assert champion_event_extra(pointer) == {
         "version": "v1",
-        "uri": "s3://b/m/v1",
+        "entry": "promotions/20261123T030000000000Z-v1-0a1b2c3d.json",
         "test_accuracy": 0.91,
         "framework": "tensorflow",
         "previous": "v0",

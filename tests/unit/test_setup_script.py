@@ -70,7 +70,8 @@ def test_the_browser_comes_with_make_test_and_apt_output_goes_to_the_log(tmp_pat
     assert len(result.stdout.splitlines()) == 2, result.stdout[-1000:]
     assert "Selecting previously unselected" not in result.stdout + result.stderr
     assert (repo / ".local" / "setup.log").read_text().count("Selecting previously unselected") == APT_LINES
-    assert "setup.sh --dev --k8s-testenv --browser" in (ROOT / "Makefile").read_text()  # make test asks for it
+    make = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert make.stdout.splitlines()[0] == "bash scripts/setup.sh --dev --k8s-testenv --browser"  # make test asks for it
 
 
 def test_make_run_installs_the_main_jobs_packages_and_make_test_the_test_tools(tmp_path):
@@ -96,5 +97,21 @@ def test_make_run_installs_the_main_jobs_packages_and_make_test_the_test_tools(t
     makefile = (ROOT / "Makefile").read_text()
     for recipe in makefile.split("\n\n"):
         if "$(PYTEST)" in recipe or ".venv/bin/ruff" in recipe:
-            assert "scripts/setup.sh --dev" in recipe, recipe
+            target = recipe.split("## ")[0].split(":")[-2].split("\n")[-1].strip()
+            make = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, timeout=60)
+            assert make.stdout.startswith("bash scripts/setup.sh --dev"), (target, make.stdout[:200])
     assert "setup.sh --dev" not in (ROOT / "scripts" / "run_local.sh").read_text()
+
+
+def test_only_the_setup_target_runs_the_set_up_script():
+    """Targets depend on `setup` and pass their flags; none calls scripts/setup.sh itself."""
+    recipes = [line for line in (ROOT / "Makefile").read_text().splitlines() if line.startswith("\t")]
+    callers = [line for line in recipes if "scripts/setup.sh" in line]
+    assert callers == ["\tbash scripts/setup.sh $(SETUP_FLAGS)"], "a target calls scripts/setup.sh: depend on `setup`"
+    for target, flags in [
+        ("test-unit", " --dev"),
+        ("test-k8s", " --dev --k8s-testenv"),
+        ("test-slow", " --dev --browser"),
+    ]:
+        make = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert make.stdout.splitlines()[0].rstrip() == f"bash scripts/setup.sh{flags}", target

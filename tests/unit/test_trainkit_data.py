@@ -61,7 +61,7 @@ def test_a_folder_without_idx_files_names_every_missing_file(tmp_path: Path) -> 
 def test_not_a_gzip_file(dataset) -> None:
     folder, _ = dataset
     (folder / FILES["test_images"]).write_bytes(b"this is not gzip data")
-    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz is not a valid gzip file"):
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz: not a valid gzip file"):
         load_fashion_mnist(str(folder))
 
 
@@ -69,15 +69,15 @@ def test_truncated_gzip_file(dataset) -> None:
     folder, _ = dataset
     path = folder / FILES["train_images"]
     path.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz is not a valid gzip file"):
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz: not a valid gzip file"):
         load_fashion_mnist(str(folder))
 
 
 @pytest.mark.parametrize(
     ("name", "payload", "message"),
     [
-        ("train_labels", _idx(np.zeros((20, 28, 28))), "IDX magic 2051 != 2049"),
-        ("train_images", _idx(np.zeros((20, 28, 28)))[:-5], "bytes of data, header says"),
+        ("train_labels", _idx(np.zeros((20, 28, 28))), "IDX magic 2051, expected 2049"),
+        ("train_images", _idx(np.zeros((20, 28, 28)))[:-5], "data bytes, header says"),
         ("train_images", b"\x00\x00", "too short to be an IDX file"),
         ("test_labels", _idx(np.zeros(7)), "image and label counts differ"),
         ("test_labels", _idx(np.full(8, 10)), "test labels outside 0..9"),

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from .contract import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, METRICS, parse_bool
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -82,7 +84,7 @@ def _apply_hyperparameters(parser: argparse.ArgumentParser, hyperparameters: dic
 
     argparse converts a string default with the argument's own ``type`` when the command line
     does not give it, so a bad value fails exactly like a bad argument. A flag (``--no-onnx``)
-    takes ``true`` / ``false`` under its destination's name (``onnx``).
+    takes a yes/no (``true`` / ``false``...) under its destination's name (``onnx``).
     """
     actions = {action.dest: action for action in parser._actions if action.option_strings}
     unknown = sorted(set(hyperparameters) - set(actions))
@@ -91,10 +93,10 @@ def _apply_hyperparameters(parser: argparse.ArgumentParser, hyperparameters: dic
     defaults: dict[str, object] = {}
     for name, text in hyperparameters.items():
         if actions[name].nargs == 0:
-            word = text.strip().lower()
-            if word not in ("true", "false"):
-                parser.error(f"hyperparameter {name}: expected true or false, got {text!r}")
-            defaults[name] = word == "true"
+            try:
+                defaults[name] = parse_bool(text)
+            except ValueError as exc:
+                parser.error(f"hyperparameter {name}: {exc}")
         else:
             defaults[name] = text
     parser.set_defaults(**defaults)
@@ -109,12 +111,12 @@ def parse_args(
     """Parse the common training arguments plus the image's own (``add_arguments``)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data-uri", help="folder or s3:// prefix holding the four IDX .gz files")
-    parser.add_argument("--model-uri", help="where the exported model and metrics.json go")
+    parser.add_argument("--model-uri", help=f"where the exported model and {METRICS} go")
     parser.add_argument("--checkpoint-uri", default=None, help="per-epoch checkpoints; resume from here")
     parser.add_argument("--output-dir", default=None, help="extra outputs (SageMaker output data)")
-    parser.add_argument("--epochs", type=_positive_int, default=5)
-    parser.add_argument("--batch-size", type=_positive_int, default=128)
-    parser.add_argument("--learning-rate", type=_positive_float, default=1e-3)
+    parser.add_argument("--epochs", type=_positive_int, default=DEFAULT_EPOCHS)
+    parser.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--learning-rate", type=_positive_float, default=DEFAULT_LEARNING_RATE)
     parser.add_argument("--limit-train", type=_positive_int, default=None, help="use the first N training images")
     parser.add_argument("--limit-test", type=_positive_int, default=None, help="use the first N test images")
     parser.add_argument("--seed", type=int, default=42)

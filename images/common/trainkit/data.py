@@ -8,27 +8,32 @@ version's metrics, so the registry records the bytes the model saw, not those it
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import logging
-import struct
-import zlib
 
 import numpy as np
 
 from . import store
+from .contract import (
+    IDX_RANKS,
+    IMAGE_SHAPE,
+    MANIFEST,
+    NUM_CLASSES,
+    TEST_IMAGES,
+    TEST_LABELS,
+    TRAIN_IMAGES,
+    TRAIN_LABELS,
+    IdxError,
+    decode_idx,
+)
 
 FILES = {
-    "train_images": "train-images-idx3-ubyte.gz",
-    "train_labels": "train-labels-idx1-ubyte.gz",
-    "test_images": "t10k-images-idx3-ubyte.gz",
-    "test_labels": "t10k-labels-idx1-ubyte.gz",
+    "train_images": TRAIN_IMAGES,
+    "train_labels": TRAIN_LABELS,
+    "test_images": TEST_IMAGES,
+    "test_labels": TEST_LABELS,
 }
-MANIFEST = "manifest.json"
-_MAGIC = {3: 2051, 1: 2049}  # IDX magic numbers for unsigned-byte tensors of rank 3 and 1
-IMAGE_SHAPE = (28, 28)
-NUM_CLASSES = 10
 
 
 log = logging.getLogger(__name__)
@@ -75,19 +80,10 @@ def _read_idx(
         )
     digests[uri.rsplit("/", 1)[-1]] = digest
     try:
-        payload = gzip.decompress(blob)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{uri} is not a valid gzip file: {exc}") from exc
-    header = 4 + 4 * rank
-    if len(payload) < header:
-        raise DataError(f"{uri} is too short to be an IDX file")
-    magic, *dims = struct.unpack(f">{1 + rank}I", payload[:header])
-    if magic != _MAGIC[rank]:
-        raise DataError(f"{uri}: IDX magic {magic} != {_MAGIC[rank]} (wrong or corrupt file)")
-    expected = int(np.prod(dims))
-    if len(payload) - header != expected:
-        raise DataError(f"{uri}: {len(payload) - header} bytes of data, header says {expected}")
-    array = np.frombuffer(payload, dtype=np.uint8, offset=header).reshape(dims)
+        dims, data = decode_idx(blob, rank)
+    except IdxError as exc:
+        raise DataError(f"{uri}: {exc}") from exc
+    array = np.frombuffer(data, dtype=np.uint8).reshape(dims)
     return array[:limit] if limit else array
 
 
@@ -107,14 +103,14 @@ def load_fashion_mnist(data_uri: str, limit_train: int | None = None, limit_test
             raise DataError(f"{store.join(data_uri, MANIFEST)} lists no checksum for {', '.join(unlisted)}")
     digests: dict[str, str] = {}
 
-    def read(key: str, rank: int, limit: int | None) -> np.ndarray:
+    def read(key: str, limit: int | None) -> np.ndarray:
         name = FILES[key]
-        return _read_idx(store.join(data_uri, name), rank, limit, manifest and manifest[name], digests)
+        return _read_idx(store.join(data_uri, name), IDX_RANKS[name], limit, manifest and manifest[name], digests)
 
-    x_train = read("train_images", 3, limit_train)
-    y_train = read("train_labels", 1, limit_train).astype(np.int32)
-    x_test = read("test_images", 3, limit_test)
-    y_test = read("test_labels", 1, limit_test).astype(np.int32)
+    x_train = read("train_images", limit_train)
+    y_train = read("train_labels", limit_train).astype(np.int32)
+    x_test = read("test_images", limit_test)
+    y_test = read("test_labels", limit_test).astype(np.int32)
     if len(x_train) != len(y_train) or len(x_test) != len(y_test):
         raise DataError(f"{data_uri}: image and label counts differ")
     # Checked here so that a wrong dataset fails before training, not as an index error after it.

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from trainkit import CLASS_NAMES, store
+from trainkit.contract import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +85,13 @@ def fetch(uri: str, cache_dir: str | os.PathLike | None = None) -> ModelInfo:
     not ``model.keras`` or the MXNet params) into ``cache_dir`` or a fresh temporary folder.
     """
     uri = uri.rstrip("/")
-    metrics_uri = store.join(uri, "metrics.json")
+    metrics_uri = store.join(uri, METRICS)
     try:
         present = store.exists(metrics_uri)
     except Exception as exc:  # unknown scheme, no credentials, endpoint down
         raise ModelLoadError(f"cannot read the model store at {uri}: {exc}") from exc
     if not present:
-        raise ModelLoadError(f"no metrics.json at {uri}: not a finished model version")
+        raise ModelLoadError(f"no {METRICS} at {uri}: not a finished model version")
     try:
         metrics = store.read_json(metrics_uri)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -132,7 +133,7 @@ def _scale_divides(model_input: dict[str, Any]) -> bool:
     if scale.startswith(RAW_PREFIX):
         return False
     raise ModelLoadError(
-        f"metrics.json model_input.scale {scale!r} is not understood: expected "
+        f"{METRICS} model_input.scale {scale!r} is not understood: expected "
         f"{SCALE_DIVIDE!r} or a value starting with {RAW_PREFIX!r}"
     )
 
@@ -243,7 +244,7 @@ class OnnxBackend(_Base):
             raise ModelLoadError(f"{info.uri}: ONNX graph takes {len(inputs)} inputs, expected 1")
         spec = info.model_input
         if not spec:
-            raise ModelLoadError(f"{info.uri}: metrics.json has no model_input (scale and layout of the ONNX input)")
+            raise ModelLoadError(f"{info.uri}: {METRICS} has no model_input (scale and layout of the ONNX input)")
         self._input = inputs[0].name
         # MXNet's graph ends in a dense layer: logits unless metrics.json says otherwise.
         super().__init__(

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-IMAGE_SHAPE = (28, 28)
+from trainkit.contract import IMAGE_SHAPE
+
 #: Names of the model's outputs, in the order responses list them.
 OUTPUT_NAMES = ("class", "label", "probabilities")
 

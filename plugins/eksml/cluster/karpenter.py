@@ -68,7 +68,7 @@ def node_class(cluster: str, volume_gib: int) -> dict[str, Any]:
 
 def node_pool(req: ClusterRequest, gpus_per_node: int) -> dict[str, Any]:
     capacity = ["spot", "on-demand"] if req.spot else ["on-demand"]
-    max_nodes = req.train_max_nodes if req.train_max_nodes is not None else max(4, req.train_nodes)
+    max_nodes = req.train_max_size
     return {
         "apiVersion": "karpenter.sh/v1",
         "kind": "NodePool",

@@ -10,7 +10,13 @@ import argparse
 import sys
 
 from eksml.eksctl.config import ClusterConfigError, render_stream
-from eksml.eksctl.request import ClusterRequest, build_cluster_configs
+from eksml.eksctl.request import (
+    DEFAULT_INFERENCE_NODES,
+    DEFAULT_TRAIN_MAX_NODES,
+    DEFAULT_TRAIN_NODES,
+    ClusterRequest,
+    build_cluster_configs,
+)
 from eksml.layout import Identity
 from eksml.settings import SettingsError, load_settings
 
@@ -37,13 +43,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="TYPE",
         help="GPU instance type of ng-train; repeat with --spot for several (default g5.xlarge)",
     )
-    render.add_argument("--train-nodes", type=int, help="desired ng-train nodes (default 1)")
+    render.add_argument("--train-nodes", type=int, help=f"desired ng-train nodes (default {DEFAULT_TRAIN_NODES})")
     render.add_argument("--train-min-nodes", type=int, help="minimum ng-train nodes (default 0)")
-    render.add_argument("--train-max-nodes", type=int, help="maximum ng-train nodes (default max(4, desired))")
+    render.add_argument(
+        "--train-max-nodes",
+        type=int,
+        help=f"maximum ng-train nodes (default max({DEFAULT_TRAIN_MAX_NODES}, desired))",
+    )
     render.add_argument("--train-volume-size", type=int, help="ng-train root volume in GiB (default 200)")
     render.add_argument("--spot", action="store_true", default=None, help="use spot capacity for ng-train")
     render.add_argument("--inference-instance-type", help="instance type of ng-inference (default m5.2xlarge)")
-    render.add_argument("--inference-nodes", type=int, help="desired ng-inference nodes (default 1)")
+    render.add_argument(
+        "--inference-nodes", type=int, help=f"desired ng-inference nodes (default {DEFAULT_INFERENCE_NODES})"
+    )
     render.add_argument("--availability-zone", action="append", dest="availability_zones", metavar="AZ")
     render.add_argument("--pipeline-principal-arn", help="IAM principal of Airflow, mapped to the pipeline RBAC group")
     render.add_argument(

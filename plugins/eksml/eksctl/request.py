@@ -60,6 +60,10 @@ KARPENTER_SCALER = "karpenter"
 KARPENTER_DISCOVERY_TAG = "karpenter.sh/discovery"
 PIPELINE_GROUP = "eksml-pipeline"
 DEFAULT_GPU_INSTANCE_TYPE = "g5.xlarge"
+#: Node-group sizes a request gets unless asked otherwise (the eks_cluster DAG's form shows them).
+DEFAULT_TRAIN_NODES = 0
+DEFAULT_TRAIN_MAX_NODES = 4
+DEFAULT_INFERENCE_NODES = 1
 AUTOSCALER_SERVICE_ACCOUNT = ("kube-system", "cluster-autoscaler")
 TRAINING_CLUSTER_SUFFIX = "-training"
 PROJECT_TAG = "eksml/project"
@@ -94,13 +98,13 @@ class ClusterRequest:
     #: adds nodes for pending training pods, so a created cluster bills no GPU while idle.
     train_instance_types: tuple[str, ...] = (DEFAULT_GPU_INSTANCE_TYPE,)
     spot: bool = False
-    train_nodes: int = 0
+    train_nodes: int = DEFAULT_TRAIN_NODES
     train_min_nodes: int = 0
-    #: None means max(4, train_nodes).
+    #: None means max(DEFAULT_TRAIN_MAX_NODES, train_nodes): see :attr:`train_max_size`.
     train_max_nodes: int | None = None
     train_volume_size: int = 200
     inference_instance_type: str = "m5.2xlarge"
-    inference_nodes: int = 1
+    inference_nodes: int = DEFAULT_INFERENCE_NODES
     inference_min_nodes: int = 1
     inference_max_nodes: int | None = None
     inference_volume_size: int = 80
@@ -121,6 +125,13 @@ class ClusterRequest:
     private_subnets: tuple[str, ...] = ()
     node_scaler: str = "cluster-autoscaler"
     fsx_lustre: bool = False
+
+    @property
+    def train_max_size(self) -> int:
+        """The GPU group's (or NodePool's) upper bound: as asked, else room above the desired size."""
+        if self.train_max_nodes is not None:
+            return self.train_max_nodes
+        return max(DEFAULT_TRAIN_MAX_NODES, self.train_nodes)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> ClusterRequest:
@@ -185,7 +196,7 @@ def train_node_group(req: ClusterRequest) -> ManagedNodeGroup:
         instance_types=req.train_instance_types,
         min_size=req.train_min_nodes,
         desired_capacity=req.train_nodes,
-        max_size=req.train_max_nodes if req.train_max_nodes is not None else max(4, req.train_nodes),
+        max_size=req.train_max_size,
         labels={NODE_ROLE_LABEL: TRAIN_ROLE, **accelerator},
         taints=(GPU_TAINT,),
         spot=req.spot,

@@ -38,9 +38,10 @@ from typing import Any
 
 from eksml.layout import ModelVersion
 from eksml.local.runner import LocalRunner
-from eksml.serving.manifests import IMAGE, serving_spec
+from eksml.serving.manifests import HTTP_PORT, IMAGE, SCRIPT, serving_spec
 from eksml.serving.smoke import SmokeTestError, http_transport, smoke_test
 from eksml.settings import Settings
+from eksml.specs import flag
 from eksml.storage import workload_env
 
 log = logging.getLogger(__name__)
@@ -105,10 +106,11 @@ def _is_our_server(pid: int, port: int) -> bool:
     except OSError:
         return False
     text = [a.decode(errors="replace") for a in argv]
+    port_flag = flag(HTTP_PORT)
     return (
-        any(a.endswith("/serve.py") for a in text)
-        and "--http-port" in text
-        and text[text.index("--http-port") + 1 : text.index("--http-port") + 2] == [str(port)]
+        any(a.endswith(f"/{SCRIPT}") for a in text)
+        and port_flag in text
+        and text[text.index(port_flag) + 1 : text.index(port_flag) + 2] == [str(port)]
     )
 
 
@@ -358,11 +360,13 @@ def deploy_local(
     smoke_images: int = 32,
     min_accuracy: float = 0.5,
     state_dir: str | os.PathLike | None = None,
+    expectations: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Serve ``version`` locally on the stable port if it passes its smoke test, else raise.
 
     A failed smoke test (or a version that does not load) raises with the reason and leaves the
-    previous version serving.
+    previous version serving. ``expectations`` (:meth:`ModelVersion.expectations`) spares a
+    caller that read the version's files already a second read.
     """
     from eksml.serving.smoke import load_test_images
     from eksml.settings import resolve_settings
@@ -371,7 +375,7 @@ def deploy_local(
     if model_uri.startswith("/"):
         model_uri = "file://" + model_uri
     try:  # fail before starting anything
-        expectations = ModelVersion.at(model_uri, settings).expectations()
+        expectations = expectations or ModelVersion.at(model_uri, settings).expectations()
     except FileNotFoundError as exc:
         raise ServingError(str(exc)) from None
     images, labels = load_test_images(data_uri or settings.source_data_uri, smoke_images, settings)

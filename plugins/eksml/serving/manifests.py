@@ -21,11 +21,13 @@ from typing import Any
 
 from eksml.nodes import INFERENCE_ROLE, evictable_local_volumes
 from eksml.settings import Settings
-from eksml.specs import Resources, WorkloadSpec
+from eksml.specs import Resources, WorkloadSpec, arg_text, flag
 
 IMAGE = "inference"
 SCRIPT = "serve.py"
 CONTAINER_PORT = 8080
+#: The server's named input for its port (``serve.py --http-port``), by which a local server is recognised.
+HTTP_PORT = "http_port"
 DEFAULT_MAX_BATCH_SIZE = 64
 #: No deliberate wait: requests that queue while the model runs form the next batch. On a
 #: CPU with one model thread a wait only adds latency when idle (bench/inference_latency.py).
@@ -47,22 +49,16 @@ def serving_spec(
         raise ValueError(f"model_uri must be s3://, file:// or an absolute path, got {model_uri!r}")
     if not version:
         raise ValueError("version must not be empty")
-    args = (
-        "--model-uri",
-        model_uri,
-        "--model-name",
-        model_name,
-        "--model-version",
-        version,
-        "--host",
-        host,
-        "--http-port",
-        str(port),
-        "--max-batch-size",
-        str(max_batch_size),
-        "--max-latency-ms",
-        repr(float(max_latency_ms)),
-    )
+    named = {
+        "model_uri": model_uri,
+        "model_name": model_name,
+        "model_version": version,
+        "host": host,
+        HTTP_PORT: port,
+        "max_batch_size": max_batch_size,
+        "max_latency_ms": float(max_latency_ms),
+    }
+    args = tuple(text for name, value in named.items() for text in (flag(name), arg_text(value)))
     return WorkloadSpec(
         name=f"serve-{model_name}",
         image=IMAGE,

@@ -128,25 +128,41 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
         self.rollout_timeout = rollout_timeout
         self.settings_overrides = settings_overrides or {}
 
-    def _data_uri(self, settings) -> str:
-        """The param, else the data the version was trained and evaluated on, else settings."""
+    def _data_uri(self, settings, version: Any = None) -> str:
+        """The param (the deployment DAG passes what ``resolve_version`` read of ``metadata.json``),
+        else the data the version was trained and evaluated on, else the settings' source."""
         if self.data_uri:
             return self.data_uri
         from eksml.layout import ModelVersion
 
-        metadata = ModelVersion.at(self.model_uri, settings).metadata() or {}
+        metadata = (version or ModelVersion.at(self.model_uri, settings)).metadata() or {}
         return metadata.get("data_uri") or settings.source_data_uri
+
+    def _smoke_inputs(self, settings) -> tuple[str, dict[str, Any]]:
+        """The smoke test's data and what the version must answer, each version file read once
+        (``metrics.json`` and ``evaluation.json``; ``metadata.json`` only without ``data_uri``).
+
+        FileNotFoundError naming the folder when the version's training did not finish.
+        """
+        from eksml.layout import ModelVersion
+
+        version = ModelVersion.at(self.model_uri, settings)
+        expectations = version.expectations()
+        return self._data_uri(settings, version), expectations
 
     def execute(self, context: Any) -> dict[str, Any]:
         if not self.model_uri or not self.version:
             raise ValueError(f"model_uri and version are required, got {self.model_uri!r} and {self.version!r}")
         settings = self.resolved_settings()
-        data_uri = self._data_uri(settings)
         if settings.profile == "local":
-            from eksml.serving.local import deploy_local
+            from eksml.serving.local import ServingError, deploy_local
 
             PodLogsLink.persist_empty(context)
 
+            try:  # fail before starting anything
+                data_uri, expectations = self._smoke_inputs(settings)
+            except FileNotFoundError as exc:
+                raise ServingError(str(exc)) from None
             result = deploy_local(
                 self.model_uri,
                 self.version,
@@ -155,9 +171,10 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
                 data_uri=data_uri,
                 smoke_images=self.smoke_images,
                 min_accuracy=self.min_accuracy,
+                expectations=expectations,
             )
         else:
-            result = self._deploy_kubernetes(settings, data_uri, context)
+            result = self._deploy_kubernetes(settings, context)
         self.log.info("serving %s: %s", self.version, {k: v for k, v in result.items() if k != "smoke"})
         smoke = result.get("smoke") or {}
         self.log.info(
@@ -168,10 +185,9 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
         )
         return result
 
-    def _deploy_kubernetes(self, settings, data_uri: str, context: Any) -> dict[str, Any]:
+    def _deploy_kubernetes(self, settings, context: Any) -> dict[str, Any]:
         from eksml.cluster.target import resolve_target
         from eksml.kubernetes.hooks import DeploymentHook
-        from eksml.layout import ModelVersion
         from eksml.nodes import INFERENCE_CLUSTER
         from eksml.serving.manifests import render_inference_objects, resource_name
         from eksml.serving.smoke import load_test_images, smoke_test
@@ -180,7 +196,7 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
         objects = render_inference_objects(
             settings, self.model_uri, self.version, ingress=self.ingress, replicas=self.replicas
         )
-        expectations = ModelVersion.at(self.model_uri, settings).expectations()
+        data_uri, expectations = self._smoke_inputs(settings)
         images, labels = load_test_images(data_uri, self.smoke_images, settings)
         target = resolve_target(settings, cluster_role=INFERENCE_CLUSTER, cluster_name=self.cluster_name)
         self.log.info("deploying to %s", target.describe())

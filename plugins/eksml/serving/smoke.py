@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from eksml.contract import IMAGE_SHAPE
 from eksml.dataprep import TEST_IMAGES, TEST_LABELS, DataValidationError, decode_idx
 from eksml.settings import Settings
 from eksml.storage import store_path
@@ -148,7 +149,6 @@ def smoke_test(
 
 
 # --- the images ------------------------------------------------------------------------------
-IMAGE_SIDE = 28
 
 
 def parse_idx(blob: bytes, rank: int, count: int, name: str) -> list:
@@ -158,13 +158,11 @@ def parse_idx(blob: bytes, rank: int, count: int, name: str) -> list:
         raise DataValidationError(f"{name}: holds {dims[0]} items, {count} requested")
     if rank == 1:
         return list(data[:count])
-    if dims[1:] != [IMAGE_SIDE, IMAGE_SIDE]:
+    if tuple(dims[1:]) != IMAGE_SHAPE:
         raise DataValidationError(f"{name}: images of {dims[1:]}, expected 28x28")
-    size = IMAGE_SIDE * IMAGE_SIDE
-    return [
-        [list(data[i * size + r * IMAGE_SIDE : i * size + (r + 1) * IMAGE_SIDE]) for r in range(IMAGE_SIDE)]
-        for i in range(count)
-    ]
+    rows, side = IMAGE_SHAPE
+    size = rows * side
+    return [[list(data[i * size + r * side : i * size + (r + 1) * side]) for r in range(rows)] for i in range(count)]
 
 
 def load_test_images(data_uri: str, count: int, settings: Settings) -> tuple[list, list[int]]:
