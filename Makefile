@@ -15,12 +15,14 @@ test:           ## lint, then every tier that can run on this machine (what CI r
 	bash scripts/setup.sh --k8s-testenv --browser
 	.venv/bin/ruff format --check --diff .
 	.venv/bin/ruff check .
+	PYTHONPATH=plugins .venv/bin/lint-imports
 	$(PYTEST) -m "not cluster"
 
-lint:           ## ruff format --check and ruff check (pyproject.toml), as `make test` runs them
+lint:           ## ruff format --check, ruff check and the layer contract (pyproject.toml), as `make test` runs them
 	bash scripts/setup.sh
 	.venv/bin/ruff format --check --diff .
 	.venv/bin/ruff check .
+	PYTHONPATH=plugins .venv/bin/lint-imports
 
 format:         ## rewrite the tree with ruff's formatter and its safe fixes
 	.venv/bin/ruff format .

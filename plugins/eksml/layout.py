@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 
     from airflow.sdk import ObjectStoragePath
 
-    from eksml.settings import Settings
-
 
 class Area(str, Enum):
     """A top-level folder of the store."""
@@ -211,18 +209,12 @@ class ModelVersion:
 
     Every reader of a version's files goes through here: the registry, the run's outcome and
     report, the version page, both deployment paths and the SageMaker artifact unpacking.
-    ``folder`` is an ``ObjectStoragePath`` (any store) or a local ``pathlib.Path``.
+    ``folder`` is an ``ObjectStoragePath`` (any store) or a local ``pathlib.Path``;
+    :func:`eksml.storage.version_at` opens one from a URI in the configured store.
     """
 
     def __init__(self, folder: ObjectStoragePath | PathLike) -> None:
         self.folder = folder
-
-    @classmethod
-    def at(cls, uri: str, settings: Settings) -> ModelVersion:
-        """The version at ``uri`` (``s3://``, ``file://`` or an absolute path) in the configured store."""
-        from eksml.storage import store_path
-
-        return cls(store_path(uri, settings))
 
     def file(self, name: str) -> Any:
         return self.folder / name

@@ -22,13 +22,13 @@ from eksml.dataprep import (
     validate_source,
 )
 from eksml.drops import DropAccount, account
-from eksml.layout import ModelVersion, candidate_accuracy
+from eksml.layout import candidate_accuracy
 from eksml.nodes import EPHEMERAL_CLUSTER
 from eksml.params import TrainingParams, validate_training_params
 from eksml.registry import ModelRegistry, RegistryError
 from eksml.runs import evaluation_spec, plan_run
 from eksml.settings import PROJECT_ROOT, Settings, resolve_settings
-from eksml.storage import store_path, uri_of
+from eksml.storage import store_path, uri_of, version_at
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ def register(plan: dict[str, Any], facts: dict[str, Any]) -> list[dict[str, Any]
     registry = ModelRegistry(store_path(settings.models_root, settings))
     registered = []
     for framework, candidate in plan["candidates"].items():
-        staging = ModelVersion.at(candidate["staging_uri"], settings)
+        staging = version_at(candidate["staging_uri"], settings)
         if not staging.finished:
             log.warning("%s: no finished training output at %s; not registered", framework, staging.folder)
             continue

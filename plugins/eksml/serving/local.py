@@ -36,12 +36,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from eksml.layout import ModelVersion
 from eksml.local.runner import LocalRunner
 from eksml.serving.manifests import IMAGE, serving_spec
 from eksml.serving.smoke import SmokeTestError, http_transport, smoke_test
 from eksml.settings import Settings
-from eksml.storage import workload_env
+from eksml.storage import version_at, workload_env
 
 log = logging.getLogger(__name__)
 
@@ -371,7 +370,7 @@ def deploy_local(
     if model_uri.startswith("/"):
         model_uri = "file://" + model_uri
     try:  # fail before starting anything
-        expectations = ModelVersion.at(model_uri, settings).expectations()
+        expectations = version_at(model_uri, settings).expectations()
     except FileNotFoundError as exc:
         raise ServingError(str(exc)) from None
     images, labels = load_test_images(data_uri or settings.source_data_uri, smoke_images, settings)

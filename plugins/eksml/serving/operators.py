@@ -132,9 +132,9 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
         """The param, else the data the version was trained and evaluated on, else settings."""
         if self.data_uri:
             return self.data_uri
-        from eksml.layout import ModelVersion
+        from eksml.storage import version_at
 
-        metadata = ModelVersion.at(self.model_uri, settings).metadata() or {}
+        metadata = version_at(self.model_uri, settings).metadata() or {}
         return metadata.get("data_uri") or settings.source_data_uri
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -169,16 +169,16 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
     def _deploy_kubernetes(self, settings, data_uri: str, context: Any) -> dict[str, Any]:
         from eksml.cluster.target import resolve_target
         from eksml.kubernetes.hooks import DeploymentHook
-        from eksml.layout import ModelVersion
         from eksml.nodes import INFERENCE_CLUSTER
         from eksml.serving.manifests import render_inference_objects, resource_name
         from eksml.serving.smoke import load_test_images, smoke_test
+        from eksml.storage import version_at
 
         # Everything that can be checked without the cluster is checked before it is touched.
         objects = render_inference_objects(
             settings, self.model_uri, self.version, ingress=self.ingress, replicas=self.replicas
         )
-        expectations = ModelVersion.at(self.model_uri, settings).expectations()
+        expectations = version_at(self.model_uri, settings).expectations()
         images, labels = load_test_images(data_uri, self.smoke_images, settings)
         target = resolve_target(settings, cluster_role=INFERENCE_CLUSTER, cluster_name=self.cluster_name)
         self.log.info("deploying to %s", target.describe())
