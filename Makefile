@@ -58,7 +58,7 @@ setup:
 
 render:         ## every object the aws profile would send, into build/aws
 	PYTHONPATH=plugins .venv/bin/python -m eksml.render --profile aws --out build/aws
-	PYTHONPATH=plugins .venv/bin/python -m eksml.eksctl render > build/aws/cluster.eksctl.yaml
+	PYTHONPATH=plugins .venv/bin/python -m eksml.cluster.eksctl render > build/aws/cluster.eksctl.yaml
 
 clean:
 	rm -rf .local build

@@ -20,10 +20,10 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param, task
 
+from eksml.cluster.lifecycle import EksctlClusterOperator
 from eksml.cluster.operators import ClusterAddonsOperator, GpuCapacityOperator
+from eksml.cluster.request import DEFAULT_GPU_INSTANCE_TYPE, dedicated_layout
 from eksml.dag_defaults import default_args
-from eksml.eksctl.operators import EksctlClusterOperator
-from eksml.eksctl.request import DEFAULT_GPU_INSTANCE_TYPE, dedicated_layout
 
 #: eksctl request overrides, rendered from the run's params (text values are coerced; an empty
 #: one, from a param left null, keeps the settings' value).

@@ -2,7 +2,7 @@
 
 Every location the pipeline reads or writes lies in one *area* of the store
 (``<store>/<area>/<model>/...``). :data:`ACCESS` says which identity may do what in which area;
-the IAM policies (``eksml.eksctl.iam``), the README's prerequisites and the preflight checks are
+the IAM policies (``eksml.cluster.iam``), the README's prerequisites and the preflight checks are
 all rendered from it, and the run planner builds its URIs with :func:`area_uri`, so a new area
 or a new use of one cannot reach a workload without its permission.
 
@@ -16,7 +16,7 @@ Identities:
 * ``pipeline``: the identity Airflow's AWS connection signs with (data preparation, registry,
   SageMaker job submission, cluster checks).
 * ``lifecycle``: the identity eksctl runs as to create, scale and delete clusters
-  (``eksml.eksctl.lifecycle_iam``); it never touches the store.
+  (``eksml.cluster.lifecycle_iam``); it never touches the store.
 
 It also names what lies inside those areas, for every reader and writer of the package: the
 files of a model version (:class:`ModelVersion`), the timestamp in store paths and the form of

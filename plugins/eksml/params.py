@@ -12,8 +12,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from eksml.cluster.node_contract import CLUSTER_MODES, EPHEMERAL_CLUSTER, EXISTING_CLUSTER, GPU_RESOURCE
 from eksml.layout import data_uri_problem
-from eksml.nodes import CLUSTER_MODES, EPHEMERAL_CLUSTER, EXISTING_CLUSTER, GPU_RESOURCE
 from eksml.sagemaker.instances import DEFAULT_TRAINING_TYPE, DEFAULT_USE_SPOT, OFFERED_TRAINING_TYPES
 
 FRAMEWORKS = ("tensorflow", "mxnet", "both")

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from eksml import __version__
+from eksml.cluster.node_contract import EPHEMERAL_CLUSTER
 from eksml.dataprep import (
     TEST_IMAGES,
     TRAIN_IMAGES,
@@ -23,7 +24,6 @@ from eksml.dataprep import (
 )
 from eksml.drops import DropAccount, account
 from eksml.layout import candidate_accuracy
-from eksml.nodes import EPHEMERAL_CLUSTER
 from eksml.params import TrainingParams, validate_training_params
 from eksml.registry import ModelRegistry, RegistryError
 from eksml.runs import evaluation_spec, plan_run

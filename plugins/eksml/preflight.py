@@ -3,7 +3,7 @@
 ``python -m eksml.preflight`` and the training DAG's first task (aws profile) check:
 
 * each identity's permissions for the calls it will make: the actions and resources of the
-  policies the project renders (``eksml.eksctl.iam``), simulated with IAM's policy simulator
+  policies the project renders (``eksml.cluster.iam``), simulated with IAM's policy simulator
   against the principals that will make them (Airflow's, the SageMaker role, the training IRSA
   role, and for ephemeral clusters the lifecycle identity eksctl runs as), with a request
   context that satisfies each statement's conditions;
@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from eksml.nodes import CLUSTER_MODES, EPHEMERAL_CLUSTER, EXISTING_CLUSTER
+from eksml.cluster.node_contract import CLUSTER_MODES, EPHEMERAL_CLUSTER, EXISTING_CLUSTER
 from eksml.params import TrainingParams, validate_training_params
 from eksml.settings import Settings, resolve_settings
 
@@ -183,7 +183,7 @@ def check_image_pins(settings: Settings, names: list[str]) -> list[Finding]:
 
 
 def check_version(settings: Settings) -> list[Finding]:
-    from eksml.eks_versions import KubernetesVersionError, check_kubernetes_version
+    from eksml.cluster.versions import KubernetesVersionError, check_kubernetes_version
 
     try:
         warnings = check_kubernetes_version(settings.kubernetes_version)
@@ -281,7 +281,7 @@ def check_ec2_quota(quotas: Any, instance_type: str, nodes: int, spot: bool, reg
     from botocore.exceptions import BotoCoreError, ClientError
     from botocore.parsers import ResponseParserError
 
-    from eksml.eksctl.instance_types import ec2_quota_for, vcpus
+    from eksml.cluster.instance_types import ec2_quota_for, vcpus
 
     code, name = ec2_quota_for(instance_type, spot)
     needed = vcpus(instance_type) * nodes
@@ -331,7 +331,7 @@ def check_sagemaker_quota(quotas: Any, instance_type: str, count: int, spot: boo
 def node_group_vcpus(configs: list[Any]) -> dict[tuple[str, str], dict[str, Any]]:
     """vCPUs each EC2 quota must cover for ``configs``' node groups: at their min, desired and max
     sizes, with the groups that count towards it (a spot group's largest type counts)."""
-    from eksml.eksctl.instance_types import ec2_quota_for, vcpus
+    from eksml.cluster.instance_types import ec2_quota_for, vcpus
 
     needs: dict[tuple[str, str], dict[str, Any]] = {}
     for cfg in configs:
@@ -424,7 +424,7 @@ def hourly_cost(clusters: list[tuple[str, list[tuple[str, int]]]]) -> tuple[floa
 def cluster_preflight(settings: Settings, request: Any, *, clients: ClientFactory | None = None) -> Report:
     """What ``eks_cluster`` checks before eksctl creates or scales anything: the Kubernetes version
     and every EC2 vCPU quota the requested node groups draw on; with the hourly cost they run at."""
-    from eksml.eksctl.request import build_cluster_configs
+    from eksml.cluster.request import build_cluster_configs
 
     clients = clients or aws_clients(settings)
     configs = build_cluster_configs(request)
@@ -443,7 +443,7 @@ def run_cluster_preflight(overrides: dict[str, Any]) -> list[str]:
     cluster overrides; raise with every finding and its fix, else return the report's lines."""
     import logging
 
-    from eksml.eksctl.request import ClusterRequest
+    from eksml.cluster.request import ClusterRequest
     from eksml.pipeline import PreflightError
 
     settings = resolve_settings()
@@ -466,7 +466,7 @@ def check_bucket_encryption(s3: Any, settings: Settings) -> list[Finding]:
     bucket = settings.store_uri[len("s3://") :].split("/", 1)[0]
     fix = (
         "set EKSML_STORE_KMS_KEY_ARN to the bucket's key ARN and attach the policies printed by "
-        "python -m eksml.eksctl iam <identity> again (the key policy must let the account's IAM policies "
+        "python -m eksml.cluster.eksctl iam <identity> again (the key policy must let the account's IAM policies "
         "grant it: the default key policy does)"
     )
     try:
@@ -479,7 +479,7 @@ def check_bucket_encryption(s3: Any, settings: Settings) -> list[Finding]:
                 "bucket encryption",
                 WARNING,
                 f"cannot read bucket {bucket}'s encryption: {_code(exc) or exc}",
-                "allow s3:GetEncryptionConfiguration on the bucket (python -m eksml.eksctl iam pipeline)",
+                "allow s3:GetEncryptionConfiguration on the bucket (python -m eksml.cluster.eksctl iam pipeline)",
             )
         ]
     default = (rules[0].get("ApplyServerSideEncryptionByDefault") or {}) if rules else {}
@@ -512,8 +512,8 @@ def check_bucket_encryption(s3: Any, settings: Settings) -> list[Finding]:
 
 
 def check_lifecycle_permissions(iam_client: Any, settings: Settings, principal: str, account: str) -> list[Finding]:
-    """Simulate the calls eksctl makes (``eksml.eksctl.lifecycle_iam.EKSCTL_CALLS``) as ``principal``."""
-    from eksml.eksctl.lifecycle_iam import lifecycle_calls, lifecycle_policy
+    """Simulate the calls eksctl makes (``eksml.cluster.lifecycle_iam.EKSCTL_CALLS``) as ``principal``."""
+    from eksml.cluster.lifecycle_iam import lifecycle_calls, lifecycle_policy
 
     calls = [
         (
@@ -526,8 +526,8 @@ def check_lifecycle_permissions(iam_client: Any, settings: Settings, principal: 
     accounts = (settings.training_service_account, settings.inference_service_account)
     policy = lifecycle_policy(settings.cluster_name, settings.region, service_accounts=accounts, account_id=account)
     fix = (
-        "attach the policy printed by: python -m eksml.eksctl iam lifecycle, with the boundary printed by: "
-        "python -m eksml.eksctl iam lifecycle-boundary (EKSML_LIFECYCLE_AWS_CONN_ID names its connection)"
+        "attach the policy printed by: python -m eksml.cluster.eksctl iam lifecycle, with the boundary printed by: "
+        "python -m eksml.cluster.eksctl iam lifecycle-boundary (EKSML_LIFECYCLE_AWS_CONN_ID names its connection)"
     )
     return check_permissions(iam_client, "lifecycle", principal, policy, fix, calls=calls)
 
@@ -575,7 +575,7 @@ def check_sagemaker_images(settings: Settings, params: TrainingParams, today: dt
 # --- cost -------------------------------------------------------------------------------------
 def estimate(settings: Settings, params: TrainingParams, req: Any, hours: float) -> list[str]:
     from eksml import prices
-    from eksml.eksctl.request import train_node_group
+    from eksml.cluster.request import train_node_group
 
     lines = [
         f"prices: {prices.PRICES_REGION} on-demand list prices of {prices.PRICES_DATE} (eksml/prices.py); "
@@ -622,8 +622,8 @@ def run_preflight(
     lifecycle_clients: ClientFactory | None = None,
     hours: float = 1.0,
 ) -> Report:
-    from eksml.eksctl import iam
-    from eksml.eksctl.request import ClusterRequest, train_node_group, training_role_name
+    from eksml.cluster import iam
+    from eksml.cluster.request import ClusterRequest, train_node_group, training_role_name
     from eksml.sagemaker.request import SageMakerRequestError, check_role_arn
 
     clients = clients or aws_clients(settings)
@@ -645,7 +645,7 @@ def run_preflight(
     report.findings += check_bucket_encryption(clients("s3"), settings)
     report.findings += check_images(clients("ecr"), settings, images_needed(params))
     report.findings += check_image_pins(settings, images_needed(params))
-    how = "attach the policy printed by: python -m eksml.eksctl iam {}"
+    how = "attach the policy printed by: python -m eksml.cluster.eksctl iam {}"
     iam_client = clients("iam")
     role_arn = settings.sagemaker_role_arn
     if params.trainer == "sagemaker":
@@ -705,7 +705,7 @@ def run_preflight(
         nodes = max(params.workers if "mxnet" in params.frameworks else 1, 1)
         report.findings += check_ec2_quota(quotas, group.instance_types[0], nodes, group.spot, settings.region)
         if params.cluster == EPHEMERAL_CLUSTER:  # the run creates its cluster: every group's quota counts
-            from eksml.eksctl.request import build_cluster_configs
+            from eksml.cluster.request import build_cluster_configs
 
             report.findings += check_node_group_quotas(quotas, build_cluster_configs(req), settings.region)
     from eksml.preflight_integrations import check_integrations

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlparse
 
-from eksml.eks_versions import DEFAULT_KUBERNETES_VERSION
+from eksml.cluster.versions import DEFAULT_KUBERNETES_VERSION
 from eksml.layout import Area, area_uri
 
 Profile = Literal["local", "aws"]
@@ -65,7 +65,7 @@ class Settings:
     #: Airflow connection for S3, EKS, STS and SageMaker (its extra may carry ``endpoint_url``);
     #: the one place its default is spelled.
     aws_conn_id: str = "aws_default"
-    #: Airflow connection eksctl runs with (the lifecycle identity: ``python -m eksml.eksctl iam
+    #: Airflow connection eksctl runs with (the lifecycle identity: ``python -m eksml.cluster.eksctl iam
     #: lifecycle``); empty: ``aws_conn_id``, which then needs both identities' policies.
     lifecycle_aws_conn_id: str = ""
     #: HTTP connection to Airflow's own REST API, through which a run's note is written.
@@ -87,7 +87,7 @@ class Settings:
     #: Training on its own cluster ``<cluster_name>-training``, serving on ``<cluster_name>``; every
     #: task then reaches the cluster of its role (``eksml.cluster.target``).
     dedicated_training_cluster: bool = False
-    #: Default: the newest version in EKS standard support (``eksml.eks_versions``).
+    #: Default: the newest version in EKS standard support (``eksml.cluster.versions``).
     kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
     namespace: str = "ml-training"
     inference_namespace: str = "ml-serving"
@@ -109,7 +109,7 @@ class Settings:
     pod_store_secret: str = ""
 
     # SageMaker
-    #: The SageMaker execution role (its policy: ``python -m eksml.eksctl iam sagemaker``); no default.
+    #: The SageMaker execution role (its policy: ``python -m eksml.cluster.eksctl iam sagemaker``); no default.
     sagemaker_role_arn: str = ""
     sagemaker_subnets: tuple[str, ...] = ()
     sagemaker_security_groups: tuple[str, ...] = ()

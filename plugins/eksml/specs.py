@@ -24,7 +24,7 @@ from pathlib import PurePosixPath
 from types import MappingProxyType
 from typing import Any, Union
 
-from eksml.nodes import TRAIN_ROLE
+from eksml.cluster.node_contract import TRAIN_ROLE
 
 #: Where every image puts its entrypoint code (Dockerfiles copy ``images/<name>/`` here).
 IMAGE_CODE_DIR = "/opt/eksml"

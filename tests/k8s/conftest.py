@@ -32,7 +32,7 @@ _nodes: list[RealNode] = []
 
 
 def _node_groups() -> tuple[Any, ...]:
-    from eksml.eksctl.request import (
+    from eksml.cluster.request import (
         ClusterRequest,
         inference_node_group,
         train_node_group,
@@ -44,7 +44,7 @@ def _node_groups() -> tuple[Any, ...]:
 
 
 def _identities() -> dict[str, Identity]:
-    from eksml.eksctl.request import PIPELINE_GROUP
+    from eksml.cluster.request import PIPELINE_GROUP
 
     return {PIPELINE: Identity("eksml-pipeline", (PIPELINE_GROUP,))}
 

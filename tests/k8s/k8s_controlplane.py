@@ -247,7 +247,7 @@ class ControlPlane:
     workdir: Path
     #: Identities the tests act as, by key; ``admin`` is always there (``system:masters``).
     identities: dict[str, Identity] = field(default_factory=dict)
-    #: Node groups to simulate (``eksml.eksctl.config.ManagedNodeGroup``) and nodes per group.
+    #: Node groups to simulate (``eksml.cluster.config.ManagedNodeGroup``) and nodes per group.
     node_groups: tuple[Any, ...] = ()
     nodes_per_group: int = 2
     #: False: no kwok (and no simulated nodes); the API server authorizes nodes (Node

@@ -33,8 +33,8 @@ from conftest import ACCOUNT_ID, _start, aws_settings
 from k8s_controlplane import ControlPlane, remove_workdir
 from kubernetes import client, watch
 
-from eksml.eksctl.config import AccessEntry
-from eksml.eksctl.request import PIPELINE_GROUP, ClusterRequest, build_cluster_configs
+from eksml.cluster.config import AccessEntry
+from eksml.cluster.request import PIPELINE_GROUP, ClusterRequest, build_cluster_configs
 
 pytestmark = pytest.mark.k8s
 

@@ -53,7 +53,7 @@ def test_vendored_add_ons_are_pinned_by_version_and_checksum_with_their_licences
 
 def test_the_device_plugin_runs_only_on_the_gpu_nodes():
     """The upstream DaemonSet has no node selector: every CPU node would run a plugin that finds no GPU."""
-    from eksml.nodes import TRAIN_ROLE, node_selector
+    from eksml.cluster.node_contract import TRAIN_ROLE, node_selector
 
     (plugin,) = [o for o in addon_objects() if o["kind"] == "DaemonSet"]
     assert plugin["spec"]["template"]["spec"]["nodeSelector"] == node_selector(TRAIN_ROLE)

@@ -17,7 +17,7 @@ import pytest
 from botocore.stub import Stubber
 
 from eksml import preflight
-from eksml.eksctl.request import ClusterRequest, build_cluster_configs
+from eksml.cluster.request import ClusterRequest, build_cluster_configs
 from eksml.settings import Settings
 
 REGION = "us-west-2"

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from eksml.eksctl.config import ClusterConfigError, render_stream, render_yaml
-from eksml.eksctl.iam import S3Location, StoreUriError, training_policy
-from eksml.eksctl.request import ClusterRequest, build_cluster_configs
+from eksml.cluster.config import ClusterConfigError, render_stream, render_yaml
+from eksml.cluster.iam import S3Location, StoreUriError, training_policy
+from eksml.cluster.request import ClusterRequest, build_cluster_configs
 from eksml.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -200,7 +200,7 @@ def _cli(*args: str, store: str | None = STORE) -> subprocess.CompletedProcess:
     if store:
         env["EKSML_STORE_URI"] = store
     return subprocess.run(
-        [sys.executable, "-m", "eksml.eksctl", "render", *args],
+        [sys.executable, "-m", "eksml.cluster.eksctl", "render", *args],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -25,7 +25,8 @@ import pytest
 from fixtures.source_scan import docstring_ids, string_constants
 
 import eksml
-from eksml import layout, nodes, settings
+from eksml import layout, settings
+from eksml.cluster import node_contract as nodes
 from eksml.sagemaker import instances
 
 PACKAGE = Path(eksml.__file__).parent
@@ -67,13 +68,13 @@ CONTRACTS = (
     ),
     Contract(
         "cluster modes",
-        home=("nodes.py",),
+        home=("cluster/node_contract.py",),
         exact=frozenset(nodes.CLUSTER_MODES),
         names=frozenset({"CLUSTER_MODES", "EXISTING_CLUSTER", "EPHEMERAL_CLUSTER"}),
     ),
     Contract(
         "cluster roles",
-        home=("nodes.py",),
+        home=("cluster/node_contract.py",),
         values=frozenset(nodes.CLUSTER_ROLES),
         contexts=frozenset({"cluster_role"}),
         collection=2,
@@ -122,7 +123,7 @@ CONTRACTS = (
     ),
     Contract(
         "node-group state",
-        home=("eksctl/config.py",),
+        home=("cluster/config.py",),
         fields=frozenset({"name", "status", "min_size", "desired", "max_size"}),
         names=frozenset({"NodegroupState", "NodegroupInfo"}),
     ),

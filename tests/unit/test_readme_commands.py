@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 PREFIX = "PYTHONPATH=plugins .venv/bin/python -m eksml."
 #: Commands that need neither AWS nor a running Airflow: run as written.
-OFFLINE = ("eksml.eksctl render", "eksml.render --profile aws", "eksml.prerequisites", "eksml.registry list")
+OFFLINE = ("eksml.cluster.eksctl render", "eksml.render --profile aws", "eksml.prerequisites", "eksml.registry list")
 
 
 def readme_commands() -> list[str]:

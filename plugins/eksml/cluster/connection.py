@@ -178,7 +178,7 @@ def connection_env(conn: Connection) -> tuple[str, str]:
 
 
 def _credentials_env(aws_conn_id: str | None, region: str) -> dict[str, str]:
-    from eksml.eksctl.hooks import eksctl_environment
+    from eksml.cluster.hooks import eksctl_environment
 
     env, _ = eksctl_environment(aws_conn_id, region, base={})
     return {k: v for k, v in env.items() if k.startswith("AWS_")}

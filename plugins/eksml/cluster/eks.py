@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from eksml.eksctl.config import CLUSTER_ADMIN_POLICY, ManagedNodeGroup, NodegroupState
-from eksml.eksctl.request import PROJECT_TAG
-from eksml.nodes import ACCELERATOR_LABEL, GPU_RESOURCE
+from eksml.cluster.config import CLUSTER_ADMIN_POLICY, ManagedNodeGroup, NodegroupState
+from eksml.cluster.node_contract import ACCELERATOR_LABEL, GPU_RESOURCE
+from eksml.cluster.request import PROJECT_TAG
 
 #: EKS API taint effects -> Kubernetes spelling.
 _EFFECTS = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
@@ -99,7 +99,7 @@ def cluster_admin_while(
     from airflow.providers.amazon.aws.hooks.eks import EksHook
     from botocore.exceptions import ClientError
 
-    from eksml.eksctl.iam import partition_for
+    from eksml.cluster.iam import partition_for
 
     client = EksHook(aws_conn_id=aws_conn_id, region_name=region).conn
     policy = CLUSTER_ADMIN_POLICY.format(partition=partition_for(region))
@@ -194,7 +194,7 @@ def describe_gpu_group(
     spot: bool,
 ) -> tuple[Any, str, str]:
     """(the node group as EKS reports it or None, "node group ... (min, desired, max)", quota hint)."""
-    from eksml.eksctl.instance_types import ec2_quota_for
+    from eksml.cluster.instance_types import ec2_quota_for
 
     group = describe_nodegroups(cluster_name, region, aws_conn_id).get(group_name)
     instance = (group.instance_types if group and group.instance_types else instance_types)[0]

@@ -4,7 +4,7 @@ An ephemeral cluster is deleted by its own run's teardown. When that cannot happ
 marked failed by hand, the scheduler died, the delete itself failed) the cluster, its VPC and
 NAT gateway and its OIDC provider keep billing. The ``eks_janitor`` DAG runs this every hour:
 
-* an EKS cluster carrying :data:`~eksml.eksctl.operators.EPHEMERAL_TAG` is a stray when the
+* an EKS cluster carrying :data:`~eksml.cluster.lifecycle.EPHEMERAL_TAG` is a stray when the
   run its tags name is no longer running, or when it is older than the age limit;
 * a CloudFormation stack carrying the same tag whose cluster is gone (a delete that failed
   half-way: the VPC stack often survives) is a stray too.
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from eksml.eksctl.operators import DAG_ID_TAG, EPHEMERAL_TAG, RUN_ID_TAG
+from eksml.cluster.lifecycle import DAG_ID_TAG, EPHEMERAL_TAG, RUN_ID_TAG
 
 #: eksctl tags every stack it makes with the cluster's name.
 EKSCTL_CLUSTER_TAG = "alpha.eksctl.io/cluster-name"

@@ -31,7 +31,7 @@ def controller_policy() -> dict[str, Any]:
 
 
 def controller_role_name(cluster: str, region: str) -> str:
-    from eksml.eksctl.request import irsa_role_name
+    from eksml.cluster.request import irsa_role_name
 
     return irsa_role_name(cluster, region, NAME)[:64]
 

@@ -15,8 +15,16 @@ from typing import Any
 from eksml.cluster.autoscaler import NAME as AUTOSCALER_NAME
 from eksml.cluster.autoscaler import NAMESPACE as AUTOSCALER_NAMESPACE
 from eksml.cluster.autoscaler import autoscaler_objects
-from eksml.eksctl.iam import account_from_arn, role_arn
-from eksml.eksctl.request import (
+from eksml.cluster.iam import account_from_arn, role_arn
+from eksml.cluster.node_contract import (
+    CLUSTER_ROLES,
+    INFERENCE_CLUSTER,
+    INFERENCE_ROLE,
+    SHARED_CLUSTER,
+    SYSTEM_ROLE,
+    TRAINING_CLUSTER,
+)
+from eksml.cluster.request import (
     KARPENTER_SCALER,
     PIPELINE_GROUP,
     ClusterRequest,
@@ -24,14 +32,6 @@ from eksml.eksctl.request import (
     cluster_name_for_role,
     inference_role_name,
     training_role_name,
-)
-from eksml.nodes import (
-    CLUSTER_ROLES,
-    INFERENCE_CLUSTER,
-    INFERENCE_ROLE,
-    SHARED_CLUSTER,
-    SYSTEM_ROLE,
-    TRAINING_CLUSTER,
 )
 from eksml.settings import Settings, load_settings
 

@@ -20,15 +20,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from eksml.eksctl.request import (
-    ClusterRequest,
-    cluster_name_for_role,
-    inference_node_group,
-    pipeline_is_creator,
-    scaled_node_groups,
-    train_node_group,
-)
-from eksml.nodes import (
+from eksml.cluster.node_contract import (
     CLUSTER_ROLES,
     EXISTING_CLUSTER,
     INFERENCE_CLUSTER,
@@ -36,6 +28,14 @@ from eksml.nodes import (
     SHARED_CLUSTER,
     TRAIN_ROLE,
     TRAINING_CLUSTER,
+)
+from eksml.cluster.request import (
+    ClusterRequest,
+    cluster_name_for_role,
+    inference_node_group,
+    pipeline_is_creator,
+    scaled_node_groups,
+    train_node_group,
 )
 from eksml.settings import FROM_SETTINGS, FromSettings, Settings, SettingsMixin
 
@@ -157,7 +157,7 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
                 "applied": target.hook(hook_class=ApplyHook).apply_objects(objects, log=self.log.info),
             }
         from eksml.cluster.eks import cluster_admin_while
-        from eksml.eksctl.iam import principal_arn
+        from eksml.cluster.iam import principal_arn
 
         principal = principal_arn(caller["Arn"])
         grant = pipeline_is_creator(req.with_overrides({"creator_arn": principal}))

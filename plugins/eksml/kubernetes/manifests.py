@@ -31,7 +31,7 @@ from typing import Any
 
 from kubernetes.client import models as k8s
 
-from eksml.nodes import (
+from eksml.cluster.node_contract import (
     CPU_ROLES,
     GPU_RESOURCE,
     GPU_TAINT_EFFECT,

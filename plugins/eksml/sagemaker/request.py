@@ -85,7 +85,7 @@ def check_role_arn(role_arn: str) -> str:
     """The SageMaker execution role, or an error that names the setting to set."""
     how = (
         "set EKSML_SAGEMAKER_ROLE_ARN (or sagemaker_role_arn in the eksml_settings Variable) to the "
-        "ARN of the SageMaker execution role; its policy: python -m eksml.eksctl iam sagemaker"
+        "ARN of the SageMaker execution role; its policy: python -m eksml.cluster.eksctl iam sagemaker"
     )
     if not role_arn:
         raise SageMakerRequestError(f"sagemaker_role_arn is not set: {how}")

@@ -19,7 +19,7 @@ import re
 from types import MappingProxyType
 from typing import Any
 
-from eksml.nodes import INFERENCE_ROLE, evictable_local_volumes
+from eksml.cluster.node_contract import INFERENCE_ROLE, evictable_local_volumes
 from eksml.settings import Settings
 from eksml.specs import Resources, WorkloadSpec
 
@@ -114,6 +114,7 @@ def render_deployment(
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     max_latency_ms: float = DEFAULT_MAX_LATENCY_MS,
 ) -> dict[str, Any]:
+    from eksml.cluster.node_contract import node_selector
     from eksml.kubernetes.manifests import (
         TERMINATION_MESSAGE_POLICY,
         container_security_context,
@@ -121,7 +122,6 @@ def render_deployment(
         pod_security_context,
         store_access,
     )
-    from eksml.nodes import node_selector
 
     if not model_uri.startswith("s3://"):
         raise ValueError(f"pods read models from S3: model_uri must be s3://..., got {model_uri!r}")

@@ -167,9 +167,9 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
         return result
 
     def _deploy_kubernetes(self, settings, data_uri: str, context: Any) -> dict[str, Any]:
+        from eksml.cluster.node_contract import INFERENCE_CLUSTER
         from eksml.cluster.target import resolve_target
         from eksml.kubernetes.hooks import DeploymentHook
-        from eksml.nodes import INFERENCE_CLUSTER
         from eksml.serving.manifests import render_inference_objects, resource_name
         from eksml.serving.smoke import load_test_images, smoke_test
         from eksml.storage import version_at

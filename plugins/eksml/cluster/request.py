@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from eksml.eksctl.config import (
+from eksml.cluster.config import (
     CLUSTER_ADMIN_POLICY,
     AccessEntry,
     ClusterConfig,
@@ -23,9 +23,9 @@ from eksml.eksctl.config import (
     ManagedNodeGroup,
     Taint,
 )
-from eksml.eksctl.iam import StoreUriError, inference_policy, partition_for, training_policy
-from eksml.eksctl.instance_types import gpu_accelerator
-from eksml.nodes import (
+from eksml.cluster.iam import StoreUriError, inference_policy, partition_for, training_policy
+from eksml.cluster.instance_types import gpu_accelerator
+from eksml.cluster.node_contract import (
     ACCELERATOR_LABEL,
     GPU_TAINT_EFFECT,
     GPU_TAINT_KEY,
@@ -340,7 +340,7 @@ def build_cluster_configs(req: ClusterRequest) -> list[ClusterConfig]:
     Raises :class:`ClusterConfigError` listing every problem; nothing is sent anywhere. A
     Kubernetes version out of EKS support is refused, one in (billed) extended support logged.
     """
-    from eksml.eks_versions import KubernetesVersionError, check_kubernetes_version
+    from eksml.cluster.versions import KubernetesVersionError, check_kubernetes_version
 
     try:
         for warning in check_kubernetes_version(req.kubernetes_version):
@@ -427,8 +427,8 @@ def integration_service_accounts(
 
 def with_integrations(config: ClusterConfig, req: ClusterRequest) -> ClusterConfig:
     """``config`` with the API endpoint, logging and EKS add-ons the request's settings ask for."""
-    from eksml.eksctl.config import ApiEndpoint
-    from eksml.eksctl.iam import partition_for
+    from eksml.cluster.config import ApiEndpoint
+    from eksml.cluster.iam import partition_for
 
     addons = []
     logs: tuple[str, ...] = ()

@@ -35,7 +35,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from eksml.eksctl.config import NodegroupState
+from eksml.cluster.config import NodegroupState
 
 #: 0.202.0 is the first release that supports EKS 1.32 (eksctl-io/eksctl#8162) and has
 #: access entries, AL2023 default AMIs and ``--install-nvidia-plugin``.

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from eksml.eksctl.instance_types import InstanceTypeError, check_cpu_instance_type, check_gpu_instance_types
-from eksml.nodes import GPU_RESOURCE
+from eksml.cluster.instance_types import InstanceTypeError, check_cpu_instance_type, check_gpu_instance_types
+from eksml.cluster.node_contract import GPU_RESOURCE
 
 API_VERSION = "eksctl.io/v1alpha5"
 CA_TAG_PREFIX = "k8s.io/cluster-autoscaler"

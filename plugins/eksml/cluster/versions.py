@@ -66,7 +66,7 @@ def check_kubernetes_version(version: str, today: date | None = None) -> list[st
         if newer:
             return [
                 f"Kubernetes {version} is newer than the project's EKS support table (dated {TABLE_DATE}, "
-                f"newest {newest}); add it to eksml/eks_versions.py and pin a cluster-autoscaler for it"
+                f"newest {newest}); add it to eksml/cluster/versions.py and pin a cluster-autoscaler for it"
             ]
         raise KubernetesVersionError(f"Kubernetes {version} is not supported by EKS; use {DEFAULT_KUBERNETES_VERSION}")
     if today > info.end_of_extended:
