@@ -33,6 +33,7 @@ from typing import Any
 
 from eksml.cluster.node_contract import CLUSTER_MODES, EPHEMERAL_CLUSTER, EXISTING_CLUSTER
 from eksml.params import TrainingParams, validate_training_params
+from eksml.prices import hourly_cost
 from eksml.settings import Settings, resolve_settings
 
 ERROR, WARNING, OK = "error", "warning", "ok"
@@ -399,26 +400,6 @@ def check_node_group_quotas(quotas: Any, configs: list[Any], region: str) -> lis
         else:
             findings.append(Finding("quota: ec2", OK, f"{name} ({code}) {value:g} vCPUs >= {need['max']} (max sizes)"))
     return findings
-
-
-def hourly_cost(clusters: list[tuple[str, list[tuple[str, int]]]]) -> tuple[float, list[str]]:
-    """Running cost per hour of clusters given as (name, [(instance type, nodes), ...]): control
-    plane plus nodes at the dated list prices; a type missing from the table is named, not guessed."""
-    from eksml import prices
-
-    total, lines = 0.0, []
-    for name, nodes in clusters:
-        cost, parts = prices.EKS_CLUSTER_HOUR, [f"control plane ${prices.EKS_CLUSTER_HOUR}/h"]
-        for instance, count in nodes:
-            price = prices.EC2_HOUR.get(instance)
-            if price is None:
-                parts.append(f"{count} x {instance} (no price in eksml/prices.py)")
-                continue
-            cost += price * count
-            parts.append(f"{count} x {instance} ${price * count:.3f}/h")
-        total += cost
-        lines.append(f"{name}: ${cost:.2f}/h ({', '.join(parts)})")
-    return total, lines
 
 
 def cluster_preflight(settings: Settings, request: Any, *, clients: ClientFactory | None = None) -> Report:

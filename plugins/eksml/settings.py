@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlparse
 
-from eksml.cluster.versions import DEFAULT_KUBERNETES_VERSION
 from eksml.layout import Area, area_uri
 
 Profile = Literal["local", "aws"]
@@ -88,7 +87,7 @@ class Settings:
     #: task then reaches the cluster of its role (``eksml.cluster.target``).
     dedicated_training_cluster: bool = False
     #: Default: the newest version in EKS standard support (``eksml.cluster.versions``).
-    kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
+    kubernetes_version: str = "1.35"
     namespace: str = "ml-training"
     inference_namespace: str = "ml-serving"
     training_service_account: str = "training"

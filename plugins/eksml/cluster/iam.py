@@ -313,7 +313,7 @@ def pipeline_policy(
     Creating and deleting clusters (``cluster=ephemeral``, the ``eks_cluster`` DAG) runs eksctl
     with the lifecycle identity's permissions (:func:`lifecycle_policy`), never with these.
     """
-    from eksml.cluster.eks import CLUSTER_ADMIN_POLICY
+    from eksml.cluster.config import CLUSTER_ADMIN_POLICY
 
     account = account_id or "*"
     partition = partition_for(region)

@@ -106,9 +106,9 @@ def find_strays(
 
 
 def stray_cost(strays: list[Stray]) -> tuple[float, list[str]]:
-    """Hourly cost of the stray clusters at the dated list prices (``preflight.hourly_cost``);
+    """Hourly cost of the stray clusters at the dated list prices (``prices.hourly_cost``);
     lone stacks (a VPC's NAT gateway, an EIP) are named, not priced."""
-    from eksml.preflight import hourly_cost
+    from eksml.prices import hourly_cost
 
     total, lines = hourly_cost([(s.name, list(s.nodes)) for s in strays if s.kind == "cluster"])
     lines += [

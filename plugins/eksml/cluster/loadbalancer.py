@@ -16,11 +16,14 @@ from typing import Any
 
 from eksml.cluster.addons import ALB_CONTROLLER, addon_objects, pinned_file
 from eksml.cluster.objects import IRSA_ANNOTATION, LABELS
-from eksml.serving.manifests import ALB_CONTROLLER_VERSION, INGRESS_CLASS
 from eksml.settings import Settings
 
 NAME = "aws-load-balancer-controller"
 NAMESPACE = "kube-system"
+#: The AWS Load Balancer Controller release whose documented annotations the Ingress uses
+#: (include/kubernetes/aws-load-balancer-controller/annotations-v3.5.0.md, vendored and pinned).
+ALB_CONTROLLER_VERSION = "v3.5.0"
+INGRESS_CLASS = "alb"
 #: The controller name an IngressClass hands its Ingresses to (docs/guide/ingress/ingress_class.md).
 CONTROLLER = "ingress.k8s.aws/alb"
 

@@ -17,10 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from eksml.settings import Settings
+
 TABLE_DATE = date(2026, 11, 29)
 
-#: Newest version in standard support on :data:`TABLE_DATE`: the default of new clusters.
-DEFAULT_KUBERNETES_VERSION = "1.35"
+#: Newest version in standard support on :data:`TABLE_DATE`: the default of new clusters, spelled
+#: once as the ``kubernetes_version`` setting's default (the settings sit below the cluster package).
+DEFAULT_KUBERNETES_VERSION: str = Settings.kubernetes_version
 
 
 @dataclass(frozen=True)

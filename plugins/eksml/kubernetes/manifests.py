@@ -31,6 +31,7 @@ from typing import Any
 
 from kubernetes.client import models as k8s
 
+from eksml.cluster.fsx import FSX_CLAIM
 from eksml.cluster.node_contract import (
     CPU_ROLES,
     GPU_RESOURCE,
@@ -94,8 +95,7 @@ def shared_memory(resources: Resources) -> tuple[list[k8s.V1Volume], list[k8s.V1
     return [volume], [k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")]
 
 
-#: The FSx for Lustre claim (eksml.cluster.fsx) and where training containers see it, read-only.
-FSX_CLAIM = "eksml-data-fsx"
+#: Where training containers see the FSx claim (``cluster.fsx.FSX_CLAIM``), read-only.
 FSX_MOUNT = "/fsx/data"
 #: Tells the training code the data set is also on the shared file system (S3 stays the source of truth).
 FSX_DATA_ENV = "EKSML_FSX_DATA_DIR"

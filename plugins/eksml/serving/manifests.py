@@ -19,6 +19,7 @@ import re
 from types import MappingProxyType
 from typing import Any
 
+from eksml.cluster.loadbalancer import INGRESS_CLASS
 from eksml.cluster.node_contract import INFERENCE_ROLE, evictable_local_volumes
 from eksml.settings import Settings
 from eksml.specs import Resources, WorkloadSpec
@@ -223,11 +224,7 @@ def render_service(settings: Settings) -> dict[str, Any]:
     }
 
 
-#: The AWS Load Balancer Controller release whose documented annotations the Ingress uses
-#: (include/kubernetes/aws-load-balancer-controller/annotations-v3.5.0.md, vendored and pinned).
-ALB_CONTROLLER_VERSION = "v3.5.0"
 ALB = "alb.ingress.kubernetes.io/"
-INGRESS_CLASS = "alb"
 #: TLS 1.3 with 1.2 as the floor (an ELB security policy name).
 SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 
