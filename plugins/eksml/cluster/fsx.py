@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from eksml.cluster.addons import pinned_file
-from eksml.cluster.objects import LABELS
+from eksml.cluster.meta import LABELS
 from eksml.settings import PROJECT_ROOT, Settings
 
 FSX_DRIVER = PROJECT_ROOT / "include" / "kubernetes" / "aws-fsx-csi-driver" / "kustomization.yaml"

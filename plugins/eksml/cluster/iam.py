@@ -43,6 +43,12 @@ class S3Location:
         return "/".join(p.strip("/") for p in (self.prefix, *parts) if p.strip("/"))
 
 
+def irsa_role_name(cluster: str, region: str, service_account: str) -> str:
+    """The IAM role of a cluster's service account. IAM role names are account-global: the region
+    keeps the same cluster name in two regions apart."""
+    return f"{cluster}-{region}-{service_account}"
+
+
 def partition_for(region: str) -> str:
     """ARN partition of a region (China and GovCloud have their own)."""
     if region.startswith("cn-"):

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from eksml.cluster.addons import KARPENTER, addon_objects
+from eksml.cluster.meta import LABELS
 from eksml.cluster.node_contract import (
     GPU_RESOURCE,
     GPU_TAINT_EFFECT,
@@ -26,7 +27,6 @@ from eksml.cluster.node_contract import (
     NODE_ROLE_LABEL,
     TRAIN_ROLE,
 )
-from eksml.cluster.objects import LABELS
 from eksml.cluster.request import KARPENTER_DISCOVERY_TAG, ClusterRequest
 
 KARPENTER_VERSION = "1.15.2"

@@ -15,7 +15,8 @@ import json
 from typing import Any
 
 from eksml.cluster.addons import ALB_CONTROLLER, addon_objects, pinned_file
-from eksml.cluster.objects import IRSA_ANNOTATION, LABELS
+from eksml.cluster.iam import irsa_role_name
+from eksml.cluster.meta import IRSA_ANNOTATION, LABELS
 from eksml.settings import Settings
 
 NAME = "aws-load-balancer-controller"
@@ -34,8 +35,6 @@ def controller_policy() -> dict[str, Any]:
 
 
 def controller_role_name(cluster: str, region: str) -> str:
-    from eksml.cluster.request import irsa_role_name
-
     return irsa_role_name(cluster, region, NAME)[:64]
 
 

@@ -23,7 +23,7 @@ from eksml.cluster.config import (
     ManagedNodeGroup,
     Taint,
 )
-from eksml.cluster.iam import StoreUriError, inference_policy, partition_for, training_policy
+from eksml.cluster.iam import StoreUriError, inference_policy, irsa_role_name, partition_for, training_policy
 from eksml.cluster.instance_types import gpu_accelerator
 from eksml.cluster.node_contract import (
     ACCELERATOR_LABEL,
@@ -229,12 +229,6 @@ def inference_node_group(req: ClusterRequest) -> ManagedNodeGroup:
         req.inference_volume_size,
         req.availability_zones,
     )
-
-
-def irsa_role_name(cluster: str, region: str, service_account: str) -> str:
-    """The IAM role of a cluster's service account. IAM role names are account-global: the region
-    keeps the same cluster name in two regions apart."""
-    return f"{cluster}-{region}-{service_account}"
 
 
 def autoscaler_role_name(cluster: str, region: str) -> str:
