@@ -362,21 +362,31 @@ def parse_bool(value: Any) -> bool:
     raise ValueError(f"expected a yes/no value (true/false, yes/no, on/off, 1/0), got {value!r}")
 
 
-def _coerce(name: str, raw: Any, default: Any) -> Any:
-    if isinstance(default, bool):
+def coerce_value(name: str, raw: Any, like: Any) -> Any:
+    """``raw`` (text from the environment, a Variable or a templated param) as the type of ``like``,
+    the field's default: the settings and the cluster request read their values through here.
+    SettingsError naming ``name`` when it is not one."""
+    if isinstance(like, bool):
         try:
             return parse_bool(raw)
         except ValueError as exc:
             raise SettingsError(f"{name}: {exc}") from None
-    if isinstance(default, int):
+    if isinstance(like, int):
         try:
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError(raw)
             return int(raw)
         except (TypeError, ValueError):
             raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if isinstance(default, tuple):
+    if isinstance(like, tuple):
         if isinstance(raw, (list, tuple)):
             return tuple(raw)
         return tuple(part.strip() for part in str(raw).split(",") if part.strip())
+    if isinstance(like, dict):
+        try:
+            return dict(raw)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{name} must be a mapping, got {raw!r}") from None
     return str(raw)
 
 
@@ -409,7 +419,7 @@ def _build(overrides: dict[str, Any] | None, *, use_airflow_variable: bool) -> S
     unknown = set(values) - known
     if unknown:
         raise SettingsError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-    coerced = {k: _coerce(k, v, getattr(base, k)) for k, v in values.items()}
+    coerced = {k: coerce_value(k, v, getattr(base, k)) for k, v in values.items()}
     return dataclasses.replace(base, **coerced)
 
 
