@@ -259,8 +259,7 @@ class GpuTrainingPodOperator(WorkloadPodOperator):
         node group (with its sizes) and which EC2 quota, instead of a bare startup timeout."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from eksml.cluster.eks import describe_gpu_group, unschedulable_reason
-        from eksml.cluster.request import ClusterRequest, train_node_group
+        from eksml.cluster.eks import describe_configured_gpu_group, unschedulable_reason
 
         if self.pod is None or self.resolved_settings().profile == "local":
             return
@@ -271,9 +270,8 @@ class GpuTrainingPodOperator(WorkloadPodOperator):
         target = self.cluster_target()
         if reason is None or not target.is_eks:
             return
-        group = train_node_group(ClusterRequest.from_settings(self.resolved_settings()))
-        _, where, quota_hint = describe_gpu_group(
-            target.cluster_name, target.region, target.aws_conn_id, group.name, group.instance_types, group.spot
+        _, where, quota_hint = describe_configured_gpu_group(
+            self.resolved_settings(), target.cluster_name, target.region, target.aws_conn_id
         )
         raise AirflowFailException(
             f"no GPU capacity: pod {self.pod.metadata.name} was still unschedulable after "
