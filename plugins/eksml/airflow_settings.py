@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from eksml.errors import InvalidInput
 from eksml.settings import PROJECT_ROOT
 
 DEFAULT_FILE = PROJECT_ROOT / "include" / "airflow_settings.yaml"
@@ -44,7 +45,7 @@ POOL_FIELDS = frozenset({"pool_name", "pool_slot", "pool_description"})
 VARIABLE_FIELDS = frozenset({"variable_name", "variable_value"})
 
 
-class AirflowSettingsError(ValueError):
+class AirflowSettingsError(InvalidInput):
     """The file does not follow the schema; nothing was written."""
 
 

@@ -14,6 +14,7 @@ import struct
 import zlib
 from typing import TYPE_CHECKING, Any
 
+from eksml.errors import InvalidInput
 from eksml.storage import read_json, uri_of, write_json_atomic
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
 
 
-class DataValidationError(ValueError):
+class DataValidationError(InvalidInput):
     """The source data is missing, corrupt or inconsistent."""
 
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from eksml.cluster.node_contract import CLUSTER_MODES, EPHEMERAL_CLUSTER, EXISTING_CLUSTER, GPU_RESOURCE
+from eksml.errors import InvalidInput
 from eksml.layout import data_uri_problem
 from eksml.sagemaker.instances import DEFAULT_TRAINING_TYPE, DEFAULT_USE_SPOT, OFFERED_TRAINING_TYPES
 
@@ -158,7 +159,7 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
-class ParamsError(ValueError):
+class ParamsError(InvalidInput):
     """A run parameter is invalid; the message names it."""
 
 

@@ -23,6 +23,7 @@ from eksml.dataprep import (
     validate_source,
 )
 from eksml.drops import DropAccount, account
+from eksml.errors import PreflightError
 from eksml.layout import candidate_accuracy
 from eksml.params import TrainingParams, validate_training_params
 from eksml.registry import ModelRegistry, RegistryError
@@ -42,10 +43,6 @@ def run_facts(context: dict[str, Any]) -> dict[str, Any]:
         end = getattr(dag_run, "run_after", None) or datetime.now(timezone.utc)
         start = end
     return {"run_id": dag_run.run_id, "dag_id": dag_run.dag_id, "interval_start": start, "interval_end": end}
-
-
-class PreflightError(ValueError):
-    """The account would reject the run; the message lists each finding and its fix."""
 
 
 #: Run types whose data interval selects their data (the drop current at the interval's end).

@@ -425,7 +425,7 @@ def run_cluster_preflight(overrides: dict[str, Any]) -> list[str]:
     import logging
 
     from eksml.cluster.request import ClusterRequest
-    from eksml.pipeline import PreflightError
+    from eksml.errors import PreflightError
 
     settings = resolve_settings()
     report = cluster_preflight(settings, ClusterRequest.from_settings(settings, **overrides))

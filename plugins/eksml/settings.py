@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlparse
 
+from eksml.errors import InvalidInput
 from eksml.layout import Area, area_uri
 
 Profile = Literal["local", "aws"]
@@ -43,7 +44,7 @@ DEFAULT_IMAGE_REGISTRY = "public.ecr.aws/eksml"
 _IMAGE_DIGEST = re.compile(r"^(?P<name>[a-z0-9]+([._-][a-z0-9]+)*)@(?P<digest>sha256:[0-9a-f]{64})$")
 
 
-class SettingsError(ValueError):
+class SettingsError(InvalidInput):
     """A configuration value is missing or invalid."""
 
 

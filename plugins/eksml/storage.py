@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from eksml.errors import ServiceError
 from eksml.layout import ModelVersion
 from eksml.settings import Settings
 
@@ -65,7 +66,7 @@ def write_json_atomic(path: ObjectStoragePath, payload: Any) -> None:
     os.replace(_local_temp(path.path, body.encode()), path.path)
 
 
-class PreconditionFailed(RuntimeError):
+class PreconditionFailed(ServiceError):
     """A conditional write lost: the object exists (create) or changed since it was read (replace)."""
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from eksml.errors import InvalidInput
 from eksml.settings import PROJECT_ROOT
 
 KUSTOMIZATION = PROJECT_ROOT / "include" / "kubernetes" / "cluster-addons" / "kustomization.yaml"
@@ -31,7 +32,7 @@ KARPENTER = PROJECT_ROOT / "include" / "kubernetes" / "karpenter" / "kustomizati
 CHECKSUMS = "addons.sha256"
 
 
-class AddonError(ValueError):
+class AddonError(InvalidInput):
     pass
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from eksml.cluster.node_contract import INFERENCE_ROLE, node_selector, not_evictable
+from eksml.errors import InvalidInput
 
 NAME = "cluster-autoscaler"
 NAMESPACE = "kube-system"
@@ -74,7 +75,7 @@ NAMESPACE_RULES: list[dict[str, Any]] = [
 ]
 
 
-class AutoscalerVersionError(ValueError):
+class AutoscalerVersionError(InvalidInput):
     pass
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from eksml.cluster.instance_types import InstanceTypeError, check_cpu_instance_type, check_gpu_instance_types
 from eksml.cluster.node_contract import GPU_RESOURCE
+from eksml.errors import InvalidInput
 
 API_VERSION = "eksctl.io/v1alpha5"
 CA_TAG_PREFIX = "k8s.io/cluster-autoscaler"
@@ -36,7 +37,7 @@ TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 CLUSTER_ADMIN_POLICY = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 
 
-class ClusterConfigError(ValueError):
+class ClusterConfigError(InvalidInput):
     """The requested cluster cannot be created; the message lists every problem found."""
 
 

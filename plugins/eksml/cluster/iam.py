@@ -12,12 +12,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from eksml.errors import InvalidInput
 from eksml.layout import BUCKET_NAME, OBJECT_ACTIONS, Area, Identity, Op, area_key_prefix, grants
 
 POLICY_VERSION = "2012-10-17"
 
 
-class StoreUriError(ValueError):
+class StoreUriError(InvalidInput):
     """The store URI cannot scope an IAM policy."""
 
 

@@ -37,6 +37,7 @@ from eksml.cluster.request import (
     scaled_node_groups,
     train_node_group,
 )
+from eksml.errors import EksmlError
 from eksml.settings import FROM_SETTINGS, FromSettings, Settings, SettingsMixin
 
 if TYPE_CHECKING:
@@ -203,7 +204,7 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
             raise AirflowFailException(f"cluster {name!r} does not match the pipeline: " + "; ".join(errors))
 
 
-class NoGpuCapacityError(AirflowFailException):
+class NoGpuCapacityError(EksmlError, AirflowFailException):
     """The run's GPUs cannot come: the node group is too small, or nothing would scale it up."""
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from eksml.errors import InvalidInput
 from eksml.settings import Settings
 
 TABLE_DATE = date(2026, 11, 29)
@@ -47,7 +48,7 @@ EKS_VERSIONS: dict[str, EksVersion] = {
 }
 
 
-class KubernetesVersionError(ValueError):
+class KubernetesVersionError(InvalidInput):
     """The version is out of EKS support, or unknown."""
 
 

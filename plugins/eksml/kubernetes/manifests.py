@@ -42,6 +42,7 @@ from eksml.cluster.node_contract import (
     node_selector,
     not_evictable,
 )
+from eksml.errors import InvalidInput
 from eksml.settings import Settings
 from eksml.specs import Resources, WorkloadSpec, WorkloadSpecError, coerce_spec
 
@@ -60,7 +61,7 @@ TERMINATION_MESSAGE_POLICY = "FallbackToLogsOnError"
 _CREDENTIAL_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|ACCESS_KEY|SESSION_TOKEN|PRIVATE_KEY|API_KEY)", re.I)
 
 
-class CredentialInSpecError(ValueError):
+class CredentialInSpecError(InvalidInput):
     """A workload's environment carries what looks like a credential."""
 
 

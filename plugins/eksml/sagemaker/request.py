@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from eksml.errors import InvalidInput
 from eksml.layout import Area, area_uri
 from eksml.sagemaker.images import training_image_uri
 from eksml.sagemaker.instances import instance_gpus
@@ -77,7 +78,7 @@ def validate_name(name: str, what: str = "training job name") -> str:
 # --- the training request ---------------------------------------------------------------------
 
 
-class SageMakerRequestError(ValueError):
+class SageMakerRequestError(InvalidInput):
     """The training request would be rejected by SageMaker, or would not do what was asked."""
 
 

@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from eksml.errors import ServiceError
 from eksml.local.runner import LocalRunner
 from eksml.serving.manifests import IMAGE, serving_spec
 from eksml.serving.smoke import SmokeTestError, http_transport, smoke_test
@@ -49,7 +50,7 @@ SUPERVISOR = Path(__file__).with_name("supervisor.py")
 STATE_FILE = "state.json"
 
 
-class ServingError(RuntimeError):
+class ServingError(ServiceError):
     """The local server could not be started, checked or replaced; the message says why."""
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from eksml.errors import ServiceError
 from eksml.kubernetes.links import PodLogsLink
 from eksml.settings import SettingsMixin
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from eksml.serving.smoke import Transport
 
 
-class RolloutError(RuntimeError):
+class RolloutError(ServiceError):
     """The new version did not roll out or failed its smoke test (and was rolled back)."""
 
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from eksml.dataprep import TEST_IMAGES, TEST_LABELS, DataValidationError, decode_idx
+from eksml.errors import ServiceError
 from eksml.settings import Settings
 from eksml.storage import store_path
 
@@ -29,7 +30,7 @@ from eksml.storage import store_path
 Transport = Callable[[str, str, Any], tuple[int, Any]]
 
 
-class SmokeTestError(RuntimeError):
+class SmokeTestError(ServiceError):
     """The served model did not answer correctly; ``result`` holds what was measured."""
 
     def __init__(self, reason: str, result: dict[str, Any] | None = None) -> None:
