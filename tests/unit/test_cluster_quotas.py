@@ -46,7 +46,7 @@ def settings() -> Settings:
 
 def test_the_default_gpu_group_is_one_gpu_per_node_and_starts_empty():
     (cfg,) = build_cluster_configs(ClusterRequest.from_settings(settings()))
-    train = cfg.node_group("ng-train")
+    train = next(ng for ng in cfg.node_groups if ng.name == "ng-train")
     assert train.gpus_per_node == 1 and train.instance_types == ("g5.xlarge",)
     assert (train.min_size, train.desired_capacity) == (0, 0)
 

@@ -297,12 +297,6 @@ class ClusterConfig:
     #: Private subnet ids of an existing VPC (empty: eksctl makes the VPC).
     private_subnets: tuple[str, ...] = ()
 
-    def node_group(self, name: str) -> ManagedNodeGroup:
-        for ng in self.node_groups:
-            if ng.name == name:
-                return ng
-        raise KeyError(f"cluster {self.name!r} has no node group {name!r}")
-
     def problems(self) -> list[str]:
         errors: list[str] = []
         if not isinstance(self.name, str) or not CLUSTER_NAME_RE.match(self.name):
