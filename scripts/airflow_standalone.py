@@ -121,7 +121,7 @@ class AirflowStandalone:
             "PYTHONPATH": str(ROOT / "plugins"),
             "NO_COLOR": "1",
             "PYTHONUNBUFFERED": "1",
-            # The outcome task writes run notes through the REST API (eksml.outcome).
+            # The outcome task writes run notes through the REST API (eksml.run_notes).
             "AIRFLOW_CONN_EKSML_AIRFLOW_API": json.dumps(
                 {
                     "conn_type": "http",

@@ -95,7 +95,7 @@ def skip_run(run: Any, reason: str, settings: Settings) -> None:
     """Skip the whole run from its first task; its note says why."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from eksml.outcome import write_run_note
+    from eksml.run_notes import write_run_note
 
     try:
         write_run_note(run.dag_id, run.run_id, f"**SKIPPED** {reason}", settings.airflow_api_conn_id)
