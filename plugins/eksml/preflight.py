@@ -27,60 +27,15 @@ import argparse
 import datetime as dt
 import re
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from eksml.cluster.node_contract import CLUSTER_MODES, EPHEMERAL_CLUSTER, EXISTING_CLUSTER
 from eksml.params import TrainingParams, validate_training_params
+from eksml.preflight_findings import ERROR, OK, WARNING, ClientFactory, Finding, Report, aws_clients, error_code
 from eksml.prices import hourly_cost
 from eksml.settings import Settings, resolve_settings
 
-ERROR, WARNING, OK = "error", "warning", "ok"
 _ECR_REGISTRY = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?(?:/(.+))?$")
-
-
-@dataclass(frozen=True)
-class Finding:
-    check: str
-    level: str
-    message: str
-    fix: str = ""
-
-    def __str__(self) -> str:
-        return f"[{self.level}] {self.check}: {self.message}" + (f"\n    fix: {self.fix}" if self.fix else "")
-
-
-@dataclass
-class Report:
-    findings: list[Finding] = field(default_factory=list)
-    estimate: list[str] = field(default_factory=list)
-
-    @property
-    def errors(self) -> list[Finding]:
-        return [f for f in self.findings if f.level == ERROR]
-
-    def text(self) -> str:
-        return "\n".join([*map(str, self.findings), "estimated cost:", *(f"  {line}" for line in self.estimate)])
-
-
-ClientFactory = Callable[[str], Any]
-
-
-def aws_clients(settings: Settings) -> ClientFactory:
-    """boto3 clients of the Airflow AWS connection (its endpoint, region, credentials)."""
-    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
-    def make(service: str) -> Any:
-        return AwsBaseHook(
-            aws_conn_id=settings.aws_conn_id, client_type=service, region_name=settings.region
-        ).get_conn()
-
-    return make
-
-
-def _code(exc: Exception) -> str:
-    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
 
 
 # --- store, images, version ------------------------------------------------------------------
@@ -96,7 +51,7 @@ def check_bucket(s3: Any, settings: Settings) -> list[Finding]:
             Finding(
                 "bucket",
                 ERROR,
-                f"bucket {bucket} cannot be reached: {_code(exc) or exc}",
+                f"bucket {bucket} cannot be reached: {error_code(exc) or exc}",
                 f"create it in {settings.region} (aws s3 mb s3://{bucket} --region {settings.region}) or fix "
                 "EKSML_STORE_URI",
             )
@@ -147,7 +102,7 @@ def check_images(ecr: Any, settings: Settings, names: list[str]) -> list[Finding
                 Finding(
                     "images",
                     ERROR,
-                    f"{settings.image(name)} not found ({_code(exc)})",
+                    f"{settings.image(name)} not found ({error_code(exc)})",
                     f"build and push it: docker build -f images/{name}/Dockerfile -t "
                     f"{settings.image(name)} images && docker push {settings.image(name)}",
                 )
@@ -254,13 +209,13 @@ def check_permissions(
                 if result["EvalDecision"] != "allowed":
                     denied.append(f"{action} on {resource} ({result['EvalDecision']})")
     except (ClientError, BotoCoreError, ResponseParserError) as exc:
-        if _code(exc) == "NoSuchEntity":
+        if error_code(exc) == "NoSuchEntity":
             return [Finding(f"permissions: {identity}", ERROR, f"{principal} does not exist", fix)]
         return [
             Finding(
                 f"permissions: {identity}",
                 WARNING,
-                f"cannot simulate {principal}'s policies: {_code(exc) or type(exc).__name__}",
+                f"cannot simulate {principal}'s policies: {error_code(exc) or type(exc).__name__}",
                 "allow iam:SimulatePrincipalPolicy to the Airflow identity to check this before a run",
             )
         ]
@@ -290,7 +245,9 @@ def check_ec2_quota(quotas: Any, instance_type: str, nodes: int, spot: bool, reg
     try:
         value = quotas.get_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"]
     except (ClientError, BotoCoreError, ResponseParserError) as exc:
-        return [Finding("quota: ec2", WARNING, f"cannot read quota {code}: {_code(exc) or type(exc).__name__}", fix)]
+        return [
+            Finding("quota: ec2", WARNING, f"cannot read quota {code}: {error_code(exc) or type(exc).__name__}", fix)
+        ]
     if value < needed:
         return [
             Finding(
@@ -323,7 +280,10 @@ def check_sagemaker_quota(quotas: Any, instance_type: str, count: int, spot: boo
     except (ClientError, BotoCoreError, ResponseParserError) as exc:
         return [
             Finding(
-                "quota: sagemaker", WARNING, f"cannot list SageMaker quotas: {_code(exc) or type(exc).__name__}", fix
+                "quota: sagemaker",
+                WARNING,
+                f"cannot list SageMaker quotas: {error_code(exc) or type(exc).__name__}",
+                fix,
             )
         ]
     return [Finding("quota: sagemaker", ERROR, f"no quota '{wanted}' in {region}", fix)]
@@ -372,7 +332,10 @@ def check_node_group_quotas(quotas: Any, configs: list[Any], region: str) -> lis
         except (ClientError, BotoCoreError, ResponseParserError) as exc:
             findings.append(
                 Finding(
-                    "quota: ec2", WARNING, f"cannot read quota {code}: {_code(exc) or type(exc).__name__}", fix(wanted)
+                    "quota: ec2",
+                    WARNING,
+                    f"cannot read quota {code}: {error_code(exc) or type(exc).__name__}",
+                    fix(wanted),
                 )
             )
             continue
@@ -453,13 +416,13 @@ def check_bucket_encryption(s3: Any, settings: Settings) -> list[Finding]:
     try:
         rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
     except ClientError as exc:
-        if _code(exc) == "ServerSideEncryptionConfigurationNotFoundError":
+        if error_code(exc) == "ServerSideEncryptionConfigurationNotFoundError":
             return [Finding("bucket encryption", OK, f"bucket {bucket}: S3-managed keys (no KMS permission needed)")]
         return [
             Finding(
                 "bucket encryption",
                 WARNING,
-                f"cannot read bucket {bucket}'s encryption: {_code(exc) or exc}",
+                f"cannot read bucket {bucket}'s encryption: {error_code(exc) or exc}",
                 "allow s3:GetEncryptionConfiguration on the bucket (python -m eksml.cluster.eksctl iam pipeline)",
             )
         ]
