@@ -132,7 +132,7 @@ def pipeline_objects(settings: Any) -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def prepared_cluster(control_plane: ControlPlane) -> ControlPlane:
     """The primary cluster after the add-ons step's own objects were applied (as cluster admin)."""
-    from eksml.kubernetes.hooks import apply_objects
+    from eksml.cluster.apply import apply_objects
 
     apply_objects(control_plane.api_client("admin"), pipeline_objects(aws_settings("unused")), log=lambda _m: None)
     return control_plane

@@ -620,7 +620,7 @@ class ControlPlane:
         from kubernetes import client
 
         from eksml.cluster.addons import addon_objects
-        from eksml.kubernetes.hooks import apply_objects
+        from eksml.cluster.apply import apply_objects
 
         # The add-on Deployments would only be pods kwok pretends to run: the controller runs here.
         objects = [o for o in addon_objects() if o["kind"] != "Deployment"]

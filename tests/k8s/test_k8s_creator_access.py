@@ -121,8 +121,8 @@ def test_the_rendered_config_lets_the_creator_through_eksctls_wait_and_prepare_c
     assert ready == {"ng-inference": 2}, ready  # ng-train starts at 0 nodes: not waited for
 
     from eksml.cluster.addons import addon_objects
+    from eksml.cluster.apply import apply_objects
     from eksml.cluster.objects import render_kubernetes_objects
-    from eksml.kubernetes.hooks import apply_objects
 
     settings = aws_settings("unused")
     objects = [o for o in addon_objects() if o["kind"] != "Deployment"]

@@ -18,8 +18,9 @@ from fixtures.specs import small_training_spec
 from kubernetes import client
 from kubernetes.dynamic import DynamicClient
 
+from eksml.cluster.apply import apply_objects
 from eksml.cluster.loadbalancer import load_balancer_objects
-from eksml.kubernetes.hooks import ROLLOUT_KINDS, DeploymentHook, apply_objects
+from eksml.kubernetes.hooks import ROLLOUT_KINDS, DeploymentHook
 from eksml.serving.manifests import render_inference_objects, resource_name
 
 pytestmark = pytest.mark.k8s

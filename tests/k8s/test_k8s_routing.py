@@ -23,7 +23,7 @@ from kubernetes import client
 
 from eksml.cluster import connection
 from eksml.cluster.addons import addon_objects
-from eksml.kubernetes.hooks import apply_objects
+from eksml.cluster.apply import apply_objects
 from eksml.kubernetes.operators import GpuTrainingPodOperator
 from eksml.settings import Settings
 from eksml.specs import training_spec

@@ -15,8 +15,8 @@ from eksml.cluster.addons import (
     addon_objects,
     parse_manifest,
 )
+from eksml.cluster.apply import apply_order, object_ref
 from eksml.cluster.eks import usable_gpu_nodes
-from eksml.kubernetes.hooks import apply_order, object_ref
 
 MANIFEST = """\
 apiVersion: apps/v1

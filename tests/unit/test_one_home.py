@@ -118,7 +118,7 @@ CONTRACTS = (
     ),
     Contract(
         "server-side apply field manager",
-        home=("kubernetes/hooks.py",),
+        home=("cluster/apply.py",),
         names=frozenset({"FIELD_MANAGER"}),
     ),
     Contract(

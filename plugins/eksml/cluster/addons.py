@@ -10,7 +10,7 @@ downloads anything. The kustomization's ``images`` entries (release tags for ima
 upstream file names by a floating tag) and ``patches`` (the device plugin's node selector) are
 applied here as kustomize would.
 
-``eksml.kubernetes.hooks.ApplyHook`` applies them, and the project's own objects, by
+``eksml.cluster.apply.ApplyHook`` applies them, and the project's own objects, by
 server-side apply.
 """
 

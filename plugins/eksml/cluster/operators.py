@@ -43,8 +43,8 @@ from eksml.settings import FROM_SETTINGS, FromSettings, Settings, SettingsMixin
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from eksml.cluster.apply import ApplyHook
     from eksml.cluster.target import ClusterTarget
-    from eksml.kubernetes.hooks import ApplyHook
 
 
 class _ClusterTarget(SettingsMixin):
@@ -132,8 +132,8 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
         from airflow.providers.amazon.aws.hooks.sts import StsHook
 
         from eksml.cluster.addons import addon_objects
+        from eksml.cluster.apply import ApplyHook
         from eksml.cluster.objects import render_kubernetes_objects
-        from eksml.kubernetes.hooks import ApplyHook
 
         settings, req = self._settings_and_request()
         name = self._target_name(req)
