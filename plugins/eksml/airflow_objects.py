@@ -6,7 +6,7 @@ same file; this loader is for the project's own ways of starting Airflow (``make
 standalone helper, the Docker stack). The whole file is checked before anything is written.
 
 Idempotent: pools are created or resized; existing variables and connections are kept
-(a user's edits are never clobbered). Run with ``python -m eksml.airflow_settings``.
+(a user's edits are never clobbered). Run with ``python -m eksml.airflow_objects``.
 
 Connections are written through Airflow's Python API, never ``airflow connections add``: the
 CLI records every command line in the metadata database's ``log`` table, and it masks only
