@@ -23,12 +23,14 @@ test: SETUP_FLAGS := --dev --k8s-testenv --browser
 test: setup     ## lint, then every tier that can run on this machine (what CI runs), the k8s and real-node tiers included
 	.venv/bin/ruff format --check --diff .
 	.venv/bin/ruff check .
+	PYTHONPATH=plugins .venv/bin/lint-imports
 	$(PYTEST) -m "not cluster"
 
 lint: SETUP_FLAGS := --dev
-lint: setup     ## ruff format --check and ruff check (pyproject.toml), as `make test` runs them
+lint: setup     ## ruff format --check, ruff check and the layer contract (pyproject.toml), as `make test` runs them
 	.venv/bin/ruff format --check --diff .
 	.venv/bin/ruff check .
+	PYTHONPATH=plugins .venv/bin/lint-imports
 
 format: SETUP_FLAGS := --dev
 format: setup   ## rewrite the tree with ruff's formatter and its safe fixes
@@ -65,7 +67,7 @@ setup:          ## the virtualenvs, plus what the calling target asks for (SETUP
 
 render:         ## every object the aws profile would send, into build/aws
 	PYTHONPATH=plugins .venv/bin/python -m eksml.render --profile aws --out build/aws
-	PYTHONPATH=plugins .venv/bin/python -m eksml.eksctl render > build/aws/cluster.eksctl.yaml
+	PYTHONPATH=plugins .venv/bin/python -m eksml.cluster.eksctl render > build/aws/cluster.eksctl.yaml
 
 clean:
 	rm -rf .local build

@@ -2,7 +2,7 @@
 that enforces IAM (see tests/fixtures/iam_workloads.py for the workloads and what moto ignores).
 
 Usage: .venv/bin/python bench/iam_s3_calls.py [GIT_REV]
-With GIT_REV the policies come from that revision's ``plugins/eksml/eksctl/iam.py`` (identities
+With GIT_REV the policies come from that revision's ``plugins/eksml/cluster/iam.py`` (identities
 for which it renders no policy get a role that may do nothing); without, from the working tree.
 """
 
@@ -30,7 +30,7 @@ structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.
 
 def policies_at(rev: str) -> dict[str, dict | None]:
     source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{rev}:plugins/eksml/eksctl/iam.py"],
+        ["git", "-C", str(ROOT), "show", f"{rev}:plugins/eksml/cluster/iam.py"],
         capture_output=True,
         text=True,
         check=True,

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Param, task
 from airflow.sdk.exceptions import AirflowSkipException
 
+from eksml.cluster.lifecycle import EksctlClusterOperator
 from eksml.dag_defaults import default_args
-from eksml.eksctl.operators import EksctlClusterOperator
 
 with DAG(
     dag_id="eks_janitor",

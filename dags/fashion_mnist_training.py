@@ -26,9 +26,9 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronDataIntervalTimetable, TaskGroup, TriggerRule, task
 
 from eksml.assets import CHAMPION_MODEL, TRAINING_DATA
+from eksml.cluster.lifecycle import EksctlClusterOperator
 from eksml.cluster.operators import ClusterAddonsOperator, GpuCapacityOperator
 from eksml.dag_defaults import default_args
-from eksml.eksctl.operators import EksctlClusterOperator
 from eksml.kubernetes.operators import GpuTrainingPodOperator, MPIJobOperator, WorkloadPodOperator
 from eksml.outcome import RunOutcomeOperator
 from eksml.params import airflow_params

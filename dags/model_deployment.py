@@ -62,8 +62,8 @@ with DAG(
     def record_champion(pointer: dict, dag_run=None) -> dict:
         """A requested version that now serves becomes the champion (rollback or pin); the run's
         note says which version went live."""
-        from eksml.outcome import note_deployment
         from eksml.registry import record_deployment
+        from eksml.run_notes import note_deployment
         from eksml.settings import resolve_settings
 
         settings = resolve_settings()

@@ -28,7 +28,7 @@ echo "== airflow db migrate"
 airflow db migrate
 echo "== pools, variables, connections (include/airflow_settings.yaml; eksml_airflow_api for run notes)"
 # Through Airflow's Python API: the CLI would record its command line in the metadata database.
-python -m eksml.airflow_settings /opt/airflow/include/airflow_settings.yaml \
+python -m eksml.airflow_objects /opt/airflow/include/airflow_settings.yaml \
   --airflow-api-host http://airflow-apiserver:8080 \
   --admin-password-file /opt/airflow/auth/simple_auth_manager_passwords.json.generated
 echo "== data store"

@@ -6,7 +6,7 @@ tests and for trying the UI by hand.
 Why a script and not ``airflow standalone`` alone: on a shared machine the defaults collide
 (port 8080, log servers on 8793/8794, 32 idle executor workers) and the component processes
 outlive a plain SIGTERM. This starts every port on a free one, loads the project's pools,
-variables and connections (``python -m eksml.airflow_settings``) before the scheduler
+variables and connections (``python -m eksml.airflow_objects``) before the scheduler
 starts, and stops the whole process group with SIGINT, as Ctrl-C in a terminal does.
 
 The admin password is chosen here (random, kept in ``$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated``
@@ -121,7 +121,7 @@ class AirflowStandalone:
             "PYTHONPATH": str(ROOT / "plugins"),
             "NO_COLOR": "1",
             "PYTHONUNBUFFERED": "1",
-            # The outcome task writes run notes through the REST API (eksml.outcome).
+            # The outcome task writes run notes through the REST API (eksml.run_notes).
             "AIRFLOW_CONN_EKSML_AIRFLOW_API": json.dumps(
                 {
                     "conn_type": "http",
@@ -139,7 +139,7 @@ class AirflowStandalone:
         """Create the metadata database and load include/airflow_settings.yaml into it."""
         self.home.mkdir(parents=True, exist_ok=True)
         self._run([str(VENV_BIN / "airflow"), "db", "migrate"], "db-migrate.log")
-        cmd = [str(VENV_BIN / "python"), "-m", "eksml.airflow_settings"]
+        cmd = [str(VENV_BIN / "python"), "-m", "eksml.airflow_objects"]
         if self.settings_file:
             cmd.append(str(self.settings_file))
         self._run(cmd, "airflow-settings.log")

@@ -37,13 +37,13 @@ migrate() {
 # Migrating the database and loading pools/variables/connections each pay Airflow's start-up
 # (seconds); they only matter when the Airflow install, the settings or the database changed.
 prepared="$AIRFLOW_HOME/.prepared"
-want_prepared="$(cat .venv/.requirements.sha256 include/airflow_settings.yaml plugins/eksml/airflow_settings.py | sha256sum | cut -d' ' -f1)"
+want_prepared="$(cat .venv/.requirements.sha256 include/airflow_settings.yaml plugins/eksml/airflow_objects.py | sha256sum | cut -d' ' -f1)"
 if [ -f "$AIRFLOW_HOME/airflow.db" ] && [ "$(cat "$prepared" 2>/dev/null)" = "$want_prepared" ]; then
   echo "== Airflow metadata database, pools, variables, connections: up to date"
 else
   rm -f "$prepared"
   timed db-migrate step "Airflow metadata database ($AIRFLOW_HOME)" migrate
-  timed settings step "pools, variables, connections (include/airflow_settings.yaml)" .venv/bin/python -m eksml.airflow_settings
+  timed settings step "pools, variables, connections (include/airflow_settings.yaml)" .venv/bin/python -m eksml.airflow_objects
   echo "$want_prepared" >"$prepared"
 fi
 

@@ -75,7 +75,7 @@ class NodeCluster:
 
 
 def pipeline_identity() -> dict[str, Identity]:
-    from eksml.eksctl.request import PIPELINE_GROUP
+    from eksml.cluster.request import PIPELINE_GROUP
 
     return {PIPELINE: Identity("eksml-pipeline", (PIPELINE_GROUP,))}
 

@@ -27,7 +27,7 @@ mkdir -p "$AIRFLOW_HOME"
 if [ ! -f "$AIRFLOW_HOME/airflow.db" ]; then
   echo "== Airflow metadata database ($AIRFLOW_HOME), pools, variables"
   .venv/bin/airflow db migrate >"$AIRFLOW_HOME/db-migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/db-migrate.log"; exit 1; }
-  .venv/bin/python -m eksml.airflow_settings
+  .venv/bin/python -m eksml.airflow_objects
 fi
 .venv/bin/python scripts/run_node.py --conf "$conf" --log-dir "$AIRFLOW_HOME"
 echo "== done in $(( $(date +%s) - start )) s"

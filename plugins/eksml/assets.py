@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset
 
+from eksml.errors import InvalidInput
 from eksml.layout import STAMP, Area, area_root, data_uri_problem
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ TRAINING_DATA = Asset(name="fashion_mnist_training_data", uri="eksml://datasets/
 CHAMPION_MODEL = Asset(name="fashion_mnist_champion_model", uri="eksml://models/fashion-mnist/champion")
 
 
-class DataEventError(ValueError):
+class DataEventError(InvalidInput):
     """A training-data asset event's ``extra`` is malformed; the message says how."""
 
 

@@ -52,7 +52,7 @@ def log_failure_summary(context: dict[str, Any]) -> None:
 
 def note_failure(dag_id: str, run_id: str, task_id: str, reason: str) -> None:
     """The run's note says it failed, in which task and why (the reason only in task logs before)."""
-    from eksml.outcome import failure_note, write_run_note
+    from eksml.run_notes import failure_note, write_run_note
     from eksml.settings import resolve_settings
 
     try:

@@ -26,6 +26,7 @@ from eksml.contract import (
     IdxError,
 )
 from eksml.contract import decode_idx as decode_idx_data
+from eksml.errors import InvalidInput
 from eksml.storage import read_json, uri_of, write_json_atomic
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class DataValidationError(ValueError):
+class DataValidationError(InvalidInput):
     """The source data is missing, corrupt or inconsistent."""
 
 

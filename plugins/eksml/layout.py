@@ -2,7 +2,7 @@
 
 Every location the pipeline reads or writes lies in one *area* of the store
 (``<store>/<area>/<model>/...``). :data:`ACCESS` says which identity may do what in which area;
-the IAM policies (``eksml.eksctl.iam``), the prerequisites in ``docs/aws.md`` and the preflight checks are
+the IAM policies (``eksml.cluster.iam``), the prerequisites in ``docs/aws.md`` and the preflight checks are
 all rendered from it, and the run planner builds its URIs with :func:`area_uri`, so a new area
 or a new use of one cannot reach a workload without its permission.
 
@@ -16,7 +16,7 @@ Identities:
 * ``pipeline``: the identity Airflow's AWS connection signs with (data preparation, registry,
   SageMaker job submission, cluster checks).
 * ``lifecycle``: the identity eksctl runs as to create, scale and delete clusters
-  (``eksml.eksctl.lifecycle_iam``); it never touches the store.
+  (``eksml.cluster.lifecycle_iam``); it never touches the store.
 
 It also names what lies inside those areas, for every reader and writer of the package: the
 files of a model version (:class:`ModelVersion`), the timestamp in store paths and the form of
@@ -42,8 +42,6 @@ if TYPE_CHECKING:
     from os import PathLike
 
     from airflow.sdk import ObjectStoragePath
-
-    from eksml.settings import Settings
 
 
 class Area(str, Enum):
@@ -208,18 +206,12 @@ class ModelVersion:
 
     Every reader of a version's files goes through here: the registry, the run's outcome and
     report, the version page, both deployment paths and the SageMaker artifact unpacking.
-    ``folder`` is an ``ObjectStoragePath`` (any store) or a local ``pathlib.Path``.
+    ``folder`` is an ``ObjectStoragePath`` (any store) or a local ``pathlib.Path``;
+    :func:`eksml.storage.version_at` opens one from a URI in the configured store.
     """
 
     def __init__(self, folder: ObjectStoragePath | PathLike) -> None:
         self.folder = folder
-
-    @classmethod
-    def at(cls, uri: str, settings: Settings) -> ModelVersion:
-        """The version at ``uri`` (``s3://``, ``file://`` or an absolute path) in the configured store."""
-        from eksml.storage import store_path
-
-        return cls(store_path(uri, settings))
 
     def file(self, name: str) -> Any:
         return self.folder / name

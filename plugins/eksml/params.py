@@ -12,9 +12,10 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from eksml.cluster.node_contract import CLUSTER_MODES, EPHEMERAL_CLUSTER, EXISTING_CLUSTER, GPU_RESOURCE
 from eksml.contract import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, MAX_EPOCHS
+from eksml.errors import InvalidInput
 from eksml.layout import data_uri_problem
-from eksml.nodes import CLUSTER_MODES, EPHEMERAL_CLUSTER, EXISTING_CLUSTER, GPU_RESOURCE
 from eksml.sagemaker.instances import DEFAULT_TRAINING_TYPE, DEFAULT_USE_SPOT, OFFERED_TRAINING_TYPES
 
 FRAMEWORKS = ("tensorflow", "mxnet", "both")
@@ -159,7 +160,7 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
-class ParamsError(ValueError):
+class ParamsError(InvalidInput):
     """A run parameter is invalid; the message names it."""
 
 

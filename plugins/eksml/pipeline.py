@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from eksml import __version__
+from eksml.cluster.node_contract import EPHEMERAL_CLUSTER
 from eksml.dataprep import (
     TEST_IMAGES,
     TRAIN_IMAGES,
@@ -22,13 +23,13 @@ from eksml.dataprep import (
     validate_source,
 )
 from eksml.drops import DropAccount, account
-from eksml.layout import ModelVersion, candidate_accuracy
-from eksml.nodes import EPHEMERAL_CLUSTER
+from eksml.errors import PreflightError
+from eksml.layout import candidate_accuracy
 from eksml.params import TrainingParams, validate_training_params
 from eksml.registry import ModelRegistry, RegistryError
 from eksml.runs import evaluation_spec, plan_run
 from eksml.settings import PROJECT_ROOT, Settings, resolve_settings
-from eksml.storage import store_path, uri_of
+from eksml.storage import store_path, uri_of, version_at
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,6 @@ def run_facts(context: dict[str, Any]) -> dict[str, Any]:
         end = getattr(dag_run, "run_after", None) or datetime.now(timezone.utc)
         start = end
     return {"run_id": dag_run.run_id, "dag_id": dag_run.dag_id, "interval_start": start, "interval_end": end}
-
-
-class PreflightError(ValueError):
-    """The account would reject the run; the message lists each finding and its fix."""
 
 
 #: Run types whose data interval selects their data (the drop current at the interval's end).
@@ -98,7 +95,7 @@ def skip_run(run: Any, reason: str, settings: Settings) -> None:
     """Skip the whole run from its first task; its note says why."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from eksml.outcome import write_run_note
+    from eksml.run_notes import write_run_note
 
     try:
         write_run_note(run.dag_id, run.run_id, f"**SKIPPED** {reason}", settings.airflow_api_conn_id)
@@ -260,7 +257,7 @@ def register(plan: dict[str, Any], facts: dict[str, Any]) -> list[dict[str, Any]
     registry = ModelRegistry(store_path(settings.models_root, settings))
     registered = []
     for framework, candidate in plan["candidates"].items():
-        staging = ModelVersion.at(candidate["staging_uri"], settings)
+        staging = version_at(candidate["staging_uri"], settings)
         if not staging.finished:
             log.warning("%s: no finished training output at %s; not registered", framework, staging.folder)
             continue

@@ -7,7 +7,7 @@ from __future__ import annotations
 from airflow.plugins_manager import AirflowPlugin
 
 from eksml.conf_keys import UnknownConfKeysMiddleware
-from eksml.outcome import URL_PREFIX, create_app
+from eksml.version_pages import URL_PREFIX, create_app
 
 
 class EksmlPlugin(AirflowPlugin):

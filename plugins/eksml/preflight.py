@@ -3,7 +3,7 @@
 ``python -m eksml.preflight`` and the training DAG's first task (aws profile) check:
 
 * each identity's permissions for the calls it will make: the actions and resources of the
-  policies the project renders (``eksml.eksctl.iam``), simulated with IAM's policy simulator
+  policies the project renders (``eksml.cluster.iam``), simulated with IAM's policy simulator
   against the principals that will make them (Airflow's, the SageMaker role, the training IRSA
   role, and for ephemeral clusters the lifecycle identity eksctl runs as), with a request
   context that satisfies each statement's conditions;
@@ -27,60 +27,15 @@ import argparse
 import datetime as dt
 import re
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from eksml.nodes import CLUSTER_MODES, EPHEMERAL_CLUSTER, EXISTING_CLUSTER
+from eksml.cluster.node_contract import CLUSTER_MODES, EPHEMERAL_CLUSTER, EXISTING_CLUSTER
 from eksml.params import TrainingParams, validate_training_params
+from eksml.preflight_findings import ERROR, OK, WARNING, ClientFactory, Finding, Report, aws_clients, error_code
+from eksml.prices import hourly_cost
 from eksml.settings import Settings, resolve_settings
 
-ERROR, WARNING, OK = "error", "warning", "ok"
 _ECR_REGISTRY = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?(?:/(.+))?$")
-
-
-@dataclass(frozen=True)
-class Finding:
-    check: str
-    level: str
-    message: str
-    fix: str = ""
-
-    def __str__(self) -> str:
-        return f"[{self.level}] {self.check}: {self.message}" + (f"\n    fix: {self.fix}" if self.fix else "")
-
-
-@dataclass
-class Report:
-    findings: list[Finding] = field(default_factory=list)
-    estimate: list[str] = field(default_factory=list)
-
-    @property
-    def errors(self) -> list[Finding]:
-        return [f for f in self.findings if f.level == ERROR]
-
-    def text(self) -> str:
-        cost = ["estimated cost:", *(f"  {line}" for line in self.estimate)] if self.estimate else []
-        return "\n".join([*map(str, self.findings), *cost])
-
-
-ClientFactory = Callable[[str], Any]
-
-
-def aws_clients(settings: Settings) -> ClientFactory:
-    """boto3 clients of the Airflow AWS connection (its endpoint, region, credentials)."""
-    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
-    def make(service: str) -> Any:
-        return AwsBaseHook(
-            aws_conn_id=settings.aws_conn_id, client_type=service, region_name=settings.region
-        ).get_conn()
-
-    return make
-
-
-def _code(exc: Exception) -> str:
-    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
 
 
 # --- store, images, version ------------------------------------------------------------------
@@ -96,7 +51,7 @@ def check_bucket(s3: Any, settings: Settings) -> list[Finding]:
             Finding(
                 "bucket",
                 ERROR,
-                f"bucket {bucket} cannot be reached: {_code(exc) or exc}",
+                f"bucket {bucket} cannot be reached: {error_code(exc) or exc}",
                 f"create it in {settings.region} (aws s3 mb s3://{bucket} --region {settings.region}) or fix "
                 "EKSML_STORE_URI",
             )
@@ -149,7 +104,7 @@ def _check_image(ecr: Any, settings: Settings, name: str, account: str, reposito
         try:
             details = ecr.describe_images(registryId=account, repositoryName=repository, imageIds=[image_id])
         except ClientError as exc:
-            if _code(exc) in ("ImageNotFoundException", "RepositoryNotFoundException"):
+            if error_code(exc) in ("ImageNotFoundException", "RepositoryNotFoundException"):
                 return None
             raise
         return details["imageDetails"][0]
@@ -164,7 +119,7 @@ def _check_image(ecr: Any, settings: Settings, name: str, account: str, reposito
             return Finding("images", OK, f"{settings.image(name)} exists")
         by_tag = lookup({"imageTag": settings.image_tag})
     except ClientError as exc:
-        return Finding("images", ERROR, f"{tagged}: cannot look it up ({_code(exc)})", "check the ECR permissions")
+        return Finding("images", ERROR, f"{tagged}: cannot look it up ({error_code(exc)})", "check the ECR permissions")
     if not digest:
         if by_tag:
             return Finding("images", OK, f"{tagged} exists")
@@ -214,7 +169,7 @@ def check_image_pins(settings: Settings, names: list[str]) -> list[Finding]:
 
 
 def check_version(settings: Settings) -> list[Finding]:
-    from eksml.eks_versions import KubernetesVersionError, check_kubernetes_version
+    from eksml.cluster.versions import KubernetesVersionError, check_kubernetes_version
 
     try:
         warnings = check_kubernetes_version(settings.kubernetes_version)
@@ -284,13 +239,13 @@ def check_permissions(
                 if result["EvalDecision"] != "allowed":
                     denied.append(f"{action} on {resource} ({result['EvalDecision']})")
     except (ClientError, BotoCoreError, ResponseParserError) as exc:
-        if _code(exc) == "NoSuchEntity":
+        if error_code(exc) == "NoSuchEntity":
             return [Finding(f"permissions: {identity}", ERROR, f"{principal} does not exist", fix)]
         return [
             Finding(
                 f"permissions: {identity}",
                 WARNING,
-                f"cannot simulate {principal}'s policies: {_code(exc) or type(exc).__name__}",
+                f"cannot simulate {principal}'s policies: {error_code(exc) or type(exc).__name__}",
                 "allow iam:SimulatePrincipalPolicy to the Airflow identity to check this before a run",
             )
         ]
@@ -312,7 +267,7 @@ def check_ec2_quota(quotas: Any, instance_type: str, nodes: int, spot: bool, reg
     from botocore.exceptions import BotoCoreError, ClientError
     from botocore.parsers import ResponseParserError
 
-    from eksml.eksctl.instance_types import ec2_quota_for, vcpus
+    from eksml.cluster.instance_types import ec2_quota_for, vcpus
 
     code, name = ec2_quota_for(instance_type, spot)
     needed = vcpus(instance_type) * nodes
@@ -320,7 +275,9 @@ def check_ec2_quota(quotas: Any, instance_type: str, nodes: int, spot: bool, reg
     try:
         value = quotas.get_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"]
     except (ClientError, BotoCoreError, ResponseParserError) as exc:
-        return [Finding("quota: ec2", WARNING, f"cannot read quota {code}: {_code(exc) or type(exc).__name__}", fix)]
+        return [
+            Finding("quota: ec2", WARNING, f"cannot read quota {code}: {error_code(exc) or type(exc).__name__}", fix)
+        ]
     if value < needed:
         return [
             Finding(
@@ -353,7 +310,10 @@ def check_sagemaker_quota(quotas: Any, instance_type: str, count: int, spot: boo
     except (ClientError, BotoCoreError, ResponseParserError) as exc:
         return [
             Finding(
-                "quota: sagemaker", WARNING, f"cannot list SageMaker quotas: {_code(exc) or type(exc).__name__}", fix
+                "quota: sagemaker",
+                WARNING,
+                f"cannot list SageMaker quotas: {error_code(exc) or type(exc).__name__}",
+                fix,
             )
         ]
     return [Finding("quota: sagemaker", ERROR, f"no quota '{wanted}' in {region}", fix)]
@@ -362,7 +322,7 @@ def check_sagemaker_quota(quotas: Any, instance_type: str, count: int, spot: boo
 def node_group_vcpus(configs: list[Any]) -> dict[tuple[str, str], dict[str, Any]]:
     """vCPUs each EC2 quota must cover for ``configs``' node groups: at their min, desired and max
     sizes, with the groups that count towards it (a spot group's largest type counts)."""
-    from eksml.eksctl.instance_types import ec2_quota_for, vcpus
+    from eksml.cluster.instance_types import ec2_quota_for, vcpus
 
     needs: dict[tuple[str, str], dict[str, Any]] = {}
     for cfg in configs:
@@ -402,7 +362,10 @@ def check_node_group_quotas(quotas: Any, configs: list[Any], region: str) -> lis
         except (ClientError, BotoCoreError, ResponseParserError) as exc:
             findings.append(
                 Finding(
-                    "quota: ec2", WARNING, f"cannot read quota {code}: {_code(exc) or type(exc).__name__}", fix(wanted)
+                    "quota: ec2",
+                    WARNING,
+                    f"cannot read quota {code}: {error_code(exc) or type(exc).__name__}",
+                    fix(wanted),
                 )
             )
             continue
@@ -432,30 +395,10 @@ def check_node_group_quotas(quotas: Any, configs: list[Any], region: str) -> lis
     return findings
 
 
-def hourly_cost(clusters: list[tuple[str, list[tuple[str, int]]]]) -> tuple[float, list[str]]:
-    """Running cost per hour of clusters given as (name, [(instance type, nodes), ...]): control
-    plane plus nodes at the dated list prices; a type missing from the table is named, not guessed."""
-    from eksml import prices
-
-    total, lines = 0.0, []
-    for name, nodes in clusters:
-        cost, parts = prices.EKS_CLUSTER_HOUR, [f"control plane ${prices.EKS_CLUSTER_HOUR}/h"]
-        for instance, count in nodes:
-            price = prices.EC2_HOUR.get(instance)
-            if price is None:
-                parts.append(f"{count} x {instance} (no price in eksml/prices.py)")
-                continue
-            cost += price * count
-            parts.append(f"{count} x {instance} ${price * count:.3f}/h")
-        total += cost
-        lines.append(f"{name}: ${cost:.2f}/h ({', '.join(parts)})")
-    return total, lines
-
-
 def cluster_preflight(settings: Settings, request: Any, *, clients: ClientFactory | None = None) -> Report:
     """What ``eks_cluster`` checks before eksctl creates or scales anything: the Kubernetes version
     and every EC2 vCPU quota the requested node groups draw on; with the hourly cost they run at."""
-    from eksml.eksctl.request import build_cluster_configs
+    from eksml.cluster.request import build_cluster_configs
 
     clients = clients or aws_clients(settings)
     configs = build_cluster_configs(request)
@@ -474,8 +417,8 @@ def run_cluster_preflight(overrides: dict[str, Any]) -> list[str]:
     cluster overrides; raise with every finding and its fix, else return the report's lines."""
     import logging
 
-    from eksml.eksctl.request import ClusterRequest
-    from eksml.pipeline import PreflightError
+    from eksml.cluster.request import ClusterRequest
+    from eksml.errors import PreflightError
 
     settings = resolve_settings()
     report = cluster_preflight(settings, ClusterRequest.from_settings(settings, **overrides))
@@ -497,20 +440,20 @@ def check_bucket_encryption(s3: Any, settings: Settings) -> list[Finding]:
     bucket = settings.store_uri[len("s3://") :].split("/", 1)[0]
     fix = (
         "set EKSML_STORE_KMS_KEY_ARN to the bucket's key ARN and attach the policies printed by "
-        "python -m eksml.eksctl iam <identity> again (the key policy must let the account's IAM policies "
+        "python -m eksml.cluster.eksctl iam <identity> again (the key policy must let the account's IAM policies "
         "grant it: the default key policy does)"
     )
     try:
         rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
     except ClientError as exc:
-        if _code(exc) == "ServerSideEncryptionConfigurationNotFoundError":
+        if error_code(exc) == "ServerSideEncryptionConfigurationNotFoundError":
             return [Finding("bucket encryption", OK, f"bucket {bucket}: S3-managed keys (no KMS permission needed)")]
         return [
             Finding(
                 "bucket encryption",
                 WARNING,
-                f"cannot read bucket {bucket}'s encryption: {_code(exc) or exc}",
-                "allow s3:GetEncryptionConfiguration on the bucket (python -m eksml.eksctl iam pipeline)",
+                f"cannot read bucket {bucket}'s encryption: {error_code(exc) or exc}",
+                "allow s3:GetEncryptionConfiguration on the bucket (python -m eksml.cluster.eksctl iam pipeline)",
             )
         ]
     default = (rules[0].get("ApplyServerSideEncryptionByDefault") or {}) if rules else {}
@@ -543,8 +486,8 @@ def check_bucket_encryption(s3: Any, settings: Settings) -> list[Finding]:
 
 
 def check_lifecycle_permissions(iam_client: Any, settings: Settings, principal: str, account: str) -> list[Finding]:
-    """Simulate the calls eksctl makes (``eksml.eksctl.lifecycle_iam.EKSCTL_CALLS``) as ``principal``."""
-    from eksml.eksctl.lifecycle_iam import lifecycle_calls, lifecycle_policy
+    """Simulate the calls eksctl makes (``eksml.cluster.lifecycle_iam.EKSCTL_CALLS``) as ``principal``."""
+    from eksml.cluster.lifecycle_iam import lifecycle_calls, lifecycle_policy
 
     calls = [
         (
@@ -557,8 +500,8 @@ def check_lifecycle_permissions(iam_client: Any, settings: Settings, principal: 
     accounts = (settings.training_service_account, settings.inference_service_account)
     policy = lifecycle_policy(settings.cluster_name, settings.region, service_accounts=accounts, account_id=account)
     fix = (
-        "attach the policy printed by: python -m eksml.eksctl iam lifecycle, with the boundary printed by: "
-        "python -m eksml.eksctl iam lifecycle-boundary (EKSML_LIFECYCLE_AWS_CONN_ID names its connection)"
+        "attach the policy printed by: python -m eksml.cluster.eksctl iam lifecycle, with the boundary printed by: "
+        "python -m eksml.cluster.eksctl iam lifecycle-boundary (EKSML_LIFECYCLE_AWS_CONN_ID names its connection)"
     )
     return check_permissions(iam_client, "lifecycle", principal, policy, fix, calls=calls)
 
@@ -606,7 +549,7 @@ def check_sagemaker_images(settings: Settings, params: TrainingParams, today: dt
 # --- cost -------------------------------------------------------------------------------------
 def estimate(settings: Settings, params: TrainingParams, req: Any, hours: float) -> list[str]:
     from eksml import prices
-    from eksml.eksctl.request import train_node_group
+    from eksml.cluster.request import train_node_group
 
     lines = [
         f"prices: {prices.PRICES_REGION} on-demand list prices of {prices.PRICES_DATE} (eksml/prices.py); "
@@ -653,8 +596,8 @@ def run_preflight(
     lifecycle_clients: ClientFactory | None = None,
     hours: float = 1.0,
 ) -> Report:
-    from eksml.eksctl import iam
-    from eksml.eksctl.request import ClusterRequest, train_node_group, training_role_name
+    from eksml.cluster import iam
+    from eksml.cluster.request import ClusterRequest, train_node_group, training_role_name
     from eksml.sagemaker.request import SageMakerRequestError, check_role_arn
 
     if settings.profile == "kubernetes":  # a cluster the user already has: none of AWS's checks apply
@@ -685,7 +628,7 @@ def run_preflight(
     report.findings += check_bucket_encryption(clients("s3"), settings)
     report.findings += check_images(clients("ecr"), settings, images_needed(params))
     report.findings += check_image_pins(settings, images_needed(params))
-    how = "attach the policy printed by: python -m eksml.eksctl iam {}"
+    how = "attach the policy printed by: python -m eksml.cluster.eksctl iam {}"
     iam_client = clients("iam")
     role_arn = settings.sagemaker_role_arn
     if params.trainer == "sagemaker":
@@ -745,7 +688,7 @@ def run_preflight(
         nodes = max(params.workers if "mxnet" in params.frameworks else 1, 1)
         report.findings += check_ec2_quota(quotas, group.instance_types[0], nodes, group.spot, settings.region)
         if params.cluster == EPHEMERAL_CLUSTER:  # the run creates its cluster: every group's quota counts
-            from eksml.eksctl.request import build_cluster_configs
+            from eksml.cluster.request import build_cluster_configs
 
             report.findings += check_node_group_quotas(quotas, build_cluster_configs(req), settings.region)
     from eksml.preflight_integrations import check_integrations

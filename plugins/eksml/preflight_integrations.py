@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
-from eksml.preflight import ERROR, OK, WARNING, ClientFactory, Finding, _code
+from eksml.preflight_findings import ERROR, OK, WARNING, ClientFactory, Finding, error_code
 from eksml.settings import Settings
 
 #: Service Quotas code of "Application Load Balancers per Region" (service code elasticloadbalancing).
@@ -61,9 +61,11 @@ def check_api_access(
         try:
             cluster = eks.describe_cluster(name=settings.cluster_name)["cluster"]
         except _aws_errors() as exc:
-            if _code(exc) == "ResourceNotFoundException":  # the eks_cluster DAG makes it: as for a new one
+            if error_code(exc) == "ResourceNotFoundException":  # the eks_cluster DAG makes it: as for a new one
                 return check_api_access(settings, existing=False)
-            return [Finding("api endpoint", WARNING, f"cannot describe cluster {settings.cluster_name}: {_code(exc)}")]
+            return [
+                Finding("api endpoint", WARNING, f"cannot describe cluster {settings.cluster_name}: {error_code(exc)}")
+            ]
         return check_endpoint_reachable(cluster["endpoint"], connect)
     if settings.api_public_access:
         return [
@@ -96,7 +98,7 @@ def check_private_subnets(ec2: Any, subnets: tuple[str, ...]) -> list[Finding]:
     try:
         found = {s["SubnetId"]: s for s in ec2.describe_subnets(SubnetIds=list(subnets))["Subnets"]}
     except _aws_errors() as exc:
-        return [Finding("subnets", ERROR, f"cannot describe {', '.join(subnets)}: {_code(exc)}", fix)]
+        return [Finding("subnets", ERROR, f"cannot describe {', '.join(subnets)}: {error_code(exc)}", fix)]
     findings = []
     for subnet_id in subnets:
         subnet = found.get(subnet_id)
@@ -147,7 +149,7 @@ def check_certificate(acm: Any, arn: str, host: str) -> list[Finding]:
     try:
         cert = acm.describe_certificate(CertificateArn=arn)["Certificate"]
     except _aws_errors() as exc:
-        return [Finding("certificate", ERROR, f"{arn}: {_code(exc) or exc}", fix)]
+        return [Finding("certificate", ERROR, f"{arn}: {error_code(exc) or exc}", fix)]
     if cert.get("Status") != "ISSUED":
         return [Finding("certificate", ERROR, f"{arn} is {cert.get('Status')}, not ISSUED", fix)]
     names = [cert.get("DomainName", ""), *cert.get("SubjectAlternativeNames", [])]
@@ -164,7 +166,7 @@ def check_cognito(cognito: Any, pool_arn: str, client_id: str, domain: str) -> l
         cognito.describe_user_pool_client(UserPoolId=pool_id, ClientId=client_id)
         described = cognito.describe_user_pool_domain(Domain=domain)["DomainDescription"]
     except _aws_errors() as exc:
-        return [Finding("cognito", ERROR, f"user pool {pool_id} / client {client_id}: {_code(exc) or exc}", fix)]
+        return [Finding("cognito", ERROR, f"user pool {pool_id} / client {client_id}: {error_code(exc) or exc}", fix)]
     if described.get("UserPoolId") != pool_id:
         return [Finding("cognito", ERROR, f"domain {domain!r} does not belong to user pool {pool_id}", fix)]
     return [Finding("cognito", OK, f"user pool {pool_id}, its client and domain {domain!r} exist")]
@@ -180,7 +182,7 @@ def check_load_balancer_quota(quotas: Any, elbv2: Any, region: str) -> list[Find
         pages = elbv2.get_paginator("describe_load_balancers").paginate()
         used = sum(1 for page in pages for lb in page["LoadBalancers"] if lb.get("Type") == "application")
     except _aws_errors() as exc:
-        return [Finding("quota: alb", WARNING, f"cannot read the ALB quota or count: {_code(exc) or exc}", fix)]
+        return [Finding("quota: alb", WARNING, f"cannot read the ALB quota or count: {error_code(exc) or exc}", fix)]
     if used + 1 > limit:
         return [Finding("quota: alb", ERROR, f"{used} of {limit:g} Application Load Balancers in use", fix)]
     return [Finding("quota: alb", OK, f"{used} of {limit:g} Application Load Balancers in use")]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eksml.preflight import ERROR, OK, Finding, Report
+from eksml.preflight_findings import ERROR, OK, Finding, Report
 from eksml.settings import Settings
 
 #: Seconds each API call may take: an address that does not answer fails the run at once.
@@ -123,7 +123,7 @@ def require_reachable(settings: Settings) -> None:
     answer (the deployment DAG's first task: nothing is rolled out behind a missing connection)."""
     if settings.profile != "kubernetes":
         return
-    from eksml.pipeline import PreflightError
+    from eksml.errors import PreflightError
 
     report = kubernetes_preflight(settings)
     if report.errors:

@@ -1,7 +1,7 @@
 """The "First run on AWS" prerequisites of ``docs/aws.md``, generated from the tables the policies come from.
 
 Each identity's store access comes from ``eksml.layout.ACCESS``, its other AWS actions from
-``eksml.eksctl.iam``, the quotas from ``eksml.eksctl.instance_types`` and the vCPUs to request
+``eksml.cluster.iam``, the quotas from ``eksml.cluster.instance_types`` and the vCPUs to request
 from the default node groups through preflight's own count, the images from ``eksml.specs``;
 so the documentation cannot promise other permissions or numbers than the ones the project uses.
 ``python -m eksml.prerequisites`` prints the section; ``--write docs/aws.md`` replaces it there.
@@ -26,31 +26,32 @@ RUN = "PYTHONPATH=plugins .venv/bin/python -m"
 _WHO = {
     Identity.PIPELINE: (
         "Airflow (the `EKSML_AWS_CONN_ID` connection, `aws_default` by default)",
-        f"`{RUN} eksml.eksctl iam pipeline`",
+        f"`{RUN} eksml.cluster.eksctl iam pipeline`",
     ),
     Identity.TRAINING: (
         "training, MPI and evaluation pods (IRSA role `<cluster>-<region>-training`)",
-        f"made by eksctl with the cluster: `{RUN} eksml.eksctl iam training`",
+        f"made by eksctl with the cluster: `{RUN} eksml.cluster.eksctl iam training`",
     ),
     Identity.INFERENCE: (
         "model server pods (IRSA role `<cluster>-<region>-inference`)",
-        f"made by eksctl with the cluster: `{RUN} eksml.eksctl iam inference`",
+        f"made by eksctl with the cluster: `{RUN} eksml.cluster.eksctl iam inference`",
     ),
     Identity.SAGEMAKER: (
         "SageMaker execution role (`EKSML_SAGEMAKER_ROLE_ARN`)",
-        f"`{RUN} eksml.eksctl iam sagemaker`",
+        f"`{RUN} eksml.cluster.eksctl iam sagemaker`",
     ),
     Identity.LIFECYCLE: (
         "eksctl: creates, scales, deletes clusters (`EKSML_LIFECYCLE_AWS_CONN_ID`, default Airflow's)",
-        f"`{RUN} eksml.eksctl iam lifecycle`, permissions boundary `{RUN} eksml.eksctl iam lifecycle-boundary`",
+        f"`{RUN} eksml.cluster.eksctl iam lifecycle`, "
+        f"permissions boundary `{RUN} eksml.cluster.eksctl iam lifecycle-boundary`",
     ),
 }
 
 
 def render() -> str:
-    from eksml.eksctl.iam import PIPELINE_BUCKET_ACTIONS, PIPELINE_SERVICE_ACTIONS, SAGEMAKER_SERVICE_ACTIONS
-    from eksml.eksctl.instance_types import EC2_GPU_QUOTAS, EC2_STANDARD_QUOTA, EC2_STANDARD_SPOT_QUOTA
-    from eksml.eksctl.lifecycle_iam import LIFECYCLE_SCOPE
+    from eksml.cluster.iam import PIPELINE_BUCKET_ACTIONS, PIPELINE_SERVICE_ACTIONS, SAGEMAKER_SERVICE_ACTIONS
+    from eksml.cluster.instance_types import EC2_GPU_QUOTAS, EC2_STANDARD_QUOTA, EC2_STANDARD_SPOT_QUOTA
+    from eksml.cluster.lifecycle_iam import LIFECYCLE_SCOPE
     from eksml.layout import ACCESS, Op
     from eksml.specs import TRAINING_IMAGES
 
@@ -90,7 +91,7 @@ def render() -> str:
 def _fresh_account_steps(images: list[str]) -> list[str]:
     """Quota requests for the default cluster, the registry and the digest-pinned images: the
     numbers come from the node groups eksctl is given and the quota check preflight runs."""
-    from eksml.eksctl.request import ClusterRequest, build_cluster_configs
+    from eksml.cluster.request import ClusterRequest, build_cluster_configs
     from eksml.preflight import node_group_vcpus
     from eksml.settings import Settings
 

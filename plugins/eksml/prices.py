@@ -48,3 +48,21 @@ SAGEMAKER_TRAINING_HOUR: dict[str, float] = {
     "ml.m5.xlarge": 0.23,
     "ml.m5.2xlarge": 0.461,
 }
+
+
+def hourly_cost(clusters: list[tuple[str, list[tuple[str, int]]]]) -> tuple[float, list[str]]:
+    """Running cost per hour of clusters given as (name, [(instance type, nodes), ...]): control
+    plane plus nodes at the dated list prices; a type missing from the table is named, not guessed."""
+    total, lines = 0.0, []
+    for name, nodes in clusters:
+        cost, parts = EKS_CLUSTER_HOUR, [f"control plane ${EKS_CLUSTER_HOUR}/h"]
+        for instance, count in nodes:
+            price = EC2_HOUR.get(instance)
+            if price is None:
+                parts.append(f"{count} x {instance} (no price in eksml/prices.py)")
+                continue
+            cost += price * count
+            parts.append(f"{count} x {instance} ${price * count:.3f}/h")
+        total += cost
+        lines.append(f"{name}: ${cost:.2f}/h ({', '.join(parts)})")
+    return total, lines

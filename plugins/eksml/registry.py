@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from eksml.errors import ServiceError
 from eksml.layout import METADATA, METRICS, STAMP, ModelVersion, recorded_accuracy
 from eksml.storage import (
     PreconditionFailed,
@@ -57,7 +58,7 @@ PROMOTIONS = "promotions"
 MAX_ATTEMPTS = 200
 
 
-class RegistryError(RuntimeError):
+class RegistryError(ServiceError):
     """A registration or promotion would break the registry's rules."""
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from eksml.cluster.node_contract import INFERENCE_ROLE
 from eksml.layout import STAMP, Area, area_uri
-from eksml.nodes import INFERENCE_ROLE
 from eksml.params import TrainingParams
 from eksml.settings import Settings
 from eksml.specs import Resources, WorkloadSpec, training_spec

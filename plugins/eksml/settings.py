@@ -24,7 +24,7 @@ from typing import Any, Literal, get_args
 from urllib.parse import urlparse
 
 from eksml.contract import parse_bool as parse_bool  # yes/no as the images read it too
-from eksml.eks_versions import DEFAULT_KUBERNETES_VERSION
+from eksml.errors import InvalidInput
 from eksml.layout import Area, area_uri
 
 #: ``local``: workloads as local processes (the default). ``aws``: EKS clusters made and sized by
@@ -50,7 +50,7 @@ DEFAULT_IMAGE_REGISTRY = "public.ecr.aws/eksml"
 _IMAGE_DIGEST = re.compile(r"^(?P<name>[a-z0-9]+([._-][a-z0-9]+)*)@(?P<digest>sha256:[0-9a-f]{64})$")
 
 
-class SettingsError(ValueError):
+class SettingsError(InvalidInput):
     """A configuration value is missing or invalid."""
 
 
@@ -71,7 +71,7 @@ class Settings:
     #: Airflow connection for S3, EKS, STS and SageMaker (its extra may carry ``endpoint_url``);
     #: the one place its default is spelled.
     aws_conn_id: str = "aws_default"
-    #: Airflow connection eksctl runs with (the lifecycle identity: ``python -m eksml.eksctl iam
+    #: Airflow connection eksctl runs with (the lifecycle identity: ``python -m eksml.cluster.eksctl iam
     #: lifecycle``); empty: ``aws_conn_id``, which then needs both identities' policies.
     lifecycle_aws_conn_id: str = ""
     #: HTTP connection to Airflow's own REST API, through which a run's note is written.
@@ -93,8 +93,8 @@ class Settings:
     #: Training on its own cluster ``<cluster_name>-training``, serving on ``<cluster_name>``; every
     #: task then reaches the cluster of its role (``eksml.cluster.target``).
     dedicated_training_cluster: bool = False
-    #: Default: the newest version in EKS standard support (``eksml.eks_versions``).
-    kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
+    #: Default: the newest version in EKS standard support (``eksml.cluster.versions``).
+    kubernetes_version: str = "1.35"
     namespace: str = "ml-training"
     inference_namespace: str = "ml-serving"
     training_service_account: str = "training"
@@ -113,13 +113,13 @@ class Settings:
     #: keys never enter a spec, XCom or a log). Both empty on EKS, where IRSA gives pods access.
     pod_store_endpoint_url: str = ""
     pod_store_secret: str = ""
-    #: Pods go to their node group by the node label ``role`` (``eksml.nodes``: train, inference,
+    #: Pods go to their node group by the node label ``role`` (``eksml.cluster.node_contract``: train, inference,
     #: system), as eksctl's node groups carry it. Off: wherever the scheduler puts them, for a
     #: cluster whose nodes carry no such label (a one-node kind, minikube or k3d cluster).
     node_roles: bool = True
 
     # SageMaker
-    #: The SageMaker execution role (its policy: ``python -m eksml.eksctl iam sagemaker``); no default.
+    #: The SageMaker execution role (its policy: ``python -m eksml.cluster.eksctl iam sagemaker``); no default.
     sagemaker_role_arn: str = ""
     sagemaker_subnets: tuple[str, ...] = ()
     sagemaker_security_groups: tuple[str, ...] = ()
@@ -382,21 +382,31 @@ def _check_integrations(s: Settings) -> None:
         )
 
 
-def _coerce(name: str, raw: Any, default: Any) -> Any:
-    if isinstance(default, bool):
+def coerce_value(name: str, raw: Any, like: Any) -> Any:
+    """``raw`` (text from the environment, a Variable or a templated param) as the type of ``like``,
+    the field's default: the settings and the cluster request read their values through here.
+    SettingsError naming ``name`` when it is not one."""
+    if isinstance(like, bool):
         try:
             return parse_bool(raw)
         except ValueError as exc:
             raise SettingsError(f"{name}: {exc}") from None
-    if isinstance(default, int):
+    if isinstance(like, int):
         try:
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError(raw)
             return int(raw)
         except (TypeError, ValueError):
             raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if isinstance(default, tuple):
+    if isinstance(like, tuple):
         if isinstance(raw, (list, tuple)):
             return tuple(raw)
         return tuple(part.strip() for part in str(raw).split(",") if part.strip())
+    if isinstance(like, dict):
+        try:
+            return dict(raw)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{name} must be a mapping, got {raw!r}") from None
     return str(raw)
 
 
@@ -429,7 +439,7 @@ def _build(overrides: dict[str, Any] | None, *, use_airflow_variable: bool) -> S
     unknown = set(values) - known
     if unknown:
         raise SettingsError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-    coerced = {k: _coerce(k, v, getattr(base, k)) for k, v in values.items()}
+    coerced = {k: coerce_value(k, v, getattr(base, k)) for k, v in values.items()}
     return dataclasses.replace(base, **coerced)
 
 

@@ -24,7 +24,8 @@ from pathlib import PurePosixPath
 from types import MappingProxyType
 from typing import Any, Union
 
-from eksml.nodes import TRAIN_ROLE
+from eksml.cluster.node_contract import TRAIN_ROLE
+from eksml.errors import InvalidInput
 
 #: Where every image puts its entrypoint code (Dockerfiles copy ``images/<name>/`` here).
 IMAGE_CODE_DIR = "/opt/eksml"
@@ -41,7 +42,7 @@ _IMAGE_NAME = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*$")
 _ARG_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-class WorkloadSpecError(ValueError):
+class WorkloadSpecError(InvalidInput):
     """The workload spec given to an operator is missing, malformed or inconsistent."""
 
 

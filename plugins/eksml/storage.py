@@ -15,6 +15,8 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from eksml.errors import ServiceError
+from eksml.layout import ModelVersion
 from eksml.settings import Settings
 
 if TYPE_CHECKING:
@@ -30,6 +32,11 @@ def store_path(uri: str, settings: Settings) -> ObjectStoragePath:
     if uri.startswith("/"):
         uri = "file://" + uri
     return ObjectStoragePath(uri)
+
+
+def version_at(uri: str, settings: Settings) -> ModelVersion:
+    """The model version at ``uri`` (``s3://``, ``file://`` or an absolute path) in the configured store."""
+    return ModelVersion(store_path(uri, settings))
 
 
 def uri_of(path: ObjectStoragePath) -> str:
@@ -59,7 +66,7 @@ def write_json_atomic(path: ObjectStoragePath, payload: Any) -> None:
     os.replace(_local_temp(path.path, body.encode()), path.path)
 
 
-class PreconditionFailed(RuntimeError):
+class PreconditionFailed(ServiceError):
     """A conditional write lost: the object exists (create) or changed since it was read (replace)."""
 
 

@@ -51,7 +51,7 @@ SMALL = {
 
 
 def _op(action: str, **overrides):
-    from eksml.eksctl.operators import EksctlClusterOperator
+    from eksml.cluster.lifecycle import EksctlClusterOperator
 
     return EksctlClusterOperator(
         task_id=action, action=action, cluster={**SMALL, **overrides}, aws_conn_id=None, deferrable=False

@@ -101,7 +101,7 @@ def test_aws_profile_training_failure_still_deletes_the_ephemeral_cluster(
     from airflow.sdk.exceptions import AirflowFailException
 
     import eksml.pipeline
-    from eksml.eksctl.operators import ephemeral_cluster_name
+    from eksml.cluster.lifecycle import ephemeral_cluster_name
     from eksml.kubernetes.operators import GpuTrainingPodOperator
 
     monkeypatch.setenv(

@@ -35,7 +35,7 @@ def test_loader_creates_then_keeps(tmp_path: Path):
     }
     bin_dir = Path(sys.executable).parent
     _run([str(bin_dir / "airflow"), "db", "migrate"], env)
-    first = _run([sys.executable, "-m", "eksml.airflow_settings"], env)
+    first = _run([sys.executable, "-m", "eksml.airflow_objects"], env)
     assert "pool gpu: created (2 slots)" in first and "variable eksml_settings: created" in first
     assert "connection aws_default: created" in first
     pools, conns, variable = ast.literal_eval(_run([sys.executable, "-c", CHECK], env).strip().splitlines()[-1])
@@ -47,7 +47,7 @@ def test_loader_creates_then_keeps(tmp_path: Path):
 
     # a user's edit survives a second load; the pools follow the file
     _run([str(bin_dir / "airflow"), "variables", "set", "eksml_settings", '{"profile": "aws"}'], env)
-    second = _run([sys.executable, "-m", "eksml.airflow_settings"], env)
+    second = _run([sys.executable, "-m", "eksml.airflow_objects"], env)
     assert "variable eksml_settings: kept" in second and "connection aws_default: kept" in second
     assert "pool gpu: 2 slots" in second
     assert (

@@ -258,8 +258,8 @@ def test_every_kubernetes_task_reaches_the_cluster_its_run_resolved(clusters, aw
     add_ons_target = add_ons._target(*add_ons._settings_and_request())
     add_ons_target.hook().core_v1_client.list_namespace()
     # the deployment DAG's Kubernetes target in the same resolution
+    from eksml.cluster.node_contract import INFERENCE_CLUSTER
     from eksml.cluster.target import resolve_target
-    from eksml.nodes import INFERENCE_CLUSTER
     from eksml.settings import load_settings
 
     deploy_target = resolve_target(

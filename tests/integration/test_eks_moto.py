@@ -54,7 +54,7 @@ def test_absent_cluster_is_a_clear_error(moto_server):
 
 def test_node_groups_match_the_pipeline_or_fail_clearly(eks_cluster):
     from eksml.cluster.eks import describe_nodegroups, nodegroup_drift
-    from eksml.eksctl.request import ClusterRequest, inference_node_group, train_node_group
+    from eksml.cluster.request import ClusterRequest, inference_node_group, train_node_group
     from eksml.settings import Settings
 
     req = ClusterRequest.from_settings(Settings())
@@ -142,7 +142,7 @@ def test_in_memory_hook_signs_with_the_airflow_aws_connection(eks_cluster, monke
 def test_existing_mode_checks_the_cluster_through_the_eks_api(eks_cluster, monkeypatch):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from eksml.eksctl.operators import EksctlClusterOperator
+    from eksml.cluster.lifecycle import EksctlClusterOperator
 
     monkeypatch.setenv("EKSML_STORE_URI", "s3://ml-store-bucket/eksml")
     op = EksctlClusterOperator(task_id="check", action="create", cluster_mode="existing", cluster={"name": eks_cluster})
@@ -160,8 +160,8 @@ def test_interrupted_create_is_waited_for_with_the_eks_trigger_then_converged(ek
     EksCreateClusterTrigger against moto's EKS API. Shows the recovery path's commands only."""
     from airflow.sdk.exceptions import TaskDeferred
 
-    from eksml.eksctl.operators import EksctlClusterOperator
-    from eksml.eksctl.triggers import first_event
+    from eksml.cluster.lifecycle import EksctlClusterOperator
+    from eksml.cluster.triggers import first_event
 
     monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), str(FAKE_DIR), os.environ["PATH"]]))
     monkeypatch.setenv("HOME", str(tmp_path))

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from eksml.cluster.janitor import EKSCTL_CLUSTER_TAG, find_strays, stray_cost
-from eksml.eksctl.operators import DAG_ID_TAG, EPHEMERAL_TAG, RUN_ID_TAG
+from eksml.cluster.lifecycle import DAG_ID_TAG, EPHEMERAL_TAG, RUN_ID_TAG
 
 REGION = "eu-central-1"
 ROLE = "arn:aws:iam::123456789012:role/eks"

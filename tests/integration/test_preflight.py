@@ -11,7 +11,7 @@ import pytest
 from botocore.stub import Stubber
 
 from eksml import preflight
-from eksml.eksctl import iam
+from eksml.cluster import iam
 from eksml.params import validate_training_params
 from eksml.settings import Settings
 
@@ -159,7 +159,7 @@ def test_each_problem_is_found_with_its_fix(account):
     assert "is in eu-west-1" in errors["bucket"].message and "EKSML_REGION=eu-west-1" in errors["bucket"].fix
     assert "mxnet-horovod:0.2.0 not found" in errors["images"].message and "docker push" in errors["images"].fix
     assert "s3:PutObject" in errors["permissions: pipeline"].message
-    assert "python -m eksml.eksctl iam pipeline" in errors["permissions: pipeline"].fix
+    assert "python -m eksml.cluster.eksctl iam pipeline" in errors["permissions: pipeline"].fix
     assert "does not exist" in errors["permissions: training"].message
     assert "left EKS extended support on 2026-11-26" in errors["kubernetes version"].message
     assert "EKSML_IMAGE_DIGESTS=" in errors["image digests"].fix
@@ -263,7 +263,7 @@ def test_bucket_encryption_finding(moto_bucket, moto_client, rule, setting, leve
 
 
 def test_ephemeral_runs_simulate_the_lifecycle_identity(account):
-    from eksml.eksctl.lifecycle_iam import lifecycle_calls
+    from eksml.cluster.lifecycle_iam import lifecycle_calls
 
     settings = _settings()
     rec = Recorded()
@@ -307,7 +307,7 @@ def test_ephemeral_runs_simulate_the_lifecycle_identity(account):
     errors = {f.check: f for f in report.errors}
     assert "iam:CreateOpenIDConnectProvider" in errors["permissions: lifecycle"].message
     assert lifecycle_role in errors["permissions: lifecycle"].message
-    assert "python -m eksml.eksctl iam lifecycle" in errors["permissions: lifecycle"].fix
+    assert "python -m eksml.cluster.eksctl iam lifecycle" in errors["permissions: lifecycle"].fix
     rec.iam_stub.assert_no_pending_responses()
 
 

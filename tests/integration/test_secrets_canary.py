@@ -80,7 +80,7 @@ def test_canary_secrets_reach_no_log_table_log_file_xcom_or_store(tmp_path):
         [
             sys.executable,
             "-m",
-            "eksml.airflow_settings",
+            "eksml.airflow_objects",
             str(settings_file),
             "--airflow-api-host",
             "http://airflow-apiserver:8080",

@@ -32,7 +32,7 @@ _nodes: list[RealNode] = []
 
 
 def _node_groups() -> tuple[Any, ...]:
-    from eksml.eksctl.request import (
+    from eksml.cluster.request import (
         ClusterRequest,
         inference_node_group,
         train_node_group,
@@ -44,7 +44,7 @@ def _node_groups() -> tuple[Any, ...]:
 
 
 def _identities() -> dict[str, Identity]:
-    from eksml.eksctl.request import PIPELINE_GROUP
+    from eksml.cluster.request import PIPELINE_GROUP
 
     return {PIPELINE: Identity("eksml-pipeline", (PIPELINE_GROUP,))}
 
@@ -132,7 +132,7 @@ def pipeline_objects(settings: Any) -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def prepared_cluster(control_plane: ControlPlane) -> ControlPlane:
     """The primary cluster after the add-ons step's own objects were applied (as cluster admin)."""
-    from eksml.kubernetes.hooks import apply_objects
+    from eksml.cluster.apply import apply_objects
 
     apply_objects(control_plane.api_client("admin"), pipeline_objects(aws_settings("unused")), log=lambda _m: None)
     return control_plane

@@ -253,7 +253,7 @@ class ControlPlane:
     workdir: Path
     #: Identities the tests act as, by key; ``admin`` is always there (``system:masters``).
     identities: dict[str, Identity] = field(default_factory=dict)
-    #: Node groups to simulate (``eksml.eksctl.config.ManagedNodeGroup``) and nodes per group.
+    #: Node groups to simulate (``eksml.cluster.config.ManagedNodeGroup``) and nodes per group.
     node_groups: tuple[Any, ...] = ()
     nodes_per_group: int = 2
     #: False: no kwok (and no simulated nodes); the API server authorizes nodes (Node
@@ -626,7 +626,7 @@ class ControlPlane:
         from kubernetes import client
 
         from eksml.cluster.addons import addon_objects
-        from eksml.kubernetes.hooks import apply_objects
+        from eksml.cluster.apply import apply_objects
 
         # The add-on Deployments would only be pods kwok pretends to run: the controller runs here.
         objects = [o for o in addon_objects() if o["kind"] != "Deployment"]

@@ -12,7 +12,7 @@ from kubernetes import client
 from kubernetes.dynamic import DynamicClient
 
 from eksml.cluster.addons import addon_objects, parse_manifest
-from eksml.kubernetes.hooks import FIELD_MANAGER, apply_objects
+from eksml.cluster.apply import FIELD_MANAGER, apply_objects
 
 pytestmark = pytest.mark.k8s
 

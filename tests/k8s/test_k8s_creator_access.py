@@ -33,8 +33,8 @@ from conftest import ACCOUNT_ID, _start, aws_settings
 from k8s_controlplane import ControlPlane, remove_workdir
 from kubernetes import client, watch
 
-from eksml.eksctl.config import AccessEntry
-from eksml.eksctl.request import PIPELINE_GROUP, ClusterRequest, build_cluster_configs
+from eksml.cluster.config import AccessEntry
+from eksml.cluster.request import PIPELINE_GROUP, ClusterRequest, build_cluster_configs
 
 pytestmark = pytest.mark.k8s
 
@@ -121,8 +121,8 @@ def test_the_rendered_config_lets_the_creator_through_eksctls_wait_and_prepare_c
     assert ready == {"ng-inference": 2}, ready  # ng-train starts at 0 nodes: not waited for
 
     from eksml.cluster.addons import addon_objects
+    from eksml.cluster.apply import apply_objects
     from eksml.cluster.objects import render_kubernetes_objects
-    from eksml.kubernetes.hooks import apply_objects
 
     settings = aws_settings("unused")
     objects = [o for o in addon_objects() if o["kind"] != "Deployment"]

@@ -20,9 +20,9 @@ from k8s_controlplane import ControlPlane, remove_workdir
 from k8s_tasks import run_task, task_context
 from kubernetes import client
 
+from eksml.cluster.apply import apply_objects
 from eksml.cluster.objects import IRSA_ANNOTATION, PIPELINE_ROLE, render_kubernetes_objects
-from eksml.eksctl.request import ClusterRequest, build_cluster_configs
-from eksml.kubernetes.hooks import apply_objects
+from eksml.cluster.request import ClusterRequest, build_cluster_configs
 from eksml.kubernetes.operators import WorkloadPodOperator
 from eksml.runs import evaluation_spec
 

@@ -17,9 +17,9 @@ from conftest import aws_settings
 from k8s_tasks import run_task, task_context
 from kubernetes import client
 
+from eksml.cluster.node_contract import CPU_ROLES
 from eksml.kubernetes.manifests import GROUP, JOB_NAME_LABEL, PLURAL, VERSION, RunPolicy
 from eksml.kubernetes.operators import MPIJobOperator
-from eksml.nodes import CPU_ROLES
 from eksml.specs import training_spec
 
 pytestmark = pytest.mark.k8s

@@ -18,8 +18,9 @@ from fixtures.specs import small_training_spec
 from kubernetes import client
 from kubernetes.dynamic import DynamicClient
 
+from eksml.cluster.apply import apply_objects
 from eksml.cluster.loadbalancer import load_balancer_objects
-from eksml.kubernetes.hooks import ROLLOUT_KINDS, DeploymentHook, apply_objects
+from eksml.kubernetes.hooks import ROLLOUT_KINDS, DeploymentHook
 from eksml.serving.manifests import render_inference_objects, resource_name
 
 pytestmark = pytest.mark.k8s
@@ -123,7 +124,7 @@ def test_pipeline_applies_the_https_ingress_pdb_and_autoscaler(alb_ready):
 def test_karpenter_node_pool_and_node_class_are_admitted_with_the_pinned_crds(prepared_cluster):
     """Karpenter's CRDs carry CEL validation rules; the real API server evaluates them."""
     from eksml.cluster.karpenter import karpenter_objects
-    from eksml.eksctl.request import ClusterRequest
+    from eksml.cluster.request import ClusterRequest
 
     api = prepared_cluster.api_client("admin")
     req = ClusterRequest.from_settings(aws_settings("unused", node_scaler="karpenter"))

@@ -96,7 +96,7 @@ def test_calls_outside_the_roles_are_refused(prepared_cluster):
 
 def test_an_identity_without_the_projects_binding_can_do_nothing(prepared_cluster):
     """The permissions come from the project's RoleBindings, not from being authenticated."""
-    from eksml.eksctl.request import PIPELINE_GROUP
+    from eksml.cluster.request import PIPELINE_GROUP
 
     plane = prepared_cluster
     outsider = "outsider"

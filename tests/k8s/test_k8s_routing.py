@@ -23,7 +23,7 @@ from kubernetes import client
 
 from eksml.cluster import connection
 from eksml.cluster.addons import addon_objects
-from eksml.kubernetes.hooks import apply_objects
+from eksml.cluster.apply import apply_objects
 from eksml.kubernetes.operators import GpuTrainingPodOperator
 from eksml.settings import Settings
 from eksml.specs import training_spec
@@ -141,7 +141,7 @@ def test_gpu_capacity_check_with_karpenter_reads_the_node_pool_not_a_node_group(
     (the RBAC the project renders for that mode)."""
     from eksml.cluster.karpenter import karpenter_objects
     from eksml.cluster.operators import GpuCapacityOperator, NoGpuCapacityError
-    from eksml.eksctl.request import ClusterRequest
+    from eksml.cluster.request import ClusterRequest
 
     plane = eks[SHARED]
     for key, value in {

@@ -65,8 +65,8 @@ def s3_on_node(node_cluster: Any) -> Iterator[tuple[str, Any]]:
 def training_cluster(node_cluster: Any, s3_on_node: tuple[str, Any]) -> Iterator[dict[str, Any]]:
     """The project's namespaces, accounts and Roles, the store's Secret, the node in the training
     node group, and the settings a user of such a cluster would set."""
-    from eksml.kubernetes.hooks import apply_objects
-    from eksml.nodes import NODE_ROLE_LABEL, TRAIN_ROLE
+    from eksml.cluster.apply import apply_objects
+    from eksml.cluster.node_contract import NODE_ROLE_LABEL, TRAIN_ROLE
 
     plane, node = node_cluster
     endpoint, _s3 = s3_on_node

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from eksml.eksctl.request import PIPELINE_GROUP, ClusterRequest, build_cluster_configs
+from eksml.cluster.request import PIPELINE_GROUP, ClusterRequest, build_cluster_configs
 from eksml.settings import Settings
 
 STORE = "s3://ml-store-bucket/eksml"
@@ -72,7 +72,7 @@ def test_the_group_is_what_the_project_roles_bind():
 
 
 def test_session_arns_map_to_their_role():
-    from eksml.eksctl.iam import principal_arn
+    from eksml.cluster.iam import principal_arn
 
     assert principal_arn("arn:aws:sts::123456789012:assumed-role/airflow/botocore-session-1") == AIRFLOW
     assert principal_arn("arn:aws:iam::123456789012:user/ops") == "arn:aws:iam::123456789012:user/ops"
@@ -146,7 +146,7 @@ def test_the_creation_grant_is_removed_after_the_add_ons(eks_stub):
     """A pipeline principal that created the cluster held admin through eksctl's post-create steps;
     once the project's RBAC is applied it keeps only its group's Roles."""
     from eksml.cluster.eks import cluster_admin_while
-    from eksml.eksctl.request import PROJECT_TAG
+    from eksml.cluster.request import PROJECT_TAG
 
     _held_admin(eks_stub)
     _described(eks_stub, {PROJECT_TAG: "eksml"})

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from eksml.airflow_settings import (
+from eksml.airflow_objects import (
     CONNECTION_FIELDS,
     DEFAULT_FILE,
     POOL_FIELDS,

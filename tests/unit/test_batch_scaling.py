@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 from fixtures.specs import small_training_spec
 
+from eksml.cluster.node_contract import not_evictable
 from eksml.cluster.objects import TRAINING_RULES, render_kubernetes_objects
-from eksml.eksctl.request import ClusterRequest, build_cluster_configs
+from eksml.cluster.request import ClusterRequest, build_cluster_configs
 from eksml.kubernetes.manifests import job_disruption_budget, render_mpijob
-from eksml.nodes import not_evictable
 from eksml.settings import Settings, SettingsError
 
 STORE = "s3://eksml-bucket/store"

@@ -15,8 +15,8 @@ from eksml.cluster.addons import (
     addon_objects,
     parse_manifest,
 )
+from eksml.cluster.apply import apply_order, object_ref
 from eksml.cluster.eks import usable_gpu_nodes
-from eksml.kubernetes.hooks import apply_order, object_ref
 
 MANIFEST = """\
 apiVersion: apps/v1
@@ -53,7 +53,7 @@ def test_vendored_add_ons_are_pinned_by_version_and_checksum_with_their_licences
 
 def test_the_device_plugin_runs_only_on_the_gpu_nodes():
     """The upstream DaemonSet has no node selector: every CPU node would run a plugin that finds no GPU."""
-    from eksml.nodes import TRAIN_ROLE, node_selector
+    from eksml.cluster.node_contract import TRAIN_ROLE, node_selector
 
     (plugin,) = [o for o in addon_objects() if o["kind"] == "DaemonSet"]
     assert plugin["spec"]["template"]["spec"]["nodeSelector"] == node_selector(TRAIN_ROLE)

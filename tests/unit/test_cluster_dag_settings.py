@@ -51,7 +51,7 @@ def _rendered(task, params: dict):
 
 
 def test_both_dags_resolve_the_settings_cluster(dags, team_settings):
-    from eksml.eksctl.request import training_cluster_name
+    from eksml.cluster.request import training_cluster_name
 
     lifecycle, training = dags["eks_cluster"], dags["fashion_mnist_training"]
     params = _default_params(lifecycle)

@@ -10,9 +10,9 @@ import pytest
 from fixtures.specs import small_training_spec
 
 from eksml.cluster.addons import ALB_CONTROLLER, AddonError, addon_objects, pinned_file
+from eksml.cluster.config import ClusterConfigError
 from eksml.cluster.objects import render_kubernetes_objects
-from eksml.eksctl.config import ClusterConfigError
-from eksml.eksctl.request import ClusterRequest, build_cluster_configs
+from eksml.cluster.request import ClusterRequest, build_cluster_configs
 from eksml.settings import Settings, SettingsError
 
 STORE = "s3://eksml-bucket/store"

@@ -17,7 +17,7 @@ import pytest
 from botocore.stub import Stubber
 
 from eksml import preflight
-from eksml.eksctl.request import ClusterRequest, build_cluster_configs
+from eksml.cluster.request import ClusterRequest, build_cluster_configs
 from eksml.settings import Settings
 
 REGION = "us-west-2"
@@ -46,7 +46,7 @@ def settings() -> Settings:
 
 def test_the_default_gpu_group_is_one_gpu_per_node_and_starts_empty():
     (cfg,) = build_cluster_configs(ClusterRequest.from_settings(settings()))
-    train = cfg.node_group("ng-train")
+    train = next(ng for ng in cfg.node_groups if ng.name == "ng-train")
     assert train.gpus_per_node == 1 and train.instance_types == ("g5.xlarge",)
     assert (train.min_size, train.desired_capacity) == (0, 0)
 

@@ -238,13 +238,13 @@ def test_init_script_is_valid_bash_and_does_each_step():
     text = script.read_text()
     for step in (
         "airflow db migrate",
-        "python -m eksml.airflow_settings /opt/airflow/include/airflow_settings.yaml",
+        "python -m eksml.airflow_objects /opt/airflow/include/airflow_settings.yaml",
         "python /opt/eksml/init_store.py",
         "--admin-password-file /opt/airflow/auth/simple_auth_manager_passwords.json.generated",
     ):
         assert step in text
     # The CLI records its command line in the metadata database's log table (a token in
-    # --conn-extra in clear): connections go through Airflow's Python API (eksml.airflow_settings).
+    # --conn-extra in clear): connections go through Airflow's Python API (eksml.airflow_objects).
     assert "airflow connections" not in text
 
 

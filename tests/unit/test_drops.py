@@ -13,7 +13,7 @@ import pytest
 
 from eksml.assets import DataEventError
 from eksml.drops import Drop, account
-from eksml.outcome import NOTE_LIMIT, note_markdown
+from eksml.run_notes import NOTE_LIMIT, note_markdown
 
 T0 = datetime(2026, 12, 7, 1, 0, tzinfo=timezone.utc)
 

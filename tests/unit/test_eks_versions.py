@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from eksml.eks_versions import (
+from eksml.cluster.versions import (
     DEFAULT_KUBERNETES_VERSION,
     EKS_VERSIONS,
     TABLE_DATE,
@@ -54,8 +54,8 @@ def test_every_supported_version_has_a_pinned_autoscaler():
 
 
 def test_cluster_creation_refuses_a_version_past_extended_support():
-    from eksml.eksctl.config import ClusterConfigError
-    from eksml.eksctl.request import ClusterRequest, build_cluster_configs
+    from eksml.cluster.config import ClusterConfigError
+    from eksml.cluster.request import ClusterRequest, build_cluster_configs
 
     req = ClusterRequest.from_settings(Settings(store_uri="s3://ml-store-bucket/eksml"), kubernetes_version="1.29")
     with pytest.raises(ClusterConfigError, match="not supported by EKS"):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from eksml.eksctl.hooks import (
+from eksml.cluster.hooks import (
     EksctlError,
     EksctlHook,
     EksctlVersionError,

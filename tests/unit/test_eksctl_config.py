@@ -11,9 +11,9 @@ import pytest
 import yaml
 from fixtures.published_schemas import eksctl_cluster_config_schema
 
-from eksml.eksctl.config import ClusterConfigError, render_stream, render_yaml
-from eksml.eksctl.iam import S3Location, StoreUriError, training_policy
-from eksml.eksctl.request import ClusterRequest, build_cluster_configs
+from eksml.cluster.config import ClusterConfigError, render_stream, render_yaml
+from eksml.cluster.iam import S3Location, StoreUriError, training_policy
+from eksml.cluster.request import ClusterRequest, build_cluster_configs
 from eksml.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -171,6 +171,32 @@ def test_bad_input_is_rejected_with_a_clear_error(overrides, message):
     assert message in str(info.value)
 
 
+def test_the_request_takes_every_shared_value_from_the_settings_and_repeats_no_default():
+    """A field named like a setting (``name``: ``cluster_name``) has no default of its own: a
+    second default drifts from the setting's the day one of them changes."""
+    import dataclasses
+
+    from eksml.cluster.request import FROM_SETTING
+
+    setting_names = {f.name for f in dataclasses.fields(Settings)}
+    shared = [f for f in dataclasses.fields(ClusterRequest) if FROM_SETTING.get(f.name, f.name) in setting_names]
+    assert {f.name for f in shared} >= {"name", "region", "namespace", "ingress", "fsx_lustre", "node_scaler"}
+    repeated = [
+        f.name for f in shared if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    ]
+    assert repeated == [], "take these from the settings instead of repeating their defaults"
+
+    changed = {"namespace": "other-ns", "training_service_account": "trainer", "node_scaler": "karpenter"}
+    req = ClusterRequest.from_settings(Settings(store_uri=STORE, **changed))
+    assert {k: getattr(req, k) for k in changed} == changed
+
+
+def test_a_non_integer_node_count_is_rejected():
+    with pytest.raises(ClusterConfigError, match="train_max_nodes"):
+        request(train_max_nodes=2.5)
+    assert request(train_max_nodes="6").train_max_nodes == 6
+
+
 def test_unknown_parameter_is_rejected():
     with pytest.raises(ClusterConfigError, match="unknown cluster parameter"):
         request(train_gpus=4)
@@ -197,7 +223,7 @@ def _cli(*args: str, store: str | None = STORE) -> subprocess.CompletedProcess:
     if store:
         env["EKSML_STORE_URI"] = store
     return subprocess.run(
-        [sys.executable, "-m", "eksml.eksctl", "render", *args],
+        [sys.executable, "-m", "eksml.cluster.eksctl", "render", *args],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -20,8 +20,8 @@ import pytest
 import yaml
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
-from eksml.eksctl.operators import EPHEMERAL_TAG, EksctlClusterOperator, ephemeral_cluster_name, run_hash
-from eksml.eksctl.triggers import EksctlCommandTrigger, first_event
+from eksml.cluster.lifecycle import EPHEMERAL_TAG, EksctlClusterOperator, ephemeral_cluster_name, run_hash
+from eksml.cluster.triggers import EksctlCommandTrigger, first_event
 
 FAKE_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "fake_eksctl"
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
@@ -224,7 +224,7 @@ def test_resuming_with_the_event_alone_still_fails_without_cleanup(fake):
 
 def test_create_after_a_failed_create_resumes_the_cluster_it_left(fake):
     """What a failed create leaves (the project's tag, a missing node group) is completed, not recreated."""
-    from eksml.eksctl.request import PROJECT_TAG
+    from eksml.cluster.request import PROJECT_TAG
 
     fake.seed("eksml", tags={PROJECT_TAG: "eksml"}, groups={"ng-inference": (1, 1, 3, "m5.2xlarge")})
     run(op(action="create"))

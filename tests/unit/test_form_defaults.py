@@ -1,6 +1,6 @@
 """Defaults a person reads (trigger forms, command-line help) are the ones the code applies.
 
-Each default has one home (``trainkit.contract`` for training, ``eksml.eksctl.request`` for
+Each default has one home (``trainkit.contract`` for training, ``eksml.cluster.request`` for
 node-group sizes); these check that the places which show it agree with what runs.
 """
 
@@ -11,8 +11,8 @@ import re
 import pytest
 from project_files import load_dag
 
-from eksml.eksctl import __main__ as eksctl_cli
-from eksml.eksctl.request import ClusterRequest
+from eksml.cluster import eksctl as eksctl_cli
+from eksml.cluster.request import ClusterRequest
 from eksml.params import PARAM_SCHEMAS, TrainingParams
 from eksml.settings import Settings
 from trainkit.cli import parse_args

@@ -1,4 +1,4 @@
-"""``python -m eksml.eksctl iam <identity>`` prints every identity's policy, the lifecycle
+"""``python -m eksml.cluster.eksctl iam <identity>`` prints every identity's policy, the lifecycle
 identity and its permissions boundary included; eksctl signs with the lifecycle connection."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from eksml.eksctl.__main__ import main
-from eksml.eksctl.operators import EksctlClusterOperator
+from eksml.cluster.eksctl import main
+from eksml.cluster.lifecycle import EksctlClusterOperator
 from eksml.settings import Settings
 
 

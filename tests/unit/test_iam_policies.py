@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 from fixtures.iam_eval import Request, evaluate, kms_authorizations, s3_authorizations
 
-from eksml.eksctl import iam
-from eksml.eksctl.lifecycle_iam import lifecycle_boundary, lifecycle_calls, lifecycle_policy
+from eksml.cluster import iam
+from eksml.cluster.lifecycle_iam import lifecycle_boundary, lifecycle_calls, lifecycle_policy
 
 REGION, ACCOUNT, CLUSTER = "us-west-2", "123456789012", "eksml"
 STORE = "s3://eksml-store/eksml"
@@ -182,7 +182,7 @@ def test_the_boundary_caps_an_admin_policy_attached_by_mistake():
 
 
 def test_the_irsa_roles_eksctl_creates_grant_the_store_key():
-    from eksml.eksctl.request import ClusterRequest, build_cluster_configs
+    from eksml.cluster.request import ClusterRequest, build_cluster_configs
     from eksml.settings import Settings
 
     (cfg,) = build_cluster_configs(ClusterRequest.from_settings(Settings(store_uri=STORE, store_kms_key_arn=KEY)))

@@ -297,8 +297,8 @@ def test_on_kill_stops_the_local_process(local_settings):
 
 def test_dedicated_layout_sends_training_and_serving_to_their_own_clusters():
     """Training and serving never share one connection in the dedicated-training-cluster layout."""
+    from eksml.cluster.node_contract import INFERENCE_CLUSTER, TRAINING_CLUSTER
     from eksml.cluster.target import resolve_target
-    from eksml.nodes import INFERENCE_CLUSTER, TRAINING_CLUSTER
 
     dedicated = AWS.replace(dedicated_training_cluster=True)
     assert resolve_target(dedicated, cluster_role=TRAINING_CLUSTER).cluster_name == f"{AWS.cluster_name}-training"

@@ -1,7 +1,7 @@
-"""The node contract (``eksml.nodes``) is spelled in one place.
+"""The node contract (``eksml.cluster.node_contract``) is spelled in one place.
 
 Scans the package's source (string constants, docstrings excluded) for the literals that
-must come from :mod:`eksml.nodes`: the GPU resource and taint, the node-role label key and
+must come from :mod:`eksml.cluster.node_contract`: the GPU resource and taint, the node-role label key and
 its values, and the autoscaler's safe-to-evict annotation. A value spelled again somewhere
 else drifts the day the contract changes, and the pods it places stay Pending.
 """
@@ -13,9 +13,9 @@ from pathlib import Path
 
 from fixtures.source_scan import docstring_ids, string_constants
 
-from eksml import nodes
+from eksml.cluster import node_contract as nodes
 
-PACKAGE = Path(nodes.__file__).parent
+PACKAGE = Path(nodes.__file__).parents[1]
 ROLES = {nodes.TRAIN_ROLE, nodes.INFERENCE_ROLE, nodes.SYSTEM_ROLE}
 #: Names whose value is a node role: a string constant assigned, passed or compared to them is a spelling.
 ROLE_NAMES = {"node_role", "role"}
@@ -83,7 +83,7 @@ def test_the_node_contract_is_spelled_only_in_its_home():
         if path != Path(nodes.__file__)
         for line, literal in spellings(path.read_text())
     }
-    assert not spelled, "import these from eksml.nodes instead:\n" + "\n".join(sorted(spelled))
+    assert not spelled, "import these from eksml.cluster.node_contract instead:\n" + "\n".join(sorted(spelled))
 
 
 def test_the_scan_finds_each_kind_of_spelling():

@@ -27,7 +27,8 @@ import pytest
 from fixtures.source_scan import docstring_ids, string_constants
 
 import eksml
-from eksml import contract, layout, nodes, settings
+from eksml import contract, layout, settings
+from eksml.cluster import node_contract as nodes
 from eksml.sagemaker import instances
 
 PACKAGE = Path(eksml.__file__).parent
@@ -75,13 +76,13 @@ CONTRACTS = (
     ),
     Contract(
         "cluster modes",
-        home=("plugins/eksml/nodes.py",),
+        home=("plugins/eksml/cluster/node_contract.py",),
         exact=frozenset(nodes.CLUSTER_MODES),
         names=frozenset({"CLUSTER_MODES", "EXISTING_CLUSTER", "EPHEMERAL_CLUSTER"}),
     ),
     Contract(
         "cluster roles",
-        home=("plugins/eksml/nodes.py",),
+        home=("plugins/eksml/cluster/node_contract.py",),
         values=frozenset(nodes.CLUSTER_ROLES),
         contexts=frozenset({"cluster_role"}),
         collection=2,
@@ -136,12 +137,12 @@ CONTRACTS = (
     ),
     Contract(
         "server-side apply field manager",
-        home=("plugins/eksml/kubernetes/hooks.py",),
+        home=("plugins/eksml/cluster/apply.py",),
         names=frozenset({"FIELD_MANAGER"}),
     ),
     Contract(
         "node-group state",
-        home=("plugins/eksml/eksctl/config.py",),
+        home=("plugins/eksml/cluster/config.py",),
         fields=frozenset({"name", "status", "min_size", "desired", "max_size"}),
         names=frozenset({"NodegroupState", "NodegroupInfo"}),
     ),

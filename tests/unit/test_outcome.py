@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from eksml.layout import PLOTS
-from eksml.outcome import deployment_note, failure_note, note_markdown, store_links, summarize
+from eksml.model_links import store_links
+from eksml.outcome import summarize
 from eksml.pipeline import champion_event_extra
+from eksml.run_notes import deployment_note, failure_note, note_markdown
 
 REGISTERED = [
     {

@@ -18,7 +18,7 @@ def test_aws_doc_section_is_the_generated_one():
 
 
 def test_every_action_of_the_rendered_policies_is_listed():
-    from eksml.eksctl import iam
+    from eksml.cluster import iam
 
     doc = iam.pipeline_policy(
         "s3://b-1/p", "fashion-mnist", "us-west-2", sagemaker_role_arn="arn:aws:iam::1:role/r", cluster_name="eksml"

@@ -21,7 +21,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 TEXT = "\n".join(path.read_text() for path in DOCS)
 PREFIX = "PYTHONPATH=plugins .venv/bin/python -m eksml."
 #: Commands that need neither AWS nor a running Airflow: run as written.
-OFFLINE = ("eksml.eksctl render", "eksml.render --profile aws", "eksml.prerequisites", "eksml.registry list")
+OFFLINE = ("eksml.cluster.eksctl render", "eksml.render --profile aws", "eksml.prerequisites", "eksml.registry list")
 
 
 def readme_commands() -> list[str]:

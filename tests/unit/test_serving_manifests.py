@@ -8,8 +8,8 @@ import re
 import kubernetes_validate
 import pytest
 
+from eksml.cluster.loadbalancer import ALB_CONTROLLER_VERSION
 from eksml.serving.manifests import (
-    ALB_CONTROLLER_VERSION,
     MODEL_URI_ANNOTATION,
     VERSION_LABEL,
     label_value,

@@ -114,8 +114,8 @@ def test_operators_take_the_connection_the_settings_name(monkeypatch):
     import copy
     import pickle
 
+    from eksml.cluster.lifecycle import EksctlClusterOperator
     from eksml.cluster.operators import ClusterAddonsOperator, GpuCapacityOperator
-    from eksml.eksctl.operators import EksctlClusterOperator
     from eksml.settings import FROM_SETTINGS
 
     monkeypatch.setenv("EKSML_AWS_CONN_ID", "team_aws")
@@ -192,7 +192,7 @@ def test_the_default_aws_connection_is_spelled_once():
 # --- deferrable defaults ----------------------------------------------------------------------
 _DEFERRABLE_DEFAULTS = """
 import json
-from eksml.eksctl.operators import EksctlClusterOperator
+from eksml.cluster.lifecycle import EksctlClusterOperator
 from eksml.kubernetes.operators import GpuTrainingPodOperator, MPIJobOperator
 from eksml.sagemaker.endpoint import SageMakerEndpointDeployOperator
 from eksml.sagemaker.operators import SageMakerTrainOperator

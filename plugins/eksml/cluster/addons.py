@@ -10,7 +10,7 @@ downloads anything. The kustomization's ``images`` entries (release tags for ima
 upstream file names by a floating tag) and ``patches`` (the device plugin's node selector) are
 applied here as kustomize would.
 
-``eksml.kubernetes.hooks.ApplyHook`` applies them, and the project's own objects, by
+``eksml.cluster.apply.ApplyHook`` applies them, and the project's own objects, by
 server-side apply.
 """
 
@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from eksml.errors import InvalidInput
 from eksml.settings import PROJECT_ROOT
 
 KUSTOMIZATION = PROJECT_ROOT / "include" / "kubernetes" / "cluster-addons" / "kustomization.yaml"
@@ -31,7 +32,7 @@ KARPENTER = PROJECT_ROOT / "include" / "kubernetes" / "karpenter" / "kustomizati
 CHECKSUMS = "addons.sha256"
 
 
-class AddonError(ValueError):
+class AddonError(InvalidInput):
     pass
 
 

@@ -2,7 +2,7 @@
 
 The train node group runs with ``minSize: 0``; the autoscaler adds GPU nodes when
 training pods are pending and removes them when idle. It discovers the groups by the
-``k8s.io/cluster-autoscaler/*`` tags that :mod:`eksml.eksctl.config` puts on them, and
+``k8s.io/cluster-autoscaler/*`` tags that :mod:`eksml.cluster.config` puts on them, and
 learns a group's labels, taint and GPU count from its node-template tags, so it can
 scale a group up from zero. AWS access comes from the IRSA role eksctl creates with the
 ``autoScaler`` well-known policy.
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from eksml.nodes import INFERENCE_ROLE, node_selector, not_evictable
+from eksml.cluster.node_contract import INFERENCE_ROLE, node_selector, not_evictable
+from eksml.errors import InvalidInput
 
 NAME = "cluster-autoscaler"
 NAMESPACE = "kube-system"
@@ -74,7 +75,7 @@ NAMESPACE_RULES: list[dict[str, Any]] = [
 ]
 
 
-class AutoscalerVersionError(ValueError):
+class AutoscalerVersionError(InvalidInput):
     pass
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eksml.cluster.eks_token import API_VERSION
+from eksml.errors import ServiceError
 
 if TYPE_CHECKING:
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
@@ -38,7 +39,7 @@ TOKEN_SOURCE = Path(__file__).with_name("eks_token.py").read_text()
 USER = "eksml"
 
 
-class ClusterNotReadyError(RuntimeError):
+class ClusterNotReadyError(ServiceError):
     """The cluster does not exist or is not ACTIVE (no usable endpoint yet)."""
 
 
@@ -178,7 +179,7 @@ def connection_env(conn: Connection) -> tuple[str, str]:
 
 
 def _credentials_env(aws_conn_id: str | None, region: str) -> dict[str, str]:
-    from eksml.eksctl.hooks import eksctl_environment
+    from eksml.cluster.hooks import eksctl_environment
 
     env, _ = eksctl_environment(aws_conn_id, region, base={})
     return {k: v for k, v in env.items() if k.startswith("AWS_")}

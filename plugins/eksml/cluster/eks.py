@@ -16,11 +16,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from eksml.eksctl.config import CLUSTER_ADMIN_POLICY, ManagedNodeGroup, NodegroupState
-from eksml.eksctl.request import PROJECT_TAG
-from eksml.nodes import ACCELERATOR_LABEL, GPU_RESOURCE
+from eksml.cluster.config import CLUSTER_ADMIN_POLICY, ManagedNodeGroup, NodegroupState
+from eksml.cluster.node_contract import ACCELERATOR_LABEL, GPU_RESOURCE
+from eksml.cluster.request import PROJECT_TAG
+
+if TYPE_CHECKING:
+    from eksml.settings import Settings
 
 #: EKS API taint effects -> Kubernetes spelling.
 _EFFECTS = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
@@ -99,7 +102,7 @@ def cluster_admin_while(
     from airflow.providers.amazon.aws.hooks.eks import EksHook
     from botocore.exceptions import ClientError
 
-    from eksml.eksctl.iam import partition_for
+    from eksml.cluster.iam import partition_for
 
     client = EksHook(aws_conn_id=aws_conn_id, region_name=region).conn
     policy = CLUSTER_ADMIN_POLICY.format(partition=partition_for(region))
@@ -199,7 +202,7 @@ def describe_gpu_group(
     spot: bool,
 ) -> tuple[Any, str, str]:
     """(the node group as EKS reports it or None, "node group ... (min, desired, max)", quota hint)."""
-    from eksml.eksctl.instance_types import ec2_quota_for
+    from eksml.cluster.instance_types import ec2_quota_for
 
     group = describe_nodegroups(cluster_name, region, aws_conn_id).get(group_name)
     instance = (group.instance_types if group and group.instance_types else instance_types)[0]
@@ -208,3 +211,14 @@ def describe_gpu_group(
         f" (min {group.min_size}, desired {group.desired}, max {group.max_size})" if group else ""
     )
     return group, where, f"EC2 quota {code} '{quota}' in {region} must cover the vCPUs of the {instance} nodes"
+
+
+def describe_configured_gpu_group(
+    settings: Settings, cluster_name: str, region: str, aws_conn_id: str | None
+) -> tuple[Any, str, str]:
+    """:func:`describe_gpu_group` for the GPU node group the settings ask for: what a workload
+    that waits for a GPU node asks of the cluster, without knowing how the cluster is requested."""
+    from eksml.cluster.request import ClusterRequest, train_node_group
+
+    group = train_node_group(ClusterRequest.from_settings(settings))
+    return describe_gpu_group(cluster_name, region, aws_conn_id, group.name, group.instance_types, group.spot)

@@ -17,14 +17,15 @@ import json
 from typing import Any
 
 from eksml.cluster.addons import pinned_file
-from eksml.cluster.objects import LABELS
-from eksml.kubernetes.manifests import FSX_CLAIM
+from eksml.cluster.meta import LABELS
 from eksml.settings import PROJECT_ROOT, Settings
 
 FSX_DRIVER = PROJECT_ROOT / "include" / "kubernetes" / "aws-fsx-csi-driver" / "kustomization.yaml"
 FSX_DRIVER_VERSION = "v1.9.0"
 PROVISIONER = "fsx.csi.aws.com"
 STORAGE_CLASS = "eksml-fsx-lustre"
+#: The FSx for Lustre claim this module makes; training pods mount it read-only (``kubernetes.manifests``).
+FSX_CLAIM = "eksml-data-fsx"
 
 
 def driver_policy() -> dict[str, Any]:

@@ -4,7 +4,7 @@ An ephemeral cluster is deleted by its own run's teardown. When that cannot happ
 marked failed by hand, the scheduler died, the delete itself failed) the cluster, its VPC and
 NAT gateway and its OIDC provider keep billing. The ``eks_janitor`` DAG runs this every hour:
 
-* an EKS cluster carrying :data:`~eksml.eksctl.operators.EPHEMERAL_TAG` is a stray when the
+* an EKS cluster carrying :data:`~eksml.cluster.lifecycle.EPHEMERAL_TAG` is a stray when the
   run its tags name is no longer running, or when it is older than the age limit;
 * a CloudFormation stack carrying the same tag whose cluster is gone (a delete that failed
   half-way: the VPC stack often survives) is a stray too.
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from eksml.eksctl.operators import DAG_ID_TAG, EPHEMERAL_TAG, RUN_ID_TAG
+from eksml.cluster.lifecycle import DAG_ID_TAG, EPHEMERAL_TAG, RUN_ID_TAG
 
 #: eksctl tags every stack it makes with the cluster's name.
 EKSCTL_CLUSTER_TAG = "alpha.eksctl.io/cluster-name"
@@ -106,9 +106,9 @@ def find_strays(
 
 
 def stray_cost(strays: list[Stray]) -> tuple[float, list[str]]:
-    """Hourly cost of the stray clusters at the dated list prices (``preflight.hourly_cost``);
+    """Hourly cost of the stray clusters at the dated list prices (``prices.hourly_cost``);
     lone stacks (a VPC's NAT gateway, an EIP) are named, not priced."""
-    from eksml.preflight import hourly_cost
+    from eksml.prices import hourly_cost
 
     total, lines = hourly_cost([(s.name, list(s.nodes)) for s in strays if s.kind == "cluster"])
     lines += [

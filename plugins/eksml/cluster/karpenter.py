@@ -4,7 +4,7 @@ With ``settings.node_scaler = "karpenter"`` the training nodes come from a NodeP
 of the ``ng-train`` node group: Karpenter launches a node of the requested GPU types when a
 training pod is pending (from zero, no node group to size) and, with
 ``consolidationPolicy: WhenEmpty``, removes it only once no pod of a job runs on it; every
-training pod also carries ``karpenter.sh/do-not-disrupt`` (:func:`eksml.nodes.not_evictable`),
+training pod also carries ``karpenter.sh/do-not-disrupt`` (:func:`eksml.cluster.node_contract.not_evictable`),
 so expiry and drift wait for the job too. The EC2NodeClass keeps the nodes as the node
 groups are: private subnets, IMDSv2 with a hop limit of 1, an encrypted gp3 root volume.
 
@@ -18,9 +18,16 @@ from __future__ import annotations
 from typing import Any
 
 from eksml.cluster.addons import KARPENTER, addon_objects
-from eksml.cluster.objects import LABELS
-from eksml.eksctl.request import KARPENTER_DISCOVERY_TAG, ClusterRequest
-from eksml.nodes import GPU_RESOURCE, GPU_TAINT_EFFECT, GPU_TAINT_KEY, GPU_TAINT_VALUE, NODE_ROLE_LABEL, TRAIN_ROLE
+from eksml.cluster.meta import LABELS
+from eksml.cluster.node_contract import (
+    GPU_RESOURCE,
+    GPU_TAINT_EFFECT,
+    GPU_TAINT_KEY,
+    GPU_TAINT_VALUE,
+    NODE_ROLE_LABEL,
+    TRAIN_ROLE,
+)
+from eksml.cluster.request import KARPENTER_DISCOVERY_TAG, ClusterRequest
 
 KARPENTER_VERSION = "1.15.2"
 NODE_POOL = "gpu-train"
@@ -43,7 +50,7 @@ def node_class(cluster: str, volume_gib: int) -> dict[str, Any]:
         "kind": "EC2NodeClass",
         "metadata": {"name": NODE_POOL, "labels": dict(LABELS)},
         "spec": {
-            # spec.role is the nodes' IAM role (not the node-role label of eksml.nodes).
+            # spec.role is the nodes' IAM role (not the node-role label of eksml.cluster.node_contract).
             **dict(role=node_role_name(cluster)),
             # The AL2023 alias resolves to the accelerated (NVIDIA) AMI for GPU instance types.
             "amiSelectorTerms": [{"alias": "al2023@latest"}],
@@ -99,7 +106,7 @@ def node_pool(req: ClusterRequest, gpus_per_node: int) -> dict[str, Any]:
 
 def karpenter_objects(req: ClusterRequest, cluster: str, *, crds: bool = True) -> list[dict[str, Any]]:
     """Karpenter's CRDs (pinned), the EC2NodeClass and the GPU NodePool, in apply order."""
-    from eksml.eksctl.request import train_node_group
+    from eksml.cluster.request import train_node_group
 
     train = train_node_group(req)
     objects = addon_objects(KARPENTER) if crds else []

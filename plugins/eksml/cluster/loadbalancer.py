@@ -15,12 +15,16 @@ import json
 from typing import Any
 
 from eksml.cluster.addons import ALB_CONTROLLER, addon_objects, pinned_file
-from eksml.cluster.objects import IRSA_ANNOTATION, LABELS
-from eksml.serving.manifests import ALB_CONTROLLER_VERSION, INGRESS_CLASS
+from eksml.cluster.iam import irsa_role_name
+from eksml.cluster.meta import IRSA_ANNOTATION, LABELS
 from eksml.settings import Settings
 
 NAME = "aws-load-balancer-controller"
 NAMESPACE = "kube-system"
+#: The AWS Load Balancer Controller release whose documented annotations the Ingress uses
+#: (include/kubernetes/aws-load-balancer-controller/annotations-v3.5.0.md, vendored and pinned).
+ALB_CONTROLLER_VERSION = "v3.5.0"
+INGRESS_CLASS = "alb"
 #: The controller name an IngressClass hands its Ingresses to (docs/guide/ingress/ingress_class.md).
 CONTROLLER = "ingress.k8s.aws/alb"
 
@@ -31,8 +35,6 @@ def controller_policy() -> dict[str, Any]:
 
 
 def controller_role_name(cluster: str, region: str) -> str:
-    from eksml.eksctl.request import irsa_role_name
-
     return irsa_role_name(cluster, region, NAME)[:64]
 
 

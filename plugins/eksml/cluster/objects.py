@@ -15,8 +15,17 @@ from typing import Any
 from eksml.cluster.autoscaler import NAME as AUTOSCALER_NAME
 from eksml.cluster.autoscaler import NAMESPACE as AUTOSCALER_NAMESPACE
 from eksml.cluster.autoscaler import autoscaler_objects
-from eksml.eksctl.iam import account_from_arn, role_arn
-from eksml.eksctl.request import (
+from eksml.cluster.iam import account_from_arn, role_arn
+from eksml.cluster.meta import IRSA_ANNOTATION, LABELS
+from eksml.cluster.node_contract import (
+    CLUSTER_ROLES,
+    INFERENCE_CLUSTER,
+    INFERENCE_ROLE,
+    SHARED_CLUSTER,
+    SYSTEM_ROLE,
+    TRAINING_CLUSTER,
+)
+from eksml.cluster.request import (
     KARPENTER_SCALER,
     PIPELINE_GROUP,
     ClusterRequest,
@@ -25,19 +34,9 @@ from eksml.eksctl.request import (
     inference_role_name,
     training_role_name,
 )
-from eksml.nodes import (
-    CLUSTER_ROLES,
-    INFERENCE_CLUSTER,
-    INFERENCE_ROLE,
-    SHARED_CLUSTER,
-    SYSTEM_ROLE,
-    TRAINING_CLUSTER,
-)
 from eksml.settings import Settings, load_settings
 
-IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
 PIPELINE_ROLE = "eksml-pipeline"
-LABELS = {"app.kubernetes.io/part-of": "eksml", "app.kubernetes.io/managed-by": "eksml"}
 #: Pod Security admission for the pipeline's namespaces: every pod must meet ``restricted``
 #: (non-root, no privilege escalation, no capabilities, RuntimeDefault seccomp), so a pod
 #: spec that drifts from that is refused by the API server instead of running.

@@ -20,16 +20,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from eksml.eksctl.request import (
-    KARPENTER_SCALER,
-    ClusterRequest,
-    cluster_name_for_role,
-    inference_node_group,
-    pipeline_is_creator,
-    scaled_node_groups,
-    train_node_group,
-)
-from eksml.nodes import (
+from eksml.cluster.node_contract import (
     CLUSTER_ROLES,
     EXISTING_CLUSTER,
     INFERENCE_CLUSTER,
@@ -38,13 +29,23 @@ from eksml.nodes import (
     TRAIN_ROLE,
     TRAINING_CLUSTER,
 )
+from eksml.cluster.request import (
+    KARPENTER_SCALER,
+    ClusterRequest,
+    cluster_name_for_role,
+    inference_node_group,
+    pipeline_is_creator,
+    scaled_node_groups,
+    train_node_group,
+)
+from eksml.errors import EksmlError
 from eksml.settings import FROM_SETTINGS, FromSettings, Settings, SettingsMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from eksml.cluster.apply import ApplyHook
     from eksml.cluster.target import ClusterTarget
-    from eksml.kubernetes.hooks import ApplyHook
 
 
 class _ClusterTarget(SettingsMixin):
@@ -132,8 +133,8 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
         from airflow.providers.amazon.aws.hooks.sts import StsHook
 
         from eksml.cluster.addons import addon_objects
+        from eksml.cluster.apply import ApplyHook
         from eksml.cluster.objects import render_kubernetes_objects
-        from eksml.kubernetes.hooks import ApplyHook
 
         settings, req = self._settings_and_request()
         name = self._target_name(req)
@@ -158,7 +159,7 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
                 "applied": target.hook(hook_class=ApplyHook).apply_objects(objects, log=self.log.info),
             }
         from eksml.cluster.eks import cluster_admin_while
-        from eksml.eksctl.iam import principal_arn
+        from eksml.cluster.iam import principal_arn
 
         principal = principal_arn(caller["Arn"])
         grant = pipeline_is_creator(req.with_overrides({"creator_arn": principal}))
@@ -204,7 +205,7 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
             raise AirflowFailException(f"cluster {name!r} does not match the pipeline: " + "; ".join(errors))
 
 
-class NoGpuCapacityError(AirflowFailException):
+class NoGpuCapacityError(EksmlError, AirflowFailException):
     """The run's GPUs cannot come: the node group is too small, or nothing would scale it up."""
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from eksml.nodes import INFERENCE_CLUSTER, TRAIN_ROLE, TRAINING_CLUSTER
+from eksml.cluster.node_contract import INFERENCE_CLUSTER, TRAIN_ROLE, TRAINING_CLUSTER
 from eksml.settings import FROM_SETTINGS, FromSettings
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ def resolve_target(
     conn = kubernetes_conn_id or settings.kubernetes_conn_id
     if conn:
         return ClusterTarget(conn_id=conn)
-    from eksml.eksctl.request import ClusterRequest, training_cluster_name
+    from eksml.cluster.request import ClusterRequest, training_cluster_name
 
     req = ClusterRequest.from_settings(settings, **dict(cluster or {}))
     name = (cluster_name or "").strip()

@@ -35,7 +35,6 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any, NamedTuple
 
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook, KubernetesHook
@@ -43,6 +42,7 @@ from airflow.providers.cncf.kubernetes.kubernetes_helper_functions import generi
 from kubernetes.client.exceptions import ApiException
 from kubernetes_asyncio import client as async_client
 
+from eksml.cluster.apply import ApplyHook
 from eksml.kubernetes.manifests import (
     API_VERSION,
     GROUP,
@@ -443,125 +443,6 @@ def previous_template(
     metadata["labels"] = {k: v for k, v in (metadata.get("labels") or {}).items() if k != HASH_LABEL}
     template["metadata"] = metadata
     return revision(chosen), template
-
-
-#: Our name as the writer of every object the pipeline applies (cluster objects and serving).
-FIELD_MANAGER = "eksml"
-#: Objects that others depend on go first (a namespaced object needs its Namespace).
-_KIND_ORDER = {"CustomResourceDefinition": 0, "Namespace": 1, "ServiceAccount": 2, "ClusterRole": 3, "Role": 3}
-
-
-def apply_order(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Stable sort: CRDs, Namespaces, identities and roles before what uses them."""
-    return sorted(objects, key=lambda o: _KIND_ORDER.get(o["kind"], 9))
-
-
-def object_ref(obj: dict[str, Any]) -> str:
-    meta = obj["metadata"]
-    where = f"{meta['namespace']}/" if meta.get("namespace") else ""
-    return f"{obj['kind']}/{where}{meta['name']}"
-
-
-def _resource_of(dynamic: Any, obj: dict[str, Any], attempts: int = 30, pause: float = 1.0) -> Any:
-    """The API resource of ``obj``; a kind whose CRD was applied moments ago (same apply) is
-    served once the CRD is established, so discovery is refreshed and asked again for a while."""
-    from kubernetes.dynamic.exceptions import ResourceNotFoundError
-
-    for attempt in range(attempts):
-        try:
-            return dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
-        except ResourceNotFoundError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(pause)
-            dynamic.resources.invalidate_cache()
-    raise AssertionError("unreachable")
-
-
-def _server_side_apply(
-    dynamic: Any,
-    objects: list[dict[str, Any]],
-    *,
-    namespace: str | None,
-    kinds: tuple[str, ...] | None,
-    field_manager: str,
-    log: Callable[[str], None],
-) -> list[str]:
-    """The one server-side apply: refuse unexpected kinds before anything is applied, then apply
-    in dependency order (conflicts forced: our fields are ours) and stop at the first error."""
-    if kinds is not None:
-        for obj in objects:
-            if obj["kind"] not in kinds:
-                raise ValueError(f"cannot apply a {obj['kind']}: expected one of {', '.join(kinds)}")
-    applied = []
-    for obj in apply_order(objects):
-        resource = _resource_of(dynamic, obj)
-        where = None
-        if resource.namespaced:
-            where = namespace or obj["metadata"].get("namespace") or "default"
-        dynamic.server_side_apply(
-            resource,
-            body=obj,
-            name=obj["metadata"]["name"],
-            namespace=where,
-            field_manager=field_manager,
-            force_conflicts=True,
-        )
-        applied.append(object_ref(obj))
-        log(f"applied {object_ref(obj)}")
-    return applied
-
-
-def apply_objects(
-    api_client: Any,
-    objects: list[dict[str, Any]],
-    *,
-    log: Callable[[str], None] = print,
-    field_manager: str = FIELD_MANAGER,
-) -> list[str]:
-    """:meth:`ApplyHook.apply_objects` for a bare ``ApiClient`` (a control plane's admin client)."""
-    from kubernetes.dynamic import DynamicClient
-
-    return _server_side_apply(
-        DynamicClient(api_client), objects, namespace=None, kinds=None, field_manager=field_manager, log=log
-    )
-
-
-class ApplyHook(KubernetesHook):
-    """The provider's ``KubernetesHook`` with server-side apply (``kubectl apply --server-side``).
-
-    Hand-written because the provider only *creates* from YAML (``apply_from_yaml_file`` ->
-    ``create_from_yaml``), which fails with 409 on a reused cluster; server-side apply is
-    idempotent, and it is what the MPI operator's manifest needs (its CRD is too large for
-    client-side apply's annotation). Any kind the API server serves is resolved by discovery.
-    """
-
-    @cached_property
-    def dynamic_client(self) -> Any:
-        from kubernetes.dynamic import DynamicClient
-
-        return DynamicClient(self.api_client)
-
-    def apply_objects(
-        self,
-        objects: list[dict[str, Any]],
-        *,
-        namespace: str | None = None,
-        kinds: tuple[str, ...] | None = None,
-        field_manager: str = FIELD_MANAGER,
-        log: Callable[[str], None] | None = None,
-    ) -> list[str]:
-        """Apply ``objects`` in dependency order (created if missing, our fields updated if not);
-        return their references. ``namespace`` overrides the objects' own; ``kinds`` limits what
-        may be applied (anything else is refused before the first object is sent)."""
-        return _server_side_apply(
-            self.dynamic_client,
-            objects,
-            namespace=namespace,
-            kinds=kinds,
-            field_manager=field_manager,
-            log=log or self.log.info,
-        )
 
 
 #: What a rollout applies; anything else in its objects is a mistake.

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from airflow.providers.amazon.aws.links.base_aws import BASE_AWS_CONSOLE_LINK, BaseAwsLink
 
-from eksml.eksctl.iam import partition_for
+from eksml.cluster.iam import partition_for
 from eksml.settings import Settings
 
 

@@ -33,7 +33,8 @@ from typing import Any
 
 from kubernetes.client import models as k8s
 
-from eksml.nodes import (
+from eksml.cluster.fsx import FSX_CLAIM
+from eksml.cluster.node_contract import (
     CPU_ROLES,
     GPU_RESOURCE,
     GPU_TAINT_EFFECT,
@@ -43,6 +44,7 @@ from eksml.nodes import (
     node_selector,
     not_evictable,
 )
+from eksml.errors import InvalidInput
 from eksml.settings import Settings
 from eksml.specs import Resources, WorkloadSpec, WorkloadSpecError, coerce_spec
 
@@ -61,7 +63,7 @@ TERMINATION_MESSAGE_POLICY = "FallbackToLogsOnError"
 _CREDENTIAL_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|ACCESS_KEY|SESSION_TOKEN|PRIVATE_KEY|API_KEY)", re.I)
 
 
-class CredentialInSpecError(ValueError):
+class CredentialInSpecError(InvalidInput):
     """A workload's environment carries what looks like a credential."""
 
 
@@ -96,8 +98,7 @@ def shared_memory(resources: Resources) -> tuple[list[k8s.V1Volume], list[k8s.V1
     return [volume], [k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")]
 
 
-#: The FSx for Lustre claim (eksml.cluster.fsx) and where training containers see it, read-only.
-FSX_CLAIM = "eksml-data-fsx"
+#: Where training containers see the FSx claim (``cluster.fsx.FSX_CLAIM``), read-only.
 FSX_MOUNT = "/fsx/data"
 
 

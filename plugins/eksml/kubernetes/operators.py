@@ -30,6 +30,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException
 from kubernetes.client.exceptions import ApiException
 
+from eksml.cluster.node_contract import TRAINING_CLUSTER, node_selector, not_evictable
 from eksml.cluster.target import ClusterTarget, cluster_role_of, resolve_target
 from eksml.exits import exit_code_in, fail_for_good
 from eksml.kubernetes import manifests
@@ -38,7 +39,6 @@ from eksml.kubernetes.links import PodLogsLink
 from eksml.kubernetes.manifests import RunPolicy, job_name, render_mpijob
 from eksml.kubernetes.triggers import EksTargetPodTrigger, MPIJobTrigger
 from eksml.local.runner import LocalRunner
-from eksml.nodes import TRAINING_CLUSTER, node_selector, not_evictable
 from eksml.settings import Settings, SettingsMixin
 from eksml.specs import WorkloadSpec, WorkloadSpecError, coerce_spec
 
@@ -260,8 +260,7 @@ class GpuTrainingPodOperator(WorkloadPodOperator):
         node group (with its sizes) and which EC2 quota, instead of a bare startup timeout."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from eksml.cluster.eks import describe_gpu_group, unschedulable_reason
-        from eksml.eksctl.request import ClusterRequest, train_node_group
+        from eksml.cluster.eks import describe_configured_gpu_group, unschedulable_reason
 
         if self.pod is None or self.resolved_settings().profile == "local":
             return
@@ -272,9 +271,8 @@ class GpuTrainingPodOperator(WorkloadPodOperator):
         target = self.cluster_target()
         if reason is None or not target.is_eks:
             return
-        group = train_node_group(ClusterRequest.from_settings(self.resolved_settings()))
-        _, where, quota_hint = describe_gpu_group(
-            target.cluster_name, target.region, target.aws_conn_id, group.name, group.instance_types, group.spot
+        _, where, quota_hint = describe_configured_gpu_group(
+            self.resolved_settings(), target.cluster_name, target.region, target.aws_conn_id
         )
         raise AirflowFailException(
             f"no GPU capacity: pod {self.pod.metadata.name} was still unschedulable after "

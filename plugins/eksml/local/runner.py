@@ -24,6 +24,7 @@ from pathlib import Path
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from eksml.errors import ServiceError
 from eksml.exits import EXIT_BAD_INPUT
 from eksml.settings import Settings
 from eksml.specs import WorkloadSpec
@@ -87,7 +88,7 @@ def log_line(log: logging.Logger, line: str) -> None:
     log.info("%s", f"[rank {rank['rank']}] {line}" if rank and rank["rank"] != "0" else line)
 
 
-class LocalRunError(RuntimeError):
+class LocalRunError(ServiceError):
     """The workload process failed; the message ends with its last log lines."""
 
     def __init__(self, message: str, returncode: int | None = None) -> None:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from eksml.errors import ServiceError
 from eksml.layout import METRICS
 from eksml.local.runner import LocalRunner
 from eksml.sagemaker.request import (
@@ -143,7 +144,7 @@ def toolkit_environment(
 
 
 # --- what the job leaves: model.tar.gz -----------------------------------------------------------
-class ArtifactError(RuntimeError):
+class ArtifactError(ServiceError):
     """The model artifact is missing, unsafe to unpack, or not a finished training output."""
 
 

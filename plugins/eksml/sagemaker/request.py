@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from eksml.errors import InvalidInput
 from eksml.layout import Area, area_uri
 from eksml.sagemaker.images import training_image_uri
 from eksml.sagemaker.instances import instance_gpus
@@ -77,7 +78,7 @@ def validate_name(name: str, what: str = "training job name") -> str:
 # --- the training request ---------------------------------------------------------------------
 
 
-class SageMakerRequestError(ValueError):
+class SageMakerRequestError(InvalidInput):
     """The training request would be rejected by SageMaker, or would not do what was asked."""
 
 
@@ -85,7 +86,7 @@ def check_role_arn(role_arn: str) -> str:
     """The SageMaker execution role, or an error that names the setting to set."""
     how = (
         "set EKSML_SAGEMAKER_ROLE_ARN (or sagemaker_role_arn in the eksml_settings Variable) to the "
-        "ARN of the SageMaker execution role; its policy: python -m eksml.eksctl iam sagemaker"
+        "ARN of the SageMaker execution role; its policy: python -m eksml.cluster.eksctl iam sagemaker"
     )
     if not role_arn:
         raise SageMakerRequestError(f"sagemaker_role_arn is not set: {how}")

@@ -36,13 +36,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from eksml.layout import ModelVersion
+from eksml.errors import ServiceError
 from eksml.local.runner import LocalRunner
 from eksml.serving.manifests import HTTP_PORT, IMAGE, SCRIPT, serving_spec
 from eksml.serving.smoke import SmokeTestError, http_transport, smoke_test
 from eksml.settings import Settings
 from eksml.specs import flag
-from eksml.storage import workload_env
+from eksml.storage import version_at, workload_env
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ SUPERVISOR = Path(__file__).with_name("supervisor.py")
 STATE_FILE = "state.json"
 
 
-class ServingError(RuntimeError):
+class ServingError(ServiceError):
     """The local server could not be started, checked or replaced; the message says why."""
 
 
@@ -375,7 +375,7 @@ def deploy_local(
     if model_uri.startswith("/"):
         model_uri = "file://" + model_uri
     try:  # fail before starting anything
-        expectations = expectations or ModelVersion.at(model_uri, settings).expectations()
+        expectations = expectations or version_at(model_uri, settings).expectations()
     except FileNotFoundError as exc:
         raise ServingError(str(exc)) from None
     images, labels = load_test_images(data_uri or settings.source_data_uri, smoke_images, settings)

@@ -19,7 +19,8 @@ import re
 from types import MappingProxyType
 from typing import Any
 
-from eksml.nodes import INFERENCE_ROLE, evictable_local_volumes
+from eksml.cluster.loadbalancer import INGRESS_CLASS
+from eksml.cluster.node_contract import INFERENCE_ROLE, evictable_local_volumes
 from eksml.settings import Settings
 from eksml.specs import Resources, WorkloadSpec, arg_text, flag
 
@@ -110,6 +111,7 @@ def render_deployment(
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     max_latency_ms: float = DEFAULT_MAX_LATENCY_MS,
 ) -> dict[str, Any]:
+    from eksml.cluster.node_contract import node_selector
     from eksml.kubernetes.manifests import (
         TERMINATION_MESSAGE_POLICY,
         container_security_context,
@@ -117,7 +119,6 @@ def render_deployment(
         pod_security_context,
         store_access,
     )
-    from eksml.nodes import node_selector
 
     if not model_uri.startswith("s3://"):
         raise ValueError(f"pods read models from S3: model_uri must be s3://..., got {model_uri!r}")
@@ -219,11 +220,7 @@ def render_service(settings: Settings) -> dict[str, Any]:
     }
 
 
-#: The AWS Load Balancer Controller release whose documented annotations the Ingress uses
-#: (include/kubernetes/aws-load-balancer-controller/annotations-v3.5.0.md, vendored and pinned).
-ALB_CONTROLLER_VERSION = "v3.5.0"
 ALB = "alb.ingress.kubernetes.io/"
-INGRESS_CLASS = "alb"
 #: TLS 1.3 with 1.2 as the floor (an ELB security policy name).
 SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from eksml.errors import ServiceError
 from eksml.kubernetes.links import PodLogsLink
 from eksml.settings import SettingsMixin
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from eksml.serving.smoke import Transport
 
 
-class RolloutError(RuntimeError):
+class RolloutError(ServiceError):
     """The new version did not roll out or failed its smoke test (and was rolled back)."""
 
 
@@ -133,9 +134,9 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
         else the data the version was trained and evaluated on, else the settings' source."""
         if self.data_uri:
             return self.data_uri
-        from eksml.layout import ModelVersion
+        from eksml.storage import version_at
 
-        metadata = (version or ModelVersion.at(self.model_uri, settings)).metadata() or {}
+        metadata = (version or version_at(self.model_uri, settings)).metadata() or {}
         return metadata.get("data_uri") or settings.source_data_uri
 
     def _smoke_inputs(self, settings) -> tuple[str, dict[str, Any]]:
@@ -144,9 +145,9 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
 
         FileNotFoundError naming the folder when the version's training did not finish.
         """
-        from eksml.layout import ModelVersion
+        from eksml.storage import version_at
 
-        version = ModelVersion.at(self.model_uri, settings)
+        version = version_at(self.model_uri, settings)
         expectations = version.expectations()
         return self._data_uri(settings, version), expectations
 
@@ -186,9 +187,9 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
         return result
 
     def _deploy_kubernetes(self, settings, context: Any) -> dict[str, Any]:
+        from eksml.cluster.node_contract import INFERENCE_CLUSTER
         from eksml.cluster.target import resolve_target
         from eksml.kubernetes.hooks import DeploymentHook
-        from eksml.nodes import INFERENCE_CLUSTER
         from eksml.serving.manifests import render_inference_objects, resource_name
         from eksml.serving.smoke import load_test_images, smoke_test
 

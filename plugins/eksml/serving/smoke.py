@@ -23,6 +23,7 @@ from typing import Any
 
 from eksml.contract import IMAGE_SHAPE
 from eksml.dataprep import TEST_IMAGES, TEST_LABELS, DataValidationError, decode_idx
+from eksml.errors import ServiceError
 from eksml.settings import Settings
 from eksml.storage import store_path
 
@@ -30,7 +31,7 @@ from eksml.storage import store_path
 Transport = Callable[[str, str, Any], tuple[int, Any]]
 
 
-class SmokeTestError(RuntimeError):
+class SmokeTestError(ServiceError):
     """The served model did not answer correctly; ``result`` holds what was measured."""
 
     def __init__(self, reason: str, result: dict[str, Any] | None = None) -> None:

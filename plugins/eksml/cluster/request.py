@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from eksml.eksctl.config import (
+from eksml.cluster.config import (
     CLUSTER_ADMIN_POLICY,
     AccessEntry,
     ClusterConfig,
@@ -23,9 +23,9 @@ from eksml.eksctl.config import (
     ManagedNodeGroup,
     Taint,
 )
-from eksml.eksctl.iam import StoreUriError, inference_policy, partition_for, training_policy
-from eksml.eksctl.instance_types import gpu_accelerator
-from eksml.nodes import (
+from eksml.cluster.iam import StoreUriError, inference_policy, irsa_role_name, partition_for, training_policy
+from eksml.cluster.instance_types import gpu_accelerator
+from eksml.cluster.node_contract import (
     ACCELERATOR_LABEL,
     GPU_TAINT_EFFECT,
     GPU_TAINT_KEY,
@@ -36,7 +36,7 @@ from eksml.nodes import (
     TRAIN_ROLE,
     TRAINING_CLUSTER,
 )
-from eksml.settings import Settings, load_settings, parse_bool
+from eksml.settings import Settings, SettingsError, coerce_value, load_settings, parse_bool
 
 TRAIN_GROUP = "ng-train"
 INFERENCE_GROUP = "ng-inference"
@@ -67,33 +67,37 @@ DEFAULT_INFERENCE_NODES = 1
 AUTOSCALER_SERVICE_ACCOUNT = ("kube-system", "cluster-autoscaler")
 TRAINING_CLUSTER_SUFFIX = "-training"
 PROJECT_TAG = "eksml/project"
-#: Settings the ClusterRequest carries by the same name (production integrations).
-INTEGRATION_SETTINGS = (
-    "ingress",
-    "cloudwatch_logs",
-    "api_public_access",
-    "api_public_cidrs",
-    "private_subnets",
-    "node_scaler",
-    "fsx_lustre",
-)
+#: The request's field whose setting has another name; every other field a setting shares by name.
+FROM_SETTING = {"name": "cluster_name"}
+#: What a text override of a field without a default (None) is read as.
+_OPTIONAL_LIKE = {"int | None": 0, "str | None": ""}
 
 
 @dataclass(frozen=True)
 class ClusterRequest:
-    """Cluster knobs; defaults come from :class:`~eksml.settings.Settings`."""
+    """Cluster knobs. A field named like a setting (``name``: ``cluster_name``) has no default of
+    its own: :meth:`from_settings` takes it from :class:`~eksml.settings.Settings` by name."""
 
     name: str
     region: str
     kubernetes_version: str
     store_uri: str
-    model_name: str = "fashion-mnist"
-    #: KMS key of an SSE-KMS store bucket; the IRSA policies grant it through S3 (Settings').
-    store_kms_key_arn: str = ""
-    namespace: str = "ml-training"
-    inference_namespace: str = "ml-serving"
-    training_service_account: str = "training"
-    inference_service_account: str = "inference"
+    model_name: str
+    #: KMS key of an SSE-KMS store bucket; the IRSA policies grant it through S3.
+    store_kms_key_arn: str
+    namespace: str
+    inference_namespace: str
+    training_service_account: str
+    inference_service_account: str
+    dedicated_training_cluster: bool
+    #: Production integrations.
+    ingress: bool
+    cloudwatch_logs: bool
+    api_public_access: bool
+    api_public_cidrs: tuple[str, ...]
+    private_subnets: tuple[str, ...]
+    node_scaler: str
+    fsx_lustre: bool
     #: One GPU per node (a training pod asks for one); the group starts empty and the autoscaler
     #: adds nodes for pending training pods, so a created cluster bills no GPU while idle.
     train_instance_types: tuple[str, ...] = (DEFAULT_GPU_INSTANCE_TYPE,)
@@ -109,7 +113,6 @@ class ClusterRequest:
     inference_max_nodes: int | None = None
     inference_volume_size: int = 80
     system_instance_type: str = "m5.large"
-    dedicated_training_cluster: bool = False
     availability_zones: tuple[str, ...] = ()
     #: IAM principal the pipeline's Kubernetes calls are mapped from (bound to PIPELINE_GROUP's
     #: Roles); default: the creator, i.e. the identity of the Airflow AWS connection.
@@ -117,14 +120,6 @@ class ClusterRequest:
     #: IAM principal that runs eksctl (resolved from STS by the operator before a create).
     creator_arn: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
-    #: Production integrations, from the settings of the same names (eksml.settings).
-    ingress: bool = False
-    cloudwatch_logs: bool = False
-    api_public_access: bool = False
-    api_public_cidrs: tuple[str, ...] = ()
-    private_subnets: tuple[str, ...] = ()
-    node_scaler: str = "cluster-autoscaler"
-    fsx_lustre: bool = False
 
     @property
     def train_max_size(self) -> int:
@@ -137,20 +132,9 @@ class ClusterRequest:
     def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> ClusterRequest:
         """Request built from settings, then ``overrides`` (None values are ignored)."""
         s = settings or load_settings()
-        base = cls(
-            name=s.cluster_name,
-            region=s.region,
-            kubernetes_version=s.kubernetes_version,
-            store_uri=s.store_uri,
-            model_name=s.model_name,
-            store_kms_key_arn=s.store_kms_key_arn,
-            namespace=s.namespace,
-            inference_namespace=s.inference_namespace,
-            training_service_account=s.training_service_account,
-            inference_service_account=s.inference_service_account,
-            dedicated_training_cluster=s.dedicated_training_cluster,
-        )
-        base = dataclasses.replace(base, **{f: getattr(s, f) for f in INTEGRATION_SETTINGS})
+        settings_fields = {f.name for f in dataclasses.fields(s)}
+        taken = {f.name: FROM_SETTING.get(f.name, f.name) for f in dataclasses.fields(cls)}
+        base = cls(**{name: getattr(s, setting) for name, setting in taken.items() if setting in settings_fields})
         return base.with_overrides(overrides)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> ClusterRequest:
@@ -159,7 +143,7 @@ class ClusterRequest:
         unknown = set(overrides) - set(known)
         if unknown:
             raise ClusterConfigError(f"unknown cluster parameter(s): {', '.join(sorted(unknown))}")
-        changes = {k: _coerce(k, v, getattr(self, k)) for k, v in overrides.items() if v is not None and v != ""}
+        changes = {k: _coerce(known[k], v, getattr(self, k)) for k, v in overrides.items() if v is not None and v != ""}
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -168,23 +152,13 @@ class ClusterRequest:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
 
-def _coerce(name: str, value: Any, default: Any) -> Any:
+def _coerce(field: dataclasses.Field, value: Any, current: Any) -> Any:
+    """A templated (text) override as the field's type, read as the settings read theirs."""
+    like = _OPTIONAL_LIKE.get(str(field.type), current) if current is None else current
     try:
-        if isinstance(default, bool):
-            return parse_bool(value)
-        if isinstance(default, tuple):
-            if isinstance(value, str):
-                return tuple(p.strip() for p in value.split(",") if p.strip())
-            return tuple(value)
-        if isinstance(default, int) or name.endswith("_nodes"):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(value)
-        if isinstance(default, dict):
-            return dict(value)
-        return str(value)
-    except (TypeError, ValueError) as exc:
-        raise ClusterConfigError(f"parameter {name}={value!r} has the wrong type") from exc
+        return coerce_value(field.name, value, like)
+    except SettingsError as exc:
+        raise ClusterConfigError(f"parameter {field.name}={value!r} has the wrong type") from exc
 
 
 def train_node_group(req: ClusterRequest) -> ManagedNodeGroup:
@@ -240,12 +214,6 @@ def inference_node_group(req: ClusterRequest) -> ManagedNodeGroup:
         req.inference_volume_size,
         req.availability_zones,
     )
-
-
-def irsa_role_name(cluster: str, region: str, service_account: str) -> str:
-    """The IAM role of a cluster's service account. IAM role names are account-global: the region
-    keeps the same cluster name in two regions apart."""
-    return f"{cluster}-{region}-{service_account}"
 
 
 def autoscaler_role_name(cluster: str, region: str) -> str:
@@ -332,7 +300,10 @@ def dedicated_layout(chosen: bool | str | None) -> bool:
         from eksml.settings import resolve_settings
 
         return resolve_settings().dedicated_training_cluster
-    return _coerce("dedicated_training_cluster", chosen, False)
+    try:
+        return parse_bool(chosen)
+    except ValueError as exc:
+        raise ClusterConfigError(f"parameter dedicated_training_cluster={chosen!r} has the wrong type") from exc
 
 
 def cluster_name_for_role(req: ClusterRequest, cluster_role: str) -> str:
@@ -351,7 +322,7 @@ def build_cluster_configs(req: ClusterRequest) -> list[ClusterConfig]:
     Raises :class:`ClusterConfigError` listing every problem; nothing is sent anywhere. A
     Kubernetes version out of EKS support is refused, one in (billed) extended support logged.
     """
-    from eksml.eks_versions import KubernetesVersionError, check_kubernetes_version
+    from eksml.cluster.versions import KubernetesVersionError, check_kubernetes_version
 
     try:
         for warning in check_kubernetes_version(req.kubernetes_version):
@@ -438,8 +409,8 @@ def integration_service_accounts(
 
 def with_integrations(config: ClusterConfig, req: ClusterRequest) -> ClusterConfig:
     """``config`` with the API endpoint, logging and EKS add-ons the request's settings ask for."""
-    from eksml.eksctl.config import ApiEndpoint
-    from eksml.eksctl.iam import partition_for
+    from eksml.cluster.config import ApiEndpoint
+    from eksml.cluster.iam import partition_for
 
     addons = []
     logs: tuple[str, ...] = ()

@@ -1,6 +1,6 @@
 """The lifecycle identity: what eksctl needs to create, scale and delete the project's clusters.
 
-A separate identity from the pipeline's (``eksml.eksctl.iam.pipeline_policy``): Airflow's everyday
+A separate identity from the pipeline's (``eksml.cluster.iam.pipeline_policy``): Airflow's everyday
 identity never holds CloudFormation, EC2 or IAM role writes. The policy is eksctl's documented
 minimum (eksctl "Minimum IAM policies": AmazonEC2FullAccess, AWSCloudFormationFullAccess,
 EksAllAccess, IamLimitedAccess) narrowed to the project's names; a permissions boundary caps it.
@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from eksml.eksctl.iam import POLICY_VERSION, partition_for
-from eksml.eksctl.request import autoscaler_role_name, irsa_role_name
+from eksml.cluster.iam import POLICY_VERSION, partition_for
+from eksml.cluster.request import autoscaler_role_name, irsa_role_name
 
 #: Name of the managed policy used as the lifecycle identity's permissions boundary.
 LIFECYCLE_BOUNDARY_NAME = "eksml-lifecycle-boundary"

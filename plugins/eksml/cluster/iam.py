@@ -12,12 +12,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from eksml.errors import InvalidInput
 from eksml.layout import BUCKET_NAME, OBJECT_ACTIONS, Area, Identity, Op, area_key_prefix, grants
 
 POLICY_VERSION = "2012-10-17"
 
 
-class StoreUriError(ValueError):
+class StoreUriError(InvalidInput):
     """The store URI cannot scope an IAM policy."""
 
 
@@ -41,6 +42,12 @@ class S3Location:
 
     def key(self, *parts: str) -> str:
         return "/".join(p.strip("/") for p in (self.prefix, *parts) if p.strip("/"))
+
+
+def irsa_role_name(cluster: str, region: str, service_account: str) -> str:
+    """The IAM role of a cluster's service account. IAM role names are account-global: the region
+    keeps the same cluster name in two regions apart."""
+    return f"{cluster}-{region}-{service_account}"
 
 
 def partition_for(region: str) -> str:
@@ -313,7 +320,7 @@ def pipeline_policy(
     Creating and deleting clusters (``cluster=ephemeral``, the ``eks_cluster`` DAG) runs eksctl
     with the lifecycle identity's permissions (:func:`lifecycle_policy`), never with these.
     """
-    from eksml.cluster.eks import CLUSTER_ADMIN_POLICY
+    from eksml.cluster.config import CLUSTER_ADMIN_POLICY
 
     account = account_id or "*"
     partition = partition_for(region)

@@ -1,4 +1,4 @@
-"""``python -m eksml.eksctl render``: print the ClusterConfig YAML the pipeline would send.
+"""``python -m eksml.cluster.eksctl render``: print the ClusterConfig YAML the pipeline would send.
 
 Nothing is sent: the output is for reading and for checking with one's own validators
 (``eksctl create cluster -f - --dry-run`` or the published JSON schema).
@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from eksml.eksctl.config import ClusterConfigError, render_stream
-from eksml.eksctl.request import (
+from eksml.cluster.config import ClusterConfigError, render_stream
+from eksml.cluster.request import (
     DEFAULT_INFERENCE_NODES,
     DEFAULT_TRAIN_MAX_NODES,
     DEFAULT_TRAIN_NODES,
@@ -29,7 +29,7 @@ EXAMPLE_STORE = "s3://eksml-example-bucket/eksml"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eksml.eksctl", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m eksml.cluster.eksctl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     render = sub.add_parser("render", help="print the rendered ClusterConfig(s) as YAML")
     render.add_argument("--name", help="cluster name (default: settings.cluster_name)")
@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
 def _print_policy(args: argparse.Namespace) -> int:
     import json
 
-    from eksml.eksctl import iam, lifecycle_iam
+    from eksml.cluster import iam, lifecycle_iam
 
     settings = load_settings()
     store = args.store_uri or settings.store_uri

@@ -13,8 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from eksml.eksctl.instance_types import InstanceTypeError, check_cpu_instance_type, check_gpu_instance_types
-from eksml.nodes import GPU_RESOURCE
+from eksml.cluster.instance_types import InstanceTypeError, check_cpu_instance_type, check_gpu_instance_types
+from eksml.cluster.node_contract import GPU_RESOURCE
+from eksml.errors import InvalidInput
 
 API_VERSION = "eksctl.io/v1alpha5"
 CA_TAG_PREFIX = "k8s.io/cluster-autoscaler"
@@ -36,7 +37,7 @@ TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 CLUSTER_ADMIN_POLICY = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 
 
-class ClusterConfigError(ValueError):
+class ClusterConfigError(InvalidInput):
     """The requested cluster cannot be created; the message lists every problem found."""
 
 
@@ -295,12 +296,6 @@ class ClusterConfig:
     addons: tuple[EksAddon, ...] = ()
     #: Private subnet ids of an existing VPC (empty: eksctl makes the VPC).
     private_subnets: tuple[str, ...] = ()
-
-    def node_group(self, name: str) -> ManagedNodeGroup:
-        for ng in self.node_groups:
-            if ng.name == name:
-                return ng
-        raise KeyError(f"cluster {self.name!r} has no node group {name!r}")
 
     def problems(self) -> list[str]:
         errors: list[str] = []

@@ -17,10 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from eksml.errors import InvalidInput
+from eksml.settings import Settings
+
 TABLE_DATE = date(2026, 11, 29)
 
-#: Newest version in standard support on :data:`TABLE_DATE`: the default of new clusters.
-DEFAULT_KUBERNETES_VERSION = "1.35"
+#: Newest version in standard support on :data:`TABLE_DATE`: the default of new clusters, spelled
+#: once as the ``kubernetes_version`` setting's default (the settings sit below the cluster package).
+DEFAULT_KUBERNETES_VERSION: str = Settings.kubernetes_version
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ EKS_VERSIONS: dict[str, EksVersion] = {
 }
 
 
-class KubernetesVersionError(ValueError):
+class KubernetesVersionError(InvalidInput):
     """The version is out of EKS support, or unknown."""
 
 
@@ -66,7 +70,7 @@ def check_kubernetes_version(version: str, today: date | None = None) -> list[st
         if newer:
             return [
                 f"Kubernetes {version} is newer than the project's EKS support table (dated {TABLE_DATE}, "
-                f"newest {newest}); add it to eksml/eks_versions.py and pin a cluster-autoscaler for it"
+                f"newest {newest}); add it to eksml/cluster/versions.py and pin a cluster-autoscaler for it"
             ]
         raise KubernetesVersionError(f"Kubernetes {version} is not supported by EKS; use {DEFAULT_KUBERNETES_VERSION}")
     if today > info.end_of_extended:

@@ -23,7 +23,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from eksml.eksctl.hooks import MIN_VERSION, EksctlError, EksctlHook
+from eksml.cluster.hooks import MIN_VERSION, EksctlError, EksctlHook
 
 FILE_TOKEN = "{file:"
 

@@ -35,7 +35,8 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from eksml.eksctl.config import NodegroupState
+from eksml.cluster.config import NodegroupState
+from eksml.errors import ServiceError
 
 #: 0.202.0 is the first release that supports EKS 1.32 (eksctl-io/eksctl#8162) and has
 #: access entries, AL2023 default AMIs and ``--install-nvidia-plugin``.
@@ -45,7 +46,7 @@ _VERSION_RE = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 _NOT_FOUND_MARKERS = ("ResourceNotFoundException", "No cluster found")
 
 
-class EksctlError(RuntimeError):
+class EksctlError(ServiceError):
     """eksctl is unusable or a command failed."""
 
 
@@ -138,7 +139,7 @@ _PASSTHROUGH = (
 )
 
 
-class CredentialsError(RuntimeError):
+class CredentialsError(ServiceError):
     """No usable AWS credentials for eksctl."""
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from eksml.errors import InvalidInput
+
 #: NVIDIA GPU instance types and their GPU count (AWS EC2 accelerated computing docs).
 GPU_INSTANCE_TYPES: dict[str, int] = {
     "p3.2xlarge": 1,
@@ -81,7 +83,7 @@ _TYPE_RE = re.compile(
 )
 
 
-class InstanceTypeError(ValueError):
+class InstanceTypeError(InvalidInput):
     """An instance type that does not exist or does not fit its node group."""
 
 

@@ -5,7 +5,7 @@ Design, and why:
 * Decisions are quick and made in the worker: ``eksctl get cluster`` / ``get nodegroup``
   say whether to create, reuse (never recreate), add missing node groups or scale.
 * Long commands (``create cluster``, ``create nodegroup``, ``delete cluster --wait``: 10-25
-  minutes) run in :class:`~eksml.eksctl.triggers.EksctlCommandTrigger` in the triggerer, so
+  minutes) run in :class:`~eksml.cluster.triggers.EksctlCommandTrigger` in the triggerer, so
   no worker slot is held while CloudFormation works (see that module for why eksctl runs
   there rather than detached from the worker). ``deferrable=False`` runs the same trigger
   code in the worker, for deployments without a triggerer.
@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from eksml.eksctl.config import ClusterConfig, ClusterConfigError, render_yaml
-from eksml.eksctl.hooks import (
+from eksml.cluster.config import ClusterConfig, ClusterConfigError, render_yaml
+from eksml.cluster.hooks import (
     EksctlError,
     EksctlHook,
     associate_oidc_args,
@@ -47,9 +47,7 @@ from eksml.eksctl.hooks import (
     scale_nodegroup_args,
     write_kubeconfig_args,
 )
-from eksml.eksctl.request import INFERENCE_GROUP, PROJECT_TAG, TRAIN_GROUP, ClusterRequest, build_cluster_configs
-from eksml.eksctl.triggers import EksctlCommandTrigger, file_arg, first_event, step
-from eksml.nodes import (
+from eksml.cluster.node_contract import (
     CLUSTER_MODES,
     CLUSTER_ROLES,
     EPHEMERAL_CLUSTER,
@@ -58,6 +56,8 @@ from eksml.nodes import (
     SHARED_CLUSTER,
     TRAINING_CLUSTER,
 )
+from eksml.cluster.request import INFERENCE_GROUP, PROJECT_TAG, TRAIN_GROUP, ClusterRequest, build_cluster_configs
+from eksml.cluster.triggers import EksctlCommandTrigger, file_arg, first_event, step
 from eksml.settings import FROM_SETTINGS, FromSettings, Settings, SettingsMixin
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
 
     :param action: ``create`` (idempotent: reuse, add missing node groups, scale), ``scale``
         or ``delete``. Templated, so a DAG param can choose it.
-    :param cluster: :class:`~eksml.eksctl.request.ClusterRequest` overrides (templated;
+    :param cluster: :class:`~eksml.cluster.request.ClusterRequest` overrides (templated;
         text values are coerced, e.g. ``{"train_nodes": "{{ params.train_nodes }}"}``).
     :param cluster_mode: None (lifecycle DAG), ``existing`` or ``ephemeral`` (training DAG).
     :param cluster_role: ``all``, ``training`` or ``inference``: which of the dedicated
@@ -167,7 +167,7 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
         """The IAM principal eksctl will create the cluster as (the AWS connection's identity)."""
         from airflow.providers.amazon.aws.hooks.sts import StsHook
 
-        from eksml.eksctl.iam import principal_arn
+        from eksml.cluster.iam import principal_arn
 
         caller = StsHook(aws_conn_id=self.resolved_aws_conn_id(), region_name=region).conn.get_caller_identity()["Arn"]
         return principal_arn(caller)

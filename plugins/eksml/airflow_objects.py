@@ -6,7 +6,7 @@ same file; this loader is for the project's own ways of starting Airflow (``make
 standalone helper, the Docker stack). The whole file is checked before anything is written.
 
 Idempotent: pools are created or resized; existing variables and connections are kept
-(a user's edits are never clobbered). Run with ``python -m eksml.airflow_settings``.
+(a user's edits are never clobbered). Run with ``python -m eksml.airflow_objects``.
 
 Connections are written through Airflow's Python API, never ``airflow connections add``: the
 CLI records every command line in the metadata database's ``log`` table, and it masks only
@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from eksml.errors import InvalidInput
 from eksml.settings import PROJECT_ROOT
 
 DEFAULT_FILE = PROJECT_ROOT / "include" / "airflow_settings.yaml"
@@ -44,7 +45,7 @@ POOL_FIELDS = frozenset({"pool_name", "pool_slot", "pool_description"})
 VARIABLE_FIELDS = frozenset({"variable_name", "variable_value"})
 
 
-class AirflowSettingsError(ValueError):
+class AirflowSettingsError(InvalidInput):
     """The file does not follow the schema; nothing was written."""
 
 
