@@ -22,13 +22,14 @@ from airflow.sdk import DAG, Param, task
 
 from eksml.cluster.lifecycle import EksctlClusterOperator
 from eksml.cluster.operators import ClusterAddonsOperator, GpuCapacityOperator
-from eksml.cluster.request import DEFAULT_GPU_INSTANCE_TYPE, dedicated_layout
-from eksml.dag_defaults import default_args
 from eksml.cluster.request import (
+    DEFAULT_GPU_INSTANCE_TYPE,
     DEFAULT_INFERENCE_NODES,
     DEFAULT_TRAIN_MAX_NODES,
     DEFAULT_TRAIN_NODES,
+    dedicated_layout,
 )
+from eksml.dag_defaults import default_args
 
 #: eksctl request overrides, rendered from the run's params (text values are coerced; an empty
 #: one, from a param left null, keeps the settings' value).
