@@ -9,11 +9,13 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import kubernetes_validate
 import pytest
 from kubernetes.client import ApiClient
 
+from eksml.kubernetes.links import PodLogsLink
 from eksml.kubernetes.manifests import CredentialInSpecError
 from eksml.kubernetes.operators import GpuTrainingPodOperator, WorkloadPodOperator, render_training_pod
 from eksml.local.runner import LocalRunError
@@ -245,6 +247,16 @@ def _probe(*args: str) -> WorkloadSpec:
     )
 
 
+class _TaskInstance:
+    """What the operator pushes (the task runner's ``ti`` as far as extra links use it)."""
+
+    def __init__(self) -> None:
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+
 def test_local_profile_runs_the_entrypoint_with_spec_args_and_env(local_settings, tmp_path):
     out = tmp_path / "out.json"
     op = GpuTrainingPodOperator(
@@ -253,7 +265,9 @@ def test_local_profile_runs_the_entrypoint_with_spec_args_and_env(local_settings
         settings=local_settings,
         local_env={"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:5000"},
     )
-    assert op.execute(context={}) is None
+    ti = _TaskInstance()
+    assert op.execute(context={"ti": ti}) is None
+    assert ti.xcom == {PodLogsLink.key: None}  # a local process has no log stream: the link is empty
     assert json.loads(out.read_text()) == {
         "args": ["--out", str(out)],
         "mode": "spec-env",
@@ -264,13 +278,13 @@ def test_local_profile_runs_the_entrypoint_with_spec_args_and_env(local_settings
 def test_local_failure_carries_the_last_lines(local_settings):
     op = GpuTrainingPodOperator(task_id="train", spec=_probe("--fail"), settings=local_settings)
     with pytest.raises(LocalRunError, match="(?s)exited with code 3.*loss is nan"):
-        op.execute(context={})
+        op.execute(context={"ti": _TaskInstance()})
 
 
 def test_local_bad_spec_fails_before_starting_anything(local_settings):
     op = GpuTrainingPodOperator(task_id="train", spec='{"name": "probe"}', settings=local_settings)
     with pytest.raises(WorkloadSpecError, match="lacks image, script"):
-        op.execute(context={})
+        op.execute(context={"ti": _TaskInstance()})
 
 
 def test_on_kill_stops_the_local_process(local_settings):
@@ -279,7 +293,7 @@ def test_on_kill_stops_the_local_process(local_settings):
 
     def run():
         try:
-            op.execute(context={})
+            op.execute(context={"ti": _TaskInstance()})
         except BaseException as exc:  # the killed process exits non-zero
             errors.append(exc)
 
