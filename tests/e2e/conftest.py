@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -191,12 +193,18 @@ def airflow_server(tmp_path_factory, small_drop) -> Iterator[ServerUnderTest]:
     module = load_script("airflow_standalone", ROOT / "scripts" / "airflow_standalone.py")
     base = tmp_path_factory.mktemp("standalone")
     store = base / "store"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        inference_port = sock.getsockname()[1]
     server = module.AirflowStandalone(
         base / "airflow-home",
         env={
             "EKSML_PROFILE": "local",
             "EKSML_STORE_URI": store.as_uri(),
             "EKSML_SOURCE_DATA_URI": str(small_drop),
+            # A deployment run's model server: a free port and a state folder of its own, never the developer's.
+            "EKSML_INFERENCE_PORT": str(inference_port),
+            "EKSML_SERVING_DIR": str(base / "serving"),
             # Parsing the training DAG can take tens of seconds while the machine trains.
             "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "300",
             "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "240",
@@ -212,6 +220,13 @@ def airflow_server(tmp_path_factory, small_drop) -> Iterator[ServerUnderTest]:
         if under_test is not None:
             save_run_timings(under_test.api, ARTIFACTS / "airflow-run-timings.json")
         server.stop()
+        subprocess.run(  # the model server a deployment run started, if any
+            [str(ROOT / ".venv" / "bin" / "python"), "-m", "eksml.serving", "stop"],
+            env=server.env,
+            cwd=ROOT,
+            capture_output=True,
+            timeout=120,
+        )
         shutil.copy(server.log_path, ARTIFACTS / "airflow-standalone.log")
 
     started = time.monotonic()

@@ -20,10 +20,11 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "artifacts" / "screenshots"
 TRAINING_DAG = "fashion_mnist_training"
+DEPLOYMENT_DAG = "model_deployment"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 FAST_FIELDS = {"epochs": "1", "limit_train": "2000", "limit_test": "500"}
-WAIT_S = 90
+WAIT_S = 180  # generous: a loaded machine answers a sign-in in tens of seconds
 
 selenium = pytest.importorskip("selenium", reason="selenium not installed (pip install selenium)")
 if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
@@ -328,6 +329,25 @@ def outcome_summary(api, run_id: str) -> dict:
     return entry["value"]
 
 
+def extra_link_buttons(ui, names: set[str]) -> dict:
+    """The task page's extra-link buttons (links styled as buttons under "Extra Links"), by name,
+    once all of ``names`` are displayed."""
+
+    def shown(driver) -> dict | None:
+        found = {
+            a.text: a
+            for a in driver.find_elements(By.XPATH, "//*[normalize-space()='Extra Links']/following::a[@href]")
+            if a.text in names and a.is_displayed()
+        }
+        return found if set(found) == names else None
+
+    try:
+        return ui.wait.until(shown)
+    except TimeoutException:
+        ui.shot("failure")
+        raise AssertionError(f"extra-link buttons {sorted(names)} not shown on {ui.driver.current_url}") from None
+
+
 def see_outcome_in_the_ui(ui, api, run_id: str, shot: str) -> dict:
     """The run's page shows PROMOTED/REFUSED with version and accuracy; the outcome task links the model."""
     states = api.task_states(TRAINING_DAG, run_id)
@@ -348,9 +368,17 @@ def see_outcome_in_the_ui(ui, api, run_id: str, shot: str) -> dict:
     api_links = api.get(f"/dags/{TRAINING_DAG}/dagRuns/{run_id}/taskInstances/outcome/links")["extra_links"]
     assert set(api_links) == {"Model version", "Metrics", "Plots", "Per-class plot"}, api_links
     assert summary["version"] in api_links["Model version"], api_links
+    # ... shown as buttons on the task's page (its Details tab, Airflow 3.3), each opening its link.
+    ui.click(By.XPATH, "//*[self::a or self::button][normalize-space()='Details']")
+    buttons = extra_link_buttons(ui, set(api_links))
+    assert {name: button.get_attribute("href") for name, button in buttons.items()} == {
+        name: ui.base_url + url for name, url in api_links.items()
+    }
+    ui.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", buttons["Model version"])
     ui.shot(f"{shot}-outcome-task")
-    # The version's page (served by the project's plugin): its accuracy and its plots, loaded.
-    ui.driver.get(ui.base_url + api_links["Model version"])
+    # The version's page (served by the project's plugin), opened by its button: its accuracy and its plots, loaded.
+    buttons["Model version"].click()
+    ui.wait.until(lambda d: d.current_url == ui.base_url + api_links["Model version"])
     ui.wait_text(summary["version"])
     images = ui.driver.find_elements(By.TAG_NAME, "img")
     assert images and all(ui.driver.execute_script("return arguments[0].naturalWidth", i) > 100 for i in images)
@@ -368,6 +396,28 @@ def test_the_run_page_says_what_the_quick_run_achieved(ui, airflow_server):
     assert [m["version"] for m in registered] == [summary["version"]]
 
 
+def test_a_deployment_run_says_which_version_went_live(ui, airflow_server):
+    """The deployment DAG serves the champion (the quick run's version) and its run's note says
+    so, through the REST API and on the run's page."""
+    api = airflow_server.api
+    promoted = [
+        outcome_summary(api, r["dag_run_id"])
+        for r in api.runs(TRAINING_DAG)
+        if r["run_type"] == "manual" and r["state"] == "success"
+    ]
+    champion = [summary for summary in promoted if summary["outcome"] == "promoted"][-1]
+    api.unpause(DEPLOYMENT_DAG)  # only now: every promotion of the earlier tests would have deployed
+    run = api.trigger(DEPLOYMENT_DAG, {})
+    finished = api.wait_run(DEPLOYMENT_DAG, run["dag_run_id"], timeout=420)
+    assert finished["state"] == "success", api.task_states(DEPLOYMENT_DAG, run["dag_run_id"])
+    note = api.get(f"/dags/{DEPLOYMENT_DAG}/dagRuns/{run['dag_run_id']}")["note"]
+    first = f"**DEPLOYED** {champion['version']} test accuracy {champion['test_accuracy']:.4f} is live"
+    assert note.splitlines()[0] == first, note
+    ui.driver.get(f"{ui.base_url}/dags/{DEPLOYMENT_DAG}/runs/{run['dag_run_id']}")
+    ui.wait_text(f"DEPLOYED {champion['version']} test accuracy {champion['test_accuracy']:.4f} is live")
+    ui.shot("10-deployment-run-note")
+
+
 def test_a_refused_candidate_is_visible_in_the_ui(ui, airflow_server):
     """A run with an unreachable promotion margin: the grid shows outcome skipped, the run page REFUSED."""
     api = airflow_server.api
@@ -380,13 +430,13 @@ def test_a_refused_candidate_is_visible_in_the_ui(ui, airflow_server):
     assert run["conf"]["min_improvement"] == 0.5
     finished = api.wait_run(TRAINING_DAG, run["dag_run_id"], timeout=420)
     assert finished["state"] == "success", api.task_states(TRAINING_DAG, run["dag_run_id"])
-    summary = see_outcome_in_the_ui(ui, api, run["dag_run_id"], "10-refused-run")
+    summary = see_outcome_in_the_ui(ui, api, run["dag_run_id"], "11-refused-run")
     assert summary["outcome"] == "refused" and summary["champion_version"]
     assert "REFUSED" in (finished.get("note") or api.get(f"/dags/{TRAINING_DAG}/dagRuns/{run['dag_run_id']}")["note"])
     ui.driver.get(f"{ui.base_url}/dags/{TRAINING_DAG}")
     ui.wait_text("registry")  # the groups, collapsed
     ui.wait_text("outcome")  # outside them: each run's result without expanding a group
-    ui.shot("11-grid-with-outcomes")
+    ui.shot("12-grid-with-outcomes")
 
 
 def test_a_failed_run_says_where_and_why_on_its_page(ui, airflow_server, tmp_path):
@@ -399,7 +449,7 @@ def test_a_failed_run_says_where_and_why_on_its_page(ui, airflow_server, tmp_pat
     assert finished["state"] == "failed"
     ui.driver.get(f"{ui.base_url}/dags/{TRAINING_DAG}/runs/{run['dag_run_id']}")
     ui.wait_text("FAILED in validate_params: no Fashion-MNIST IDX files at")
-    ui.shot("12-failed-run-note")
+    ui.shot("13-failed-run-note")
     ui.driver.get(f"{ui.base_url}/dags/{TRAINING_DAG}")
     ui.wait_text("outcome")
-    ui.shot("13-grid-with-a-failed-run")
+    ui.shot("14-grid-with-a-failed-run")

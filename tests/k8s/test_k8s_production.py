@@ -122,14 +122,25 @@ def test_pipeline_applies_the_https_ingress_pdb_and_autoscaler(alb_ready):
 
 
 def test_karpenter_node_pool_and_node_class_are_admitted_with_the_pinned_crds(prepared_cluster):
-    """Karpenter's CRDs carry CEL validation rules; the real API server evaluates them."""
+    """Karpenter's CRDs carry CEL validation rules; the real API server evaluates them. Its
+    controller's objects (Deployment, RBAC, Service, PodDisruptionBudget) are admitted too."""
     from eksml.cluster.karpenter import karpenter_objects
     from eksml.cluster.request import ClusterRequest
 
     api = prepared_cluster.api_client("admin")
     req = ClusterRequest.from_settings(aws_settings("unused", node_scaler="karpenter"))
-    apply_objects(api, karpenter_objects(req, "eksml"), log=lambda _m: None)
+    apply_objects(
+        api,
+        karpenter_objects(req, "eksml", account_id=ACCOUNT_ID, controller_node_role="inference"),
+        log=lambda _m: None,
+    )
     custom = client.CustomObjectsApi(api)
+    # The controller (its chart rendered at the pinned version) is admitted with the cluster's values.
+    controller = client.AppsV1Api(api).read_namespaced_deployment("karpenter", "kube-system")
+    env = {e.name: e.value for e in controller.spec.template.spec.containers[0].env if e.value is not None}
+    assert env["CLUSTER_NAME"] == "eksml" and controller.spec.template.spec.node_selector["role"] == "inference"
+    role = client.RbacAuthorizationV1Api(api).read_cluster_role("karpenter-core")
+    assert any("nodeclaims" in (rule.resources or []) for rule in role.rules)
     pool = custom.get_cluster_custom_object("karpenter.sh", "v1", "nodepools", "gpu-train")
     assert pool["spec"]["disruption"]["consolidationPolicy"] == "WhenEmpty"
     node_class = custom.get_cluster_custom_object("karpenter.k8s.aws", "v1", "ec2nodeclasses", "gpu-train")

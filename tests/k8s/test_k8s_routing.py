@@ -139,9 +139,7 @@ def test_gpu_capacity_check_with_karpenter_reads_the_node_pool_not_a_node_group(
     """In Karpenter mode eksctl makes no GPU node group, so the run's GPU gate reads the GPU
     NodePool's limit and whether the Karpenter controller runs, with the pipeline's own identity
     (the RBAC the project renders for that mode)."""
-    from eksml.cluster.karpenter import karpenter_objects
     from eksml.cluster.operators import GpuCapacityOperator, NoGpuCapacityError
-    from eksml.cluster.request import ClusterRequest
 
     plane = eks[SHARED]
     for key, value in {
@@ -155,12 +153,8 @@ def test_gpu_capacity_check_with_karpenter_reads_the_node_pool_not_a_node_group(
     create_cluster(KARPENTER_CLUSTER, region=REGION)
     point_cluster_at(KARPENTER_CLUSTER, plane.server, base64.b64encode(plane.pki.ca.read_bytes()).decode(), REGION)
     settings = aws_settings("unused", node_scaler="karpenter", cluster_name=KARPENTER_CLUSTER)
-    req = ClusterRequest.from_settings(settings)
-    apply_objects(
-        plane.api_client("admin"),
-        pipeline_objects(settings) + karpenter_objects(req, KARPENTER_CLUSTER),
-        log=lambda _m: None,
-    )
+    # What prepare_cluster applies in Karpenter mode: the CRDs, controller, NodePool and RBAC included.
+    apply_objects(plane.api_client("admin"), pipeline_objects(settings), log=lambda _m: None)
 
     def gate(nodes: int) -> dict:
         operator = GpuCapacityOperator(task_id="check_gpu_capacity", cluster_name=KARPENTER_CLUSTER, nodes=nodes)
@@ -171,6 +165,9 @@ def test_gpu_capacity_check_with_karpenter_reads_the_node_pool_not_a_node_group(
     # Beyond the NodePool's limit (max(4, train_nodes) nodes x 1 GPU): refused, naming the fix.
     with pytest.raises(NoGpuCapacityError, match="NodePool gpu-train of cluster karpenter-eks is limited to 4"):
         gate(5)
-    # More nodes than are Ready, and no Karpenter controller to launch them: refused at once.
+    # More nodes than are Ready, and no Karpenter controller available to launch them (its
+    # Deployment, admitted above, scaled to zero here): refused at once.
+    apps = client.AppsV1Api(plane.api_client("admin"))
+    apps.patch_namespaced_deployment_scale("karpenter", "kube-system", {"spec": {"replicas": 0}})
     with pytest.raises(NoGpuCapacityError, match=r"Karpenter controller \(kube-system/karpenter\) is not available"):
         gate(4)

@@ -77,3 +77,42 @@ def test_karpenter_replaces_the_gpu_node_group_with_a_node_pool():
 def test_unknown_node_scaler_is_refused():
     with pytest.raises(SettingsError, match="node_scaler"):
         AWS.replace(node_scaler="escalator")
+
+
+def test_karpenter_mode_installs_the_pinned_controller_with_the_clusters_values():
+    """The controller is its Helm chart rendered at the pinned version (vendored, checksummed),
+    its per-cluster values filled in; nothing is fetched."""
+    objects = render_kubernetes_objects(AWS.replace(node_scaler="karpenter"), account_id="123456789012")
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "karpenter"]
+    assert deployment["metadata"]["namespace"] == "kube-system"
+    pod = deployment["spec"]["template"]["spec"]
+    (controller,) = pod["containers"]
+    assert controller["image"] == "public.ecr.aws/karpenter/controller:1.15.2"
+    env = {e["name"]: e.get("value") for e in controller["env"]}
+    assert env["CLUSTER_NAME"] == "eksml" and env["AWS_REGION"] == "us-west-2"
+    assert not env.get("INTERRUPTION_QUEUE")  # the project creates no queue
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux", "role": "inference"}  # never a node it launched
+    (account,) = [o for o in objects if o["kind"] == "ServiceAccount" and o["metadata"]["name"] == "karpenter"]
+    assert account["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/KarpenterControllerRole-eksml"
+    }
+    # Everything the chart renders comes before the NodePool that needs the controller's CRDs.
+    kinds = [o["kind"] for o in objects]
+    assert kinds.index("Deployment") < kinds.index("NodePool")
+    assert "${" not in str(objects)
+    # The dedicated training cluster runs it on its system nodes.
+    training = render_kubernetes_objects(
+        AWS.replace(node_scaler="karpenter", dedicated_training_cluster=True),
+        account_id="123456789012",
+        cluster_role="training",
+    )
+    (deployment,) = [o for o in training if o["kind"] == "Deployment" and o["metadata"]["name"] == "karpenter"]
+    assert deployment["spec"]["template"]["spec"]["nodeSelector"]["role"] == "system"
+
+
+def test_a_vendored_placeholder_without_a_value_is_refused():
+    from eksml.cluster.addons import AddonError, substitute
+
+    assert substitute("name: ${CLUSTER_NAME}", {"CLUSTER_NAME": "eksml"}, "f.yaml") == "name: eksml"
+    with pytest.raises(AddonError, match="f.yaml: no value for AWS_REGION"):
+        substitute("region: ${AWS_REGION}", {"CLUSTER_NAME": "eksml"}, "f.yaml")

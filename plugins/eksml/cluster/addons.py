@@ -17,6 +17,8 @@ server-side apply.
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +112,20 @@ def _patches(kustomization: Path) -> list[tuple[dict[str, str], dict[str, Any]]]
     return [(p["target"], yaml.safe_load(p["patch"])) for p in doc.get("patches", [])]
 
 
+#: A per-cluster value in a vendored chart rendering, written as Flux's post-build substitution
+#: writes it (``${CLUSTER_NAME}``): the chart is rendered once with these placeholders and
+#: checksummed; the cluster's values replace them when the objects are built.
+_VARIABLE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+
+
+def substitute(text: str, variables: Mapping[str, str], source: str) -> str:
+    """``text`` with every ``${NAME}`` replaced; a name without a value is refused."""
+    missing = sorted({name for name in _VARIABLE.findall(text) if name not in variables})
+    if missing:
+        raise AddonError(f"{source}: no value for {', '.join(missing)}")
+    return _VARIABLE.sub(lambda m: variables[m.group(1)], text)
+
+
 def parse_manifest(text: str, source: str = "manifest") -> list[dict[str, Any]]:
     """Kubernetes objects of a multi-document YAML; empty documents and Lists are flattened."""
     objects: list[dict[str, Any]] = []
@@ -125,13 +141,16 @@ def parse_manifest(text: str, source: str = "manifest") -> list[dict[str, Any]]:
     return objects
 
 
-def addon_objects(kustomization: Path = KUSTOMIZATION) -> list[dict[str, Any]]:
-    """All objects of the pinned add-ons, read from the vendored, checksum-verified files."""
+def addon_objects(
+    kustomization: Path = KUSTOMIZATION, variables: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """All objects of the pinned add-ons, read from the vendored, checksum-verified files, with
+    ``variables`` substituted (:func:`substitute`)."""
     tags = _image_overrides(kustomization)
     patches = _patches(kustomization)
     objects: list[dict[str, Any]] = []
     for path in addon_files(kustomization):
-        for obj in parse_manifest(path.read_text(), path.name):
+        for obj in parse_manifest(substitute(path.read_text(), variables or {}, path.name), path.name):
             _set_image_tags(obj, tags)
             for target, patch in patches:
                 if all(_field(obj, key) == value for key, value in target.items()):

@@ -8,9 +8,9 @@ training pod also carries ``karpenter.sh/do-not-disrupt`` (:func:`eksml.cluster.
 so expiry and drift wait for the job too. The EC2NodeClass keeps the nodes as the node
 groups are: private subnets, IMDSv2 with a hop limit of 1, an encrypted gp3 root volume.
 
-Rendered for Karpenter's v1 API, whose CRDs are vendored at v1.15.2
-(``include/kubernetes/karpenter``). The controller itself (Helm chart, IAM role, interruption
-queue) is installed as Karpenter's getting-started guide says; docs/aws.md "Production integrations".
+Rendered for Karpenter's v1 API, whose CRDs and controller (its Helm chart rendered at v1.15.2)
+are vendored in ``include/kubernetes/karpenter``. The controller's IAM role and the nodes' role
+are created as Karpenter's getting-started guide says; docs/aws.md "Production integrations".
 """
 
 from __future__ import annotations
@@ -41,6 +41,11 @@ PRIVATE_SUBNET_TAG = "kubernetes.io/role/internal-elb"
 def node_role_name(cluster: str) -> str:
     """The IAM role of Karpenter's nodes (the getting-started guide's name)."""
     return f"KarpenterNodeRole-{cluster}"
+
+
+def controller_role_name(cluster: str) -> str:
+    """The IAM role of Karpenter's controller, through IRSA (the getting-started guide's name)."""
+    return f"KarpenterControllerRole-{cluster}"
 
 
 def node_class(cluster: str, volume_gib: int) -> dict[str, Any]:
@@ -104,13 +109,28 @@ def node_pool(req: ClusterRequest, gpus_per_node: int) -> dict[str, Any]:
     }
 
 
-def karpenter_objects(req: ClusterRequest, cluster: str, *, crds: bool = True) -> list[dict[str, Any]]:
-    """Karpenter's CRDs (pinned), the EC2NodeClass and the GPU NodePool, in apply order."""
+def karpenter_objects(
+    req: ClusterRequest, cluster: str, *, account_id: str, controller_node_role: str
+) -> list[dict[str, Any]]:
+    """Karpenter's CRDs and controller (pinned, vendored), the EC2NodeClass and the GPU NodePool,
+    in apply order. The controller runs on the ``role=<controller_node_role>`` nodes (never on a
+    node it launched) with its IRSA role, the region given (the hop limit of 1 keeps it from the
+    instance metadata) and no interruption queue (the project creates none)."""
+    from eksml.cluster.iam import role_arn
     from eksml.cluster.request import train_node_group
 
     train = train_node_group(req)
-    objects = addon_objects(KARPENTER) if crds else []
-    return [*objects, node_class(cluster, train.volume_size), node_pool(req, train.gpus_per_node)]
+    variables = {
+        "CLUSTER_NAME": cluster,
+        "AWS_REGION": req.region,
+        "KARPENTER_ROLE_ARN": role_arn(account_id, controller_role_name(cluster), req.region),
+        "NODE_ROLE": controller_node_role,
+    }
+    return [
+        *addon_objects(KARPENTER, variables),
+        node_class(cluster, train.volume_size),
+        node_pool(req, train.gpus_per_node),
+    ]
 
 
 def capacity_reader_rules() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

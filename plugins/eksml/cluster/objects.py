@@ -179,6 +179,8 @@ def render_kubernetes_objects(
     training = cluster_role in (SHARED_CLUSTER, TRAINING_CLUSTER)
     inference = cluster_role in (SHARED_CLUSTER, INFERENCE_CLUSTER)
     cluster = cluster_name or cluster_name_for_role(req, cluster_role)
+    # Where the cluster's own controllers run (autoscaler, Karpenter): never on a GPU node.
+    system_role = SYSTEM_ROLE if cluster_role == TRAINING_CLUSTER else INFERENCE_ROLE
 
     # Evaluation pods run where serving does, in the training namespace and service account
     # (WorkloadPodOperator), so every layout's clusters get those; only the training one gets
@@ -217,7 +219,7 @@ def render_kubernetes_objects(
     if training and req.node_scaler == KARPENTER_SCALER:
         from eksml.cluster.karpenter import karpenter_objects
 
-        objects.extend(karpenter_objects(req, cluster))
+        objects.extend(karpenter_objects(req, cluster, account_id=account, controller_node_role=system_role))
     if training and req.fsx_lustre:
         from eksml.cluster.fsx import fsx_objects
 
@@ -234,7 +236,7 @@ def render_kubernetes_objects(
             region=req.region,
             kubernetes_version=req.kubernetes_version,
             role_arn=role_arn(account, autoscaler_role_name(cluster, req.region), req.region),
-            node_role=SYSTEM_ROLE if cluster_role == TRAINING_CLUSTER else INFERENCE_ROLE,
+            node_role=system_role,
         )
     )
     return objects
