@@ -359,3 +359,50 @@ def test_a_pod_that_exits_with_bad_input_is_not_retried(spec, monkeypatch, exit_
     with pytest.raises(AirflowException, match="returned a failure") as failure:
         operator.cleanup(None, remote)
     assert isinstance(failure.value, AirflowFailException) is fails_for_good
+
+
+def test_a_pod_killed_over_its_memory_limit_says_oomkilled_and_names_the_limit(spec, monkeypatch):
+    """The kubelet's ``OOMKilled`` reaches the task's error with the limit (the provider's error
+    quotes only the last log lines, which an OOM kill cuts off); exit 137 is retried as before.
+    On a real node: tests/k8s/test_node_faults.py."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+    from kubernetes.client import (
+        V1Container,
+        V1ContainerState,
+        V1ContainerStateTerminated,
+        V1ContainerStatus,
+        V1Pod,
+        V1PodSpec,
+        V1PodStatus,
+        V1ResourceRequirements,
+    )
+
+    def provider_cleanup(self, pod, remote_pod, *args, **kwargs):
+        raise AirflowException("Pod train-tensorflow-x returned a failure.\nEpoch 1/1")
+
+    monkeypatch.setattr(KubernetesPodOperator, "cleanup", provider_cleanup)
+    killed = V1ContainerStateTerminated(exit_code=137, reason="OOMKilled")
+    remote = V1Pod(
+        spec=V1PodSpec(
+            containers=[V1Container(name="base", resources=V1ResourceRequirements(limits={"memory": "48Mi"}))]
+        ),
+        status=V1PodStatus(
+            phase="Failed",
+            container_statuses=[
+                V1ContainerStatus(
+                    name="base",
+                    image="x",
+                    image_id="x",
+                    ready=False,
+                    restart_count=0,
+                    state=V1ContainerState(terminated=killed),
+                )
+            ],
+        ),
+    )
+    operator = GpuTrainingPodOperator(task_id="train_tensorflow", spec=spec.to_dict())
+    with pytest.raises(AirflowException, match="returned a failure") as failure:
+        operator.cleanup(None, remote)
+    assert "OOMKilled" in str(failure.value) and "memory limit of 48Mi" in str(failure.value)
+    assert not isinstance(failure.value, AirflowFailException)

@@ -33,7 +33,7 @@ from kubernetes.client.exceptions import ApiException
 from eksml.cluster.target import ClusterTarget, cluster_role_of, resolve_target
 from eksml.exits import exit_code_in, fail_for_good
 from eksml.kubernetes import manifests
-from eksml.kubernetes.hooks import MPIJobHook, container_exit_code, create_disruption_budget
+from eksml.kubernetes.hooks import MPIJobHook, container_exit_code, create_disruption_budget, out_of_memory
 from eksml.kubernetes.links import PodLogsLink
 from eksml.kubernetes.manifests import RunPolicy, job_name, render_mpijob
 from eksml.kubernetes.triggers import EksTargetPodTrigger, MPIJobTrigger
@@ -207,7 +207,7 @@ class WorkloadPodOperator(SettingsMixin, KubernetesPodOperator):
     def cleanup(self, pod: Any, remote_pod: Any, *args: Any, **kwargs: Any) -> None:
         """The provider's cleanup, which raises on a failed pod; a container that exited with the
         images' bad-input status fails the task for good instead (a retry cannot succeed and would
-        only start another GPU pod)."""
+        only start another GPU pod), and one the kernel killed over its memory limit says so."""
         from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
         try:
@@ -216,7 +216,10 @@ class WorkloadPodOperator(SettingsMixin, KubernetesPodOperator):
             raise
         except AirflowException as exc:
             fail_for_good(str(exc), container_exit_code(remote_pod, self.base_container_name), exc)
-            raise
+            oom = out_of_memory(remote_pod, self.base_container_name)
+            if oom is None:
+                raise
+            raise AirflowException(f"{exc}\n{oom}") from exc
 
     def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
         self._apply_settings()  # the resumed task reads the pod through the configured connection
