@@ -100,10 +100,26 @@ def job_phase(job: Mapping[str, Any]) -> JobPhase:
     return JobPhase(PENDING)
 
 
-def _terminated(remote_pod: Any, container: str) -> Any:
+def _status(remote_pod: Any, container: str) -> Any:
     statuses = (getattr(getattr(remote_pod, "status", None), "container_statuses", None)) or []
-    status = next((s for s in statuses if s.name == container), None)
+    return next((s for s in statuses if s.name == container), None)
+
+
+def _terminated(remote_pod: Any, container: str) -> Any:
+    status = _status(remote_pod, container)
     return (status and status.state and status.state.terminated) or None
+
+
+def never_started(remote_pod: Any, container: str) -> str | None:
+    """Why ``container`` is still waiting to start (an image that cannot be pulled, a bad
+    config), naming its image; None once it started. The provider's error for a pod that
+    never started says only that it "returned a failure"."""
+    status = _status(remote_pod, container)
+    waiting = status and status.state and status.state.waiting
+    if not waiting:
+        return None
+    detail = ": ".join(part for part in (waiting.reason, waiting.message) if part) or "waiting"
+    return f"container {container} never started (image {status.image}): {detail}"
 
 
 def container_exit_code(remote_pod: Any, container: str) -> int | None:
