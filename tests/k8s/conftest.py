@@ -178,9 +178,10 @@ def node_cluster(k8s_bin_dir: Path, node_images: dict[str, Image]) -> Iterator[t
         f"(containerd, kubelet, kube-proxy) in {node.startup_seconds:.1f} s\n"
     )
     yield plane, node
-    node.stop()
+    node.stop(keep_lock=True)
     plane.stop()
-    leftovers = node.leftovers()
+    leftovers = node.leftovers()  # before another session's node may start
+    node.release()
     remove_workdir(workdir)
     assert not leftovers, f"the node left these behind: {leftovers}"
 
