@@ -127,7 +127,7 @@ def prepare_cluster(plane: ControlPlane, env: dict[str, str]) -> None:
     from kubernetes import client
 
     from eksml.cluster.objects import render_kubernetes_objects
-    from eksml.kubernetes.hooks import apply_objects
+    from eksml.cluster.apply import apply_objects
 
     settings = settings_of(env)
     # The cluster autoscaler's Deployment belongs to EKS node groups: nothing to scale here.

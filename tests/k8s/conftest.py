@@ -9,6 +9,7 @@ one fails, the tail of every component's log is added to its report.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import sys
@@ -177,11 +178,104 @@ def node_cluster(k8s_bin_dir: Path, node_images: dict[str, Image]) -> Iterator[t
         f"(containerd, kubelet, kube-proxy) in {node.startup_seconds:.1f} s\n"
     )
     yield plane, node
-    node.stop()
+    node.stop(keep_lock=True)
     plane.stop()
-    leftovers = node.leftovers()
+    leftovers = node.leftovers()  # before another session's node may start
+    node.release()
     remove_workdir(workdir)
     assert not leftovers, f"the node left these behind: {leftovers}"
+
+
+#: The bucket of the S3 server on the node's address, and the Secret holding its keys in each
+#: workload namespace (``pod_store_secret``).
+NODE_BUCKET = "eksml-bucket"
+NODE_STORE_SECRET = "store-keys"
+DATASET = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(scope="session")
+def s3_on_node(node_cluster: tuple[ControlPlane, RealNode]) -> Iterator[tuple[str, Any]]:
+    """A moto server on the node's address (pods cannot reach the host's loopback), its bucket
+    holding the real Fashion-MNIST files under ``store/data/slice``."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    _plane, node = node_cluster
+    server = ThreadedMotoServer(ip_address=node.ip, port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-west-2",
+    )
+    s3.create_bucket(Bucket=NODE_BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    for path in sorted(DATASET.glob("*-ubyte.gz")):
+        with gzip.open(path) as check:
+            check.read(16)  # a real IDX file, not a placeholder
+        s3.upload_file(str(path), NODE_BUCKET, f"store/data/slice/{path.name}")
+    yield endpoint, s3
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def training_cluster(
+    node_cluster: tuple[ControlPlane, RealNode], s3_on_node: tuple[str, Any]
+) -> Iterator[dict[str, Any]]:
+    """The project's namespaces, accounts and Roles, the store's Secret in each workload
+    namespace, the node in the training node group, and the settings a user of such a cluster
+    would set."""
+    from kubernetes import client
+
+    from eksml.cluster.apply import apply_objects
+    from eksml.cluster.node_contract import NODE_ROLE_LABEL, TRAIN_ROLE
+
+    plane, node = node_cluster
+    endpoint, _s3 = s3_on_node
+    admin = plane.api_client("admin")
+    with node_connection(plane.kubeconfig(PIPELINE)) as conn_id:
+        settings = aws_settings(
+            conn_id,
+            image_registry=node.image_registry,
+            image_tag=node.image_tag,
+            pod_store_endpoint_url=endpoint,
+            pod_store_secret=NODE_STORE_SECRET,
+        )
+        # The cluster autoscaler's Deployment belongs to EKS node groups; nothing here to scale.
+        objects = [o for o in pipeline_objects(settings) if o["kind"] != "Deployment"]
+        apply_objects(admin, objects, log=lambda _m: None)
+        core = client.CoreV1Api(admin)
+        for namespace in (settings.namespace, settings.inference_namespace):
+            core.create_namespaced_secret(
+                namespace,
+                {
+                    "metadata": {"name": NODE_STORE_SECRET},
+                    "stringData": {
+                        "AWS_ACCESS_KEY_ID": "testing",
+                        "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-west-2",
+                    },
+                },
+            )
+        core.patch_node(node.name, {"metadata": {"labels": {NODE_ROLE_LABEL: TRAIN_ROLE}}})
+        yield {"settings": settings, "core": core, "node": node, "endpoint": endpoint}
+
+
+@contextlib.contextmanager
+def node_role(cluster: dict[str, Any], role: str) -> Iterator[None]:
+    """The one node plays the node group of ``role`` (``train`` or ``inference``) in the block,
+    and the training node group again after it."""
+    from eksml.cluster.node_contract import NODE_ROLE_LABEL, TRAIN_ROLE
+
+    name = cluster["node"].name
+    cluster["core"].patch_node(name, {"metadata": {"labels": {NODE_ROLE_LABEL: role}}})
+    try:
+        yield
+    finally:
+        cluster["core"].patch_node(name, {"metadata": {"labels": {NODE_ROLE_LABEL: TRAIN_ROLE}}})
 
 
 @pytest.hookimpl(wrapper=True)

@@ -50,14 +50,13 @@ KCM_CONTROLLERS = (
     "garbage-collector-controller",
     "disruption-controller",  # the PodDisruptionBudgets of jobs and of the model server
 )
-#: And for a real node: Service endpoints for kube-proxy, the CA bundle every pod's projected
-#: service-account volume mounts (``kube-root-ca.crt``).
+#: And for a real node: Service endpoints for kube-proxy (EndpointSlices) and for the API
+#: server's service proxy, the smoke test's path (it reads the Endpoints object), the CA bundle
+#: every pod's projected service-account volume mounts (``kube-root-ca.crt``).
 NODE_KCM_CONTROLLERS = (
     "endpointslice-controller",
-    "root-ca-certificate-publisher-controller",
-    # v1 Endpoints: the API server's Service proxy (``services/<name>:<port>/proxy``, through which
-    # the deployment's smoke test calls the model) still resolves a Service by them.
     "endpoints-controller",
+    "root-ca-certificate-publisher-controller",
 )
 #: Container log served (by kwok, through the API server's log proxy) for each container name.
 CONTAINER_LOGS = {

@@ -178,8 +178,10 @@ class RealNode:
             raise
         self.startup_seconds = time.monotonic() - started
 
-    def stop(self) -> None:
-        """Pods first (through the kubelet, so CNI and mounts are torn down), then the node."""
+    def stop(self, keep_lock: bool = False) -> None:
+        """Pods first (through the kubelet, so CNI and mounts are torn down), then the node.
+        ``keep_lock``: hold the host-wide lock until :meth:`release` (to check :meth:`leftovers`
+        before another session's node changes the same sysctls and chains)."""
         if self.components.get("kubelet") and self.components["kubelet"].alive():
             self._delete_all_pods()
         for name in ("kube-proxy", "kubelet"):
@@ -204,8 +206,13 @@ class RealNode:
                     _sysctl_path(name).write_text(value)
             except OSError:
                 pass
+        if not keep_lock:
+            self.release()
+
+    def release(self) -> None:
+        """Let another session start its node (the host-wide lock)."""
         if getattr(self, "_lock", None) is not None:
-            self._lock.close()  # releases the host-wide node lock
+            self._lock.close()
             self._lock = None
 
     def leftovers(self) -> list[str]:

@@ -9,19 +9,14 @@ pod reaches on the node's address (``pod_store_endpoint_url``; keys from a Secre
 
 from __future__ import annotations
 
-import gzip
 import re
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from conftest import PIPELINE, aws_settings, node_connection, pipeline_objects
+from conftest import NODE_BUCKET as BUCKET
 from k8s_tasks import run_task, task_context
-from kubernetes import client
 
 from eksml.kubernetes.operators import GpuTrainingPodOperator
 from eksml.specs import training_spec
@@ -29,73 +24,7 @@ from eksml.specs import training_spec
 pytestmark = [pytest.mark.k8s, pytest.mark.node]
 
 NS = "ml-training"
-DATA = Path("/usr/share/datasets/fashion-mnist")
-BUCKET = "eksml-bucket"
 SLICE = {"limit_train": 2048, "limit_test": 512}
-
-
-@pytest.fixture(scope="module")
-def s3_on_node(node_cluster: Any) -> Iterator[tuple[str, Any]]:
-    """A moto server on the node's address (pods cannot reach the host's loopback), its bucket
-    holding the real Fashion-MNIST files."""
-    from moto.server import ThreadedMotoServer
-
-    _plane, node = node_cluster
-    server = ThreadedMotoServer(ip_address=node.ip, port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-west-2",
-    )
-    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
-    for path in sorted(DATA.glob("*-ubyte.gz")):
-        with gzip.open(path) as check:
-            check.read(16)  # a real IDX file, not a placeholder
-        s3.upload_file(str(path), BUCKET, f"store/data/slice/{path.name}")
-    yield endpoint, s3
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def training_cluster(node_cluster: Any, s3_on_node: tuple[str, Any]) -> Iterator[dict[str, Any]]:
-    """The project's namespaces, accounts and Roles, the store's Secret, the node in the training
-    node group, and the settings a user of such a cluster would set."""
-    from eksml.cluster.apply import apply_objects
-    from eksml.cluster.node_contract import NODE_ROLE_LABEL, TRAIN_ROLE
-
-    plane, node = node_cluster
-    endpoint, _s3 = s3_on_node
-    admin = plane.api_client("admin")
-    with node_connection(plane.kubeconfig(PIPELINE)) as conn_id:
-        settings = aws_settings(
-            conn_id,
-            image_registry=node.image_registry,
-            image_tag=node.image_tag,
-            pod_store_endpoint_url=endpoint,
-            pod_store_secret="store-keys",
-        )
-        # The cluster autoscaler's Deployment belongs to EKS node groups; nothing here to scale.
-        objects = [o for o in pipeline_objects(settings) if o["kind"] != "Deployment"]
-        apply_objects(admin, objects, log=lambda _m: None)
-        core = client.CoreV1Api(admin)
-        core.create_namespaced_secret(
-            NS,
-            {
-                "metadata": {"name": "store-keys"},
-                "stringData": {
-                    "AWS_ACCESS_KEY_ID": "testing",
-                    "AWS_SECRET_ACCESS_KEY": "testing",
-                    "AWS_DEFAULT_REGION": "us-west-2",
-                },
-            },
-        )
-        core.patch_node(node.name, {"metadata": {"labels": {NODE_ROLE_LABEL: TRAIN_ROLE}}})
-        yield {"settings": settings, "core": core}
 
 
 def _keys(s3: Any, prefix: str) -> list[str]:

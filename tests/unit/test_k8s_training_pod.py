@@ -373,3 +373,107 @@ def test_a_pod_that_exits_with_bad_input_is_not_retried(spec, monkeypatch, exit_
     with pytest.raises(AirflowException, match="returned a failure") as failure:
         operator.cleanup(None, remote)
     assert isinstance(failure.value, AirflowFailException) is fails_for_good
+
+
+def test_a_pod_killed_over_its_memory_limit_says_oomkilled_and_names_the_limit(spec, monkeypatch):
+    """The kubelet's ``OOMKilled`` reaches the task's error with the limit (the provider's error
+    quotes only the last log lines, which an OOM kill cuts off); exit 137 is retried as before.
+    On a real node: tests/k8s/test_node_faults.py."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+    from kubernetes.client import (
+        V1Container,
+        V1ContainerState,
+        V1ContainerStateTerminated,
+        V1ContainerStatus,
+        V1Pod,
+        V1PodSpec,
+        V1PodStatus,
+        V1ResourceRequirements,
+    )
+
+    def provider_cleanup(self, pod, remote_pod, *args, **kwargs):
+        raise AirflowException("Pod train-tensorflow-x returned a failure.\nEpoch 1/1")
+
+    monkeypatch.setattr(KubernetesPodOperator, "cleanup", provider_cleanup)
+    killed = V1ContainerStateTerminated(exit_code=137, reason="OOMKilled")
+    remote = V1Pod(
+        spec=V1PodSpec(
+            containers=[V1Container(name="base", resources=V1ResourceRequirements(limits={"memory": "48Mi"}))]
+        ),
+        status=V1PodStatus(
+            phase="Failed",
+            container_statuses=[
+                V1ContainerStatus(
+                    name="base",
+                    image="x",
+                    image_id="x",
+                    ready=False,
+                    restart_count=0,
+                    state=V1ContainerState(terminated=killed),
+                )
+            ],
+        ),
+    )
+    operator = GpuTrainingPodOperator(task_id="train_tensorflow", spec=spec.to_dict())
+    with pytest.raises(AirflowException, match="returned a failure") as failure:
+        operator.cleanup(None, remote)
+    assert "OOMKilled" in str(failure.value) and "memory limit of 48Mi" in str(failure.value)
+    assert not isinstance(failure.value, AirflowFailException)
+
+
+def test_a_pod_that_never_started_names_its_image_and_is_not_kept(spec, monkeypatch):
+    """An image the kubelet cannot pull: the provider's error says only that the pod "returned a
+    failure"; the operator's adds the image and the kubelet's reason, and deletes the pod, which
+    the default ``delete_succeeded_pod`` would keep holding its requests. On a real node:
+    tests/k8s/test_node_faults.py."""
+    from unittest import mock
+
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.sdk.exceptions import AirflowException
+    from kubernetes.client import (
+        V1ContainerState,
+        V1ContainerStateWaiting,
+        V1ContainerStatus,
+        V1ObjectMeta,
+        V1Pod,
+        V1PodStatus,
+    )
+
+    image = "localhost/eksml/tf-fashion-mnist:no-such-tag"
+    waiting = V1ContainerStateWaiting(reason="ErrImagePull", message=f'failed to pull image "{image}": not found')
+    remote = V1Pod(
+        metadata=V1ObjectMeta(name="train-tensorflow-x", namespace="ml-training"),
+        status=V1PodStatus(
+            phase="Pending",
+            container_statuses=[
+                V1ContainerStatus(
+                    name="base",
+                    image=image,
+                    image_id="",
+                    ready=False,
+                    restart_count=0,
+                    state=V1ContainerState(waiting=waiting),
+                )
+            ],
+        ),
+    )
+
+    def provider_cleanup(self, pod, remote_pod, *args, **kwargs):
+        self.process_pod_deletion(remote_pod, reraise=False)
+        raise AirflowException("Pod train-tensorflow-x returned a failure.")
+
+    monkeypatch.setattr(KubernetesPodOperator, "cleanup", provider_cleanup)
+    operator = GpuTrainingPodOperator(task_id="train_tensorflow", spec=spec.to_dict())
+    manager = mock.Mock()
+    monkeypatch.setattr(GpuTrainingPodOperator, "pod_manager", manager)
+    with pytest.raises(AirflowException, match="returned a failure") as failure:
+        operator.cleanup(None, remote)
+    assert image in str(failure.value) and "ErrImagePull" in str(failure.value)
+    manager.delete_pod.assert_called_once_with(remote)
+
+    kept = GpuTrainingPodOperator(task_id="train_tensorflow", spec=spec.to_dict(), on_finish_action="keep_pod")
+    manager.reset_mock()
+    with pytest.raises(AirflowException):
+        kept.cleanup(None, remote)
+    manager.delete_pod.assert_not_called()  # keep_pod keeps even a pod that never started

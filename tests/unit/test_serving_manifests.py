@@ -56,6 +56,11 @@ def test_deployment_runs_the_version_on_inference_nodes_safely(settings):
     container = pod["containers"][0]
     assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
     assert spec["revisionHistoryLimit"] >= 1  # a previous revision to roll back to
+    # A replaced pod keeps serving until no Service path sends it new connections, then drains
+    # within the grace period (zero failed requests during a rollout on a real node:
+    # tests/k8s/test_node_pipeline.py).
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pre_stop >= 5 and pod["terminationGracePeriodSeconds"] >= pre_stop + 30
     assert pod["nodeSelector"] == {"role": "inference"}
     assert pod["serviceAccountName"] == "inference-sa"
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0

@@ -100,12 +100,49 @@ def job_phase(job: Mapping[str, Any]) -> JobPhase:
     return JobPhase(PENDING)
 
 
+def _status(remote_pod: Any, container: str) -> Any:
+    statuses = (getattr(getattr(remote_pod, "status", None), "container_statuses", None)) or []
+    return next((s for s in statuses if s.name == container), None)
+
+
+def _terminated(remote_pod: Any, container: str) -> Any:
+    status = _status(remote_pod, container)
+    return (status and status.state and status.state.terminated) or None
+
+
+def never_started(remote_pod: Any, container: str) -> str | None:
+    """Why ``container`` is still waiting to start (an image that cannot be pulled, a bad
+    config), naming its image; None once it started. The provider's error for a pod that
+    never started says only that it "returned a failure"."""
+    status = _status(remote_pod, container)
+    waiting = status and status.state and status.state.waiting
+    if not waiting:
+        return None
+    detail = ": ".join(part for part in (waiting.reason, waiting.message) if part) or "waiting"
+    return f"container {container} never started (image {status.image}): {detail}"
+
+
 def container_exit_code(remote_pod: Any, container: str) -> int | None:
     """Exit status of ``container`` in a finished pod, or None while unknown."""
-    statuses = (getattr(getattr(remote_pod, "status", None), "container_statuses", None)) or []
-    status = next((s for s in statuses if s.name == container), None)
-    terminated = status and status.state and status.state.terminated
+    terminated = _terminated(remote_pod, container)
     return terminated.exit_code if terminated else None
+
+
+def out_of_memory(remote_pod: Any, container: str) -> str | None:
+    """Why ``container`` ended when the kernel killed it over its memory limit (the kubelet's
+    reason ``OOMKilled``), naming the limit and what to raise; None otherwise. The provider's
+    error quotes only the container's last log lines, which an OOM kill cuts off mid-way."""
+    terminated = _terminated(remote_pod, container)
+    if terminated is None or terminated.reason != "OOMKilled":
+        return None
+    containers = getattr(getattr(remote_pod, "spec", None), "containers", None) or []
+    spec = next((c for c in containers if c.name == container), None)
+    limit = ((spec.resources.limits or {}) if spec is not None and spec.resources else {}).get("memory")
+    return (
+        f"container {container} was OOMKilled (exit code {terminated.exit_code}): it went over its memory "
+        f"limit of {limit or 'unknown'}; raise the workload's memory (its spec's resources) or train on "
+        "smaller batches"
+    )
 
 
 # --- waiting for the end of a job -----------------------------------------------------------------

@@ -22,7 +22,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator, OnFinishAction
 from airflow.providers.cncf.kubernetes.pod_generator import make_safe_label_value
 from airflow.providers.cncf.kubernetes.triggers.pod import KubernetesPodTrigger
 from airflow.providers.common.compat.sdk import conf
@@ -34,7 +34,13 @@ from eksml.cluster.node_contract import TRAINING_CLUSTER, node_selector, not_evi
 from eksml.cluster.target import ClusterTarget, cluster_role_of, resolve_target
 from eksml.exits import exit_code_in, fail_for_good
 from eksml.kubernetes import manifests
-from eksml.kubernetes.hooks import MPIJobHook, container_exit_code, create_disruption_budget
+from eksml.kubernetes.hooks import (
+    MPIJobHook,
+    container_exit_code,
+    create_disruption_budget,
+    never_started,
+    out_of_memory,
+)
 from eksml.kubernetes.links import PodLogsLink
 from eksml.kubernetes.manifests import RunPolicy, job_name, render_mpijob
 from eksml.kubernetes.triggers import EksTargetPodTrigger, MPIJobTrigger
@@ -208,7 +214,8 @@ class WorkloadPodOperator(SettingsMixin, KubernetesPodOperator):
     def cleanup(self, pod: Any, remote_pod: Any, *args: Any, **kwargs: Any) -> None:
         """The provider's cleanup, which raises on a failed pod; a container that exited with the
         images' bad-input status fails the task for good instead (a retry cannot succeed and would
-        only start another GPU pod)."""
+        only start another GPU pod), and the error says when the kernel killed the container
+        over its memory limit or the container never started (its image, the kubelet's reason)."""
         from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
         try:
@@ -217,7 +224,31 @@ class WorkloadPodOperator(SettingsMixin, KubernetesPodOperator):
             raise
         except AirflowException as exc:
             fail_for_good(str(exc), container_exit_code(remote_pod, self.base_container_name), exc)
-            raise
+            why = out_of_memory(remote_pod, self.base_container_name) or never_started(
+                remote_pod, self.base_container_name
+            )
+            if why is None:
+                raise
+            raise AirflowException(f"{exc}\n{why}") from exc
+
+    def process_pod_deletion(self, pod: Any, *, reraise: bool = True) -> bool:
+        """The provider's, except that a pod that never started is deleted unless ``keep_pod``
+        was asked for: kept for ``kubectl describe`` like a failed one, it would hold its
+        requests (a GPU node) for as long as it exists."""
+        from airflow.providers.cncf.kubernetes.utils.pod_manager import PodPhase
+
+        phase = getattr(getattr(pod, "status", None), "phase", None)
+        if pod is None or phase != PodPhase.PENDING or self.on_finish_action == OnFinishAction.KEEP_POD:
+            return super().process_pod_deletion(pod, reraise=reraise)
+        self.log.info("deleting pod %s: it never started", pod.metadata.name)
+        try:
+            self.pod_manager.delete_pod(pod)
+        except ApiException:
+            if reraise:
+                raise
+            self.log.exception("could not delete pod %s", pod.metadata.name)
+            return False
+        return True
 
     def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
         self._apply_settings()  # the resumed task reads the pod through the configured connection
