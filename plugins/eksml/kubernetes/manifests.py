@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kubernetes.client import models as k8s
@@ -121,6 +121,11 @@ def training_env(spec: WorkloadSpec, settings: Settings) -> list[k8s.V1EnvVar]:
 def gpu_tolerations() -> list[k8s.V1Toleration]:
     """Tolerate the GPU nodes' ``nvidia.com/gpu=present:NoSchedule`` taint (any value)."""
     return [k8s.V1Toleration(key=GPU_TAINT_KEY, operator="Exists", effect=GPU_TAINT_EFFECT)]
+
+
+def worker_resources(spec: WorkloadSpec, settings: Settings) -> Resources:
+    """An MPI worker's resources: the spec's, with the CPU request ``settings.mpi_worker_cpu`` sets."""
+    return replace(spec.resources, cpu=settings.mpi_worker_cpu) if settings.mpi_worker_cpu else spec.resources
 
 
 def resource_requirements(resources: Resources, gpus: int | None = None) -> k8s.V1ResourceRequirements:
@@ -391,7 +396,7 @@ def render_mpijob(
             image,
             list(WORKER_COMMAND),
             env,
-            resource_requirements(spec.resources),
+            resource_requirements(worker_resources(spec, settings)),
             settings,
             ports=[k8s.V1ContainerPort(name="ssh", container_port=SSHD_PORT)],
             # Ready means sshd accepts connections: what WaitForWorkersReady waits for.
