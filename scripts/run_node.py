@@ -126,8 +126,8 @@ def prepare_cluster(plane: ControlPlane, env: dict[str, str]) -> None:
     namespaces, service accounts and Roles, and the store's keys as a Secret in each namespace."""
     from kubernetes import client
 
-    from eksml.cluster.objects import render_kubernetes_objects
     from eksml.cluster.apply import apply_objects
+    from eksml.cluster.objects import render_kubernetes_objects
 
     settings = settings_of(env)
     # The cluster autoscaler's Deployment belongs to EKS node groups: nothing to scale here.

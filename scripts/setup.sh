@@ -102,9 +102,11 @@ if [ "$k8s_testenv" = 1 ]; then
     echo "k8s test control plane: build failed (exit $rc)" >&2
     exit "$rc"
   fi
-  # The real node's Debian packages and the images it runs (tools/k8s-node; cached by content hash).
+  # The real node's Debian packages, the images it runs and its cluster DNS (tools/k8s-node;
+  # cached by content hash).
   if [ "$rc" = 0 ] && { [ "$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1; }; then
     bash tools/k8s-node/install-packages.sh
     if [ "$(id -u)" = 0 ]; then bash tools/k8s-node/build-images.sh >/dev/null; fi
+    bash tools/k8s-node/build-coredns.sh >/dev/null
   fi
 fi

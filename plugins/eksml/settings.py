@@ -44,6 +44,7 @@ _DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z
 _REGISTRY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 _IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _CLUSTER_NAME = re.compile(r"^[A-Za-z][-A-Za-z0-9]{0,99}$")  # EKS / eksctl
+_CPU_QUANTITY = re.compile(r"^(?!0+(\.0*)?m?$)(\d+(\.\d+)?|\d+m)$")  # Kubernetes CPU: cores or millicores, > 0
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
 DEFAULT_DATASET_DIR = "/usr/share/datasets/fashion-mnist"
 DEFAULT_IMAGE_REGISTRY = "public.ecr.aws/eksml"
@@ -172,6 +173,10 @@ class Settings:
     inference_min_replicas: int = 2
     inference_max_replicas: int = 6
     inference_target_cpu_percent: int = 70
+    #: CPU request of each MPIJob worker (a Kubernetes quantity such as ``500m``); empty: the
+    #: workload's own (4 per worker with GPUs, 2 without). For nodes smaller than that, where the
+    #: workers and the launcher (1 CPU) must fit together (a one-node test cluster).
+    mpi_worker_cpu: str = ""
     #: EKS control-plane logs (api, audit, authenticator) and pod logs to CloudWatch Logs.
     cloudwatch_logs: bool = False
     #: The Kubernetes API endpoint stays private (VPC); public access only when this is on, and
@@ -230,6 +235,11 @@ class Settings:
         if self.pod_store_endpoint_url and urlparse(self.pod_store_endpoint_url).scheme not in ("http", "https"):
             raise SettingsError(
                 f"pod_store_endpoint_url must be an http(s):// URL, got {self.pod_store_endpoint_url!r}"
+            )
+        if self.mpi_worker_cpu and not _CPU_QUANTITY.match(self.mpi_worker_cpu):
+            raise SettingsError(
+                f"mpi_worker_cpu must be a positive CPU quantity (cores such as 2 or 0.5, or millicores such as "
+                f"500m), got {self.mpi_worker_cpu!r}"
             )
         if self.retention_days < 0:
             raise SettingsError(f"retention_days must be 0 (keep forever) or more, got {self.retention_days!r}")

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from k8s_controlplane import ControlPlane, Identity, locate_binaries, remove_workdir
-from k8s_node import Image, RealNode, build_images, missing_prerequisites
+from k8s_node import Image, RealNode, build_coredns, build_images, missing_prerequisites
 
 #: The pipeline's own identity: a user in the group the project's RoleBindings name, as an EKS
 #: access entry maps the Airflow workers' IAM principal.
@@ -162,11 +162,12 @@ def node_cluster(k8s_bin_dir: Path, node_images: dict[str, Image]) -> Iterator[t
     reason = missing_prerequisites(k8s_bin_dir)
     if reason:
         pytest.skip(f"no real node: {reason}")
+    coredns = build_coredns()  # cluster DNS (cached like the images)
     workdir = Path(tempfile.mkdtemp(prefix="eksml-node-", dir="/tmp"))  # short: unix socket paths
     plane = ControlPlane(name="node", bin_dir=k8s_bin_dir, workdir=workdir / "cp", identities=_identities(), kwok=False)
     plane.start()
     _planes.append(plane)
-    node = RealNode(plane, workdir / "node", node_images)
+    node = RealNode(plane, workdir / "node", node_images, coredns=coredns)
     try:
         node.start()
     except BaseException:

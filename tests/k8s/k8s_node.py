@@ -30,6 +30,9 @@ from k8s_controlplane import Component, ControlPlane, ControlPlaneError, free_po
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_IMAGES = ROOT / "tools" / "k8s-node" / "build-images.sh"
+BUILD_COREDNS = ROOT / "tools" / "k8s-node" / "build-coredns.sh"
+#: Cluster DNS: CoreDNS on the node's address (port 53: kubelet's clusterDNS takes an address only).
+CLUSTER_DOMAIN = "cluster.local"
 CNI_BIN = Path("/usr/lib/cni")
 #: Pod addresses of the node (one /24: one node) and its bridge.
 POD_CIDR = "10.244.0.0/24"
@@ -109,6 +112,14 @@ def build_images(*names: str) -> dict[str, Image]:
     return images
 
 
+def build_coredns() -> Path:
+    """Build (or find in the cache) the CoreDNS binary the node's cluster DNS runs."""
+    proc = subprocess.run(["bash", str(BUILD_COREDNS)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{BUILD_COREDNS} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return Path(proc.stdout.split()[-1])
+
+
 def _sysctl_path(name: str) -> Path:
     return Path("/proc/sys") / name.replace(".", "/")
 
@@ -150,6 +161,9 @@ class RealNode:
     image_registry: str = "localhost/eksml"
     image_tag: str = "node"
     labels: dict[str, str] = field(default_factory=dict)
+    #: CoreDNS binary (:func:`build_coredns`): with it, the node runs cluster DNS and pods
+    #: resolve Services and headless Services' pods; without it, names do not resolve.
+    coredns: Path | None = None
     components: dict[str, Component] = field(default_factory=dict)
     startup_seconds: float = 0.0
     ip: str = ""
@@ -171,6 +185,8 @@ class RealNode:
         try:
             self._start_containerd(deadline)
             self._import_images()
+            if self.coredns is not None:
+                self._start_cluster_dns(deadline)
             self._start_kubelet(deadline)
             self._start_kube_proxy(deadline)
         except BaseException:
@@ -184,7 +200,7 @@ class RealNode:
         before another session's node changes the same sysctls and chains)."""
         if self.components.get("kubelet") and self.components["kubelet"].alive():
             self._delete_all_pods()
-        for name in ("kube-proxy", "kubelet"):
+        for name in ("kube-proxy", "kubelet", "coredns"):
             if name in self.components:
                 self.components[name].stop()
         if (self.plane.bin_dir / "kube-proxy").exists():
@@ -398,6 +414,8 @@ state = "{state / "state"}"
             "serializeImagePulls": False,
             "maxPods": 40,
         }
+        if self.coredns is not None:
+            config |= {"clusterDNS": [self.ip], "clusterDomain": CLUSTER_DOMAIN}
         path = self.workdir / "kubelet.yaml"
         path.write_text(json.dumps(config, indent=1))
         labels = ",".join(f"{k}={v}" for k, v in self.labels.items())
@@ -427,6 +445,33 @@ state = "{state / "state"}"
             return conditions.get("Ready") == "True", conditions
 
         self._wait(f"node {self.name} Ready", ready, deadline, "kubelet")
+
+    def _start_cluster_dns(self, deadline: float) -> None:
+        """CoreDNS with its kubernetes plugin watching the control plane, on the node's address
+        (pods reach the host there, not on loopback); ready once the plugin has synced."""
+        (ready_port,) = free_ports(1)
+        corefile = self.workdir / "Corefile"
+        corefile.write_text(
+            f""".:53 {{
+    bind {self.ip}
+    ready 127.0.0.1:{ready_port}
+    errors
+    kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{
+        kubeconfig {self.plane.kubeconfig("admin")} {self.plane.name}
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }}
+}}
+"""
+        )
+        self._component("coredns", [str(self.coredns), "-conf", str(corefile)])
+        from k8s_controlplane import _get
+
+        def ready() -> tuple[bool, Any]:
+            code, body = _get(f"http://127.0.0.1:{ready_port}/ready")
+            return code == 200, f"{code} {body}"
+
+        self._wait("CoreDNS /ready", ready, deadline, "coredns")
 
     def _start_kube_proxy(self, deadline: float) -> None:
         cert = self.plane.pki.issue("kube-proxy", "system:kube-proxy")

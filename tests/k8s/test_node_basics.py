@@ -103,3 +103,47 @@ def test_a_service_cluster_ip_reaches_a_pod_through_kube_proxy(node_cluster: Any
 
     body = wait_for("the Service's ClusterIP to answer", answers, timeout=60)
     assert b"Entrypoint of the inference image" in body
+
+
+def test_cluster_dns_resolves_a_service_and_a_headless_services_pod(node_cluster: Any, namespace: Any) -> None:
+    """CoreDNS (kubernetes plugin) on the node answers a pod's lookups: a Service's name gives its
+    ClusterIP, and ``<hostname>.<headless service>.<ns>.svc`` a pod's own address (the names the
+    MPI operator writes into its hostfile), resolved through the search path the kubelet writes."""
+    core, ns = namespace
+    _plane, node = node_cluster
+    image = node.images["tf-fashion-mnist"].ref
+    target = pod("peer", image, ["sleep", "600"])
+    target["spec"] |= {"hostname": "peer-0", "subdomain": "peers"}
+    core.create_namespaced_pod(ns, target)
+    core.create_namespaced_service(
+        ns,
+        {
+            "metadata": {"name": "peers"},
+            "spec": {"clusterIP": "None", "selector": {"app": "peer"}, "publishNotReadyAddresses": True},
+        },
+    )
+    web = core.create_namespaced_service(
+        ns, {"metadata": {"name": "web"}, "spec": {"selector": {"app": "none"}, "ports": [{"port": 80}]}}
+    )
+
+    def running() -> tuple[bool, Any]:
+        status = core.read_namespaced_pod("peer", ns).status
+        return status.phase == "Running" and bool(status.pod_ip), status.pod_ip
+
+    peer_ip = wait_for("pod peer Running", running)
+    lookup = "import socket, sys; print(*(socket.gethostbyname(n) for n in sys.argv[1:]))"
+    names = [f"peer-0.peers.{ns}.svc", "web"]
+    client_pod = pod(
+        "lookup", image, ["sh", "-c", 'cat /etc/resolv.conf >&2; exec python -c "$0" "$@"', lookup, *names]
+    )
+    core.create_namespaced_pod(ns, client_pod)
+
+    def done() -> tuple[bool, Any]:
+        phase = core.read_namespaced_pod("lookup", ns).status.phase
+        return phase in ("Succeeded", "Failed"), phase
+
+    phase = wait_for("pod lookup to finish", done)
+    log = core.read_namespaced_pod_log("lookup", ns, _preload_content=False).data.decode()
+    assert phase == "Succeeded", log
+    assert f"nameserver {node.ip}" in log
+    assert log.split()[-2:] == [peer_ip, web.spec.cluster_ip]

@@ -227,8 +227,8 @@ def test_deployment_dag_serves_rolls_out_with_no_failed_request_and_rolls_back(
 ) -> None:
     from kubernetes import client
 
-    from eksml.kubernetes.hooks import DeploymentHook
     from eksml.cluster.node_contract import INFERENCE_ROLE
+    from eksml.kubernetes.hooks import DeploymentHook
     from eksml.registry import ModelRegistry
     from eksml.serving.manifests import VERSION_LABEL, label_value, resource_name
     from eksml.serving.smoke import load_test_images

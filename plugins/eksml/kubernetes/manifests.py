@@ -27,7 +27,7 @@ import dataclasses
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -134,6 +134,11 @@ def reading_shared_data(spec: WorkloadSpec, settings: Settings) -> WorkloadSpec:
 def gpu_tolerations() -> list[k8s.V1Toleration]:
     """Tolerate the GPU nodes' ``nvidia.com/gpu=present:NoSchedule`` taint (any value)."""
     return [k8s.V1Toleration(key=GPU_TAINT_KEY, operator="Exists", effect=GPU_TAINT_EFFECT)]
+
+
+def worker_resources(spec: WorkloadSpec, settings: Settings) -> Resources:
+    """An MPI worker's resources: the spec's, with the CPU request ``settings.mpi_worker_cpu`` sets."""
+    return replace(spec.resources, cpu=settings.mpi_worker_cpu) if settings.mpi_worker_cpu else spec.resources
 
 
 def resource_requirements(resources: Resources, gpus: int | None = None) -> k8s.V1ResourceRequirements:
@@ -407,7 +412,7 @@ def render_mpijob(
             image,
             list(WORKER_COMMAND),
             env,
-            resource_requirements(spec.resources),
+            resource_requirements(worker_resources(spec, settings)),
             settings,
             ports=[k8s.V1ContainerPort(name="ssh", container_port=SSHD_PORT)],
             # Ready means sshd accepts connections: what WaitForWorkersReady waits for.
