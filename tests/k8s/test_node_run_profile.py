@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -27,12 +28,13 @@ CONF = {"epochs": 1, "limit_train": 2048, "limit_test": 512}
 def run_node_module() -> ModuleType:
     spec = importlib.util.spec_from_file_location("run_node", ROOT / "scripts" / "run_node.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
 @pytest.fixture(scope="module")
-def profile_env(node_cluster: Any) -> Iterator[tuple[ModuleType, dict[str, str]]]:
+def profile_env(node_cluster: Any, airflow_db: str) -> Iterator[tuple[ModuleType, dict[str, str]]]:
     """The command's store and cluster preparation on the session's node, its settings in os.environ."""
     run_node = run_node_module()
     plane, node = node_cluster

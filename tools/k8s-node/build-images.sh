@@ -53,9 +53,11 @@ build_airflow_base() {
   local c; c="$(buildah from --pull-never "$base_ref")"
   buildah run --isolation oci "$c" -- sh -c 'useradd --uid 50000 --gid 0 --create-home --home-dir /home/airflow \
       --shell /bin/bash airflow && mkdir -p /opt/airflow && chown airflow:0 /opt/airflow'
+  # SSL_CERT_FILE: uv (the venvs stage) trusts its own root list, not the system store, unless told
+  # so; the system store holds the host's extra CAs (build-base.sh), as pip's already does.
   buildah config --user airflow --workingdir /opt/airflow --env AIRFLOW_HOME=/opt/airflow --env AIRFLOW_UID=50000 \
     --env PIP_USER=true --env PATH=/home/airflow/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    "$c"
+    --env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt "$c"
   buildah commit --quiet --rm "$c" "$2" >/dev/null
 }
 go_root="$(go env GOROOT 2>/dev/null || true)"
@@ -72,8 +74,10 @@ for name in "${images[@]}"; do
   if [ "$name" = airflow ]; then
     [ -n "$go_root" ] || { echo "images: airflow needs a Go toolchain on PATH (eksctl stage)" >&2; exit 2; }
     flock 9  # the two bases, like eksml-base, under the shared lock
-    airflow_base="$(cached_image eksml-airflow-base "$(echo "$base_ref" | sha256sum | cut -c1-16)" build_airflow_base)"
-    go_base="$(cached_image eksml-go "$( { echo "$base_ref"; "$go_root/bin/go" version; } | sha256sum | cut -c1-16)" build_go_base)"
+    airflow_base="$(cached_image eksml-airflow-base \
+      "$( { echo "$base_ref"; declare -f build_airflow_base; } | sha256sum | cut -c1-16)" build_airflow_base)"
+    go_base="$(cached_image eksml-go \
+      "$( { echo "$base_ref"; "$go_root/bin/go" version; } | sha256sum | cut -c1-16)" build_go_base)"
     flock -u 9
     echo "$airflow_base"; echo "$go_base"
     dockerfile="$root/docker/Dockerfile"
