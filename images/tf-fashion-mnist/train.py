@@ -35,6 +35,9 @@ def _non_negative_int(text: str) -> int:
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    from network import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS
+
+    parser.set_defaults(epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE)
     parser.add_argument(
         "--validation-images",
         type=_non_negative_int,

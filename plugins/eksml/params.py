@@ -45,23 +45,25 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
         "title": "Trainer",
         "description": "Where training runs: the Kubernetes cluster or Amazon SageMaker.",
     },
+    # Epochs and batch size belong to each framework's recipe (its image's defaults): empty
+    # leaves them to the image, a number overrides them.
     "epochs": {
         "section": TRAINING,
-        "default": 5,
-        "type": "integer",
+        "default": None,
+        "type": ["null", "integer"],
         "minimum": 1,
         "maximum": 100,
         "title": "Epochs",
-        "description": "Passes over the training data.",
+        "description": "Passes over the training data. Empty: the framework's recipe default.",
     },
     "batch_size": {
         "section": TRAINING,
-        "default": 128,
-        "type": "integer",
+        "default": None,
+        "type": ["null", "integer"],
         "minimum": 8,
         "maximum": 4096,
         "title": "Batch size",
-        "description": "Images per step (per Horovod process for MXNet).",
+        "description": "Images per step (per Horovod process for MXNet). Empty: the framework's recipe default.",
     },
     "learning_rate": {
         "section": TRAINING,
@@ -166,8 +168,8 @@ class ParamsError(ValueError):
 class TrainingParams:
     framework: str = "tensorflow"
     trainer: str = "kubernetes"
-    epochs: int = 5
-    batch_size: int = 128
+    epochs: int | None = None
+    batch_size: int | None = None
     learning_rate: float = 0.001
     gpus: int = 1
     workers: int = 2
@@ -239,7 +241,8 @@ def _check_schema(name: str, value: Any, schema: dict[str, Any]) -> Any:
         and "boolean" not in types
         or not any(isinstance(value, python_types[t]) for t in types if t != "null")
     ):
-        raise ParamsError(f"param {name!r} must be of type {'/'.join(types)}, got {value!r}")
+        kinds = "/".join(t for t in types if t != "null") + (" or empty" if "null" in types else "")
+        raise ParamsError(f"param {name!r} must be of type {kinds}, got {value!r}")
     if "enum" in schema and value not in schema["enum"]:
         raise ParamsError(f"param {name!r} must be one of {', '.join(map(str, schema['enum']))}, got {value!r}")
     if "minimum" in schema and value < schema["minimum"]:

@@ -249,8 +249,8 @@ def training_spec(
     data_uri: str,
     model_uri: str,
     checkpoint_uri: str,
-    epochs: int,
-    batch_size: int,
+    epochs: int | None,
+    batch_size: int | None,
     learning_rate: float,
     gpus: int = 1,
     workers: int = 1,
@@ -258,14 +258,12 @@ def training_spec(
     limit_test: int | None = None,
     run_labels: Mapping[str, str] | None = None,
 ) -> WorkloadSpec:
-    """The training workload of ``framework`` for one run."""
+    """The training workload of ``framework`` for one run; ``epochs`` or ``batch_size`` None: the image's own."""
     if framework not in TRAINING_IMAGES:
         raise ValueError(f"unknown framework {framework!r}: expected one of {', '.join(TRAINING_IMAGES)}")
-    hyperparameters: dict[str, Hyperparameter] = {
-        "epochs": int(epochs),
-        "batch_size": int(batch_size),
-        "learning_rate": float(learning_rate),
-    }
+    recipe = {"epochs": epochs, "batch_size": batch_size}
+    hyperparameters: dict[str, Hyperparameter] = {k: int(v) for k, v in recipe.items() if v is not None}
+    hyperparameters["learning_rate"] = float(learning_rate)
     if limit_train:
         hyperparameters["limit_train"] = int(limit_train)
     if limit_test:

@@ -9,7 +9,9 @@ from eksml.params import PARAM_SCHEMAS, ParamsError, validate_training_params
 
 def test_defaults_are_valid_and_typed():
     params = validate_training_params({})
-    assert params.framework == "tensorflow" and params.epochs == 5 and params.learning_rate == 0.001
+    assert params.framework == "tensorflow" and params.learning_rate == 0.001
+    # Epochs and batch size default to each framework's recipe: the image's own defaults.
+    assert params.epochs is None and params.batch_size is None
     assert params.frameworks == ("tensorflow",)
     assert validate_training_params({"framework": "both"}).frameworks == ("tensorflow", "mxnet")
 
@@ -61,7 +63,7 @@ def test_integral_floats_are_integers_as_json_schema_counts_them():
     """The form and REST API accept ``epochs: 2.0`` (JSON Schema integer); so does the first task."""
     params = validate_training_params({"epochs": 2.0, "batch_size": 64.0})
     assert (params.epochs, params.batch_size) == (2, 64) and isinstance(params.epochs, int)
-    with pytest.raises(ParamsError, match="'epochs' must be of type integer, got 2.5"):
+    with pytest.raises(ParamsError, match="'epochs' must be of type integer or empty, got 2.5"):
         validate_training_params({"epochs": 2.5})
 
 
@@ -75,3 +77,14 @@ def test_non_finite_numbers_are_named_as_such(value):
 def test_dot_segments_in_data_uri_are_refused(uri):
     with pytest.raises(ParamsError, match="must not contain '.' or '..' path segments"):
         validate_training_params({"data_uri": uri})
+
+
+def test_unset_epochs_and_batch_size_leave_the_images_defaults():
+    """Empty params pass no --epochs / --batch-size, so each image's recipe decides; set ones are passed."""
+    from eksml.specs import training_spec
+
+    places = {"data_uri": "file:///d", "model_uri": "file:///m", "checkpoint_uri": "file:///c"}
+    unset = training_spec(framework="tensorflow", epochs=None, batch_size=None, learning_rate=0.001, **places)
+    assert dict(unset.hyperparameters) == {"learning_rate": 0.001}
+    chosen = training_spec(framework="mxnet", epochs=3, batch_size=64, learning_rate=0.002, **places)
+    assert dict(chosen.hyperparameters) == {"epochs": 3, "batch_size": 64, "learning_rate": 0.002}

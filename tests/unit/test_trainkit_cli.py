@@ -186,3 +186,19 @@ def test_exit_now_ends_with_the_status_and_loses_no_buffered_output(tmp_path: Pa
     assert done.returncode == 3
     assert done.stdout == "EKSML_RESULT {}\n"
     assert "logged last" in log_file.read_text()
+
+
+def test_tensorflow_image_defaults_epochs_and_batch_to_its_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The DAG passes no --epochs / --batch-size unless a run sets them: the image's recipe decides."""
+    import importlib.util
+
+    image = Path(__file__).resolve().parents[2] / "images" / "tf-fashion-mnist"
+    monkeypatch.syspath_prepend(str(image))
+    spec = importlib.util.spec_from_file_location("tf_image_train", image / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from network import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS
+
+    args = module.parse(BASE)
+    assert (args.epochs, args.batch_size) == (DEFAULT_EPOCHS, DEFAULT_BATCH_SIZE)
+    assert (module.parse([*BASE, "--epochs", "2"]).epochs, parse_args(BASE).epochs) == (2, 5)

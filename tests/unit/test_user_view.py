@@ -36,7 +36,7 @@ def test_scheduled_run_trains_only_with_the_opt_in(monkeypatch, dataset_dir):
     for run_type in ("manual", "asset_triggered", "backfill"):
         assert validate({"epochs": 1}, None, _run(run_type))["params"]["epochs"] == 1
     monkeypatch.setenv("EKSML_SCHEDULED_TRAINING", "true")
-    assert validate({}, None, _run("scheduled"))["params"]["epochs"] == 5
+    assert validate({}, None, _run("scheduled"))["params"]["learning_rate"] == 0.001
 
 
 def test_unpausing_is_explained_where_the_user_meets_it(dag):
