@@ -38,19 +38,21 @@ def training_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, re
     x = tf.constant(images, dtype=tf.uint8)
     y = tf.constant(to_target(labels))
 
-    def gather(step: tf.Tensor, indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def gather(indices: tf.Tensor, draw: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         batch = tf.cast(tf.gather(x, indices), tf.float32)
-        step_seed = tf.stack([tf.cast(seed, tf.int64), step])
+        step_seed = tf.stack([tf.cast(seed, tf.int64), draw])
         if recipe.flip:
             batch = flip_horizontally(batch, step_seed)
         if recipe.shift:
             batch = shift(batch, recipe.shift, step_seed + 1)
         return batch, tf.gather(y, indices)
 
+    # Keras iterates the dataset afresh every epoch: both the order and the per-batch draws that
+    # seed the augmentation change from one iteration to the next.
     order = tf.data.Dataset.range(len(images)).shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     return (
-        order.batch(batch_size)
-        .enumerate()
+        tf.data.Dataset.zip(order.batch(batch_size), draws)
         .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(tf.data.AUTOTUNE)
     )
