@@ -70,7 +70,8 @@ def levers() -> dict[str, tuple[Recipe, float, int]]:
         "pipeline-flips": (d, LEARNING_RATE, BATCH_SIZE),
         "no-label-smoothing": (d.replace(label_smoothing=0.0), LEARNING_RATE, BATCH_SIZE),
         "flip": (d.replace(flip=True), LEARNING_RATE, BATCH_SIZE),
-        "shift": (d.replace(shift=0.08), LEARNING_RATE, BATCH_SIZE),
+        "shift": (d.replace(shift=2), LEARNING_RATE, BATCH_SIZE),
+        "bfloat16": (d.replace(precision="mixed_bfloat16"), LEARNING_RATE, BATCH_SIZE),
         "lr-2e-3": (d, 2e-3, BATCH_SIZE),
         "batch-256-lr-2e-3": (d, 2e-3, 256),
         "wider-48-96": (d.replace(widths=(48, 96)), LEARNING_RATE, BATCH_SIZE),
@@ -156,7 +157,13 @@ def fit(
             xs = to_input(np.where((rng.random(len(x)) < 0.5)[:, None, None], x[:, :, ::-1], x))
         tic = time.perf_counter()
         last = epochs if one_call else epoch + 1
-        model.fit(xs, ys, batch_size=batch_size, epochs=last, initial_epoch=epoch, shuffle=True, verbose=0)
+        if recipe.flip or recipe.shift:  # the image's input pipeline augments
+            from pipeline import training_dataset
+
+            inputs = {"x": training_dataset(x, y, batch_size, recipe, seed + epoch)}
+        else:
+            inputs = {"x": xs, "y": ys, "batch_size": batch_size, "shuffle": True}
+        model.fit(**inputs, epochs=last, initial_epoch=epoch, verbose=0)
         if recipe.recalibrate_batch_norm:
             recalibrate_batch_norm(model, x)
         seconds = time.perf_counter() - tic

@@ -31,6 +31,7 @@ from network import (
     to_input,
     to_target,
 )
+from pipeline import training_dataset
 
 from trainkit import store
 from trainkit.checkpoints import CheckpointStore
@@ -92,7 +93,8 @@ def train(
     """Fit the model for ``args.epochs`` epochs, starting after ``resume_epoch``, and recalibrate its
     batch norms; return it, its history and the recalibration's seconds."""
     x_train, y_train, x_val, y_val = validation_split(data[0], data[1], args.validation_images, args.seed)
-    keras.utils.set_random_seed(args.seed + resume_epoch)  # a resumed run does not replay epoch 1's shuffles
+    seed = args.seed + resume_epoch  # a resumed run does not replay epoch 1's shuffles and augmentation
+    keras.utils.set_random_seed(seed)
     steps = steps_per_epoch(len(x_train), args.batch_size)
     if resume_epoch:
         model = load_checkpoint(ckpt, resume_epoch)
@@ -113,12 +115,10 @@ def train(
         log.info("checkpoint epoch %d already covers --epochs %d: exporting it", resume_epoch, args.epochs)
     else:
         model.fit(
-            to_input(x_train),
-            to_target(y_train),
-            batch_size=args.batch_size,
+            training_dataset(x_train, y_train, args.batch_size, DEFAULT_RECIPE, seed),
             epochs=args.epochs,
             initial_epoch=resume_epoch,
-            shuffle=True,
+            shuffle=False,  # the dataset reshuffles every epoch itself
             validation_data=(to_input(x_val), to_target(y_val)) if len(x_val) else None,
             callbacks=[recorder, EpochCheckpoint(ckpt, config, recorder)],
             verbose=0,
