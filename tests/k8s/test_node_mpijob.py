@@ -14,18 +14,18 @@ no node-group placement (``node_roles``: one node carries no ``role`` labels).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import pytest
-from conftest import PIPELINE, aws_settings, node_connection, pipeline_objects
+from conftest import NODE_BUCKET as BUCKET
 from k8s_tasks import run_task, task_context
 from kubernetes import client
-from test_node_training import BUCKET, NS, s3_on_node  # noqa: F401  (the module's own moto server)
+from test_node_training import NS
 
 from eksml.kubernetes.manifests import GROUP, JOB_NAME_LABEL, JOB_ROLE_LABEL, PLURAL, VERSION, RunPolicy, job_name
 from eksml.kubernetes.operators import MPIJobOperator
@@ -33,46 +33,13 @@ from eksml.specs import training_spec
 
 pytestmark = [pytest.mark.k8s, pytest.mark.node]
 
-STORE_SECRET = "store-keys"
-
 
 @pytest.fixture(scope="module")
-def mpi_cluster(node_cluster: Any, s3_on_node: tuple[str, Any]) -> Iterator[dict[str, Any]]:  # noqa: F811
-    """The project's namespaces, accounts and Roles, the store's Secret, and the settings a user
-    of a one-node cluster sets."""
-    from eksml.cluster.apply import apply_objects
-
-    plane, node = node_cluster
-    endpoint, _s3 = s3_on_node
-    admin = plane.api_client("admin")
-    with node_connection(plane.kubeconfig(PIPELINE)) as conn_id:
-        settings = aws_settings(
-            conn_id,
-            image_registry=node.image_registry,
-            image_tag=node.image_tag,
-            pod_store_endpoint_url=endpoint,
-            pod_store_secret=STORE_SECRET,
-            mpi_worker_cpu="250m",
-            node_roles=False,
-        )
-        objects = [o for o in pipeline_objects(settings) if o["kind"] != "Deployment"]  # no autoscaler here
-        apply_objects(admin, objects, log=lambda _m: None)
-        core = client.CoreV1Api(admin)
-        keys = {
-            "metadata": {"name": STORE_SECRET},
-            "stringData": {
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": "us-west-2",
-            },
-        }
-        try:
-            core.create_namespaced_secret(NS, keys)
-        except client.ApiException as exc:  # another module of the session made it
-            if exc.status != 409:
-                raise
-            core.replace_namespaced_secret(STORE_SECRET, NS, keys)
-        yield {"settings": settings, "core": core}
+def mpi_cluster(training_cluster: dict[str, Any]) -> dict[str, Any]:
+    """The session's prepared cluster (the project's objects, the store's Secret, S3 on the
+    node's address) with the settings a user of a one-node cluster adds."""
+    settings = dataclasses.replace(training_cluster["settings"], mpi_worker_cpu="250m", node_roles=False)
+    return {**training_cluster, "settings": settings}
 
 
 def _spec(version: str, epochs: int, limit_train: int) -> Any:
@@ -131,7 +98,7 @@ def _has(s3: Any, key: str) -> bool:
 
 def test_mpijob_trains_mxnet_with_horovodrun_over_ssh(
     mpi_cluster: dict[str, Any],
-    s3_on_node: tuple[str, Any],  # noqa: F811
+    s3_on_node: tuple[str, Any],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     _endpoint, s3 = s3_on_node
@@ -174,7 +141,7 @@ def test_mpijob_trains_mxnet_with_horovodrun_over_ssh(
 
 def test_a_worker_killed_mid_run_fails_the_job_clearly_and_the_retry_resumes(
     mpi_cluster: dict[str, Any],
-    s3_on_node: tuple[str, Any],  # noqa: F811
+    s3_on_node: tuple[str, Any],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Worker 1's pod is deleted (grace 0) once epoch 1 is checkpointed: its sshd and rank die,
