@@ -423,8 +423,12 @@ def test_trigger_serializes_to_its_own_arguments():
 
 
 def _context(try_number: int = 1):
-    """The parts of a task context the operator reads; the task runner supplies the real one."""
+    """The parts of a task context the operator reads (and the XComs it pushes: ``ti.xcom``);
+    the task runner supplies the real one."""
+    xcom: dict = {}
     ti = SimpleNamespace(
+        xcom=xcom,
+        xcom_push=lambda key, value: xcom.__setitem__(key, value),
         dag_id="fashion_mnist_training",
         task_id="train_mxnet",
         run_id="manual__2026-01-01T00:00:00+00:00",
