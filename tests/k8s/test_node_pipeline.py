@@ -56,6 +56,27 @@ PARAMS = {
 FIGURES: dict[str, Any] = {}
 
 
+def _remove_serving(cluster: dict[str, Any], settings: Any) -> None:
+    """The model server's Deployment goes with the module: its pod holds CPU of the one 2-CPU
+    node that later modules' pods need (they stayed Pending behind it)."""
+    from kubernetes import client
+
+    from eksml.serving.manifests import resource_name
+
+    admin = cluster["node"].plane.api_client("admin")
+    name, namespace = resource_name(settings), settings.inference_namespace
+    try:
+        client.AppsV1Api(admin).delete_namespaced_deployment(name, namespace, propagation_policy="Foreground")
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+    core = client.CoreV1Api(admin)
+    selector = f"app.kubernetes.io/instance={name}"
+    deadline = time.monotonic() + 120
+    while core.list_namespaced_pod(namespace, label_selector=selector).items and time.monotonic() < deadline:
+        time.sleep(1)
+
+
 @pytest.fixture(scope="module")
 def worker_env(training_cluster: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The settings as a worker reads them (``EKSML_*``), and the Airflow AWS connection to the
@@ -86,6 +107,7 @@ def worker_env(training_cluster: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
     assert resolve_settings() == settings  # the tasks see exactly these settings
     yield {**training_cluster, "settings": settings, "run": {}}
+    _remove_serving(training_cluster, settings)
     for key, value in before.items():
         if value is None:
             os.environ.pop(key, None)
