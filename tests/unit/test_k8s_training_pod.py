@@ -306,7 +306,10 @@ def test_on_kill_stops_the_local_process(local_settings):
     thread.join(timeout=15)
     assert not thread.is_alive()
     assert time.monotonic() - started < 15
-    assert isinstance(errors[0], LocalRunError) and "exited with code -15" in str(errors[0])
+    # Ended by the SIGTERM: -15 as the signal, or 143 (128 + 15) when the interpreter was still
+    # starting and its own handler turned the signal into that exit status.
+    assert isinstance(errors[0], LocalRunError)
+    assert "exited with code -15" in str(errors[0]) or "exited with code 143" in str(errors[0])
 
 
 def test_dedicated_layout_sends_training_and_serving_to_their_own_clusters():
