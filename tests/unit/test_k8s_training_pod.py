@@ -306,8 +306,8 @@ def test_on_kill_stops_the_local_process(local_settings):
     thread.join(timeout=15)
     assert not thread.is_alive()
     assert time.monotonic() - started < 15
-    # Ended by the SIGTERM: -15 as the signal, or 143 (128 + 15) when the interpreter was still
-    # starting and its own handler turned the signal into that exit status.
+    # Ended by the SIGTERM: -15 as the signal, or 143 (128 + 15) as an exit status, which one run
+    # in four under load reported (where the status comes from was not pinned down).
     assert isinstance(errors[0], LocalRunError)
     assert "exited with code -15" in str(errors[0]) or "exited with code 143" in str(errors[0])
 
