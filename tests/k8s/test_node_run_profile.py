@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,7 +51,7 @@ def profile_env(node_cluster: Any, airflow_db: str) -> Iterator[tuple[ModuleType
 
 
 def test_training_then_deployment_dag_in_the_kubernetes_profile(
-    profile_env: tuple[ModuleType, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    profile_env: tuple[ModuleType, dict[str, str]], tmp_path: Path
 ) -> None:
     from eksml.registry import ModelRegistry
     from eksml.report import latest_run_state
@@ -58,9 +60,26 @@ def test_training_then_deployment_dag_in_the_kubernetes_profile(
 
     run_node, _env = profile_env
     conf = {**run_node.DEFAULT_CONF, **CONF}
-    succeeded = run_node.run_dags(conf, tmp_path, tmp_path / "timings")
+    # A child process, as `make run-node` runs them: the task logs reach the full log through its
+    # fds 1 and 2, which pytest's own capture would otherwise take first (the log came out empty).
+    child = (
+        "import json, sys; sys.path.insert(0, 'scripts'); import run_node; from pathlib import Path; "
+        "log = Path(sys.argv[2]); sys.exit(0 if run_node.run_dags(json.loads(sys.argv[1]), log, log / 'timings') else 1)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child, json.dumps(conf), str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")},
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     training_log = (tmp_path / "last-training.log").read_text()
-    assert succeeded, training_log[-4000:] + (tmp_path / "last-deployment.log").read_text()[-4000:]
+    deployment_log = tmp_path / "last-deployment.log"
+    assert done.returncode == 0, (
+        done.stdout[-2000:] + done.stderr[-2000:] + training_log[-4000:]
+        + (deployment_log.read_text()[-4000:] if deployment_log.exists() else "")
+    )
 
     state, failed, _run = latest_run_state("fashion_mnist_training")
     assert (state, failed) == ("success", [])
@@ -73,6 +92,5 @@ def test_training_then_deployment_dag_in_the_kubernetes_profile(
     assert settings.profile == "kubernetes"
     champion = ModelRegistry(store_path(settings.models_root, settings)).champion()
     assert champion and champion["uri"].startswith("s3://eksml-node/store/")
-    out = capsys.readouterr().out
-    assert "V1 predict    :" in out and "through the Service" in out
+    assert "V1 predict    :" in done.stdout and "through the Service" in done.stdout
     print(json.dumps({"champion": champion["version"], "accuracy": champion["test_accuracy"]}))

@@ -18,6 +18,17 @@ ROOT = Path(__file__).resolve().parents[2]
 APT_LINES = 300
 
 
+def make_dry_run(target: str) -> str:
+    """`make -n TARGET`'s commands, as a user's shell prints them: run under `make test`, the outer
+    make's MAKEFLAGS/MAKELEVEL would add "Entering directory" lines."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-n", target], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def fresh_copy(tmp_path: Path) -> tuple[Path, dict[str, str], Path]:
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
@@ -70,8 +81,7 @@ def test_the_browser_comes_with_make_test_and_apt_output_goes_to_the_log(tmp_pat
     assert len(result.stdout.splitlines()) == 2, result.stdout[-1000:]
     assert "Selecting previously unselected" not in result.stdout + result.stderr
     assert (repo / ".local" / "setup.log").read_text().count("Selecting previously unselected") == APT_LINES
-    make = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert make.stdout.splitlines()[0] == "bash scripts/setup.sh --dev --k8s-testenv --browser"  # make test asks for it
+    assert make_dry_run("test").splitlines()[0] == "bash scripts/setup.sh --dev --k8s-testenv --browser"  # make test asks for it
 
 
 def test_make_run_installs_the_main_jobs_packages_and_make_test_the_test_tools(tmp_path):
@@ -98,8 +108,8 @@ def test_make_run_installs_the_main_jobs_packages_and_make_test_the_test_tools(t
     for recipe in makefile.split("\n\n"):
         if "$(PYTEST)" in recipe or ".venv/bin/ruff" in recipe:
             target = recipe.split("## ")[0].split(":")[-2].split("\n")[-1].strip()
-            make = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, timeout=60)
-            assert make.stdout.startswith("bash scripts/setup.sh --dev"), (target, make.stdout[:200])
+            commands = make_dry_run(target)
+            assert commands.startswith("bash scripts/setup.sh --dev"), (target, commands[:200])
     assert "setup.sh --dev" not in (ROOT / "scripts" / "run_local.sh").read_text()
 
 
@@ -113,5 +123,4 @@ def test_only_the_setup_target_runs_the_set_up_script():
         ("test-k8s", " --dev --k8s-testenv"),
         ("test-slow", " --dev --browser"),
     ]:
-        make = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, timeout=60)
-        assert make.stdout.splitlines()[0].rstrip() == f"bash scripts/setup.sh{flags}", target
+        assert make_dry_run(target).splitlines()[0].rstrip() == f"bash scripts/setup.sh{flags}", target
