@@ -386,10 +386,9 @@ def test_forbidden_read_is_an_error_event_not_a_crash(api):
 
 def test_job_that_never_starts_times_out(api):
     api.add_job("j", [CREATED])
-    started = time.monotonic()
     event = first_event(trigger_for("j", startup_deadline=time.time() + 0.3))
     assert event["status"] == "timeout" and event["reason"] == "StartupTimeout" and event["phase"] == "Created"
-    assert 0.25 < time.monotonic() - started < 10
+    assert len(api.calls("GET", f"{MPIJOBS}/j")) > 1  # it kept polling until the deadline, not the first look
 
 
 def test_startup_deadline_does_not_cut_a_running_job(api):

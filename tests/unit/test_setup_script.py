@@ -81,7 +81,9 @@ def test_the_browser_comes_with_make_test_and_apt_output_goes_to_the_log(tmp_pat
     assert len(result.stdout.splitlines()) == 2, result.stdout[-1000:]
     assert "Selecting previously unselected" not in result.stdout + result.stderr
     assert (repo / ".local" / "setup.log").read_text().count("Selecting previously unselected") == APT_LINES
-    assert make_dry_run("test").splitlines()[0] == "bash scripts/setup.sh --dev --k8s-testenv --browser"  # make test asks for it
+    assert (
+        make_dry_run("test").splitlines()[0] == "bash scripts/setup.sh --dev --k8s-testenv --browser"
+    )  # make test asks for it
 
 
 def test_make_run_installs_the_main_jobs_packages_and_make_test_the_test_tools(tmp_path):
