@@ -11,6 +11,11 @@ reaches the server through the API server's Service proxy path, as in a cluster.
 What it does not prove: scheduling, probes, rolling-update pacing, the image itself (the server
 runs from the local virtualenv), S3 access from a pod (the stand-in kubelet reads the local
 export), or that a real API server accepts the objects.
+
+Kept beside the real control plane and node tiers (``tests/k8s``) for what only it can show: the
+cluster reached through the EKS API (a moto server's endpoint and CA) with a bearer token signed
+by the Airflow AWS connection. A real API server would need EKS's token webhook
+(aws-iam-authenticator) to accept that token, which is not built or run here; the stand-in records it.
 """
 
 from __future__ import annotations

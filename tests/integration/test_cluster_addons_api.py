@@ -10,6 +10,11 @@ Stubbed: the EKS access-entry grant held while add-ons apply (``cluster_admin_wh
 API moto does not implement (``tests/unit/test_access_entries.py`` covers it with botocore's
 Stubber). Not proved here: that a real API server accepts the objects (the schema tests and
 the real control plane tests do that).
+
+Kept beside the real control plane and node tiers (``tests/k8s``) for what only it can show: the
+cluster reached through the EKS API (a moto server's endpoint and CA) with a bearer token signed
+by the Airflow AWS connection. A real API server would need EKS's token webhook
+(aws-iam-authenticator) to accept that token, which is not built or run here; the stand-in records it.
 """
 
 from __future__ import annotations

@@ -11,6 +11,11 @@ reacts only to a pending GPU pod, as the cluster autoscaler does.
 What this does not prove: nothing here is a real control plane (the project's tests on real
 Kubernetes binaries do that), and the token is not verified by an API server (the test decodes
 it and checks the access key it was signed with).
+
+Kept beside the real control plane and node tiers (``tests/k8s``) for what only it can show: the
+cluster reached through the EKS API (a moto server's endpoint and CA) with a bearer token signed
+by the Airflow AWS connection. A real API server would need EKS's token webhook
+(aws-iam-authenticator) to accept that token, which is not built or run here; the stand-in records it.
 """
 
 from __future__ import annotations
