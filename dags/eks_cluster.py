@@ -9,7 +9,7 @@ service accounts, least-privilege RBAC) and the run waits until GPU nodes advert
 Needs the aws profile: in the local profile its first task fails with the reason, before
 eksctl is called (training there runs as local processes and needs no cluster).
 
-The cluster name, region and layout are the settings' (`EKSML_CLUSTER_NAME`, `EKSML_REGION`,
+The cluster name, region and topology are the settings' (`EKSML_CLUSTER_NAME`, `EKSML_REGION`,
 `EKSML_DEDICATED_TRAINING_CLUSTER` or the `eksml_settings` Variable), the same cluster the
 training DAG uses; a value typed into the trigger form overrides them for that run only.
 """
@@ -27,7 +27,7 @@ from eksml.cluster.request import (
     DEFAULT_INFERENCE_NODES,
     DEFAULT_TRAIN_MAX_NODES,
     DEFAULT_TRAIN_NODES,
-    dedicated_layout,
+    trains_on_dedicated_cluster,
 )
 from eksml.dag_defaults import default_args
 
@@ -47,9 +47,9 @@ CLUSTER = {
 }
 #: The largest node group the form lets one ask for.
 MAX_GROUP_NODES = 100
-#: The cluster that trains: the dedicated one, or the shared one (``dedicated_layout``: the
+#: The cluster that trains: the dedicated one, or the shared one (``trains_on_dedicated_cluster``: the
 #: param, else the settings).
-TRAINING_ROLE = "{{ 'training' if dedicated_layout(params.dedicated_training_cluster) else 'all' }}"
+TRAINING_ROLE = "{{ 'training' if trains_on_dedicated_cluster(params.dedicated_training_cluster) else 'all' }}"
 
 with DAG(
     dag_id="eks_cluster",
@@ -63,7 +63,7 @@ with DAG(
         retries=1, retry_delay=timedelta(minutes=2), execution_timeout=timedelta(hours=1), pool="eks_lifecycle"
     ),
     tags=["cluster", "eks", "eksctl"],
-    user_defined_macros={"dedicated_layout": dedicated_layout},
+    user_defined_macros={"trains_on_dedicated_cluster": trains_on_dedicated_cluster},
     params={
         "action": Param(
             "create",
@@ -159,8 +159,8 @@ with DAG(
 
     @task.short_circuit(execution_timeout=timedelta(minutes=1))
     def dedicated(params=None) -> bool:
-        """Only the dedicated layout has a second (inference) cluster to prepare."""
-        return dedicated_layout(params["dedicated_training_cluster"])
+        """Only the dedicated topology has a second (inference) cluster to prepare."""
+        return trains_on_dedicated_cluster(params["dedicated_training_cluster"])
 
     check_gpu_capacity = GpuCapacityOperator(task_id="check_gpu_capacity", cluster=CLUSTER, cluster_role=TRAINING_ROLE)
 

@@ -68,7 +68,7 @@ def test_a_fresh_account_fails_the_cluster_preflight_on_the_standard_quota(quota
     assert gpu.level == preflight.WARNING and "autoscaler stops below the max sizes (16 vCPUs)" in gpu.message
 
 
-def test_the_dedicated_layout_counts_both_clusters_node_groups(quotas):
+def test_the_trains_on_dedicated_cluster_counts_both_clusters_node_groups(quotas):
     client, stub = quotas
     answer(stub, STANDARD, 9.0)  # m5.2xlarge (8) + the training cluster's m5.large system node (2) = 10
     answer(stub, GPU_G, 16.0)

@@ -310,8 +310,8 @@ def test_on_kill_stops_the_local_process(local_settings):
     assert "exited with code -15" in str(errors[0]) or "exited with code 143" in str(errors[0])
 
 
-def test_dedicated_layout_sends_training_and_serving_to_their_own_clusters():
-    """Training and serving never share one connection in the dedicated-training-cluster layout."""
+def test_trains_on_dedicated_cluster_sends_training_and_serving_to_their_own_clusters():
+    """Training and serving never share one connection in the dedicated-training-cluster topology."""
     from eksml.cluster.node_contract import INFERENCE_CLUSTER, TRAINING_CLUSTER
     from eksml.cluster.target import resolve_target
 

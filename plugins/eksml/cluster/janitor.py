@@ -140,7 +140,7 @@ def sweep(max_age_hours: float, run_state: RunState, now: datetime, log: Callabl
         log(f"  {line}")
     log(f"strays running cost: about ${total:.2f}/h at list prices" if strays else "no stray ephemeral cluster")
     return {
-        # one eksctl delete per cluster, never the dedicated layout's pair (the tag names one cluster)
+        # one eksctl delete per cluster, never the dedicated topology's pair (the tag names one cluster)
         "clusters": [
             {"name": s.name, "region": s.region, "dedicated_training_cluster": False}
             for s in strays

@@ -1,5 +1,5 @@
 """The node contract: how the cluster's node groups and the pods that run on them find each other,
-and which cluster of the layout a task or an object set is for.
+and which cluster of the topology a task or an object set is for.
 
 The node groups eksctl creates, the training and serving pods, the MPIJob replicas, the
 cluster autoscaler's own pod and the GPU readiness check must all agree on these names;
@@ -30,10 +30,10 @@ TRAIN_ROLE = "train"
 INFERENCE_ROLE = "inference"
 #: CPU nodes of a dedicated training cluster (add-ons and MPI launchers).
 SYSTEM_ROLE = "system"
-#: Roles of the CPU node groups, whichever cluster layout.
+#: Roles of the CPU node groups, whichever cluster topology.
 CPU_ROLES = (INFERENCE_ROLE, SYSTEM_ROLE)
 
-#: Cluster roles: the shared cluster holds both sides; in the dedicated-training-cluster layout
+#: Cluster roles: the shared cluster holds both sides; in the dedicated-training-cluster topology
 #: training runs on ``<name>-training`` and serving (evaluation, inference) on ``<name>``.
 SHARED_CLUSTER = "all"
 TRAINING_CLUSTER = "training"

@@ -56,7 +56,7 @@ TRAINING_RULES = [
     # One PodDisruptionBudget per running job, so no scale-down or drain evicts its pods.
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["create", "get", "delete"]},
 ]
-#: What evaluation does on the serving cluster of the dedicated layout: its pods run in the
+#: What evaluation does on the serving cluster of the dedicated topology: its pods run in the
 #: training namespace there (node role ``inference``), under the training service account, each
 #: with its PodDisruptionBudget like every job pod; no MPIJobs.
 EVALUATION_RULES = [rule for rule in TRAINING_RULES if rule["apiGroups"] != ["kubeflow.org"]]
@@ -168,7 +168,7 @@ def render_kubernetes_objects(
     """Every object the pipeline applies to a cluster of ``cluster_role``, in apply order.
 
     ``all`` is the shared cluster; ``training`` / ``inference`` are the two clusters of the
-    dedicated-training-cluster layout. ``cluster_name`` overrides the name derived from
+    dedicated-training-cluster topology. ``cluster_name`` overrides the name derived from
     settings (an ephemeral cluster); it determines the IRSA role names eksctl created.
     """
     if cluster_role not in CLUSTER_ROLES:
@@ -183,7 +183,7 @@ def render_kubernetes_objects(
     system_role = SYSTEM_ROLE if cluster_role == TRAINING_CLUSTER else INFERENCE_ROLE
 
     # Evaluation pods run where serving does, in the training namespace and service account
-    # (WorkloadPodOperator), so every layout's clusters get those; only the training one gets
+    # (WorkloadPodOperator), so every topology's clusters get those; only the training one gets
     # MPIJobs and the GPU capacity check's rights.
     objects: list[dict[str, Any]] = [namespace(req.namespace)]
     if inference:

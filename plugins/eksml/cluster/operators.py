@@ -77,7 +77,7 @@ class _ClusterTarget(SettingsMixin):
         )
 
     def _role(self, req: ClusterRequest) -> str:
-        """The role given, else that of the cluster that trains in the run's layout (as
+        """The role given, else that of the cluster that trains in the run's topology (as
         :func:`~eksml.cluster.target.resolve_target` decides for a training task)."""
         if self.cluster_role:
             return self.cluster_role
@@ -95,7 +95,7 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
     :param cluster_name: cluster to prepare (templated; default from settings and
         ``cluster_role``). For an ephemeral cluster pass the create task's XCom.
     :param cluster_role: ``all`` (shared cluster), ``training`` or ``inference`` (dedicated
-        layout). The device plugin and MPI operator go to clusters that train.
+        topology). The device plugin and MPI operator go to clusters that train.
     :param cluster: ClusterRequest overrides, as given to the eksctl operator.
     :param cluster_mode: as for the eksctl operator; ``existing`` makes this a no-op (a
         training run does not modify the shared cluster).
@@ -225,7 +225,7 @@ class GpuCapacityOperator(_ClusterTarget, BaseOperator):
       scale-up itself.
 
     :param cluster_name: the run's training cluster (templated); empty means the settings' one.
-    :param cluster_role: ``training`` (dedicated layout) or ``all`` (shared); default the layout
+    :param cluster_role: ``training`` (dedicated topology) or ``all`` (shared); default the topology
         the run resolved, so an empty ``cluster_name`` names the cluster that trains.
     :param nodes: GPU nodes the run needs at once (templated; default 1).
     :param aws_conn_id: the AWS connection (EKS, the token); default the settings' one.

@@ -294,7 +294,7 @@ def training_cluster_name(req: ClusterRequest) -> str:
     return req.name + TRAINING_CLUSTER_SUFFIX if req.dedicated_training_cluster else req.name
 
 
-def dedicated_layout(chosen: bool | str | None) -> bool:
+def trains_on_dedicated_cluster(chosen: bool | str | None) -> bool:
     """Whether training has its own cluster: as chosen for a run, else as the settings say."""
     if chosen is None or chosen == "":
         from eksml.settings import resolve_settings
@@ -307,7 +307,7 @@ def dedicated_layout(chosen: bool | str | None) -> bool:
 
 
 def cluster_name_for_role(req: ClusterRequest, cluster_role: str) -> str:
-    """Cluster name in the layout ``cluster_role`` implies: "training" is the dedicated one."""
+    """Cluster name in the topology ``cluster_role`` implies: "training" is the dedicated one."""
     return req.name + TRAINING_CLUSTER_SUFFIX if cluster_role == TRAINING_CLUSTER else req.name
 
 

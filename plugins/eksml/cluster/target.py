@@ -7,7 +7,7 @@ deployment) resolves one :class:`ClusterTarget` at run time:
   when set) wins: a cluster that is not EKS, or a connection managed by hand;
 * otherwise the EKS cluster named by the run (an ephemeral cluster's name from the create task),
   else the one the settings give for the task's role (``<name>-training`` for training in the
-  dedicated layout, ``<name>`` for the rest). Its endpoint and CA come from ``DescribeCluster``
+  dedicated topology, ``<name>`` for the rest). Its endpoint and CA come from ``DescribeCluster``
   and the bearer token is signed with the configured AWS connection's credentials, in the
   process that uses it (worker or triggerer), as the amazon provider's ``EksPodOperator`` does.
 

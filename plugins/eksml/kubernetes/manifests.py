@@ -73,7 +73,7 @@ def needs_gpu_nodes(spec: WorkloadSpec) -> bool:
 
 
 def cpu_node_affinity() -> k8s.V1Affinity:
-    """Any CPU node of the cluster, whichever layout: for pods that need no GPU (the MPI launcher)."""
+    """Any CPU node of the cluster, whichever topology: for pods that need no GPU (the MPI launcher)."""
     term = k8s.V1NodeSelectorTerm(
         match_expressions=[k8s.V1NodeSelectorRequirement(key=NODE_ROLE_LABEL, operator="In", values=list(CPU_ROLES))]
     )

@@ -1,4 +1,4 @@
-"""The dedicated-training-cluster layout on two real control planes (issue 22, fault 4).
+"""The dedicated-training-cluster topology on two real control planes (issue 22, fault 4).
 
 Training runs on ``<name>-training``; evaluation pods (node role ``inference``) go to the
 serving cluster ``<name>``, in the training namespace under the training service account
