@@ -47,9 +47,9 @@ else
   echo "$want_prepared" >"$prepared"
 fi
 
-# Both DAGs run in one Airflow process (python -m eksml.local_job): each DAG's whole log goes to a
+# Both DAGs run in one Airflow process (python -m eksml.main_job): each DAG's whole log goes to a
 # file; the terminal gets task starts/ends with durations, the per-epoch lines of training, the
 # outcome (eksml.report's condensed view) and each run's report.
-.venv/bin/python -m eksml.local_job --conf "$conf" --log-dir "$AIRFLOW_HOME" --timings "$timings" --started "$(date +%s.%N)"
+.venv/bin/python -m eksml.main_job --conf "$conf" --log-dir "$AIRFLOW_HOME" --timings "$timings" --started "$(date +%s.%N)"
 echo "== done in $(( $(date +%s) - start )) s"
 .venv/bin/python -m eksml.breakdown "$timings" || echo "(no time breakdown: $timings)"

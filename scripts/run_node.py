@@ -265,15 +265,15 @@ def report_serving(count: int = 8) -> None:
 
 def run_dags(conf: dict[str, Any], log_dir: Path, timings: Path) -> bool:
     """Both DAGs in this Airflow process (as ``make run``), in the environment already set."""
-    from eksml import local_job
+    from eksml import main_job
 
     started = time.time()
-    if not local_job.run("training", json.dumps(conf), ROOT / "dags", log_dir, timings, started):
+    if not main_job.run("training", json.dumps(conf), ROOT / "dags", log_dir, timings, started):
         return False
-    log_path = log_dir / local_job.SECTIONS["serving"][1]
+    log_path = log_dir / main_job.SECTIONS["serving"][1]
     print(f"== model_deployment\n   full log: {log_path}", flush=True)
-    with local_job.condensed_output(log_path):
-        succeeded = local_job.dags_test("model_deployment", ROOT / "dags" / "model_deployment.py", None)
+    with main_job.condensed_output(log_path):
+        succeeded = main_job.dags_test("model_deployment", ROOT / "dags" / "model_deployment.py", None)
     from eksml.report import latest_run_state
 
     state, failed, _run_id = latest_run_state("model_deployment")
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conf", default="{}", help="the training run's conf (a JSON object); GPU count 0 by default")
     parser.add_argument("--log-dir", type=Path, required=True)
     args = parser.parse_args(argv)
-    from eksml.local_job import conf_problem
+    from eksml.main_job import conf_problem
 
     conf = {**DEFAULT_CONF, **json.loads(args.conf or "{}")}
     problem = conf_problem(json.dumps(conf))

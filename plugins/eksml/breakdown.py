@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-#: Phases run_local.sh and eksml.local_job time, in order -> label in the table.
+#: Phases run_local.sh and eksml.main_job time, in order -> label in the table.
 PHASES = {
     "setup": "set-up check (scripts/setup.sh)",
     "db-migrate": "airflow db migrate",
@@ -60,7 +60,7 @@ def record_timing(path: Path, phase: str, start: float, end: float) -> None:
 
 
 def read_timings(path: Path) -> dict[str, tuple[float, float]]:
-    """phase -> (start, end) epoch seconds, from run_local.sh's and eksml.local_job's timings file."""
+    """phase -> (start, end) epoch seconds, from run_local.sh's and eksml.main_job's timings file."""
     spans = {}
     for line in path.read_text().splitlines():
         parts = line.split()

@@ -1,4 +1,4 @@
-"""The main job's driver (``python -m eksml.local_job``, what ``make run`` runs after the set-up)
+"""The main job's driver (``python -m eksml.main_job``, what ``make run`` runs after the set-up)
 end to end on a metadata database that has never seen the DAGs: both DAG runs in one process,
 their reports, the log files and the timings the breakdown reads.
 
@@ -51,7 +51,7 @@ def test_both_dags_run_in_one_process_on_a_fresh_database(airflow_db, dataset_di
     timings = tmp_path / "timings"
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "eksml.local_job", "--conf", json.dumps(conf)]
+            [sys.executable, "-m", "eksml.main_job", "--conf", json.dumps(conf)]
             + ["--log-dir", str(tmp_path), "--timings", str(timings), "--started", str(time.time())],
             env=env,
             cwd=ROOT,

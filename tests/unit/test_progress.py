@@ -1,4 +1,4 @@
-"""What `make run` prints while a DAG runs (eksml.report.condense over the DAG's log, in eksml.local_job).
+"""What `make run` prints while a DAG runs (eksml.report.condense over the DAG's log, in eksml.main_job).
 
 The fixture is an excerpt of a real `airflow dags test fashion_mnist_training` log of this
 project (paths shortened): it holds the lines that used to reach the terminal by mistake.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from eksml.local_job import condensed_output, main
+from eksml.main_job import condensed_output, main
 from eksml.report import condense
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +61,7 @@ def test_errors_and_their_traceback_are_shown():
 
 def test_make_run_runs_both_dags_in_one_process_through_it():
     script = (ROOT / "scripts" / "run_local.sh").read_text()
-    assert "python -m eksml.local_job" in script and "airflow dags test" not in script
+    assert "python -m eksml.main_job" in script and "airflow dags test" not in script
 
 
 def test_the_dag_output_of_the_process_and_its_children_goes_whole_to_the_log_and_condensed_to_the_terminal(

@@ -1,5 +1,6 @@
-"""The main job of the local profile in one Airflow process: the training DAG and its report, then
-the deployment DAG and its report (``scripts/run_local.sh`` runs this after the set-up).
+"""The main job in one Airflow process: the training DAG and its report, then the deployment DAG
+and its report (``scripts/run_local.sh`` runs this after the set-up for ``make run``, local
+profile; ``scripts/run_node.py`` reuses it for ``make run-node``, kubernetes profile).
 
 Each DAG runs as ``airflow dags test <dag> --dagfile-path <its file>`` runs it (the same CLI
 function), but both in this process: two ``airflow dags test`` processes paid Airflow's start-up
@@ -10,7 +11,7 @@ Each DAG's whole log goes to its own file; the terminal gets ``report.condense``
 it runs, then the report. Every phase's start and end go to the timings file that
 ``python -m eksml.breakdown`` reads.
 
-    python -m eksml.local_job --conf '{"epochs": 1}' --log-dir .local/airflow --timings .local/run-timings
+    python -m eksml.main_job --conf '{"epochs": 1}' --log-dir .local/airflow --timings .local/run-timings
 """
 
 from __future__ import annotations
