@@ -1,10 +1,12 @@
-"""DeployModelOperator: light to import, and it refuses what cannot deploy before touching anything."""
+"""DeployModelOperator: light to import, it refuses what cannot deploy before touching anything, and
+the local profile serves on this machine."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -57,3 +59,51 @@ def test_templated_fields():
     from eksml.serving.operators import DeployModelOperator
 
     assert set(DeployModelOperator.template_fields) == {"model_uri", "version", "data_uri", "cluster_name"}
+
+
+def _context(pushed: dict) -> dict:
+    """A task context whose ``ti`` keeps what the operator pushes (its extra links' values)."""
+    return {"ti": SimpleNamespace(xcom_push=lambda key, value: pushed.__setitem__(key, value))}
+
+
+@pytest.fixture
+def served(monkeypatch):
+    """The calls to ``deploy_local``, which answers as a server that passed its smoke test would."""
+    import eksml.serving.local as local
+
+    calls = []
+
+    def deploy_local(model_uri, version, port, **kwargs):
+        calls.append({"model_uri": model_uri, "version": version, **kwargs})
+        return {"version": version, "smoke": {"accuracy": 1.0, "images": 32, "threshold": 0.5}}
+
+    monkeypatch.setattr(local, "deploy_local", deploy_local)
+    return calls
+
+
+def test_local_profile_serves_on_this_machine_with_the_versions_smoke_inputs(tmp_path, served):
+    from eksml.kubernetes.links import PodLogsLink
+
+    version = tmp_path / "v1"
+    version.mkdir()
+    (version / "metrics.json").write_text(json.dumps({"test_accuracy": 0.9, "class_names": ["a", "b"]}))
+    (version / "evaluation.json").write_text(json.dumps({"candidate": {"test_accuracy": 0.9}}))
+    op = operator(
+        model_uri=version.as_uri(), version="v1", data_uri="file:///data/d", settings_overrides={"profile": "local"}
+    )
+    pushed: dict = {}
+    assert op.execute(_context(pushed))["version"] == "v1"
+    assert [(c["model_uri"], c["version"], c["data_uri"]) for c in served] == [
+        (version.as_uri(), "v1", "file:///data/d")
+    ]
+    assert served[0]["expectations"]["class_names"] == ["a", "b"]
+    assert pushed == {PodLogsLink.key: None}  # no pod, so no pod-logs link
+
+
+def test_local_profile_refuses_an_unfinished_version_before_starting_a_server(tmp_path, served):
+    from eksml.serving.local import ServingError
+
+    op = operator(model_uri=(tmp_path / "v1").as_uri(), version="v1", settings_overrides={"profile": "local"})
+    with pytest.raises(ServingError):
+        op.execute(_context({}))
+    assert served == []

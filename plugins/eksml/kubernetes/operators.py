@@ -9,8 +9,9 @@
   waits through :class:`MPIJobTrigger` (deferred) or the same hook (in the worker).
 
 In the ``local`` profile each runs the same spec as a process of the image's virtualenv
-(``horovodrun`` over Gloo for the MPIJob). Every one reaches the cluster its run resolved
-(:mod:`eksml.cluster.target`). Importing this loads the cncf-kubernetes provider and nothing
+(``horovodrun`` over Gloo for the MPIJob): :class:`~eksml.local.dispatch.ProfileDispatchMixin`
+picks ``execute_local`` or ``execute_remote`` once per run. Every one reaches the cluster its
+run resolved (:mod:`eksml.cluster.target`). Importing this loads the cncf-kubernetes provider and nothing
 heavier (no TensorFlow, MXNet or AWS clients).
 """
 
@@ -44,8 +45,9 @@ from eksml.kubernetes.hooks import (
 from eksml.kubernetes.links import PodLogsLink
 from eksml.kubernetes.manifests import RunPolicy, job_name, render_mpijob
 from eksml.kubernetes.triggers import EksTargetPodTrigger, MPIJobTrigger
+from eksml.local.dispatch import ProfileDispatchMixin
 from eksml.local.runner import LocalRunner
-from eksml.settings import Settings, SettingsMixin
+from eksml.settings import Settings
 from eksml.specs import WorkloadSpec, WorkloadSpecError, coerce_spec
 
 #: KubernetesPodOperator arguments the spec decides; passing one is a mistake, not an override.
@@ -69,7 +71,7 @@ SPEC_OWNED_ARGUMENTS = (
 DEFAULT_STARTUP_TIMEOUT_S = 900
 
 
-class WorkloadPodOperator(SettingsMixin, KubernetesPodOperator):
+class WorkloadPodOperator(ProfileDispatchMixin, KubernetesPodOperator):
     """Run a single-process :class:`~eksml.specs.WorkloadSpec` as a pod (``aws``) or a process (``local``).
 
     The pod lands on the nodes of ``spec.node_role``, holds ``spec.resources.gpus`` GPUs and
@@ -202,14 +204,16 @@ class WorkloadPodOperator(SettingsMixin, KubernetesPodOperator):
         return pod
 
     # --- running --------------------------------------------------------------------------
-    def execute(self, context: Any) -> Any:
+    def execute_local(self, context: Any, settings: Settings) -> None:
         spec = self.apply_spec()
-        if self.resolved_settings().profile == "local":
-            PodLogsLink.persist_empty(context)
-            self._runner = LocalRunner(self.resolved_settings(), self.log)
-            self._runner.run(spec, extra_env=self.local_env)
-            return None
-        return super().execute(context)
+        PodLogsLink.persist_empty(context)
+        self._runner = LocalRunner(settings, self.log)
+        self._runner.run(spec, extra_env=self.local_env)
+
+    def execute_remote(self, context: Any, settings: Settings) -> Any:
+        self.apply_spec()
+        # The provider's execute by name: super() would come back to ProfileDispatchMixin.execute.
+        return KubernetesPodOperator.execute(self, context)
 
     def cleanup(self, pod: Any, remote_pod: Any, *args: Any, **kwargs: Any) -> None:
         """The provider's cleanup, which raises on a failed pod; a container that exited with the
@@ -272,9 +276,9 @@ class GpuTrainingPodOperator(WorkloadPodOperator):
 
     ui_color = "#c9e4c5"
 
-    def execute(self, context: Any) -> Any:
+    def execute_remote(self, context: Any, settings: Settings) -> Any:
         try:
-            return super().execute(context)
+            return super().execute_remote(context, settings)
         except Exception as exc:
             self.explain_unscheduled(exc)
             raise
@@ -293,7 +297,7 @@ class GpuTrainingPodOperator(WorkloadPodOperator):
 
         from eksml.cluster.eks import describe_configured_gpu_group, unschedulable_reason
 
-        if self.pod is None or self.resolved_settings().profile == "local":
+        if self.pod is None:  # a local process never comes here: only execute_remote asks
             return
         try:
             reason = unschedulable_reason(self.hook.get_pod(self.pod.metadata.name, self.pod.metadata.namespace))
@@ -340,7 +344,7 @@ def render_training_pod(
 _DEFER_GRACE_S = 120
 
 
-class MPIJobOperator(SettingsMixin, BaseOperator):
+class MPIJobOperator(ProfileDispatchMixin, BaseOperator):
     """Run a distributed training :class:`~eksml.specs.WorkloadSpec` with Horovod.
 
     ``aws`` profile: creates an MPIJob (launcher + ``spec.replicas`` GPU workers), waits until it
@@ -447,17 +451,21 @@ class MPIJobOperator(SettingsMixin, BaseOperator):
         return f"{ti.dag_id}/{ti.task_id}/{ti.run_id}/{ti.map_index}/{ti.try_number}"
 
     # --- running --------------------------------------------------------------------------
-    def execute(self, context: Any) -> Any:
-        settings = self.resolved_settings()
+    def checked_spec(self) -> WorkloadSpec:
+        """The spec, refused unless it is distributed (a single process is a pod's work)."""
         spec = coerce_spec(self.spec)
         if not spec.distributed:
             raise WorkloadSpecError(f"workload {spec.name!r} is not distributed: run it with GpuTrainingPodOperator")
-        if settings.profile == "local":
-            PodLogsLink.persist_empty(context)
-            self._runner = LocalRunner(settings, self.log)
-            self._runner.run(spec, extra_env=self.local_env)
-            return None
+        return spec
 
+    def execute_local(self, context: Any, settings: Settings) -> None:
+        spec = self.checked_spec()
+        PodLogsLink.persist_empty(context)
+        self._runner = LocalRunner(settings, self.log)
+        self._runner.run(spec, extra_env=self.local_env)
+
+    def execute_remote(self, context: Any, settings: Settings) -> Any:
+        spec = self.checked_spec()
         name = self.job_name or job_name(spec.name, self.try_key(context))
         namespace = settings.namespace
         body = render_mpijob(

@@ -5,7 +5,8 @@ aws:   Deployment + Service (+ Ingress) on the inference nodes, through
        :class:`~eksml.kubernetes.hooks.DeploymentHook` (the provider's ``KubernetesHook`` with
        server-side apply, rollout status, Service proxy and rollback): :func:`roll_out`.
 Either way the version serves only after real predictions passed the smoke test, and a
-failure leaves the previous version serving. Heavy modules load in ``execute`` only.
+failure leaves the previous version serving. :class:`~eksml.local.dispatch.ProfileDispatchMixin`
+picks the way once per run. Heavy modules load in ``execute`` only.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from airflow.sdk import BaseOperator
 
 from eksml.errors import ServiceError
 from eksml.kubernetes.links import PodLogsLink
-from eksml.settings import SettingsMixin
+from eksml.local.dispatch import ProfileDispatchMixin
+from eksml.settings import Settings
 
 if TYPE_CHECKING:
     from eksml.kubernetes.hooks import DeploymentHook
@@ -77,7 +79,7 @@ def serving_replicas(hook: DeploymentHook, name: str, namespace: str) -> int | N
         raise
 
 
-class DeployModelOperator(SettingsMixin, BaseOperator):
+class DeployModelOperator(ProfileDispatchMixin, BaseOperator):
     """Deploy ``version`` (model version folder ``model_uri``) and smoke-test it.
 
     :param model_uri: the version folder (``s3://...`` for aws; ``file://`` or a path locally)
@@ -154,28 +156,7 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         if not self.model_uri or not self.version:
             raise ValueError(f"model_uri and version are required, got {self.model_uri!r} and {self.version!r}")
-        settings = self.resolved_settings()
-        if settings.profile == "local":
-            from eksml.serving.local import ServingError, deploy_local
-
-            PodLogsLink.persist_empty(context)
-
-            try:  # fail before starting anything
-                data_uri, expectations = self._smoke_inputs(settings)
-            except FileNotFoundError as exc:
-                raise ServingError(str(exc)) from None
-            result = deploy_local(
-                self.model_uri,
-                self.version,
-                self.port,
-                settings=settings,
-                data_uri=data_uri,
-                smoke_images=self.smoke_images,
-                min_accuracy=self.min_accuracy,
-                expectations=expectations,
-            )
-        else:
-            result = self._deploy_kubernetes(settings, context)
+        result = super().execute(context)
         self.log.info("serving %s: %s", self.version, {k: v for k, v in result.items() if k != "smoke"})
         smoke = result.get("smoke") or {}
         self.log.info(
@@ -186,7 +167,27 @@ class DeployModelOperator(SettingsMixin, BaseOperator):
         )
         return result
 
-    def _deploy_kubernetes(self, settings, context: Any) -> dict[str, Any]:
+    def execute_local(self, context: Any, settings: Settings) -> dict[str, Any]:
+        from eksml.serving.local import ServingError, deploy_local
+
+        PodLogsLink.persist_empty(context)
+
+        try:  # fail before starting anything
+            data_uri, expectations = self._smoke_inputs(settings)
+        except FileNotFoundError as exc:
+            raise ServingError(str(exc)) from None
+        return deploy_local(
+            self.model_uri,
+            self.version,
+            self.port,
+            settings=settings,
+            data_uri=data_uri,
+            smoke_images=self.smoke_images,
+            min_accuracy=self.min_accuracy,
+            expectations=expectations,
+        )
+
+    def execute_remote(self, context: Any, settings: Settings) -> dict[str, Any]:
         from eksml.cluster.node_contract import INFERENCE_CLUSTER
         from eksml.cluster.target import resolve_target
         from eksml.kubernetes.hooks import DeploymentHook
