@@ -1,7 +1,7 @@
-"""SageMaker training branch and endpoint target: request builders and operators.
+"""SageMaker training branch: request builders and the operator.
 
-Importing this package loads no AWS client; the operators live in ``eksml.sagemaker.operators``
-(and ``eksml.sagemaker.endpoint``), which import the amazon provider.
+Importing this package loads no AWS client; the operator lives in ``eksml.sagemaker.operators``,
+which imports the amazon provider.
 """
 
 from eksml.sagemaker.request import SageMakerRequestError, build_training_request, sagemaker_job_name

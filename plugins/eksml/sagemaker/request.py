@@ -38,7 +38,7 @@ _TAG_TEXT = re.compile(r"^[\w\s.:/=+\-@]*$")
 _JSON_NUMBER = re.compile(r"^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$")
 
 # --- names ------------------------------------------------------------------------------------
-# SageMaker names (training jobs, models, endpoint configs, endpoints) must match
+# SageMaker names (training jobs and the like) must match
 # ``^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$``. Run ids hold ``:``, ``+``, ``_`` and are long, so a
 # readable slug is cut to fit and a hash of the unaltered inputs keeps two names apart even when
 # their slugs collide or are truncated the same way.
