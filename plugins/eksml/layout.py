@@ -52,7 +52,7 @@ class Area(str, Enum):
     STAGING = "staging"  # a run's training output and its evaluation, before registration
     CHECKPOINTS = "checkpoints"  # per-epoch checkpoints a retried try resumes from
     MODELS = "models"  # the registry: versions, champion pointer, promotions
-    SAGEMAKER = "sagemaker"  # SageMaker job source tarballs, model archives, endpoint models
+    SAGEMAKER = "sagemaker"  # SageMaker job source tarballs and model archives
 
     @property
     def per_model(self) -> bool:
@@ -109,7 +109,7 @@ ACCESS: Mapping[Identity, Mapping[Area, frozenset[Op]]] = MappingProxyType(
             {
                 Area.DATA: frozenset({_R}),  # the training channel is downloaded from the data prefix
                 Area.CHECKPOINTS: frozenset({_R, _W, _D}),  # checkpoint sync both ways; retention
-                # source tarball in, model.tar.gz out; endpoints load their model archive from here
+                # source tarball in, model.tar.gz out
                 Area.SAGEMAKER: frozenset({_R, _W}),
             }
         ),
@@ -122,7 +122,7 @@ ACCESS: Mapping[Identity, Mapping[Area, frozenset[Op]]] = MappingProxyType(
                 # registry copy, metadata, champion pointer, history; a failed registration deletes its
                 # partial copy (a folder without metadata.json, never a registered version)
                 Area.MODELS: frozenset({_R, _W, _D}),
-                Area.SAGEMAKER: frozenset({_R, _W, _D}),  # source tarballs, endpoint archives
+                Area.SAGEMAKER: frozenset({_R, _W, _D}),  # source tarballs, model archives
             }
         ),
         Identity.LIFECYCLE: MappingProxyType({}),  # CloudFormation, EC2, EKS, IAM roles: no store

@@ -95,8 +95,8 @@ CONTRACTS = (
         home=("plugins/eksml/sagemaker/instances.py", "plugins/eksml/prices.py"),
         pattern=re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+"),
         names=frozenset(
-            {"TRAINING_INSTANCE_GPUS", "HOSTING_INSTANCE_GPUS", "OFFERED_TRAINING_TYPES", "SAGEMAKER_INSTANCE_TYPES"}
-            | {"DEFAULT_TRAINING_TYPE", "FALLBACK_TRAINING_TYPE", "DEFAULT_HOSTING_TYPE", "DEFAULT_INSTANCE_TYPE"}
+            {"TRAINING_INSTANCE_GPUS", "OFFERED_TRAINING_TYPES", "SAGEMAKER_INSTANCE_TYPES"}
+            | {"DEFAULT_TRAINING_TYPE", "FALLBACK_TRAINING_TYPE", "DEFAULT_INSTANCE_TYPE"}
         ),
     ),
     Contract(
@@ -354,7 +354,6 @@ def test_priced_and_offered_sagemaker_types_are_accepted_types():
     assert set(prices.SAGEMAKER_TRAINING_HOUR) <= accepted
     assert set(instances.OFFERED_TRAINING_TYPES) <= accepted
     assert instances.DEFAULT_TRAINING_TYPE in instances.OFFERED_TRAINING_TYPES
-    assert instances.DEFAULT_HOSTING_TYPE in instances.HOSTING_INSTANCE_GPUS
 
 
 @pytest.mark.parametrize(

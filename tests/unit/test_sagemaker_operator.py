@@ -54,6 +54,11 @@ def operator(**kw):
     return SageMakerTrainOperator(**options)
 
 
+def request(op, ctx: dict) -> dict:
+    """The ``CreateTrainingJob`` request the operator resolves for the try in ``ctx`` (no API call)."""
+    return op.resolve_job(ctx, op.resolved_settings()).request
+
+
 def context(try_number: int = 1) -> dict:
     ti = SimpleNamespace(dag_id="fashion_mnist_training", task_id="train_sagemaker", try_number=try_number, xcoms={})
     ti.xcom_push = lambda key, value: ti.xcoms.__setitem__(key, value)
@@ -107,7 +112,7 @@ def test_bad_input_fails_before_any_aws_client_exists(changes: dict) -> None:
 
 def test_request_is_built_from_templated_strings() -> None:
     op = operator(instance_count="1", use_spot="True", max_runtime_s="3600", max_wait_s="7200")
-    req = op.build_request(context(try_number=3), op.resolved_settings(), op_spec(op))
+    req = request(op, context(try_number=3))
     assert req["EnableManagedSpotTraining"] is True
     assert req["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
     assert "-t3-" in req["TrainingJobName"]
@@ -121,11 +126,11 @@ def test_request_is_built_from_templated_strings() -> None:
 def test_instance_and_spot_default_to_the_run_params() -> None:
     op = operator()
     ctx = {**context(), "params": {"sagemaker_instance_type": "ml.p3.2xlarge", "sagemaker_use_spot": True}}
-    req = op.build_request(ctx, op.resolved_settings(), op_spec(op))
+    req = request(op, ctx)
     assert req["ResourceConfig"]["InstanceType"] == "ml.p3.2xlarge"
     assert req["EnableManagedSpotTraining"] is True
     on_demand = {**context(), "params": {"sagemaker_use_spot": False}}
-    assert op.build_request(on_demand, op.resolved_settings(), op_spec(op))["EnableManagedSpotTraining"] is False
+    assert request(op, on_demand)["EnableManagedSpotTraining"] is False
 
 
 def test_without_the_param_the_operator_trains_on_the_trigger_forms_default() -> None:
@@ -134,21 +139,63 @@ def test_without_the_param_the_operator_trains_on_the_trigger_forms_default() ->
     from eksml.params import PARAM_SCHEMAS, TrainingParams
 
     op = operator()
-    plain = op.build_request(context(), op.resolved_settings(), op_spec(op))
+    plain = request(op, context())
     form = PARAM_SCHEMAS["sagemaker_instance_type"]["default"]
     assert plain["ResourceConfig"]["InstanceType"] == form == TrainingParams().sagemaker_instance_type
     spot = PARAM_SCHEMAS["sagemaker_use_spot"]["default"]
     assert plain["EnableManagedSpotTraining"] is spot is TrainingParams().sagemaker_use_spot
 
 
-def op_spec(op):
-    return op._spec()
+def test_one_resolution_holds_the_whole_job() -> None:
+    """Name, instances, spot, locations, tags and the request are decided together, and agree."""
+    op = operator(instance_type="ml.g5.xlarge", use_spot="false")
+    job = op.resolve_job(context(try_number=2), op.resolved_settings())
+    req = job.request
+    assert job.name == req["TrainingJobName"] and "-t2-" in job.name
+    assert (job.compute.instance_type, job.compute.instance_count) == ("ml.g5.xlarge", 1)
+    assert req["ResourceConfig"]["InstanceType"] == "ml.g5.xlarge"
+    assert job.use_spot is False and req["EnableManagedSpotTraining"] is False
+    assert json.loads(req["HyperParameters"]["sagemaker_submit_directory"]) == job.source_uri
+    assert job.source_uri.startswith(job.output_uri) and req["OutputDataConfig"]["S3OutputPath"] == job.output_uri
+    assert job.locations.model_uri == f"{STORE}/staging/fashion-mnist/v1" and job.framework == "tensorflow"
+    assert set(job.tags.items()) <= {(t["Key"], t["Value"]) for t in req["Tags"]}
+    own_image = operator(image_source="project")
+    assert own_image.resolve_job(context(), own_image.resolved_settings()).source_uri is None
+
+
+def test_the_local_profile_trains_the_resolved_job_without_aws(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """``local`` resolves the same job without a request (no role, no S3 store) and runs it under
+    the contract; the instance checks still apply; no AWS client is made."""
+    from eksml.sagemaker import operators
+    from eksml.sagemaker.contract import LocalTrainingResult
+    from eksml.sagemaker.request import SageMakerRequestError
+
+    store = tmp_path.as_uri()
+    local = Settings(profile="local", store_uri=store)
+    ran = {}
+
+    def run_training_locally(spec, settings, *, job_name, runner, output_uri):
+        ran.update(spec=spec, job_name=job_name, output_uri=output_uri)
+        return LocalTrainingResult(job_name, f"{output_uri}/{job_name}/output/model.tar.gz", 1)
+
+    monkeypatch.setattr(operators, "run_training_locally", run_training_locally)
+    monkeypatch.setattr(operators, "unpack_model_artifact", lambda artifact, staging: ["metrics.json"])
+    op = operator(spec=small_training_spec(store, gpus=0), settings=local, instance_type="ml.m5.xlarge")
+    result = op.execute(context(try_number=2))
+    assert result["training_job_name"] == ran["job_name"] and "-t2-" in ran["job_name"]
+    assert result["status"] == "Completed" and result["profile"] == "local"
+    assert result["staging_uri"] == f"{store}/staging/fashion-mnist/v1"
+    assert ran["output_uri"] == f"{store}/sagemaker/fashion-mnist/v1"
+    assert "hook" not in op.__dict__
+    with pytest.raises(SageMakerRequestError, match="unknown SageMaker training instance type"):
+        operator(settings=local, instance_type="ml.bogus.xlarge").execute(context())
 
 
 @pytest.mark.parametrize("render", [lambda d: d, json.dumps, str], ids=["native", "json", "repr"])
 def test_spec_is_taken_in_every_xcom_shape(render) -> None:
     """The same ``spec=`` as the Kubernetes training operators, checked by the same function."""
-    assert op_spec(operator(spec=render(spec_dict()))).framework == "tensorflow"
+    op = operator(spec=render(spec_dict()))
+    assert op.resolve_job(context(), op.resolved_settings()).spec.framework == "tensorflow"
 
 
 @pytest.mark.parametrize(

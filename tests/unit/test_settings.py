@@ -131,28 +131,20 @@ def test_operators_take_the_connection_the_settings_name(monkeypatch):
         assert op_class(task_id="t", aws_conn_id=None).resolved_aws_conn_id() is None  # the worker's own identity
 
 
-def test_sagemaker_operators_follow_the_settings_connection_and_region(monkeypatch):
-    """Built on the provider's operators, whose own defaults (``aws_default``, no region) gave
-    way to the settings only for training; the endpoint deployment kept ``aws_default``."""
-    from eksml.sagemaker.endpoint import SageMakerEndpointDeployOperator
+def test_sagemaker_operator_follows_the_settings_connection_and_region(monkeypatch):
+    """Built on the provider's operator, whose own defaults (``aws_default``, no region) give
+    way to the settings; arguments given to the task win."""
     from eksml.sagemaker.operators import SageMakerTrainOperator
 
     monkeypatch.setenv("EKSML_AWS_CONN_ID", "team_aws")
     monkeypatch.setenv("EKSML_REGION", "eu-west-1")
-    made = {
-        "endpoint": lambda **kw: SageMakerEndpointDeployOperator(
-            task_id="e", version_uri="s3://b/v", endpoint_name="e", **kw
-        ),
-        "training": lambda **kw: SageMakerTrainOperator(task_id="t", spec="{{ x }}", **kw),
-    }
-    for name, make in made.items():
-        op = make()
-        op.resolved_settings()
-        assert (op.aws_conn_id, op.region_name) == ("team_aws", "eu-west-1"), name
-        assert (op.hook.aws_conn_id, op.hook.region_name) == ("team_aws", "eu-west-1"), name
-        given = make(aws_conn_id="mine", region_name="us-east-2")
-        given.resolved_settings()
-        assert (given.aws_conn_id, given.region_name) == ("mine", "us-east-2"), name
+    op = SageMakerTrainOperator(task_id="t", spec="{{ x }}")
+    op.resolved_settings()
+    assert (op.aws_conn_id, op.region_name) == ("team_aws", "eu-west-1")
+    assert (op.hook.aws_conn_id, op.hook.region_name) == ("team_aws", "eu-west-1")
+    given = SageMakerTrainOperator(task_id="t", spec="{{ x }}", aws_conn_id="mine", region_name="us-east-2")
+    given.resolved_settings()
+    assert (given.aws_conn_id, given.region_name) == ("mine", "us-east-2")
 
 
 def test_the_run_note_goes_through_the_connection_the_settings_name(monkeypatch):
@@ -194,14 +186,11 @@ _DEFERRABLE_DEFAULTS = """
 import json
 from eksml.cluster.lifecycle import EksctlClusterOperator
 from eksml.kubernetes.operators import GpuTrainingPodOperator, MPIJobOperator
-from eksml.sagemaker.endpoint import SageMakerEndpointDeployOperator
 from eksml.sagemaker.operators import SageMakerTrainOperator
 
-endpoint = SageMakerEndpointDeployOperator(task_id="c", version_uri="s3://b/v", endpoint_name="e")
 print(json.dumps({
     "eksctl": EksctlClusterOperator(task_id="a").deferrable,
     "sagemaker_training": SageMakerTrainOperator(task_id="b", spec="{{ x }}").deferrable,
-    "sagemaker_endpoint": endpoint.deferrable,
     "gpu_pod": GpuTrainingPodOperator(task_id="d", spec="{{ x }}").deferrable,
     "mpijob": MPIJobOperator(task_id="e", spec="{{ x }}").deferrable,
 }))
@@ -229,4 +218,4 @@ def test_deferrable_defaults_follow_airflows_option(configured, tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     defaults = json.loads(out.stdout.strip().splitlines()[-1])
-    assert defaults == dict.fromkeys(defaults, configured == "True") and len(defaults) == 5
+    assert defaults == dict.fromkeys(defaults, configured == "True") and len(defaults) == 4

@@ -194,7 +194,7 @@ PIPELINE_BUCKET_ACTIONS = ("s3:GetBucketLocation", "s3:GetEncryptionConfiguratio
 
 #: What Airflow's identity calls besides the store, and why.
 PIPELINE_SERVICE_ACTIONS: tuple[tuple[str, tuple[str, ...], str | tuple[str, ...]], ...] = (
-    # the SageMaker branch and the SageMaker deployment target
+    # the SageMaker training branch
     (
         "SageMakerJobs",
         (
@@ -203,15 +203,6 @@ PIPELINE_SERVICE_ACTIONS: tuple[tuple[str, tuple[str, ...], str | tuple[str, ...
             "sagemaker:StopTrainingJob",
             "sagemaker:AddTags",
             "sagemaker:ListTags",
-            "sagemaker:CreateModel",
-            "sagemaker:DescribeModel",
-            "sagemaker:DeleteModel",
-            "sagemaker:CreateEndpointConfig",
-            "sagemaker:DescribeEndpointConfig",
-            "sagemaker:DeleteEndpointConfig",
-            "sagemaker:CreateEndpoint",
-            "sagemaker:UpdateEndpoint",
-            "sagemaker:DescribeEndpoint",
         ),
         "arn:{partition}:sagemaker:{region}:{account}:*",
     ),

@@ -1,4 +1,4 @@
-"""SageMaker instance types we accept, with their GPUs per instance: training and hosting.
+"""SageMaker training instance types we accept, with their GPUs per instance.
 
 An explicit list (rather than any ``ml.*`` string) turns a typo into an error before a job is
 created, and the GPU count picks the CPU or GPU Deep Learning Container and bounds the
@@ -87,21 +87,6 @@ OFFERED_TRAINING_TYPES = (
 DEFAULT_TRAINING_TYPE = "ml.p3.2xlarge"
 #: Managed spot training unless a run says otherwise: checkpoints make an interruption resumable.
 DEFAULT_USE_SPOT = True
-
-#: Hosting (endpoint) instance types -> GPUs per instance, and the endpoint target's default.
-HOSTING_INSTANCE_GPUS: MappingProxyType[str, int] = MappingProxyType(
-    {
-        "ml.m5.large": 0,
-        "ml.m5.xlarge": 0,
-        "ml.m5.2xlarge": 0,
-        "ml.c5.large": 0,
-        "ml.c5.xlarge": 0,
-        "ml.c5.2xlarge": 0,
-        "ml.g4dn.xlarge": 1,
-        "ml.g5.xlarge": 1,
-    }
-)
-DEFAULT_HOSTING_TYPE = "ml.m5.large"
 
 
 def instance_gpus(instance_type: str) -> int:

@@ -1,18 +1,19 @@
 """``SageMakerTrainOperator``: the SageMaker training branch, in every profile.
 
-``aws``: builds the ``CreateTrainingJob`` request from the workload spec at run time, stages and
-uploads the script-mode source tarball, and lets the provider's ``SageMakerTrainingOperator``
-create the job and wait for it (deferred to the triggerer by default). ``local``: trains the
-same entrypoint under SageMaker's on-disk contract in the image's virtualenv. Both then unpack
-the job's ``model.tar.gz`` into the spec's ``model_uri`` through the same code. The task links
-to the job in the SageMaker console and to its CloudWatch logs.
+A try's job is resolved once (``request.resolve_training_job``: name, instances, spot,
+locations, tags and the ``CreateTrainingJob`` request), then run on the profile's path.
+``aws``: stages and uploads the script-mode source tarball and lets the provider's
+``SageMakerTrainingOperator`` create the job and wait for it (deferred to the triggerer by
+default). ``local``: trains the same entrypoint under SageMaker's on-disk contract in the
+image's virtualenv. Both then unpack the job's ``model.tar.gz`` into the spec's ``model_uri``
+through the same code. The task links to the job in the SageMaker console and to its
+CloudWatch logs.
 """
 
 from __future__ import annotations
 
-import json
+import copy
 import math
-import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,27 +27,18 @@ from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.sdk.exceptions import AirflowException
 
 from eksml.exits import exit_code_in, fail_for_good
-from eksml.sagemaker.contract import unpack_model_artifact
+from eksml.local.runner import LocalRunner
+from eksml.sagemaker.contract import run_training_locally, unpack_model_artifact
 from eksml.sagemaker.images import training_image
-from eksml.sagemaker.instances import DEFAULT_TRAINING_TYPE, DEFAULT_USE_SPOT
-from eksml.sagemaker.request import (
-    build_training_request,
-    default_output_uri,
-    resolve_compute,
-    sagemaker_job_name,
-    source_tarball_uri,
-    spec_framework,
-    spec_locations,
-)
+from eksml.sagemaker.request import TrainingJob, resolve_training_job
 from eksml.sagemaker.triggers import SageMakerTrainingTrigger, stop_training_job
-from eksml.settings import AwsProviderSettingsMixin, Settings, parse_bool
-from eksml.specs import WorkloadSpec, coerce_spec
+from eksml.settings import AwsProviderSettingsMixin, Settings
+from eksml.specs import WorkloadSpec
 from eksml.storage import store_path
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-_TAG_UNSAFE = re.compile(r"[^\w\s.:/=+\-@]")
 #: Time a job spends outside its stopping condition: instance provisioning, image and data
 #: download before training starts, and the model upload after it.
 JOB_OVERHEAD_S = 3600
@@ -123,10 +115,6 @@ def job_wait_s(stopping: Mapping[str, Any], task_timeout: timedelta | None) -> i
     return bound
 
 
-def _as_optional_int(value: Any) -> int | None:
-    return None if value in (None, "", "None") else int(value)
-
-
 class SageMakerTrainOperator(AwsProviderSettingsMixin, SageMakerTrainingOperator):
     """Train a workload spec on SageMaker (``aws``) or under its contract locally (``local``).
 
@@ -191,89 +179,78 @@ class SageMakerTrainOperator(AwsProviderSettingsMixin, SageMakerTrainingOperator
         self.output_uri = output_uri
         self.settings = settings
         self._job_name: str | None = None
-        self._runner = None
+        self._runner: LocalRunner | None = None
 
-    # --- configuration --------------------------------------------------------------------
-    def _job_name_for(self, context: Context, spec: WorkloadSpec) -> str:
-        ti = context["ti"]
-        return sagemaker_job_name(ti.dag_id, context["run_id"], ti.try_number, spec_framework(spec))
-
-    def _tags(self, context: Context) -> dict[str, str]:
-        ti = context["ti"]
-        return {
-            "eksml/dag-id": ti.dag_id,
-            "eksml/task-id": ti.task_id,
-            "eksml/dag-run-id": _TAG_UNSAFE.sub("_", context["run_id"])[:256],
-            "eksml/try-number": str(ti.try_number),
-        }
-
-    def _spec(self) -> WorkloadSpec:
-        return coerce_spec(self.spec)
-
-    def _instance_type(self, context: Context) -> str:
-        chosen = self.instance_type or (context.get("params") or {}).get("sagemaker_instance_type")
-        return str(chosen or DEFAULT_TRAINING_TYPE)
-
-    def _use_spot(self, context: Context) -> bool:
-        chosen = self.use_spot if self.use_spot is not None else (context.get("params") or {}).get("sagemaker_use_spot")
-        return parse_bool(chosen) if chosen is not None else DEFAULT_USE_SPOT
-
-    def build_request(self, context: Context, settings: Settings, spec: WorkloadSpec) -> dict[str, Any]:
-        """The validated ``CreateTrainingJob`` request for this try (no API call)."""
-        job_name = self._job_name_for(context, spec)
-        output_uri = self.output_uri or default_output_uri(spec, settings)
-        return build_training_request(
-            spec,
+    def resolve_job(self, context: Context, settings: Settings, *, with_request: bool = True) -> TrainingJob:
+        """This try's job from the spec, the run's params and the settings (no API call)."""
+        return resolve_training_job(
+            self.spec,
             settings,
-            instance_type=self._instance_type(context),
-            instance_count=_as_optional_int(self.instance_count),
-            job_name=job_name,
-            output_s3_uri=output_uri,
-            use_spot=self._use_spot(context),
-            max_runtime_s=int(self.max_runtime_s),
-            max_wait_s=_as_optional_int(self.max_wait_s),
-            tags=self._tags(context),
-            image_source=self.image_source,  # type: ignore[arg-type]
-            source_s3_uri=source_tarball_uri(output_uri, job_name) if self.image_source == "dlc" else None,
+            context,
+            instance_type=self.instance_type,
+            instance_count=self.instance_count,
+            use_spot=self.use_spot,
+            max_runtime_s=self.max_runtime_s,
+            max_wait_s=self.max_wait_s,
+            image_source=self.image_source,
             processes_per_host=self.processes_per_host,
             volume_size_gb=self.volume_size_gb,
+            output_uri=self.output_uri,
+            with_request=with_request,
         )
 
     # --- run ---------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
         settings = self.resolved_settings()
-        spec = self._spec()
-        if settings.profile == "local":
-            return self._execute_local(context, settings, spec)
-        self.config = self.build_request(context, settings, spec)
-        self._job_name = self.config["TrainingJobName"]
+        # The one place the profile picks the path: only a SageMaker job needs a request.
+        on_sagemaker = settings.profile != "local"
+        job = self.resolve_job(context, settings, with_request=on_sagemaker)
+        self._job_name = job.name
+        train = self._train_on_sagemaker if on_sagemaker else self._train_locally
+        return train(context, settings, job)
+
+    def _train_on_sagemaker(self, context: Context, settings: Settings, job: TrainingJob) -> dict[str, Any]:
+        """Create the job through the provider's operator and wait for it; register its artifact."""
+        self.config = copy.deepcopy(dict(job.request or {}))  # the provider edits its config
         wait_s = job_wait_s(self.config["StoppingCondition"], self.execution_timeout)
         self.max_ingestion_time = wait_s  # the synchronous wait, and the deferral's timeout
         self.max_attempts = math.ceil(wait_s / self.check_interval) + 1  # the trigger's polls
         self.log.info(
             "waiting up to %d s for %s (stopping condition %s, task timeout %s)",
             wait_s,
-            self._job_name,
+            job.name,
             self.config["StoppingCondition"],
             self.execution_timeout,
         )
         self._persist_links(context)
-        if self.image_source != "dlc":
-            return self._finish(settings, spec, self._create_and_wait(context)["Training"])
+        if job.source_uri is None:  # our own image: no source to upload
+            return self._finish(settings, job, self._create_and_wait(context)["Training"])
         with tempfile.TemporaryDirectory(prefix="sm-source-") as tmp:
             staged = stage_source_dir(
-                spec.image,
+                job.spec.image,
                 settings.images_dir,
                 Path(tmp) / "source",
-                training_image(spec_framework(spec)).source_requirements,
+                training_image(job.framework).source_requirements,
             )
-            source_uri = json.loads(self.config["HyperParameters"]["sagemaker_submit_directory"])
-            bucket, key = source_uri[len("s3://") :].split("/", 1)
+            bucket, key = job.source_uri[len("s3://") :].split("/", 1)
             # The provider's S3Operations tars the folder's entries at the archive root and uploads it.
             upload = {"Path": str(staged), "Bucket": bucket, "Key": key, "Tar": True}
             self.config["S3Operations"] = {"S3Upload": [upload]}
             result = self._create_and_wait(context)  # defers (TaskDeferred) while the job runs
-        return self._finish(settings, spec, result["Training"])
+        return self._finish(settings, job, result["Training"])
+
+    def _train_locally(self, context: Context, settings: Settings, job: TrainingJob) -> dict[str, Any]:
+        """Train under SageMaker's contract on the worker; register the archive it leaves."""
+        # A local job has no console page: empty link values, as the task runner looks every
+        # extra link up when the task ends and a missing one logs "ERROR XCom not found".
+        for link in self.operator_extra_links:
+            context["ti"].xcom_push(key=link.key, value=None)
+        self._runner = LocalRunner(settings, self.log)
+        result = run_training_locally(
+            job.spec, settings, job_name=job.name, runner=self._runner, output_uri=job.output_uri
+        )
+        self.log.info("local SageMaker-contract training %s completed", job.name)
+        return self._register(settings, job, job.name, "Completed", result.model_artifact)
 
     def _create_and_wait(self, context: Context) -> dict[str, Any]:
         """The provider's create-and-wait; its synchronous wait raises on a Failed job with the
@@ -295,34 +272,14 @@ class SageMakerTrainOperator(AwsProviderSettingsMixin, SageMakerTrainingOperator
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         settings = self.resolved_settings()
-        spec = self._spec()
-        self._job_name = (event or {}).get("job_name") or self._job_name_for(context, spec)
+        job = self.resolve_job(context, settings, with_request=False)  # the job was created already
+        self._job_name = (event or {}).get("job_name") or job.name
         if not event or event.get("status") != "success":
             self.log.error("SageMaker wait for %s ended with %s", self._job_name, event)
-            return self._finish(settings, spec, self.hook.describe_training_job(self._job_name))
-        return self._finish(settings, spec, super().execute_complete(context, event)["Training"])
+            return self._finish(settings, job, self.hook.describe_training_job(self._job_name))
+        return self._finish(settings, job, super().execute_complete(context, event)["Training"])
 
-    def _execute_local(self, context: Context, settings: Settings, spec: WorkloadSpec) -> dict[str, Any]:
-        from eksml.local.runner import LocalRunner
-        from eksml.sagemaker.contract import run_training_locally
-
-        # Same instance checks as on AWS, so a run that would be refused there is refused here.
-        resolve_compute(
-            spec, self._instance_type(context), _as_optional_int(self.instance_count), self.processes_per_host
-        )
-        self._job_name = self._job_name_for(context, spec)
-        # A local job has no console page: empty link values, as the task runner looks every
-        # extra link up when the task ends and a missing one logs "ERROR XCom not found".
-        for link in self.operator_extra_links:
-            context["ti"].xcom_push(key=link.key, value=None)
-        self._runner = LocalRunner(settings, self.log)
-        result = run_training_locally(
-            spec, settings, job_name=self._job_name, runner=self._runner, output_uri=self.output_uri
-        )
-        self.log.info("local SageMaker-contract training %s completed", self._job_name)
-        return self._register(settings, spec, self._job_name, "Completed", result.model_artifact)
-
-    def _finish(self, settings: Settings, spec: WorkloadSpec, description: Mapping[str, Any]) -> dict[str, Any]:
+    def _finish(self, settings: Settings, job: TrainingJob, description: Mapping[str, Any]) -> dict[str, Any]:
         """Log the final state; fail unless Completed; then register the model artifact."""
         name = description.get("TrainingJobName", self._job_name)
         status = description.get("TrainingJobStatus")
@@ -346,18 +303,16 @@ class SageMakerTrainOperator(AwsProviderSettingsMixin, SageMakerTrainingOperator
         artifact = (description.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
         if not artifact:
             raise AirflowException(f"SageMaker training job {name} completed without ModelArtifacts")
-        return self._register(settings, spec, name, status, artifact)
+        return self._register(settings, job, name, status, artifact)
 
-    def _register(
-        self, settings: Settings, spec: WorkloadSpec, job_name: str, status: str, artifact: str
-    ) -> dict[str, Any]:
-        staging = spec_locations(spec).model_uri
+    def _register(self, settings: Settings, job: TrainingJob, name: str, status: str, artifact: str) -> dict[str, Any]:
+        staging = job.locations.model_uri
         files = unpack_model_artifact(store_path(artifact, settings), store_path(staging, settings))
         self.log.info("unpacked %s into %s: %d file(s)", artifact, staging, len(files))
         return {
-            "training_job_name": job_name,
+            "training_job_name": name,
             "status": status,
-            "framework": spec_framework(spec),
+            "framework": job.framework,
             "model_artifact": artifact,
             "staging_uri": staging,
             "files": files,

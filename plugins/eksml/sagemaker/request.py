@@ -1,4 +1,4 @@
-"""Render a training :class:`~eksml.specs.WorkloadSpec` as a SageMaker ``CreateTrainingJob`` request.
+"""Resolve one try's SageMaker training job from its :class:`~eksml.specs.WorkloadSpec`.
 
 The spec stays the one source of truth, read by name: its ``data_uri`` location becomes the
 ``training`` channel, its ``checkpoint_uri`` the checkpoint S3 location, its ``model_uri`` the
@@ -6,6 +6,8 @@ staging folder the artifact is unpacked into after the job, and its hyperparamet
 ``HyperParameters`` (keyed as the entrypoint's flags, which is how the training toolkit passes
 them on). Everything is checked here, before any API call: a request this module returns is one
 SageMaker should accept. SageMaker's resource names are made and checked here too.
+:func:`resolve_training_job` decides a try's whole job (name, instances, spot, locations, tags,
+request) in one call, from the spec, the run's params and the settings.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from typing import Any, Literal
 from eksml.errors import InvalidInput
 from eksml.layout import Area, area_uri
 from eksml.sagemaker.images import training_image_uri
-from eksml.sagemaker.instances import instance_gpus
-from eksml.settings import Settings
-from eksml.specs import TRAINING_IMAGES, WorkloadSpec, arg_text, flag
+from eksml.sagemaker.instances import DEFAULT_TRAINING_TYPE, DEFAULT_USE_SPOT, instance_gpus
+from eksml.settings import Settings, parse_bool
+from eksml.specs import TRAINING_IMAGES, WorkloadSpec, arg_text, coerce_spec, flag
 
 ImageSource = Literal["dlc", "project"]
 
@@ -34,11 +36,13 @@ CHECKPOINT_LOCAL_PATH = f"{OPT_ML}/checkpoints"
 MAX_RUNTIME_LIMIT_S = 28 * 24 * 3600
 
 ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
-_TAG_TEXT = re.compile(r"^[\w\s.:/=+\-@]*$")
+_TAG_CHARS = r"\w\s.:/=+\-@"  # what SageMaker accepts in a tag key or value
+_TAG_TEXT = re.compile(rf"^[{_TAG_CHARS}]*$")
+_TAG_UNSAFE = re.compile(rf"[^{_TAG_CHARS}]")
 _JSON_NUMBER = re.compile(r"^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$")
 
 # --- names ------------------------------------------------------------------------------------
-# SageMaker names (training jobs, models, endpoint configs, endpoints) must match
+# SageMaker names (training jobs and the like) must match
 # ``^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$``. Run ids hold ``:``, ``+``, ``_`` and are long, so a
 # readable slug is cut to fit and a hash of the unaltered inputs keeps two names apart even when
 # their slugs collide or are truncated the same way.
@@ -422,3 +426,102 @@ def build_training_request(
     if vpc:
         request["VpcConfig"] = vpc
     return request
+
+
+# --- one try's job, resolved once ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """One try's training job, everything about it decided before anything runs.
+
+    The operator executes this value as it is: ``request`` is the checked ``CreateTrainingJob``
+    request, or ``None`` where no SageMaker job is created (the local profile trains the same
+    job under SageMaker's contract on the worker).
+    """
+
+    spec: WorkloadSpec
+    name: str
+    framework: str
+    compute: Compute
+    use_spot: bool
+    locations: SpecLocations
+    output_uri: str
+    #: Where the script-mode source tarball goes (``image_source="dlc"``), else None.
+    source_uri: str | None
+    tags: Mapping[str, str]
+    request: Mapping[str, Any] | None
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value in (None, "", "None") else int(value)
+
+
+def try_tags(context: Mapping[str, Any]) -> dict[str, str]:
+    """Tags naming the DAG, task, run and try a job belongs to."""
+    ti = context["ti"]
+    return {
+        "eksml/dag-id": ti.dag_id,
+        "eksml/task-id": ti.task_id,
+        "eksml/dag-run-id": _TAG_UNSAFE.sub("_", context["run_id"])[:256],
+        "eksml/try-number": str(ti.try_number),
+    }
+
+
+def resolve_training_job(
+    spec: WorkloadSpec | Mapping[str, Any] | str,
+    settings: Settings,
+    context: Mapping[str, Any],
+    *,
+    instance_type: str | None = None,
+    instance_count: int | str | None = None,
+    use_spot: bool | str | None = None,
+    max_runtime_s: int | str = 24 * 3600,
+    max_wait_s: int | str | None = None,
+    image_source: str = "dlc",
+    processes_per_host: int | None = None,
+    volume_size_gb: int = 50,
+    output_uri: str | None = None,
+    with_request: bool = True,
+) -> TrainingJob:
+    """The job of the try in ``context`` (its ``ti``, ``run_id`` and ``params``), checked.
+
+    Arguments may be templated strings. ``instance_type`` and ``use_spot`` left ``None`` take
+    the run's ``sagemaker_instance_type`` and ``sagemaker_use_spot`` params, else the trigger
+    form's defaults; ``output_uri`` defaults to :func:`default_output_uri`. The instance checks
+    run in every profile, so a run SageMaker would refuse is refused locally too;
+    ``with_request`` adds the ``CreateTrainingJob`` request (S3 locations, role, stopping condition).
+    """
+    workload = coerce_spec(spec)
+    framework = spec_framework(workload)
+    locations = spec_locations(workload)
+    params = context.get("params") or {}
+    chosen_type = str(instance_type or params.get("sagemaker_instance_type") or DEFAULT_TRAINING_TYPE)
+    spot = use_spot if use_spot is not None else params.get("sagemaker_use_spot")
+    spot = parse_bool(spot) if spot is not None else DEFAULT_USE_SPOT
+    count = _optional_int(instance_count)
+    compute = resolve_compute(workload, chosen_type, count, processes_per_host)
+    ti = context["ti"]
+    name = sagemaker_job_name(ti.dag_id, context["run_id"], ti.try_number, framework)
+    output = output_uri or default_output_uri(workload, settings)
+    source = source_tarball_uri(output, name) if image_source == "dlc" else None
+    tags = try_tags(context)
+    request = None
+    if with_request:
+        request = build_training_request(
+            workload,
+            settings,
+            instance_type=chosen_type,
+            instance_count=count,
+            job_name=name,
+            output_s3_uri=output,
+            use_spot=spot,
+            max_runtime_s=int(max_runtime_s),
+            max_wait_s=_optional_int(max_wait_s),
+            tags=tags,
+            image_source=image_source,  # type: ignore[arg-type]
+            source_s3_uri=source,
+            processes_per_host=processes_per_host,
+            volume_size_gb=volume_size_gb,
+        )
+    return TrainingJob(workload, name, framework, compute, spot, locations, output, source, tags, request)
