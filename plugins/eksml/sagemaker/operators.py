@@ -27,6 +27,7 @@ from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.sdk.exceptions import AirflowException
 
 from eksml.exits import exit_code_in, fail_for_good
+from eksml.local.dispatch import ProfileDispatchMixin
 from eksml.local.runner import LocalRunner
 from eksml.sagemaker.contract import run_training_locally, unpack_model_artifact
 from eksml.sagemaker.images import training_image
@@ -115,7 +116,7 @@ def job_wait_s(stopping: Mapping[str, Any], task_timeout: timedelta | None) -> i
     return bound
 
 
-class SageMakerTrainOperator(AwsProviderSettingsMixin, SageMakerTrainingOperator):
+class SageMakerTrainOperator(ProfileDispatchMixin, AwsProviderSettingsMixin, SageMakerTrainingOperator):
     """Train a workload spec on SageMaker (``aws``) or under its contract locally (``local``).
 
     :param spec: the training spec, its dict form or that dict as text (templated; usually from
@@ -200,17 +201,19 @@ class SageMakerTrainOperator(AwsProviderSettingsMixin, SageMakerTrainingOperator
         )
 
     # --- run ---------------------------------------------------------------------------------
-    def execute(self, context: Context) -> dict[str, Any]:
-        settings = self.resolved_settings()
-        # The one place the profile picks the path: only a SageMaker job needs a request.
-        on_sagemaker = settings.profile != "local"
-        job = self.resolve_job(context, settings, with_request=on_sagemaker)
+    def execute_remote(self, context: Context, settings: Settings) -> dict[str, Any]:
+        """Create the job through the provider's operator and wait for it; register its artifact."""
+        job = self.resolve_job(context, settings, with_request=True)
         self._job_name = job.name
-        train = self._train_on_sagemaker if on_sagemaker else self._train_locally
-        return train(context, settings, job)
+        return self._train_on_sagemaker(context, settings, job)
+
+    def execute_local(self, context: Context, settings: Settings) -> dict[str, Any]:
+        """Train under SageMaker's contract on the worker (no job, so no request)."""
+        job = self.resolve_job(context, settings, with_request=False)
+        self._job_name = job.name
+        return self._train_locally(context, settings, job)
 
     def _train_on_sagemaker(self, context: Context, settings: Settings, job: TrainingJob) -> dict[str, Any]:
-        """Create the job through the provider's operator and wait for it; register its artifact."""
         self.config = copy.deepcopy(dict(job.request or {}))  # the provider edits its config
         wait_s = job_wait_s(self.config["StoppingCondition"], self.execution_timeout)
         self.max_ingestion_time = wait_s  # the synchronous wait, and the deferral's timeout
@@ -256,7 +259,8 @@ class SageMakerTrainOperator(AwsProviderSettingsMixin, SageMakerTrainingOperator
         """The provider's create-and-wait; its synchronous wait raises on a Failed job with the
         ``FailureReason`` in the message, where the entrypoint's exit status is quoted."""
         try:
-            return super().execute(context)
+            # The provider's execute by name: super() would lead back to ProfileDispatchMixin's.
+            return SageMakerTrainingOperator.execute(self, context)
         except AirflowException as exc:
             if "Failed" in str(exc) or "failed because" in str(exc):
                 fail_for_good(str(exc), exit_code_in(str(exc)), exc)
