@@ -98,12 +98,13 @@ def _nothing(_hook: ApplyHook) -> list[dict[str, Any]]:
 class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
     """Install pinned add-ons and the pipeline's namespaces, service accounts, RBAC and autoscaler.
 
+    With ``settings.ingress`` on, clusters that serve also get the AWS Load Balancer Controller,
+    its webhook certificate made here and kept across runs.
+
     :param cluster_name: cluster to prepare (templated; default from settings and
         ``cluster_role``). For an ephemeral cluster pass the create task's XCom.
     :param cluster_role: ``all`` (shared cluster), ``training`` or ``inference`` (dedicated
-        layout). The device plugin and MPI operator go to clusters that train; with
-        ``settings.ingress`` on, the AWS Load Balancer Controller (and its webhook certificate,
-        made here and kept across runs) goes to clusters that serve.
+        layout). The device plugin and MPI operator go to clusters that train.
     :param cluster: ClusterRequest overrides, as given to the eksctl operator.
     :param cluster_mode: as for the eksctl operator; ``existing`` makes this a no-op (a
         training run does not modify the shared cluster).
