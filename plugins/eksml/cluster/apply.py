@@ -112,6 +112,18 @@ class ApplyHook(KubernetesHook):
 
         return DynamicClient(self.api_client)
 
+    def read_object(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> dict[str, Any] | None:
+        """The object as the API server holds it, or ``None`` when there is none."""
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        resource = _resource_of(self.dynamic_client, {"apiVersion": api_version, "kind": kind})
+        try:
+            return resource.get(name=name, namespace=namespace).to_dict()
+        except NotFoundError:
+            return None
+
     def apply_objects(
         self,
         objects: list[dict[str, Any]],

@@ -54,6 +54,15 @@ def describe_nodegroups(cluster_name: str, region: str, aws_conn_id: str | None)
     return groups
 
 
+def cluster_vpc_id(cluster_name: str, region: str, aws_conn_id: str | None) -> str:
+    """The VPC the cluster runs in (EKS DescribeCluster): what the AWS Load Balancer Controller is
+    told, since the hop limit of 1 keeps it from the instance metadata."""
+    from airflow.providers.amazon.aws.hooks.eks import EksHook
+
+    cluster = EksHook(aws_conn_id=aws_conn_id, region_name=region).describe_cluster(name=cluster_name)["cluster"]
+    return cluster["resourcesVpcConfig"]["vpcId"]
+
+
 def nodegroup_drift(expected: list[ManagedNodeGroup], actual: dict[str, NodegroupState]) -> tuple[list[str], list[str]]:
     """(errors, warnings): errors break scheduling (missing group, labels, taints)."""
     errors, warnings = [], []

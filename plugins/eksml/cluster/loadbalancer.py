@@ -5,18 +5,24 @@ into an ALB. Here: its CRDs (vendored and pinned, ``include/kubernetes/aws-load-
 the ``alb`` IngressClass with IngressClassParams that fix the scheme and the allowed CIDRs for
 every Ingress of the class (a namespace cannot widen them by annotation), the controller's
 ServiceAccount with its IRSA role, and that role's policy: the controller's published policy
-document of the same release. The controller's Deployment is the upstream Helm chart at the
-pinned version (docs/aws.md "Production integrations").
+document of the same release. The controller itself (Deployment, RBAC, webhook Service and
+webhook configurations) is its upstream Helm chart rendered at the pinned version and vendored
+with a checksum (``tools/addon-charts/render.sh``); the cluster's name, region, VPC and node
+role, and the webhook's certificate (:mod:`eksml.cluster.webhook_tls`, made at install time and
+kept across runs) are filled in by the add-ons step (:func:`controller_objects`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from collections.abc import Mapping
 from typing import Any
 
-from eksml.cluster.addons import ALB_CONTROLLER, addon_objects, pinned_file
+from eksml.cluster.addons import ALB_CONTROLLER, addon_objects, parse_manifest, pinned_file, substitute
 from eksml.cluster.iam import irsa_role_name
 from eksml.cluster.meta import IRSA_ANNOTATION, LABELS
+from eksml.cluster.webhook_tls import WebhookTLS, dns_names, kept_or_issued
 from eksml.settings import Settings
 
 NAME = "aws-load-balancer-controller"
@@ -27,6 +33,13 @@ ALB_CONTROLLER_VERSION = "v3.5.0"
 INGRESS_CLASS = "alb"
 #: The controller name an IngressClass hands its Ingresses to (docs/guide/ingress/ingress_class.md).
 CONTROLLER = "ingress.k8s.aws/alb"
+#: The chart rendered at the pinned version (vendored, checksummed; a pinned file, not a
+#: kustomization resource: without the add-ons step's values and Secret it cannot run).
+CONTROLLER_MANIFEST = f"aws-load-balancer-controller-{ALB_CONTROLLER_VERSION}.yaml"
+#: The chart's webhook Service and the TLS Secret its Deployment mounts (``namePrefix`` is the
+#: chart name without ``-controller``).
+WEBHOOK_SERVICE = "aws-load-balancer-webhook-service"
+WEBHOOK_SECRET = "aws-load-balancer-tls"
 
 
 def controller_policy() -> dict[str, Any]:
@@ -75,3 +88,35 @@ def load_balancer_objects(settings: Settings, role_arn: str) -> list[dict[str, A
         },
     }
     return [*addon_objects(ALB_CONTROLLER), *ingress_class_objects(settings), service_account]
+
+
+def webhook_names() -> tuple[str, ...]:
+    """The DNS names the API server calls the controller's webhooks by."""
+    return dns_names(WEBHOOK_SERVICE, NAMESPACE)
+
+
+def webhook_certificate(secret: Mapping[str, Any] | None, now: dt.datetime | None = None) -> tuple[WebhookTLS, bool]:
+    """The webhook's certificate: the one in the cluster's Secret (``secret``, as read back, or
+    ``None``) while it serves the webhook for more than 30 days, else a new one; and whether it
+    was kept."""
+    return kept_or_issued(secret, webhook_names(), common_name=NAME, now=now)
+
+
+def controller_objects(
+    *, cluster: str, region: str, vpc_id: str, node_role: str, tls: WebhookTLS
+) -> list[dict[str, Any]]:
+    """The controller's TLS Secret, then its pinned chart rendering with the cluster's values and
+    ``tls``'s CA in every webhook's ``caBundle``. Applied after the CRDs and the ``alb``
+    IngressClassParams (:func:`load_balancer_objects`): once the webhooks are registered, those
+    objects are admitted only through the running controller."""
+    path = pinned_file(ALB_CONTROLLER, CONTROLLER_MANIFEST)
+    variables = {
+        "CLUSTER_NAME": cluster,
+        "AWS_REGION": region,
+        "VPC_ID": vpc_id,
+        "NODE_ROLE": node_role,
+        "WEBHOOK_CA_BUNDLE": tls.ca_bundle,
+    }
+    rendered = parse_manifest(substitute(path.read_text(), variables, path.name), path.name)
+    labels = {**LABELS, "app.kubernetes.io/name": NAME}
+    return [tls.secret(WEBHOOK_SECRET, NAMESPACE, labels), *rendered]

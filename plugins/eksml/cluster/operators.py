@@ -14,7 +14,8 @@ one is given.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -89,8 +90,16 @@ class _ClusterTarget(SettingsMixin):
         return cluster_name_for_role(req, self._role(req))
 
 
+def _nothing(_hook: ApplyHook) -> list[dict[str, Any]]:
+    """No objects that depend on the cluster's state."""
+    return []
+
+
 class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
     """Install pinned add-ons and the pipeline's namespaces, service accounts, RBAC and autoscaler.
+
+    With ``settings.ingress`` on, clusters that serve also get the AWS Load Balancer Controller,
+    its webhook certificate made here and kept across runs.
 
     :param cluster_name: cluster to prepare (templated; default from settings and
         ``cluster_role``). For an ephemeral cluster pass the create task's XCom.
@@ -151,13 +160,19 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
         objects.extend(
             render_kubernetes_objects(settings, cluster_role=role, account_id=account, request=req, cluster_name=name)
         )
+        at_install = _nothing
+        if req.ingress and role in (SHARED_CLUSTER, INFERENCE_CLUSTER):
+            from eksml.cluster.eks import cluster_vpc_id
+
+            vpc_id = cluster_vpc_id(name, req.region, self.resolved_aws_conn_id())
+            at_install = functools.partial(
+                self._load_balancer_controller, cluster=name, region=req.region, vpc_id=vpc_id
+            )
         target = self._target(settings, req)
         self.log.info("preparing %s", target.describe())
         if not target.is_eks:  # a connection managed by hand: its own rights
-            return {
-                "cluster": name,
-                "applied": target.hook(hook_class=ApplyHook).apply_objects(objects, log=self.log.info),
-            }
+            hook = target.hook(hook_class=ApplyHook)
+            return {"cluster": name, "applied": hook.apply_objects([*objects, *at_install(hook)], log=self.log.info)}
         from eksml.cluster.eks import cluster_admin_while
         from eksml.cluster.iam import principal_arn
 
@@ -166,19 +181,48 @@ class ClusterAddonsOperator(_ClusterTarget, BaseOperator):
         with cluster_admin_while(
             name, req.region, principal, self.resolved_aws_conn_id(), log=self.log.info, creation_grant=grant
         ):
-            applied = self._apply_when_authorized(target.hook(hook_class=ApplyHook), objects)
+            applied = self._apply_when_authorized(target.hook(hook_class=ApplyHook), objects, at_install)
         return {"cluster": name, "applied": applied}
 
-    def _apply_when_authorized(self, hook: ApplyHook, objects: list[dict[str, Any]], attempts: int = 12) -> list[str]:
-        """Apply; a just-granted access policy takes seconds to reach the API server, so a 403
-        is retried for about a minute before it counts."""
+    def _load_balancer_controller(
+        self, hook: ApplyHook, *, cluster: str, region: str, vpc_id: str
+    ) -> list[dict[str, Any]]:
+        """The AWS Load Balancer Controller, with the webhook certificate of the cluster's Secret
+        kept (a running controller keeps its key) unless it is missing or due, then a new one."""
+        from eksml.cluster.loadbalancer import (
+            NAMESPACE,
+            WEBHOOK_SECRET,
+            controller_objects,
+            webhook_certificate,
+        )
+        from eksml.cluster.node_contract import INFERENCE_ROLE
+
+        tls, kept = webhook_certificate(hook.read_object("v1", "Secret", WEBHOOK_SECRET, NAMESPACE))
+        self.log.info(
+            "%s the load balancer controller's webhook certificate (valid until %s)",
+            "keeping" if kept else "made",
+            tls.not_after().date(),
+        )
+        # On a serving cluster the CPU nodes hold its controllers (node_contract.INFERENCE_ROLE).
+        return controller_objects(cluster=cluster, region=region, vpc_id=vpc_id, node_role=INFERENCE_ROLE, tls=tls)
+
+    def _apply_when_authorized(
+        self,
+        hook: ApplyHook,
+        objects: list[dict[str, Any]],
+        at_install: Callable[[ApplyHook], list[dict[str, Any]]] = _nothing,
+        attempts: int = 12,
+    ) -> list[str]:
+        """Apply ``objects`` and what ``at_install`` builds from the cluster's state; a just-granted
+        access policy takes seconds to reach the API server, so a 403 is retried for about a
+        minute before it counts."""
         import time
 
         from kubernetes.client.exceptions import ApiException
 
         for attempt in range(attempts):
             try:
-                return hook.apply_objects(objects, log=self.log.info)
+                return hook.apply_objects([*objects, *at_install(hook)], log=self.log.info)
             except ApiException as exc:
                 if exc.status != 403 or attempt == attempts - 1:
                     raise
