@@ -21,16 +21,8 @@ mkdir -p .local; timings=".local/run-timings"; : >"$timings"
 timed() { local name="$1" t0 rc=0; shift; t0=$(date +%s.%N); "$@" || rc=$?; echo "$name $t0 $(date +%s.%N)" >>"$timings"; return $rc; }
 timed setup step "set-up (Debian packages, uv, .venv, one virtualenv per image)" scripts/setup.sh
 
-export AIRFLOW_HOME="$root/.local/airflow"
-export AIRFLOW__CORE__DAGS_FOLDER="$root/dags"
-export AIRFLOW__CORE__PLUGINS_FOLDER="$root/plugins"
-export AIRFLOW__CORE__LOAD_EXAMPLES=False
-export AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT="${AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT:-300}"
-export AIRFLOW__LOGGING__LOGGING_LEVEL="${AIRFLOW__LOGGING__LOGGING_LEVEL:-INFO}"
-# Deferrable operators' default follows this option (`dags test` runs their triggers in-process).
-export AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE="${AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE:-True}"
-export PYTHONPATH="$root/plugins${PYTHONPATH:+:$PYTHONPATH}"
-mkdir -p "$AIRFLOW_HOME"
+source scripts/airflow_env.sh
+airflow_env "$root/.local/airflow"
 migrate() {
   .venv/bin/airflow db migrate >"$AIRFLOW_HOME/db-migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/db-migrate.log"; exit 1; }
 }

@@ -16,14 +16,8 @@ echo "== set-up (Debian packages, .venv, control plane binaries, images)"
 bash tools/k8s-node/install-packages.sh
 bash scripts/setup.sh --dev --k8s-testenv
 
-export AIRFLOW_HOME="$root/.local/airflow-node"
-export AIRFLOW__CORE__DAGS_FOLDER="$root/dags"
-export AIRFLOW__CORE__PLUGINS_FOLDER="$root/plugins"
-export AIRFLOW__CORE__LOAD_EXAMPLES=False
-export AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT="${AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT:-300}"
-export AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE="${AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE:-True}"
-export PYTHONPATH="$root/plugins${PYTHONPATH:+:$PYTHONPATH}"
-mkdir -p "$AIRFLOW_HOME"
+source scripts/airflow_env.sh
+airflow_env "$root/.local/airflow-node"
 if [ ! -f "$AIRFLOW_HOME/airflow.db" ]; then
   echo "== Airflow metadata database ($AIRFLOW_HOME), pools, variables"
   .venv/bin/airflow db migrate >"$AIRFLOW_HOME/db-migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/db-migrate.log"; exit 1; }
