@@ -50,7 +50,37 @@ def hook(account, calls) -> KarpenterAwsHook:
         iam=account.client("iam", record),
         sqs=account.client("sqs", record),
         events=account.client("events", record),
+        ec2=account.client("ec2", record),
     )
+
+
+def _karpenter_node(account, cluster: str) -> str:
+    """An instance tagged as Karpenter tags its nodes, and its launch template, for ``cluster``."""
+    ec2 = account.client("ec2")
+    ec2.create_launch_template(
+        LaunchTemplateName=f"karpenter.k8s.aws/{cluster}-1",
+        LaunchTemplateData={"InstanceType": "g5.xlarge"},
+        TagSpecifications=[
+            {"ResourceType": "launch-template", "Tags": [{"Key": "karpenter.k8s.aws/cluster", "Value": cluster}]}
+        ],
+    )
+    tags = [
+        {"Key": f"kubernetes.io/cluster/{cluster}", "Value": "owned"},
+        {"Key": "karpenter.sh/nodepool", "Value": "gpu-train"},
+    ]
+    (instance,) = ec2.run_instances(
+        ImageId="ami-12c6146b",
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="g5.xlarge",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+    )["Instances"]
+    return instance["InstanceId"]
+
+
+def _state(account, instance: str) -> str:
+    (reservation,) = account.client("ec2").describe_instances(InstanceIds=[instance])["Reservations"]
+    return reservation["Instances"][0]["State"]["Name"]
 
 
 def test_the_nodes_role_queue_and_rules_are_made_once(account, hook):
@@ -123,6 +153,31 @@ def test_teardown_deletes_what_was_made_and_karpenters_own_instance_profiles(acc
     assert account.client("sqs").list_queues(QueueNamePrefix=CLUSTER).get("QueueUrls", []) == []
 
 
+def test_spot_needs_ec2_spots_service_linked_role_which_is_made_once_and_kept(account, hook):
+    iam = account.client("iam")
+
+    def spot_roles() -> list[str]:  # moto names it AWSServiceRoleForspot, IAM AWSServiceRoleForEC2Spot
+        return [r["Path"] for r in iam.list_roles(PathPrefix="/aws-service-role/spot.amazonaws.com/")["Roles"]]
+
+    hook.ensure(CLUSTER, TAGS)
+    assert spot_roles() == []
+    hook.ensure(CLUSTER, TAGS, spot=True)
+    hook.ensure(CLUSTER, TAGS, spot=True)  # there already: not made twice
+    assert spot_roles() == ["/aws-service-role/spot.amazonaws.com/"]
+    hook.delete(CLUSTER)
+    assert len(spot_roles()) == 1  # the account's, kept
+
+
+def test_karpenters_nodes_are_terminated_before_the_cluster_goes_and_its_launch_templates_after(account, hook):
+    mine, other = _karpenter_node(account, CLUSTER), _karpenter_node(account, "other")
+    assert hook.terminate_nodes(CLUSTER, wait_delay=1) == [mine]
+    assert _state(account, mine) == "terminated" and _state(account, other) == "running"
+    assert hook.terminate_nodes(CLUSTER, wait_delay=1) == []
+    assert hook.delete(CLUSTER) == [f"EC2 launch template karpenter.k8s.aws/{CLUSTER}-1"]
+    left = account.client("ec2").describe_launch_templates()["LaunchTemplates"]
+    assert [t["LaunchTemplateName"] for t in left] == ["karpenter.k8s.aws/other-1"]
+
+
 def test_a_role_and_queue_made_by_hand_are_used_but_never_deleted(account, hook):
     iam, sqs = account.client("iam"), account.client("sqs")
     role = f"KarpenterNodeRole-{CLUSTER}"
@@ -147,6 +202,13 @@ _ALSO = {
 
 def _authorizations(account: str, service: str, operation: str, params: dict) -> list[Request]:
     prefix = service
+    if service == "ec2":
+        ids = params.get("InstanceIds")
+        resource = f"arn:aws:ec2:{REGION}:{account}:instance/{ids[0]}" if operation == "TerminateInstances" else "*"
+        return [Request(f"ec2:{operation}", resource, {"aws:RequestedRegion": REGION})]
+    if (service, operation) == ("iam", "CreateServiceLinkedRole"):
+        context = {"aws:RequestedRegion": "us-east-1", "iam:AWSServiceName": params["AWSServiceName"]}
+        return [Request("iam:CreateServiceLinkedRole", f"arn:aws:iam::{account}:role/aws-service-role/*", context)]
     if service == "iam":
         if "InstanceProfileName" in params:
             resource = f"arn:aws:iam::{account}:instance-profile/{params['InstanceProfileName']}"
@@ -171,7 +233,9 @@ def _authorizations(account: str, service: str, operation: str, params: dict) ->
 @pytest.mark.parametrize("cluster", [CLUSTER, f"{CLUSTER}-run-0123456789"], ids=["shared", "ephemeral"])
 def test_every_call_the_hook_makes_is_allowed_to_the_lifecycle_identity(account, hook, calls, cluster):
     iam = account.client("iam")
-    hook.ensure(cluster, TAGS)
+    hook.ensure(cluster, TAGS, spot=True)
+    _karpenter_node(account, cluster)
+    hook.terminate_nodes(cluster, wait_delay=1)
     iam.create_instance_profile(
         InstanceProfileName=f"{cluster}_1", Tags=[{"Key": f"kubernetes.io/cluster/{cluster}", "Value": "owned"}]
     )
@@ -192,6 +256,9 @@ def test_every_call_the_hook_makes_is_allowed_to_the_lifecycle_identity(account,
         "iam:DeleteRole",
         "sqs:DeleteQueue",
         "events:DeleteRule",
+        "ec2:TerminateInstances",
+        "iam:CreateServiceLinkedRole",
+        "ec2:DeleteLaunchTemplate",
     }
     refused = [f"{r}: {d.decision}" for r in requests if not (d := evaluate([policy], r, boundary=boundary)).allowed]
     assert refused == []

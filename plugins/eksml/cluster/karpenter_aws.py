@@ -17,7 +17,9 @@ All of it comes from Karpenter's getting-started CloudFormation template, vendor
   controller reads the queue's name from ``settings.interruptionQueue``.
 
 The hook's resources carry :data:`OWNER_TAG` (the cluster's name): teardown deletes only what
-carries it, so a role or queue made by hand as the guide says is used but never deleted.
+carries it, so a role or queue made by hand as the guide says is used but never deleted. Before
+the cluster is deleted the hook terminates the nodes Karpenter launched for it, and after, with
+the role, the instance profiles and launch templates Karpenter made for it (tagged so by Karpenter).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ RESOURCES = "getting-started-resources.json"
 CONTROLLER_SERVICE_ACCOUNT = ("kube-system", "karpenter")
 #: Tag of everything :class:`KarpenterAwsHook` makes: the cluster it was made for.
 OWNER_TAG = "eksml/karpenter-cluster"
+#: EC2 Spot's service-linked role, which spot launches need.
+SPOT_SERVICE_ROLE = "AWSServiceRoleForEC2Spot"
 #: The queue target's id, as in the template.
 TARGET_ID = "KarpenterInterruptionQueueTarget"
 #: Short names of the template's rules (an EventBridge rule name has at most 64 characters).
@@ -170,13 +174,26 @@ class KarpenterAwsHook:
     pass their own."""
 
     def __init__(
-        self, aws_conn_id: str | None, region: str, *, iam: Any = None, sqs: Any = None, events: Any = None
+        self,
+        aws_conn_id: str | None,
+        region: str,
+        *,
+        iam: Any = None,
+        sqs: Any = None,
+        events: Any = None,
+        ec2: Any = None,
     ) -> None:
         self.aws_conn_id = aws_conn_id
         self.region = region
-        for name, client in (("iam", iam), ("sqs", sqs), ("events", events)):
+        for name, client in (("iam", iam), ("sqs", sqs), ("events", events), ("ec2", ec2)):
             if client is not None:
                 self.__dict__[name] = client
+
+    @cached_property
+    def ec2(self) -> Any:
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+        return AwsBaseHook(aws_conn_id=self.aws_conn_id, region_name=self.region, client_type="ec2").conn
 
     @cached_property
     def iam(self) -> Any:
@@ -197,15 +214,34 @@ class KarpenterAwsHook:
         return EventBridgeHook(aws_conn_id=self.aws_conn_id, region_name=self.region).conn
 
     # --- create ---------------------------------------------------------------------------
-    def ensure(self, cluster: str, tags: Mapping[str, str]) -> dict[str, Any]:
+    def ensure(self, cluster: str, tags: Mapping[str, str], *, spot: bool = False) -> dict[str, Any]:
         """The nodes' role, the queue and the rules of ``cluster``, made where missing; returns
-        their names and ARNs."""
+        their names and ARNs. With ``spot``, also EC2 Spot's service-linked role, which the
+        controller's policy cannot make and spot launches need (the guide's step 6)."""
         owned = {**tags, OWNER_TAG: cluster}
         spec = template()
+        if spot:
+            self._ensure_spot_role()
         role_arn = self._ensure_node_role(cluster, spec["NodeRole"], owned)
         queue_arn = self._ensure_queue(cluster, spec, owned)
         rules = self._ensure_rules(cluster, spec["InterruptionRules"], queue_arn, owned)
         return {"node_role": role_arn, "interruption_queue": queue_arn, "rules": rules}
+
+    def _ensure_spot_role(self) -> None:
+        """The account's EC2 Spot service-linked role (one per account: kept at teardown)."""
+        try:
+            self.iam.get_role(RoleName=SPOT_SERVICE_ROLE)
+            return
+        except self.iam.exceptions.NoSuchEntityException:
+            pass
+        try:
+            self.iam.create_service_linked_role(AWSServiceName="spot.amazonaws.com")
+        except (self.iam.exceptions.InvalidInputException, self.iam.exceptions.EntityAlreadyExistsException) as exc:
+            # IAM answers InvalidInput "... has been taken in this account" when it exists already
+            if "taken" not in str(exc) and "already exists" not in str(exc):
+                raise
+            return
+        log.info("created the service-linked role %s", SPOT_SERVICE_ROLE)
 
     def _ensure_node_role(self, cluster: str, spec: dict[str, Any], tags: Mapping[str, str]) -> str:
         role = fill(spec, references(cluster, self.region, "*"))
@@ -271,13 +307,49 @@ class KarpenterAwsHook:
         return list(names.values())
 
     # --- delete ---------------------------------------------------------------------------
+    def terminate_nodes(self, cluster: str, *, wait_delay: int = 15, wait_attempts: int = 40) -> list[str]:
+        """Terminate the instances Karpenter launched for ``cluster`` and wait until they are gone;
+        returns their ids. Run before the cluster is deleted: eksctl deletes node groups, not
+        Karpenter's nodes, whose network interfaces would keep the VPC from being deleted."""
+        filters = [
+            {"Name": f"tag:kubernetes.io/cluster/{cluster}", "Values": ["owned"]},
+            {"Name": "tag-key", "Values": ["karpenter.sh/nodepool"]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+        ]
+        ids = [
+            instance["InstanceId"]
+            for page in self.ec2.get_paginator("describe_instances").paginate(Filters=filters)
+            for reservation in page["Reservations"]
+            for instance in reservation["Instances"]
+        ]
+        if ids:
+            log.info("terminating %d node(s) Karpenter launched for %s: %s", len(ids), cluster, ", ".join(ids))
+            self.ec2.terminate_instances(InstanceIds=ids)
+            self.ec2.get_waiter("instance_terminated").wait(
+                InstanceIds=ids, WaiterConfig={"Delay": wait_delay, "MaxAttempts": wait_attempts}
+            )
+        return ids
+
     def delete(self, cluster: str) -> list[str]:
         """Delete ``cluster``'s rules, and its queue and nodes' role where the pipeline made them;
         returns what was deleted. Run once the cluster is gone: no node uses the role then."""
         deleted = self._delete_rules(cluster)
         deleted += self._delete_queue(cluster)
         deleted += self._delete_node_role(cluster)
+        deleted += self._delete_launch_templates(cluster)
         return deleted
+
+    def _delete_launch_templates(self, cluster: str) -> list[str]:
+        """The launch templates Karpenter made for ``cluster`` (the guide's clean-up step)."""
+        filters = [{"Name": "tag:karpenter.k8s.aws/cluster", "Values": [cluster]}]
+        names = [
+            t["LaunchTemplateName"]
+            for page in self.ec2.get_paginator("describe_launch_templates").paginate(Filters=filters)
+            for t in page["LaunchTemplates"]
+        ]
+        for name in names:
+            self.ec2.delete_launch_template(LaunchTemplateName=name)
+        return [f"EC2 launch template {name}" for name in names]
 
     def _delete_rules(self, cluster: str) -> list[str]:
         deleted = []

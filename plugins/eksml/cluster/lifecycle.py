@@ -261,11 +261,11 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
         request = self._request(context)
         return [name for name in names if runs_karpenter(request, name)]
 
-    def _ensure_karpenter(self, cfg: ClusterConfig) -> None:
+    def _ensure_karpenter(self, cfg: ClusterConfig, *, spot: bool) -> None:
         """The nodes' role, interruption queue and rules of a Karpenter cluster, before eksctl runs:
         the cluster's access entry names the role (``eksml.cluster.karpenter_aws``)."""
         try:
-            made = self._karpenter_hook(cfg.region).ensure(cfg.name, cfg.tags)
+            made = self._karpenter_hook(cfg.region).ensure(cfg.name, cfg.tags, spot=spot)
         except Exception as exc:
             raise AirflowException(f"Karpenter's AWS resources for cluster {cfg.name!r}: {exc}") from exc
         self.log.info("Karpenter resources of %s: %s", cfg.name, made)
@@ -293,7 +293,7 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
         for cfg in configs:
             fname = f"{cfg.name}.yaml"
             if cfg.name in karpenter:
-                self._ensure_karpenter(cfg)
+                self._ensure_karpenter(cfg, spot=self._request(context).spot)
             state = client.get_cluster(cfg.name, cfg.region)
             if state is None:
                 self.log.info("cluster %s does not exist: creating it", cfg.name)
@@ -505,6 +505,8 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
                     f"refusing to delete {cfg.name!r}: it lacks tag {EPHEMERAL_TAG}={run_hash(context['run_id'])}, "
                     "so this run did not create it"
                 )
+            if self._karpenter_clusters(context, [cfg.name]):
+                self._karpenter_hook(cfg.region).terminate_nodes(cfg.name)
             steps.append(step(f"delete cluster {cfg.name}", delete_cluster_args(cfg.name, cfg.region)))
             names.append(cfg.name)
         if gone:

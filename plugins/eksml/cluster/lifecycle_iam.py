@@ -343,6 +343,7 @@ EKSCTL_CALLS: tuple[tuple[str, str, dict[str, str]], ...] = (
         {"iam:PolicyARN": "arn:{p}:iam::aws:policy/AmazonEKSWorkerNodePolicy"},
     ),
     ("eks:CreateAccessEntry", "arn:{p}:eks:{r}:{a}:access-entry/{c}/role/{a}/KarpenterNodeRole-{c}/uuid", {}),
+    ("iam:CreateServiceLinkedRole", "*", {"iam:AWSServiceName": "spot.amazonaws.com"}),
     ("sqs:CreateQueue", "arn:{p}:sqs:{r}:{a}:{c}", {}),
     ("sqs:SetQueueAttributes", "arn:{p}:sqs:{r}:{a}:{c}-run-0123456789", {}),
     ("events:PutRule", "arn:{p}:events:{r}:{a}:rule/Karpenter-{c}-spot-interruption", {}),
