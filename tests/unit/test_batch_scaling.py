@@ -90,7 +90,7 @@ def test_karpenter_mode_installs_the_pinned_controller_with_the_clusters_values(
     assert controller["image"] == "public.ecr.aws/karpenter/controller:1.15.2"
     env = {e["name"]: e.get("value") for e in controller["env"]}
     assert env["CLUSTER_NAME"] == "eksml" and env["AWS_REGION"] == "us-west-2"
-    assert not env.get("INTERRUPTION_QUEUE")  # the project creates no queue
+    assert env["INTERRUPTION_QUEUE"] == "eksml"  # the queue eksml.cluster.karpenter_aws makes
     assert pod["nodeSelector"] == {"kubernetes.io/os": "linux", "role": "inference"}  # never a node it launched
     (account,) = [o for o in objects if o["kind"] == "ServiceAccount" and o["metadata"]["name"] == "karpenter"]
     assert account["metadata"]["annotations"] == {

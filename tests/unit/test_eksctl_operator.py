@@ -325,3 +325,31 @@ def test_kubeconfig_is_written_on_request(fake, tmp_path):
         str(path),
     ] in fake.calls()
     assert path.read_text().startswith("apiVersion: v1")
+
+
+def test_karpenter_resources_are_made_before_the_cluster_and_deleted_with_it(fake, moto_server, monkeypatch):
+    """In Karpenter mode the nodes' role must exist before eksctl runs (the cluster's access entry
+    names it), and teardown follows a successful delete (eksml.cluster.karpenter_aws)."""
+    from fixtures.moto_accounts import fresh_account
+
+    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    account = fresh_account(moto_server, "us-west-2")
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(account.connection()))
+    monkeypatch.setenv("EKSML_NODE_SCALER", "karpenter")
+    iam, sqs = account.client("iam"), account.client("sqs")
+    role = "KarpenterNodeRole-eksml"
+
+    run(op(action="create"))
+    (config,) = fake.configs()
+    assert {"principalARN": f"arn:aws:iam::{account.id}:role/{role}", "type": "EC2_LINUX"} in config["accessConfig"][
+        "accessEntries"
+    ]
+    assert "KarpenterControllerRole-eksml" in {a["roleName"] for a in config["iam"]["serviceAccounts"]}
+    assert iam.get_role(RoleName=role)["Role"]["Arn"] == f"arn:aws:iam::{account.id}:role/{role}"
+    assert sqs.get_queue_url(QueueName="eksml")["QueueUrl"]
+
+    result, _ = run(op(action="delete"))
+    assert result["deleted"] == ["eksml"]
+    with pytest.raises(iam.exceptions.NoSuchEntityException):
+        iam.get_role(RoleName=role)
+    assert sqs.list_queues(QueueNamePrefix="eksml").get("QueueUrls", []) == []

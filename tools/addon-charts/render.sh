@@ -29,6 +29,7 @@ case "${1:-}" in
     "$helm" template karpenter "$chart" --namespace kube-system --kube-version 1.35 \
       --set controller.image.tag="$version" --set controller.image.digest= \
       --set settings.clusterName='${CLUSTER_NAME}' \
+      --set settings.interruptionQueue='${INTERRUPTION_QUEUE}' \
       --set 'serviceAccount.annotations.eks\.amazonaws\.com/role-arn=${KARPENTER_ROLE_ARN}' \
       --set 'controller.env[0].name=AWS_REGION' --set 'controller.env[0].value=${AWS_REGION}' \
       --set 'nodeSelector.role=${NODE_ROLE}' \

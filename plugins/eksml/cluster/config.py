@@ -207,14 +207,20 @@ class IAMServiceAccount:
 @dataclass(frozen=True)
 class AccessEntry:
     """Maps the pipeline's IAM principal to Kubernetes groups bound by the project's RBAC, plus
-    EKS access policies (cluster scope) associated with the entry when it is created."""
+    EKS access policies (cluster scope) associated with the entry when it is created. A ``type``
+    other than STANDARD (``EC2_LINUX``: a role of nodes EKS maps itself) takes neither."""
 
     principal_arn: str
-    kubernetes_groups: tuple[str, ...]
+    kubernetes_groups: tuple[str, ...] = ()
     access_policies: tuple[str, ...] = ()
+    type: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"principalARN": self.principal_arn, "kubernetesGroups": list(self.kubernetes_groups)}
+        doc: dict[str, Any] = {"principalARN": self.principal_arn}
+        if self.type:
+            doc["type"] = self.type
+        if self.kubernetes_groups:
+            doc["kubernetesGroups"] = list(self.kubernetes_groups)
         if self.access_policies:
             doc["accessPolicies"] = [
                 {"policyARN": arn, "accessScope": {"type": "cluster"}} for arn in self.access_policies

@@ -9,8 +9,9 @@ so expiry and drift wait for the job too. The EC2NodeClass keeps the nodes as th
 groups are: private subnets, IMDSv2 with a hop limit of 1, an encrypted gp3 root volume.
 
 Rendered for Karpenter's v1 API, whose CRDs and controller (its Helm chart rendered at v1.15.2)
-are vendored in ``include/kubernetes/karpenter``. The controller's IAM role and the nodes' role
-are created as Karpenter's getting-started guide says; docs/aws.md "Production integrations".
+are vendored in ``include/kubernetes/karpenter``. The controller's IAM role, the nodes' role and
+the interruption queue are the pipeline's too (:mod:`eksml.cluster.karpenter_aws`); docs/aws.md
+"Production integrations".
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from eksml.cluster.addons import KARPENTER, addon_objects
+from eksml.cluster.karpenter_aws import controller_role_name, interruption_queue_name, node_role_name
 from eksml.cluster.meta import LABELS
 from eksml.cluster.node_contract import (
     GPU_RESOURCE,
@@ -36,16 +38,6 @@ CONTROLLER = "karpenter"
 CONTROLLER_NAMESPACE = "kube-system"
 #: eksctl tags the private subnets it creates with this (load balancer discovery); nodes go there only.
 PRIVATE_SUBNET_TAG = "kubernetes.io/role/internal-elb"
-
-
-def node_role_name(cluster: str) -> str:
-    """The IAM role of Karpenter's nodes (the getting-started guide's name)."""
-    return f"KarpenterNodeRole-{cluster}"
-
-
-def controller_role_name(cluster: str) -> str:
-    """The IAM role of Karpenter's controller, through IRSA (the getting-started guide's name)."""
-    return f"KarpenterControllerRole-{cluster}"
 
 
 def node_class(cluster: str, volume_gib: int) -> dict[str, Any]:
@@ -115,7 +107,7 @@ def karpenter_objects(
     """Karpenter's CRDs and controller (pinned, vendored), the EC2NodeClass and the GPU NodePool,
     in apply order. The controller runs on the ``role=<controller_node_role>`` nodes (never on a
     node it launched) with its IRSA role, the region given (the hop limit of 1 keeps it from the
-    instance metadata) and no interruption queue (the project creates none)."""
+    instance metadata) and the cluster's interruption queue."""
     from eksml.cluster.iam import role_arn
     from eksml.cluster.request import train_node_group
 
@@ -125,6 +117,7 @@ def karpenter_objects(
         "AWS_REGION": req.region,
         "KARPENTER_ROLE_ARN": role_arn(account_id, controller_role_name(cluster), req.region),
         "NODE_ROLE": controller_node_role,
+        "INTERRUPTION_QUEUE": interruption_queue_name(cluster),
     }
     return [
         *addon_objects(KARPENTER, variables),

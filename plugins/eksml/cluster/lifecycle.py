@@ -56,7 +56,14 @@ from eksml.cluster.node_contract import (
     SHARED_CLUSTER,
     TRAINING_CLUSTER,
 )
-from eksml.cluster.request import INFERENCE_GROUP, PROJECT_TAG, TRAIN_GROUP, ClusterRequest, build_cluster_configs
+from eksml.cluster.request import (
+    INFERENCE_GROUP,
+    PROJECT_TAG,
+    TRAIN_GROUP,
+    ClusterRequest,
+    build_cluster_configs,
+    runs_karpenter,
+)
 from eksml.cluster.triggers import EksctlCommandTrigger, file_arg, first_event, step
 from eksml.settings import FROM_SETTINGS, FromSettings, Settings, SettingsMixin
 
@@ -244,6 +251,32 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
             clusters.append({"name": cfg.name, "region": cfg.region, "status": state.value, "created": False})
         return self._result("check", clusters, configs)
 
+    # --- Karpenter's AWS resources ------------------------------------------------------
+    def _karpenter_hook(self, region: str) -> Any:
+        from eksml.cluster.karpenter_aws import KarpenterAwsHook
+
+        return KarpenterAwsHook(self.resolved_aws_conn_id(), region)
+
+    def _karpenter_clusters(self, context: Context, names: Sequence[str]) -> list[str]:
+        request = self._request(context)
+        return [name for name in names if runs_karpenter(request, name)]
+
+    def _ensure_karpenter(self, cfg: ClusterConfig, *, spot: bool) -> None:
+        """The nodes' role, interruption queue and rules of a Karpenter cluster, before eksctl runs:
+        the cluster's access entry names the role (``eksml.cluster.karpenter_aws``)."""
+        try:
+            made = self._karpenter_hook(cfg.region).ensure(cfg.name, cfg.tags, spot=spot)
+        except Exception as exc:
+            raise AirflowException(f"Karpenter's AWS resources for cluster {cfg.name!r}: {exc}") from exc
+        self.log.info("Karpenter resources of %s: %s", cfg.name, made)
+
+    def _delete_karpenter(self, context: Context, names: Sequence[str], region: str) -> None:
+        """What ``_ensure_karpenter`` made, once its cluster is gone (also when the cluster was
+        already gone: a teardown that failed half-way is finished)."""
+        for name in self._karpenter_clusters(context, names):
+            deleted = self._karpenter_hook(region).delete(name)
+            self.log.info("Karpenter resources of %s deleted: %s", name, ", ".join(deleted) or "none left")
+
     # --- create / reuse -----------------------------------------------------------------
     def _create(
         self,
@@ -256,8 +289,11 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
     ) -> dict[str, Any]:
         steps: list[dict[str, Any]] = []
         files: dict[str, str] = {}
+        karpenter = self._karpenter_clusters(context, [cfg.name for cfg in configs])
         for cfg in configs:
             fname = f"{cfg.name}.yaml"
+            if cfg.name in karpenter:
+                self._ensure_karpenter(cfg, spot=self._request(context).spot)
             state = client.get_cluster(cfg.name, cfg.region)
             if state is None:
                 self.log.info("cluster %s does not exist: creating it", cfg.name)
@@ -457,19 +493,24 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
 
     # --- delete -------------------------------------------------------------------------
     def _delete(self, context: Context, client: EksctlHook, configs: list[ClusterConfig]) -> dict[str, Any]:
-        steps, names = [], []
+        steps, names, gone = [], [], []
         for cfg in reversed(configs):
             state = client.get_cluster(cfg.name, cfg.region)
             if state is None:
                 self.log.info("cluster %s does not exist: nothing to delete", cfg.name)
+                gone.append(cfg.name)
                 continue
             if self._mode() == EPHEMERAL_CLUSTER and state.tags.get(EPHEMERAL_TAG) != run_hash(context["run_id"]):
                 raise AirflowFailException(
                     f"refusing to delete {cfg.name!r}: it lacks tag {EPHEMERAL_TAG}={run_hash(context['run_id'])}, "
                     "so this run did not create it"
                 )
+            if self._karpenter_clusters(context, [cfg.name]):
+                self._karpenter_hook(cfg.region).terminate_nodes(cfg.name)
             steps.append(step(f"delete cluster {cfg.name}", delete_cluster_args(cfg.name, cfg.region)))
             names.append(cfg.name)
+        if gone:
+            self._delete_karpenter(context, gone, configs[0].region)
         if not steps:
             return {"action": "delete", "deleted": [], "clusters": []}
         return self._run_steps(context, steps, {}, "execute_deleted", {"names": names}, self.delete_timeout)
@@ -481,6 +522,7 @@ class EksctlClusterOperator(SettingsMixin, BaseOperator):
         if event.get("status") != "success":
             tail = "\n".join(event.get("tail") or [])
             raise AirflowException(f"deleting {', '.join(names)} failed: {event.get('message', event)}\n{tail}")
+        self._delete_karpenter(context, names, self._configs(context)[0].region)
         return {"action": "delete", "deleted": names, "clusters": []}
 
     # --- running steps ------------------------------------------------------------------

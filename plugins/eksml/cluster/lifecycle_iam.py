@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from eksml.cluster.iam import POLICY_VERSION, partition_for
+from eksml.cluster.karpenter_aws import controller_role_name, interruption_queue_name, node_role_name, rule_prefix
 from eksml.cluster.request import autoscaler_role_name, irsa_role_name
 
 #: Name of the managed policy used as the lifecycle identity's permissions boundary.
@@ -45,6 +46,26 @@ EKSCTL_IAM_ACTIONS = (
     "iam:TagOpenIDConnectProvider",
 )
 
+#: What the pipeline does with Karpenter's interruption queue and rules (``eksml.cluster.karpenter_aws``);
+#: tagging at creation needs the tag action too. Its IAM calls on the nodes' role are eksctl's kind.
+KARPENTER_QUEUE_ACTIONS = (
+    "sqs:GetQueueUrl",
+    "sqs:CreateQueue",
+    "sqs:TagQueue",
+    "sqs:ListQueueTags",
+    "sqs:GetQueueAttributes",
+    "sqs:SetQueueAttributes",
+    "sqs:DeleteQueue",
+)
+KARPENTER_RULE_ACTIONS = (
+    "events:PutRule",
+    "events:TagResource",
+    "events:PutTargets",
+    "events:ListTargetsByRule",
+    "events:RemoveTargets",
+    "events:DeleteRule",
+)
+
 #: What eksctl's CloudFormation stacks and the cluster's own services may be passed roles for.
 LIFECYCLE_PASSED_TO = ("eks.amazonaws.com", "ec2.amazonaws.com")
 #: Service-linked roles EKS creates on first use of an account (managed node groups, the autoscaler).
@@ -60,12 +81,20 @@ def _lifecycle_names(cluster: str, region: str, account: str, service_accounts: 
     """ARN patterns of everything eksctl creates for the project's clusters (``<cluster>`` and
     ``<cluster>-*``): stacks and roles ``eksctl-<cluster>-*``, and the IRSA roles by their exact
     names ``<cluster>[-*]-<region>-<service account>`` (never ``<cluster>-*``, which would also cover a
-    pipeline or lifecycle role named after the project)."""
+    pipeline or lifecycle role named after the project); and Karpenter's: its controller's and
+    nodes' roles, the instance profiles it makes (``<cluster>_<hash>``), the interruption queue and
+    its rules."""
     p = partition_for(region)
+    clusters = (cluster, f"{cluster}-*")
     irsa = [
         name
-        for c in (cluster, f"{cluster}-*")
-        for name in (*(irsa_role_name(c, region, sa) for sa in service_accounts), autoscaler_role_name(c, region))
+        for c in clusters
+        for name in (
+            *(irsa_role_name(c, region, sa) for sa in service_accounts),
+            autoscaler_role_name(c, region),
+            controller_role_name(c),
+            node_role_name(c),
+        )
     ]
     return {
         "stacks": [f"arn:{p}:cloudformation:{region}:{account}:stack/eksctl-{cluster}-*/*"],
@@ -84,8 +113,11 @@ def _lifecycle_names(cluster: str, region: str, account: str, service_accounts: 
         ],
         "other_iam": [
             f"arn:{p}:iam::{account}:instance-profile/eksctl-{cluster}-*",
+            *(f"arn:{p}:iam::{account}:instance-profile/{c}_*" for c in clusters),
             f"arn:{p}:iam::{account}:oidc-provider/oidc.eks.{region}.amazonaws.com/*",
         ],
+        "queues": [f"arn:{p}:sqs:{region}:{account}:{interruption_queue_name(c)}" for c in clusters],
+        "rules": [f"arn:{p}:events:{region}:{account}:rule/{rule_prefix(cluster)}*"],
     }
 
 
@@ -160,6 +192,18 @@ def lifecycle_policy(
             "Action": "logs:PutRetentionPolicy",
             "Resource": f"arn:{p}:logs:{region}:{account}:log-group:/aws/eks/{cluster_name}*",
         },
+        {
+            "Sid": "KarpenterInterruptionQueue",
+            "Effect": "Allow",
+            "Action": list(KARPENTER_QUEUE_ACTIONS),
+            "Resource": names["queues"],
+        },
+        {
+            "Sid": "KarpenterInterruptionRules",
+            "Effect": "Allow",
+            "Action": list(KARPENTER_RULE_ACTIONS),
+            "Resource": names["rules"],
+        },
     ]
     return {"Version": POLICY_VERSION, "Statement": statements}
 
@@ -193,7 +237,7 @@ def lifecycle_boundary(
             "Sid": "EksctlServicesInRegion",
             "Effect": "Allow",
             "Action": ["cloudformation:*", "eks:*", "ec2:*", "autoscaling:*", "ssm:GetParameter*"]
-            + ["logs:PutRetentionPolicy"],
+            + ["logs:PutRetentionPolicy", "sqs:*", "events:*"],
             "Resource": "*",
             "Condition": {"StringEquals": {"aws:RequestedRegion": region}},
         },
@@ -288,6 +332,27 @@ EKSCTL_CALLS: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("cloudformation:DeleteStack", "arn:{p}:cloudformation:{r}:{a}:stack/eksctl-{c}-cluster/uuid", {}),
     ("iam:DeleteOpenIDConnectProvider", "arn:{p}:iam::{a}:oidc-provider/oidc.eks.{r}.amazonaws.com/id/ABC", {}),
     ("iam:DeleteRole", "arn:{p}:iam::{a}:role/{c}-{r}-training", {}),
+    # Karpenter mode: its controller's IRSA role (eksctl), and what eksml.cluster.karpenter_aws makes
+    ("iam:CreateRole", "arn:{p}:iam::{a}:role/KarpenterControllerRole-{c}", {}),
+    ("iam:PutRolePolicy", "arn:{p}:iam::{a}:role/KarpenterControllerRole-{c}", {}),
+    ("iam:CreateRole", "arn:{p}:iam::{a}:role/KarpenterNodeRole-{c}-run-0123456789", {}),
+    ("iam:TagRole", "arn:{p}:iam::{a}:role/KarpenterNodeRole-{c}", {}),
+    (
+        "iam:AttachRolePolicy",
+        "arn:{p}:iam::{a}:role/KarpenterNodeRole-{c}",
+        {"iam:PolicyARN": "arn:{p}:iam::aws:policy/AmazonEKSWorkerNodePolicy"},
+    ),
+    ("eks:CreateAccessEntry", "arn:{p}:eks:{r}:{a}:access-entry/{c}/role/{a}/KarpenterNodeRole-{c}/uuid", {}),
+    ("iam:CreateServiceLinkedRole", "*", {"iam:AWSServiceName": "spot.amazonaws.com"}),
+    ("sqs:CreateQueue", "arn:{p}:sqs:{r}:{a}:{c}", {}),
+    ("sqs:SetQueueAttributes", "arn:{p}:sqs:{r}:{a}:{c}-run-0123456789", {}),
+    ("events:PutRule", "arn:{p}:events:{r}:{a}:rule/Karpenter-{c}-spot-interruption", {}),
+    ("events:PutTargets", "arn:{p}:events:{r}:{a}:rule/Karpenter-{c}-run-0123456789-rebalance", {}),
+    ("iam:RemoveRoleFromInstanceProfile", "arn:{p}:iam::{a}:instance-profile/{c}_1234567890", {}),
+    ("iam:DeleteInstanceProfile", "arn:{p}:iam::{a}:instance-profile/{c}-run-0123456789_1234567890", {}),
+    ("iam:DeleteRole", "arn:{p}:iam::{a}:role/KarpenterNodeRole-{c}", {}),
+    ("sqs:DeleteQueue", "arn:{p}:sqs:{r}:{a}:{c}", {}),
+    ("events:DeleteRule", "arn:{p}:events:{r}:{a}:rule/Karpenter-{c}-state-change", {}),
 )
 
 
@@ -311,5 +376,7 @@ LIFECYCLE_SCOPE = (
     "CloudFormation stacks `eksctl-<cluster>-*`, EKS `<cluster>` and `<cluster>-*` (node groups, add-ons, "
     "access entries), IAM roles `eksctl-<cluster>-*` and the IRSA roles `<cluster>[-*]-<region>-<service account>` "
     "(passed to EKS and EC2 only), "
-    "the OIDC provider, EC2 and Auto Scaling in the region"
+    "the OIDC provider, EC2 and Auto Scaling in the region; in Karpenter mode its roles "
+    "`KarpenterControllerRole-<cluster>[-*]` and `KarpenterNodeRole-<cluster>[-*]`, its instance profiles "
+    "`<cluster>[-*]_*`, the SQS queue `<cluster>[-*]` and the EventBridge rules `Karpenter-<cluster>-*`"
 )

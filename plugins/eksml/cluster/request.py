@@ -380,6 +380,11 @@ def build_cluster_configs(req: ClusterRequest) -> list[ClusterConfig]:
         raise ClusterConfigError(str(exc)) from exc
     configs = [with_integrations(cfg, req) for cfg in configs]
     problems = [p for cfg in configs for p in (f"cluster {cfg.name!r}: {e}" for e in cfg.problems())]
+    if req.node_scaler == KARPENTER_SCALER:
+        from eksml.cluster.karpenter_aws import name_problems
+
+        cluster = training_cluster_name(req)
+        problems += [f"cluster {cluster!r}: {e}" for e in name_problems(cluster)]
     if problems:
         raise ClusterConfigError("; ".join(problems))
     return configs
@@ -407,6 +412,37 @@ def integration_service_accounts(
     return accounts
 
 
+def runs_karpenter(req: ClusterRequest, cluster: str) -> bool:
+    """Whether Karpenter scales ``cluster``'s GPU nodes: in Karpenter mode, on the cluster that trains."""
+    return req.node_scaler == KARPENTER_SCALER and cluster == training_cluster_name(req)
+
+
+def request_account(req: ClusterRequest) -> str | None:
+    """The AWS account of the request's principals (the creator's, resolved from STS before a create)."""
+    from eksml.cluster.iam import account_from_arn
+
+    for arn in (req.creator_arn, req.pipeline_principal_arn):
+        account = account_from_arn(arn or "")
+        if account:
+            return account
+    return None
+
+
+def _karpenter_access(
+    config: ClusterConfig, req: ClusterRequest
+) -> tuple[tuple[IAMServiceAccount, ...], tuple[AccessEntry, ...]]:
+    """The controller's IRSA role, and the nodes' role's access entry (its ARN needs the account:
+    without one, offline, the entry is left out and the policy names any account)."""
+    from eksml.cluster.karpenter_aws import controller_service_account, node_access_entry
+
+    account = request_account(req)
+    accounts = (*config.service_accounts, controller_service_account(config.name, req.region, account or "*"))
+    entries = config.access_entries
+    if account:
+        entries = (*entries, node_access_entry(config.name, req.region, account))
+    return accounts, entries
+
+
 def with_integrations(config: ClusterConfig, req: ClusterRequest) -> ClusterConfig:
     """``config`` with the API endpoint, logging and EKS add-ons the request's settings ask for."""
     from eksml.cluster.config import ApiEndpoint
@@ -423,15 +459,20 @@ def with_integrations(config: ClusterConfig, req: ClusterRequest) -> ClusterConf
 
         addons.append(EksAddon(FSX_ADDON, FSX_ADDON_VERSION, attach_policy=driver_policy()))
     groups, tags = config.node_groups, config.tags
+    accounts, entries = config.service_accounts, config.access_entries
     if req.node_scaler == KARPENTER_SCALER:
         # GPU nodes come from Karpenter's NodePool (eksml.cluster.karpenter), which finds the
         # cluster's subnets and security groups by this tag.
         groups = scaled_node_groups(req, groups)
         tags = {**tags, KARPENTER_DISCOVERY_TAG: config.name}
+        if runs_karpenter(req, config.name):
+            accounts, entries = _karpenter_access(config, req)
     return dataclasses.replace(
         config,
         node_groups=groups,
         tags=tags,
+        service_accounts=accounts,
+        access_entries=entries,
         endpoint=ApiEndpoint(public=req.api_public_access, public_cidrs=req.api_public_cidrs),
         logging_types=logs,
         addons=tuple(addons),
