@@ -14,6 +14,7 @@ from typing import Any
 
 from eksml.cluster.iam import POLICY_VERSION, partition_for
 from eksml.cluster.karpenter_aws import controller_role_name, interruption_queue_name, node_role_name, rule_prefix
+from eksml.cluster.loadbalancer import controller_role_name as load_balancer_controller_role_name
 from eksml.cluster.request import autoscaler_role_name, irsa_role_name
 
 #: Name of the managed policy used as the lifecycle identity's permissions boundary.
@@ -80,7 +81,8 @@ LIFECYCLE_SERVICE_LINKED = (
 def _lifecycle_names(cluster: str, region: str, account: str, service_accounts: Sequence[str]) -> dict[str, list[str]]:
     """ARN patterns of everything eksctl creates for the project's clusters (``<cluster>`` and
     ``<cluster>-*``): stacks and roles ``eksctl-<cluster>-*``, and the IRSA roles by their exact
-    names ``<cluster>[-*]-<region>-<service account>`` (never ``<cluster>-*``, which would also cover a
+    names ``<cluster>[-*]-<region>-<service account>`` (the add-ons' too: cluster autoscaler, AWS
+    Load Balancer Controller; never ``<cluster>-*``, which would also cover a
     pipeline or lifecycle role named after the project); and Karpenter's: its controller's and
     nodes' roles, the instance profiles it makes (``<cluster>_<hash>``), the interruption queue and
     its rules."""
@@ -92,6 +94,7 @@ def _lifecycle_names(cluster: str, region: str, account: str, service_accounts: 
         for name in (
             *(irsa_role_name(c, region, sa) for sa in service_accounts),
             autoscaler_role_name(c, region),
+            load_balancer_controller_role_name(c, region),
             controller_role_name(c),
             node_role_name(c),
         )
@@ -317,6 +320,9 @@ EKSCTL_CALLS: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("iam:PutRolePolicy", "arn:{p}:iam::{a}:role/{c}-{r}-training", {}),
     ("iam:CreateRole", "arn:{p}:iam::{a}:role/{c}-run-0123456789-{r}-inference", {}),
     ("iam:CreateRole", "arn:{p}:iam::{a}:role/{c}-{r}-cluster-autoscaler", {}),
+    # with `ingress` on: the AWS Load Balancer Controller's IRSA role (eksctl, iam.serviceAccounts)
+    ("iam:CreateRole", "arn:{p}:iam::{a}:role/{c}-{r}-aws-load-balancer-controller", {}),
+    ("iam:PutRolePolicy", "arn:{p}:iam::{a}:role/{c}-{r}-aws-load-balancer-controller", {}),
     ("iam:CreateRole", "arn:{p}:iam::{a}:role/eksctl-{c}-nodegroup-ng-train-NodeInstanceRole-ABC", {}),
     (
         "iam:PassRole",
