@@ -83,6 +83,7 @@ class AirflowStandalone:
         self.log_path = self.home / "standalone.log"
         self.password_file = self.home / "simple_auth_manager_passwords.json.generated"
         self._proc: subprocess.Popen | None = None
+        self._revived: list[subprocess.Popen] = []
         self._log: IO[bytes] | None = None
         self.env = self._environment(env or {}, parallelism)
 
@@ -194,23 +195,68 @@ class AirflowStandalone:
     def stop(self, timeout: float = 15) -> int | None:
         """SIGINT to the process group (Ctrl-C), then SIGTERM, then SIGKILL if it lingers."""
         proc, self._proc = self._proc, None
-        code = None
-        if proc is not None:
-            for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 15), (signal.SIGKILL, 10)):
-                try:
-                    os.killpg(proc.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    code = proc.wait(wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-            self._reap_group(proc.pid)
+        for revived in self._revived:  # schedulers started again, each in a group of its own
+            self._end_group(revived, timeout)
+        self._revived = []
+        code = self._end_group(proc, timeout) if proc is not None else None
         if self._log is not None:
             self._log.close()
             self._log = None
         return code
+
+    def _end_group(self, proc: subprocess.Popen, timeout: float) -> int | None:
+        code = None
+        for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 15), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                code = proc.wait(wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self._reap_group(proc.pid)
+        return code
+
+    def scheduler_alive(self) -> bool:
+        """Whether a scheduler of this process group runs (an exited one stays a zombie child)."""
+        if self._proc is None:
+            return False
+        groups = {self._proc.pid, *(p.pid for p in self._revived)}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                # "pid (comm) state ppid pgrp ...": comm may hold spaces, so split after its ")".
+                state, _ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+                cmdline = (stat.parent / "cmdline").read_bytes()
+            except (OSError, ValueError):
+                continue
+            if int(pgrp) in groups and state != "Z" and b"scheduler" in cmdline:
+                return True
+        return False
+
+    def revive_scheduler(self) -> bool:
+        """Start a scheduler in this process group if none runs; True if one was started.
+
+        ``airflow standalone`` does not restart a component that exits, and Airflow 3.3's
+        scheduler exits on ``ObjectDeletedError`` when a DAG run it is examining is deleted
+        under it, which ``backfill create`` does when SQLite refuses one of its writes
+        (``airflow.models.backfill._cleanup_partial_backfill`` deletes the runs it had made)."""
+        if self._proc is None or self.scheduler_alive():
+            return False
+        # A group of its own (another session's group cannot be joined); stop() ends it too.
+        self._revived.append(
+            subprocess.Popen(
+                [str(VENV_BIN / "airflow"), "scheduler"],
+                env=self.env,
+                cwd=ROOT,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
+        return True
 
     @staticmethod
     def _reap_group(pgid: int) -> None:

@@ -153,3 +153,46 @@ def test_a_relative_home_works_as_the_readme_writes_it(standalone, tmp_path, mon
     )
     assert result.returncode == 0, result.stderr[-1500:]
     assert result.stdout.strip().startswith(f"sqlite:///{tmp_path}/.local/airflow-ui/airflow.db")
+
+
+def _wait_for(condition, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def test_a_scheduler_that_exited_is_started_again_in_the_group(standalone, tmp_path, monkeypatch):
+    """As under ``airflow standalone``: the scheduler is a child its leader does not reap, so an
+    exited one stays a zombie; ``revive_scheduler`` starts ``airflow scheduler`` in the group."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    airflow = fake_bin / "airflow"
+    airflow.write_text(f"#!/bin/sh\nexec {sys.executable} -c 'import time; time.sleep(300)' \"$@\"\n")
+    airflow.chmod(0o755)
+    monkeypatch.setattr(standalone, "VENV_BIN", fake_bin)
+    leader_code = (
+        "import subprocess, sys, time\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)', 'scheduler'])\n"
+        "time.sleep(300)\n"
+    )
+    server = standalone.AirflowStandalone(tmp_path / "home")
+    server._proc = subprocess.Popen([sys.executable, "-c", leader_code], start_new_session=True)
+    server._log = open(tmp_path / "standalone.log", "ab")
+    try:
+        _wait_for(server.scheduler_alive, "the first scheduler never showed up")
+        assert server.revive_scheduler() is False  # one runs: nothing started
+        (first,) = [
+            int(p.name)
+            for p in Path("/proc").glob("[0-9]*")
+            if (p / "cmdline").exists()
+            and b"scheduler" in (p / "cmdline").read_bytes()
+            and os.getpgid(int(p.name)) == server._proc.pid
+        ]
+        os.kill(first, signal.SIGKILL)
+        _wait_for(lambda: not server.scheduler_alive(), "the killed scheduler still counts as running")
+        assert server.revive_scheduler() is True
+        _wait_for(server.scheduler_alive, "no scheduler after the revival")
+        assert server.revive_scheduler() is False
+    finally:
+        server.stop(timeout=1)
