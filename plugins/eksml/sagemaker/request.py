@@ -473,20 +473,21 @@ def resolve_training_job(
     settings: Settings,
     context: Mapping[str, Any],
     *,
-    instance_type: str | None = None,
-    instance_count: int | str | None = None,
-    use_spot: bool | str | None = None,
-    max_runtime_s: int | str = 24 * 3600,
-    max_wait_s: int | str | None = None,
-    image_source: str = "dlc",
-    processes_per_host: int | None = None,
-    volume_size_gb: int = 50,
-    output_uri: str | None = None,
-    with_request: bool = True,
+    instance_type: str | None,
+    instance_count: int | str | None,
+    use_spot: bool | str | None,
+    max_runtime_s: int | str,
+    max_wait_s: int | str | None,
+    image_source: str,
+    processes_per_host: int | None,
+    volume_size_gb: int,
+    output_uri: str | None,
+    with_request: bool,
 ) -> TrainingJob:
     """The job of the try in ``context`` (its ``ti``, ``run_id`` and ``params``), checked.
 
-    Arguments may be templated strings. ``instance_type`` and ``use_spot`` left ``None`` take
+    The operator's arguments (its defaults are the only ones), which may be templated strings.
+    ``instance_type`` and ``use_spot`` left ``None`` take
     the run's ``sagemaker_instance_type`` and ``sagemaker_use_spot`` params, else the trigger
     form's defaults; ``output_uri`` defaults to :func:`default_output_uri`. The instance checks
     run in every profile, so a run SageMaker would refuse is refused locally too;
