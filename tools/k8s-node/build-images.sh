@@ -51,7 +51,7 @@ build_airflow_base() {
   # What docker/Dockerfile relies on in apache/airflow: user airflow (uid 50000, group 0) whose
   # pip installs go to ~/.local (PIP_USER), AIRFLOW_HOME=/opt/airflow owned by it, that as WORKDIR.
   local c; c="$(buildah from --pull-never "$base_ref")"
-  buildah run --isolation oci "$c" -- sh -c 'useradd --uid 50000 --gid 0 --create-home --home-dir /home/airflow \
+  buildah run --isolation oci --network none "$c" -- sh -c 'useradd --uid 50000 --gid 0 --create-home --home-dir /home/airflow \
       --shell /bin/bash airflow && mkdir -p /opt/airflow && chown airflow:0 /opt/airflow'
   # SSL_CERT_FILE: uv (the venvs stage) trusts its own root list, not the system store, unless told
   # so; the system store holds the host's extra CAs (build-base.sh), as pip's already does.
