@@ -17,6 +17,23 @@ cached_image() {
     buildah push --quiet --disable-compression "$ref" "oci-archive:$archive.part:$ref" >/dev/null
     mv "$archive.part" "$archive"
     echo "images: $ref built in $(( $(date +%s) - t0 )) s" >&2
+    prune_superseded "$name" "$key"
   fi
   echo "$name $ref $archive"
+}
+
+# prune_superseded NAME KEY: the other keys' tags of localhost/NAME and their archives go (the
+# Airflow image leaves ~8 GB per key; the disk filled up). Untagged images stay: buildah's layer
+# cache (the eksctl stage's compile) lives in them.
+prune_superseded() {
+  local name="$1" key="$2" old tag
+  for old in "$cache/$name"-*.tar; do
+    # Only this name's archives: NAME-<16 hex digits>.tar, never another image's "NAME-..." prefix.
+    if [[ "$(basename "$old")" =~ ^"$name"-[0-9a-f]{16}\.tar$ ]] && [ "$old" != "$cache/$name-$key.tar" ]; then
+      rm -f "$old"
+    fi
+  done
+  for tag in $(buildah images --format '{{.Name}}:{{.Tag}}' 2>/dev/null | grep -x "localhost/$name:[0-9a-f]\{16\}"); do
+    [ "$tag" = "localhost/$name:$key" ] || buildah rmi "$tag" >/dev/null 2>&1 || true
+  done
 }
