@@ -19,12 +19,9 @@ run-node: export EKSML_RUN_CONF := $(value CONF)
 run-node:       ## root: the same DAGs in the kubernetes profile on a real node started here (images, cluster, S3), then stopped
 	bash scripts/run_node.sh "$$EKSML_RUN_CONF"
 
-test: SETUP_FLAGS := --dev --k8s-testenv --browser
+test: SETUP_FLAGS := --dev --browser
 test: setup     ## lint, then every tier that can run on this machine (what CI runs), the k8s and real-node tiers included
-	.venv/bin/ruff format --check --diff .
-	.venv/bin/ruff check .
-	PYTHONPATH=plugins .venv/bin/lint-imports
-	$(PYTEST) -m "not cluster"
+	bash scripts/test.sh
 
 lint: SETUP_FLAGS := --dev
 lint: setup     ## ruff format --check, ruff check and the layer contract (pyproject.toml), as `make test` runs them

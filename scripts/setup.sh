@@ -2,8 +2,9 @@
 # Idempotent set-up of a fresh Debian 12 machine for the local profile:
 #   the Fashion-MNIST Debian package, uv, the Airflow virtualenv (.venv) and one virtualenv
 #   per image (.venvs/<image>), and with --k8s-testenv the test control plane (real Kubernetes
-#   binaries built from pinned sources, tools/k8s-testenv) and, as root, a real node's packages
-#   and images (tools/k8s-node). A second call only checks, so it returns in seconds.
+#   binaries built from pinned sources, tools/k8s-testenv) and, as root, a real node's packages,
+#   its cluster DNS and the images, the Docker stack's Airflow image too (tools/k8s-node). A
+#   second call only checks, so it returns in seconds.
 #   With --dev (make test, make lint) also the test tools of requirements-dev.txt in .venv, and
 #   with --browser Chromium and its driver, which only the browser tests use: `make run` gets neither.
 #   One line per step; the package installers' own output goes to .local/setup.log.
@@ -92,21 +93,35 @@ for image in "${images[@]}"; do
 done
 
 if [ "$k8s_testenv" = 1 ]; then
+  # Two chains side by side: the Go builds (control plane, CoreDNS) keep the CPUs busy, while the
+  # image builds (Debian base, the images, the Docker stack's Airflow image) wait on PyPI and
+  # Debian for much of theirs. Each caches by content hash: a second call only checks.
+  node=0
+  if command -v go >/dev/null 2>&1 && { [ "$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1; }; then node=1; fi
+  images_pid=""
+  if [ "$node" = 1 ]; then
+    # The real node's Debian packages (buildah among them) come first: the image chain needs them.
+    bash tools/k8s-node/install-packages.sh
+    if [ "$(id -u)" = 0 ]; then
+      (bash tools/k8s-node/build-images.sh >/dev/null && bash tools/k8s-node/build-images.sh airflow >/dev/null) &
+      images_pid=$!
+    fi
+  fi
   # Builds once per pin change (the last line printed is where the binaries are). Without a
   # suitable Go it says what is missing, and the tests marked k8s skip with that reason.
   rc=0
   bash tools/k8s-testenv/build.sh || rc=$?
+  [ "$node" = 1 ] && [ "$rc" = 0 ] && { bash tools/k8s-node/build-coredns.sh >/dev/null || rc=$?; }
+  images_rc=0
+  [ -z "$images_pid" ] || wait "$images_pid" || images_rc=$?
   if [ "$rc" = 3 ]; then
     echo "k8s test control plane not available: the tests marked k8s will be skipped"
   elif [ "$rc" != 0 ]; then
-    echo "k8s test control plane: build failed (exit $rc)" >&2
+    echo "k8s test control plane or cluster DNS: build failed (exit $rc)" >&2
     exit "$rc"
   fi
-  # The real node's Debian packages, the images it runs and its cluster DNS (tools/k8s-node;
-  # cached by content hash).
-  if [ "$rc" = 0 ] && { [ "$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1; }; then
-    bash tools/k8s-node/install-packages.sh
-    if [ "$(id -u)" = 0 ]; then bash tools/k8s-node/build-images.sh >/dev/null; fi
-    bash tools/k8s-node/build-coredns.sh >/dev/null
+  if [ "$images_rc" != 0 ]; then
+    echo "images (tools/k8s-node/build-images.sh): build failed (exit $images_rc)" >&2
+    exit "$images_rc"
   fi
 fi

@@ -81,9 +81,8 @@ def test_the_browser_comes_with_make_test_and_apt_output_goes_to_the_log(tmp_pat
     assert len(result.stdout.splitlines()) == 2, result.stdout[-1000:]
     assert "Selecting previously unselected" not in result.stdout + result.stderr
     assert (repo / ".local" / "setup.log").read_text().count("Selecting previously unselected") == APT_LINES
-    assert (
-        make_dry_run("test").splitlines()[0] == "bash scripts/setup.sh --dev --k8s-testenv --browser"
-    )  # make test asks for it
+    # make test asks for it; its builds for the k8s and node tiers come from scripts/test.sh
+    assert make_dry_run("test").splitlines() == ["bash scripts/setup.sh --dev --browser", "bash scripts/test.sh"]
 
 
 def test_make_run_installs_the_main_jobs_packages_and_make_test_the_test_tools(tmp_path):
@@ -126,3 +125,44 @@ def test_only_the_setup_target_runs_the_set_up_script():
         ("test-slow", " --dev --browser"),
     ]:
         assert make_dry_run(target).splitlines()[0].rstrip() == f"bash scripts/setup.sh{flags}", target
+
+
+def run_test_script(tmp_path: Path, build_rc: int) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """scripts/test.sh on a copy whose set-up script and tools are stand-ins that record when they
+    ran: the set-up's builds take 3 s and exit with ``build_rc``; each pytest call logs its marker
+    expression and whether the builds had finished by then."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "test.sh", repo / "scripts" / "test.sh")
+    events = tmp_path / "events"
+    (repo / "scripts" / "setup.sh").write_text(
+        f'#!/bin/bash\n[ "$1" = --k8s-testenv ] || exit 9\necho "builds started" >> {events}\n'
+        f'echo "compiling kube-apiserver"\nsleep 3\necho "builds ended {build_rc}" >> {events}\nexit {build_rc}\n'
+    )
+    venv_bin = repo / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    for tool in ("ruff", "lint-imports"):
+        (venv_bin / tool).write_text("#!/bin/bash\nexit 0\n")
+    (venv_bin / "python").write_text(f'#!/bin/bash\nsleep 1\necho "pytest $4 | $(tail -n 1 {events})" >> {events}\n')
+    for tool in venv_bin.iterdir():
+        tool.chmod(0o755)
+    result = subprocess.run(["bash", "scripts/test.sh"], cwd=repo, capture_output=True, text=True, timeout=60)
+    return result, events.read_text().splitlines()
+
+
+def test_make_test_runs_the_other_tiers_while_the_k8s_builds_run(tmp_path):
+    result, events = run_test_script(tmp_path, build_rc=0)
+    assert result.returncode == 0, result.stderr
+    assert events == [
+        "builds started",
+        "pytest not cluster and not k8s and not node | builds started",  # during the builds
+        "builds ended 0",
+        "pytest (k8s or node) and not cluster | builds ended 0",  # after them
+    ]
+
+
+def test_a_failed_build_fails_make_test_with_its_log_after_the_other_tiers(tmp_path):
+    result, events = run_test_script(tmp_path, build_rc=1)
+    assert result.returncode == 1
+    assert events[-1] == "builds ended 1" and sum(e.startswith("pytest") for e in events) == 1
+    assert "background builds failed" in result.stderr and "compiling kube-apiserver" in result.stderr
