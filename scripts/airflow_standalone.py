@@ -155,15 +155,7 @@ class AirflowStandalone:
         """Prepare, spawn in a new process group, and wait until the API reports healthy."""
         self.prepare()
         self._log = open(self.log_path, "ab")
-        self._proc = subprocess.Popen(
-            [str(VENV_BIN / "airflow"), "standalone"],
-            env=self.env,
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # own process group: one signal reaches every component
-        )
+        self._proc = self._spawn("standalone")
         try:
             self.wait_healthy(timeout)
         except BaseException:
@@ -245,18 +237,21 @@ class AirflowStandalone:
         if self._proc is None or self.scheduler_alive():
             return False
         # A group of its own (another session's group cannot be joined); stop() ends it too.
-        self._revived.append(
-            subprocess.Popen(
-                [str(VENV_BIN / "airflow"), "scheduler"],
-                env=self.env,
-                cwd=ROOT,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        )
+        self._revived.append(self._spawn("scheduler"))
         return True
+
+    def _spawn(self, command: str) -> subprocess.Popen:
+        """``airflow <command>`` in a process group of its own (one signal reaches every component
+        it starts), writing to the standalone log."""
+        return subprocess.Popen(
+            [str(VENV_BIN / "airflow"), command],
+            env=self.env,
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     @staticmethod
     def _reap_group(pgid: int) -> None:
