@@ -21,6 +21,7 @@ from k8s_node import Image, build_images, missing_prerequisites
 
 pytestmark = pytest.mark.node
 
+ROOT = Path(__file__).resolve().parents[2]
 DATA = Path("/usr/share/datasets/fashion-mnist")
 SLICE = ["--limit-train", "1024", "--limit-test", "512"]
 
@@ -189,3 +190,31 @@ def test_mxnet_image_trains_with_horovodrun_on_two_ranks(node_images: dict[str, 
     assert metrics["horovod"] == {"version": "0.28.1", "controller": "gloo"}
     assert metrics["train_images"] == 1024 and metrics["test_images"] == 512
     assert metrics["test_accuracy"] > 0.3  # ten classes: chance is 0.1
+
+
+def test_a_dockerfiles_shell_applies_to_its_run_steps(node_images: dict[str, Image], tmp_path: Path) -> None:
+    """lib.sh's build_image as build-images.sh calls it, on a two-step Dockerfile FROM the local base.
+    The MXNet Dockerfile's RUN steps rely on its ``SHELL ["/bin/bash", "-euo", "pipefail", "-c"]``;
+    buildah's default OCI format ignores SHELL and ran them with ``/bin/sh -c`` (no -e, no
+    pipefail: a failed command inside a step did not fail the build). Docker honours it."""
+    base = node_images["eksml-base"].ref
+    context = tmp_path / "context"
+    context.mkdir()
+
+    def build(run_step: str) -> subprocess.CompletedProcess[str]:
+        (context / "Dockerfile").write_text(
+            f'ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nSHELL ["/bin/bash", "-euo", "pipefail", "-c"]\nRUN {run_step}\n'
+        )
+        script = (
+            f"set -euo pipefail; cache={tmp_path}; source {ROOT / 'tools' / 'k8s-node' / 'lib.sh'}; "
+            f"dockerfile={context / 'Dockerfile'} context={context} ignore=/nonexistent base_ref={base} layers=false; "
+            "extra_args=(); build_image unused localhost/eksml-shell-probe:test"
+        )
+        return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300)
+
+    try:
+        assert build('test -n "$BASH_VERSION"').returncode == 0  # bash runs the step
+        failed = build("false | true")  # pipefail: the pipeline's failure fails the step
+        assert failed.returncode != 0, failed.stderr[-1000:]
+    finally:
+        subprocess.run(["buildah", "rmi", "localhost/eksml-shell-probe:test"], capture_output=True, check=False)

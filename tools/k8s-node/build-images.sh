@@ -5,7 +5,7 @@
 # Dockerfile, its .dockerignore and the build context files it may copy; a second call with
 # nothing changed only checks. Prints "<name> <ref> <archive>" per image (the archive is an OCI
 # archive containerd imports), after the base and pause images. (The key covers what goes into
-# an image, not this script: a change here that alters images must change how they are built.)
+# an image and lib.sh's build_image, not the rest of this script.)
 # The Airflow image of docker-compose.yaml (docker/Dockerfile, context: the repository root) is
 # the image "airflow", built only when named: FROM two local bases standing in for its public
 # ones (eksml-airflow-base: the local base with the official image's user, paths and pip
@@ -36,15 +36,6 @@ if [ ${#images[@]} -eq 0 ]; then
     images+=("$(basename "$(dirname "$dockerfile")")")
   done
 fi
-
-build_image() {  # $1 archive, $2 ref; $dockerfile, $context, $ignore set by the caller
-  # --network host: RUN steps reach PyPI and Debian through the host's own network; buildah's
-  # default would create a bridge (cni-podman0), iptables chains and turn on IP forwarding.
-  local args=(--pull=never --isolation=oci --network=host --layers="$layers" --quiet -f "$dockerfile" -t "$2"
-    --build-arg "BASE_IMAGE=$base_ref" "${extra_args[@]}")
-  [ -f "$ignore" ] && args+=(--ignorefile "$ignore")
-  nice -n 10 buildah bud "${args[@]}" "$context" >/dev/null
-}
 
 # The local stand-ins for docker/Dockerfile's public bases (apache/airflow, golang).
 build_airflow_base() {
@@ -89,6 +80,7 @@ for name in "${images[@]}"; do
     # What the context sends (docker/Dockerfile.dockerignore), as git tracks it.
     key="$( {
       echo "${extra_args[@]}"
+      declare -f build_image
       cat "$dockerfile" "$ignore"
       (cd "$root" && git ls-files -z requirements.txt images dags plugins include docker/init.sh docker/init_store.py \
         docker/init_secrets.py docker/eksctl | LC_ALL=C sort -z | xargs -0 sha256sum)
@@ -112,6 +104,7 @@ for name in "${images[@]}"; do
   fi
   key="$( {
     echo "$base_ref" "${extra_args[@]}"
+    declare -f build_image
     cat "$dockerfile"
     [ -f "$ignore" ] && cat "$ignore"
     (cd "$context" && find "$name" common -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 \

@@ -37,3 +37,17 @@ prune_superseded() {
     [ "$tag" = "localhost/$name:$key" ] || buildah rmi "$tag" >/dev/null 2>&1 || true
   done
 }
+
+# build_image ARCHIVE REF: `buildah bud` of $dockerfile in $context FROM $base_ref (BASE_IMAGE),
+# with $ignore (if present), the build arguments in the array $extra_args and $layers (true:
+# buildah's layer cache). A cached_image build function.
+build_image() {
+  # --network host: RUN steps reach PyPI and Debian through the host's own network; buildah's
+  # default would create a bridge (cni-podman0), iptables chains and turn on IP forwarding.
+  # --format docker: Docker's image format, where a Dockerfile's SHELL applies to its RUN steps
+  # (buildah's OCI format ignores SHELL and runs them with /bin/sh -c: no bash, no pipefail).
+  local args=(--pull=never --isolation=oci --network=host --format=docker --layers="$layers" --quiet -f "$dockerfile"
+    -t "$2" --build-arg "BASE_IMAGE=$base_ref" "${extra_args[@]}")
+  [ -f "$ignore" ] && args+=(--ignorefile "$ignore")
+  nice -n 10 buildah bud "${args[@]}" "$context" >/dev/null
+}
