@@ -8,7 +8,8 @@
 # Usage: scripts/test.sh [pytest args...]   (after scripts/setup.sh --dev --browser)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pytest=(.venv/bin/python -m pytest)
+# --durations: where the time goes, the slowest tests of each phase.
+pytest=(.venv/bin/python -m pytest --durations=25)
 .venv/bin/ruff format --check --diff .
 .venv/bin/ruff check .
 PYTHONPATH=plugins .venv/bin/lint-imports

@@ -143,7 +143,10 @@ def run_test_script(tmp_path: Path, build_rc: int) -> tuple[subprocess.Completed
     venv_bin.mkdir(parents=True)
     for tool in ("ruff", "lint-imports"):
         (venv_bin / tool).write_text("#!/bin/bash\nexit 0\n")
-    (venv_bin / "python").write_text(f'#!/bin/bash\nsleep 1\necho "pytest $4 | $(tail -n 1 {events})" >> {events}\n')
+    (venv_bin / "python").write_text(  # logs the last -m argument: the marker expression
+        '#!/bin/bash\nprev=; for a in "$@"; do [ "$prev" = -m ] && expr="$a"; prev="$a"; done\n'
+        f'sleep 1\necho "pytest $expr | $(tail -n 1 {events})" >> {events}\n'
+    )
     for tool in venv_bin.iterdir():
         tool.chmod(0o755)
     result = subprocess.run(["bash", "scripts/test.sh"], cwd=repo, capture_output=True, text=True, timeout=60)
