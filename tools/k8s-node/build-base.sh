@@ -41,7 +41,10 @@ build_base() {  # $1: output archive, $2: image reference
   rm -rf "$work"
 }
 
-pause_src="$(cd "$here/../k8s-testenv/kube" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c"
+# `go mod download` first: `go list -m` names no folder for a module not yet in the module cache,
+# and this runs beside the control plane's build (scripts/setup.sh), which may not have fetched it.
+pause_src="$(cd "$here/../k8s-testenv/kube" && go mod download k8s.io/kubernetes \
+  && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c"
 pause_key="$( { cat "$0" "$pause_src"; } | sha256sum | cut -c1-16)"
 build_pause() {
   local work; work="$(mktemp -d "$cache/.pause-XXXXXX")"
