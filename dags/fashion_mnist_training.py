@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, AssetOrTimeSchedule, TaskGroup, TriggerRule, task
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronDataIntervalTimetable, TaskGroup, TriggerRule, task
 
 from eksml.assets import CHAMPION_MODEL, TRAINING_DATA
 from eksml.cluster.lifecycle import EksctlClusterOperator
@@ -33,7 +33,6 @@ from eksml.kubernetes.operators import GpuTrainingPodOperator, MPIJobOperator, W
 from eksml.outcome import RunOutcomeOperator
 from eksml.params import airflow_params
 from eksml.sagemaker.operators import SageMakerTrainOperator
-from eksml.schedules import weekly_retraining
 
 #: Task docs (the UI's "Task Documentation"): why a profile skips a task, what runs where.
 CLUSTER_ONLY = (
@@ -67,7 +66,9 @@ with DAG(
     dag_id="fashion_mnist_training",
     description="Train, evaluate, register and promote Fashion-MNIST models",
     doc_md=__doc__,
-    schedule=AssetOrTimeSchedule(timetable=weekly_retraining(), assets=TRAINING_DATA),
+    schedule=AssetOrTimeSchedule(
+        timetable=CronDataIntervalTimetable("0 3 * * 1", timezone="UTC"), assets=TRAINING_DATA
+    ),
     start_date=datetime(2026, 1, 5),
     catchup=False,
     max_active_runs=1,

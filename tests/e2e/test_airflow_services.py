@@ -216,10 +216,10 @@ def test_backfill_over_three_intervals_yields_three_versions_in_order(server, ap
     assert cli.returncode == 0, cli.stdout[-2000:] + cli.stderr[-3000:]
     runs = sorted((r for r in api.runs(TRAINING_DAG) if r["run_type"] == "backfill"), key=lambda r: r["logical_date"])
     assert [datetime.fromisoformat(r["logical_date"]) for r in runs] == [first, first + WEEK, first + 2 * WEEK]
-    # Each run id names its logical date, the week it trains (eksml.schedules), not the week's end.
-    assert [r["dag_run_id"] for r in runs] == [
-        f"backfill__{datetime.fromisoformat(r['logical_date']).isoformat()}" for r in runs
-    ]
+    # Run ids are Airflow's, named after the interval's end, as docs/operations.md tells users
+    # (models/backfill.py, _create_backfill_dag_run_non_partitioned: DagRun.generate_run_id(run_after)).
+    ends = [datetime.fromisoformat(r["data_interval_end"]).isoformat() for r in runs]
+    assert [r["dag_run_id"] for r in runs] == [f"backfill__{end}" for end in ends]
     assert all(r["conf"] == FAST_CONF for r in runs)
     finished = [succeeded(api, TRAINING_DAG, r["dag_run_id"]) for r in runs]
     # max_active_runs=1: each run started after the previous one ended, in interval order.
