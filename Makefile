@@ -24,10 +24,8 @@ test: setup     ## lint, then every tier that can run on this machine (what CI r
 	bash scripts/test.sh
 
 lint: SETUP_FLAGS := --dev
-lint: setup     ## ruff format --check, ruff check and the layer contract (pyproject.toml), as `make test` runs them
-	.venv/bin/ruff format --check --diff .
-	.venv/bin/ruff check .
-	PYTHONPATH=plugins .venv/bin/lint-imports
+lint: setup     ## ruff format --check, ruff check and the layer contract (scripts/lint.sh, which `make test` runs too)
+	bash scripts/lint.sh
 
 format: SETUP_FLAGS := --dev
 format: setup   ## rewrite the tree with ruff's formatter and its safe fixes

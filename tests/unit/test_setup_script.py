@@ -127,17 +127,22 @@ def test_only_the_setup_target_runs_the_set_up_script():
         assert make_dry_run(target).splitlines()[0].rstrip() == f"bash scripts/setup.sh{flags}", target
 
 
-def run_test_script(tmp_path: Path, build_rc: int) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+def run_test_script(
+    tmp_path: Path, build_rc: int, build_s: int = 3, pytest_s: int = 1
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """scripts/test.sh on a copy whose set-up script and tools are stand-ins that record when they
-    ran: the set-up's builds take 3 s and exit with ``build_rc``; each pytest call logs its marker
-    expression and whether the builds had finished by then."""
+    ran: the set-up's builds take ``build_s`` seconds and exit with ``build_rc``; each pytest call
+    takes ``pytest_s`` seconds and logs its marker expression when it starts and ends, with the
+    last event before it (whether the builds had finished by then)."""
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
-    shutil.copy(ROOT / "scripts" / "test.sh", repo / "scripts" / "test.sh")
+    for script in ("test.sh", "lint.sh"):
+        shutil.copy(ROOT / "scripts" / script, repo / "scripts" / script)
     events = tmp_path / "events"
     (repo / "scripts" / "setup.sh").write_text(
         f'#!/bin/bash\n[ "$1" = --k8s-testenv ] || exit 9\necho "builds started" >> {events}\n'
-        f'echo "compiling kube-apiserver"\nsleep 3\necho "builds ended {build_rc}" >> {events}\nexit {build_rc}\n'
+        f'echo "compiling kube-apiserver"\nsleep {build_s}\necho "builds ended {build_rc}" >> {events}\n'
+        f"exit {build_rc}\n"
     )
     venv_bin = repo / ".venv" / "bin"
     venv_bin.mkdir(parents=True)
@@ -145,7 +150,8 @@ def run_test_script(tmp_path: Path, build_rc: int) -> tuple[subprocess.Completed
         (venv_bin / tool).write_text("#!/bin/bash\nexit 0\n")
     (venv_bin / "python").write_text(  # logs the last -m argument: the marker expression
         '#!/bin/bash\nprev=; for a in "$@"; do [ "$prev" = -m ] && expr="$a"; prev="$a"; done\n'
-        f'sleep 1\necho "pytest $expr | $(tail -n 1 {events})" >> {events}\n'
+        f'echo "pytest $expr starts | $(tail -n 1 {events})" >> {events}\n'
+        f'sleep {pytest_s}\necho "pytest $expr ends" >> {events}\necho "output of $expr"\n'
     )
     for tool in venv_bin.iterdir():
         tool.chmod(0o755)
@@ -153,19 +159,38 @@ def run_test_script(tmp_path: Path, build_rc: int) -> tuple[subprocess.Completed
     return result, events.read_text().splitlines()
 
 
+FIRST_TIERS = "not cluster and not k8s and not node"
+CLUSTER_TIERS = "(k8s or node) and not cluster"
+
+
 def test_make_test_runs_the_other_tiers_while_the_k8s_builds_run(tmp_path):
     result, events = run_test_script(tmp_path, build_rc=0)
     assert result.returncode == 0, result.stderr
-    assert events == [
-        "builds started",
-        "pytest not cluster and not k8s and not node | builds started",  # during the builds
+    # The first tiers run during the builds (both start at once, in either order), the k8s and node
+    # tiers after them.
+    assert sorted(events[:2]) == ["builds started", f"pytest {FIRST_TIERS} starts | builds started"] or sorted(
+        events[:2]
+    ) == ["builds started", f"pytest {FIRST_TIERS} starts | "]
+    assert events[2:] == [
+        f"pytest {FIRST_TIERS} ends",
         "builds ended 0",
-        "pytest (k8s or node) and not cluster | builds ended 0",  # after them
+        f"pytest {CLUSTER_TIERS} starts | builds ended 0",
+        f"pytest {CLUSTER_TIERS} ends",
     ]
+    assert result.stdout.index(f"output of {FIRST_TIERS}") < result.stdout.index(f"output of {CLUSTER_TIERS}")
+
+
+def test_the_k8s_and_node_tiers_start_beside_the_others_once_the_builds_are_done(tmp_path):
+    """A warm machine's builds end in seconds: the k8s and node tiers do not wait for the first tiers."""
+    result, events = run_test_script(tmp_path, build_rc=0, build_s=0, pytest_s=2)
+    assert result.returncode == 0, result.stderr
+    assert events.index(f"pytest {CLUSTER_TIERS} starts | builds ended 0") < events.index(f"pytest {FIRST_TIERS} ends")
+    # Their output comes after the first tiers', not mixed into it.
+    assert result.stdout.index(f"output of {FIRST_TIERS}") < result.stdout.index(f"output of {CLUSTER_TIERS}")
 
 
 def test_a_failed_build_fails_make_test_with_its_log_after_the_other_tiers(tmp_path):
     result, events = run_test_script(tmp_path, build_rc=1)
     assert result.returncode == 1
-    assert events[-1] == "builds ended 1" and sum(e.startswith("pytest") for e in events) == 1
+    assert events[-1] == "builds ended 1" and sum(e.startswith("pytest") for e in events) == 2  # the first tiers'
     assert "background builds failed" in result.stderr and "compiling kube-apiserver" in result.stderr
