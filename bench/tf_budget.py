@@ -192,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
             achieved = run["flops_per_image"] * run["images_per_sec"]
             print(
                 f"{name:<40} seed {seed}: {run['images_per_sec']:7.0f} images/s, fit {run['fit_s']:6.1f} s, "
-                + ", ".join(f"{k} {run[f'{k}_accuracy']:.4f} (flip-averaged {run[f'{k}_flip_accuracy']:.4f})" for k in evaluate)
+                + ", ".join(
+                    f"{k} {run[f'{k}_accuracy']:.4f} (flip-averaged {run[f'{k}_flip_accuracy']:.4f})" for k in evaluate
+                )
                 + f", {achieved / 1e9:.1f} GFLOP/s ({achieved / peak:.0%} of the matmul peak)"
                 + f", load {run['load_average']}",
                 flush=True,
@@ -226,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, row in summary.items():
         print(
             f"{name:<40} {row['speed_vs_reference']:11.2f} {row['quiet_fit_s_60000']:11.1f} "
-            + " ".join(f"{row[f'median_{k}_accuracy']:15.4f} {row[f'median_{k}_flip_accuracy']:13.4f}" for k in evaluate)
+            + " ".join(
+                f"{row[f'median_{k}_accuracy']:15.4f} {row[f'median_{k}_flip_accuracy']:13.4f}" for k in evaluate
+            )
             + ("" if row["quiet_fit_s_60000"] <= args.budget_s else "   over budget")
         )
     print(f"end {time.strftime('%H:%M:%S', time.gmtime())} UTC, load average {os.getloadavg()}")
