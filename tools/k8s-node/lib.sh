@@ -11,6 +11,7 @@ cached_image() {
   fi
   if [ ! -f "$archive" ]; then
     local t0; t0=$(date +%s)
+    make_room "$name" "$key"
     echo "images: building $ref" >&2
     buildah inspect --type image "$ref" >/dev/null 2>&1 || "$build" "$archive" "$ref"
     # Uncompressed layers: gzip of multi-GB layers costs minutes here, and containerd imports either.
@@ -36,6 +37,31 @@ prune_superseded() {
   for tag in $(buildah images --format '{{.Name}}:{{.Tag}}' 2>/dev/null | grep -x "localhost/$name:[0-9a-f]\{16\}"); do
     [ "$tag" = "localhost/$name:$key" ] || buildah rmi "$tag" >/dev/null 2>&1 || true
   done
+}
+
+# free_gb: the free gigabytes of the emptier of buildah's storage and $cache (999 if unknown).
+free_gb() {
+  local store
+  store="$(buildah info --format '{{.store.GraphRoot}}' 2>/dev/null)" || store=
+  [ -d "$store" ] || store=/
+  df -P --block-size=1G "$store" "$cache" 2>/dev/null | awk 'NR > 1 {print $4}' | sort -n | head -n 1 | grep . || echo 999
+}
+
+# make_room NAME KEY: before a build, when less than $EKSML_BUILD_MIN_FREE_GB (default 25) is free,
+# the superseded keys of NAME go first (their tags and archives), then, if still short, the
+# untagged images (buildah's layer cache: the next builds take longer). An Airflow image build
+# takes about 15 GB (its virtualenvs stage, the image, its archive); with the old key's image and
+# archive and the layers of earlier builds on the disk, one failed with "no space left on device".
+make_room() {
+  local name="$1" key="$2" min="${EKSML_BUILD_MIN_FREE_GB:-25}"
+  [ "$(free_gb)" -lt "$min" ] || return 0
+  echo "images: $(free_gb) GB free, less than $min: removing what $name:$key supersedes" >&2
+  prune_superseded "$name" "$key"
+  if [ "$(free_gb)" -lt "$min" ]; then
+    echo "images: $(free_gb) GB free: removing untagged images (buildah's layer cache)" >&2
+    buildah rmi --prune >/dev/null 2>&1 || true
+  fi
+  echo "images: $(free_gb) GB free" >&2
 }
 
 # build_image ARCHIVE REF: `buildah bud` of $dockerfile in $context FROM $base_ref (BASE_IMAGE),
