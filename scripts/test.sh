@@ -32,8 +32,27 @@ setsid bash -c '
 chain=$!
 trap 'kill -- -"$chain" 2>/dev/null || true; exit 130' INT TERM
 
+first=(-m "not cluster and not k8s and not node")
 rc=0
-"${pytest[@]}" -m "not cluster and not k8s and not node" "$@" || rc=$?
+side=
+if [ $# -eq 0 ]; then
+  # The whole suite: the unit and integration tiers (CPU-bound, no Airflow services) run in a
+  # third stream beside the e2e tier, which waits on Airflow much of the time. With arguments
+  # (paths, -k) the first tiers stay one pytest run, so that the arguments reach all of them.
+  side_log=.local/test-unit-integration.log
+  echo "the unit and integration tiers run beside the end-to-end tier (output: $side_log)"
+  setsid "${pytest[@]}" "${first[@]}" tests/unit tests/integration >"$side_log" 2>&1 &
+  side=$!
+  trap 'kill -- -"$chain" -"$side" 2>/dev/null || true; exit 130' INT TERM
+  "${pytest[@]}" "${first[@]}" --ignore=tests/unit --ignore=tests/integration || rc=$?
+  side_rc=0
+  wait "$side" || side_rc=$?
+  echo "the unit and integration tiers ($side_log):"
+  cat "$side_log"
+  [ "$side_rc" = 0 ] || rc=$side_rc
+else
+  "${pytest[@]}" "${first[@]}" "$@" || rc=$?
+fi
 echo "waiting for the k8s and node tiers ($(( $(date +%s) - t0 )) s since their builds started)"
 chain_rc=0
 wait "$chain" || chain_rc=$?

@@ -128,12 +128,13 @@ def test_only_the_setup_target_runs_the_set_up_script():
 
 
 def run_test_script(
-    tmp_path: Path, build_rc: int, build_s: int = 3, pytest_s: int = 1
+    tmp_path: Path, build_rc: int, build_s: int = 3, pytest_s: int = 1, args: tuple[str, ...] = ()
 ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """scripts/test.sh on a copy whose set-up script and tools are stand-ins that record when they
     ran: the set-up's builds take ``build_s`` seconds and exit with ``build_rc``; each pytest call
-    takes ``pytest_s`` seconds and logs its marker expression when it starts and ends, with the
-    last event before it (whether the builds had finished by then)."""
+    takes ``pytest_s`` seconds and logs its stream (its marker expression, and ``unit+integration``
+    or ``e2e`` when it got only those tiers) when it starts and ends, with the last event before
+    its start (whether the builds had finished by then)."""
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
     for script in ("test.sh", "lint.sh"):
@@ -150,47 +151,64 @@ def run_test_script(
         (venv_bin / tool).write_text("#!/bin/bash\nexit 0\n")
     (venv_bin / "python").write_text(  # logs the last -m argument: the marker expression
         '#!/bin/bash\nprev=; for a in "$@"; do [ "$prev" = -m ] && expr="$a"; prev="$a"; done\n'
+        'case " $* " in *" tests/unit tests/integration "*) expr="$expr unit+integration";; '
+        '*--ignore=tests/unit*) expr="$expr e2e";; esac\n'
         f'echo "pytest $expr starts | $(tail -n 1 {events})" >> {events}\n'
         f'sleep {pytest_s}\necho "pytest $expr ends" >> {events}\necho "output of $expr"\n'
     )
     for tool in venv_bin.iterdir():
         tool.chmod(0o755)
-    result = subprocess.run(["bash", "scripts/test.sh"], cwd=repo, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(["bash", "scripts/test.sh", *args], cwd=repo, capture_output=True, text=True, timeout=60)
     return result, events.read_text().splitlines()
 
 
 FIRST_TIERS = "not cluster and not k8s and not node"
+E2E = f"{FIRST_TIERS} e2e"
+UNIT = f"{FIRST_TIERS} unit+integration"
 CLUSTER_TIERS = "(k8s or node) and not cluster"
+
+
+def at(events: list[str], prefix: str) -> int:
+    (index,) = [i for i, event in enumerate(events) if event.startswith(prefix)]
+    return index
 
 
 def test_make_test_runs_the_other_tiers_while_the_k8s_builds_run(tmp_path):
     result, events = run_test_script(tmp_path, build_rc=0)
     assert result.returncode == 0, result.stderr
-    # The first tiers run during the builds (both start at once, in either order), the k8s and node
-    # tiers after them.
-    assert sorted(events[:2]) == ["builds started", f"pytest {FIRST_TIERS} starts | builds started"] or sorted(
-        events[:2]
-    ) == ["builds started", f"pytest {FIRST_TIERS} starts | "]
-    assert events[2:] == [
-        f"pytest {FIRST_TIERS} ends",
-        "builds ended 0",
-        f"pytest {CLUSTER_TIERS} starts | builds ended 0",
-        f"pytest {CLUSTER_TIERS} ends",
-    ]
-    assert result.stdout.index(f"output of {FIRST_TIERS}") < result.stdout.index(f"output of {CLUSTER_TIERS}")
+    # The e2e tier and, beside it, the unit and integration tiers run during the builds; the k8s
+    # and node tiers after the builds.
+    assert at(events, f"pytest {E2E} ends") < at(events, "builds ended 0")
+    assert at(events, f"pytest {UNIT} ends") < at(events, "builds ended 0")
+    assert events[-2:] == [f"pytest {CLUSTER_TIERS} starts | builds ended 0", f"pytest {CLUSTER_TIERS} ends"]
+    out = result.stdout
+    assert out.index(f"output of {E2E}") < out.index(f"output of {UNIT}") < out.index(f"output of {CLUSTER_TIERS}")
 
 
 def test_the_k8s_and_node_tiers_start_beside_the_others_once_the_builds_are_done(tmp_path):
     """A warm machine's builds end in seconds: the k8s and node tiers do not wait for the first tiers."""
     result, events = run_test_script(tmp_path, build_rc=0, build_s=0, pytest_s=2)
     assert result.returncode == 0, result.stderr
-    assert events.index(f"pytest {CLUSTER_TIERS} starts | builds ended 0") < events.index(f"pytest {FIRST_TIERS} ends")
-    # Their output comes after the first tiers', not mixed into it.
-    assert result.stdout.index(f"output of {FIRST_TIERS}") < result.stdout.index(f"output of {CLUSTER_TIERS}")
+    assert at(events, f"pytest {CLUSTER_TIERS} starts") < at(events, f"pytest {E2E} ends")
+    assert at(events, f"pytest {UNIT} starts") < at(events, f"pytest {E2E} ends")
+    # Each stream's output comes whole, after the foreground one's, not mixed into it.
+    out = result.stdout
+    assert out.index(f"output of {E2E}") < out.index(f"output of {UNIT}") < out.index(f"output of {CLUSTER_TIERS}")
+
+
+def test_arguments_reach_the_first_tiers_as_one_run(tmp_path):
+    result, events = run_test_script(tmp_path, build_rc=0, args=("-k", "smoke"))
+    assert result.returncode == 0, result.stderr
+    starts = [e.split(" | ")[0] for e in events if " starts" in e]
+    assert sorted(starts) == sorted([f"pytest {FIRST_TIERS} starts", f"pytest {CLUSTER_TIERS} starts"])
 
 
 def test_a_failed_build_fails_make_test_with_its_log_after_the_other_tiers(tmp_path):
     result, events = run_test_script(tmp_path, build_rc=1)
     assert result.returncode == 1
-    assert events[-1] == "builds ended 1" and sum(e.startswith("pytest") for e in events) == 2  # the first tiers'
+    assert events[-1] == "builds ended 1"
+    assert sorted(e.split(" | ")[0] for e in events if " starts" in e) == [
+        f"pytest {E2E} starts",
+        f"pytest {UNIT} starts",
+    ]
     assert "background builds failed" in result.stderr and "compiling kube-apiserver" in result.stderr
