@@ -141,10 +141,11 @@ def train(
     recalibrate_batch_norm(model, x)
     result = {"fit_s": round(fit_s, 2), "images_per_sec": round(len(x) * epochs / fit_s, 1)}
     for name, (images, labels) in evaluate.items():
-        probabilities = model.predict(to_input(images), batch_size=1000, verbose=0)
+        pixels = to_input(images)
+        probabilities = model.predict(pixels, batch_size=1000, verbose=0)
         result[f"{name}_accuracy"] = round(float((probabilities.argmax(axis=1) == labels).mean()), 4)
         # Test-time flips: the mean of each image's and its mirror image's probabilities (reported only).
-        mirrored = model.predict(to_input(images)[:, :, ::-1], batch_size=1000, verbose=0)
+        mirrored = model.predict(pixels[:, :, ::-1], batch_size=1000, verbose=0)
         result[f"{name}_flip_accuracy"] = round(float(((probabilities + mirrored).argmax(axis=1) == labels).mean()), 4)
     result["flops_per_image"] = training_flops_per_image(model)
     result["load_average"] = round(os.getloadavg()[0], 2)

@@ -3,9 +3,10 @@
 # need (the control plane and CoreDNS from Go sources, the images, the Docker stack's Airflow
 # image: most of a fresh machine's set-up) run in the background while the other tiers run, which
 # leave a core idle much of the time (waiting on Airflow's scheduler, servers and subprocesses);
-# the k8s and node tiers follow the builds in the same background chain, and their output is
-# printed at the end. A failed build fails the command after the first tiers have run, with the
-# build log's tail.
+# the k8s and node tiers follow the builds in the same background chain. With no arguments the
+# unit and integration tiers run in a stream of their own beside the e2e tier. Each background
+# stream's output is printed whole after the foreground's. A failed build fails the command after
+# the first tiers have run, with the build log's tail.
 # Usage: scripts/test.sh [pytest args...]   (after scripts/setup.sh --dev --browser)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +35,6 @@ trap 'kill -- -"$chain" 2>/dev/null || true; exit 130' INT TERM
 
 first=(-m "not cluster and not k8s and not node")
 rc=0
-side=
 if [ $# -eq 0 ]; then
   # The whole suite: the unit and integration tiers (CPU-bound, no Airflow services) run in a
   # third stream beside the e2e tier, which waits on Airflow much of the time. With arguments

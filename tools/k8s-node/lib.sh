@@ -53,15 +53,18 @@ free_gb() {
 # takes about 15 GB (its virtualenvs stage, the image, its archive); with the old key's image and
 # archive and the layers of earlier builds on the disk, one failed with "no space left on device".
 make_room() {
-  local name="$1" key="$2" min="${EKSML_BUILD_MIN_FREE_GB:-25}"
-  [ "$(free_gb)" -lt "$min" ] || return 0
-  echo "images: $(free_gb) GB free, less than $min: removing what $name:$key supersedes" >&2
+  local name="$1" key="$2" min="${EKSML_BUILD_MIN_FREE_GB:-25}" free
+  free="$(free_gb)"
+  [ "$free" -lt "$min" ] || return 0
+  echo "images: $free GB free, less than $min: removing what $name:$key supersedes" >&2
   prune_superseded "$name" "$key"
-  if [ "$(free_gb)" -lt "$min" ]; then
-    echo "images: $(free_gb) GB free: removing untagged images (buildah's layer cache)" >&2
+  free="$(free_gb)"
+  if [ "$free" -lt "$min" ]; then
+    echo "images: $free GB free: removing untagged images (buildah's layer cache)" >&2
     buildah rmi --prune >/dev/null 2>&1 || true
+    free="$(free_gb)"
   fi
-  echo "images: $(free_gb) GB free" >&2
+  echo "images: $free GB free" >&2
 }
 
 # build_image ARCHIVE REF: `buildah bud` of $dockerfile in $context FROM $base_ref (BASE_IMAGE),
