@@ -220,3 +220,90 @@ def test_unknown_kinds_are_refused():
     with pytest.raises(ValueError, match="cannot apply a ConfigMap"):
         r.deploy([*OBJECTS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}], lambda t: {})
     assert r.dynamic.calls == []  # refused before anything was applied
+
+
+class CutShort:
+    """A real HTTP server in front of a model (what the API server's proxy relays): ready, V1
+    and V2 answered properly, except that the first ``cut`` POST replies announce their full
+    length and stop short of it, as the proxy's reply did in a node-tier run (``IncompleteRead(3986
+    bytes read, 488 more expected)``)."""
+
+    def __init__(self, cut: int, labels: list[int]):
+        import http.server
+        import json
+        import threading
+
+        owner = self
+        self.cut, self.posts = cut, 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, payload, short=False):
+                body = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2] if short else body)
+                if short:
+                    self.close_connection = True
+
+            def do_GET(self):
+                self.reply({"name": "fashion-mnist", "ready": True})
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                owner.posts += 1
+                short = owner.posts <= owner.cut
+                if self.path.endswith(":predict"):
+                    predictions = [{"class": c, "probabilities": [0.1] * 10} for c in labels]
+                    self.reply({"model_version": "v2", "predictions": predictions}, short)
+                else:
+                    self.reply({"outputs": [{"name": "class", "data": labels}]}, short)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def api_client(self):
+        from kubernetes.client import ApiClient, Configuration
+
+        configuration = Configuration(host=f"http://127.0.0.1:{self.server.server_port}")
+        configuration.retries = 0  # what the provider's client would not repeat either: a POST
+        return ApiClient(configuration)
+
+
+@pytest.mark.parametrize(("cut", "passes"), [(1, True), (10, False)])
+def test_a_reply_cut_short_on_the_way_is_asked_again_and_a_server_that_keeps_cutting_is_rolled_back(cut, passes):
+    """Through the hook's real Service proxy call (a real kubernetes ApiClient, urllib3 and
+    socket): before, urllib3's ProtocolError escaped roll_out, so a failed smoke test left the
+    new version serving with no rollback. Now a cut reply is 'no answer', asked again (twice),
+    and a server that never answers whole fails the smoke test and is rolled back."""
+    from eksml.serving.smoke import smoke_test
+
+    labels = list(range(10))
+    images = [[[0] * 28 for _ in range(28)] for _ in labels]
+    server = CutShort(cut, labels)
+    r = rollout()
+    r.hook.api_client = server.api_client()
+    waits = []
+
+    def check(transport):
+        return smoke_test("service/x", "fashion-mnist", images, labels, transport=transport, sleep=waits.append)
+
+    try:
+        if passes:
+            result = r.deploy(OBJECTS, check)
+            assert result["smoke"]["passed"] is True and result["smoke"]["accuracy"] == 1.0
+            assert waits == [1.0] and server.posts == 3  # V1 twice (the first cut), V2 once
+            assert not [c for c in r.apps.calls if c[0] == "patch"]  # nothing rolled back
+        else:
+            with pytest.raises(
+                RolloutError, match=r"no answer through the API server's proxy.*rolled back to revision 1"
+            ):
+                r.deploy(OBJECTS, check)
+            assert waits == [1.0, 2.0] and server.posts == 3  # V1 asked three times
+            assert r.apps.calls[-1][0] == "patch"
+    finally:
+        server.server.shutdown()

@@ -70,15 +70,30 @@ def test_correct_answers_pass_with_measurements():
 )
 def test_wrong_answers_fail_with_the_reason(transport, kwargs, reason):
     with pytest.raises(SmokeTestError, match=reason) as info:
-        smoke_test("http://x", "fashion-mnist", IMAGES, LABELS, transport=transport, **kwargs)
+        smoke_test("http://x", "fashion-mnist", IMAGES, LABELS, transport=transport, sleep=lambda s: None, **kwargs)
     assert info.value.result["passed"] is False
 
 
-def test_no_server_is_a_failure_not_a_crash():
+def test_no_server_is_a_failure_not_a_crash_after_asking_three_times():
+    waits = []
     with pytest.raises(SmokeTestError, match="not ready .* HTTP 0"):
         smoke_test(
-            "http://127.0.0.1:9", "fashion-mnist", IMAGES, LABELS, transport=http_transport("http://127.0.0.1:9")
+            "http://127.0.0.1:9",
+            "fashion-mnist",
+            IMAGES,
+            LABELS,
+            transport=http_transport("http://127.0.0.1:9"),
+            sleep=waits.append,
         )
+    assert waits == [1.0, 2.0]
+
+
+def test_a_server_that_answers_is_not_asked_again_whatever_it_says():
+    transport = server(LABELS, status=500)
+    waits = []
+    with pytest.raises(SmokeTestError, match="V1 predict failed: HTTP 500"):
+        smoke_test("http://x", "fashion-mnist", IMAGES, LABELS, transport=transport, sleep=waits.append)
+    assert waits == [] and [c[1] for c in transport.calls].count("/v1/models/fashion-mnist:predict") == 1
 
 
 def test_images_and_labels_must_pair_up():

@@ -516,7 +516,15 @@ class DeploymentHook(ApplyHook):
         return RolloutStatus(False, True, f"rollout not finished after {timeout:.0f} s: {status.message}")
 
     def service_call(self, name: str, namespace: str, port: str = "http") -> ServiceCall:
-        """HTTP with JSON to Service ``name`` through the API server's proxy subresource."""
+        """HTTP with JSON to Service ``name`` through the API server's proxy subresource.
+
+        Every outcome is a ``(status, body)`` reply, as from ``eksml.serving.smoke.http_transport``:
+        a connection that breaks (a reply cut short, a reset, a timeout) is status 0 with what
+        happened, so that a caller's checks fail and its rollback runs instead of an exception
+        from urllib3 skipping them.
+        """
+        from urllib3.exceptions import HTTPError as TransportError
+
         base = f"/api/v1/namespaces/{namespace}/services/{name}:{port}/proxy"
         api_client = self.api_client
 
@@ -540,6 +548,8 @@ class DeploymentHook(ApplyHook):
                     return exc.status, exc.body
             except ValueError as exc:  # a 2xx reply that is not JSON
                 return 0, f"unreadable reply: {exc}"
+            except (TransportError, OSError) as exc:
+                return 0, f"no answer through the API server's proxy: {type(exc).__name__}: {exc}"
 
         return call
 

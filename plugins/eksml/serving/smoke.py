@@ -15,6 +15,7 @@ which is also exactly what the server's V1 endpoint takes.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +30,8 @@ from eksml.storage import store_path
 
 #: (method, path, JSON body or None) -> (HTTP status, decoded JSON body or text)
 Transport = Callable[[str, str, Any], tuple[int, Any]]
+
+log = logging.getLogger(__name__)
 
 
 class SmokeTestError(ServiceError):
@@ -60,6 +63,34 @@ def http_transport(base_url: str, timeout: float = 30.0) -> Transport:
     return call
 
 
+#: Replies that say the way to the server failed, not the server: no answer (status 0: refused,
+#: reset, cut short), or a gateway's (the API server's proxy, a load balancer) 502/503/504.
+NOT_ANSWERED = frozenset({0, 502, 503, 504})
+
+
+def patient(call: Transport, attempts: int, sleep: Callable[[float], None] = time.sleep) -> Transport:
+    """``call`` asked up to ``attempts`` times (1, 2, 4... s apart) while the reply is NOT_ANSWERED.
+
+    Every call of the smoke test is safe to repeat (a status read or a prediction). One broken
+    connection on the way (a reply cut short by the API server's proxy under load) is not a
+    verdict on a release; a server that keeps not answering still fails the test.
+    """
+
+    def ask(method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        for attempt in range(attempts):
+            if attempt:
+                sleep(2.0 ** (attempt - 1))
+            status, reply = call(method, path, body)
+            if status not in NOT_ANSWERED:
+                break
+            log.warning(
+                "%s %s, attempt %d of %d: HTTP %s %s", method, path, attempt + 1, attempts, status, str(reply)[:300]
+            )
+        return status, reply
+
+    return ask
+
+
 def _decode(raw: bytes) -> Any:
     try:
         return json.loads(raw)
@@ -85,11 +116,13 @@ def smoke_test(
     tolerance: float = 0.25,
     class_names: Sequence[str] | None = None,
     transport: Transport | None = None,
+    attempts: int = 3,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Check the model served at ``url`` on ``images``; return the measurements or raise SmokeTestError."""
     if not images or len(images) != len(labels):
         raise ValueError(f"smoke test needs images with one label each, got {len(images)} and {len(labels)}")
-    call = transport or http_transport(url)
+    call = patient(transport or http_transport(url), attempts, sleep)
     threshold = min_accuracy if expected_accuracy is None else max(min_accuracy, expected_accuracy - tolerance)
     result: dict[str, Any] = {"url": url, "model": model_name, "images": len(images), "threshold": threshold}
 
