@@ -3,12 +3,12 @@
 #   the Fashion-MNIST Debian package, uv, the Airflow virtualenv (.venv) and one virtualenv
 #   per image (.venvs/<image>), and with --k8s-testenv the test control plane (real Kubernetes
 #   binaries built from pinned sources, tools/k8s-testenv) and, as root, a real node's packages,
-#   its cluster DNS and the images, the Docker stack's Airflow image too (tools/k8s-node). A
-#   second call only checks, so it returns in seconds.
+#   its cluster DNS and the images, the Docker stack's Airflow image too (tools/k8s-node; not
+#   with --no-airflow-image). A second call only checks, so it returns in seconds.
 #   With --dev (make test, make lint) also the test tools of requirements-dev.txt in .venv, and
 #   with --browser Chromium and its driver, which only the browser tests use: `make run` gets neither.
 #   One line per step; the package installers' own output goes to .local/setup.log.
-# Usage: scripts/setup.sh [--dev] [--k8s-testenv] [--browser] [image ...]   (default: every image under images/)
+# Usage: scripts/setup.sh [--dev] [--k8s-testenv [--no-airflow-image]] [--browser] [image ...]   (default: every image under images/)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -29,6 +29,7 @@ sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
 apt_install() { $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"; }
 
 k8s_testenv=0
+airflow_image=1
 browser=0
 dev=0
 images=()
@@ -36,6 +37,8 @@ for arg in "$@"; do
   case "$arg" in
     --dev) dev=1 ;;
     --k8s-testenv) k8s_testenv=1 ;;
+    # make test builds the Docker stack's Airflow image itself, beside the k8s and node tiers
+    --no-airflow-image) airflow_image=0 ;;
     --browser) browser=1 ;;
     *) images+=("$arg") ;;
   esac
@@ -103,7 +106,8 @@ if [ "$k8s_testenv" = 1 ]; then
     # The real node's Debian packages (buildah among them) come first: the image chain needs them.
     bash tools/k8s-node/install-packages.sh
     if [ "$(id -u)" = 0 ]; then
-      (bash tools/k8s-node/build-images.sh >/dev/null && bash tools/k8s-node/build-images.sh airflow >/dev/null) &
+      (bash tools/k8s-node/build-images.sh >/dev/null \
+        && { [ "$airflow_image" = 0 ] || bash tools/k8s-node/build-images.sh airflow >/dev/null; }) &
       images_pid=$!
     fi
   fi

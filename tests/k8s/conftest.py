@@ -289,3 +289,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
         for node in _nodes:
             report.sections.append((f"node {node.name}: component logs", node.logs(60)))
     return report
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests of the Docker stack's Airflow image last: `make test` builds that image, the longest
+    build, beside these tiers, and the ``airflow_image`` fixture waits for it (scripts/test.sh)."""
+    items.sort(key=lambda item: "airflow_image" in getattr(item, "fixturenames", ()))

@@ -14,6 +14,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 APT_LINES = 300
 
@@ -127,23 +129,41 @@ def test_only_the_setup_target_runs_the_set_up_script():
         assert make_dry_run(target).splitlines()[0].rstrip() == f"bash scripts/setup.sh{flags}", target
 
 
+#: Where scripts/test.sh builds the Docker stack's Airflow image beside the k8s and node tiers:
+#: as root with Go, as scripts/setup.sh builds images.
+BUILDS_AIRFLOW_IMAGE = os.geteuid() == 0 and shutil.which("go") is not None
+
+
 def run_test_script(
-    tmp_path: Path, build_rc: int, build_s: int = 3, pytest_s: int = 1, args: tuple[str, ...] = ()
+    tmp_path: Path,
+    build_rc: int,
+    build_s: int = 3,
+    pytest_s: int = 1,
+    args: tuple[str, ...] = (),
+    airflow_rc: int = 0,
+    airflow_s: int = 0,
 ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """scripts/test.sh on a copy whose set-up script and tools are stand-ins that record when they
-    ran: the set-up's builds take ``build_s`` seconds and exit with ``build_rc``; each pytest call
-    takes ``pytest_s`` seconds and logs its stream (its marker expression, and ``unit+integration``
-    or ``e2e`` when it got only those tiers) when it starts and ends, with the last event before
-    its start (whether the builds had finished by then)."""
+    ran: the set-up's builds take ``build_s`` seconds and exit with ``build_rc``, the Airflow
+    image's ``airflow_s`` and ``airflow_rc``; each pytest call takes ``pytest_s`` seconds and logs
+    its stream (its marker expression, and ``unit+integration`` or ``e2e`` when it got only those
+    tiers) when it starts and ends, with the last event before its start (whether the builds had
+    finished by then)."""
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
     for script in ("test.sh", "lint.sh"):
         shutil.copy(ROOT / "scripts" / script, repo / "scripts" / script)
     events = tmp_path / "events"
     (repo / "scripts" / "setup.sh").write_text(
-        f'#!/bin/bash\n[ "$1" = --k8s-testenv ] || exit 9\necho "builds started" >> {events}\n'
+        f'#!/bin/bash\n[ "$*" = "--k8s-testenv --no-airflow-image" ] || exit 9\necho "builds started" >> {events}\n'
         f'echo "compiling kube-apiserver"\nsleep {build_s}\necho "builds ended {build_rc}" >> {events}\n'
         f"exit {build_rc}\n"
+    )
+    (repo / "tools" / "k8s-node").mkdir(parents=True)
+    (repo / "tools" / "k8s-node" / "build-images.sh").write_text(
+        f'#!/bin/bash\n[ "$*" = airflow ] || exit 9\necho "airflow image starts" >> {events}\n'
+        f'echo "compiling eksctl"\nsleep {airflow_s}\necho "airflow image ends {airflow_rc}" >> {events}\n'
+        f"exit {airflow_rc}\n"
     )
     venv_bin = repo / ".venv" / "bin"
     venv_bin.mkdir(parents=True)
@@ -180,7 +200,8 @@ def test_make_test_runs_the_other_tiers_while_the_k8s_builds_run(tmp_path):
     # and node tiers after the builds.
     assert at(events, f"pytest {E2E} ends") < at(events, "builds ended 0")
     assert at(events, f"pytest {UNIT} ends") < at(events, "builds ended 0")
-    assert events[-2:] == [f"pytest {CLUSTER_TIERS} starts | builds ended 0", f"pytest {CLUSTER_TIERS} ends"]
+    cluster = [e for e in events if "airflow image" not in e]
+    assert cluster[-2:] == [f"pytest {CLUSTER_TIERS} starts | builds ended 0", f"pytest {CLUSTER_TIERS} ends"]
     out = result.stdout
     assert out.index(f"output of {E2E}") < out.index(f"output of {UNIT}") < out.index(f"output of {CLUSTER_TIERS}")
 
@@ -199,16 +220,51 @@ def test_the_k8s_and_node_tiers_start_beside_the_others_once_the_builds_are_done
 def test_arguments_reach_the_first_tiers_as_one_run(tmp_path):
     result, events = run_test_script(tmp_path, build_rc=0, args=("-k", "smoke"))
     assert result.returncode == 0, result.stderr
-    starts = [e.split(" | ")[0] for e in events if " starts" in e]
+    starts = [e.split(" | ")[0] for e in events if e.startswith("pytest") and " starts" in e]
     assert sorted(starts) == sorted([f"pytest {FIRST_TIERS} starts", f"pytest {CLUSTER_TIERS} starts"])
 
 
 def test_a_failed_build_fails_make_test_with_its_log_after_the_other_tiers(tmp_path):
     result, events = run_test_script(tmp_path, build_rc=1)
     assert result.returncode == 1
-    assert events[-1] == "builds ended 1"
-    assert sorted(e.split(" | ")[0] for e in events if " starts" in e) == [
+    assert events[-1] == "builds ended 1"  # neither the Airflow image nor the k8s and node tiers
+    assert sorted(e.split(" | ")[0] for e in events if e.startswith("pytest") and " starts" in e) == [
         f"pytest {E2E} starts",
         f"pytest {UNIT} starts",
     ]
     assert "background builds failed" in result.stderr and "compiling kube-apiserver" in result.stderr
+
+
+@pytest.mark.skipif(not BUILDS_AIRFLOW_IMAGE, reason="the Airflow image is built as root with Go only")
+def test_the_airflow_image_builds_beside_the_k8s_and_node_tiers(tmp_path):
+    """The longest build does not hold back the k8s and node tiers; make test waits for both."""
+    result, events = run_test_script(tmp_path, build_rc=0, build_s=0, pytest_s=1, airflow_s=3)
+    assert result.returncode == 0, result.stderr
+    # Side by side: the tests start before the image is done, and the image before the tests end.
+    assert at(events, f"pytest {CLUSTER_TIERS} starts") < at(events, "airflow image ends 0")
+    assert at(events, "airflow image starts") < at(events, f"pytest {CLUSTER_TIERS} ends")
+    assert at(events, "builds ended 0") < at(events, "airflow image starts")
+
+
+@pytest.mark.skipif(not BUILDS_AIRFLOW_IMAGE, reason="the Airflow image is built as root with Go only")
+def test_a_failed_airflow_image_fails_make_test_with_its_log_and_the_tiers_output(tmp_path):
+    result, events = run_test_script(tmp_path, build_rc=0, build_s=0, airflow_rc=1, airflow_s=2)
+    assert result.returncode == 1
+    assert "airflow image ends 1" in events
+    assert "background builds failed" in result.stderr and "compiling eksctl" in result.stderr
+    assert f"output of {CLUSTER_TIERS}" in result.stdout  # the tests that ran are still reported
+
+
+def test_the_airflow_image_test_runs_last_in_the_k8s_and_node_tiers():
+    """It waits for the image that builds beside these tiers (tests/k8s/conftest.py)."""
+    result = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-m", "pytest", "tests/k8s", "-m", "(k8s or node) and not cluster"]
+        + ["--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    items = [line for line in result.stdout.splitlines() if "::" in line]
+    assert len(items) > 40, result.stdout[-2000:]
+    assert [i for i, item in enumerate(items) if "airflow_image" in item] == [len(items) - 1], items[-3:]

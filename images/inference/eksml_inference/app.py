@@ -409,6 +409,9 @@ class InferenceApp:
 
 
 def _parse_v1(body: bytes, max_batch_size: int) -> Any:
+    pixels = v1.plain_instances(body, max_batch_size)
+    if pixels is not None:
+        return pixels, False
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

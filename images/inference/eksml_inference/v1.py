@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import simdjson
 
 from .contract import IMAGE_SHAPE, RequestError, check_batch, check_pixels, numeric_array
 
@@ -60,6 +61,44 @@ def parse_predict(payload: Any, max_batch_size: int) -> tuple[np.ndarray, bool]:
             inputs = _named(inputs, "inputs")
         return _images(inputs, "inputs", max_batch_size), True
     raise RequestError('body has no "instances" or "inputs": send {"instances": [28x28 pixel arrays]}')
+
+
+def plain_instances(body: bytes, max_batch_size: int) -> np.ndarray | None:
+    """Pixels of a body that is exactly ``{"instances": [N images of 28 rows of 28 numbers]}``,
+    1 <= N <= ``max_batch_size``, parsed straight into an array and checked as ``parse_predict``
+    checks them (RequestError); None for any other body.
+
+    The common request, decoded without a Python object per number: JSON to lists and lists to
+    an array took about 1 ms of a batch-32 request (25,088 numbers), simdjson's buffer a third of
+    that. Every other body (other keys, named or columnar inputs, anything wrong) returns None
+    and goes through ``parse_predict``, which reads it exactly as before and says what is wrong,
+    so this path only answers where it answers the same. It is exact because: one key; every
+    image and row checked to be an array of 28; the buffer holds numbers only (a string, boolean
+    or null fails it); and the text has no ``[`` besides those 1 + 29N arrays (no string can
+    hold one, so no array is nested in a row).
+    """
+    try:
+        document = simdjson.Parser().parse(body)  # a parser per call: parsers are not shared between threads
+        if not isinstance(document, simdjson.Object) or len(document) != 1:
+            return None
+        instances = document.get("instances")
+        if not isinstance(instances, simdjson.Array) or not 1 <= len(instances) <= max_batch_size:
+            return None
+        n, (rows, side) = len(instances), IMAGE_SHAPE
+        for image in instances:
+            if not isinstance(image, simdjson.Array) or len(image) != rows:
+                return None
+            for row in image:
+                if not isinstance(row, simdjson.Array) or len(row) != side:
+                    return None
+        if body.count(b"[") != 1 + n * (1 + rows):
+            return None
+        values = np.frombuffer(instances.as_buffer(of_type="d"), dtype=np.float64)
+    except (ValueError, TypeError, RuntimeError, KeyError):  # what simdjson raises on any of the above
+        return None
+    if values.size != n * rows * side:
+        return None
+    return check_pixels(values.reshape(n, rows, side), max_batch_size, "instances")
 
 
 def predict_response(
