@@ -21,7 +21,8 @@ from eksml_inference.contract import RequestError
 
 def outcome(fn):
     try:
-        return {"pixels": np.asarray(fn()).tolist(), "dtype": str(np.asarray(fn()).dtype)}
+        pixels = np.asarray(fn())
+        return {"pixels": pixels.tolist(), "dtype": str(pixels.dtype)}
     except RequestError as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -40,7 +41,8 @@ for name, text in json.load(sys.stdin).items():
         took = fast is not None
     except RequestError:
         took = True
-    results[name] = {"took": took, "served": outcome(lambda: _parse_v1(body, 4)[0]), "general": outcome(lambda: general(body))}
+    served = outcome(lambda: _parse_v1(body, 4)[0])
+    results[name] = {"took": took, "served": served, "general": outcome(lambda: general(body))}
 print(json.dumps(results))
 """
 
