@@ -74,8 +74,11 @@ for name in "${images[@]}"; do
     dockerfile="$root/docker/Dockerfile"
     context="$root"
     ignore="$root/docker/Dockerfile.dockerignore"
+    # --jobs: its three stages side by side where they do not depend on each other (eksctl's
+    # compile, the virtualenvs, Airflow's pip install), as Docker's BuildKit builds them; buildah
+    # builds one stage at a time by default.
     extra_args=(--build-arg "AIRFLOW_IMAGE=$(echo "$airflow_base" | cut -d' ' -f2)"
-      --build-arg "GO_IMAGE=$(echo "$go_base" | cut -d' ' -f2)")
+      --build-arg "GO_IMAGE=$(echo "$go_base" | cut -d' ' -f2)" --jobs 3)
     layers=true
     # What the context sends (docker/Dockerfile.dockerignore), as git tracks it.
     key="$( {
