@@ -89,7 +89,7 @@ for name in "${images[@]}"; do
         docker/init_secrets.py docker/eksctl | LC_ALL=C sort -z | xargs -0 sha256sum)
     } | sha256sum | cut -c1-16)"
     exec 8>"$cache/.lock-airflow"; flock 8
-    cached_image airflow "$key" build_image
+    room_gb=40 cached_image airflow "$key" build_image
     flock -u 8
     layers=false
     continue

@@ -47,18 +47,25 @@ free_gb() {
   df -P --block-size=1G "$store" "$cache" 2>/dev/null | awk 'NR > 1 {print $4}' | sort -n | head -n 1 | grep . || echo 999
 }
 
-# make_room NAME KEY: before a build, when less than $EKSML_BUILD_MIN_FREE_GB (default 25) is free,
-# the superseded keys of NAME go first (their tags and archives), then, if still short, the
-# untagged images (buildah's layer cache: the next builds take longer). An Airflow image build
-# takes about 15 GB (its virtualenvs stage, the image, its archive); with the old key's image and
-# archive and the layers of earlier builds on the disk, one failed with "no space left on device".
+# make_room NAME KEY: before a build of NAME:KEY. The superseded keys of NAME go first, always
+# (their tags and archives: this build replaces them when it ends anyway, and an Airflow image
+# build failed with "no space left on device" beside the old key's 6 GB image and 2 GB archive).
+# Then, while less than $EKSML_BUILD_MIN_FREE_GB is free (default $room_gb, which a caller sets for
+# a large image, else 25), the working containers that failed or interrupted builds left behind
+# (when no build runs) and the untagged images (buildah's layer cache: the next builds take longer).
+# The Airflow image needs about 35 GB at its peak here: its virtualenvs stage (6 GB), their copy
+# into the final stage, the commit of that layer, the image and its archive.
 make_room() {
-  local name="$1" key="$2" min="${EKSML_BUILD_MIN_FREE_GB:-25}" free
-  free="$(free_gb)"
-  [ "$free" -lt "$min" ] || return 0
-  echo "images: $free GB free, less than $min: removing what $name:$key supersedes" >&2
+  local name="$1" key="$2" min="${EKSML_BUILD_MIN_FREE_GB:-${room_gb:-25}}" free
   prune_superseded "$name" "$key"
   free="$(free_gb)"
+  [ "$free" -lt "$min" ] || return 0
+  echo "images: $free GB free, less than the $min $name:$key needs" >&2
+  if ! pgrep -f 'buildah (bud|build) ' >/dev/null; then
+    echo "images: removing the working containers of earlier builds" >&2
+    buildah rm --all >/dev/null 2>&1 || true
+    free="$(free_gb)"
+  fi
   if [ "$free" -lt "$min" ]; then
     echo "images: $free GB free: removing untagged images (buildah's layer cache)" >&2
     buildah rmi --prune >/dev/null 2>&1 || true
