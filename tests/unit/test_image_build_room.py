@@ -2,9 +2,9 @@
 then on a nearly full disk the working containers failed builds left and buildah's layer cache.
 Builds of the Airflow image failed with "no space left on device" while the old key's image and
 archive and earlier builds' layers and containers were still on the disk (the second time with 33
-GB free at its start, above the 25 GB that then triggered any removal). ``buildah`` and ``df`` are stand-ins here that keep the free space in a file
-(the real ones are exercised by tests/k8s/test_node_image_cache.py, which must not empty a
-developer's layer cache)."""
+GB free at its start, above the 25 GB that then triggered any removal). ``buildah`` and ``df``
+are stand-ins here that keep the free space in a file (the real ones are exercised by
+tests/k8s/test_node_image_cache.py, which must not empty a developer's layer cache)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ esac
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
     room = "" if room_gb is None else f"room_gb={room_gb} "
-    script = f"set -euo pipefail; cache={cache}; source {ROOT / 'tools' / 'k8s-node' / 'lib.sh'}; {room}make_room airflow {NEW}"
+    lib = ROOT / "tools" / "k8s-node" / "lib.sh"
+    script = f"set -euo pipefail; cache={cache}; source {lib}; {room}make_room airflow {NEW}"
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
     if min_gb is not None:
         env["EKSML_BUILD_MIN_FREE_GB"] = str(min_gb)
