@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASET = "/usr/share/datasets/fashion-mnist"
@@ -38,6 +39,26 @@ def venv_python(image: str) -> Path:
 
 def missing_venvs(*images: str) -> list[str]:
     return [image for image in images if not venv_python(image).exists()]
+
+
+def server_code_json(script: str, stdin: str | None = None) -> Any:
+    """What ``script`` prints as JSON, run in the inference virtualenv with the server's packages
+    (images/inference, images/common) first on ``sys.path`` as ``sys.argv[1:3]``; skips the test
+    when that virtualenv is missing."""
+    import pytest
+
+    if missing_venvs("inference"):
+        pytest.skip("virtualenv missing: inference (bash scripts/setup.sh)")
+    paths = [str(ROOT / "images" / "inference"), str(ROOT / "images" / "common")]
+    proc = subprocess.run(
+        [str(INFERENCE_PYTHON), "-c", script, *paths],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(proc.stdout)
 
 
 def _key(image: str, args: list[str]) -> str:

@@ -7,9 +7,6 @@ no wait.)"""
 
 from __future__ import annotations
 
-import json
-import subprocess
-
 import inference_models as im
 import pytest
 
@@ -69,13 +66,7 @@ asyncio.run(main())
 
 @pytest.fixture(scope="module")
 def run() -> dict:
-    if im.missing_venvs("inference"):
-        pytest.skip("virtualenv missing: inference (bash scripts/setup.sh)")
-    paths = [str(im.ROOT / "images" / "inference"), str(im.ROOT / "images" / "common")]
-    proc = subprocess.run(
-        [str(im.INFERENCE_PYTHON), "-c", SCRIPT, *paths], capture_output=True, text=True, timeout=120, check=True
-    )
-    return json.loads(proc.stdout)
+    return im.server_code_json(SCRIPT)
 
 
 def test_a_lone_request_is_one_model_call_of_its_own(run):

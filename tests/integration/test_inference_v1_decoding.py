@@ -6,7 +6,6 @@ to the general path (where a count of numbers alone would let a malformed body t
 from __future__ import annotations
 
 import json
-import subprocess
 
 import inference_models as im
 import pytest
@@ -83,18 +82,7 @@ BODIES = {
 
 @pytest.fixture(scope="module")
 def results() -> dict:
-    if im.missing_venvs("inference"):
-        pytest.skip("virtualenv missing: inference (bash scripts/setup.sh)")
-    paths = [str(im.ROOT / "images" / "inference"), str(im.ROOT / "images" / "common")]
-    proc = subprocess.run(
-        [str(im.INFERENCE_PYTHON), "-c", SCRIPT, *paths],
-        input=json.dumps({name: body for name, (body, _) in BODIES.items()}),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return json.loads(proc.stdout)
+    return im.server_code_json(SCRIPT, json.dumps({name: body for name, (body, _) in BODIES.items()}))
 
 
 @pytest.mark.parametrize("name", list(BODIES))
