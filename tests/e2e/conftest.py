@@ -30,6 +30,32 @@ TRAINING_DAG = "fashion_mnist_training"
 TERMINAL = {"success", "failed"}
 
 
+def _retrying_transport() -> Any:
+    """httpx's transport, asking again (twice, 2 s apart) when Airflow answers 500 "Database error".
+
+    The standalone Airflow of these tests keeps its metadata in SQLite, one writer at a time; on a
+    machine loaded by the other tiers a request waited out SQLite's 60 s lock timeout
+    (scripts/airflow_standalone.py) and got that 500, its transaction rolled back. A client of a
+    real deployment (PostgreSQL) would not see it; the tests check the pipeline, not SQLite.
+    """
+    import httpx
+
+    class Retrying(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            for attempt in range(3):
+                if attempt:
+                    time.sleep(2)
+                response = super().handle_request(request)
+                if response.status_code != 500:
+                    return response
+                response.read()
+                if b'"Database error"' not in response.content:
+                    return response
+            return response
+
+    return Retrying()
+
+
 class AirflowApi:
     """A thin client of Airflow's public REST API (``/api/v2``) with a bearer token."""
 
@@ -43,6 +69,7 @@ class AirflowApi:
             base_url=f"{base_url}/api/v2",
             timeout=60,
             headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+            transport=_retrying_transport(),
         )
 
     def request(self, method: str, path: str, **kwargs: Any):
